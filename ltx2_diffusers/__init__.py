@@ -1,0 +1,59 @@
+"""ltx2_diffusers: Diffusers-native LTX-2 (19B) and LTX-2.3 (22B) audio-video generation.
+
+Public names are imported on first use, so `import ltx2_diffusers` stays cheap and a component's import cost is paid
+only by code that touches it. `DiffusionPipeline.from_pretrained` resolves the classes a `model_index.json` names under
+the library "ltx2_diffusers" through this table.
+"""
+
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+__version__ = "0.1.0.dev0"
+
+# public name -> module (relative to this package) that defines it
+_PUBLIC: dict[str, str] = {
+    # models
+    "LTX2VideoTransformer3DModel": ".models.transformer_ltx2",
+    "AutoencoderKLLTX2Video": ".models.autoencoder_kl_ltx2",
+    "AutoencoderKLLTX2Audio": ".models.autoencoder_kl_ltx2_audio",
+    "LTX2Vocoder": ".models.vocoder",
+    "LTX2VocoderWithBWE": ".models.vocoder",
+    "LTX2LatentUpsamplerModel": ".models.latent_upsampler",
+    "LTX2TextConnectors": ".models.connectors",
+    # schedulers
+    "LTX2Scheduler": ".schedulers.scheduling_ltx2",
+    # pipelines
+    "LTX2AVPipeline": ".pipelines.pipeline_ltx2_av",
+    "LTX2PipelineOutput": ".pipelines.pipeline_output",
+    "GuidanceScales": ".pipelines.guidance",
+    # media
+    "export_to_video_with_audio": ".utils.media",
+}
+
+__all__ = [*_PUBLIC, "__version__"]
+
+
+def __getattr__(name: str):
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'ltx2_diffusers' has no attribute {name!r}")
+    value = getattr(import_module(_PUBLIC[name], __name__), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:  # static analysers see the real names
+    from .models.autoencoder_kl_ltx2 import AutoencoderKLLTX2Video
+    from .models.autoencoder_kl_ltx2_audio import AutoencoderKLLTX2Audio
+    from .models.connectors import LTX2TextConnectors
+    from .models.latent_upsampler import LTX2LatentUpsamplerModel
+    from .models.transformer_ltx2 import LTX2VideoTransformer3DModel
+    from .models.vocoder import LTX2Vocoder, LTX2VocoderWithBWE
+    from .pipelines.guidance import GuidanceScales
+    from .pipelines.pipeline_ltx2_av import LTX2AVPipeline
+    from .pipelines.pipeline_output import LTX2PipelineOutput
+    from .schedulers.scheduling_ltx2 import LTX2Scheduler
+    from .utils.media import export_to_video_with_audio

@@ -1,0 +1,1 @@
+"""See the package docstring; modules here are imported directly."""

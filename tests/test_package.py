@@ -1,0 +1,21 @@
+import pytest
+
+import ltx2_diffusers
+from ltx2_diffusers.loaders.renames import invert_renames, rename_keys
+
+
+def test_unknown_attribute_raises():
+    with pytest.raises(AttributeError, match="no attribute 'NotAThing'"):
+        ltx2_diffusers.NotAThing  # noqa: B018
+
+
+def test_rename_keys_applies_rows_in_order_and_inverts():
+    renames = ((r"^model\.diffusion_model\.", ""), (r"\.q_norm\.", ".norm_q."))
+    mapping = rename_keys(["model.diffusion_model.a.q_norm.weight", "model.diffusion_model.b"], renames)
+    assert mapping == {"model.diffusion_model.a.q_norm.weight": "a.norm_q.weight", "model.diffusion_model.b": "b"}
+    assert invert_renames(mapping)["b"] == "model.diffusion_model.b"
+
+
+def test_rename_keys_rejects_collisions():
+    with pytest.raises(ValueError, match="both map to 'x'"):
+        rename_keys(["p.x", "q.x"], ((r"^[pq]\.", ""),))
