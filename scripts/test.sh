@@ -13,4 +13,5 @@ fi
 # Python, which is all ltx-core's audio modules and our torchaudio comparison test need. The package itself never
 # imports torchaudio.
 rm -f .venv/lib/python3*/site-packages/torchaudio/lib/*.so
+.venv/bin/python -m ruff check .
 .venv/bin/python -m pytest -q -m "not gpu" "$@"
