@@ -1,0 +1,451 @@
+"""Latent state, noise and conditioning of LTX-2 generation, in the patchified token layout (spec §6.3, §6.4, §7).
+
+A modality is denoised as a `LatentState`: tokens (B, T, C), the clean values conditioning tokens are pulled towards,
+a per-token denoise mask and RoPE positions. Conditioning edits that state before noise is drawn:
+- `replace_frames`: encoded frames replace the first latent frame(s) in place (image-to-video; ltx-core's
+  `VideoConditionByLatentIndex`).
+- `append_keyframes`: encoded frames at any pixel frame become extra tokens at the end, with their own positions
+  (`VideoConditionByKeyframeIndex`); `append_reference`: an IC-LoRA reference video (`VideoConditionByReferenceLatent`).
+  Both take `attention_strength` (ltx-core's `ConditioningItemAttentionStrengthWrapper`).
+A conditioning token gets denoise mask 1 - strength: its timestep is sigma · mask, the noiser mixes in noise by the mask,
+and the sampler blends its x0 with the clean value by the mask, so strength 1 keeps it exactly clean.
+
+Image preparation (spec §7.6) — cover-resize, centre crop, optional H.264 round trip — is here too (`prepare_image`).
+"""
+
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+
+from ..models.rope import audio_positions, video_positions
+from ..utils.media import h264_round_trip
+
+VIDEO_TIME_SCALE = 8  # pixel frames per latent frame (after the first, which holds one)
+DEFAULT_IMAGE_CRF = 33  # ltx-pipelines' H.264 quality for conditioning images: mimics the training data's compression
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Token layout
+
+
+def patchify_video(latents: Tensor) -> Tensor:
+    """(B, C, F, H, W) -> (B, F·H·W, C): one token per latent pixel, in (f, h, w) row-major order (patch size 1)."""
+    if latents.ndim != 5:
+        raise ValueError(f"video latents must be (B, C, F, H, W), got shape {tuple(latents.shape)}")
+    return latents.flatten(2).transpose(1, 2)
+
+
+def unpatchify_video(tokens: Tensor, latent_frames: int, latent_height: int, latent_width: int) -> Tensor:
+    """(B, F·H·W, C) -> (B, C, F, H, W); pass only the output tokens (`LatentState.output_tokens`)."""
+    if tokens.ndim != 3 or tokens.shape[1] != latent_frames * latent_height * latent_width:
+        raise ValueError(
+            f"expected (B, {latent_frames}*{latent_height}*{latent_width}, C) tokens, got shape {tuple(tokens.shape)}"
+        )
+    return tokens.transpose(1, 2).unflatten(2, (latent_frames, latent_height, latent_width))
+
+
+def patchify_audio(latents: Tensor) -> Tensor:
+    """(B, C, T, M) -> (B, T, C·M), features channel-major (index c·M + m): 8 channels x 16 mel bins = 128."""
+    if latents.ndim != 4:
+        raise ValueError(f"audio latents must be (B, C, T, M), got shape {tuple(latents.shape)}")
+    return latents.transpose(1, 2).flatten(2)
+
+
+def unpatchify_audio(tokens: Tensor, num_mel_bins: int = 16) -> Tensor:
+    """(B, T, C·M) -> (B, C, T, M)."""
+    if tokens.ndim != 3 or tokens.shape[2] % num_mel_bins != 0:
+        raise ValueError(f"expected (B, T, C*{num_mel_bins}) tokens, got shape {tuple(tokens.shape)}")
+    return tokens.unflatten(2, (-1, num_mel_bins)).transpose(1, 2)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Latent state and noise
+
+
+@dataclass(frozen=True)
+class LatentState:
+    """The tokens of one modality while it is denoised (ltx-core's patchified `LatentState`).
+
+    latent: (B, T, C) current sample, in the transformer's dtype.
+    clean_latent: (B, T, C) the values conditioning tokens are pulled towards (the initial latent elsewhere).
+    denoise_mask: (B, T, 1) float32; 1 for generated tokens, 1 - strength for conditioning tokens.
+    positions: RoPE bounds, video (B, 3, T, 2) in (seconds, pixels, pixels), audio (B, 1, T, 2) in seconds.
+    num_output_tokens: the leading tokens that form the output grid; appended conditioning tokens follow.
+    attention_mask: (B, T, T) self-attention weights in [0, 1] (0 blocks), or None for full attention.
+    """
+
+    latent: Tensor
+    clean_latent: Tensor
+    denoise_mask: Tensor
+    positions: Tensor
+    num_output_tokens: int
+    attention_mask: Tensor | None = None
+
+    def output_tokens(self) -> Tensor:
+        """(B, num_output_tokens, C): the sample without appended conditioning tokens."""
+        return self.latent[:, : self.num_output_tokens]
+
+
+def video_latent_state(
+    batch_size: int,
+    latent_frames: int,
+    latent_height: int,
+    latent_width: int,
+    fps: float,
+    *,
+    num_channels: int = 128,
+    dtype: torch.dtype = torch.bfloat16,
+    device: torch.device | str | None = None,
+    initial_latent: Tensor | None = None,
+) -> LatentState:
+    """A video state before conditioning and noise (ltx-core's `VideoLatentTools.create_initial_state`).
+
+    latent = clean_latent = `initial_latent` (B, C, F', H', W') patchified, or zeros; mask ones; positions in `dtype`
+    (bf16 in the pipelines: the reference rounds video positions to the latent dtype, spec §13.2).
+    """
+    shape = (batch_size, num_channels, latent_frames, latent_height, latent_width)
+    if initial_latent is None:
+        initial_latent = torch.zeros(shape, dtype=dtype, device=device)
+    elif tuple(initial_latent.shape) != shape:
+        raise ValueError(f"initial_latent has shape {tuple(initial_latent.shape)}, expected {shape}")
+    tokens = patchify_video(initial_latent)
+    return LatentState(
+        latent=tokens,
+        clean_latent=tokens.clone(),
+        denoise_mask=torch.ones(*tokens.shape[:2], 1, dtype=torch.float32, device=tokens.device),
+        positions=video_positions(
+            batch_size, latent_frames, latent_height, latent_width, fps, device=tokens.device, dtype=dtype
+        ),
+        num_output_tokens=tokens.shape[1],
+    )
+
+
+def audio_latent_state(
+    batch_size: int,
+    audio_latent_frames: int,
+    *,
+    num_channels: int = 8,
+    num_mel_bins: int = 16,
+    dtype: torch.dtype = torch.bfloat16,
+    device: torch.device | str | None = None,
+    initial_latent: Tensor | None = None,
+) -> LatentState:
+    """An audio state before noise (ltx-core's `AudioLatentTools.create_initial_state`); positions float32 seconds."""
+    shape = (batch_size, num_channels, audio_latent_frames, num_mel_bins)
+    if initial_latent is None:
+        initial_latent = torch.zeros(shape, dtype=dtype, device=device)
+    elif tuple(initial_latent.shape) != shape:
+        raise ValueError(f"initial_latent has shape {tuple(initial_latent.shape)}, expected {shape}")
+    tokens = patchify_audio(initial_latent)
+    return LatentState(
+        latent=tokens,
+        clean_latent=tokens.clone(),
+        denoise_mask=torch.ones(*tokens.shape[:2], 1, dtype=torch.float32, device=tokens.device),
+        positions=audio_positions(batch_size, audio_latent_frames, device=tokens.device),
+        num_output_tokens=tokens.shape[1],
+    )
+
+
+def add_noise(state: LatentState, generator: torch.Generator | None, noise_scale: float = 1.0) -> LatentState:
+    """latent <- n·m + latent·(1 - m), m = denoise_mask · noise_scale (ltx-core's `GaussianNoiser`, spec §6.3).
+
+    n is drawn as `torch.randn` of the token tensor's shape (B, T, C), conditioning tokens included, in the latent's
+    dtype and device, from `generator`: the same generator and call order (video, then audio) reproduce ltx-core.
+    """
+    noise = torch.randn(*state.latent.shape, device=state.latent.device, dtype=state.latent.dtype, generator=generator)
+    mask = state.denoise_mask * noise_scale
+    return replace(state, latent=(noise * mask + state.latent * (1 - mask)).to(state.latent.dtype))
+
+
+def clear_conditioning(state: LatentState) -> LatentState:
+    """Drop appended conditioning tokens and the attention mask; mask back to ones (ltx-core's `clear_conditioning`)."""
+    n = state.num_output_tokens
+    return LatentState(
+        latent=state.latent[:, :n],
+        clean_latent=state.clean_latent[:, :n],
+        denoise_mask=torch.ones_like(state.denoise_mask[:, :n]),
+        positions=state.positions[:, :, :n],
+        num_output_tokens=n,
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Conditioning items
+
+
+def _check_strength(strength: float) -> None:
+    if not isinstance(strength, int | float) or not 0.0 <= strength <= 1.0:
+        raise ValueError(
+            f"strength={strength!r} is outside [0, 1]: 1.0 keeps the conditioning frames clean, 0.0 lets the model "
+            "replace them entirely."
+        )
+
+
+def _condition_tokens(state: LatentState, latent: Tensor, grid: tuple[int, int, int], what: str) -> Tensor:
+    """Check a (B or 1, C, f, H', W') condition latent against the state and return its (B, f·H'·W', C) tokens."""
+    if latent.ndim != 5:
+        raise ValueError(f"{what}: the condition latent must be (B, C, f, H', W'), got shape {tuple(latent.shape)}")
+    batch, _, channels = state.latent.shape
+    if math.prod(grid) != state.num_output_tokens:
+        raise ValueError(f"{what}: grid={grid} has {math.prod(grid)} tokens, the state {state.num_output_tokens}")
+    if latent.shape[0] not in (1, batch) or latent.shape[1] != channels:
+        raise ValueError(
+            f"{what}: the condition latent has batch {latent.shape[0]} and {latent.shape[1]} channels, the video "
+            f"state batch {batch} and {channels} channels"
+        )
+    return patchify_video(latent).to(state.latent.dtype).expand(batch, -1, -1)
+
+
+def replace_frames(
+    state: LatentState, latent: Tensor, *, strength: float, grid: tuple[int, int, int], latent_index: int = 0
+) -> LatentState:
+    """Encoded frames replace latent frames [latent_index, latent_index + f) in place (`VideoConditionByLatentIndex`).
+
+    state: the video state (output tokens first). latent: (B or 1, C, f, H', W') normalised VAE latent of the image /
+    frames, same H', W' as the video. grid: the video's latent (F', H', W'). The replaced tokens get
+    latent = clean_latent = the condition, denoise_mask = 1 - strength; positions are unchanged. Image-to-video uses
+    latent_index 0 with the encoded first frame.
+    """
+    _check_strength(strength)
+    tokens = _condition_tokens(state, latent, grid, "replace_frames")
+    num_frames, height, width = grid
+    if tuple(latent.shape[-2:]) != (height, width):
+        raise ValueError(
+            f"replace_frames: the condition latent is {tuple(latent.shape[-2:])} (H', W'), the video {(height, width)}. "
+            "Encode the image at the video's height and width (prepare_image resizes and crops it)."
+        )
+    if not 0 <= latent_index or latent_index + latent.shape[2] > num_frames:
+        raise ValueError(
+            f"replace_frames: latent frames [{latent_index}, {latent_index + latent.shape[2]}) are outside the "
+            f"video's {num_frames} latent frames"
+        )
+    start = latent_index * height * width
+    stop = start + tokens.shape[1]
+    latent_tokens, clean, mask = state.latent.clone(), state.clean_latent.clone(), state.denoise_mask.clone()
+    latent_tokens[:, start:stop] = tokens
+    clean[:, start:stop] = tokens
+    mask[:, start:stop] = 1.0 - strength
+    return replace(state, latent=latent_tokens, clean_latent=clean, denoise_mask=mask)
+
+
+def keyframe_positions(
+    batch_size: int, latent_frames: int, latent_height: int, latent_width: int, frame_index: int, fps: float
+) -> Tensor:
+    """(B, 3, f·H'·W', 2) float32 positions of keyframe tokens placed at pixel frame `frame_index` (spec §7.2).
+
+    The keyframe's own grid in pixels, the causal shift only when frame_index == 0, then + frame_index on the time axis
+    and / fps. So a single image at frame k > 0 covers [k, k + 8) / fps, not the [k - 7, k + 1) of a video frame:
+    1.0.0 behaviour, kept for parity (spec §13.16).
+    """
+    # fps=1 keeps pixel frames (exact in float32) so the offset is added before the division, as the reference does.
+    causal_offset = 1 if frame_index == 0 else VIDEO_TIME_SCALE  # offset 8 = no causal shift
+    positions = video_positions(
+        batch_size, latent_frames, latent_height, latent_width, 1.0, causal_offset=causal_offset, dtype=torch.float32
+    )
+    positions[:, 0] = (positions[:, 0] + frame_index) / fps
+    return positions
+
+
+def _append(state: LatentState, tokens: Tensor, positions: Tensor, strength: float, attention_strength) -> LatentState:
+    # The reference builds the new tokens' mask in the condition latent's dtype (bf16 in its pipelines) before the
+    # concatenation promotes it to float32: 1 - strength is rounded to bf16 (e.g. 0.3 -> 0.30078125).
+    mask = torch.full((*tokens.shape[:2], 1), 1.0 - strength, dtype=tokens.dtype, device=tokens.device)
+    return LatentState(
+        latent=torch.cat([state.latent, tokens], dim=1),
+        clean_latent=torch.cat([state.clean_latent, tokens], dim=1),
+        denoise_mask=torch.cat([state.denoise_mask, mask], dim=1),
+        positions=torch.cat([state.positions, positions.to(state.positions.device)], dim=2),
+        num_output_tokens=state.num_output_tokens,
+        attention_mask=grow_attention_mask(state, tokens.shape[1], attention_strength, dtype=tokens.dtype),
+    )
+
+
+def append_keyframes(
+    state: LatentState,
+    latent: Tensor,
+    *,
+    frame_index: int,
+    strength: float,
+    fps: float,
+    grid: tuple[int, int, int],
+    attention_strength: float | Tensor | None = None,
+) -> LatentState:
+    """Append encoded frames as keyframe tokens at pixel frame `frame_index` (`VideoConditionByKeyframeIndex`).
+
+    latent: (B or 1, C, f, H', W') normalised VAE latent of an image (f = 1) or a short clip (8(f - 1) + 1 frames),
+    same H', W' as the video. grid: the video's latent (F', H', W'). New tokens: latent = clean_latent = the condition,
+    denoise_mask = 1 - strength, positions `keyframe_positions`. attention_strength: None (full attention, or the
+    existing mask padded with ones), or the weight between the new tokens and the generated ones (scalar, (M,), (1, M)
+    or (B, M)); see `grow_attention_mask`.
+    """
+    _check_strength(strength)
+    tokens = _condition_tokens(state, latent, grid, "append_keyframes")
+    num_frames, height, width = grid
+    if tuple(latent.shape[-2:]) != (height, width):
+        raise ValueError(
+            f"append_keyframes: the keyframe latent is {tuple(latent.shape[-2:])} (H', W'), the video "
+            f"{(height, width)}. Encode keyframes at the video's height and width."
+        )
+    num_pixel_frames = VIDEO_TIME_SCALE * (num_frames - 1) + 1
+    keyframe_pixel_frames = VIDEO_TIME_SCALE * (latent.shape[2] - 1) + 1
+    if not isinstance(frame_index, int) or frame_index < 0 or frame_index + keyframe_pixel_frames > num_pixel_frames:
+        raise ValueError(
+            f"append_keyframes: frame_index={frame_index!r} with {keyframe_pixel_frames} keyframe frame(s) does not "
+            f"fit in the video's {num_pixel_frames} frames; use a frame index in [0, "
+            f"{num_pixel_frames - keyframe_pixel_frames}]"
+        )
+    if fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    positions = keyframe_positions(tokens.shape[0], *latent.shape[2:], frame_index, fps)
+    return _append(state, tokens, positions, strength, attention_strength)
+
+
+def append_reference(
+    state: LatentState,
+    latent: Tensor,
+    *,
+    fps: float,
+    grid: tuple[int, int, int],
+    strength: float = 1.0,
+    downscale_factor: int = 1,
+    attention_strength: float | Tensor | None = None,
+) -> LatentState:
+    """Append an IC-LoRA reference video's tokens (`VideoConditionByReferenceLatent`, spec §7.3).
+
+    latent: (B or 1, C, f, h', w') normalised reference latent, possibly at 1/downscale_factor of the video's size.
+    Positions: its own grid with the causal shift, time / fps, space x downscale_factor (the LoRA's
+    `reference_downscale_factor`) so it lines up with the target grid.
+    """
+    _check_strength(strength)
+    tokens = _condition_tokens(state, latent, grid, "append_reference")
+    if not isinstance(downscale_factor, int) or downscale_factor < 1:
+        raise ValueError(f"downscale_factor must be a positive int, got {downscale_factor!r}")
+    positions = video_positions(tokens.shape[0], *latent.shape[2:], fps, dtype=torch.float32)
+    if downscale_factor != 1:
+        positions[:, 1:] *= downscale_factor
+    return _append(state, tokens, positions, strength, attention_strength)
+
+
+def grow_attention_mask(
+    state: LatentState, num_new_tokens: int, attention_strength: float | Tensor | None, dtype: torch.dtype
+) -> Tensor | None:
+    """The (B, N + M, N + M) self-attention weights after appending M tokens to the N of `state` (spec §7.4, §7.5).
+
+    Blocks: old x old = the existing mask (ones if none); new x new = 1; generated (the first num_output_tokens) <->
+    new = attention_strength per new token; earlier conditioning tokens <-> new = 0. With attention_strength None:
+    None when there is no mask yet (full attention everywhere), else the new rows/columns get full weight (1).
+    The transformer turns the weights into log(w) biases (w = 0 blocks attention).
+    """
+    batch, num_existing = state.latent.shape[:2]
+    device = state.latent.device
+    if attention_strength is None:
+        if state.attention_mask is None:
+            return None
+        cross = torch.ones(batch, num_new_tokens, dtype=dtype, device=device)
+    else:
+        cross = _cross_weights(attention_strength, batch, num_new_tokens, dtype, device)
+    num_noisy, total = state.num_output_tokens, num_existing + num_new_tokens
+    mask = torch.zeros(batch, total, total, dtype=dtype, device=device)
+    mask[:, :num_existing, :num_existing] = 1.0 if state.attention_mask is None else state.attention_mask
+    mask[:, num_existing:, num_existing:] = 1.0
+    mask[:, :num_noisy, num_existing:] = cross.unsqueeze(1)
+    mask[:, num_existing:, :num_noisy] = cross.unsqueeze(2)
+    return mask
+
+
+def _cross_weights(strength: float | Tensor, batch: int, num_new: int, dtype: torch.dtype, device) -> Tensor:
+    """Scalar, (M,), (1, M) or (B, M) attention weights -> (B, M)."""
+    if isinstance(strength, Tensor) and strength.ndim == 0:
+        strength = float(strength)
+    if isinstance(strength, int | float):
+        if not 0.0 <= strength <= 1.0:
+            raise ValueError(f"attention_strength={strength} is outside [0, 1] (0 blocks attention, 1 is full)")
+        return torch.full((batch, num_new), float(strength), dtype=dtype, device=device)
+    weights = strength.to(device=device, dtype=dtype)
+    if weights.ndim == 1 and weights.shape[0] == num_new:
+        return weights.unsqueeze(0).expand(batch, -1)
+    if weights.ndim == 2 and weights.shape[1] == num_new and weights.shape[0] in (1, batch):
+        return weights.expand(batch, -1)
+    raise ValueError(
+        f"attention_strength has shape {tuple(strength.shape)}; expected a scalar, ({num_new},), (1, {num_new}) or "
+        f"({batch}, {num_new}) for {num_new} new tokens and batch {batch}"
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Image and video preparation (pixels -> the VAE's input)
+
+
+def resize_and_center_crop(frames: Tensor, height: int, width: int) -> Tensor:
+    """(H, W, C) or (F, H, W, C) float pixels -> (1, C, F, height, width): "cover" resize and centre crop.
+
+    Scale = max(height / H, width / W), new size ceil(H·scale) x ceil(W·scale), bilinear (align_corners=False, no
+    antialias), then the centred height x width window: ltx-pipelines' `resize_and_center_crop`.
+    """
+    if frames.ndim == 3:
+        frames = frames.unsqueeze(0)
+    if frames.ndim != 4:
+        raise ValueError(f"expected (H, W, C) or (F, H, W, C) pixels, got shape {tuple(frames.shape)}")
+    if height < 1 or width < 1:
+        raise ValueError(f"target size must be positive, got {height}x{width}")
+    frames = frames.permute(0, 3, 1, 2)  # (F, C, H, W)
+    src_h, src_w = frames.shape[-2:]
+    scale = max(height / src_h, width / src_w)
+    new_h, new_w = math.ceil(src_h * scale), math.ceil(src_w * scale)  # ceil: never smaller than the target
+    frames = F.interpolate(frames, size=(new_h, new_w), mode="bilinear", align_corners=False)
+    top, left = (new_h - height) // 2, (new_w - width) // 2
+    frames = frames[:, :, top : top + height, left : left + width]
+    return frames.permute(1, 0, 2, 3).unsqueeze(0)
+
+
+def _rgb_uint8(image: "str | Path | Image.Image | np.ndarray | Tensor") -> np.ndarray:
+    """Any image input -> (H, W, 3) uint8 RGB; alpha is dropped as the reference does ([..., :3])."""
+    if isinstance(image, str | Path):
+        image = Image.open(image)
+    if isinstance(image, Image.Image):
+        if image.mode not in ("RGB", "RGBA"):
+            image = image.convert("RGB")
+        image = np.array(image)
+    if isinstance(image, Tensor):
+        image = image.detach().cpu().numpy()
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"image must be a path, PIL image, numpy array or tensor, got {type(image).__name__}")
+    if image.ndim != 3 or image.shape[2] not in (3, 4):
+        raise ValueError(f"image array must be (H, W, 3) or (H, W, 4) RGB(A), got shape {image.shape}")
+    if image.dtype != np.uint8:
+        raise TypeError(f"image array must be uint8 in [0, 255], got {image.dtype}; PIL images are converted for you")
+    return image[..., :3]
+
+
+def prepare_image(
+    image: "str | Path | Image.Image | np.ndarray | Tensor", height: int, width: int, crf: int = DEFAULT_IMAGE_CRF
+) -> Tensor:
+    """An image -> (1, 3, 1, height, width) float32 in [-1, 1], ready for the video VAE (spec §7.6).
+
+    image: a path, a PIL image, or an (H, W, 3|4) uint8 array / tensor. crf > 0 first re-encodes it as one H.264 frame
+    at that CRF (libx264, veryfast, yuv420p, size cropped to even) and decodes it back, as the model saw compressed
+    frames in training; 0 skips that. Then `resize_and_center_crop` and x / 127.5 - 1.
+    """
+    if crf < 0:
+        raise ValueError(f"crf must be >= 0 (0 skips the H.264 round trip; the reference uses 33), got {crf}")
+    pixels = _rgb_uint8(image)
+    if crf > 0:
+        pixels = h264_round_trip(pixels, crf)
+    frames = resize_and_center_crop(torch.tensor(pixels, dtype=torch.float32), height, width)
+    return frames / 127.5 - 1.0
+
+
+def prepare_video(frames: "np.ndarray | Tensor", height: int, width: int) -> Tensor:
+    """(F, H, W, 3) uint8 frames -> (1, 3, F, height, width) float32 in [-1, 1] (ltx-pipelines'
+    `load_video_conditioning`: each frame cover-resized and centre-cropped, no H.264 round trip)."""
+    if isinstance(frames, np.ndarray):
+        frames = torch.from_numpy(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != torch.uint8:
+        raise ValueError(f"frames must be (F, H, W, 3) uint8, got shape {tuple(frames.shape)} {frames.dtype}")
+    return resize_and_center_crop(frames.to(torch.float32), height, width) / 127.5 - 1.0
