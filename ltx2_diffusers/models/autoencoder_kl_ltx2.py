@@ -1,0 +1,352 @@
+"""LTX-2 / LTX-2.3 video VAE (spec §2): causal encoder, non-causal decoder, per-channel latent statistics, tiling.
+
+Config and state dict = diffusers 0.42's `AutoencoderKLLTX2Video`; numerics = ltx-core 1.0.0's `VideoEncoder` /
+`VideoDecoder`. As in diffusers, `encode` returns un-normalised moments and `decode` takes un-normalised latents;
+the transformer sees latents normalised with `normalize_latents(latents, vae.latents_mean, vae.latents_std)`
+(ltx-core folds that step into its encoder and decoder).
+"""
+
+from collections.abc import Iterator
+from dataclasses import replace
+
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.autoencoders.vae import AutoencoderMixin, DecoderOutput, DiagonalGaussianDistribution
+from diffusers.models.modeling_outputs import AutoencoderKLOutput
+from diffusers.models.modeling_utils import ModelMixin
+from torch import Tensor
+
+from .video_vae_blocks import Decoder3d, Encoder3d
+from .video_vae_tiling import VideoTilingConfig, tiled_decode_chunks, tiled_encode
+
+
+def normalize_latents(latents: Tensor, latents_mean: Tensor, latents_std: Tensor) -> Tensor:
+    """(x - mean_c) / std_c per channel; latents (B, C, F, H, W), mean/std (C,). ltx-core's `normalize`."""
+    return (latents - latents_mean.view(1, -1, 1, 1, 1).to(latents)) / latents_std.view(1, -1, 1, 1, 1).to(latents)
+
+
+def denormalize_latents(latents: Tensor, latents_mean: Tensor, latents_std: Tensor) -> Tensor:
+    """x * std_c + mean_c per channel, the inverse of `normalize_latents`. ltx-core's `un_normalize`."""
+    return latents * latents_std.view(1, -1, 1, 1, 1).to(latents) + latents_mean.view(1, -1, 1, 1, 1).to(latents)
+
+
+def _as_tuple(value, length: int) -> tuple:
+    return tuple(value) if isinstance(value, (list, tuple)) else (value,) * length
+
+
+class AutoencoderKLLTX2Video(ModelMixin, AutoencoderMixin, ConfigMixin):
+    r"""The LTX-2 video VAE: (B, 3, 8k+1, 32h, 32w) pixels in [-1, 1] <-> (B, 128, k+1, h, w) latents.
+
+    Config keys and meanings are diffusers' (defaults: the released LTX-2 19B VAE). Lists are given encoder-side first;
+    the decoder reverses `decoder_block_out_channels`, `decoder_layers_per_block`, `decoder_spatio_temporal_scaling`,
+    `decoder_inject_noise`, `upsample_residual`, `upsample_factor`, and reads `upsample_type` in decoder order.
+
+    Args:
+        in_channels, out_channels: pixel channels (3).
+        latent_channels: latent width (128); the encoder's first width is also this value.
+        block_out_channels: encoder width after each down block.
+        down_block_types: "LTX2VideoDownBlock3D" per down block (the only kind).
+        decoder_block_out_channels: decoder widths, encoder-side first (LTX-2: 256, 512, 1024).
+        layers_per_block: resnets per encoder down block, then the mid block.
+        decoder_layers_per_block: resnets of the decoder's mid block and up blocks, encoder-side first.
+        spatio_temporal_scaling / decoder_spatio_temporal_scaling: whether each block resamples.
+        decoder_inject_noise: per decoder block (mid block last), whether its resnets add scaled spatial noise.
+        downsample_type: "spatial", "temporal", "spatiotemporal" (space-to-depth) or "conv" (strided conv) per block.
+        upsample_type: "spatial", "temporal" or "spatiotemporal" per up block, in decoder order.
+        upsample_residual: per up block, whether depth-to-space of the input is added to the upsampled output.
+        upsample_factor: per up block, the width reduction of the upsampler.
+        timestep_conditioning: decoder AdaLN on the decode timestep (off in the released configs).
+        patch_size, patch_size_t: pixel space-to-depth before the encoder (4, 1; only patch_size_t = 1 exists).
+        resnet_norm_eps: eps of the shortcut GroupNorm when a resnet changes width.
+        scaling_factor: kept for diffusers compatibility; ltx-core ignores it (1.0).
+        encoder_causal, decoder_causal: temporal padding of every conv (True: 2 copies of frame 0 in front).
+        encoder_spatial_padding_mode, decoder_spatial_padding_mode: "zeros" or "reflect" (LTX-2: zeros / reflect).
+        spatial_compression_ratio, temporal_compression_ratio: 32 and 8 (derived when None).
+    """
+
+    _supports_gradient_checkpointing = False
+
+    @register_to_config
+    def __init__(
+        self,
+        in_channels: int = 3,
+        out_channels: int = 3,
+        latent_channels: int = 128,
+        block_out_channels: tuple[int, ...] = (256, 512, 1024, 2048),
+        down_block_types: tuple[str, ...] = ("LTX2VideoDownBlock3D",) * 4,
+        decoder_block_out_channels: tuple[int, ...] = (256, 512, 1024),
+        layers_per_block: tuple[int, ...] = (4, 6, 6, 2, 2),
+        decoder_layers_per_block: tuple[int, ...] = (5, 5, 5, 5),
+        spatio_temporal_scaling: bool | tuple[bool, ...] = (True, True, True, True),
+        decoder_spatio_temporal_scaling: bool | tuple[bool, ...] = (True, True, True),
+        decoder_inject_noise: bool | tuple[bool, ...] = (False, False, False, False),
+        downsample_type: tuple[str, ...] = ("spatial", "temporal", "spatiotemporal", "spatiotemporal"),
+        upsample_type: tuple[str, ...] = ("spatiotemporal", "spatiotemporal", "spatiotemporal"),
+        upsample_residual: bool | tuple[bool, ...] = (True, True, True),
+        upsample_factor: tuple[int, ...] = (2, 2, 2),
+        timestep_conditioning: bool = False,
+        patch_size: int = 4,
+        patch_size_t: int = 1,
+        resnet_norm_eps: float = 1e-6,
+        scaling_factor: float = 1.0,
+        encoder_causal: bool = True,
+        decoder_causal: bool = False,
+        encoder_spatial_padding_mode: str = "zeros",
+        decoder_spatial_padding_mode: str = "reflect",
+        spatial_compression_ratio: int | None = None,
+        temporal_compression_ratio: int | None = None,
+    ) -> None:
+        super().__init__()
+        num_down, num_up = len(block_out_channels), len(decoder_block_out_channels)
+        spatio_temporal_scaling = _as_tuple(spatio_temporal_scaling, num_down)
+        decoder_spatio_temporal_scaling = _as_tuple(decoder_spatio_temporal_scaling, num_up)
+        decoder_inject_noise = _as_tuple(decoder_inject_noise, num_up + 1)
+        upsample_residual = _as_tuple(upsample_residual, num_up)
+        if patch_size_t != 1:
+            raise ValueError(f"patch_size_t={patch_size_t}: only 1 exists in LTX-2 checkpoints (and in ltx-core)")
+        if any(t != "LTX2VideoDownBlock3D" for t in down_block_types):
+            raise ValueError(f"down_block_types={down_block_types}: only 'LTX2VideoDownBlock3D' is defined")
+        lengths = {
+            "layers_per_block": (len(layers_per_block), num_down + 1),
+            "down_block_types": (len(down_block_types), num_down),
+            "spatio_temporal_scaling": (len(spatio_temporal_scaling), num_down),
+            "downsample_type": (len(downsample_type), num_down),
+            "decoder_layers_per_block": (len(decoder_layers_per_block), num_up + 1),
+            "decoder_spatio_temporal_scaling": (len(decoder_spatio_temporal_scaling), num_up),
+            "decoder_inject_noise": (len(decoder_inject_noise), num_up + 1),
+            "upsample_type": (len(upsample_type), num_up),
+            "upsample_residual": (len(upsample_residual), num_up),
+            "upsample_factor": (len(upsample_factor), num_up),
+        }
+        for name, (got, expected) in lengths.items():
+            if got != expected:
+                raise ValueError(
+                    f"{name} has {got} entries, expected {expected} (one per block for "
+                    f"{num_down} encoder / {num_up} decoder blocks, plus the mid block for *layers_per_block)"
+                )
+        self.encoder = Encoder3d(
+            in_channels,
+            latent_channels,
+            tuple(block_out_channels),
+            spatio_temporal_scaling,
+            tuple(layers_per_block),
+            tuple(downsample_type),
+            patch_size,
+            resnet_norm_eps,
+            encoder_causal,
+            encoder_spatial_padding_mode,
+        )
+        self.decoder = Decoder3d(
+            latent_channels,
+            out_channels,
+            tuple(decoder_block_out_channels),
+            decoder_spatio_temporal_scaling,
+            tuple(decoder_layers_per_block),
+            tuple(upsample_type),
+            patch_size,
+            resnet_norm_eps,
+            decoder_causal,
+            decoder_inject_noise,
+            timestep_conditioning,
+            upsample_residual,
+            tuple(upsample_factor),
+            decoder_spatial_padding_mode,
+        )
+        # ltx-core's per_channel_statistics "mean-of-means" / "std-of-means"
+        self.register_buffer("latents_mean", torch.zeros(latent_channels), persistent=True)
+        self.register_buffer("latents_std", torch.ones(latent_channels), persistent=True)
+        self.spatial_compression_ratio = spatial_compression_ratio or patch_size * 2 ** sum(
+            "temporal" != t for t, s in zip(downsample_type, spatio_temporal_scaling) if s
+        )
+        self.temporal_compression_ratio = temporal_compression_ratio or 2 ** sum(
+            "spatial" != t for t, s in zip(downsample_type, spatio_temporal_scaling) if s
+        )
+        self.use_slicing = False
+        self.use_tiling: bool | None = None  # None: tile clips larger than tiling.auto_min_pixels
+        self.tiling = VideoTilingConfig()
+
+    # ---- tiling switches -------------------------------------------------------------------------------------------
+
+    def enable_tiling(
+        self,
+        tile_size_pixels: int | None = None,
+        tile_overlap_pixels: int | None = None,
+        tile_size_frames: int | None = None,
+        tile_overlap_frames: int | None = None,
+    ) -> None:
+        """Always tile (encode and decode), optionally with other tile sizes than ltx-core's 512/64 px, 64/24 frames."""
+        changes = {
+            "tile_size_pixels": tile_size_pixels,
+            "tile_overlap_pixels": tile_overlap_pixels,
+            "tile_size_frames": tile_size_frames,
+            "tile_overlap_frames": tile_overlap_frames,
+        }
+        self.tiling = replace(self.tiling, **{k: v for k, v in changes.items() if v is not None})
+        self.use_tiling = True
+
+    def disable_tiling(self) -> None:
+        """Never tile: one decoder call per clip (fastest, most memory)."""
+        self.use_tiling = False
+
+    def enable_auto_tiling(self, min_pixels: int | None = None) -> None:
+        """The default: tile clips of more than `min_pixels` output pixels (F * H * W), decode smaller ones whole."""
+        if min_pixels is not None:
+            self.tiling = replace(self.tiling, auto_min_pixels=min_pixels)
+        self.use_tiling = None
+
+    def _tiles(self, num_frames: int, height: int, width: int) -> bool:
+        if self.use_tiling is None:
+            return num_frames * height * width > self.tiling.auto_min_pixels
+        return self.use_tiling
+
+    # ---- input checks ----------------------------------------------------------------------------------------------
+
+    def _check_video(self, video: Tensor) -> None:
+        s, t = self.spatial_compression_ratio, self.temporal_compression_ratio
+        if video.ndim != 5:
+            raise ValueError(
+                f"video must be (B, C, F, H, W), got shape {tuple(video.shape)}; add a frame axis for images"
+            )
+        _, channels, frames, height, width = video.shape
+        if channels != self.config.in_channels:
+            raise ValueError(
+                f"video has {channels} channels, the VAE expects {self.config.in_channels} (RGB in [-1, 1], channels "
+                "on axis 1: permute (B, F, H, W, C) input with .permute(0, 4, 1, 2, 3))"
+            )
+        if (frames - 1) % t:
+            below = max(1, (frames - 1) // t * t + 1)
+            raise ValueError(
+                f"video has {frames} frames, not of the form {t}*k + 1, which the causal encoder needs (the first "
+                f"latent frame holds 1 frame, each later one {t}). Crop to {below} frames (video[:, :, :{below}]) or "
+                f"pad to {below + t}."
+            )
+        if height % s or width % s:
+            raise ValueError(
+                f"video is {height}x{width} pixels; height and width must be multiples of {s}. Resize or crop to "
+                f"{height // s * s}x{width // s * s} (or pad to {-(-height // s) * s}x{-(-width // s) * s})."
+            )
+
+    def _check_latents(self, latents: Tensor) -> None:
+        if latents.ndim != 5 or latents.shape[1] != self.config.latent_channels:
+            raise ValueError(
+                f"latents must be (B, {self.config.latent_channels}, F, H, W), got shape {tuple(latents.shape)}; "
+                "unpack transformer tokens (B, F*H*W, C) with .unflatten(1, (F, H, W)).permute(0, 4, 1, 2, 3)"
+            )
+
+    def _check_timestep(self, temb: Tensor | None) -> None:
+        if self.config.timestep_conditioning and temb is None:
+            raise ValueError(
+                "this VAE's decoder is timestep-conditioned: pass temb=torch.full((B,), 0.05), the decode timestep "
+                "ltx-core uses (and mix 2.5% noise into the normalised latents first, as its decoder does)"
+            )
+        if not self.config.timestep_conditioning and temb is not None:
+            raise ValueError("temb was given but timestep_conditioning is False in this VAE's config; drop temb")
+
+    # ---- encode ----------------------------------------------------------------------------------------------------
+
+    def _encode_moments(self, video: Tensor, causal: bool | None) -> Tensor:
+        """(B, 3, F, H, W) -> (B, C + 1, F', H', W'): C means and one shared log-variance, un-normalised."""
+        _, _, frames, height, width = video.shape
+        if self._tiles(frames, height, width):
+            return tiled_encode(
+                lambda tile: self.encoder(tile, causal),
+                video,
+                self.tiling,
+                self.temporal_compression_ratio,
+                self.spatial_compression_ratio,
+            )
+        return self.encoder(video, causal)
+
+    def encode(
+        self, x: Tensor, causal: bool | None = None, return_dict: bool = True
+    ) -> AutoencoderKLOutput | tuple[DiagonalGaussianDistribution]:
+        """Encode (B, 3, 8k+1, 32h, 32w) pixels in [-1, 1] into a diagonal Gaussian over un-normalised latents.
+
+        `.latent_dist.mode()` (the mean) is what ltx-core's encoder returns before normalisation; ltx-core never samples.
+        Frame counts that are not 8k+1 and sizes that are not multiples of 32 raise a ValueError (ltx-core crops frames
+        with a warning; we make the caller choose).
+        """
+        self._check_video(x)
+        if self.use_slicing and x.shape[0] > 1:
+            moments = torch.cat([self._encode_moments(clip, causal) for clip in x.split(1)])
+        else:
+            moments = self._encode_moments(x, causal)
+        # diffusers' layout: C means, then the shared log-variance repeated C times
+        logvar = moments[:, -1:]
+        posterior = DiagonalGaussianDistribution(torch.cat([moments[:, :-1], logvar.expand_as(moments[:, :-1])], 1))
+        return AutoencoderKLOutput(latent_dist=posterior) if return_dict else (posterior,)
+
+    # ---- decode ----------------------------------------------------------------------------------------------------
+
+    def decode_stream(
+        self,
+        z: Tensor,
+        temb: Tensor | None = None,
+        causal: bool | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Iterator[Tensor]:
+        """Yield decoded frames (B, 3, T_i, H, W) in temporal chunks whose concatenation along axis 2 is the clip.
+
+        Always tiled (with `self.tiling`), chunked where ltx-core's `tiled_decode` yields: a long clip never exists as
+        one float tensor. z: un-normalised latents (B, C, F', H', W'); temb: (B,) decode timestep when conditioned.
+        """
+        self._check_latents(z)
+        self._check_timestep(temb)
+        yield from tiled_decode_chunks(
+            lambda tile: self.decoder(tile, temb, generator, causal),
+            z,
+            self.tiling,
+            self.temporal_compression_ratio,
+            self.spatial_compression_ratio,
+        )
+
+    def _decode_one(self, z: Tensor, temb: Tensor | None, causal: bool | None, generator) -> Tensor:
+        frames = (z.shape[2] - 1) * self.temporal_compression_ratio + 1
+        height, width = z.shape[3] * self.spatial_compression_ratio, z.shape[4] * self.spatial_compression_ratio
+        if not self._tiles(frames, height, width):
+            return self.decoder(z, temb, generator, causal)
+        out, start = None, 0
+        for chunk in self.decode_stream(z, temb, causal, generator):
+            if out is None:  # written chunk by chunk: no concatenation copy
+                out = chunk.new_empty((chunk.shape[0], chunk.shape[1], frames, height, width))
+            out[:, :, start : start + chunk.shape[2]] = chunk
+            start += chunk.shape[2]
+        return out
+
+    def decode(
+        self,
+        z: Tensor,
+        temb: Tensor | None = None,
+        causal: bool | None = None,
+        return_dict: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> DecoderOutput | tuple[Tensor]:
+        """Decode un-normalised latents (B, C, F', H', W') into pixels (B, 3, 8(F'-1)+1, 32H', 32W') in about [-1, 1].
+
+        Tiled when `use_tiling` is True, or when it is None (the default) and the clip has more than
+        `tiling.auto_min_pixels` output pixels. temb: (B,) decode timestep, only for timestep-conditioned decoders.
+        generator: for decoders with noise injection.
+        """
+        self._check_latents(z)
+        self._check_timestep(temb)
+        if self.use_slicing and z.shape[0] > 1:
+            tembs = temb.split(1) if temb is not None else [None] * z.shape[0]
+            video = torch.cat([self._decode_one(zi, ti, causal, generator) for zi, ti in zip(z.split(1), tembs)])
+        else:
+            video = self._decode_one(z, temb, causal, generator)
+        return DecoderOutput(sample=video) if return_dict else (video,)
+
+    def forward(
+        self,
+        sample: Tensor,
+        temb: Tensor | None = None,
+        sample_posterior: bool = False,
+        encoder_causal: bool | None = None,
+        decoder_causal: bool | None = None,
+        return_dict: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> DecoderOutput | tuple[Tensor]:
+        """Encode then decode (the posterior mean unless `sample_posterior`)."""
+        posterior = self.encode(sample, causal=encoder_causal).latent_dist
+        z = posterior.sample(generator=generator) if sample_posterior else posterior.mode()
+        return self.decode(z, temb, causal=decoder_causal, return_dict=return_dict, generator=generator)

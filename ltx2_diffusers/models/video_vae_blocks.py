@@ -1,0 +1,500 @@
+"""Layers of the LTX-2 video VAE (spec §2.2-§2.4), with diffusers' parameter names.
+
+Numerics follow ltx-core 1.0.0; module and parameter names follow diffusers 0.42's `autoencoder_kl_ltx2.py`, so a
+diffusers-layout state dict loads strictly. Every causal conv wraps an inner `nn.Conv3d` named `conv`, hence the doubled
+`.conv.conv.` in checkpoint keys.
+"""
+
+import torch
+import torch.nn.functional as F
+from diffusers.models.embeddings import PixArtAlphaCombinedTimestepSizeEmbeddings
+from torch import Tensor, nn
+
+UPSAMPLE_STRIDES = {"spatial": (1, 2, 2), "temporal": (2, 1, 1), "spatiotemporal": (2, 2, 2)}
+DOWNSAMPLE_STRIDES = {"spatial": (1, 2, 2), "temporal": (2, 1, 1), "spatiotemporal": (2, 2, 2), "conv": (2, 2, 2)}
+
+
+def pixel_norm(x: Tensor, eps: float = 1e-8) -> Tensor:
+    """x / sqrt(mean_c(x^2) + eps) over the channel axis (dim 1). The video VAE uses eps 1e-8 (spec §13.9)."""
+    return x / torch.sqrt(torch.mean(x**2, dim=1, keepdim=True) + eps)
+
+
+def space_to_depth(x: Tensor, stride: tuple[int, int, int]) -> Tensor:
+    """(B, C, F*p1, H*p2, W*p3) -> (B, C*p1*p2*p3, F, H, W), channel order (c, p1, p2, p3)."""
+    p1, p2, p3 = stride
+    b, c, f, h, w = x.shape
+    x = x.reshape(b, c, f // p1, p1, h // p2, p2, w // p3, p3)
+    return x.permute(0, 1, 3, 5, 7, 2, 4, 6).reshape(b, c * p1 * p2 * p3, f // p1, h // p2, w // p3)
+
+
+def depth_to_space(x: Tensor, stride: tuple[int, int, int]) -> Tensor:
+    """(B, C*p1*p2*p3, F, H, W) -> (B, C, F*p1, H*p2, W*p3), the inverse of `space_to_depth`."""
+    p1, p2, p3 = stride
+    b, c, f, h, w = x.shape
+    x = x.reshape(b, c // (p1 * p2 * p3), p1, p2, p3, f, h, w)
+    return x.permute(0, 1, 5, 2, 6, 3, 7, 4).reshape(b, c // (p1 * p2 * p3), f * p1, h * p2, w * p3)
+
+
+def patchify(video: Tensor, patch_size: int) -> Tensor:
+    """(B, C, F, H*p, W*p) -> (B, C*p*p, F, H, W), channel order (c, w-offset, h-offset) (spec §2.3, §13.10)."""
+    b, c, f, h, w = video.shape
+    p = patch_size
+    x = video.reshape(b, c, f, h // p, p, w // p, p)
+    return x.permute(0, 1, 6, 4, 2, 3, 5).reshape(b, c * p * p, f, h // p, w // p)
+
+
+def unpatchify(x: Tensor, patch_size: int) -> Tensor:
+    """(B, C*p*p, F, H, W) -> (B, C, F, H*p, W*p), the inverse of `patchify`."""
+    b, cpp, f, h, w = x.shape
+    p = patch_size
+    x = x.reshape(b, cpp // (p * p), p, p, f, h, w)  # (c, w-offset r, h-offset q)
+    return x.permute(0, 1, 4, 5, 3, 6, 2).reshape(b, cpp // (p * p), f, h * p, w * p)
+
+
+class CausalConv3d(nn.Module):
+    """3x3x3 conv whose time axis is padded by repeating edge frames; the spatial padding mode is configurable.
+
+    causal=True puts two copies of the first frame in front (the encoder); causal=False one copy of the first frame in
+    front and one of the last frame behind (the released decoders). Spatial padding is 1 on each side.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        stride: int | tuple[int, int, int] = 1,
+        spatial_padding_mode: str = "zeros",
+    ):
+        super().__init__()
+        if spatial_padding_mode not in ("zeros", "reflect", "replicate", "circular"):
+            raise ValueError(
+                f"spatial_padding_mode={spatial_padding_mode!r} is not a torch padding mode; use 'zeros' or 'reflect' "
+                "(the modes of the released LTX-2 / LTX-2.3 VAEs)."
+            )
+        self.time_kernel_size = kernel_size
+        self.conv = nn.Conv3d(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=(0, kernel_size // 2, kernel_size // 2),
+            padding_mode=spatial_padding_mode,
+        )
+
+    def forward(self, x: Tensor, causal: bool = True) -> Tensor:
+        """x: (B, C_in, F, H, W) -> (B, C_out, F', H', W'); with stride 1, F' = F, H' = H, W' = W."""
+        pad = self.time_kernel_size - 1
+        if causal:
+            x = torch.cat([x[:, :, :1].expand(-1, -1, pad, -1, -1), x], dim=2)
+        else:
+            half = pad // 2
+            x = torch.cat(
+                [x[:, :, :1].expand(-1, -1, half, -1, -1), x, x[:, :, -1:].expand(-1, -1, half, -1, -1)], dim=2
+            )
+        return self.conv(x)
+
+
+def _timestep_embedder(dim: int) -> nn.Module:
+    # sinusoidal(256) -> Linear -> SiLU -> Linear, names time_proj / timestep_embedder.linear_{1,2} in both codebases
+    return PixArtAlphaCombinedTimestepSizeEmbeddings(dim, 0)
+
+
+def embed_timestep(embedder: nn.Module, timestep: Tensor, batch_size: int, dtype: torch.dtype) -> Tensor:
+    """(B,) scaled timesteps -> (B, D, 1, 1, 1) embeddings in `dtype`."""
+    emb = embedder(timestep.flatten(), resolution=None, aspect_ratio=None, batch_size=batch_size, hidden_dtype=dtype)
+    return emb.view(batch_size, -1, 1, 1, 1)
+
+
+class ResnetBlock3d(nn.Module):
+    """norm1 -> [AdaLN] -> SiLU -> conv1 -> [noise] -> norm2 -> [AdaLN] -> SiLU -> conv2 -> [noise], plus shortcut.
+
+    Norms are parameter-free pixel norms. When the width changes, the shortcut is GroupNorm(1 group) then a 1x1x1 conv:
+    ltx-core normalises over (C, F, H, W) together; diffusers' in-tree class uses a per-position LayerNorm here (same
+    parameter names and shapes), and we follow the reference. No released config changes width inside a resnet.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int | None = None,
+        eps: float = 1e-6,
+        inject_noise: bool = False,
+        timestep_conditioning: bool = False,
+        spatial_padding_mode: str = "zeros",
+    ):
+        super().__init__()
+        out_channels = out_channels or in_channels
+        self.conv1 = CausalConv3d(in_channels, out_channels, spatial_padding_mode=spatial_padding_mode)
+        self.conv2 = CausalConv3d(out_channels, out_channels, spatial_padding_mode=spatial_padding_mode)
+        self.norm3 = None
+        self.conv_shortcut = None
+        if in_channels != out_channels:
+            self.norm3 = nn.GroupNorm(1, in_channels, eps=eps, affine=True)
+            self.conv_shortcut = nn.Conv3d(in_channels, out_channels, kernel_size=1)
+        self.per_channel_scale1 = None
+        self.per_channel_scale2 = None
+        if inject_noise:  # both (in_channels, 1, 1), as in both codebases
+            self.per_channel_scale1 = nn.Parameter(torch.zeros(in_channels, 1, 1))
+            self.per_channel_scale2 = nn.Parameter(torch.zeros(in_channels, 1, 1))
+        self.scale_shift_table = None
+        if timestep_conditioning:  # rows: shift1, scale1, shift2, scale2
+            self.scale_shift_table = nn.Parameter(torch.zeros(4, in_channels))
+
+    @staticmethod
+    def _add_spatial_noise(h: Tensor, scale: Tensor, generator: torch.Generator | None) -> Tensor:
+        # One (H, W) draw per call, shared by batch, frames and channels (scaled per channel), like StyleGAN's noise.
+        noise = torch.randn(h.shape[-2:], generator=generator, device=h.device, dtype=h.dtype)
+        return h + (noise[None] * scale.to(h.dtype))[None, :, None]
+
+    def forward(
+        self, x: Tensor, temb: Tensor | None = None, generator: torch.Generator | None = None, causal: bool = True
+    ) -> Tensor:
+        """x: (B, C_in, F, H, W) -> (B, C_out, F, H, W); temb: (B, 4*C_in, 1, 1, 1) when timestep-conditioned."""
+        h = pixel_norm(x)
+        if self.scale_shift_table is not None:
+            ada = self.scale_shift_table[None, ..., None, None, None].to(h) + temb.unflatten(1, (4, -1))
+            shift1, scale1, shift2, scale2 = ada.unbind(dim=1)
+            h = h * (1 + scale1) + shift1
+        h = self.conv1(F.silu(h), causal=causal)
+        if self.per_channel_scale1 is not None:
+            h = self._add_spatial_noise(h, self.per_channel_scale1, generator)
+        h = pixel_norm(h)
+        if self.scale_shift_table is not None:
+            h = h * (1 + scale2) + shift2
+        h = self.conv2(F.silu(h), causal=causal)
+        if self.per_channel_scale2 is not None:
+            h = self._add_spatial_noise(h, self.per_channel_scale2, generator)
+        if self.conv_shortcut is not None:
+            x = self.conv_shortcut(self.norm3(x))
+        return x + h
+
+
+class Downsampler3d(nn.Module):
+    """Space-to-depth downsampling with a conv main path and a channel-averaged skip path (`compress_*_res`)."""
+
+    def __init__(
+        self, in_channels: int, out_channels: int, stride: tuple[int, int, int], spatial_padding_mode: str = "zeros"
+    ):
+        super().__init__()
+        self.stride = stride
+        factor = stride[0] * stride[1] * stride[2]
+        if (in_channels * factor) % out_channels or out_channels % factor:
+            raise ValueError(
+                f"Downsampler3d: out_channels={out_channels} must divide in_channels*{factor}={in_channels * factor} "
+                f"and be a multiple of {factor}; fix block_out_channels."
+            )
+        self.group_size = in_channels * factor // out_channels
+        self.conv = CausalConv3d(in_channels, out_channels // factor, spatial_padding_mode=spatial_padding_mode)
+
+    def forward(self, x: Tensor, causal: bool = True) -> Tensor:
+        """(B, C_in, F, H, W) -> (B, C_out, F', H/s, W/s); with temporal stride 2, F = 8k+1 becomes (F+1)/2."""
+        if self.stride[0] == 2:  # 8k+1 frames -> even: repeat frame 0
+            x = torch.cat([x[:, :, :1], x], dim=2)
+        skip = space_to_depth(x, self.stride)
+        skip = skip.unflatten(1, (-1, self.group_size)).mean(dim=2)
+        return space_to_depth(self.conv(x, causal=causal), self.stride) + skip
+
+
+class Upsampler3d(nn.Module):
+    """Depth-to-space upsampling (`compress_*` in the decoder); drops the first frame after temporal upsampling."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        stride: tuple[int, int, int],
+        residual: bool = False,
+        upscale_factor: int = 1,
+        spatial_padding_mode: str = "zeros",
+    ):
+        super().__init__()
+        self.stride = stride
+        self.residual = residual
+        self.upscale_factor = upscale_factor
+        factor = stride[0] * stride[1] * stride[2]
+        self.conv = CausalConv3d(
+            in_channels, in_channels * factor // upscale_factor, spatial_padding_mode=spatial_padding_mode
+        )
+
+    def forward(self, x: Tensor, causal: bool = True) -> Tensor:
+        """(B, C, F, H, W) -> (B, C / upscale_factor, s_t*F - (s_t-1), s*H, s*W)."""
+        drop = self.stride[0] - 1
+        out = depth_to_space(self.conv(x, causal=causal), self.stride)[:, :, drop:]
+        if self.residual:
+            repeats = self.stride[0] * self.stride[1] * self.stride[2] // self.upscale_factor
+            out = out + depth_to_space(x, self.stride).repeat(1, repeats, 1, 1, 1)[:, :, drop:]
+        return out
+
+
+class DownBlock3D(nn.Module):
+    """`resnets` at constant width, then one downsampler (diffusers' `LTX2VideoDownBlock3D`)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        num_layers: int,
+        resnet_eps: float = 1e-6,
+        spatio_temporal_scale: bool = True,
+        downsample_type: str = "spatiotemporal",
+        spatial_padding_mode: str = "zeros",
+    ):
+        super().__init__()
+        self.resnets = nn.ModuleList(
+            ResnetBlock3d(in_channels, eps=resnet_eps, spatial_padding_mode=spatial_padding_mode)
+            for _ in range(num_layers)
+        )
+        self.downsamplers = None
+        if spatio_temporal_scale:
+            if downsample_type not in DOWNSAMPLE_STRIDES:
+                raise ValueError(f"downsample_type={downsample_type!r}: expected one of {sorted(DOWNSAMPLE_STRIDES)}")
+            if downsample_type == "conv":  # plain strided conv (`compress_all` in ltx-core), width unchanged
+                down = CausalConv3d(in_channels, in_channels, stride=2, spatial_padding_mode=spatial_padding_mode)
+            else:
+                down = Downsampler3d(
+                    in_channels, out_channels, DOWNSAMPLE_STRIDES[downsample_type], spatial_padding_mode
+                )
+            self.downsamplers = nn.ModuleList([down])
+
+    def forward(self, x: Tensor, causal: bool = True) -> Tensor:
+        for resnet in self.resnets:
+            x = resnet(x, causal=causal)
+        if self.downsamplers is not None:
+            x = self.downsamplers[0](x, causal=causal)
+        return x
+
+
+class MidBlock3d(nn.Module):
+    """`resnets` at constant width sharing one optional time embedding (ltx-core's `UNetMidBlock3D`, `res_x`)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_layers: int,
+        resnet_eps: float = 1e-6,
+        inject_noise: bool = False,
+        timestep_conditioning: bool = False,
+        spatial_padding_mode: str = "zeros",
+    ):
+        super().__init__()
+        self.time_embedder = _timestep_embedder(in_channels * 4) if timestep_conditioning else None
+        self.resnets = nn.ModuleList(
+            ResnetBlock3d(
+                in_channels,
+                eps=resnet_eps,
+                inject_noise=inject_noise,
+                timestep_conditioning=timestep_conditioning,
+                spatial_padding_mode=spatial_padding_mode,
+            )
+            for _ in range(num_layers)
+        )
+
+    def forward(
+        self,
+        x: Tensor,
+        timestep: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        causal: bool = True,
+    ) -> Tensor:
+        """timestep: (B,) already multiplied by the decoder's `timestep_scale_multiplier`."""
+        temb = None
+        if self.time_embedder is not None:
+            temb = embed_timestep(self.time_embedder, timestep, x.shape[0], x.dtype)
+        for resnet in self.resnets:
+            x = resnet(x, temb, generator, causal=causal)
+        return x
+
+
+class UpBlock3d(MidBlock3d):
+    """One upsampler, then `resnets` (diffusers' `LTX2VideoUpBlock3d`).
+
+    In ltx-core terms: a `compress_*` block followed by a `res_x` block; the time embedding belongs to the `res_x`.
+    diffusers would add a `conv_in` resnet when the block's nominal input and output widths differ, but that resnet is
+    built for a width its input never has, so no working config has one; we reject such configs.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        num_layers: int,
+        resnet_eps: float = 1e-6,
+        spatio_temporal_scale: bool = True,
+        upsample_type: str = "spatiotemporal",
+        inject_noise: bool = False,
+        timestep_conditioning: bool = False,
+        upsample_residual: bool = False,
+        upscale_factor: int = 1,
+        spatial_padding_mode: str = "zeros",
+    ):
+        if in_channels != out_channels:
+            raise ValueError(
+                f"decoder up block with input width {in_channels} and output width {out_channels}: the widths must "
+                "chain as decoder_block_out_channels[i] // upsample_factor[i] (see the released configs)."
+            )
+        super().__init__(
+            out_channels, num_layers, resnet_eps, inject_noise, timestep_conditioning, spatial_padding_mode
+        )
+        self.upsamplers = None
+        if spatio_temporal_scale:
+            if upsample_type not in UPSAMPLE_STRIDES:
+                raise ValueError(f"upsample_type={upsample_type!r}: expected one of {sorted(UPSAMPLE_STRIDES)}")
+            upsampler = Upsampler3d(
+                out_channels * upscale_factor,
+                UPSAMPLE_STRIDES[upsample_type],
+                residual=upsample_residual,
+                upscale_factor=upscale_factor,
+                spatial_padding_mode=spatial_padding_mode,
+            )
+            self.upsamplers = nn.ModuleList([upsampler])
+
+    def forward(
+        self,
+        x: Tensor,
+        timestep: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        causal: bool = True,
+    ) -> Tensor:
+        if self.upsamplers is not None:
+            x = self.upsamplers[0](x, causal=causal)
+        return super().forward(x, timestep, generator, causal)
+
+
+class Encoder3d(nn.Module):
+    """Causal video encoder: (B, 3, 8k+1, 32h, 32w) -> moments (B, latent_channels + 1, k+1, h, w).
+
+    The extra channel is one log-variance shared by every latent channel (ltx-core's "uniform" log-variance).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        latent_channels: int,
+        block_out_channels: tuple[int, ...],
+        spatio_temporal_scaling: tuple[bool, ...],
+        layers_per_block: tuple[int, ...],
+        downsample_type: tuple[str, ...],
+        patch_size: int,
+        resnet_norm_eps: float,
+        is_causal: bool,
+        spatial_padding_mode: str,
+    ):
+        super().__init__()
+        self.patch_size = patch_size
+        self.is_causal = is_causal
+        width = latent_channels  # ltx-core: the first width is always the latent width
+        self.conv_in = CausalConv3d(in_channels * patch_size**2, width, spatial_padding_mode=spatial_padding_mode)
+        self.down_blocks = nn.ModuleList()
+        for i, out_width in enumerate(block_out_channels):
+            self.down_blocks.append(
+                DownBlock3D(
+                    width,
+                    out_width,
+                    layers_per_block[i],
+                    resnet_norm_eps,
+                    spatio_temporal_scaling[i],
+                    downsample_type[i],
+                    spatial_padding_mode,
+                )
+            )
+            width = out_width
+        self.mid_block = MidBlock3d(
+            width, layers_per_block[-1], resnet_norm_eps, spatial_padding_mode=spatial_padding_mode
+        )
+        self.conv_out = CausalConv3d(width, latent_channels + 1, spatial_padding_mode=spatial_padding_mode)
+
+    def forward(self, video: Tensor, causal: bool | None = None) -> Tensor:
+        causal = self.is_causal if causal is None else causal
+        x = self.conv_in(patchify(video, self.patch_size), causal=causal)
+        for block in self.down_blocks:
+            x = block(x, causal=causal)
+        x = self.mid_block(x, causal=causal)
+        return self.conv_out(F.silu(pixel_norm(x)), causal=causal)
+
+
+class Decoder3d(nn.Module):
+    """Video decoder: un-normalised latents (B, C, k+1, h, w) -> pixels (B, 3, 8k+1, 32h, 32w) in about [-1, 1].
+
+    Lists in the config are given encoder-side first (as in diffusers) and reversed here, except `upsample_type`,
+    which diffusers gives in decoder order.
+    """
+
+    def __init__(
+        self,
+        latent_channels: int,
+        out_channels: int,
+        block_out_channels: tuple[int, ...],
+        spatio_temporal_scaling: tuple[bool, ...],
+        layers_per_block: tuple[int, ...],
+        upsample_type: tuple[str, ...],
+        patch_size: int,
+        resnet_norm_eps: float,
+        is_causal: bool,
+        inject_noise: tuple[bool, ...],
+        timestep_conditioning: bool,
+        upsample_residual: tuple[bool, ...],
+        upsample_factor: tuple[int, ...],
+        spatial_padding_mode: str,
+    ):
+        super().__init__()
+        self.patch_size = patch_size
+        self.is_causal = is_causal
+        widths = tuple(reversed(block_out_channels))
+        scaling = tuple(reversed(spatio_temporal_scaling))
+        layers = tuple(reversed(layers_per_block))
+        noise = tuple(reversed(inject_noise))
+        residual = tuple(reversed(upsample_residual))
+        factors = tuple(reversed(upsample_factor))
+        width = widths[0]
+        self.conv_in = CausalConv3d(latent_channels, width, spatial_padding_mode=spatial_padding_mode)
+        self.mid_block = MidBlock3d(
+            width, layers[0], resnet_norm_eps, noise[0], timestep_conditioning, spatial_padding_mode
+        )
+        self.up_blocks = nn.ModuleList()
+        for i in range(len(widths)):
+            in_width, width = width // factors[i], widths[i] // factors[i]
+            self.up_blocks.append(
+                UpBlock3d(
+                    in_width,
+                    width,
+                    layers[i + 1],
+                    resnet_norm_eps,
+                    scaling[i],
+                    upsample_type[i],
+                    noise[i + 1],
+                    timestep_conditioning,
+                    residual[i],
+                    factors[i],
+                    spatial_padding_mode,
+                )
+            )
+        self.conv_out = CausalConv3d(width, out_channels * patch_size**2, spatial_padding_mode=spatial_padding_mode)
+        self.timestep_scale_multiplier = None
+        self.time_embedder = None
+        self.scale_shift_table = None
+        if timestep_conditioning:
+            self.timestep_scale_multiplier = nn.Parameter(torch.tensor(1000.0))
+            self.time_embedder = _timestep_embedder(width * 2)
+            self.scale_shift_table = nn.Parameter(torch.zeros(2, width))  # rows: shift, scale
+
+    def forward(
+        self,
+        latents: Tensor,
+        timestep: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        causal: bool | None = None,
+    ) -> Tensor:
+        """timestep: (B,) decode timestep as a noise level (ltx-core's default 0.05), needed only when conditioned."""
+        causal = self.is_causal if causal is None else causal
+        x = self.conv_in(latents, causal=causal)
+        if self.timestep_scale_multiplier is not None:
+            timestep = timestep * self.timestep_scale_multiplier.to(x)
+        x = self.mid_block(x, timestep, generator, causal=causal)
+        for block in self.up_blocks:
+            x = block(x, timestep, generator, causal=causal)
+        x = pixel_norm(x)
+        if self.time_embedder is not None:
+            temb = embed_timestep(self.time_embedder, timestep, x.shape[0], x.dtype).unflatten(1, (2, -1))
+            shift, scale = (self.scale_shift_table[None, ..., None, None, None].to(x) + temb).unbind(dim=1)
+            x = x * (1 + scale) + shift
+        return unpatchify(self.conv_out(F.silu(x), causal=causal), self.patch_size)

@@ -1,0 +1,308 @@
+"""Video VAE: parity with ltx-core 1.0.0 through our key map, both block layouts, both padding modes; bad inputs.
+
+Tiny widths, real compression (32x space, 8x time): a 64x64x17 clip is a 3x2x2 latent.
+"""
+
+import pytest
+import torch
+from ltx_core.model.video_vae import VideoDecoderConfigurator, VideoEncoderConfigurator
+
+from ltx2_diffusers.loaders.video_vae_keys import (
+    ORIGINAL_IGNORED_KEYS,
+    diffusers_to_original_keys,
+    original_to_diffusers_keys,
+)
+from ltx2_diffusers.models.autoencoder_kl_ltx2 import (
+    AutoencoderKLLTX2Video,
+    denormalize_latents,
+    normalize_latents,
+)
+
+LATENT = 8
+BASE = 8  # ltx-core decoder width = 8 * BASE
+
+# ltx-core block lists (encoder side first, as in the checkpoint metadata) and the matching diffusers configs
+LTX2_ENCODER_BLOCKS = [
+    ("res_x", 1),
+    ("compress_space_res", {"multiplier": 2}),
+    ("res_x", 1),
+    ("compress_time_res", {"multiplier": 2}),
+    ("res_x", 1),
+    ("compress_all_res", {"multiplier": 2}),
+    ("res_x", 1),
+    ("compress_all_res", {"multiplier": 2}),
+    ("res_x", 1),
+]
+LTX23_ENCODER_BLOCKS = [*LTX2_ENCODER_BLOCKS[:7], ("compress_all_res", {"multiplier": 1}), ("res_x", 1)]
+
+
+def ltx2_decoder_blocks(inject_noise=(False, False, False, False)):
+    res = [{"num_layers": 1, "inject_noise": n} for n in inject_noise]
+    up = {"residual": True, "multiplier": 2}
+    return [
+        ("res_x", res[0]),
+        ("compress_all", up),
+        ("res_x", res[1]),
+        ("compress_all", up),
+        ("res_x", res[2]),
+        ("compress_all", up),
+        ("res_x", res[3]),
+    ]
+
+
+def ltx23_decoder_blocks(residual_all: bool):
+    return [
+        ("res_x", 1),
+        ("compress_space", {"multiplier": 2}),
+        ("res_x", 1),
+        ("compress_time", {"multiplier": 2}),
+        ("res_x", 1),
+        ("compress_all", {"multiplier": 1, "residual": residual_all}),
+        ("res_x", 1),
+        ("compress_all", {"multiplier": 2, "residual": residual_all}),
+        ("res_x", 1),
+    ]
+
+
+def tiny_config(layout: str, encoder_padding: str, decoder_padding: str, **overrides) -> dict:
+    common = {
+        "latent_channels": LATENT,
+        "layers_per_block": (1, 1, 1, 1, 1),
+        "downsample_type": ("spatial", "temporal", "spatiotemporal", "spatiotemporal"),
+        "encoder_spatial_padding_mode": encoder_padding,
+        "decoder_spatial_padding_mode": decoder_padding,
+        "decoder_causal": False,
+    }
+    if layout == "ltx2":
+        layout_cfg = {
+            "block_out_channels": (16, 32, 64, 128),
+            "decoder_block_out_channels": (2 * BASE, 4 * BASE, 8 * BASE),
+            "decoder_layers_per_block": (1, 1, 1, 1),
+            "decoder_spatio_temporal_scaling": (True, True, True),
+            "decoder_inject_noise": (False, False, False, False),
+            "upsample_type": ("spatiotemporal",) * 3,
+            "upsample_residual": (True, True, True),
+            "upsample_factor": (2, 2, 2),
+        }
+    else:
+        layout_cfg = {
+            "block_out_channels": (16, 32, 64, 64),
+            "decoder_block_out_channels": (2 * BASE, 4 * BASE, 4 * BASE, 8 * BASE),
+            "decoder_layers_per_block": (1, 1, 1, 1, 1),
+            "decoder_spatio_temporal_scaling": (True, True, True, True),
+            "decoder_inject_noise": (False,) * 5,
+            "upsample_type": ("spatiotemporal", "spatiotemporal", "temporal", "spatial"),
+            "upsample_residual": (False, False, False, False),
+            "upsample_factor": (2, 2, 1, 2),
+        }
+    return {**common, **layout_cfg, **overrides}
+
+
+def randomize_(module: torch.nn.Module, seed: int) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if name.endswith("timestep_scale_multiplier"):
+                continue
+            fan_in = p[0].numel() if p.ndim > 1 else 1
+            p.copy_(torch.randn(p.shape, generator=gen) / fan_in**0.5)
+
+
+def build_pair(
+    layout: str,
+    encoder_padding: str,
+    decoder_padding: str,
+    encoder_blocks=None,
+    decoder_blocks=None,
+    timestep_conditioning: bool = False,
+    **overrides,
+):
+    """ltx-core encoder + decoder with random weights, and ours loaded from their state dicts through our key map."""
+    torch.manual_seed(0)
+    if encoder_blocks is None:
+        encoder_blocks = LTX2_ENCODER_BLOCKS if layout == "ltx2" else LTX23_ENCODER_BLOCKS
+    if decoder_blocks is None:
+        decoder_blocks = ltx2_decoder_blocks() if layout == "ltx2" else ltx23_decoder_blocks(False)
+    meta = {"latent_channels": LATENT, "decoder_base_channels": BASE, "timestep_conditioning": timestep_conditioning}
+    ref_encoder = VideoEncoderConfigurator.from_config(
+        {"vae": {**meta, "encoder_blocks": encoder_blocks, "spatial_padding_mode": encoder_padding}}
+    ).eval()
+    ref_decoder = VideoDecoderConfigurator.from_config(
+        {"vae": {**meta, "decoder_blocks": decoder_blocks, "spatial_padding_mode": decoder_padding}}
+    ).eval()
+    randomize_(ref_encoder, 1)
+    randomize_(ref_decoder, 2)
+    gen = torch.Generator().manual_seed(3)
+    stats = {
+        "mean-of-means": torch.randn(LATENT, generator=gen),
+        "std-of-means": torch.rand(LATENT, generator=gen) + 0.5,
+    }
+    for module in (ref_encoder, ref_decoder):
+        for name, value in stats.items():
+            module.per_channel_statistics.get_buffer(name).copy_(value)
+
+    single_file = {
+        f"vae.encoder.{k}": v for k, v in ref_encoder.state_dict().items() if "per_channel_statistics" not in k
+    }
+    single_file |= {
+        f"vae.decoder.{k}": v for k, v in ref_decoder.state_dict().items() if "per_channel_statistics" not in k
+    }
+    single_file |= {f"vae.per_channel_statistics.{k}": v for k, v in stats.items()}
+    single_file |= {key: torch.zeros(LATENT) for key in ORIGINAL_IGNORED_KEYS}
+
+    config = tiny_config(
+        layout, encoder_padding, decoder_padding, timestep_conditioning=timestep_conditioning, **overrides
+    )
+    ours = AutoencoderKLLTX2Video(**config).eval()
+    mapping = original_to_diffusers_keys(single_file, config)
+    ours.load_state_dict({mapping[k]: v for k, v in single_file.items() if k in mapping}, strict=True)
+    return ref_encoder, ref_decoder, ours, single_file, config
+
+
+PADDINGS = [("zeros", "reflect"), ("zeros", "zeros"), ("reflect", "reflect")]
+
+
+@pytest.mark.parametrize("layout", ["ltx2", "ltx23"])
+@pytest.mark.parametrize("encoder_padding,decoder_padding", PADDINGS)
+@torch.no_grad()
+def test_encoder_and_decoder_match_ltx_core(layout, encoder_padding, decoder_padding):
+    ref_encoder, ref_decoder, ours, _, _ = build_pair(layout, encoder_padding, decoder_padding)
+    video = torch.rand(1, 3, 17, 64, 96, generator=torch.Generator().manual_seed(4)) * 2 - 1
+
+    expected_latents = ref_encoder(video)  # normalised means
+    posterior = ours.encode(video).latent_dist
+    latents = normalize_latents(posterior.mode(), ours.latents_mean, ours.latents_std)
+    assert latents.shape == (1, LATENT, 3, 2, 3)
+    torch.testing.assert_close(latents, expected_latents, atol=1e-5, rtol=0)
+
+    expected_video = ref_decoder(expected_latents)
+    decoded = ours.decode(denormalize_latents(expected_latents, ours.latents_mean, ours.latents_std)).sample
+    assert decoded.shape == (1, 3, 17, 64, 96)
+    torch.testing.assert_close(decoded, expected_video, atol=1e-5, rtol=0)
+
+
+@torch.no_grad()
+def test_ltx23_decoder_with_residual_upsamplers_matches_ltx_core():
+    _, ref_decoder, ours, _, _ = build_pair(
+        "ltx23",
+        "zeros",
+        "zeros",
+        decoder_blocks=ltx23_decoder_blocks(True),
+        upsample_residual=(False, False, True, True),
+    )
+    latents = torch.randn(1, LATENT, 3, 2, 2, generator=torch.Generator().manual_seed(5))
+    expected = ref_decoder(latents)
+    decoded = ours.decode(denormalize_latents(latents, ours.latents_mean, ours.latents_std)).sample
+    torch.testing.assert_close(decoded, expected, atol=1e-5, rtol=0)
+
+
+@torch.no_grad()
+def test_timestep_conditioned_decoder_with_noise_injection_matches_ltx_core():
+    noise = (True, False, True, True)
+    _, ref_decoder, ours, _, _ = build_pair(
+        "ltx2",
+        "zeros",
+        "reflect",
+        decoder_blocks=ltx2_decoder_blocks(inject_noise=noise),
+        timestep_conditioning=True,
+        decoder_inject_noise=noise,
+    )
+    assert ours.decoder.mid_block.resnets[0].per_channel_scale1 is not None  # mid block = last entry, True
+    latents = torch.randn(2, LATENT, 2, 2, 2, generator=torch.Generator().manual_seed(6))
+    expected = ref_decoder(latents, generator=torch.Generator().manual_seed(7))
+
+    # ltx-core's decoder mixes 2.5 % noise into the normalised latents and uses timestep 0.05 by default
+    gen = torch.Generator().manual_seed(7)
+    mixed = torch.randn(latents.shape, generator=gen) * 0.025 + 0.975 * latents
+    temb = torch.full((2,), 0.05)
+    decoded = ours.decode(denormalize_latents(mixed, ours.latents_mean, ours.latents_std), temb, generator=gen).sample
+    torch.testing.assert_close(decoded, expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("layout", ["ltx2", "ltx23"])
+def test_key_map_round_trips_and_renumbers_blocks(layout):
+    _, _, ours, single_file, config = build_pair(layout, "zeros", "reflect")
+    mapping = original_to_diffusers_keys(single_file, config)
+    assert set(mapping.values()) == set(ours.state_dict())
+    assert (
+        mapping["vae.encoder.down_blocks.3.conv.conv.weight"] == "encoder.down_blocks.1.downsamplers.0.conv.conv.weight"
+    )
+    assert (
+        mapping["vae.encoder.down_blocks.8.res_blocks.0.conv1.conv.bias"]
+        == "encoder.mid_block.resnets.0.conv1.conv.bias"
+    )
+    assert (
+        mapping["vae.decoder.up_blocks.0.res_blocks.0.conv2.conv.weight"]
+        == "decoder.mid_block.resnets.0.conv2.conv.weight"
+    )
+    assert mapping["vae.decoder.up_blocks.5.conv.conv.weight"] == "decoder.up_blocks.2.upsamplers.0.conv.conv.weight"
+    assert (
+        mapping["vae.decoder.up_blocks.6.res_blocks.0.conv1.conv.weight"]
+        == "decoder.up_blocks.2.resnets.0.conv1.conv.weight"
+    )
+    assert mapping["vae.per_channel_statistics.std-of-means"] == "latents_std"
+    if layout == "ltx23":  # 2.3 has a fourth up block: flat up_blocks.7 / 8
+        assert (
+            mapping["vae.decoder.up_blocks.8.res_blocks.0.conv1.conv.weight"]
+            == "decoder.up_blocks.3.resnets.0.conv1.conv.weight"
+        )
+    inverse = diffusers_to_original_keys(ours.state_dict(), config)
+    assert inverse == {target: source for source, target in mapping.items()}
+
+
+def test_key_map_names_unknown_keys():
+    with pytest.raises(ValueError, match=r"vae\.decoder\.up_blocks\.9\.res_blocks"):
+        original_to_diffusers_keys(["vae.decoder.up_blocks.9.res_blocks.0.conv1.conv.weight"])
+    with pytest.raises(ValueError, match=r"expected the prefix 'vae\.'"):
+        original_to_diffusers_keys(["audio_vae.encoder.conv_in.conv.weight"])
+    with pytest.raises(ValueError, match="not parameters"):
+        diffusers_to_original_keys(["decoder.up_blocks.7.resnets.0.conv1.conv.weight"])
+
+
+def test_released_ltx2_key_count():
+    # the released LTX-2 VAE: 184 tensors (diffusers-ltx2 §1.3), latents_mean/std included
+    with torch.device("meta"):
+        model = AutoencoderKLLTX2Video()
+    keys = list(model.state_dict())
+    assert len(keys) == 184
+    originals = diffusers_to_original_keys(keys)
+    assert original_to_diffusers_keys(list(originals.values())) == {v: k for k, v in originals.items()}
+
+
+# ---- bad inputs ----------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_vae():
+    return AutoencoderKLLTX2Video(**tiny_config("ltx2", "zeros", "reflect")).eval()
+
+
+def test_frame_count_error_names_the_fix(tiny_vae):
+    with pytest.raises(ValueError, match=r"16 frames, not of the form 8\*k \+ 1.*Crop to 9 frames.*pad to 17"):
+        tiny_vae.encode(torch.zeros(1, 3, 16, 64, 64))
+
+
+def test_size_error_names_the_fix(tiny_vae):
+    with pytest.raises(ValueError, match=r"64x80 pixels; height and width must be multiples of 32.*64x64.*64x96"):
+        tiny_vae.encode(torch.zeros(1, 3, 9, 64, 80))
+
+
+def test_channel_errors(tiny_vae):
+    with pytest.raises(ValueError, match=r"video has 4 channels, the VAE expects 3"):
+        tiny_vae.encode(torch.zeros(1, 4, 9, 64, 64))
+    with pytest.raises(ValueError, match=r"latents must be \(B, 8, F, H, W\), got shape \(1, 16, 2, 2, 2\)"):
+        tiny_vae.decode(torch.zeros(1, 16, 2, 2, 2))
+    with pytest.raises(ValueError, match=r"\(B, C, F, H, W\), got shape \(1, 3, 64, 64\)"):
+        tiny_vae.encode(torch.zeros(1, 3, 64, 64))
+
+
+def test_timestep_errors(tiny_vae):
+    with pytest.raises(ValueError, match="timestep_conditioning is False"):
+        tiny_vae.decode(torch.zeros(1, LATENT, 1, 1, 1), temb=torch.zeros(1))
+
+
+def test_config_errors():
+    with pytest.raises(ValueError, match="upsample_factor has 2 entries, expected 3"):
+        AutoencoderKLLTX2Video(**tiny_config("ltx2", "zeros", "reflect", upsample_factor=(2, 2)))
+    with pytest.raises(ValueError, match="spatial_padding_mode='mirror'"):
+        AutoencoderKLLTX2Video(**tiny_config("ltx2", "mirror", "reflect"))
