@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -15,9 +17,11 @@ from ltx2_diffusers.pipelines.conditioning import (
     add_noise,
     append_keyframes,
     append_reference,
+    attention_strength_from_mask,
     audio_latent_state,
     clear_conditioning,
     keyframe_positions,
+    mask_from_frames,
     patchify_audio,
     patchify_video,
     prepare_image,
@@ -230,3 +234,28 @@ def test_prepare_video_matches_reference(tmp_path):
     expected = load_video_conditioning(path, 32, 32, frame_cap=5, dtype=torch.float32, device=torch.device("cpu"))
     decoded, _ = load_video(path, max_frames=5)
     torch.testing.assert_close(prepare_video(decoded, 32, 32), expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("pixel_frames, grid", [(17, (3, 2, 3)), (1, (1, 2, 3)), (9, (1, 2, 3))])
+def test_attention_strength_from_mask_matches_ic_lora_downsampling(pixel_frames, grid):
+    from ltx_pipelines.ic_lora import ICLoraPipeline
+
+    mask = torch.rand(2, 1, pixel_frames, 64, 96)
+    expected = ICLoraPipeline._downsample_mask_to_latent(mask, VideoLatentShape(2, C, *grid))
+    ours = attention_strength_from_mask(mask, grid)
+    assert ours.shape == (2, math.prod(grid))
+    torch.testing.assert_close(ours, expected, rtol=0, atol=0)
+
+
+def test_mask_from_frames_matches_ic_lora_loader(tmp_path):
+    from ltx_pipelines.ic_lora import _load_mask_video
+
+    from ltx2_diffusers.utils.media import export_to_video_with_audio, load_video
+
+    frames = (np.random.default_rng(2).random((9, 32, 64, 3)) * 255).astype(np.uint8)
+    path = export_to_video_with_audio(frames, None, None, 24, tmp_path / "mask.mp4")
+    expected = _load_mask_video(path, 32, 32, 9)
+    decoded, _ = load_video(path, max_frames=9)
+    torch.testing.assert_close(mask_from_frames(decoded, 32, 32), expected, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="do not map onto 3 latent frames"):
+        attention_strength_from_mask(torch.rand(1, 1, 8, 32, 32), (3, 1, 1))

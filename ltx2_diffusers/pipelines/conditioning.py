@@ -449,3 +449,41 @@ def prepare_video(frames: "np.ndarray | Tensor", height: int, width: int) -> Ten
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != torch.uint8:
         raise ValueError(f"frames must be (F, H, W, 3) uint8, got shape {tuple(frames.shape)} {frames.dtype}")
     return resize_and_center_crop(frames.to(torch.float32), height, width) / 127.5 - 1.0
+
+
+def mask_from_frames(
+    frames: "np.ndarray | Tensor", height: int, width: int, dtype: torch.dtype = torch.bfloat16
+) -> Tensor:
+    """(F, H, W, 3) uint8 mask video -> (1, 1, F, height, width) weights in [0, 1]: frames prepared as for conditioning
+    (`prepare_video`), cast to `dtype` (bf16 in ltx-pipelines' IC-LoRA pipeline), grey = channel mean, mapped from
+    [-1, 1] to [0, 1]."""
+    pixels = prepare_video(frames, height, width).to(dtype)
+    return ((pixels.mean(dim=1, keepdim=True) + 1.0) / 2.0).clamp(0.0, 1.0)
+
+
+def attention_strength_from_mask(mask: Tensor, grid: tuple[int, int, int]) -> Tensor:
+    """A pixel-space (B, 1, F, H, W) weight video -> (B, f·h·w) per-token `attention_strength` for a latent grid
+    (f, h, w) (the IC-LoRA pipeline's `_downsample_mask_to_latent`, spec §7.4).
+
+    Area interpolation per frame to (h, w); the first frame kept (the causal VAE encodes it alone); the other frames
+    averaged in groups of (F - 1) / (f - 1); flattened in token order (f, h, w). Multiply by a strength if wanted.
+    """
+    if mask.ndim != 5 or mask.shape[1] != 1:
+        raise ValueError(f"mask must be (B, 1, F, H, W), got shape {tuple(mask.shape)}")
+    batch, _, num_pixel_frames = mask.shape[:3]
+    latent_frames, latent_height, latent_width = grid
+    frames = mask.transpose(1, 2).flatten(0, 1)  # (B·F, 1, H, W)
+    small = F.interpolate(frames, size=(latent_height, latent_width), mode="area")
+    small = small.unflatten(0, (batch, num_pixel_frames)).squeeze(2)  # (B, F, h, w)
+    if num_pixel_frames > 1 and latent_frames > 1:
+        if (num_pixel_frames - 1) % (latent_frames - 1) != 0:
+            raise ValueError(
+                f"mask has {num_pixel_frames} frames, which do not map onto {latent_frames} latent frames: "
+                f"(frames - 1) must be a multiple of {latent_frames - 1}"
+            )
+        group = (num_pixel_frames - 1) // (latent_frames - 1)
+        rest = small[:, 1:].unflatten(1, (latent_frames - 1, group)).mean(dim=2)
+        small = torch.cat([small[:, :1], rest], dim=1)
+    else:
+        small = small[:, :1]
+    return small.flatten(1)
