@@ -1,0 +1,142 @@
+"""Attention of the LTX-2 transformer: one module for self-, text- and audio<->video attention (spec §1.2, §1.8, §1.11).
+
+All attention goes through `torch.nn.functional.scaled_dot_product_attention`. Which SDPA kernel runs is chosen with
+`sdpa_backend(name)` around the call (the transformer does this for its whole block loop when
+`set_attention_backend` was called): "cudnn" is the fastest on Hopper, "flash" and "efficient" are the others, "math"
+is the slow reference. Choose the backend before compiling blocks, and keep it while they run.
+"""
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from .rope import apply_rope
+
+SDPA_BACKENDS: dict[str, SDPBackend] = {
+    "cudnn": SDPBackend.CUDNN_ATTENTION,
+    "flash": SDPBackend.FLASH_ATTENTION,
+    "efficient": SDPBackend.EFFICIENT_ATTENTION,
+    "math": SDPBackend.MATH,
+}
+# diffusers' names for the same native kernels, so `set_attention_backend("_native_cudnn")` keeps working
+DIFFUSERS_BACKEND_NAMES: dict[str, str | None] = {
+    "native": None,
+    "_native_cudnn": "cudnn",
+    "_native_flash": "flash",
+    "_native_efficient": "efficient",
+    "_native_math": "math",
+}
+
+
+def resolve_sdpa_backend(name: str | None) -> str | None:
+    """Our backend name for `name` (ours or diffusers' native one); None = PyTorch's own choice."""
+    if name is None or name in SDPA_BACKENDS:
+        return name
+    if name in DIFFUSERS_BACKEND_NAMES:
+        return DIFFUSERS_BACKEND_NAMES[name]
+    raise ValueError(
+        f"Unknown attention backend {name!r}. This model runs attention through torch SDPA; choose one of "
+        f"{sorted(SDPA_BACKENDS)} (or diffusers' {sorted(DIFFUSERS_BACKEND_NAMES)}), or None for PyTorch's choice."
+    )
+
+
+@contextlib.contextmanager
+def sdpa_backend(name: str | None) -> Iterator[None]:
+    """Run SDPA with exactly the named kernel inside the block (no silent fallback: PyTorch raises if it can't)."""
+    name = resolve_sdpa_backend(name)
+    if name is None:
+        yield
+        return
+    with sdpa_kernel([SDPA_BACKENDS[name]]):
+        yield
+
+
+class Attention(nn.Module):
+    """Multi-head attention with RMS-normalised q/k (over all heads jointly), RoPE, optional per-head output gates
+    (LTX-2.3) and a value pass-through for spatio-temporal guidance.
+
+    Parameter names are diffusers': to_q, to_k, to_v, norm_q, norm_k, to_out.0, to_gate_logits.
+    """
+
+    def __init__(
+        self,
+        query_dim: int,
+        heads: int,
+        dim_head: int,
+        context_dim: int | None = None,
+        bias: bool = True,
+        out_bias: bool = True,
+        gated: bool = False,
+        eps: float = 1e-6,
+        rope_type: str = "split",
+    ):
+        super().__init__()
+        inner_dim = heads * dim_head
+        context_dim = query_dim if context_dim is None else context_dim
+        self.heads = heads
+        self.rope_type = rope_type
+        self.norm_q = nn.RMSNorm(inner_dim, eps=eps)
+        self.norm_k = nn.RMSNorm(inner_dim, eps=eps)
+        self.to_q = nn.Linear(query_dim, inner_dim, bias=bias)
+        self.to_k = nn.Linear(context_dim, inner_dim, bias=bias)
+        self.to_v = nn.Linear(context_dim, inner_dim, bias=bias)
+        self.to_out = nn.ModuleList([nn.Linear(inner_dim, query_dim, bias=out_bias), nn.Dropout(0.0)])
+        self.to_gate_logits = nn.Linear(query_dim, heads) if gated else None
+
+    def forward(
+        self,
+        x: Tensor,
+        context: Tensor | None = None,
+        rope: tuple[Tensor, Tensor] | None = None,
+        context_rope: tuple[Tensor, Tensor] | None = None,
+        mask: Tensor | None = None,
+        keep: Tensor | None = None,
+    ) -> Tensor:
+        """x: (B, T, query_dim); context: (B, S, context_dim), None for self-attention. Returns (B, T, query_dim).
+
+        rope: cos/sin (B, H, T, ·) for the queries (and the keys unless `context_rope` is given).
+        mask: additive bias broadcastable to (B, H, T, S), or None (the fast path).
+        keep: (B, 1, 1, 1) in {0, 1}; 0 replaces this sample's attention by its values (STG, spec §1.11).
+        """
+        context = x if context is None else context
+        q = self.norm_q(self.to_q(x)).unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B, H, T, d)
+        k = self.norm_k(self.to_k(context)).unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B, H, S, d)
+        v = self.to_v(context).unflatten(-1, (self.heads, -1)).transpose(1, 2)
+        if rope is not None:
+            q = apply_rope(q, *rope, self.rope_type)
+            k = apply_rope(k, *(rope if context_rope is None else context_rope), self.rope_type)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        if keep is not None:
+            # v + keep * (out - v), as a lerp: exact at keep = 0 and 1, and no branch on values (one compiled graph)
+            out = torch.lerp(v, out, keep)
+        if self.to_gate_logits is not None:
+            gates = 2.0 * torch.sigmoid(self.to_gate_logits(x))  # (B, T, H); zero logits give gate 1
+            out = out * gates.transpose(1, 2).unsqueeze(-1)
+        return self.to_out[0](out.transpose(1, 2).flatten(2))
+
+
+def text_bias(mask: Tensor | None, dtype: torch.dtype) -> Tensor | None:
+    """diffusers' text mask: (B, L) 1 = attend -> additive (B, 1, 1, L); an additive (B, 1|T, L) bias -> (B, 1, 1|T, L)."""
+    if mask is None:
+        return None
+    if mask.ndim == 2:
+        return ((1 - mask.to(dtype)) * -10000.0)[:, None, None, :]
+    if mask.ndim == 3:
+        return mask.to(dtype)[:, None]
+    raise ValueError(f"text attention mask must be (B, L) or (B, 1, L), got shape {tuple(mask.shape)}")
+
+
+def self_attention_bias(weights: Tensor | None, dtype: torch.dtype, num_tokens: int) -> Tensor | None:
+    """[0, 1] attention weights (B, T, T) -> additive log-bias (B, 1, T, T) (spec §1.4 step 6): log(w), and the
+    dtype's most negative value where w <= 0."""
+    if weights is None:
+        return None
+    if weights.ndim != 3 or weights.shape[1:] != (num_tokens, num_tokens):
+        raise ValueError(f"self-attention mask must be (B, {num_tokens}, {num_tokens}), got {tuple(weights.shape)}")
+    finfo = torch.finfo(dtype)
+    bias = torch.where(weights > 0, torch.log(weights.clamp(min=finfo.tiny)).to(dtype), finfo.min)
+    return bias.to(dtype).unsqueeze(1)

@@ -1,0 +1,738 @@
+"""The LTX-2 / LTX-2.3 asymmetric dual-stream (video + audio) diffusion transformer (spec §1).
+
+Numerics follow ltx-core 1.0.0's `LTXModel`; config keys, parameter names and `forward`'s keyword arguments follow
+diffusers' in-tree `LTX2VideoTransformer3DModel`, so this class loads its folders and replaces it in its pipelines.
+"""
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.loaders import FromOriginalModelMixin, PeftAdapterMixin
+from diffusers.models.cache_utils import CacheMixin
+from diffusers.models.modeling_utils import ModelMixin
+from diffusers.utils import BaseOutput, apply_lora_scale
+from torch import Tensor, nn
+
+from .attention import Attention, resolve_sdpa_backend, sdpa_backend, self_attention_bias, text_bias
+from .embeddings import AdaLayerNormSingle, CaptionProjection, modulate, modulation_rows, rms_norm
+from .perturbations import Perturbations
+from .rope import AudioCoordinates, VideoCoordinates, rope_cos_sin, video_positions
+
+# Rows of a block's scale_shift_table / of `time_embed`'s output (spec §1.5): (shift, scale, gate) triples.
+SELF_ATTN, FEED_FORWARD, TEXT_QUERY = slice(0, 3), slice(3, 6), slice(6, 9)
+# Rows of the audio<->video tables: (scale, shift) for A2V, (scale, shift) for V2A, then row 4 is the gate.
+# Note the (scale, shift) order, the opposite of the main table's.
+A2V, V2A = slice(0, 2), slice(2, 4)
+
+
+@dataclass
+class LTX2TransformerOutput(BaseOutput):
+    """sample: (B, T_v, out_channels) video velocity; audio_sample: (B, T_a, audio_out_channels) or None."""
+
+    sample: Tensor
+    audio_sample: Tensor | None = None
+
+
+@dataclass(frozen=True)
+class StreamInputs:
+    """Everything one stream's blocks read besides its hidden states; built once per forward.
+
+    temb: (B, N, R*D) AdaLN rows, N = 1 (one timestep per sample) or T (per token).
+    context: (B, L, D) text context; context_bias: additive text mask (B, 1, 1|T, L) or None (the fast path).
+    rope: self-attention cos/sin; self_attn_bias: (B, 1, T, T) log-bias of a [0, 1] weight mask, or None.
+    prompt_temb: (B, 1, 2*D) text K/V modulation (LTX-2.3), None when the model has none or uses the table alone.
+    cross_temb / cross_gate_temb: (B, N', 4*D) / (B, N', D) audio<->video AdaLN from the partner's sigma.
+    cross_rope: cos/sin on the time axis for audio<->video attention.
+    """
+
+    temb: Tensor
+    context: Tensor
+    context_bias: Tensor | None
+    rope: tuple[Tensor, Tensor]
+    self_attn_bias: Tensor | None = None
+    prompt_temb: Tensor | None = None
+    cross_temb: Tensor | None = None
+    cross_gate_temb: Tensor | None = None
+    cross_rope: tuple[Tensor, Tensor] | None = None
+
+
+@dataclass(frozen=True)
+class BlockPerturbation:
+    """Host-side perturbation plan of one block. keep tensors are 1 for untouched samples, 0 for perturbed ones.
+
+    video_keep / audio_keep: (B, 1, 1, 1), STG on the self-attention; None = no sample perturbed in this block.
+    a2v_keep / v2a_keep: (B, 1, 1) per-sample switch of the cross-modal update; None = all samples keep it.
+    run_a2v / run_v2a: False skips the cross-modal attention for the whole batch (modality isolation).
+    """
+
+    video_keep: Tensor | None = None
+    audio_keep: Tensor | None = None
+    a2v_keep: Tensor | None = None
+    v2a_keep: Tensor | None = None
+    run_a2v: bool = True
+    run_v2a: bool = True
+
+
+class FeedForward(nn.Module):
+    """dim -> 4 dim (tanh-GELU) -> dim; diffusers' names net.0.proj and net.2."""
+
+    def __init__(self, dim: int, bias: bool = True, mult: int = 4):
+        super().__init__()
+        project_in = nn.Module()
+        project_in.proj = nn.Linear(dim, mult * dim, bias=bias)
+        self.net = nn.ModuleList([project_in, nn.Dropout(0.0), nn.Linear(mult * dim, dim, bias=bias)])
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net[2](F.gelu(self.net[0].proj(x), approximate="tanh"))
+
+
+class LTX2VideoTransformerBlock(nn.Module):
+    """One dual-stream block (spec §1.5): self-attention, text cross-attention, audio<->video attention, feed-forward.
+
+    Shared code between the streams lives in functions, so the parameters keep diffusers' flat names.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        head_dim: int,
+        cross_attention_dim: int,
+        audio_dim: int,
+        audio_heads: int,
+        audio_head_dim: int,
+        audio_cross_attention_dim: int,
+        gated_attn: bool,
+        audio_gated_attn: bool,
+        cross_attn_mod: bool,
+        attention_bias: bool,
+        attention_out_bias: bool,
+        ff_bias: bool,
+        audio_ff_bias: bool,
+        eps: float,
+        rope_type: str,
+    ):
+        super().__init__()
+        self.eps = eps
+        self.cross_attn_mod = cross_attn_mod
+
+        def attention(query_dim, heads, head_dim, context_dim, gated):
+            return Attention(
+                query_dim, heads, head_dim, context_dim, attention_bias, attention_out_bias, gated, eps, rope_type
+            )
+
+        self.attn1 = attention(dim, heads, head_dim, None, gated_attn)
+        self.attn2 = attention(dim, heads, head_dim, cross_attention_dim, gated_attn)
+        self.audio_attn1 = attention(audio_dim, audio_heads, audio_head_dim, None, audio_gated_attn)
+        self.audio_attn2 = attention(
+            audio_dim, audio_heads, audio_head_dim, audio_cross_attention_dim, audio_gated_attn
+        )
+        # Both cross-modal attentions use the audio head layout; Q from one stream, K/V from the other.
+        self.audio_to_video_attn = attention(dim, audio_heads, audio_head_dim, audio_dim, gated_attn)
+        self.video_to_audio_attn = attention(audio_dim, audio_heads, audio_head_dim, dim, audio_gated_attn)
+        self.ff = FeedForward(dim, bias=ff_bias)
+        self.audio_ff = FeedForward(audio_dim, bias=audio_ff_bias)
+
+        rows = 9 if cross_attn_mod else 6
+        self.scale_shift_table = nn.Parameter(torch.randn(rows, dim) / dim**0.5)
+        self.audio_scale_shift_table = nn.Parameter(torch.randn(rows, audio_dim) / audio_dim**0.5)
+        if cross_attn_mod:
+            self.prompt_scale_shift_table = nn.Parameter(torch.randn(2, dim))
+            self.audio_prompt_scale_shift_table = nn.Parameter(torch.randn(2, audio_dim))
+        self.video_a2v_cross_attn_scale_shift_table = nn.Parameter(torch.randn(5, dim))
+        self.audio_a2v_cross_attn_scale_shift_table = nn.Parameter(torch.randn(5, audio_dim))
+
+    def forward(
+        self,
+        video: Tensor,
+        audio: Tensor | None,
+        video_inputs: StreamInputs,
+        audio_inputs: StreamInputs | None,
+        perturbation: BlockPerturbation,
+    ) -> tuple[Tensor, Tensor | None]:
+        """video: (B, T_v, D), audio: (B, T_a, D_a) or None (video-only call). Returns both updated."""
+        # 1-2. Each stream: self-attention, then text cross-attention
+        video = self._self_and_text_attention(
+            video, video_inputs, perturbation.video_keep, self.attn1, self.attn2, self.scale_shift_table,
+            getattr(self, "prompt_scale_shift_table", None),
+        )  # fmt: skip
+        if audio is not None:
+            audio = self._self_and_text_attention(
+                audio, audio_inputs, perturbation.audio_keep, self.audio_attn1, self.audio_attn2,
+                self.audio_scale_shift_table, getattr(self, "audio_prompt_scale_shift_table", None),
+            )  # fmt: skip
+
+        # 3. Audio<->video attention. V2A reads the video state from before the A2V update (spec §13.7).
+        if audio is not None and (perturbation.run_a2v or perturbation.run_v2a):
+            video_normed, audio_normed = rms_norm(video, self.eps), rms_norm(audio, self.eps)
+            video_table, audio_table = (
+                self.video_a2v_cross_attn_scale_shift_table,
+                self.audio_a2v_cross_attn_scale_shift_table,
+            )
+            if perturbation.run_a2v:
+                update = self._cross_modal_update(
+                    video_normed, audio_normed, video_inputs, audio_inputs, video_table, audio_table, A2V,
+                    self.audio_to_video_attn,
+                )  # fmt: skip
+                video = video + (update if perturbation.a2v_keep is None else update * perturbation.a2v_keep)
+            if perturbation.run_v2a:
+                update = self._cross_modal_update(
+                    audio_normed, video_normed, audio_inputs, video_inputs, audio_table, video_table, V2A,
+                    self.video_to_audio_attn,
+                )  # fmt: skip
+                audio = audio + (update if perturbation.v2a_keep is None else update * perturbation.v2a_keep)
+
+        # 4. Feed-forward
+        shift, scale, gate = modulation_rows(self.scale_shift_table, video_inputs.temb, FEED_FORWARD)
+        video = video + self.ff(modulate(video, shift, scale, self.eps)) * gate
+        if audio is not None:
+            shift, scale, gate = modulation_rows(self.audio_scale_shift_table, audio_inputs.temb, FEED_FORWARD)
+            audio = audio + self.audio_ff(modulate(audio, shift, scale, self.eps)) * gate
+        return video, audio
+
+    def _self_and_text_attention(
+        self,
+        x: Tensor,
+        inputs: StreamInputs,
+        keep: Tensor | None,
+        self_attn: Attention,
+        text_attn: Attention,
+        table: Tensor,
+        prompt_table: Tensor | None,
+    ) -> Tensor:
+        shift, scale, gate = modulation_rows(table, inputs.temb, SELF_ATTN)
+        h = modulate(x, shift, scale, self.eps)
+        x = x + self_attn(h, rope=inputs.rope, mask=inputs.self_attn_bias, keep=keep) * gate
+        if not self.cross_attn_mod:  # LTX-2: plain RMS-normalised query, no gate
+            return x + text_attn(rms_norm(x, self.eps), inputs.context, mask=inputs.context_bias)
+        # LTX-2.3: AdaLN on the query (rows 6-8) and on the text (prompt table + prompt AdaLN of sigma)
+        shift_q, scale_q, gate_q = modulation_rows(table, inputs.temb, TEXT_QUERY)
+        if inputs.prompt_temb is None:  # diffusers' use_prompt_adaln_single=False: the table alone
+            shift_kv, scale_kv = prompt_table.to(x.dtype)[:, None, None].unbind(0)
+        else:
+            shift_kv, scale_kv = modulation_rows(prompt_table, inputs.prompt_temb, slice(0, 2))
+        context = inputs.context * (1 + scale_kv) + shift_kv
+        return x + text_attn(modulate(x, shift_q, scale_q, self.eps), context, mask=inputs.context_bias) * gate_q
+
+    @staticmethod
+    def _cross_modal_update(
+        query_normed: Tensor,
+        context_normed: Tensor,
+        query_inputs: StreamInputs,
+        context_inputs: StreamInputs,
+        query_table: Tensor,
+        context_table: Tensor,
+        rows: slice,
+        attn: Attention,
+    ) -> Tensor:
+        """Gated update of the query stream from the other stream, both modulated by the partner sigma's AdaLN."""
+        q_scale, q_shift = modulation_rows(query_table[:4], query_inputs.cross_temb, rows)
+        (gate,) = modulation_rows(query_table[4:], query_inputs.cross_gate_temb, slice(0, 1))
+        c_scale, c_shift = modulation_rows(context_table[:4], context_inputs.cross_temb, rows)
+        out = attn(
+            query_normed * (1 + q_scale) + q_shift,
+            context_normed * (1 + c_scale) + c_shift,
+            rope=query_inputs.cross_rope,
+            context_rope=context_inputs.cross_rope,
+        )
+        return out * gate
+
+
+class LTX2VideoTransformer3DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, FromOriginalModelMixin, CacheMixin):
+    r"""LTX-2 (19B) / LTX-2.3 (22B) audio-video transformer: velocity for video and audio tokens (spec §1).
+
+    Config keys are those of diffusers' `LTX2VideoTransformer3DModel`; defaults are the released LTX-2 values.
+    Video stream: `num_attention_heads` x `attention_head_dim`; audio stream: `audio_num_attention_heads` x
+    `audio_attention_head_dim`; `num_layers` shared blocks. LTX-2.3 = `gated_attn`, `audio_gated_attn`,
+    `cross_attn_mod`, `audio_cross_attn_mod` True and `use_prompt_embeddings` False (no caption projection).
+
+    Keys kept only for format compatibility: `patch_size`, `patch_size_t`, `audio_patch_size`, `audio_patch_size_t`
+    (must be 1), `activation_fn` ("gelu-approximate"), `qk_norm` ("rms_norm_across_heads"), `norm_elementwise_affine`
+    (False). `perturbed_attn` is ignored: spatio-temporal guidance always works here (in diffusers it is a silent no-op
+    unless this key is True, which the released LTX-2 config does not set).
+    """
+
+    _supports_gradient_checkpointing = True
+    _skip_layerwise_casting_patterns = ["norm"]
+    _repeated_blocks = ["LTX2VideoTransformerBlock"]
+    _no_split_modules = ["LTX2VideoTransformerBlock"]
+
+    @register_to_config
+    def __init__(
+        self,
+        in_channels: int = 128,
+        out_channels: int | None = 128,
+        patch_size: int = 1,
+        patch_size_t: int = 1,
+        num_attention_heads: int = 32,
+        attention_head_dim: int = 128,
+        cross_attention_dim: int = 4096,
+        vae_scale_factors: tuple[int, int, int] = (8, 32, 32),
+        pos_embed_max_pos: int = 20,
+        base_height: int = 2048,
+        base_width: int = 2048,
+        gated_attn: bool = False,
+        cross_attn_mod: bool = False,
+        audio_in_channels: int = 128,
+        audio_out_channels: int | None = 128,
+        audio_patch_size: int = 1,
+        audio_patch_size_t: int = 1,
+        audio_num_attention_heads: int = 32,
+        audio_attention_head_dim: int = 64,
+        audio_cross_attention_dim: int = 2048,
+        audio_scale_factor: int = 4,
+        audio_pos_embed_max_pos: int = 20,
+        audio_sampling_rate: int = 16000,
+        audio_hop_length: int = 160,
+        audio_gated_attn: bool = False,
+        audio_cross_attn_mod: bool = False,
+        num_layers: int = 48,
+        activation_fn: str = "gelu-approximate",
+        qk_norm: str = "rms_norm_across_heads",
+        norm_elementwise_affine: bool = False,
+        norm_eps: float = 1e-6,
+        caption_channels: int = 3840,
+        attention_bias: bool = True,
+        attention_out_bias: bool = True,
+        rope_theta: float = 10000.0,
+        rope_double_precision: bool = True,
+        causal_offset: int = 1,
+        timestep_scale_multiplier: int = 1000,
+        cross_attn_timestep_scale_multiplier: int = 1000,
+        rope_type: str = "split",
+        use_prompt_embeddings: bool = True,
+        perturbed_attn: bool = False,
+        ff_bias: bool = True,
+        audio_ff_bias: bool = True,
+        use_prompt_adaln_single: bool = True,
+        use_keyframes_abs_pos_embedding: bool = False,
+    ) -> None:
+        super().__init__()
+        check_config(locals())
+        out_channels = out_channels or in_channels
+        audio_out_channels = audio_out_channels or audio_in_channels
+        dim = num_attention_heads * attention_head_dim
+        audio_dim = audio_num_attention_heads * audio_attention_head_dim
+        rows = 9 if cross_attn_mod else 6
+
+        # 1. Inputs: token projections, LTX-2's caption projections, LTX-2.5's keyframe marker
+        self.proj_in = nn.Linear(in_channels, dim)
+        self.audio_proj_in = nn.Linear(audio_in_channels, audio_dim)
+        if use_keyframes_abs_pos_embedding:
+            self.keyframes_abs_pos_embedding = nn.Parameter(torch.zeros(1, dim))
+        if use_prompt_embeddings:
+            self.caption_projection = CaptionProjection(caption_channels, dim)
+            self.audio_caption_projection = CaptionProjection(caption_channels, audio_dim)
+
+        # 2. Timestep embeddings: per-token AdaLN rows, audio<->video AdaLN (partner's sigma), LTX-2.3 prompt AdaLN
+        self.time_embed = AdaLayerNormSingle(dim, rows)
+        self.audio_time_embed = AdaLayerNormSingle(audio_dim, rows)
+        self.av_cross_attn_video_scale_shift = AdaLayerNormSingle(dim, 4)
+        self.av_cross_attn_audio_scale_shift = AdaLayerNormSingle(audio_dim, 4)
+        self.av_cross_attn_video_a2v_gate = AdaLayerNormSingle(dim, 1)
+        self.av_cross_attn_audio_v2a_gate = AdaLayerNormSingle(audio_dim, 1)
+        if cross_attn_mod and use_prompt_adaln_single:
+            self.prompt_adaln = AdaLayerNormSingle(dim, 2)
+            self.audio_prompt_adaln = AdaLayerNormSingle(audio_dim, 2)
+
+        # 3. Blocks
+        self.transformer_blocks = nn.ModuleList(
+            LTX2VideoTransformerBlock(
+                dim,
+                num_attention_heads,
+                attention_head_dim,
+                cross_attention_dim,
+                audio_dim,
+                audio_num_attention_heads,
+                audio_attention_head_dim,
+                audio_cross_attention_dim,
+                gated_attn,
+                audio_gated_attn,
+                cross_attn_mod,
+                attention_bias,
+                attention_out_bias,
+                ff_bias,
+                audio_ff_bias,
+                norm_eps,
+                rope_type,
+            )  # fmt: skip
+            for _ in range(num_layers)
+        )
+
+        # 4. Output heads: LayerNorm (not RMS) modulated by [shift, scale] rows, then projection
+        self.scale_shift_table = nn.Parameter(torch.randn(2, dim) / dim**0.5)
+        self.audio_scale_shift_table = nn.Parameter(torch.randn(2, audio_dim) / audio_dim**0.5)
+        self.proj_out = nn.Linear(dim, out_channels)
+        self.audio_proj_out = nn.Linear(audio_dim, audio_out_channels)
+
+        # Coordinate helpers under the names diffusers' pipelines call (`transformer.rope.prepare_video_coords`).
+        self.rope = VideoCoordinates(tuple(vae_scale_factors), causal_offset)
+        self.audio_rope = AudioCoordinates(audio_sampling_rate, audio_hop_length, audio_scale_factor, causal_offset)
+        self.gradient_checkpointing = False
+        self.sdpa_backend: str | None = None
+
+    def set_attention_backend(self, backend: str | None) -> None:
+        """Pick the SDPA kernel for every attention: "cudnn", "flash", "efficient", "math" (or diffusers' native
+        names "_native_cudnn", ...); None lets PyTorch choose. Set it before compiling blocks."""
+        self.sdpa_backend = resolve_sdpa_backend(backend)
+
+    def reset_attention_backend(self) -> None:
+        self.sdpa_backend = None
+
+    @apply_lora_scale("attention_kwargs")
+    def forward(
+        self,
+        hidden_states: Tensor,
+        audio_hidden_states: Tensor | None = None,
+        encoder_hidden_states: Tensor | None = None,
+        audio_encoder_hidden_states: Tensor | None = None,
+        timestep: Tensor | None = None,
+        audio_timestep: Tensor | None = None,
+        sigma: Tensor | None = None,
+        audio_sigma: Tensor | None = None,
+        encoder_attention_mask: Tensor | None = None,
+        audio_encoder_attention_mask: Tensor | None = None,
+        num_frames: int | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        fps: float = 24.0,
+        audio_num_frames: int | None = None,
+        video_coords: Tensor | None = None,
+        audio_coords: Tensor | None = None,
+        isolate_modalities: bool = False,
+        spatio_temporal_guidance_blocks: list[int] | tuple[int, ...] | None = None,
+        perturbation_mask: Tensor | None = None,
+        use_cross_timestep: bool = True,
+        attention_kwargs: dict[str, Any] | None = None,
+        video_self_attention_mask: Tensor | None = None,
+        video_keyframes_mask: Tensor | None = None,
+        return_dict: bool = True,
+        audio_self_attention_mask: Tensor | None = None,
+        perturbations: Perturbations | None = None,
+    ) -> LTX2TransformerOutput | tuple[Tensor, Tensor | None]:
+        """Velocities for the video tokens and, when audio is given, the audio tokens.
+
+        Units follow diffusers: `timestep`, `audio_timestep`, `sigma` and `audio_sigma` are all timesteps, i.e.
+        1000 x the noise level (diffusers' pipelines pass `sigma=timestep`).
+
+        Args:
+            hidden_states: (B, T_v, in_channels) video tokens, (f, h, w) order; appended conditioning tokens last.
+            audio_hidden_states: (B, T_a, audio_in_channels), or None for a video-only call (audio and cross-modal
+                sub-layers are skipped; `audio_sample` is None).
+            encoder_hidden_states / audio_encoder_hidden_states: (B, L, C) text contexts from the connectors
+                (C = caption_channels with the LTX-2 caption projection, the stream width on LTX-2.3).
+            timestep: (B,) per sample or (B, T_v) per token (conditioning tokens at their own noise level).
+            audio_timestep: (B,) or (B, T_a); defaults to `timestep` when that is per sample.
+            sigma / audio_sigma: (B,) the step's timestep per modality (spec §1.7). The audio<->video AdaLN of each
+                stream uses the partner's value; LTX-2.3's prompt AdaLN uses the stream's own. Default: `timestep`
+                when it is per sample; `audio_sigma` defaults to `sigma`.
+            encoder_attention_mask / audio_encoder_attention_mask: (B, L) 1 = attend, or an additive (B, 1, L) bias.
+                Leave None (the fast path): the connectors' registers make the mask all ones.
+            num_frames, height, width, fps: latent video size, used to build positions when `video_coords` is None
+                (then in the latent dtype, as the reference does; spec §13.2).
+            audio_num_frames: audio latent frames when `audio_coords` is None (default: T_a).
+            video_coords / audio_coords: (B, 3, T_v, 2) / (B, 1, T_a, 2) [start, end) bounds (see `rope.py`), used as
+                given: pass bf16 video positions (`video_positions(..., dtype=torch.bfloat16)`) for the reference's
+                numerics.
+            isolate_modalities: skip audio<->video attention in every block for the whole batch.
+            spatio_temporal_guidance_blocks, perturbation_mask: diffusers' STG: blocks whose video and audio
+                self-attention is replaced by its value path, for the samples where `perturbation_mask` (B,) is 0
+                (1 = untouched). Unlike diffusers, a missing mask is an error, never "perturb every sample".
+            use_cross_timestep: True (the reference): cross-modal AdaLN from the partner's sigma. False is diffusers'
+                legacy path (each stream's own timestep).
+            attention_kwargs: only {"scale": LoRA strength} (peft); other keys raise.
+            video_self_attention_mask / audio_self_attention_mask: (B, T, T) weights in [0, 1] on self-attention,
+                applied as a log-bias (log w; w <= 0 masks), as the reference does (diffusers uses (1 - w) * -1e4).
+            video_keyframes_mask: (B, T_v, 1) marks tokens that get `keyframes_abs_pos_embedding` (LTX-2.5 configs).
+            perturbations: per-sample STG (separate video/audio block lists) and modality isolation for batched
+                guidance; exclusive with the two diffusers STG arguments.
+
+        Returns:
+            `LTX2TransformerOutput(sample (B, T_v, out_channels), audio_sample (B, T_a, audio_out_channels) | None)`,
+            or that pair as a tuple when `return_dict` is False.
+        """
+        cfg = self.config
+        if encoder_hidden_states is None or timestep is None:
+            raise TypeError("forward needs encoder_hidden_states and timestep")
+        if attention_kwargs:
+            raise ValueError(f"attention_kwargs keys {sorted(attention_kwargs)} are not used; only 'scale' (LoRA) is")
+        if hidden_states.ndim != 3:
+            raise ValueError(f"hidden_states must be (B, T, C) tokens, got shape {tuple(hidden_states.shape)}")
+        has_audio = audio_hidden_states is not None
+        if has_audio and audio_encoder_hidden_states is None:
+            raise ValueError("audio_hidden_states was given without audio_encoder_hidden_states")
+        batch_size, num_tokens = hidden_states.shape[:2]
+        device, dtype = hidden_states.device, hidden_states.dtype
+
+        # 1. Timesteps and sigmas, all in timestep units
+        timestep = per_token_timestep(timestep, batch_size, num_tokens, "timestep")
+        if has_audio:
+            if audio_timestep is None and timestep.shape[1] != 1:
+                raise ValueError("timestep is per token, so audio_timestep must be given: (B,) or (B, T_a)")
+            audio_timestep = timestep if audio_timestep is None else audio_timestep
+            audio_timestep = per_token_timestep(
+                audio_timestep, batch_size, audio_hidden_states.shape[1], "audio_timestep"
+            )
+        if sigma is None and timestep.shape[1] == 1:
+            sigma = timestep[:, 0]
+        audio_sigma = sigma if audio_sigma is None else audio_sigma
+        needs_sigma = has_audio or (cfg.cross_attn_mod and cfg.use_prompt_adaln_single)
+        if needs_sigma and sigma is None:
+            raise ValueError("timestep is per token, so sigma must be given: the step's timestep (1000 * sigma), (B,)")
+        if needs_sigma:
+            sigma = per_sample(sigma, batch_size, "sigma").to(device)
+            audio_sigma = per_sample(audio_sigma, batch_size, "audio_sigma").to(device)
+
+        # 2. Positions and RoPE tables, once per forward
+        if video_coords is None:
+            if None in (num_frames, height, width) or num_frames * height * width != num_tokens:
+                raise ValueError(
+                    f"Pass video_coords (B, 3, T_v, 2), or latent num_frames, height, width whose product is "
+                    f"T_v={num_tokens}; got num_frames={num_frames}, height={height}, width={width}"
+                )
+            video_coords = video_positions(
+                batch_size, num_frames, height, width, fps, device=device, dtype=dtype,
+                scale_factors=tuple(cfg.vae_scale_factors), causal_offset=cfg.causal_offset,
+            )  # fmt: skip
+        check_coords(video_coords, (batch_size, 3, num_tokens), "video_coords")
+        video_max_pos = (cfg.pos_embed_max_pos, cfg.base_height, cfg.base_width)
+        video_rope = self._rope(video_coords, self.inner_dim, cfg.num_attention_heads, video_max_pos, dtype)
+        if has_audio:
+            num_audio_tokens = audio_hidden_states.shape[1]
+            if audio_coords is None:
+                if audio_num_frames not in (None, num_audio_tokens):
+                    raise ValueError(f"audio_num_frames={audio_num_frames} but there are {num_audio_tokens} tokens")
+                audio_coords = self.audio_rope.prepare_audio_coords(batch_size, num_audio_tokens, device)
+            check_coords(audio_coords, (batch_size, 1, num_audio_tokens), "audio_coords")
+            audio_rope = self._rope(
+                audio_coords, self.audio_inner_dim, cfg.audio_num_attention_heads, (cfg.audio_pos_embed_max_pos,), dtype
+            )
+            # Cross-modal RoPE: time axis only, at the audio attention width, on a shared normaliser
+            cross_max_pos = (max(cfg.pos_embed_max_pos, cfg.audio_pos_embed_max_pos),)
+            heads, width_ = cfg.audio_num_attention_heads, cfg.audio_cross_attention_dim
+            video_cross_rope = self._rope(video_coords[:, 0:1], width_, heads, cross_max_pos, dtype)
+            audio_cross_rope = self._rope(audio_coords[:, 0:1], width_, heads, cross_max_pos, dtype)
+
+        # 3. Per-stream inputs: token projection, AdaLN, text context, masks
+        video = self.proj_in(hidden_states)
+        if cfg.use_keyframes_abs_pos_embedding and video_keyframes_mask is not None:
+            video = video + (video_keyframes_mask > 0).to(dtype) * self.keyframes_abs_pos_embedding.to(dtype)
+        video_temb, video_embedded = self.time_embed(timestep, dtype)
+        video_inputs = StreamInputs(
+            temb=video_temb,
+            context=self._context(encoder_hidden_states, getattr(self, "caption_projection", None), video.shape[-1]),
+            context_bias=text_bias(encoder_attention_mask, dtype),
+            rope=video_rope,
+            self_attn_bias=self_attention_bias(video_self_attention_mask, dtype, num_tokens),
+            prompt_temb=self.prompt_adaln(sigma, dtype)[0] if hasattr(self, "prompt_adaln") else None,
+        )
+        audio, audio_inputs, audio_embedded = None, None, None
+        if has_audio:
+            audio = self.audio_proj_in(audio_hidden_states)
+            audio_temb, audio_embedded = self.audio_time_embed(audio_timestep, dtype)
+            audio_inputs = StreamInputs(
+                temb=audio_temb,
+                context=self._context(
+                    audio_encoder_hidden_states, getattr(self, "audio_caption_projection", None), audio.shape[-1]
+                ),
+                context_bias=text_bias(audio_encoder_attention_mask, dtype),
+                rope=audio_rope,
+                self_attn_bias=self_attention_bias(audio_self_attention_mask, dtype, num_audio_tokens),
+                prompt_temb=self.audio_prompt_adaln(audio_sigma, dtype)[0]
+                if hasattr(self, "audio_prompt_adaln")
+                else None,
+            )
+            # Audio<->video AdaLN: each stream is modulated by its partner's sigma (spec §1.7)
+            video_cross_t = audio_sigma if use_cross_timestep else timestep
+            audio_cross_t = sigma if use_cross_timestep else audio_timestep
+            gate_factor = cfg.cross_attn_timestep_scale_multiplier / cfg.timestep_scale_multiplier
+            video_inputs = replace_fields(
+                video_inputs,
+                cross_temb=self.av_cross_attn_video_scale_shift(video_cross_t, dtype)[0],
+                cross_gate_temb=self.av_cross_attn_video_a2v_gate(video_cross_t * gate_factor, dtype)[0],
+                cross_rope=video_cross_rope,
+            )
+            audio_inputs = replace_fields(
+                audio_inputs,
+                cross_temb=self.av_cross_attn_audio_scale_shift(audio_cross_t, dtype)[0],
+                cross_gate_temb=self.av_cross_attn_audio_v2a_gate(audio_cross_t * gate_factor, dtype)[0],
+                cross_rope=audio_cross_rope,
+            )
+
+        # 4. Blocks, with the perturbation plan settled on the host
+        plan = self._perturbation_plan(
+            batch_size, dtype, device, has_audio, perturbations, spatio_temporal_guidance_blocks, perturbation_mask,
+            isolate_modalities,
+        )  # fmt: skip
+        backend = sdpa_backend(self.sdpa_backend) if self.sdpa_backend else contextlib.nullcontext()
+        with backend:
+            for block, block_plan in zip(self.transformer_blocks, plan, strict=True):
+                if torch.is_grad_enabled() and self.gradient_checkpointing:
+                    video, audio = self._gradient_checkpointing_func(
+                        block, video, audio, video_inputs, audio_inputs, block_plan
+                    )
+                else:
+                    video, audio = block(video, audio, video_inputs, audio_inputs, block_plan)
+
+        # 5. Output heads
+        video_out = self._output(video, video_embedded, self.scale_shift_table, self.proj_out)
+        audio_out = None
+        if has_audio:
+            audio_out = self._output(audio, audio_embedded, self.audio_scale_shift_table, self.audio_proj_out)
+        if not return_dict:
+            return video_out, audio_out
+        return LTX2TransformerOutput(sample=video_out, audio_sample=audio_out)
+
+    @property
+    def inner_dim(self) -> int:
+        return self.config.num_attention_heads * self.config.attention_head_dim
+
+    @property
+    def audio_inner_dim(self) -> int:
+        return self.config.audio_num_attention_heads * self.config.audio_attention_head_dim
+
+    def _rope(self, coords: Tensor, dim: int, heads: int, max_pos: tuple, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        cfg = self.config
+        return rope_cos_sin(
+            coords, dim, heads, max_pos, theta=cfg.rope_theta, rope_type=cfg.rope_type,
+            double_precision=cfg.rope_double_precision, dtype=dtype,
+        )  # fmt: skip
+
+    @staticmethod
+    def _context(context: Tensor, projection: nn.Module | None, width: int) -> Tensor:
+        if projection is not None:  # LTX-2: Gemma features -> stream width inside the transformer
+            context = projection(context)
+        if context.shape[-1] != width:
+            raise ValueError(f"text context has width {context.shape[-1]}, the stream expects {width}")
+        return context
+
+    def _output(self, x: Tensor, embedded: Tensor, table: Tensor, proj: nn.Linear) -> Tensor:
+        shift, scale = (table[None, None].to(x.dtype) + embedded[:, :, None]).unbind(2)
+        return proj(F.layer_norm(x, x.shape[-1:], eps=self.config.norm_eps) * (1 + scale) + shift)
+
+    def _perturbation_plan(
+        self,
+        batch_size: int,
+        dtype: torch.dtype,
+        device: torch.device,
+        has_audio: bool,
+        perturbations: Perturbations | None,
+        stg_blocks: list[int] | tuple[int, ...] | None,
+        perturbation_mask: Tensor | None,
+        isolate_modalities: bool,
+    ) -> list[BlockPerturbation]:
+        """One BlockPerturbation per block. Only host-side facts decide what runs; masks only multiply."""
+
+        def keep(mask: Tensor | None, name: str, shape: tuple[int, ...], perturbed_value: float) -> Tensor | None:
+            if mask is None:
+                return None
+            mask = mask.reshape(-1) if mask.numel() == batch_size else mask
+            if mask.shape != (batch_size,):
+                raise ValueError(
+                    f"{name} must have one value per sample, shape ({batch_size},); got {tuple(mask.shape)}"
+                )
+            mask = mask.to(device=device, dtype=dtype)
+            return (mask if perturbed_value == 0.0 else 1 - mask).view(batch_size, *shape)
+
+        video_keep = audio_keep = a2v_keep = v2a_keep = None
+        video_blocks: tuple[int, ...] = ()
+        audio_blocks: tuple[int, ...] = ()
+        if perturbations is not None:
+            if stg_blocks or perturbation_mask is not None:
+                raise ValueError(
+                    "Pass either perturbations or diffusers' spatio_temporal_guidance_blocks/perturbation_mask, not both"
+                )
+            p = perturbations
+            video_keep = keep(p.video_stg_mask, "Perturbations.video_stg_mask", (1, 1, 1), 1.0)
+            audio_keep = keep(p.audio_stg_mask, "Perturbations.audio_stg_mask", (1, 1, 1), 1.0)
+            a2v_keep = keep(p.skip_a2v_mask, "Perturbations.skip_a2v_mask", (1, 1), 1.0)
+            v2a_keep = keep(p.skip_v2a_mask, "Perturbations.skip_v2a_mask", (1, 1), 1.0)
+            video_blocks, audio_blocks = p.video_stg_blocks, p.audio_stg_blocks
+        elif stg_blocks:
+            if perturbation_mask is None:
+                raise ValueError(
+                    f"spatio_temporal_guidance_blocks={list(stg_blocks)} was given without perturbation_mask. Pass "
+                    f"perturbation_mask of shape ({batch_size},): 0.0 for the samples to perturb, 1.0 for the others "
+                    f"(torch.zeros({batch_size}) perturbs every sample). A missing mask does not mean 'all samples'."
+                )
+            video_keep = audio_keep = keep(perturbation_mask, "perturbation_mask", (1, 1, 1), 0.0)
+            video_blocks = audio_blocks = tuple(stg_blocks)
+        elif perturbation_mask is not None:
+            raise ValueError("perturbation_mask was given without spatio_temporal_guidance_blocks: it would do nothing")
+        num_layers = self.config.num_layers
+        for name, blocks in (("video STG", video_blocks), ("audio STG", audio_blocks)):
+            if any(not 0 <= b < num_layers for b in blocks):
+                raise ValueError(f"{name} blocks {list(blocks)} must lie in [0, {num_layers - 1}]")
+        run_cross = has_audio and not isolate_modalities
+        return [
+            BlockPerturbation(
+                video_keep=video_keep if i in video_blocks else None,
+                audio_keep=audio_keep if i in audio_blocks else None,
+                a2v_keep=a2v_keep,
+                v2a_keep=v2a_keep,
+                run_a2v=run_cross,
+                run_v2a=run_cross,
+            )
+            for i in range(num_layers)
+        ]
+
+
+def replace_fields(inputs: StreamInputs, **changes: Any) -> StreamInputs:
+    return StreamInputs(**{**inputs.__dict__, **changes})
+
+
+def per_token_timestep(timestep: Tensor, batch_size: int, num_tokens: int, name: str) -> Tensor:
+    """(B,), (B, 1), (B, T) or (B, T, 1) -> (B, 1) or (B, T)."""
+    if timestep.ndim == 0 or timestep.shape[0] != batch_size:
+        raise ValueError(f"{name} must start with the batch dim {batch_size}, got shape {tuple(timestep.shape)}")
+    timestep = timestep.reshape(batch_size, -1)
+    if timestep.shape[1] not in (1, num_tokens):
+        raise ValueError(
+            f"{name} must be (B,) or (B, T) with T={num_tokens} tokens, got {timestep.shape[1]} per sample"
+        )
+    return timestep
+
+
+def per_sample(value: Tensor, batch_size: int, name: str) -> Tensor:
+    if value.numel() != batch_size:
+        raise ValueError(f"{name} must hold one value per sample, shape ({batch_size},); got {tuple(value.shape)}")
+    return value.reshape(batch_size)
+
+
+def check_coords(coords: Tensor, expected: tuple[int, int, int], name: str) -> None:
+    if tuple(coords.shape[:3]) != expected or coords.ndim not in (3, 4) or (coords.ndim == 4 and coords.shape[3] != 2):
+        raise ValueError(f"{name} must be [start, end) bounds of shape {(*expected, 2)}, got {tuple(coords.shape)}")
+
+
+def check_config(cfg: dict[str, Any]) -> None:
+    """Reject configs this implementation (and the reference) cannot represent."""
+    fixed = {
+        "patch_size": 1, "patch_size_t": 1, "audio_patch_size": 1, "audio_patch_size_t": 1,
+        "activation_fn": "gelu-approximate", "qk_norm": "rms_norm_across_heads", "norm_elementwise_affine": False,
+    }  # fmt: skip
+    for key, expected in fixed.items():
+        if cfg[key] != expected:
+            raise ValueError(f"{key}={cfg[key]!r} is not supported: LTX-2 uses {expected!r} (no patching in the model)")
+    if cfg["rope_type"] not in ("split", "interleaved"):
+        raise ValueError(f"rope_type must be 'split' (released models) or 'interleaved', got {cfg['rope_type']!r}")
+    if cfg["cross_attn_mod"] != cfg["audio_cross_attn_mod"]:
+        raise ValueError(
+            f"cross_attn_mod={cfg['cross_attn_mod']} and audio_cross_attn_mod={cfg['audio_cross_attn_mod']} differ; "
+            "LTX-2 (both False) and LTX-2.3 (both True) set them together"
+        )
+    audio_dim = cfg["audio_num_attention_heads"] * cfg["audio_attention_head_dim"]
+    if cfg["audio_cross_attention_dim"] != audio_dim:
+        raise ValueError(
+            f"audio_cross_attention_dim={cfg['audio_cross_attention_dim']} must equal the audio width "
+            f"audio_num_attention_heads * audio_attention_head_dim = {audio_dim}: it is also the width of the "
+            "audio<->video RoPE"
+        )
+    if (
+        not cfg["use_prompt_embeddings"]
+        and cfg["cross_attention_dim"] != cfg["num_attention_heads"] * cfg["attention_head_dim"]
+    ):
+        raise ValueError("without the caption projection (LTX-2.3), cross_attention_dim must equal the video width")
