@@ -168,3 +168,14 @@ def test_res2s_matches_ltx_pipelines_loop():
     )
     torch.testing.assert_close(ours_v, core_v.latent, rtol=0, atol=0)
     torch.testing.assert_close(ours_a, core_a.latent, rtol=0, atol=0)
+
+
+def test_diffusers_flow_match_config_loads_with_reference_schedule():
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    theirs = FlowMatchEulerDiscreteScheduler(
+        base_shift=0.95, max_shift=2.05, shift_terminal=0.1, use_dynamic_shifting=True
+    )
+    ours = LTX2Scheduler.from_config(theirs.config)
+    ours.set_timesteps(30, num_tokens=6144)  # the reference's fixed 4096-token shift, whatever the resolution
+    torch.testing.assert_close(ours.sigmas, torch.tensor(SIGMAS_30), rtol=0, atol=1e-5)
