@@ -1,0 +1,772 @@
+"""Lightricks' single-file metadata <-> our diffusers configs (spec §1.1, §2.1, §3, §4, §5.4, §8.1).
+
+A Lightricks checkpoint carries its architecture in the safetensors `__metadata__`: `config` is a JSON string with the
+sections `transformer` (which also holds the text connectors' keys), `vae`, `audio_vae` and `vocoder`, and
+`model_version` says "2.3..." for LTX-2.3. Upsampler files carry a flat `config`. Each `*_config_from_original`
+function below turns one section into the config dict of our (= diffusers') class, with ltx-core 1.0.0's defaults
+where a key is absent and a ValueError where the reference would refuse the config or where our class cannot express
+it. The `original_*` functions go back. Nothing here guesses from file names or tensor shapes, except
+`text_proj_in_factor` (Gemma's layer count + 1), which no metadata key records: the converter reads it off the
+projection's weight shape.
+
+Round trip: `config_from_original(original_from_config(c)) == c` for every config these functions produce, and the
+converter also stores the file's metadata verbatim (`ORIGINAL_METADATA_FILENAME`) so that the reverse conversion
+writes back exactly what it read.
+"""
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+# Stored at the root of a converted folder: the source file's `__metadata__`, verbatim.
+ORIGINAL_METADATA_FILENAME = "ltx2_original_metadata.json"
+
+LTX2, LTX2_3 = "2", "2.3"
+
+# Values ltx-core's configurator asserts (`check_config_value`): a missing key fails unless the expected value is None.
+TRANSFORMER_ASSERTED: dict[str, Any] = {
+    "dropout": 0.0,
+    "attention_bias": True,
+    "num_vector_embeds": None,
+    "activation_fn": "gelu-approximate",
+    "num_embeds_ada_norm": 1000,
+    "use_linear_projection": False,
+    "only_cross_attention": False,
+    "cross_attention_norm": True,
+    "double_self_attention": False,
+    "upcast_attention": False,
+    "standardization_norm": "rms_norm",
+    "norm_elementwise_affine": False,
+    "qk_norm": "rms_norm",
+    "positional_embedding_type": "rope",
+    "use_middle_indices_grid": True,
+    "use_audio_video_cross_attention": True,
+    "share_ff": False,
+    "av_cross_ada_norm": True,
+}
+# ltx-core's "V2" text path (LTX-2.3): the projection moves out of the transformer into the connectors.
+_V2_TEXT_KEYS: dict[str, bool] = {
+    "caption_proj_before_connector": True,
+    "caption_projection_first_linear": False,
+    "caption_proj_input_norm": False,
+    "caption_projection_second_linear": False,
+}
+GEMMA_3_12B_HIDDEN_SIZE = 3840
+GEMMA_3_12B_PROJ_IN_FACTOR = 49  # 48 layers + the embedding layer, all concatenated before the projection
+CONNECTOR_NUM_REGISTERS = 128  # hard-coded in ltx-core 1.0.0; `connector_num_learnable_registers` is ignored there
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Reading
+
+
+def parse_original_metadata(metadata: Mapping[str, str] | None, source: str = "the file") -> dict[str, Any]:
+    """The parsed `config` JSON of a safetensors `__metadata__`. Raises if it is missing or not a JSON object."""
+    if not metadata:
+        raise ValueError(
+            f"{source} has no safetensors metadata, so its architecture is unknown. Lightricks' LTX-2 checkpoints "
+            "carry a `config` JSON in their `__metadata__`; use the original file as downloaded (a re-saved state dict "
+            "loses it)."
+        )
+    if "config" not in metadata:
+        raise ValueError(
+            f"{source} has safetensors metadata without a `config` entry (it has: {sorted(metadata)}). Lightricks' "
+            "LTX-2 checkpoints store their architecture there; use the original file as downloaded."
+        )
+    try:
+        config = json.loads(metadata["config"])
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{source}: the `config` metadata is not valid JSON ({error}).") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{source}: the `config` metadata is a JSON {type(config).__name__}, expected an object.")
+    return config
+
+
+def detect_model_version(metadata: Mapping[str, str], config: Mapping[str, Any]) -> str:
+    """LTX2 ("2") or LTX2_3 ("2.3"), from `model_version` (as ltx-pipelines reads it) checked against the config."""
+    transformer = config.get("transformer", {})
+    vocoder = config.get("vocoder", {})
+    config_says_2_3 = bool(transformer.get("caption_proj_before_connector", False)) or "bwe" in vocoder
+    version = metadata.get("model_version")
+    if version is None:
+        return LTX2_3 if config_says_2_3 else LTX2
+    says_2_3 = version.startswith(LTX2_3)
+    if "transformer" in config and says_2_3 != config_says_2_3:
+        raise ValueError(
+            f"model_version={version!r} contradicts the config, which describes an LTX-{LTX2_3 if config_says_2_3 else LTX2}"
+            " model (caption_proj_before_connector / vocoder 'bwe'). The file's metadata is inconsistent."
+        )
+    return LTX2_3 if says_2_3 else LTX2
+
+
+def _section(config: Mapping[str, Any], name: str) -> dict[str, Any]:
+    if name not in config:
+        raise ValueError(f"The checkpoint's `config` metadata has no {name!r} section (it has: {sorted(config)}).")
+    section = config[name]
+    if not isinstance(section, dict):
+        raise ValueError(f"The `config.{name}` metadata is a {type(section).__name__}, expected a JSON object.")
+    return section
+
+
+def _require(section: Mapping[str, Any], name: str, expected: Any, where: str) -> None:
+    if section.get(name) != expected:
+        value = section[name] if name in section else "missing"
+        raise ValueError(
+            f"config.{where}.{name} is {value!r}; ltx-core 1.0.0 only builds this model with {name}={expected!r}, and "
+            "so does this converter."
+        )
+
+
+def _one_of(value: Any, allowed: tuple, name: str) -> Any:
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r} is not supported; expected one of {list(allowed)}.")
+    return value
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Transformer and connectors (spec §1.1, §5.4)
+
+
+def transformer_config_from_original(
+    config: Mapping[str, Any], audio_vae_config: Mapping[str, Any] | None = None
+) -> dict:
+    """`config.transformer` -> LTX2VideoTransformer3DModel config. `audio_vae_config`: our audio VAE config, whose
+    sample rate and hop length set the audio token positions (16 kHz / 160 when absent, as ltx-core hard-codes)."""
+    t = _section(config, "transformer")
+    for name, expected in TRANSFORMER_ASSERTED.items():
+        _require(t, name, expected, "transformer")
+    video_max_pos = t.get("positional_embedding_max_pos", [20, 2048, 2048])
+    audio_max_pos = t.get("audio_positional_embedding_max_pos", [20])
+    if len(video_max_pos) != 3 or len(audio_max_pos) != 1:
+        raise ValueError(
+            f"positional_embedding_max_pos={video_max_pos} / audio_positional_embedding_max_pos={audio_max_pos}: "
+            "expected 3 values (time, height, width) and 1 value (time)."
+        )
+    gated = bool(t.get("apply_gated_attention", False))
+    cross_adaln = bool(t.get("cross_attention_adaln", False))
+    audio_vae_config = audio_vae_config or {}
+    return {
+        "in_channels": t.get("in_channels", 128),
+        "out_channels": t.get("out_channels", 128),
+        "patch_size": 1,
+        "patch_size_t": 1,
+        "num_attention_heads": t.get("num_attention_heads", 32),
+        "attention_head_dim": t.get("attention_head_dim", 128),
+        "cross_attention_dim": t.get("cross_attention_dim", 4096),
+        "vae_scale_factors": [8, 32, 32],  # ltx-core hard-codes the video VAE's compression for RoPE positions
+        "pos_embed_max_pos": video_max_pos[0],
+        "base_height": video_max_pos[1],
+        "base_width": video_max_pos[2],
+        "gated_attn": gated,
+        "cross_attn_mod": cross_adaln,
+        "audio_in_channels": t.get("audio_in_channels", 128),
+        "audio_out_channels": t.get("audio_out_channels", 128),
+        "audio_patch_size": 1,
+        "audio_patch_size_t": 1,
+        "audio_num_attention_heads": t.get("audio_num_attention_heads", 32),
+        "audio_attention_head_dim": t.get("audio_attention_head_dim", 64),
+        "audio_cross_attention_dim": t.get("audio_cross_attention_dim", 2048),
+        "audio_scale_factor": 4,
+        "audio_pos_embed_max_pos": audio_max_pos[0],
+        "audio_sampling_rate": audio_vae_config.get("sample_rate", 16000),
+        "audio_hop_length": audio_vae_config.get("mel_hop_length", 160),
+        "audio_gated_attn": gated,
+        "audio_cross_attn_mod": cross_adaln,
+        "num_layers": t.get("num_layers", 48),
+        "activation_fn": "gelu-approximate",
+        "qk_norm": "rms_norm_across_heads",
+        "norm_elementwise_affine": False,
+        "norm_eps": t.get("norm_eps", 1e-6),
+        "caption_channels": t.get("caption_channels", GEMMA_3_12B_HIDDEN_SIZE),
+        "attention_bias": True,
+        "attention_out_bias": True,
+        "rope_theta": t.get("positional_embedding_theta", 10000.0),
+        "rope_double_precision": t.get("frequencies_precision", False) == "float64",
+        "causal_offset": 1,
+        "timestep_scale_multiplier": t.get("timestep_scale_multiplier", 1000),
+        # ltx-core's code defaults (1, "interleaved") differ from both released files (1000, "split"), spec §1.1
+        "cross_attn_timestep_scale_multiplier": t.get("av_ca_timestep_scale_multiplier", 1),
+        "rope_type": _one_of(t.get("rope_type", "interleaved"), ("interleaved", "split"), "rope_type"),
+        "use_prompt_embeddings": not _uses_v2_text_path(t),
+        # ltx-core can always skip self-attention for STG; diffusers' flag False would make STG a silent no-op
+        "perturbed_attn": True,
+        "ff_bias": True,
+        "audio_ff_bias": True,
+        "use_prompt_adaln_single": True,
+        "use_keyframes_abs_pos_embedding": False,
+    }
+
+
+def _uses_v2_text_path(t: Mapping[str, Any]) -> bool:
+    present = t.keys() & _V2_TEXT_KEYS.keys()
+    if not present:
+        return False
+    wrong = {k: t.get(k, "missing") for k, v in _V2_TEXT_KEYS.items() if t.get(k, "missing") != v}
+    if wrong:
+        raise ValueError(
+            f"config.transformer has a partial or unknown text-projection setup {wrong}; ltx-core 1.0.0 knows only "
+            f"none of these keys (LTX-2) or exactly {_V2_TEXT_KEYS} (LTX-2.3)."
+        )
+    return True
+
+
+def connectors_config_from_original(config: Mapping[str, Any], text_proj_in_factor: int | None = None) -> dict:
+    """The `connector_*` keys of `config.transformer` -> LTX2TextConnectors config.
+
+    text_proj_in_factor: Gemma's hidden-state count (layers + 1), read by the converter from the projection weight's
+    shape; None means Gemma-3-12B's 49, which ltx-core hard-codes.
+    """
+    t = _section(config, "transformer")
+    v2 = _uses_v2_text_path(t)
+    max_pos = t.get("connector_positional_embedding_max_pos", [1])  # the code default [1] is not the released [4096]
+    heads = t.get("connector_num_attention_heads", 30)
+    head_dim = t.get("connector_attention_head_dim", 128)
+    layers = t.get("connector_num_layers", 2)
+    gated = bool(t.get("connector_apply_gated_attention", False))  # one flag for both connectors in ltx-core
+    return {
+        "caption_channels": t.get("caption_channels", GEMMA_3_12B_HIDDEN_SIZE),
+        "text_proj_in_factor": GEMMA_3_12B_PROJ_IN_FACTOR if text_proj_in_factor is None else int(text_proj_in_factor),
+        "video_connector_num_attention_heads": heads,
+        "video_connector_attention_head_dim": head_dim,
+        "video_connector_num_layers": layers,
+        "video_connector_num_learnable_registers": CONNECTOR_NUM_REGISTERS,
+        "video_gated_attn": gated,
+        "audio_connector_num_attention_heads": t.get("audio_connector_num_attention_heads", heads),
+        "audio_connector_attention_head_dim": t.get("audio_connector_attention_head_dim", head_dim),
+        "audio_connector_num_layers": t.get("audio_connector_num_layers", layers),
+        "audio_connector_num_learnable_registers": CONNECTOR_NUM_REGISTERS,
+        "audio_gated_attn": gated,
+        "connector_rope_base_seq_len": max_pos[0],
+        "rope_theta": 10000.0,
+        "rope_double_precision": t.get("frequencies_precision", False) == "float64",
+        "causal_temporal_positioning": False,
+        "rope_type": _one_of(t.get("rope_type", "interleaved"), ("interleaved", "split"), "rope_type"),
+        "per_modality_projections": v2,
+        "video_hidden_dim": t.get("num_attention_heads", 32) * t.get("attention_head_dim", 128),
+        "audio_hidden_dim": t.get("audio_num_attention_heads", 32) * t.get("audio_attention_head_dim", 64),
+        "proj_bias": v2,
+    }
+
+
+def original_transformer_section(transformer: Mapping[str, Any], connectors: Mapping[str, Any] | None) -> dict:
+    """Our transformer (+ connectors) configs -> `config.transformer`, with every key ltx-core reads or asserts."""
+    t = transformer
+    if t["gated_attn"] != t["audio_gated_attn"] or t["cross_attn_mod"] != t["audio_cross_attn_mod"]:
+        raise ValueError(
+            "gated_attn/cross_attn_mod differ between video and audio; ltx-core has one flag for both "
+            "(apply_gated_attention / cross_attention_adaln), so this config has no original form."
+        )
+    section: dict[str, Any] = dict(TRANSFORMER_ASSERTED)
+    section.pop("num_vector_embeds")  # asserted None: absent is what the released files do
+    section.update(
+        {
+            "num_attention_heads": t["num_attention_heads"],
+            "attention_head_dim": t["attention_head_dim"],
+            "in_channels": t["in_channels"],
+            "out_channels": t["out_channels"],
+            "num_layers": t["num_layers"],
+            "cross_attention_dim": t["cross_attention_dim"],
+            "norm_eps": t["norm_eps"],
+            "attention_type": "default",
+            "positional_embedding_theta": t["rope_theta"],
+            "positional_embedding_max_pos": [t["pos_embed_max_pos"], t["base_height"], t["base_width"]],
+            "timestep_scale_multiplier": t["timestep_scale_multiplier"],
+            "audio_num_attention_heads": t["audio_num_attention_heads"],
+            "audio_attention_head_dim": t["audio_attention_head_dim"],
+            "audio_in_channels": t["audio_in_channels"],
+            "audio_out_channels": t["audio_out_channels"],
+            "audio_cross_attention_dim": t["audio_cross_attention_dim"],
+            "audio_positional_embedding_max_pos": [t["audio_pos_embed_max_pos"]],
+            "av_ca_timestep_scale_multiplier": t["cross_attn_timestep_scale_multiplier"],
+            "rope_type": t["rope_type"],
+            "apply_gated_attention": t["gated_attn"],
+            "cross_attention_adaln": t["cross_attn_mod"],
+            "caption_channels": t["caption_channels"],
+        }
+    )
+    if t["rope_double_precision"]:
+        section["frequencies_precision"] = "float64"
+    if not t["use_prompt_embeddings"]:
+        section.update(_V2_TEXT_KEYS)
+    if connectors is not None:
+        c = connectors
+        if c["video_gated_attn"] != c["audio_gated_attn"]:
+            raise ValueError("video_gated_attn != audio_gated_attn: ltx-core has one connector_apply_gated_attention.")
+        section.update(
+            {
+                "connector_num_attention_heads": c["video_connector_num_attention_heads"],
+                "connector_attention_head_dim": c["video_connector_attention_head_dim"],
+                "connector_num_layers": c["video_connector_num_layers"],
+                "connector_positional_embedding_max_pos": [c["connector_rope_base_seq_len"]],
+                "connector_apply_gated_attention": c["video_gated_attn"],
+                "audio_connector_num_attention_heads": c["audio_connector_num_attention_heads"],
+                "audio_connector_attention_head_dim": c["audio_connector_attention_head_dim"],
+                "audio_connector_num_layers": c["audio_connector_num_layers"],
+            }
+        )
+    return section
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Video VAE (spec §2.1). The original lists blocks flat, alternating res_x and compress_* blocks (the decoder's list
+# written encoder-side first); diffusers groups each (res_x, compress) pair into one down/up block.
+
+_ENCODER_COMPRESS = {
+    "compress_space_res": "spatial",
+    "compress_time_res": "temporal",
+    "compress_all_res": "spatiotemporal",
+}
+_DECODER_COMPRESS = {"compress_space": "spatial", "compress_time": "temporal", "compress_all": "spatiotemporal"}
+
+
+def _block_list(blocks: Any, where: str) -> list[tuple[str, dict]]:
+    if not isinstance(blocks, list) or not blocks:
+        raise ValueError(f"config.vae.{where} is {blocks!r}; expected a non-empty list of [name, params] pairs.")
+    out = []
+    for entry in blocks:
+        if not (isinstance(entry, list | tuple) and len(entry) == 2 and isinstance(entry[0], str)):
+            raise ValueError(f"config.vae.{where} has the entry {entry!r}; expected [name, params].")
+        name, params = entry
+        out.append((name, {"num_layers": params} if isinstance(params, int) else dict(params)))
+    return out
+
+
+def _alternating(blocks: list[tuple[str, dict]], where: str) -> None:
+    names = [name for name, _ in blocks]
+    if len(names) % 2 == 0 or any(n != "res_x" for n in names[::2]) or any(n == "res_x" for n in names[1::2]):
+        raise ValueError(
+            f"config.vae.{where} is {names}; this converter (like diffusers' AutoencoderKLLTX2Video) supports "
+            "res_x blocks alternating with compress blocks, starting and ending with res_x."
+        )
+
+
+def video_vae_config_from_original(config: Mapping[str, Any]) -> dict:
+    """`config.vae` -> AutoencoderKLLTX2Video config."""
+    v = _section(config, "vae")
+    _require_default(v, "dims", 3)
+    _require_default(v, "norm_layer", "pixel_norm")  # diffusers' class has only the pixel (RMS) norm
+    _require_default(v, "latent_log_var", "uniform")  # conv_out with latent + 1 channels
+    latent_channels = v.get("latent_channels", 128)
+    patch_size = v.get("patch_size", 4)
+
+    encoder = _block_list(v.get("encoder_blocks", []), "encoder_blocks")
+    _alternating(encoder, "encoder_blocks")
+    width, block_out, downsample = latent_channels, [], []
+    for name, params in encoder[1::2]:
+        if name not in _ENCODER_COMPRESS:
+            raise ValueError(
+                f"config.vae.encoder_blocks: {name!r} unsupported; expected one of {list(_ENCODER_COMPRESS)}."
+            )
+        width *= params.get("multiplier", 2)
+        block_out.append(width)
+        downsample.append(_ENCODER_COMPRESS[name])
+    for _, params in encoder[::2]:
+        _only_keys(params, {"num_layers"}, "encoder res_x")
+
+    decoder = _block_list(v.get("decoder_blocks", []), "decoder_blocks")
+    _alternating(decoder, "decoder_blocks")
+    # ltx-core builds the decoder from the reversed list, starting at decoder_base_channels * 8 channels
+    width = v.get("decoder_base_channels", 128) * 8
+    widths_reversed = []
+    for name, params in reversed(decoder[1::2]):
+        if name not in _DECODER_COMPRESS:
+            raise ValueError(
+                f"config.vae.decoder_blocks: {name!r} unsupported; expected one of {list(_DECODER_COMPRESS)}."
+            )
+        _only_keys(params, {"multiplier", "residual"}, f"decoder {name}")
+        widths_reversed.append(width)
+        width //= params.get("multiplier", 1)
+    for _, params in decoder[::2]:
+        _only_keys(params, {"num_layers", "inject_noise"}, "decoder res_x")
+
+    padding = v.get("spatial_padding_mode")  # one key for both halves; absent, their defaults differ
+    n_space = sum(t in ("spatial", "spatiotemporal") for t in downsample)
+    n_time = sum(t in ("temporal", "spatiotemporal") for t in downsample)
+    return {
+        "in_channels": v.get("in_channels", 3),
+        "out_channels": v.get("out_channels", 3),
+        "latent_channels": latent_channels,
+        "block_out_channels": block_out,
+        "down_block_types": ["LTX2VideoDownBlock3D"] * len(block_out),
+        "decoder_block_out_channels": list(reversed(widths_reversed)),
+        "layers_per_block": [p["num_layers"] for _, p in encoder[::2]],
+        "decoder_layers_per_block": [p["num_layers"] for _, p in decoder[::2]],
+        "spatio_temporal_scaling": [True] * len(block_out),
+        "decoder_spatio_temporal_scaling": [True] * len(widths_reversed),
+        "decoder_inject_noise": [bool(p.get("inject_noise", False)) for _, p in decoder[::2]],
+        "downsample_type": downsample,
+        # diffusers' decoder reverses every per-block list except this one, which is in decoding order
+        "upsample_type": [_DECODER_COMPRESS[n] for n, _ in reversed(decoder[1::2])],
+        "upsample_residual": [bool(p.get("residual", False)) for _, p in decoder[1::2]],
+        "upsample_factor": [p.get("multiplier", 1) for _, p in decoder[1::2]],
+        "timestep_conditioning": bool(v.get("timestep_conditioning", True)),  # ltx-core's default is True
+        "patch_size": patch_size,
+        "patch_size_t": 1,
+        "resnet_norm_eps": 1e-6,
+        "scaling_factor": v.get("scaling_factor", 1.0),
+        "encoder_causal": True,  # ltx-core's encoder convs are always causal
+        "decoder_causal": bool(v.get("causal_decoder", False)),
+        "encoder_spatial_padding_mode": padding or "zeros",
+        "decoder_spatial_padding_mode": padding or "reflect",
+        "spatial_compression_ratio": patch_size * 2**n_space,
+        "temporal_compression_ratio": 2**n_time,
+    }
+
+
+def _require_default(section: Mapping[str, Any], name: str, default: Any) -> None:
+    if section.get(name, default) != default:
+        raise ValueError(f"config.vae.{name}={section[name]!r} is not supported; only {default!r} is.")
+
+
+def _only_keys(params: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    extra = set(params) - allowed
+    if extra:
+        raise ValueError(f"config.vae {where} block has parameters {sorted(extra)} this converter cannot map.")
+
+
+def original_video_vae_section(vae: Mapping[str, Any]) -> dict:
+    """AutoencoderKLLTX2Video config -> `config.vae`."""
+    v = vae
+    inverse_down = {t: n for n, t in _ENCODER_COMPRESS.items()}
+    inverse_up = {t: n for n, t in _DECODER_COMPRESS.items()}
+    encoder: list = []
+    width = v["latent_channels"]
+    for layers, out, kind in zip(v["layers_per_block"], v["block_out_channels"], v["downsample_type"]):
+        if out % width:
+            raise ValueError(f"block_out_channels {v['block_out_channels']} is not a chain of integer multiples.")
+        encoder += [["res_x", {"num_layers": layers}], [inverse_down[kind], {"multiplier": out // width}]]
+        width = out
+    encoder.append(["res_x", {"num_layers": v["layers_per_block"][-1]}])
+    decoder: list = []
+    layers, noise = v["decoder_layers_per_block"], v["decoder_inject_noise"]
+    kinds = list(reversed(v["upsample_type"]))  # stored in decoding order, unlike the other decoder lists
+    for i, (kind, residual, factor) in enumerate(zip(kinds, v["upsample_residual"], v["upsample_factor"])):
+        decoder += [
+            ["res_x", {"num_layers": layers[i], "inject_noise": noise[i]}],
+            [inverse_up[kind], {"residual": residual, "multiplier": factor}],
+        ]
+    decoder.append(["res_x", {"num_layers": layers[-1], "inject_noise": noise[-1]}])
+    if v["encoder_spatial_padding_mode"] != v["decoder_spatial_padding_mode"]:
+        if (v["encoder_spatial_padding_mode"], v["decoder_spatial_padding_mode"]) != ("zeros", "reflect"):
+            raise ValueError("ltx-core has one spatial_padding_mode; only zeros/reflect may differ (key absent).")
+        padding = {}
+    else:
+        padding = {"spatial_padding_mode": v["encoder_spatial_padding_mode"]}
+    top = v["decoder_block_out_channels"][-1]
+    if top % 8:
+        raise ValueError(f"decoder_block_out_channels[-1]={top} is not 8 * decoder_base_channels.")
+    return {
+        "_class_name": "CausalVideoAutoencoder",
+        "dims": 3,
+        "in_channels": v["in_channels"],
+        "out_channels": v["out_channels"],
+        "latent_channels": v["latent_channels"],
+        "encoder_blocks": encoder,
+        "decoder_blocks": decoder,
+        "decoder_base_channels": top // 8,
+        "patch_size": v["patch_size"],
+        "norm_layer": "pixel_norm",
+        "latent_log_var": "uniform",
+        "causal_decoder": v["decoder_causal"],
+        "timestep_conditioning": v["timestep_conditioning"],
+        "scaling_factor": v["scaling_factor"],
+        **padding,
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Audio VAE and vocoder (spec §3)
+
+
+def audio_vae_config_from_original(config: Mapping[str, Any]) -> dict:
+    """`config.audio_vae` -> AutoencoderKLLTX2Audio config."""
+    a = _section(config, "audio_vae")
+    params = a.get("model", {}).get("params", {})
+    dd = params.get("ddconfig", {})
+    stft = a.get("preprocessing", {}).get("stft", {})
+    mel = a.get("preprocessing", {}).get("mel", {})
+    if dd.get("resamp_with_conv", True) is not True or dd.get("attn_type", "vanilla") != "vanilla":
+        raise ValueError("config.audio_vae: only resamp_with_conv=True and attn_type='vanilla' are supported.")
+    attn = dd.get("attn_resolutions", [8, 16, 32])  # ltx-core's default when the key is absent
+    mel_bins = dd.get("mel_bins") or mel.get("n_mel_channels") or a.get("variables", {}).get("mel_bins")
+    return {
+        "base_channels": dd.get("ch", 128),
+        "output_channels": dd.get("out_ch", 2),
+        "ch_mult": list(dd.get("ch_mult", [1, 2, 4])),
+        "num_res_blocks": dd.get("num_res_blocks", 2),
+        "attn_resolutions": sorted(attn) if attn else None,
+        "in_channels": dd.get("in_channels", 2),
+        "resolution": dd.get("resolution", 256),
+        "latent_channels": dd.get("z_channels", 8),
+        "norm_type": _one_of(dd.get("norm_type", "pixel"), ("pixel", "group"), "norm_type"),
+        "causality_axis": dd.get("causality_axis", "height"),
+        "dropout": dd.get("dropout", 0.0),
+        "mid_block_add_attention": bool(dd.get("mid_block_add_attention", True)),
+        "sample_rate": params.get("sampling_rate", 16000),
+        "mel_hop_length": stft.get("hop_length", 160),
+        "is_causal": bool(stft.get("causal", True)),
+        "mel_bins": mel_bins,
+        "double_z": bool(dd.get("double_z", True)),
+    }
+
+
+def original_audio_vae_section(audio_vae: Mapping[str, Any]) -> dict:
+    a = audio_vae
+    return {
+        "model": {
+            "params": {
+                "sampling_rate": a["sample_rate"],
+                "ddconfig": {
+                    "ch": a["base_channels"],
+                    "out_ch": a["output_channels"],
+                    "ch_mult": list(a["ch_mult"]),
+                    "num_res_blocks": a["num_res_blocks"],
+                    "attn_resolutions": list(a["attn_resolutions"] or []),
+                    "in_channels": a["in_channels"],
+                    "resolution": a["resolution"],
+                    "z_channels": a["latent_channels"],
+                    "double_z": a["double_z"],
+                    "norm_type": a["norm_type"],
+                    "causality_axis": a["causality_axis"],
+                    "dropout": a["dropout"],
+                    "mid_block_add_attention": a["mid_block_add_attention"],
+                    "mel_bins": a["mel_bins"],
+                },
+            }
+        },
+        "preprocessing": {
+            "stft": {"hop_length": a["mel_hop_length"], "causal": a["is_causal"]},
+            "mel": {"n_mel_channels": a["mel_bins"]},
+        },
+    }
+
+
+def _generator_config(g: Mapping[str, Any], where: str, final_activation: bool) -> dict:
+    """One HiFi-GAN / BigVGAN generator (ltx-core `Vocoder`) -> the matching keys of diffusers' vocoder config."""
+    if g.get("stereo") is not True:
+        raise ValueError(f"config.{where}.stereo is {g.get('stereo', 'missing')!r}; ltx-core 1.0.0 requires True.")
+    resblock = _one_of(g.get("resblock", "1"), ("1", "AMP1"), f"config.{where}.resblock")
+    amp = resblock == "AMP1"
+    if final_activation:
+        final = "tanh" if g.get("use_tanh_at_final", True) else "clamp"
+    else:
+        final = None
+    return {
+        "in_channels": 128,  # ltx-core hard-codes 2 stereo channels x 64 mel bins
+        "hidden_channels": g.get("upsample_initial_channel", 1024),
+        "out_channels": 2,
+        "upsample_kernel_sizes": list(g.get("upsample_kernel_sizes", [16, 15, 8, 4, 4])),
+        "upsample_factors": list(g.get("upsample_rates", [6, 5, 2, 2, 2])),
+        "resnet_kernel_sizes": list(g.get("resblock_kernel_sizes", [3, 7, 11])),
+        "resnet_dilations": [list(d) for d in g.get("resblock_dilation_sizes", [[1, 3, 5], [1, 3, 5], [1, 3, 5]])],
+        "act_fn": _one_of(g.get("activation", "snake"), ("snake", "snakebeta"), "activation") if amp else "leaky_relu",
+        "leaky_relu_negative_slope": 0.1,
+        "antialias": amp,
+        "antialias_ratio": 2,
+        "antialias_kernel_size": 12,
+        "final_act_fn": final,
+        "final_bias": bool(g.get("use_bias_at_final", True)),
+    }
+
+
+def vocoder_config_from_original(config: Mapping[str, Any]) -> tuple[str, dict]:
+    """`config.vocoder` -> ("LTX2Vocoder", config) for a flat section (LTX-2), ("LTX2VocoderWithBWE", config) for a
+    {vocoder, bwe} one (LTX-2.3)."""
+    v = _section(config, "vocoder")
+    if "bwe" not in v:
+        _require(v, "resblock", "1", "vocoder")
+        out = _generator_config(v, "vocoder", final_activation=True)
+        out["output_sampling_rate"] = v.get("output_sampling_rate", 24000)
+        return "LTX2Vocoder", out
+    inner, bwe = v.get("vocoder", {}), v["bwe"]
+    for section, where in ((inner, "vocoder.vocoder"), (bwe, "vocoder.bwe")):
+        _require(section, "resblock", "AMP1", where)
+        _require(section, "activation", "snakebeta", where)
+    for key in ("input_sampling_rate", "output_sampling_rate", "hop_length", "n_fft", "num_mels"):
+        if key not in bwe:
+            raise ValueError(f"config.vocoder.bwe has no {key!r}; ltx-core 1.0.0 requires it.")
+    out = _generator_config(inner, "vocoder.vocoder", final_activation=True)
+    bwe_out = _generator_config(bwe, "vocoder.bwe", final_activation=False)
+    out.update({f"bwe_{k}": val for k, val in bwe_out.items()})
+    out.update(
+        {
+            "filter_length": bwe["n_fft"],
+            "hop_length": bwe["hop_length"],
+            "window_length": bwe["n_fft"],  # ltx-core builds the STFT with win_length = n_fft
+            "num_mel_channels": bwe["num_mels"],
+            "input_sampling_rate": bwe["input_sampling_rate"],
+            "output_sampling_rate": bwe["output_sampling_rate"],
+        }
+    )
+    return "LTX2VocoderWithBWE", out
+
+
+def _original_generator(c: Mapping[str, Any], prefix: str = "") -> dict:
+    amp = c[f"{prefix}act_fn"] != "leaky_relu"
+    g = {
+        "resblock": "AMP1" if amp else "1",
+        "stereo": True,
+        "upsample_initial_channel": c[f"{prefix}hidden_channels"],
+        "upsample_rates": list(c[f"{prefix}upsample_factors"]),
+        "upsample_kernel_sizes": list(c[f"{prefix}upsample_kernel_sizes"]),
+        "resblock_kernel_sizes": list(c[f"{prefix}resnet_kernel_sizes"]),
+        "resblock_dilation_sizes": [list(d) for d in c[f"{prefix}resnet_dilations"]],
+        "use_bias_at_final": c[f"{prefix}final_bias"],
+    }
+    if amp:
+        g["activation"] = c[f"{prefix}act_fn"]
+    if c[f"{prefix}final_act_fn"] is not None:
+        g["use_tanh_at_final"] = c[f"{prefix}final_act_fn"] == "tanh"
+    return g
+
+
+def original_vocoder_section(class_name: str, vocoder: Mapping[str, Any]) -> dict:
+    if class_name == "LTX2Vocoder":
+        return {**_original_generator(vocoder), "output_sampling_rate": vocoder["output_sampling_rate"]}
+    if class_name != "LTX2VocoderWithBWE":
+        raise ValueError(f"Unknown vocoder class {class_name!r}; expected LTX2Vocoder or LTX2VocoderWithBWE.")
+    if vocoder["filter_length"] != vocoder["window_length"]:
+        raise ValueError("filter_length != window_length: ltx-core's BWE STFT uses one n_fft for both.")
+    bwe = _original_generator(vocoder, "bwe_")
+    bwe.update(
+        {
+            "apply_final_activation": False,
+            "input_sampling_rate": vocoder["input_sampling_rate"],
+            "output_sampling_rate": vocoder["output_sampling_rate"],
+            "hop_length": vocoder["hop_length"],
+            "n_fft": vocoder["filter_length"],
+            "win_size": vocoder["window_length"],
+            "num_mels": vocoder["num_mel_channels"],
+        }
+    )
+    return {"vocoder": _original_generator(vocoder), "bwe": bwe}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Latent upsampler (spec §4): its own file, flat config, no key prefix
+
+
+def upsampler_config_from_original(config: Mapping[str, Any]) -> dict:
+    """Flat upsampler `config` -> LTX2LatentUpsamplerModel config."""
+    if "transformer" in config or "vae" in config:
+        raise ValueError(
+            "This file's config has transformer/vae sections: it is a model checkpoint, not a latent upsampler. "
+            "Pass it as the main checkpoint, and the upscaler file as --upsampler."
+        )
+    class_name = config.get("_class_name", "LatentUpsampler")
+    if class_name != "LatentUpsampler":
+        raise ValueError(f"config._class_name={class_name!r}; a latent upsampler file says 'LatentUpsampler'.")
+    return {
+        "in_channels": config.get("in_channels", 128),
+        "mid_channels": config.get("mid_channels", 512),
+        "num_blocks_per_stage": config.get("num_blocks_per_stage", 4),
+        "dims": config.get("dims", 3),
+        "spatial_upsample": bool(config.get("spatial_upsample", True)),
+        "temporal_upsample": bool(config.get("temporal_upsample", False)),
+        "rational_spatial_scale": float(config.get("spatial_scale", 2.0)),
+        "use_rational_resampler": bool(config.get("rational_resampler", False)),
+    }
+
+
+def original_upsampler_config(upsampler: Mapping[str, Any]) -> dict:
+    u = upsampler
+    return {
+        "_class_name": "LatentUpsampler",
+        "in_channels": u["in_channels"],
+        "mid_channels": u["mid_channels"],
+        "num_blocks_per_stage": u["num_blocks_per_stage"],
+        "dims": u["dims"],
+        "spatial_upsample": u["spatial_upsample"],
+        "temporal_upsample": u["temporal_upsample"],
+        "spatial_scale": u["rational_spatial_scale"],
+        "rational_resampler": u["use_rational_resampler"],
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Scheduler (spec §6.1)
+
+SCHEDULER_KINDS = ("dev", "distilled")
+
+
+def scheduler_config(kind: str) -> dict:
+    """LTX2Scheduler config: "dev" -> the shifted schedule (class defaults), "distilled" -> the explicit 8-step list."""
+    if kind == "dev":
+        return {}
+    if kind == "distilled":
+        from ..schedulers.scheduling_ltx2 import DISTILLED_SIGMAS  # lazy: written beside this module
+
+        return {"fixed_sigmas": [float(s) for s in DISTILLED_SIGMAS]}
+    raise ValueError(f"kind={kind!r}; expected one of {SCHEDULER_KINDS}.")
+
+
+def model_kind_from_name(path: str | os.PathLike) -> str:
+    """ "distilled" or "dev" from a released file name (the metadata does not say); raises when the name says neither."""
+    name = os.path.basename(os.fspath(path)).lower()
+    if "distilled" in name:
+        return "distilled"
+    if "dev" in name:
+        return "dev"
+    raise ValueError(
+        f"Cannot tell from the name {name!r} whether this is a dev or a distilled checkpoint (its metadata does not "
+        "say). Pass kind='dev' or kind='distilled' (--kind on the command line)."
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Whole files
+
+
+def component_configs_from_original(
+    config: Mapping[str, Any], text_proj_in_factor: int | None = None, components: tuple[str, ...] | None = None
+) -> dict[str, tuple[str, dict]]:
+    """{component: (our class name, config)} for the sections of a combined file's `config` (those in `components`,
+    default: every section present; the connectors come with the transformer section)."""
+    wanted = components
+    out: dict[str, tuple[str, dict]] = {}
+    audio = audio_vae_config_from_original(config) if "audio_vae" in config else None
+    if "transformer" in config:
+        if wanted is None or "transformer" in wanted:
+            out["transformer"] = ("LTX2VideoTransformer3DModel", transformer_config_from_original(config, audio))
+        if wanted is None or "connectors" in wanted:
+            out["connectors"] = ("LTX2TextConnectors", connectors_config_from_original(config, text_proj_in_factor))
+    if "vae" in config and (wanted is None or "vae" in wanted):
+        out["vae"] = ("AutoencoderKLLTX2Video", video_vae_config_from_original(config))
+    if audio is not None and (wanted is None or "audio_vae" in wanted):
+        out["audio_vae"] = ("AutoencoderKLLTX2Audio", audio)
+    if "vocoder" in config and (wanted is None or "vocoder" in wanted):
+        out["vocoder"] = vocoder_config_from_original(config)
+    if wanted is not None:
+        missing = set(wanted) - set(out)
+        if missing:
+            raise ValueError(
+                f"The file holds weights of {sorted(missing)} but its `config` metadata has no section for them "
+                f"(sections: {sorted(config)})."
+            )
+    return out
+
+
+def original_config_from_components(components: Mapping[str, tuple[str, Mapping[str, Any]]]) -> dict:
+    """{component: (class name, config)} -> the `config` JSON object of a combined single file."""
+    out: dict[str, Any] = {}
+    if "transformer" in components:
+        connectors = components["connectors"][1] if "connectors" in components else None
+        out["transformer"] = original_transformer_section(components["transformer"][1], connectors)
+    elif "connectors" in components:
+        raise ValueError("The connectors' config lives in config.transformer: export them with the transformer.")
+    if "vae" in components:
+        out["vae"] = original_video_vae_section(components["vae"][1])
+    if "audio_vae" in components:
+        out["audio_vae"] = original_audio_vae_section(components["audio_vae"][1])
+    if "vocoder" in components:
+        out["vocoder"] = original_vocoder_section(*components["vocoder"])
+    return out
+
+
+def original_metadata(config: Mapping[str, Any], model_version: str | None) -> dict[str, str]:
+    """A safetensors `__metadata__` as Lightricks writes it: the `config` JSON string and `model_version`."""
+    metadata = {"config": json.dumps(config)}
+    if model_version is not None:
+        metadata["model_version"] = model_version
+    return metadata
