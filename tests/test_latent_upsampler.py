@@ -1,19 +1,13 @@
 """LTX2LatentUpsamplerModel against ltx-core 1.0.0's LatentUpsampler (every variant) and diffusers' in-tree class."""
 
-import inspect
-
 import pytest
 import torch
 from diffusers.pipelines.ltx2.latent_upsampler import LTX2LatentUpsamplerModel as DiffusersUpsampler
-from ltx_core.model.upsampler import LatentUpsampler, LatentUpsamplerConfigurator
+from ltx_core.model.upsampler import LatentUpsamplerConfigurator
 
 from ltx2_diffusers import LTX2LatentUpsamplerModel
-from ltx2_diffusers.loaders.upsampler_keys import (
-    diffusers_config_to_original,
-    diffusers_to_original_keys,
-    original_config_to_diffusers,
-    original_to_diffusers_keys,
-)
+from ltx2_diffusers.loaders.metadata import original_upsampler_config, upsampler_config_from_original
+from ltx2_diffusers.loaders.upsampler_keys import diffusers_to_original_keys, original_to_diffusers_keys
 from ltx2_diffusers.models.latent_upsampler import pixel_shuffle, upsample_latents
 
 CHANNELS, MID = 16, 32
@@ -56,7 +50,7 @@ def test_matches_ltx_core(name):
     original_config = _original_config(name)
     reference = LatentUpsamplerConfigurator.from_config(original_config).eval()
     _randomize(reference, seed=1)
-    config = original_config_to_diffusers(original_config)
+    config = upsampler_config_from_original(original_config)
     ours = LTX2LatentUpsamplerModel(**config).eval()
     names = original_to_diffusers_keys(reference.state_dict(), config=config)
     ours.load_state_dict({names[k]: v for k, v in reference.state_dict().items()}, strict=True)
@@ -67,12 +61,12 @@ def test_matches_ltx_core(name):
     assert got.shape == EXPECTED_SHAPE[name]
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
     assert diffusers_to_original_keys(ours.state_dict(), config=config) == {k: k for k in ours.state_dict()}
-    assert original_config_to_diffusers(diffusers_config_to_original(config)) == config
+    assert upsampler_config_from_original(original_upsampler_config(config)) == config
 
 
 @pytest.mark.parametrize("name", [n for n in VARIANTS if n != "spatial_x2_dims2"])
 def test_diffusers_folder_loads_strictly_and_back(tmp_path, name):
-    config = original_config_to_diffusers(_original_config(name))
+    config = upsampler_config_from_original(_original_config(name))
     theirs = DiffusersUpsampler(**config).eval()
     _randomize(theirs, seed=3)
     theirs.save_pretrained(tmp_path / "theirs")
@@ -98,7 +92,7 @@ def test_pixel_shuffle_matches_einops_orders():
 
 
 def test_upsample_latents_unnormalises_and_normalises_like_the_reference():
-    config = original_config_to_diffusers(_original_config("spatial_x2"))
+    config = upsampler_config_from_original(_original_config("spatial_x2"))
     ours = LTX2LatentUpsamplerModel(**config).eval()
     mean, std = torch.randn(CHANNELS), torch.rand(CHANNELS) + 0.5
     latents = torch.randn(1, CHANNELS, 2, 3, 3)
@@ -126,24 +120,3 @@ def test_bad_configs_and_inputs_fail_with_clear_messages():
         original_to_diffusers_keys(["encoder.conv_in.weight"])
     with pytest.raises(ValueError, match="names the upsampling conv upsampler.0"):
         original_to_diffusers_keys(["upsampler.conv.weight"], config={"use_rational_resampler": False})
-    with pytest.raises(ValueError, match=r"Unknown latent-upsampler config keys \['scale'\]"):
-        original_config_to_diffusers({"scale": 2.0})
-
-
-def test_reference_defaults_apply_to_missing_metadata_keys():
-    config = original_config_to_diffusers({"_class_name": "LatentUpsampler", "mid_channels": 1024})
-    assert config == {
-        "in_channels": 128,
-        "mid_channels": 1024,
-        "num_blocks_per_stage": 4,
-        "dims": 3,
-        "spatial_upsample": True,
-        "temporal_upsample": False,
-        "rational_spatial_scale": 2.0,
-        "use_rational_resampler": False,
-    }
-    reference_defaults = inspect.signature(LatentUpsampler.__init__).parameters  # the defaults are ltx-core's own
-    assert (
-        reference_defaults["mid_channels"].default == 512 and reference_defaults["rational_resampler"].default is False
-    )
-    assert original_config_to_diffusers({})["mid_channels"] == 512

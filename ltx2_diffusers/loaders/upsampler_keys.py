@@ -1,9 +1,9 @@
-"""Key map and config of the latent upsampler files (`ltx-2-spatial-upscaler-x2-1.0.safetensors`, LTX-2.3's x1.5,
-x2 and temporal x2 files) <-> diffusers' `LTX2LatentUpsamplerModel`.
+"""Key map of the latent upsampler files (`ltx-2-spatial-upscaler-x2-1.0.safetensors`, LTX-2.3's x1.5, x2 and
+temporal x2 files) <-> diffusers' `LTX2LatentUpsamplerModel`.
 
 The files have no key prefix and already use diffusers' parameter names, so the map is the identity; it still checks
-every key, so a file of some other model fails loudly. Their safetensors metadata `config` is a flat JSON in
-ltx-core's names (spec §4), translated by `original_config_to_diffusers`.
+every key, so a file of some other model fails loudly. Their safetensors metadata `config` (a flat JSON in ltx-core's
+names, spec §4) is translated by `metadata.upsampler_config_from_original`.
 """
 
 import re
@@ -23,19 +23,6 @@ _KEY = re.compile(
     r"|upsampler\.conv\.(?:weight|bias)|upsampler\.blur_down\.kernel"  # rational resampler
     r")$"
 )
-
-# ltx-core's config names and its code defaults (LatentUpsamplerConfigurator), which apply to keys a file omits.
-_ORIGINAL_DEFAULTS = {
-    "in_channels": 128,
-    "mid_channels": 512,
-    "num_blocks_per_stage": 4,
-    "dims": 3,
-    "spatial_upsample": True,
-    "temporal_upsample": False,
-    "spatial_scale": 2.0,
-    "rational_resampler": False,
-}
-_TO_DIFFUSERS_CONFIG = {"spatial_scale": "rational_spatial_scale", "rational_resampler": "use_rational_resampler"}
 
 
 def _uses_rational_resampler(config: dict) -> bool:
@@ -76,33 +63,3 @@ def diffusers_to_original_keys(keys: Iterable[str], config: dict | None = None) 
     keys = list(keys)
     _check(keys, config)
     return rename_keys(keys, UPSAMPLER_RENAMES)
-
-
-def original_config_to_diffusers(original: dict) -> dict:
-    """The upsampler file's metadata `config` (ltx-core names) -> LTX2LatentUpsamplerModel's config.
-
-    Missing keys take ltx-core's code defaults, which is what the reference does with them (note
-    `rational_resampler` defaults to False there, True in diffusers' class). Unknown keys raise.
-    """
-    unknown = set(original) - set(_ORIGINAL_DEFAULTS) - {"_class_name"}
-    if unknown:
-        raise ValueError(
-            f"Unknown latent-upsampler config keys {sorted(unknown)}; expected a subset of {sorted(_ORIGINAL_DEFAULTS)}"
-        )
-    if original.get("_class_name", "LatentUpsampler") != "LatentUpsampler":
-        raise ValueError(f"Config names class {original['_class_name']!r}, expected 'LatentUpsampler'")
-    merged = {**_ORIGINAL_DEFAULTS, **{k: v for k, v in original.items() if k != "_class_name"}}
-    config = {_TO_DIFFUSERS_CONFIG.get(key, key): value for key, value in merged.items()}
-    config["rational_spatial_scale"] = float(config["rational_spatial_scale"])
-    return config
-
-
-def diffusers_config_to_original(config: dict) -> dict:
-    """LTX2LatentUpsamplerModel's config -> the file's metadata `config` (for export)."""
-    back = {value: key for key, value in _TO_DIFFUSERS_CONFIG.items()}
-    original = {"_class_name": "LatentUpsampler"}
-    for key in ("in_channels", "mid_channels", "num_blocks_per_stage", "dims", "spatial_upsample", "temporal_upsample"):
-        original[key] = config[key]
-    for key in ("rational_spatial_scale", "use_rational_resampler"):
-        original[back[key]] = config[key]
-    return original
