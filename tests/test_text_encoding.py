@@ -171,7 +171,7 @@ def test_tokenization_strips_left_pads_and_warns_on_truncation(caplog):
     assert "Prompts [0] have [11] tokens; only the first 6" in caplog.text
 
 
-def test_hidden_states_come_from_the_language_model_only():
+def test_hidden_states_equal_the_full_models_and_skip_logits():
     gemma, tokenizer = build_tiny_gemma()
     ids, mask = tokenize_prompts(tokenizer, ["a dog"], max_sequence_length=16)
     states = gemma_hidden_states(gemma, ids, mask)
@@ -180,6 +180,11 @@ def test_hidden_states_come_from_the_language_model_only():
     assert len(states) == LAYERS and not states[-1].requires_grad
     for ours, theirs in zip(states, full):
         torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+    seen = []
+    handle = gemma.lm_head.register_forward_hook(lambda module, args, out: seen.append(args[0].shape))
+    gemma_hidden_states(gemma, ids, mask)
+    handle.remove()
+    assert seen == [(1, 1, HIDDEN)]  # the LM head only sees the last token
 
 
 def test_bad_inputs_fail_with_clear_messages():

@@ -5,7 +5,8 @@ Same math as the reference (spec §5.1-§5.6): each prompt is stripped, tokenize
 returned, and turned into a video and an audio context by `LTX2TextConnectors`. Differences, all on the cost side:
 - a batch of prompts (positives and negatives together) goes through Gemma in one call; the reference encodes one
   prompt per call, and its connectors are only right at batch size 1 (ours are right at any batch size);
-- only the language model runs: no LM head (1024 x 262k logits per prompt) and no vision tower, no KV cache;
+- the LM head sees only the last token (`logits_to_keep=1`, not 1024 x 262k logits per prompt), no vision tower
+  runs, no KV cache is built;
 - Gemma runs under `torch.no_grad()` (it is frozen), the connectors in the caller's grad mode, so connector LoRAs
   train through this function;
 - the 49 hidden states (B x 49 x 1024 x 3840, 385 MB per prompt in bf16) go to the connectors as Gemma returns them,
@@ -134,11 +135,17 @@ def gemma_language_model(text_encoder: nn.Module) -> Gemma3TextModel:
 
 def gemma_hidden_states(text_encoder: nn.Module, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, ...]:
     """All hidden states of Gemma's language model: the scaled embeddings, each layer's output, and the last layer's
-    output after the final norm (49 tensors (B, T, 3840) for Gemma-3 12B). Runs without gradients."""
-    language_model = gemma_language_model(text_encoder)
+    output after the final norm (49 tensors (B, T, 3840) for Gemma-3 12B). Runs without gradients.
+
+    The text encoder itself is called (not its inner language model), so offloading hooks attached to it by
+    `enable_model_cpu_offload` run; its LM head then only projects the last token.
+    """
+    gemma_language_model(text_encoder)  # type check
+    has_lm_head = isinstance(text_encoder, (Gemma3ForConditionalGeneration, Gemma3ForCausalLM))
+    extra = {"logits_to_keep": 1} if has_lm_head else {}
     with torch.no_grad():
-        outputs = language_model(
-            input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, use_cache=False
+        outputs = text_encoder(
+            input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, use_cache=False, **extra
         )
     return outputs.hidden_states
 
@@ -157,7 +164,7 @@ def encode_prompts(
 
     Args:
         text_encoder: Gemma-3 (`Gemma3ForConditionalGeneration` in the released pipelines); only its language model
-            runs.
+            runs (and the LM head on one token).
         tokenizer: Gemma's tokenizer (left padding is applied per call, the tokenizer is not modified).
         connectors: the model's `LTX2TextConnectors`; its `text_proj_in_factor` must equal Gemma's number of hidden
             states (layers + 1).
@@ -190,7 +197,7 @@ def encode_prompts(
 
     input_ids, attention_mask = tokenize_prompts(tokenizer, prompts, max_sequence_length)
     input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
-    hidden_states = gemma_hidden_states(language_model, input_ids, attention_mask)
+    hidden_states = gemma_hidden_states(text_encoder, input_ids, attention_mask)
     video_context, audio_context, context_mask = connectors(hidden_states, attention_mask, padding_side="left")
     del hidden_states
     if dtype is not None:
