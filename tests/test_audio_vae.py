@@ -1,0 +1,210 @@
+"""AutoencoderKLLTX2Audio: parity with ltx-core 1.0.0 through our key map, diffusers format, latents <-> tokens, errors."""
+
+import json
+
+import pytest
+import torch
+from diffusers.models.autoencoders.autoencoder_kl_ltx2_audio import (
+    AutoencoderKLLTX2Audio as DiffusersAutoencoderKLLTX2Audio,
+)
+from ltx_core.components.patchifiers import AudioPatchifier
+from ltx_core.model.audio_vae import AudioDecoder, AudioEncoder, encode_audio
+from ltx_core.model.audio_vae.causality_axis import CausalityAxis
+from ltx_core.model.common.normalization import NormType
+from ltx_core.types import Audio, AudioLatentShape
+
+import ltx2_diffusers
+from ltx2_diffusers.loaders.audio_keys import audio_vae_diffusers_to_original_keys, audio_vae_original_to_diffusers_keys
+from ltx2_diffusers.models.autoencoder_kl_ltx2_audio import (
+    AutoencoderKLLTX2Audio,
+    audio_latent_frames,
+    pack_audio_latents,
+    unpack_audio_latents,
+)
+
+# Tiny but released-shaped: 3 levels (/4 in time and mel), 64 mel bins -> 16 latent bins; base_channels equals
+# latent_channels * 16 so the (base_channels,) statistics fit the packed latent, as 128 = 8 * 16 does when released.
+TINY = dict(base_channels=32, ch_mult=(1, 2, 4), num_res_blocks=1, latent_channels=2, mel_bins=64)
+
+
+def reference_pair(causality_axis: str = "height", attention: bool = False) -> tuple[AudioEncoder, AudioDecoder]:
+    """ltx-core's encoder and decoder with TINY's layout, random weights and statistics shared by both."""
+    common = dict(
+        ch=32,
+        ch_mult=(1, 2, 4),
+        num_res_blocks=1,
+        attn_resolutions={64} if attention else set(),  # the deepest level: attention over few positions
+        resolution=256,
+        z_channels=2,
+        norm_type=NormType.PIXEL,
+        causality_axis=CausalityAxis(None if causality_axis == "none" else causality_axis),
+        mid_block_add_attention=attention,
+        mel_bins=64,
+    )
+    encoder, decoder = AudioEncoder(**common, in_channels=2).eval(), AudioDecoder(**common, out_ch=2).eval()
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for module in (encoder, decoder):
+            for parameter in module.parameters():
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.1)
+        mean, std = torch.randn(32, generator=generator), torch.rand(32, generator=generator) + 0.5
+        for module in (encoder, decoder):
+            module.per_channel_statistics.get_buffer("mean-of-means").copy_(mean)
+            module.per_channel_statistics.get_buffer("std-of-means").copy_(std)
+    return encoder, decoder
+
+
+def single_file_state(encoder: AudioEncoder, decoder: AudioDecoder) -> dict[str, torch.Tensor]:
+    """The two halves as Lightricks' single file stores them: one statistics pair under audio_vae.per_channel_statistics."""
+    state = {}
+    for key, value in encoder.state_dict().items():
+        state[("audio_vae." if key.startswith("per_channel_statistics.") else "audio_vae.encoder.") + key] = value
+    for key, value in decoder.state_dict().items():
+        if not key.startswith("per_channel_statistics."):
+            state[f"audio_vae.decoder.{key}"] = value
+    return state
+
+
+def ours_from_reference(
+    encoder: AudioEncoder, decoder: AudioDecoder, causality_axis: str = "height", attention: bool = False
+) -> AutoencoderKLLTX2Audio:
+    config = dict(TINY, causality_axis=causality_axis, mid_block_add_attention=attention)
+    if attention:
+        config["attn_resolutions"] = (64,)
+    ours = AutoencoderKLLTX2Audio(**config).eval()
+    state = single_file_state(encoder, decoder)
+    names = audio_vae_original_to_diffusers_keys(state, dict(ours.config))
+    ours.load_state_dict({names[key]: value for key, value in state.items()}, strict=True)
+    return ours
+
+
+@pytest.mark.parametrize(
+    ("causality_axis", "attention"), [("height", False), ("height", True), ("width", False), ("none", True)]
+)
+def test_encode_and_decode_match_ltx_core(causality_axis, attention):
+    encoder, decoder = reference_pair(causality_axis, attention)
+    ours = ours_from_reference(encoder, decoder, causality_axis, attention)
+    mel = torch.randn(2, 2, 21, 64)
+    latents = torch.randn(2, 2, 5, 16)
+    with torch.no_grad():
+        expected_latents, expected_mel = encoder(mel), decoder(latents)
+        actual_latents = ours.normalize_latents(ours.encode(mel).latent_dist.mode())
+        actual_mel = ours.decode(ours.denormalize_latents(latents)).sample
+    assert actual_latents.shape == expected_latents.shape
+    assert actual_mel.shape == expected_mel.shape
+    assert (actual_latents - expected_latents).abs().max() <= 1e-5
+    assert (actual_mel - expected_mel).abs().max() <= 1e-5
+    if causality_axis == "height":  # the released layout: T mel frames -> (T - 1) // 4 + 1 latents -> 4 T_a - 3 frames
+        assert actual_latents.shape == (2, 2, 6, 16)
+        assert actual_mel.shape == (2, 2, 17, 64)
+
+
+def test_encode_waveform_matches_ltx_core_encode_audio():
+    encoder, decoder = reference_pair()
+    ours = ours_from_reference(encoder, decoder)
+    waveform = (torch.rand(1, 2, 48000 // 5) * 2 - 1) * 0.5  # 0.2 s at 48 kHz: resampled to 16 kHz on the way
+    with torch.no_grad():
+        expected = encode_audio(Audio(waveform=waveform, sampling_rate=48000), encoder)
+        actual = ours.encode_waveform(waveform, 48000)
+    assert actual.shape == expected.shape == (1, 2, (3200 // 160) // 4 + 1, 16)
+    assert (actual - expected).abs().max() <= 1e-4
+
+
+def test_mono_waveform_encodes_as_duplicated_stereo():
+    encoder, decoder = reference_pair()
+    ours = ours_from_reference(encoder, decoder)
+    mono = torch.rand(2, 1, 4000) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(ours.encode_waveform(mono, 16000), ours.encode_waveform(mono.repeat(1, 2, 1), 16000))
+
+
+def saved_config(folder) -> dict:
+    config = json.loads((folder / "config.json").read_text())
+    return {key: value for key, value in config.items() if key not in ("_diffusers_version", "_name_or_path")}
+
+
+def test_diffusers_folders_load_both_ways(tmp_path):
+    theirs = DiffusersAutoencoderKLLTX2Audio(**TINY).eval()
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for parameter in theirs.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.1)
+        theirs.latents_mean.normal_()
+        theirs.latents_std.uniform_(0.5, 1.5)
+    theirs.save_pretrained(tmp_path / "theirs")
+    ours = AutoencoderKLLTX2Audio.from_pretrained(tmp_path / "theirs").eval()
+    assert ours.state_dict().keys() == theirs.state_dict().keys()
+    ours.save_pretrained(tmp_path / "ours")
+    assert saved_config(tmp_path / "ours") == saved_config(tmp_path / "theirs")
+    theirs_again = DiffusersAutoencoderKLLTX2Audio.from_pretrained(tmp_path / "ours").eval()
+    mel, latents = torch.randn(1, 2, 21, 64), torch.randn(1, 2, 6, 16)
+    with torch.no_grad():
+        expected_moments, expected_mel = theirs.encode(mel).latent_dist.parameters, theirs.decode(latents).sample
+        torch.testing.assert_close(ours.encode(mel).latent_dist.parameters, expected_moments, atol=1e-6, rtol=0)
+        torch.testing.assert_close(ours.decode(latents).sample, expected_mel, atol=1e-6, rtol=0)
+        torch.testing.assert_close(theirs_again.decode(latents).sample, expected_mel, atol=0, rtol=0)
+        torch.testing.assert_close(theirs_again.latents_std, theirs.latents_std, atol=0, rtol=0)
+    assert ours.temporal_compression_ratio == ours.mel_compression_ratio == 4  # read by diffusers' pipelines
+
+
+def test_pack_matches_ltx_core_patchifier_and_round_trips():
+    latents = torch.randn(2, 8, 5, 16)
+    tokens = pack_audio_latents(latents)
+    patchifier = AudioPatchifier(patch_size=1)
+    torch.testing.assert_close(tokens, patchifier.patchify(latents), atol=0, rtol=0)
+    assert tokens.shape == (2, 5, 128)
+    assert tokens[0, 3, 2 * 16 + 7] == latents[0, 2, 3, 7]  # channel-major: feature c * 16 + f
+    torch.testing.assert_close(unpack_audio_latents(tokens), latents, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize(("num_frames", "fps"), [(121, 24.0), (121, 25.0), (97, 30.0), (3, 10.0), (5, 10.0), (1, 24.0)])
+def test_audio_latent_frames_matches_ltx_core(num_frames, fps):
+    expected = AudioLatentShape.from_duration(batch=1, duration=float(num_frames) / float(fps)).frames
+    assert audio_latent_frames(num_frames, fps) == expected
+    assert audio_latent_frames(121, 24) == 126  # spec §0.1 example
+
+
+def test_key_map_round_trip_and_unknown_keys():
+    encoder, decoder = reference_pair()
+    file_keys = list(single_file_state(encoder, decoder))
+    names = audio_vae_original_to_diffusers_keys(file_keys)
+    assert names["audio_vae.per_channel_statistics.mean-of-means"] == "latents_mean"
+    assert names["audio_vae.per_channel_statistics.std-of-means"] == "latents_std"
+    assert names["audio_vae.decoder.up.1.upsample.conv.conv.weight"] == "decoder.up.1.upsample.conv.conv.weight"
+    assert set(names.values()) == set(AutoencoderKLLTX2Audio(**TINY).state_dict())
+    back = audio_vae_diffusers_to_original_keys(names.values())
+    assert all(back[names[key]] == key for key in file_keys)
+    with pytest.raises(ValueError, match=r"'audio_vae\.per_channel_statistics\.channel' is not a known audio VAE key"):
+        audio_vae_original_to_diffusers_keys(["audio_vae.per_channel_statistics.channel"])
+    with pytest.raises(ValueError, match=r"'vae\.encoder\.conv_in\.conv\.weight' is not a known audio VAE key"):
+        audio_vae_original_to_diffusers_keys(["vae.encoder.conv_in.conv.weight"])
+    with pytest.raises(ValueError, match=r"'latents_scale' is not a known audio VAE key"):
+        audio_vae_diffusers_to_original_keys(["latents_scale"])
+
+
+def test_bad_inputs_raise_clear_errors():
+    vae = AutoencoderKLLTX2Audio(**TINY)
+    with pytest.raises(ValueError, match=r"shape \(batch, 2, frames, 64\), got \(1, 1, 9, 64\)"):
+        vae.encode(torch.randn(1, 1, 9, 64))
+    with pytest.raises(ValueError, match=r"shape \(batch, 2, frames, 64\), got \(1, 2, 9, 80\)"):
+        vae.encode(torch.randn(1, 2, 9, 80))
+    with pytest.raises(ValueError, match=r"shape \(batch, 2, frames, 64\), got \(2, 9, 64\)"):
+        vae.encode(torch.randn(2, 9, 64))
+    with pytest.raises(ValueError, match=r"\(batch, 2, frames, 16\), got \(1, 8, 3, 16\).*unpack_audio_latents"):
+        vae.decode(torch.randn(1, 8, 3, 16))
+    with pytest.raises(ValueError, match=r"downmix to stereo"):
+        vae.encode_waveform(torch.zeros(1, 4, 8000), 16000)
+    with pytest.raises(ValueError, match=r"hold 16 values .* need 2 x 16 = 32; choose base_channels"):
+        AutoencoderKLLTX2Audio(**dict(TINY, base_channels=16)).normalize_latents(torch.randn(1, 2, 3, 16))
+    with pytest.raises(ValueError, match=r"norm_type='group' normalises over time"):
+        AutoencoderKLLTX2Audio(**dict(TINY, norm_type="group"))
+    with pytest.raises(ValueError, match=r"double_z=False is not supported"):
+        AutoencoderKLLTX2Audio(**dict(TINY, double_z=False))
+    with pytest.raises(ValueError, match=r"causality_axis='time' is not supported"):
+        AutoencoderKLLTX2Audio(**dict(TINY, causality_axis="time"))
+    with pytest.raises(ValueError, match=r"num_channels=8, got \(1, 5, 100\)"):
+        unpack_audio_latents(torch.randn(1, 5, 100))
+
+
+def test_public_name_resolves():
+    assert ltx2_diffusers.AutoencoderKLLTX2Audio is AutoencoderKLLTX2Audio
