@@ -12,12 +12,19 @@ tokens and printable ASCII), and the weights come from transformers' own initial
 import string
 
 import torch
-from transformers import Gemma3Config, Gemma3ForConditionalGeneration, GemmaTokenizer
+from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3Processor, GemmaTokenizer
+
+try:  # transformers >= 5.2x names the PIL-only image processor separately; it needs no torchvision
+    from transformers import Gemma3ImageProcessorPil as _Gemma3ImageProcessor
+except ImportError:  # older transformers: the one class works without torchvision
+    from transformers import Gemma3ImageProcessor as _Gemma3ImageProcessor
 
 TINY_GEMMA_HIDDEN_SIZE = 32
 TINY_GEMMA_NUM_LAYERS = 2
 # Gemma returns the embedding output plus one hidden state per decoder layer: the connectors' text_proj_in_factor.
 TINY_GEMMA_NUM_HIDDEN_STATES = TINY_GEMMA_NUM_LAYERS + 1
+TINY_GEMMA_IMAGE_SIZE = 28  # SigLIP input side (the real one: 896)
+TINY_GEMMA_IMAGE_TOKENS = 4  # soft tokens per image (the real one: 256)
 
 # Token ids follow the real Gemma tokenizer where the pipeline relies on them (pad 0, eos 1, bos 2, unk 3).
 _SPECIAL_TOKENS = (
@@ -57,7 +64,18 @@ def build_tiny_gemma_tokenizer() -> GemmaTokenizer:
     byte_tokens = [f"<0x{value:02X}>" for value in range(256)]
     characters = ["▁", "\n"] + [c for c in string.printable if not c.isspace()]
     vocab = {token: index for index, token in enumerate([*_SPECIAL_TOKENS, *byte_tokens, *characters])}
-    tokenizer = GemmaTokenizer(vocab=vocab, merges=[], add_bos_token=True, model_max_length=1024)
+    # The chat-turn and image markers are special tokens, as in Gemma's tokenizer: one id each, dropped when decoding
+    # with skip_special_tokens. The named ones are what Gemma3Processor looks up (boi_token, image_token, ...).
+    markers = {
+        "boi_token": "<start_of_image>",
+        "eoi_token": "<end_of_image>",
+        "image_token": "<image_soft_token>",
+        "sot_token": "<start_of_turn>",
+        "eot_token": "<end_of_turn>",
+    }
+    tokenizer = GemmaTokenizer(
+        vocab=vocab, merges=[], add_bos_token=True, model_max_length=1024, extra_special_tokens=markers
+    )
     tokenizer.padding_side = "left"
     tokenizer.chat_template = _CHAT_TEMPLATE
     return tokenizer
@@ -67,7 +85,8 @@ def build_tiny_gemma(seed: int = 0) -> tuple[Gemma3ForConditionalGeneration, Gem
     """A random `Gemma3ForConditionalGeneration` (hidden 32, 2 layers, 2 heads of 8) and its tokenizer, in fp32, eval.
 
     The same `seed` gives the same weights. The vision tower is tiny too (one SigLIP layer on 28x28 images, 4 image
-    tokens), so image-conditioned prompt enhancement runs through the same code as with the real model.
+    tokens), so image-conditioned prompt enhancement runs through the same code as with the real model
+    (`build_tiny_gemma_processor` gives the matching processor).
     """
     tokenizer = build_tiny_gemma_tokenizer()
     vocab_size = len(tokenizer)
@@ -94,13 +113,13 @@ def build_tiny_gemma(seed: int = 0) -> tuple[Gemma3ForConditionalGeneration, Gem
         "intermediate_size": 32,
         "num_hidden_layers": 1,
         "num_attention_heads": 2,
-        "image_size": 28,
+        "image_size": TINY_GEMMA_IMAGE_SIZE,
         "patch_size": 14,
     }
     config = Gemma3Config(
         text_config=text_config,
         vision_config=vision_config,
-        mm_tokens_per_image=4,
+        mm_tokens_per_image=TINY_GEMMA_IMAGE_TOKENS,
         boi_token_index=tokenizer.convert_tokens_to_ids("<start_of_image>"),
         eoi_token_index=tokenizer.convert_tokens_to_ids("<end_of_image>"),
         image_token_index=tokenizer.convert_tokens_to_ids("<image_soft_token>"),
@@ -111,3 +130,15 @@ def build_tiny_gemma(seed: int = 0) -> tuple[Gemma3ForConditionalGeneration, Gem
         torch.manual_seed(seed)
         model = Gemma3ForConditionalGeneration(config)
     return model.eval(), tokenizer
+
+
+def build_tiny_gemma_processor(tokenizer: GemmaTokenizer | None = None) -> Gemma3Processor:
+    """The `Gemma3Processor` (image processor + tokenizer) matching `build_tiny_gemma`, for image prompt enhancement.
+
+    Images are resized to 28 x 28 and stand for 4 soft tokens, as the tiny vision tower expects.
+    """
+    image_processor = _Gemma3ImageProcessor(size={"height": TINY_GEMMA_IMAGE_SIZE, "width": TINY_GEMMA_IMAGE_SIZE})
+    tokenizer = build_tiny_gemma_tokenizer() if tokenizer is None else tokenizer
+    return Gemma3Processor(
+        image_processor=image_processor, tokenizer=tokenizer, image_seq_length=TINY_GEMMA_IMAGE_TOKENS
+    )
