@@ -1,0 +1,130 @@
+"""Acceptance 2: diffusers' in-tree LTX2VideoTransformer3DModel folders load into ours (strict) with equal outputs, and
+folders we save load into diffusers' class; ours accepts the keyword arguments diffusers' pipelines pass."""
+
+import pytest
+import torch
+from _transformer_helpers import FPS, FRAMES, HEIGHT, OUR_CONFIGS, WIDTH, init_every_parameter, make_inputs
+from diffusers.models.transformers.transformer_ltx2 import LTX2VideoTransformer3DModel as DiffusersTransformer
+
+from ltx2_diffusers import LTX2VideoTransformer3DModel
+
+LAYOUTS = ["ltx2", "ltx23"]
+TOLERANCE = dict(rtol=0, atol=1e-5)
+
+
+def diffusers_kwargs(inputs, **extra):
+    return dict(
+        hidden_states=inputs.video,
+        audio_hidden_states=inputs.audio,
+        encoder_hidden_states=inputs.video_context,
+        audio_encoder_hidden_states=inputs.audio_context,
+        timestep=inputs.video_sigma * 1000,
+        sigma=inputs.video_sigma * 1000,
+        audio_sigma=inputs.audio_sigma * 1000,
+        video_coords=inputs.video_positions,
+        audio_coords=inputs.audio_positions,
+        use_cross_timestep=True,
+        return_dict=False,
+        **extra,
+    )
+
+
+def diffusers_model(layout):
+    model = DiffusersTransformer(**OUR_CONFIGS[layout], rope_type="split")
+    init_every_parameter(model, seed=11)
+    return model.eval()
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_diffusers_folder_loads_strictly_and_matches(layout, tmp_path):
+    theirs = diffusers_model(layout)
+    theirs.save_pretrained(tmp_path / "theirs")
+    ours, info = LTX2VideoTransformer3DModel.from_pretrained(tmp_path / "theirs", output_loading_info=True)
+    assert all(not info[key] for key in ("missing_keys", "unexpected_keys", "mismatched_keys", "error_msgs")), info
+    assert set(ours.state_dict()) == set(theirs.state_dict())
+    ours.load_state_dict(theirs.state_dict(), strict=True)  # the strict check, independent of from_pretrained
+    inputs = make_inputs(layout, 2, video_sigma=[0.9, 0.4], audio_sigma=[0.3, 0.8])
+    with torch.no_grad():
+        expected = theirs(**diffusers_kwargs(inputs))
+        got = ours.eval()(**diffusers_kwargs(inputs))
+    torch.testing.assert_close(got[0], expected[0], **TOLERANCE)
+    torch.testing.assert_close(got[1], expected[1], **TOLERANCE)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_our_folder_loads_into_diffusers(layout, tmp_path):
+    ours = LTX2VideoTransformer3DModel(**OUR_CONFIGS[layout])
+    init_every_parameter(ours, seed=12)
+    ours.save_pretrained(tmp_path / "ours")
+    theirs, info = DiffusersTransformer.from_pretrained(tmp_path / "ours", output_loading_info=True)
+    assert all(not info[key] for key in ("missing_keys", "unexpected_keys", "mismatched_keys", "error_msgs")), info
+    assert theirs.config.rope_type == "split"
+    inputs = make_inputs(layout, 2)
+    with torch.no_grad():
+        expected = theirs.eval()(**diffusers_kwargs(inputs))
+        got = ours.eval()(**diffusers_kwargs(inputs))
+    torch.testing.assert_close(got[0], expected[0], **TOLERANCE)
+    torch.testing.assert_close(got[1], expected[1], **TOLERANCE)
+
+
+def test_diffusers_guidance_arguments_mean_the_same():
+    # LTX-2.3 config (perturbed_attn=True, so diffusers' STG is active): STG on block 1 for sample 0, isolation,
+    # and diffusers' legacy use_cross_timestep=False
+    theirs = diffusers_model("ltx23")
+    ours = LTX2VideoTransformer3DModel(**OUR_CONFIGS["ltx23"]).eval()
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    inputs = make_inputs("ltx23", 2, video_sigma=[0.9, 0.4], audio_sigma=[0.3, 0.8])
+    for extra in [
+        dict(spatio_temporal_guidance_blocks=[1], perturbation_mask=torch.tensor([0.0, 1.0])),
+        dict(isolate_modalities=True),
+    ]:
+        with torch.no_grad():
+            expected, got = theirs(**diffusers_kwargs(inputs, **extra)), ours(**diffusers_kwargs(inputs, **extra))
+        torch.testing.assert_close(got[0], expected[0], **TOLERANCE)
+        torch.testing.assert_close(got[1], expected[1], **TOLERANCE)
+    legacy = {**diffusers_kwargs(inputs), "use_cross_timestep": False}
+    with torch.no_grad():
+        torch.testing.assert_close(ours(**legacy)[0], theirs(**legacy)[0], **TOLERANCE)
+
+
+def test_called_like_diffusers_pipeline():
+    # what LTX2Pipeline does with `self.transformer`: coordinates, config, cache context, then the call
+    ours = LTX2VideoTransformer3DModel(**OUR_CONFIGS["ltx2"]).eval()
+    assert (ours.config.patch_size, ours.config.patch_size_t, ours.config.in_channels) == (1, 1, 8)
+    video_coords = ours.rope.prepare_video_coords(2, FRAMES, HEIGHT, WIDTH, torch.device("cpu"), fps=FPS)
+    audio_coords = ours.audio_rope.prepare_audio_coords(2, 5, torch.device("cpu"))
+    inputs = make_inputs("ltx2", 2)
+    torch.testing.assert_close(video_coords, inputs.video_positions, rtol=0, atol=0)
+    torch.testing.assert_close(audio_coords, inputs.audio_positions, rtol=0, atol=0)
+    timestep = torch.tensor(600.0).expand(2)
+    with ours.cache_context("cond_uncond"), torch.no_grad():
+        video, audio = ours(
+            hidden_states=inputs.video,
+            audio_hidden_states=inputs.audio,
+            encoder_hidden_states=inputs.video_context,
+            audio_encoder_hidden_states=inputs.audio_context,
+            timestep=timestep,
+            sigma=timestep,
+            encoder_attention_mask=torch.ones(2, 7),
+            audio_encoder_attention_mask=torch.ones(2, 7),
+            num_frames=FRAMES,
+            height=HEIGHT,
+            width=WIDTH,
+            fps=FPS,
+            audio_num_frames=5,
+            video_coords=video_coords,
+            audio_coords=audio_coords,
+            isolate_modalities=False,
+            spatio_temporal_guidance_blocks=None,
+            perturbation_mask=None,
+            use_cross_timestep=True,
+            attention_kwargs=None,
+            return_dict=False,
+        )
+        # an all-ones text mask is the same as no mask
+        unmasked = ours(
+            **diffusers_kwargs(inputs, attention_kwargs={"scale": 1.0})
+            | {"timestep": timestep, "sigma": timestep, "audio_sigma": None}
+        )
+    assert video.shape == (2, FRAMES * HEIGHT * WIDTH, 8) and audio.shape == (2, 5, 8)
+    torch.testing.assert_close(video, unmasked[0], rtol=0, atol=1e-6)
