@@ -1,0 +1,134 @@
+"""The `ltx2-diffusers` command: prompt (and optional image) -> mp4 with sound.
+
+    ltx2-diffusers generate "a cat" -o cat.mp4 --model tiny --frames 17 --height 128 --width 128 --steps 2
+
+`--model` takes a Hub id or a local diffusers-layout folder (loaded into LTX2AVPipeline), a Lightricks single-file
+checkpoint (`.safetensors`), or `tiny`: a small random pipeline built offline with the real compression ratios.
+"""
+
+import argparse
+import os
+import sys
+
+DTYPES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16", "float16": "float16", "fp32": "float32"}
+DTYPES["float32"] = "float32"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ltx2-diffusers", description="LTX-2 / LTX-2.3 audio+video generation.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    gen = commands.add_parser("generate", help="generate a video with sound from a prompt (and an optional image)")
+    gen.add_argument("prompt", help="what to generate")
+    gen.add_argument("-o", "--output", required=True, help="output .mp4 path")
+    gen.add_argument(
+        "--model",
+        default="Lightricks/LTX-2",
+        help="Hub id, local diffusers folder, single-file .safetensors checkpoint, or 'tiny' (random, offline)",
+    )
+    gen.add_argument("--text-encoder", help="Gemma-3 folder or Hub id, needed with a single-file --model")
+    gen.add_argument("--image", help="image for the first frame (image-to-video)")
+    gen.add_argument("--image-strength", type=float, default=1.0, help="1 keeps the image exactly, lower lets it move")
+    gen.add_argument("--frames", type=int, default=121, help="number of frames, 8k + 1 (default 121)")
+    gen.add_argument("--height", type=int, default=512, help="multiple of 32 (default 512)")
+    gen.add_argument("--width", type=int, default=768, help="multiple of 32 (default 768)")
+    gen.add_argument("--fps", type=float, default=24.0, help="frame rate (default 24)")
+    gen.add_argument("--steps", type=int, default=None, help="denoising steps (default: 40 for LTX-2, 30 for LTX-2.3)")
+    gen.add_argument("--seed", type=int, default=10, help="random seed (default 10, as ltx-pipelines)")
+    gen.add_argument("--negative-prompt", default=None, help="default: the reference's negative prompt")
+    gen.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    gen.add_argument("--dtype", default=None, choices=sorted(DTYPES), help="default: bf16 on cuda, fp32 on cpu")
+    gen.add_argument("--offload", action="store_true", help="model CPU offload: one component on the GPU at a time")
+    gen.add_argument("--vae-tiling", action="store_true", help="decode the video in tiles (less memory)")
+    return parser
+
+
+def load_pipeline(model: str, torch_dtype, text_encoder: str | None = None):
+    """--model -> LTX2AVPipeline: 'tiny', a single .safetensors file, or a diffusers-layout folder / Hub id."""
+    import torch
+
+    from .pipelines.pipeline_ltx2_av import LTX2AVPipeline
+
+    if model == "tiny":
+        from .pipelines.tiny import build_tiny_pipeline
+
+        pipe = build_tiny_pipeline()
+        return pipe if torch_dtype == torch.float32 else pipe.to(torch_dtype)
+    if model.endswith(".safetensors"):
+        if not os.path.isfile(model):
+            raise SystemExit(f"error: --model {model}: no such file")
+        try:
+            from .loaders.single_file import pipeline_from_single_file
+        except ImportError as error:
+            raise SystemExit(
+                f"error: --model {model}: loading single-file checkpoints needs ltx2_diffusers.loaders.single_file's "
+                f"pipeline_from_single_file, which this install does not have ({error}). Convert the file with "
+                "scripts/convert_checkpoint.py and pass the folder instead."
+            ) from error
+        if text_encoder is None:
+            raise SystemExit(
+                "error: a single-file checkpoint holds no text encoder: pass --text-encoder with a Gemma-3 folder or "
+                "Hub id (e.g. google/gemma-3-12b-it-qat-q4_0-unquantized)"
+            )
+        from transformers import AutoTokenizer, Gemma3ForConditionalGeneration
+
+        gemma = Gemma3ForConditionalGeneration.from_pretrained(text_encoder, torch_dtype=torch_dtype)
+        tokenizer = AutoTokenizer.from_pretrained(text_encoder)
+        return pipeline_from_single_file(
+            model, text_encoder=gemma, tokenizer=tokenizer, torch_dtype=torch_dtype, pipeline_class=LTX2AVPipeline
+        )
+    return LTX2AVPipeline.from_pretrained(model, torch_dtype=torch_dtype)
+
+
+def generate(args: argparse.Namespace) -> str:
+    import torch
+
+    from .utils.media import export_to_video_with_audio
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype_name = args.dtype or ("bf16" if device.startswith("cuda") else "fp32")
+    torch_dtype = getattr(torch, DTYPES[dtype_name])
+    pipe = load_pipeline(args.model, torch_dtype, args.text_encoder)
+    pipe.set_progress_bar_config(disable=False, desc="denoising")
+    if args.offload:
+        pipe.enable_model_cpu_offload(device=device)
+    else:
+        pipe.to(device)
+    if args.vae_tiling:
+        pipe.enable_vae_tiling()
+    image = None
+    if args.image is not None:
+        from .utils.media import load_image
+
+        image = load_image(args.image)
+    generator = torch.Generator(device="cpu" if args.offload else device).manual_seed(args.seed)
+    output = pipe(
+        args.prompt,
+        args.negative_prompt,
+        image=image,
+        image_strength=args.image_strength,
+        height=args.height,
+        width=args.width,
+        num_frames=args.frames,
+        frame_rate=args.fps,
+        num_inference_steps=args.steps,
+        generator=generator,
+        output_type="np",
+    )
+    return export_to_video_with_audio(
+        output.frames[0], output.audio[0], output.audio_sample_rate, args.fps, args.output
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        path = generate(args)
+    except ValueError as error:  # bad sizes, frame counts, strengths: say what to change, without a traceback
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

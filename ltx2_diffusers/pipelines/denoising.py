@@ -1,0 +1,297 @@
+"""The stages every LTX-2 pipeline shares, written once: latents in, guided Euler denoising, latents out to media.
+
+Data flow (spec §0, §6, §7, §9):
+1. `prepare_latents`: zero video/audio latents in the patchified token layout, conditions applied (an image replaces
+   latent frame 0, keyframes are appended as extra tokens), then noise drawn in token layout, video then audio, and
+   mixed in by each token's denoise mask, as ltx-core's `GaussianNoiser` does.
+2. `guided_denoise`: Euler on x0 predictions. Every guidance pass a step needs (conditional, negative prompt,
+   STG-perturbed, modality-isolated) runs as ONE batched transformer call; per-sample `Perturbations` masks say which
+   samples are perturbed. Per-token sigmas (sigma * denoise_mask) keep conditioning tokens at their clean values.
+3. `decode_video` / `decode_audio`: latents -> pixels in [-1, 1], latents -> mel -> stereo waveform.
+
+Tokens: video (B, F'*H'*W', 128) in (f, h, w) order; audio (B, T_a, 8*16) with features channel-major (c, mel).
+Latents between stages are "normalised" (the transformer's space); decoding un-normalises with the VAEs' statistics.
+"""
+
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..models.perturbations import Perturbations
+from ..schedulers.scheduling_ltx2 import blend_clean, euler_step, x0_from_velocity
+from .conditioning import (
+    LatentState,
+    add_noise,
+    append_keyframes,
+    audio_latent_state,
+    patchify_audio,
+    replace_frames,
+    unpatchify_audio,
+    video_latent_state,
+)
+from .guidance import GuidancePlan, GuidanceScales, GuidanceSchedule, guidance_at, plan_guidance
+
+AUDIO_LATENTS_PER_SECOND = 25.0  # 16 kHz, mel hop 160, 4x downsampling in time
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Shapes and checks
+
+
+def check_video_size(height: int, width: int, num_frames: int, multiple: int = 32) -> None:
+    """Raise a ValueError naming the fix when the clip cannot be represented exactly by the video VAE's latents."""
+    if num_frames < 1 or (num_frames - 1) % 8 != 0:
+        below = max(1, (num_frames - 1) // 8 * 8 + 1)
+        raise ValueError(
+            f"num_frames={num_frames} is not of the form 8*k + 1, which the causal video VAE needs (the first latent "
+            f"frame holds 1 pixel frame, each later one 8). Use {below} or {below + 8}."
+        )
+    for name, value in (("height", height), ("width", width)):
+        if value < multiple or value % multiple != 0:
+            lower = max(multiple, value // multiple * multiple)
+            raise ValueError(
+                f"{name}={value} is not a positive multiple of {multiple} (the video VAE compresses space {multiple}x). "
+                f"Use {lower} or {lower + multiple}."
+            )
+
+
+def audio_latent_length(num_frames: int, frame_rate: float) -> int:
+    """Audio latent frames for a clip: round(num_frames / fps * 25), Python's round as the reference (spec §0.1)."""
+    return round(float(num_frames) / float(frame_rate) * AUDIO_LATENTS_PER_SECOND)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Latent state
+
+
+@dataclass(frozen=True)
+class VideoCondition:
+    """Encoded frames that condition generation: `latent` (B or 1, 128, f, H', W'), normalised, at `frame_index`.
+
+    frame_index: pixel frame. 0 replaces the first latent frame(s) in place (image-to-video); any other index appends
+    the frames as keyframe tokens positioned at that pixel frame (spec §7.1, §7.2; 1.0.0's `combined_image_conditionings`).
+    strength: 1.0 keeps the frames clean; lower values let the model change them.
+    """
+
+    latent: Tensor
+    frame_index: int = 0
+    strength: float = 1.0
+
+
+def prepare_latents(
+    batch_size: int,
+    height: int,
+    width: int,
+    num_frames: int,
+    frame_rate: float,
+    *,
+    generator: torch.Generator | None,
+    device: torch.device,
+    dtype: torch.dtype,
+    conditions: Sequence[VideoCondition] = (),
+    video_channels: int = 128,
+    audio_channels: int = 8,
+    audio_mel_bins: int = 16,
+    noise_scale: float = 1.0,
+) -> tuple[LatentState, LatentState]:
+    """Noised starting states: video (B, F'H'W' [+ keyframe tokens], 128) and audio (B, T_a, 8*16) tokens.
+
+    Zeros, then the conditions, then noise by the denoise masks; video first, then audio, from the same generator
+    (the reference's draw order, spec §9). Video positions are rounded to `dtype` like the reference's (spec §13.2).
+    """
+    grid = ((num_frames - 1) // 8 + 1, height // 32, width // 32)
+    video = video_latent_state(batch_size, *grid, frame_rate, num_channels=video_channels, dtype=dtype, device=device)
+    for cond in conditions:
+        if cond.frame_index == 0:
+            video = replace_frames(video, cond.latent, strength=cond.strength, grid=grid)
+        else:
+            video = append_keyframes(
+                video, cond.latent, frame_index=cond.frame_index, strength=cond.strength, fps=frame_rate, grid=grid
+            )
+    video = add_noise(video, generator, noise_scale)
+    audio = audio_latent_state(
+        batch_size,
+        audio_latent_length(num_frames, frame_rate),
+        num_channels=audio_channels,
+        num_mel_bins=audio_mel_bins,
+        dtype=dtype,
+        device=device,
+    )
+    return video, add_noise(audio, generator, noise_scale)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Guided denoising
+
+
+@dataclass(frozen=True)
+class TextContexts:
+    """Connector outputs for the transformer: video (B, S, D_v) and audio (B, S, D_a), positive and negative.
+
+    The negative contexts are needed only when a classifier-free guidance scale differs from 1.
+    """
+
+    video: Tensor
+    audio: Tensor
+    negative_video: Tensor | None = None
+    negative_audio: Tensor | None = None
+
+
+def transformer_x0(
+    transformer: torch.nn.Module,
+    video: LatentState,
+    audio: LatentState,
+    video_context: Tensor,
+    audio_context: Tensor,
+    sigma: Tensor,
+    perturbations: Perturbations | None = None,
+) -> tuple[Tensor, Tensor]:
+    """x0 predictions of one transformer call: x0 = x - v * sigma * mask per token (ltx-core's `X0Model`).
+
+    video, audio: states whose batch matches the contexts' (N, S, D). sigma: 0-dim float32, the step's noise level.
+    Returns video (N, T_v, C) and audio (N, T_a, C') x0 in the latents' dtype.
+    """
+    video_sigma, audio_sigma = video.denoise_mask * sigma, audio.denoise_mask * sigma  # (N, T, 1) float32
+    scale = transformer.config.timestep_scale_multiplier  # the transformer takes timesteps = 1000 * sigma
+    step_timestep = (sigma * scale).expand(video.latent.shape[0])
+    video_velocity, audio_velocity = transformer(
+        hidden_states=video.latent,
+        audio_hidden_states=audio.latent,
+        encoder_hidden_states=video_context,
+        audio_encoder_hidden_states=audio_context,
+        timestep=(video_sigma * scale).squeeze(-1),
+        audio_timestep=(audio_sigma * scale).squeeze(-1),
+        sigma=step_timestep,
+        audio_sigma=step_timestep,
+        video_coords=video.positions,
+        audio_coords=audio.positions,
+        video_self_attention_mask=video.attention_mask,  # (N, T_v, T_v) weights, only with attention-strength items
+        use_cross_timestep=True,  # ltx-core 1.0.0: the A<->V AdaLN reads the partner modality's sigma (spec §13.6)
+        perturbations=perturbations,
+        return_dict=False,
+    )
+    return (
+        x0_from_velocity(video.latent, video_velocity, video_sigma),
+        x0_from_velocity(audio.latent, audio_velocity, audio_sigma),
+    )
+
+
+def _repeated(state: LatentState, plan: GuidancePlan) -> LatentState:
+    return replace(
+        state,
+        latent=plan.repeat(state.latent),
+        clean_latent=plan.repeat(state.clean_latent),
+        denoise_mask=plan.repeat(state.denoise_mask),
+        positions=plan.repeat(state.positions),
+        attention_mask=None if state.attention_mask is None else plan.repeat(state.attention_mask),
+    )
+
+
+def guided_x0(
+    transformer: torch.nn.Module,
+    video: LatentState,
+    audio: LatentState,
+    contexts: TextContexts,
+    sigma: Tensor,
+    plan: GuidancePlan,
+    video_guidance: GuidanceScales,
+    audio_guidance: GuidanceScales,
+) -> tuple[Tensor, Tensor]:
+    """Guided video and audio x0 at `sigma`: every pass of `plan` in ONE transformer call, then per-modality guidance.
+
+    Equal to running the passes as separate calls (ltx-pipelines' `multi_modal_guider_denoising_func`), up to kernel
+    differences between batch sizes.
+    """
+    video_x0, audio_x0 = transformer_x0(
+        transformer,
+        _repeated(video, plan),
+        _repeated(audio, plan),
+        plan.contexts(contexts.video, contexts.negative_video),
+        plan.contexts(contexts.audio, contexts.negative_audio),
+        sigma,
+        plan.perturbations,
+    )
+    return plan.guide(video_x0, video_guidance), plan.guide(audio_x0, audio_guidance)
+
+
+StepCallback = Callable[[int, float, dict[str, Tensor]], dict[str, Tensor] | None]
+
+
+def guided_denoise(
+    transformer: torch.nn.Module,
+    video: LatentState,
+    audio: LatentState,
+    contexts: TextContexts,
+    sigmas: Tensor,
+    video_guidance: GuidanceScales | GuidanceSchedule,
+    audio_guidance: GuidanceScales | GuidanceSchedule,
+    *,
+    progress_bar: Callable[..., Any] | None = None,
+    callback: StepCallback | None = None,
+) -> tuple[LatentState, LatentState]:
+    """Euler from sigmas[0] to sigmas[-1] on guided x0 predictions: ltx-pipelines' `euler_denoising_loop` with
+    `multi_modal_guider_denoising_func`, but with one transformer call per step.
+
+    sigmas: (N + 1,) float32. video_guidance / audio_guidance: constant `GuidanceScales` or a sigma-binned
+    `GuidanceSchedule`. progress_bar: a context-manager factory called as `progress_bar(total=N)` (the pipeline's).
+    callback(step_index, sigma, {"video_latents": (B, T_v, C), "audio_latents": (B, T_a, C')}) may return a dict
+    with replacements for those tensors.
+    """
+    sigmas = sigmas.to(torch.float32).cpu()  # read as host floats every step: no device sync inside the loop
+    batch_size, device = video.latent.shape[0], video.latent.device
+    num_steps = len(sigmas) - 1
+    last_x0: tuple[Tensor, Tensor] | None = None
+    with progress_bar(total=num_steps) if progress_bar is not None else nullcontext() as progress:
+        for i in range(num_steps):
+            video_scales = guidance_at(video_guidance, float(sigmas[i]))
+            audio_scales = guidance_at(audio_guidance, float(sigmas[i]))
+            plan = plan_guidance(video_scales, audio_scales, i, batch_size, device)
+            if plan.passes:
+                sigma = sigmas[i].to(device)
+                last_x0 = guided_x0(transformer, video, audio, contexts, sigma, plan, video_scales, audio_scales)
+            elif last_x0 is None:
+                raise ValueError(f"step {i} reuses the previous guided prediction (skip_step) but none exists yet")
+            video_x0 = blend_clean(last_x0[0], video.denoise_mask, video.clean_latent)
+            audio_x0 = blend_clean(last_x0[1], audio.denoise_mask, audio.clean_latent)
+            video = replace(video, latent=euler_step(video.latent, video_x0, sigmas[i], sigmas[i + 1]))
+            audio = replace(audio, latent=euler_step(audio.latent, audio_x0, sigmas[i], sigmas[i + 1]))
+            if callback is not None:
+                changed = callback(i, float(sigmas[i]), {"video_latents": video.latent, "audio_latents": audio.latent})
+                changed = changed or {}
+                video = replace(video, latent=changed.get("video_latents", video.latent))
+                audio = replace(audio, latent=changed.get("audio_latents", audio.latent))
+            if progress is not None:
+                progress.update()
+    return video, audio
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Decoding
+
+
+def decode_video(vae: torch.nn.Module, latents: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Normalised video latents (B, 128, F', H', W') -> pixels (B, 3, 8(F'-1)+1, 32H', 32W') float in [-1, 1].
+
+    Tiling follows the VAE's own switch (`vae.enable_tiling()`), as in diffusers.
+    """
+    mean = vae.latents_mean.view(1, -1, 1, 1, 1).to(latents.device, latents.dtype)
+    std = vae.latents_std.view(1, -1, 1, 1, 1).to(latents.device, latents.dtype)
+    latents = (latents * std / vae.config.scaling_factor + mean).to(vae.dtype)
+    timestep = None
+    if vae.config.timestep_conditioning:  # released decoders do not use it (spec §13.1); decode at noise level 0
+        timestep = torch.zeros(latents.shape[0], device=latents.device, dtype=latents.dtype)
+    return vae.decode(latents, timestep, return_dict=False)[0]
+
+
+def decode_audio(audio_vae: torch.nn.Module, vocoder: torch.nn.Module, latents: Tensor) -> Tensor:
+    """Normalised audio latents (B, 8, T_a, 16) -> stereo waveform (B, 2, samples) float32 at the vocoder's rate."""
+    tokens = patchify_audio(latents)
+    mean = audio_vae.latents_mean.to(tokens.device, tokens.dtype)
+    std = audio_vae.latents_std.to(tokens.device, tokens.dtype)
+    latents = unpatchify_audio(tokens * std + mean, latents.shape[-1]).to(audio_vae.dtype)
+    mel = audio_vae.decode(latents, return_dict=False)[0]  # (B, 2, T_mel, 64)
+    return vocoder(mel.to(vocoder.dtype)).float()

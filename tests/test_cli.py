@@ -1,0 +1,46 @@
+"""End to end, offline: `ltx2-diffusers generate ... --model tiny` writes an mp4 with sound that PyAV reads back."""
+
+import av
+import numpy as np
+import pytest
+
+from ltx2_diffusers.cli import build_parser, main
+
+
+def test_cli_writes_mp4_with_expected_frames_size_and_audio(tmp_path, capsys):
+    path = tmp_path / "cat.mp4"
+    argv = ["generate", "a cat", "-o", str(path), "--model", "tiny", "--frames", "17", "--height", "128"]
+    assert main([*argv, "--width", "96", "--steps", "2", "--seed", "3"]) == 0
+    assert f"wrote {path}" in capsys.readouterr().out
+
+    with av.open(str(path)) as container:
+        video_stream = container.streams.video[0]
+        audio_stream = container.streams.audio[0]
+        assert (video_stream.codec_context.name, audio_stream.codec_context.name) == ("h264", "aac")
+        assert audio_stream.rate == 24000  # the LTX-2 vocoder's rate
+        assert audio_stream.channels == 2
+        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    with av.open(str(path)) as container:
+        samples = sum(frame.samples for frame in container.decode(audio=0))
+
+    assert len(frames) == 17
+    assert frames[0].shape == (128, 96, 3)
+    assert np.std(np.stack(frames).astype(np.float32)) > 1.0  # random weights, but not a blank clip
+    # 17 frames at 24 fps -> round(17 / 24 * 25) = 18 audio latents -> 4 * 18 - 3 = 69 mel frames -> 69 * 240 samples.
+    # AAC works in 1024-sample frames, so the decoded count may differ by up to a frame plus the encoder delay.
+    expected = 69 * 240
+    assert abs(samples - expected) <= 2048, (samples, expected)
+
+
+def test_cli_bad_frame_count_fails_with_the_fix(tmp_path, capsys):
+    code = main(["generate", "a cat", "-o", str(tmp_path / "x.mp4"), "--model", "tiny", "--frames", "16"])
+    assert code == 2
+    assert "num_frames=16 is not of the form 8*k + 1" in capsys.readouterr().err
+    assert not (tmp_path / "x.mp4").exists()
+
+
+def test_cli_parser_defaults_follow_the_reference():
+    args = build_parser().parse_args(["generate", "p", "-o", "o.mp4"])
+    assert (args.frames, args.height, args.width, args.fps, args.seed, args.steps) == (121, 512, 768, 24.0, 10, None)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["generate", "p"])  # -o is required
