@@ -123,12 +123,12 @@ AUDIO_VAE_SECTION = {
         "params": {
             "sampling_rate": 16000,
             "ddconfig": {
-                "ch": 8,
+                "ch": 32,  # ltx-core sizes the latent statistics by ch: z_channels x mel_bins / 4 = 2 x 16
                 "ch_mult": [1, 2, 4],
                 "num_res_blocks": 1,
                 "attn_resolutions": [],
                 "resolution": 256,
-                "z_channels": 8,
+                "z_channels": 2,
                 "double_z": True,
                 "in_channels": 2,
                 "out_ch": 2,
@@ -196,9 +196,10 @@ def original_config(version: str) -> dict:
 def randomize_(module: torch.nn.Module, seed: int) -> torch.nn.Module:
     """Every parameter and floating buffer random (ltx-core leaves some uninitialised or on meta)."""
     generator = torch.Generator().manual_seed(seed)
+    stored = set(module.state_dict())  # non-persistent buffers (e.g. the BWE resampler's filter) are computed
     with torch.no_grad():
         for name, tensor in [*module.named_parameters(), *module.named_buffers()]:
-            if not tensor.is_floating_point() or name.endswith("timestep_scale_multiplier"):
+            if name not in stored or not tensor.is_floating_point() or name.endswith("timestep_scale_multiplier"):
                 continue
             fan_in = tensor[0].numel() if tensor.ndim > 1 else 1
             value = torch.randn(tensor.shape, generator=generator) / fan_in**0.5

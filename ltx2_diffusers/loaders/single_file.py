@@ -1,0 +1,742 @@
+"""Lightricks' single-file checkpoints <-> diffusers pipeline folders, streaming, and `from_single_file`.
+
+Conversion copies tensors one at a time, in chunks, with plain file reads and writes: never a whole state dict, and
+no memory map either (pages of a mapped 43 GB file count as resident memory once touched). Names come from the
+per-component key maps (`*_keys.py`, data), configs from the file's metadata (`metadata.py`). With dtype "keep" every
+tensor's bytes are copied unchanged, and the file's `__metadata__` is kept verbatim in the folder
+(`ltx2_original_metadata.json`), so original -> folder -> original gives the same tensors and the same metadata.
+
+Tensors a key map names but the diffusers class does not hold (e.g. statistics ltx-core never reads) are kept under
+their original names in `<component>/ltx2_original_extra.safetensors`; keys no map knows are an error, or with
+`allow_unknown=True` are kept in `ltx2_original_unknown.safetensors` at the folder root. Both files are ignored by
+`from_pretrained` and restored by the reverse conversion.
+"""
+
+import json
+import os
+import shutil
+import struct
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from importlib import import_module
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import metadata as md
+
+WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
+WEIGHTS_INDEX_NAME = "diffusion_pytorch_model.safetensors.index.json"
+EXTRA_TENSORS_NAME = "ltx2_original_extra.safetensors"
+UNKNOWN_TENSORS_NAME = "ltx2_original_unknown.safetensors"
+PIPELINE_CLASS = "LTX2AVPipeline"
+LIBRARY = "ltx2_diffusers"
+DEFAULT_MAX_SHARD_SIZE = 5 * 10**9  # what diffusers' converter uses ("5GB")
+_CHUNK_BYTES = 64 * 2**20  # copy granularity: bounds memory whatever the tensor size
+
+# component -> (key-map module, name prefix of its three API names in that module)
+KEY_MAPS: dict[str, tuple[str, str]] = {
+    "transformer": ("transformer_keys", ""),
+    "connectors": ("connector_keys", ""),
+    "vae": ("video_vae_keys", ""),
+    "audio_vae": ("audio_keys", "audio_vae_"),
+    "vocoder": ("audio_keys", "vocoder_"),
+    "latent_upsampler": ("upsampler_keys", ""),
+}
+COMPONENT_OF_CLASS: dict[str, str] = {
+    "LTX2VideoTransformer3DModel": "transformer",
+    "LTX2TextConnectors": "connectors",
+    "AutoencoderKLLTX2Video": "vae",
+    "AutoencoderKLLTX2Audio": "audio_vae",
+    "LTX2Vocoder": "vocoder",
+    "LTX2VocoderWithBWE": "vocoder",
+    "LTX2LatentUpsamplerModel": "latent_upsampler",
+}
+# Order of the components in the combined file (the upsampler lives in a file of its own).
+MODEL_COMPONENTS = ("transformer", "connectors", "vae", "audio_vae", "vocoder")
+
+_DTYPES: dict[str, torch.dtype] = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "F8_E4M3": torch.float8_e4m3fn,
+    "F8_E5M2": torch.float8_e5m2,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
+_FLOAT = ("F64", "F32", "F16", "BF16")
+_FP8 = ("F8_E4M3", "F8_E5M2")
+DTYPE_CHOICES = {"keep": None, "bf16": "BF16", "fp32": "F32"}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Safetensors, read and written a tensor at a time
+
+
+@dataclass(frozen=True)
+class TensorEntry:
+    """One tensor of a safetensors file: where its bytes are and what they are."""
+
+    path: str
+    name: str
+    dtype: str  # safetensors dtype string, e.g. "BF16"
+    shape: tuple[int, ...]
+    offset: int  # absolute byte offset in `path`
+    nbytes: int
+
+
+def read_header(path: str | os.PathLike) -> tuple[dict[str, TensorEntry], dict[str, str] | None]:
+    """({name: TensorEntry}, `__metadata__` or None) of a safetensors file. Raises ValueError on a truncated or
+    corrupt file (checked by safetensors itself, then offsets against the file size)."""
+    from safetensors import safe_open
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ValueError(f"{path}: no such file.")
+    try:
+        with safe_open(path, framework="pt") as handle:  # safetensors' own header and size checks
+            handle.keys()
+    except Exception as error:  # safetensors raises its own error types (SafetensorError, OSError)
+        raise ValueError(
+            f"{path} is not a readable safetensors file ({type(error).__name__}: {error}). It is probably truncated "
+            "or corrupt: download it again and compare its size and sha256 with the Hub's."
+        ) from None
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        (header_len,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(header_len))
+    data_start = 8 + header_len
+    metadata = header.pop("__metadata__", None)
+    entries, end = {}, 0
+    for name, info in header.items():
+        begin, stop = info["data_offsets"]
+        if info["dtype"] not in _DTYPES:
+            raise ValueError(f"{path}: tensor {name!r} has dtype {info['dtype']}, which this converter cannot handle.")
+        entries[name] = TensorEntry(path, name, info["dtype"], tuple(info["shape"]), data_start + begin, stop - begin)
+        end = max(end, stop)
+    if data_start + end != size:
+        raise ValueError(
+            f"{path}: header describes {data_start + end} bytes but the file has {size}: truncated or corrupt."
+        )
+    return entries, metadata
+
+
+@dataclass(frozen=True)
+class _Planned:
+    source: TensorEntry
+    name: str  # name in the output file
+    dtype: str  # output dtype
+
+    @property
+    def nbytes(self) -> int:
+        return self.source.nbytes // _DTYPES[self.source.dtype].itemsize * _DTYPES[self.dtype].itemsize
+
+
+def _copy_tensor(src: TensorEntry, dtype: str, out) -> None:
+    """Append `src`'s data to the open file `out`, converted to `dtype`, `_CHUNK_BYTES` at a time."""
+    in_size = _DTYPES[src.dtype].itemsize
+    chunk = max(in_size, _CHUNK_BYTES // in_size * in_size)
+    with open(src.path, "rb") as f:
+        f.seek(src.offset)
+        remaining = src.nbytes
+        while remaining:
+            data = bytearray(f.read(min(chunk, remaining)))
+            if not data:
+                raise ValueError(f"{src.path}: ended inside tensor {src.name!r}: the file is truncated.")
+            remaining -= len(data)
+            if dtype == src.dtype:
+                out.write(data)
+            else:
+                converted = torch.frombuffer(data, dtype=_DTYPES[src.dtype]).to(_DTYPES[dtype])
+                out.write(converted.view(torch.uint8).numpy().tobytes())
+
+
+def write_safetensors(path: str | os.PathLike, tensors: list[_Planned], metadata: dict[str, str] | None) -> None:
+    """Write a safetensors file streaming each tensor from its source (same format `safetensors.save_file` writes)."""
+    header: dict[str, Any] = {}
+    if metadata:
+        header["__metadata__"] = metadata
+    offset = 0
+    for t in tensors:
+        header[t.name] = {"dtype": t.dtype, "shape": list(t.source.shape), "data_offsets": [offset, offset + t.nbytes]}
+        offset += t.nbytes
+    encoded = json.dumps(header, separators=(",", ":")).encode()
+    encoded += b" " * (-len(encoded) % 8)  # keeps the data 8-byte aligned, as safetensors does
+    with open(path, "wb") as out:
+        out.write(struct.pack("<Q", len(encoded)))
+        out.write(encoded)
+        for t in tensors:
+            _copy_tensor(t.source, t.dtype, out)
+
+
+def _write_sharded(folder: Path, tensors: list[_Planned], max_shard_size: int) -> None:
+    """diffusers' layout: one `diffusion_pytorch_model.safetensors`, or numbered shards plus an index json."""
+    shards: list[list[_Planned]] = [[]]
+    size = 0
+    for t in tensors:
+        if shards[-1] and size + t.nbytes > max_shard_size:
+            shards.append([])
+            size = 0
+        shards[-1].append(t)
+        size += t.nbytes
+    if len(shards) == 1:
+        write_safetensors(folder / WEIGHTS_NAME, shards[0], {"format": "pt"})
+        return
+    weight_map = {}
+    for i, shard in enumerate(shards, 1):
+        name = f"diffusion_pytorch_model-{i:05d}-of-{len(shards):05d}.safetensors"
+        write_safetensors(folder / name, shard, {"format": "pt"})
+        weight_map.update({t.name: name for t in shard})
+    index = {"metadata": {"total_size": sum(t.nbytes for t in tensors)}, "weight_map": weight_map}
+    (folder / WEIGHTS_INDEX_NAME).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+
+
+def _read_folder_weights(folder: Path) -> dict[str, TensorEntry]:
+    if (folder / WEIGHTS_INDEX_NAME).is_file():
+        index = json.loads((folder / WEIGHTS_INDEX_NAME).read_text())
+        entries: dict[str, TensorEntry] = {}
+        for shard in sorted(set(index["weight_map"].values())):
+            entries.update(read_header(folder / shard)[0])
+        if set(entries) != set(index["weight_map"]):
+            raise ValueError(f"{folder / WEIGHTS_INDEX_NAME} does not list exactly the tensors of its shards.")
+        return entries
+    if (folder / WEIGHTS_NAME).is_file():
+        return read_header(folder / WEIGHTS_NAME)[0]
+    raise ValueError(f"{folder} has neither {WEIGHTS_NAME} nor {WEIGHTS_INDEX_NAME}.")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Key maps and classes
+
+
+def key_map(component: str) -> tuple[tuple[str, ...], Callable, Callable, tuple[str, ...]]:
+    """(ORIGINAL_PREFIXES, original_to_diffusers_keys, diffusers_to_original_keys, ORIGINAL_IGNORED_KEYS) of a
+    component's key-map module; the last one (keys the map deliberately leaves out) is optional there."""
+    module_name, prefix = KEY_MAPS[component]
+    module = import_module(f"{__package__}.{module_name}")
+    return (
+        getattr(module, f"{prefix.upper()}ORIGINAL_PREFIXES"),
+        getattr(module, f"{prefix}original_to_diffusers_keys"),
+        getattr(module, f"{prefix}diffusers_to_original_keys"),
+        tuple(getattr(module, f"{prefix.upper()}ORIGINAL_IGNORED_KEYS", ())),
+    )
+
+
+def resolve_class(class_name: str) -> type:
+    """Our model class of that name (`ltx2_diffusers.<name>`)."""
+    return getattr(import_module("ltx2_diffusers"), class_name)
+
+
+def expected_state_dict_shapes(class_name: str, config: dict) -> dict[str, tuple[int, ...]]:
+    """{state-dict name: shape} of the class built from `config`, on the meta device (no memory, no init cost)."""
+    from accelerate import init_empty_weights
+
+    with init_empty_weights(include_buffers=True):
+        model = resolve_class(class_name).from_config(config)
+    return {name: tuple(t.shape) for name, t in model.state_dict().items()}
+
+
+def split_by_component(keys: Iterable[str], components: Iterable[str] = MODEL_COMPONENTS) -> tuple[dict, list[str]]:
+    """({component: [keys]}, unknown keys) by each map's ORIGINAL_PREFIXES; the longest matching prefix wins, which
+    puts `model.diffusion_model.video_embeddings_connector.*` with the connectors, not the transformer."""
+    prefixes = [(p, c) for c in components for p in key_map(c)[0]]
+    prefixes.sort(key=lambda pc: -len(pc[0]))
+    grouped: dict[str, list[str]] = {}
+    unknown: list[str] = []
+    for key in keys:
+        owner = next((c for p, c in prefixes if key.startswith(p)), None)
+        if owner is None:
+            unknown.append(key)
+        else:
+            grouped.setdefault(owner, []).append(key)
+    return grouped, unknown
+
+
+def _text_proj_in_factor(entries: dict[str, TensorEntry], caption_channels: int) -> int | None:
+    """Gemma's hidden-state count (layers + 1): the projection's input width over Gemma's width."""
+    for name in (
+        "text_embedding_projection.aggregate_embed.weight",
+        "text_embedding_projection.video_aggregate_embed.weight",
+    ):
+        if name in entries:
+            width = entries[name].shape[1]
+            if width % caption_channels:
+                raise ValueError(f"{name} has {width} inputs, not a multiple of caption_channels={caption_channels}.")
+            return width // caption_channels
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Planning: file -> {component: (class, config, tensors)}
+
+
+@dataclass
+class ComponentPlan:
+    class_name: str
+    config: dict
+    tensors: dict[str, TensorEntry]  # diffusers name -> source tensor
+    extras: dict[str, TensorEntry] = field(default_factory=dict)  # original name -> tensor the class does not hold
+
+
+def plan_checkpoint(
+    path: str | os.PathLike, components: tuple[str, ...] | None = None
+) -> tuple[dict, list, dict, dict]:
+    """Read a combined Lightricks file: ({component: ComponentPlan}, unknown keys, `__metadata__`, parsed config)."""
+    entries, metadata = read_header(path)
+    config = md.parse_original_metadata(metadata, str(path))
+    if "_class_name" in config and config.get("_class_name") == "LatentUpsampler":
+        raise ValueError(
+            f"{path} is a latent upsampler file, not an LTX-2 model checkpoint: pass it as --upsampler / "
+            "upsampler_path, or convert it alone with convert_upsampler_file."
+        )
+    if not ({"transformer", "vae", "audio_vae", "vocoder"} & config.keys()):
+        raise ValueError(
+            f"{path}: its config metadata has none of the sections transformer/vae/audio_vae/vocoder (it has "
+            f"{sorted(config)}): this is not an LTX-2 checkpoint."
+        )
+    md.detect_model_version(metadata, config)
+    grouped, unknown = split_by_component(entries, MODEL_COMPONENTS)
+    if components is not None:
+        grouped = {c: k for c, k in grouped.items() if c in components}
+    caption_channels = config.get("transformer", {}).get("caption_channels", md.GEMMA_3_12B_HIDDEN_SIZE)
+    factor = _text_proj_in_factor(entries, caption_channels)
+    configs = md.component_configs_from_original(config, factor, tuple(grouped))
+    plans = {c: _plan_component(c, *configs[c], {k: entries[k] for k in grouped[c]}, path) for c in grouped}
+    return plans, sorted(unknown), metadata, config
+
+
+def _plan_component(
+    component: str, class_name: str, config: dict, entries: dict[str, TensorEntry], path
+) -> ComponentPlan:
+    _, to_diffusers, _, ignored = key_map(component)
+    mapping = to_diffusers(entries, config)
+    dropped = [k for k in entries if k not in mapping and k not in ignored]
+    if dropped:
+        raise ValueError(f"The {component} key map gave no name to {dropped[:5]} and does not list them as ignored.")
+    expected = expected_state_dict_shapes(class_name, config)
+    tensors = {mapping[k]: e for k, e in entries.items() if mapping.get(k) in expected}
+    # kept under their original names: keys the map ignores, or names the class does not hold
+    extras = {k: e for k, e in entries.items() if mapping.get(k) not in expected}
+    missing = expected.keys() - tensors.keys()
+    if missing:
+        raise ValueError(
+            f"{path}: the {component} ({class_name}) built from the file's metadata needs {len(missing)} tensors the "
+            f"file does not have, e.g. {sorted(missing)[:5]}. The metadata does not describe these weights (a file of "
+            "another model, or a partial export)."
+        )
+    wrong = [(n, e.shape, expected[n]) for n, e in tensors.items() if e.shape != expected[n]]
+    if wrong:
+        name, shape, want = wrong[0]
+        raise ValueError(
+            f"{path}: {len(wrong)} {component} tensors do not have the shapes the file's metadata implies, e.g. "
+            f"{name!r} is {list(shape)}, expected {list(want)}. The weights and the metadata describe different models."
+        )
+    return ComponentPlan(class_name, config, tensors, extras)
+
+
+def plan_upsampler(path: str | os.PathLike) -> tuple[ComponentPlan, dict]:
+    """Read a Lightricks latent-upsampler file: (ComponentPlan, `__metadata__`)."""
+    entries, metadata = read_header(path)
+    config = md.upsampler_config_from_original(md.parse_original_metadata(metadata, str(path)))
+    return _plan_component("latent_upsampler", "LTX2LatentUpsamplerModel", config, entries, path), metadata
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Reports
+
+
+@dataclass
+class ConversionReport:
+    """What a conversion wrote: per component the class, tensor count and bytes; keys kept aside."""
+
+    output: str
+    model_version: str | None = None
+    kind: str | None = None
+    components: dict[str, dict[str, Any]] = field(default_factory=dict)
+    unknown_keys: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, component: str, class_name: str, tensors: Iterable, extras: Iterable = ()) -> None:
+        tensors, extras = list(tensors), list(extras)
+        self.components[component] = {
+            "class": class_name,
+            "tensors": len(tensors),
+            "bytes": sum(t.nbytes for t in tensors),
+            "extra_tensors": [t.name for t in extras],
+        }
+
+    def __str__(self) -> str:
+        lines = [f"Wrote {self.output}" + (f" (LTX-{self.model_version}, {self.kind})" if self.model_version else "")]
+        for name, c in self.components.items():
+            lines.append(f"  {name:<17} {c['class']:<28} {c['tensors']:>6} tensors {c['bytes'] / 1e9:>9.3f} GB")
+            if c["extra_tensors"]:
+                lines.append(f"    kept aside (not loaded by the class): {', '.join(c['extra_tensors'])}")
+        if self.unknown_keys:
+            lines.append(f"  unknown keys kept aside ({len(self.unknown_keys)}): {', '.join(self.unknown_keys[:10])}")
+        lines.extend(f"  note: {n}" for n in self.notes)
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Original -> folder
+
+
+def _output_dtype(entry: TensorEntry, dtype: str, upcast_fp8: bool) -> str:
+    if dtype not in DTYPE_CHOICES:
+        raise ValueError(f"dtype={dtype!r}; expected one of {list(DTYPE_CHOICES)}.")
+    target = DTYPE_CHOICES[dtype]
+    if entry.dtype in _FP8:
+        return (target or "BF16") if upcast_fp8 else entry.dtype
+    if entry.dtype in _FLOAT and target is not None:
+        return target
+    return entry.dtype
+
+
+def _atomic_dir(output: Path, overwrite: bool) -> Path:
+    if output.exists() and not overwrite:
+        raise ValueError(f"{output} already exists; pass overwrite=True (--overwrite) or choose another folder.")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
+
+
+def _finish_dir(tmp: Path, output: Path) -> None:
+    if output.exists():
+        shutil.rmtree(output)
+    os.replace(tmp, output)
+
+
+def _write_component(root: Path, component: str, plan: ComponentPlan, dtype: str, upcast_fp8: bool, max_shard: int):
+    folder = root / component
+    folder.mkdir()
+    planned = [_Planned(e, name, _output_dtype(e, dtype, upcast_fp8)) for name, e in sorted(plan.tensors.items())]
+    _write_sharded(folder, planned, max_shard)
+    config = {"_class_name": plan.class_name, "_diffusers_version": _diffusers_version(), **plan.config}
+    (folder / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    if plan.extras:
+        extras = [_Planned(e, name, e.dtype) for name, e in sorted(plan.extras.items())]
+        write_safetensors(folder / EXTRA_TENSORS_NAME, extras, {"format": "pt"})
+    return planned
+
+
+def _diffusers_version() -> str:
+    import diffusers
+
+    return diffusers.__version__
+
+
+def convert_original_to_diffusers(
+    checkpoint: str | os.PathLike | None,
+    output_dir: str | os.PathLike,
+    *,
+    upsampler: str | os.PathLike | None = None,
+    text_encoder: str | os.PathLike | None = None,
+    link_text_encoder: bool = False,
+    kind: str | None = None,
+    dtype: str = "keep",
+    upcast_fp8: bool = False,
+    allow_unknown: bool = False,
+    max_shard_size: int = DEFAULT_MAX_SHARD_SIZE,
+    overwrite: bool = False,
+) -> ConversionReport:
+    """Lightricks single file (+ upscaler file) -> a pipeline folder (model_index.json, one folder per component).
+
+    kind: "dev" or "distilled" (the scheduler), None to read it from the file name. dtype: "keep", "bf16" or "fp32" for
+    floating tensors; fp8 tensors stay fp8 unless `upcast_fp8` (then bf16 under "keep"). text_encoder: a local Gemma-3
+    folder copied (or symlinked, `link_text_encoder`) into text_encoder/ and tokenizer/. A file holding only some
+    components converts those. Nothing is left at `output_dir` if anything fails.
+    """
+    if checkpoint is None and upsampler is None:
+        raise ValueError("Nothing to convert: pass a checkpoint, an upsampler file, or both.")
+    output = Path(output_dir)
+    plans, unknown, metadata, config = {}, [], None, None
+    if checkpoint is not None:
+        plans, unknown, metadata, config = plan_checkpoint(checkpoint)
+        if unknown and not allow_unknown:
+            raise ValueError(
+                f"{checkpoint} has {len(unknown)} keys no LTX-2 component claims, e.g. {unknown[:5]}. If the file is "
+                "an LTX-2 checkpoint with additions you want to keep, pass allow_unknown=True (--allow-unknown): they "
+                f"are kept in {UNKNOWN_TENSORS_NAME}."
+            )
+    upsampler_metadata = None
+    if upsampler is not None:
+        plans["latent_upsampler"], upsampler_metadata = plan_upsampler(upsampler)
+    if "transformer" in plans and kind is None:
+        kind = md.model_kind_from_name(checkpoint)
+    report = ConversionReport(str(output), kind=kind)
+    if metadata is not None:
+        report.model_version = md.detect_model_version(metadata, config)
+    tmp = _atomic_dir(output, overwrite)
+    try:
+        for component, plan in plans.items():
+            written = _write_component(tmp, component, plan, dtype, upcast_fp8, max_shard_size)
+            report.add(component, plan.class_name, written, plan.extras.values())
+        if unknown:
+            entries = read_header(checkpoint)[0]
+            write_safetensors(
+                tmp / UNKNOWN_TENSORS_NAME, [_Planned(entries[k], k, entries[k].dtype) for k in unknown], None
+            )
+            report.unknown_keys = unknown
+        if "transformer" in plans:
+            (tmp / "scheduler").mkdir()
+            scheduler = {"_class_name": "LTX2Scheduler", "_diffusers_version": _diffusers_version()}
+            scheduler.update(md.scheduler_config(kind))
+            (tmp / "scheduler" / "scheduler_config.json").write_text(json.dumps(scheduler, indent=2) + "\n")
+        gemma = _add_text_encoder(tmp, Path(text_encoder), link_text_encoder) if text_encoder is not None else {}
+        original = {"checkpoint": metadata, "upsampler": upsampler_metadata, "kind": kind}
+        (tmp / md.ORIGINAL_METADATA_FILENAME).write_text(json.dumps(original, indent=2) + "\n")
+        (tmp / "model_index.json").write_text(json.dumps(_model_index(plans, gemma), indent=2) + "\n")
+        _finish_dir(tmp, output)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return report
+
+
+def _model_index(plans: dict[str, ComponentPlan], gemma: dict[str, list]) -> dict:
+    index: dict[str, Any] = {"_class_name": PIPELINE_CLASS, "_diffusers_version": _diffusers_version()}
+    for component in (*MODEL_COMPONENTS, "latent_upsampler"):
+        index[component] = [LIBRARY, plans[component].class_name] if component in plans else [None, None]
+    index["scheduler"] = [LIBRARY, "LTX2Scheduler"] if "transformer" in plans else [None, None]
+    index["text_encoder"] = gemma.get("text_encoder", [None, None])
+    index["tokenizer"] = gemma.get("tokenizer", [None, None])
+    return index
+
+
+_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer.model",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "chat_template.json",
+    "chat_template.jinja",
+    "preprocessor_config.json",
+    "processor_config.json",
+)
+
+
+def _add_text_encoder(root: Path, source: Path, link: bool) -> dict[str, list]:
+    """Copy (or symlink) a local Gemma-3 folder's model files to text_encoder/ and tokenizer files to tokenizer/."""
+    if not (source / "config.json").is_file():
+        raise ValueError(f"text_encoder={source} has no config.json: pass a local Gemma-3 folder (as on the Hub).")
+    model_config = json.loads((source / "config.json").read_text())
+    architectures = model_config.get("architectures") or ["Gemma3ForConditionalGeneration"]
+    tokenizer_config = source / "tokenizer_config.json"
+    if not tokenizer_config.is_file():
+        raise ValueError(
+            f"text_encoder={source} has no tokenizer_config.json; the tokenizer must sit beside the model."
+        )
+    tokenizer_class = json.loads(tokenizer_config.read_text()).get("tokenizer_class", "GemmaTokenizer")
+    (root / "text_encoder").mkdir()
+    (root / "tokenizer").mkdir()
+    for item in sorted(source.iterdir()):
+        if not item.is_file():
+            continue
+        target = root / ("tokenizer" if item.name in _TOKENIZER_FILES else "text_encoder") / item.name
+        if link:
+            target.symlink_to(item.resolve())
+        else:
+            shutil.copy2(item, target)
+    return {"text_encoder": ["transformers", architectures[0]], "tokenizer": ["transformers", tokenizer_class]}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Folder -> original
+
+
+def _folder_component(root: Path, component: str) -> tuple[str, dict, dict[str, TensorEntry], dict[str, TensorEntry]]:
+    folder = root / component
+    config = json.loads((folder / "config.json").read_text())
+    class_name = config.pop("_class_name")
+    config = {k: v for k, v in config.items() if not k.startswith("_")}
+    entries = _read_folder_weights(folder)
+    extras = read_header(folder / EXTRA_TENSORS_NAME)[0] if (folder / EXTRA_TENSORS_NAME).is_file() else {}
+    return class_name, config, entries, extras
+
+
+def _to_original_names(component: str, config: dict, entries: dict[str, TensorEntry]) -> list[tuple[str, TensorEntry]]:
+    mapping = key_map(component)[2](entries, config)
+    return [(mapping[name], entry) for name, entry in entries.items()]
+
+
+def _configs_equal(a: dict, b: dict) -> bool:
+    return json.loads(json.dumps(a)) == json.loads(json.dumps(b))
+
+
+def convert_diffusers_to_original(
+    folder: str | os.PathLike,
+    output_file: str | os.PathLike | None,
+    *,
+    upsampler_output: str | os.PathLike | None = None,
+    dtype: str = "keep",
+    overwrite: bool = False,
+) -> ConversionReport:
+    """A pipeline folder (ours or diffusers') -> Lightricks' single file, metadata rebuilt (verbatim when the folder
+    keeps the source file's metadata and its configs still match it), plus the upsampler file when asked."""
+    root = Path(folder)
+    present = [c for c in MODEL_COMPONENTS if (root / c / "config.json").is_file()]
+    if output_file is not None and not present:
+        raise ValueError(f"{root} has none of the component folders {MODEL_COMPONENTS} (each with a config.json).")
+    stored = {}
+    if (root / md.ORIGINAL_METADATA_FILENAME).is_file():
+        stored = json.loads((root / md.ORIGINAL_METADATA_FILENAME).read_text())
+    report = ConversionReport(str(output_file))
+    if output_file is not None:
+        components, tensors = {}, []
+        for component in present:
+            class_name, config, entries, extras = _folder_component(root, component)
+            components[component] = (class_name, config)
+            named = _to_original_names(component, config, entries) + list(extras.items())
+            tensors += [_Planned(e, name, _output_dtype(e, dtype, False)) for name, e in named]
+            report.add(component, class_name, tensors[-len(named) :], extras.values())
+        if (root / UNKNOWN_TENSORS_NAME).is_file():
+            unknown = read_header(root / UNKNOWN_TENSORS_NAME)[0]
+            tensors += [_Planned(e, name, e.dtype) for name, e in unknown.items()]
+            report.unknown_keys = sorted(unknown)
+        metadata = _rebuilt_metadata(stored.get("checkpoint"), components, report)
+        _check_unique(tensors)
+        _atomic_file_write(Path(output_file), sorted(tensors, key=lambda t: t.name), metadata, overwrite)
+    if upsampler_output is not None:
+        if not (root / "latent_upsampler" / "config.json").is_file():
+            raise ValueError(f"{root} has no latent_upsampler/ folder to write to {upsampler_output}.")
+        class_name, config, entries, extras = _folder_component(root, "latent_upsampler")
+        named = _to_original_names("latent_upsampler", config, entries) + list(extras.items())
+        up_tensors = [_Planned(e, name, _output_dtype(e, dtype, False)) for name, e in named]
+        metadata = stored.get("upsampler")
+        if metadata is None or not _configs_equal(
+            md.upsampler_config_from_original(md.parse_original_metadata(metadata)), config
+        ):
+            metadata = {"config": json.dumps(md.original_upsampler_config(config))}
+        _atomic_file_write(Path(upsampler_output), sorted(up_tensors, key=lambda t: t.name), metadata, overwrite)
+        report.add("latent_upsampler", class_name, up_tensors, extras.values())
+    elif (root / "latent_upsampler").is_dir():
+        report.notes.append("latent_upsampler/ not exported: pass upsampler_output (--upsampler-output) for it.")
+    return report
+
+
+def _rebuilt_metadata(stored: dict | None, components: dict, report: ConversionReport) -> dict[str, str]:
+    """The stored original metadata when it still describes these configs; otherwise metadata rebuilt from them."""
+    if stored is not None:
+        config = md.parse_original_metadata(stored)
+        factor = components["connectors"][1]["text_proj_in_factor"] if "connectors" in components else None
+        try:
+            derived = md.component_configs_from_original(config, factor, tuple(components))
+        except ValueError:
+            derived = {}
+        if derived and all(_configs_equal(list(derived[c]), list(components[c])) for c in components):
+            return dict(stored)
+        report.notes.append("the stored original metadata no longer matches the configs: metadata rebuilt from them")
+    config = md.original_config_from_components(components)
+    version = None
+    if "transformer" in components:
+        version = md.LTX2 if components["transformer"][1]["use_prompt_embeddings"] else md.LTX2_3
+    return md.original_metadata(config, version and f"{version}.0")
+
+
+def _check_unique(tensors: list[_Planned]) -> None:
+    seen: set[str] = set()
+    for t in tensors:
+        if t.name in seen:
+            raise ValueError(f"Two tensors would be written as {t.name!r}: the folder's components overlap.")
+        seen.add(t.name)
+
+
+def _atomic_file_write(path: Path, tensors: list[_Planned], metadata: dict[str, str], overwrite: bool) -> None:
+    if path.exists() and not overwrite:
+        raise ValueError(f"{path} already exists; pass overwrite=True (--overwrite) or choose another name.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.partial-", dir=path.parent)
+    os.close(fd)
+    try:
+        write_safetensors(tmp, tensors, metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# from_single_file
+
+
+def load_component_from_single_file(
+    cls: type,
+    path: str | os.PathLike,
+    *,
+    torch_dtype: torch.dtype | None = None,
+    device: str | torch.device = "cpu",
+) -> Any:
+    """One model from a Lightricks single file (or, for the latent upsampler, its own file), through the same key map
+    and metadata config as the converter; loaded strictly. `cls` is any class named as ours or diffusers' in-tree
+    one (e.g. `LTX2VideoTransformer3DModel`)."""
+    from accelerate import init_empty_weights
+    from safetensors import safe_open
+
+    component = COMPONENT_OF_CLASS.get(cls.__name__)
+    if component is None:
+        raise TypeError(f"{cls.__name__} is not an LTX-2 model class; expected one of {sorted(COMPONENT_OF_CLASS)}.")
+    if component == "latent_upsampler":
+        plan = plan_upsampler(path)[0]
+    else:
+        plans = plan_checkpoint(path, components=(component,))[0]
+        if component not in plans:
+            raise ValueError(f"{path} holds no {component} weights (no keys under {key_map(component)[0]}).")
+        plan = plans[component]
+    if plan.class_name != cls.__name__:
+        raise ValueError(f"{path}'s {component} is a {plan.class_name}, not a {cls.__name__}; load it with that class.")
+    with init_empty_weights(include_buffers=True):
+        model = cls.from_config(plan.config)
+    state_dict = {}
+    with safe_open(os.fspath(path), framework="pt", device=str(device)) as f:
+        for name, entry in plan.tensors.items():
+            tensor = f.get_tensor(entry.name)
+            if torch_dtype is not None and tensor.is_floating_point():
+                tensor = tensor.to(torch_dtype)
+            state_dict[name] = tensor
+    model.load_state_dict(state_dict, strict=True, assign=True)
+    return model.eval()
+
+
+class FromLTX2SingleFileMixin:
+    """Adds `from_single_file(path, torch_dtype=None, device="cpu")` to an LTX-2 model class."""
+
+    @classmethod
+    def from_single_file(cls, path: str | os.PathLike, *, torch_dtype: torch.dtype | None = None, device="cpu"):
+        return load_component_from_single_file(cls, path, torch_dtype=torch_dtype, device=device)
+
+
+def pipeline_from_single_file(
+    path: str | os.PathLike,
+    *,
+    upsampler: str | os.PathLike | None = None,
+    text_encoder: Any = None,
+    tokenizer: Any = None,
+    kind: str | None = None,
+    torch_dtype: torch.dtype | None = None,
+    pipeline_class: type | None = None,
+) -> Any:
+    """The LTX-2 pipeline from a Lightricks single file: every component it holds, loaded strictly, plus the given
+    Gemma `text_encoder` / `tokenizer` objects (None leaves them out)."""
+    plans = plan_checkpoint(path)[0]
+    components: dict[str, Any] = {}
+    for component, plan in plans.items():
+        components[component] = load_component_from_single_file(
+            resolve_class(plan.class_name), path, torch_dtype=torch_dtype
+        )
+    if upsampler is not None:
+        components["latent_upsampler"] = load_component_from_single_file(
+            resolve_class("LTX2LatentUpsamplerModel"), upsampler, torch_dtype=torch_dtype
+        )
+    if "transformer" in plans:
+        scheduler_cls = resolve_class("LTX2Scheduler")
+        components["scheduler"] = scheduler_cls(**md.scheduler_config(kind or md.model_kind_from_name(path)))
+    components["text_encoder"], components["tokenizer"] = text_encoder, tokenizer
+    pipeline_class = pipeline_class or resolve_class(PIPELINE_CLASS)
+    return pipeline_class(**components)

@@ -1,0 +1,79 @@
+#!/usr/bin/env python
+"""Convert Lightricks' LTX-2 / LTX-2.3 single-file checkpoints to a diffusers pipeline folder, and back.
+
+    python scripts/convert_checkpoint.py ORIGINAL.safetensors OUTPUT_DIR [--upsampler FILE] [--text-encoder DIR]
+        [--dtype keep|bf16|fp32] [--upcast-fp8] [--kind dev|distilled] [--allow-unknown]
+    python scripts/convert_checkpoint.py --reverse DIFFUSERS_DIR OUTPUT.safetensors [--upsampler-output FILE]
+
+Tensors stream one at a time (peak memory far below the checkpoint size); nothing is left at the output path if the
+conversion fails. See docs/conversion.md. The work is done by ltx2_diffusers.loaders.single_file.
+"""
+
+import argparse
+import sys
+
+from ltx2_diffusers.loaders.single_file import (
+    DEFAULT_MAX_SHARD_SIZE,
+    DTYPE_CHOICES,
+    convert_diffusers_to_original,
+    convert_original_to_diffusers,
+)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("source", nargs="?", help="original .safetensors file (or, with --reverse, a diffusers folder)")
+    parser.add_argument("output", nargs="?", help="output folder (or, with --reverse, the .safetensors file to write)")
+    parser.add_argument("--reverse", action="store_true", help="diffusers folder -> original single file")
+    parser.add_argument("--upsampler", help="a Lightricks latent upscaler file, converted into latent_upsampler/")
+    parser.add_argument("--upsampler-output", help="with --reverse: write latent_upsampler/ to this original file")
+    parser.add_argument("--text-encoder", help="local Gemma-3 folder copied into text_encoder/ and tokenizer/")
+    parser.add_argument("--link-text-encoder", action="store_true", help="symlink the Gemma files instead of copying")
+    parser.add_argument("--dtype", choices=list(DTYPE_CHOICES), default="keep", help="floating tensors' dtype")
+    parser.add_argument("--upcast-fp8", action="store_true", help="convert fp8 tensors (to --dtype, bf16 for keep)")
+    parser.add_argument("--kind", choices=["dev", "distilled"], help="scheduler; default: from the file name")
+    parser.add_argument("--allow-unknown", action="store_true", help="keep keys no component claims instead of failing")
+    parser.add_argument("--max-shard-size", type=float, default=DEFAULT_MAX_SHARD_SIZE / 1e9, help="GB per shard")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    args = parser.parse_args(argv)
+    if args.output is None and not (args.reverse and args.upsampler_output):
+        parser.error("SOURCE and OUTPUT are required")
+    if args.source is None and not args.upsampler:
+        parser.error("SOURCE is required (or --upsampler alone)")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        if args.reverse:
+            report = convert_diffusers_to_original(
+                args.source,
+                args.output,
+                upsampler_output=args.upsampler_output,
+                dtype=args.dtype,
+                overwrite=args.overwrite,
+            )
+        else:
+            report = convert_original_to_diffusers(
+                args.source,
+                args.output,
+                upsampler=args.upsampler,
+                text_encoder=args.text_encoder,
+                link_text_encoder=args.link_text_encoder,
+                kind=args.kind,
+                dtype=args.dtype,
+                upcast_fp8=args.upcast_fp8,
+                allow_unknown=args.allow_unknown,
+                max_shard_size=int(args.max_shard_size * 1e9),
+                overwrite=args.overwrite,
+            )
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

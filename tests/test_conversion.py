@@ -1,0 +1,314 @@
+"""scripts/convert_checkpoint.py's engine: tiny Lightricks files (LTX-2, LTX-2.3) -> pipeline folders that load
+strictly into our classes and compute what ltx-core computes; folder -> file is lossless; bad files fail cleanly."""
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from test_conversion_utils import UPSAMPLER_CONFIG, write_checkpoint, write_upsampler
+
+import ltx2_diffusers
+from ltx2_diffusers.loaders import metadata as md
+from ltx2_diffusers.loaders import single_file as sf
+
+VERSIONS = [md.LTX2, md.LTX2_3]
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module", params=VERSIONS)
+def converted(request, tmp_path_factory):
+    """(version, ltx-core modules, original file, upsampler module, upsampler file, folder, report)."""
+    root = tmp_path_factory.mktemp(f"ltx{request.param}")
+    checkpoint = root / "ltx-tiny-dev.safetensors"
+    modules = write_checkpoint(checkpoint, request.param)
+    upsampler_file = root / "upscaler.safetensors"
+    upsampler = write_upsampler(upsampler_file)
+    report = sf.convert_original_to_diffusers(checkpoint, root / "folder", upsampler=upsampler_file)
+    return request.param, modules, checkpoint, upsampler, upsampler_file, root / "folder", report
+
+
+def load(folder: Path, component: str):
+    """A component from the folder, then checked strictly: every tensor of the class came from the folder."""
+    class_name = json.loads((folder / component / "config.json").read_text())["_class_name"]
+    model = getattr(ltx2_diffusers, class_name).from_pretrained(folder, subfolder=component).eval()
+    weights = sf._read_folder_weights(folder / component)
+    assert set(weights) == set(model.state_dict())
+    return model
+
+
+def raw_bytes(path: Path) -> dict[str, bytes]:
+    with safe_open(str(path), framework="pt") as f:
+        return {k: f.get_tensor(k).contiguous().view(-1).view(torch.uint8).numpy().tobytes() for k in f.keys()}
+
+
+def test_folder_layout_and_report(converted):
+    version, _, checkpoint, _, _, folder, report = converted
+    index = json.loads((folder / "model_index.json").read_text())
+    assert index["_class_name"] == "LTX2AVPipeline"
+    vocoder = "LTX2Vocoder" if version == md.LTX2 else "LTX2VocoderWithBWE"
+    assert index["vocoder"] == ["ltx2_diffusers", vocoder]
+    assert index["transformer"] == ["ltx2_diffusers", "LTX2VideoTransformer3DModel"]
+    assert index["latent_upsampler"] == ["ltx2_diffusers", "LTX2LatentUpsamplerModel"]
+    assert index["text_encoder"] == [None, None] and index["scheduler"] == ["ltx2_diffusers", "LTX2Scheduler"]
+    assert report.model_version == version and report.kind == "dev"
+    total = sum(c["tensors"] + len(c["extra_tensors"]) for n, c in report.components.items() if n != "latent_upsampler")
+    with safe_open(str(checkpoint), framework="pt") as f:
+        assert total == len(list(f.keys()))  # every tensor of the file went somewhere
+    assert report.components["vae"]["extra_tensors"] == [
+        "vae.per_channel_statistics.channel",
+        "vae.per_channel_statistics.mean-of-stds",
+    ]
+    assert "vae" in str(report) and "kept aside" in str(report)
+    scheduler = ltx2_diffusers.LTX2Scheduler.from_pretrained(folder, subfolder="scheduler")
+    assert scheduler.config.fixed_sigmas is None  # "dev" in the file name: the shifted schedule
+
+
+@torch.no_grad()
+def test_transformer_matches_ltx_core(converted):
+    from _transformer_helpers import make_inputs
+
+    version, modules, *_, folder, _ = converted
+    ours = load(folder, "transformer")
+    layout = "ltx2" if version == md.LTX2 else "ltx23"
+    inputs = make_inputs(layout, 2, video_sigma=[0.9, 0.4])
+    generator = torch.Generator().manual_seed(5)
+    widths = (16, 8) if version == md.LTX2_3 else (16, 16)  # LTX-2: both contexts at Gemma's width (16 here)
+    inputs = dataclasses.replace(
+        inputs,
+        video_context=torch.randn(2, 7, widths[0], generator=generator),
+        audio_context=torch.randn(2, 7, widths[1], generator=generator),
+    )
+    from ltx_core.guidance.perturbations import BatchedPerturbationConfig
+
+    expected = modules["transformer"](*inputs.ltx_core(), BatchedPerturbationConfig.empty(2))
+    got = ours(**inputs.ours())
+    assert expected[0].abs().max() > 0.1
+    torch.testing.assert_close(got[0], expected[0], rtol=0, atol=1e-4)
+    torch.testing.assert_close(got[1], expected[1], rtol=0, atol=1e-4)
+
+
+@torch.no_grad()
+def test_video_vae_matches_ltx_core(converted):
+    from ltx2_diffusers.models.autoencoder_kl_ltx2 import denormalize_latents, normalize_latents
+
+    _, modules, *_, folder, _ = converted
+    ours = load(folder, "vae")
+    video = torch.rand(1, 3, 9, 64, 96, generator=torch.Generator().manual_seed(4)) * 2 - 1
+    expected_latents = modules["video_encoder"](video)
+    latents = normalize_latents(ours.encode(video).latent_dist.mode(), ours.latents_mean, ours.latents_std)
+    torch.testing.assert_close(latents, expected_latents, rtol=0, atol=1e-5)
+    expected_video = modules["video_decoder"](expected_latents)
+    decoded = ours.decode(denormalize_latents(expected_latents, ours.latents_mean, ours.latents_std)).sample
+    assert decoded.shape == (1, 3, 9, 64, 96)
+    torch.testing.assert_close(decoded, expected_video, rtol=0, atol=1e-5)
+
+
+@torch.no_grad()
+def test_audio_vae_vocoder_and_upsampler_match_ltx_core(converted):
+    _, modules, _, upsampler, *_ = converted
+    folder = converted[5]
+    audio_vae, vocoder, latent_upsampler = (load(folder, c) for c in ("audio_vae", "vocoder", "latent_upsampler"))
+    generator = torch.Generator().manual_seed(6)
+    latents = torch.randn(1, 2, 5, 16, generator=generator)
+    expected_mel = modules["audio_decoder"](latents)
+    mel = audio_vae.decode(audio_vae.denormalize_latents(latents)).sample
+    torch.testing.assert_close(mel, expected_mel, rtol=0, atol=1e-5)
+    mel = torch.randn(1, 2, 6, 64, generator=generator)
+    torch.testing.assert_close(vocoder(mel), modules["vocoder"](mel), rtol=0, atol=1e-5)
+    video_latents = torch.randn(1, 8, 2, 3, 4, generator=generator)
+    torch.testing.assert_close(latent_upsampler(video_latents), upsampler(video_latents), rtol=0, atol=1e-5)
+
+
+def test_original_to_folder_to_original_is_lossless(converted, tmp_path):
+    _, _, checkpoint, _, upsampler_file, folder, _ = converted
+    back, upsampler_back = tmp_path / "back.safetensors", tmp_path / "upscaler_back.safetensors"
+    report = sf.convert_diffusers_to_original(folder, back, upsampler_output=upsampler_back)
+    for original, rebuilt in ((checkpoint, back), (upsampler_file, upsampler_back)):
+        assert raw_bytes(rebuilt) == raw_bytes(original)
+        with safe_open(str(original), "pt") as f, safe_open(str(rebuilt), "pt") as g:
+            assert g.metadata() == f.metadata()  # stored verbatim
+    assert report.components["transformer"]["class"] == "LTX2VideoTransformer3DModel"
+
+
+def test_metadata_is_rebuilt_when_the_folder_has_none(converted, tmp_path):
+    version, _, checkpoint, _, _, folder, _ = converted
+    copy = tmp_path / "copy"
+    import shutil
+
+    shutil.copytree(folder, copy)
+    (copy / md.ORIGINAL_METADATA_FILENAME).unlink()
+    report = sf.convert_diffusers_to_original(copy, tmp_path / "back.safetensors")
+    assert any("latent_upsampler/ not exported" in n for n in report.notes)
+    assert raw_bytes(tmp_path / "back.safetensors") == raw_bytes(checkpoint)
+    with safe_open(str(tmp_path / "back.safetensors"), "pt") as g, safe_open(str(checkpoint), "pt") as f:
+        rebuilt, original = g.metadata(), f.metadata()
+    assert md.detect_model_version(rebuilt, json.loads(rebuilt["config"])) == version
+    factor = 3
+    assert md.component_configs_from_original(json.loads(rebuilt["config"]), factor) == (
+        md.component_configs_from_original(json.loads(original["config"]), factor)
+    )
+
+
+@pytest.mark.parametrize("dtype,expected", [("bf16", torch.bfloat16), ("fp32", torch.float32)])
+def test_dtype_choice_and_sharding(converted, tmp_path, dtype, expected):
+    _, _, checkpoint, *_ = converted
+    out = tmp_path / "out"
+    sf.convert_original_to_diffusers(checkpoint, out, dtype=dtype, max_shard_size=200_000, kind="distilled")
+    index = json.loads((out / "vae" / sf.WEIGHTS_INDEX_NAME).read_text())
+    assert len(set(index["weight_map"].values())) > 1  # sharded the way save_pretrained does
+    shard = out / "vae" / index["weight_map"]["latents_mean"]
+    written = load_file(str(shard))["latents_mean"]
+    original = load_file(str(checkpoint))["vae.per_channel_statistics.mean-of-means"]
+    assert written.dtype == expected and torch.equal(written, original.to(expected))
+    vae = ltx2_diffusers.AutoencoderKLLTX2Video.from_pretrained(out, subfolder="vae", torch_dtype=expected)
+    assert vae.latents_mean.dtype == expected and torch.equal(vae.latents_mean, written)
+    scheduler = json.loads((out / "scheduler" / "scheduler_config.json").read_text())
+    assert scheduler["fixed_sigmas"] == md.scheduler_config("distilled")["fixed_sigmas"]
+
+
+def test_fp8_tensors_kept_or_upcast(tmp_path):
+    checkpoint = tmp_path / "ltx-2-fp8-dev.safetensors"
+    write_checkpoint(checkpoint, md.LTX2, keep=lambda k: k.startswith(("model.diffusion_model.", "text_embedding")))
+    sd = load_file(str(checkpoint))
+    with safe_open(str(checkpoint), "pt") as f:
+        metadata = f.metadata()
+    name = "model.diffusion_model.transformer_blocks.0.attn1.to_q.weight"
+    sd[name] = sd[name].to(torch.float8_e4m3fn)
+    save_file(sd, str(checkpoint), metadata=metadata)
+    sf.convert_original_to_diffusers(checkpoint, tmp_path / "kept")
+    sf.convert_original_to_diffusers(checkpoint, tmp_path / "up", upcast_fp8=True)
+    kept = load_file(str(tmp_path / "kept" / "transformer" / sf.WEIGHTS_NAME))
+    up = load_file(str(tmp_path / "up" / "transformer" / sf.WEIGHTS_NAME))
+    assert kept["transformer_blocks.0.attn1.to_q.weight"].dtype == torch.float8_e4m3fn
+    assert up["transformer_blocks.0.attn1.to_q.weight"].dtype == torch.bfloat16
+    assert torch.equal(up["transformer_blocks.0.attn1.to_q.weight"], sd[name].to(torch.bfloat16))
+    assert up["proj_in.weight"].dtype == torch.float32  # other tensors keep their dtype under "keep"
+    sf.convert_diffusers_to_original(tmp_path / "kept", tmp_path / "back.safetensors")
+    assert raw_bytes(tmp_path / "back.safetensors") == raw_bytes(checkpoint)
+
+
+def test_partial_file_converts_what_it_holds(tmp_path):
+    checkpoint = tmp_path / "transformer-only-distilled.safetensors"
+    write_checkpoint(checkpoint, md.LTX2_3, keep=lambda k: k.startswith(("model.diffusion_model.", "text_embedding")))
+    report = sf.convert_original_to_diffusers(checkpoint, tmp_path / "out")
+    assert set(report.components) == {"transformer", "connectors"}
+    index = json.loads((tmp_path / "out" / "model_index.json").read_text())
+    assert index["vae"] == [None, None] and index["connectors"] == ["ltx2_diffusers", "LTX2TextConnectors"]
+    load(tmp_path / "out", "connectors")
+    sf.convert_diffusers_to_original(tmp_path / "out", tmp_path / "back.safetensors")
+    assert raw_bytes(tmp_path / "back.safetensors") == raw_bytes(checkpoint)
+
+
+def test_unknown_keys_fail_unless_allowed_and_are_then_kept(tmp_path):
+    checkpoint = tmp_path / "ltx-2-dev.safetensors"
+    write_checkpoint(checkpoint, md.LTX2, keep=lambda k: k.startswith("vae."))
+    sd = load_file(str(checkpoint))
+    with safe_open(str(checkpoint), "pt") as f:
+        metadata = f.metadata()
+    sd["duration_head.proj.weight"] = torch.randn(3, 4)
+    save_file(sd, str(checkpoint), metadata=metadata)
+    with pytest.raises(
+        ValueError, match=r"1 keys no LTX-2 component claims, e.g. \['duration_head.proj.weight'\].*allow"
+    ):
+        sf.convert_original_to_diffusers(checkpoint, tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ltx-2-dev.safetensors"]  # nothing half-written
+    report = sf.convert_original_to_diffusers(checkpoint, tmp_path / "out", allow_unknown=True)
+    assert report.unknown_keys == ["duration_head.proj.weight"]
+    sf.convert_diffusers_to_original(tmp_path / "out", tmp_path / "back.safetensors")
+    assert raw_bytes(tmp_path / "back.safetensors") == raw_bytes(checkpoint)
+
+
+def test_bad_files_fail_clearly_and_leave_nothing(tmp_path):
+    good = tmp_path / "good.safetensors"
+    write_checkpoint(good, md.LTX2, keep=lambda k: k.startswith("vae."))
+    data = good.read_bytes()
+    cases = {
+        "truncated.safetensors": (data[: len(data) - 100], "truncated or corrupt"),
+        "corrupt.safetensors": (b"\xff" * 64, "truncated or corrupt"),
+    }
+    for name, (content, message) in cases.items():
+        (tmp_path / name).write_bytes(content)
+    save_file({"vae.encoder.conv_in.conv.weight": torch.zeros(1)}, str(tmp_path / "no_metadata.safetensors"))
+    cases["no_metadata.safetensors"] = (None, "has no safetensors metadata")
+    flux = {"double_blocks.0.img_attn.qkv.weight": torch.zeros(2, 2), "img_in.weight": torch.zeros(2, 2)}
+    save_file(flux, str(tmp_path / "flux.safetensors"), metadata={"config": json.dumps({"depth": 19})})
+    cases["flux.safetensors"] = (
+        None,
+        "none of the sections transformer/vae/audio_vae/vocoder.*not an LTX-2 checkpoint",
+    )
+    shapes = load_file(str(good))
+    shapes["vae.decoder.conv_out.conv.weight"] = torch.zeros(5, 5)
+    with safe_open(str(good), "pt") as f:
+        save_file(shapes, str(tmp_path / "other_model.safetensors"), metadata=f.metadata())
+    cases["other_model.safetensors"] = (None, "do not have the shapes the file's metadata implies")
+    save_file(load_file(str(good)), str(tmp_path / "up.safetensors"), metadata={"config": json.dumps(UPSAMPLER_CONFIG)})
+    cases["up.safetensors"] = (None, "is a latent upsampler file")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for name, (_, message) in cases.items():
+        with pytest.raises(ValueError, match=message):
+            sf.convert_original_to_diffusers(tmp_path / name, tmp_path / f"out_{name}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    with pytest.raises(ValueError, match="already exists; pass overwrite=True"):
+        sf.convert_original_to_diffusers(good, tmp_path)
+
+
+def test_from_single_file_equals_the_converted_folder(converted):
+    version, _, checkpoint, _, upsampler_file, folder, _ = converted
+    for component in ("transformer", "connectors", "vae", "audio_vae", "vocoder", "latent_upsampler"):
+        from_folder = load(folder, component)
+        source = upsampler_file if component == "latent_upsampler" else checkpoint
+        direct = sf.load_component_from_single_file(type(from_folder), source)
+        a, b = from_folder.state_dict(), direct.state_dict()
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    wrong = ltx2_diffusers.LTX2VocoderWithBWE if version == md.LTX2 else ltx2_diffusers.LTX2Vocoder
+    with pytest.raises(ValueError, match="load it with that class"):
+        sf.load_component_from_single_file(wrong, checkpoint)
+    with pytest.raises(TypeError, match="not an LTX-2 model class"):
+        sf.load_component_from_single_file(torch.nn.Linear, checkpoint)
+
+
+def test_text_encoder_folder_is_copied(tmp_path):
+    from ltx2_diffusers.utils.tiny_gemma import build_tiny_gemma
+
+    gemma = tmp_path / "gemma"
+    model, tokenizer = build_tiny_gemma()
+    model.save_pretrained(gemma)
+    tokenizer.save_pretrained(gemma)
+    checkpoint = tmp_path / "vae-only-dev.safetensors"
+    write_checkpoint(checkpoint, md.LTX2, keep=lambda k: k.startswith("vae."))
+    sf.convert_original_to_diffusers(checkpoint, tmp_path / "out", text_encoder=gemma)
+    index = json.loads((tmp_path / "out" / "model_index.json").read_text())
+    assert index["text_encoder"][0] == "transformers" and index["tokenizer"][0] == "transformers"
+    import transformers
+
+    getattr(transformers, index["text_encoder"][1]).from_pretrained(tmp_path / "out" / "text_encoder")
+    getattr(transformers, index["tokenizer"][1]).from_pretrained(tmp_path / "out" / "tokenizer")
+
+
+def test_cli_both_directions(converted, tmp_path):
+    _, _, checkpoint, _, upsampler_file, _, _ = converted
+    script = str(REPO / "scripts" / "convert_checkpoint.py")
+    out = tmp_path / "folder"
+    run = subprocess.run(
+        [sys.executable, script, str(checkpoint), str(out), "--upsampler", str(upsampler_file), "--dtype", "keep"],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "transformer" in run.stdout and "LTX2LatentUpsamplerModel" in run.stdout
+    back = tmp_path / "back.safetensors"
+    run = subprocess.run([sys.executable, script, "--reverse", str(out), str(back)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert raw_bytes(back) == raw_bytes(checkpoint)
+    run = subprocess.run(
+        [sys.executable, script, str(tmp_path / "missing.safetensors"), str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 2 and "no such file" in run.stderr
