@@ -102,7 +102,7 @@ def build_tiny_gemma(seed: int = 0) -> tuple[Gemma3ForConditionalGeneration, Gem
         # One sliding and one global layer, like the real model's pattern, with a window short enough to matter.
         "sliding_window": 16,
         "layer_types": ["sliding_attention", "full_attention"],
-        "max_position_embeddings": 2048,
+        "max_position_embeddings": 8192,  # room for a system prompt at one token per character
         "pad_token_id": tokenizer.pad_token_id,
         "eos_token_id": tokenizer.eos_token_id,
         "bos_token_id": tokenizer.bos_token_id,
