@@ -174,6 +174,23 @@ def test_matches_ltx_core_per_prompt_and_batch_equals_single_calls(name):
     assert context_mask.dtype == torch.int64 and bool((context_mask == 1).all())
 
 
+@pytest.mark.parametrize("name", ["v1", "v2", "v1_interleaved_float32_rope"])
+def test_bf16_is_bit_identical_to_ltx_core(name):
+    cfg = CONFIGS[name]
+    processor = _ltx_core_processor(cfg)
+    ours = LTX2TextConnectors.from_config(cfg).eval()
+    ours.load_state_dict(_ours_from_ltx_core(processor, cfg).state_dict(), strict=True)
+    ours, processor = ours.to(torch.bfloat16), processor.to(torch.bfloat16)
+    hidden_states = tuple(h.bfloat16() for h in _gemma_like_hidden_states(1, torch.Generator().manual_seed(8)))
+    mask = _left_padded_mask([13])
+    with torch.no_grad():
+        video, audio, _ = ours(hidden_states, mask)
+        expected = processor.process_hidden_states(hidden_states, mask, padding_side="left")
+    assert video.dtype == torch.bfloat16
+    torch.testing.assert_close(video, expected.video_encoding, rtol=0, atol=0)
+    torch.testing.assert_close(audio, expected.audio_encoding, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("name", ["v1", "v2"])
 def test_packed_and_stacked_layouts_match_the_layer_sequence(name):
     cfg = CONFIGS[name]

@@ -57,6 +57,20 @@ def per_token_rms_norm(hidden_states: Tensor, keep: Tensor, eps: float = RMS_EPS
     return torch.where(keep[:, :, None], normed, torch.zeros_like(normed))
 
 
+def apply_rope_as_reference(x: Tensor, cos: Tensor, sin: Tensor, rope_type: str) -> Tensor:
+    """`rope.apply_rope` with ltx-core's order of operations for "split": x * cos first, then the sine term added by
+    a fused multiply-add (`addcmul`). Same math; in bf16 this rounds like the reference, bit for bit (rope.apply_rope's
+    `x1 * cos - x2 * sin` rounds each product separately and lands 1-2 bf16 ulps away)."""
+    if rope_type != "split":
+        return apply_rope(x, cos, sin, rope_type)
+    x1, x2 = x.chunk(2, dim=-1)
+    out = torch.cat([x1 * cos, x2 * cos], dim=-1)
+    out1, out2 = out.chunk(2, dim=-1)  # views into `out`
+    out1.addcmul_(-sin, x2)
+    out2.addcmul_(sin, x1)
+    return out
+
+
 def fill_padding_with_registers(hidden_states: Tensor, keep: Tensor, registers: Tensor) -> Tensor:
     """Move each sample's real tokens to the front (order kept) and put register p mod R at every later position p.
 
@@ -98,7 +112,7 @@ class LTX2ConnectorAttention(nn.Module):
         q = self.norm_q(self.to_q(x)).unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B, H, T, d)
         k = self.norm_k(self.to_k(x)).unflatten(-1, (self.heads, -1)).transpose(1, 2)
         v = self.to_v(x).unflatten(-1, (self.heads, -1)).transpose(1, 2)
-        q, k = apply_rope(q, *rope, rope_type=self.rope_type), apply_rope(k, *rope, rope_type=self.rope_type)
+        q, k = apply_rope_as_reference(q, *rope, self.rope_type), apply_rope_as_reference(k, *rope, self.rope_type)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attention_bias)  # (B, H, T, d)
         if self.to_gate_logits is not None:
             gates = 2.0 * torch.sigmoid(self.to_gate_logits(x))  # (B, T, H)
