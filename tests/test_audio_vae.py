@@ -208,3 +208,12 @@ def test_bad_inputs_raise_clear_errors():
 
 def test_public_name_resolves():
     assert ltx2_diffusers.AutoencoderKLLTX2Audio is AutoencoderKLLTX2Audio
+
+
+def test_released_config_has_diffusers_parameter_names_and_shapes():
+    with torch.device("meta"):
+        ours, theirs = AutoencoderKLLTX2Audio(), DiffusersAutoencoderKLLTX2Audio()
+    shapes = {name: tuple(tensor.shape) for name, tensor in ours.state_dict().items()}
+    assert shapes == {name: tuple(tensor.shape) for name, tensor in theirs.state_dict().items()}
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in theirs.parameters())
+    assert ours.latent_mel_bins == 16 and shapes["latents_mean"] == (128,)  # = 8 channels x 16 latent mel bins

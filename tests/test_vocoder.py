@@ -252,3 +252,16 @@ def test_bad_inputs_raise_clear_errors():
         LTX2Vocoder(**dict(TINY_HIFIGAN_OURS, upsample_factors=[3]))
     with pytest.raises(ValueError, match="integer multiple of input_sampling_rate=16000"):
         LTX2VocoderWithBWE(**dict(TINY_BWE_OURS, output_sampling_rate=44100))
+
+
+@pytest.mark.parametrize(
+    ("ours_class", "theirs_class"),
+    [(LTX2Vocoder, DiffusersLTX2Vocoder), (LTX2VocoderWithBWE, DiffusersLTX2VocoderWithBWE)],
+)
+def test_released_configs_have_diffusers_parameter_names_and_shapes(ours_class, theirs_class):
+    with torch.device("meta"):
+        ours, theirs = ours_class(), theirs_class()
+    shapes = {name: tuple(tensor.shape) for name, tensor in ours.state_dict().items()}
+    assert shapes == {name: tuple(tensor.shape) for name, tensor in theirs.state_dict().items()}
+    # LTX-2: 55.6 M parameters in 194 tensors (spec §1.3 of diffusers-ltx2.md); LTX-2.3: the file's 1227 vocoder.* tensors
+    assert len(shapes) == (194 if ours_class is LTX2Vocoder else 1227)

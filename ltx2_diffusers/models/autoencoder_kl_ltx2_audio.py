@@ -16,6 +16,8 @@ encoder and decoder. Here they are explicit:
 tokens; `audio_latent_frames` gives T_a for a video clip.
 """
 
+from collections.abc import Mapping
+
 import torch
 import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
@@ -236,14 +238,10 @@ class AudioMidBlock(nn.Module):
 class LTX2AudioEncoder(nn.Module):
     """Mel (B, in_channels, T, M) -> posterior moments (B, 2 * latent_channels, T_a, M / 4) (means first)."""
 
-    def __init__(self, config: dict):
+    def __init__(self, config: Mapping):
         super().__init__()
-        base, ch_mult, axis, norm = (
-            config["base_channels"],
-            config["ch_mult"],
-            config["causality_axis"],
-            config["norm_type"],
-        )
+        base, ch_mult = config["base_channels"], config["ch_mult"]
+        axis, norm = config["causality_axis"], config["norm_type"]
         attn_resolutions = set(config["attn_resolutions"] or ())
         self.conv_in = AudioCausalConv2d(config["in_channels"], base, 3, axis)
         self.down = nn.ModuleList()
@@ -257,7 +255,8 @@ class LTX2AudioEncoder(nn.Module):
                     attns.append(AudioAttnBlock(channels, norm))
             is_last = level == len(ch_mult) - 1
             self.down.append(AudioDownStage(blocks, attns, None if is_last else AudioDownsample(channels, axis)))
-            resolution //= 1 if is_last else 2
+            if not is_last:
+                resolution //= 2
         self.mid = AudioMidBlock(channels, norm, axis, config["dropout"], config["mid_block_add_attention"])
         self.norm_out = make_norm(norm, channels)
         self.conv_out = AudioCausalConv2d(channels, 2 * config["latent_channels"], 3, axis)
@@ -272,14 +271,10 @@ class LTX2AudioEncoder(nn.Module):
 class LTX2AudioDecoder(nn.Module):
     """Raw latent (B, latent_channels, T_a, F) -> mel (B, output_channels, 4 T_a - 3, mel_bins): cropped / zero-padded."""
 
-    def __init__(self, config: dict):
+    def __init__(self, config: Mapping):
         super().__init__()
-        base, ch_mult, axis, norm = (
-            config["base_channels"],
-            config["ch_mult"],
-            config["causality_axis"],
-            config["norm_type"],
-        )
+        base, ch_mult = config["base_channels"], config["ch_mult"]
+        axis, norm = config["causality_axis"], config["norm_type"]
         attn_resolutions = set(config["attn_resolutions"] or ())
         channels = base * ch_mult[-1]
         self.conv_in = AudioCausalConv2d(config["latent_channels"], channels, 3, axis)
@@ -293,8 +288,9 @@ class LTX2AudioDecoder(nn.Module):
                 channels = base * ch_mult[level]
                 if resolution in attn_resolutions:
                     attns.append(AudioAttnBlock(channels, norm))
-            stages.insert(0, AudioUpStage(blocks, attns, AudioUpsample(channels, axis) if level else None))
-            resolution *= 2 if level else 1
+            stages.insert(0, AudioUpStage(blocks, attns, AudioUpsample(channels, axis) if level > 0 else None))
+            if level > 0:
+                resolution *= 2
         self.up = nn.ModuleList(stages)
         self.norm_out = make_norm(norm, channels)
         self.conv_out = AudioCausalConv2d(channels, config["output_channels"], 3, axis)
@@ -334,8 +330,9 @@ class AutoencoderKLLTX2Audio(ModelMixin, AutoencoderMixin, ConfigMixin):
         norm_type: "pixel" (parameter-free RMS over channels, eps 1e-6) or "group" (GroupNorm(32), non-causal only).
         causality_axis: "height" (time, released), "width", "width-compatibility" or "none".
         dropout: in the ResNet blocks (0.0).
-        sample_rate, mel_hop_length, mel_bins, is_causal: the mel front end (16000, 160, 64, True); `encode_waveform`
-            uses them, with an n_fft of 1024.
+        sample_rate, mel_hop_length, mel_bins: the mel front end (16000, 160, 64); `encode_waveform` uses them, with an
+            n_fft of 1024. is_causal (True): the latent frames' timestamps are shifted for the causal encoder; used by
+            the pipeline's audio positions, not by this model.
     Buffers latents_mean / latents_std: (base_channels,) statistics of the packed latent (channel-major, spec §0.1).
     diffusers sizes them by base_channels, which equals latent_channels * mel_bins / 4 = 128 in released configs; the
     (de)normalisation raises if a config breaks that equality.
@@ -477,7 +474,6 @@ class AutoencoderKLLTX2Audio(ModelMixin, AutoencoderMixin, ConfigMixin):
         mean, std = self._statistics(latents)
         return latents * std + mean
 
-    @torch.no_grad()
     def encode_waveform(self, waveform: torch.Tensor, sample_rate: int) -> torch.Tensor:
         """Waveform (B, C, S) at `sample_rate`, C = 1 (duplicated) or 2 -> normalised latents (B, 8, T_a, 16).
 
