@@ -306,3 +306,19 @@ def test_config_errors():
         AutoencoderKLLTX2Video(**tiny_config("ltx2", "zeros", "reflect", upsample_factor=(2, 2)))
     with pytest.raises(ValueError, match="spatial_padding_mode='mirror'"):
         AutoencoderKLLTX2Video(**tiny_config("ltx2", "mirror", "reflect"))
+
+
+@pytest.mark.parametrize("mode", ["zeros", "reflect", "replicate", "circular"])
+@pytest.mark.parametrize("causal", [True, False])
+def test_pad_video_equals_concat_then_torch_pad(mode, causal):
+    from ltx2_diffusers.models.video_vae_blocks import pad_video
+
+    x = torch.randn(2, 3, 4, 5, 6)
+    front, back = (2, 0) if causal else (1, 1)
+    expected = torch.cat([x[:, :, :1]] * front + [x] + [x[:, :, -1:]] * back, dim=2)
+    if mode != "zeros":
+        expected = torch.nn.functional.pad(expected, (1, 1, 1, 1, 0, 0), mode=mode)
+    assert torch.equal(pad_video(x, front, back, mode), expected)
+    channels_last = pad_video(x.contiguous(memory_format=torch.channels_last_3d), front, back, mode)
+    assert torch.equal(channels_last, expected)
+    assert channels_last.is_contiguous(memory_format=torch.channels_last_3d)

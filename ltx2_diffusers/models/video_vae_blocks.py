@@ -51,6 +51,39 @@ def unpatchify(x: Tensor, patch_size: int) -> Tensor:
     return x.permute(0, 1, 4, 5, 3, 6, 2).reshape(b, cpp // (p * p), f, h * p, w * p)
 
 
+def pad_video(x: Tensor, front: int, back: int, spatial_mode: str) -> Tensor:
+    """Repeat the first frame `front` times and the last `back` times; pad H and W by 1 unless `spatial_mode` is zeros.
+
+    One copy into one buffer (in x's memory format), where the reference concatenates frames and then lets nn.Conv3d
+    pad space in a second copy; the values are the same. x: (B, C, F, H, W) -> (B, C, front + F + back, H', W').
+    """
+    b, c, f, h, w = x.shape
+    s = 0 if spatial_mode == "zeros" else 1
+    if s and (h < 2 or w < 2):
+        raise ValueError(f"{spatial_mode} padding needs at least 2x2 latents per tile, got {h}x{w}")
+    channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last_3d)
+    fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
+    shape = (b, c, front + f + back, h + 2 * s, w + 2 * s)
+    out = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=fmt)
+    body = out[:, :, front : front + f]
+    body[:, :, :, s : s + h, s : s + w] = x
+    if s:
+        rows, cols = {
+            "reflect": ((1, h - 2), (2, w - 1)),
+            "replicate": ((0, h - 1), (1, w)),
+            "circular": ((h - 1, 0), (w, 1)),
+        }[spatial_mode]
+        body[:, :, :, 0, 1 : 1 + w] = x[:, :, :, rows[0]]
+        body[:, :, :, h + 1, 1 : 1 + w] = x[:, :, :, rows[1]]
+        body[:, :, :, :, 0] = body[:, :, :, :, cols[0]]  # columns last: the corners come from the padded rows
+        body[:, :, :, :, w + 1] = body[:, :, :, :, cols[1]]
+    if front:
+        out[:, :, :front] = out[:, :, front : front + 1]
+    if back:
+        out[:, :, front + f :] = out[:, :, front + f - 1 : front + f]
+    return out
+
+
 class CausalConv3d(nn.Module):
     """3x3x3 conv whose time axis is padded by repeating edge frames; the spatial padding mode is configurable.
 
@@ -72,27 +105,19 @@ class CausalConv3d(nn.Module):
                 f"spatial_padding_mode={spatial_padding_mode!r} is not a torch padding mode; use 'zeros' or 'reflect' "
                 "(the modes of the released LTX-2 / LTX-2.3 VAEs)."
             )
-        self.time_kernel_size = kernel_size
+        if kernel_size != 3:
+            raise ValueError(f"kernel_size={kernel_size}: the LTX-2 video VAE only uses 3x3x3 causal convs")
+        self.spatial_padding_mode = spatial_padding_mode
+        # padding_mode is recorded for reference; forward pads itself and calls F.conv3d with the weights
         self.conv = nn.Conv3d(
-            in_channels,
-            out_channels,
-            kernel_size,
-            stride=stride,
-            padding=(0, kernel_size // 2, kernel_size // 2),
-            padding_mode=spatial_padding_mode,
+            in_channels, out_channels, kernel_size, stride=stride, padding=(0, 1, 1), padding_mode=spatial_padding_mode
         )
 
     def forward(self, x: Tensor, causal: bool = True) -> Tensor:
         """x: (B, C_in, F, H, W) -> (B, C_out, F', H', W'); with stride 1, F' = F, H' = H, W' = W."""
-        pad = self.time_kernel_size - 1
-        if causal:
-            x = torch.cat([x[:, :, :1].expand(-1, -1, pad, -1, -1), x], dim=2)
-        else:
-            half = pad // 2
-            x = torch.cat(
-                [x[:, :, :1].expand(-1, -1, half, -1, -1), x, x[:, :, -1:].expand(-1, -1, half, -1, -1)], dim=2
-            )
-        return self.conv(x)
+        x = pad_video(x, 2, 0, self.spatial_padding_mode) if causal else pad_video(x, 1, 1, self.spatial_padding_mode)
+        zeros = self.spatial_padding_mode == "zeros"  # zero padding is left to the conv kernel: no copy
+        return F.conv3d(x, self.conv.weight, self.conv.bias, self.conv.stride, (0, 1, 1) if zeros else 0)
 
 
 def _timestep_embedder(dim: int) -> nn.Module:
