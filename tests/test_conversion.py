@@ -2,9 +2,8 @@
 strictly into our classes and compute what ltx-core computes; folder -> file is lossless; bad files fail cleanly."""
 
 import dataclasses
+import importlib.util
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -232,7 +231,7 @@ def test_bad_files_fail_clearly_and_leave_nothing(tmp_path):
         "truncated.safetensors": (data[: len(data) - 100], "truncated or corrupt"),
         "corrupt.safetensors": (b"\xff" * 64, "truncated or corrupt"),
     }
-    for name, (content, message) in cases.items():
+    for name, (content, _) in cases.items():
         (tmp_path / name).write_bytes(content)
     save_file({"vae.encoder.conv_in.conv.weight": torch.zeros(1)}, str(tmp_path / "no_metadata.safetensors"))
     cases["no_metadata.safetensors"] = (None, "has no safetensors metadata")
@@ -291,24 +290,28 @@ def test_text_encoder_folder_is_copied(tmp_path):
     getattr(transformers, index["tokenizer"][1]).from_pretrained(tmp_path / "out" / "tokenizer")
 
 
-def test_cli_both_directions(converted, tmp_path):
-    _, _, checkpoint, _, upsampler_file, _, _ = converted
-    script = str(REPO / "scripts" / "convert_checkpoint.py")
+def run_cli(*args: str) -> int:
+    """scripts/convert_checkpoint.py's main(), in this process (a fresh interpreter would cost seconds of imports)."""
+    spec = importlib.util.spec_from_file_location("convert_checkpoint", REPO / "scripts" / "convert_checkpoint.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main([str(a) for a in args])
+
+
+def test_cli_both_directions(tmp_path, capsys):
+    checkpoint, upsampler_file = tmp_path / "ltx-2.3-tiny-distilled.safetensors", tmp_path / "upscaler.safetensors"
+    write_checkpoint(checkpoint, md.LTX2_3, keep=lambda k: k.startswith(("vae.", "vocoder.")))
+    write_upsampler(upsampler_file)
     out = tmp_path / "folder"
-    run = subprocess.run(
-        [sys.executable, script, str(checkpoint), str(out), "--upsampler", str(upsampler_file), "--dtype", "keep"],
-        capture_output=True,
-        text=True,
-    )
-    assert run.returncode == 0, run.stderr
-    assert "transformer" in run.stdout and "LTX2LatentUpsamplerModel" in run.stdout
-    back = tmp_path / "back.safetensors"
-    run = subprocess.run([sys.executable, script, "--reverse", str(out), str(back)], capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr
-    assert raw_bytes(back) == raw_bytes(checkpoint)
-    run = subprocess.run(
-        [sys.executable, script, str(tmp_path / "missing.safetensors"), str(tmp_path / "x")],
-        capture_output=True,
-        text=True,
-    )
-    assert run.returncode == 2 and "no such file" in run.stderr
+    assert run_cli(checkpoint, out, "--upsampler", upsampler_file, "--dtype", "keep") == 0
+    printed = capsys.readouterr().out
+    assert "LTX2VocoderWithBWE" in printed and "LTX2LatentUpsamplerModel" in printed
+    back, upsampler_back = tmp_path / "back.safetensors", tmp_path / "upscaler_back.safetensors"
+    assert run_cli("--reverse", out, back, "--upsampler-output", upsampler_back) == 0
+    assert raw_bytes(back) == raw_bytes(checkpoint) and raw_bytes(upsampler_back) == raw_bytes(upsampler_file)
+    assert run_cli(tmp_path / "missing.safetensors", tmp_path / "x") == 2
+    assert "no such file" in capsys.readouterr().err
+    assert run_cli(checkpoint, out) == 2  # exists
+    assert "already exists; pass overwrite=True (--overwrite)" in capsys.readouterr().err
+    assert run_cli(checkpoint, out, "--overwrite", "--dtype", "bf16") == 0
+    assert load_file(str(out / "vae" / sf.WEIGHTS_NAME))["latents_mean"].dtype == torch.bfloat16
