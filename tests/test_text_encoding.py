@@ -118,23 +118,29 @@ def _ltx_core_pair(version: str) -> tuple[EmbeddingsProcessor, LTX2TextConnector
     return processor.eval(), ours
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
 @pytest.mark.parametrize("version", ["2.0", "2.3"])
-def test_encode_prompts_matches_ltx_core_gemma_encode_and_embeddings_processor(tmp_path, version):
+def test_encode_prompts_matches_ltx_core_gemma_encode_and_embeddings_processor(tmp_path, version, dtype):
     gemma, tokenizer = build_tiny_gemma(seed=0)
+    gemma = gemma.to(dtype)
     tokenizer.save_pretrained(tmp_path)
     reference_encoder = GemmaTextEncoder(model=gemma, tokenizer=LTXVGemmaTokenizer(str(tmp_path), 1024))
     processor, connectors = _ltx_core_pair(version)
+    processor, connectors = processor.to(dtype), connectors.to(dtype)
+    # fp32: the 1e-5 parity bar; bf16 (the pipelines' dtype): bit-identical, batch of 3 against single prompts.
+    atol = 1e-5 if dtype == torch.float32 else 0.0
 
     with torch.no_grad():
         embeds = encode_prompts(gemma, tokenizer, connectors, PROMPTS, device="cpu")
         for row, prompt in enumerate(PROMPTS):
             hidden_states, mask = reference_encoder.encode(prompt)  # batch of 1, as the reference runs it
             expected = processor.process_hidden_states(hidden_states, mask, padding_side="left")
-            torch.testing.assert_close(embeds.video_context[row : row + 1], expected.video_encoding, rtol=0, atol=1e-5)
-            torch.testing.assert_close(embeds.audio_context[row : row + 1], expected.audio_encoding, rtol=0, atol=1e-5)
+            torch.testing.assert_close(embeds.video_context[row : row + 1], expected.video_encoding, rtol=0, atol=atol)
+            torch.testing.assert_close(embeds.audio_context[row : row + 1], expected.audio_encoding, rtol=0, atol=atol)
             assert embeds.attention_mask[row].tolist() == expected.attention_mask[0].tolist()
     width_v, width_a = (32, 16) if version == "2.3" else (HIDDEN, HIDDEN)
     assert embeds.video_context.shape == (3, 1024, width_v) and embeds.audio_context.shape == (3, 1024, width_a)
+    assert embeds.video_context.dtype == dtype
 
 
 def test_batch_equals_single_prompt_calls_and_embeddings_helpers():
