@@ -217,3 +217,19 @@ def test_released_config_has_diffusers_parameter_names_and_shapes():
     assert shapes == {name: tuple(tensor.shape) for name, tensor in theirs.state_dict().items()}
     assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in theirs.parameters())
     assert ours.latent_mel_bins == 16 and shapes["latents_mean"] == (128,)  # = 8 channels x 16 latent mel bins
+
+
+def test_bf16_runs_the_reference_operations_in_the_same_order():
+    """The pipelines run the audio VAE in bf16 (spec §0.3): same op order as ltx-core gives identical bf16 output."""
+    encoder, decoder = reference_pair()
+    ours = ours_from_reference(encoder, decoder).to(torch.bfloat16)
+    encoder, decoder = encoder.to(torch.bfloat16), decoder.to(torch.bfloat16)
+    mel = torch.randn(1, 2, 21, 64, dtype=torch.bfloat16)
+    latents = torch.randn(1, 2, 5, 16, dtype=torch.bfloat16)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            ours.normalize_latents(ours.encode(mel).latent_dist.mode()), encoder(mel), atol=0, rtol=0
+        )
+        torch.testing.assert_close(
+            ours.decode(ours.denormalize_latents(latents)).sample, decoder(latents), atol=0, rtol=0
+        )

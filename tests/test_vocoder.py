@@ -265,3 +265,14 @@ def test_released_configs_have_diffusers_parameter_names_and_shapes(ours_class, 
     assert shapes == {name: tuple(tensor.shape) for name, tensor in theirs.state_dict().items()}
     # LTX-2: 55.6 M parameters in 194 tensors (spec §1.3 of diffusers-ltx2.md); LTX-2.3: the file's 1227 vocoder.* tensors
     assert len(shapes) == (194 if ours_class is LTX2Vocoder else 1227)
+
+
+def test_bf16_runs_the_reference_operations_in_the_same_order():
+    """The pipelines run the vocoder in bf16 (spec §0.3): same op order as ltx-core gives identical bf16 output."""
+    reference = reference_bwe()
+    ours = LTX2VocoderWithBWE(**TINY_BWE_OURS).eval()
+    load_through_key_map(ours, reference)
+    reference, ours = reference.to(torch.bfloat16), ours.to(torch.bfloat16)
+    mel = torch.randn(1, 2, 7, 64, dtype=torch.bfloat16)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(mel), reference(mel), atol=0, rtol=0)
