@@ -45,8 +45,9 @@ def _randomize(module: torch.nn.Module, seed: int) -> None:
             )
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
 @pytest.mark.parametrize("name", list(VARIANTS))
-def test_matches_ltx_core(name):
+def test_matches_ltx_core(name, dtype):
     original_config = _original_config(name)
     reference = LatentUpsamplerConfigurator.from_config(original_config).eval()
     _randomize(reference, seed=1)
@@ -55,11 +56,13 @@ def test_matches_ltx_core(name):
     names = original_to_diffusers_keys(reference.state_dict(), config=config)
     ours.load_state_dict({names[k]: v for k, v in reference.state_dict().items()}, strict=True)
 
-    latents = torch.randn(2, CHANNELS, 3, 4, 6, generator=torch.Generator().manual_seed(2))
+    latents = torch.randn(2, CHANNELS, 3, 4, 6, generator=torch.Generator().manual_seed(2)).to(dtype)
+    ours, reference = ours.to(dtype), reference.to(dtype)
     with torch.no_grad():
         got, expected = ours(latents), reference(latents)
-    assert got.shape == EXPECTED_SHAPE[name]
-    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+    assert got.shape == EXPECTED_SHAPE[name] and got.dtype == dtype
+    # fp32: the 1e-5 parity bar; bf16 (the pipelines' dtype): bit-identical.
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5 if dtype == torch.float32 else 0.0)
     assert diffusers_to_original_keys(ours.state_dict(), config=config) == {k: k for k in ours.state_dict()}
     assert upsampler_config_from_original(original_upsampler_config(config)) == config
 
