@@ -233,3 +233,20 @@ def test_bf16_runs_the_reference_operations_in_the_same_order():
         torch.testing.assert_close(
             ours.decode(ours.denormalize_latents(latents)).sample, decoder(latents), atol=0, rtol=0
         )
+
+
+def test_waveform_to_latents_to_waveform_lengths():
+    """1 s at 16 kHz -> 101 mel frames (centred STFT) -> 26 latent frames -> 101 mel frames -> 101 x hop samples.
+
+    (A video clip of 1 s asks for audio_latent_frames(25, 25.0) = 25 latents: encoded audio has one frame more.)
+    """
+    from ltx2_diffusers.models.vocoder import LTX2Vocoder
+
+    vae = AutoencoderKLLTX2Audio(**TINY).eval()
+    vocoder = LTX2Vocoder(hidden_channels=16, upsample_kernel_sizes=(7, 4), upsample_factors=(3, 2)).eval()
+    with torch.no_grad():
+        latents = vae.encode_waveform(torch.rand(1, 1, 16000) * 2 - 1, 16000)
+        assert latents.shape == (1, 2, 26, 16) and audio_latent_frames(25, 25.0) == 25
+        mel = vae.decode(vae.denormalize_latents(latents)).sample
+        assert mel.shape == (1, 2, 4 * 26 - 3, 64)
+        assert vocoder(mel).shape == (1, 2, 101 * 6)
