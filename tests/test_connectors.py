@@ -277,3 +277,36 @@ def test_bad_inputs_fail_with_clear_messages():
         LTX2TextConnectors(**{**CONFIGS["v1"], "audio_connector_num_attention_heads": 2})
     with pytest.raises(ValueError, match="causal_temporal_positioning=True is not supported"):
         LTX2TextConnectors(**{**CONFIGS["v1"], "causal_temporal_positioning": True})
+
+
+def test_gradient_checkpointing_and_lora_adapters():
+    from peft import LoraConfig
+
+    cfg = CONFIGS["v2"]
+    hidden_states = _gemma_like_hidden_states(2, torch.Generator().manual_seed(9))
+    mask = _left_padded_mask([6, 20])
+
+    def grads(model: LTX2TextConnectors) -> dict[str, torch.Tensor]:
+        model.zero_grad()
+        video, audio, _ = model(hidden_states, mask)
+        (video.square().mean() + audio.square().mean()).backward()
+        return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+    torch.manual_seed(10)
+    plain = LTX2TextConnectors(**cfg)
+    checkpointed = LTX2TextConnectors(**cfg)
+    checkpointed.load_state_dict(plain.state_dict())
+    checkpointed.enable_gradient_checkpointing()
+    assert checkpointed.video_connector.gradient_checkpointing
+    expected, got = grads(plain), grads(checkpointed)
+    assert expected.keys() == got.keys() and "video_connector.learnable_registers" in got
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], rtol=1e-5, atol=1e-6)
+
+    with torch.no_grad():
+        before = plain(hidden_states, mask)[0]
+    plain.add_adapter(LoraConfig(r=2, target_modules=["to_q", "to_v"], init_lora_weights=False))
+    with torch.no_grad():
+        after = plain(hidden_states, mask)[0]
+    assert not torch.allclose(before, after)
+    assert any("lora_A" in name for name, _ in plain.named_parameters())

@@ -64,11 +64,7 @@ def apply_rope_as_reference(x: Tensor, cos: Tensor, sin: Tensor, rope_type: str)
     if rope_type != "split":
         return apply_rope(x, cos, sin, rope_type)
     x1, x2 = x.chunk(2, dim=-1)
-    out = torch.cat([x1 * cos, x2 * cos], dim=-1)
-    out1, out2 = out.chunk(2, dim=-1)  # views into `out`
-    out1.addcmul_(-sin, x2)
-    out2.addcmul_(sin, x1)
-    return out
+    return torch.cat([torch.addcmul(x1 * cos, -sin, x2), torch.addcmul(x2 * cos, sin, x1)], dim=-1)
 
 
 def fill_padding_with_registers(hidden_states: Tensor, keep: Tensor, registers: Tensor) -> Tensor:
