@@ -18,6 +18,7 @@ from ltx2_diffusers.loaders.audio_keys import audio_vae_diffusers_to_original_ke
 from ltx2_diffusers.models.autoencoder_kl_ltx2_audio import (
     AutoencoderKLLTX2Audio,
     audio_latent_frames,
+    fit_audio_latent_frames,
     pack_audio_latents,
     unpack_audio_latents,
 )
@@ -250,3 +251,23 @@ def test_waveform_to_latents_to_waveform_lengths():
         mel = vae.decode(vae.denormalize_latents(latents)).sample
         assert mel.shape == (1, 2, 4 * 26 - 3, 64)
         assert vocoder(mel).shape == (1, 2, 101 * 6)
+
+
+@pytest.mark.parametrize("num_video_frames", [9, 25])  # 0.36 s of video: trim the 0.5 s clip; 1 s: zero-pad it
+def test_audio_for_a_clip_matches_ltx_pipelines_retake(num_video_frames):
+    from ltx_core.types import VideoPixelShape
+    from ltx_pipelines.retake import _encode_audio_for_retake
+
+    encoder, decoder = reference_pair()
+    ours = ours_from_reference(encoder, decoder)
+    waveform = (torch.rand(1, 2, 8000) * 2 - 1) * 0.5
+    shape = VideoPixelShape(batch=1, frames=num_video_frames, height=64, width=64, fps=25.0)
+    with torch.no_grad():
+        expected = _encode_audio_for_retake(encoder, waveform, 16000, shape, torch.float32)
+        actual = fit_audio_latent_frames(
+            ours.encode_waveform(waveform, 16000), audio_latent_frames(num_video_frames, 25)
+        )
+    assert actual.shape == expected.shape == (1, 2, num_video_frames, 16)
+    assert (actual - expected).abs().max() <= 1e-4
+    with pytest.raises(ValueError, match="num_frames=0 must be at least 1"):
+        fit_audio_latent_frames(actual, 0)

@@ -13,7 +13,7 @@ encoder and decoder. Here they are explicit:
     waveform = vocoder(mel)                                                # (B, 2, S) at vocoder.config.output_sampling_rate
 
 `pack_audio_latents` / `unpack_audio_latents` convert between (B, 8, T_a, 16) and the transformer's (B, T_a, 128)
-tokens; `audio_latent_frames` gives T_a for a video clip.
+tokens; `audio_latent_frames` gives T_a for a video clip, and `fit_audio_latent_frames` trims or pads encoded audio to it.
 """
 
 from collections.abc import Mapping
@@ -65,6 +65,19 @@ def unpack_audio_latents(tokens: torch.Tensor, num_channels: int = 8) -> torch.T
             f"{tuple(tokens.shape)}"
         )
     return tokens.unflatten(2, (num_channels, -1)).transpose(1, 2)
+
+
+def fit_audio_latent_frames(latents: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """Trim or zero-pad normalised latents (B, C, T, F) along time to `num_frames` (B, C, num_frames, F).
+
+    For audio-conditioned generation, as ltx-pipelines' retake does: encoded audio rarely has exactly the clip's
+    `audio_latent_frames` (a centred STFT adds a frame). Zero is the latents' per-channel mean, not silence.
+    """
+    if num_frames < 1:
+        raise ValueError(f"num_frames={num_frames} must be at least 1")
+    if latents.shape[2] >= num_frames:
+        return latents[:, :, :num_frames]
+    return F.pad(latents, (0, 0, 0, num_frames - latents.shape[2]))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
