@@ -53,7 +53,7 @@ def test_folder_layout_and_report(converted):
     vocoder = "LTX2Vocoder" if version == md.LTX2 else "LTX2VocoderWithBWE"
     assert index["vocoder"] == ["ltx2_diffusers", vocoder]
     assert index["transformer"] == ["ltx2_diffusers", "LTX2VideoTransformer3DModel"]
-    assert index["latent_upsampler"] == ["ltx2_diffusers", "LTX2LatentUpsamplerModel"]
+    assert "latent_upsampler" not in index and (folder / "latent_upsampler" / "config.json").is_file()  # as on the Hub
     assert index["text_encoder"] == [None, None] and index["scheduler"] == ["ltx2_diffusers", "LTX2Scheduler"]
     assert report.model_version == version and report.kind == "dev"
     total = sum(c["tensors"] + len(c["extra_tensors"]) for n, c in report.components.items() if n != "latent_upsampler")
@@ -255,6 +255,38 @@ def test_bad_files_fail_clearly_and_leave_nothing(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == before
     with pytest.raises(ValueError, match="already exists; pass overwrite=True"):
         sf.convert_original_to_diffusers(good, tmp_path)
+
+
+def test_pipeline_loads_from_the_folder_and_from_the_single_file(converted):
+    from diffusers import DiffusionPipeline
+
+    version, _, checkpoint, *_, folder, _ = converted
+    pipe = DiffusionPipeline.from_pretrained(folder, text_encoder=None, tokenizer=None)
+    assert type(pipe) is ltx2_diffusers.LTX2AVPipeline
+    direct = sf.pipeline_from_single_file(checkpoint)
+    for name in ("transformer", "connectors", "vae", "audio_vae", "vocoder"):
+        a, b = getattr(pipe, name).state_dict(), getattr(direct, name).state_dict()
+        assert type(getattr(pipe, name)) is type(getattr(direct, name))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert pipe.scheduler.config.fixed_sigmas == direct.scheduler.config.fixed_sigmas
+
+
+def test_upscaler_alone_is_a_model_folder(tmp_path):
+    upsampler_file = tmp_path / "ltx-2.3-spatial-upscaler-x1.5-1.0.safetensors"
+    config = {**UPSAMPLER_CONFIG, "rational_resampler": True, "spatial_scale": 1.5}
+    reference = write_upsampler(upsampler_file, config)
+    sf.convert_original_to_diffusers(None, tmp_path / "up", upsampler=upsampler_file)
+    assert not (tmp_path / "up" / "model_index.json").exists()
+    ours = ltx2_diffusers.LTX2LatentUpsamplerModel.from_pretrained(tmp_path / "up").eval()
+    latents = torch.randn(1, 8, 2, 4, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(latents), reference(latents), rtol=0, atol=1e-5)
+    sf.convert_diffusers_to_original(tmp_path / "up", tmp_path / "back.safetensors")
+    assert raw_bytes(tmp_path / "back.safetensors") == raw_bytes(upsampler_file)
+    (tmp_path / "vae").mkdir()
+    (tmp_path / "vae" / "config.json").write_text(json.dumps({"_class_name": "AutoencoderKLLTX2Video"}))
+    with pytest.raises(ValueError, match="Only a latent upsampler has a Lightricks file of its own"):
+        sf.convert_diffusers_to_original(tmp_path / "vae", tmp_path / "x.safetensors")
 
 
 def test_from_single_file_equals_the_converted_folder(converted):

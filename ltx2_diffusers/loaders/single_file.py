@@ -308,7 +308,9 @@ def plan_checkpoint(
     caption_channels = config.get("transformer", {}).get("caption_channels", md.GEMMA_3_12B_HIDDEN_SIZE)
     factor = _text_proj_in_factor(entries, caption_channels)
     configs = md.component_configs_from_original(config, factor, tuple(grouped))
-    plans = {c: _plan_component(c, *configs[c], {k: entries[k] for k in grouped[c]}, path) for c in grouped}
+    plans = {}
+    for c in (c for c in MODEL_COMPONENTS if c in grouped):  # file order: transformer, connectors, vae, ...
+        plans[c] = _plan_component(c, *configs[c], {k: entries[k] for k in grouped[c]}, path)
     return plans, sorted(unknown), metadata, config
 
 
@@ -412,9 +414,8 @@ def _finish_dir(tmp: Path, output: Path) -> None:
     os.replace(tmp, output)
 
 
-def _write_component(root: Path, component: str, plan: ComponentPlan, dtype: str, upcast_fp8: bool, max_shard: int):
-    folder = root / component
-    folder.mkdir()
+def _write_component(folder: Path, plan: ComponentPlan, dtype: str, upcast_fp8: bool, max_shard: int):
+    folder.mkdir(exist_ok=True)
     planned = [_Planned(e, name, _output_dtype(e, dtype, upcast_fp8)) for name, e in sorted(plan.tensors.items())]
     _write_sharded(folder, planned, max_shard)
     config = {"_class_name": plan.class_name, "_diffusers_version": _diffusers_version(), **plan.config}
@@ -472,10 +473,12 @@ def convert_original_to_diffusers(
     report = ConversionReport(str(output), kind=kind)
     if metadata is not None:
         report.model_version = md.detect_model_version(metadata, config)
+    standalone = checkpoint is None  # an upscaler alone is written as a model folder, its files at the root
     tmp = _atomic_dir(output, overwrite)
     try:
         for component, plan in plans.items():
-            written = _write_component(tmp, component, plan, dtype, upcast_fp8, max_shard_size)
+            folder = tmp if standalone else tmp / component
+            written = _write_component(folder, plan, dtype, upcast_fp8, max_shard_size)
             report.add(component, plan.class_name, written, plan.extras.values())
         if unknown:
             entries = read_header(checkpoint)[0]
@@ -491,7 +494,8 @@ def convert_original_to_diffusers(
         gemma = _add_text_encoder(tmp, Path(text_encoder), link_text_encoder) if text_encoder is not None else {}
         original = {"checkpoint": metadata, "upsampler": upsampler_metadata, "kind": kind}
         (tmp / md.ORIGINAL_METADATA_FILENAME).write_text(json.dumps(original, indent=2) + "\n")
-        (tmp / "model_index.json").write_text(json.dumps(_model_index(plans, gemma), indent=2) + "\n")
+        if not standalone:
+            (tmp / "model_index.json").write_text(json.dumps(_model_index(plans, gemma), indent=2) + "\n")
         _finish_dir(tmp, output)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -500,8 +504,9 @@ def convert_original_to_diffusers(
 
 
 def _model_index(plans: dict[str, ComponentPlan], gemma: dict[str, list]) -> dict:
+    # The upscaler is not a pipeline component (as on the Hub, latent_upsampler/ sits beside the pipeline's folders).
     index: dict[str, Any] = {"_class_name": PIPELINE_CLASS, "_diffusers_version": _diffusers_version()}
-    for component in (*MODEL_COMPONENTS, "latent_upsampler"):
+    for component in MODEL_COMPONENTS:
         index[component] = [LIBRARY, plans[component].class_name] if component in plans else [None, None]
     index["scheduler"] = [LIBRARY, "LTX2Scheduler"] if "transformer" in plans else [None, None]
     index["text_encoder"] = gemma.get("text_encoder", [None, None])
@@ -551,8 +556,7 @@ def _add_text_encoder(root: Path, source: Path, link: bool) -> dict[str, list]:
 # Folder -> original
 
 
-def _folder_component(root: Path, component: str) -> tuple[str, dict, dict[str, TensorEntry], dict[str, TensorEntry]]:
-    folder = root / component
+def _folder_component(folder: Path) -> tuple[str, dict, dict[str, TensorEntry], dict[str, TensorEntry]]:
     config = json.loads((folder / "config.json").read_text())
     class_name = config.pop("_class_name")
     config = {k: v for k, v in config.items() if not k.startswith("_")}
@@ -581,21 +585,30 @@ def convert_diffusers_to_original(
     """A pipeline folder (ours or diffusers') -> Lightricks' single file, metadata rebuilt (verbatim when the folder
     keeps the source file's metadata and its configs still match it), plus the upsampler file when asked."""
     root = Path(folder)
-    present = [c for c in MODEL_COMPONENTS if (root / c / "config.json").is_file()]
-    if output_file is not None and not present:
-        raise ValueError(f"{root} has none of the component folders {MODEL_COMPONENTS} (each with a config.json).")
     stored = {}
     if (root / md.ORIGINAL_METADATA_FILENAME).is_file():
         stored = json.loads((root / md.ORIGINAL_METADATA_FILENAME).read_text())
     report = ConversionReport(str(output_file))
+    if (root / "config.json").is_file():  # a model folder: only an upscaler has an original file of its own
+        class_name = json.loads((root / "config.json").read_text()).get("_class_name")
+        if class_name != "LTX2LatentUpsamplerModel" or output_file is None:
+            raise ValueError(
+                f"{root} is a {class_name} model folder. Only a latent upsampler has a Lightricks file of its own; "
+                "other components are exported from a pipeline folder (with model_index.json)."
+            )
+        _write_upsampler_file(root, stored.get("upsampler"), Path(output_file), dtype, overwrite, report)
+        return report
+    present = [c for c in MODEL_COMPONENTS if (root / c / "config.json").is_file()]
+    if output_file is not None and not present:
+        raise ValueError(f"{root} has none of the component folders {MODEL_COMPONENTS} (each with a config.json).")
     if output_file is not None:
         components, tensors = {}, []
         for component in present:
-            class_name, config, entries, extras = _folder_component(root, component)
+            class_name, config, entries, extras = _folder_component(root / component)
             components[component] = (class_name, config)
             named = _to_original_names(component, config, entries) + list(extras.items())
             tensors += [_Planned(e, name, _output_dtype(e, dtype, False)) for name, e in named]
-            report.add(component, class_name, tensors[-len(named) :], extras.values())
+            report.add(component, class_name, tensors[-len(named) :][: len(entries)], extras.values())
         if (root / UNKNOWN_TENSORS_NAME).is_file():
             unknown = read_header(root / UNKNOWN_TENSORS_NAME)[0]
             tensors += [_Planned(e, name, e.dtype) for name, e in unknown.items()]
@@ -606,19 +619,27 @@ def convert_diffusers_to_original(
     if upsampler_output is not None:
         if not (root / "latent_upsampler" / "config.json").is_file():
             raise ValueError(f"{root} has no latent_upsampler/ folder to write to {upsampler_output}.")
-        class_name, config, entries, extras = _folder_component(root, "latent_upsampler")
-        named = _to_original_names("latent_upsampler", config, entries) + list(extras.items())
-        up_tensors = [_Planned(e, name, _output_dtype(e, dtype, False)) for name, e in named]
-        metadata = stored.get("upsampler")
-        if metadata is None or not _configs_equal(
-            md.upsampler_config_from_original(md.parse_original_metadata(metadata)), config
-        ):
-            metadata = {"config": json.dumps(md.original_upsampler_config(config))}
-        _atomic_file_write(Path(upsampler_output), sorted(up_tensors, key=lambda t: t.name), metadata, overwrite)
-        report.add("latent_upsampler", class_name, up_tensors, extras.values())
+        _write_upsampler_file(
+            root / "latent_upsampler", stored.get("upsampler"), Path(upsampler_output), dtype, overwrite, report
+        )
     elif (root / "latent_upsampler").is_dir():
         report.notes.append("latent_upsampler/ not exported: pass upsampler_output (--upsampler-output) for it.")
     return report
+
+
+def _write_upsampler_file(
+    folder: Path, stored: dict | None, path: Path, dtype: str, overwrite: bool, report: ConversionReport
+) -> None:
+    class_name, config, entries, extras = _folder_component(folder)
+    named = _to_original_names("latent_upsampler", config, entries) + list(extras.items())
+    tensors = [_Planned(e, name, _output_dtype(e, dtype, False)) for name, e in named]
+    metadata = stored
+    if stored is None or not _configs_equal(
+        md.upsampler_config_from_original(md.parse_original_metadata(stored)), config
+    ):
+        metadata = {"config": json.dumps(md.original_upsampler_config(config))}
+    _atomic_file_write(path, sorted(tensors, key=lambda t: t.name), metadata, overwrite)
+    report.add("latent_upsampler", class_name, tensors[: len(entries)], extras.values())
 
 
 def _rebuilt_metadata(stored: dict | None, components: dict, report: ConversionReport) -> dict[str, str]:
@@ -715,7 +736,6 @@ class FromLTX2SingleFileMixin:
 def pipeline_from_single_file(
     path: str | os.PathLike,
     *,
-    upsampler: str | os.PathLike | None = None,
     text_encoder: Any = None,
     tokenizer: Any = None,
     kind: str | None = None,
@@ -723,16 +743,13 @@ def pipeline_from_single_file(
     pipeline_class: type | None = None,
 ) -> Any:
     """The LTX-2 pipeline from a Lightricks single file: every component it holds, loaded strictly, plus the given
-    Gemma `text_encoder` / `tokenizer` objects (None leaves them out)."""
+    Gemma `text_encoder` / `tokenizer` objects (None leaves them out). The upscaler is not part of the pipeline:
+    load it with `load_component_from_single_file(LTX2LatentUpsamplerModel, upscaler_file)`."""
     plans = plan_checkpoint(path)[0]
     components: dict[str, Any] = {}
     for component, plan in plans.items():
         components[component] = load_component_from_single_file(
             resolve_class(plan.class_name), path, torch_dtype=torch_dtype
-        )
-    if upsampler is not None:
-        components["latent_upsampler"] = load_component_from_single_file(
-            resolve_class("LTX2LatentUpsamplerModel"), upsampler, torch_dtype=torch_dtype
         )
     if "transformer" in plans:
         scheduler_cls = resolve_class("LTX2Scheduler")
