@@ -110,19 +110,19 @@ def test_final_leaky_relu_has_the_reference_slope():
     assert RefVocoder(**TINY_HIFIGAN).act_post.negative_slope == 0.01
 
 
-@pytest.mark.parametrize("final", ["clamp", None])
-def test_bigvgan_generator_matches_ltx_core(final):
+@pytest.mark.parametrize(("activation", "final"), [("snakebeta", "clamp"), ("snakebeta", None), ("snake", "clamp")])
+def test_bigvgan_generator_matches_ltx_core(activation, final):
     reference = randomize(
         RefVocoder(
             **TINY_HIFIGAN,
             resblock="AMP1",
-            activation="snakebeta",
+            activation=activation,
             use_tanh_at_final=False,
             apply_final_activation=final is not None,
             use_bias_at_final=False,
         )
     )
-    ours = LTX2Vocoder(**TINY_HIFIGAN_OURS, act_fn="snakebeta", antialias=True, final_act_fn=final, final_bias=False)
+    ours = LTX2Vocoder(**TINY_HIFIGAN_OURS, act_fn=activation, antialias=True, final_act_fn=final, final_bias=False)
     load_through_key_map(ours.eval(), reference)
     mel = torch.randn(1, 2, 7, 64)
     with torch.no_grad():
