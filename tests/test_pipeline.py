@@ -1,0 +1,158 @@
+"""LTX2AVPipeline on the tiny random pipeline: inputs, outputs, conditioning, callbacks, defaults, errors."""
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+
+from ltx2_diffusers.pipelines.guidance import GuidanceScales
+from ltx2_diffusers.pipelines.pipeline_ltx2_av import (
+    DEFAULT_NEGATIVE_PROMPT,
+    MODEL_VERSION_DEFAULTS,
+    LTX2AVPipeline,
+)
+from ltx2_diffusers.pipelines.tiny import build_tiny_pipeline
+
+# 9 frames at 64x64: latent 2x2x2 = 8 video tokens; round(9 / 24 * 25) = 9 audio tokens. Guidance off (one pass per
+# step, no negative prompt) unless a test asks for it: the guided passes are tested in test_pipeline_guidance.py.
+NEUTRAL = GuidanceScales()
+SMALL = {"num_frames": 9, "height": 64, "width": 64, "num_inference_steps": 1}
+SMALL |= {"video_guidance": NEUTRAL, "audio_guidance": NEUTRAL}
+
+
+@pytest.fixture(scope="module")
+def pipe() -> LTX2AVPipeline:
+    return build_tiny_pipeline(seed=0)
+
+
+def run(pipe, prompt="a cat", seed=0, **kwargs):
+    return pipe(prompt, generator=torch.Generator().manual_seed(seed), **{**SMALL, **kwargs})
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"num_frames": 16}, ValueError, r"num_frames=16 is not of the form 8\*k \+ 1.*Use 9 or 17"),
+        ({"height": 100}, ValueError, r"height=100 is not a positive multiple of 32.*Use 96 or 128"),
+        ({"width": 48}, ValueError, r"width=48 is not a positive multiple of 32.*Use 32 or 64"),
+        ({"prompt": []}, ValueError, r"prompt is an empty list"),
+        ({"image": torch.zeros(3, 32, 64)}, ValueError, r"image is 32x64 \(HxW\) but the video is 64x64"),
+        ({"image": torch.zeros(3, 64, 64), "image_strength": -0.5}, ValueError, r"strength -0.5 is outside \[0, 1\]"),
+        ({"output_type": "gif"}, ValueError, r"output_type must be one of"),
+        ({"negative_prompt": ["a", "b"]}, ValueError, r"got 2 negative prompts for 1 prompts"),
+    ],
+)
+def test_bad_input_fails_fast_with_a_clear_message(pipe, kwargs, error, message):
+    prompt = kwargs.pop("prompt", "a cat")
+    with pytest.raises(error, match=message):
+        run(pipe, prompt, **kwargs)
+
+
+def test_output_types_shapes_and_ranges(pipe):
+    np_out = run(pipe, output_type="np")
+    assert np_out.frames.shape == (1, 9, 64, 64, 3) and np_out.frames.dtype == np.float32
+    assert 0.0 <= np_out.frames.min() and np_out.frames.max() <= 1.0
+    # 9 audio latents -> 4 * 9 - 3 = 33 mel frames -> 33 * 240 samples at 24 kHz, stereo
+    assert np_out.audio.shape == (1, 2, 33 * 240) and np_out.audio.dtype == torch.float32
+    assert np_out.audio_sample_rate == 24000
+
+    pt_out = run(pipe, output_type="pt")
+    torch.testing.assert_close(pt_out.frames.permute(0, 1, 3, 4, 2).numpy(), np_out.frames)  # same seed, same clip
+
+    pil_frames, audio = run(pipe, output_type="pil", return_dict=False)
+    assert len(pil_frames) == 1 and len(pil_frames[0]) == 9 and pil_frames[0][0].size == (64, 64)
+    expected = (np_out.frames[0, 3] * 255).astype(np.uint8)  # truncation, as the reference's export
+    np.testing.assert_array_equal(np.asarray(pil_frames[0][3]), expected)
+    torch.testing.assert_close(audio, np_out.audio)
+
+    latent = run(pipe, output_type="latent")
+    assert latent.frames.shape == (1, 128, 2, 2, 2) and latent.audio.shape == (1, 8, 9, 16)
+    assert latent.audio_sample_rate is None
+
+
+def test_prompts_times_videos_per_prompt_and_seeds(pipe):
+    out = run(pipe, ["a cat", "a dog"], num_videos_per_prompt=2, output_type="latent")
+    assert out.frames.shape[0] == 4 and out.audio.shape[0] == 4
+    clips = out.frames.flatten(1)
+    assert not torch.allclose(clips[0], clips[1])  # different noise per video
+    assert not torch.allclose(clips[0], clips[2])
+    again = run(pipe, ["a cat", "a dog"], num_videos_per_prompt=2, output_type="latent")
+    torch.testing.assert_close(again.frames, out.frames)  # a seeded generator reproduces the batch
+
+
+def test_callback_sees_every_step_and_can_replace_latents(pipe):
+    seen = []
+
+    def callback(p, step_index, timestep, tensors):
+        seen.append((step_index, timestep, tuple(tensors)))
+        if step_index == 2:
+            return {"video_latents": torch.zeros_like(tensors["video_latents"])}
+        return {}
+
+    out = run(
+        pipe,
+        num_inference_steps=3,
+        output_type="latent",
+        callback_on_step_end=callback,
+        callback_on_step_end_tensor_inputs=("video_latents", "audio_latents"),
+    )
+    assert [s[0] for s in seen] == [0, 1, 2]
+    assert seen[0][1] == pytest.approx(1000.0) and seen[0][2] == ("video_latents", "audio_latents")
+    assert torch.count_nonzero(out.frames) == 0 and torch.count_nonzero(out.audio) > 0
+    with pytest.raises(ValueError, match="callback tensor 'prompt_embeds' is not one of"):
+        run(pipe, callback_on_step_end=callback, callback_on_step_end_tensor_inputs=("prompt_embeds",))
+
+
+def test_image_at_strength_one_stays_exact_and_keyframes_are_dropped_from_the_output(pipe):
+    image = torch.rand(3, 64, 64) * 2 - 1
+    expected = pipe.encode_image(image, 64, 64, torch.device("cpu"))  # (1, 128, 1, 2, 2)
+    guided = {"video_guidance": MODEL_VERSION_DEFAULTS["2.0"].video_guidance}  # with every guidance pass running
+    out = run(pipe, image=image, num_inference_steps=2, output_type="latent", **guided)
+    torch.testing.assert_close(out.frames[:, :, :1], expected)
+    free = run(pipe, num_inference_steps=2, output_type="latent")
+    assert not torch.allclose(free.frames[:, :, :1], expected)
+
+    keyed = run(pipe, keyframes=[(image, 8, 1.0)], num_inference_steps=2, output_type="latent")
+    assert keyed.frames.shape == (1, 128, 2, 2, 2)  # the appended keyframe tokens are not part of the clip
+    assert not torch.allclose(keyed.frames, free.frames)  # ... but they did condition it
+
+    pil = PIL.Image.fromarray((np.random.default_rng(0).random((48, 80, 3)) * 255).astype(np.uint8))
+    assert run(pipe, image=pil, output_type="latent").frames.shape == (1, 128, 2, 2, 2)  # resized and cropped
+
+
+def test_defaults_follow_the_model_version():
+    assert MODEL_VERSION_DEFAULTS["2.0"].num_inference_steps == 40
+    assert MODEL_VERSION_DEFAULTS["2.3"].num_inference_steps == 30
+    assert MODEL_VERSION_DEFAULTS["2.0"].video_guidance == GuidanceScales(3.0, 1.0, 3.0, 0.7, (29,))
+    assert MODEL_VERSION_DEFAULTS["2.0"].audio_guidance == GuidanceScales(7.0, 1.0, 3.0, 0.7, (29,))
+    assert MODEL_VERSION_DEFAULTS["2.3"].video_guidance.stg_blocks == (28,)
+    assert DEFAULT_NEGATIVE_PROMPT.startswith("blurry, out of focus, overexposed")
+    assert DEFAULT_NEGATIVE_PROMPT.endswith("stylized filters, or AI artifacts.")
+    assert build_tiny_pipeline(model_version="2.0").model_version == "2.0"
+    assert build_tiny_pipeline(model_version="2.3").model_version == "2.3"
+    with pytest.raises(ValueError, match="model_version must be '2.0' or '2.3'"):
+        build_tiny_pipeline(model_version="2.5")
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_default_steps_are_used_when_none_given(pipe):
+    def stop(p, i, t, d):
+        raise _Stop
+
+    with pytest.raises(_Stop):
+        run(pipe, num_inference_steps=None, video_guidance=None, audio_guidance=None, callback_on_step_end=stop)
+    assert len(pipe.scheduler.sigmas) == 41  # LTX-2: 40 steps
+    assert float(pipe.scheduler.sigmas[-2]) == pytest.approx(0.1)
+
+
+def test_explicit_sigmas_override_the_schedule(pipe):
+    timesteps = []
+
+    def callback(p, i, t, d):
+        timesteps.append(t)
+
+    run(pipe, num_inference_steps=None, sigmas=[1.0, 0.725, 0.0], output_type="latent", callback_on_step_end=callback)
+    assert timesteps == pytest.approx([1000.0, 725.0])

@@ -1,0 +1,121 @@
+"""save_pretrained / from_pretrained: our folders, diffusers' LTX2Pipeline folders, and DiffusionPipeline.from_pretrained."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from ltx2_diffusers.pipelines.guidance import GuidanceScales
+from ltx2_diffusers.pipelines.pipeline_ltx2_av import LTX2AVPipeline
+from ltx2_diffusers.pipelines.tiny import build_tiny_pipeline
+from ltx2_diffusers.schedulers.scheduling_ltx2 import LTX2Scheduler
+
+OURS = {
+    "transformer": "ltx2_diffusers.models.transformer_ltx2.LTX2VideoTransformer3DModel",
+    "vae": "ltx2_diffusers.models.autoencoder_kl_ltx2.AutoencoderKLLTX2Video",
+    "audio_vae": "ltx2_diffusers.models.autoencoder_kl_ltx2_audio.AutoencoderKLLTX2Audio",
+    "connectors": "ltx2_diffusers.models.connectors.LTX2TextConnectors",
+    "vocoder": "ltx2_diffusers.models.vocoder.LTX2Vocoder",
+    "scheduler": "ltx2_diffusers.schedulers.scheduling_ltx2.LTX2Scheduler",
+}
+GUIDED = GuidanceScales(cfg=3.0, stg=1.0, modality=3.0, rescale=0.7, stg_blocks=(29,))
+
+
+def generate(pipe):
+    kwargs = {"num_frames": 9, "height": 64, "width": 64, "num_inference_steps": 2, "output_type": "latent"}
+    out = pipe(
+        "a cat", generator=torch.Generator().manual_seed(0), video_guidance=GUIDED, audio_guidance=GUIDED, **kwargs
+    )
+    return out.frames, out.audio
+
+
+def class_paths(pipe) -> dict[str, str]:
+    return {name: f"{type(c).__module__}.{type(c).__name__}" for name, c in pipe.components.items() if name in OURS}
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    pipe = build_tiny_pipeline(seed=1)
+    folder = tmp_path_factory.mktemp("tiny_ltx2")
+    pipe.save_pretrained(folder)
+    return pipe, folder, generate(pipe)
+
+
+def test_save_pretrained_records_our_library_and_round_trips(saved):
+    pipe, folder, expected = saved
+    index = json.loads((folder / "model_index.json").read_text())
+    assert index["_class_name"] == "LTX2AVPipeline"
+    for name in OURS:
+        assert index[name][0] == "ltx2_diffusers", (name, index[name])
+    assert index["text_encoder"] == ["transformers", "Gemma3ForConditionalGeneration"]
+
+    loaded = LTX2AVPipeline.from_pretrained(folder)
+    assert class_paths(loaded) == OURS
+    for name in ("transformer", "vae", "audio_vae", "connectors", "vocoder"):
+        ours, theirs = pipe.components[name].state_dict(), loaded.components[name].state_dict()
+        assert ours.keys() == theirs.keys()
+        assert all(torch.equal(ours[k], theirs[k]) for k in ours), name
+    frames, audio = generate(loaded)
+    torch.testing.assert_close(frames, expected[0], rtol=0, atol=0)
+    torch.testing.assert_close(audio, expected[1], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    "imports",
+    [
+        "import ltx2_diffusers; from diffusers import DiffusionPipeline",
+        "from diffusers import DiffusionPipeline; import ltx2_diffusers",
+    ],
+)
+def test_diffusion_pipeline_from_pretrained_returns_ours_after_import(saved, imports):
+    _, folder, _ = saved
+    code = (
+        f"{imports}\n"
+        f"pipe = DiffusionPipeline.from_pretrained({str(folder)!r})\n"
+        "print(type(pipe).__module__ + '.' + type(pipe).__name__)\n"
+        "print(type(pipe.transformer).__module__, type(pipe.scheduler).__name__)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=os.environ | {"HF_HUB_OFFLINE": "1"}
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    assert lines[-2] == "ltx2_diffusers.pipelines.pipeline_ltx2_av.LTX2AVPipeline"
+    assert lines[-1] == "ltx2_diffusers.models.transformer_ltx2 LTX2Scheduler"
+
+
+def test_import_does_not_import_diffusers():
+    code = "import sys, ltx2_diffusers; print('diffusers' in sys.modules, 'torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False False"
+
+
+def test_a_diffusers_ltx2_pipeline_folder_loads_into_our_classes(saved, tmp_path):
+    """A folder saved by diffusers' own LTX2Pipeline (diffusers' classes, FlowMatch scheduler) builds OUR pipeline."""
+    import diffusers
+    from diffusers.pipelines.ltx2 import LTX2TextConnectors, LTX2Vocoder
+
+    pipe, folder, expected = saved
+    theirs = diffusers.LTX2Pipeline(
+        scheduler=diffusers.FlowMatchEulerDiscreteScheduler(),
+        vae=diffusers.AutoencoderKLLTX2Video.from_pretrained(folder, subfolder="vae"),
+        audio_vae=diffusers.AutoencoderKLLTX2Audio.from_pretrained(folder, subfolder="audio_vae"),
+        text_encoder=pipe.text_encoder,
+        tokenizer=pipe.tokenizer,
+        connectors=LTX2TextConnectors.from_pretrained(folder, subfolder="connectors"),
+        transformer=diffusers.LTX2VideoTransformer3DModel.from_pretrained(folder, subfolder="transformer"),
+        vocoder=LTX2Vocoder.from_pretrained(folder, subfolder="vocoder"),
+    )
+    theirs.save_pretrained(tmp_path)
+    index = json.loads((tmp_path / "model_index.json").read_text())
+    assert index["_class_name"] == "LTX2Pipeline" and index["transformer"][0] == "diffusers"
+
+    loaded = LTX2AVPipeline.from_pretrained(tmp_path)
+    assert class_paths(loaded) == OURS
+    assert isinstance(loaded.scheduler, LTX2Scheduler)  # the reference's schedule, not diffusers' token-count shift
+    frames, audio = generate(loaded)
+    torch.testing.assert_close(frames, expected[0], rtol=0, atol=0)
+    torch.testing.assert_close(audio, expected[1], rtol=0, atol=0)
