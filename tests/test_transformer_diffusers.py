@@ -94,7 +94,9 @@ def test_called_like_diffusers_pipeline():
     video_coords = ours.rope.prepare_video_coords(2, FRAMES, HEIGHT, WIDTH, torch.device("cpu"), fps=FPS)
     audio_coords = ours.audio_rope.prepare_audio_coords(2, 5, torch.device("cpu"))
     inputs = make_inputs("ltx2", 2)
-    torch.testing.assert_close(video_coords, inputs.video_positions, rtol=0, atol=0)
+    torch.testing.assert_close(video_coords, inputs.video_positions, rtol=0, atol=0)  # float32 model: float32
+    assert ours.to(torch.bfloat16).rope.prepare_video_coords(1, 2, 2, 2).dtype == torch.bfloat16  # as the reference
+    ours.float()
     torch.testing.assert_close(audio_coords, inputs.audio_positions, rtol=0, atol=0)
     timestep = torch.tensor(600.0).expand(2)
     with ours.cache_context("cond_uncond"), torch.no_grad():

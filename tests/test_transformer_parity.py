@@ -134,3 +134,35 @@ def test_video_only_skips_audio_and_cross_modal_layers(pair):
     isolated = ours(**inputs.ours(), isolate_modalities=True)
     torch.testing.assert_close(video_only[0], isolated[0], rtol=0, atol=1e-6)
     assert video_only[1] is None
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_bf16_bit_exact_with_reference_positions(layout):
+    # In bf16 we round like ltx-core, op for op (bf16 positions, RoPE with addcmul, modulation order): on CPU the
+    # outputs are identical. Float32 positions (what diffusers' pipeline passes) move the bf16 RoPE angles by up to
+    # f_k * 2^-8 ~ 30 rad at the highest frequency, which changes the output by O(1).
+    reference, ours = build_pair(layout, seed=7)
+    reference, ours = reference.to(torch.bfloat16), ours.to(torch.bfloat16)
+    inputs = make_inputs(
+        layout, 3, video_sigma=[0.9, 0.6, 0.3], audio_sigma=[0.2, 1.0, 0.5], condition_first_frame=True
+    )
+    for name in ("video", "audio", "video_context", "audio_context"):
+        setattr(inputs, name, getattr(inputs, name).bfloat16())
+    inputs.video_positions = inputs.video_positions.bfloat16()
+    core = ltx_core_perturbations([[], [("video_stg", [1])], [("a2v", None), ("audio_stg", None)]])
+    perturbations = Perturbations(
+        video_stg_blocks=(1,),
+        audio_stg_blocks=(0, 1, 2),
+        video_stg_mask=torch.tensor([0.0, 1.0, 0.0]),
+        audio_stg_mask=torch.tensor([0.0, 0.0, 1.0]),
+        skip_a2v_mask=torch.tensor([0.0, 0.0, 1.0]),
+    )
+    expected, got = run_both(reference, ours, inputs, core, perturbations=perturbations)
+    assert got[0].dtype == torch.bfloat16
+    torch.testing.assert_close(got[0], expected[0], rtol=0, atol=0)
+    torch.testing.assert_close(got[1], expected[1], rtol=0, atol=0)
+    with torch.no_grad():
+        fp32_positions = ours(
+            **{**inputs.ours(), "video_coords": inputs.video_positions.float()}, perturbations=perturbations
+        )
+    assert (fp32_positions[0].float() - expected[0].float()).abs().max() > 0.1

@@ -159,7 +159,8 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor, rope_type: str = "split") ->
     """
     if rope_type == "split":
         x1, x2 = x.chunk(2, dim=-1)
-        return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+        # addcmul rounds once per output, as ltx-core does: same bf16 numbers, not just the same formula
+        return torch.cat([torch.addcmul(x1 * cos, -sin, x2), torch.addcmul(x2 * cos, sin, x1)], dim=-1)
     even, odd = x.unflatten(-1, (-1, 2)).unbind(-1)
     rotated = torch.stack([-odd, even], dim=-1).flatten(-2)
     return x * cos + rotated * sin
@@ -168,13 +169,14 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor, rope_type: str = "split") ->
 class VideoCoordinates:
     """`transformer.rope` for diffusers' pipelines, which call `transformer.rope.prepare_video_coords(...)`.
 
-    Holds no weights. Returns float32 positions, as diffusers does; our pipeline calls `video_positions` with the
-    latent dtype instead, which is what the reference does.
+    Holds no weights. Returns positions in `dtype`, the transformer's dtype: like the reference (bf16 positions in a
+    bf16 run), unlike diffusers (float32), whose bf16 RoPE therefore differs from the reference by O(1) in the output.
     """
 
-    def __init__(self, scale_factors: tuple[int, int, int], causal_offset: int):
+    def __init__(self, scale_factors: tuple[int, int, int], causal_offset: int, dtype: torch.dtype = torch.float32):
         self.scale_factors = tuple(scale_factors)
         self.causal_offset = causal_offset
+        self.dtype = dtype
 
     def prepare_video_coords(
         self,
@@ -192,6 +194,7 @@ class VideoCoordinates:
             width,
             fps,
             device=device,
+            dtype=self.dtype,
             scale_factors=self.scale_factors,
             causal_offset=self.causal_offset,
         )

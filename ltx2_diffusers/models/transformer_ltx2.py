@@ -369,11 +369,23 @@ class LTX2VideoTransformer3DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, Fro
         self.proj_out = nn.Linear(dim, out_channels)
         self.audio_proj_out = nn.Linear(audio_dim, audio_out_channels)
 
-        # Coordinate helpers under the names diffusers' pipelines call (`transformer.rope.prepare_video_coords`).
-        self.rope = VideoCoordinates(tuple(vae_scale_factors), causal_offset)
-        self.audio_rope = AudioCoordinates(audio_sampling_rate, audio_hop_length, audio_scale_factor, causal_offset)
         self.gradient_checkpointing = False
         self.sdpa_backend: str | None = None
+
+    @property
+    def rope(self) -> VideoCoordinates:
+        """Video positions under the name diffusers' pipelines call (`transformer.rope.prepare_video_coords`), in
+        this model's dtype, as the reference does (spec §13.2)."""
+        cfg = self.config
+        return VideoCoordinates(tuple(cfg.vae_scale_factors), cfg.causal_offset, dtype=self.dtype)
+
+    @property
+    def audio_rope(self) -> AudioCoordinates:
+        """Audio positions (float32) under diffusers' name (`transformer.audio_rope.prepare_audio_coords`)."""
+        cfg = self.config
+        return AudioCoordinates(
+            cfg.audio_sampling_rate, cfg.audio_hop_length, cfg.audio_scale_factor, cfg.causal_offset
+        )
 
     def set_attention_backend(self, backend: str | None) -> None:
         """Pick the SDPA kernel for every attention: "cudnn", "flash", "efficient", "math" (or diffusers' native
