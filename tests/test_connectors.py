@@ -310,3 +310,40 @@ def test_gradient_checkpointing_and_lora_adapters():
         after = plain(hidden_states, mask)[0]
     assert not torch.allclose(before, after)
     assert any("lora_A" in name for name, _ in plain.named_parameters())
+
+
+RELEASED = {
+    # diffusers-ltx2.md §1.3: LTX-2 connectors and the LTX-2.3 values.
+    "ltx-2": dict(rope_type="split"),
+    "ltx-2.3": dict(
+        rope_type="split",
+        video_connector_num_attention_heads=32,
+        video_connector_num_layers=8,
+        video_gated_attn=True,
+        audio_connector_num_attention_heads=32,
+        audio_connector_attention_head_dim=64,
+        audio_connector_num_layers=8,
+        audio_gated_attn=True,
+        per_modality_projections=True,
+        proj_bias=True,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(RELEASED))
+def test_released_configs_have_diffusers_names_and_shapes(name):
+    with torch.device("meta"):
+        ours = LTX2TextConnectors(**RELEASED[name])
+        theirs = DiffusersTextConnectors(**RELEASED[name])
+    shapes = {key: tuple(value.shape) for key, value in ours.state_dict().items()}
+    assert shapes == {key: tuple(value.shape) for key, value in theirs.state_dict().items()}
+    if name == "ltx-2":
+        assert sum(value.numel() for value in ours.state_dict().values()) == 1_431_475_200  # diffusers-ltx2.md §1.3
+        assert len(shapes) == 59 and shapes["text_proj_in.weight"] == (3840, 3840 * 49)
+    else:
+        assert shapes["video_text_proj_in.weight"] == (4096, 3840 * 49)
+        assert shapes["audio_connector.transformer_blocks.7.attn1.to_gate_logits.weight"] == (32, 2048)
+    to_original = diffusers_to_original_keys(shapes, config=RELEASED[name])
+    assert original_to_diffusers_keys(to_original.values(), config=RELEASED[name]) == {
+        original: key for key, original in to_original.items()
+    }

@@ -123,3 +123,25 @@ def test_bad_configs_and_inputs_fail_with_clear_messages():
         original_to_diffusers_keys(["encoder.conv_in.weight"])
     with pytest.raises(ValueError, match="names the upsampling conv upsampler.0"):
         original_to_diffusers_keys(["upsampler.conv.weight"], config={"use_rational_resampler": False})
+
+
+@pytest.mark.parametrize(
+    "original",
+    [
+        dict(mid_channels=1024, spatial_scale=2.0, rational_resampler=False),  # ltx-2-spatial-upscaler-x2-1.0
+        dict(mid_channels=1024, spatial_scale=1.5, rational_resampler=True),  # ltx-2.3 x1.5
+        dict(mid_channels=1024, spatial_scale=2.0, rational_resampler=True),  # diffusers' Lightricks/LTX-2 folder
+        dict(mid_channels=512, spatial_upsample=False, temporal_upsample=True),  # ltx-2.3 temporal x2
+    ],
+)
+def test_released_configs_have_diffusers_names_and_shapes(original):
+    config = upsampler_config_from_original(original)
+    with torch.device("meta"):
+        ours = LTX2LatentUpsamplerModel(**config)
+        theirs = DiffusersUpsampler(**config)
+        reference = LatentUpsamplerConfigurator.from_config(original)
+    shapes = {key: tuple(value.shape) for key, value in ours.state_dict().items()}
+    assert shapes == {key: tuple(value.shape) for key, value in theirs.state_dict().items()}
+    assert shapes == {key: tuple(value.shape) for key, value in reference.state_dict().items()}  # file names too
+    if original["mid_channels"] == 1024 and not original["rational_resampler"]:
+        assert round(sum(value.numel() for value in ours.parameters()) / 1e6, 1) == 497.9  # diffusers-ltx2.md §1.3
