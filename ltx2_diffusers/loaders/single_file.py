@@ -34,7 +34,7 @@ UNKNOWN_TENSORS_NAME = "ltx2_original_unknown.safetensors"
 PIPELINE_CLASS = "LTX2AVPipeline"
 LIBRARY = "ltx2_diffusers"
 DEFAULT_MAX_SHARD_SIZE = 5 * 10**9  # what diffusers' converter uses ("5GB")
-_CHUNK_BYTES = 64 * 2**20  # copy granularity: bounds memory whatever the tensor size
+_CHUNK_BYTES = 32 * 2**20  # copy granularity: bounds memory whatever the tensor size
 
 # component -> (key-map module, name prefix of its three API names in that module)
 KEY_MAPS: dict[str, tuple[str, str]] = {
@@ -140,22 +140,22 @@ class _Planned:
 
 
 def _copy_tensor(src: TensorEntry, dtype: str, out) -> None:
-    """Append `src`'s data to the open file `out`, converted to `dtype`, `_CHUNK_BYTES` at a time."""
+    """Append `src`'s data to the open file `out`, converted to `dtype`, through one `_CHUNK_BYTES` buffer."""
     in_size = _DTYPES[src.dtype].itemsize
-    chunk = max(in_size, _CHUNK_BYTES // in_size * in_size)
+    buffer = memoryview(bytearray(min(src.nbytes, max(in_size, _CHUNK_BYTES // in_size * in_size))))
     with open(src.path, "rb") as f:
         f.seek(src.offset)
         remaining = src.nbytes
         while remaining:
-            data = bytearray(f.read(min(chunk, remaining)))
-            if not data:
+            view = buffer[: min(len(buffer), remaining)]
+            if f.readinto(view) != len(view):
                 raise ValueError(f"{src.path}: ended inside tensor {src.name!r}: the file is truncated.")
-            remaining -= len(data)
+            remaining -= len(view)
             if dtype == src.dtype:
-                out.write(data)
+                out.write(view)
             else:
-                converted = torch.frombuffer(data, dtype=_DTYPES[src.dtype]).to(_DTYPES[dtype])
-                out.write(converted.view(torch.uint8).numpy().tobytes())
+                converted = torch.frombuffer(view, dtype=_DTYPES[src.dtype]).to(_DTYPES[dtype])
+                out.write(converted.view(torch.uint8).numpy())
 
 
 def write_safetensors(path: str | os.PathLike, tensors: list[_Planned], metadata: dict[str, str] | None) -> None:
