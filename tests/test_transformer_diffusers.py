@@ -130,3 +130,21 @@ def test_called_like_diffusers_pipeline():
         )
     assert video.shape == (2, FRAMES * HEIGHT * WIDTH, 8) and audio.shape == (2, 5, 8)
     torch.testing.assert_close(video, unmasked[0], rtol=0, atol=1e-6)
+
+
+def test_peft_lora_adapter_and_scale():
+    from peft import LoraConfig
+
+    model = LTX2VideoTransformer3DModel(**OUR_CONFIGS["ltx2"]).eval()
+    init_every_parameter(model, seed=13)
+    inputs = make_inputs("ltx2", 1)
+    with torch.no_grad():
+        base = model(**inputs.ours())[0]
+        targets = ["to_q", "to_k", "to_v", "to_out.0", "ff.net.0.proj", "ff.net.2"]
+        model.add_adapter(LoraConfig(r=4, target_modules=targets, init_lora_weights=False))
+        adapted = model(**inputs.ours())[0]
+        switched_off = model(**inputs.ours(), attention_kwargs={"scale": 0.0})[0]  # diffusers' LoRA strength
+        after = model(**inputs.ours())[0]  # the scale is undone after the call
+    assert (adapted - base).abs().max() > 1e-2
+    torch.testing.assert_close(switched_off, base, rtol=0, atol=1e-6)
+    torch.testing.assert_close(after, adapted, rtol=0, atol=0)
