@@ -190,6 +190,10 @@ def test_fp8_tensors_kept_or_upcast(tmp_path):
     assert up["proj_in.weight"].dtype == torch.float32  # other tensors keep their dtype under "keep"
     sf.convert_diffusers_to_original(tmp_path / "kept", tmp_path / "back.safetensors")
     assert raw_bytes(tmp_path / "back.safetensors") == raw_bytes(checkpoint)
+    sd[name.replace(".weight", ".weight_scale")] = torch.ones(())
+    save_file(sd, str(checkpoint), metadata=metadata)
+    with pytest.raises(ValueError, match="pre-quantised fp8 checkpoint .* Convert the bf16 file"):
+        sf.convert_original_to_diffusers(checkpoint, tmp_path / "scaled")
 
 
 def test_partial_file_converts_what_it_holds(tmp_path):

@@ -302,6 +302,13 @@ def plan_checkpoint(
             f"{sorted(config)}): this is not an LTX-2 checkpoint."
         )
     md.detect_model_version(metadata, config)
+    scaled = [k for k in entries if k.endswith((".weight_scale", ".input_scale"))]
+    if scaled:
+        raise ValueError(
+            f"{path} is a pre-quantised fp8 checkpoint (per-tensor scales such as {scaled[0]!r}, for ltx-core's "
+            "fp8-scaled-mm path): its weights are not usable without those scales, which diffusers classes do not "
+            "hold. Convert the bf16 file, or an fp8-cast file (plain float8 weights, kept or upcast with --upcast-fp8)."
+        )
     grouped, unknown = split_by_component(entries, MODEL_COMPONENTS)
     if components is not None:
         grouped = {c: k for c, k in grouped.items() if c in components}
