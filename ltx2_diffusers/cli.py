@@ -100,7 +100,7 @@ def generate(args: argparse.Namespace) -> str:
         from .utils.media import load_image
 
         image = load_image(args.image)
-    generator = torch.Generator(device="cpu" if args.offload else device).manual_seed(args.seed)
+    generator = torch.Generator(device=device).manual_seed(args.seed)  # noise is drawn on the device, as the reference
     output = pipe(
         args.prompt,
         args.negative_prompt,

@@ -129,7 +129,10 @@ def test_defaults_follow_the_model_version():
     assert DEFAULT_NEGATIVE_PROMPT.startswith("blurry, out of focus, overexposed")
     assert DEFAULT_NEGATIVE_PROMPT.endswith("stylized filters, or AI artifacts.")
     assert build_tiny_pipeline(model_version="2.0").model_version == "2.0"
-    assert build_tiny_pipeline(model_version="2.3").model_version == "2.3"
+    ltx23 = build_tiny_pipeline(model_version="2.3")
+    assert ltx23.model_version == "2.3" and ltx23.audio_sample_rate == 48000
+    out = run(ltx23, output_type="np")  # LTX-2.3 layout end to end: 33 mel frames -> 16 kHz -> 48 kHz
+    assert out.frames.shape == (1, 9, 64, 64, 3) and out.audio.shape == (1, 2, 33 * 480)
     with pytest.raises(ValueError, match="model_version must be '2.0' or '2.3'"):
         build_tiny_pipeline(model_version="2.5")
 

@@ -103,6 +103,11 @@ def prepare_latents(
     Zeros, then the conditions, then noise by the denoise masks; video first, then audio, from the same generator
     (the reference's draw order, spec §9). Video positions are rounded to `dtype` like the reference's (spec §13.2).
     """
+    if generator is not None and torch.device(generator.device).type != torch.device(device).type:
+        raise ValueError(
+            f"the generator is on {generator.device} but the latents are made on {device}: noise is drawn where the "
+            f"latents live, as the reference does. Pass torch.Generator(device={str(device)!r}).manual_seed(seed)."
+        )
     grid = ((num_frames - 1) // 8 + 1, height // 32, width // 32)
     video = video_latent_state(batch_size, *grid, frame_rate, num_channels=video_channels, dtype=dtype, device=device)
     for cond in conditions:
@@ -273,7 +278,7 @@ def guided_denoise(
 # Decoding
 
 
-def decode_video(vae: torch.nn.Module, latents: Tensor, generator: torch.Generator | None = None) -> Tensor:
+def decode_video(vae: torch.nn.Module, latents: Tensor) -> Tensor:
     """Normalised video latents (B, 128, F', H', W') -> pixels (B, 3, 8(F'-1)+1, 32H', 32W') float in [-1, 1].
 
     Tiling follows the VAE's own switch (`vae.enable_tiling()`), as in diffusers.
@@ -290,6 +295,11 @@ def decode_video(vae: torch.nn.Module, latents: Tensor, generator: torch.Generat
 def decode_audio(audio_vae: torch.nn.Module, vocoder: torch.nn.Module, latents: Tensor) -> Tensor:
     """Normalised audio latents (B, 8, T_a, 16) -> stereo waveform (B, 2, samples) float32 at the vocoder's rate."""
     tokens = patchify_audio(latents)
+    if audio_vae.latents_mean.numel() != tokens.shape[-1]:
+        raise ValueError(
+            f"the audio VAE holds {audio_vae.latents_mean.numel()} latent statistics but audio tokens have "
+            f"{tokens.shape[-1]} features (channels x mel bins); the VAE does not belong to this transformer"
+        )
     mean = audio_vae.latents_mean.to(tokens.device, tokens.dtype)
     std = audio_vae.latents_std.to(tokens.device, tokens.dtype)
     latents = unpatchify_audio(tokens * std + mean, latents.shape[-1]).to(audio_vae.dtype)

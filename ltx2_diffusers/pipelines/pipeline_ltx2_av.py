@@ -266,7 +266,7 @@ class LTX2AVPipeline(DiffusionPipeline):
         video_guidance: GuidanceScales | GuidanceSchedule | None = None,
         audio_guidance: GuidanceScales | GuidanceSchedule | None = None,
         num_videos_per_prompt: int = 1,
-        generator: torch.Generator | list[torch.Generator] | None = None,
+        generator: torch.Generator | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
         callback_on_step_end: Callable | None = None,

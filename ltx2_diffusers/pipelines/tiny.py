@@ -2,7 +2,7 @@
 
 Same architecture and the SAME compression as the real model, only narrow: the video VAE compresses 8x in time and
 32x in space (patch 4, then 2x3 spatial and 3 temporal halvings), the audio VAE 4x in time and mel (64 -> 16 bins),
-the vocoder upsamples 240x to 24 kHz, so real-looking sizes work: 17 frames at 128x128 are 3x4x4 = 48 video tokens
+the vocoder upsamples 240x to 24 kHz (LTX-2.3: 160x to 16 kHz, then bandwidth extension to 48 kHz), so real-looking sizes work: 17 frames at 128x128 are 3x4x4 = 48 video tokens
 and 18 audio tokens. The transformer has 30 blocks (so the real defaults' STG blocks 29 / 28 exist) of width 16.
 The text encoder is the tiny Gemma-3 of `utils/tiny_gemma.py`. Weights are random: the output is noise with sound.
 """
@@ -97,6 +97,22 @@ TINY_VOCODER_CONFIG = {
     "output_sampling_rate": 24000,
 }
 
+# LTX-2.3: BigVGAN-v2 at 16 kHz (160x per mel frame), then bandwidth extension to 48 kHz, the real factors.
+TINY_VOCODER_BWE_CONFIG = {
+    "in_channels": 128,
+    "hidden_channels": 64,
+    "upsample_kernel_sizes": [11, 4, 4, 4, 4, 4],
+    "upsample_factors": [5, 2, 2, 2, 2, 2],
+    "resnet_kernel_sizes": [3],
+    "resnet_dilations": [[1, 3]],
+    "bwe_hidden_channels": 32,
+    "bwe_upsample_kernel_sizes": [12, 11, 4, 4, 4],
+    "bwe_upsample_factors": [6, 5, 2, 2, 2],
+    "bwe_resnet_kernel_sizes": [3],
+    "bwe_resnet_dilations": [[1, 3]],
+    "output_sampling_rate": 48000,
+}
+
 
 def build_tiny_pipeline(seed: int = 0, model_version: str = "2.0") -> LTX2AVPipeline:
     """A random tiny LTX2AVPipeline in fp32 on the CPU; the same seed gives the same weights.
@@ -111,6 +127,7 @@ def build_tiny_pipeline(seed: int = 0, model_version: str = "2.0") -> LTX2AVPipe
         LTX2TextConnectors,
         LTX2VideoTransformer3DModel,
         LTX2Vocoder,
+        LTX2VocoderWithBWE,
     )
 
     if model_version not in ("2.0", "2.3"):
@@ -122,7 +139,10 @@ def build_tiny_pipeline(seed: int = 0, model_version: str = "2.0") -> LTX2AVPipe
         connectors = LTX2TextConnectors(**tiny_connectors_config(model_version))
         vae = AutoencoderKLLTX2Video(**TINY_VAE_CONFIG)
         audio_vae = AutoencoderKLLTX2Audio(**TINY_AUDIO_VAE_CONFIG)
-        vocoder = LTX2Vocoder(**TINY_VOCODER_CONFIG)
+        if model_version == "2.3":
+            vocoder = LTX2VocoderWithBWE(**TINY_VOCODER_BWE_CONFIG)
+        else:
+            vocoder = LTX2Vocoder(**TINY_VOCODER_CONFIG)
         # Several parameters start at zero (AdaLN tables, registers): give every one small random values so each
         # path carries signal and tests can see a wrong wire.
         for module in (transformer, connectors):
