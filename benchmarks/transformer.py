@@ -208,6 +208,7 @@ def main() -> None:
     parser.add_argument("--backend", default=None, choices=["cudnn", "flash", "efficient", "math"],
                         help="SDPA kernel for every implementation (default: PyTorch's choice)")  # fmt: skip
     parser.add_argument("--compile", action="store_true", help="torch.compile every transformer block")
+    parser.add_argument("--fuse-qkv", action="store_true", help="ours: one GEMM for q/k/v (self) and k/v (cross)")
     parser.add_argument("--per-token-timesteps", action="store_true", help="(B, T) timesteps as the pipelines pass")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--iters", type=int, default=5)
@@ -224,10 +225,13 @@ def main() -> None:
     if device.type == "cuda":
         print(f"device: {torch.cuda.get_device_name(device)}, torch {torch.__version__}, "
               f"cuDNN {torch.backends.cudnn.version()}")  # fmt: skip
-    print(f"backend={args.backend or 'default'} compile={args.compile} per_token_timesteps={args.per_token_timesteps}")
+    print(f"backend={args.backend or 'default'} compile={args.compile} fuse_qkv={args.fuse_qkv} "
+          f"per_token_timesteps={args.per_token_timesteps}")  # fmt: skip
     print(f"{'impl':<10} {'video tok':>9} {'seconds':>9} {'TFLOP/s':>8}")
     for impl in args.impl:
         model = BUILDERS[impl](cfg, device, dtype)
+        if args.fuse_qkv and impl == "ours":
+            model.fuse_qkv_projections()
         if args.compile:
             with sdpa_backend(args.backend):
                 for block in model.transformer_blocks:

@@ -72,9 +72,14 @@ def block_and_inputs(layout, batch_size=2, stg=False):
     return model.transformer_blocks[0], captured["args"]
 
 
-@pytest.mark.parametrize("stg", [False, True])
-def test_block_compiles_fullgraph(stg):
+@pytest.mark.parametrize(("stg", "fused"), [(False, False), (True, False), (True, True)])
+def test_block_compiles_fullgraph(stg, fused):
     block, args = block_and_inputs("ltx23", stg=stg)
+    if fused:
+        for attn in (block.attn1, block.audio_attn1):
+            attn.fuse_projections(self_attention=True)
+        for attn in (block.attn2, block.audio_attn2, block.audio_to_video_attn, block.video_to_audio_attn):
+            attn.fuse_projections(self_attention=False)
     assert isinstance(args[2], StreamInputs) and isinstance(args[4], BlockPerturbation)
     assert (args[4].video_keep is not None) == stg
     torch._dynamo.reset()
@@ -191,3 +196,26 @@ def test_defaults_are_the_released_ltx2_values():
     assert (cfg.rope_type, cfg.rope_double_precision, cfg.cross_attn_timestep_scale_multiplier) == ("split", True, 1000)
     assert (cfg.num_layers, cfg.num_attention_heads * cfg.attention_head_dim, cfg.caption_channels) == (48, 4096, 3840)
     assert sum(p.numel() for p in model.parameters()) == 18_876_174_592  # diffusers-ltx2 §1.3
+
+
+def test_fused_projections_same_outputs_and_round_trip(tmp_path):
+    model = LTX2VideoTransformer3DModel(**OUR_CONFIGS["ltx23"]).eval()
+    init_every_parameter(model, seed=4)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    inputs = make_inputs("ltx23", 2, condition_first_frame=True)
+    perturbations = Perturbations(video_stg_blocks=(1,), video_stg_mask=torch.tensor([1.0, 0.0]))
+    with torch.no_grad():
+        expected = model(**inputs.ours(), perturbations=perturbations)
+        model.fuse_qkv_projections()
+        assert "transformer_blocks.0.attn1.to_qkv.weight" in model.state_dict()
+        assert "transformer_blocks.0.attn1.to_q.weight" not in model.state_dict()  # freed, not duplicated
+        assert "transformer_blocks.0.video_to_audio_attn.to_kv.weight" in model.state_dict()
+        got = model(**inputs.ours(), perturbations=perturbations)
+    torch.testing.assert_close(got[0], expected[0], rtol=0, atol=1e-5)
+    torch.testing.assert_close(got[1], expected[1], rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="unfuse_qkv_projections"):
+        model.save_pretrained(tmp_path)
+    model.unfuse_qkv_projections()
+    after = model.state_dict()
+    assert set(after) == set(before)
+    assert all(torch.equal(after[k], before[k]) for k in before)

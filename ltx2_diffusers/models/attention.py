@@ -86,6 +86,46 @@ class Attention(nn.Module):
         self.to_v = nn.Linear(context_dim, inner_dim, bias=bias)
         self.to_out = nn.ModuleList([nn.Linear(inner_dim, query_dim, bias=out_bias), nn.Dropout(0.0)])
         self.to_gate_logits = nn.Linear(query_dim, heads) if gated else None
+        self.to_qkv: nn.Linear | None = None  # set by fuse_projections (self-attention)
+        self.to_kv: nn.Linear | None = None  # set by fuse_projections (cross-attention)
+
+    def fuse_projections(self, self_attention: bool) -> None:
+        """Replace to_q/to_k/to_v (self-attention) or to_k/to_v (cross-attention) by one linear layer: one GEMM
+        instead of three or two, same numbers up to GEMM rounding. The separate layers are freed, not duplicated."""
+        if self.to_qkv is not None or self.to_kv is not None:
+            return
+        names = ("to_q", "to_k", "to_v") if self_attention else ("to_k", "to_v")
+        layers = [getattr(self, name) for name in names]
+        if len({layer.in_features for layer in layers}) != 1:
+            raise ValueError(
+                "to_q and to_k read different widths: this is a cross-attention, fuse with self_attention=False"
+            )
+        fused = nn.Linear(layers[0].in_features, sum(layer.out_features for layer in layers), device="meta")
+        fused.weight = nn.Parameter(torch.cat([layer.weight.detach() for layer in layers]))
+        fused.bias = (
+            None if layers[0].bias is None else nn.Parameter(torch.cat([layer.bias.detach() for layer in layers]))
+        )
+        for name in names:
+            delattr(self, name)
+        if self_attention:
+            self.to_qkv = fused
+        else:
+            self.to_kv = fused
+
+    def unfuse_projections(self) -> None:
+        """Back to diffusers' separate to_q/to_k/to_v (needed before saving or adding LoRA adapters)."""
+        fused, names = (
+            (self.to_qkv, ("to_q", "to_k", "to_v")) if self.to_qkv is not None else (self.to_kv, ("to_k", "to_v"))
+        )
+        if fused is None:
+            return
+        biases = [None] * len(names) if fused.bias is None else fused.bias.detach().chunk(len(names))
+        for name, weight, bias in zip(names, fused.weight.detach().chunk(len(names)), biases):
+            layer = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, device="meta")
+            layer.weight = nn.Parameter(weight.clone())
+            layer.bias = None if bias is None else nn.Parameter(bias.clone())
+            setattr(self, name, layer)
+        self.to_qkv = self.to_kv = None
 
     def forward(
         self,
@@ -102,10 +142,21 @@ class Attention(nn.Module):
         mask: additive bias broadcastable to (B, H, T, S), or None (the fast path).
         keep: (B, 1, 1, 1) in {0, 1}; 0 replaces this sample's attention by its values (STG, spec §1.11).
         """
-        context = x if context is None else context
-        q = self.norm_q(self.to_q(x)).unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B, H, T, d)
-        k = self.norm_k(self.to_k(context)).unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B, H, S, d)
-        v = self.to_v(context).unflatten(-1, (self.heads, -1)).transpose(1, 2)
+        if self.to_qkv is not None:
+            if context is not None:
+                raise ValueError("q/k/v are fused for self-attention, but a context was given")
+            q, k, v = self.to_qkv(x).chunk(3, dim=-1)
+        else:
+            context = x if context is None else context
+            q = self.to_q(x)
+            k, v = (
+                self.to_kv(context).chunk(2, dim=-1)
+                if self.to_kv is not None
+                else (self.to_k(context), self.to_v(context))
+            )
+        q = self.norm_q(q).unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B, H, T, d)
+        k = self.norm_k(k).unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B, H, S, d)
+        v = v.unflatten(-1, (self.heads, -1)).transpose(1, 2)
         if rope is not None:
             q = apply_rope(q, *rope, self.rope_type)
             k = apply_rope(k, *(rope if context_rope is None else context_rope), self.rope_type)

@@ -387,6 +387,29 @@ class LTX2VideoTransformer3DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, Fro
             cfg.audio_sampling_rate, cfg.audio_hop_length, cfg.audio_scale_factor, cfg.causal_offset
         )
 
+    def fuse_qkv_projections(self) -> None:
+        """One GEMM for each self-attention's q/k/v and each cross-attention's k/v, for inference speed
+        (docs/performance.md). Parameter names change while fused: `unfuse_qkv_projections()` before saving."""
+        if getattr(self, "peft_config", None):
+            raise ValueError("LoRA adapters target to_q/to_k/to_v: fuse before adding adapters, or not at all")
+        for block in self.transformer_blocks:
+            block.attn1.fuse_projections(self_attention=True)
+            block.audio_attn1.fuse_projections(self_attention=True)
+            for attn in (block.attn2, block.audio_attn2, block.audio_to_video_attn, block.video_to_audio_attn):
+                attn.fuse_projections(self_attention=False)
+
+    def unfuse_qkv_projections(self) -> None:
+        for module in self.modules():
+            if isinstance(module, Attention):
+                module.unfuse_projections()
+
+    def save_pretrained(self, *args, **kwargs) -> None:
+        if any(isinstance(m, Attention) and (m.to_qkv is not None or m.to_kv is not None) for m in self.modules()):
+            raise ValueError(
+                "call unfuse_qkv_projections() before saving: fused q/k/v layers are not diffusers' format"
+            )
+        super().save_pretrained(*args, **kwargs)
+
     def set_attention_backend(self, backend: str | None) -> None:
         """Pick the SDPA kernel for every attention: "cudnn", "flash", "efficient", "math" (or diffusers' native
         names "_native_cudnn", ...); None lets PyTorch choose. Set it before compiling blocks."""
