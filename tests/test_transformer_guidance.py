@@ -219,3 +219,16 @@ def test_fused_projections_same_outputs_and_round_trip(tmp_path):
     after = model.state_dict()
     assert set(after) == set(before)
     assert all(torch.equal(after[k], before[k]) for k in before)
+
+
+def test_diffusers_compile_repeated_blocks_fullgraph():
+    # diffusers' `compile_repeated_blocks` finds our blocks through `_repeated_blocks`; 3 blocks share one graph
+    model = LTX2VideoTransformer3DModel(**OUR_CONFIGS["ltx23"]).eval()
+    inputs = make_inputs("ltx23", 2)
+    torch._dynamo.reset()
+    with torch.no_grad():
+        expected = model(**inputs.ours())
+        model.compile_repeated_blocks(fullgraph=True, backend="aot_eager")
+        got = model(**inputs.ours())
+    torch.testing.assert_close(got[0], expected[0], rtol=0, atol=1e-6)
+    torch.testing.assert_close(got[1], expected[1], rtol=0, atol=1e-6)
