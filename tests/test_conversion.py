@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-from test_conversion_utils import UPSAMPLER_CONFIG, write_checkpoint, write_upsampler
+from test_conversion_utils import GEMMA_STATES, GEMMA_WIDTH, UPSAMPLER_CONFIG, write_checkpoint, write_upsampler
 
 import ltx2_diffusers
 from ltx2_diffusers.loaders import metadata as md
@@ -122,6 +122,37 @@ def test_audio_vae_vocoder_and_upsampler_match_ltx_core(converted):
     torch.testing.assert_close(vocoder(mel), modules["vocoder"](mel), rtol=0, atol=1e-5)
     video_latents = torch.randn(1, 8, 2, 3, 4, generator=generator)
     torch.testing.assert_close(latent_upsampler(video_latents), upsampler(video_latents), rtol=0, atol=1e-5)
+
+
+@torch.no_grad()
+def test_connectors_match_ltx_core(converted):
+    from ltx_core.text_encoders.gemma import EmbeddingsProcessor
+    from ltx_core.text_encoders.gemma.feature_extractor import FeatureExtractorV1, FeatureExtractorV2
+
+    version, modules, *_, folder, _ = converted
+    ours = load(folder, "connectors")
+    projection = modules["projection"]
+    if version == md.LTX2:
+        extractor = FeatureExtractorV1(aggregate_embed=projection["aggregate_embed"], is_av=True)
+    else:
+        extractor = FeatureExtractorV2(
+            video_aggregate_embed=projection["video_aggregate_embed"],
+            embedding_dim=GEMMA_WIDTH,
+            audio_aggregate_embed=projection["audio_aggregate_embed"],
+        )
+    reference = EmbeddingsProcessor(
+        feature_extractor=extractor,
+        video_connector=modules["video_connector"],
+        audio_connector=modules["audio_connector"],
+    ).eval()
+    generator = torch.Generator().manual_seed(8)
+    hidden_states = tuple(torch.randn(1, 128, GEMMA_WIDTH, generator=generator) * (1 + i) for i in range(GEMMA_STATES))
+    mask = torch.zeros(1, 128, dtype=torch.int64)
+    mask[:, -20:] = 1  # 20 real tokens, left-padded (ltx-core's register swap is right at batch size 1 only)
+    expected = reference.process_hidden_states(hidden_states, mask, padding_side="left")
+    video, audio, _ = ours(hidden_states, mask)
+    torch.testing.assert_close(video, expected.video_encoding, rtol=0, atol=1e-5)
+    torch.testing.assert_close(audio, expected.audio_encoding, rtol=0, atol=1e-5)
 
 
 def test_original_to_folder_to_original_is_lossless(converted, tmp_path):
@@ -329,6 +360,12 @@ def test_from_single_file_equals_the_converted_folder(converted):
         direct = sf.load_component_from_single_file(type(from_folder), source)
         a, b = from_folder.state_dict(), direct.state_dict()
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    class Transformer(sf.FromLTX2SingleFileMixin, ltx2_diffusers.LTX2VideoTransformer3DModel):
+        pass
+
+    mixed = Transformer.from_single_file(checkpoint, torch_dtype=torch.bfloat16)
+    assert type(mixed) is Transformer and mixed.proj_in.weight.dtype == torch.bfloat16
     wrong = ltx2_diffusers.LTX2VocoderWithBWE if version == md.LTX2 else ltx2_diffusers.LTX2Vocoder
     with pytest.raises(ValueError, match="load it with that class"):
         sf.load_component_from_single_file(wrong, checkpoint)

@@ -707,9 +707,11 @@ def load_component_from_single_file(
     from accelerate import init_empty_weights
     from safetensors import safe_open
 
-    component = COMPONENT_OF_CLASS.get(cls.__name__)
-    if component is None:
+    # the class itself or, for a subclass (e.g. one adding FromLTX2SingleFileMixin), the LTX-2 class it extends
+    class_name = next((k.__name__ for k in cls.__mro__ if k.__name__ in COMPONENT_OF_CLASS), None)
+    if class_name is None:
         raise TypeError(f"{cls.__name__} is not an LTX-2 model class; expected one of {sorted(COMPONENT_OF_CLASS)}.")
+    component = COMPONENT_OF_CLASS[class_name]
     if component == "latent_upsampler":
         plan = plan_upsampler(path)[0]
     else:
@@ -717,8 +719,8 @@ def load_component_from_single_file(
         if component not in plans:
             raise ValueError(f"{path} holds no {component} weights (no keys under {key_map(component)[0]}).")
         plan = plans[component]
-    if plan.class_name != cls.__name__:
-        raise ValueError(f"{path}'s {component} is a {plan.class_name}, not a {cls.__name__}; load it with that class.")
+    if plan.class_name != class_name:
+        raise ValueError(f"{path}'s {component} is a {plan.class_name}, not a {class_name}; load it with that class.")
     with init_empty_weights(include_buffers=True):
         model = cls.from_config(plan.config)
     state_dict = {}
@@ -733,10 +735,13 @@ def load_component_from_single_file(
 
 
 class FromLTX2SingleFileMixin:
-    """Adds `from_single_file(path, torch_dtype=None, device="cpu")` to an LTX-2 model class."""
+    """Adds `from_single_file(path, torch_dtype=None, device="cpu")` to an LTX-2 model class: the model from a
+    Lightricks single file (the upscaler: from its own file), through the converter's key maps and metadata configs."""
 
     @classmethod
-    def from_single_file(cls, path: str | os.PathLike, *, torch_dtype: torch.dtype | None = None, device="cpu"):
+    def from_single_file(
+        cls, path: str | os.PathLike, *, torch_dtype: torch.dtype | None = None, device: str | torch.device = "cpu"
+    ):
         return load_component_from_single_file(cls, path, torch_dtype=torch_dtype, device=device)
 
 
