@@ -5,7 +5,7 @@ diffusers' in-tree `LTX2VideoTransformer3DModel`, so this class loads its folder
 """
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -552,51 +552,30 @@ class LTX2VideoTransformer3DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, Fro
             video_cross_rope = self._rope(video_coords[:, 0:1], width_, heads, cross_max_pos, dtype)
             audio_cross_rope = self._rope(audio_coords[:, 0:1], width_, heads, cross_max_pos, dtype)
 
-        # 3. Per-stream inputs: token projection, AdaLN, text context, masks
-        video = self.proj_in(hidden_states)
+        # 3. Per-stream inputs: token projection, AdaLN, text context, masks; the cross-modal AdaLN of each stream is
+        # driven by its partner's sigma (spec §1.7)
+        video, video_inputs, video_embedded = self._prepare_stream(
+            hidden_states, encoder_hidden_states, encoder_attention_mask, timestep, sigma, video_rope,
+            video_self_attention_mask, self.proj_in, self.time_embed, getattr(self, "caption_projection", None),
+            getattr(self, "prompt_adaln", None),
+        )  # fmt: skip
         if cfg.use_keyframes_abs_pos_embedding and video_keyframes_mask is not None:
             video = video + (video_keyframes_mask > 0).to(dtype) * self.keyframes_abs_pos_embedding.to(dtype)
-        video_temb, video_embedded = self.time_embed(timestep, dtype)
-        video_inputs = StreamInputs(
-            temb=video_temb,
-            context=self._context(encoder_hidden_states, getattr(self, "caption_projection", None), video.shape[-1]),
-            context_bias=text_bias(encoder_attention_mask, dtype),
-            rope=video_rope,
-            self_attn_bias=self_attention_bias(video_self_attention_mask, dtype, num_tokens),
-            prompt_temb=self.prompt_adaln(sigma, dtype)[0] if hasattr(self, "prompt_adaln") else None,
-        )
         audio, audio_inputs, audio_embedded = None, None, None
         if has_audio:
-            audio = self.audio_proj_in(audio_hidden_states)
-            audio_temb, audio_embedded = self.audio_time_embed(audio_timestep, dtype)
-            audio_inputs = StreamInputs(
-                temb=audio_temb,
-                context=self._context(
-                    audio_encoder_hidden_states, getattr(self, "audio_caption_projection", None), audio.shape[-1]
-                ),
-                context_bias=text_bias(audio_encoder_attention_mask, dtype),
-                rope=audio_rope,
-                self_attn_bias=self_attention_bias(audio_self_attention_mask, dtype, num_audio_tokens),
-                prompt_temb=self.audio_prompt_adaln(audio_sigma, dtype)[0]
-                if hasattr(self, "audio_prompt_adaln")
-                else None,
-            )
-            # Audio<->video AdaLN: each stream is modulated by its partner's sigma (spec §1.7)
-            video_cross_t = audio_sigma if use_cross_timestep else timestep
-            audio_cross_t = sigma if use_cross_timestep else audio_timestep
-            gate_factor = cfg.cross_attn_timestep_scale_multiplier / cfg.timestep_scale_multiplier
-            video_inputs = replace_fields(
-                video_inputs,
-                cross_temb=self.av_cross_attn_video_scale_shift(video_cross_t, dtype)[0],
-                cross_gate_temb=self.av_cross_attn_video_a2v_gate(video_cross_t * gate_factor, dtype)[0],
-                cross_rope=video_cross_rope,
-            )
-            audio_inputs = replace_fields(
-                audio_inputs,
-                cross_temb=self.av_cross_attn_audio_scale_shift(audio_cross_t, dtype)[0],
-                cross_gate_temb=self.av_cross_attn_audio_v2a_gate(audio_cross_t * gate_factor, dtype)[0],
-                cross_rope=audio_cross_rope,
-            )
+            audio, audio_inputs, audio_embedded = self._prepare_stream(
+                audio_hidden_states, audio_encoder_hidden_states, audio_encoder_attention_mask, audio_timestep,
+                audio_sigma, audio_rope, audio_self_attention_mask, self.audio_proj_in, self.audio_time_embed,
+                getattr(self, "audio_caption_projection", None), getattr(self, "audio_prompt_adaln", None),
+            )  # fmt: skip
+            video_inputs = self._with_cross_modal(
+                video_inputs, audio_sigma if use_cross_timestep else timestep, video_cross_rope,
+                self.av_cross_attn_video_scale_shift, self.av_cross_attn_video_a2v_gate,
+            )  # fmt: skip
+            audio_inputs = self._with_cross_modal(
+                audio_inputs, sigma if use_cross_timestep else audio_timestep, audio_cross_rope,
+                self.av_cross_attn_audio_scale_shift, self.av_cross_attn_audio_v2a_gate,
+            )  # fmt: skip
 
         # 4. Blocks, with the perturbation plan settled on the host
         plan = self._perturbation_plan(
@@ -638,12 +617,53 @@ class LTX2VideoTransformer3DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, Fro
         )  # fmt: skip
 
     @staticmethod
-    def _context(context: Tensor, projection: nn.Module | None, width: int) -> Tensor:
-        if projection is not None:  # LTX-2: Gemma features -> stream width inside the transformer
-            context = projection(context)
-        if context.shape[-1] != width:
-            raise ValueError(f"text context has width {context.shape[-1]}, the stream expects {width}")
-        return context
+    def _prepare_stream(
+        tokens: Tensor,
+        context: Tensor,
+        context_mask: Tensor | None,
+        timestep: Tensor,
+        sigma: Tensor | None,
+        rope: tuple[Tensor, Tensor],
+        attention_weights: Tensor | None,
+        proj_in: nn.Linear,
+        time_embed: AdaLayerNormSingle,
+        caption_projection: nn.Module | None,
+        prompt_adaln: AdaLayerNormSingle | None,
+    ) -> tuple[Tensor, StreamInputs, Tensor]:
+        """(projected tokens, the stream's per-forward block inputs, embedded timestep for the output head)."""
+        x = proj_in(tokens)
+        temb, embedded = time_embed(timestep, x.dtype)
+        if caption_projection is not None:  # LTX-2: Gemma features -> stream width inside the transformer
+            context = caption_projection(context)
+        if context.shape[-1] != x.shape[-1]:
+            raise ValueError(f"text context has width {context.shape[-1]}, the stream expects {x.shape[-1]}")
+        inputs = StreamInputs(
+            temb=temb,
+            context=context,
+            context_bias=text_bias(context_mask, x.dtype),
+            rope=rope,
+            self_attn_bias=self_attention_bias(attention_weights, x.dtype, x.shape[1]),
+            prompt_temb=None if prompt_adaln is None else prompt_adaln(sigma, x.dtype)[0],  # LTX-2.3
+        )
+        return x, inputs, embedded
+
+    def _with_cross_modal(
+        self,
+        inputs: StreamInputs,
+        partner_timestep: Tensor,
+        cross_rope: tuple[Tensor, Tensor],
+        scale_shift_adaln: AdaLayerNormSingle,
+        gate_adaln: AdaLayerNormSingle,
+    ) -> StreamInputs:
+        cfg = self.config
+        gate_factor = cfg.cross_attn_timestep_scale_multiplier / cfg.timestep_scale_multiplier
+        dtype = inputs.temb.dtype
+        return replace(
+            inputs,
+            cross_temb=scale_shift_adaln(partner_timestep, dtype)[0],
+            cross_gate_temb=gate_adaln(partner_timestep * gate_factor, dtype)[0],
+            cross_rope=cross_rope,
+        )
 
     def _output(self, x: Tensor, embedded: Tensor, table: Tensor, proj: nn.Linear) -> Tensor:
         shift, scale = (table[None, None].to(x.dtype) + embedded[:, :, None]).unbind(2)
@@ -714,10 +734,6 @@ class LTX2VideoTransformer3DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, Fro
             )
             for i in range(num_layers)
         ]
-
-
-def replace_fields(inputs: StreamInputs, **changes: Any) -> StreamInputs:
-    return StreamInputs(**{**inputs.__dict__, **changes})
 
 
 def per_token_timestep(timestep: Tensor, batch_size: int, num_tokens: int, name: str) -> Tensor:
