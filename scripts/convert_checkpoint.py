@@ -4,6 +4,7 @@
     python scripts/convert_checkpoint.py ORIGINAL.safetensors OUTPUT_DIR [--upsampler FILE] [--text-encoder DIR]
         [--dtype keep|bf16|fp32] [--upcast-fp8] [--kind dev|distilled] [--allow-unknown]
     python scripts/convert_checkpoint.py --reverse DIFFUSERS_DIR OUTPUT.safetensors [--upsampler-output FILE]
+    python scripts/convert_checkpoint.py UPSCALER.safetensors OUTPUT_DIR        (an upscaler file alone: a model folder)
 
 Tensors stream one at a time (peak memory far below the checkpoint size); nothing is left at the output path if the
 conversion fails. See docs/conversion.md. The work is done by ltx2_diffusers.loaders.single_file.
@@ -36,10 +37,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-shard-size", type=float, default=DEFAULT_MAX_SHARD_SIZE / 1e9, help="GB per shard")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     args = parser.parse_args(argv)
-    if args.output is None and not (args.reverse and args.upsampler_output):
-        parser.error("SOURCE and OUTPUT are required")
-    if args.source is None and not args.upsampler:
-        parser.error("SOURCE is required (or --upsampler alone)")
+    if args.upsampler and not args.reverse and args.output is None:  # --upsampler FILE OUTPUT_DIR: the upscaler alone
+        args.source, args.output = None, args.source
+    if args.output is None:
+        parser.error("the output path is required")
     return args
 
 

@@ -310,7 +310,7 @@ def test_bad_files_fail_clearly_and_leave_nothing(tmp_path):
         save_file(shapes, str(tmp_path / "other_model.safetensors"), metadata=f.metadata())
     cases["other_model.safetensors"] = (None, "do not have the shapes the file's metadata implies")
     save_file(load_file(str(good)), str(tmp_path / "up.safetensors"), metadata={"config": json.dumps(UPSAMPLER_CONFIG)})
-    cases["up.safetensors"] = (None, "is a latent upsampler file")
+    cases["up.safetensors"] = (None, "Unknown latent-upsampler key")  # upscaler metadata, VAE weights
     before = sorted(p.name for p in tmp_path.iterdir())
     for name, (_, message) in cases.items():
         with pytest.raises(ValueError, match=message):
@@ -367,6 +367,8 @@ def test_from_single_file_equals_the_converted_folder(converted):
     mixed = Transformer.from_single_file(checkpoint, torch_dtype=torch.bfloat16)
     assert type(mixed) is Transformer and mixed.proj_in.weight.dtype == torch.bfloat16
     wrong = ltx2_diffusers.LTX2VocoderWithBWE if version == md.LTX2 else ltx2_diffusers.LTX2Vocoder
+    with pytest.raises(ValueError, match="is a latent upsampler file"):
+        sf.load_component_from_single_file(ltx2_diffusers.AutoencoderKLLTX2Video, upsampler_file)
     with pytest.raises(ValueError, match="load it with that class"):
         sf.load_component_from_single_file(wrong, checkpoint)
     with pytest.raises(TypeError, match="not an LTX-2 model class"):
@@ -416,3 +418,7 @@ def test_cli_both_directions(tmp_path, capsys):
     assert "already exists; pass overwrite=True (--overwrite)" in capsys.readouterr().err
     assert run_cli(checkpoint, out, "--overwrite", "--dtype", "bf16") == 0
     assert load_file(str(out / "vae" / sf.WEIGHTS_NAME))["latents_mean"].dtype == torch.bfloat16
+    assert run_cli("--upsampler", upsampler_file, tmp_path / "up1") == 0  # the upscaler alone, two spellings
+    assert run_cli(upsampler_file, tmp_path / "up2") == 0
+    assert raw_bytes(tmp_path / "up1" / sf.WEIGHTS_NAME) == raw_bytes(tmp_path / "up2" / sf.WEIGHTS_NAME)
+    assert json.loads((tmp_path / "up2" / "config.json").read_text())["_class_name"] == "LTX2LatentUpsamplerModel"

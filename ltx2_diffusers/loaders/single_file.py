@@ -293,8 +293,8 @@ def plan_checkpoint(
     config = md.parse_original_metadata(metadata, str(path))
     if "_class_name" in config and config.get("_class_name") == "LatentUpsampler":
         raise ValueError(
-            f"{path} is a latent upsampler file, not an LTX-2 model checkpoint: pass it as --upsampler / "
-            "upsampler_path, or convert it alone with convert_upsampler_file."
+            f"{path} is a latent upsampler file, not an LTX-2 model checkpoint: load it with "
+            "LTX2LatentUpsamplerModel, or convert it on its own or as `upsampler=` (--upsampler) of a checkpoint."
         )
     if not ({"transformer", "vae", "audio_vae", "vocoder"} & config.keys()):
         raise ValueError(
@@ -462,6 +462,8 @@ def convert_original_to_diffusers(
     """
     if checkpoint is None and upsampler is None:
         raise ValueError("Nothing to convert: pass a checkpoint, an upsampler file, or both.")
+    if checkpoint is not None and upsampler is None and _is_upsampler_file(checkpoint):
+        checkpoint, upsampler = None, checkpoint  # an upscaler file given as the checkpoint: convert it on its own
     output = Path(output_dir)
     plans, unknown, metadata, config = {}, [], None, None
     if checkpoint is not None:
@@ -508,6 +510,14 @@ def convert_original_to_diffusers(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return report
+
+
+def _is_upsampler_file(path: str | os.PathLike) -> bool:
+    metadata = read_header(path)[1] or {}
+    try:
+        return json.loads(metadata.get("config", "{}")).get("_class_name") == "LatentUpsampler"
+    except (json.JSONDecodeError, AttributeError):
+        return False  # plan_checkpoint reports a broken `config` with its own message
 
 
 def _model_index(plans: dict[str, ComponentPlan], gemma: dict[str, list]) -> dict:
