@@ -394,6 +394,11 @@ def test_metadata_errors_say_what_and_how():
         md.video_vae_config_from_original(
             {"vae": {"encoder_blocks": [["res_x", 1], ["res_x", 1]], "decoder_blocks": DECODER}}
         )
+    residual_space = [["res_x", 1], ["compress_space", {"multiplier": 2, "residual": True}], ["res_x", 1]]
+    vae = md.video_vae_config_from_original({"vae": {"encoder_blocks": ENCODER, "decoder_blocks": residual_space}})
+    assert vae["upsample_residual"] == [False]  # ltx-core ignores `residual` there
+    with pytest.raises(ValueError, match="upsample_residual with a spatial upsampler has no original form"):
+        md.original_video_vae_section({**vae, "upsample_residual": [True]})
     with pytest.raises(ValueError, match="stereo is 'missing'"):
         md.vocoder_config_from_original({"vocoder": {"resblock": "1"}})
     with pytest.raises(ValueError, match="it is a model checkpoint, not a latent upsampler"):

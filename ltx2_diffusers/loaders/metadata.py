@@ -361,8 +361,6 @@ def video_vae_config_from_original(config: Mapping[str, Any]) -> dict:
         width *= params.get("multiplier", 2)
         block_out.append(width)
         downsample.append(_ENCODER_COMPRESS[name])
-    for _, params in encoder[::2]:
-        _only_keys(params, {"num_layers"}, "encoder res_x")
 
     decoder = _block_list(v.get("decoder_blocks", []), "decoder_blocks")
     _alternating(decoder, "decoder_blocks")
@@ -374,11 +372,8 @@ def video_vae_config_from_original(config: Mapping[str, Any]) -> dict:
             raise ValueError(
                 f"config.vae.decoder_blocks: {name!r} unsupported; expected one of {list(_DECODER_COMPRESS)}."
             )
-        _only_keys(params, {"multiplier", "residual"}, f"decoder {name}")
         widths_reversed.append(width)
         width //= params.get("multiplier", 1)
-    for _, params in decoder[::2]:
-        _only_keys(params, {"num_layers", "inject_noise"}, "decoder res_x")
 
     padding = v.get("spatial_padding_mode")  # one key for both halves; absent, their defaults differ
     n_space = sum(t in ("spatial", "spatiotemporal") for t in downsample)
@@ -398,7 +393,8 @@ def video_vae_config_from_original(config: Mapping[str, Any]) -> dict:
         "downsample_type": downsample,
         # diffusers' decoder reverses every per-block list except this one, which is in decoding order
         "upsample_type": [_DECODER_COMPRESS[n] for n, _ in reversed(decoder[1::2])],
-        "upsample_residual": [bool(p.get("residual", False)) for _, p in decoder[1::2]],
+        # ltx-core reads `residual` only on compress_all blocks (exactly the keys it reads are read here)
+        "upsample_residual": [n == "compress_all" and bool(p.get("residual", False)) for n, p in decoder[1::2]],
         "upsample_factor": [p.get("multiplier", 1) for _, p in decoder[1::2]],
         "timestep_conditioning": bool(v.get("timestep_conditioning", True)),  # ltx-core's default is True
         "patch_size": patch_size,
@@ -419,12 +415,6 @@ def _require_default(section: Mapping[str, Any], name: str, default: Any) -> Non
         raise ValueError(f"config.vae.{name}={section[name]!r} is not supported; only {default!r} is.")
 
 
-def _only_keys(params: Mapping[str, Any], allowed: set[str], where: str) -> None:
-    extra = set(params) - allowed
-    if extra:
-        raise ValueError(f"config.vae {where} block has parameters {sorted(extra)} this converter cannot map.")
-
-
 def original_video_vae_section(vae: Mapping[str, Any]) -> dict:
     """AutoencoderKLLTX2Video config -> `config.vae`."""
     v = vae
@@ -442,6 +432,11 @@ def original_video_vae_section(vae: Mapping[str, Any]) -> dict:
     layers, noise = v["decoder_layers_per_block"], v["decoder_inject_noise"]
     kinds = list(reversed(v["upsample_type"]))  # stored in decoding order, unlike the other decoder lists
     for i, (kind, residual, factor) in enumerate(zip(kinds, v["upsample_residual"], v["upsample_factor"])):
+        if residual and kind != "spatiotemporal":
+            raise ValueError(
+                f"upsample_residual with a {kind} upsampler has no original form: ltx-core reads `residual` only on "
+                "compress_all (spatiotemporal) blocks."
+            )
         decoder += [
             ["res_x", {"num_layers": layers[i], "inject_noise": noise[i]}],
             [inverse_up[kind], {"residual": residual, "multiplier": factor}],
