@@ -360,6 +360,11 @@ def test_from_single_file_equals_the_converted_folder(converted):
         direct = sf.load_component_from_single_file(type(from_folder), source)
         a, b = from_folder.state_dict(), direct.state_dict()
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+        assert not any(t.is_meta for t in [*direct.parameters(), *direct.buffers()])
+        if component == "vocoder":  # computed (non-persistent) buffers work too
+            mel = torch.randn(1, 2, 6, 64)
+            with torch.no_grad():
+                torch.testing.assert_close(direct(mel), from_folder(mel), rtol=0, atol=0)
 
     class Transformer(sf.FromLTX2SingleFileMixin, ltx2_diffusers.LTX2VideoTransformer3DModel):
         pass

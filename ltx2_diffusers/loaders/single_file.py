@@ -731,7 +731,9 @@ def load_component_from_single_file(
         plan = plans[component]
     if plan.class_name != class_name:
         raise ValueError(f"{path}'s {component} is a {plan.class_name}, not a {class_name}; load it with that class.")
-    with init_empty_weights(include_buffers=True):
+    # parameters on the meta device until the file's tensors are assigned; buffers are built for real, so the ones
+    # a class computes instead of storing (persistent=False, e.g. the BWE resampler's filter) are usable
+    with init_empty_weights(include_buffers=False):
         model = cls.from_config(plan.config)
     state_dict = {}
     with safe_open(os.fspath(path), framework="pt", device=str(device)) as f:
