@@ -43,6 +43,13 @@ OUR_CONFIGS["ltx23"] = dict(
 )
 
 
+# ltx-core's code defaults instead of the released values: interleaved RoPE, float32 frequency grid, A<->V gate
+# timestep multiplier 1 (spec §13.1)
+OUR_CONFIGS["ltx2_legacy"] = dict(
+    OUR_CONFIGS["ltx2"], rope_type="interleaved", rope_double_precision=False, cross_attn_timestep_scale_multiplier=1
+)
+
+
 def ltx_core_config(layout: str) -> dict:
     ours = OUR_CONFIGS[layout]
     config = {
@@ -69,6 +76,10 @@ def ltx_core_config(layout: str) -> dict:
         ("caption_channels", "caption_channels"),
     ]:  # fmt: skip
         config[core_key] = ours[ours_key]
+    config["rope_type"] = ours.get("rope_type", "split")
+    if not ours.get("rope_double_precision", True):
+        del config["frequencies_precision"]
+    config["av_ca_timestep_scale_multiplier"] = ours.get("cross_attn_timestep_scale_multiplier", 1000)
     config["apply_gated_attention"] = ours.get("gated_attn", False)
     config["cross_attention_adaln"] = ours.get("cross_attn_mod", False)
     config["caption_proj_before_connector"] = not ours.get("use_prompt_embeddings", True)

@@ -1,4 +1,7 @@
-"""Acceptance 1: parity with ltx-core 1.0.0's LTXModel on random weights, fp32, through our key map (max abs <= 1e-4)."""
+"""Acceptance 1: parity with ltx-core 1.0.0's LTXModel on random weights, fp32, through our key map (max abs <= 1e-4).
+
+Layouts: LTX-2, LTX-2.3, and "ltx2_legacy" (ltx-core's code defaults: interleaved RoPE, float32 grid, gate multiplier 1).
+"""
 
 import pytest
 import torch
@@ -18,7 +21,7 @@ LAYOUTS = ["ltx2", "ltx23"]
 TOLERANCE = dict(rtol=0, atol=1e-4)
 
 
-@pytest.fixture(scope="module", params=LAYOUTS)
+@pytest.fixture(scope="module", params=[*LAYOUTS, "ltx2_legacy"])
 def pair(request):
     reference, ours = build_pair(request.param)
     return request.param, reference, ours
