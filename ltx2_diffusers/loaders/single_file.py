@@ -743,6 +743,9 @@ def load_component_from_single_file(
                 tensor = tensor.to(torch_dtype)
             state_dict[name] = tensor
     model.load_state_dict(state_dict, strict=True, assign=True)
+    model = model.to(device)  # the computed buffers were built on the CPU
+    if torch_dtype is not None:
+        model = model.to(torch_dtype)  # them too, as from_pretrained(torch_dtype=...) does
     return model.eval()
 
 
