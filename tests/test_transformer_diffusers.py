@@ -148,3 +148,25 @@ def test_peft_lora_adapter_and_scale():
     assert (adapted - base).abs().max() > 1e-2
     torch.testing.assert_close(switched_off, base, rtol=0, atol=1e-6)
     torch.testing.assert_close(after, adapted, rtol=0, atol=0)
+
+
+def test_ltx25_style_config_matches_diffusers(tmp_path):
+    # diffusers' newer keys: no FFN bias, static prompt table (no prompt AdaLN), keyframe marker embedding
+    config = dict(
+        OUR_CONFIGS["ltx23"], ff_bias=False, use_prompt_adaln_single=False, use_keyframes_abs_pos_embedding=True
+    )
+    theirs = DiffusersTransformer(**config, rope_type="split")
+    init_every_parameter(theirs, seed=14)
+    theirs.save_pretrained(tmp_path)
+    ours, info = LTX2VideoTransformer3DModel.from_pretrained(tmp_path, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    inputs = make_inputs("ltx23", 2)
+    keyframes = torch.zeros(2, FRAMES * HEIGHT * WIDTH, 1)
+    keyframes[:, : HEIGHT * WIDTH] = 1.0
+    with torch.no_grad():
+        expected = theirs.eval()(**diffusers_kwargs(inputs, video_keyframes_mask=keyframes))
+        got = ours.eval()(**diffusers_kwargs(inputs, video_keyframes_mask=keyframes))
+        unmarked = ours(**diffusers_kwargs(inputs))
+    torch.testing.assert_close(got[0], expected[0], **TOLERANCE)
+    torch.testing.assert_close(got[1], expected[1], **TOLERANCE)
+    assert (unmarked[0] - got[0]).abs().max() > 1e-3
