@@ -284,6 +284,11 @@ def test_unknown_keys_fail_unless_allowed_and_are_then_kept(tmp_path):
     assert report.unknown_keys == ["duration_head.proj.weight"]
     sf.convert_diffusers_to_original(tmp_path / "out", tmp_path / "back.safetensors")
     assert raw_bytes(tmp_path / "back.safetensors") == raw_bytes(checkpoint)
+    sd["vae.decoder.extra_head.weight"] = torch.randn(2)  # under a component's prefix: that component is wrong
+    save_file(sd, str(checkpoint), metadata=metadata)
+    with pytest.raises(ValueError, match="vae.decoder.extra_head.weight"):
+        sf.convert_original_to_diffusers(checkpoint, tmp_path / "out2", allow_unknown=True)
+    assert not (tmp_path / "out2").exists()
 
 
 def test_bad_files_fail_clearly_and_leave_nothing(tmp_path):

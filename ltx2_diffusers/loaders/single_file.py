@@ -7,9 +7,10 @@ tensor's bytes are copied unchanged, and the file's `__metadata__` is kept verba
 (`ltx2_original_metadata.json`), so original -> folder -> original gives the same tensors and the same metadata.
 
 Tensors a key map names but the diffusers class does not hold (e.g. statistics ltx-core never reads) are kept under
-their original names in `<component>/ltx2_original_extra.safetensors`; keys no map knows are an error, or with
-`allow_unknown=True` are kept in `ltx2_original_unknown.safetensors` at the folder root. Both files are ignored by
-`from_pretrained` and restored by the reverse conversion.
+their original names in `<component>/ltx2_original_extra.safetensors`. Keys outside every component's prefixes are an
+error, or with `allow_unknown=True` are kept in `ltx2_original_unknown.safetensors` at the folder root; both files are
+ignored by `from_pretrained` and restored by the reverse conversion. A key under a component's prefix that its map
+does not know is always an error: that component would be incomplete or wrong.
 """
 
 import json
