@@ -26,6 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="Hub id, local diffusers folder, single-file .safetensors checkpoint, or 'tiny' (random, offline)",
     )
     gen.add_argument("--text-encoder", help="Gemma-3 folder or Hub id, needed with a single-file --model")
+    gen.add_argument(
+        "--kind", choices=("dev", "distilled"), help="single-file checkpoints whose name and metadata do not say"
+    )
     gen.add_argument("--image", help="image for the first frame (image-to-video)")
     gen.add_argument("--image-strength", type=float, default=1.0, help="1 keeps the image exactly, lower lets it move")
     gen.add_argument("--frames", type=int, default=121, help="number of frames, 8k + 1 (default 121)")
@@ -42,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_pipeline(model: str, torch_dtype, text_encoder: str | None = None):
+def load_pipeline(model: str, torch_dtype, text_encoder: str | None = None, kind: str | None = None):
     """--model -> LTX2AVPipeline: 'tiny', a single .safetensors file, or a diffusers-layout folder / Hub id."""
     import torch
 
@@ -74,7 +77,12 @@ def load_pipeline(model: str, torch_dtype, text_encoder: str | None = None):
         gemma = Gemma3ForConditionalGeneration.from_pretrained(text_encoder, torch_dtype=torch_dtype)
         tokenizer = AutoTokenizer.from_pretrained(text_encoder)
         return pipeline_from_single_file(
-            model, text_encoder=gemma, tokenizer=tokenizer, torch_dtype=torch_dtype, pipeline_class=LTX2AVPipeline
+            model,
+            text_encoder=gemma,
+            tokenizer=tokenizer,
+            kind=kind,
+            torch_dtype=torch_dtype,
+            pipeline_class=LTX2AVPipeline,
         )
     return LTX2AVPipeline.from_pretrained(model, torch_dtype=torch_dtype)
 
@@ -87,7 +95,7 @@ def generate(args: argparse.Namespace) -> str:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype_name = args.dtype or ("bf16" if device.startswith("cuda") else "fp32")
     torch_dtype = getattr(torch, DTYPES[dtype_name])
-    pipe = load_pipeline(args.model, torch_dtype, args.text_encoder)
+    pipe = load_pipeline(args.model, torch_dtype, args.text_encoder, args.kind)
     pipe.set_progress_bar_config(disable=False, desc="denoising")
     if args.offload:
         pipe.enable_model_cpu_offload(device=device)

@@ -44,3 +44,24 @@ def test_cli_parser_defaults_follow_the_reference():
     assert (args.frames, args.height, args.width, args.fps, args.seed, args.steps) == (121, 512, 768, 24.0, 10, None)
     with pytest.raises(SystemExit):
         build_parser().parse_args(["generate", "p"])  # -o is required
+
+
+def test_cli_loads_a_lightricks_single_file(tmp_path, capsys):
+    """The tiny pipeline exported to the original single-file format, then generated from through --model FILE."""
+    from ltx2_diffusers.loaders.single_file import convert_diffusers_to_original
+    from ltx2_diffusers.pipelines.tiny import build_tiny_pipeline
+
+    pipe = build_tiny_pipeline(seed=2)
+    pipe.save_pretrained(tmp_path / "folder")
+    pipe.text_encoder.save_pretrained(tmp_path / "gemma")
+    pipe.tokenizer.save_pretrained(tmp_path / "gemma")
+    checkpoint = tmp_path / "tiny.safetensors"
+    convert_diffusers_to_original(tmp_path / "folder", checkpoint)
+
+    argv = ["generate", "a cat", "-o", str(tmp_path / "sf.mp4"), "--model", str(checkpoint), "--frames", "9"]
+    argv += ["--height", "64", "--width", "64", "--steps", "1", "--kind", "dev"]
+    with pytest.raises(SystemExit, match="pass --text-encoder"):
+        main(argv)
+    assert main([*argv, "--text-encoder", str(tmp_path / "gemma")]) == 0
+    with av.open(str(tmp_path / "sf.mp4")) as container:
+        assert container.streams.video[0].frames == 9 and container.streams.audio[0].rate == 24000

@@ -159,3 +159,19 @@ def test_explicit_sigmas_override_the_schedule(pipe):
 
     run(pipe, num_inference_steps=None, sigmas=[1.0, 0.725, 0.0], output_type="latent", callback_on_step_end=callback)
     assert timesteps == pytest.approx([1000.0, 725.0])
+
+
+def test_a_distilled_scheduler_brings_its_own_sigmas(pipe):
+    from ltx2_diffusers.schedulers.scheduling_ltx2 import DISTILLED_SIGMAS, LTX2Scheduler
+
+    def stop(p, i, t, d):
+        raise _Stop
+
+    original = pipe.scheduler
+    try:
+        pipe.scheduler = LTX2Scheduler.distilled()
+        with pytest.raises(_Stop):
+            run(pipe, num_inference_steps=None, callback_on_step_end=stop)
+        assert pipe.scheduler.sigmas.tolist() == pytest.approx(list(DISTILLED_SIGMAS))
+    finally:
+        pipe.scheduler = original

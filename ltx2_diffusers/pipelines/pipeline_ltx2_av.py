@@ -214,6 +214,7 @@ class LTX2AVPipeline(DiffusionPipeline):
             return TextContexts(video, audio)
         return TextContexts(video[:n], audio[:n], video[n:], audio[n:])
 
+    @torch.no_grad()
     def encode_image(
         self, image: ImageInput, height: int, width: int, device: torch.device, crf: int = DEFAULT_IMAGE_CRF
     ) -> Tensor:
@@ -341,7 +342,9 @@ class LTX2AVPipeline(DiffusionPipeline):
         )
 
         # 3. Denoise: every guidance pass of a step in one batched transformer call
-        self.scheduler.set_timesteps(num_inference_steps or defaults.num_inference_steps, sigmas=sigmas)
+        if num_inference_steps is None and sigmas is None and self.scheduler.config.fixed_sigmas is None:
+            num_inference_steps = defaults.num_inference_steps  # a distilled scheduler brings its own sigmas
+        self.scheduler.set_timesteps(num_inference_steps, sigmas=sigmas)
         callback = None
         if callback_on_step_end is not None:
 

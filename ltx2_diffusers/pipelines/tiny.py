@@ -71,7 +71,7 @@ def tiny_connectors_config(model_version: str = "2.0") -> dict:
 
 TINY_VAE_CONFIG = {
     "latent_channels": 128,
-    "block_out_channels": (8, 16, 16, 32),
+    "block_out_channels": (128, 128, 128, 128),  # the original format grows the encoder from latent_channels
     "decoder_block_out_channels": (8, 16, 32),
     "layers_per_block": (1, 1, 1, 1, 1),
     "decoder_layers_per_block": (1, 1, 1, 1),
