@@ -92,6 +92,34 @@ RELEASED_LTX2_VAE = {
     "causal_decoder": False,
     "timestep_conditioning": False,
 }
+RELEASED_LTX2_3_VAE = {
+    "encoder_blocks": [
+        ["res_x", {"num_layers": 4}],
+        ["compress_space_res", {"multiplier": 2}],
+        ["res_x", {"num_layers": 6}],
+        ["compress_time_res", {"multiplier": 2}],
+        ["res_x", {"num_layers": 4}],
+        ["compress_all_res", {"multiplier": 2}],
+        ["res_x", {"num_layers": 2}],
+        ["compress_all_res", {"multiplier": 1}],
+        ["res_x", {"num_layers": 2}],
+    ],
+    "decoder_blocks": [
+        ["res_x", {"num_layers": 4}],
+        ["compress_space", {"multiplier": 2}],
+        ["res_x", {"num_layers": 6}],
+        ["compress_time", {"multiplier": 2}],
+        ["res_x", {"num_layers": 4}],
+        ["compress_all", {"multiplier": 1}],
+        ["res_x", {"num_layers": 2}],
+        ["compress_all", {"multiplier": 2}],
+        ["res_x", {"num_layers": 2}],
+    ],
+    "spatial_padding_mode": "zeros",
+    "timestep_conditioning": False,
+}
+
+
 RELEASED_AUDIO_VAE = {
     "model": {
         "params": {
@@ -167,7 +195,7 @@ RELEASED_LTX2_3_VOCODER = {
 def released(version: str) -> dict:
     return {
         "transformer": released_transformer(version),
-        "vae": RELEASED_LTX2_VAE,
+        "vae": RELEASED_LTX2_VAE if version == md.LTX2 else RELEASED_LTX2_3_VAE,
         "audio_vae": RELEASED_AUDIO_VAE,
         "vocoder": RELEASED_LTX2_VOCODER if version == md.LTX2 else RELEASED_LTX2_3_VOCODER,
     }
@@ -291,33 +319,7 @@ def test_released_ltx2_3_header():
 
 def test_ltx2_3_video_vae_layout():
     """spec §2.1: widths 128 -> 1024 -> 1024 in the encoder; decoder 1024 -> 512 -> 512 -> 256 -> 128."""
-    vae = {
-        "encoder_blocks": [
-            ["res_x", {"num_layers": 4}],
-            ["compress_space_res", {"multiplier": 2}],
-            ["res_x", {"num_layers": 6}],
-            ["compress_time_res", {"multiplier": 2}],
-            ["res_x", {"num_layers": 4}],
-            ["compress_all_res", {"multiplier": 2}],
-            ["res_x", {"num_layers": 2}],
-            ["compress_all_res", {"multiplier": 1}],
-            ["res_x", {"num_layers": 2}],
-        ],
-        "decoder_blocks": [
-            ["res_x", {"num_layers": 4}],
-            ["compress_space", {"multiplier": 2}],
-            ["res_x", {"num_layers": 6}],
-            ["compress_time", {"multiplier": 2}],
-            ["res_x", {"num_layers": 4}],
-            ["compress_all", {"multiplier": 1}],
-            ["res_x", {"num_layers": 2}],
-            ["compress_all", {"multiplier": 2}],
-            ["res_x", {"num_layers": 2}],
-        ],
-        "spatial_padding_mode": "zeros",
-        "timestep_conditioning": False,
-    }
-    v = md.video_vae_config_from_original({"vae": vae})
+    v = md.video_vae_config_from_original({"vae": RELEASED_LTX2_3_VAE})
     assert v["block_out_channels"] == [256, 512, 1024, 1024]
     assert v["layers_per_block"] == [4, 6, 4, 2, 2]
     assert v["decoder_block_out_channels"] == [256, 512, 512, 1024]
@@ -423,3 +425,35 @@ def test_scheduler_config_by_kind():
         md.model_kind_from_name("my_model.safetensors")
     with pytest.raises(ValueError, match="kind='turbo'"):
         md.scheduler_config("turbo")
+
+
+# Published sizes: diffusers-ltx2.md §1.3 (LTX-2, meta-device counts of diffusers' classes) and the spec's header note
+# (LTX-2.3: video VAE 318.9M + 407.2M, audio VAE 21.3M + 31.9M, vocoder 128.5M).
+PUBLISHED = {
+    md.LTX2: {
+        "transformer": (18_876_174_592, 3510),
+        "connectors": (1_431_475_200, 59),
+        "vae": (1_222_479_601, 184),
+        "audio_vae": (53_248_146, 102),
+        "vocoder": (55_592_802, 194),
+    },
+    md.LTX2_3: {"vae": (726_100_000, None), "audio_vae": (53_200_000, None), "vocoder": (128_500_000, None)},
+}
+
+
+@pytest.mark.parametrize("version", [md.LTX2, md.LTX2_3])
+def test_released_headers_build_models_of_the_published_sizes(version):
+    from accelerate import init_empty_weights
+
+    import ltx2_diffusers
+
+    configs = md.component_configs_from_original(released(version))
+    for component, (params, tensors) in PUBLISHED[version].items():
+        name, config = configs[component]
+        with init_empty_weights():
+            model = getattr(ltx2_diffusers, name).from_config(config)
+        count = sum(p.numel() for p in model.parameters())
+        if tensors is None:  # published to 0.1M
+            assert abs(count - params) < 0.06e6, (component, count)
+        else:
+            assert (count, len(model.state_dict())) == (params, tensors), component
