@@ -170,3 +170,44 @@ def test_ltx25_style_config_matches_diffusers(tmp_path):
     torch.testing.assert_close(got[0], expected[0], **TOLERANCE)
     torch.testing.assert_close(got[1], expected[1], **TOLERANCE)
     assert (unmarked[0] - got[0]).abs().max() > 1e-3
+
+
+def test_drop_in_inside_diffusers_ltx2_pipeline(tmp_path):
+    # diffusers' own LTX2Pipeline (CFG + modality guidance, 2 steps) gives the same latents with our transformer as with
+    # its own. Its STG pass sends spatio_temporal_guidance_blocks without perturbation_mask, which we refuse.
+    import diffusers
+    from diffusers.pipelines.ltx2 import LTX2TextConnectors, LTX2Vocoder
+
+    from ltx2_diffusers.pipelines.tiny import build_tiny_pipeline
+
+    tiny = build_tiny_pipeline(seed=1)
+    tiny.save_pretrained(tmp_path)
+
+    def diffusers_pipeline(transformer):
+        pipe = diffusers.LTX2Pipeline(
+            scheduler=diffusers.FlowMatchEulerDiscreteScheduler(),
+            vae=diffusers.AutoencoderKLLTX2Video.from_pretrained(tmp_path, subfolder="vae"),
+            audio_vae=diffusers.AutoencoderKLLTX2Audio.from_pretrained(tmp_path, subfolder="audio_vae"),
+            text_encoder=tiny.text_encoder,
+            tokenizer=tiny.tokenizer,
+            connectors=LTX2TextConnectors.from_pretrained(tmp_path, subfolder="connectors"),
+            transformer=transformer,
+            vocoder=LTX2Vocoder.from_pretrained(tmp_path, subfolder="vocoder"),
+        )
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    def generate(pipe, **kwargs):
+        return pipe(
+            "a cat", num_frames=9, height=64, width=64, num_inference_steps=2, output_type="latent",
+            generator=torch.Generator().manual_seed(0), **kwargs,
+        )  # fmt: skip
+
+    theirs = diffusers_pipeline(DiffusersTransformer.from_pretrained(tmp_path, subfolder="transformer"))
+    ours = diffusers_pipeline(LTX2VideoTransformer3DModel.from_pretrained(tmp_path, subfolder="transformer"))
+    expected = generate(theirs, stg_scale=0.0, audio_stg_scale=0.0)
+    got = generate(ours, stg_scale=0.0, audio_stg_scale=0.0)
+    torch.testing.assert_close(got.frames, expected.frames, rtol=0, atol=1e-6)
+    torch.testing.assert_close(got.audio, expected.audio, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="without perturbation_mask"):
+        generate(ours)  # diffusers' default stg_scale=1.0
