@@ -175,3 +175,13 @@ def test_a_distilled_scheduler_brings_its_own_sigmas(pipe):
         assert pipe.scheduler.sigmas.tolist() == pytest.approx(list(DISTILLED_SIGMAS))
     finally:
         pipe.scheduler = original
+
+
+def test_wrong_scheduler_or_generator_type_is_refused(pipe):
+    import diffusers
+
+    components = {**pipe.components, "scheduler": diffusers.FlowMatchEulerDiscreteScheduler()}
+    with pytest.raises(TypeError, match="scheduler must be an LTX2Scheduler"):
+        LTX2AVPipeline(**components)
+    with pytest.raises(TypeError, match="generator must be one torch.Generator"):
+        pipe("a cat", generator=[torch.Generator()], **SMALL)

@@ -103,6 +103,11 @@ def prepare_latents(
     Zeros, then the conditions, then noise by the denoise masks; video first, then audio, from the same generator
     (the reference's draw order, spec §9). Video positions are rounded to `dtype` like the reference's (spec §13.2).
     """
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(
+            f"generator must be one torch.Generator (noise for the whole batch is drawn from it, in the reference's "
+            f"order), got {type(generator).__name__}"
+        )
     if generator is not None and torch.device(generator.device).type != torch.device(device).type:
         raise ValueError(
             f"the generator is on {generator.device} but the latents are made on {device}: noise is drawn where the "

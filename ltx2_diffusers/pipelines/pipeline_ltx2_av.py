@@ -16,6 +16,7 @@ import torch
 from diffusers import DiffusionPipeline
 from torch import Tensor
 
+from ..schedulers.scheduling_ltx2 import LTX2Scheduler
 from .conditioning import DEFAULT_IMAGE_CRF, prepare_image, unpatchify_audio, unpatchify_video
 from .denoising import (
     TextContexts,
@@ -98,6 +99,17 @@ def _image_to_pixels(image: ImageInput, height: int, width: int, crf: int) -> Te
     return prepare_image(image, height, width, crf=crf)
 
 
+def _repeat_contexts(contexts: TextContexts, times: int) -> TextContexts:
+    """Each prompt's contexts `times` times in a row (B -> B * times), for num_videos_per_prompt."""
+
+    def repeat(context: Tensor | None) -> Tensor | None:
+        return None if context is None else context.repeat_interleave(times, dim=0)
+
+    return TextContexts(
+        repeat(contexts.video), repeat(contexts.audio), repeat(contexts.negative_video), repeat(contexts.negative_audio)
+    )
+
+
 def _postprocess_frames(video: Tensor, output_type: str):
     """(B, 3, F, H, W) in [-1, 1] -> "pt" (B, F, 3, H, W) / "np" (B, F, H, W, 3) in [0, 1] / "pil" lists."""
     frames = ((video.float() + 1.0) / 2.0).clamp(0.0, 1.0)
@@ -108,6 +120,9 @@ def _postprocess_frames(video: Tensor, output_type: str):
         return frames.numpy()
     uint8 = (frames * 255.0).to(torch.uint8).numpy()  # truncation, as the reference's export (spec §13.11)
     return [[PIL.Image.fromarray(frame) for frame in clip] for clip in uint8]
+
+
+COMPONENTS = ("scheduler", "vae", "audio_vae", "text_encoder", "tokenizer", "connectors", "transformer", "vocoder")
 
 
 class LTX2AVPipeline(DiffusionPipeline):
@@ -122,6 +137,11 @@ class LTX2AVPipeline(DiffusionPipeline):
 
     def __init__(self, scheduler, vae, audio_vae, text_encoder, tokenizer, connectors, transformer, vocoder):
         super().__init__()
+        if not isinstance(scheduler, LTX2Scheduler):
+            raise TypeError(
+                f"scheduler must be an LTX2Scheduler (the reference's schedule and x0 Euler steps), got "
+                f"{type(scheduler).__name__}. Use LTX2Scheduler() or LTX2Scheduler.distilled()."
+            )
         self.register_modules(
             scheduler=scheduler,
             vae=vae,
@@ -156,8 +176,13 @@ class LTX2AVPipeline(DiffusionPipeline):
         if not os.path.isdir(folder):
             from huggingface_hub import snapshot_download
 
+            # Only this pipeline's folders: Hub repos such as Lightricks/LTX-2 also hold the original single files.
             folder = snapshot_download(
-                folder, revision=kwargs.get("revision"), cache_dir=kwargs.get("cache_dir"), token=kwargs.get("token")
+                folder,
+                allow_patterns=["model_index.json", *(f"{name}/*" for name in COMPONENTS)],
+                revision=kwargs.get("revision"),
+                cache_dir=kwargs.get("cache_dir"),
+                token=kwargs.get("token"),
             )
         with open(os.path.join(folder, "model_index.json")) as f:
             index = json.load(f)
@@ -174,8 +199,6 @@ class LTX2AVPipeline(DiffusionPipeline):
             component_class = getattr(ltx2_diffusers, class_name)
             kwargs[name] = component_class.from_pretrained(folder, subfolder=name, torch_dtype=torch_dtype)
         if "scheduler" not in kwargs:
-            from ..schedulers.scheduling_ltx2 import LTX2Scheduler
-
             if index.get("scheduler", [None, None])[1] == "LTX2Scheduler":
                 kwargs["scheduler"] = LTX2Scheduler.from_pretrained(folder, subfolder="scheduler")
             else:  # diffusers' FlowMatchEulerDiscreteScheduler shifts by token count; the reference does not
@@ -299,19 +322,14 @@ class LTX2AVPipeline(DiffusionPipeline):
         for name in callback_on_step_end_tensor_inputs:
             if name not in self._callback_tensor_inputs:
                 raise ValueError(f"callback tensor {name!r} is not one of {self._callback_tensor_inputs}")
-        video_guidance = video_guidance or defaults.video_guidance
-        audio_guidance = audio_guidance or defaults.audio_guidance
+        video_guidance = defaults.video_guidance if video_guidance is None else video_guidance
+        audio_guidance = defaults.audio_guidance if audio_guidance is None else audio_guidance
         device, dtype = self._execution_device, self.transformer.dtype
 
         # 1. Prompts -> video and audio contexts (positive and negative in one Gemma batch)
         needs_negative = _needs_uncond(video_guidance) or _needs_uncond(audio_guidance)
         contexts = self.encode_prompts(prompts, negative_prompts if needs_negative else None, device, dtype)
-        contexts = TextContexts(
-            *(
-                c.repeat_interleave(num_videos_per_prompt, dim=0) if c is not None else None
-                for c in vars(contexts).values()
-            )
-        )
+        contexts = _repeat_contexts(contexts, num_videos_per_prompt)
         batch_size = len(prompts) * num_videos_per_prompt
 
         # 2. Conditions, noise, token positions, denoise masks
@@ -320,9 +338,7 @@ class LTX2AVPipeline(DiffusionPipeline):
             conditions.append(
                 VideoCondition(self.encode_image(image, height, width, device, image_crf), 0, image_strength)
             )
-        for key_image, frame_index, strength in keyframes:
-            if not 0 <= frame_index < num_frames:
-                raise ValueError(f"keyframe index {frame_index} is outside the clip's frames [0, {num_frames - 1}]")
+        for key_image, frame_index, strength in keyframes:  # frame_index is checked against the clip when appended
             conditions.append(
                 VideoCondition(self.encode_image(key_image, height, width, device, image_crf), frame_index, strength)
             )
