@@ -113,6 +113,16 @@ def measure(fn: Callable[[], None], device: str, repeats: int) -> tuple[float, f
     return statistics.median(times), peak
 
 
+def profile(fn: Callable[[], None]) -> None:
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    with torch_profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=25, max_name_column_width=60), flush=True)
+
+
 def to_uint8(frames: torch.Tensor) -> torch.Tensor:
     """What a video writer consumes (ltx-core's decode_video conversion)."""
     return (((frames + 1.0) / 2.0).clamp(0.0, 1.0) * 255.0).to(torch.uint8)
@@ -162,6 +172,16 @@ def run_sizes(args: argparse.Namespace) -> list[dict]:
                 ours.enable_tiling()
                 record("ours tiled (reference tiles, full tensor)", size, lambda z=z: ours.decode(z).sample)
                 record("ours streamed (chunks -> uint8, dropped)", size, lambda z=z: consume(ours.decode_stream(z)))
+                if args.profile:
+                    profile(lambda z=z: ours.decode(z).sample)
+        if args.compile and "ours" in args.only:
+            ours.decoder.compile(dynamic=True)
+            for size in args.sizes:
+                z = latents_for(size)
+                ours.disable_tiling()
+                record("ours untiled, decoder compiled", size, lambda z=z: ours.decode(z).sample)
+                ours.enable_tiling()
+                record("ours tiled, decoder compiled", size, lambda z=z: ours.decode(z).sample)
         ours.to("meta")  # free the device for the next model
         if args.device == "cuda":
             torch.cuda.empty_cache()
@@ -278,6 +298,8 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", default=["ours", "diffusers", "ltx-core"])
     parser.add_argument("--channels-last", action="store_true", help="our decoder in channels_last_3d")
     parser.add_argument("--cudnn-benchmark", action="store_true", help="torch.backends.cudnn.benchmark = True")
+    parser.add_argument("--profile", action="store_true", help="print our tiled decode's top CUDA kernels")
+    parser.add_argument("--compile", action="store_true", help="also time ours with the decoder torch.compiled")
     parser.add_argument("--json", default=None, help="write the results here")
     parser.add_argument("--cpu-memory", action="store_true", help="peak RSS per decode mode, fresh process each")
     parser.add_argument("--rss-child", default=None, help=argparse.SUPPRESS)

@@ -322,3 +322,10 @@ def test_pad_video_equals_concat_then_torch_pad(mode, causal):
     channels_last = pad_video(x.contiguous(memory_format=torch.channels_last_3d), front, back, mode)
     assert torch.equal(channels_last, expected)
     assert channels_last.is_contiguous(memory_format=torch.channels_last_3d)
+
+    # fused pre-activation: SiLU(pixel_norm(x)) padded, as ltx-core pads the activated tensor
+    activated = torch.nn.functional.silu(x / torch.sqrt(torch.mean(x**2, dim=1, keepdim=True) + 1e-8))
+    expected = torch.cat([activated[:, :, :1]] * front + [activated] + [activated[:, :, -1:]] * back, dim=2)
+    if mode != "zeros":
+        expected = torch.nn.functional.pad(expected, (1, 1, 1, 1, 0, 0), mode=mode)
+    torch.testing.assert_close(pad_video(x, front, back, mode, norm_act=True), expected, atol=1e-6, rtol=0)

@@ -14,9 +14,19 @@ UPSAMPLE_STRIDES = {"spatial": (1, 2, 2), "temporal": (2, 1, 1), "spatiotemporal
 DOWNSAMPLE_STRIDES = {"spatial": (1, 2, 2), "temporal": (2, 1, 1), "spatiotemporal": (2, 2, 2), "conv": (2, 2, 2)}
 
 
+def pixel_norm_scale(x: Tensor, eps: float = 1e-8) -> Tensor:
+    """1 / sqrt(mean_c(x^2) + eps) over the channel axis (dim 1), shape (B, 1, F, H, W), in x's dtype.
+
+    The sum of squares is accumulated in float32 in one read of x (no x^2 tensor). eps 1e-8 as in the video VAE
+    (spec §13.9).
+    """
+    sum_sq = torch.linalg.vector_norm(x, dim=1, keepdim=True, dtype=torch.float32).square_()
+    return torch.rsqrt(sum_sq / x.shape[1] + eps).to(x.dtype)
+
+
 def pixel_norm(x: Tensor, eps: float = 1e-8) -> Tensor:
-    """x / sqrt(mean_c(x^2) + eps) over the channel axis (dim 1). The video VAE uses eps 1e-8 (spec §13.9)."""
-    return x / torch.sqrt(torch.mean(x**2, dim=1, keepdim=True) + eps)
+    """x / sqrt(mean_c(x^2) + eps) over the channel axis: ltx-core's PixelNorm."""
+    return x * pixel_norm_scale(x, eps)
 
 
 def space_to_depth(x: Tensor, stride: tuple[int, int, int]) -> Tensor:
@@ -51,11 +61,13 @@ def unpatchify(x: Tensor, patch_size: int) -> Tensor:
     return x.permute(0, 1, 4, 5, 3, 6, 2).reshape(b, cpp // (p * p), f, h * p, w * p)
 
 
-def pad_video(x: Tensor, front: int, back: int, spatial_mode: str) -> Tensor:
+def pad_video(x: Tensor, front: int, back: int, spatial_mode: str, norm_act: bool = False) -> Tensor:
     """Repeat the first frame `front` times and the last `back` times; pad H and W by 1 unless `spatial_mode` is zeros.
 
     One copy into one buffer (in x's memory format), where the reference concatenates frames and then lets nn.Conv3d
-    pad space in a second copy; the values are the same. x: (B, C, F, H, W) -> (B, C, front + F + back, H', W').
+    pad space in a second copy; the values are the same. With norm_act, SiLU(pixel_norm(x)) is what gets padded,
+    computed straight into the buffer (padding commutes with elementwise ops, so this is the reference's order).
+    x: (B, C, F, H, W) -> (B, C, front + F + back, H', W').
     """
     b, c, f, h, w = x.shape
     s = 0 if spatial_mode == "zeros" else 1
@@ -66,15 +78,20 @@ def pad_video(x: Tensor, front: int, back: int, spatial_mode: str) -> Tensor:
     shape = (b, c, front + f + back, h + 2 * s, w + 2 * s)
     out = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=fmt)
     body = out[:, :, front : front + f]
-    body[:, :, :, s : s + h, s : s + w] = x
+    if norm_act:
+        inner = body[:, :, :, s : s + h, s : s + w]
+        torch.mul(x, pixel_norm_scale(x), out=inner)
+        F.silu(inner, inplace=True)
+    else:
+        body[:, :, :, s : s + h, s : s + w] = x
     if s:
         rows, cols = {
             "reflect": ((1, h - 2), (2, w - 1)),
             "replicate": ((0, h - 1), (1, w)),
             "circular": ((h - 1, 0), (w, 1)),
         }[spatial_mode]
-        body[:, :, :, 0, 1 : 1 + w] = x[:, :, :, rows[0]]
-        body[:, :, :, h + 1, 1 : 1 + w] = x[:, :, :, rows[1]]
+        body[:, :, :, 0, 1 : 1 + w] = body[:, :, :, rows[0] + 1, 1 : 1 + w]  # body row r + 1 holds input row r
+        body[:, :, :, h + 1, 1 : 1 + w] = body[:, :, :, rows[1] + 1, 1 : 1 + w]
         body[:, :, :, :, 0] = body[:, :, :, :, cols[0]]  # columns last: the corners come from the padded rows
         body[:, :, :, :, w + 1] = body[:, :, :, :, cols[1]]
     if front:
@@ -113,9 +130,14 @@ class CausalConv3d(nn.Module):
             in_channels, out_channels, kernel_size, stride=stride, padding=(0, 1, 1), padding_mode=spatial_padding_mode
         )
 
-    def forward(self, x: Tensor, causal: bool = True) -> Tensor:
-        """x: (B, C_in, F, H, W) -> (B, C_out, F', H', W'); with stride 1, F' = F, H' = H, W' = W."""
-        x = pad_video(x, 2, 0, self.spatial_padding_mode) if causal else pad_video(x, 1, 1, self.spatial_padding_mode)
+    def forward(self, x: Tensor, causal: bool = True, norm_act: bool = False) -> Tensor:
+        """x: (B, C_in, F, H, W) -> (B, C_out, F', H', W'); with stride 1, F' = F, H' = H, W' = W.
+
+        norm_act: convolve SiLU(pixel_norm(x)) instead of x (the pre-activation of every resnet conv), fused into
+        the padding copy.
+        """
+        front, back = (2, 0) if causal else (1, 1)
+        x = pad_video(x, front, back, self.spatial_padding_mode, norm_act)
         zeros = self.spatial_padding_mode == "zeros"  # zero padding is left to the conv kernel: no copy
         return F.conv3d(x, self.conv.weight, self.conv.bias, self.conv.stride, (0, 1, 1) if zeros else 0)
 
@@ -176,23 +198,23 @@ class ResnetBlock3d(nn.Module):
         self, x: Tensor, temb: Tensor | None = None, generator: torch.Generator | None = None, causal: bool = True
     ) -> Tensor:
         """x: (B, C_in, F, H, W) -> (B, C_out, F, H, W); temb: (B, 4*C_in, 1, 1, 1) when timestep-conditioned."""
-        h = pixel_norm(x)
-        if self.scale_shift_table is not None:
-            ada = self.scale_shift_table[None, ..., None, None, None].to(h) + temb.unflatten(1, (4, -1))
+        if self.scale_shift_table is None:
+            h = self.conv1(x, causal=causal, norm_act=True)
+        else:
+            ada = self.scale_shift_table[None, ..., None, None, None].to(x) + temb.unflatten(1, (4, -1))
             shift1, scale1, shift2, scale2 = ada.unbind(dim=1)
-            h = h * (1 + scale1) + shift1
-        h = self.conv1(F.silu(h), causal=causal)
+            h = self.conv1(F.silu(pixel_norm(x) * (1 + scale1) + shift1), causal=causal)
         if self.per_channel_scale1 is not None:
             h = self._add_spatial_noise(h, self.per_channel_scale1, generator)
-        h = pixel_norm(h)
-        if self.scale_shift_table is not None:
-            h = h * (1 + scale2) + shift2
-        h = self.conv2(F.silu(h), causal=causal)
+        if self.scale_shift_table is None:
+            h = self.conv2(h, causal=causal, norm_act=True)
+        else:
+            h = self.conv2(F.silu(pixel_norm(h) * (1 + scale2) + shift2), causal=causal)
         if self.per_channel_scale2 is not None:
             h = self._add_spatial_noise(h, self.per_channel_scale2, generator)
         if self.conv_shortcut is not None:
             x = self.conv_shortcut(self.norm3(x))
-        return x + h
+        return h.add_(x)  # h is this block's own tensor; x + h in the reference (same sum)
 
 
 class Downsampler3d(nn.Module):
@@ -245,9 +267,9 @@ class Upsampler3d(nn.Module):
         """(B, C, F, H, W) -> (B, C / upscale_factor, s_t*F - (s_t-1), s*H, s*W)."""
         drop = self.stride[0] - 1
         out = depth_to_space(self.conv(x, causal=causal), self.stride)[:, :, drop:]
-        if self.residual:
+        if self.residual:  # depth-to-space of the input, tiled over the output channels (broadcast, not repeated)
             repeats = self.stride[0] * self.stride[1] * self.stride[2] // self.upscale_factor
-            out = out + depth_to_space(x, self.stride).repeat(1, repeats, 1, 1, 1)[:, :, drop:]
+            out.unflatten(1, (repeats, -1)).add_(depth_to_space(x, self.stride)[:, None, :, drop:])
         return out
 
 
@@ -434,7 +456,7 @@ class Encoder3d(nn.Module):
         for block in self.down_blocks:
             x = block(x, causal=causal)
         x = self.mid_block(x, causal=causal)
-        return self.conv_out(F.silu(pixel_norm(x)), causal=causal)
+        return self.conv_out(x, causal=causal, norm_act=True)
 
 
 class Decoder3d(nn.Module):
@@ -517,9 +539,9 @@ class Decoder3d(nn.Module):
         x = self.mid_block(x, timestep, generator, causal=causal)
         for block in self.up_blocks:
             x = block(x, timestep, generator, causal=causal)
-        x = pixel_norm(x)
-        if self.time_embedder is not None:
-            temb = embed_timestep(self.time_embedder, timestep, x.shape[0], x.dtype).unflatten(1, (2, -1))
-            shift, scale = (self.scale_shift_table[None, ..., None, None, None].to(x) + temb).unbind(dim=1)
-            x = x * (1 + scale) + shift
-        return unpatchify(self.conv_out(F.silu(x), causal=causal), self.patch_size)
+        if self.time_embedder is None:
+            return unpatchify(self.conv_out(x, causal=causal, norm_act=True), self.patch_size)
+        temb = embed_timestep(self.time_embedder, timestep, x.shape[0], x.dtype).unflatten(1, (2, -1))
+        shift, scale = (self.scale_shift_table[None, ..., None, None, None].to(x) + temb).unbind(dim=1)
+        x = F.silu(pixel_norm(x) * (1 + scale) + shift)
+        return unpatchify(self.conv_out(x, causal=causal), self.patch_size)
