@@ -93,40 +93,73 @@ class TensorEntry:
     nbytes: int
 
 
-def read_header(path: str | os.PathLike) -> tuple[dict[str, TensorEntry], dict[str, str] | None]:
-    """({name: TensorEntry}, `__metadata__` or None) of a safetensors file. Raises ValueError on a truncated or
-    corrupt file (checked by safetensors itself, then offsets against the file size)."""
-    from safetensors import safe_open
+_MAX_HEADER_BYTES = 100 * 2**20  # safetensors' own limit
 
+
+def read_header(path: str | os.PathLike) -> tuple[dict[str, TensorEntry], dict[str, str] | None]:
+    """({name: TensorEntry}, `__metadata__` or None) of a safetensors file, checked the way safetensors checks it
+    (header size and JSON, dtypes, each tensor's byte count against its shape, tensors packed back to back up to the
+    end of the file). Raises ValueError on a truncated or corrupt file.
+
+    Read with plain file reads: `safetensors.safe_open` maps the whole file, which fails outright when the file is
+    larger than the machine's memory (a 43 GB checkpoint on a 24 GB machine)."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ValueError(f"{path}: no such file.")
-    try:
-        with safe_open(path, framework="pt") as handle:  # safetensors' own header and size checks
-            handle.keys()
-    except Exception as error:  # safetensors raises its own error types (SafetensorError, OSError)
-        raise ValueError(
-            f"{path} is not a readable safetensors file ({type(error).__name__}: {error}). It is probably truncated "
-            "or corrupt: download it again and compare its size and sha256 with the Hub's."
-        ) from None
     size = os.path.getsize(path)
+
+    def corrupt(why: str) -> ValueError:
+        return ValueError(
+            f"{path} is not a readable safetensors file ({why}). It is probably truncated or corrupt: download it "
+            "again and compare its size and sha256 with the Hub's."
+        )
+
     with open(path, "rb") as f:
-        (header_len,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(header_len))
+        prefix = f.read(8)
+        if len(prefix) < 8:
+            raise corrupt(f"only {size} bytes")
+        (header_len,) = struct.unpack("<Q", prefix)
+        if header_len > min(_MAX_HEADER_BYTES, size - 8):
+            raise corrupt(f"its header claims {header_len} bytes")
+        try:
+            header = json.loads(f.read(header_len))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise corrupt(f"its header is not JSON: {error}") from None
+    if not isinstance(header, dict):
+        raise corrupt("its header is not a JSON object")
     data_start = 8 + header_len
     metadata = header.pop("__metadata__", None)
-    entries, end = {}, 0
+    entries, spans = {}, []
     for name, info in header.items():
-        begin, stop = info["data_offsets"]
-        if info["dtype"] not in _DTYPES:
-            raise ValueError(f"{path}: tensor {name!r} has dtype {info['dtype']}, which this converter cannot handle.")
-        entries[name] = TensorEntry(path, name, info["dtype"], tuple(info["shape"]), data_start + begin, stop - begin)
-        end = max(end, stop)
+        try:
+            dtype, shape, (begin, stop) = info["dtype"], tuple(int(n) for n in info["shape"]), info["data_offsets"]
+        except (KeyError, TypeError, ValueError):
+            raise corrupt(f"tensor {name!r} has a malformed entry {info!r}") from None
+        if dtype not in _DTYPES:
+            raise ValueError(f"{path}: tensor {name!r} has dtype {dtype}, which this converter cannot handle.")
+        expected = _DTYPES[dtype].itemsize * int(torch.Size(shape).numel())
+        if not 0 <= begin <= stop or stop - begin != expected:
+            raise corrupt(f"tensor {name!r} spans bytes {begin}..{stop}, but {dtype}{list(shape)} needs {expected}")
+        entries[name] = TensorEntry(path, name, dtype, shape, data_start + begin, stop - begin)
+        spans.append((begin, stop))
+    end = 0
+    for begin, stop in sorted(spans):
+        if begin != end:
+            raise corrupt(f"its tensors overlap or leave a gap at byte {end}")
+        end = stop
     if data_start + end != size:
-        raise ValueError(
-            f"{path}: header describes {data_start + end} bytes but the file has {size}: truncated or corrupt."
-        )
+        raise corrupt(f"the header describes {data_start + end} bytes but the file has {size}")
     return entries, metadata
+
+
+def read_tensor(entry: TensorEntry, device: str | torch.device = "cpu") -> torch.Tensor:
+    """One tensor of a file, read into memory (no memory map, see `read_header`)."""
+    tensor = torch.empty(entry.shape, dtype=_DTYPES[entry.dtype])
+    with open(entry.path, "rb") as f:
+        f.seek(entry.offset)
+        if entry.nbytes and f.readinto(memoryview(tensor.view(-1).view(torch.uint8).numpy())) != entry.nbytes:
+            raise ValueError(f"{entry.path}: ended inside tensor {entry.name!r}: the file is truncated.")
+    return tensor.to(device)
 
 
 @dataclass(frozen=True)
@@ -716,7 +749,6 @@ def load_component_from_single_file(
     and metadata config as the converter; loaded strictly. `cls` is any class named as ours or diffusers' in-tree
     one (e.g. `LTX2VideoTransformer3DModel`)."""
     from accelerate import init_empty_weights
-    from safetensors import safe_open
 
     # the class itself or, for a subclass (e.g. one adding FromLTX2SingleFileMixin), the LTX-2 class it extends
     class_name = next((k.__name__ for k in cls.__mro__ if k.__name__ in COMPONENT_OF_CLASS), None)
@@ -737,12 +769,11 @@ def load_component_from_single_file(
     with init_empty_weights(include_buffers=False):
         model = cls.from_config(plan.config)
     state_dict = {}
-    with safe_open(os.fspath(path), framework="pt", device=str(device)) as f:
-        for name, entry in plan.tensors.items():
-            tensor = f.get_tensor(entry.name)
-            if torch_dtype is not None and tensor.is_floating_point():
-                tensor = tensor.to(torch_dtype)
-            state_dict[name] = tensor
+    for name, entry in plan.tensors.items():
+        tensor = read_tensor(entry, device)
+        if torch_dtype is not None and tensor.is_floating_point():
+            tensor = tensor.to(torch_dtype)
+        state_dict[name] = tensor
     model.load_state_dict(state_dict, strict=True, assign=True)
     model = model.to(device)  # the computed buffers were built on the CPU
     if torch_dtype is not None:

@@ -1,0 +1,107 @@
+"""Full-size layouts without the weights: sparse files whose headers hold exactly the keys and shapes ltx-core 1.0.0's
+modules have when built from the released LTX-2 / LTX-2.3 metadata (spec §1.1, §2.1, §3, §5.4), under the released
+key prefixes (§8.1). Planning a conversion of them checks, at the real sizes, that every key lands in one of our
+classes with the shape that class expects. Nothing is read or written but the header (the files are sparse)."""
+
+import json
+import struct
+
+import pytest
+import torch
+from test_metadata import released
+
+from ltx2_diffusers.loaders import metadata as md
+from ltx2_diffusers.loaders import single_file as sf
+
+DTYPE_NAMES = {torch.float32: "F32", torch.bfloat16: "BF16"}
+
+
+def ltx_core_shapes(version: str, config: dict) -> dict[str, tuple[tuple[int, ...], str]]:
+    """{file key: (shape, dtype)} of ltx-core's modules for this metadata, built on the meta device."""
+    from ltx_core.model.audio_vae.model_configurator import (
+        AudioDecoderConfigurator,
+        AudioEncoderConfigurator,
+        VocoderConfigurator,
+    )
+    from ltx_core.model.transformer.model_configurator import LTXModelConfigurator
+    from ltx_core.model.video_vae import VideoDecoderConfigurator, VideoEncoderConfigurator
+    from ltx_core.text_encoders.gemma.embeddings_connector import (
+        AudioEmbeddings1DConnectorConfigurator,
+        Embeddings1DConnectorConfigurator,
+    )
+
+    t = config["transformer"]
+    flat = md.GEMMA_3_12B_HIDDEN_SIZE * md.GEMMA_3_12B_PROJ_IN_FACTOR
+    with torch.device("meta"):
+        if version == md.LTX2:
+            projection = {"aggregate_embed": torch.nn.Linear(flat, md.GEMMA_3_12B_HIDDEN_SIZE, bias=False)}
+        else:
+            projection = {
+                "video_aggregate_embed": torch.nn.Linear(flat, t["num_attention_heads"] * t["attention_head_dim"]),
+                "audio_aggregate_embed": torch.nn.Linear(
+                    flat, t["audio_num_attention_heads"] * t["audio_attention_head_dim"]
+                ),
+            }
+        parts = {
+            "model.diffusion_model.": LTXModelConfigurator.from_config(config),
+            "model.diffusion_model.video_embeddings_connector.": Embeddings1DConnectorConfigurator.from_config(config),
+            "model.diffusion_model.audio_embeddings_connector.": AudioEmbeddings1DConnectorConfigurator.from_config(
+                config
+            ),
+            "text_embedding_projection.": torch.nn.ModuleDict(projection),
+            "vae.encoder.": VideoEncoderConfigurator.from_config(config),
+            "vae.decoder.": VideoDecoderConfigurator.from_config(config),
+            "audio_vae.encoder.": AudioEncoderConfigurator.from_config(config),
+            "audio_vae.decoder.": AudioDecoderConfigurator.from_config(config),
+            "vocoder.": VocoderConfigurator.from_config(config),
+        }
+    shapes = {}
+    for prefix, module in parts.items():
+        for key, tensor in module.state_dict().items():
+            if key.startswith("per_channel_statistics."):  # one shared copy per VAE, under the VAE's own prefix
+                key, prefix_used = key, prefix.rsplit("encoder.", 1)[0].rsplit("decoder.", 1)[0]
+                shapes[prefix_used + key] = (tuple(tensor.shape), "F32")
+            else:
+                shapes[prefix + key] = (tuple(tensor.shape), "BF16")
+    shapes["vae.per_channel_statistics.channel"] = ((128,), "F32")
+    shapes["vae.per_channel_statistics.mean-of-stds"] = ((128,), "F32")
+    return shapes
+
+
+def write_sparse(path, shapes: dict[str, tuple[tuple[int, ...], str]], metadata: dict[str, str]) -> int:
+    header, offset = {"__metadata__": metadata}, 0
+    for key, (shape, dtype) in sorted(shapes.items()):
+        nbytes = (4 if dtype == "F32" else 2) * int(torch.Size(shape).numel())
+        header[key] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    encoded = json.dumps(header).encode()
+    encoded += b" " * (-len(encoded) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(encoded)) + encoded)
+        f.truncate(8 + len(encoded) + offset)  # sparse: no data blocks on disk
+    return 8 + len(encoded) + offset
+
+
+@pytest.mark.parametrize("version", [md.LTX2, md.LTX2_3])
+def test_released_layout_plans_into_our_classes(tmp_path, version):
+    config = released(version)
+    path = tmp_path / f"ltx-{version}-dev.safetensors"
+    shapes = ltx_core_shapes(version, config)
+    model_version = "2.3.0" if version == md.LTX2_3 else "2.0.0"
+    size = write_sparse(path, shapes, {"config": json.dumps(config), "model_version": model_version})
+    plans, unknown, _, _ = sf.plan_checkpoint(path)
+    assert unknown == []
+    assert set(plans) == set(sf.MODEL_COMPONENTS)
+    planned = sum(len(p.tensors) + len(p.extras) for p in plans.values())
+    assert planned == len(shapes)  # every key of the file has a place
+    assert plans["vae"].extras.keys() == {
+        "vae.per_channel_statistics.channel",
+        "vae.per_channel_statistics.mean-of-stds",
+    }
+    if version == md.LTX2:  # bf16 sizes of diffusers-ltx2.md §1.3: the transformer is 37.8 GB, 43 GB in all
+        assert len(plans["transformer"].tensors) == 3510
+        assert abs(sum(e.nbytes for e in plans["transformer"].tensors.values()) - 37.75e9) < 0.1e9
+        assert 42e9 < size < 44e9
+    else:
+        assert plans["vocoder"].class_name == "LTX2VocoderWithBWE"
+        assert plans["connectors"].config["per_modality_projections"] is True
