@@ -189,3 +189,46 @@ def test_guided_denoise_is_bit_exact_with_ltx_pipelines_in_bf16(conditioning):
     assert got_video.latent.dtype == torch.bfloat16
     assert torch.equal(got_video.latent, expected_video.latent)
     assert torch.equal(got_audio.latent, expected_audio.latent)
+
+
+def test_prepare_latents_matches_ltx_pipelines_noised_states():
+    """Starting states equal ltx-pipelines' `noise_video_state` + `noise_audio_state` with the same generator: zeros,
+    image at frame 0, a keyframe at pixel frame 8, then video noise and audio noise drawn in that order (bf16)."""
+    from ltx_core.components.noisers import GaussianNoiser
+    from ltx_core.conditioning import VideoConditionByKeyframeIndex, VideoConditionByLatentIndex
+    from ltx_core.types import VideoPixelShape
+    from ltx_pipelines.utils.helpers import noise_audio_state, noise_video_state
+    from ltx_pipelines.utils.types import PipelineComponents
+
+    from ltx2_diffusers.pipelines.denoising import VideoCondition, prepare_latents
+
+    dtype, device = torch.bfloat16, torch.device("cpu")
+    image, keyframe = torch.randn(2, 1, 128, 1, 4, 3, generator=torch.Generator().manual_seed(9)).to(dtype)
+    shape = VideoPixelShape(batch=1, frames=17, width=96, height=128, fps=24.0)
+    noiser = GaussianNoiser(torch.Generator().manual_seed(5))
+    components = PipelineComponents(dtype, device)
+    conditionings = [
+        VideoConditionByLatentIndex(latent=image, strength=1.0, latent_idx=0),
+        VideoConditionByKeyframeIndex(keyframes=keyframe, frame_idx=8, strength=0.7),
+    ]
+    expected_video, _ = noise_video_state(shape, noiser, conditionings, components, dtype, device)
+    expected_audio, _ = noise_audio_state(shape, noiser, [], components, dtype, device)
+
+    video, audio = prepare_latents(
+        1,
+        128,
+        96,
+        17,
+        24.0,
+        generator=torch.Generator().manual_seed(5),
+        device=device,
+        dtype=dtype,
+        conditions=[VideoCondition(image, 0, 1.0), VideoCondition(keyframe, 8, 0.7)],
+    )
+    assert video.num_output_tokens == 3 * 4 * 3 and video.latent.shape == (1, 36 + 12, 128)
+    assert audio.latent.shape == (1, 18, 128)  # round(17 / 24 * 25) = 18
+    for ours, theirs in ((video, expected_video), (audio, expected_audio)):
+        for name in ("latent", "clean_latent", "denoise_mask", "positions"):
+            got, want = getattr(ours, name), getattr(theirs, name)
+            assert got.dtype == want.dtype, name
+            assert torch.equal(got, want), name
