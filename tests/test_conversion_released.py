@@ -105,3 +105,15 @@ def test_released_layout_plans_into_our_classes(tmp_path, version):
     else:
         assert plans["vocoder"].class_name == "LTX2VocoderWithBWE"
         assert plans["connectors"].config["per_modality_projections"] is True
+
+
+def test_one_component_loads_from_a_43gb_file_without_mapping_it(tmp_path):
+    """The vocoder's 111 MB out of a (sparse) 43 GB LTX-2 file: no memory map of the whole file is needed."""
+    import ltx2_diffusers
+
+    config = released(md.LTX2)
+    path = tmp_path / "ltx-2-19b-dev.safetensors"
+    assert write_sparse(path, ltx_core_shapes(md.LTX2, config), {"config": json.dumps(config)}) > 42e9
+    vocoder = sf.load_component_from_single_file(ltx2_diffusers.LTX2Vocoder, path)
+    assert vocoder.conv_in.weight.dtype == torch.bfloat16 and not vocoder.conv_in.weight.any()  # sparse = zeros
+    assert sum(p.numel() for p in vocoder.parameters()) == 55_592_802
