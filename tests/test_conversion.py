@@ -316,6 +316,9 @@ def test_bad_files_fail_clearly_and_leave_nothing(tmp_path):
     cases["other_model.safetensors"] = (None, "do not have the shapes the file's metadata implies")
     save_file(load_file(str(good)), str(tmp_path / "up.safetensors"), metadata={"config": json.dumps(UPSAMPLER_CONFIG)})
     cases["up.safetensors"] = (None, "Unknown latent-upsampler key")  # upscaler metadata, VAE weights
+    lora = {"diffusion_model.transformer_blocks.0.attn1.to_q.lora_A.weight": torch.zeros(4, 16)}
+    save_file(lora, str(tmp_path / "lora.safetensors"))
+    cases["lora.safetensors"] = (None, "is a LoRA file")
     before = sorted(p.name for p in tmp_path.iterdir())
     for name, (_, message) in cases.items():
         with pytest.raises(ValueError, match=message):

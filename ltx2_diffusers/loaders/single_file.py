@@ -324,6 +324,12 @@ def plan_checkpoint(
 ) -> tuple[dict, list, dict, dict]:
     """Read a combined Lightricks file: ({component: ComponentPlan}, unknown keys, `__metadata__`, parsed config)."""
     entries, metadata = read_header(path)
+    lora = next((k for k in entries if ".lora_A." in k or ".lora_B." in k), None)
+    if lora is not None:
+        raise ValueError(
+            f"{path} is a LoRA file (e.g. {lora!r}), not a model checkpoint: load it onto the transformer as a LoRA "
+            "(e.g. ltx-2-19b-distilled-lora-384 with the dev checkpoint) instead of converting it."
+        )
     config = md.parse_original_metadata(metadata, str(path))
     if "_class_name" in config and config.get("_class_name") == "LatentUpsampler":
         raise ValueError(
