@@ -248,6 +248,7 @@ def main() -> None:
             print(f"{impl:<10} {tokens:>9} {seconds:>9.4f} {tflops:>8.1f}", flush=True)
             del call
         del model
+        torch._dynamo.reset()  # compiled code must not keep the 37.8 GB of weights alive for the next model
         gc.collect()
         if device.type == "cuda":
             torch.cuda.empty_cache()
