@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..models.autoencoder_kl_ltx2 import denormalize_latents
 from ..models.perturbations import Perturbations
 from ..schedulers.scheduling_ltx2 import blend_clean, euler_step, x0_from_velocity
 from .conditioning import (
@@ -28,9 +29,7 @@ from .conditioning import (
     add_noise,
     append_keyframes,
     audio_latent_state,
-    patchify_audio,
     replace_frames,
-    unpatchify_audio,
     video_latent_state,
 )
 from .guidance import GuidancePlan, GuidanceScales, GuidanceSchedule, guidance_at, plan_guidance
@@ -283,30 +282,18 @@ def guided_denoise(
 # Decoding
 
 
-def decode_video(vae: torch.nn.Module, latents: Tensor) -> Tensor:
-    """Normalised video latents (B, 128, F', H', W') -> pixels (B, 3, 8(F'-1)+1, 32H', 32W') float in [-1, 1].
+def decode_video(vae: torch.nn.Module, latents: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Normalised video latents (B, 128, F', H', W') -> pixels (B, 3, 8(F'-1)+1, 32H', 32W') float in about [-1, 1].
 
-    Tiling follows the VAE's own switch (`vae.enable_tiling()`), as in diffusers.
+    Un-normalised with the VAE's per-channel statistics, as ltx-core's decoder does inside. Tiling follows the VAE's
+    own switch (`vae.enable_tiling()`). generator: only for decoders with noise injection (no released one has it).
     """
-    mean = vae.latents_mean.view(1, -1, 1, 1, 1).to(latents.device, latents.dtype)
-    std = vae.latents_std.view(1, -1, 1, 1, 1).to(latents.device, latents.dtype)
-    latents = (latents * std / vae.config.scaling_factor + mean).to(vae.dtype)
-    timestep = None
-    if vae.config.timestep_conditioning:  # released decoders do not use it (spec §13.1); decode at noise level 0
-        timestep = torch.zeros(latents.shape[0], device=latents.device, dtype=latents.dtype)
-    return vae.decode(latents, timestep, return_dict=False)[0]
+    latents = denormalize_latents(latents, vae.latents_mean, vae.latents_std).to(vae.dtype)
+    return vae.decode(latents, return_dict=False, generator=generator)[0]
 
 
 def decode_audio(audio_vae: torch.nn.Module, vocoder: torch.nn.Module, latents: Tensor) -> Tensor:
     """Normalised audio latents (B, 8, T_a, 16) -> stereo waveform (B, 2, samples) float32 at the vocoder's rate."""
-    tokens = patchify_audio(latents)
-    if audio_vae.latents_mean.numel() != tokens.shape[-1]:
-        raise ValueError(
-            f"the audio VAE holds {audio_vae.latents_mean.numel()} latent statistics but audio tokens have "
-            f"{tokens.shape[-1]} features (channels x mel bins); the VAE does not belong to this transformer"
-        )
-    mean = audio_vae.latents_mean.to(tokens.device, tokens.dtype)
-    std = audio_vae.latents_std.to(tokens.device, tokens.dtype)
-    latents = unpatchify_audio(tokens * std + mean, latents.shape[-1]).to(audio_vae.dtype)
-    mel = audio_vae.decode(latents, return_dict=False)[0]  # (B, 2, T_mel, 64)
+    latents = audio_vae.denormalize_latents(latents.to(audio_vae.dtype))
+    mel = audio_vae.decode(latents, return_dict=False)[0]  # (B, 2, 4 T_a - 3, 64)
     return vocoder(mel.to(vocoder.dtype)).float()

@@ -16,6 +16,7 @@ import torch
 from diffusers import DiffusionPipeline
 from torch import Tensor
 
+from ..models.autoencoder_kl_ltx2 import normalize_latents
 from ..schedulers.scheduling_ltx2 import LTX2Scheduler
 from .conditioning import DEFAULT_IMAGE_CRF, prepare_image, unpatchify_audio, unpatchify_video
 from .denoising import (
@@ -243,10 +244,8 @@ class LTX2AVPipeline(DiffusionPipeline):
     ) -> Tensor:
         """An image -> normalised video latent (1, 128, 1, H/32, W/32), as the transformer sees latents."""
         pixels = _image_to_pixels(image, height, width, crf).to(device, self.vae.dtype)
-        latent = self.vae.encode(pixels).latent_dist.mode()
-        mean = self.vae.latents_mean.view(1, -1, 1, 1, 1).to(latent)
-        std = self.vae.latents_std.view(1, -1, 1, 1, 1).to(latent)
-        return (latent - mean) * self.vae.config.scaling_factor / std
+        latent = self.vae.encode(pixels).latent_dist.mode()  # the posterior mean, as ltx-core's encoder returns
+        return normalize_latents(latent, self.vae.latents_mean, self.vae.latents_std)
 
     def check_inputs(self, prompts, negative_prompts, height, width, num_frames, frame_rate, strengths, output_type):
         if len(prompts) == 0:
@@ -389,7 +388,7 @@ class LTX2AVPipeline(DiffusionPipeline):
         if output_type == "latent":
             frames, waveform, sample_rate = video_latents, audio_latents, None
         else:
-            frames = _postprocess_frames(decode_video(self.vae, video_latents), output_type)
+            frames = _postprocess_frames(decode_video(self.vae, video_latents, generator), output_type)
             waveform, sample_rate = decode_audio(self.audio_vae, self.vocoder, audio_latents), self.audio_sample_rate
         self.maybe_free_model_hooks()
         if not return_dict:
