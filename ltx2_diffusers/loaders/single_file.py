@@ -13,6 +13,7 @@ ignored by `from_pretrained` and restored by the reverse conversion. A key under
 does not know is always an error: that component would be incomplete or wrong.
 """
 
+import inspect
 import json
 import os
 import shutil
@@ -615,8 +616,13 @@ def _add_text_encoder(root: Path, source: Path, link: bool) -> dict[str, list]:
 
 def _folder_component(folder: Path) -> tuple[str, dict, dict[str, TensorEntry], dict[str, TensorEntry]]:
     config = json.loads((folder / "config.json").read_text())
-    class_name = config.pop("_class_name")
-    config = {k: v for k, v in config.items() if not k.startswith("_")}
+    class_name = config.pop("_class_name", None)
+    if class_name not in COMPONENT_OF_CLASS:
+        raise ValueError(f"{folder / 'config.json'} names the class {class_name!r}, not an LTX-2 model class.")
+    # keys a hand-written config leaves out take our class's defaults, as from_pretrained would
+    signature = inspect.signature(resolve_class(class_name).__init__).parameters.values()
+    defaults = {p.name: p.default for p in signature if p.default is not inspect.Parameter.empty}
+    config = json.loads(json.dumps({**defaults, **{k: v for k, v in config.items() if not k.startswith("_")}}))
     entries = _read_folder_weights(folder)
     extras = read_header(folder / EXTRA_TENSORS_NAME)[0] if (folder / EXTRA_TENSORS_NAME).is_file() else {}
     return class_name, config, entries, extras
