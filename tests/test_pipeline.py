@@ -185,3 +185,15 @@ def test_wrong_scheduler_or_generator_type_is_refused(pipe):
         LTX2AVPipeline(**components)
     with pytest.raises(TypeError, match="generator must be one torch.Generator"):
         pipe("a cat", generator=[torch.Generator()], **SMALL)
+
+
+def test_sigma_binned_guidance_switches_scales_per_step(pipe):
+    from ltx2_diffusers.pipelines.guidance import GuidanceSchedule
+
+    strong = GuidanceScales(cfg=3.0)
+    schedule = GuidanceSchedule.from_dict({1.0: strong, 0.5: NEUTRAL})  # cfg 3 above sigma 0.5, off at and below
+    kwargs = {"sigmas": [1.0, 0.4, 0.0], "num_inference_steps": None, "output_type": "latent"}
+    binned = run(pipe, video_guidance=schedule, audio_guidance=schedule, **kwargs).frames
+    constant = run(pipe, video_guidance=strong, audio_guidance=strong, **kwargs).frames
+    off = run(pipe, **kwargs).frames
+    assert not torch.allclose(binned, constant) and not torch.allclose(binned, off)
