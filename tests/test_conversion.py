@@ -328,6 +328,10 @@ def test_bad_files_fail_clearly_and_leave_nothing(tmp_path):
         with pytest.raises(ValueError, match=message):
             sf.convert_original_to_diffusers(tmp_path / name, tmp_path / f"out_{name}")
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+    with pytest.raises(ValueError, match=r"dtype='fp16'; expected one of \['keep', 'bf16', 'fp32'\]"):
+        sf.convert_original_to_diffusers(good, tmp_path / "x", dtype="fp16")
+    with pytest.raises(ValueError, match="kind='turbo'"):
+        sf.convert_original_to_diffusers(good, tmp_path / "x", kind="turbo")
     with pytest.raises(ValueError, match="already exists; pass overwrite=True"):
         sf.convert_original_to_diffusers(good, tmp_path)
 

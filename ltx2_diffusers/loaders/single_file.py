@@ -503,6 +503,10 @@ def convert_original_to_diffusers(
     """
     if checkpoint is None and upsampler is None:
         raise ValueError("Nothing to convert: pass a checkpoint, an upsampler file, or both.")
+    if dtype not in DTYPE_CHOICES:
+        raise ValueError(f"dtype={dtype!r}; expected one of {list(DTYPE_CHOICES)}.")
+    if kind is not None and kind not in md.SCHEDULER_KINDS:
+        raise ValueError(f"kind={kind!r}; expected one of {md.SCHEDULER_KINDS} (or None: from the file name).")
     if checkpoint is not None and upsampler is None and _is_upsampler_file(checkpoint):
         checkpoint, upsampler = None, checkpoint  # an upscaler file given as the checkpoint: convert it on its own
     output = Path(output_dir)
