@@ -25,7 +25,7 @@ GUIDED = GuidanceScales(cfg=3.0, stg=1.0, modality=3.0, rescale=0.7, stg_blocks=
 
 
 def generate(pipe):
-    kwargs = {"num_frames": 9, "height": 64, "width": 64, "num_inference_steps": 2, "output_type": "latent"}
+    kwargs = {"num_frames": 9, "height": 64, "width": 64, "num_inference_steps": 1, "output_type": "latent"}
     out = pipe(
         "a cat", generator=torch.Generator().manual_seed(0), video_guidance=GUIDED, audio_guidance=GUIDED, **kwargs
     )
