@@ -126,11 +126,30 @@ def test_attention_backend_switch():
         model.set_attention_backend("sage")
 
 
+def test_missing_mask_means_all_for_diffusers_arguments_and_none_for_perturbations():
+    model = LTX2VideoTransformer3DModel(**OUR_CONFIGS["ltx2"]).eval()
+    init_every_parameter(model, seed=21)
+    kwargs = make_inputs("ltx2", 2).ours()
+    both_streams = dict(video_stg_blocks=(1,), audio_stg_blocks=(1,))
+    with torch.no_grad():
+        plain = model(**kwargs)
+        # diffusers' documented meaning: STG blocks without perturbation_mask perturb every sample
+        diffusers_no_mask = model(**kwargs, spatio_temporal_guidance_blocks=[1])
+        diffusers_all = model(**kwargs, spatio_temporal_guidance_blocks=[1], perturbation_mask=torch.zeros(2, 1, 1))
+        ours_all = model(**kwargs, perturbations=Perturbations(**both_streams, video_stg_mask=torch.ones(2),
+                                                               audio_stg_mask=torch.ones(2)))  # fmt: skip
+        # ours: a mask left as None means no sample is perturbed
+        ours_no_mask = model(**kwargs, perturbations=Perturbations(**both_streams))
+    for stream in (0, 1):
+        torch.testing.assert_close(diffusers_no_mask[stream], diffusers_all[stream], rtol=0, atol=0)
+        torch.testing.assert_close(diffusers_no_mask[stream], ours_all[stream], rtol=0, atol=0)
+        torch.testing.assert_close(ours_no_mask[stream], plain[stream], rtol=0, atol=0)
+        assert (diffusers_no_mask[stream] - plain[stream]).abs().max() > 1e-3
+
+
 def test_guidance_argument_errors():
     model = LTX2VideoTransformer3DModel(**OUR_CONFIGS["ltx2"]).eval()
     kwargs = make_inputs("ltx2", 2).ours()
-    with pytest.raises(ValueError, match=r"spatio_temporal_guidance_blocks=\[1\] was given without perturbation_mask"):
-        model(**kwargs, spatio_temporal_guidance_blocks=[1])
     with pytest.raises(ValueError, match="without spatio_temporal_guidance_blocks"):
         model(**kwargs, perturbation_mask=torch.zeros(2))
     with pytest.raises(ValueError, match="not both"):

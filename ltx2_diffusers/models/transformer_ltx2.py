@@ -474,9 +474,12 @@ class LTX2VideoTransformer3DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, Fro
                 given: pass bf16 video positions (`video_positions(..., dtype=torch.bfloat16)`) for the reference's
                 numerics.
             isolate_modalities: skip audio<->video attention in every block for the whole batch.
-            spatio_temporal_guidance_blocks, perturbation_mask: diffusers' STG: blocks whose video and audio
-                self-attention is replaced by its value path, for the samples where `perturbation_mask` (B,) is 0
-                (1 = untouched). Unlike diffusers, a missing mask is an error, never "perturb every sample".
+            spatio_temporal_guidance_blocks, perturbation_mask: diffusers' STG, with diffusers' meaning: blocks whose
+                video and audio self-attention is replaced by its value path, for the samples where `perturbation_mask`
+                (B,) or (B, 1, 1) is 0 (1 = untouched). Blocks without a mask perturb EVERY sample, as documented by
+                diffusers and relied on by its `LTX2Pipeline` (its STG pass sends `perturbation_mask=None`). Unlike
+                diffusers, this works whatever `perturbed_attn` says, and block indices outside [0, num_layers) raise
+                instead of being ignored. A mask without blocks raises (it would do nothing).
             use_cross_timestep: True (the reference): cross-modal AdaLN from the partner's sigma. False is diffusers'
                 legacy path (each stream's own timestep).
             attention_kwargs: only {"scale": LoRA strength} (peft); other keys raise.
@@ -484,7 +487,8 @@ class LTX2VideoTransformer3DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, Fro
                 applied as a log-bias (log w; w <= 0 masks), as the reference does (diffusers uses (1 - w) * -1e4).
             video_keyframes_mask: (B, T_v, 1) marks tokens that get `keyframes_abs_pos_embedding` (LTX-2.5 configs).
             perturbations: per-sample STG (separate video/audio block lists) and modality isolation for batched
-                guidance; exclusive with the two diffusers STG arguments.
+                guidance; exclusive with the two diffusers STG arguments. Here a mask left as None means "no sample
+                perturbed" (never "all samples"), whatever block lists are given.
 
         Returns:
             `LTX2TransformerOutput(sample (B, T_v, out_channels), audio_sample (B, T_a, audio_out_channels) | None)`,
@@ -708,12 +712,10 @@ class LTX2VideoTransformer3DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, Fro
             v2a_keep = keep(p.skip_v2a_mask, "Perturbations.skip_v2a_mask", (1, 1), 1.0)
             video_blocks, audio_blocks = p.video_stg_blocks, p.audio_stg_blocks
         elif stg_blocks:
+            # diffusers' documented meaning, which its LTX2Pipeline relies on (its STG pass sends no mask): blocks
+            # without a mask perturb every sample. Our own `perturbations` never reads a missing mask that way.
             if perturbation_mask is None:
-                raise ValueError(
-                    f"spatio_temporal_guidance_blocks={list(stg_blocks)} was given without perturbation_mask. Pass "
-                    f"perturbation_mask of shape ({batch_size},): 0.0 for the samples to perturb, 1.0 for the others "
-                    f"(torch.zeros({batch_size}) perturbs every sample). A missing mask does not mean 'all samples'."
-                )
+                perturbation_mask = torch.zeros(batch_size)
             video_keep = audio_keep = keep(perturbation_mask, "perturbation_mask", (1, 1, 1), 0.0)
             video_blocks = audio_blocks = tuple(stg_blocks)
         elif perturbation_mask is not None:
