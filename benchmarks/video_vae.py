@@ -145,8 +145,6 @@ def run_sizes(args: argparse.Namespace) -> list[dict]:
     results = []
 
     ours = build_ours(config, args.device, dtype)
-    if args.channels_last:
-        ours.decoder.to(memory_format=torch.channels_last_3d)
     if args.tiny:
         ours.enable_tiling(**TINY_TILING)  # sets use_tiling; restored per mode below
     tiling = ours.tiling
@@ -174,14 +172,17 @@ def run_sizes(args: argparse.Namespace) -> list[dict]:
                 record("ours streamed (chunks -> uint8, dropped)", size, lambda z=z: consume(ours.decode_stream(z)))
                 if args.profile:
                     profile(lambda z=z: ours.decode(z).sample)
-        if args.compile and "ours" in args.only:
-            ours.decoder.compile(dynamic=True)
+        if args.channels_last and "ours" in args.only:
+            ours.to(memory_format=torch.channels_last_3d)
             for size in args.sizes:
                 z = latents_for(size)
                 ours.disable_tiling()
-                record("ours untiled, decoder compiled", size, lambda z=z: ours.decode(z).sample)
+                record("ours untiled, channels_last_3d", size, lambda z=z: ours.decode(z).sample)
                 ours.enable_tiling()
-                record("ours tiled, decoder compiled", size, lambda z=z: ours.decode(z).sample)
+                record("ours tiled, channels_last_3d", size, lambda z=z: ours.decode(z).sample)
+                record("ours streamed, channels_last_3d", size, lambda z=z: consume(ours.decode_stream(z)))
+                if args.profile:
+                    profile(lambda z=z: ours.decode(z).sample)
         ours.to("meta")  # free the device for the next model
         if args.device == "cuda":
             torch.cuda.empty_cache()
@@ -296,10 +297,9 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=None, help="default 121 (tiny: 33)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--only", nargs="+", default=["ours", "diffusers", "ltx-core"])
-    parser.add_argument("--channels-last", action="store_true", help="our decoder in channels_last_3d")
+    parser.add_argument("--channels-last", action="store_true", help="also time ours in channels_last_3d")
     parser.add_argument("--cudnn-benchmark", action="store_true", help="torch.backends.cudnn.benchmark = True")
     parser.add_argument("--profile", action="store_true", help="print our tiled decode's top CUDA kernels")
-    parser.add_argument("--compile", action="store_true", help="also time ours with the decoder torch.compiled")
     parser.add_argument("--json", default=None, help="write the results here")
     parser.add_argument("--cpu-memory", action="store_true", help="peak RSS per decode mode, fresh process each")
     parser.add_argument("--rss-child", default=None, help=argparse.SUPPRESS)

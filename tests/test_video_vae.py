@@ -329,3 +329,16 @@ def test_pad_video_equals_concat_then_torch_pad(mode, causal):
     if mode != "zeros":
         expected = torch.nn.functional.pad(expected, (1, 1, 1, 1, 0, 0), mode=mode)
     torch.testing.assert_close(pad_video(x, front, back, mode, norm_act=True), expected, atol=1e-6, rtol=0)
+
+
+@torch.no_grad()
+def test_channels_last_weights_keep_parity():
+    # vae.to(memory_format=torch.channels_last_3d) is the GPU speed switch: every conv input is padded into NDHWC
+    ref_encoder, ref_decoder, ours, _, _ = build_pair("ltx2", "zeros", "reflect")
+    ours.to(memory_format=torch.channels_last_3d)
+    assert ours.decoder.conv_in.conv.weight.is_contiguous(memory_format=torch.channels_last_3d)
+    video = torch.rand(1, 3, 9, 64, 64, generator=torch.Generator().manual_seed(8)) * 2 - 1
+    latents = normalize_latents(ours.encode(video).latent_dist.mode(), ours.latents_mean, ours.latents_std)
+    torch.testing.assert_close(latents, ref_encoder(video), atol=1e-5, rtol=0)
+    decoded = ours.decode(denormalize_latents(latents, ours.latents_mean, ours.latents_std)).sample
+    torch.testing.assert_close(decoded, ref_decoder(latents), atol=1e-5, rtol=0)

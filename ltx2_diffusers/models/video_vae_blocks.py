@@ -61,19 +61,23 @@ def unpatchify(x: Tensor, patch_size: int) -> Tensor:
     return x.permute(0, 1, 4, 5, 3, 6, 2).reshape(b, cpp // (p * p), f, h * p, w * p)
 
 
-def pad_video(x: Tensor, front: int, back: int, spatial_mode: str, norm_act: bool = False) -> Tensor:
+def pad_video(
+    x: Tensor, front: int, back: int, spatial_mode: str, norm_act: bool = False, channels_last: bool | None = None
+) -> Tensor:
     """Repeat the first frame `front` times and the last `back` times; pad H and W by 1 unless `spatial_mode` is zeros.
 
     One copy into one buffer (in x's memory format), where the reference concatenates frames and then lets nn.Conv3d
     pad space in a second copy; the values are the same. With norm_act, SiLU(pixel_norm(x)) is what gets padded,
     computed straight into the buffer (padding commutes with elementwise ops, so this is the reference's order).
+    channels_last: layout of the result (None: x's layout); the conv's weight layout, so cuDNN converts nothing.
     x: (B, C, F, H, W) -> (B, C, front + F + back, H', W').
     """
     b, c, f, h, w = x.shape
     s = 0 if spatial_mode == "zeros" else 1
     if s and (h < 2 or w < 2):
         raise ValueError(f"{spatial_mode} padding needs at least 2x2 latents per tile, got {h}x{w}")
-    channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last_3d)
+    if channels_last is None:
+        channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last_3d)
     fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
     shape = (b, c, front + f + back, h + 2 * s, w + 2 * s)
     out = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=fmt)
@@ -137,7 +141,9 @@ class CausalConv3d(nn.Module):
         the padding copy.
         """
         front, back = (2, 0) if causal else (1, 1)
-        x = pad_video(x, front, back, self.spatial_padding_mode, norm_act)
+        weight = self.conv.weight  # vae.to(memory_format=torch.channels_last_3d) puts the convs in NDHWC
+        channels_last = not weight.is_contiguous() and weight.is_contiguous(memory_format=torch.channels_last_3d)
+        x = pad_video(x, front, back, self.spatial_padding_mode, norm_act, channels_last)
         zeros = self.spatial_padding_mode == "zeros"  # zero padding is left to the conv kernel: no copy
         return F.conv3d(x, self.conv.weight, self.conv.bias, self.conv.stride, (0, 1, 1) if zeros else 0)
 
