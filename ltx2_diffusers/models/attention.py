@@ -1,4 +1,5 @@
-"""Attention of the LTX-2 transformer: one module for self-, text- and audio<->video attention (spec §1.2, §1.8, §1.11).
+"""Attention of LTX-2: one module for the transformer's self-, text- and audio<->video attention (spec §1.2, §1.8,
+§1.11) and for the text connectors' self-attention (spec §5.5).
 
 All attention goes through `torch.nn.functional.scaled_dot_product_attention`. Which SDPA kernel runs is chosen with
 `sdpa_backend(name)` around the call (the transformer does this for its whole block loop when

@@ -19,14 +19,15 @@ import math
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.loaders import PeftAdapterMixin
 from diffusers.models.attention import FeedForward
 from diffusers.models.modeling_utils import ModelMixin
 from torch import Tensor, nn
 
-from .rope import ROPE_TYPES, apply_rope, rope_cos_sin
+from .attention import Attention
+from .embeddings import rms_norm
+from .rope import ROPE_TYPES, rope_cos_sin
 
 RMS_EPS = 1e-6  # every weightless RMS norm of the connectors and the V2 feature extractor
 
@@ -57,16 +58,6 @@ def per_token_rms_norm(hidden_states: Tensor, keep: Tensor, eps: float = RMS_EPS
     return torch.where(keep[:, :, None], normed, torch.zeros_like(normed))
 
 
-def apply_rope_as_reference(x: Tensor, cos: Tensor, sin: Tensor, rope_type: str) -> Tensor:
-    """`rope.apply_rope` with ltx-core's order of operations for "split": x * cos first, then the sine term added by
-    a fused multiply-add (`addcmul`). Same math; in bf16 this rounds like the reference, bit for bit (rope.apply_rope's
-    `x1 * cos - x2 * sin` rounds each product separately and lands 1-2 bf16 ulps away)."""
-    if rope_type != "split":
-        return apply_rope(x, cos, sin, rope_type)
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat([torch.addcmul(x1 * cos, -sin, x2), torch.addcmul(x2 * cos, sin, x1)], dim=-1)
-
-
 def fill_padding_with_registers(hidden_states: Tensor, keep: Tensor, registers: Tensor) -> Tensor:
     """Move each sample's real tokens to the front (order kept) and put register p mod R at every later position p.
 
@@ -82,51 +73,22 @@ def fill_padding_with_registers(hidden_states: Tensor, keep: Tensor, registers: 
     return torch.where(is_register[:, :, None], tiled, front)
 
 
-class LTX2ConnectorAttention(nn.Module):
-    """Self-attention of a connector block: q/k RMSNorm over all heads, RoPE, optional per-head gate.
+class LTX2ConnectorBlock1d(nn.Module):
+    """Pre-norm block: h += attn(RMS(h)); h += ff(RMS(h)). The norms have no weights (diffusers' norm1/norm2).
 
-    Parameter names follow diffusers' `LTX2Attention`: to_q, to_k, to_v, norm_q, norm_k, to_out.0, to_gate_logits.
+    The attention is the transformer's (q/k RMSNorm over all heads, RoPE, LTX-2.3's optional per-head gates), used as
+    self-attention with the connector's additive padding mask, or no mask when registers fill the padding.
     """
 
     def __init__(self, dim: int, heads: int, head_dim: int, rope_type: str, gated: bool):
         super().__init__()
-        inner_dim = heads * head_dim
-        self.heads = heads
-        self.rope_type = rope_type
-        self.norm_q = nn.RMSNorm(inner_dim, eps=RMS_EPS)
-        self.norm_k = nn.RMSNorm(inner_dim, eps=RMS_EPS)
-        self.to_q = nn.Linear(dim, inner_dim)
-        self.to_k = nn.Linear(dim, inner_dim)
-        self.to_v = nn.Linear(dim, inner_dim)
-        self.to_out = nn.ModuleList([nn.Linear(inner_dim, dim), nn.Dropout(0.0)])
-        # LTX-2.3: out_h *= 2 sigmoid(gate_h(x)), so zero-initialised gate logits leave attention unchanged.
-        self.to_gate_logits = nn.Linear(dim, heads) if gated else None
-
-    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor], attention_bias: Tensor | None = None) -> Tensor:
-        """x: (B, T, dim); rope: per-head cos/sin tables; attention_bias: (B, 1, 1, T) additive, or None when every
-        position may attend everywhere (the register path). Returns (B, T, dim)."""
-        q = self.norm_q(self.to_q(x)).unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B, H, T, d)
-        k = self.norm_k(self.to_k(x)).unflatten(-1, (self.heads, -1)).transpose(1, 2)
-        v = self.to_v(x).unflatten(-1, (self.heads, -1)).transpose(1, 2)
-        q, k = apply_rope_as_reference(q, *rope, self.rope_type), apply_rope_as_reference(k, *rope, self.rope_type)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attention_bias)  # (B, H, T, d)
-        if self.to_gate_logits is not None:
-            gates = 2.0 * torch.sigmoid(self.to_gate_logits(x))  # (B, T, H)
-            out = out * gates.transpose(1, 2)[..., None]
-        return self.to_out[0](out.transpose(1, 2).flatten(2))
-
-
-class LTX2ConnectorBlock1d(nn.Module):
-    """Pre-norm block: h += attn(RMS(h)); h += ff(RMS(h)). The norms have no weights (diffusers' norm1/norm2)."""
-
-    def __init__(self, dim: int, heads: int, head_dim: int, rope_type: str, gated: bool):
-        super().__init__()
-        self.attn1 = LTX2ConnectorAttention(dim, heads, head_dim, rope_type, gated)
+        self.attn1 = Attention(dim, heads, head_dim, gated=gated, eps=RMS_EPS, rope_type=rope_type)
         self.ff = FeedForward(dim, activation_fn="gelu-approximate")  # net.0.proj, net.2: 4x GELU-tanh
 
     def forward(self, x: Tensor, rope: tuple[Tensor, Tensor], attention_bias: Tensor | None) -> Tensor:
-        x = x + self.attn1(F.rms_norm(x, x.shape[-1:], eps=RMS_EPS), rope, attention_bias)
-        return x + self.ff(F.rms_norm(x, x.shape[-1:], eps=RMS_EPS))
+        """x: (B, T, dim); rope: per-head cos/sin; attention_bias: (B, 1, 1, T) additive or None. Returns (B, T, dim)."""
+        x = x + self.attn1(rms_norm(x, RMS_EPS), rope=rope, mask=attention_bias)
+        return x + self.ff(rms_norm(x, RMS_EPS))
 
 
 class LTX2ConnectorTransformer1d(nn.Module):
@@ -201,7 +163,7 @@ class LTX2ConnectorTransformer1d(nn.Module):
                 hidden_states = self._gradient_checkpointing_func(block, hidden_states, rope, attention_bias)
             else:
                 hidden_states = block(hidden_states, rope, attention_bias)
-        return F.rms_norm(hidden_states, hidden_states.shape[-1:], eps=RMS_EPS)
+        return rms_norm(hidden_states, RMS_EPS)
 
 
 class LTX2TextConnectors(ModelMixin, ConfigMixin, PeftAdapterMixin):
