@@ -292,6 +292,8 @@ def test_channel_errors(tiny_vae):
         tiny_vae.encode(torch.zeros(1, 4, 9, 64, 64))
     with pytest.raises(ValueError, match=r"latents must be \(B, 8, F, H, W\), got shape \(1, 16, 2, 2, 2\)"):
         tiny_vae.decode(torch.zeros(1, 16, 2, 2, 2))
+    with pytest.raises(ValueError, match=r"latents must be \(B, 8, F, H, W\)"):
+        tiny_vae.decode_stream(torch.zeros(1, 16, 2, 2, 2))  # raised at the call, not at the first chunk
     with pytest.raises(ValueError, match=r"\(B, C, F, H, W\), got shape \(1, 3, 64, 64\)"):
         tiny_vae.encode(torch.zeros(1, 3, 64, 64))
 

@@ -290,9 +290,13 @@ class AutoencoderKLLTX2Video(ModelMixin, AutoencoderMixin, ConfigMixin):
         Always tiled (with `self.tiling`), chunked where ltx-core's `tiled_decode` yields: a long clip never exists as
         one float tensor. z: un-normalised latents (B, C, F', H', W'); temb: (B,) decode timestep when conditioned.
         """
-        self._check_latents(z)
+        self._check_latents(z)  # checked here, not at the first next()
         self._check_timestep(temb)
-        yield from tiled_decode_chunks(
+        return (chunk.to(z.dtype) for chunk in self._tiled_chunks(z, temb, causal, generator))
+
+    def _tiled_chunks(self, z: Tensor, temb: Tensor | None, causal: bool | None, generator) -> Iterator[Tensor]:
+        """float32 chunks (views of the accumulation buffers)."""
+        return tiled_decode_chunks(
             lambda tile: self.decoder(tile, temb, generator, causal),
             z,
             self.tiling,
@@ -306,9 +310,9 @@ class AutoencoderKLLTX2Video(ModelMixin, AutoencoderMixin, ConfigMixin):
         if not self._tiles(frames, height, width):
             return self.decoder(z, temb, generator, causal)
         out, start = None, 0
-        for chunk in self.decode_stream(z, temb, causal, generator):
-            if out is None:  # written chunk by chunk: no concatenation copy
-                out = chunk.new_empty((chunk.shape[0], chunk.shape[1], frames, height, width))
+        for chunk in self._tiled_chunks(z, temb, causal, generator):
+            if out is None:  # written chunk by chunk, cast on the way: no concatenation, no cast copy
+                out = z.new_empty((chunk.shape[0], chunk.shape[1], frames, height, width))
             out[:, :, start : start + chunk.shape[2]] = chunk
             start += chunk.shape[2]
         return out

@@ -158,10 +158,10 @@ def decode_tile_plan(
 def tiled_decode_chunks(
     decode_tile: Callable[[Tensor], Tensor], latents: Tensor, config: VideoTilingConfig, scale_t: int, scale_s: int
 ) -> Iterator[Tensor]:
-    """Yield (B, C_out, T_i, H, W) chunks of decoded frames, in the latents' dtype, whose concatenation is the clip.
+    """Yield (B, C_out, T_i, H, W) float32 chunks of decoded frames whose concatenation is the clip.
 
     Chunk boundaries are ltx-core's: each chunk ends where the next temporal tile starts. At most two temporal
-    groups of float32 frames are alive at once.
+    groups of float32 frames are alive at once; a chunk is a view of one of them (cast it, or copy it out).
     """
     temporal, rows, cols = decode_tile_plan(tuple(latents.shape), config, scale_t, scale_s, latents.device)
     height, width = rows[-1].target.stop, cols[-1].target.stop
@@ -188,9 +188,9 @@ def tiled_decode_chunks(
         if previous is not None:
             done = t.target.start - previous_start  # frames no later tile reaches
             group[:, :, : previous.shape[2] - done] += previous[:, :, done:]
-            yield previous[:, :, :done].to(latents.dtype)
+            yield previous[:, :, :done]
         previous, previous_start = group, t.target.start
-    yield previous.to(latents.dtype)
+    yield previous
 
 
 def tiled_encode(
