@@ -34,30 +34,21 @@ CONFIGS = {
         rope_type="split",
         rope_double_precision=True,
     ),
-    "v2": dict(
-        caption_channels=HIDDEN,
-        text_proj_in_factor=LAYERS,
-        video_connector_num_attention_heads=4,
-        video_connector_attention_head_dim=8,
-        video_connector_num_layers=2,
-        video_connector_num_learnable_registers=REGISTERS,
-        video_gated_attn=True,
-        audio_connector_num_attention_heads=2,
-        audio_connector_attention_head_dim=8,
-        audio_connector_num_layers=1,
-        audio_connector_num_learnable_registers=REGISTERS,
-        audio_gated_attn=True,
-        connector_rope_base_seq_len=64,
-        rope_type="split",
-        rope_double_precision=True,
-        per_modality_projections=True,
-        video_hidden_dim=32,
-        audio_hidden_dim=16,
-        proj_bias=True,
-    ),
+    "v2": None,  # filled below
     "v1_interleaved_float32_rope": None,  # filled below
     "v1_no_registers": None,
 }
+CONFIGS["v2"] = dict(
+    CONFIGS["v1"],
+    video_gated_attn=True,
+    audio_connector_num_attention_heads=2,
+    audio_connector_num_layers=1,
+    audio_gated_attn=True,
+    per_modality_projections=True,
+    video_hidden_dim=32,
+    audio_hidden_dim=16,
+    proj_bias=True,
+)
 CONFIGS["v1_interleaved_float32_rope"] = {**CONFIGS["v1"], "rope_type": "interleaved", "rope_double_precision": False}
 CONFIGS["v1_no_registers"] = {
     **CONFIGS["v1"],

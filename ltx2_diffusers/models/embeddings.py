@@ -1,10 +1,12 @@
 """Timestep embeddings, AdaLN modulation and the caption projection of the LTX-2 transformer (spec §1.10, §1.5).
 
-Module and parameter names follow diffusers' `LTX2AdaLayerNormSingle` / `PixArtAlphaTextProjection`, so state dicts
-load unchanged: `emb.timestep_embedder.linear_1`, `emb.timestep_embedder.linear_2`, `linear`; `linear_1`, `linear_2`.
+Module and parameter names follow diffusers' `LTX2AdaLayerNormSingle` / `PixArtAlphaTextProjection` (the caption
+projection is a `TwoLayerMLP` with tanh-GELU), so state dicts load unchanged: `emb.timestep_embedder.linear_1`,
+`emb.timestep_embedder.linear_2`, `linear`; `linear_1`, `linear_2`.
 """
 
 import math
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -19,16 +21,22 @@ def timestep_sinusoids(timestep: Tensor, channels: int = 256, max_period: float 
     return torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
 
 
-class TimestepMLP(nn.Module):
-    """256 sinusoid channels -> dim -> dim (linear, SiLU, linear)."""
+class TwoLayerMLP(nn.Module):
+    """in_features -> dim -> dim with an activation in between (diffusers' names linear_1, linear_2): the timestep
+    MLP ("silu") and LTX-2's caption projection of the Gemma features ("gelu-tanh")."""
 
-    def __init__(self, in_channels: int, dim: int):
+    ACTIVATIONS = {"silu": F.silu, "gelu-tanh": partial(F.gelu, approximate="tanh")}
+
+    def __init__(self, in_features: int, dim: int, activation: str):
         super().__init__()
-        self.linear_1 = nn.Linear(in_channels, dim)
+        if activation not in self.ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(self.ACTIVATIONS)}, got {activation!r}")
+        self.activation = activation
+        self.linear_1 = nn.Linear(in_features, dim)
         self.linear_2 = nn.Linear(dim, dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.linear_2(F.silu(self.linear_1(x)))
+        return self.linear_2(self.ACTIVATIONS[self.activation](self.linear_1(x)))
 
 
 class CombinedTimestepEmbedding(nn.Module):
@@ -36,7 +44,7 @@ class CombinedTimestepEmbedding(nn.Module):
 
     def __init__(self, dim: int):
         super().__init__()
-        self.timestep_embedder = TimestepMLP(256, dim)
+        self.timestep_embedder = TwoLayerMLP(256, dim, "silu")
 
     def forward(self, timestep: Tensor, dtype: torch.dtype) -> Tensor:
         # Sinusoids in float32, cast to the hidden dtype before the MLP, as the reference does.
@@ -61,18 +69,6 @@ class AdaLayerNormSingle(nn.Module):
         embedded = self.emb(timestep.flatten(), dtype)
         modulation = self.linear(F.silu(embedded))
         return modulation.view(batch_size, -1, modulation.shape[-1]), embedded.view(batch_size, -1, embedded.shape[-1])
-
-
-class CaptionProjection(nn.Module):
-    """LTX-2 only: Gemma features (caption_channels) -> dim -> dim with a tanh-GELU in between."""
-
-    def __init__(self, in_features: int, dim: int):
-        super().__init__()
-        self.linear_1 = nn.Linear(in_features, dim)
-        self.linear_2 = nn.Linear(dim, dim)
-
-    def forward(self, caption: Tensor) -> Tensor:
-        return self.linear_2(F.gelu(self.linear_1(caption), approximate="tanh"))
 
 
 def modulation_rows(table: Tensor, modulation: Tensor, rows: slice) -> tuple[Tensor, ...]:

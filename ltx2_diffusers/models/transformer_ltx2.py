@@ -18,7 +18,7 @@ from diffusers.utils import BaseOutput, apply_lora_scale
 from torch import Tensor, nn
 
 from .attention import Attention, resolve_sdpa_backend, sdpa_backend, self_attention_bias, text_bias
-from .embeddings import AdaLayerNormSingle, CaptionProjection
+from .embeddings import AdaLayerNormSingle, TwoLayerMLP
 from .perturbations import Perturbations
 from .rope import AudioCoordinates, VideoCoordinates, rope_cos_sin, video_positions
 from .transformer_ltx2_block import BlockPerturbation, FeedForward, LTX2VideoTransformerBlock, StreamInputs
@@ -125,8 +125,8 @@ class LTX2VideoTransformer3DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, Fro
         if use_keyframes_abs_pos_embedding:
             self.keyframes_abs_pos_embedding = nn.Parameter(torch.zeros(1, dim))
         if use_prompt_embeddings:
-            self.caption_projection = CaptionProjection(caption_channels, dim)
-            self.audio_caption_projection = CaptionProjection(caption_channels, audio_dim)
+            self.caption_projection = TwoLayerMLP(caption_channels, dim, "gelu-tanh")
+            self.audio_caption_projection = TwoLayerMLP(caption_channels, audio_dim, "gelu-tanh")
 
         # 2. Timestep embeddings: per-token AdaLN rows, audio<->video AdaLN (partner's sigma), LTX-2.3 prompt AdaLN
         self.time_embed = AdaLayerNormSingle(dim, rows)

@@ -158,17 +158,15 @@ class LTX2VideoTransformerBlock(nn.Module):
                 self.audio_a2v_cross_attn_scale_shift_table,
             )
             if perturbation.run_a2v:
-                update = self._cross_modal_update(
+                video = video + self._cross_modal_update(
                     video_normed, audio_normed, video_inputs, audio_inputs, video_table, audio_table, A2V,
-                    self.audio_to_video_attn,
+                    self.audio_to_video_attn, perturbation.a2v_keep,
                 )  # fmt: skip
-                video = video + (update if perturbation.a2v_keep is None else update * perturbation.a2v_keep)
             if perturbation.run_v2a:
-                update = self._cross_modal_update(
+                audio = audio + self._cross_modal_update(
                     audio_normed, video_normed, audio_inputs, video_inputs, audio_table, video_table, V2A,
-                    self.video_to_audio_attn,
+                    self.video_to_audio_attn, perturbation.v2a_keep,
                 )  # fmt: skip
-                audio = audio + (update if perturbation.v2a_keep is None else update * perturbation.v2a_keep)
 
         # 4. Feed-forward
         shift, scale, gate = modulation_rows(self.scale_shift_table, video_inputs.temb, FEED_FORWARD)
@@ -212,8 +210,12 @@ class LTX2VideoTransformerBlock(nn.Module):
         context_table: Tensor,
         rows: slice,
         attn: Attention,
+        keep: Tensor | None,
     ) -> Tensor:
-        """Gated update of the query stream from the other stream, both modulated by the partner sigma's AdaLN."""
+        """Gated update of the query stream from the other stream, both modulated by the partner sigma's AdaLN.
+
+        keep: (B, 1, 1), 0 for the samples whose update is switched off (modality isolation), or None (all keep it).
+        """
         q_scale, q_shift = modulation_rows(query_table[:4], query_inputs.cross_temb, rows)
         (gate,) = modulation_rows(query_table[4:], query_inputs.cross_gate_temb, slice(0, 1))
         c_scale, c_shift = modulation_rows(context_table[:4], context_inputs.cross_temb, rows)
@@ -223,4 +225,5 @@ class LTX2VideoTransformerBlock(nn.Module):
             rope=query_inputs.cross_rope,
             context_rope=context_inputs.cross_rope,
         )
-        return out * gate
+        update = out * gate
+        return update if keep is None else update * keep
