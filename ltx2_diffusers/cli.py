@@ -38,6 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--steps", type=int, default=None, help="denoising steps (default: 40 for LTX-2, 30 for LTX-2.3)")
     gen.add_argument("--seed", type=int, default=10, help="random seed (default 10, as ltx-pipelines)")
     gen.add_argument("--negative-prompt", default=None, help="default: the reference's negative prompt")
+    gen.add_argument(
+        "--enhance-prompt",
+        action="store_true",
+        help="let Gemma rewrite the prompt into a detailed description first (seeded by --seed; with --image it "
+        "sees the image, which needs a Gemma3Processor: the pipeline's `processor`, or --text-encoder's folder)",
+    )
     gen.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     gen.add_argument("--dtype", default=None, choices=sorted(DTYPES), help="default: bf16 on cuda, fp32 on cpu")
     gen.add_argument("--offload", action="store_true", help="model CPU offload: one component on the GPU at a time")
@@ -45,8 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_pipeline(model: str, torch_dtype, text_encoder: str | None = None, kind: str | None = None):
-    """--model -> LTX2AVPipeline: 'tiny', a single .safetensors file, or a diffusers-layout folder / Hub id."""
+def load_pipeline(
+    model: str, torch_dtype, text_encoder: str | None = None, kind: str | None = None, with_processor: bool = False
+):
+    """--model -> LTX2AVPipeline: 'tiny', a single .safetensors file, or a diffusers-layout folder / Hub id.
+    with_processor: for a single file, also load the Gemma3Processor from `text_encoder` (image prompt enhancement)."""
     import torch
 
     from .pipelines.pipeline_ltx2_av import LTX2AVPipeline
@@ -72,7 +81,7 @@ def load_pipeline(model: str, torch_dtype, text_encoder: str | None = None, kind
                 "error: a single-file checkpoint holds no text encoder: pass --text-encoder with a Gemma-3 folder or "
                 "Hub id (e.g. google/gemma-3-12b-it-qat-q4_0-unquantized)"
             )
-        from transformers import AutoTokenizer, Gemma3ForConditionalGeneration
+        from transformers import AutoTokenizer, Gemma3ForConditionalGeneration, Gemma3Processor
 
         gemma = Gemma3ForConditionalGeneration.from_pretrained(text_encoder, torch_dtype=torch_dtype)
         tokenizer = AutoTokenizer.from_pretrained(text_encoder)
@@ -80,6 +89,7 @@ def load_pipeline(model: str, torch_dtype, text_encoder: str | None = None, kind
             model,
             text_encoder=gemma,
             tokenizer=tokenizer,
+            processor=Gemma3Processor.from_pretrained(text_encoder) if with_processor else None,
             kind=kind,
             torch_dtype=torch_dtype,
             pipeline_class=LTX2AVPipeline,
@@ -95,7 +105,8 @@ def generate(args: argparse.Namespace) -> str:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype_name = args.dtype or ("bf16" if device.startswith("cuda") else "fp32")
     torch_dtype = getattr(torch, DTYPES[dtype_name])
-    pipe = load_pipeline(args.model, torch_dtype, args.text_encoder, args.kind)
+    with_processor = args.enhance_prompt and args.image is not None
+    pipe = load_pipeline(args.model, torch_dtype, args.text_encoder, args.kind, with_processor)
     pipe.set_progress_bar_config(disable=False, desc="denoising")
     if args.offload:
         pipe.enable_model_cpu_offload(device=device)
@@ -114,6 +125,8 @@ def generate(args: argparse.Namespace) -> str:
         args.negative_prompt,
         image=image,
         image_strength=args.image_strength,
+        enhance_prompt=args.enhance_prompt,
+        enhance_prompt_seed=args.seed,
         height=args.height,
         width=args.width,
         num_frames=args.frames,

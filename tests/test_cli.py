@@ -65,3 +65,27 @@ def test_cli_loads_a_lightricks_single_file(tmp_path, capsys):
     assert main([*argv, "--text-encoder", str(tmp_path / "gemma")]) == 0
     with av.open(str(tmp_path / "sf.mp4")) as container:
         assert container.streams.video[0].frames == 9 and container.streams.audio[0].rate == 24000
+
+
+def test_cli_enhance_prompt_passes_the_flag_and_the_seed(tmp_path, monkeypatch):
+    import ltx2_diffusers.cli as cli
+
+    seen = {}
+
+    def fake_export(frames, audio, sample_rate, fps, path):
+        return str(path)
+
+    from ltx2_diffusers.pipelines.pipeline_ltx2_av import LTX2AVPipeline
+
+    real_call = LTX2AVPipeline.__call__
+
+    def spy(self, *args, **kwargs):
+        seen.update(kwargs)
+        return real_call(self, *args, **kwargs)
+
+    monkeypatch.setattr(LTX2AVPipeline, "__call__", spy)
+    monkeypatch.setattr("ltx2_diffusers.utils.media.export_to_video_with_audio", fake_export)
+    argv = ["generate", "a cat", "-o", str(tmp_path / "e.mp4"), "--model", "tiny", "--frames", "9", "--height", "64"]
+    assert cli.main([*argv, "--width", "64", "--steps", "1", "--seed", "5", "--enhance-prompt"]) == 0
+    assert seen["enhance_prompt"] is True and seen["enhance_prompt_seed"] == 5
+    assert build_parser().parse_args(["generate", "p", "-o", "o.mp4"]).enhance_prompt is False

@@ -197,3 +197,42 @@ def test_sigma_binned_guidance_switches_scales_per_step(pipe):
     constant = run(pipe, video_guidance=strong, audio_guidance=strong, **kwargs).frames
     off = run(pipe, **kwargs).frames
     assert not torch.allclose(binned, constant) and not torch.allclose(binned, off)
+
+
+def test_enhance_prompt_rewrites_the_first_prompt_with_the_generator_seed(pipe):
+    from ltx2_diffusers.pipelines.prompt_enhancement import enhance_prompt
+
+    enhanced = enhance_prompt(pipe.text_encoder, pipe.tokenizer, "a cat", seed=4)
+    assert enhanced != "a cat"
+    got = run(pipe, ["a cat", "a dog"], seed=4, enhance_prompt=True, output_type="latent")
+    expected = run(pipe, [enhanced, "a dog"], seed=4, output_type="latent")  # only the first prompt is rewritten
+    torch.testing.assert_close(got.frames, expected.frames, rtol=0, atol=0)
+    torch.testing.assert_close(got.audio, expected.audio, rtol=0, atol=0)
+    plain = run(pipe, ["a cat", "a dog"], seed=4, output_type="latent")
+    assert not torch.equal(got.frames[0], plain.frames[0])
+    torch.testing.assert_close(got.frames[1], plain.frames[1], rtol=0, atol=0)
+    # an explicit seed overrides the generator's
+    other = enhance_prompt(pipe.text_encoder, pipe.tokenizer, "a cat", seed=11)
+    got = run(pipe, seed=4, enhance_prompt=True, enhance_prompt_seed=11, output_type="latent")
+    torch.testing.assert_close(got.frames, run(pipe, other, seed=4, output_type="latent").frames, rtol=0, atol=0)
+
+
+def test_enhance_prompt_with_an_image_shows_gemma_the_conditioning_image(pipe):
+    from ltx2_diffusers.pipelines.prompt_enhancement import enhance_prompt
+
+    pixels = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    as_uint8 = ((pixels + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0)
+    enhanced = enhance_prompt(
+        pipe.text_encoder, pipe.tokenizer, "a cat", image=as_uint8, processor=pipe.processor, seed=2
+    )
+    assert enhanced != enhance_prompt(pipe.text_encoder, pipe.tokenizer, "a cat", seed=2)  # the image matters
+    got = run(pipe, seed=2, image=pixels, enhance_prompt=True, output_type="latent")
+    expected = run(pipe, enhanced, seed=2, image=pixels, output_type="latent")
+    torch.testing.assert_close(got.frames, expected.frames, rtol=0, atol=0)
+
+
+def test_enhance_prompt_with_an_image_needs_a_processor():
+    pipe = build_tiny_pipeline(seed=0)
+    pipe.processor = None
+    with pytest.raises(ValueError, match=r"needs a Gemma3Processor \(`processor=`\)"):
+        run(pipe, image=torch.zeros(3, 64, 64), enhance_prompt=True)

@@ -813,12 +813,14 @@ def pipeline_from_single_file(
     *,
     text_encoder: Any = None,
     tokenizer: Any = None,
+    processor: Any = None,
     kind: str | None = None,
     torch_dtype: torch.dtype | None = None,
     pipeline_class: type | None = None,
 ) -> Any:
     """The LTX-2 pipeline from a Lightricks single file: every component it holds, loaded strictly, plus the given
-    Gemma `text_encoder` / `tokenizer` objects (None leaves them out). The upscaler is not part of the pipeline:
+    Gemma `text_encoder` / `tokenizer` objects (None leaves them out) and the optional `processor` (a
+    `Gemma3Processor`, for image-to-video prompt enhancement). The upscaler is not part of the pipeline:
     load it with `load_component_from_single_file(LTX2LatentUpsamplerModel, upscaler_file)`."""
     plans = plan_checkpoint(path)[0]
     components: dict[str, Any] = {}
@@ -830,5 +832,7 @@ def pipeline_from_single_file(
         scheduler_cls = resolve_class("LTX2Scheduler")
         components["scheduler"] = scheduler_cls(**md.scheduler_config(kind or md.model_kind_from_name(path)))
     components["text_encoder"], components["tokenizer"] = text_encoder, tokenizer
+    if processor is not None:
+        components["processor"] = processor
     pipeline_class = pipeline_class or resolve_class(PIPELINE_CLASS)
     return pipeline_class(**components)

@@ -14,6 +14,7 @@ import numpy as np
 import PIL.Image
 import torch
 from diffusers import DiffusionPipeline
+from diffusers.utils import logging
 from torch import Tensor
 
 from ..models.autoencoder_kl_ltx2 import normalize_latents
@@ -30,7 +31,11 @@ from .denoising import (
 )
 from .guidance import GuidanceScales, GuidanceSchedule
 from .pipeline_output import LTX2PipelineOutput
+from .prompt_enhancement import DEFAULT_SEED
+from .prompt_enhancement import enhance_prompt as enhance_prompt_with_gemma
 from .text_encoding import encode_prompts
+
+logger = logging.get_logger(__name__)
 
 # ltx-pipelines' DEFAULT_NEGATIVE_PROMPT (spec §9), kept verbatim: it is part of the reference's sampling setup, and
 # results only match the reference's with the exact string.
@@ -100,6 +105,15 @@ def _image_to_pixels(image: ImageInput, height: int, width: int, crf: int) -> Te
     return prepare_image(image, height, width, crf=crf)
 
 
+def _image_for_enhancement(image: ImageInput) -> ImageInput:
+    """The conditioning image as prompt enhancement takes it: a float tensor in [-1, 1] ((3, H, W) or (1, 3, H, W),
+    the pipeline's prepared form) becomes (H, W, 3) uint8; paths, PIL images and uint8 arrays pass unchanged."""
+    if isinstance(image, Tensor) and image.is_floating_point():
+        pixels = image[0] if image.ndim == 4 else image
+        return ((pixels.float().cpu() + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0)
+    return image
+
+
 def _repeat_contexts(contexts: TextContexts, times: int) -> TextContexts:
     """Each prompt's contexts `times` times in a row (B -> B * times), for num_videos_per_prompt."""
 
@@ -124,19 +138,24 @@ def _postprocess_frames(video: Tensor, output_type: str):
 
 
 COMPONENTS = ("scheduler", "vae", "audio_vae", "text_encoder", "tokenizer", "connectors", "transformer", "vocoder")
+OPTIONAL_COMPONENTS = ("processor",)  # a Gemma3Processor: only image-to-video prompt enhancement needs it
 
 
 class LTX2AVPipeline(DiffusionPipeline):
     """Text/image -> video + stereo audio with LTX-2 or LTX-2.3, one stage (ltx-pipelines' one-stage pipeline).
 
     Components keep diffusers' LTX2Pipeline names: `transformer`, `vae`, `audio_vae`, `vocoder`, `connectors`,
-    `text_encoder` (Gemma-3), `tokenizer`, `scheduler` (`LTX2Scheduler`).
+    `text_encoder` (Gemma-3), `tokenizer`, `scheduler` (`LTX2Scheduler`), and the optional `processor`
+    (`Gemma3Processor`), which only image-to-video prompt enhancement uses.
     """
 
     model_cpu_offload_seq = "text_encoder->connectors->transformer->vae->audio_vae->vocoder"
     _callback_tensor_inputs = ["video_latents", "audio_latents"]
+    _optional_components = list(OPTIONAL_COMPONENTS)
 
-    def __init__(self, scheduler, vae, audio_vae, text_encoder, tokenizer, connectors, transformer, vocoder):
+    def __init__(
+        self, scheduler, vae, audio_vae, text_encoder, tokenizer, connectors, transformer, vocoder, processor=None
+    ):
         super().__init__()
         if not isinstance(scheduler, LTX2Scheduler):
             raise TypeError(
@@ -152,6 +171,7 @@ class LTX2AVPipeline(DiffusionPipeline):
             connectors=connectors,
             transformer=transformer,
             vocoder=vocoder,
+            processor=processor,
         )
 
     def register_modules(self, **kwargs):
@@ -180,7 +200,7 @@ class LTX2AVPipeline(DiffusionPipeline):
             # Only this pipeline's folders: Hub repos such as Lightricks/LTX-2 also hold the original single files.
             folder = snapshot_download(
                 folder,
-                allow_patterns=["model_index.json", *(f"{name}/*" for name in COMPONENTS)],
+                allow_patterns=["model_index.json", *(f"{name}/*" for name in COMPONENTS + OPTIONAL_COMPONENTS)],
                 revision=kwargs.get("revision"),
                 cache_dir=kwargs.get("cache_dir"),
                 token=kwargs.get("token"),
@@ -280,6 +300,8 @@ class LTX2AVPipeline(DiffusionPipeline):
         image_strength: float = 1.0,
         image_crf: int = DEFAULT_IMAGE_CRF,
         keyframes: Sequence[tuple[ImageInput, int, float]] = (),
+        enhance_prompt: bool = False,
+        enhance_prompt_seed: int | None = None,
         height: int = 512,
         width: int = 768,
         num_frames: int = 121,
@@ -303,6 +325,11 @@ class LTX2AVPipeline(DiffusionPipeline):
             uint8 array is H.264 round-tripped at `image_crf` (the reference's 33; 0 skips it), cover-resized and
             centre-cropped; a float tensor in [-1, 1] must already be height x width.
         keyframes: (image, pixel_frame_index, strength) triples, appended as keyframe tokens at those frames.
+        enhance_prompt: let Gemma rewrite the FIRST prompt into a detailed description before encoding (the
+            reference's opt-in `--enhance-prompt`); with an `image` (else the first keyframe's) Gemma sees it, which
+            needs the pipeline's `processor` (a `Gemma3Processor`). Sampled, so it changes with the seed.
+        enhance_prompt_seed: the enhancement's sampling seed; None -> the generator's seed (`initial_seed()`, as the
+            reference passes its pipeline seed), or 10 without a generator.
         num_inference_steps / video_guidance / audio_guidance: None -> the model version's defaults.
         sigmas: an explicit schedule (e.g. the distilled one) instead of `num_inference_steps`.
         callback_on_step_end(pipe, step_index, timestep, {name: tensor}) -> dict of replacements, diffusers' convention,
@@ -324,6 +351,22 @@ class LTX2AVPipeline(DiffusionPipeline):
         video_guidance = defaults.video_guidance if video_guidance is None else video_guidance
         audio_guidance = defaults.audio_guidance if audio_guidance is None else audio_guidance
         device, dtype = self._execution_device, self.transformer.dtype
+
+        # 0. Optional prompt enhancement: the reference rewrites only the first prompt, seeded by the pipeline seed
+        if enhance_prompt:
+            if enhance_prompt_seed is None:
+                enhance_prompt_seed = DEFAULT_SEED if generator is None else generator.initial_seed()
+            first_image = image if image is not None else (keyframes[0][0] if keyframes else None)
+            prompts[0] = enhance_prompt_with_gemma(
+                self.text_encoder,
+                self.tokenizer,
+                prompts[0],
+                image=None if first_image is None else _image_for_enhancement(first_image),
+                processor=self.processor,
+                seed=enhance_prompt_seed,
+                device=device,
+            )
+            logger.info(f"enhanced prompt: {prompts[0]}")
 
         # 1. Prompts -> video and audio contexts (positive and negative in one Gemma batch)
         needs_negative = _needs_uncond(video_guidance) or _needs_uncond(audio_guidance)

@@ -4,12 +4,17 @@ Same architecture and the SAME compression as the real model, only narrow: the v
 32x in space (patch 4, then 2x3 spatial and 3 temporal halvings), the audio VAE 4x in time and mel (64 -> 16 bins),
 the vocoder upsamples 240x to 24 kHz (LTX-2.3: 160x to 16 kHz, then bandwidth extension to 48 kHz), so real-looking sizes work: 17 frames at 128x128 are 3x4x4 = 48 video tokens
 and 18 audio tokens. The transformer has 30 blocks (so the real defaults' STG blocks 29 / 28 exist) of width 16.
-The text encoder is the tiny Gemma-3 of `utils/tiny_gemma.py`. Weights are random: the output is noise with sound.
+The text encoder is the tiny Gemma-3 of `utils/tiny_gemma.py`, with its processor. Weights are random: the output is noise with sound.
 """
 
 import torch
 
-from ..utils.tiny_gemma import TINY_GEMMA_HIDDEN_SIZE, TINY_GEMMA_NUM_HIDDEN_STATES, build_tiny_gemma
+from ..utils.tiny_gemma import (
+    TINY_GEMMA_HIDDEN_SIZE,
+    TINY_GEMMA_NUM_HIDDEN_STATES,
+    build_tiny_gemma,
+    build_tiny_gemma_processor,
+)
 from .pipeline_ltx2_av import LTX2AVPipeline
 
 TINY_NUM_LAYERS = 30
@@ -157,6 +162,7 @@ def build_tiny_pipeline(seed: int = 0, model_version: str = "2.0") -> LTX2AVPipe
         connectors=connectors.eval(),
         transformer=transformer.eval(),
         vocoder=vocoder.eval(),
+        processor=build_tiny_gemma_processor(tokenizer),  # image-to-video prompt enhancement
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe
