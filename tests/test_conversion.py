@@ -342,7 +342,8 @@ def test_pipeline_loads_from_the_folder_and_from_the_single_file(converted):
     version, _, checkpoint, *_, folder, _ = converted
     pipe = DiffusionPipeline.from_pretrained(folder, text_encoder=None, tokenizer=None)
     assert type(pipe) is ltx2_diffusers.LTX2AVPipeline
-    direct = sf.pipeline_from_single_file(checkpoint)
+    direct = ltx2_diffusers.LTX2AVPipeline.from_single_file(checkpoint)
+    assert type(direct) is ltx2_diffusers.LTX2AVPipeline
     for name in ("transformer", "connectors", "vae", "audio_vae", "vocoder"):
         a, b = getattr(pipe, name).state_dict(), getattr(direct, name).state_dict()
         assert type(getattr(pipe, name)) is type(getattr(direct, name))
@@ -394,6 +395,25 @@ def test_from_single_file_equals_the_converted_folder(converted):
         sf.load_component_from_single_file(wrong, checkpoint)
     with pytest.raises(TypeError, match="not an LTX-2 model class"):
         sf.load_component_from_single_file(torch.nn.Linear, checkpoint)
+
+
+@pytest.mark.parametrize("component", ["audio_vae", "vocoder", "latent_upsampler"])
+def test_model_class_from_single_file_equals_the_converted_folder(converted, component):
+    _, _, checkpoint, _, upsampler_file, folder, _ = converted
+    from_folder = load(folder, component)
+    cls = type(from_folder)
+    direct = cls.from_single_file(upsampler_file if component == "latent_upsampler" else checkpoint)
+    assert type(direct) is cls
+    a, b = from_folder.state_dict(), direct.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    private = {k for k in from_folder.config if k.startswith("_")}
+    assert {k: v for k, v in direct.config.items() if k not in private} == {
+        k: v for k, v in from_folder.config.items() if k not in private
+    }
+    half = cls.from_single_file(
+        upsampler_file if component == "latent_upsampler" else checkpoint, torch_dtype=torch.bfloat16
+    )
+    assert {p.dtype for p in half.parameters()} == {torch.bfloat16}
 
 
 def test_text_encoder_folder_is_copied(tmp_path):

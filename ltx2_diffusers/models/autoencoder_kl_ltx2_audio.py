@@ -27,6 +27,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils.accelerate_utils import apply_forward_hook
 from torch import nn
 
+from ..loaders.single_file import FromLTX2SingleFileMixin
 from .mel import waveform_to_mel
 
 # Both ltx-core and diffusers fix the latent's time (and mel) compression at 4 = two stride-2 stages, whatever ch_mult
@@ -329,7 +330,7 @@ class LTX2AudioDecoder(nn.Module):
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-class AutoencoderKLLTX2Audio(ModelMixin, AutoencoderMixin, ConfigMixin):
+class AutoencoderKLLTX2Audio(ModelMixin, AutoencoderMixin, ConfigMixin, FromLTX2SingleFileMixin):
     """Audio VAE: log-mel (B, 2, T, 64) <-> latent (B, 8, (T - 1) // 4 + 1, 16). Config = diffusers' class's.
 
     Config (released values in the defaults):

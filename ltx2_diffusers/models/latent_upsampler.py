@@ -20,6 +20,8 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import Tensor, nn
 
+from ..loaders.single_file import FromLTX2SingleFileMixin
+
 # spatial scale -> (p, q): up by p with a pixel shuffle, down by q with the blur (the reference's supported scales)
 RATIONAL_SCALES: dict[float, tuple[int, int]] = {0.75: (3, 4), 1.5: (3, 2), 2.0: (2, 1), 4.0: (4, 1)}
 GROUP_NORM_GROUPS = 32
@@ -102,7 +104,7 @@ class LTX2UpsamplerResBlock(nn.Module):
         return F.silu(x + self.norm2(self.conv2(h)))
 
 
-class LTX2LatentUpsamplerModel(ModelMixin, ConfigMixin):
+class LTX2LatentUpsamplerModel(ModelMixin, ConfigMixin, FromLTX2SingleFileMixin):
     """Upsamples video latents between stages (x2/x1.5 in space or x2 in time). Config = diffusers' class's.
 
     Args:

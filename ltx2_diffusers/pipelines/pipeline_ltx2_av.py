@@ -226,6 +226,33 @@ class LTX2AVPipeline(DiffusionPipeline):
                 kwargs["scheduler"] = LTX2Scheduler()
         return super().from_pretrained(folder, **kwargs)
 
+    @classmethod
+    def from_single_file(
+        cls,
+        path: str | os.PathLike,
+        *,
+        text_encoder=None,
+        tokenizer=None,
+        processor=None,
+        kind: str | None = None,
+        torch_dtype: torch.dtype | None = None,
+    ) -> "LTX2AVPipeline":
+        """The pipeline from a Lightricks single file (`ltx-2-19b-dev.safetensors`, `ltx-2.3-22b-*.safetensors`):
+        every model it holds, through the converter's key maps and the file's metadata configs, loaded strictly.
+        The file holds no Gemma: pass `text_encoder` / `tokenizer` (and `processor` for image prompt enhancement)
+        objects. `kind` ("dev" or "distilled") picks the scheduler when the file name does not say."""
+        from ..loaders.single_file import pipeline_from_single_file
+
+        return pipeline_from_single_file(
+            path,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            processor=processor,
+            kind=kind,
+            torch_dtype=torch_dtype,
+            pipeline_class=cls,
+        )
+
     # ------------------------------------------------------------------------------------------------------------------
     # Switches
 
