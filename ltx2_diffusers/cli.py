@@ -68,14 +68,6 @@ def load_pipeline(
     if model.endswith(".safetensors"):
         if not os.path.isfile(model):
             raise SystemExit(f"error: --model {model}: no such file")
-        try:
-            from .loaders.single_file import pipeline_from_single_file
-        except ImportError as error:
-            raise SystemExit(
-                f"error: --model {model}: loading single-file checkpoints needs ltx2_diffusers.loaders.single_file's "
-                f"pipeline_from_single_file, which this install does not have ({error}). Convert the file with "
-                "scripts/convert_checkpoint.py and pass the folder instead."
-            ) from error
         if text_encoder is None:
             raise SystemExit(
                 "error: a single-file checkpoint holds no text encoder: pass --text-encoder with a Gemma-3 folder or "
@@ -85,14 +77,13 @@ def load_pipeline(
 
         gemma = Gemma3ForConditionalGeneration.from_pretrained(text_encoder, torch_dtype=torch_dtype)
         tokenizer = AutoTokenizer.from_pretrained(text_encoder)
-        return pipeline_from_single_file(
+        return LTX2AVPipeline.from_single_file(
             model,
             text_encoder=gemma,
             tokenizer=tokenizer,
             processor=Gemma3Processor.from_pretrained(text_encoder) if with_processor else None,
             kind=kind,
             torch_dtype=torch_dtype,
-            pipeline_class=LTX2AVPipeline,
         )
     return LTX2AVPipeline.from_pretrained(model, torch_dtype=torch_dtype)
 
