@@ -14,6 +14,7 @@ from test_conversion_utils import GEMMA_STATES, GEMMA_WIDTH, UPSAMPLER_CONFIG, w
 
 import ltx2_diffusers
 from ltx2_diffusers.loaders import metadata as md
+from ltx2_diffusers.loaders import safetensors_io as sio
 from ltx2_diffusers.loaders import single_file as sf
 
 VERSIONS = [md.LTX2, md.LTX2_3]
@@ -36,7 +37,7 @@ def load(folder: Path, component: str):
     """A component from the folder, then checked strictly: every tensor of the class came from the folder."""
     class_name = json.loads((folder / component / "config.json").read_text())["_class_name"]
     model = getattr(ltx2_diffusers, class_name).from_pretrained(folder, subfolder=component).eval()
-    weights = sf._read_folder_weights(folder / component)
+    weights = sio.read_folder_weights(folder / component)
     assert set(weights) == set(model.state_dict())
     return model
 
@@ -222,7 +223,7 @@ def test_dtype_choice_and_sharding(converted, tmp_path, dtype, expected):
     _, _, checkpoint, *_ = converted
     out = tmp_path / "out"
     sf.convert_original_to_diffusers(checkpoint, out, dtype=dtype, max_shard_size=200_000, kind="distilled")
-    index = json.loads((out / "vae" / sf.WEIGHTS_INDEX_NAME).read_text())
+    index = json.loads((out / "vae" / sio.WEIGHTS_INDEX_NAME).read_text())
     assert len(set(index["weight_map"].values())) > 1  # sharded the way save_pretrained does
     shard = out / "vae" / index["weight_map"]["latents_mean"]
     written = load_file(str(shard))["latents_mean"]
@@ -245,8 +246,8 @@ def test_fp8_tensors_kept_or_upcast(tmp_path):
     save_file(sd, str(checkpoint), metadata=metadata)
     sf.convert_original_to_diffusers(checkpoint, tmp_path / "kept")
     sf.convert_original_to_diffusers(checkpoint, tmp_path / "up", upcast_fp8=True)
-    kept = load_file(str(tmp_path / "kept" / "transformer" / sf.WEIGHTS_NAME))
-    up = load_file(str(tmp_path / "up" / "transformer" / sf.WEIGHTS_NAME))
+    kept = load_file(str(tmp_path / "kept" / "transformer" / sio.WEIGHTS_NAME))
+    up = load_file(str(tmp_path / "up" / "transformer" / sio.WEIGHTS_NAME))
     assert kept["transformer_blocks.0.attn1.to_q.weight"].dtype == torch.float8_e4m3fn
     assert up["transformer_blocks.0.attn1.to_q.weight"].dtype == torch.bfloat16
     assert torch.equal(up["transformer_blocks.0.attn1.to_q.weight"], sd[name].to(torch.bfloat16))
@@ -458,8 +459,8 @@ def test_cli_both_directions(tmp_path, capsys):
     assert run_cli(checkpoint, out) == 2  # exists
     assert "already exists; pass overwrite=True (--overwrite)" in capsys.readouterr().err
     assert run_cli(checkpoint, out, "--overwrite", "--dtype", "bf16") == 0
-    assert load_file(str(out / "vae" / sf.WEIGHTS_NAME))["latents_mean"].dtype == torch.bfloat16
+    assert load_file(str(out / "vae" / sio.WEIGHTS_NAME))["latents_mean"].dtype == torch.bfloat16
     assert run_cli("--upsampler", upsampler_file, tmp_path / "up1") == 0  # the upscaler alone, two spellings
     assert run_cli(upsampler_file, tmp_path / "up2") == 0
-    assert raw_bytes(tmp_path / "up1" / sf.WEIGHTS_NAME) == raw_bytes(tmp_path / "up2" / sf.WEIGHTS_NAME)
+    assert raw_bytes(tmp_path / "up1" / sio.WEIGHTS_NAME) == raw_bytes(tmp_path / "up2" / sio.WEIGHTS_NAME)
     assert json.loads((tmp_path / "up2" / "config.json").read_text())["_class_name"] == "LTX2LatentUpsamplerModel"

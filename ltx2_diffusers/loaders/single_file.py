@@ -1,9 +1,9 @@
 """Lightricks' single-file checkpoints <-> diffusers pipeline folders, streaming, and `from_single_file`.
 
-Conversion copies tensors one at a time, in chunks, with plain file reads and writes: never a whole state dict, and
-no memory map either (pages of a mapped 43 GB file count as resident memory once touched). Names come from the
-per-component key maps (`*_keys.py`, data), configs from the file's metadata (`metadata.py`). With dtype "keep" every
-tensor's bytes are copied unchanged, and the file's `__metadata__` is kept verbatim in the folder
+Conversion copies tensors one at a time, in chunks, with plain file reads and writes (`safetensors_io.py`): never a
+whole state dict, and no memory map either (pages of a mapped 43 GB file count as resident memory once touched). Names
+come from the per-component key maps (`*_keys.py`, data), configs from the file's metadata (`metadata.py`). With dtype
+"keep" every tensor's bytes are copied unchanged, and the file's `__metadata__` is kept verbatim in the folder
 (`ltx2_original_metadata.json`), so original -> folder -> original gives the same tensors and the same metadata.
 
 Tensors a key map names but the diffusers class does not hold (e.g. statistics ltx-core never reads) are kept under
@@ -17,7 +17,6 @@ import inspect
 import json
 import os
 import shutil
-import struct
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -28,15 +27,24 @@ from typing import Any
 import torch
 
 from . import metadata as md
+from .safetensors_io import (
+    FLOAT_DTYPES,
+    FP8_DTYPES,
+    PlannedTensor,
+    TensorEntry,
+    atomic_file_write,
+    read_folder_weights,
+    read_header,
+    read_tensor,
+    write_safetensors,
+    write_sharded,
+)
 
-WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
-WEIGHTS_INDEX_NAME = "diffusion_pytorch_model.safetensors.index.json"
 EXTRA_TENSORS_NAME = "ltx2_original_extra.safetensors"
 UNKNOWN_TENSORS_NAME = "ltx2_original_unknown.safetensors"
 PIPELINE_CLASS = "LTX2AVPipeline"
 LIBRARY = "ltx2_diffusers"
 DEFAULT_MAX_SHARD_SIZE = 5 * 10**9  # what diffusers' converter uses ("5GB")
-_CHUNK_BYTES = 32 * 2**20  # copy granularity: bounds memory whatever the tensor size
 
 # component -> (key-map module, name prefix of its three API names in that module)
 KEY_MAPS: dict[str, tuple[str, str]] = {
@@ -59,192 +67,7 @@ COMPONENT_OF_CLASS: dict[str, str] = {
 # Order of the components in the combined file (the upsampler lives in a file of its own).
 MODEL_COMPONENTS = ("transformer", "connectors", "vae", "audio_vae", "vocoder")
 
-_DTYPES: dict[str, torch.dtype] = {
-    "F64": torch.float64,
-    "F32": torch.float32,
-    "F16": torch.float16,
-    "BF16": torch.bfloat16,
-    "F8_E4M3": torch.float8_e4m3fn,
-    "F8_E5M2": torch.float8_e5m2,
-    "I64": torch.int64,
-    "I32": torch.int32,
-    "I16": torch.int16,
-    "I8": torch.int8,
-    "U8": torch.uint8,
-    "BOOL": torch.bool,
-}
-_FLOAT = ("F64", "F32", "F16", "BF16")
-_FP8 = ("F8_E4M3", "F8_E5M2")
 DTYPE_CHOICES = {"keep": None, "bf16": "BF16", "fp32": "F32"}
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Safetensors, read and written a tensor at a time
-
-
-@dataclass(frozen=True)
-class TensorEntry:
-    """One tensor of a safetensors file: where its bytes are and what they are."""
-
-    path: str
-    name: str
-    dtype: str  # safetensors dtype string, e.g. "BF16"
-    shape: tuple[int, ...]
-    offset: int  # absolute byte offset in `path`
-    nbytes: int
-
-
-_MAX_HEADER_BYTES = 100 * 2**20  # safetensors' own limit
-
-
-def read_header(path: str | os.PathLike) -> tuple[dict[str, TensorEntry], dict[str, str] | None]:
-    """({name: TensorEntry}, `__metadata__` or None) of a safetensors file, checked the way safetensors checks it
-    (header size and JSON, dtypes, each tensor's byte count against its shape, tensors packed back to back up to the
-    end of the file). Raises ValueError on a truncated or corrupt file.
-
-    Read with plain file reads: `safetensors.safe_open` maps the whole file, which fails outright when the file is
-    larger than the machine's memory (a 43 GB checkpoint on a 24 GB machine)."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ValueError(f"{path}: no such file.")
-    size = os.path.getsize(path)
-
-    def corrupt(why: str) -> ValueError:
-        return ValueError(
-            f"{path} is not a readable safetensors file ({why}). It is probably truncated or corrupt: download it "
-            "again and compare its size and sha256 with the Hub's."
-        )
-
-    with open(path, "rb") as f:
-        prefix = f.read(8)
-        if len(prefix) < 8:
-            raise corrupt(f"only {size} bytes")
-        (header_len,) = struct.unpack("<Q", prefix)
-        if header_len > min(_MAX_HEADER_BYTES, size - 8):
-            raise corrupt(f"its header claims {header_len} bytes")
-        try:
-            header = json.loads(f.read(header_len))
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise corrupt(f"its header is not JSON: {error}") from None
-    if not isinstance(header, dict):
-        raise corrupt("its header is not a JSON object")
-    data_start = 8 + header_len
-    metadata = header.pop("__metadata__", None)
-    entries, spans = {}, []
-    for name, info in header.items():
-        try:
-            dtype, shape, (begin, stop) = info["dtype"], tuple(int(n) for n in info["shape"]), info["data_offsets"]
-        except (KeyError, TypeError, ValueError):
-            raise corrupt(f"tensor {name!r} has a malformed entry {info!r}") from None
-        if dtype not in _DTYPES:
-            raise ValueError(f"{path}: tensor {name!r} has dtype {dtype}, which this converter cannot handle.")
-        expected = _DTYPES[dtype].itemsize * int(torch.Size(shape).numel())
-        if not 0 <= begin <= stop or stop - begin != expected:
-            raise corrupt(f"tensor {name!r} spans bytes {begin}..{stop}, but {dtype}{list(shape)} needs {expected}")
-        entries[name] = TensorEntry(path, name, dtype, shape, data_start + begin, stop - begin)
-        spans.append((begin, stop))
-    end = 0
-    for begin, stop in sorted(spans):
-        if begin != end:
-            raise corrupt(f"its tensors overlap or leave a gap at byte {end}")
-        end = stop
-    if data_start + end != size:
-        raise corrupt(f"the header describes {data_start + end} bytes but the file has {size}")
-    return entries, metadata
-
-
-def read_tensor(entry: TensorEntry, device: str | torch.device = "cpu") -> torch.Tensor:
-    """One tensor of a file, read into memory (no memory map, see `read_header`)."""
-    tensor = torch.empty(entry.shape, dtype=_DTYPES[entry.dtype])
-    with open(entry.path, "rb") as f:
-        f.seek(entry.offset)
-        if entry.nbytes and f.readinto(memoryview(tensor.view(-1).view(torch.uint8).numpy())) != entry.nbytes:
-            raise ValueError(f"{entry.path}: ended inside tensor {entry.name!r}: the file is truncated.")
-    return tensor.to(device)
-
-
-@dataclass(frozen=True)
-class _Planned:
-    source: TensorEntry
-    name: str  # name in the output file
-    dtype: str  # output dtype
-
-    @property
-    def nbytes(self) -> int:
-        return self.source.nbytes // _DTYPES[self.source.dtype].itemsize * _DTYPES[self.dtype].itemsize
-
-
-def _copy_tensor(src: TensorEntry, dtype: str, out) -> None:
-    """Append `src`'s data to the open file `out`, converted to `dtype`, through one `_CHUNK_BYTES` buffer."""
-    in_size = _DTYPES[src.dtype].itemsize
-    buffer = memoryview(bytearray(min(src.nbytes, max(in_size, _CHUNK_BYTES // in_size * in_size))))
-    with open(src.path, "rb") as f:
-        f.seek(src.offset)
-        remaining = src.nbytes
-        while remaining:
-            view = buffer[: min(len(buffer), remaining)]
-            if f.readinto(view) != len(view):
-                raise ValueError(f"{src.path}: ended inside tensor {src.name!r}: the file is truncated.")
-            remaining -= len(view)
-            if dtype == src.dtype:
-                out.write(view)
-            else:
-                converted = torch.frombuffer(view, dtype=_DTYPES[src.dtype]).to(_DTYPES[dtype])
-                out.write(converted.view(torch.uint8).numpy())
-
-
-def write_safetensors(path: str | os.PathLike, tensors: list[_Planned], metadata: dict[str, str] | None) -> None:
-    """Write a safetensors file streaming each tensor from its source (same format `safetensors.save_file` writes)."""
-    header: dict[str, Any] = {}
-    if metadata:
-        header["__metadata__"] = metadata
-    offset = 0
-    for t in tensors:
-        header[t.name] = {"dtype": t.dtype, "shape": list(t.source.shape), "data_offsets": [offset, offset + t.nbytes]}
-        offset += t.nbytes
-    encoded = json.dumps(header, separators=(",", ":")).encode()
-    encoded += b" " * (-len(encoded) % 8)  # keeps the data 8-byte aligned, as safetensors does
-    with open(path, "wb") as out:
-        out.write(struct.pack("<Q", len(encoded)))
-        out.write(encoded)
-        for t in tensors:
-            _copy_tensor(t.source, t.dtype, out)
-
-
-def _write_sharded(folder: Path, tensors: list[_Planned], max_shard_size: int) -> None:
-    """diffusers' layout: one `diffusion_pytorch_model.safetensors`, or numbered shards plus an index json."""
-    shards: list[list[_Planned]] = [[]]
-    size = 0
-    for t in tensors:
-        if shards[-1] and size + t.nbytes > max_shard_size:
-            shards.append([])
-            size = 0
-        shards[-1].append(t)
-        size += t.nbytes
-    if len(shards) == 1:
-        write_safetensors(folder / WEIGHTS_NAME, shards[0], {"format": "pt"})
-        return
-    weight_map = {}
-    for i, shard in enumerate(shards, 1):
-        name = f"diffusion_pytorch_model-{i:05d}-of-{len(shards):05d}.safetensors"
-        write_safetensors(folder / name, shard, {"format": "pt"})
-        weight_map.update({t.name: name for t in shard})
-    index = {"metadata": {"total_size": sum(t.nbytes for t in tensors)}, "weight_map": weight_map}
-    (folder / WEIGHTS_INDEX_NAME).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
-
-
-def _read_folder_weights(folder: Path) -> dict[str, TensorEntry]:
-    if (folder / WEIGHTS_INDEX_NAME).is_file():
-        index = json.loads((folder / WEIGHTS_INDEX_NAME).read_text())
-        entries: dict[str, TensorEntry] = {}
-        for shard in sorted(set(index["weight_map"].values())):
-            entries.update(read_header(folder / shard)[0])
-        if set(entries) != set(index["weight_map"]):
-            raise ValueError(f"{folder / WEIGHTS_INDEX_NAME} does not list exactly the tensors of its shards.")
-        return entries
-    if (folder / WEIGHTS_NAME).is_file():
-        return read_header(folder / WEIGHTS_NAME)[0]
-    raise ValueError(f"{folder} has neither {WEIGHTS_NAME} nor {WEIGHTS_INDEX_NAME}.")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -442,9 +265,9 @@ def _output_dtype(entry: TensorEntry, dtype: str, upcast_fp8: bool) -> str:
     if dtype not in DTYPE_CHOICES:
         raise ValueError(f"dtype={dtype!r}; expected one of {list(DTYPE_CHOICES)}.")
     target = DTYPE_CHOICES[dtype]
-    if entry.dtype in _FP8:
+    if entry.dtype in FP8_DTYPES:
         return (target or "BF16") if upcast_fp8 else entry.dtype
-    if entry.dtype in _FLOAT and target is not None:
+    if entry.dtype in FLOAT_DTYPES and target is not None:
         return target
     return entry.dtype
 
@@ -464,12 +287,12 @@ def _finish_dir(tmp: Path, output: Path) -> None:
 
 def _write_component(folder: Path, plan: ComponentPlan, dtype: str, upcast_fp8: bool, max_shard: int):
     folder.mkdir(exist_ok=True)
-    planned = [_Planned(e, name, _output_dtype(e, dtype, upcast_fp8)) for name, e in sorted(plan.tensors.items())]
-    _write_sharded(folder, planned, max_shard)
+    planned = [PlannedTensor(e, name, _output_dtype(e, dtype, upcast_fp8)) for name, e in sorted(plan.tensors.items())]
+    write_sharded(folder, planned, max_shard)
     config = {"_class_name": plan.class_name, "_diffusers_version": _diffusers_version(), **plan.config}
     (folder / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     if plan.extras:
-        extras = [_Planned(e, name, e.dtype) for name, e in sorted(plan.extras.items())]
+        extras = [PlannedTensor(e, name, e.dtype) for name, e in sorted(plan.extras.items())]
         write_safetensors(folder / EXTRA_TENSORS_NAME, extras, {"format": "pt"})
     return planned
 
@@ -537,7 +360,7 @@ def convert_original_to_diffusers(
         if unknown:
             entries = read_header(checkpoint)[0]
             write_safetensors(
-                tmp / UNKNOWN_TENSORS_NAME, [_Planned(entries[k], k, entries[k].dtype) for k in unknown], None
+                tmp / UNKNOWN_TENSORS_NAME, [PlannedTensor(entries[k], k, entries[k].dtype) for k in unknown], None
             )
             report.unknown_keys = unknown
         if "transformer" in plans:
@@ -627,7 +450,7 @@ def _folder_component(folder: Path) -> tuple[str, dict, dict[str, TensorEntry], 
     signature = inspect.signature(resolve_class(class_name).__init__).parameters.values()
     defaults = {p.name: p.default for p in signature if p.default is not inspect.Parameter.empty}
     config = json.loads(json.dumps({**defaults, **{k: v for k, v in config.items() if not k.startswith("_")}}))
-    entries = _read_folder_weights(folder)
+    entries = read_folder_weights(folder)
     extras = read_header(folder / EXTRA_TENSORS_NAME)[0] if (folder / EXTRA_TENSORS_NAME).is_file() else {}
     return class_name, config, entries, extras
 
@@ -674,15 +497,15 @@ def convert_diffusers_to_original(
             class_name, config, entries, extras = _folder_component(root / component)
             components[component] = (class_name, config)
             named = _to_original_names(component, config, entries) + list(extras.items())
-            tensors += [_Planned(e, name, _output_dtype(e, dtype, False)) for name, e in named]
+            tensors += [PlannedTensor(e, name, _output_dtype(e, dtype, False)) for name, e in named]
             report.add(component, class_name, tensors[-len(named) :][: len(entries)], extras.values())
         if (root / UNKNOWN_TENSORS_NAME).is_file():
             unknown = read_header(root / UNKNOWN_TENSORS_NAME)[0]
-            tensors += [_Planned(e, name, e.dtype) for name, e in unknown.items()]
+            tensors += [PlannedTensor(e, name, e.dtype) for name, e in unknown.items()]
             report.unknown_keys = sorted(unknown)
         metadata = _rebuilt_metadata(stored.get("checkpoint"), components, report)
         _check_unique(tensors)
-        _atomic_file_write(Path(output_file), sorted(tensors, key=lambda t: t.name), metadata, overwrite)
+        atomic_file_write(Path(output_file), sorted(tensors, key=lambda t: t.name), metadata, overwrite)
     if upsampler_output is not None:
         if not (root / "latent_upsampler" / "config.json").is_file():
             raise ValueError(f"{root} has no latent_upsampler/ folder to write to {upsampler_output}.")
@@ -699,13 +522,13 @@ def _write_upsampler_file(
 ) -> None:
     class_name, config, entries, extras = _folder_component(folder)
     named = _to_original_names("latent_upsampler", config, entries) + list(extras.items())
-    tensors = [_Planned(e, name, _output_dtype(e, dtype, False)) for name, e in named]
+    tensors = [PlannedTensor(e, name, _output_dtype(e, dtype, False)) for name, e in named]
     metadata = stored
     if stored is None or not _configs_equal(
         md.upsampler_config_from_original(md.parse_original_metadata(stored)), config
     ):
         metadata = {"config": json.dumps(md.original_upsampler_config(config))}
-    _atomic_file_write(path, sorted(tensors, key=lambda t: t.name), metadata, overwrite)
+    atomic_file_write(path, sorted(tensors, key=lambda t: t.name), metadata, overwrite)
     report.add("latent_upsampler", class_name, tensors[: len(entries)], extras.values())
 
 
@@ -728,26 +551,12 @@ def _rebuilt_metadata(stored: dict | None, components: dict, report: ConversionR
     return md.original_metadata(config, version and f"{version}.0")
 
 
-def _check_unique(tensors: list[_Planned]) -> None:
+def _check_unique(tensors: list[PlannedTensor]) -> None:
     seen: set[str] = set()
     for t in tensors:
         if t.name in seen:
             raise ValueError(f"Two tensors would be written as {t.name!r}: the folder's components overlap.")
         seen.add(t.name)
-
-
-def _atomic_file_write(path: Path, tensors: list[_Planned], metadata: dict[str, str], overwrite: bool) -> None:
-    if path.exists() and not overwrite:
-        raise ValueError(f"{path} already exists; pass overwrite=True (--overwrite) or choose another name.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.partial-", dir=path.parent)
-    os.close(fd)
-    try:
-        write_safetensors(tmp, tensors, metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 # ---------------------------------------------------------------------------------------------------------------------
