@@ -5,6 +5,7 @@ implementation gets the same weights: each tensor is drawn from a generator seed
 
     python benchmarks/transformer.py                              # 6144 and 24576 video tokens, all three
     python benchmarks/transformer.py --backend cudnn --compile    # cuDNN attention, blocks compiled
+    python benchmarks/transformer.py --impl ours --backend cudnn --compile --fp8 rowwise   # ours, FP8 block linears
     python benchmarks/transformer.py --tiny --device cpu          # smoke test of this script (no GPU)
 
 Reported: median seconds of `--iters` forwards after `--warmup` ones, and model TFLOP/s (matmul + attention FLOPs of
@@ -23,6 +24,7 @@ import torch
 
 from ltx2_diffusers.loaders.transformer_keys import diffusers_to_original_keys
 from ltx2_diffusers.models.attention import sdpa_backend
+from ltx2_diffusers.models.fp8 import GRANULARITIES, REFERENCE_BF16_BLOCKS, enable_fp8
 from ltx2_diffusers.models.rope import audio_positions, video_positions
 from ltx2_diffusers.models.transformer_ltx2 import LTX2VideoTransformer3DModel
 
@@ -196,6 +198,10 @@ def time_call(call: Callable, warmup: int, iters: int, device: torch.device) -> 
     return statistics.median(times)
 
 
+def relative_error(got: torch.Tensor, expected: torch.Tensor) -> float:
+    return ((got.float() - expected.float()).norm() / expected.float().norm()).item()
+
+
 BUILDERS = {"ours": build_ours, "diffusers": build_diffusers, "ltx-core": build_ltx_core}
 
 
@@ -209,6 +215,19 @@ def main() -> None:
                         help="SDPA kernel for every implementation (default: PyTorch's choice)")  # fmt: skip
     parser.add_argument("--compile", action="store_true", help="torch.compile every transformer block")
     parser.add_argument("--fuse-qkv", action="store_true", help="ours: one GEMM for q/k/v (self) and k/v (cross)")
+    parser.add_argument(
+        "--fp8",
+        default=None,
+        choices=GRANULARITIES,
+        help="ours: FP8 (e4m3) block q/k/v/out and FFN linears through torch._scaled_mm, this scaling",
+    )
+    parser.add_argument("--fp8-fast-accum", action="store_true", help="ours with --fp8: use_fast_accum=True")
+    parser.add_argument(
+        "--fp8-bf16-blocks",
+        default="none",
+        choices=["none", "reference"],
+        help="ours with --fp8: 'reference' keeps block 0 and the last five in bf16 (ltx-core's policy)",
+    )
     parser.add_argument("--per-token-timesteps", action="store_true", help="(B, T) timesteps as the pipelines pass")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--iters", type=int, default=5)
@@ -227,25 +246,46 @@ def main() -> None:
               f"cuDNN {torch.backends.cudnn.version()}")  # fmt: skip
     print(f"backend={args.backend or 'default'} compile={args.compile} fuse_qkv={args.fuse_qkv} "
           f"per_token_timesteps={args.per_token_timesteps}")  # fmt: skip
+    if args.fp8:
+        print(f"fp8={args.fp8} (ours only) fast_accum={args.fp8_fast_accum} bf16_blocks={args.fp8_bf16_blocks}")
+    for tokens in token_counts:
+        if tokens not in shapes:
+            raise SystemExit(f"--tokens {tokens}: choose from {sorted(shapes)}")
     print(f"{'impl':<10} {'video tok':>9} {'seconds':>9} {'TFLOP/s':>8}")
     for impl in args.impl:
         model = BUILDERS[impl](cfg, device, dtype)
         if args.fuse_qkv and impl == "ours":
             model.fuse_qkv_projections()
+        fp8 = args.fp8 is not None and impl == "ours"
+        bf16_outputs = {}  # FP8 accuracy: one forward per size before converting, compared after timing
+        for tokens in token_counts if fp8 else ():
+            call = make_call(impl, model, cfg, shapes[tokens], audio_tokens, text_tokens, device, dtype,
+                             args.per_token_timesteps)  # fmt: skip
+            with torch.inference_mode(), sdpa_backend(args.backend):
+                bf16_outputs[tokens] = call()
+            del call
+        if fp8:  # after fusing (fused layers are quantised as one), before compiling
+            bf16_blocks = REFERENCE_BF16_BLOCKS if args.fp8_bf16_blocks == "reference" else ()
+            config = enable_fp8(model, args.fp8, fast_accum=args.fp8_fast_accum, bf16_blocks=bf16_blocks)
+            print(f"ours: {config.num_fp8_layers} linears in FP8")
         if args.compile:
             with sdpa_backend(args.backend):
                 for block in model.transformer_blocks:
                     # static shapes: each token count compiles its own graph, as a two-stage pipeline would
                     block.compile(fullgraph=impl == "ours", dynamic=False)
         for tokens in token_counts:
-            if tokens not in shapes:
-                raise SystemExit(f"--tokens {tokens}: choose from {sorted(shapes)}")
             call = make_call(impl, model, cfg, shapes[tokens], audio_tokens, text_tokens, device, dtype,
                              args.per_token_timesteps)  # fmt: skip
             with torch.inference_mode(), sdpa_backend(args.backend):
                 seconds = time_call(call, args.warmup, args.iters, device)
             tflops = forward_flops(cfg, tokens, audio_tokens, text_tokens) / seconds / 1e12
-            print(f"{impl:<10} {tokens:>9} {seconds:>9.4f} {tflops:>8.1f}", flush=True)
+            label = f"{impl}+fp8" if fp8 else impl
+            accuracy = ""
+            if fp8:
+                with torch.inference_mode(), sdpa_backend(args.backend):
+                    errors = [relative_error(got, ref) for got, ref in zip(call(), bf16_outputs.pop(tokens))]
+                accuracy = f"   vs {str(dtype).removeprefix('torch.')}: relative L2 error video {errors[0]:.4f}, audio {errors[1]:.4f}"
+            print(f"{label:<10} {tokens:>9} {seconds:>9.4f} {tflops:>8.1f}{accuracy}", flush=True)
             del call
         del model
         torch._dynamo.reset()  # compiled code must not keep the 37.8 GB of weights alive for the next model

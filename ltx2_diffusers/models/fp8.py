@@ -1,0 +1,266 @@
+"""Opt-in FP8 (float8_e4m3fn) inference for the LTX-2 transformer's block linears (Hopper and later).
+
+`enable_fp8(transformer)` swaps the linear layers chosen by `FP8_POLICY` for `FP8Linear`: the weight is quantised
+once to e4m3 with a float32 scale (per output channel or per tensor), the input is quantised at run time with a
+scale computed on the device from its amax (no host sync, so a block still compiles with `fullgraph=True`), and the
+product runs through `torch._scaled_mm` with the bias fused and a bf16 result. On devices without FP8 GEMMs (CPU) the
+same quantised numbers are multiplied in float32 (`emulate`), which is how the CPU tests check the numerics.
+
+This is not the reference's `fp8_cast` (e4m3 storage, upcast before a bf16 GEMM: saves memory, not time) nor its
+`fp8_scaled_mm` (static input scales from a pre-quantised checkpoint, TensorRT-LLM): it needs no calibration and
+works from any bf16 checkpoint. Layer choice follows the reference (spec §8.3): block q/k/v/out and FFN linears only.
+
+Saving: an FP8 model's weights are a run-time representation. `state_dict()` (and so `save_pretrained`) raises;
+`disable_fp8(model)` turns the layers back into `nn.Linear` holding the dequantised weights (lossy: the FP8 rounding
+stays), which save and load as an ordinary checkpoint.
+"""
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+FP8_DTYPE = torch.float8_e4m3fn
+FP8_MAX = torch.finfo(FP8_DTYPE).max  # 448
+# amax floor: an all-zero input would otherwise get scale 0 and quantise to NaN (0 / 0)
+_AMAX_FLOOR = 1e-12
+GRANULARITIES = ("rowwise", "tensorwise")
+
+# Which linears become FP8 (module names as in diffusers' LTX2VideoTransformer3DModel). First matching row wins;
+# a linear no row matches stays in the model dtype.
+#   (pattern, fp8, why)
+FP8_POLICY: tuple[tuple[str, bool, str], ...] = (
+    (
+        r"transformer_blocks\.\d+\.(attn1|attn2|audio_attn1|audio_attn2|audio_to_video_attn|video_to_audio_attn)"
+        r"\.(to_q|to_k|to_v|to_qkv|to_kv|to_out\.0)",
+        True,
+        "attention projections (fused to_qkv / to_kv included): about a third of the block GEMM FLOPs",
+    ),
+    (r"transformer_blocks\.\d+\.(ff|audio_ff)\.net\.(0\.proj|2)", True, "feed-forward: about two thirds"),
+    (r".*to_gate_logits", False, "LTX-2.3 per-head gates: tiny, and they scale whole heads"),
+    (r".*", False, "AdaLN/timestep MLPs, proj_in, proj_out, caption projection: small, and errors reach every token"),
+)
+# The reference's scaled-mm policy keeps the first block and the last five in bf16 (spec §8.3); negative = from the end
+REFERENCE_BF16_BLOCKS: tuple[int, ...] = (0, -5, -4, -3, -2, -1)
+
+
+@dataclass(frozen=True)
+class FP8Config:
+    """What `enable_fp8` did; stored as `transformer.fp8_config` (None on a model in its own dtype)."""
+
+    granularity: str
+    fast_accum: bool
+    bf16_blocks: tuple[int, ...]
+    num_fp8_layers: int
+
+
+def quantize_fp8(x: Tensor, granularity: str) -> tuple[Tensor, Tensor]:
+    """x (..., K) -> (x_fp8 (..., K) e4m3, scale float32) with x ≈ x_fp8 * scale.
+
+    "rowwise": one scale per row (scale (..., 1)); "tensorwise": one scale (0-dim). scale = amax / 448, so the
+    largest |x| maps to e4m3's largest finite value; values are clamped to ±448 because the cast does not saturate.
+    Computed on x's device: no host synchronisation.
+    """
+    x32 = x.float()
+    if granularity == "rowwise":
+        amax = x32.abs().amax(dim=-1, keepdim=True)
+    elif granularity == "tensorwise":
+        amax = x32.abs().amax()
+    else:
+        raise ValueError(f"granularity={granularity!r}: expected one of {GRANULARITIES}")
+    scale = amax.clamp(min=_AMAX_FLOOR) / FP8_MAX
+    return (x32 / scale).clamp(-FP8_MAX, FP8_MAX).to(FP8_DTYPE), scale
+
+
+def dequantize_fp8(x_fp8: Tensor, scale: Tensor) -> Tensor:
+    """Inverse of `quantize_fp8`, in float32."""
+    return x_fp8.float() * scale
+
+
+def fp8_linear(
+    x: Tensor,
+    weight: Tensor,
+    weight_scale: Tensor,
+    bias: Tensor | None,
+    granularity: str,
+    fast_accum: bool = False,
+    emulate: bool | None = None,
+) -> Tensor:
+    """y = x W^T + b with W = weight * weight_scale already in e4m3 and x quantised here; y in x's dtype.
+
+    x: (..., K); weight: (N, K) e4m3, row-major; weight_scale: (N,) for "rowwise", 0-dim for "tensorwise".
+    `torch._scaled_mm(a, b, scale_a, scale_b)` computes (a * scale_a) @ (b * scale_b): a (M, K) row-major with
+    scale (M, 1) or scalar, b (K, N) column-major (weight.t() is exactly that, no copy) with scale (1, N) or scalar;
+    K and N multiples of 16. Rowwise needs a bf16 result. `emulate` (default: x not on CUDA) does the same product in
+    float32 from the same quantised values.
+    """
+    lead, k = x.shape[:-1], x.shape[-1]
+    x_fp8, x_scale = quantize_fp8(x.reshape(-1, k), granularity)
+    rowwise = granularity == "rowwise"
+    if emulate is None:
+        emulate = x.device.type != "cuda"
+    if emulate:
+        w = dequantize_fp8(weight, weight_scale[:, None] if rowwise else weight_scale)  # (N, K)
+        y = dequantize_fp8(x_fp8, x_scale) @ w.t()
+        if bias is not None:
+            y = y + bias.float()
+        return y.to(x.dtype).reshape(*lead, -1)
+    if x.dtype != torch.bfloat16:
+        raise ValueError(
+            f"FP8 layers on CUDA compute in bfloat16, got input dtype {x.dtype}: run the model in bfloat16 "
+            "(transformer.to(torch.bfloat16) keeps the FP8 weights as they are)"
+        )
+    y = torch._scaled_mm(
+        x_fp8.contiguous(),  # elementwise ops keep x's strides; _scaled_mm wants a row-major first operand
+        weight.t(),
+        scale_a=x_scale,
+        scale_b=weight_scale.reshape(1, -1) if rowwise else weight_scale,
+        bias=None if bias is None else bias.to(x.dtype),
+        out_dtype=x.dtype,
+        use_fast_accum=fast_accum,
+    )
+    return y.reshape(*lead, -1)
+
+
+class FP8Linear(nn.Module):
+    """Drop-in for an inference `nn.Linear`: e4m3 weight (N, K) plus float32 `weight_scale`, bias in the model dtype.
+
+    Built by `FP8Linear.from_linear`; `to_linear()` gives back an `nn.Linear` with the dequantised weight.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        weight: Tensor,
+        weight_scale: Tensor,
+        bias: Tensor | None,
+        granularity: str,
+        fast_accum: bool,
+    ) -> None:
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.granularity, self.fast_accum = granularity, fast_accum
+        self.weight = nn.Parameter(weight, requires_grad=False)
+        self.register_buffer("weight_scale", weight_scale)
+        self.bias = None if bias is None else nn.Parameter(bias, requires_grad=False)
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, granularity: str = "rowwise", fast_accum: bool = False) -> "FP8Linear":
+        with torch.no_grad():
+            weight, scale = quantize_fp8(linear.weight, granularity)
+            bias = None if linear.bias is None else linear.bias.detach()
+        # a per-channel scale is stored as (N,), not (N, 1): the layout _scaled_mm's scale_b wants is (1, N)
+        scale = scale.reshape(-1) if granularity == "rowwise" else scale
+        return cls(linear.in_features, linear.out_features, weight, scale, bias, granularity, fast_accum)
+
+    def to_linear(self) -> nn.Linear:
+        dtype = torch.float32 if self.bias is None else self.bias.dtype
+        w_scale = self.weight_scale[:, None] if self.granularity == "rowwise" else self.weight_scale
+        linear = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None, device="meta")
+        linear.weight = nn.Parameter(dequantize_fp8(self.weight, w_scale).to(dtype))
+        linear.bias = None if self.bias is None else nn.Parameter(self.bias.detach().clone())
+        return linear
+
+    def forward(self, x: Tensor) -> Tensor:
+        return fp8_linear(x, self.weight, self.weight_scale, self.bias, self.granularity, self.fast_accum)
+
+    def _apply(self, fn, recurse=True):
+        # `model.to(dtype)` / `.half()` cast every floating tensor: the e4m3 weight and the float32 scale keep their
+        # dtype (they only move), so the model can be cast to bf16 after enable_fp8.
+        kept = {"weight": self.weight.detach(), "weight_scale": self.weight_scale.detach()}  # .to() may set .data
+        super()._apply(fn, recurse)
+        for name, before in kept.items():
+            after = getattr(self, name)
+            if after.dtype != before.dtype:
+                moved = before.to(after.device)
+                if name == "weight":
+                    self.weight = nn.Parameter(moved, requires_grad=False)
+                else:
+                    self.weight_scale = moved
+        return self
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        raise ValueError(
+            f"{prefix.rstrip('.')} is an FP8 layer: FP8 weights are a run-time representation and are not saved. "
+            "Save the model before enable_fp8, or call ltx2_diffusers.models.fp8.disable_fp8(model) first "
+            "(the dequantised weights then save as an ordinary checkpoint, with the FP8 rounding in them)."
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
+            f"fp8=e4m3fn, granularity={self.granularity}, fast_accum={self.fast_accum}"
+        )
+
+
+def fp8_layer_names(model: nn.Module, bf16_blocks: Iterable[int] = ()) -> list[str]:
+    """Names of the `nn.Linear`s `enable_fp8` converts: chosen by `FP8_POLICY`, outside `bf16_blocks`, and with both
+    dimensions multiples of 16 (what `torch._scaled_mm` accepts; other layers stay in the model dtype)."""
+    num_blocks = len(getattr(model, "transformer_blocks", ()))
+    kept = set()
+    for index in bf16_blocks:
+        if not -num_blocks <= index < num_blocks:
+            raise ValueError(f"bf16_blocks: block {index} does not exist, the model has {num_blocks} blocks")
+        kept.add(index % num_blocks)
+    names = []
+    for name, module in model.named_modules():
+        if not isinstance(module, nn.Linear):
+            continue
+        fp8 = next(choice for pattern, choice, _ in FP8_POLICY if re.fullmatch(pattern, name))
+        block = re.match(r"transformer_blocks\.(\d+)\.", name)
+        if block is not None and int(block.group(1)) in kept:
+            fp8 = False
+        if fp8 and module.in_features % 16 == 0 and module.out_features % 16 == 0:
+            names.append(name)
+    return names
+
+
+def enable_fp8(
+    model: nn.Module,
+    granularity: str = "rowwise",
+    fast_accum: bool = False,
+    bf16_blocks: Iterable[int] = (),
+) -> FP8Config:
+    """Convert `model`'s policy-selected linears to `FP8Linear`, in place, on the device the weights are on.
+
+    granularity: "rowwise" (weight scale per output channel, input scale per token; the default, more accurate) or
+        "tensorwise" (one scale each).
+    fast_accum: `use_fast_accum` of `torch._scaled_mm` (Hopper's faster, less precise FP8 accumulation).
+    bf16_blocks: block indices kept in the model dtype (negative counts from the end); `REFERENCE_BF16_BLOCKS` is the
+        reference's choice (first block and last five).
+
+    Call after `fuse_qkv_projections()` (fusing FP8 layers is not supported) and before compiling blocks. The model
+    must compute in bfloat16 on CUDA (CUDA capability 8.9+); on CPU the product is emulated in float32. Sets and
+    returns `model.fp8_config`. Undo with `disable_fp8`.
+    """
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"granularity={granularity!r}: expected one of {GRANULARITIES}")
+    if is_fp8(model):
+        raise ValueError(f"FP8 is already enabled ({model.fp8_config}): call disable_fp8(model) first to change it")
+    if getattr(model, "peft_config", None):
+        raise ValueError("LoRA adapters wrap nn.Linear layers: fuse or unload them before enable_fp8")
+    bf16_blocks = tuple(bf16_blocks)
+    names = fp8_layer_names(model, bf16_blocks)
+    for name in names:
+        parent, _, attr = name.rpartition(".")
+        owner = model.get_submodule(parent) if parent else model
+        setattr(owner, attr, FP8Linear.from_linear(getattr(owner, attr), granularity, fast_accum))
+    model.fp8_config = FP8Config(granularity, fast_accum, bf16_blocks, len(names))
+    return model.fp8_config
+
+
+def disable_fp8(model: nn.Module) -> None:
+    """Replace every `FP8Linear` by an `nn.Linear` with the dequantised weight (in the bias' dtype): the model is an
+    ordinary one again and saves normally; its outputs keep the FP8 weight rounding."""
+    for name, module in list(model.named_modules()):
+        if isinstance(module, FP8Linear):
+            parent, _, attr = name.rpartition(".")
+            setattr(model.get_submodule(parent) if parent else model, attr, module.to_linear())
+    model.fp8_config = None
+
+
+def is_fp8(model: nn.Module) -> bool:
+    return getattr(model, "fp8_config", None) is not None
