@@ -1,15 +1,15 @@
 """ltx2_diffusers: Diffusers-native LTX-2 (19B) and LTX-2.3 (22B) audio-video generation.
 
-Public names are imported on first use, so `import ltx2_diffusers` stays cheap and a component's import cost is paid
-only by code that touches it. `DiffusionPipeline.from_pretrained` resolves the classes a `model_index.json` names under
-the library "ltx2_diffusers" through this table.
+Public names are imported on first use (the table below), so a component's import cost is paid only by code that
+touches it. diffusers itself is imported here: `DiffusionPipeline.from_pretrained` resolves a model_index.json's
+`_class_name` on the `diffusers` module, so our pipelines are entered in its class table at import (see the end).
 """
 
-import importlib.abc
-import importlib.util
 import sys
 from importlib import import_module
 from typing import TYPE_CHECKING
+
+import diffusers as _diffusers
 
 __version__ = "0.1.0.dev0"
 
@@ -52,46 +52,18 @@ def __dir__() -> list[str]:
     return sorted(__all__)
 
 
-# DiffusionPipeline.from_pretrained resolves model_index.json's `_class_name` as an attribute of the `diffusers` module
-# (its lazy module's class -> submodule table). Our pipelines are entered there under an alias of this package, so
-# `DiffusionPipeline.from_pretrained(folder saved by LTX2AVPipeline)` returns LTX2AVPipeline. Done when diffusers is
-# imported (now, or later through a one-shot import hook), so `import ltx2_diffusers` does not import diffusers itself.
+# DiffusionPipeline.from_pretrained looks model_index.json's `_class_name` up as an attribute of the `diffusers`
+# module, whose lazy module imports a name's submodule from its class -> submodule table on first access. Entering our
+# pipelines there, under an alias of this package, keeps them lazy: `DiffusionPipeline.from_pretrained(folder saved by
+# LTX2AVPipeline)` returns LTX2AVPipeline whether diffusers or ltx2_diffusers was imported first.
 _PIPELINES = ("LTX2AVPipeline",)
-
-
-def _expose_pipelines_to(diffusers_module) -> None:
-    sys.modules.setdefault("diffusers._ltx2_diffusers", sys.modules[__name__])
-    class_to_module = getattr(diffusers_module, "_class_to_module", None)
-    if class_to_module is None:  # a diffusers whose top-level module is not lazy: set the attribute directly
-        for name in _PIPELINES:
-            setattr(diffusers_module, name, __getattr__(name))
-        return
-    for name in _PIPELINES:
-        class_to_module.setdefault(name, "_ltx2_diffusers")
-
-
-class _ExposeWhenDiffusersImported(importlib.abc.MetaPathFinder):
-    def find_spec(self, fullname, path, target=None):
-        if fullname != "diffusers":
-            return None
-        sys.meta_path.remove(self)  # one shot: find the real spec without coming back here
-        spec = importlib.util.find_spec("diffusers")
-        if spec is None or spec.loader is None:
-            return spec
-        run_module = spec.loader.exec_module
-
-        def exec_module(module):
-            run_module(module)
-            _expose_pipelines_to(sys.modules["diffusers"])  # diffusers swaps in its lazy module while executing
-
-        spec.loader.exec_module = exec_module
-        return spec
-
-
-if "diffusers" in sys.modules:
-    _expose_pipelines_to(sys.modules["diffusers"])
-else:
-    sys.meta_path.insert(0, _ExposeWhenDiffusersImported())
+sys.modules.setdefault("diffusers._ltx2_diffusers", sys.modules[__name__])
+for _name in _PIPELINES:
+    if hasattr(_diffusers, "_class_to_module"):
+        _diffusers._class_to_module.setdefault(_name, "_ltx2_diffusers")
+    else:  # a diffusers whose top-level module is not lazy: the class itself (imports the pipeline now)
+        setattr(_diffusers, _name, __getattr__(_name))
+del _name
 
 
 if TYPE_CHECKING:  # static analysers see the real names

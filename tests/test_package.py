@@ -9,6 +9,14 @@ def test_unknown_attribute_raises():
         ltx2_diffusers.NotAThing  # noqa: B018
 
 
+def test_public_names_resolve_to_their_classes():
+    from ltx2_diffusers.pipelines.pipeline_ltx2_av import LTX2AVPipeline
+
+    assert ltx2_diffusers.LTX2AVPipeline is LTX2AVPipeline
+    assert set(dir(ltx2_diffusers)) == set(ltx2_diffusers.__all__)
+    assert "diffusers" not in ltx2_diffusers.__all__
+
+
 def test_rename_keys_applies_rows_in_order_and_inverts():
     renames = ((r"^model\.diffusion_model\.", ""), (r"\.q_norm\.", ".norm_q."))
     mapping = rename_keys(["model.diffusion_model.a.q_norm.weight", "model.diffusion_model.b"], renames)

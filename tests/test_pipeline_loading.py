@@ -87,10 +87,18 @@ def test_diffusion_pipeline_from_pretrained_returns_ours_after_import(saved, imp
     assert lines[-1] == "ltx2_diffusers.models.transformer_ltx2 LTX2Scheduler"
 
 
-def test_import_does_not_import_diffusers():
-    code = "import sys, ltx2_diffusers; print('diffusers' in sys.modules, 'torch' in sys.modules)"
+def test_import_enters_our_pipeline_in_diffusers_lazily():
+    """`import ltx2_diffusers` registers LTX2AVPipeline with diffusers without importing the pipeline module; the first
+    access through `diffusers` imports it and gives our class. No import hook is left behind."""
+    code = (
+        "import sys\n"
+        "meta_path = list(sys.meta_path)\n"
+        "import ltx2_diffusers, diffusers\n"
+        "print(sys.meta_path == meta_path, 'ltx2_diffusers.pipelines.pipeline_ltx2_av' in sys.modules)\n"
+        "print(diffusers.LTX2AVPipeline is ltx2_diffusers.LTX2AVPipeline, diffusers.LTX2Pipeline.__module__)\n"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == "False False"
+    assert result.stdout.strip().splitlines() == ["True False", "True diffusers.pipelines.ltx2.pipeline_ltx2"]
 
 
 def test_a_diffusers_ltx2_pipeline_folder_loads_into_our_classes(saved, tmp_path):
