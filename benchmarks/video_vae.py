@@ -132,6 +132,7 @@ def consume(chunks) -> None:
     """Convert each chunk as a writer would, then drop it: the clip never exists as one tensor."""
     for chunk in chunks:
         to_uint8(chunk)
+        del chunk  # a writer holds no chunk while the next one is decoded
 
 
 def run_sizes(args: argparse.Namespace) -> list[dict]:

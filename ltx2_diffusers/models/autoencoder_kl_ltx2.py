@@ -292,7 +292,14 @@ class AutoencoderKLLTX2Video(ModelMixin, AutoencoderMixin, ConfigMixin):
         """
         self._check_latents(z)  # checked here, not at the first next()
         self._check_timestep(temb)
-        return (chunk.to(z.dtype) for chunk in self._tiled_chunks(z, temb, causal, generator))
+        return self._copied_chunks(z, temb, causal, generator)
+
+    def _copied_chunks(self, z: Tensor, temb: Tensor | None, causal: bool | None, generator) -> Iterator[Tensor]:
+        for chunk in self._tiled_chunks(z, temb, causal, generator):
+            # a copy: while the caller holds a chunk, the float32 group buffer it came from can be freed
+            copied = chunk.to(z.dtype, copy=True)
+            del chunk
+            yield copied
 
     def _tiled_chunks(self, z: Tensor, temb: Tensor | None, causal: bool | None, generator) -> Iterator[Tensor]:
         """float32 chunks (views of the accumulation buffers)."""
@@ -315,6 +322,7 @@ class AutoencoderKLLTX2Video(ModelMixin, AutoencoderMixin, ConfigMixin):
                 out = z.new_empty((chunk.shape[0], chunk.shape[1], frames, height, width))
             out[:, :, start : start + chunk.shape[2]] = chunk
             start += chunk.shape[2]
+            del chunk  # a view of a float32 group buffer: let it go before the next group is decoded
         return out
 
     def decode(
