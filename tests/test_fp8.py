@@ -78,6 +78,20 @@ def test_quantize_zeros_and_bad_granularity():
 
 
 @pytest.mark.parametrize("granularity", GRANULARITIES)
+def test_quantize_bf16_input_same_as_float32(granularity):
+    """The division happens in float32 whatever x's dtype (a 0-dim float32 scale would not promote bf16)."""
+    x = torch.randn(8, 64).bfloat16()
+    for got, expected in zip(quantize_fp8(x, granularity), quantize_fp8(x.float(), granularity)):
+        assert torch.equal(got.float(), expected.float())
+
+
+def test_scaled_mm_path_needs_bf16():
+    layer = FP8Linear.from_linear(torch.nn.Linear(32, 16))
+    with pytest.raises(ValueError, match="compute in bfloat16, got input dtype torch.float32"):
+        fp8_linear(torch.randn(4, 32), layer.weight, layer.weight_scale, layer.bias, "rowwise", emulate=False)
+
+
+@pytest.mark.parametrize("granularity", GRANULARITIES)
 def test_emulation_matches_scaled_mm_on_cpu(granularity):
     """The emulated product uses _scaled_mm's scale convention: (a * scale_a) @ (b * scale_b), scale_b (1, N)."""
     linear = torch.nn.Linear(64, 48)

@@ -63,15 +63,16 @@ def quantize_fp8(x: Tensor, granularity: str) -> tuple[Tensor, Tensor]:
     largest |x| maps to e4m3's largest finite value; values are clamped to ±448 because the cast does not saturate.
     Computed on x's device: no host synchronisation.
     """
-    x32 = x.float()
+    # the amax of bf16 values is a bf16 value: reduce in x's dtype (no float32 copy in eager), then widen
     if granularity == "rowwise":
-        amax = x32.abs().amax(dim=-1, keepdim=True)
+        amax = x.abs().amax(dim=-1, keepdim=True).float()
     elif granularity == "tensorwise":
-        amax = x32.abs().amax()
+        amax = x.abs().amax().float()
     else:
         raise ValueError(f"granularity={granularity!r}: expected one of {GRANULARITIES}")
     scale = amax.clamp(min=_AMAX_FLOOR) / FP8_MAX
-    return (x32 / scale).clamp(-FP8_MAX, FP8_MAX).to(FP8_DTYPE), scale
+    # x.float() explicitly: a 0-dim float32 scale would not promote a bf16 x, and x / scale would round to bf16
+    return (x.float() / scale).clamp(-FP8_MAX, FP8_MAX).to(FP8_DTYPE), scale
 
 
 def dequantize_fp8(x_fp8: Tensor, scale: Tensor) -> Tensor:
