@@ -12,6 +12,7 @@ from ltx_core.tools import AudioLatentTools, VideoLatentTools
 from ltx_core.types import AudioLatentShape, VideoLatentShape
 from PIL import Image
 
+from ltx2_diffusers.models.autoencoder_kl_ltx2_audio import pack_audio_latents, unpack_audio_latents
 from ltx2_diffusers.pipelines.conditioning import (
     LatentState,
     add_noise,
@@ -22,12 +23,10 @@ from ltx2_diffusers.pipelines.conditioning import (
     clear_conditioning,
     keyframe_positions,
     mask_from_frames,
-    patchify_audio,
     patchify_video,
     prepare_image,
     prepare_video,
     replace_frames,
-    unpatchify_audio,
     unpatchify_video,
     video_latent_state,
 )
@@ -65,9 +64,9 @@ def test_patchify_round_trips_and_matches_ltx_core():
     torch.testing.assert_close(tokens, VideoLatentPatchifier(1).patchify(video), rtol=0, atol=0)
     torch.testing.assert_close(unpatchify_video(tokens, F, H, W), video, rtol=0, atol=0)
     audio = torch.randn(2, 8, 7, 16)
-    tokens = patchify_audio(audio)
+    tokens = pack_audio_latents(audio)
     torch.testing.assert_close(tokens, AudioPatchifier(1).patchify(audio), rtol=0, atol=0)
-    torch.testing.assert_close(unpatchify_audio(tokens), audio, rtol=0, atol=0)
+    torch.testing.assert_close(unpack_audio_latents(tokens), audio, rtol=0, atol=0)
     with pytest.raises(ValueError, match=r"expected \(B, 3\*4\*6, C\)"):
         unpatchify_video(tokens, F, H, W)
 

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
+from ..models.autoencoder_kl_ltx2_audio import pack_audio_latents
 from ..models.rope import audio_positions, video_positions
 from ..utils.media import h264_round_trip
 
@@ -48,20 +49,6 @@ def unpatchify_video(tokens: Tensor, latent_frames: int, latent_height: int, lat
             f"expected (B, {latent_frames}*{latent_height}*{latent_width}, C) tokens, got shape {tuple(tokens.shape)}"
         )
     return tokens.transpose(1, 2).unflatten(2, (latent_frames, latent_height, latent_width))
-
-
-def patchify_audio(latents: Tensor) -> Tensor:
-    """(B, C, T, M) -> (B, T, C·M), features channel-major (index c·M + m): 8 channels x 16 mel bins = 128."""
-    if latents.ndim != 4:
-        raise ValueError(f"audio latents must be (B, C, T, M), got shape {tuple(latents.shape)}")
-    return latents.transpose(1, 2).flatten(2)
-
-
-def unpatchify_audio(tokens: Tensor, num_mel_bins: int = 16) -> Tensor:
-    """(B, T, C·M) -> (B, C, T, M)."""
-    if tokens.ndim != 3 or tokens.shape[2] % num_mel_bins != 0:
-        raise ValueError(f"expected (B, T, C*{num_mel_bins}) tokens, got shape {tuple(tokens.shape)}")
-    return tokens.unflatten(2, (-1, num_mel_bins)).transpose(1, 2)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -110,20 +97,11 @@ def video_latent_state(
     (bf16 in the pipelines: the reference rounds video positions to the latent dtype, spec §13.2).
     """
     shape = (batch_size, num_channels, latent_frames, latent_height, latent_width)
-    if initial_latent is None:
-        initial_latent = torch.zeros(shape, dtype=dtype, device=device)
-    elif tuple(initial_latent.shape) != shape:
-        raise ValueError(f"initial_latent has shape {tuple(initial_latent.shape)}, expected {shape}")
-    tokens = patchify_video(initial_latent)
-    return LatentState(
-        latent=tokens,
-        clean_latent=tokens.clone(),
-        denoise_mask=torch.ones(*tokens.shape[:2], 1, dtype=torch.float32, device=tokens.device),
-        positions=video_positions(
-            batch_size, latent_frames, latent_height, latent_width, fps, device=tokens.device, dtype=dtype
-        ),
-        num_output_tokens=tokens.shape[1],
+    tokens = patchify_video(_initial_latent(initial_latent, shape, dtype, device))
+    positions = video_positions(
+        batch_size, latent_frames, latent_height, latent_width, fps, device=tokens.device, dtype=dtype
     )
+    return _unconditioned_state(tokens, positions)
 
 
 def audio_latent_state(
@@ -138,16 +116,26 @@ def audio_latent_state(
 ) -> LatentState:
     """An audio state before noise (ltx-core's `AudioLatentTools.create_initial_state`); positions float32 seconds."""
     shape = (batch_size, num_channels, audio_latent_frames, num_mel_bins)
+    tokens = pack_audio_latents(_initial_latent(initial_latent, shape, dtype, device))
+    return _unconditioned_state(tokens, audio_positions(batch_size, audio_latent_frames, device=tokens.device))
+
+
+def _initial_latent(initial_latent: Tensor | None, shape: tuple[int, ...], dtype: torch.dtype, device) -> Tensor:
+    """`initial_latent` checked against `shape`, or zeros of it."""
     if initial_latent is None:
-        initial_latent = torch.zeros(shape, dtype=dtype, device=device)
-    elif tuple(initial_latent.shape) != shape:
+        return torch.zeros(shape, dtype=dtype, device=device)
+    if tuple(initial_latent.shape) != shape:
         raise ValueError(f"initial_latent has shape {tuple(initial_latent.shape)}, expected {shape}")
-    tokens = patchify_audio(initial_latent)
+    return initial_latent
+
+
+def _unconditioned_state(tokens: Tensor, positions: Tensor) -> LatentState:
+    """Tokens (B, T, C) as a state with every token to be denoised (mask ones) and all of them in the output."""
     return LatentState(
         latent=tokens,
         clean_latent=tokens.clone(),
         denoise_mask=torch.ones(*tokens.shape[:2], 1, dtype=torch.float32, device=tokens.device),
-        positions=audio_positions(batch_size, audio_latent_frames, device=tokens.device),
+        positions=positions,
         num_output_tokens=tokens.shape[1],
     )
 
@@ -202,6 +190,15 @@ def _condition_tokens(state: LatentState, latent: Tensor, grid: tuple[int, int, 
     return patchify_video(latent).to(state.latent.dtype).expand(batch, -1, -1)
 
 
+def _check_video_size(latent: Tensor, grid: tuple[int, int, int], what: str) -> None:
+    """Images and keyframes take the video's (H', W'); only reference videos (`append_reference`) may differ."""
+    if tuple(latent.shape[-2:]) != grid[1:]:
+        raise ValueError(
+            f"{what}: the condition latent is {tuple(latent.shape[-2:])} (H', W'), the video {grid[1:]}. Encode the "
+            "image at the video's height and width (prepare_image resizes and crops it)."
+        )
+
+
 def replace_frames(
     state: LatentState, latent: Tensor, *, strength: float, grid: tuple[int, int, int], latent_index: int = 0
 ) -> LatentState:
@@ -214,12 +211,8 @@ def replace_frames(
     """
     _check_strength(strength)
     tokens = _condition_tokens(state, latent, grid, "replace_frames")
+    _check_video_size(latent, grid, "replace_frames")
     num_frames, height, width = grid
-    if tuple(latent.shape[-2:]) != (height, width):
-        raise ValueError(
-            f"replace_frames: the condition latent is {tuple(latent.shape[-2:])} (H', W'), the video {(height, width)}. "
-            "Encode the image at the video's height and width (prepare_image resizes and crops it)."
-        )
     if not 0 <= latent_index or latent_index + latent.shape[2] > num_frames:
         raise ValueError(
             f"replace_frames: latent frames [{latent_index}, {latent_index + latent.shape[2]}) are outside the "
@@ -286,12 +279,8 @@ def append_keyframes(
     """
     _check_strength(strength)
     tokens = _condition_tokens(state, latent, grid, "append_keyframes")
-    num_frames, height, width = grid
-    if tuple(latent.shape[-2:]) != (height, width):
-        raise ValueError(
-            f"append_keyframes: the keyframe latent is {tuple(latent.shape[-2:])} (H', W'), the video "
-            f"{(height, width)}. Encode keyframes at the video's height and width."
-        )
+    _check_video_size(latent, grid, "append_keyframes")
+    num_frames = grid[0]
     num_pixel_frames = VIDEO_TIME_SCALE * (num_frames - 1) + 1
     keyframe_pixel_frames = VIDEO_TIME_SCALE * (latent.shape[2] - 1) + 1
     if not isinstance(frame_index, int) or frame_index < 0 or frame_index + keyframe_pixel_frames > num_pixel_frames:

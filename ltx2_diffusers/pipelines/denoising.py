@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from ..models.autoencoder_kl_ltx2 import denormalize_latents
+from ..models.autoencoder_kl_ltx2_audio import audio_latent_frames
 from ..models.perturbations import Perturbations
 from ..schedulers.scheduling_ltx2 import blend_clean, euler_step, x0_from_velocity
 from .conditioning import (
@@ -33,9 +34,6 @@ from .conditioning import (
     video_latent_state,
 )
 from .guidance import GuidancePlan, GuidanceScales, GuidanceSchedule, guidance_at, plan_guidance
-
-AUDIO_LATENTS_PER_SECOND = 25.0  # 16 kHz, mel hop 160, 4x downsampling in time
-
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Shapes and checks
@@ -56,11 +54,6 @@ def check_video_size(height: int, width: int, num_frames: int, multiple: int = 3
                 f"{name}={value} is not a positive multiple of {multiple} (the video VAE compresses space {multiple}x). "
                 f"Use {lower} or {lower + multiple}."
             )
-
-
-def audio_latent_length(num_frames: int, frame_rate: float) -> int:
-    """Audio latent frames for a clip: round(num_frames / fps * 25), Python's round as the reference (spec §0.1)."""
-    return round(float(num_frames) / float(frame_rate) * AUDIO_LATENTS_PER_SECOND)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -124,7 +117,7 @@ def prepare_latents(
     video = add_noise(video, generator, noise_scale)
     audio = audio_latent_state(
         batch_size,
-        audio_latent_length(num_frames, frame_rate),
+        audio_latent_frames(num_frames, frame_rate),
         num_channels=audio_channels,
         num_mel_bins=audio_mel_bins,
         dtype=dtype,

@@ -18,8 +18,9 @@ from diffusers.utils import logging
 from torch import Tensor
 
 from ..models.autoencoder_kl_ltx2 import normalize_latents
+from ..models.autoencoder_kl_ltx2_audio import unpack_audio_latents
 from ..schedulers.scheduling_ltx2 import LTX2Scheduler
-from .conditioning import DEFAULT_IMAGE_CRF, prepare_image, unpatchify_audio, unpatchify_video
+from .conditioning import DEFAULT_IMAGE_CRF, prepare_image, unpatchify_video
 from .denoising import (
     TextContexts,
     VideoCondition,
@@ -452,9 +453,7 @@ class LTX2AVPipeline(DiffusionPipeline):
         # 4. Latents -> frames and waveform
         grid = ((num_frames - 1) // 8 + 1, height // 32, width // 32)
         video_latents = unpatchify_video(video.output_tokens(), *grid)
-        audio_latents = unpatchify_audio(
-            audio.output_tokens(), audio.latent.shape[-1] // self.audio_vae.config.latent_channels
-        )
+        audio_latents = unpack_audio_latents(audio.output_tokens(), self.audio_vae.config.latent_channels)
         if output_type == "latent":
             frames, waveform, sample_rate = video_latents, audio_latents, None
         else:
