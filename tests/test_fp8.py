@@ -140,6 +140,10 @@ def test_enable_fp8_converts_exactly_the_policy_layers():
         enable_fp8(model)
     with pytest.raises(ValueError, match="granularity='int8'"):
         enable_fp8(build(), granularity="int8")
+    with_lora = build()
+    with_lora.peft_config = {"default": None}  # what PeftAdapterMixin sets when an adapter is loaded
+    with pytest.raises(ValueError, match="LoRA adapters are loaded"):
+        enable_fp8(with_lora)
 
 
 @pytest.mark.parametrize(
