@@ -344,3 +344,39 @@ def test_channels_last_weights_keep_parity():
     torch.testing.assert_close(latents, ref_encoder(video), atol=1e-5, rtol=0)
     decoded = ours.decode(denormalize_latents(latents, ours.latents_mean, ours.latents_std)).sample
     torch.testing.assert_close(decoded, ref_decoder(latents), atol=1e-5, rtol=0)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("x_channels_last,out_channels_last", [(False, True), (True, True), (False, False)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_pre_activation_on_cuda(x_channels_last, out_channels_last, dtype):
+    from ltx2_diffusers.models.video_vae_blocks import pad_video, triton
+
+    assert triton is not None, "CUDA builds of torch ship Triton; the fused path would silently not run"
+    x = torch.randn(2, 24, 5, 6, 7, device="cuda").to(dtype)
+    if x_channels_last:
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+    exact = torch.nn.functional.silu(x.float() / torch.sqrt(torch.mean(x.float() ** 2, dim=1, keepdim=True) + 1e-8))
+    exact = torch.nn.functional.pad(
+        torch.cat([exact[:, :, :1], exact, exact[:, :, -1:]], dim=2), (1, 1, 1, 1, 0, 0), mode="reflect"
+    )
+    padded = pad_video(x, 1, 1, "reflect", norm_act=True, channels_last=out_channels_last)
+    assert padded.is_contiguous(memory_format=torch.channels_last_3d if out_channels_last else torch.contiguous_format)
+    torch.testing.assert_close(
+        padded,
+        exact.to(dtype),
+        atol=1e-6 if dtype == torch.float32 else 1e-5,
+        rtol=1e-5 if dtype == torch.float32 else 1.6e-2,
+    )
+
+
+@pytest.mark.gpu
+@torch.no_grad()
+def test_decoder_matches_ltx_core_on_cuda():
+    torch.backends.cudnn.allow_tf32 = False
+    _, ref_decoder, ours, _, _ = build_pair("ltx2", "zeros", "reflect")
+    ref_decoder, ours = ref_decoder.cuda(), ours.cuda().to(memory_format=torch.channels_last_3d)
+    latents = torch.randn(1, LATENT, 3, 2, 3, device="cuda", generator=torch.Generator("cuda").manual_seed(9))
+    expected = ref_decoder(latents)
+    decoded = ours.decode(denormalize_latents(latents, ours.latents_mean, ours.latents_std)).sample
+    torch.testing.assert_close(decoded, expected, atol=1e-5, rtol=0)

@@ -10,13 +10,24 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 import torch
+import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.autoencoders.vae import AutoencoderMixin, DecoderOutput, DiagonalGaussianDistribution
 from diffusers.models.modeling_outputs import AutoencoderKLOutput
 from diffusers.models.modeling_utils import ModelMixin
-from torch import Tensor
+from torch import Tensor, nn
 
-from .video_vae_blocks import Decoder3d, Encoder3d
+from .video_vae_blocks import (
+    CausalConv3d,
+    DownBlock3D,
+    MidBlock3d,
+    UpBlock3d,
+    embed_timestep,
+    patchify,
+    pixel_norm,
+    timestep_embedder,
+    unpatchify,
+)
 from .video_vae_tiling import VideoTilingConfig, tiled_decode_chunks, tiled_encode
 
 
@@ -32,6 +43,146 @@ def denormalize_latents(latents: Tensor, latents_mean: Tensor, latents_std: Tens
 
 def _as_tuple(value, length: int) -> tuple:
     return tuple(value) if isinstance(value, (list, tuple)) else (value,) * length
+
+
+class Encoder3d(nn.Module):
+    """Causal video encoder: (B, 3, 8k+1, 32h, 32w) -> moments (B, latent_channels + 1, k+1, h, w).
+
+    The extra channel is one log-variance shared by every latent channel (ltx-core's "uniform" log-variance).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        latent_channels: int,
+        block_out_channels: tuple[int, ...],
+        spatio_temporal_scaling: tuple[bool, ...],
+        layers_per_block: tuple[int, ...],
+        downsample_type: tuple[str, ...],
+        patch_size: int,
+        resnet_norm_eps: float,
+        is_causal: bool,
+        spatial_padding_mode: str,
+    ):
+        super().__init__()
+        self.patch_size = patch_size
+        self.is_causal = is_causal
+        width = latent_channels  # ltx-core: the first width is always the latent width
+        self.conv_in = CausalConv3d(in_channels * patch_size**2, width, spatial_padding_mode=spatial_padding_mode)
+        self.down_blocks = nn.ModuleList()
+        for i, out_width in enumerate(block_out_channels):
+            self.down_blocks.append(
+                DownBlock3D(
+                    width,
+                    out_width,
+                    layers_per_block[i],
+                    resnet_norm_eps,
+                    spatio_temporal_scaling[i],
+                    downsample_type[i],
+                    spatial_padding_mode,
+                )
+            )
+            width = out_width
+        self.mid_block = MidBlock3d(
+            width, layers_per_block[-1], resnet_norm_eps, spatial_padding_mode=spatial_padding_mode
+        )
+        self.conv_out = CausalConv3d(width, latent_channels + 1, spatial_padding_mode=spatial_padding_mode)
+
+    def forward(self, video: Tensor, causal: bool | None = None) -> Tensor:
+        causal = self.is_causal if causal is None else causal
+        x = self.conv_in(patchify(video, self.patch_size), causal=causal)
+        for block in self.down_blocks:
+            x = block(x, causal=causal)
+        x = self.mid_block(x, causal=causal)
+        return self.conv_out(x, causal=causal, norm_act=True)
+
+
+class Decoder3d(nn.Module):
+    """Video decoder: un-normalised latents (B, C, k+1, h, w) -> pixels (B, 3, 8k+1, 32h, 32w) in about [-1, 1].
+
+    Lists in the config are given encoder-side first (as in diffusers) and reversed here, except `upsample_type`,
+    which diffusers gives in decoder order.
+    """
+
+    def __init__(
+        self,
+        latent_channels: int,
+        out_channels: int,
+        block_out_channels: tuple[int, ...],
+        spatio_temporal_scaling: tuple[bool, ...],
+        layers_per_block: tuple[int, ...],
+        upsample_type: tuple[str, ...],
+        patch_size: int,
+        resnet_norm_eps: float,
+        is_causal: bool,
+        inject_noise: tuple[bool, ...],
+        timestep_conditioning: bool,
+        upsample_residual: tuple[bool, ...],
+        upsample_factor: tuple[int, ...],
+        spatial_padding_mode: str,
+    ):
+        super().__init__()
+        self.patch_size = patch_size
+        self.is_causal = is_causal
+        widths = tuple(reversed(block_out_channels))
+        scaling = tuple(reversed(spatio_temporal_scaling))
+        layers = tuple(reversed(layers_per_block))
+        noise = tuple(reversed(inject_noise))
+        residual = tuple(reversed(upsample_residual))
+        factors = tuple(reversed(upsample_factor))
+        width = widths[0]
+        self.conv_in = CausalConv3d(latent_channels, width, spatial_padding_mode=spatial_padding_mode)
+        self.mid_block = MidBlock3d(
+            width, layers[0], resnet_norm_eps, noise[0], timestep_conditioning, spatial_padding_mode
+        )
+        self.up_blocks = nn.ModuleList()
+        for i in range(len(widths)):
+            in_width, width = width // factors[i], widths[i] // factors[i]
+            self.up_blocks.append(
+                UpBlock3d(
+                    in_width,
+                    width,
+                    layers[i + 1],
+                    resnet_norm_eps,
+                    scaling[i],
+                    upsample_type[i],
+                    noise[i + 1],
+                    timestep_conditioning,
+                    residual[i],
+                    factors[i],
+                    spatial_padding_mode,
+                )
+            )
+        self.conv_out = CausalConv3d(width, out_channels * patch_size**2, spatial_padding_mode=spatial_padding_mode)
+        self.timestep_scale_multiplier = None
+        self.time_embedder = None
+        self.scale_shift_table = None
+        if timestep_conditioning:
+            self.timestep_scale_multiplier = nn.Parameter(torch.tensor(1000.0))
+            self.time_embedder = timestep_embedder(width * 2)
+            self.scale_shift_table = nn.Parameter(torch.zeros(2, width))  # rows: shift, scale
+
+    def forward(
+        self,
+        latents: Tensor,
+        timestep: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        causal: bool | None = None,
+    ) -> Tensor:
+        """timestep: (B,) decode timestep as a noise level (ltx-core's default 0.05), needed only when conditioned."""
+        causal = self.is_causal if causal is None else causal
+        x = self.conv_in(latents, causal=causal)
+        if self.timestep_scale_multiplier is not None:
+            timestep = timestep * self.timestep_scale_multiplier.to(x)
+        x = self.mid_block(x, timestep, generator, causal=causal)
+        for block in self.up_blocks:
+            x = block(x, timestep, generator, causal=causal)
+        if self.time_embedder is None:
+            return unpatchify(self.conv_out(x, causal=causal, norm_act=True), self.patch_size)
+        temb = embed_timestep(self.time_embedder, timestep, x.shape[0], x.dtype).unflatten(1, (2, -1))
+        shift, scale = (self.scale_shift_table[None, ..., None, None, None].to(x) + temb).unbind(dim=1)
+        x = F.silu(pixel_norm(x) * (1 + scale) + shift)
+        return unpatchify(self.conv_out(x, causal=causal), self.patch_size)
 
 
 class AutoencoderKLLTX2Video(ModelMixin, AutoencoderMixin, ConfigMixin):

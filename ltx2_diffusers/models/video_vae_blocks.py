@@ -83,9 +83,7 @@ def pad_video(
     out = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=fmt)
     body = out[:, :, front : front + f]
     if norm_act:
-        inner = body[:, :, :, s : s + h, s : s + w]
-        torch.mul(x, pixel_norm_scale(x), out=inner)
-        F.silu(inner, inplace=True)
+        scaled_silu_into(x, body[:, :, :, s : s + h, s : s + w])
     else:
         body[:, :, :, s : s + h, s : s + w] = x
     if s:
@@ -148,7 +146,7 @@ class CausalConv3d(nn.Module):
         return F.conv3d(x, self.conv.weight, self.conv.bias, self.conv.stride, (0, 1, 1) if zeros else 0)
 
 
-def _timestep_embedder(dim: int) -> nn.Module:
+def timestep_embedder(dim: int) -> nn.Module:
     # sinusoidal(256) -> Linear -> SiLU -> Linear, names time_proj / timestep_embedder.linear_{1,2} in both codebases
     return PixArtAlphaCombinedTimestepSizeEmbeddings(dim, 0)
 
@@ -330,7 +328,7 @@ class MidBlock3d(nn.Module):
         spatial_padding_mode: str = "zeros",
     ):
         super().__init__()
-        self.time_embedder = _timestep_embedder(in_channels * 4) if timestep_conditioning else None
+        self.time_embedder = timestep_embedder(in_channels * 4) if timestep_conditioning else None
         self.resnets = nn.ModuleList(
             ResnetBlock3d(
                 in_channels,
@@ -413,141 +411,67 @@ class UpBlock3d(MidBlock3d):
         return super().forward(x, timestep, generator, causal)
 
 
-class Encoder3d(nn.Module):
-    """Causal video encoder: (B, 3, 8k+1, 32h, 32w) -> moments (B, latent_channels + 1, k+1, h, w).
+# ---- fused pre-activation on CUDA -------------------------------------------------------------------------------------
 
-    The extra channel is one log-variance shared by every latent channel (ltx-core's "uniform" log-variance).
+try:  # Triton ships with CUDA builds of torch; CPU runs take the eager path
+    import triton
+    import triton.language as tl
+except ImportError:
+    triton = None
+
+if triton is not None:
+
+    @triton.jit
+    def _scaled_silu_kernel(
+        x_ptr, s_ptr, out_ptr, n, NC, NF, NH, NW,
+        xb, xc, xf, xh, xw, sb, sf, sh, sw, ob, oc, of, oh, ow,
+        CHANNELS_INNER: tl.constexpr, BLOCK: tl.constexpr,
+    ):  # fmt: skip
+        # out[b, c, f, h, w] = silu(x * s[b, 0, f, h, w]) in float32, walking the output's memory order
+        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        mask = offs < n
+        if CHANNELS_INNER:
+            c = offs % NC
+            t = offs // NC
+            w = t % NW
+            t = t // NW
+            h = t % NH
+            t = t // NH
+            f = t % NF
+            b = t // NF
+        else:
+            w = offs % NW
+            t = offs // NW
+            h = t % NH
+            t = t // NH
+            f = t % NF
+            t = t // NF
+            c = t % NC
+            b = t // NC
+        b, c, f, h, w = b.to(tl.int64), c.to(tl.int64), f.to(tl.int64), h.to(tl.int64), w.to(tl.int64)
+        x = tl.load(x_ptr + b * xb + c * xc + f * xf + h * xh + w * xw, mask=mask).to(tl.float32)
+        s = tl.load(s_ptr + b * sb + f * sf + h * sh + w * sw, mask=mask)
+        y = x * s
+        y = y / (1.0 + tl.exp(-y))
+        tl.store(out_ptr + b * ob + c * oc + f * of + h * oh + w * ow, y.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+def scaled_silu_into(x: Tensor, out: Tensor) -> None:
+    """out[...] = SiLU(pixel_norm(x)), out a view of the padded conv input (any strides).
+
+    On CUDA one Triton pass (float32 math, one rounding) instead of eager's multiply then in-place SiLU (two passes
+    over the output); elsewhere the eager ops.
     """
-
-    def __init__(
-        self,
-        in_channels: int,
-        latent_channels: int,
-        block_out_channels: tuple[int, ...],
-        spatio_temporal_scaling: tuple[bool, ...],
-        layers_per_block: tuple[int, ...],
-        downsample_type: tuple[str, ...],
-        patch_size: int,
-        resnet_norm_eps: float,
-        is_causal: bool,
-        spatial_padding_mode: str,
-    ):
-        super().__init__()
-        self.patch_size = patch_size
-        self.is_causal = is_causal
-        width = latent_channels  # ltx-core: the first width is always the latent width
-        self.conv_in = CausalConv3d(in_channels * patch_size**2, width, spatial_padding_mode=spatial_padding_mode)
-        self.down_blocks = nn.ModuleList()
-        for i, out_width in enumerate(block_out_channels):
-            self.down_blocks.append(
-                DownBlock3D(
-                    width,
-                    out_width,
-                    layers_per_block[i],
-                    resnet_norm_eps,
-                    spatio_temporal_scaling[i],
-                    downsample_type[i],
-                    spatial_padding_mode,
-                )
-            )
-            width = out_width
-        self.mid_block = MidBlock3d(
-            width, layers_per_block[-1], resnet_norm_eps, spatial_padding_mode=spatial_padding_mode
-        )
-        self.conv_out = CausalConv3d(width, latent_channels + 1, spatial_padding_mode=spatial_padding_mode)
-
-    def forward(self, video: Tensor, causal: bool | None = None) -> Tensor:
-        causal = self.is_causal if causal is None else causal
-        x = self.conv_in(patchify(video, self.patch_size), causal=causal)
-        for block in self.down_blocks:
-            x = block(x, causal=causal)
-        x = self.mid_block(x, causal=causal)
-        return self.conv_out(x, causal=causal, norm_act=True)
-
-
-class Decoder3d(nn.Module):
-    """Video decoder: un-normalised latents (B, C, k+1, h, w) -> pixels (B, 3, 8k+1, 32h, 32w) in about [-1, 1].
-
-    Lists in the config are given encoder-side first (as in diffusers) and reversed here, except `upsample_type`,
-    which diffusers gives in decoder order.
-    """
-
-    def __init__(
-        self,
-        latent_channels: int,
-        out_channels: int,
-        block_out_channels: tuple[int, ...],
-        spatio_temporal_scaling: tuple[bool, ...],
-        layers_per_block: tuple[int, ...],
-        upsample_type: tuple[str, ...],
-        patch_size: int,
-        resnet_norm_eps: float,
-        is_causal: bool,
-        inject_noise: tuple[bool, ...],
-        timestep_conditioning: bool,
-        upsample_residual: tuple[bool, ...],
-        upsample_factor: tuple[int, ...],
-        spatial_padding_mode: str,
-    ):
-        super().__init__()
-        self.patch_size = patch_size
-        self.is_causal = is_causal
-        widths = tuple(reversed(block_out_channels))
-        scaling = tuple(reversed(spatio_temporal_scaling))
-        layers = tuple(reversed(layers_per_block))
-        noise = tuple(reversed(inject_noise))
-        residual = tuple(reversed(upsample_residual))
-        factors = tuple(reversed(upsample_factor))
-        width = widths[0]
-        self.conv_in = CausalConv3d(latent_channels, width, spatial_padding_mode=spatial_padding_mode)
-        self.mid_block = MidBlock3d(
-            width, layers[0], resnet_norm_eps, noise[0], timestep_conditioning, spatial_padding_mode
-        )
-        self.up_blocks = nn.ModuleList()
-        for i in range(len(widths)):
-            in_width, width = width // factors[i], widths[i] // factors[i]
-            self.up_blocks.append(
-                UpBlock3d(
-                    in_width,
-                    width,
-                    layers[i + 1],
-                    resnet_norm_eps,
-                    scaling[i],
-                    upsample_type[i],
-                    noise[i + 1],
-                    timestep_conditioning,
-                    residual[i],
-                    factors[i],
-                    spatial_padding_mode,
-                )
-            )
-        self.conv_out = CausalConv3d(width, out_channels * patch_size**2, spatial_padding_mode=spatial_padding_mode)
-        self.timestep_scale_multiplier = None
-        self.time_embedder = None
-        self.scale_shift_table = None
-        if timestep_conditioning:
-            self.timestep_scale_multiplier = nn.Parameter(torch.tensor(1000.0))
-            self.time_embedder = _timestep_embedder(width * 2)
-            self.scale_shift_table = nn.Parameter(torch.zeros(2, width))  # rows: shift, scale
-
-    def forward(
-        self,
-        latents: Tensor,
-        timestep: Tensor | None = None,
-        generator: torch.Generator | None = None,
-        causal: bool | None = None,
-    ) -> Tensor:
-        """timestep: (B,) decode timestep as a noise level (ltx-core's default 0.05), needed only when conditioned."""
-        causal = self.is_causal if causal is None else causal
-        x = self.conv_in(latents, causal=causal)
-        if self.timestep_scale_multiplier is not None:
-            timestep = timestep * self.timestep_scale_multiplier.to(x)
-        x = self.mid_block(x, timestep, generator, causal=causal)
-        for block in self.up_blocks:
-            x = block(x, timestep, generator, causal=causal)
-        if self.time_embedder is None:
-            return unpatchify(self.conv_out(x, causal=causal, norm_act=True), self.patch_size)
-        temb = embed_timestep(self.time_embedder, timestep, x.shape[0], x.dtype).unflatten(1, (2, -1))
-        shift, scale = (self.scale_shift_table[None, ..., None, None, None].to(x) + temb).unbind(dim=1)
-        x = F.silu(pixel_norm(x) * (1 + scale) + shift)
-        return unpatchify(self.conv_out(x, causal=causal), self.patch_size)
+    n = x.numel()
+    if triton is None or not x.is_cuda or n >= 2**31:
+        torch.mul(x, pixel_norm_scale(x), out=out)
+        F.silu(out, inplace=True)
+        return
+    sum_sq = torch.linalg.vector_norm(x, dim=1, keepdim=True, dtype=torch.float32).square_()
+    scale = torch.rsqrt(sum_sq / x.shape[1] + 1e-8)  # (B, 1, F, H, W) float32
+    channels_inner = out.stride(1) == 1 and x.shape[1] > 1
+    block = 1024
+    _scaled_silu_kernel[(triton.cdiv(n, block),)](
+        x, scale, out, n, *x.shape[1:], *x.stride(), scale.stride(0), *scale.stride()[2:], *out.stride(),
+        CHANNELS_INNER=channels_inner, BLOCK=block,
+    )  # fmt: skip
