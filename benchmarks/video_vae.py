@@ -5,7 +5,8 @@ GPU (the numbers of DESIGN.md §3): full-size released LTX-2 config, random bf16
 weights included; only the decoder is on the device for each of the three). diffusers and ltx-core are optional:
 install them with --no-deps on the GPU machine.
 
-    python benchmarks/video_vae.py                                  # cuda, full size
+    python benchmarks/video_vae.py --cudnn-benchmark --channels-last   # cuda, full size (the docs/video_vae.md table)
+    python benchmarks/video_vae.py                                  # cuda, full size, default layout only
     python benchmarks/video_vae.py --tiny --device cpu              # smoke test (tiny widths)
     python benchmarks/video_vae.py --tiny --device cpu --cpu-memory # peak RSS of untiled vs streamed decode on CPU
 """
