@@ -204,8 +204,11 @@ def test_saving_refuses_and_disable_fp8_saves_a_loadable_checkpoint(tmp_path):
     enable_fp8(model)
     with pytest.raises(ValueError, match=r"transformer_blocks\.0\.attn1\.to_q is an FP8 layer.*disable_fp8"):
         model.state_dict()
-    with pytest.raises(ValueError, match="is an FP8 layer"):
+    with pytest.raises(ValueError, match=r"save_pretrained\(\) on an FP8 model.*disable_fp8"):
         model.save_pretrained(tmp_path / "fp8")
+    assert not (tmp_path / "fp8").exists()  # refused before anything is written
+    with pytest.raises(ValueError, match=r"fuse_qkv_projections\(\) on an FP8 model"):
+        model.fuse_qkv_projections()
     disable_fp8(model)
     assert not is_fp8(model) and not any(isinstance(m, FP8Linear) for m in model.modules())
     model.save_pretrained(tmp_path / "dequantised")

@@ -5,18 +5,21 @@ diffusers' in-tree `LTX2VideoTransformer3DModel`, so this class loads its folder
 """
 
 import contextlib
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
-from diffusers.loaders import FromOriginalModelMixin, PeftAdapterMixin
+from diffusers.loaders import PeftAdapterMixin
 from diffusers.models.cache_utils import CacheMixin
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput, apply_lora_scale
 from torch import Tensor, nn
 
+from ..loaders.single_file import FromLTX2SingleFileMixin
+from . import fp8
 from .attention import Attention, resolve_sdpa_backend, sdpa_backend, self_attention_bias, text_bias
 from .embeddings import AdaLayerNormSingle, TwoLayerMLP
 from .perturbations import Perturbations
@@ -42,7 +45,7 @@ class LTX2TransformerOutput(BaseOutput):
     audio_sample: Tensor | None = None
 
 
-class LTX2VideoTransformer3DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, FromOriginalModelMixin, CacheMixin):
+class LTX2VideoTransformer3DModel(FromLTX2SingleFileMixin, ModelMixin, ConfigMixin, PeftAdapterMixin, CacheMixin):
     r"""LTX-2 (19B) / LTX-2.3 (22B) audio-video transformer: velocity for video and audio tokens (spec §1).
 
     Config keys are those of diffusers' `LTX2VideoTransformer3DModel`; defaults are the released LTX-2 values.
@@ -192,6 +195,7 @@ class LTX2VideoTransformer3DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, Fro
         (docs/performance.md). Parameter names change while fused: `unfuse_qkv_projections()` before saving."""
         if getattr(self, "peft_config", None):
             raise ValueError("LoRA adapters target to_q/to_k/to_v: fuse before adding adapters, or not at all")
+        self._refuse_if_fp8("fuse_qkv_projections")
         for block in self.transformer_blocks:
             block.attn1.fuse_projections(self_attention=True)
             block.audio_attn1.fuse_projections(self_attention=True)
@@ -199,11 +203,34 @@ class LTX2VideoTransformer3DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, Fro
                 attn.fuse_projections(self_attention=False)
 
     def unfuse_qkv_projections(self) -> None:
+        self._refuse_if_fp8("unfuse_qkv_projections")
         for module in self.modules():
             if isinstance(module, Attention):
                 module.unfuse_projections()
 
+    def enable_fp8(
+        self, granularity: str = "rowwise", fast_accum: bool = False, bf16_blocks: Iterable[int] = ()
+    ) -> "fp8.FP8Config":
+        """FP8 block linears through `torch._scaled_mm` on Hopper (models/fp8.py; docs/performance.md, "FP8").
+        Call after `fuse_qkv_projections()` and before compiling blocks; `disable_fp8()` undoes it."""
+        return fp8.enable_fp8(self, granularity, fast_accum, bf16_blocks)
+
+    def disable_fp8(self) -> None:
+        fp8.disable_fp8(self)
+
+    @property
+    def is_fp8(self) -> bool:
+        return fp8.is_fp8(self)
+
+    def _refuse_if_fp8(self, action: str) -> None:
+        if fp8.is_fp8(self):
+            raise ValueError(
+                f"{action}() on an FP8 model: FP8 layers cannot be concatenated, split or saved. Call disable_fp8(), "
+                f"then {action}(), then enable_fp8() again if needed."
+            )
+
     def save_pretrained(self, *args, **kwargs) -> None:
+        self._refuse_if_fp8("save_pretrained")
         if any(isinstance(m, Attention) and (m.to_qkv is not None or m.to_kv is not None) for m in self.modules()):
             raise ValueError(
                 "call unfuse_qkv_projections() before saving: fused q/k/v layers are not diffusers' format"
