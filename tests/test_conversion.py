@@ -384,7 +384,7 @@ def test_from_single_file_equals_the_converted_folder(converted):
             with torch.no_grad():
                 torch.testing.assert_close(direct(mel), from_folder(mel), rtol=0, atol=0)
 
-    class Transformer(sf.FromLTX2SingleFileMixin, ltx2_diffusers.LTX2VideoTransformer3DModel):
+    class Transformer(ltx2_diffusers.LTX2VideoTransformer3DModel):  # a subclass loads as the LTX-2 class it extends
         pass
 
     mixed = Transformer.from_single_file(checkpoint, torch_dtype=torch.bfloat16)

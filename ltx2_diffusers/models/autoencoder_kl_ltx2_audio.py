@@ -330,7 +330,7 @@ class LTX2AudioDecoder(nn.Module):
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-class AutoencoderKLLTX2Audio(ModelMixin, AutoencoderMixin, ConfigMixin, FromLTX2SingleFileMixin):
+class AutoencoderKLLTX2Audio(FromLTX2SingleFileMixin, ModelMixin, AutoencoderMixin, ConfigMixin):
     """Audio VAE: log-mel (B, 2, T, 64) <-> latent (B, 8, (T - 1) // 4 + 1, 16). Config = diffusers' class's.
 
     Config (released values in the defaults):

@@ -104,7 +104,7 @@ class LTX2UpsamplerResBlock(nn.Module):
         return F.silu(x + self.norm2(self.conv2(h)))
 
 
-class LTX2LatentUpsamplerModel(ModelMixin, ConfigMixin, FromLTX2SingleFileMixin):
+class LTX2LatentUpsamplerModel(FromLTX2SingleFileMixin, ModelMixin, ConfigMixin):
     """Upsamples video latents between stages (x2/x1.5 in space or x2 in time). Config = diffusers' class's.
 
     Args:
