@@ -35,10 +35,9 @@ def test_tiny_gemma_is_seeded_and_left_pads_with_bos():
     assert not torch.equal(model.lm_head.weight, other.lm_head.weight)
 
     encoded = tokenizer(["a cat"], padding="max_length", max_length=8, truncation=True, return_tensors="pt")
-    bos = tokenizer.bos_token_id
-    assert encoded.input_ids[0, :2].tolist() == [tokenizer.pad_token_id] * 2
-    assert encoded.input_ids[0, 2].item() == bos
-    assert encoded.attention_mask[0].tolist() == [0, 0, 1, 1, 1, 1, 1, 1]
+    assert tokenizer.convert_ids_to_tokens(encoded.input_ids[0, -3:]) == ["<bos>", "a", "▁cat"]
+    assert encoded.input_ids[0, :5].tolist() == [tokenizer.pad_token_id] * 5
+    assert encoded.attention_mask[0].tolist() == [0, 0, 0, 0, 0, 1, 1, 1]
 
     with torch.no_grad():
         out = model.model(**encoded, output_hidden_states=True)
@@ -214,3 +213,18 @@ def test_bad_inputs_fail_with_clear_messages():
     tokenizer.pad_token = None
     with pytest.raises(ValueError, match="tokenizer.pad_token = tokenizer.eos_token"):
         encode_prompts(gemma, tokenizer, connectors, ["a"])
+
+
+def test_tiny_tokenizer_fits_the_default_negative_prompt_without_warnings(caplog):
+    """The tiny vocabulary keeps words whole, so the reference's default negative prompt (1079 characters) is about as
+    many tokens as with Gemma's (~200), not one per character: no truncation, no transformers length warning."""
+    from ltx2_diffusers.pipelines.pipeline_ltx2_av import DEFAULT_NEGATIVE_PROMPT
+
+    _, tokenizer = build_tiny_gemma()
+    ids = tokenizer(DEFAULT_NEGATIVE_PROMPT).input_ids
+    assert 150 < len(ids) < 256 < len(DEFAULT_NEGATIVE_PROMPT)
+    assert tokenizer.decode(ids, skip_special_tokens=True) == DEFAULT_NEGATIVE_PROMPT
+    assert tokenizer.tokenize(" out of focus zq") == ["▁out", "▁of", "▁focus", "▁", "z", "q"]  # unknown: characters
+    with caplog.at_level(logging.WARNING):
+        tokenize_prompts(tokenizer, [DEFAULT_NEGATIVE_PROMPT, "x" * 2000], max_sequence_length=4096)
+    assert caplog.text == ""

@@ -6,7 +6,7 @@ padding, a BOS prepended), so every code path that runs the real model runs this
 connectors therefore take `caption_channels=TINY_GEMMA_HIDDEN_SIZE` and `text_proj_in_factor=TINY_GEMMA_NUM_HIDDEN_STATES`.
 
 Nothing is downloaded: the vocabulary is built here (special tokens, Gemma's chat-turn markers, the 256 byte-fallback
-tokens and printable ASCII), and the weights come from transformers' own initialisation under a fixed seed.
+tokens, printable ASCII and a few hundred whole words), and the weights come from transformers' own initialisation under a fixed seed.
 """
 
 import string
@@ -23,6 +23,7 @@ TINY_GEMMA_HIDDEN_SIZE = 32
 TINY_GEMMA_NUM_LAYERS = 2
 # Gemma returns the embedding output plus one hidden state per decoder layer: the connectors' text_proj_in_factor.
 TINY_GEMMA_NUM_HIDDEN_STATES = TINY_GEMMA_NUM_LAYERS + 1
+TINY_GEMMA_MAX_POSITIONS = 8192  # room for the prompt-enhancement system prompts plus 512 new tokens
 TINY_GEMMA_IMAGE_SIZE = 28  # SigLIP input side (the real one: 896)
 TINY_GEMMA_IMAGE_TOKENS = 4  # soft tokens per image (the real one: 256)
 
@@ -59,11 +60,46 @@ _CHAT_TEMPLATE = (
 )
 
 
+# Words the tiny tokenizer keeps whole (after a space), besides those of the pipeline's default negative prompt: so
+# prompts tokenize to about as many tokens as with Gemma's real vocabulary, and the 1079-character default negative
+# prompt fits the 1024-token context instead of being cut (with two warnings) on every tiny run.
+_COMMON_WORDS = (
+    "a an the and or of in on at to with from by for is are was be it its this that as into over under up down out "
+    "cat dog man woman person people child bird car street city room house tree sky sun rain water sea night day "
+    "light dark red blue green white black yellow small big old new slow fast quiet loud sound music voice camera "
+    "walks runs plays sits looks moves says sings speaks jumps falls flies drives turns smiles laughs cries"
+)
+
+
+def _word_merges(words: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """BPE merges that grow "▁" + word one character at a time, and the prefix tokens they create. Every merge starts
+    at a word's "▁", so a word not in the list still splits into known prefixes and characters."""
+    tokens: dict[str, None] = {}
+    merges: dict[tuple[str, str], None] = {}
+    for word in words:
+        prefix = "▁"
+        for char in word:
+            merges[(prefix, char)] = None
+            prefix += char
+            tokens[prefix] = None
+    return list(tokens), list(merges)
+
+
+def _tiny_words() -> list[str]:
+    from ..pipelines.pipeline_ltx2_av import DEFAULT_NEGATIVE_PROMPT  # here, not at import: pipelines import this
+
+    text = f"{DEFAULT_NEGATIVE_PROMPT} {_COMMON_WORDS}"
+    words = (word.strip(string.punctuation) for word in text.split())
+    return sorted({word for word in words if word and all(c in string.printable for c in word)})
+
+
 def build_tiny_gemma_tokenizer() -> GemmaTokenizer:
-    """A character-level Gemma tokenizer: left padding, `<bos>` prepended, bytes for anything outside ASCII."""
+    """A small Gemma BPE tokenizer: left padding, `<bos>` prepended, bytes for anything outside ASCII. Printable ASCII
+    characters are tokens, and a few hundred words (`_tiny_words`) are whole tokens after a space."""
     byte_tokens = [f"<0x{value:02X}>" for value in range(256)]
     characters = ["▁", "\n"] + [c for c in string.printable if not c.isspace()]
-    vocab = {token: index for index, token in enumerate([*_SPECIAL_TOKENS, *byte_tokens, *characters])}
+    word_tokens, merges = _word_merges(_tiny_words())
+    vocab = {token: index for index, token in enumerate([*_SPECIAL_TOKENS, *byte_tokens, *characters, *word_tokens])}
     # The chat-turn and image markers are special tokens, as in Gemma's tokenizer: one id each, dropped when decoding
     # with skip_special_tokens. The named ones are what Gemma3Processor looks up (boi_token, image_token, ...).
     markers = {
@@ -73,8 +109,14 @@ def build_tiny_gemma_tokenizer() -> GemmaTokenizer:
         "sot_token": "<start_of_turn>",
         "eot_token": "<end_of_turn>",
     }
+    # model_max_length: the tiny Gemma's context (its max_position_embeddings), as Gemma's tokenizer declares its own;
+    # the pipeline pads and cuts prompts to 1024 tokens itself.
     tokenizer = GemmaTokenizer(
-        vocab=vocab, merges=[], add_bos_token=True, model_max_length=1024, extra_special_tokens=markers
+        vocab=vocab,
+        merges=merges,
+        add_bos_token=True,
+        model_max_length=TINY_GEMMA_MAX_POSITIONS,
+        extra_special_tokens=markers,
     )
     tokenizer.padding_side = "left"
     tokenizer.chat_template = _CHAT_TEMPLATE
@@ -102,7 +144,7 @@ def build_tiny_gemma(seed: int = 0) -> tuple[Gemma3ForConditionalGeneration, Gem
         # One sliding and one global layer, like the real model's pattern, with a window short enough to matter.
         "sliding_window": 16,
         "layer_types": ["sliding_attention", "full_attention"],
-        "max_position_embeddings": 8192,  # room for a system prompt at one token per character
+        "max_position_embeddings": TINY_GEMMA_MAX_POSITIONS,
         "pad_token_id": tokenizer.pad_token_id,
         "eos_token_id": tokenizer.eos_token_id,
         "bos_token_id": tokenizer.bos_token_id,
