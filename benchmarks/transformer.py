@@ -284,7 +284,8 @@ def main() -> None:
             if fp8:
                 with torch.inference_mode(), sdpa_backend(args.backend):
                     errors = [relative_error(got, ref) for got, ref in zip(call(), bf16_outputs.pop(tokens))]
-                accuracy = f"   vs {str(dtype).removeprefix('torch.')}: relative L2 error video {errors[0]:.4f}, audio {errors[1]:.4f}"
+                unconverted = str(dtype).removeprefix("torch.")
+                accuracy = f"   vs {unconverted}: relative L2 error video {errors[0]:.4f}, audio {errors[1]:.4f}"
             print(f"{label:<10} {tokens:>9} {seconds:>9.4f} {tflops:>8.1f}{accuracy}", flush=True)
             del call
         del model

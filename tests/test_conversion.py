@@ -398,7 +398,7 @@ def test_from_single_file_equals_the_converted_folder(converted):
         sf.load_component_from_single_file(torch.nn.Linear, checkpoint)
 
 
-@pytest.mark.parametrize("component", ["transformer", "connectors", "audio_vae", "vocoder", "latent_upsampler"])
+@pytest.mark.parametrize("component", ["transformer", "connectors", "vae", "audio_vae", "vocoder", "latent_upsampler"])
 def test_model_class_from_single_file_equals_the_converted_folder(converted, component):
     _, _, checkpoint, _, upsampler_file, folder, _ = converted
     from_folder = load(folder, component)
