@@ -15,6 +15,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.autoencoders.vae import AutoencoderMixin, DecoderOutput, DiagonalGaussianDistribution
 from diffusers.models.modeling_outputs import AutoencoderKLOutput
 from diffusers.models.modeling_utils import ModelMixin
+from diffusers.utils.accelerate_utils import apply_forward_hook
 from torch import Tensor, nn
 
 from ..loaders.single_file import FromLTX2SingleFileMixin
@@ -409,6 +410,8 @@ class AutoencoderKLLTX2Video(FromLTX2SingleFileMixin, ModelMixin, AutoencoderMix
             )
         return self.encoder(video, causal)
 
+    # apply_forward_hook: model CPU offload moves the VAE to the GPU when these, not forward(), are called
+    @apply_forward_hook
     def encode(
         self, x: Tensor, causal: bool | None = None, return_dict: bool = True
     ) -> AutoencoderKLOutput | tuple[DiagonalGaussianDistribution]:
@@ -430,6 +433,7 @@ class AutoencoderKLLTX2Video(FromLTX2SingleFileMixin, ModelMixin, AutoencoderMix
 
     # ---- decode ----------------------------------------------------------------------------------------------------
 
+    @apply_forward_hook
     def decode_stream(
         self,
         z: Tensor,
@@ -477,6 +481,7 @@ class AutoencoderKLLTX2Video(FromLTX2SingleFileMixin, ModelMixin, AutoencoderMix
             del chunk  # a view of a float32 group buffer: let it go before the next group is decoded
         return out
 
+    @apply_forward_hook
     def decode(
         self,
         z: Tensor,
