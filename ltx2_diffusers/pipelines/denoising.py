@@ -89,11 +89,15 @@ def prepare_latents(
     audio_channels: int = 8,
     audio_mel_bins: int = 16,
     noise_scale: float = 1.0,
+    initial_video_latent: Tensor | None = None,
+    initial_audio_latent: Tensor | None = None,
 ) -> tuple[LatentState, LatentState]:
     """Noised starting states: video (B, F'H'W' [+ keyframe tokens], 128) and audio (B, T_a, 8*16) tokens.
 
-    Zeros, then the conditions, then noise by the denoise masks; video first, then audio, from the same generator
-    (the reference's draw order, spec §9). Video positions are rounded to `dtype` like the reference's (spec §13.2).
+    Zeros (or the initial latents), then the conditions, then noise by the denoise masks; video first, then audio,
+    from the same generator (the reference's draw order, spec §9). Video positions are rounded to `dtype` like the
+    reference's (spec §13.2). A refinement stage passes normalised `initial_video_latent` (B, C, F', H', W') and
+    `initial_audio_latent` (B, C_a, T_a, mel) with `noise_scale` < 1: x = n * s + x0 * (1 - s) per token.
     """
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(
@@ -106,7 +110,15 @@ def prepare_latents(
             f"latents live, as the reference does. Pass torch.Generator(device={str(device)!r}).manual_seed(seed)."
         )
     grid = ((num_frames - 1) // 8 + 1, height // 32, width // 32)
-    video = video_latent_state(batch_size, *grid, frame_rate, num_channels=video_channels, dtype=dtype, device=device)
+    video = video_latent_state(
+        batch_size,
+        *grid,
+        frame_rate,
+        num_channels=video_channels,
+        dtype=dtype,
+        device=device,
+        initial_latent=None if initial_video_latent is None else initial_video_latent.to(device, dtype),
+    )
     for cond in conditions:
         if cond.frame_index == 0:
             video = replace_frames(video, cond.latent, strength=cond.strength, grid=grid)
@@ -122,6 +134,7 @@ def prepare_latents(
         num_mel_bins=audio_mel_bins,
         dtype=dtype,
         device=device,
+        initial_latent=None if initial_audio_latent is None else initial_audio_latent.to(device, dtype),
     )
     return video, add_noise(audio, generator, noise_scale)
 
