@@ -14,7 +14,8 @@ from ltx2_diffusers.pipelines.pipeline_ltx2_av import (
 from ltx2_diffusers.pipelines.tiny import build_tiny_pipeline
 
 # 9 frames at 64x64: latent 2x2x2 = 8 video tokens; round(9 / 24 * 25) = 9 audio tokens. Guidance off (one pass per
-# step, no negative prompt) unless a test asks for it: the guided passes are tested in test_pipeline_guidance.py.
+# step, no negative prompt) unless a test asks for it: the guided passes are tested in test_guidance.py and
+# test_denoise_parity.py.
 NEUTRAL = GuidanceScales()
 SMALL = {"num_frames": 9, "height": 64, "width": 64, "num_inference_steps": 1}
 SMALL |= {"video_guidance": NEUTRAL, "audio_guidance": NEUTRAL}
@@ -120,6 +121,38 @@ def test_image_at_strength_one_stays_exact_and_keyframes_are_dropped_from_the_ou
     assert run(pipe, image=pil, output_type="latent").frames.shape == (1, 128, 2, 2, 2)  # resized and cropped
 
 
+def test_defaults_equal_ltx_pipelines_constants():
+    """Pinned against the installed reference itself: ltx_pipelines/utils/constants.py (LTX_2_PARAMS, LTX_2_3_PARAMS,
+    DEFAULT_NEGATIVE_PROMPT, DEFAULT_IMAGE_CRF; spec §6.2, §7.6, §9) and its one-stage `__call__` sizes."""
+    import inspect
+
+    from ltx_pipelines.utils import constants as reference
+
+    from ltx2_diffusers.pipelines.conditioning import DEFAULT_IMAGE_CRF
+
+    for version, params in (("2.0", reference.LTX_2_PARAMS), ("2.3", reference.LTX_2_3_PARAMS)):
+        ours = MODEL_VERSION_DEFAULTS[version]
+        assert ours.num_inference_steps == params.num_inference_steps
+        for scales, guider in (
+            (ours.video_guidance, params.video_guider_params),
+            (ours.audio_guidance, params.audio_guider_params),
+        ):
+            assert (scales.cfg, scales.stg, scales.modality, scales.rescale) == (
+                guider.cfg_scale,
+                guider.stg_scale,
+                guider.modality_scale,
+                guider.rescale_scale,
+            )
+            assert (list(scales.stg_blocks), scales.skip_step) == (guider.stg_blocks, guider.skip_step)
+        assert ours.negative_prompt == reference.DEFAULT_NEGATIVE_PROMPT
+    assert DEFAULT_IMAGE_CRF == reference.DEFAULT_IMAGE_CRF == 33
+    call = inspect.signature(LTX2AVPipeline.__call__).parameters
+    defaults = reference.LTX_2_PARAMS
+    assert (call["height"].default, call["width"].default) == (defaults.stage_1_height, defaults.stage_1_width)
+    assert (call["num_frames"].default, call["frame_rate"].default) == (defaults.num_frames, defaults.frame_rate)
+    assert call["image_crf"].default == reference.DEFAULT_IMAGE_CRF
+
+
 def test_defaults_follow_the_model_version():
     assert MODEL_VERSION_DEFAULTS["2.0"].num_inference_steps == 40
     assert MODEL_VERSION_DEFAULTS["2.3"].num_inference_steps == 30
@@ -175,6 +208,35 @@ def test_a_distilled_scheduler_brings_its_own_sigmas(pipe):
         assert pipe.scheduler.sigmas.tolist() == pytest.approx(list(DISTILLED_SIGMAS))
     finally:
         pipe.scheduler = original
+
+
+def test_a_distilled_scheduler_defaults_to_no_guidance(pipe, monkeypatch):
+    """ltx-pipelines' DistilledPipeline (ltx_pipelines/distilled.py) encodes only the prompt and denoises with
+    `simple_denoising_func`: one conditional pass per step, no CFG/STG/modality/rescale for video or audio."""
+    import ltx2_diffusers.pipelines.pipeline_ltx2_av as module
+    from ltx2_diffusers.pipelines.pipeline_ltx2_av import DISTILLED_DEFAULTS
+    from ltx2_diffusers.schedulers.scheduling_ltx2 import LTX2Scheduler
+
+    seen = {}
+
+    def spy(transformer, video, audio, contexts, sigmas, video_guidance, audio_guidance, **kwargs):
+        seen.update(contexts=contexts, sigmas=sigmas, video=video_guidance, audio=audio_guidance)
+        raise _Stop
+
+    monkeypatch.setattr(module, "guided_denoise", spy)
+    original = pipe.scheduler
+    try:
+        pipe.scheduler = LTX2Scheduler.distilled()
+        assert pipe.sampling_defaults is DISTILLED_DEFAULTS
+        with pytest.raises(_Stop):
+            run(pipe, num_inference_steps=None, video_guidance=None, audio_guidance=None)
+    finally:
+        pipe.scheduler = original
+    assert seen["video"] == GuidanceScales() and seen["audio"] == GuidanceScales()
+    assert seen["contexts"].negative_video is None  # no negative prompt is encoded, as the reference
+    assert len(seen["sigmas"]) == 9
+    # a dev scheduler keeps the model version's guided defaults
+    assert pipe.sampling_defaults is MODEL_VERSION_DEFAULTS["2.0"]
 
 
 def test_wrong_scheduler_or_generator_type_is_refused(pipe):

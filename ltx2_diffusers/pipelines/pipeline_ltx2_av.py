@@ -19,7 +19,7 @@ from torch import Tensor
 
 from ..models.autoencoder_kl_ltx2 import normalize_latents
 from ..models.autoencoder_kl_ltx2_audio import unpack_audio_latents
-from ..schedulers.scheduling_ltx2 import LTX2Scheduler
+from ..schedulers.scheduling_ltx2 import DISTILLED_SIGMAS, LTX2Scheduler
 from .conditioning import DEFAULT_IMAGE_CRF, prepare_image, unpatchify_video
 from .denoising import (
     TextContexts,
@@ -70,6 +70,11 @@ def _preset(steps: int, stg_block: int) -> ModelVersionDefaults:
 
 
 MODEL_VERSION_DEFAULTS: dict[str, ModelVersionDefaults] = {"2.0": _preset(40, 29), "2.3": _preset(30, 28)}
+
+# Distilled checkpoints (a scheduler with fixed sigmas, `LTX2Scheduler.distilled()`): ltx-pipelines' DistilledPipeline
+# encodes only the prompt and denoises with `simple_denoising_func` (distilled.py), one conditional pass per step:
+# no CFG, STG, modality guidance or rescale, for either modality. The step count comes from the scheduler's sigmas.
+DISTILLED_DEFAULTS = ModelVersionDefaults(len(DISTILLED_SIGMAS) - 1, GuidanceScales(), GuidanceScales())
 
 
 def model_version(transformer_config) -> str:
@@ -269,6 +274,14 @@ class LTX2AVPipeline(DiffusionPipeline):
         return model_version(self.transformer.config)
 
     @property
+    def sampling_defaults(self) -> ModelVersionDefaults:
+        """What `__call__` uses for None arguments: `DISTILLED_DEFAULTS` with a distilled (fixed-sigma) scheduler,
+        else the model version's `MODEL_VERSION_DEFAULTS`."""
+        if self.scheduler.config.fixed_sigmas is not None:
+            return DISTILLED_DEFAULTS
+        return MODEL_VERSION_DEFAULTS[self.model_version]
+
+    @property
     def audio_sample_rate(self) -> int:
         return int(self.vocoder.config.output_sampling_rate)
 
@@ -358,14 +371,16 @@ class LTX2AVPipeline(DiffusionPipeline):
             needs the pipeline's `processor` (a `Gemma3Processor`). Sampled, so it changes with the seed.
         enhance_prompt_seed: the enhancement's sampling seed; None -> the generator's seed (`initial_seed()`, as the
             reference passes its pipeline seed), or 10 without a generator.
-        num_inference_steps / video_guidance / audio_guidance: None -> the model version's defaults.
+        num_inference_steps / video_guidance / audio_guidance: None -> the model version's defaults; with a distilled
+            scheduler (fixed sigmas) no guidance at all, one conditional pass per step, as the reference's
+            distilled pipeline.
         sigmas: an explicit schedule (e.g. the distilled one) instead of `num_inference_steps`.
         callback_on_step_end(pipe, step_index, timestep, {name: tensor}) -> dict of replacements, diffusers' convention,
         with tensor names from `callback_on_step_end_tensor_inputs` ("video_latents", "audio_latents": token layout).
         Returns `LTX2PipelineOutput(frames, audio, audio_sample_rate)` or `(frames, audio)`.
         """
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-        defaults = MODEL_VERSION_DEFAULTS[self.model_version]
+        defaults = self.sampling_defaults
         if negative_prompt is None:
             negative_prompt = defaults.negative_prompt
         negative_prompts = [negative_prompt] if isinstance(negative_prompt, str) else list(negative_prompt)
