@@ -237,6 +237,20 @@ class LTX2VideoTransformer3DModel(FromLTX2SingleFileMixin, ModelMixin, ConfigMix
             )
         super().save_pretrained(*args, **kwargs)
 
+    def fuse_ltx2_lora(self, lora, strength: float = 1.0) -> None:
+        """Fuse an LTX-2 LoRA (path, state dict read by `read_lora`, or `LTX2LoRA`) by the reference's rule:
+        W += (B * strength) @ A, no alpha scaling. See `loaders/lora.py` and docs/lora.md."""
+        from ..loaders.lora import fuse_lora
+
+        fuse_lora(self, lora, strength)
+
+    def load_ltx2_lora(self, lora, adapter_name: str = "default", strength: float = 1.0) -> str:
+        """The same LoRA as a switchable peft adapter (`disable_adapters()` / `enable_adapters()`), numerically equal
+        to `fuse_ltx2_lora`. See `loaders/lora.py` and docs/lora.md."""
+        from ..loaders.lora import load_lora_adapter
+
+        return load_lora_adapter(self, lora, adapter_name, strength)
+
     def set_attention_backend(self, backend: str | None) -> None:
         """Pick the SDPA kernel for every attention: "cudnn", "flash", "efficient", "math" (or diffusers' native
         names "_native_cudnn", ...); None lets PyTorch choose. Set it before compiling blocks."""
