@@ -166,3 +166,30 @@ def build_tiny_pipeline(seed: int = 0, model_version: str = "2.0") -> LTX2AVPipe
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+# A spatial x2 upsampler of the released kind (Conv3d network, pixel-shuffle upsampling), only narrow.
+TINY_LATENT_UPSAMPLER_CONFIG = {
+    "in_channels": 128,
+    "mid_channels": 32,
+    "num_blocks_per_stage": 1,
+    "dims": 3,
+    "spatial_upsample": True,
+    "temporal_upsample": False,
+    "use_rational_resampler": False,
+}
+
+
+def build_tiny_two_stage_pipeline(seed: int = 0, model_version: str = "2.0"):
+    """`build_tiny_pipeline`'s components plus a random tiny spatial x2 latent upsampler, as an
+    LTX2AVTwoStagePipeline (fp32, CPU). Outputs must be multiples of 64 in height and width (e.g. 128x128)."""
+    from ..models.latent_upsampler import LTX2LatentUpsamplerModel
+    from .pipeline_ltx2_av_two_stage import LTX2AVTwoStagePipeline
+
+    one_stage = build_tiny_pipeline(seed, model_version)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 1)
+        upsampler = LTX2LatentUpsamplerModel(**TINY_LATENT_UPSAMPLER_CONFIG).eval()
+    pipe = LTX2AVTwoStagePipeline(**one_stage.components, latent_upsampler=upsampler)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

@@ -1,0 +1,392 @@
+"""LTX2AVTwoStagePipeline: text (and optional images) -> video + stereo audio in two stages (spec §4, §9).
+
+ltx-pipelines' `TI2VidTwoStagesPipeline` and `DistilledPipeline` in diffusers' shape:
+1. Stage 1 is the one-stage pipeline (`LTX2AVPipeline.__call__`, unchanged) at (H/2, W/2), returning latents: guided
+   with the model version's defaults on a dev scheduler; a single unguided pass per step on a distilled one
+   (`LTX2Scheduler.distilled()`, the 8 `DISTILLED_SIGMAS`, no negative prompt).
+2. `refine_latents`: the spatial x2 latent upsampler on the stage-1 video latent, then both the upsampled video and
+   the stage-1 audio latent are re-noised to the first refinement sigma (noise_scale = 0.909375) and denoised with
+   `STAGE_2_DISTILLED_SIGMAS` (3 Euler steps), one positive pass per step. Image conditions are re-encoded at full size.
+3. The VAEs and the vocoder decode the full-resolution latents.
+
+Stage 2 of `TI2VidTwoStagesPipeline` is the dev transformer + the distilled LoRA: load it as a peft adapter and pass
+its name as `stage_2_adapter`; stage 1 then runs with adapters disabled and stage 2 with only that adapter. Without
+`stage_2_adapter` both stages use the same weights, which with a distilled checkpoint and scheduler is the
+`DistilledPipeline`. One generator draws all noise in the reference's order: stage-1 video, stage-1 audio, stage-2
+video, stage-2 audio.
+"""
+
+import json
+import os
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..models.autoencoder_kl_ltx2_audio import unpack_audio_latents
+from ..models.latent_upsampler import upsample_latents
+from ..schedulers.scheduling_ltx2 import STAGE_2_DISTILLED_SIGMAS
+from .conditioning import DEFAULT_IMAGE_CRF, unpatchify_video
+from .denoising import (
+    StepCallback,
+    TextContexts,
+    VideoCondition,
+    check_video_size,
+    decode_audio,
+    decode_video,
+    guided_denoise,
+    prepare_latents,
+)
+from .guidance import GuidanceScales, GuidanceSchedule
+from .pipeline_ltx2_av import (
+    COMPONENTS,
+    OPTIONAL_COMPONENTS,
+    ImageInput,
+    LTX2AVPipeline,
+    _postprocess_frames,
+    _repeat_contexts,
+)
+from .pipeline_output import LTX2PipelineOutput
+
+# Stage 1 runs at half size and must itself be a multiple of the video VAE's 32x spatial compression.
+TWO_STAGE_SIZE_MULTIPLE = 64
+
+
+def refine_latents(
+    transformer: torch.nn.Module,
+    latent_upsampler: torch.nn.Module,
+    video_latents: Tensor,
+    audio_latents: Tensor,
+    contexts: TextContexts,
+    *,
+    latents_mean: Tensor,
+    latents_std: Tensor,
+    frame_rate: float,
+    sigmas: Tensor,
+    generator: torch.Generator | None,
+    conditions: Sequence[VideoCondition] = (),
+    progress_bar: Callable | None = None,
+    callback: StepCallback | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Stage 2 of the two-stage pipelines: upsample the video latent x2 in space and refine video and audio.
+
+    video_latents: (B, C, F', H', W') normalised stage-1 video latents; audio_latents: (B, C_a, T_a, mel) normalised.
+    latents_mean / latents_std: the video VAE's per-channel statistics (C,), which the upsampler works around.
+    sigmas: (N + 1,) refinement schedule (`STAGE_2_DISTILLED_SIGMAS`); both latents are re-noised to sigmas[0]
+    (x = n * sigmas[0] + x0 * (1 - sigmas[0]), video noise drawn before audio noise), then N Euler steps on one
+    positive transformer pass each (ltx-pipelines' `simple_denoising_func`; the negative contexts are not used).
+    conditions: image / keyframe latents encoded at the FULL size (B or 1, C, f, 2H', 2W').
+    Returns video (B, C, F', 2H', 2W') and audio (B, C_a, T_a, mel) latents, normalised, in the transformer's dtype.
+    """
+    if video_latents.ndim != 5 or audio_latents.ndim != 4:
+        raise ValueError(
+            f"refine_latents takes video latents (B, C, F', H', W') and audio latents (B, C, T, mel), got shapes "
+            f"{tuple(video_latents.shape)} and {tuple(audio_latents.shape)}"
+        )
+    upsampler_dtype = next(latent_upsampler.parameters()).dtype
+    upsampled = upsample_latents(latent_upsampler, video_latents.to(upsampler_dtype), latents_mean, latents_std)
+    batch_size, channels, latent_frames, latent_height, latent_width = upsampled.shape
+    sigmas = torch.as_tensor(sigmas, dtype=torch.float32).cpu()
+    video, audio = prepare_latents(
+        batch_size,
+        latent_height * 32,
+        latent_width * 32,
+        (latent_frames - 1) * 8 + 1,
+        frame_rate,
+        generator=generator,
+        device=video_latents.device,
+        dtype=transformer.dtype,
+        conditions=conditions,
+        video_channels=channels,
+        audio_channels=audio_latents.shape[1],
+        audio_mel_bins=audio_latents.shape[3],
+        noise_scale=float(sigmas[0]),
+        initial_video_latent=upsampled,
+        initial_audio_latent=audio_latents,
+    )
+    neutral = GuidanceScales()  # cfg 1, no STG, no modality guidance: the plan runs the positive pass only
+    video, audio = guided_denoise(
+        transformer,
+        video,
+        audio,
+        TextContexts(contexts.video, contexts.audio),
+        sigmas,
+        neutral,
+        neutral,
+        progress_bar=progress_bar,
+        callback=callback,
+    )
+    return (
+        unpatchify_video(video.output_tokens(), latent_frames, latent_height, latent_width),
+        unpack_audio_latents(audio.output_tokens(), audio_latents.shape[1]),
+    )
+
+
+def _adapters_enabled(transformer: torch.nn.Module) -> bool:
+    """Whether the transformer's peft layers currently apply their adapters."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    return any(not m.disable_adapters for m in transformer.modules() if isinstance(m, BaseTunerLayer))
+
+
+def _half_size(image: ImageInput, height: int, width: int) -> ImageInput:
+    """A prepared float image tensor (full size, [-1, 1]) resized to the stage-1 size; other inputs pass unchanged
+    (paths, PIL images and uint8 arrays are resized and cropped per stage, as the reference loads them per stage)."""
+    if not (isinstance(image, Tensor) and image.is_floating_point()):
+        return image
+    pixels = image if image.ndim == 4 else image.unsqueeze(0)
+    if pixels.ndim != 4 or tuple(pixels.shape[-2:]) != (height, width):
+        raise ValueError(
+            f"a float image tensor must be (3, H, W) or (1, 3, H, W) at the output size {height}x{width} (HxW), got "
+            f"{tuple(image.shape)}: pass a PIL image or path to have it resized and cropped for you"
+        )
+    # antialiased bilinear, like the PIL resize the reference applies when it loads an image at the stage-1 size
+    half = F.interpolate(pixels.float(), size=(height // 2, width // 2), mode="bilinear", antialias=True)
+    return half.to(pixels.dtype) if image.ndim == 4 else half[0].to(pixels.dtype)
+
+
+class LTX2AVTwoStagePipeline(LTX2AVPipeline):
+    """Text/image -> video + stereo audio, generated at half size, upsampled x2 in latent space and refined.
+
+    Components: those of `LTX2AVPipeline` plus `latent_upsampler` (`LTX2LatentUpsamplerModel`, the spatial x2 one).
+    Build from a one-stage pipeline with `LTX2AVTwoStagePipeline(**pipe.components, latent_upsampler=upsampler)`.
+    """
+
+    model_cpu_offload_seq = "text_encoder->connectors->transformer->latent_upsampler->vae->audio_vae->vocoder"
+    _optional_components = [*OPTIONAL_COMPONENTS, "latent_upsampler"]  # None is refused when called, with the fix
+
+    def __init__(
+        self,
+        scheduler,
+        vae,
+        audio_vae,
+        text_encoder,
+        tokenizer,
+        connectors,
+        transformer,
+        vocoder,
+        latent_upsampler=None,
+        processor=None,
+    ):
+        super().__init__(
+            scheduler, vae, audio_vae, text_encoder, tokenizer, connectors, transformer, vocoder, processor
+        )
+        self.register_modules(latent_upsampler=latent_upsampler)
+        self._stage_1_contexts: TextContexts | None = None
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> "LTX2AVTwoStagePipeline":
+        """`LTX2AVPipeline.from_pretrained` plus the `latent_upsampler/` folder, loaded into our
+        `LTX2LatentUpsamplerModel` whether model_index.json names diffusers' class or ours."""
+        from ..models.latent_upsampler import LTX2LatentUpsamplerModel
+
+        folder = str(pretrained_model_name_or_path)
+        if not os.path.isdir(folder):
+            from huggingface_hub import snapshot_download
+
+            names = (*COMPONENTS, *OPTIONAL_COMPONENTS, "latent_upsampler")
+            folder = snapshot_download(
+                folder,
+                allow_patterns=["model_index.json", *(f"{name}/*" for name in names)],
+                revision=kwargs.get("revision"),
+                cache_dir=kwargs.get("cache_dir"),
+                token=kwargs.get("token"),
+            )
+        with open(os.path.join(folder, "model_index.json")) as f:
+            index = json.load(f)
+        if "latent_upsampler" not in kwargs and index.get("latent_upsampler", [None, None])[1] is not None:
+            kwargs["latent_upsampler"] = LTX2LatentUpsamplerModel.from_pretrained(
+                folder, subfolder="latent_upsampler", torch_dtype=kwargs.get("torch_dtype")
+            )
+        return super().from_pretrained(folder, **kwargs)
+
+    def encode_prompts(
+        self, prompts: list[str], negative_prompts: list[str] | None, device: torch.device, dtype: torch.dtype
+    ) -> TextContexts:
+        # Stage 1 (the one-stage __call__) encodes the prompts, after any prompt enhancement; stage 2 reuses its
+        # positive contexts instead of running Gemma again, as the reference encodes once.
+        contexts = super().encode_prompts(prompts, negative_prompts, device, dtype)
+        self._stage_1_contexts = contexts
+        return contexts
+
+    def _encode_conditions(
+        self,
+        image: ImageInput | None,
+        image_strength: float,
+        keyframes: Sequence[tuple[ImageInput, int, float]],
+        height: int,
+        width: int,
+        crf: int,
+    ) -> list[VideoCondition]:
+        device, conditions = self._execution_device, []
+        if image is not None:
+            conditions.append(VideoCondition(self.encode_image(image, height, width, device, crf), 0, image_strength))
+        for key_image, frame_index, strength in keyframes:
+            latent = self.encode_image(key_image, height, width, device, crf)
+            conditions.append(VideoCondition(latent, frame_index, strength))
+        return conditions
+
+    def check_two_stage_inputs(self, height: int, width: int, num_frames: int, output_type: str, adapter: str | None):
+        for name, value in (("height", height), ("width", width)):
+            if value < TWO_STAGE_SIZE_MULTIPLE or value % TWO_STAGE_SIZE_MULTIPLE != 0:
+                lower = max(TWO_STAGE_SIZE_MULTIPLE, value // TWO_STAGE_SIZE_MULTIPLE * TWO_STAGE_SIZE_MULTIPLE)
+                raise ValueError(
+                    f"{name}={value} is not a positive multiple of {TWO_STAGE_SIZE_MULTIPLE}: the two-stage pipeline "
+                    f"generates at {name}/2 first, which the video VAE's 32x compression must divide. Use {lower} or "
+                    f"{lower + TWO_STAGE_SIZE_MULTIPLE}."
+                )
+        check_video_size(height, width, num_frames)
+        if output_type not in ("pil", "np", "pt", "latent"):
+            raise ValueError(f"output_type must be one of 'pil', 'np', 'pt', 'latent', got {output_type!r}")
+        upsampler = self.latent_upsampler
+        if upsampler is None:
+            raise ValueError(
+                "this pipeline has no latent_upsampler, which stage 2 needs. Load the spatial x2 upsampler, e.g. "
+                "LTX2LatentUpsamplerModel.from_single_file('ltx-2-spatial-upscaler-x2-1.0.safetensors'), and pass "
+                "latent_upsampler= to the constructor or from_pretrained."
+            )
+        if upsampler.config.temporal_upsample or upsampler.spatial_scale != 2.0:
+            raise ValueError(
+                f"the latent_upsampler scales space by {upsampler.spatial_scale} and time by "
+                f"{2 if upsampler.config.temporal_upsample else 1}; the two-stage pipeline needs the spatial x2 one "
+                "(stage 1 runs at exactly half the output size)."
+            )
+        if adapter is not None:
+            loaded = list(getattr(self.transformer, "peft_config", None) or {})
+            if adapter not in loaded:
+                raise ValueError(
+                    f"stage_2_adapter={adapter!r} is not an adapter of the transformer (loaded: {loaded}). Load the "
+                    "distilled LoRA first, e.g. load_lora_adapter(pipe.transformer, path, adapter_name=...)."
+                )
+
+    # ------------------------------------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt: str | list[str],
+        negative_prompt: str | list[str] | None = None,
+        *,
+        image: ImageInput | None = None,
+        image_strength: float = 1.0,
+        image_crf: int = DEFAULT_IMAGE_CRF,
+        keyframes: Sequence[tuple[ImageInput, int, float]] = (),
+        enhance_prompt: bool = False,
+        enhance_prompt_seed: int | None = None,
+        height: int = 1024,
+        width: int = 1536,
+        num_frames: int = 121,
+        frame_rate: float = 24.0,
+        num_inference_steps: int | None = None,
+        sigmas: Sequence[float] | None = None,
+        video_guidance: GuidanceScales | GuidanceSchedule | None = None,
+        audio_guidance: GuidanceScales | GuidanceSchedule | None = None,
+        stage_2_adapter: str | None = None,
+        stage_2_adapter_scale: float = 1.0,
+        stage_2_sigmas: Sequence[float] = STAGE_2_DISTILLED_SIGMAS,
+        num_videos_per_prompt: int = 1,
+        generator: torch.Generator | None = None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+        callback_on_step_end: Callable | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("video_latents",),
+    ) -> LTX2PipelineOutput | tuple:
+        """Generate `num_frames` frames of `height` x `width` video (multiples of 64) with a stereo soundtrack.
+
+        Stage-1 arguments are `LTX2AVPipeline.__call__`'s (applied at height/2 x width/2; a float image tensor is
+        given at the full size and resized for stage 1). With a distilled scheduler (`fixed_sigmas`), guidance
+        defaults to none (a single pass, no negative prompt), as the reference's `DistilledPipeline`.
+        stage_2_adapter: a peft adapter of the transformer (the distilled LoRA) applied, at `stage_2_adapter_scale`,
+            in stage 2 only; stage 1 runs with adapters disabled. The adapters' enabled state is restored afterwards;
+            the active adapter stays `stage_2_adapter`. None: both stages use the transformer as it is.
+        stage_2_sigmas: the refinement schedule; its first value is also the re-noising level.
+        callback_on_step_end: called after every step of both stages with a running step index (stage 1's steps,
+            then stage 2's); the latents are at half size in stage 1.
+        Returns `LTX2PipelineOutput(frames, audio, audio_sample_rate)` or `(frames, audio)`; with
+        output_type="latent" the full-resolution video (B, 128, F', H/32, W/32) and audio (B, 8, T_a, 16) latents.
+        """
+        self.check_two_stage_inputs(height, width, num_frames, output_type, stage_2_adapter)
+        if self.scheduler.config.fixed_sigmas is not None:  # distilled checkpoint: trained to sample unguided
+            video_guidance = GuidanceScales() if video_guidance is None else video_guidance
+            audio_guidance = GuidanceScales() if audio_guidance is None else audio_guidance
+        names = list(callback_on_step_end_tensor_inputs)
+        transformer = self.transformer
+        restore_enabled = None if stage_2_adapter is None else _adapters_enabled(transformer)
+        try:
+            # 1. Stage 1: the one-stage pipeline at half size (prompts, conditions, noise, guided denoising)
+            if stage_2_adapter is not None:
+                transformer.disable_adapters()
+            self._stage_1_contexts = None
+            video_latents, audio_latents = super().__call__(
+                prompt,
+                negative_prompt,
+                image=None if image is None else _half_size(image, height, width),
+                image_strength=image_strength,
+                image_crf=image_crf,
+                keyframes=[(_half_size(k, height, width), index, s) for k, index, s in keyframes],
+                enhance_prompt=enhance_prompt,
+                enhance_prompt_seed=enhance_prompt_seed,
+                height=height // 2,
+                width=width // 2,
+                num_frames=num_frames,
+                frame_rate=frame_rate,
+                num_inference_steps=num_inference_steps,
+                sigmas=sigmas,
+                video_guidance=video_guidance,
+                audio_guidance=audio_guidance,
+                num_videos_per_prompt=num_videos_per_prompt,
+                generator=generator,
+                output_type="latent",
+                return_dict=False,
+                callback_on_step_end=callback_on_step_end,
+                callback_on_step_end_tensor_inputs=names,
+            )
+            contexts = _repeat_contexts(self._stage_1_contexts, num_videos_per_prompt)
+            self._stage_1_contexts = None
+
+            # 2. Stage 2: upsample x2, re-noise, refine with one positive pass per step (the distilled adapter on)
+            if stage_2_adapter is not None:
+                transformer.set_adapters([stage_2_adapter], weights=[stage_2_adapter_scale])
+                transformer.enable_adapters()
+            conditions = self._encode_conditions(image, image_strength, keyframes, height, width, image_crf)
+            offset = self.scheduler.num_inference_steps  # stage 1's steps: the callback's index runs on
+            self.scheduler.set_timesteps(sigmas=stage_2_sigmas)
+            callback = None
+            if callback_on_step_end is not None:
+
+                def callback(step_index: int, sigma: float, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+                    chosen = {name: tensors[name] for name in names}
+                    return callback_on_step_end(self, offset + step_index, sigma * 1000.0, chosen) or {}
+
+            video_latents, audio_latents = refine_latents(
+                transformer,
+                self.latent_upsampler,
+                video_latents,
+                audio_latents,
+                contexts,
+                latents_mean=self.vae.latents_mean,
+                latents_std=self.vae.latents_std,
+                frame_rate=frame_rate,
+                sigmas=self.scheduler.sigmas,
+                generator=generator,
+                conditions=conditions,
+                progress_bar=self.progress_bar,
+                callback=callback,
+            )
+        finally:
+            if restore_enabled is True:
+                transformer.enable_adapters()
+            elif restore_enabled is False:
+                transformer.disable_adapters()
+
+        # 3. Latents -> frames and waveform
+        if output_type == "latent":
+            frames, waveform, sample_rate = video_latents, audio_latents, None
+        else:
+            frames = _postprocess_frames(decode_video(self.vae, video_latents, generator), output_type)
+            waveform, sample_rate = decode_audio(self.audio_vae, self.vocoder, audio_latents), self.audio_sample_rate
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return frames, waveform
+        return LTX2PipelineOutput(frames=frames, audio=waveform, audio_sample_rate=sample_rate)

@@ -1,0 +1,258 @@
+"""LTX2AVTwoStagePipeline: stage 2 against ltx-pipelines 1.0.0, the whole call on the tiny model, adapters, errors.
+
+(1) `refine_latents` (upsample x2, re-noise at sigma 0.909375, 3 Euler steps, one positive pass) equals the
+    reference's stage-2 path: `upsample_video` + `denoise_audio_video(noise_scale=sigmas[0], initial latents)` with
+    `simple_denoising_func`, on a tiny ltx-core transformer and upsampler holding the same weights as ours (loaded
+    through our key maps), fp32, the same generator and contexts, with and without image conditioning
+    (max abs difference ~1e-6; asserted at 5e-5).
+(2)-(5) the tiny pipeline: output sizes, half-size stage 1, the stage-2 adapter, the distilled kind, save/load, errors.
+"""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+from _transformer_helpers import CAPTION_CHANNELS, OUR_CONFIGS, TEXT_TOKENS, build_pair
+from diffusers import DiffusionPipeline
+from ltx_core.components.diffusion_steps import EulerDiffusionStep
+from ltx_core.components.noisers import GaussianNoiser
+from ltx_core.conditioning.types.latent_cond import VideoConditionByLatentIndex
+from ltx_core.model.transformer.model import X0Model
+from ltx_core.model.upsampler import LatentUpsamplerConfigurator
+from ltx_core.model.upsampler.model import upsample_video
+from ltx_core.model.video_vae.ops import PerChannelStatistics
+from ltx_core.types import VideoPixelShape
+from ltx_pipelines.utils.helpers import denoise_audio_video, simple_denoising_func
+from ltx_pipelines.utils.samplers import euler_denoising_loop
+from ltx_pipelines.utils.types import PipelineComponents
+from peft import LoraConfig
+
+from ltx2_diffusers import LTX2AVTwoStagePipeline, LTX2LatentUpsamplerModel
+from ltx2_diffusers.loaders.metadata import upsampler_config_from_original
+from ltx2_diffusers.loaders.upsampler_keys import original_to_diffusers_keys
+from ltx2_diffusers.models.autoencoder_kl_ltx2_audio import audio_latent_frames
+from ltx2_diffusers.pipelines.denoising import TextContexts, VideoCondition
+from ltx2_diffusers.pipelines.guidance import GuidanceScales
+from ltx2_diffusers.pipelines.pipeline_ltx2_av_two_stage import refine_latents
+from ltx2_diffusers.pipelines.tiny import build_tiny_two_stage_pipeline
+from ltx2_diffusers.schedulers.scheduling_ltx2 import DISTILLED_SIGMAS, STAGE_2_DISTILLED_SIGMAS, LTX2Scheduler
+
+# ltx-pipelines' stage 2 hard-codes 128 video channels and 8 x 16 audio features: the helper transformer at that width
+OUR_CONFIGS.setdefault(
+    "ltx2_c128",
+    dict(OUR_CONFIGS["ltx2"], in_channels=128, out_channels=128, audio_in_channels=128, audio_out_channels=128),
+)
+UPSAMPLER_ORIGINAL = {
+    "in_channels": 128,
+    "mid_channels": 32,
+    "num_blocks_per_stage": 1,
+    "dims": 3,
+    "spatial_upsample": True,
+    "temporal_upsample": False,
+    "spatial_scale": 2.0,
+    "rational_resampler": False,
+}
+FRAMES, FPS = 9, 24.0  # 2 latent frames; stage 1 latents 2 x 2 x 2, stage 2 2 x 4 x 4 (128 x 128 pixels)
+NEUTRAL = GuidanceScales()
+FAST = {"num_frames": 9, "height": 128, "width": 128, "num_inference_steps": 1}
+
+
+def _upsampler_pair(seed: int = 1):
+    reference = LatentUpsamplerConfigurator.from_config(UPSAMPLER_ORIGINAL).eval()
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in reference.named_parameters():
+            base = 1.0 if "norm" in name and name.endswith("weight") else 0.0
+            param.copy_(base + 0.1 * torch.randn(param.shape, generator=generator))
+    config = upsampler_config_from_original(UPSAMPLER_ORIGINAL)
+    ours = LTX2LatentUpsamplerModel(**config).eval()
+    names = original_to_diffusers_keys(reference.state_dict(), config=config)
+    ours.load_state_dict({names[k]: v for k, v in reference.state_dict().items()}, strict=True)
+    return reference, ours
+
+
+@pytest.mark.parametrize("conditioning", ["none", "image"])
+def test_stage_2_matches_ltx_pipelines(conditioning):
+    core_transformer, transformer = build_pair("ltx2_c128", seed=0)
+    core_upsampler, upsampler = _upsampler_pair()
+    g = torch.Generator().manual_seed(7)
+    mean, std = 0.1 * torch.randn(128, generator=g), 0.5 + torch.rand(128, generator=g)
+    statistics = PerChannelStatistics(128)
+    statistics.get_buffer("mean-of-means").copy_(mean)
+    statistics.get_buffer("std-of-means").copy_(std)
+    video_1 = torch.randn(1, 128, 2, 2, 2, generator=g)
+    audio_1 = torch.randn(1, 8, audio_latent_frames(FRAMES, FPS), 16, generator=g)
+    context_v, context_a = (torch.randn(1, TEXT_TOKENS, CAPTION_CHANNELS, generator=g) for _ in range(2))
+    image = torch.randn(1, 128, 1, 4, 4, generator=g)
+    sigmas = torch.tensor(STAGE_2_DISTILLED_SIGMAS)
+
+    def loop(sigmas, video_state, audio_state, stepper):
+        denoise = simple_denoising_func(context_v, context_a, X0Model(core_transformer))
+        return euler_denoising_loop(sigmas, video_state, audio_state, stepper, denoise)
+
+    with torch.no_grad():
+        expected_video, expected_audio = denoise_audio_video(
+            output_shape=VideoPixelShape(batch=1, frames=FRAMES, height=128, width=128, fps=FPS),
+            conditionings=[VideoConditionByLatentIndex(image, 0.8, 0)] if conditioning == "image" else [],
+            noiser=GaussianNoiser(torch.Generator().manual_seed(5)),
+            sigmas=sigmas,
+            stepper=EulerDiffusionStep(),
+            denoising_loop_fn=loop,
+            components=PipelineComponents(torch.float32, torch.device("cpu")),
+            dtype=torch.float32,
+            device=torch.device("cpu"),
+            noise_scale=sigmas[0],
+            initial_video_latent=upsample_video(
+                video_1, SimpleNamespace(per_channel_statistics=statistics), core_upsampler
+            ),
+            initial_audio_latent=audio_1,
+        )
+        got_video, got_audio = refine_latents(
+            transformer,
+            upsampler,
+            video_1,
+            audio_1,
+            TextContexts(context_v, context_a),
+            latents_mean=mean,
+            latents_std=std,
+            frame_rate=FPS,
+            sigmas=sigmas,
+            generator=torch.Generator().manual_seed(5),
+            conditions=[VideoCondition(image, 0, 0.8)] if conditioning == "image" else [],
+        )
+
+    assert got_video.shape == (1, 128, 2, 4, 4) and got_audio.shape == audio_1.shape
+    assert expected_video.latent.abs().max() > 0.5 and expected_audio.latent.abs().max() > 0.5
+    torch.testing.assert_close(got_video, expected_video.latent, rtol=0, atol=5e-5)
+    torch.testing.assert_close(got_audio, expected_audio.latent, rtol=0, atol=5e-5)
+    # not trivially equal: another generator (other noise) moves the result far beyond the tolerance
+    with torch.no_grad():
+        other, _ = refine_latents(
+            transformer, upsampler, video_1, audio_1, TextContexts(context_v, context_a), latents_mean=mean,
+            latents_std=std, frame_rate=FPS, sigmas=sigmas, generator=torch.Generator().manual_seed(6),
+        )  # fmt: skip
+    assert (other - expected_video.latent).abs().max() > 1e-2
+
+
+@pytest.fixture(scope="module")
+def pipe() -> LTX2AVTwoStagePipeline:
+    return build_tiny_two_stage_pipeline(seed=0)
+
+
+def test_two_stage_call_gives_full_size_frames_and_audio_with_a_half_size_stage_1(pipe):
+    seen = []
+
+    def callback(p, step_index, timestep, tensors):
+        seen.append((step_index, round(timestep, 3), tuple(tensors["video_latents"].shape)))
+
+    out = pipe(
+        "a cat",
+        num_frames=9,
+        height=128,
+        width=192,
+        num_inference_steps=2,
+        generator=torch.Generator().manual_seed(0),
+        output_type="pt",
+        callback_on_step_end=callback,
+    )
+    assert out.frames.shape == (1, 9, 3, 128, 192)
+    assert 0.0 <= out.frames.min() and out.frames.max() <= 1.0 and out.frames.std() > 0.01
+    assert out.audio.ndim == 3 and out.audio.shape[:2] == (1, 2) and out.audio.shape[2] > 1000
+    assert torch.isfinite(out.audio).all() and out.audio.abs().max() > 0 and out.audio_sample_rate == 24000
+    # stage 1: 2 guided steps on 2 x 2 x 3 latents (64 x 96 pixels); stage 2: the 3 refinement sigmas on 2 x 4 x 6
+    assert [s[0] for s in seen] == [0, 1, 2, 3, 4]
+    assert [s[2] for s in seen] == [(1, 12, 128)] * 2 + [(1, 48, 128)] * 3
+    assert [s[1] for s in seen][2:] == [1000 * s for s in STAGE_2_DISTILLED_SIGMAS[:-1]]
+
+
+def _stage_latents(pipe, **kwargs):
+    """(final stage-1 video tokens, final video latents) of a 1-step unguided call."""
+    seen = {}
+
+    def callback(p, step_index, timestep, tensors):
+        seen.setdefault(step_index, tensors["video_latents"].clone())
+
+    video, _ = pipe(
+        "a cat", **FAST, video_guidance=NEUTRAL, audio_guidance=NEUTRAL, generator=torch.Generator().manual_seed(3),
+        output_type="latent", return_dict=False, callback_on_step_end=callback, **kwargs,
+    )  # fmt: skip
+    return seen[0], video
+
+
+def test_stage_2_adapter_applies_in_stage_2_only():
+    pipe = build_tiny_two_stage_pipeline(seed=2)
+    base_stage_1, base = _stage_latents(pipe)
+    config = LoraConfig(r=2, lora_alpha=2, target_modules=["to_q", "to_v", "ff.net.2"], init_lora_weights=False)
+    pipe.transformer.add_adapter(config, adapter_name="distilled")  # random A and B: a LoRA that changes the output
+    pipe.transformer.disable_adapters()
+
+    same_stage_1, same = _stage_latents(pipe)  # stage_2_adapter=None: the transformer as it is (adapters off)
+    torch.testing.assert_close(same, base, rtol=0, atol=0)
+
+    stage_1, refined = _stage_latents(pipe, stage_2_adapter="distilled")
+    torch.testing.assert_close(stage_1, base_stage_1, rtol=0, atol=0)  # stage 1 without the adapter
+    assert (refined - base).abs().max() > 1e-3  # stage 2 with it
+    assert not any(m.disable_adapters is False for m in pipe.transformer.modules() if hasattr(m, "lora_A"))
+
+    _, half = _stage_latents(pipe, stage_2_adapter="distilled", stage_2_adapter_scale=0.5)
+    assert (half - refined).abs().max() > 1e-4 and (half - base).abs().max() > 1e-4
+
+    pipe.transformer.enable_adapters()  # enabled and no stage_2_adapter: the LoRA acts in both stages
+    both_stage_1, _ = _stage_latents(pipe)
+    assert (both_stage_1 - base_stage_1).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="stage_2_adapter='nope' is not an adapter"):
+        pipe("a cat", **FAST, stage_2_adapter="nope")
+
+
+def test_distilled_kind_runs_8_plus_3_single_passes(pipe):
+    distilled = LTX2AVTwoStagePipeline(**{**pipe.components, "scheduler": LTX2Scheduler.distilled()})
+    distilled.set_progress_bar_config(disable=True)
+    timesteps, batches = [], []
+
+    def callback(p, step_index, timestep, tensors):
+        timesteps.append(round(timestep, 3))
+
+    hook = distilled.transformer.register_forward_pre_hook(
+        lambda module, args, kwargs: batches.append(kwargs["hidden_states"].shape[0]), with_kwargs=True
+    )
+    try:
+        distilled("a cat", num_frames=9, height=128, width=128, output_type="latent", callback_on_step_end=callback)
+    finally:
+        hook.remove()
+    assert timesteps == [round(1000 * s, 3) for s in DISTILLED_SIGMAS[:-1] + STAGE_2_DISTILLED_SIGMAS[:-1]]
+    assert batches == [1] * 11  # no negative prompt, no CFG: one pass per step in both stages
+
+
+def test_save_and_load_round_trip(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path)
+    index = (tmp_path / "model_index.json").read_text()
+    assert '"_class_name": "LTX2AVTwoStagePipeline"' in index
+    assert '"latent_upsampler": [\n    "ltx2_diffusers",\n    "LTX2LatentUpsamplerModel"\n  ]' in index
+    loaded = DiffusionPipeline.from_pretrained(tmp_path)
+    assert type(loaded) is LTX2AVTwoStagePipeline and type(loaded.latent_upsampler) is LTX2LatentUpsamplerModel
+    loaded.set_progress_bar_config(disable=True)
+    torch.testing.assert_close(_stage_latents(loaded)[1], _stage_latents(pipe)[1], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"height": 96}, "height=96 is not a positive multiple of 64.*Use 64 or 128"),
+        ({"width": 160}, "width=160 is not a positive multiple of 64.*Use 128 or 192"),
+        ({"num_frames": 10}, "num_frames=10 is not of the form 8"),
+    ],
+)
+def test_bad_sizes_fail_fast(pipe, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        pipe("a cat", **{**FAST, **kwargs})
+
+
+def test_missing_or_wrong_upsampler_is_refused(pipe):
+    without = LTX2AVTwoStagePipeline(**{**pipe.components, "latent_upsampler": None})
+    with pytest.raises(ValueError, match="no latent_upsampler, which stage 2 needs"):
+        without("a cat", **FAST)
+    temporal = LTX2LatentUpsamplerModel(
+        in_channels=128, mid_channels=32, spatial_upsample=False, temporal_upsample=True
+    )
+    with pytest.raises(ValueError, match="needs the spatial x2 one"):
+        LTX2AVTwoStagePipeline(**{**pipe.components, "latent_upsampler": temporal})("a cat", **FAST)
