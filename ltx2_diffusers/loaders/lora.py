@@ -199,7 +199,7 @@ def _split_key(key: str) -> tuple[str | None, str | None]:
     return module, part
 
 
-LoRAInput = LTX2LoRA | str | os.PathLike
+LoRAInput = LTX2LoRA | str | os.PathLike | Mapping[str, Tensor]
 
 
 def _as_lora(lora: LoRAInput) -> LTX2LoRA:
