@@ -85,7 +85,37 @@ def load_pipeline(
             kind=kind,
             torch_dtype=torch_dtype,
         )
-    return LTX2AVPipeline.from_pretrained(model, torch_dtype=torch_dtype)
+    return _from_folder_or_hub(LTX2AVPipeline, model, torch_dtype)
+
+
+MODEL_CHOICES = "a Hub id (e.g. Lightricks/LTX-2), a diffusers-layout folder, a .safetensors single file, or 'tiny'"
+
+
+def _from_folder_or_hub(pipeline_class, model: str, torch_dtype):
+    """A local diffusers folder or a Hub id; anything else stops with what --model accepts instead of a traceback."""
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    if os.path.isdir(model):
+        if not os.path.isfile(os.path.join(model, "model_index.json")):
+            raise SystemExit(
+                f"error: --model {model}: the folder has no model_index.json, so it is not a diffusers-layout pipeline "
+                f"(what save_pretrained writes). --model takes {MODEL_CHOICES}."
+            )
+    elif os.path.exists(model):
+        raise SystemExit(
+            f"error: --model {model}: a file, but not a .safetensors checkpoint. --model takes {MODEL_CHOICES}."
+        )
+    elif model.startswith((".", "/", "~")) or model.count("/") > 1:
+        raise SystemExit(f"error: --model {model}: no such folder. --model takes {MODEL_CHOICES}.")
+    try:
+        return pipeline_class.from_pretrained(model, torch_dtype=torch_dtype)
+    except (HFValidationError, RepositoryNotFoundError, LocalEntryNotFoundError) as error:
+        # RepositoryNotFoundError covers gated repos too; the Hub's own first line says which case it is
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise SystemExit(
+            f"error: --model {model}: not a local folder, and it could not be loaded from the Hub ({reason}). "
+            f"--model takes {MODEL_CHOICES}."
+        ) from None
 
 
 def generate(args: argparse.Namespace) -> str:

@@ -39,6 +39,26 @@ def test_cli_bad_frame_count_fails_with_the_fix(tmp_path, capsys):
     assert not (tmp_path / "x.mp4").exists()
 
 
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ("empty_folder", "the folder has no model_index.json"),
+        ("notes.txt", "a file, but not a .safetensors checkpoint"),
+        ("./no/such/folder", "no such folder"),
+        ("missing.safetensors", "no such file"),
+        ("nobody-xyz/no-such-model", "could not be loaded from the Hub"),  # offline here (conftest): not in the cache
+    ],
+)
+def test_cli_bad_model_stops_with_what_model_accepts(tmp_path, monkeypatch, model, message):
+    (tmp_path / "empty_folder").mkdir()
+    (tmp_path / "notes.txt").write_text("not a model")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        main(["generate", "a cat", "-o", str(tmp_path / "x.mp4"), "--model", model])
+    assert str(stop.value).startswith(f"error: --model {model}") and message in str(stop.value)
+    assert not (tmp_path / "x.mp4").exists()
+
+
 def test_cli_parser_defaults_follow_the_reference():
     args = build_parser().parse_args(["generate", "p", "-o", "o.mp4"])
     assert (args.frames, args.height, args.width, args.fps, args.seed, args.steps) == (121, 512, 768, 24.0, 10, None)
