@@ -118,11 +118,26 @@ def _from_folder_or_hub(pipeline_class, model: str, torch_dtype):
         ) from None
 
 
+def describe_output(path: str, frames, audio, sample_rate: int, fps: float, seconds_taken: float) -> str:
+    """The CLI's last line: where the clip is, its size, frame count and length, the audio track, the time it took.
+    frames: (F, H, W, 3); audio: (2, S) at `sample_rate`."""
+    num_frames, height, width = frames.shape[:3]
+    return (
+        f"wrote {os.path.abspath(path)}: {num_frames} frames of {width}x{height} at {fps:g} fps "
+        f"({num_frames / fps:.2f} s), stereo audio at {sample_rate} Hz ({audio.shape[-1] / sample_rate:.2f} s); "
+        f"took {seconds_taken:.1f} s"
+    )
+
+
 def generate(args: argparse.Namespace) -> str:
+    """Run `generate` and return the summary line `main` prints (see `describe_output`)."""
+    import time
+
     import torch
 
     from .utils.media import export_to_video_with_audio
 
+    start = time.perf_counter()
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype_name = args.dtype or ("bf16" if device.startswith("cuda") else "fp32")
     torch_dtype = getattr(torch, DTYPES[dtype_name])
@@ -156,19 +171,19 @@ def generate(args: argparse.Namespace) -> str:
         generator=generator,
         output_type="np",
     )
-    return export_to_video_with_audio(
-        output.frames[0], output.audio[0], output.audio_sample_rate, args.fps, args.output
-    )
+    frames, audio = output.frames[0], output.audio[0]
+    path = export_to_video_with_audio(frames, audio, output.audio_sample_rate, args.fps, args.output)
+    return describe_output(path, frames, audio, output.audio_sample_rate, args.fps, time.perf_counter() - start)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        path = generate(args)
+        summary = generate(args)
     except ValueError as error:  # bad sizes, frame counts, strengths: say what to change, without a traceback
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"wrote {path}")
+    print(summary)
     return 0
 
 

@@ -11,7 +11,11 @@ def test_cli_writes_mp4_with_expected_frames_size_and_audio(tmp_path, capsys):
     path = tmp_path / "cat.mp4"
     argv = ["generate", "a cat", "-o", str(path), "--model", "tiny", "--frames", "17", "--height", "128"]
     assert main([*argv, "--width", "96", "--steps", "2", "--seed", "3"]) == 0
-    assert f"wrote {path}" in capsys.readouterr().out
+    out = capsys.readouterr()
+    # the last line says where the clip is and what it holds: 17 / 24 = 0.71 s; 69 * 240 / 24000 = 0.69 s of audio
+    summary = f"wrote {path}: 17 frames of 96x128 at 24 fps (0.71 s), stereo audio at 24000 Hz (0.69 s); took "
+    assert out.out.startswith(summary), out.out
+    assert "denoising: 100%" in out.err and "2/2" in out.err  # the progress bar
 
     with av.open(str(path)) as container:
         video_stream = container.streams.video[0]
