@@ -47,7 +47,22 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     gen.add_argument("--dtype", default=None, choices=sorted(DTYPES), help="default: bf16 on cuda, fp32 on cpu")
     gen.add_argument("--offload", action="store_true", help="model CPU offload: one component on the GPU at a time")
-    gen.add_argument("--vae-tiling", action="store_true", help="decode the video in tiles (less memory)")
+    tiling = gen.add_mutually_exclusive_group()
+    tiling.add_argument(
+        "--vae-tiling",
+        dest="vae_tiling",
+        action="store_const",
+        const=True,
+        help="always decode the video in overlapping tiles (least memory). Default: tile only clips of more than "
+        "64x512x512 output pixels (the default 121x512x768 is tiled), decode smaller ones whole",
+    )
+    tiling.add_argument(
+        "--no-vae-tiling",
+        dest="vae_tiling",
+        action="store_const",
+        const=False,
+        help="never tile: decode the clip in one call, as ltx-pipelines' one-stage pipeline does (most memory)",
+    )
     return parser
 
 
@@ -148,8 +163,10 @@ def generate(args: argparse.Namespace) -> str:
         pipe.enable_model_cpu_offload(device=device)
     else:
         pipe.to(device)
-    if args.vae_tiling:
+    if args.vae_tiling is True:
         pipe.enable_vae_tiling()
+    elif args.vae_tiling is False:
+        pipe.disable_vae_tiling()
     image = None
     if args.image is not None:
         from .utils.media import load_image

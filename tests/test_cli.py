@@ -113,3 +113,23 @@ def test_cli_enhance_prompt_passes_the_flag_and_the_seed(tmp_path, monkeypatch):
     assert cli.main([*argv, "--width", "64", "--steps", "1", "--seed", "5", "--enhance-prompt"]) == 0
     assert seen["enhance_prompt"] is True and seen["enhance_prompt_seed"] == 5
     assert build_parser().parse_args(["generate", "p", "-o", "o.mp4"]).enhance_prompt is False
+
+
+@pytest.mark.parametrize(("flag", "use_tiling"), [(None, None), ("--vae-tiling", True), ("--no-vae-tiling", False)])
+def test_cli_vae_tiling_flags_reach_the_vae(tmp_path, monkeypatch, flag, use_tiling):
+    """Default: the VAE's auto tiling (None); --vae-tiling always; --no-vae-tiling never (ltx-pipelines' one-stage
+    pipeline decodes untiled: ti2vid_one_stage.py calls vae_decode_video without a tiling config)."""
+    from ltx2_diffusers.pipelines.pipeline_ltx2_av import LTX2AVPipeline
+
+    seen = {}
+
+    def spy(self, *args, **kwargs):
+        seen["use_tiling"] = self.vae.use_tiling
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(LTX2AVPipeline, "__call__", spy)
+    argv = ["generate", "a cat", "-o", str(tmp_path / "t.mp4"), "--model", "tiny"]
+    assert main(argv + ([flag] if flag else [])) == 2
+    assert seen["use_tiling"] is use_tiling
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*argv[:6], "--vae-tiling", "--no-vae-tiling"])  # one or the other
