@@ -3,6 +3,7 @@ adapter equals the fusion and switches off, the ComfyUI and diffusers key styles
 
 import copy
 import logging
+import re
 
 import pytest
 import torch
@@ -198,6 +199,15 @@ def test_comfy_and_diffusers_key_styles_read_the_same(pair, caplog):
         assert f"{name}.weight" in names
         diffusers_style[f"transformer.{name}.lora_{part}"] = value
     bare = {k.removeprefix("diffusion_model."): v for k, v in trainer.items()}
+    kohya = {}  # musubi-tuner's own format: every dot of the module path an underscore
+    for key, value in comfy.items():
+        if "connector" in key:
+            continue
+        module, part = re.fullmatch(
+            r"model\.diffusion_model\.(.+)\.(lora_down\.weight|lora_up\.weight|alpha)", key
+        ).groups()
+        kohya[f"lora_unet_{module.replace('.', '_')}.{part}"] = value
+    assert "lora_unet_transformer_blocks_1_audio_to_video_attn_to_q.lora_down.weight" in kohya
 
     expected = read_lora(trainer)
     with caplog.at_level(logging.WARNING):
@@ -207,7 +217,7 @@ def test_comfy_and_diffusers_key_styles_read_the_same(pair, caplog):
         "model.diffusion_model.video_embeddings_connector.transformer_1d_blocks.0.attn1.to_q.lora_A.weight",
     )
     assert from_comfy.alphas["proj_in"] == 2.0
-    for other in (from_comfy, read_lora(diffusers_style), read_lora(bare)):
+    for other in (from_comfy, read_lora(diffusers_style), read_lora(bare), read_lora(kohya)):
         assert set(other.layers) == set(expected.layers)
         for name, (a, b) in expected.layers.items():
             assert torch.equal(other.layers[name][0], a) and torch.equal(other.layers[name][1], b)
@@ -246,8 +256,8 @@ def test_unknown_keys_raise_or_are_skipped(pair, caplog):
     trainer = random_lora(pair[0], seed=5)
     with pytest.raises(ValueError, match=r"not LoRA tensors .*'diffusion_model.transformer_blocks.0.attn1.to_q.dora"):
         read_lora({**trainer, "diffusion_model.transformer_blocks.0.attn1.to_q.dora_scale": torch.ones(16)})
-    with pytest.raises(ValueError, match="Kohya-style"):
-        read_lora({"lora_unet_transformer_blocks_0_attn1_to_q.lora_down.weight": torch.ones(2, 16)})
+    with pytest.raises(ValueError, match=r"'lora_unet_transformer_blocks_0_attn1_to_z.lora_down.weight'.*Kohya-style"):
+        read_lora({"lora_unet_transformer_blocks_0_attn1_to_z.lora_down.weight": torch.ones(2, 16)})
     with caplog.at_level(logging.WARNING):
         lora = read_lora({**trainer, "something.else": torch.ones(1)}, allow_unknown=True)
     assert "'something.else'" in caplog.text and len(lora.layers) == len(MODULES)

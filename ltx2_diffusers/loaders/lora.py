@@ -9,6 +9,7 @@ trained scale unless `use_alpha=True` is passed (docs/lora.md).
 Module names are mapped from the original layout to diffusers' through `transformer_keys.TRANSFORMER_RENAMES`.
 """
 
+import functools
 import logging
 import os
 import re
@@ -21,7 +22,7 @@ from torch import Tensor, nn
 
 from .renames import rename_keys
 from .safetensors_io import read_header, read_tensor
-from .transformer_keys import TRANSFORMER_RENAMES
+from .transformer_keys import TRANSFORMER_RENAMES, TRANSFORMER_RENAMES_INVERSE
 
 logger = logging.getLogger(__name__)
 
@@ -133,10 +134,10 @@ def read_lora(
         parts[module][part] = (key, tensor)
 
     if unknown:
-        kohya = [k for k in unknown if k.startswith("lora_unet_")]
+        kohya = [k for k in unknown if k.startswith(_KOHYA_PREFIX)]
         hint = (
-            " Kohya-style `lora_unet_*` names (underscores for dots) are not supported: convert the file to "
-            "`diffusion_model.<module path>.lora_A/lora_B.weight` keys."
+            " Kohya-style `lora_unet_*` names are read only when the flattened name is a linear layer of the LTX-2 or "
+            "LTX-2.3 transformer."
             if kohya
             else ""
         )
@@ -194,9 +195,64 @@ def _split_key(key: str) -> tuple[str | None, str | None]:
         if module.startswith(prefix):
             module = module[len(prefix) :]
             break
-    if not module or module.startswith("lora_unet_") or not re.fullmatch(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*", module):
+    if module.startswith(_KOHYA_PREFIX):
+        module = _kohya_module(module[len(_KOHYA_PREFIX) :])
+    if not module or not re.fullmatch(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*", module):
         return None, None
     return module, part
+
+
+_KOHYA_PREFIX = "lora_unet_"
+
+
+def _kohya_module(flat: str) -> str | None:
+    """`transformer_blocks_3_audio_attn1_to_out_0` -> `transformer_blocks.3.audio_attn1.to_out.0` (None if no linear
+    layer of the transformer has that flattened name). kohya-style trainers (musubi-tuner's own format) write module
+    paths with every dot made an underscore; the underscores inside names make that ambiguous without the model's
+    module list, so the flattened names are looked up in it."""
+    match = re.fullmatch(r"transformer_blocks_(\d+)_(.+)", flat)
+    if match:
+        inner = _kohya_table()[1].get(match.group(2))
+        return None if inner is None else f"transformer_blocks.{match.group(1)}.{inner}"
+    return _kohya_table()[0].get(flat)
+
+
+_TINY = dict(
+    num_attention_heads=2, attention_head_dim=8, cross_attention_dim=16, audio_num_attention_heads=2,
+    audio_attention_head_dim=4, audio_cross_attention_dim=8, caption_channels=12,
+)  # fmt: skip
+
+
+@functools.cache
+def _kohya_table() -> tuple[dict[str, str], dict[str, str]]:
+    """({flattened top-level linear name: diffusers name}, {flattened in-block name: in-block diffusers name}), each
+    linear known by its original and its diffusers name, over the LTX-2 and LTX-2.3 layouts (one block, meta device)."""
+    from ..models.transformer_ltx2 import LTX2VideoTransformer3DModel
+
+    names = set()
+    for flags in ({}, {"gated_attn": True, "audio_gated_attn": True, "cross_attn_mod": True,
+                       "audio_cross_attn_mod": True, "use_prompt_embeddings": False}):  # fmt: skip
+        with torch.device("meta"):
+            model = LTX2VideoTransformer3DModel(num_layers=1, **_TINY, **flags)  # names do not depend on sizes
+        names |= {name for name, module in model.named_modules() if isinstance(module, nn.Linear)}
+    originals = rename_keys([f"{name}.weight" for name in names], TRANSFORMER_RENAMES_INVERSE)
+    top, block = {}, {}
+    for name in sorted(names):
+        original = originals[f"{name}.weight"].removeprefix("model.diffusion_model.").removesuffix(".weight")
+        if name.startswith("transformer_blocks.0."):
+            table, name, original = (
+                block,
+                name.removeprefix("transformer_blocks.0."),
+                original.removeprefix("transformer_blocks.0."),
+            )
+        else:
+            table = top
+        for spelling in {name, original}:
+            flat = spelling.replace(".", "_")
+            if table.get(flat, name) != name:
+                raise ValueError(f"kohya name {flat!r} is ambiguous: {table[flat]!r} and {name!r}")
+            table[flat] = name
+    return top, block
 
 
 LoRAInput = LTX2LoRA | str | os.PathLike | Mapping[str, Tensor]
