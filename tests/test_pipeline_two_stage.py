@@ -4,7 +4,7 @@
     reference's stage-2 path: `upsample_video` + `denoise_audio_video(noise_scale=sigmas[0], initial latents)` with
     `simple_denoising_func`, on a tiny ltx-core transformer and upsampler holding the same weights as ours (loaded
     through our key maps), fp32, the same generator and contexts, with and without image conditioning
-    (max abs difference ~1e-6; asserted at 5e-5).
+    (bit-identical in practice; asserted at 5e-5, which a 1e-3 change of one bias breaks).
 (2)-(5) the tiny pipeline: output sizes, half-size stage 1, the stage-2 adapter, the distilled kind, save/load, errors.
 """
 
@@ -150,7 +150,7 @@ def test_two_stage_call_gives_full_size_frames_and_audio_with_a_half_size_stage_
         num_frames=9,
         height=128,
         width=192,
-        num_inference_steps=2,
+        num_inference_steps=1,
         generator=torch.Generator().manual_seed(0),
         output_type="pt",
         callback_on_step_end=callback,
@@ -159,10 +159,10 @@ def test_two_stage_call_gives_full_size_frames_and_audio_with_a_half_size_stage_
     assert 0.0 <= out.frames.min() and out.frames.max() <= 1.0 and out.frames.std() > 0.01
     assert out.audio.ndim == 3 and out.audio.shape[:2] == (1, 2) and out.audio.shape[2] > 1000
     assert torch.isfinite(out.audio).all() and out.audio.abs().max() > 0 and out.audio_sample_rate == 24000
-    # stage 1: 2 guided steps on 2 x 2 x 3 latents (64 x 96 pixels); stage 2: the 3 refinement sigmas on 2 x 4 x 6
-    assert [s[0] for s in seen] == [0, 1, 2, 3, 4]
-    assert [s[2] for s in seen] == [(1, 12, 128)] * 2 + [(1, 48, 128)] * 3
-    assert [s[1] for s in seen][2:] == [1000 * s for s in STAGE_2_DISTILLED_SIGMAS[:-1]]
+    # stage 1: a guided step on 2 x 2 x 3 latents (64 x 96 pixels); stage 2: the 3 refinement sigmas on 2 x 4 x 6
+    assert [s[0] for s in seen] == [0, 1, 2, 3]
+    assert [s[2] for s in seen] == [(1, 12, 128)] + [(1, 48, 128)] * 3
+    assert [s[1] for s in seen][1:] == [1000 * s for s in STAGE_2_DISTILLED_SIGMAS[:-1]]
 
 
 def _stage_latents(pipe, **kwargs):
