@@ -10,6 +10,8 @@ import argparse
 import os
 import sys
 
+DEFAULT_IMAGE_CRF = 33  # ltx_pipelines.utils.constants.DEFAULT_IMAGE_CRF; the pipeline's is pinned to it in a test
+
 DTYPES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16", "float16": "float16", "fp32": "float32"}
 DTYPES["float32"] = "float32"
 
@@ -31,6 +33,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gen.add_argument("--image", help="image for the first frame (image-to-video)")
     gen.add_argument("--image-strength", type=float, default=1.0, help="1 keeps the image exactly, lower lets it move")
+    gen.add_argument(
+        "--image-crf",
+        type=int,
+        default=DEFAULT_IMAGE_CRF,
+        help=f"H.264 quality of the round trip the image goes through first, mimicking the training data's "
+        f"compression (default {DEFAULT_IMAGE_CRF}, as ltx-pipelines; 0 skips it)",
+    )
     gen.add_argument("--frames", type=int, default=121, help="number of frames, 8k + 1 (default 121)")
     gen.add_argument("--height", type=int, default=512, help="multiple of 32 (default 512)")
     gen.add_argument("--width", type=int, default=768, help="multiple of 32 (default 768)")
@@ -178,6 +187,7 @@ def generate(args: argparse.Namespace) -> str:
         args.negative_prompt,
         image=image,
         image_strength=args.image_strength,
+        image_crf=args.image_crf,
         enhance_prompt=args.enhance_prompt,
         enhance_prompt_seed=args.seed,
         height=args.height,

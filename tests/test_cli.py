@@ -66,6 +66,24 @@ def test_cli_bad_model_stops_with_what_model_accepts(tmp_path, monkeypatch, mode
 def test_cli_parser_defaults_follow_the_reference():
     args = build_parser().parse_args(["generate", "p", "-o", "o.mp4"])
     assert (args.frames, args.height, args.width, args.fps, args.seed, args.steps) == (121, 512, 768, 24.0, 10, None)
+    # the same values as ltx-pipelines' one-stage CLI (ltx_pipelines/utils/args.py, default_1_stage_arg_parser)
+    from ltx_pipelines.utils.args import default_1_stage_arg_parser
+    from ltx_pipelines.utils.constants import DEFAULT_IMAGE_CRF, LTX_2_PARAMS
+
+    from ltx2_diffusers.pipelines.conditioning import DEFAULT_IMAGE_CRF as PIPELINE_CRF
+
+    ref = default_1_stage_arg_parser(LTX_2_PARAMS).parse_args(
+        ["--checkpoint-path", "c", "--gemma-root", "g", "--prompt", "p", "--output-path", "o.mp4"]
+    )
+    assert (args.frames, args.height, args.width, args.fps, args.seed) == (
+        ref.num_frames,
+        ref.height,
+        ref.width,
+        ref.frame_rate,
+        ref.seed,
+    )
+    assert args.image_crf == DEFAULT_IMAGE_CRF == PIPELINE_CRF == 33  # the CLI keeps its own copy (no torch import)
+    assert args.negative_prompt is None  # -> the pipeline's default, the reference's DEFAULT_NEGATIVE_PROMPT
     with pytest.raises(SystemExit):
         build_parser().parse_args(["generate", "p"])  # -o is required
 
@@ -112,6 +130,7 @@ def test_cli_enhance_prompt_passes_the_flag_and_the_seed(tmp_path, monkeypatch):
     argv = ["generate", "a cat", "-o", str(tmp_path / "e.mp4"), "--model", "tiny", "--frames", "9", "--height", "64"]
     assert cli.main([*argv, "--width", "64", "--steps", "1", "--seed", "5", "--enhance-prompt"]) == 0
     assert seen["enhance_prompt"] is True and seen["enhance_prompt_seed"] == 5
+    assert seen["image_crf"] == 33 and seen["image_strength"] == 1.0
     assert build_parser().parse_args(["generate", "p", "-o", "o.mp4"]).enhance_prompt is False
 
 
@@ -133,3 +152,32 @@ def test_cli_vae_tiling_flags_reach_the_vae(tmp_path, monkeypatch, flag, use_til
     assert seen["use_tiling"] is use_tiling
     with pytest.raises(SystemExit):
         build_parser().parse_args([*argv[:6], "--vae-tiling", "--no-vae-tiling"])  # one or the other
+
+
+def test_cli_image_flags_reach_the_pipeline(tmp_path, monkeypatch):
+    """--image-crf is the reference's optional 4th `--image` value (ltx_pipelines/utils/args.py ImageAction)."""
+    import PIL.Image
+
+    from ltx2_diffusers.pipelines.pipeline_ltx2_av import LTX2AVPipeline
+
+    seen = {}
+
+    def spy(self, *args, **kwargs):
+        seen.update(kwargs)
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(LTX2AVPipeline, "__call__", spy)
+    PIL.Image.new("RGB", (40, 30), (200, 10, 10)).save(tmp_path / "first.png")
+    argv = [
+        "generate",
+        "a cat",
+        "-o",
+        str(tmp_path / "i.mp4"),
+        "--model",
+        "tiny",
+        "--image",
+        str(tmp_path / "first.png"),
+    ]
+    assert main([*argv, "--image-crf", "0", "--image-strength", "0.8"]) == 2
+    assert (seen["image_crf"], seen["image_strength"]) == (0, 0.8)
+    assert seen["image"].size == (40, 30)  # loaded; resizing and cropping happen in the pipeline
