@@ -263,6 +263,10 @@ def test_unknown_keys_raise_or_are_skipped(pair, caplog):
     assert "'something.else'" in caplog.text and len(lora.layers) == len(MODULES)
     with pytest.raises(ValueError, match=r"module 'transformer_blocks.0.attn1.to_q' has no B"):
         read_lora({"diffusion_model.transformer_blocks.0.attn1.to_q.lora_A.weight": torch.ones(2, 16)})
+    mixed = {"diffusion_model.patchify_proj.lora_A.weight": torch.ones(2, 8), "transformer.proj_in.lora_A.weight": torch.ones(2, 8)}  # fmt: skip
+    mixed |= {k.replace("lora_A", "lora_B"): torch.ones(16, 2) for k in mixed}
+    with pytest.raises(ValueError, match="two module paths are diffusers module 'proj_in'"):
+        read_lora(mixed)
     with pytest.raises(ValueError, match="no LoRA layers"):
         read_lora({"diffusion_model.vae.decoder.conv.lora_A.weight": torch.ones(2, 16)})
 

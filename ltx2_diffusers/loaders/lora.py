@@ -157,10 +157,10 @@ def read_lora(
 
     # original module paths -> diffusers names through the transformer's rename table (a `.weight` is appended so the
     # table's rows see whole parameter names, then removed)
-    renamed = rename_keys([f"model.diffusion_model.{module}.weight" for module in parts], TRANSFORMER_RENAMES)
     layers, alphas = {}, {}
     for module, found in parts.items():
-        name = renamed[f"model.diffusion_model.{module}.weight"].removesuffix(".weight")
+        weight = f"model.diffusion_model.{module}.weight"
+        name = rename_keys([weight], TRANSFORMER_RENAMES)[weight].removesuffix(".weight")
         if "A" not in found or "B" not in found:
             missing = "B (lora_B / lora_up)" if "A" in found else "A (lora_A / lora_down)"
             raise ValueError(
@@ -173,7 +173,10 @@ def read_lora(
                 "expected A (rank, in_features) and B (out_features, rank) with the same rank"
             )
         if name in layers:
-            raise ValueError(f"{source}: two module paths map to diffusers module {name!r}")
+            raise ValueError(
+                f"{source}: two module paths are diffusers module {name!r} (the original and the diffusers name of "
+                "one layer): one file must not mix key styles for one module"
+            )
         layers[name] = (a, b)
         if "alpha" in found:
             key_alpha, alpha = found["alpha"]
