@@ -88,6 +88,9 @@ def test_read_ltx_trainer_file(lora_file):
     assert a.shape == (4, 64) and b.shape == (16, 4)
     assert lora.ranks["transformer_blocks.1.attn2.to_k"] == 3 and lora.alphas == {} and lora.skipped == ()
     assert lora.metadata["reference_downscale_factor"] == "2" and lora.reference_downscale_factor == 2
+    assert read_lora(lora_file, metadata={"reference_downscale_factor": "4"}).reference_downscale_factor == 4
+    with pytest.raises(ValueError, match=r"reference_downscale_factor='1.5': expected a whole number"):
+        _ = LTX2LoRA(layers=lora.layers, metadata={"reference_downscale_factor": "1.5"}).reference_downscale_factor
 
 
 def test_fuse_bf16_weights_equal_ltx_core_apply_loras(pair):

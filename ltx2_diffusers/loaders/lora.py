@@ -82,9 +82,12 @@ class LTX2LoRA:
         """IC-LoRA reference-video downscale factor from the file's metadata (1 when absent, as in the reference)."""
         value = self.metadata.get("reference_downscale_factor", "1")
         try:
-            return int(float(value))
+            factor = float(value)
         except ValueError:
-            raise ValueError(f"LoRA metadata reference_downscale_factor={value!r} is not a number") from None
+            factor = 0.0
+        if factor < 1 or factor != int(factor):
+            raise ValueError(f"LoRA metadata reference_downscale_factor={value!r}: expected a whole number >= 1")
+        return int(factor)
 
     def scale(self, name: str, use_alpha: bool) -> float:
         """The factor on B @ A besides strength: 1 by the reference's rule, alpha / rank with `use_alpha`."""
