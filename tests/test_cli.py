@@ -181,3 +181,32 @@ def test_cli_image_flags_reach_the_pipeline(tmp_path, monkeypatch):
     assert main([*argv, "--image-crf", "0", "--image-strength", "0.8"]) == 2
     assert (seen["image_crf"], seen["image_strength"]) == (0, 0.8)
     assert seen["image"].size == (40, 30)  # loaded; resizing and cropping happen in the pipeline
+
+
+def test_cli_frames_are_truncated_to_uint8_as_the_reference(tmp_path, monkeypatch):
+    """ltx_core/model/video_vae/video_vae.py `convert_to_uint8`: ((x + 1) / 2).clamp(0, 1) * 255 then .to(uint8), a
+    truncation (spec §13.11); the CLI hands the encoder the same uint8 frames as the pipeline's "pil" output."""
+    from ltx2_diffusers.cli import frames_to_uint8
+
+    floats = np.array([0.0, 0.5, 0.999, 1.0, 254.9 / 255], dtype=np.float32).reshape(1, 1, 5, 1).repeat(3, axis=-1)
+    np.testing.assert_array_equal(frames_to_uint8(floats)[0, 0, :, 0], [0, 127, 254, 255, 254])
+
+    captured = {}
+
+    def fake_export(frames, audio, sample_rate, fps, path):
+        captured["frames"] = frames
+        return str(path)
+
+    monkeypatch.setattr("ltx2_diffusers.utils.media.export_to_video_with_audio", fake_export)
+    argv = ["generate", "a cat", "-o", str(tmp_path / "u.mp4"), "--model", "tiny", "--frames", "9", "--height", "64"]
+    assert main([*argv, "--width", "64", "--steps", "1", "--seed", "7"]) == 0
+
+    import torch
+
+    from ltx2_diffusers.pipelines.tiny import build_tiny_pipeline
+
+    pil = build_tiny_pipeline()(
+        "a cat", num_frames=9, height=64, width=64, num_inference_steps=1, generator=torch.Generator().manual_seed(7)
+    ).frames[0]
+    assert captured["frames"].dtype == np.uint8
+    np.testing.assert_array_equal(captured["frames"], np.stack([np.asarray(frame) for frame in pil]))
