@@ -295,8 +295,9 @@ class LTX2AVTwoStagePipeline(LTX2AVPipeline):
         """Generate `num_frames` frames of `height` x `width` video (multiples of 64) with a stereo soundtrack.
 
         Stage-1 arguments are `LTX2AVPipeline.__call__`'s (applied at height/2 x width/2; a float image tensor is
-        given at the full size and resized for stage 1). With a distilled scheduler (`fixed_sigmas`), guidance
-        defaults to none (a single pass, no negative prompt), as the reference's `DistilledPipeline`.
+        given at the full size and resized for stage 1). Their defaults are `sampling_defaults`: with a distilled
+        scheduler (`fixed_sigmas`) no guidance (a single pass, no negative prompt), as the reference's
+        `DistilledPipeline`.
         stage_2_adapter: a peft adapter of the transformer (the distilled LoRA) applied, at `stage_2_adapter_scale`,
             in stage 2 only; stage 1 runs with adapters disabled. The adapters' enabled state is restored afterwards;
             the active adapter stays `stage_2_adapter`. None: both stages use the transformer as it is.
@@ -307,9 +308,6 @@ class LTX2AVTwoStagePipeline(LTX2AVPipeline):
         output_type="latent" the full-resolution video (B, 128, F', H/32, W/32) and audio (B, 8, T_a, 16) latents.
         """
         self.check_two_stage_inputs(height, width, num_frames, output_type, stage_2_adapter)
-        if self.scheduler.config.fixed_sigmas is not None:  # distilled checkpoint: trained to sample unguided
-            video_guidance = GuidanceScales() if video_guidance is None else video_guidance
-            audio_guidance = GuidanceScales() if audio_guidance is None else audio_guidance
         names = list(callback_on_step_end_tensor_inputs)
         transformer = self.transformer
         restore_enabled = None if stage_2_adapter is None else _adapters_enabled(transformer)
