@@ -44,7 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--height", type=int, default=512, help="multiple of 32 (default 512)")
     gen.add_argument("--width", type=int, default=768, help="multiple of 32 (default 768)")
     gen.add_argument("--fps", type=float, default=24.0, help="frame rate (default 24)")
-    gen.add_argument("--steps", type=int, default=None, help="denoising steps (default: 40 for LTX-2, 30 for LTX-2.3)")
+    gen.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="denoising steps (default: 40 for LTX-2, 30 for LTX-2.3; distilled checkpoints: their fixed 8)",
+    )
     gen.add_argument("--seed", type=int, default=10, help="random seed (default 10, as ltx-pipelines)")
     gen.add_argument("--negative-prompt", default=None, help="default: the reference's negative prompt")
     gen.add_argument(
