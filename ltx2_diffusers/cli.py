@@ -29,7 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gen.add_argument("--text-encoder", help="Gemma-3 folder or Hub id, needed with a single-file --model")
     gen.add_argument(
-        "--kind", choices=("dev", "distilled"), help="single-file checkpoints whose name and metadata do not say"
+        "--kind",
+        choices=("dev", "distilled"),
+        help="dev (shifted schedule, guided) or distilled (fixed 8 sigmas, no guidance). Default: from the "
+        "checkpoint's name for single files and for folders / Hub ids whose name says 'distilled' (diffusers-layout "
+        "repos store a generic scheduler); otherwise the folder's own LTX2Scheduler, or dev",
     )
     gen.add_argument("--image", help="image for the first frame (image-to-video)")
     gen.add_argument("--image-strength", type=float, default=1.0, help="1 keeps the image exactly, lower lets it move")
@@ -114,15 +118,21 @@ def load_pipeline(
             kind=kind,
             torch_dtype=torch_dtype,
         )
-    return _from_folder_or_hub(LTX2AVPipeline, model, torch_dtype)
+    if kind is None and "distilled" in os.path.basename(model.rstrip("/")).lower():
+        kind = "distilled"
+    return _from_folder_or_hub(LTX2AVPipeline, model, torch_dtype, kind)
 
 
 MODEL_CHOICES = "a Hub id (e.g. Lightricks/LTX-2), a diffusers-layout folder, a .safetensors single file, or 'tiny'"
 
 
-def _from_folder_or_hub(pipeline_class, model: str, torch_dtype):
-    """A local diffusers folder or a Hub id; anything else stops with what --model accepts instead of a traceback."""
+def _from_folder_or_hub(pipeline_class, model: str, torch_dtype, kind: str | None = None):
+    """A local diffusers folder or a Hub id; anything else stops with what --model accepts instead of a traceback.
+    kind: "dev" / "distilled" replaces the folder's scheduler (diffusers' distilled repos hold a generic
+    FlowMatchEulerDiscreteScheduler, which would otherwise become the dev schedule); None keeps the folder's."""
     from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    from .schedulers.scheduling_ltx2 import LTX2Scheduler
 
     if os.path.isdir(model):
         if not os.path.isfile(os.path.join(model, "model_index.json")):
@@ -136,8 +146,11 @@ def _from_folder_or_hub(pipeline_class, model: str, torch_dtype):
         )
     elif model.startswith((".", "/", "~")) or model.count("/") > 1:
         raise SystemExit(f"error: --model {model}: no such folder. --model takes {MODEL_CHOICES}.")
+    extra = {}
+    if kind is not None:
+        extra["scheduler"] = LTX2Scheduler.distilled() if kind == "distilled" else LTX2Scheduler()
     try:
-        return pipeline_class.from_pretrained(model, torch_dtype=torch_dtype)
+        return pipeline_class.from_pretrained(model, torch_dtype=torch_dtype, **extra)
     except (HFValidationError, RepositoryNotFoundError, LocalEntryNotFoundError) as error:
         # RepositoryNotFoundError covers gated repos too; the Hub's own first line says which case it is
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
