@@ -25,9 +25,10 @@ from ltx_core.types import VideoPixelShape
 from ltx_pipelines.utils.helpers import denoise_audio_video, simple_denoising_func
 from ltx_pipelines.utils.samplers import euler_denoising_loop
 from ltx_pipelines.utils.types import PipelineComponents
-from peft import LoraConfig
+from peft.tuners.tuners_utils import BaseTunerLayer
 
 from ltx2_diffusers import LTX2AVTwoStagePipeline, LTX2LatentUpsamplerModel
+from ltx2_diffusers.loaders.lora import LTX2LoRA, load_lora_adapter
 from ltx2_diffusers.loaders.metadata import upsampler_config_from_original
 from ltx2_diffusers.loaders.upsampler_keys import original_to_diffusers_keys
 from ltx2_diffusers.models.autoencoder_kl_ltx2_audio import audio_latent_frames
@@ -179,27 +180,53 @@ def _stage_latents(pipe, **kwargs):
     return seen[0], video
 
 
+def _random_lora(transformer, seed: int, modules: tuple[str, ...]) -> LTX2LoRA:
+    """Rank-2 LoRA on the named sub-modules of every block, large enough to change the output visibly."""
+    generator = torch.Generator().manual_seed(seed)
+    layers = {}
+    for name, module in transformer.named_modules():
+        if name.startswith("transformer_blocks.") and name.split(".", 2)[-1] in modules:
+            a = torch.randn(2, module.in_features, generator=generator) / module.in_features**0.5
+            layers[name] = (a, 0.5 * torch.randn(module.out_features, 2, generator=generator))
+    return LTX2LoRA(layers)
+
+
+def _enabled(transformer) -> bool:
+    return any(not m.disable_adapters for m in transformer.modules() if isinstance(m, BaseTunerLayer))
+
+
 def test_stage_2_adapter_applies_in_stage_2_only():
     pipe = build_tiny_two_stage_pipeline(seed=2)
     base_stage_1, base = _stage_latents(pipe)
-    config = LoraConfig(r=2, lora_alpha=2, target_modules=["to_q", "to_v", "ff.net.2"], init_lora_weights=False)
-    pipe.transformer.add_adapter(config, adapter_name="distilled")  # random A and B: a LoRA that changes the output
+    distilled = _random_lora(pipe.transformer, 0, ("attn1.to_q", "attn1.to_v", "audio_attn1.to_v"))
+    load_lora_adapter(pipe.transformer, distilled, adapter_name="distilled")
     pipe.transformer.disable_adapters()
 
-    same_stage_1, same = _stage_latents(pipe)  # stage_2_adapter=None: the transformer as it is (adapters off)
+    _, same = _stage_latents(pipe)  # stage_2_adapter=None: the transformer as it is (adapters off)
     torch.testing.assert_close(same, base, rtol=0, atol=0)
 
     stage_1, refined = _stage_latents(pipe, stage_2_adapter="distilled")
     torch.testing.assert_close(stage_1, base_stage_1, rtol=0, atol=0)  # stage 1 without the adapter
     assert (refined - base).abs().max() > 1e-3  # stage 2 with it
-    assert not any(m.disable_adapters is False for m in pipe.transformer.modules() if hasattr(m, "lora_A"))
+    assert not _enabled(pipe.transformer)  # the state before the call is restored
 
     _, half = _stage_latents(pipe, stage_2_adapter="distilled", stage_2_adapter_scale=0.5)
     assert (half - refined).abs().max() > 1e-4 and (half - base).abs().max() > 1e-4
+    _, again = _stage_latents(pipe, stage_2_adapter="distilled")  # the scale was restored after that call
+    torch.testing.assert_close(again, refined, rtol=0, atol=0)
 
-    pipe.transformer.enable_adapters()  # enabled and no stage_2_adapter: the LoRA acts in both stages
-    both_stage_1, _ = _stage_latents(pipe)
-    assert (both_stage_1 - base_stage_1).abs().max() > 1e-3
+    # The reference's stage-2 model is the stage-1 model + the distilled LoRA: an adapter active at call time (a
+    # user LoRA) applies in both stages, the stage-2 adapter in stage 2 only.
+    load_lora_adapter(pipe.transformer, _random_lora(pipe.transformer, 1, ("ff.net.2",)), adapter_name="style")
+    pipe.transformer.set_adapter(["style"])
+    pipe.transformer.enable_adapters()
+    style_stage_1, style = _stage_latents(pipe)
+    assert (style_stage_1 - base_stage_1).abs().max() > 1e-3
+    pipe.transformer.set_adapter(["style", "distilled"])
+    stage_1, both = _stage_latents(pipe, stage_2_adapter="distilled")
+    torch.testing.assert_close(stage_1, style_stage_1, rtol=0, atol=0)
+    assert (both - style).abs().max() > 1e-3
+    assert sorted(pipe.transformer.active_adapters()) == ["distilled", "style"] and _enabled(pipe.transformer)
     with pytest.raises(ValueError, match="stage_2_adapter='nope' is not an adapter"):
         pipe("a cat", **FAST, stage_2_adapter="nope")
 

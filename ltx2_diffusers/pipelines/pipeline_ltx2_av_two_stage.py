@@ -10,10 +10,10 @@ ltx-pipelines' `TI2VidTwoStagesPipeline` and `DistilledPipeline` in diffusers' s
 3. The VAEs and the vocoder decode the full-resolution latents.
 
 Stage 2 of `TI2VidTwoStagesPipeline` is the dev transformer + the distilled LoRA: load it as a peft adapter and pass
-its name as `stage_2_adapter`; stage 1 then runs with adapters disabled and stage 2 with only that adapter. Without
-`stage_2_adapter` both stages use the same weights, which with a distilled checkpoint and scheduler is the
-`DistilledPipeline`. One generator draws all noise in the reference's order: stage-1 video, stage-1 audio, stage-2
-video, stage-2 audio.
+its name as `stage_2_adapter`; stage 1 then runs without that adapter (other active adapters, e.g. user LoRAs, apply
+in both stages) and stage 2 with it. Without `stage_2_adapter` both stages use the same weights, which with a
+distilled checkpoint and scheduler is the `DistilledPipeline`. One generator draws all noise in the reference's
+order: stage-1 video, stage-1 audio, stage-2 video, stage-2 audio.
 """
 
 import json
@@ -123,11 +123,49 @@ def refine_latents(
     )
 
 
-def _adapters_enabled(transformer: torch.nn.Module) -> bool:
-    """Whether the transformer's peft layers currently apply their adapters."""
-    from peft.tuners.tuners_utils import BaseTunerLayer
+class StageAdapters:
+    """Switches the transformer's peft adapters between the stages, and back afterwards (`restore`).
 
-    return any(not m.disable_adapters for m in transformer.modules() if isinstance(m, BaseTunerLayer))
+    Stage 1: the adapters active at call time except `name` (none -> adapters disabled); stage 2: those plus `name`,
+    at `scale` if given (else at the strength it was loaded with). This is the reference's stage-2 model: the stage-1
+    model (checkpoint + the user's LoRAs) + the distilled LoRA.
+    """
+
+    def __init__(self, transformer: torch.nn.Module, name: str, scale: float | None = None):
+        from peft.tuners.lora import LoraLayer
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        tuner_layers = [m for m in transformer.modules() if isinstance(m, BaseTunerLayer)]
+        active = transformer.active_adapters()
+        self.transformer, self.name, self.scale = transformer, name, scale
+        self.was_enabled = any(not m.disable_adapters for m in tuner_layers)
+        self.active = [active] if isinstance(active, str) else list(active)
+        self.others = [a for a in self.active if a != name] if self.was_enabled else []
+        self.layers = [m for m in tuner_layers if isinstance(m, LoraLayer) and name in m.scaling]
+        self.scalings = [m.scaling[name] for m in self.layers]
+
+    def stage_1(self) -> None:
+        if self.others:
+            self.transformer.set_adapter(self.others)
+            self.transformer.enable_adapters()
+        else:
+            self.transformer.disable_adapters()
+
+    def stage_2(self) -> None:
+        self.transformer.set_adapter([*self.others, self.name])
+        if self.scale is not None:
+            for layer in self.layers:
+                layer.set_scale(self.name, self.scale)
+        self.transformer.enable_adapters()
+
+    def restore(self) -> None:
+        for layer, scaling in zip(self.layers, self.scalings):
+            layer.scaling[self.name] = scaling
+        self.transformer.set_adapter(self.active)
+        if self.was_enabled:
+            self.transformer.enable_adapters()
+        else:
+            self.transformer.disable_adapters()
 
 
 def _half_size(image: ImageInput, height: int, width: int) -> ImageInput:
@@ -283,7 +321,7 @@ class LTX2AVTwoStagePipeline(LTX2AVPipeline):
         video_guidance: GuidanceScales | GuidanceSchedule | None = None,
         audio_guidance: GuidanceScales | GuidanceSchedule | None = None,
         stage_2_adapter: str | None = None,
-        stage_2_adapter_scale: float = 1.0,
+        stage_2_adapter_scale: float | None = None,
         stage_2_sigmas: Sequence[float] = STAGE_2_DISTILLED_SIGMAS,
         num_videos_per_prompt: int = 1,
         generator: torch.Generator | None = None,
@@ -298,9 +336,10 @@ class LTX2AVTwoStagePipeline(LTX2AVPipeline):
         given at the full size and resized for stage 1). Their defaults are `sampling_defaults`: with a distilled
         scheduler (`fixed_sigmas`) no guidance (a single pass, no negative prompt), as the reference's
         `DistilledPipeline`.
-        stage_2_adapter: a peft adapter of the transformer (the distilled LoRA) applied, at `stage_2_adapter_scale`,
-            in stage 2 only; stage 1 runs with adapters disabled. The adapters' enabled state is restored afterwards;
-            the active adapter stays `stage_2_adapter`. None: both stages use the transformer as it is.
+        stage_2_adapter: a peft adapter of the transformer (the distilled LoRA, `load_lora_adapter`) for stage 2
+            only: stage 1 runs with the other active adapters (none -> adapters disabled), stage 2 with those plus this
+            one, at `stage_2_adapter_scale` (None: the strength it was loaded with). Adapters, their enabled state
+            and scales are restored after the call. None: both stages use the transformer as it is.
         stage_2_sigmas: the refinement schedule; its first value is also the re-noising level.
         callback_on_step_end: called after every step of both stages with a running step index (stage 1's steps,
             then stage 2's); the latents are at half size in stage 1.
@@ -310,11 +349,13 @@ class LTX2AVTwoStagePipeline(LTX2AVPipeline):
         self.check_two_stage_inputs(height, width, num_frames, output_type, stage_2_adapter)
         names = list(callback_on_step_end_tensor_inputs)
         transformer = self.transformer
-        restore_enabled = None if stage_2_adapter is None else _adapters_enabled(transformer)
+        adapters = (
+            None if stage_2_adapter is None else StageAdapters(transformer, stage_2_adapter, stage_2_adapter_scale)
+        )
         try:
             # 1. Stage 1: the one-stage pipeline at half size (prompts, conditions, noise, guided denoising)
-            if stage_2_adapter is not None:
-                transformer.disable_adapters()
+            if adapters is not None:
+                adapters.stage_1()
             self._stage_1_contexts = None
             video_latents, audio_latents = super().__call__(
                 prompt,
@@ -344,9 +385,8 @@ class LTX2AVTwoStagePipeline(LTX2AVPipeline):
             self._stage_1_contexts = None
 
             # 2. Stage 2: upsample x2, re-noise, refine with one positive pass per step (the distilled adapter on)
-            if stage_2_adapter is not None:
-                transformer.set_adapters([stage_2_adapter], weights=[stage_2_adapter_scale])
-                transformer.enable_adapters()
+            if adapters is not None:
+                adapters.stage_2()
             conditions = self._encode_conditions(image, image_strength, keyframes, height, width, image_crf)
             offset = self.scheduler.num_inference_steps  # stage 1's steps: the callback's index runs on
             self.scheduler.set_timesteps(sigmas=stage_2_sigmas)
@@ -373,10 +413,8 @@ class LTX2AVTwoStagePipeline(LTX2AVPipeline):
                 callback=callback,
             )
         finally:
-            if restore_enabled is True:
-                transformer.enable_adapters()
-            elif restore_enabled is False:
-                transformer.disable_adapters()
+            if adapters is not None:
+                adapters.restore()
 
         # 3. Latents -> frames and waveform
         if output_type == "latent":
