@@ -298,3 +298,18 @@ def test_enhance_prompt_with_an_image_needs_a_processor():
     pipe.processor = None
     with pytest.raises(ValueError, match=r"needs a Gemma3Processor \(`processor=`\)"):
         run(pipe, image=torch.zeros(3, 64, 64), enhance_prompt=True)
+
+
+def test_from_pretrained_takes_dtype_or_torch_dtype_without_the_deprecation_warning(tmp_path):
+    """diffusers 0.42 warns (FutureWarning) on `torch_dtype`; our from_pretrained takes either name and hands on `dtype`,
+    so the quickstart's `torch_dtype=` loads silently and in that dtype."""
+    import warnings
+
+    build_tiny_pipeline().save_pretrained(tmp_path / "tiny")
+    for name in ("torch_dtype", "dtype"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", FutureWarning)
+            loaded = LTX2AVPipeline.from_pretrained(tmp_path / "tiny", **{name: torch.bfloat16})
+        assert loaded.transformer.dtype == loaded.vae.dtype == loaded.text_encoder.dtype == torch.bfloat16
+    with pytest.raises(ValueError, match="not both"):
+        LTX2AVPipeline.from_pretrained(tmp_path / "tiny", dtype=torch.bfloat16, torch_dtype=torch.bfloat16)

@@ -213,7 +213,14 @@ class LTX2AVPipeline(DiffusionPipeline):
             )
         with open(os.path.join(folder, "model_index.json")) as f:
             index = json.load(f)
-        torch_dtype = kwargs.get("torch_dtype")
+        # diffusers 0.42 renamed torch_dtype to dtype and warns on the old name; both are accepted here, without the
+        # warning, and handed on as dtype
+        dtype, torch_dtype = kwargs.pop("dtype", None), kwargs.pop("torch_dtype", None)
+        if dtype is not None and torch_dtype is not None:
+            raise ValueError("pass dtype or torch_dtype (its older name), not both")
+        dtype = torch_dtype if dtype is None else dtype
+        if dtype is not None:
+            kwargs["dtype"] = dtype
         for name in ("transformer", "vae", "audio_vae", "connectors", "vocoder"):
             if name in kwargs or name not in index or index[name][1] is None:
                 continue
@@ -224,7 +231,7 @@ class LTX2AVPipeline(DiffusionPipeline):
                     f"ltx2_diffusers' classes, and {class_name!r} is not one of them. Pass {name}= explicitly."
                 )
             component_class = getattr(ltx2_diffusers, class_name)
-            kwargs[name] = component_class.from_pretrained(folder, subfolder=name, torch_dtype=torch_dtype)
+            kwargs[name] = component_class.from_pretrained(folder, subfolder=name, dtype=dtype)
         if "scheduler" not in kwargs:
             if index.get("scheduler", [None, None])[1] == "LTX2Scheduler":
                 kwargs["scheduler"] = LTX2Scheduler.from_pretrained(folder, subfolder="scheduler")
