@@ -8,6 +8,7 @@
 (2)-(5) the tiny pipeline: output sizes, half-size stage 1, the stage-2 adapter, the distilled kind, save/load, errors.
 """
 
+import json
 from types import SimpleNamespace
 
 import pytest
@@ -259,6 +260,14 @@ def test_save_and_load_round_trip(pipe, tmp_path):
     assert type(loaded) is LTX2AVTwoStagePipeline and type(loaded.latent_upsampler) is LTX2LatentUpsamplerModel
     loaded.set_progress_bar_config(disable=True)
     torch.testing.assert_close(_stage_latents(loaded)[1], _stage_latents(pipe)[1], rtol=0, atol=0)
+
+    # diffusers' LTX-2 repos keep `latent_upsampler/` without naming it in model_index.json: it is found anyway
+    index = json.loads((tmp_path / "model_index.json").read_text())
+    del index["latent_upsampler"]
+    (tmp_path / "model_index.json").write_text(json.dumps(index))
+    unlisted = LTX2AVTwoStagePipeline.from_pretrained(tmp_path)
+    state, expected = unlisted.latent_upsampler.state_dict(), pipe.latent_upsampler.state_dict()
+    assert state.keys() == expected.keys() and all(torch.equal(state[k], expected[k]) for k in state)
 
 
 @pytest.mark.parametrize(

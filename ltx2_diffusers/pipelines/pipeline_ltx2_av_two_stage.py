@@ -216,7 +216,8 @@ class LTX2AVTwoStagePipeline(LTX2AVPipeline):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> "LTX2AVTwoStagePipeline":
         """`LTX2AVPipeline.from_pretrained` plus the `latent_upsampler/` folder, loaded into our
-        `LTX2LatentUpsamplerModel` whether model_index.json names diffusers' class or ours."""
+        `LTX2LatentUpsamplerModel` whether model_index.json names diffusers' class, ours, or none (diffusers' LTX-2
+        repos hold the folder without listing it). Without the folder, pass `latent_upsampler=`."""
         from ..models.latent_upsampler import LTX2LatentUpsamplerModel
 
         folder = str(pretrained_model_name_or_path)
@@ -233,7 +234,11 @@ class LTX2AVTwoStagePipeline(LTX2AVPipeline):
             )
         with open(os.path.join(folder, "model_index.json")) as f:
             index = json.load(f)
-        if "latent_upsampler" not in kwargs and index.get("latent_upsampler", [None, None])[1] is not None:
+        # diffusers-layout repos (e.g. Lightricks/LTX-2) keep the upsampler in `latent_upsampler/` without naming it
+        # in model_index.json (diffusers loads it with a separate pipeline): load it from there too
+        in_index = index.get("latent_upsampler", [None, None])[1] is not None
+        in_folder = os.path.isfile(os.path.join(folder, "latent_upsampler", "config.json"))
+        if "latent_upsampler" not in kwargs and (in_index or in_folder):
             kwargs["latent_upsampler"] = LTX2LatentUpsamplerModel.from_pretrained(
                 folder, subfolder="latent_upsampler", torch_dtype=kwargs.get("torch_dtype")
             )
