@@ -1,0 +1,343 @@
+"""LTX2AVRetakePipeline: regenerate a time window [start, end) of an existing clip's video and/or audio (spec §7.5, §9).
+
+ltx-pipelines' `RetakePipeline` in diffusers' shape:
+1. The source clip (8k + 1 frames, height and width multiples of 32, its own fps) is encoded by the video VAE, and its
+   audio track (if any) by the audio VAE, trimmed or zero-padded to the clip's audio length; both become the initial
+   latents of one denoising stage at the source's resolution.
+2. The temporal region mask (the reference's `TemporalRegionMask`) sets the denoise mask to 1 for the tokens whose
+   time span overlaps [start, end) and to 0 elsewhere. Noise is mixed in by that mask, so only the window starts from
+   noise; the sampler blends every x0 with the source latents by the mask, so tokens outside the window keep the
+   source latents exactly. `regenerate_video=False` / `regenerate_audio=False` leave that modality untouched.
+   A clip without an audio stream gets its audio generated from scratch (mask 1 everywhere).
+3. Euler over the LTX-2 schedule (40 steps, the reference's default for both model versions), guided with the model
+   version's defaults; with a distilled scheduler (`LTX2Scheduler.distilled()`) the 8 distilled sigmas and one
+   unguided pass per step, no negative prompt (the reference's `distilled=True`).
+4. The VAEs and the vocoder decode the whole clip.
+"""
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import av
+import numpy as np
+import PIL.Image
+import torch
+from torch import Tensor
+
+from ..models.autoencoder_kl_ltx2 import normalize_latents
+from ..models.autoencoder_kl_ltx2_audio import audio_latent_frames, fit_audio_latent_frames, unpack_audio_latents
+from ..models.rope import audio_positions, video_positions
+from ..utils.media import load_audio, load_video
+from .conditioning import (
+    LatentState,
+    add_noise,
+    audio_latent_state,
+    prepare_video,
+    unpatchify_video,
+    video_latent_state,
+)
+from .denoising import TextContexts, decode_audio, decode_video, guided_denoise
+from .guidance import GuidanceScales, GuidanceSchedule
+from .pipeline_ltx2_av import LTX2AVPipeline, _needs_uncond, _postprocess_frames
+from .pipeline_output import LTX2PipelineOutput
+
+# ltx-pipelines' RetakePipeline: `num_inference_steps=40` and `negative_prompt=""` are its call's defaults, which its
+# CLI does not override (it takes only the guidance scales from the checkpoint's model version).
+RETAKE_NUM_INFERENCE_STEPS = 40
+RETAKE_NEGATIVE_PROMPT = ""
+
+VideoInput = str | Path | np.ndarray | Tensor | Sequence[PIL.Image.Image]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The temporal region mask
+
+
+def temporal_region_mask(time_bounds: Tensor, start_time: float, end_time: float) -> Tensor:
+    """(..., T, 2) per-token [t_start, t_end) in seconds -> (..., T, 1) float32 denoise mask: 1 where the token's span
+    overlaps [start_time, end_time) (t_end > start and t_start < end), else 0 (the reference's `TemporalRegionMask`).
+
+    A token that only partly overlaps the window (a latent frame spans 8 pixel frames) is regenerated whole.
+    """
+    t_start, t_end = time_bounds.unbind(-1)
+    return ((t_end > start_time) & (t_start < end_time)).to(torch.float32).unsqueeze(-1)
+
+
+def video_time_bounds(batch_size: int, latent_frames: int, latent_height: int, latent_width: int, fps: float) -> Tensor:
+    """(B, F'H'W', 2) float32 seconds per video token: latent frame 0 covers pixel frame [0, 1), frame f >= 1 covers
+    [8f - 7, 8f + 1), divided by fps. The reference computes the mask from these float32 values, not from the bf16
+    RoPE positions, so a window edge on a frame boundary falls the same way."""
+    positions = video_positions(batch_size, latent_frames, latent_height, latent_width, fps, dtype=torch.float32)
+    return positions[:, 0]
+
+
+def prepare_retake_latents(
+    video_latent: Tensor,
+    audio_latent: Tensor | None,
+    *,
+    frame_rate: float,
+    start_time: float,
+    end_time: float,
+    regenerate_video: bool = True,
+    regenerate_audio: bool = True,
+    num_audio_frames: int,
+    audio_channels: int = 8,
+    audio_mel_bins: int = 16,
+    generator: torch.Generator | None,
+    dtype: torch.dtype,
+) -> tuple[LatentState, LatentState]:
+    """Noised starting states of a retake: ltx-pipelines' `noise_video_state` / `noise_audio_state` with the source
+    latents as initial latents and a `TemporalRegionMask` (spec §7.5).
+
+    video_latent: (B, C, F', H', W') normalised source latent. audio_latent: (B, C_a, num_audio_frames, mel) normalised
+    source latent, or None (no audio stream: the audio starts from zeros with mask 1 everywhere, generated from
+    scratch, as the reference does whatever `regenerate_audio` says). A modality whose `regenerate_*` is False gets
+    mask 0 everywhere (the reference's window [0, 0)). Noise: video first, then audio, mixed in by the masks.
+    """
+    batch_size, _, latent_frames, latent_height, latent_width = video_latent.shape
+    device = video_latent.device
+    video = video_latent_state(
+        batch_size,
+        latent_frames,
+        latent_height,
+        latent_width,
+        frame_rate,
+        num_channels=video_latent.shape[1],
+        dtype=dtype,
+        device=device,
+        initial_latent=video_latent.to(dtype),
+    )
+    window = (start_time, end_time) if regenerate_video else (0.0, 0.0)
+    bounds = video_time_bounds(batch_size, latent_frames, latent_height, latent_width, frame_rate).to(device)
+    video = add_noise(replace(video, denoise_mask=temporal_region_mask(bounds, *window)), generator)
+    audio = audio_latent_state(
+        batch_size,
+        num_audio_frames,
+        num_channels=audio_channels,
+        num_mel_bins=audio_mel_bins,
+        dtype=dtype,
+        device=device,
+        initial_latent=None if audio_latent is None else audio_latent.to(device, dtype),
+    )
+    if audio_latent is not None:
+        window = (start_time, end_time) if regenerate_audio else (0.0, 0.0)
+        bounds = audio_positions(batch_size, num_audio_frames, device=device)[:, 0]
+        audio = replace(audio, denoise_mask=temporal_region_mask(bounds, *window))
+    return video, add_noise(audio, generator)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Inputs
+
+
+def check_source_clip(num_frames: int, height: int, width: int) -> None:
+    """A source clip must map exactly onto latents: 8k + 1 frames, height and width multiples of 32."""
+    if num_frames < 1 or (num_frames - 1) % 8 != 0:
+        below = max(1, (num_frames - 1) // 8 * 8 + 1)
+        raise ValueError(
+            f"the source clip has {num_frames} frames; a retake needs 8*k + 1 frames (the causal video VAE encodes "
+            f"the first frame alone, then 8 per latent frame). Trim it to {below} frames."
+        )
+    if height < 32 or width < 32 or height % 32 or width % 32:
+        raise ValueError(
+            f"the source clip is {height}x{width} (HxW); a retake runs at the source's size, which must be a multiple "
+            f"of 32 in both (the video VAE's spatial compression). Crop or resize it to "
+            f"{max(32, height // 32 * 32)}x{max(32, width // 32 * 32)}."
+        )
+
+
+def check_window(start_time: float, end_time: float, duration: float) -> None:
+    """[start_time, end_time) must be non-empty and start inside the clip [0, duration); it may run past the end."""
+    if not end_time > start_time:
+        raise ValueError(
+            f"the retake window [{start_time}, {end_time}) s is empty: end_time must be greater than start_time"
+        )
+    if start_time < 0 or start_time >= duration:
+        raise ValueError(
+            f"the retake window starts at {start_time} s, outside the clip, which lasts {duration:.4g} s: pass a "
+            f"start_time in [0, {duration:.4g})"
+        )
+
+
+def _frames_uint8(video: np.ndarray | Tensor | Sequence[PIL.Image.Image]) -> np.ndarray:
+    if isinstance(video, Tensor):
+        video = video.detach().cpu().numpy()
+    if not isinstance(video, np.ndarray):
+        video = np.stack([np.asarray(frame.convert("RGB")) for frame in video])
+    if video.ndim != 4 or video.shape[-1] != 3 or video.dtype != np.uint8:
+        raise ValueError(
+            f"video frames must be (F, H, W, 3) uint8 RGB, got shape {video.shape} {video.dtype}; or pass a file path"
+        )
+    return video
+
+
+def _has_audio_stream(path: str | Path) -> bool:
+    with av.open(str(path)) as container:
+        return bool(container.streams.audio)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+class LTX2AVRetakePipeline(LTX2AVPipeline):
+    """Regenerate [start_time, end_time) of a clip's video and/or audio from a prompt (ltx-pipelines' RetakePipeline).
+
+    Same components as `LTX2AVPipeline` (and the same saving / loading); only `__call__` differs. A folder saved by
+    either pipeline loads into the other with `LTX2AVRetakePipeline.from_pretrained(folder)`.
+    """
+
+    @torch.no_grad()
+    def encode_source_video(self, frames: np.ndarray, device: torch.device) -> Tensor:
+        """(F, H, W, 3) uint8 -> normalised video latent (1, 128, F', H/32, W/32): ltx-pipelines'
+        `load_video_conditioning` at the source size (pixels in [-1, 1]) and the encoder's posterior mean."""
+        pixels = prepare_video(frames, frames.shape[1], frames.shape[2]).to(device, self.vae.dtype)
+        latent = self.vae.encode(pixels).latent_dist.mode()
+        return normalize_latents(latent, self.vae.latents_mean, self.vae.latents_std)
+
+    @torch.no_grad()
+    def encode_source_audio(self, waveform: Tensor, sample_rate: int, num_audio_frames: int, dtype: torch.dtype):
+        """(C, S) or (1, C, S) waveform -> normalised audio latent (1, 8, num_audio_frames, 16), trimmed or zero-padded
+        as the reference does. The waveform is first rounded to `dtype`, as the reference hands it to its encoder."""
+        if waveform.ndim == 2:
+            waveform = waveform.unsqueeze(0)
+        if waveform.ndim != 3 or waveform.shape[0] != 1 or waveform.shape[1] not in (1, 2):
+            raise ValueError(
+                f"audio must be a (channels, samples) waveform, 1 or 2 channels, got {tuple(waveform.shape)}"
+            )
+        latent = self.audio_vae.encode_waveform(waveform.to(dtype), sample_rate)
+        return fit_audio_latent_frames(latent, num_audio_frames)
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        video: VideoInput,
+        prompt: str,
+        start_time: float,
+        end_time: float,
+        *,
+        negative_prompt: str | None = None,
+        frame_rate: float | None = None,
+        audio: Tensor | None = None,
+        audio_sample_rate: int | None = None,
+        regenerate_video: bool = True,
+        regenerate_audio: bool = True,
+        num_inference_steps: int | None = None,
+        sigmas: Sequence[float] | None = None,
+        video_guidance: GuidanceScales | GuidanceSchedule | None = None,
+        audio_guidance: GuidanceScales | GuidanceSchedule | None = None,
+        generator: torch.Generator | None = None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+        callback_on_step_end: Callable | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("video_latents",),
+    ) -> LTX2PipelineOutput | tuple:
+        """Regenerate [start_time, end_time) seconds of `video` (and its audio) to match `prompt`.
+
+        video: a file path (frames, fps and the first audio stream are read from it), or (F, H, W, 3) uint8 frames
+            (array, tensor or PIL images) with `frame_rate` and optionally `audio` (C, S) at `audio_sample_rate`.
+            F must be 8k + 1, H and W multiples of 32; the retake runs at that size.
+        start_time / end_time: the window in seconds; it must start inside the clip and may run past its end. Latent
+            frames (8 pixel frames each) and audio latent frames (40 ms) that overlap it are regenerated whole.
+        negative_prompt: None -> "" (the reference's retake default); guided runs only.
+        frame_rate: the clip's fps; None -> the file's. Token times are frame / fps, as in the reference.
+        regenerate_video / regenerate_audio: False keeps that modality's source latents everywhere. A source without
+            audio always gets new audio, generated over the whole clip.
+        num_inference_steps / sigmas / video_guidance / audio_guidance: None -> 40 steps and the model version's
+            guidance; with a distilled scheduler its 8 sigmas and no guidance (one pass per step).
+        Returns `LTX2PipelineOutput(frames, audio, audio_sample_rate)` (the whole clip) or `(frames, audio)`.
+        """
+        # 0. The source clip
+        if isinstance(video, str | Path):
+            frames, file_fps = load_video(video)
+            frame_rate = file_fps if frame_rate is None else frame_rate
+            if audio is not None:
+                raise ValueError("pass audio only with frames; a file's own audio stream is read from the file")
+            if _has_audio_stream(video):
+                audio, audio_sample_rate = load_audio(video)
+        else:
+            frames = _frames_uint8(video)
+            if frame_rate is None:
+                raise ValueError("frame_rate is needed with frames (the window and token times are in seconds)")
+            if audio is not None and audio_sample_rate is None:
+                raise ValueError("audio_sample_rate is needed with audio")
+        if not isinstance(prompt, str):
+            raise TypeError(f"prompt must be one string (a retake edits one clip), got {type(prompt).__name__}")
+        if frame_rate <= 0:
+            raise ValueError(f"frame_rate must be positive, got {frame_rate}")
+        num_frames, height, width = frames.shape[:3]
+        check_source_clip(num_frames, height, width)
+        check_window(start_time, end_time, num_frames / frame_rate)
+        if output_type not in ("pil", "np", "pt", "latent"):
+            raise ValueError(f"output_type must be one of 'pil', 'np', 'pt', 'latent', got {output_type!r}")
+        for name in callback_on_step_end_tensor_inputs:
+            if name not in self._callback_tensor_inputs:
+                raise ValueError(f"callback tensor {name!r} is not one of {self._callback_tensor_inputs}")
+        defaults = self.sampling_defaults
+        video_guidance = defaults.video_guidance if video_guidance is None else video_guidance
+        audio_guidance = defaults.audio_guidance if audio_guidance is None else audio_guidance
+        negative_prompt = RETAKE_NEGATIVE_PROMPT if negative_prompt is None else negative_prompt
+        device, dtype = self._execution_device, self.transformer.dtype
+
+        # 1. Source -> initial latents
+        video_latent = self.encode_source_video(frames, device)
+        num_audio_frames = audio_latent_frames(num_frames, frame_rate)
+        audio_latent = None
+        if audio is not None:
+            audio_latent = self.encode_source_audio(audio, audio_sample_rate, num_audio_frames, dtype)
+
+        # 2. Prompt -> contexts (the negative one only when a guidance scale needs it)
+        needs_negative = _needs_uncond(video_guidance) or _needs_uncond(audio_guidance)
+        contexts: TextContexts = self.encode_prompts(
+            [prompt], [negative_prompt] if needs_negative else None, device, dtype
+        )
+
+        # 3. Noise inside the window only, then Euler
+        video_state, audio_state = prepare_retake_latents(
+            video_latent,
+            audio_latent,
+            frame_rate=frame_rate,
+            start_time=start_time,
+            end_time=end_time,
+            regenerate_video=regenerate_video,
+            regenerate_audio=regenerate_audio,
+            num_audio_frames=num_audio_frames,
+            audio_channels=self.audio_vae.config.latent_channels,
+            audio_mel_bins=self.transformer.config.audio_in_channels // self.audio_vae.config.latent_channels,
+            generator=generator,
+            dtype=dtype,
+        )
+        if num_inference_steps is None and sigmas is None and self.scheduler.config.fixed_sigmas is None:
+            num_inference_steps = RETAKE_NUM_INFERENCE_STEPS
+        self.scheduler.set_timesteps(num_inference_steps, sigmas=sigmas)
+        callback = None
+        if callback_on_step_end is not None:
+
+            def callback(step_index: int, sigma: float, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+                chosen = {name: tensors[name] for name in callback_on_step_end_tensor_inputs}
+                return callback_on_step_end(self, step_index, sigma * 1000.0, chosen) or {}
+
+        video_state, audio_state = guided_denoise(
+            self.transformer,
+            video_state,
+            audio_state,
+            contexts,
+            self.scheduler.sigmas,
+            video_guidance,
+            audio_guidance,
+            progress_bar=self.progress_bar,
+            callback=callback,
+        )
+
+        # 4. Latents -> the whole clip
+        video_latents = unpatchify_video(video_state.output_tokens(), *video_latent.shape[2:])
+        audio_latents = unpack_audio_latents(audio_state.output_tokens(), self.audio_vae.config.latent_channels)
+        if output_type == "latent":
+            output_frames, waveform, sample_rate = video_latents, audio_latents, None
+        else:
+            output_frames = _postprocess_frames(decode_video(self.vae, video_latents, generator), output_type)
+            waveform, sample_rate = decode_audio(self.audio_vae, self.vocoder, audio_latents), self.audio_sample_rate
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return output_frames, waveform
+        return LTX2PipelineOutput(frames=output_frames, audio=waveform, audio_sample_rate=sample_rate)
