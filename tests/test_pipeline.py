@@ -69,6 +69,14 @@ def test_output_types_shapes_and_ranges(pipe):
     latent = run(pipe, output_type="latent")
     assert latent.frames.shape == (1, 128, 2, 2, 2) and latent.audio.shape == (1, 8, 9, 16)
     assert latent.audio_sample_rate is None
+    # "latent" gives the transformer's normalised latents (diffusers' LTX2Pipeline gives un-normalised ones):
+    # decode_video / decode_audio un-normalise them and reproduce the decoded outputs
+    from ltx2_diffusers.pipelines.denoising import decode_audio, decode_video
+
+    with torch.no_grad():
+        frames = ((decode_video(pipe.vae, latent.frames) + 1) / 2).clamp(0, 1).permute(0, 2, 3, 4, 1).numpy()
+        np.testing.assert_allclose(frames, np_out.frames, rtol=0, atol=1e-6)
+        torch.testing.assert_close(decode_audio(pipe.audio_vae, pipe.vocoder, latent.audio), np_out.audio)
 
 
 def test_prompts_times_videos_per_prompt_and_seeds(pipe):
