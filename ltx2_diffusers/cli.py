@@ -16,10 +16,30 @@ DTYPES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16", "float1
 DTYPES["float32"] = "float32"
 
 
+EXAMPLES = """examples:
+  ltx2-diffusers generate "a cat" -o cat.mp4 --model tiny --frames 17 --height 128 --width 128 --steps 2
+      (random tiny model, offline, seconds: checks the install)
+  ltx2-diffusers generate "a jazz pianist in a smoky club" -o piano.mp4 --model Lightricks/LTX-2
+  ltx2-diffusers generate "she turns and smiles" -o smile.mp4 --image face.png \\
+      --model ltx-2.3-22b-dev.safetensors --text-encoder google/gemma-3-12b-it-qat-q4_0-unquantized"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ltx2-diffusers", description="LTX-2 / LTX-2.3 audio+video generation.")
+    parser = argparse.ArgumentParser(
+        prog="ltx2-diffusers",
+        description="LTX-2 / LTX-2.3 audio+video generation.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    gen = commands.add_parser("generate", help="generate a video with sound from a prompt (and an optional image)")
+    gen = commands.add_parser(
+        "generate",
+        help="generate a video with sound from a prompt (and an optional image)",
+        description="Generate an mp4 (H.264 + stereo AAC) from a prompt, one stage, with the reference's defaults "
+        "for the model version (ltx-pipelines' one-stage pipeline).",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     gen.add_argument("prompt", help="what to generate")
     gen.add_argument("-o", "--output", required=True, help="output .mp4 path")
     gen.add_argument(

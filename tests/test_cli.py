@@ -232,3 +232,20 @@ def test_cli_kind_picks_the_scheduler_of_a_folder(tmp_path, monkeypatch):
     assert main(argv) == 2 and main([*argv, "--kind", "dev"]) == 2
     assert seen[0][0] == pytest.approx(list(DISTILLED_SIGMAS)) and seen[0][1] is DISTILLED_DEFAULTS
     assert seen[1][0] is None and seen[1][1] is not DISTILLED_DEFAULTS
+
+
+def test_cli_help_examples_parse(capsys):
+    """The examples `--help` prints use flags that exist (the first one is the README's, run in the test above)."""
+    import shlex
+
+    from ltx2_diffusers.cli import EXAMPLES
+
+    commands = EXAMPLES.replace("\\\n", " ").splitlines()
+    commands = [line.strip() for line in commands if line.strip().startswith("ltx2-diffusers ")]
+    assert len(commands) == 3
+    for command in commands:
+        args = build_parser().parse_args(shlex.split(command)[1:])
+        assert args.command == "generate" and args.output.endswith(".mp4")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["generate", "--help"])
+    assert "examples:" in capsys.readouterr().out
