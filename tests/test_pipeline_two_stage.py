@@ -28,7 +28,7 @@ from ltx_pipelines.utils.samplers import euler_denoising_loop
 from ltx_pipelines.utils.types import PipelineComponents
 from peft.tuners.tuners_utils import BaseTunerLayer
 
-from ltx2_diffusers import LTX2AVTwoStagePipeline, LTX2LatentUpsamplerModel
+from ltx2_diffusers import LTX2AVPipeline, LTX2AVTwoStagePipeline, LTX2LatentUpsamplerModel
 from ltx2_diffusers.loaders.lora import LTX2LoRA, load_lora_adapter
 from ltx2_diffusers.loaders.metadata import upsampler_config_from_original
 from ltx2_diffusers.loaders.upsampler_keys import original_to_diffusers_keys
@@ -179,6 +179,40 @@ def _stage_latents(pipe, **kwargs):
         output_type="latent", return_dict=False, callback_on_step_end=callback, **kwargs,
     )  # fmt: skip
     return seen[0], video
+
+
+def test_image_conditions_each_stage_at_its_size_and_one_generator_runs_through(pipe):
+    image = torch.rand(3, 128, 192, generator=torch.Generator().manual_seed(1)) * 2 - 1  # prepared, full size
+    seen = {}
+
+    def callback(p, step_index, timestep, tensors):
+        seen[step_index] = tensors["video_latents"].clone()
+
+    kwargs = dict(FAST, width=192, video_guidance=NEUTRAL, audio_guidance=NEUTRAL, output_type="latent")
+    video, audio = pipe(
+        "a cat", image=image, generator=torch.Generator().manual_seed(4), return_dict=False,
+        callback_on_step_end=callback, **kwargs,
+    )  # fmt: skip
+    half = torch.nn.functional.interpolate(image[None], size=(64, 96), mode="bilinear", antialias=True)
+    stage_1_image = pipe.encode_image(half, 64, 96, torch.device("cpu"))  # (1, 128, 1, 2, 3)
+    stage_2_image = pipe.encode_image(image, 128, 192, torch.device("cpu"))  # (1, 128, 1, 4, 6)
+    torch.testing.assert_close(seen[0][:, :6], stage_1_image.flatten(2).transpose(1, 2), rtol=0, atol=0)
+    torch.testing.assert_close(video[:, :, :1], stage_2_image, rtol=0, atol=0)  # strength 1: frame 0 stays clean
+
+    # the same result from the one-stage pipeline at half size and refine_latents, drawing from ONE generator
+    generator = torch.Generator().manual_seed(4)
+    one_stage = LTX2AVPipeline(**{k: v for k, v in pipe.components.items() if k != "latent_upsampler"})
+    one_stage.set_progress_bar_config(disable=True)
+    kwargs.update(height=64, width=96)
+    video_1, audio_1 = one_stage("a cat", image=half[0], generator=generator, return_dict=False, **kwargs)
+    contexts = one_stage.encode_prompts(["a cat"], None, torch.device("cpu"), torch.float32)
+    expected_video, expected_audio = refine_latents(
+        pipe.transformer, pipe.latent_upsampler, video_1, audio_1, contexts, latents_mean=pipe.vae.latents_mean,
+        latents_std=pipe.vae.latents_std, frame_rate=24.0, sigmas=torch.tensor(STAGE_2_DISTILLED_SIGMAS),
+        generator=generator, conditions=[VideoCondition(stage_2_image, 0, 1.0)],
+    )  # fmt: skip
+    torch.testing.assert_close(video, expected_video, rtol=0, atol=0)
+    torch.testing.assert_close(audio, expected_audio, rtol=0, atol=0)
 
 
 def _random_lora(transformer, seed: int, modules: tuple[str, ...]) -> LTX2LoRA:
