@@ -268,6 +268,10 @@ class LTX2AVRetakePipeline(LTX2AVPipeline):
         num_frames, height, width = frames.shape[:3]
         check_source_clip(num_frames, height, width)
         check_window(start_time, end_time, num_frames / frame_rate)
+        if not regenerate_video and not regenerate_audio and audio is not None:
+            raise ValueError(
+                "regenerate_video and regenerate_audio are both False, so nothing would change: set one of them"
+            )
         if output_type not in ("pil", "np", "pt", "latent"):
             raise ValueError(f"output_type must be one of 'pil', 'np', 'pt', 'latent', got {output_type!r}")
         for name in callback_on_step_end_tensor_inputs:
