@@ -180,15 +180,6 @@ def _from_folder_or_hub(pipeline_class, model: str, torch_dtype, kind: str | Non
         ) from None
 
 
-def frames_to_uint8(frames):
-    """(F, H, W, 3) floats in [0, 1] -> uint8 by truncation, as ltx-core's `decode_video` converts before the
-    reference's encoder (spec §13.11: x * 255, then `.to(uint8)`, no rounding); the pipeline's "pil" output does the
-    same. Rounding here instead would shift about half the pixel values by 1 against the reference's mp4."""
-    import numpy as np
-
-    return (np.clip(frames, 0.0, 1.0) * 255.0).astype(np.uint8)
-
-
 def describe_output(path: str, frames, audio, sample_rate: int, fps: float, seconds_taken: float) -> str:
     """The CLI's last line: where the clip is, its size, frame count and length, the audio track, the time it took.
     frames: (F, H, W, 3); audio: (2, S) at `sample_rate`."""
@@ -204,6 +195,7 @@ def generate(args: argparse.Namespace) -> str:
     """Run `generate` and return the summary line `main` prints (see `describe_output`)."""
     import time
 
+    import numpy as np
     import torch
 
     from .utils.media import export_to_video_with_audio
@@ -243,9 +235,9 @@ def generate(args: argparse.Namespace) -> str:
         frame_rate=args.fps,
         num_inference_steps=args.steps,
         generator=generator,
-        output_type="np",
+        output_type="pil",  # uint8 frames made as the reference's decode_video makes them (truncated, same dtype)
     )
-    frames, audio = frames_to_uint8(output.frames[0]), output.audio[0]
+    frames, audio = np.stack([np.asarray(frame) for frame in output.frames[0]]), output.audio[0]
     path = export_to_video_with_audio(frames, audio, output.audio_sample_rate, args.fps, args.output)
     return describe_output(path, frames, audio, output.audio_sample_rate, args.fps, time.perf_counter() - start)
 

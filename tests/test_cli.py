@@ -183,14 +183,9 @@ def test_cli_image_flags_reach_the_pipeline(tmp_path, monkeypatch):
     assert seen["image"].size == (40, 30)  # loaded; resizing and cropping happen in the pipeline
 
 
-def test_cli_frames_are_truncated_to_uint8_as_the_reference(tmp_path, monkeypatch):
-    """ltx_core/model/video_vae/video_vae.py `convert_to_uint8`: ((x + 1) / 2).clamp(0, 1) * 255 then .to(uint8), a
-    truncation (spec §13.11); the CLI hands the encoder the same uint8 frames as the pipeline's "pil" output."""
-    from ltx2_diffusers.cli import frames_to_uint8
-
-    floats = np.array([0.0, 0.5, 0.999, 1.0, 254.9 / 255], dtype=np.float32).reshape(1, 1, 5, 1).repeat(3, axis=-1)
-    np.testing.assert_array_equal(frames_to_uint8(floats)[0, 0, :, 0], [0, 127, 254, 255, 254])
-
+def test_cli_frames_are_the_pipelines_pil_frames(tmp_path, monkeypatch):
+    """The encoder gets the pipeline's "pil" frames: uint8 truncated as ltx-core's decode_video makes them (spec §13.11;
+    tests/test_pipeline.py pins that conversion, bf16 included), not a rounding of the float output."""
     captured = {}
 
     def fake_export(frames, audio, sample_rate, fps, path):
@@ -205,11 +200,11 @@ def test_cli_frames_are_truncated_to_uint8_as_the_reference(tmp_path, monkeypatc
 
     from ltx2_diffusers.pipelines.tiny import build_tiny_pipeline
 
-    pil = build_tiny_pipeline()(
-        "a cat", num_frames=9, height=64, width=64, num_inference_steps=1, generator=torch.Generator().manual_seed(7)
-    ).frames[0]
-    assert captured["frames"].dtype == np.uint8
-    np.testing.assert_array_equal(captured["frames"], np.stack([np.asarray(frame) for frame in pil]))
+    kwargs = {"num_frames": 9, "height": 64, "width": 64, "num_inference_steps": 1, "output_type": "np"}
+    floats = build_tiny_pipeline()("a cat", generator=torch.Generator().manual_seed(7), **kwargs).frames[0]
+    assert captured["frames"].dtype == np.uint8 and captured["frames"].shape == (9, 64, 64, 3)
+    np.testing.assert_array_equal(captured["frames"], (floats * 255).astype(np.uint8))  # truncated
+    assert not np.array_equal(captured["frames"], (floats * 255).round().astype(np.uint8))  # ... not rounded
 
 
 def test_cli_kind_picks_the_scheduler_of_a_folder(tmp_path, monkeypatch):

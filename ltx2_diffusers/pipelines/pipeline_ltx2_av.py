@@ -132,15 +132,16 @@ def _repeat_contexts(contexts: TextContexts, times: int) -> TextContexts:
 
 
 def _postprocess_frames(video: Tensor, output_type: str):
-    """(B, 3, F, H, W) in [-1, 1] -> "pt" (B, F, 3, H, W) / "np" (B, F, H, W, 3) in [0, 1] / "pil" lists."""
+    """(B, 3, F, H, W) in [-1, 1] -> "pt" (B, F, 3, H, W) / "np" (B, F, H, W, 3) float32 in [0, 1] / "pil" lists."""
+    if output_type == "pil":
+        # ltx-core's decode_video converts in the decoder's output dtype (bf16 in the reference's runs) and truncates
+        # (spec §13.11): the same expression in the same dtype gives the reference's uint8 frames exactly
+        uint8 = (((video + 1.0) / 2.0).clamp(0.0, 1.0) * 255.0).to(torch.uint8)
+        return [[PIL.Image.fromarray(frame) for frame in clip] for clip in uint8.permute(0, 2, 3, 4, 1).cpu().numpy()]
     frames = ((video.float() + 1.0) / 2.0).clamp(0.0, 1.0)
     if output_type == "pt":
         return frames.permute(0, 2, 1, 3, 4)
-    frames = frames.permute(0, 2, 3, 4, 1).cpu()
-    if output_type == "np":
-        return frames.numpy()
-    uint8 = (frames * 255.0).to(torch.uint8).numpy()  # truncation, as the reference's export (spec §13.11)
-    return [[PIL.Image.fromarray(frame) for frame in clip] for clip in uint8]
+    return frames.permute(0, 2, 3, 4, 1).cpu().numpy()
 
 
 COMPONENTS = ("scheduler", "vae", "audio_vae", "text_encoder", "tokenizer", "connectors", "transformer", "vocoder")
