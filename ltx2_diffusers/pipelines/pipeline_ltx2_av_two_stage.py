@@ -239,8 +239,9 @@ class LTX2AVTwoStagePipeline(LTX2AVPipeline):
         in_index = index.get("latent_upsampler", [None, None])[1] is not None
         in_folder = os.path.isfile(os.path.join(folder, "latent_upsampler", "config.json"))
         if "latent_upsampler" not in kwargs and (in_index or in_folder):
+            dtype = kwargs.get("dtype", kwargs.get("torch_dtype"))  # LTX2AVPipeline.from_pretrained takes either name
             kwargs["latent_upsampler"] = LTX2LatentUpsamplerModel.from_pretrained(
-                folder, subfolder="latent_upsampler", torch_dtype=kwargs.get("torch_dtype")
+                folder, subfolder="latent_upsampler", dtype=dtype
             )
         return super().from_pretrained(folder, **kwargs)
 
