@@ -117,7 +117,18 @@ def load_pipeline(
         from .pipelines.tiny import build_tiny_pipeline
 
         pipe = build_tiny_pipeline()
-        return pipe if torch_dtype == torch.float32 else pipe.to(torch_dtype)
+        if torch_dtype == torch.float32:
+            return pipe
+        # diffusers 0.42's ModelMixin.to(dtype) warns "modules ... should be kept in float32: []" for every model, even
+        # with an empty list (`_keep_in_fp32_modules or []` is never None): five lines of noise on the README command
+        from diffusers.utils import logging as diffusers_logging
+
+        verbosity = diffusers_logging.get_verbosity()
+        diffusers_logging.set_verbosity_error()
+        try:
+            return pipe.to(torch_dtype)
+        finally:
+            diffusers_logging.set_verbosity(verbosity)
     if model.endswith(".safetensors"):
         if not os.path.isfile(model):
             raise SystemExit(f"error: --model {model}: no such file")

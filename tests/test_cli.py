@@ -244,3 +244,14 @@ def test_cli_help_examples_parse(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["generate", "--help"])
     assert "examples:" in capsys.readouterr().out
+
+
+def test_cli_tiny_in_bf16_prints_no_spurious_float32_warnings(capfd):
+    """`--model tiny` on CUDA casts to bf16; diffusers 0.42 then warns about float32 modules even when there are none."""
+    import torch
+
+    from ltx2_diffusers.cli import load_pipeline
+
+    pipe = load_pipeline("tiny", torch.bfloat16)
+    assert pipe.transformer.dtype == pipe.vae.dtype == torch.bfloat16
+    assert "should be kept in float32" not in capfd.readouterr().err
