@@ -320,3 +320,17 @@ def test_defaults_follow_the_reference(pipe, monkeypatch, distilled):
         assert seen["negative_prompts"] == [""]
         assert seen["video_guidance"] == GuidanceScales(cfg=3.0, stg=1.0, modality=3.0, rescale=0.7, stg_blocks=(29,))
         assert seen["audio_guidance"].cfg == 7.0
+
+
+def test_diffusers_resolves_the_saved_class_name():
+    """save_pretrained records `_class_name` "LTX2AVRetakePipeline", which `DiffusionPipeline.from_pretrained` looks
+    up on the diffusers module: it must find this class, with the one-stage pipeline's components (whose save / load
+    round trip is tested with that pipeline; this class inherits its loading code unchanged)."""
+    import diffusers
+
+    from ltx2_diffusers import LTX2AVPipeline
+
+    assert diffusers.LTX2AVRetakePipeline is LTX2AVRetakePipeline
+    assert LTX2AVRetakePipeline._get_signature_keys(LTX2AVRetakePipeline) == LTX2AVPipeline._get_signature_keys(
+        LTX2AVPipeline
+    )
