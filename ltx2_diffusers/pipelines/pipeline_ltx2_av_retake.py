@@ -196,9 +196,12 @@ class LTX2AVRetakePipeline(LTX2AVPipeline):
         return normalize_latents(latent, self.vae.latents_mean, self.vae.latents_std)
 
     @torch.no_grad()
-    def encode_source_audio(self, waveform: Tensor, sample_rate: int, num_audio_frames: int, dtype: torch.dtype):
+    def encode_source_audio(
+        self, waveform: Tensor | np.ndarray, sample_rate: int, num_audio_frames: int, dtype: torch.dtype
+    ) -> Tensor:
         """(C, S) or (1, C, S) waveform -> normalised audio latent (1, 8, num_audio_frames, 16), trimmed or zero-padded
         as the reference does. The waveform is first rounded to `dtype`, as the reference hands it to its encoder."""
+        waveform = torch.as_tensor(waveform)
         if waveform.ndim == 2:
             waveform = waveform.unsqueeze(0)
         if waveform.ndim != 3 or waveform.shape[0] != 1 or waveform.shape[1] not in (1, 2):
@@ -218,7 +221,7 @@ class LTX2AVRetakePipeline(LTX2AVPipeline):
         *,
         negative_prompt: str | None = None,
         frame_rate: float | None = None,
-        audio: Tensor | None = None,
+        audio: Tensor | np.ndarray | None = None,
         audio_sample_rate: int | None = None,
         regenerate_video: bool = True,
         regenerate_audio: bool = True,
