@@ -304,6 +304,25 @@ def test_save_and_load_round_trip(pipe, tmp_path):
     assert state.keys() == expected.keys() and all(torch.equal(state[k], expected[k].bfloat16()) for k in state)
 
 
+def test_from_single_file_takes_the_upsampler_file(tmp_path):
+    from test_conversion_utils import UPSAMPLER_CONFIG, write_checkpoint, write_upsampler
+
+    from ltx2_diffusers.loaders.metadata import LTX2
+
+    write_checkpoint(tmp_path / "ltx-2-19b-dev.safetensors", LTX2)
+    write_upsampler(tmp_path / "ltx-2-spatial-upscaler-x2-1.0.safetensors", dict(UPSAMPLER_CONFIG, in_channels=128))
+    pipe = LTX2AVTwoStagePipeline.from_single_file(
+        tmp_path / "ltx-2-19b-dev.safetensors",
+        latent_upsampler=tmp_path / "ltx-2-spatial-upscaler-x2-1.0.safetensors",
+        torch_dtype=torch.bfloat16,
+    )
+    expected = LTX2LatentUpsamplerModel.from_single_file(tmp_path / "ltx-2-spatial-upscaler-x2-1.0.safetensors")
+    state = pipe.latent_upsampler.state_dict()
+    assert type(pipe) is LTX2AVTwoStagePipeline and pipe.transformer.dtype == torch.bfloat16
+    assert all(torch.equal(state[k], v.bfloat16()) for k, v in expected.state_dict().items())
+    assert pipe.config["latent_upsampler"] == ("ltx2_diffusers", "LTX2LatentUpsamplerModel")
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [

@@ -245,6 +245,27 @@ class LTX2AVTwoStagePipeline(LTX2AVPipeline):
             )
         return super().from_pretrained(folder, **kwargs)
 
+    @classmethod
+    def from_single_file(
+        cls,
+        path: str | os.PathLike,
+        *,
+        latent_upsampler: str | os.PathLike | torch.nn.Module | None = None,
+        torch_dtype: torch.dtype | None = None,
+        **kwargs,
+    ) -> "LTX2AVTwoStagePipeline":
+        """`LTX2AVPipeline.from_single_file` (the Lightricks checkpoint; `text_encoder`, `tokenizer`, `processor`,
+        `kind` as there) plus the upsampler: a model, or the path of its own single file
+        (e.g. `ltx-2-spatial-upscaler-x2-1.0.safetensors`)."""
+        from ..models.latent_upsampler import LTX2LatentUpsamplerModel
+
+        pipe = super().from_single_file(path, torch_dtype=torch_dtype, **kwargs)
+        if isinstance(latent_upsampler, str | os.PathLike):
+            latent_upsampler = LTX2LatentUpsamplerModel.from_single_file(latent_upsampler, torch_dtype=torch_dtype)
+        if latent_upsampler is not None:
+            pipe.register_modules(latent_upsampler=latent_upsampler)
+        return pipe
+
     def encode_prompts(
         self, prompts: list[str], negative_prompts: list[str] | None, device: torch.device, dtype: torch.dtype
     ) -> TextContexts:
