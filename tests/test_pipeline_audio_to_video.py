@@ -290,3 +290,17 @@ def test_input_errors(pipe):
         pipe("x", "/nonexistent/audio.wav", **kwargs)
     with pytest.raises(ValueError, match="multiple of 64"):
         pipe("x", _waveform(0.5), audio_sample_rate=48000, **dict(kwargs, height=96))
+
+
+def test_diffusers_resolves_the_class_name_with_the_two_stage_components():
+    """`DiffusionPipeline.from_pretrained` looks `_class_name` up on the diffusers module; this class inherits the
+    two-stage pipeline's components and loading code unchanged."""
+    import diffusers
+
+    import ltx2_diffusers
+    from ltx2_diffusers import LTX2AVTwoStagePipeline
+
+    assert ltx2_diffusers.LTX2AVAudioToVideoPipeline is LTX2AVAudioToVideoPipeline
+    assert diffusers.LTX2AVAudioToVideoPipeline is LTX2AVAudioToVideoPipeline
+    keys = LTX2AVAudioToVideoPipeline._get_signature_keys(LTX2AVAudioToVideoPipeline)
+    assert keys == LTX2AVTwoStagePipeline._get_signature_keys(LTX2AVTwoStagePipeline)
