@@ -10,6 +10,8 @@
 (4) Input errors.
 """
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -110,6 +112,34 @@ def test_initial_states_equal_the_reference_bit_for_bit(stage):
     assert got_audio.denoise_mask.shape == (1, AUDIO_FRAMES, 1) and not got_audio.denoise_mask.any()
     # the discarded audio draw moved the generator on exactly as the reference's: the next draws agree
     assert torch.equal(torch.randn(16, generator=ours_generator), torch.randn(16, generator=theirs_generator))
+
+
+def test_audio_file_to_trimmed_latent_matches_the_reference(tmp_path):
+    """The reference's chain: `decode_audio_from_file(path, start, duration)` -> `encode_audio` -> [:, :, :frames];
+    the same tiny audio VAE weights loaded through our key map (test_audio_vae's pair), 48 kHz stereo file."""
+    from ltx_core.model.audio_vae import encode_audio
+    from ltx_pipelines.utils.media_io import decode_audio_from_file
+    from scipy.io import wavfile
+    from test_audio_vae import ours_from_reference, reference_pair
+
+    from ltx2_diffusers.pipelines.pipeline_ltx2_av_audio_to_video import _cut_waveform
+
+    encoder, decoder = reference_pair()
+    audio_vae = ours_from_reference(encoder, decoder)
+    path = tmp_path / "music.wav"
+    wavfile.write(path, 48000, _waveform(1.0, seed=4).T.numpy().astype(np.float32))
+    num_frames, fps, start = 17, 25.0, 0.2  # 0.68 s -> 17 latent frames, from 0.68 s of audio at 48 kHz
+    with torch.no_grad():
+        decoded = decode_audio_from_file(str(path), CPU, start, num_frames / fps)
+        expected = encode_audio(decoded, encoder)[:, :, : audio_latent_frames(num_frames, fps)]
+        waveform, rate = _cut_waveform(str(path), None, start, num_frames / fps)
+        got = LTX2AVAudioToVideoPipeline.encode_audio(
+            SimpleNamespace(audio_vae=audio_vae), waveform, rate, num_frames, fps, CPU
+        )
+    assert rate == decoded.sampling_rate == 48000
+    assert torch.equal(waveform, decoded.waveform[0])  # what the pipeline returns is the reference's output audio
+    assert got.shape == expected.shape == (1, 2, 17, 16)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-4)
 
 
 @pytest.fixture(scope="module")
@@ -304,3 +334,37 @@ def test_diffusers_resolves_the_class_name_with_the_two_stage_components():
     assert diffusers.LTX2AVAudioToVideoPipeline is LTX2AVAudioToVideoPipeline
     keys = LTX2AVAudioToVideoPipeline._get_signature_keys(LTX2AVAudioToVideoPipeline)
     assert keys == LTX2AVTwoStagePipeline._get_signature_keys(LTX2AVTwoStagePipeline)
+
+
+def test_stage_1_is_bit_exact_with_ltx_pipelines_in_bf16():
+    reference, ours = build_pair("ltx2_c128", seed=0)
+    reference, ours = reference.to(torch.bfloat16), ours.to(torch.bfloat16)
+    audio, contexts, image = _inputs(11)
+    audio, image = audio.bfloat16(), image.bfloat16()
+    contexts = TextContexts(*(c.bfloat16() for c in vars(contexts).values()))
+    sigmas = ltx2_sigmas(3)
+
+    def loop(sigmas, video_state, audio_state, stepper):
+        denoise = multi_modal_guider_denoising_func(
+            MultiModalGuider(core_params(VIDEO), negative_context=contexts.negative_video),
+            MultiModalGuider(MultiModalGuiderParams()),
+            contexts.video,
+            contexts.audio,
+            X0Model(reference),
+        )
+        return euler_denoising_loop(sigmas, video_state, audio_state, stepper, denoise)
+
+    with torch.no_grad():
+        expected = core_denoise_video_only(
+            output_shape=VideoPixelShape(batch=1, frames=FRAMES, height=64, width=64, fps=FPS),
+            conditionings=[VideoConditionByLatentIndex(image, 1.0, 0)], noiser=GaussianNoiser(
+            torch.Generator().manual_seed(5)), sigmas=sigmas, stepper=EulerDiffusionStep(), denoising_loop_fn=loop,
+            components=PipelineComponents(torch.bfloat16, CPU), dtype=torch.bfloat16, device=CPU,
+            initial_audio_latent=audio,
+        )  # fmt: skip
+        got, got_audio = denoise_video_only(
+            ours, audio, contexts, sigmas, VIDEO, height=64, width=64, num_frames=FRAMES, frame_rate=FPS,
+            generator=torch.Generator().manual_seed(5), conditions=[VideoCondition(image, 0, 1.0)],
+        )  # fmt: skip
+    assert got.dtype == torch.bfloat16 and torch.equal(got, expected.latent)
+    assert torch.equal(got_audio, audio)
