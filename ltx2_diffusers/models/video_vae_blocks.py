@@ -20,7 +20,7 @@ def pixel_norm_scale(x: Tensor, eps: float = 1e-8) -> Tensor:
     The sum of squares is accumulated in float32 in one read of x (no x^2 tensor). eps 1e-8 as in the video VAE
     (spec §13.9).
     """
-    sum_sq = torch.linalg.vector_norm(x, dim=1, keepdim=True, dtype=torch.float32).square_()
+    sum_sq = torch.linalg.vector_norm(x, dim=1, keepdim=True, dtype=torch.float32).square()
     return torch.rsqrt(sum_sq / x.shape[1] + eps).to(x.dtype)
 
 
@@ -463,6 +463,9 @@ def scaled_silu_into(x: Tensor, out: Tensor) -> None:
     over the output); elsewhere the eager ops.
     """
     n = x.numel()
+    if torch.is_grad_enabled() and x.requires_grad:  # training through the VAE: out= ops have no autograd
+        out.copy_(F.silu(x * pixel_norm_scale(x)))
+        return
     if triton is None or not x.is_cuda or n >= 2**31:
         torch.mul(x, pixel_norm_scale(x), out=out)
         F.silu(out, inplace=True)
