@@ -163,8 +163,6 @@ def _from_folder_or_hub(pipeline_class, model: str, torch_dtype, kind: str | Non
     FlowMatchEulerDiscreteScheduler, which would otherwise become the dev schedule); None keeps the folder's."""
     from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError
 
-    from .schedulers.scheduling_ltx2 import LTX2Scheduler
-
     if os.path.isdir(model):
         if not os.path.isfile(os.path.join(model, "model_index.json")):
             raise SystemExit(
@@ -177,11 +175,8 @@ def _from_folder_or_hub(pipeline_class, model: str, torch_dtype, kind: str | Non
         )
     elif model.startswith((".", "/", "~")) or model.count("/") > 1:
         raise SystemExit(f"error: --model {model}: no such folder. --model takes {MODEL_CHOICES}.")
-    extra = {}
-    if kind is not None:
-        extra["scheduler"] = LTX2Scheduler.distilled() if kind == "distilled" else LTX2Scheduler()
     try:
-        return pipeline_class.from_pretrained(model, torch_dtype=torch_dtype, **extra)
+        return pipeline_class.from_pretrained(model, torch_dtype=torch_dtype, kind=kind)
     except (HFValidationError, RepositoryNotFoundError, LocalEntryNotFoundError) as error:
         # RepositoryNotFoundError covers gated repos too; the Hub's own first line says which case it is
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

@@ -127,3 +127,26 @@ def test_a_diffusers_ltx2_pipeline_folder_loads_into_our_classes(saved, tmp_path
     frames, audio = generate(loaded)
     torch.testing.assert_close(frames, expected[0], rtol=0, atol=0)
     torch.testing.assert_close(audio, expected[1], rtol=0, atol=0)
+
+
+def test_scheduler_kind_for_diffusers_layout_folders(tmp_path):
+    """diffusers' scheduler config cannot tell dev from distilled, so the repo id / folder name decides unless `kind`
+    is given; a folder's own LTX2Scheduler wins over the name, an explicit kind over both."""
+    from ltx2_diffusers.pipelines.pipeline_ltx2_av import resolve_scheduler
+    from ltx2_diffusers.schedulers.scheduling_ltx2 import DISTILLED_SIGMAS
+
+    diffusers_index = {"scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"]}
+    dev = resolve_scheduler(str(tmp_path), diffusers_index, "Lightricks/LTX-2", None)
+    distilled = resolve_scheduler(str(tmp_path), diffusers_index, "diffusers/LTX-2.3-Distilled-Diffusers", None)
+    assert dev.config.fixed_sigmas is None
+    assert distilled.config.fixed_sigmas == pytest.approx(list(DISTILLED_SIGMAS))
+    forced = resolve_scheduler(str(tmp_path), diffusers_index, "diffusers/LTX-2.3-Distilled-Diffusers", "dev")
+    assert forced.config.fixed_sigmas is None
+
+    LTX2Scheduler.distilled().save_pretrained(tmp_path / "scheduler")
+    ours_index = {"scheduler": ["ltx2_diffusers", "LTX2Scheduler"]}
+    saved = resolve_scheduler(str(tmp_path), ours_index, str(tmp_path / "my-dev-copy"), None)
+    assert saved.config.fixed_sigmas == pytest.approx(list(DISTILLED_SIGMAS))
+    assert resolve_scheduler(str(tmp_path), ours_index, str(tmp_path), "dev").config.fixed_sigmas is None
+    with pytest.raises(ValueError, match="kind='fast'"):
+        resolve_scheduler(str(tmp_path), diffusers_index, "x", "fast")

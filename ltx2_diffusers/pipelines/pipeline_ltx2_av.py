@@ -148,6 +148,33 @@ COMPONENTS = ("scheduler", "vae", "audio_vae", "text_encoder", "tokenizer", "con
 OPTIONAL_COMPONENTS = ("processor",)  # a Gemma3Processor: only image-to-video prompt enhancement needs it
 
 
+def kind_from_repo_name(name_or_path: str | os.PathLike) -> str:
+    """ "distilled" when a repo id or folder name says so (`diffusers/LTX-2.3-Distilled-Diffusers`), else "dev".
+
+    Needed for diffusers-layout repos, whose scheduler config cannot tell: diffusers' converter writes the distilled
+    one as "no shift, no terminal", which is also FlowMatchEulerDiscreteScheduler's default.
+    """
+    return "distilled" if "distilled" in os.path.basename(os.path.normpath(os.fspath(name_or_path))).lower() else "dev"
+
+
+def scheduler_for_kind(kind: str) -> LTX2Scheduler:
+    """The reference's schedule: "dev" (shifted, 40/30 steps by model version) or "distilled" (the 8 fixed sigmas)."""
+    if kind not in ("dev", "distilled"):
+        raise ValueError(f"kind={kind!r}: expected 'dev' or 'distilled'")
+    return LTX2Scheduler.distilled() if kind == "distilled" else LTX2Scheduler()
+
+
+def resolve_scheduler(folder: str, index: dict, name_or_path: str | os.PathLike, kind: str | None) -> LTX2Scheduler:
+    """The scheduler for a pipeline folder: `kind` when given; else the folder's own LTX2Scheduler; else (diffusers'
+    FlowMatchEulerDiscreteScheduler, which shifts by token count where the reference does not) the reference's
+    schedule for the kind the repo id or folder name says."""
+    if kind is not None:
+        return scheduler_for_kind(kind)
+    if index.get("scheduler", [None, None])[1] == "LTX2Scheduler":
+        return LTX2Scheduler.from_pretrained(folder, subfolder="scheduler")
+    return scheduler_for_kind(kind_from_repo_name(name_or_path))
+
+
 class LTX2AVPipeline(DiffusionPipeline):
     """Text/image -> video + stereo audio with LTX-2 or LTX-2.3, one stage (ltx-pipelines' one-stage pipeline).
 
@@ -194,10 +221,14 @@ class LTX2AVPipeline(DiffusionPipeline):
     # Loading
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> "LTX2AVPipeline":
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | os.PathLike, *, kind: str | None = None, **kwargs
+    ) -> "LTX2AVPipeline":
         """Load a diffusers-layout folder or Hub repo, building OUR classes for the LTX-2 components whether its
         model_index.json names diffusers' classes (e.g. `Lightricks/LTX-2`) or ours. A diffusers scheduler is replaced
-        by `LTX2Scheduler` with the reference's schedule. Other kwargs go to `DiffusionPipeline.from_pretrained`."""
+        by `LTX2Scheduler` with the reference's schedule for `kind` ("dev" or "distilled"; None: the folder's own
+        LTX2Scheduler, else "distilled" when the repo id or folder name says so, else "dev"); an explicit `kind`
+        overrides a saved scheduler. Other kwargs go to `DiffusionPipeline.from_pretrained`."""
         import ltx2_diffusers
 
         folder = str(pretrained_model_name_or_path)
@@ -234,10 +265,7 @@ class LTX2AVPipeline(DiffusionPipeline):
             component_class = getattr(ltx2_diffusers, class_name)
             kwargs[name] = component_class.from_pretrained(folder, subfolder=name, dtype=dtype)
         if "scheduler" not in kwargs:
-            if index.get("scheduler", [None, None])[1] == "LTX2Scheduler":
-                kwargs["scheduler"] = LTX2Scheduler.from_pretrained(folder, subfolder="scheduler")
-            else:  # diffusers' FlowMatchEulerDiscreteScheduler shifts by token count; the reference does not
-                kwargs["scheduler"] = LTX2Scheduler()
+            kwargs["scheduler"] = resolve_scheduler(folder, index, pretrained_model_name_or_path, kind)
         return super().from_pretrained(folder, **kwargs)
 
     @classmethod

@@ -46,6 +46,7 @@ from .pipeline_ltx2_av import (
     LTX2AVPipeline,
     _postprocess_frames,
     _repeat_contexts,
+    resolve_scheduler,
 )
 from .pipeline_output import LTX2PipelineOutput
 
@@ -214,7 +215,9 @@ class LTX2AVTwoStagePipeline(LTX2AVPipeline):
         self._stage_1_contexts: TextContexts | None = None
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> "LTX2AVTwoStagePipeline":
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | os.PathLike, *, kind: str | None = None, **kwargs
+    ) -> "LTX2AVTwoStagePipeline":
         """`LTX2AVPipeline.from_pretrained` plus the `latent_upsampler/` folder, loaded into our
         `LTX2LatentUpsamplerModel` whether model_index.json names diffusers' class, ours, or none (diffusers' LTX-2
         repos hold the folder without listing it). Without the folder, pass `latent_upsampler=`."""
@@ -243,6 +246,8 @@ class LTX2AVTwoStagePipeline(LTX2AVPipeline):
             kwargs["latent_upsampler"] = LTX2LatentUpsamplerModel.from_pretrained(
                 folder, subfolder="latent_upsampler", dtype=dtype
             )
+        if "scheduler" not in kwargs:  # resolved here: the repo id, which may name the kind, is gone after download
+            kwargs["scheduler"] = resolve_scheduler(folder, index, pretrained_model_name_or_path, kind)
         return super().from_pretrained(folder, **kwargs)
 
     @classmethod
