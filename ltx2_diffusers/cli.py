@@ -52,8 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--kind",
         choices=("dev", "distilled"),
         help="dev (shifted schedule, guided) or distilled (fixed 8 sigmas, no guidance). Default: from the "
-        "checkpoint's name for single files and for folders / Hub ids whose name says 'distilled' (diffusers-layout "
-        "repos store a generic scheduler); otherwise the folder's own LTX2Scheduler, or dev",
+        "checkpoint's name for single files; for folders / Hub ids the folder's own LTX2Scheduler, else 'distilled' "
+        "when the name says so (diffusers-layout repos store a generic scheduler), else dev",
     )
     gen.add_argument("--image", help="image for the first frame (image-to-video)")
     gen.add_argument("--image-strength", type=float, default=1.0, help="1 keeps the image exactly, lower lets it move")
@@ -149,8 +149,6 @@ def load_pipeline(
             kind=kind,
             torch_dtype=torch_dtype,
         )
-    if kind is None and "distilled" in os.path.basename(model.rstrip("/")).lower():
-        kind = "distilled"
     return _from_folder_or_hub(LTX2AVPipeline, model, torch_dtype, kind)
 
 
@@ -159,8 +157,8 @@ MODEL_CHOICES = "a Hub id (e.g. Lightricks/LTX-2), a diffusers-layout folder, a 
 
 def _from_folder_or_hub(pipeline_class, model: str, torch_dtype, kind: str | None = None):
     """A local diffusers folder or a Hub id; anything else stops with what --model accepts instead of a traceback.
-    kind: "dev" / "distilled" replaces the folder's scheduler (diffusers' distilled repos hold a generic
-    FlowMatchEulerDiscreteScheduler, which would otherwise become the dev schedule); None keeps the folder's."""
+    kind: "dev" / "distilled" replaces the folder's scheduler; None: `LTX2AVPipeline.from_pretrained`'s rule (the
+    folder's own LTX2Scheduler, else the kind the name says, else dev)."""
     from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError
 
     if os.path.isdir(model):

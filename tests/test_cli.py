@@ -211,11 +211,25 @@ def test_cli_kind_picks_the_scheduler_of_a_folder(tmp_path, monkeypatch):
     """diffusers-layout distilled repos (e.g. diffusers/LTX-2.3-Distilled-Diffusers) hold a generic scheduler: a name
     saying "distilled", or --kind distilled, gives the distilled sigmas and, with them, no guidance (ltx-pipelines'
     DistilledPipeline: DISTILLED_SIGMA_VALUES, simple_denoising_func); --kind dev overrides the name."""
+    import json
+    import shutil
+
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
     from ltx2_diffusers.pipelines.pipeline_ltx2_av import DISTILLED_DEFAULTS, LTX2AVPipeline
     from ltx2_diffusers.pipelines.tiny import build_tiny_pipeline
     from ltx2_diffusers.schedulers.scheduling_ltx2 import DISTILLED_SIGMAS
 
-    build_tiny_pipeline().save_pretrained(tmp_path / "tiny-distilled")  # saved with the dev scheduler
+    folder = tmp_path / "tiny-distilled"
+    build_tiny_pipeline().save_pretrained(folder)
+    # made into a diffusers-layout folder: diffusers' generic scheduler, as diffusers' distilled repos hold
+    shutil.rmtree(folder / "scheduler")
+    FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=False, shift_terminal=None).save_pretrained(
+        folder / "scheduler"
+    )
+    index = json.loads((folder / "model_index.json").read_text())
+    index["scheduler"] = ["diffusers", "FlowMatchEulerDiscreteScheduler"]
+    (folder / "model_index.json").write_text(json.dumps(index))
     seen = []
 
     def spy(self, *args, **kwargs):
@@ -223,7 +237,7 @@ def test_cli_kind_picks_the_scheduler_of_a_folder(tmp_path, monkeypatch):
         raise ValueError("stop here")
 
     monkeypatch.setattr(LTX2AVPipeline, "__call__", spy)
-    argv = ["generate", "a cat", "-o", str(tmp_path / "k.mp4"), "--model", str(tmp_path / "tiny-distilled")]
+    argv = ["generate", "a cat", "-o", str(tmp_path / "k.mp4"), "--model", str(folder)]
     assert main(argv) == 2 and main([*argv, "--kind", "dev"]) == 2
     assert seen[0][0] == pytest.approx(list(DISTILLED_SIGMAS)) and seen[0][1] is DISTILLED_DEFAULTS
     assert seen[1][0] is None and seen[1][1] is not DISTILLED_DEFAULTS
