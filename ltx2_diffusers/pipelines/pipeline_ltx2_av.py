@@ -454,15 +454,8 @@ class LTX2AVPipeline(DiffusionPipeline):
         batch_size = len(prompts) * num_videos_per_prompt
 
         # 2. Conditions, noise, token positions, denoise masks
-        conditions = []
-        if image is not None:
-            conditions.append(
-                VideoCondition(self.encode_image(image, height, width, device, image_crf), 0, image_strength)
-            )
-        for key_image, frame_index, strength in keyframes:  # frame_index is checked against the clip when appended
-            conditions.append(
-                VideoCondition(self.encode_image(key_image, height, width, device, image_crf), frame_index, strength)
-            )
+        # (a keyframe's frame_index is checked against the clip when it is appended)
+        conditions = self._encode_conditions(image, image_strength, keyframes, height, width, image_crf)
         video, audio = prepare_latents(
             batch_size,
             height,
@@ -505,6 +498,35 @@ class LTX2AVPipeline(DiffusionPipeline):
         grid = ((num_frames - 1) // 8 + 1, height // 32, width // 32)
         video_latents = unpatchify_video(video.output_tokens(), *grid)
         audio_latents = unpack_audio_latents(audio.output_tokens(), self.audio_vae.config.latent_channels)
+        return self._decode_outputs(video_latents, audio_latents, output_type, generator, return_dict)
+
+    def _encode_conditions(
+        self,
+        image: ImageInput | None,
+        image_strength: float,
+        keyframes: Sequence[tuple[ImageInput, int, float]],
+        height: int,
+        width: int,
+        crf: int,
+    ) -> list[VideoCondition]:
+        """The image at frame 0 and the keyframes, encoded at height x width."""
+        device, conditions = self._execution_device, []
+        if image is not None:
+            conditions.append(VideoCondition(self.encode_image(image, height, width, device, crf), 0, image_strength))
+        for key_image, frame_index, strength in keyframes:
+            latent = self.encode_image(key_image, height, width, device, crf)
+            conditions.append(VideoCondition(latent, frame_index, strength))
+        return conditions
+
+    def _decode_outputs(
+        self,
+        video_latents: Tensor,
+        audio_latents: Tensor,
+        output_type: str,
+        generator: torch.Generator | None,
+        return_dict: bool,
+    ) -> LTX2PipelineOutput | tuple:
+        """The last stage of every pipeline: normalised latents -> frames (by `output_type`) and stereo waveform."""
         if output_type == "latent":
             frames, waveform, sample_rate = video_latents, audio_latents, None
         else:

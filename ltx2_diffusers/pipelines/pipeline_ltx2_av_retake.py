@@ -37,9 +37,9 @@ from .conditioning import (
     unpatchify_video,
     video_latent_state,
 )
-from .denoising import TextContexts, decode_audio, decode_video, guided_denoise
+from .denoising import TextContexts, guided_denoise
 from .guidance import GuidanceScales, GuidanceSchedule
-from .pipeline_ltx2_av import LTX2AVPipeline, _needs_uncond, _postprocess_frames
+from .pipeline_ltx2_av import LTX2AVPipeline, _needs_uncond
 from .pipeline_output import LTX2PipelineOutput
 
 # ltx-pipelines' RetakePipeline: `num_inference_steps=40` and `negative_prompt=""` are its call's defaults, which its
@@ -339,12 +339,4 @@ class LTX2AVRetakePipeline(LTX2AVPipeline):
         # 4. Latents -> the whole clip
         video_latents = unpatchify_video(video_state.output_tokens(), *video_latent.shape[2:])
         audio_latents = unpack_audio_latents(audio_state.output_tokens(), self.audio_vae.config.latent_channels)
-        if output_type == "latent":
-            output_frames, waveform, sample_rate = video_latents, audio_latents, None
-        else:
-            output_frames = _postprocess_frames(decode_video(self.vae, video_latents, generator), output_type)
-            waveform, sample_rate = decode_audio(self.audio_vae, self.vocoder, audio_latents), self.audio_sample_rate
-        self.maybe_free_model_hooks()
-        if not return_dict:
-            return output_frames, waveform
-        return LTX2PipelineOutput(frames=output_frames, audio=waveform, audio_sample_rate=sample_rate)
+        return self._decode_outputs(video_latents, audio_latents, output_type, generator, return_dict)

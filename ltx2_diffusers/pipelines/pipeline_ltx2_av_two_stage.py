@@ -33,8 +33,6 @@ from .denoising import (
     TextContexts,
     VideoCondition,
     check_video_size,
-    decode_audio,
-    decode_video,
     guided_denoise,
     prepare_latents,
 )
@@ -44,7 +42,6 @@ from .pipeline_ltx2_av import (
     OPTIONAL_COMPONENTS,
     ImageInput,
     LTX2AVPipeline,
-    _postprocess_frames,
     _repeat_contexts,
     resolve_scheduler,
 )
@@ -280,23 +277,6 @@ class LTX2AVTwoStagePipeline(LTX2AVPipeline):
         self._stage_1_contexts = contexts
         return contexts
 
-    def _encode_conditions(
-        self,
-        image: ImageInput | None,
-        image_strength: float,
-        keyframes: Sequence[tuple[ImageInput, int, float]],
-        height: int,
-        width: int,
-        crf: int,
-    ) -> list[VideoCondition]:
-        device, conditions = self._execution_device, []
-        if image is not None:
-            conditions.append(VideoCondition(self.encode_image(image, height, width, device, crf), 0, image_strength))
-        for key_image, frame_index, strength in keyframes:
-            latent = self.encode_image(key_image, height, width, device, crf)
-            conditions.append(VideoCondition(latent, frame_index, strength))
-        return conditions
-
     def check_two_stage_inputs(self, height: int, width: int, num_frames: int, output_type: str, adapter: str | None):
         for name, value in (("height", height), ("width", width)):
             if value < TWO_STAGE_SIZE_MULTIPLE or value % TWO_STAGE_SIZE_MULTIPLE != 0:
@@ -449,12 +429,4 @@ class LTX2AVTwoStagePipeline(LTX2AVPipeline):
                 adapters.restore()
 
         # 3. Latents -> frames and waveform
-        if output_type == "latent":
-            frames, waveform, sample_rate = video_latents, audio_latents, None
-        else:
-            frames = _postprocess_frames(decode_video(self.vae, video_latents, generator), output_type)
-            waveform, sample_rate = decode_audio(self.audio_vae, self.vocoder, audio_latents), self.audio_sample_rate
-        self.maybe_free_model_hooks()
-        if not return_dict:
-            return frames, waveform
-        return LTX2PipelineOutput(frames=frames, audio=waveform, audio_sample_rate=sample_rate)
+        return self._decode_outputs(video_latents, audio_latents, output_type, generator, return_dict)
