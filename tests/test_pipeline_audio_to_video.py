@@ -368,3 +368,26 @@ def test_stage_1_is_bit_exact_with_ltx_pipelines_in_bf16():
         )  # fmt: skip
     assert got.dtype == torch.bfloat16 and torch.equal(got, expected.latent)
     assert torch.equal(got_audio, audio)
+
+
+@pytest.mark.gpu
+def test_bf16_on_gpu_with_model_cpu_offload_gives_the_same_clip():
+    def build():
+        two_stage = build_tiny_two_stage_pipeline(seed=0)
+        pipe = LTX2AVAudioToVideoPipeline(**two_stage.components)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe.to(torch.bfloat16)
+
+    def generate(pipe):
+        return pipe(
+            "a drum", _waveform(1.0), audio_sample_rate=48000, height=128, width=192, num_frames=17,
+            num_inference_steps=2, generator=torch.Generator("cuda").manual_seed(0), output_type="pt",
+        )  # fmt: skip
+
+    on_gpu = generate(build().to("cuda"))
+    assert on_gpu.frames.shape == (1, 17, 3, 128, 192) and torch.isfinite(on_gpu.frames).all()
+    assert torch.equal(on_gpu.audio, _waveform(1.0)[None, :, : round(17 / 24 * 48000)])
+    offloaded = build()
+    offloaded.enable_model_cpu_offload()
+    again = generate(offloaded)
+    torch.testing.assert_close(again.frames.cpu(), on_gpu.frames.cpu(), rtol=0, atol=0)
