@@ -271,3 +271,21 @@ def test_audio_for_a_clip_matches_ltx_pipelines_retake(num_video_frames):
     assert (actual - expected).abs().max() <= 1e-4
     with pytest.raises(ValueError, match="num_frames=0 must be at least 1"):
         fit_audio_latent_frames(actual, 0)
+
+
+def test_encode_waveform_runs_the_offload_hook_before_making_the_mel():
+    """Under model CPU offload the hook moves the VAE before encode_waveform builds the mel on `self.device`."""
+    from accelerate.hooks import ModelHook, add_hook_to_module
+
+    vae = AutoencoderKLLTX2Audio(**TINY).eval()
+    devices_seen = []
+
+    class RecordingHook(ModelHook):
+        def pre_forward(self, module, *args, **kwargs):
+            devices_seen.append(module.device.type)
+            return args, kwargs
+
+    add_hook_to_module(vae, RecordingHook())
+    with torch.no_grad():
+        latents = vae.encode_waveform(torch.randn(1, 2, 16000), 16000)
+    assert latents.shape[:2] == (1, TINY["latent_channels"]) and len(devices_seen) == 2  # encode_waveform, then encode

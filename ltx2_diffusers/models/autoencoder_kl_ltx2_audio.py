@@ -488,6 +488,7 @@ class AutoencoderKLLTX2Audio(FromLTX2SingleFileMixin, ModelMixin, AutoencoderMix
         mean, std = self._statistics(latents)
         return latents * std + mean
 
+    @apply_forward_hook  # model CPU offload moves the VAE first, so the mel is made where the encoder runs
     def encode_waveform(self, waveform: torch.Tensor, sample_rate: int) -> torch.Tensor:
         """Waveform (B, C, S) at `sample_rate`, C = 1 (duplicated) or 2 -> normalised latents (B, 8, T_a, 16).
 
