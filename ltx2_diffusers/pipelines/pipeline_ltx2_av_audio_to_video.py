@@ -24,9 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..models.autoencoder_kl_ltx2_audio import MEL_N_FFT, audio_latent_frames, unpack_audio_latents
+from ..models.autoencoder_kl_ltx2_audio import audio_latent_frames, unpack_audio_latents
 from ..models.latent_upsampler import upsample_latents
-from ..models.mel import waveform_to_mel
 from ..schedulers.scheduling_ltx2 import STAGE_2_DISTILLED_SIGMAS
 from ..utils.media import load_audio
 from .conditioning import DEFAULT_IMAGE_CRF, LatentState, unpatchify_video
@@ -201,20 +200,8 @@ class LTX2AVAudioToVideoPipeline(LTX2AVTwoStagePipeline):
         The mel spectrogram is computed from the float32 waveform and cast to the audio VAE's dtype, as ltx-core's
         `encode_audio`; the latent is trimmed to the clip. Raises ValueError when the audio is shorter than the clip.
         """
-        needed, audio_vae = audio_latent_frames(num_frames, frame_rate), self.audio_vae
-        if audio_vae.config.mel_bins is None:
-            raise ValueError("the audio VAE's config.mel_bins is None, so its mel front end is unknown; set it (64)")
-        # `audio_vae.encode_waveform`, with the mel made on the execution device: under model CPU offload the VAE
-        # sits on the CPU until `encode` moves it, and encode_waveform would build the mel where the VAE was
-        mel = waveform_to_mel(
-            waveform[None].to(device, torch.float32),
-            sample_rate,
-            target_sample_rate=audio_vae.config.sample_rate,
-            n_fft=MEL_N_FFT,
-            hop_length=audio_vae.config.mel_hop_length,
-            num_mels=audio_vae.config.mel_bins,
-        )
-        latent = audio_vae.normalize_latents(audio_vae.encode(mel.to(audio_vae.dtype)).latent_dist.mode())
+        needed = audio_latent_frames(num_frames, frame_rate)
+        latent = self.audio_vae.encode_waveform(waveform[None].to(device, torch.float32), sample_rate)
         if latent.shape[2] < needed:
             raise ValueError(
                 f"the audio is {waveform.shape[1] / sample_rate:.3f} s long ({latent.shape[2]} latent frames) but "
