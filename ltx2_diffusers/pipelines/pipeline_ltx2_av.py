@@ -22,6 +22,7 @@ from ..models.autoencoder_kl_ltx2_audio import unpack_audio_latents
 from ..schedulers.scheduling_ltx2 import DISTILLED_SIGMAS, LTX2Scheduler
 from .conditioning import DEFAULT_IMAGE_CRF, prepare_image, unpatchify_video
 from .denoising import (
+    StepCallback,
     TextContexts,
     VideoCondition,
     check_video_size,
@@ -475,13 +476,7 @@ class LTX2AVPipeline(DiffusionPipeline):
         if num_inference_steps is None and sigmas is None and self.scheduler.config.fixed_sigmas is None:
             num_inference_steps = defaults.num_inference_steps  # a distilled scheduler brings its own sigmas
         self.scheduler.set_timesteps(num_inference_steps, sigmas=sigmas)
-        callback = None
-        if callback_on_step_end is not None:
-
-            def callback(step_index: int, sigma: float, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
-                chosen = {name: tensors[name] for name in callback_on_step_end_tensor_inputs}
-                return callback_on_step_end(self, step_index, sigma * 1000.0, chosen) or {}
-
+        callback = self._step_callback(callback_on_step_end, callback_on_step_end_tensor_inputs)
         video, audio = guided_denoise(
             self.transformer,
             video,
@@ -499,6 +494,20 @@ class LTX2AVPipeline(DiffusionPipeline):
         video_latents = unpatchify_video(video.output_tokens(), *grid)
         audio_latents = unpack_audio_latents(audio.output_tokens(), self.audio_vae.config.latent_channels)
         return self._decode_outputs(video_latents, audio_latents, output_type, generator, return_dict)
+
+    def _step_callback(
+        self, callback_on_step_end: Callable | None, tensor_names: Sequence[str], offset: int = 0
+    ) -> StepCallback | None:
+        """diffusers' `callback_on_step_end(pipe, step_index, timestep, {name: tensor})` as the denoising loop's
+        callback; `offset` carries the step count on through a second stage."""
+        if callback_on_step_end is None:
+            return None
+
+        def callback(step_index: int, sigma: float, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+            chosen = {name: tensors[name] for name in tensor_names}
+            return callback_on_step_end(self, offset + step_index, sigma * 1000.0, chosen) or {}
+
+        return callback
 
     def _encode_conditions(
         self,

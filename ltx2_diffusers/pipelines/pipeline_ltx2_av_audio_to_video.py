@@ -280,16 +280,6 @@ class LTX2AVAudioToVideoPipeline(LTX2AVTwoStagePipeline):
         contexts = _repeat_contexts(contexts, num_videos_per_prompt)
         self._stage_1_contexts = None
 
-        def step_callback(offset: int) -> StepCallback | None:
-            if callback_on_step_end is None:
-                return None
-
-            def callback(step_index: int, sigma: float, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
-                chosen = {name: tensors[name] for name in names}
-                return callback_on_step_end(self, offset + step_index, sigma * 1000.0, chosen) or {}
-
-            return callback
-
         adapters = None
         if stage_2_adapter is not None:
             adapters = StageAdapters(self.transformer, stage_2_adapter, stage_2_adapter_scale)
@@ -319,7 +309,7 @@ class LTX2AVAudioToVideoPipeline(LTX2AVTwoStagePipeline):
                 width=half[1],
                 conditions=conditions,
                 progress_bar=self.progress_bar,
-                callback=step_callback(0),
+                callback=self._step_callback(callback_on_step_end, names, 0),
                 **common,
             )
             offset = self.scheduler.num_inference_steps
@@ -346,7 +336,7 @@ class LTX2AVAudioToVideoPipeline(LTX2AVTwoStagePipeline):
                 noise_scale=float(stage_2[0]),
                 initial_video_latent=upsampled,
                 progress_bar=self.progress_bar,
-                callback=step_callback(offset),
+                callback=self._step_callback(callback_on_step_end, names, offset),
                 **common,
             )
         finally:

@@ -317,13 +317,7 @@ class LTX2AVRetakePipeline(LTX2AVPipeline):
         if num_inference_steps is None and sigmas is None and self.scheduler.config.fixed_sigmas is None:
             num_inference_steps = RETAKE_NUM_INFERENCE_STEPS
         self.scheduler.set_timesteps(num_inference_steps, sigmas=sigmas)
-        callback = None
-        if callback_on_step_end is not None:
-
-            def callback(step_index: int, sigma: float, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
-                chosen = {name: tensors[name] for name in callback_on_step_end_tensor_inputs}
-                return callback_on_step_end(self, step_index, sigma * 1000.0, chosen) or {}
-
+        callback = self._step_callback(callback_on_step_end, callback_on_step_end_tensor_inputs)
         video_state, audio_state = guided_denoise(
             self.transformer,
             video_state,

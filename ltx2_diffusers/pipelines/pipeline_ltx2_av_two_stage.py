@@ -402,13 +402,7 @@ class LTX2AVTwoStagePipeline(LTX2AVPipeline):
             conditions = self._encode_conditions(image, image_strength, keyframes, height, width, image_crf)
             offset = self.scheduler.num_inference_steps  # stage 1's steps: the callback's index runs on
             self.scheduler.set_timesteps(sigmas=stage_2_sigmas)
-            callback = None
-            if callback_on_step_end is not None:
-
-                def callback(step_index: int, sigma: float, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
-                    chosen = {name: tensors[name] for name in names}
-                    return callback_on_step_end(self, offset + step_index, sigma * 1000.0, chosen) or {}
-
+            callback = self._step_callback(callback_on_step_end, names, offset)
             video_latents, audio_latents = refine_latents(
                 transformer,
                 self.latent_upsampler,
