@@ -215,6 +215,9 @@ def generate(args: argparse.Namespace) -> str:
         pipe.enable_model_cpu_offload(device=device)
     else:
         pipe.to(device)
+    if device.startswith("cuda"):
+        # cuDNN then runs the VAE's convs without layout conversions (docs/video_vae.md: about 1.3x faster decodes)
+        pipe.vae.to(memory_format=torch.channels_last_3d)
     if args.vae_tiling is True:
         pipe.enable_vae_tiling()
     elif args.vae_tiling is False:
