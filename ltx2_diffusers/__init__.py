@@ -30,6 +30,7 @@ _PUBLIC: dict[str, str] = {
     "LTX2AVTwoStagePipeline": ".pipelines.pipeline_ltx2_av_two_stage",
     "LTX2AVRetakePipeline": ".pipelines.pipeline_ltx2_av_retake",
     "LTX2AVAudioToVideoPipeline": ".pipelines.pipeline_ltx2_av_audio_to_video",
+    "LTX2AVICLoRAPipeline": ".pipelines.pipeline_ltx2_av_ic_lora",
     "LTX2PipelineOutput": ".pipelines.pipeline_output",
     "GuidanceScales": ".pipelines.guidance",
     # media
@@ -59,7 +60,13 @@ def __dir__() -> list[str]:
 # module, whose lazy module imports a name's submodule from its class -> submodule table on first access. Entering our
 # pipelines there, under an alias of this package, keeps them lazy: `DiffusionPipeline.from_pretrained(folder saved by
 # LTX2AVPipeline)` returns LTX2AVPipeline whether diffusers or ltx2_diffusers was imported first.
-_PIPELINES = ("LTX2AVPipeline", "LTX2AVTwoStagePipeline", "LTX2AVRetakePipeline", "LTX2AVAudioToVideoPipeline")
+_PIPELINES = (
+    "LTX2AVPipeline",
+    "LTX2AVTwoStagePipeline",
+    "LTX2AVRetakePipeline",
+    "LTX2AVAudioToVideoPipeline",
+    "LTX2AVICLoRAPipeline",
+)
 sys.modules.setdefault("diffusers._ltx2_diffusers", sys.modules[__name__])
 for _name in _PIPELINES:
     if hasattr(_diffusers, "_class_to_module"):

@@ -2,8 +2,8 @@
 
 Data flow (spec §0, §6, §7, §9):
 1. `prepare_latents`: zero video/audio latents in the patchified token layout, conditions applied (an image replaces
-   latent frame 0, keyframes are appended as extra tokens), then noise drawn in token layout, video then audio, and
-   mixed in by each token's denoise mask, as ltx-core's `GaussianNoiser` does.
+   latent frame 0, keyframes and IC-LoRA reference videos are appended as extra tokens), then noise drawn in token
+   layout, video then audio, and mixed in by each token's denoise mask, as ltx-core's `GaussianNoiser` does.
 2. `guided_denoise`: Euler on x0 predictions. Every guidance pass a step needs (conditional, negative prompt,
    STG-perturbed, modality-isolated) runs as ONE batched transformer call; per-sample `Perturbations` masks say which
    samples are perturbed. Per-token sigmas (sigma * denoise_mask) keep conditioning tokens at their clean values.
@@ -29,6 +29,7 @@ from .conditioning import (
     LatentState,
     add_noise,
     append_keyframes,
+    append_reference,
     audio_latent_state,
     replace_frames,
     video_latent_state,
@@ -74,6 +75,22 @@ class VideoCondition:
     strength: float = 1.0
 
 
+@dataclass(frozen=True)
+class ReferenceCondition:
+    """An IC-LoRA reference video: `latent` (B or 1, 128, f, h', w'), normalised, appended as tokens of its own grid
+    after the image conditions (spec §7.3, `append_reference`).
+
+    downscale_factor: the LoRA's `reference_downscale_factor` (the reference was encoded at 1/factor of the size).
+    attention_strength: None (full attention) or the weight between the reference tokens and the generated ones,
+    a scalar or per reference token (f*h'*w',) / (B, f*h'*w') (spec §7.4).
+    """
+
+    latent: Tensor
+    strength: float = 1.0
+    downscale_factor: int = 1
+    attention_strength: float | Tensor | None = None
+
+
 def prepare_latents(
     batch_size: int,
     height: int,
@@ -84,7 +101,7 @@ def prepare_latents(
     generator: torch.Generator | None,
     device: torch.device,
     dtype: torch.dtype,
-    conditions: Sequence[VideoCondition] = (),
+    conditions: Sequence[VideoCondition | ReferenceCondition] = (),
     video_channels: int = 128,
     audio_channels: int = 8,
     audio_mel_bins: int = 16,
@@ -120,7 +137,17 @@ def prepare_latents(
         initial_latent=None if initial_video_latent is None else initial_video_latent.to(device, dtype),
     )
     for cond in conditions:
-        if cond.frame_index == 0:
+        if isinstance(cond, ReferenceCondition):
+            video = append_reference(
+                video,
+                cond.latent,
+                fps=frame_rate,
+                grid=grid,
+                strength=cond.strength,
+                downscale_factor=cond.downscale_factor,
+                attention_strength=cond.attention_strength,
+            )
+        elif cond.frame_index == 0:
             video = replace_frames(video, cond.latent, strength=cond.strength, grid=grid)
         else:
             video = append_keyframes(
