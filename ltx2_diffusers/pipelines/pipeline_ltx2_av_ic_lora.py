@@ -11,7 +11,6 @@ One generator draws all noise in the reference's order: stage-1 video (reference
 stage-2 video, stage-2 audio.
 """
 
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..loaders.lora import LoRAInput, load_lora_adapter, read_lora
+from ..loaders.lora import LoRAInput, LTX2LoRA, load_lora_adapter, read_lora
 from ..models.autoencoder_kl_ltx2 import normalize_latents
 from ..schedulers.scheduling_ltx2 import STAGE_2_DISTILLED_SIGMAS
 from ..utils.media import load_video
@@ -95,8 +94,8 @@ class LTX2AVICLoRAPipeline(LTX2AVTwoStagePipeline):
         """Load an IC-LoRA file as a peft adapter of the transformer (`load_lora_adapter`) and keep its metadata's
         `reference_downscale_factor`. Two IC-LoRAs with different factors >1 cannot be combined (as in the reference).
         Returns the adapter name."""
-        lora = read_lora(lora) if isinstance(lora, str | os.PathLike) else lora
-        factor = lora.reference_downscale_factor if hasattr(lora, "reference_downscale_factor") else 1
+        lora = lora if isinstance(lora, LTX2LoRA) else read_lora(lora)  # a path or a state dict
+        factor = lora.reference_downscale_factor
         if factor != 1 and self._reference_downscale_factor not in (1, factor):
             raise ValueError(
                 f"this IC-LoRA has reference_downscale_factor={factor}, but one loaded before has "
