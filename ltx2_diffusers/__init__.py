@@ -28,6 +28,7 @@ _PUBLIC: dict[str, str] = {
     # pipelines
     "LTX2AVPipeline": ".pipelines.pipeline_ltx2_av",
     "LTX2AVTwoStagePipeline": ".pipelines.pipeline_ltx2_av_two_stage",
+    "LTX2AVTwoStageHQPipeline": ".pipelines.pipeline_ltx2_av_two_stage_hq",
     "LTX2AVRetakePipeline": ".pipelines.pipeline_ltx2_av_retake",
     "LTX2AVAudioToVideoPipeline": ".pipelines.pipeline_ltx2_av_audio_to_video",
     "LTX2AVICLoRAPipeline": ".pipelines.pipeline_ltx2_av_ic_lora",
@@ -63,6 +64,7 @@ def __dir__() -> list[str]:
 _PIPELINES = (
     "LTX2AVPipeline",
     "LTX2AVTwoStagePipeline",
+    "LTX2AVTwoStageHQPipeline",
     "LTX2AVRetakePipeline",
     "LTX2AVAudioToVideoPipeline",
     "LTX2AVICLoRAPipeline",

@@ -1,0 +1,169 @@
+"""LTX2AVTwoStageHQPipeline against ltx-pipelines 1.0.0's TI2VidTwoStagesHQPipeline.
+
+(a) Stage 1's guided res_2s loop (`denoise_res2s`, one batched call per prediction) equals the reference's
+    `res2s_audio_video_denoising_loop` + `multi_modal_guider_denoising_func` (separate passes) with the HQ guidance,
+    on a tiny random transformer holding the same weights, fp32, token-count-shifted sigmas, with and without image
+    conditioning (asserted at 5e-5).
+(b) A full tiny call: the distilled adapter at 0.25 during every stage-1 call and 0.5 during every stage-2 call, the
+    stage-1 schedule shifted by the stage-1 token count, adapters restored afterwards.
+(c) Errors.
+"""
+
+import math
+
+import pytest
+import torch
+from _transformer_helpers import FRAMES, HEIGHT, WIDTH, build_pair
+from ltx_core.components.diffusion_steps import Res2sDiffusionStep
+from ltx_core.components.guiders import MultiModalGuider
+from ltx_core.components.schedulers import LTX2Scheduler as CoreLTX2Scheduler
+from ltx_core.model.transformer.model import X0Model
+from ltx_pipelines.utils.constants import LTX_2_3_HQ_PARAMS
+from ltx_pipelines.utils.helpers import multi_modal_guider_denoising_func
+from ltx_pipelines.utils.samplers import res2s_audio_video_denoising_loop
+from test_denoise_parity import core_params, make_contexts, make_states, to_core
+from test_pipeline_two_stage import _enabled
+
+from ltx2_diffusers import LTX2AVTwoStageHQPipeline
+from ltx2_diffusers.loaders.lora import LTX2LoRA, load_lora_adapter
+from ltx2_diffusers.pipelines.guidance import GuidanceScales
+from ltx2_diffusers.pipelines.pipeline_ltx2_av_two_stage_hq import (
+    HQ_AUDIO_GUIDANCE,
+    HQ_NUM_INFERENCE_STEPS,
+    HQ_VIDEO_GUIDANCE,
+    denoise_res2s,
+)
+from ltx2_diffusers.pipelines.tiny import build_tiny_two_stage_pipeline
+from ltx2_diffusers.schedulers.scheduling_ltx2 import STAGE_2_DISTILLED_SIGMAS, ltx2_sigmas
+
+FAST = {"num_frames": 9, "height": 128, "width": 128, "num_inference_steps": 2, "output_type": "latent"}
+
+
+def test_hq_defaults_are_the_reference_params():
+    assert HQ_NUM_INFERENCE_STEPS == LTX_2_3_HQ_PARAMS.num_inference_steps == 15
+    for ours, theirs in (
+        (HQ_VIDEO_GUIDANCE, LTX_2_3_HQ_PARAMS.video_guider_params),
+        (HQ_AUDIO_GUIDANCE, LTX_2_3_HQ_PARAMS.audio_guider_params),
+    ):
+        assert (ours.cfg, ours.stg, ours.modality, ours.rescale, ours.skip_step, list(ours.stg_blocks)) == (
+            theirs.cfg_scale,
+            theirs.stg_scale,
+            theirs.modality_scale,
+            theirs.rescale_scale,
+            theirs.skip_step,
+            theirs.stg_blocks,
+        )
+
+
+@pytest.fixture(scope="module")
+def pair():
+    return build_pair("ltx2", seed=0)
+
+
+@pytest.mark.parametrize("conditioning", ["none", "image"])
+def test_stage_1_res2s_matches_ltx_pipelines(pair, conditioning):
+    reference, ours = pair
+    video, audio = make_states(1, conditioning)
+    contexts = make_contexts(1)
+    sigmas = ltx2_sigmas(3, num_tokens=FRAMES * HEIGHT * WIDTH)  # the HQ pipeline's token-count shift
+    core_sigmas = CoreLTX2Scheduler().execute(steps=3, latent=torch.empty(1, 8, FRAMES, HEIGHT, WIDTH))
+    torch.testing.assert_close(sigmas, core_sigmas, rtol=0, atol=0)
+
+    denoise = multi_modal_guider_denoising_func(
+        MultiModalGuider(core_params(HQ_VIDEO_GUIDANCE), negative_context=contexts.negative_video),
+        MultiModalGuider(core_params(HQ_AUDIO_GUIDANCE), negative_context=contexts.negative_audio),
+        contexts.video,
+        contexts.audio,
+        X0Model(reference),
+    )
+    with torch.no_grad():
+        expected_video, expected_audio = res2s_audio_video_denoising_loop(
+            sigmas, to_core(video), to_core(audio), Res2sDiffusionStep(), denoise, model_dtype=torch.float32
+        )
+        got_video, got_audio = denoise_res2s(ours, video, audio, contexts, sigmas, HQ_VIDEO_GUIDANCE, HQ_AUDIO_GUIDANCE)
+        no_cfg, _ = denoise_res2s(ours, video, audio, contexts, sigmas, GuidanceScales(), HQ_AUDIO_GUIDANCE)
+
+    assert got_video.latent.dtype == torch.float32
+    assert expected_video.latent.abs().max() > 0.5 and expected_audio.latent.abs().max() > 0.5
+    torch.testing.assert_close(got_video.latent, expected_video.latent, rtol=0, atol=5e-5)
+    torch.testing.assert_close(got_audio.latent, expected_audio.latent, rtol=0, atol=5e-5)
+    assert (no_cfg.latent - expected_video.latent).abs().max() > 1e-2  # the parity can fail
+    if conditioning == "image":  # strength-1 tokens never move
+        torch.testing.assert_close(got_video.latent[:, : HEIGHT * WIDTH], video.clean_latent[:, : HEIGHT * WIDTH])
+
+
+def _small_lora(transformer, seed: int, modules: tuple[str, ...]) -> LTX2LoRA:
+    """Rank-2 LoRA on the named sub-modules of every block; small enough to keep the tiny model's values (and the
+    CPU kernels) in their normal range, large enough to change the result."""
+    generator = torch.Generator().manual_seed(seed)
+    layers = {}
+    for name, module in transformer.named_modules():
+        if name.startswith("transformer_blocks.") and name.split(".", 2)[-1] in modules:
+            a = torch.randn(2, module.in_features, generator=generator) / module.in_features**0.5
+            layers[name] = (a, 0.2 * torch.randn(module.out_features, 2, generator=generator))
+    return LTX2LoRA(layers)
+
+
+def _hq_pipe(seed: int = 2) -> LTX2AVTwoStageHQPipeline:
+    return LTX2AVTwoStageHQPipeline(**build_tiny_two_stage_pipeline(seed=seed).components)
+
+
+def test_call_switches_adapter_strength_per_stage_and_shifts_stage_1_by_its_tokens():
+    pipe = _hq_pipe()
+    generator = torch.Generator().manual_seed(3)
+    base, base_audio = pipe("a cat", **FAST, generator=generator, return_dict=False)
+    assert base.shape[-3:] == (2, 4, 4) and base_audio.ndim == 4  # 9 frames, 128 / 32
+
+    load_lora_adapter(pipe.transformer, _small_lora(pipe.transformer, 0, ("attn1.to_q", "attn1.to_v")), "distilled")
+    pipe.transformer.disable_adapters()
+    layer = next(m for m in pipe.transformer.modules() if "distilled" in getattr(m, "scaling", {}))
+    seen = []
+
+    def record(module, args, kwargs):
+        seen.append((float(kwargs["sigma"][0]) / 1000.0, layer.scaling["distilled"], _enabled(module)))
+
+    handle = pipe.transformer.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        video, _ = pipe(
+            "a cat",
+            **FAST,
+            generator=torch.Generator().manual_seed(3),
+            distilled_adapter="distilled",
+            return_dict=False,
+        )
+    finally:
+        handle.remove()
+
+    # res_2s: 2 predictions per step + 1 at the tiny last sigma; stage 1: 2 steps, stage 2: 3 steps
+    assert len(seen) == 5 + 7
+    assert all(scale == 0.25 and on for _, scale, on in seen[:5])
+    assert all(scale == 0.5 and on for _, scale, on in seen[5:])
+    s = ltx2_sigmas(2, num_tokens=2 * 2 * 2).tolist()  # stage-1 latent: 2 frames x 2 x 2
+    assert s != ltx2_sigmas(2).tolist()  # differs from the fixed 4096-token shift
+    expected = [s[0], math.sqrt(s[0] * s[1]), s[1], math.sqrt(s[1] * 0.0011), 0.0011]
+    assert [sigma for sigma, _, _ in seen[:5]] == pytest.approx(expected, rel=1e-5)
+    assert seen[5][0] == pytest.approx(STAGE_2_DISTILLED_SIGMAS[0])
+    assert not _enabled(pipe.transformer) and layer.scaling["distilled"] == 1.0  # restored
+    assert (video - base).abs().max() > 1e-3
+    # stage 1 alone at 0.25 (stage 2 at 0) differs from both the base and stage 1 at 0.5
+    kwargs = {**FAST, "distilled_adapter": "distilled", "stage_2_adapter_scale": 0.0, "return_dict": False}
+    quarter, _ = pipe("a cat", **kwargs, generator=torch.Generator().manual_seed(3))
+    half, _ = pipe("a cat", **kwargs, stage_1_adapter_scale=0.5, generator=torch.Generator().manual_seed(3))
+    # (stage 2 re-noises to 0.909, so stage 1's share of the result is small but well above float noise)
+    assert (quarter - base).abs().max() > 1e-5 and (half - quarter).abs().max() > 1e-5
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"distilled_adapter": "nope"}, ValueError, "distilled_adapter='nope' is not an adapter"),
+        ({"height": 96}, ValueError, "height=96 is not a positive multiple of 64"),
+        ({"num_inference_steps": 0}, ValueError, "num_inference_steps must be a positive int"),
+        ({"video_guidance": GuidanceScales(cfg=3.0, skip_step=1)}, ValueError, "skip_step is not supported"),
+        ({"stage_1_adapter_scale": "high"}, TypeError, "stage_1_adapter_scale must be a number"),
+    ],
+)
+def test_bad_inputs_fail_with_the_fix(kwargs, error, message):
+    pipe = _hq_pipe(seed=0)
+    with pytest.raises(error, match=message):
+        pipe("a cat", **{**FAST, **kwargs})
