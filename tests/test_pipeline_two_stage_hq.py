@@ -6,32 +6,44 @@
     conditioning (asserted at 5e-5).
 (b) A full tiny call: the distilled adapter at 0.25 during every stage-1 call and 0.5 during every stage-2 call, the
     stage-1 schedule shifted by the stage-1 token count, adapters restored afterwards.
-(c) Errors.
+(c) Stage 2 (`refine_latents_res2s`) equals the reference's upsample + re-noise + res_2s with `simple_denoising_func`
+    (image-conditioned, fp32, 5e-5).
+(d) Errors.
 """
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
-from _transformer_helpers import FRAMES, HEIGHT, WIDTH, build_pair
+from _transformer_helpers import CAPTION_CHANNELS, FRAMES, HEIGHT, TEXT_TOKENS, WIDTH, build_pair
 from ltx_core.components.diffusion_steps import Res2sDiffusionStep
 from ltx_core.components.guiders import MultiModalGuider
+from ltx_core.components.noisers import GaussianNoiser
 from ltx_core.components.schedulers import LTX2Scheduler as CoreLTX2Scheduler
+from ltx_core.conditioning.types.latent_cond import VideoConditionByLatentIndex
 from ltx_core.model.transformer.model import X0Model
+from ltx_core.model.upsampler.model import upsample_video
+from ltx_core.model.video_vae.ops import PerChannelStatistics
+from ltx_core.types import VideoPixelShape
 from ltx_pipelines.utils.constants import LTX_2_3_HQ_PARAMS
-from ltx_pipelines.utils.helpers import multi_modal_guider_denoising_func
+from ltx_pipelines.utils.helpers import denoise_audio_video, multi_modal_guider_denoising_func, simple_denoising_func
 from ltx_pipelines.utils.samplers import res2s_audio_video_denoising_loop
+from ltx_pipelines.utils.types import PipelineComponents
 from test_denoise_parity import core_params, make_contexts, make_states, to_core
-from test_pipeline_two_stage import _enabled
+from test_pipeline_two_stage import _enabled, _upsampler_pair
 
 from ltx2_diffusers import LTX2AVTwoStageHQPipeline
 from ltx2_diffusers.loaders.lora import LTX2LoRA, load_lora_adapter
+from ltx2_diffusers.models.autoencoder_kl_ltx2_audio import audio_latent_frames
+from ltx2_diffusers.pipelines.denoising import TextContexts, VideoCondition
 from ltx2_diffusers.pipelines.guidance import GuidanceScales
 from ltx2_diffusers.pipelines.pipeline_ltx2_av_two_stage_hq import (
     HQ_AUDIO_GUIDANCE,
     HQ_NUM_INFERENCE_STEPS,
     HQ_VIDEO_GUIDANCE,
     denoise_res2s,
+    refine_latents_res2s,
 )
 from ltx2_diffusers.pipelines.tiny import build_tiny_two_stage_pipeline
 from ltx2_diffusers.schedulers.scheduling_ltx2 import STAGE_2_DISTILLED_SIGMAS, ltx2_sigmas
@@ -167,3 +179,62 @@ def test_bad_inputs_fail_with_the_fix(kwargs, error, message):
     pipe = _hq_pipe(seed=0)
     with pytest.raises(error, match=message):
         pipe("a cat", **{**FAST, **kwargs})
+
+
+def test_stage_2_res2s_matches_ltx_pipelines():
+    """`refine_latents_res2s` = the HQ pipeline's stage 2: upsample, re-noise, res_2s with `simple_denoising_func`."""
+    frames, fps = 9, 24.0
+    core_transformer, transformer = build_pair("ltx2_c128", seed=0)  # registered by test_pipeline_two_stage
+    core_upsampler, upsampler = _upsampler_pair()
+    g = torch.Generator().manual_seed(7)
+    mean, std = 0.1 * torch.randn(128, generator=g), 0.5 + torch.rand(128, generator=g)
+    statistics = PerChannelStatistics(128)
+    statistics.get_buffer("mean-of-means").copy_(mean)
+    statistics.get_buffer("std-of-means").copy_(std)
+    video_1 = torch.randn(1, 128, 2, 2, 2, generator=g)
+    audio_1 = torch.randn(1, 8, audio_latent_frames(frames, fps), 16, generator=g)
+    context_v, context_a = (torch.randn(1, TEXT_TOKENS, CAPTION_CHANNELS, generator=g) for _ in range(2))
+    image = torch.randn(1, 128, 1, 4, 4, generator=g)
+    sigmas = torch.tensor(STAGE_2_DISTILLED_SIGMAS)
+
+    def loop(sigmas, video_state, audio_state, stepper):
+        denoise = simple_denoising_func(context_v, context_a, X0Model(core_transformer))
+        return res2s_audio_video_denoising_loop(
+            sigmas, video_state, audio_state, stepper, denoise, model_dtype=torch.float32
+        )
+
+    with torch.no_grad():
+        expected_video, expected_audio = denoise_audio_video(
+            output_shape=VideoPixelShape(batch=1, frames=frames, height=128, width=128, fps=fps),
+            conditionings=[VideoConditionByLatentIndex(image, 0.8, 0)],
+            noiser=GaussianNoiser(torch.Generator().manual_seed(5)),
+            sigmas=sigmas,
+            stepper=Res2sDiffusionStep(),
+            denoising_loop_fn=loop,
+            components=PipelineComponents(torch.float32, torch.device("cpu")),
+            dtype=torch.float32,
+            device=torch.device("cpu"),
+            noise_scale=sigmas[0],
+            initial_video_latent=upsample_video(
+                video_1, SimpleNamespace(per_channel_statistics=statistics), core_upsampler
+            ),
+            initial_audio_latent=audio_1,
+        )
+        got_video, got_audio = refine_latents_res2s(
+            transformer,
+            upsampler,
+            video_1,
+            audio_1,
+            TextContexts(context_v, context_a),
+            latents_mean=mean,
+            latents_std=std,
+            frame_rate=fps,
+            sigmas=sigmas,
+            generator=torch.Generator().manual_seed(5),
+            conditions=[VideoCondition(image, 0, 0.8)],
+        )
+
+    assert got_video.shape == (1, 128, 2, 4, 4) and got_audio.shape == audio_1.shape
+    assert expected_video.latent.abs().max() > 0.5 and expected_audio.latent.abs().max() > 0.5
+    torch.testing.assert_close(got_video, expected_video.latent, rtol=0, atol=5e-5)
+    torch.testing.assert_close(got_audio, expected_audio.latent, rtol=0, atol=5e-5)
