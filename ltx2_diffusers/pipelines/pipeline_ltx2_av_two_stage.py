@@ -27,7 +27,7 @@ from torch import Tensor
 from ..models.autoencoder_kl_ltx2_audio import unpack_audio_latents
 from ..models.latent_upsampler import upsample_latents
 from ..schedulers.scheduling_ltx2 import STAGE_2_DISTILLED_SIGMAS
-from .conditioning import DEFAULT_IMAGE_CRF, unpatchify_video
+from .conditioning import DEFAULT_IMAGE_CRF, LatentState, unpatchify_video
 from .denoising import (
     StepCallback,
     TextContexts,
@@ -77,31 +77,18 @@ def refine_latents(
     conditions: image / keyframe latents encoded at the FULL size (B or 1, C, f, 2H', 2W').
     Returns video (B, C, F', 2H', 2W') and audio (B, C_a, T_a, mel) latents, normalised, in the transformer's dtype.
     """
-    if video_latents.ndim != 5 or audio_latents.ndim != 4:
-        raise ValueError(
-            f"refine_latents takes video latents (B, C, F', H', W') and audio latents (B, C, T, mel), got shapes "
-            f"{tuple(video_latents.shape)} and {tuple(audio_latents.shape)}"
-        )
-    upsampler_dtype = next(latent_upsampler.parameters()).dtype
-    upsampled = upsample_latents(latent_upsampler, video_latents.to(upsampler_dtype), latents_mean, latents_std)
-    batch_size, channels, latent_frames, latent_height, latent_width = upsampled.shape
     sigmas = torch.as_tensor(sigmas, dtype=torch.float32).cpu()
-    video, audio = prepare_latents(
-        batch_size,
-        latent_height * 32,
-        latent_width * 32,
-        (latent_frames - 1) * 8 + 1,
-        frame_rate,
+    video, audio, grid = upsample_and_renoise(
+        latent_upsampler,
+        video_latents,
+        audio_latents,
+        latents_mean=latents_mean,
+        latents_std=latents_std,
+        frame_rate=frame_rate,
+        noise_scale=float(sigmas[0]),
         generator=generator,
-        device=video_latents.device,
         dtype=transformer.dtype,
         conditions=conditions,
-        video_channels=channels,
-        audio_channels=audio_latents.shape[1],
-        audio_mel_bins=audio_latents.shape[3],
-        noise_scale=float(sigmas[0]),
-        initial_video_latent=upsampled,
-        initial_audio_latent=audio_latents,
     )
     neutral = GuidanceScales()  # cfg 1, no STG, no modality guidance: the plan runs the positive pass only
     video, audio = guided_denoise(
@@ -115,10 +102,52 @@ def refine_latents(
         progress_bar=progress_bar,
         callback=callback,
     )
-    return (
-        unpatchify_video(video.output_tokens(), latent_frames, latent_height, latent_width),
-        unpack_audio_latents(audio.output_tokens(), audio_latents.shape[1]),
+    audio_channels = audio_latents.shape[1]
+    return unpatchify_video(video.output_tokens(), *grid), unpack_audio_latents(audio.output_tokens(), audio_channels)
+
+
+def upsample_and_renoise(
+    latent_upsampler: torch.nn.Module,
+    video_latents: Tensor,
+    audio_latents: Tensor,
+    *,
+    latents_mean: Tensor,
+    latents_std: Tensor,
+    frame_rate: float,
+    noise_scale: float,
+    generator: torch.Generator | None,
+    dtype: torch.dtype,
+    conditions: Sequence[VideoCondition] = (),
+) -> tuple[LatentState, LatentState, tuple[int, int, int]]:
+    """The start of every refinement stage: x2 upsample of the video latents, then video and audio states re-noised
+    to `noise_scale` (video noise drawn before audio noise) with the full-size `conditions`.
+    Returns the video and audio states and the upsampled latent grid (F', 2H', 2W')."""
+    if video_latents.ndim != 5 or audio_latents.ndim != 4:
+        raise ValueError(
+            f"a refinement stage takes video latents (B, C, F', H', W') and audio latents (B, C, T, mel), got shapes "
+            f"{tuple(video_latents.shape)} and {tuple(audio_latents.shape)}"
+        )
+    upsampler_dtype = next(latent_upsampler.parameters()).dtype
+    upsampled = upsample_latents(latent_upsampler, video_latents.to(upsampler_dtype), latents_mean, latents_std)
+    batch_size, channels, latent_frames, latent_height, latent_width = upsampled.shape
+    video, audio = prepare_latents(
+        batch_size,
+        latent_height * 32,
+        latent_width * 32,
+        (latent_frames - 1) * 8 + 1,
+        frame_rate,
+        generator=generator,
+        device=video_latents.device,
+        dtype=dtype,
+        conditions=conditions,
+        video_channels=channels,
+        audio_channels=audio_latents.shape[1],
+        audio_mel_bins=audio_latents.shape[3],
+        noise_scale=noise_scale,
+        initial_video_latent=upsampled,
+        initial_audio_latent=audio_latents,
     )
+    return video, audio, (latent_frames, latent_height, latent_width)
 
 
 class StageAdapters:

@@ -20,13 +20,12 @@ import torch
 from torch import Tensor
 
 from ..models.autoencoder_kl_ltx2_audio import unpack_audio_latents
-from ..models.latent_upsampler import upsample_latents
 from ..schedulers.scheduling_ltx2 import STAGE_2_DISTILLED_SIGMAS, Res2sLatents, ltx2_sigmas, res2s_sample
 from .conditioning import DEFAULT_IMAGE_CRF, LatentState, unpatchify_video
 from .denoising import TextContexts, VideoCondition, guided_x0, prepare_latents
 from .guidance import GuidanceScales, GuidanceSchedule, guidance_at, plan_guidance
 from .pipeline_ltx2_av import ImageInput, _repeat_contexts
-from .pipeline_ltx2_av_two_stage import LTX2AVTwoStagePipeline, StageAdapters
+from .pipeline_ltx2_av_two_stage import LTX2AVTwoStagePipeline, StageAdapters, upsample_and_renoise
 from .pipeline_output import LTX2PipelineOutput
 
 # ltx-pipelines' LTX_2_3_HQ_PARAMS (utils/constants.py)
@@ -100,40 +99,25 @@ def refine_latents_res2s(
     video_latents: (B, C, F', H', W'), audio_latents: (B, C_a, T_a, mel), normalised. conditions: encoded at the FULL
     size. Returns video (B, C, F', 2H', 2W') and audio (B, C_a, T_a, mel) latents, normalised.
     """
-    if video_latents.ndim != 5 or audio_latents.ndim != 4:
-        raise ValueError(
-            f"refine_latents_res2s takes video latents (B, C, F', H', W') and audio latents (B, C, T, mel), got "
-            f"shapes {tuple(video_latents.shape)} and {tuple(audio_latents.shape)}"
-        )
-    upsampler_dtype = next(latent_upsampler.parameters()).dtype
-    upsampled = upsample_latents(latent_upsampler, video_latents.to(upsampler_dtype), latents_mean, latents_std)
-    batch_size, channels, latent_frames, latent_height, latent_width = upsampled.shape
     sigmas = torch.as_tensor(sigmas, dtype=torch.float32).cpu()
-    video, audio = prepare_latents(
-        batch_size,
-        latent_height * 32,
-        latent_width * 32,
-        (latent_frames - 1) * 8 + 1,
-        frame_rate,
+    video, audio, grid = upsample_and_renoise(
+        latent_upsampler,
+        video_latents,
+        audio_latents,
+        latents_mean=latents_mean,
+        latents_std=latents_std,
+        frame_rate=frame_rate,
+        noise_scale=float(sigmas[0]),
         generator=generator,
-        device=video_latents.device,
         dtype=transformer.dtype,
         conditions=conditions,
-        video_channels=channels,
-        audio_channels=audio_latents.shape[1],
-        audio_mel_bins=audio_latents.shape[3],
-        noise_scale=float(sigmas[0]),
-        initial_video_latent=upsampled,
-        initial_audio_latent=audio_latents,
     )
     neutral = GuidanceScales()  # the plan runs the positive pass only (`simple_denoising_func`)
     video, audio = denoise_res2s(
         transformer, video, audio, TextContexts(contexts.video, contexts.audio), sigmas, neutral, neutral
     )
-    return (
-        unpatchify_video(video.output_tokens(), latent_frames, latent_height, latent_width),
-        unpack_audio_latents(audio.output_tokens(), audio_latents.shape[1]),
-    )
+    audio_channels = audio_latents.shape[1]
+    return unpatchify_video(video.output_tokens(), *grid), unpack_audio_latents(audio.output_tokens(), audio_channels)
 
 
 class HQStageAdapters(StageAdapters):
