@@ -172,7 +172,7 @@ def check_video_size(
     why = (
         "the video VAE compresses space 32x"
         if multiple == VAE_SPACE_SCALE
-        else f"the two-stage pipelines generate at half size first, which the VAE's 32x compression must divide"
+        else "the two-stage pipelines generate at half size first, which the VAE's 32x compression must divide"
     )
     for key, value in (("height", height), ("width", width)):
         name = n.get(key, key)
