@@ -203,6 +203,7 @@ def check_media(value: object, name: str, what: str = "image") -> None:
         path = os.fspath(value)
         if path == "":
             raise ValueError(f"{name} is an empty path: pass the {what} file")
+        path = os.path.expanduser(path)  # as inputs.py reads it
         if os.path.isdir(path):
             raise ValueError(f"{name}={path!r} is a directory: pass an {what} file inside it")
         if not os.path.isfile(path):
