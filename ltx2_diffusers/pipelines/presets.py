@@ -16,7 +16,7 @@ Importing this module imports neither torch nor diffusers (the CLI reads it befo
 import math
 import os
 import re
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 
 MODEL_VERSIONS: tuple[str, ...] = ("2.0", "2.3", "2.5")
 KINDS: tuple[str, ...] = ("dev", "distilled")
@@ -100,7 +100,10 @@ class SamplingPreset:
         (`two_stage_height` / `two_stage_width`: 1024 x 1536, HQ 1088 x 1920).
     stage_1_adapter_scale / stage_2_adapter_scale: the distilled LoRA's strength per stage where the reference fixes
         one (HQ: 0.25 / 0.5); None: the strength it was loaded with.
+    sampler: stage 1's sampler: "euler"; "res2s" (HQ); "euler_ancestral" (the 1.2.0 reference's 2.5 distilled
+        stage 1, which no pipeline here runs yet). Stage 2 is always Euler ("res2s" in HQ).
     negative_prompt: used only where some guidance has cfg != 1 (never with the distilled presets' neutral guidance).
+    seed: the reference CLI's seed (ltx-pipelines' presets), for the CLI's --seed default.
     """
 
     model_version: str
@@ -118,8 +121,8 @@ class SamplingPreset:
     num_frames: int = 121
     frame_rate: float = 24.0
     seed: int = 10
-    stage_1_adapter_scale: float | None = field(default=None)
-    stage_2_adapter_scale: float | None = field(default=None)
+    stage_1_adapter_scale: float | None = None
+    stage_2_adapter_scale: float | None = None
 
     def __post_init__(self):
         if self.model_version not in MODEL_VERSIONS or self.kind not in KINDS or self.sampler not in SAMPLERS:
