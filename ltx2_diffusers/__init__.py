@@ -1,15 +1,16 @@
 """ltx2_diffusers: Diffusers-native LTX-2 (19B) and LTX-2.3 (22B) audio-video generation.
 
 Public names are imported on first use (the table below), so a component's import cost is paid only by code that
-touches it. diffusers itself is imported here: `DiffusionPipeline.from_pretrained` resolves a model_index.json's
-`_class_name` on the `diffusers` module, so our pipelines are entered in its class table at import (see the end).
+touches it; importing the package imports neither torch nor diffusers. `DiffusionPipeline.from_pretrained` resolves a
+model_index.json's `_class_name` on the `diffusers` module, so our pipelines are entered in its class table as soon as
+diffusers is imported, before or after this package (see the end).
 """
 
+import importlib.abc
+import importlib.util
 import sys
 from importlib import import_module
 from typing import TYPE_CHECKING
-
-import diffusers as _diffusers
 
 __version__ = "0.1.0.dev0"
 
@@ -32,6 +33,7 @@ _PUBLIC: dict[str, str] = {
     "LTX2AVRetakePipeline": ".pipelines.pipeline_ltx2_av_retake",
     "LTX2AVAudioToVideoPipeline": ".pipelines.pipeline_ltx2_av_audio_to_video",
     "LTX2AVICLoRAPipeline": ".pipelines.pipeline_ltx2_av_ic_lora",
+    "LTX2AVKeyframeInterpolationPipeline": ".pipelines.pipeline_ltx2_av_keyframes",
     "LTX2PipelineOutput": ".pipelines.pipeline_output",
     "GuidanceScales": ".pipelines.guidance",
     # media
@@ -68,14 +70,45 @@ _PIPELINES = (
     "LTX2AVRetakePipeline",
     "LTX2AVAudioToVideoPipeline",
     "LTX2AVICLoRAPipeline",
+    "LTX2AVKeyframeInterpolationPipeline",
 )
-sys.modules.setdefault("diffusers._ltx2_diffusers", sys.modules[__name__])
-for _name in _PIPELINES:
-    if hasattr(_diffusers, "_class_to_module"):
-        _diffusers._class_to_module.setdefault(_name, "_ltx2_diffusers")
-    else:  # a diffusers whose top-level module is not lazy: the class itself (imports the pipeline now)
-        setattr(_diffusers, _name, __getattr__(_name))
-del _name
+
+
+def _register_with(diffusers_module) -> None:
+    sys.modules.setdefault("diffusers._ltx2_diffusers", sys.modules[__name__])
+    for name in _PIPELINES:
+        if hasattr(diffusers_module, "_class_to_module"):
+            diffusers_module._class_to_module.setdefault(name, "_ltx2_diffusers")
+        else:  # a diffusers whose top-level module is not lazy: the class itself (imports the pipeline now)
+            setattr(diffusers_module, name, __getattr__(name))
+
+
+class _RegisterWhenDiffusersLoads(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Imports diffusers' top-level module as usual, then registers our pipelines in it. Installed only while
+    diffusers is not imported yet, and removed at its first import."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "diffusers":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec("diffusers")
+        if spec is None or spec.loader is None:
+            return spec
+        self._loader, spec.loader = spec.loader, self
+        return spec
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        self._loader.exec_module(module)
+        _register_with(sys.modules["diffusers"])  # diffusers swaps in its lazy module while executing
+
+
+if "diffusers" in sys.modules:
+    _register_with(sys.modules["diffusers"])
+else:
+    sys.meta_path.insert(0, _RegisterWhenDiffusersLoads())
 
 
 if TYPE_CHECKING:  # static analysers see the real names

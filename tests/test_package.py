@@ -27,3 +27,24 @@ def test_rename_keys_applies_rows_in_order_and_inverts():
 def test_rename_keys_rejects_collisions():
     with pytest.raises(ValueError, match="both map to 'x'"):
         rename_keys(["p.x", "q.x"], ((r"^[pq]\.", ""),))
+
+
+def _python(code: str) -> str:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_import_is_light_and_registers_with_diffusers_in_either_order():
+    # `import ltx2_diffusers` imports neither torch nor diffusers (the CLI's --help and the presets stay fast) ...
+    assert _python("import sys, ltx2_diffusers; print('torch' in sys.modules, 'diffusers' in sys.modules)") == (
+        "False False"
+    )
+    # ... and DiffusionPipeline.from_pretrained still finds our pipelines, whichever package was imported first
+    registered = "import diffusers; print(diffusers.LTX2AVPipeline.__module__, diffusers.LTX2AVRetakePipeline.__name__)"
+    expected = "ltx2_diffusers.pipelines.pipeline_ltx2_av LTX2AVRetakePipeline"
+    assert _python("import ltx2_diffusers\n" + registered) == expected
+    assert _python("import diffusers, ltx2_diffusers\n" + registered) == expected
