@@ -272,6 +272,12 @@ def test_other_bad_arguments(pipe, images):
     with pytest.raises(TypeError, match="generator must be one torch.Generator"):
         pipe("a cat", keyframes=key, **FAST, generator=[torch.Generator()])
     with pytest.raises(ValueError, match="callback tensor 'latents' is not one of"):
-        pipe("a cat", keyframes=key, **FAST, callback_on_step_end=lambda *a: {}, callback_on_step_end_tensor_inputs=["latents"])
+        pipe(
+            "a cat",
+            keyframes=key,
+            **FAST,
+            callback_on_step_end=lambda *a: {},
+            callback_on_step_end_tensor_inputs=["latents"],
+        )
     with pytest.raises(ValueError, match="output_type must be one of"):
         pipe("a cat", keyframes=key, **FAST, output_type="mp4")

@@ -150,7 +150,10 @@ def run_reference(pipe, *, prompt: str, negative_prompt: str, keyframes, seed: i
 
     def encode(prompts, model_ledger, **kwargs):
         embeds = encode_prompts(pipe.text_encoder, pipe.tokenizer, pipe.connectors, prompts, dtype=DTYPE)
-        return [SimpleNamespace(video_encoding=v[None], audio_encoding=a[None]) for v, a in zip(embeds.video_context, embeds.audio_context)]
+        return [
+            SimpleNamespace(video_encoding=v[None], audio_encoding=a[None])
+            for v, a in zip(embeds.video_context, embeds.audio_context)
+        ]
 
     def loop(sigmas, video_state, audio_state, stepper, denoise_fn):
         video_out, audio_out = original_loop(sigmas, video_state, audio_state, stepper, denoise_fn)
