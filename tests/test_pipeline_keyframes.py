@@ -15,13 +15,14 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from helpers.keyframes import DTYPE, binary_image, parity_pipeline, run_reference
+from helpers.keyframes import DTYPE, binary_image, run_reference, small_pipeline
 from ltx_pipelines.utils.constants import DEFAULT_NEGATIVE_PROMPT, LTX_2_PARAMS
 from peft.tuners.tuners_utils import BaseTunerLayer
 
 from ltx2_diffusers.loaders.lora import LTX2LoRA, load_lora_adapter
 from ltx2_diffusers.pipelines import pipeline_ltx2_av_keyframes as keyframes_module
 from ltx2_diffusers.pipelines.conditioning import patchify_video
+from ltx2_diffusers.pipelines.guidance import GuidanceScales
 from ltx2_diffusers.pipelines.pipeline_ltx2_av_keyframes import LTX2AVKeyframeInterpolationPipeline
 from ltx2_diffusers.pipelines.tiny import build_tiny_two_stage_pipeline
 from ltx2_diffusers.schedulers.scheduling_ltx2 import STAGE_2_DISTILLED_SIGMAS
@@ -29,6 +30,7 @@ from ltx2_diffusers.schedulers.scheduling_ltx2 import STAGE_2_DISTILLED_SIGMAS
 PROMPT, SEED = "a cat walks across the room", 10
 SIZE = {"num_frames": 9, "height": 128, "width": 128, "frame_rate": 24.0}  # stage 1: 2 x 2 x 2 latents
 STEPS, STG_BLOCK = 2, 3  # the parity model has 4 blocks
+NEUTRAL = GuidanceScales()
 FAST = {**SIZE, "num_inference_steps": 1}
 
 
@@ -67,7 +69,7 @@ def runs(tmp_path_factory):
     """(reference run, our stage states, our final latents) for keyframes at pixel frames 0, 4 and 8 (strengths 1,
     0.7, 0.9), 2 guided stage-1 steps with every guidance term on (the LTX-2 preset, STG on the tiny model's last
     block), the 3 distilled refinement steps."""
-    pipe = parity_pipeline(LTX2AVKeyframeInterpolationPipeline)
+    pipe = small_pipeline(LTX2AVKeyframeInterpolationPipeline)
     directory = tmp_path_factory.mktemp("binary")
     paths = [binary_image(directory / f"key{i}.png", SIZE["height"], seed=i) for i in range(3)]
     keyframes = [(paths[0], 0, 1.0), (paths[1], 4, 0.7), (paths[2], 8, 0.9)]
@@ -190,7 +192,7 @@ def _random_lora(transformer, seed: int) -> LTX2LoRA:
 
 
 def test_stage_2_adapter_applies_in_stage_2_only(images):
-    pipe = _pipe(2)
+    pipe = small_pipeline(LTX2AVKeyframeInterpolationPipeline, seed=2, dtype=torch.float32)
 
     def run(**kwargs):
         stage_1 = {}
@@ -199,8 +201,9 @@ def test_stage_2_adapter_applies_in_stage_2_only(images):
             stage_1.setdefault(step_index, tensors["video_latents"].clone())
 
         video, _ = pipe(
-            "a cat", keyframes=[(images[0], 0, 1.0)], **FAST, generator=torch.Generator().manual_seed(3),
-            output_type="latent", return_dict=False, callback_on_step_end=callback, **kwargs,
+            "a cat", keyframes=[(images[0], 0, 1.0)], **FAST, video_guidance=NEUTRAL, audio_guidance=NEUTRAL,
+            generator=torch.Generator().manual_seed(3), output_type="latent", return_dict=False,
+            callback_on_step_end=callback, **kwargs,
         )  # fmt: skip
         return stage_1[0], video
 
@@ -234,6 +237,34 @@ def test_stage_1_equals_the_stage_functions(pipe, images):
     )  # fmt: skip
     torch.testing.assert_close(captured["video"].latent, video.latent, rtol=0, atol=0)
     torch.testing.assert_close(video.clean_latent[:, 8:], patchify_video(conditions[0].latent), rtol=0, atol=0)
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("guided", [True, False], ids=["guided", "unguided"])
+def test_enhance_prompt_sees_the_first_keyframe_and_negatives_only_when_guided(pipe, images, guided):
+    calls = {}
+
+    def enhance(text_encoder, tokenizer, prompt, *, image, processor, seed, device):
+        calls["enhance"] = (prompt, image, seed)
+        return "an enhanced prompt"
+
+    def encode(text_encoder, tokenizer, connectors, texts, **kwargs):
+        calls["texts"] = texts
+        raise _Stop
+
+    guidance = {} if guided else {"video_guidance": NEUTRAL, "audio_guidance": NEUTRAL}
+    with pytest.MonkeyPatch.context() as patch, pytest.raises(_Stop):
+        patch.setattr(keyframes_module, "enhance_prompt_with_gemma", enhance)
+        patch.setattr(keyframes_module, "encode_prompts", encode)
+        pipe(
+            "a cat", "ugly", keyframes=[(images[1], 4, 1.0), (images[0], 0, 1.0)], **FAST, enhance_prompt=True,
+            generator=torch.Generator().manual_seed(7), **guidance,
+        )  # fmt: skip
+    assert calls["enhance"] == ("a cat", images[1], 7)  # the first keyframe given, the generator's seed
+    assert calls["texts"] == (["an enhanced prompt", "ugly"] if guided else ["an enhanced prompt"])
 
 
 # ----------------------------------------------------------------------------------------------------------------------

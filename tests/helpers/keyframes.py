@@ -84,17 +84,18 @@ class OurVideoEncoder(torch.nn.Module):
         return normalize_latents(latent, self.vae.latents_mean, self.vae.latents_std).to(DTYPE)
 
 
-def parity_pipeline(pipeline_class, seed: int = 0, num_layers: int = 4):
-    """The tiny two-stage components with a `num_layers`-block transformer (random, seeded) and the transformer and
-    upsampler in bf16 (the VAE stays float32), as `pipeline_class`."""
+def small_pipeline(pipeline_class, seed: int = 0, num_layers: int = 4, dtype: torch.dtype = DTYPE):
+    """The tiny two-stage components with a `num_layers`-block transformer (random, seeded; the STG block of the
+    guidance presets, 29, does not exist in it), the transformer and upsampler in `dtype` (the VAE stays float32: bf16
+    3-D convolutions are slow on the CPU), as `pipeline_class`."""
     components = build_tiny_two_stage_pipeline(seed).components
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         transformer = type(components["transformer"])(**{**tiny_transformer_config(), "num_layers": num_layers})
         for parameter in transformer.parameters():
             parameter.data.normal_(0.0, 0.05)
-    pipe = pipeline_class(**{**components, "transformer": transformer.eval().to(DTYPE)})
-    pipe.latent_upsampler.to(DTYPE)
+    pipe = pipeline_class(**{**components, "transformer": transformer.eval().to(dtype)})
+    pipe.latent_upsampler.to(dtype)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
