@@ -267,6 +267,16 @@ def test_enhance_prompt_sees_the_first_keyframe_and_negatives_only_when_guided(p
     assert calls["texts"] == (["an enhanced prompt", "ugly"] if guided else ["an enhanced prompt"])
 
 
+def test_save_and_load_round_trip(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path)
+    assert '"_class_name": "LTX2AVKeyframeInterpolationPipeline"' in (tmp_path / "model_index.json").read_text()
+    loaded = LTX2AVKeyframeInterpolationPipeline.from_pretrained(tmp_path)
+    assert type(loaded) is LTX2AVKeyframeInterpolationPipeline
+    for name in ("transformer", "latent_upsampler", "vae"):
+        state, expected = getattr(loaded, name).state_dict(), getattr(pipe, name).state_dict()
+        assert state.keys() == expected.keys() and all(torch.equal(state[k], expected[k]) for k in state), name
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # (3) Errors
 
@@ -310,5 +320,7 @@ def test_other_bad_arguments(pipe, images):
             callback_on_step_end=lambda *a: {},
             callback_on_step_end_tensor_inputs=["latents"],
         )
+    with pytest.raises(ValueError, match="sigmas must lie in \\[0, 1\\] and decrease strictly"):
+        pipe("a cat", keyframes=key, **FAST, stage_2_sigmas=(0.5, 0.7, 0.0))
     with pytest.raises(ValueError, match="output_type must be one of"):
         pipe("a cat", keyframes=key, **FAST, output_type="mp4")

@@ -24,7 +24,7 @@ from torch import Tensor
 from ..models.autoencoder_kl_ltx2 import normalize_latents
 from ..models.autoencoder_kl_ltx2_audio import audio_latent_frames, unpack_audio_latents
 from ..models.latent_upsampler import upsample_latents
-from ..schedulers.scheduling_ltx2 import STAGE_2_DISTILLED_SIGMAS
+from ..schedulers.scheduling_ltx2 import STAGE_2_DISTILLED_SIGMAS, check_sigmas
 from .conditioning import (
     DEFAULT_IMAGE_CRF,
     LatentState,
@@ -84,6 +84,21 @@ def check_keyframes(keyframes: Sequence[Keyframe], num_frames: int) -> None:
                 f"keyframes[{i}]: strength={strength!r} is outside [0, 1] (1.0 keeps the keyframe exactly, lower "
                 "values let the model change it)"
             )
+
+
+def check_generator(generator: torch.Generator | None, device: torch.device) -> None:
+    """One torch.Generator (or None) on the device type the latents are made on: both stages draw their noise from it,
+    where the latents live, in the reference's order."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(
+            f"generator must be one torch.Generator (both stages draw their noise from it in the reference's order), "
+            f"got {type(generator).__name__}"
+        )
+    if generator is not None and torch.device(generator.device).type != torch.device(device).type:
+        raise ValueError(
+            f"the generator is on {generator.device} but the latents are made on {device}: noise is drawn where the "
+            f"latents live, as the reference does. Pass torch.Generator(device={str(device)!r}).manual_seed(seed)."
+        )
 
 
 @torch.no_grad()
@@ -242,17 +257,9 @@ class LTX2AVKeyframeInterpolationPipeline(LTX2AVTwoStagePipeline):
         for name in tensor_names:
             if name not in CALLBACK_TENSOR_INPUTS:
                 raise ValueError(f"callback tensor {name!r} is not one of {list(CALLBACK_TENSOR_INPUTS)}")
-        if generator is not None and not isinstance(generator, torch.Generator):
-            raise TypeError(
-                f"generator must be one torch.Generator (both stages draw their noise from it in the reference's "
-                f"order), got {type(generator).__name__}"
-            )
         device = self._execution_device
-        if generator is not None and torch.device(generator.device).type != device.type:
-            raise ValueError(
-                f"the generator is on {generator.device} but the latents are made on {device}: noise is drawn where the "
-                f"latents live, as the reference does. Pass torch.Generator(device={str(device)!r}).manual_seed(seed)."
-            )
+        check_generator(generator, device)
+        check_sigmas(stage_2_sigmas)
         if len(negative_prompts) == 1:
             negative_prompts = negative_prompts * len(prompts)
         video_guidance = defaults.video_guidance if video_guidance is None else video_guidance
@@ -284,10 +291,13 @@ class LTX2AVKeyframeInterpolationPipeline(LTX2AVTwoStagePipeline):
         needs_negative = _needs_uncond(video_guidance) or _needs_uncond(audio_guidance)
         texts = prompts + (negative_prompts if needs_negative else [])
         embeds = encode_prompts(self.text_encoder, self.tokenizer, self.connectors, texts, device=device, dtype=dtype)
-        video_context, audio_context, n = embeds.video_context, embeds.audio_context, len(prompts)
-        contexts = TextContexts(video_context[:n], audio_context[:n])
-        if needs_negative:
-            contexts = TextContexts(video_context[:n], audio_context[:n], video_context[n:], audio_context[n:])
+        positive, negative = embeds[: len(prompts)], embeds[len(prompts) :] if needs_negative else None
+        contexts = TextContexts(
+            positive.video_context,
+            positive.audio_context,
+            None if negative is None else negative.video_context,
+            None if negative is None else negative.audio_context,
+        )
         contexts = _repeat_contexts(contexts, num_videos_per_prompt)
 
         # 3. Stage-1 sigmas, the callback with a step index running through both stages, the stage-2 adapter
