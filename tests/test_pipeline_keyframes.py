@@ -44,6 +44,10 @@ def _keyframe_images(directory, count: int = 3) -> list[str]:
     return paths
 
 
+class _Stop(Exception):
+    """Raised by a patched stage to end a call once what a test needs was seen."""
+
+
 def _pipe(seed: int = 0) -> LTX2AVKeyframeInterpolationPipeline:
     pipe = LTX2AVKeyframeInterpolationPipeline(**build_tiny_two_stage_pipeline(seed).components)
     pipe.set_progress_bar_config(disable=True)
@@ -225,9 +229,9 @@ def test_stage_1_equals_the_stage_functions(pipe, images):
 
     def capture(transformer, video, audio, *args, **kwargs):
         captured.setdefault("video", video)
-        raise KeyboardInterrupt  # stop after the first state; not an Exception, so nothing swallows it
+        raise _Stop
 
-    with pytest.MonkeyPatch.context() as patch, pytest.raises(KeyboardInterrupt):
+    with pytest.MonkeyPatch.context() as patch, pytest.raises(_Stop):
         patch.setattr(keyframes_module, "guided_denoise", capture)
         pipe("a cat", keyframes=[(images[0], 0, 0.8)], **FAST, generator=torch.Generator().manual_seed(5))
     conditions = keyframes_module.encode_keyframes(pipe.vae, [(images[0], 0, 0.8)], 64, 64, device=torch.device("cpu"))
@@ -237,10 +241,6 @@ def test_stage_1_equals_the_stage_functions(pipe, images):
     )  # fmt: skip
     torch.testing.assert_close(captured["video"].latent, video.latent, rtol=0, atol=0)
     torch.testing.assert_close(video.clean_latent[:, 8:], patchify_video(conditions[0].latent), rtol=0, atol=0)
-
-
-class _Stop(Exception):
-    pass
 
 
 @pytest.mark.parametrize("guided", [True, False], ids=["guided", "unguided"])
