@@ -123,7 +123,7 @@ def read_lora(
             unknown.append(key)
             continue
         component, module, part = parsed
-        _check_tensor(source, key, tensor, part)
+        check_lora_tensor(source, key, tensor, part)
         found = parts.setdefault((component, module), {})
         if part in found:
             raise ValueError(
@@ -178,7 +178,8 @@ def read_lora(
     )
 
 
-def _check_tensor(source: str, key: str, tensor: Tensor, part: str) -> None:
+def check_lora_tensor(source: str, key: str, tensor: Tensor, part: str) -> None:
+    """Refuse a LoRA tensor that is not bf16 / fp16 / fp32 or not finite, or an alpha that is not one positive number."""
     if part == "alpha":
         if tensor.numel() != 1 or tensor.dtype == torch.bool or tensor.is_complex():
             raise ValueError(
