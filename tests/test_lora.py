@@ -288,7 +288,9 @@ def test_shape_and_name_errors_name_the_module(pair):
     for a, b in [(torch.ones(2, 16), good[1]), (good[0], torch.ones(16, 2))]:  # wrong in_features, out_features
         video_ok = (torch.ones(2, 16), torch.ones(16, 2))  # a valid module first: checks run before any write
         bad = LTX2LoRA(layers={"transformer_blocks.0.attn1.to_q": video_ok, name: (a, b)})
-        with pytest.raises(ValueError, match=rf"transformer module '{name}': A \({a.shape[0]}, {a.shape[1]}\).*\(8, 8\)"):
+        with pytest.raises(
+            ValueError, match=rf"transformer module '{name}': A \({a.shape[0]}, {a.shape[1]}\).*\(8, 8\)"
+        ):
             fuse_lora(model, bad)
         with pytest.raises(ValueError, match=rf"transformer module '{name}'"):
             load_lora_adapter(model, bad)

@@ -131,8 +131,8 @@ def _hostile_cases(transformer, connectors):
     a, b = random_pair(transformer.get_submodule(Q), 2, 0)
     ca, cb = random_pair(connectors.get_submodule(CONNECTOR_Q), 2, 1)
     good = {f"diffusion_model.{Q}.lora_A.weight": a, f"diffusion_model.{Q}.lora_B.weight": b,
-            f"diffusion_model.video_embeddings_connector.transformer_1d_blocks.0.attn1.to_q.lora_A.weight": ca,
-            f"diffusion_model.video_embeddings_connector.transformer_1d_blocks.0.attn1.to_q.lora_B.weight": cb}  # fmt: skip
+            "diffusion_model.video_embeddings_connector.transformer_1d_blocks.0.attn1.to_q.lora_A.weight": ca,
+            "diffusion_model.video_embeddings_connector.transformer_1d_blocks.0.attn1.to_q.lora_B.weight": cb}  # fmt: skip
     key_a, key_b = f"diffusion_model.{Q}.lora_A.weight", f"diffusion_model.{Q}.lora_B.weight"
     connector_b = "diffusion_model.video_embeddings_connector.transformer_1d_blocks.0.attn1.to_q.lora_B.weight"
     nan, inf = b.clone(), cb.clone()
@@ -152,10 +152,16 @@ def _hostile_cases(transformer, connectors):
         "vector alpha": ({**good, alpha_key: torch.ones(2)}, alpha_key, "an alpha is one number"),
         "rank of A != rank of B": ({**good, key_b: torch.ones(16, 3)}, key_b, r"\(16, 3\); expected A \(rank"),
         "no module": ({**good, f"diffusion_model.{Q[:-1]}z.lora_A.weight": a}, f"{Q[:-1]}z", "not LoRA tensors"),
-        "target shape": ({**good, key_a: torch.ones(2, 12), key_b: torch.ones(16, 2)}, key_a,
-                         r"A \(2, 12\) and B \(16, 2\) do not fit"),  # fmt: skip
-        "connector target shape": ({**good, connector_b: torch.ones(8, 2)}, next(k for k in good if "connector" in k),
-                                   r"A \(2, \d+\) and B \(8, 2\) do not fit"),  # fmt: skip
+        "target shape": (
+            {**good, key_a: torch.ones(2, 12), key_b: torch.ones(16, 2)},
+            key_a,
+            r"A \(2, 12\) and B \(16, 2\) do not fit",
+        ),  # fmt: skip
+        "connector target shape": (
+            {**good, connector_b: torch.ones(8, 2)},
+            next(k for k in good if "connector" in k),
+            r"A \(2, \d+\) and B \(8, 2\) do not fit",
+        ),  # fmt: skip
     }
 
 

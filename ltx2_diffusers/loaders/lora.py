@@ -199,7 +199,9 @@ def check_lora_tensor(source: str, key: str, tensor: Tensor, part: str) -> None:
             "LoRA tensors are not cast silently). Convert the file to bf16 or float32."
         )
     if not bool(torch.isfinite(tensor).all()):
-        raise ValueError(f"{source}: {key!r} holds NaN or infinite values: the file is corrupt or the training diverged")
+        raise ValueError(
+            f"{source}: {key!r} holds NaN or infinite values: the file is corrupt or the training diverged"
+        )
 
 
 def _alphas_from_adapter_metadata(

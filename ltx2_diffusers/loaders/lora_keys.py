@@ -102,7 +102,9 @@ def _kohya_module(flat: str) -> tuple[str, str] | None:
     layers (original and diffusers spellings); musubi-tuner roots its names at `model_`."""
     top, block, connector_block = _kohya_tables()
     for candidate in (flat, flat.removeprefix("model_")) if flat.startswith("model_") else (flat,):
-        connector = re.fullmatch(r"(video_|audio_)?embeddings_connector_transformer(?:_1d)?_blocks_(\d+)_(.+)", candidate)
+        connector = re.fullmatch(
+            r"(video_|audio_)?embeddings_connector_transformer(?:_1d)?_blocks_(\d+)_(.+)", candidate
+        )
         if connector:
             inner = connector_block.get(connector.group(3))
             modality = (connector.group(1) or "video_")[:-1]

@@ -30,7 +30,13 @@ from .lora import (
     read_lora,
 )
 
-_HUB_OPTIONS = ("cache_dir", "force_download", "local_files_only", "token", "revision")  # huggingface_hub 2 has no proxies
+_HUB_OPTIONS = (  # huggingface_hub 2 takes no proxies
+    "cache_dir",
+    "force_download",
+    "local_files_only",
+    "token",
+    "revision",
+)
 _FETCH_OPTIONS = (*_HUB_OPTIONS, "subfolder", "weight_name", "use_safetensors")
 
 
@@ -220,7 +226,9 @@ def _fetch_lora(source: str | os.PathLike | Mapping[str, Tensor], options: dict,
     _refuse_options(options, caller)
     weight_name, subfolder = options.get("weight_name"), options.get("subfolder")
     if options.get("use_safetensors") is False:
-        raise ValueError(f"{caller}(use_safetensors=False): only safetensors LoRA files are read (a pickle can run code)")
+        raise ValueError(
+            f"{caller}(use_safetensors=False): only safetensors LoRA files are read (a pickle can run code)"
+        )
     if isinstance(source, Mapping):
         if weight_name is not None or subfolder is not None:
             raise ValueError(f"{caller}(): weight_name / subfolder apply to a folder or Hub repo, not to a state dict")

@@ -14,7 +14,9 @@ def tiny_models(model_version: str = "2.0", num_layers: int = 2, seed: int = 0) 
     """The tiny pipeline's transformer (cut to `num_layers` blocks) and connectors, every parameter random."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        transformer = LTX2VideoTransformer3DModel(**{**tiny_transformer_config(model_version), "num_layers": num_layers})
+        transformer = LTX2VideoTransformer3DModel(
+            **{**tiny_transformer_config(model_version), "num_layers": num_layers}
+        )
         connectors = LTX2TextConnectors(**tiny_connectors_config(model_version))
         for model in (transformer, connectors):
             for parameter in model.parameters():
