@@ -3,6 +3,7 @@ tester would (NaN, wrong dtypes, bad alphas and strengths, mismatched shapes, ke
 ComfyUI applies it, or refused naming the key and the file before any weight changes."""
 
 import copy
+import json
 import re
 
 import pytest
@@ -200,3 +201,33 @@ def test_bad_strengths_are_refused(models, strength):
     with pytest.raises(ValueError, match="a LoRA strength must be a finite number"):
         load_lora_adapter(transformer, lora, "bad", strength)
     assert_unchanged((transformer,), before)
+
+
+def test_adapter_metadata_alphas_as_peft_reads_them(models):
+    transformer, _ = models
+    tensors = {}
+    for seed, name in enumerate((Q, FF)):
+        a, b = random_pair(transformer.get_submodule(name), 4, seed)
+        tensors |= {f"transformer.{name}.lora_A.weight": a, f"transformer.{name}.lora_B.weight": b}
+    config = {
+        "transformer.r": 4,
+        "transformer.lora_alpha": 8,
+        "transformer.alpha_pattern": {r"^transformer_blocks\.1\.ff\.net\.2": 2},
+    }
+
+    def metadata(**extra):
+        return {"lora_adapter_metadata": json.dumps({**config, **extra})}
+
+    assert read_lora(tensors, metadata()).alphas == {Q: 8.0, FF: 2.0}
+    rslora = read_lora(tensors, metadata(**{"transformer.use_rslora": True}))
+    assert rslora.scale(Q) == 8.0 / 4**0.5 and rslora.scale(FF) == 2.0 / 4**0.5  # peft: alpha / sqrt(r)
+    with pytest.raises(
+        ValueError, match=r"'transformer_blocks.0.attn1.to_q' has alpha 3.0 in its `.alpha` tensor but 8"
+    ):
+        read_lora({**tensors, f"transformer.{Q}.alpha": torch.tensor(3.0)}, metadata())
+    with pytest.raises(ValueError, match=r"sets transformer.use_dora=true, which is not supported"):
+        read_lora(tensors, metadata(**{"transformer.use_dora": True}))
+    with pytest.raises(ValueError, match=r"metadata 'lora_adapter_metadata' is not valid JSON"):
+        read_lora(tensors, {"lora_adapter_metadata": "{"})
+    with pytest.raises(ValueError, match=r"gives transformer module .* alpha -1; expected a positive finite number"):
+        read_lora(tensors, metadata(**{"transformer.lora_alpha": -1}))
