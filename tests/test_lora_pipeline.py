@@ -182,3 +182,24 @@ def test_refused_files_and_arguments_leave_the_pipeline_unchanged(pipe, pipe_and
         pipe.save_lora_weights(tmp_path, transformer_lora_layers={"x": torch.ones(1)}, safe_serialization=False)
     with pytest.raises(ValueError, match=r"save_lora_weights\(\): 'transformer.x' holds NaN"):
         pipe.save_lora_weights(tmp_path, transformer_lora_layers={"x": torch.tensor([float("nan")])})
+
+
+def test_hotswap_replaces_an_adapter_in_place(pipe):
+    first = kohya_lora(pipe)
+    second = {k: v.flip(0) if k.endswith("weight") else v for k, v in first.items()}  # other numbers, same shapes
+    pipe.load_lora_weights(second, adapter_name="expected")
+    expected = run_text_and_transformer(pipe.connectors, pipe.transformer)
+    pipe.unload_lora_weights()
+    pipe.load_lora_weights(first, adapter_name="a")
+    pipe.load_lora_weights(second, adapter_name="a", hotswap=True)
+    assert pipe.get_list_adapters() == {"transformer": ["a"], "connectors": ["a"]}
+    assert_outputs_close(run_text_and_transformer(pipe.connectors, pipe.transformer), expected)
+    with pytest.raises(ValueError, match="hotswap=True, but the transformer has no adapter 'b' to replace"):
+        pipe.load_lora_weights(second, adapter_name="b", hotswap=True)
+    other_alpha = {k: torch.tensor(2.0) if k.endswith(".alpha") else v for k, v in second.items()}
+    with pytest.raises(ValueError, match=r"cannot hotswap it into adapter 'a': peft refuses it .*alpha_pattern"):
+        pipe.load_lora_weights(other_alpha, adapter_name="a", hotswap=True)
+    fewer = {k: v for k, v in second.items() if "audio_ff" not in k}
+    with pytest.raises(ValueError, match=r"cannot hotswap it into adapter 'a': it adapts other transformer modules"):
+        pipe.load_lora_weights(fewer, adapter_name="a", hotswap=True)
+    assert_outputs_close(run_text_and_transformer(pipe.connectors, pipe.transformer), expected, atol=0)  # still there

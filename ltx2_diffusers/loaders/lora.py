@@ -86,7 +86,7 @@ class LTX2LoRA:
         return int(factor)
 
     def scale(self, name: str, use_alpha: bool = True, component: str = "transformer") -> float:
-        """The factor on B @ A besides strength: alpha / rank where the file gives an alpha (and `use_alpha`), else 1."""
+        """The factor on B @ A besides strength: alpha / rank where the file gives an alpha (and use_alpha), else 1."""
         layers, alphas = self.component(component)
         if not use_alpha or name not in alphas:
             return 1.0
@@ -150,9 +150,8 @@ def read_lora(
     for (component, module), found in parts.items():
         if "A" not in found or "B" not in found:
             missing = "B (lora_B / lora_up)" if "A" in found else "A (lora_A / lora_down)"
-            raise ValueError(
-                f"{source}: {component} module {module!r} has no {missing} tensor; keys: {[k for k, _ in found.values()]}"
-            )
+            keys_found = [k for k, _ in found.values()]
+            raise ValueError(f"{source}: {component} module {module!r} has no {missing} tensor; keys: {keys_found}")
         (key_a, a), (key_b, b) = found["A"], found["B"]
         if a.ndim != 2 or b.ndim != 2 or a.shape[0] != b.shape[1]:
             raise ValueError(
@@ -179,7 +178,7 @@ def read_lora(
 
 
 def check_lora_tensor(source: str, key: str, tensor: Tensor, part: str) -> None:
-    """Refuse a LoRA tensor that is not bf16 / fp16 / fp32 or not finite, or an alpha that is not one positive number."""
+    """Refuse weights that are not bf16 / fp16 / fp32 or not finite, and alphas that are not one positive number."""
     if part == "alpha":
         if tensor.numel() != 1 or tensor.dtype == torch.bool or tensor.is_complex():
             raise ValueError(
@@ -226,15 +225,22 @@ def _alphas_from_adapter_metadata(
             if own.get(flag):
                 raise ValueError(f"{source}: the adapter metadata sets {component}.{flag}=true, which is not supported")
         default, patterns = own.get("lora_alpha"), own.get("alpha_pattern") or {}
+        if not isinstance(patterns, dict):
+            raise ValueError(f"{source}: adapter metadata {component}.alpha_pattern is not a JSON object")
         for name, (a, _) in layers[component].items():
             # peft's rule (peft.utils.other.get_pattern_key): the first pattern matching the end of the name wins
-            pattern = next((p for p in patterns if re.match(rf"(.*\.)?({p})$", name)), None)
+            try:
+                pattern = next((p for p in patterns if re.match(rf"(.*\.)?({p})$", name)), None)
+            except re.error as error:
+                raise ValueError(f"{source}: adapter metadata {component}.alpha_pattern: {error}") from None
             alpha = patterns[pattern] if pattern is not None else default
             if alpha is None:
                 continue
             if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or not math.isfinite(alpha) or alpha <= 0:
-                raise ValueError(f"{source}: adapter metadata gives {component} module {name!r} alpha {alpha!r}; "
-                                 "expected a positive finite number")  # fmt: skip
+                raise ValueError(
+                    f"{source}: adapter metadata gives {component} module {name!r} alpha {alpha!r}; "
+                    "expected a positive finite number"
+                )
             if own.get("use_rslora"):  # scaling alpha / sqrt(r) = (alpha sqrt(r)) / r
                 alpha = alpha * math.sqrt(a.shape[0])
             if name in alphas[component] and alphas[component][name] != float(alpha):
@@ -349,8 +355,10 @@ def fuse_lora(
     for component, modules in targets.items():
         for name, module in modules.items():
             if module.weight.dtype not in FUSABLE_DTYPES:
-                raise ValueError(f"fuse_lora(): {component} weight {name}.weight is {module.weight.dtype}; LoRAs fuse "
-                                 f"into {FUSABLE_DTYPES} weights")  # fmt: skip
+                raise ValueError(
+                    f"fuse_lora(): {component} weight {name}.weight is {module.weight.dtype}; LoRAs fuse "
+                    f"into {FUSABLE_DTYPES} weights"
+                )
     if all(s == 0.0 for _, s in pairs):  # the reference skips fusion altogether for all-zero strengths
         return
     for component, modules in targets.items():
@@ -375,6 +383,7 @@ def load_lora_adapter(
     use_alpha: bool = True,
     hotswap: bool = False,
     low_cpu_mem_usage: bool = False,
+    pipeline: object | None = None,
 ) -> str:
     """Attach `lora` as the peft adapter `adapter_name`, active at `strength`, with exactly the effect of
     `fuse_lora(transformer, lora, strength)`: y = W x + strength * (alpha / r) B (A x), alpha / r = 1 where the file
@@ -383,15 +392,19 @@ def load_lora_adapter(
 
     Switch it with diffusers' PeftAdapterMixin: `disable_adapters()` / `enable_adapters()`, `set_adapters([...],
     weights=[...])` (strengths), `delete_adapters(name)`. Adapters loaded before stay active. `hotswap` and
-    `low_cpu_mem_usage` go to diffusers' `load_lora_adapter`. Refused on an FP8 model and while q/k/v are fused;
-    everything is checked before any module changes. Returns `adapter_name`.
+    `low_cpu_mem_usage` go to diffusers' `load_lora_adapter`, and `pipeline` (the DiffusionPipeline holding the
+    models) too, so that its offload hooks are lifted during the load and put back after, as diffusers does.
+    Refused on an FP8 model and while q/k/v are fused; everything is checked before any module changes (for a hotswap
+    too: same modules, ranks and alphas). Returns `adapter_name`.
     """
     lora = _as_lora(lora)
     strength = check_strength(strength)
     models = _models(lora, transformer, connectors)
+    configs = {}
     for component, model in models.items():
         _refuse_fp8(model, "load_lora_adapter()")
         _linear_layers(model, lora, component)  # names and shapes, with our messages, before peft touches the model
+        configs[component] = _adapter_config(lora, component, use_alpha)
         loaded = adapter_name in (getattr(model, "peft_config", None) or {})
         if loaded and not hotswap:
             raise ValueError(
@@ -400,32 +413,72 @@ def load_lora_adapter(
             )
         if hotswap and not loaded:
             raise ValueError(f"hotswap=True, but the {component} has no adapter {adapter_name!r} to replace")
+        if hotswap:  # a hotswap that fails half way deletes the old adapter (diffusers): check it all first
+            _check_hotswap(model, lora, component, adapter_name, configs[component])
     for component, model in models.items():
-        layers, _ = lora.component(component)
-        ranks = {name: a.shape[0] for name, (a, _) in layers.items()}
-        alphas = {name: lora.scale(name, use_alpha, component) * rank for name, rank in ranks.items()}
-        rank = max(set(ranks.values()), key=list(ranks.values()).count)  # the most common rank, as diffusers picks it
-        # peft matches pattern keys as regexes against the end of a module name: escape dots, and anchor with ^ so
-        # that `transformer_blocks.1.attn1.to_q` cannot match inside another name
-        config = {
-            "r": rank,
-            "lora_alpha": float(rank),
-            "rank_pattern": {f"^{re.escape(n)}": r for n, r in ranks.items() if r != rank},
-            "alpha_pattern": {f"^{re.escape(n)}": a for n, a in alphas.items() if a != float(rank)},
-            "target_modules": sorted(ranks),
-        }
         state_dict = {}
-        for name, (a, b) in layers.items():
+        for name, (a, b) in lora.component(component)[0].items():
             state_dict[f"{name}.lora_A.weight"] = a
             state_dict[f"{name}.lora_B.weight"] = b
         previously_active = list(model.active_adapters()) if getattr(model, "peft_config", None) else []
         with warnings.catch_warnings():  # several adapters on one model is what this function is for
             warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute")
-            model.load_lora_adapter(state_dict, prefix=None, adapter_name=adapter_name, metadata=config,
-                                    hotswap=hotswap, low_cpu_mem_usage=low_cpu_mem_usage)  # fmt: skip
+            model.load_lora_adapter(
+                state_dict,
+                prefix=None,
+                adapter_name=adapter_name,
+                metadata=configs[component],
+                hotswap=hotswap,
+                low_cpu_mem_usage=low_cpu_mem_usage,
+                _pipeline=pipeline,
+            )
         model.set_adapter(list(dict.fromkeys([*previously_active, adapter_name])))
         _set_strength(model, adapter_name, strength)
     return adapter_name
+
+
+def _adapter_config(lora: LTX2LoRA, component: str, use_alpha: bool) -> dict:
+    """peft LoraConfig kwargs with lora_alpha / r = the file's alpha / rank per module (1 where it gives no alpha)."""
+    layers, _ = lora.component(component)
+    ranks = {name: a.shape[0] for name, (a, _) in layers.items()}
+    alphas = {name: lora.scale(name, use_alpha, component) * rank for name, rank in ranks.items()}
+    rank = max(set(ranks.values()), key=list(ranks.values()).count)  # the most common rank, as diffusers picks it
+    # peft matches pattern keys as regexes against the end of a module name: escape dots, and anchor with ^ so that
+    # `transformer_blocks.1.attn1.to_q` cannot match inside another name
+    return {
+        "r": rank,
+        "lora_alpha": float(rank),
+        "rank_pattern": {f"^{re.escape(n)}": r for n, r in ranks.items() if r != rank},
+        "alpha_pattern": {f"^{re.escape(n)}": a for n, a in alphas.items() if a != float(rank)},
+        "target_modules": sorted(ranks),
+    }
+
+
+def _check_hotswap(model: nn.Module, lora: LTX2LoRA, component: str, adapter_name: str, config: dict) -> None:
+    """peft swaps tensors in place: the same modules, ranks and alphas as the adapter it replaces."""
+    from peft import LoraConfig
+    from peft.utils.hotswap import check_hotswap_configs_compatible
+
+    old = model.peft_config[adapter_name]
+    problem = None
+    if set(old.target_modules) != set(config["target_modules"]):
+        problem = f"it adapts other {component} modules than adapter {adapter_name!r}"
+    else:
+        old_ranks = {n: m.r[adapter_name] for n, m in model.named_modules() if adapter_name in getattr(m, "r", {})}
+        new_ranks = {n: a.shape[0] for n, (a, _) in lora.component(component)[0].items()}
+        changed = [n for n, rank in new_ranks.items() if old_ranks.get(n) != rank]
+        if changed:
+            name = changed[0]
+            problem = (
+                f"{component} module {name!r} has rank {new_ranks[name]}, the loaded adapter {old_ranks.get(name)}"
+            )
+        else:
+            try:
+                check_hotswap_configs_compatible(old, LoraConfig(**config))
+            except ValueError as error:
+                problem = f"peft refuses it ({error}): the alpha / rank of each module must stay the same"
+    if problem is not None:
+        raise ValueError(f"{lora.source}: cannot hotswap it into adapter {adapter_name!r}: {problem}")
 
 
 def _set_strength(model: nn.Module, adapter_name: str, strength: float) -> None:

@@ -5,7 +5,8 @@ A LoRA key is `<prefix><module path><part>`. The spellings read (docs/lora.md):
   (diffusers), `base_model.model.` (a raw peft state dict) or no prefix, then the original or diffusers module path;
   the connectors as `[model.]diffusion_model.{video,audio}_embeddings_connector.*` and `text_embedding_projection.*`;
 - flattened (kohya / musubi-tuner): `lora_unet_` + the module path with every dot an underscore, after an optional
-  `model_` (musubi's `lora_unet_model_*`); musubi's connectors as `lora_unet_[model_][video_|audio_]embeddings_connector_*`.
+  `model_` (musubi's `lora_unet_model_*`); musubi's connectors as
+  `lora_unet_[model_][video_|audio_]embeddings_connector_*`.
 Parts: `.lora_A.weight` / `.lora_B.weight`, ComfyUI's / kohya's `.lora_down.weight` / `.lora_up.weight`, `.alpha`.
 """
 
@@ -26,8 +27,9 @@ PARTS: tuple[tuple[str, str], ...] = (
 
 # Every linear layer of LTX2VideoTransformer3DModel (LTX-2 and LTX-2.3 layouts), diffusers names;
 # tests/test_lora_keys.py checks these tables against the models.
-_EMBEDDERS = ("time_embed", "audio_time_embed", "prompt_adaln", "audio_prompt_adaln", "av_cross_attn_video_scale_shift",
-              "av_cross_attn_audio_scale_shift", "av_cross_attn_video_a2v_gate", "av_cross_attn_audio_v2a_gate")  # fmt: skip
+_EMBEDDERS = ("time_embed", "audio_time_embed", "prompt_adaln", "audio_prompt_adaln",
+              "av_cross_attn_video_scale_shift", "av_cross_attn_audio_scale_shift", "av_cross_attn_video_a2v_gate",
+              "av_cross_attn_audio_v2a_gate")  # fmt: skip
 TRANSFORMER_TOP_LINEARS: tuple[str, ...] = (
     "proj_in", "audio_proj_in", "proj_out", "audio_proj_out",
     "caption_projection.linear_1", "caption_projection.linear_2",
@@ -111,8 +113,9 @@ def _kohya_module(flat: str) -> tuple[str, str] | None:
             if inner is not None:
                 return "connectors", f"{modality}_connector.transformer_blocks.{connector.group(2)}.{inner}"
             continue
-        projection = re.fullmatch(r"text_embedding_projection_(aggregate_embed|video_aggregate_embed|audio_aggregate_embed)",
-                                  candidate)  # fmt: skip
+        projection = re.fullmatch(
+            r"text_embedding_projection_(aggregate_embed|video_aggregate_embed|audio_aggregate_embed)", candidate
+        )
         if projection:
             return "connectors", projection.group(1).replace("aggregate_embed", "text_proj_in")
         blocks = re.fullmatch(r"transformer_blocks_(\d+)_(.+)", candidate)

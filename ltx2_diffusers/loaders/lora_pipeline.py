@@ -96,8 +96,15 @@ class LTX2LoraLoaderMixin(LoraBaseMixin):
             from diffusers.utils.peft_utils import get_adapter_name
 
             adapter_name = get_adapter_name(self.transformer)
-        load_lora_adapter(self.transformer, lora, adapter_name, connectors=self.connectors, hotswap=hotswap,
-                          low_cpu_mem_usage=low_cpu_mem_usage)  # fmt: skip
+        load_lora_adapter(
+            self.transformer,
+            lora,
+            adapter_name,
+            connectors=self.connectors,
+            hotswap=hotswap,
+            low_cpu_mem_usage=low_cpu_mem_usage,
+            pipeline=self,
+        )
 
     def set_adapters(
         self,
@@ -140,8 +147,9 @@ class LTX2LoraLoaderMixin(LoraBaseMixin):
                 if (component, name) not in backups:
                     weight = module.get_base_layer().weight
                     backups[component, name] = (weight.detach().to("cpu", copy=True), dict(module.scaling))
-        super().fuse_lora(components=components, lora_scale=lora_scale, safe_fusing=safe_fusing,
-                          adapter_names=adapter_names)  # fmt: skip
+        super().fuse_lora(
+            components=components, lora_scale=lora_scale, safe_fusing=safe_fusing, adapter_names=adapter_names
+        )
 
     def unfuse_lora(self, components: list[str] = ["transformer"], **kwargs) -> None:  # noqa: B006
         """Undo `fuse_lora` on `components`: the weights and adapter scales are restored bit for bit."""
