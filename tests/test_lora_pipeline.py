@@ -20,7 +20,7 @@ Q, FF = "transformer_blocks.0.attn1.to_q", "transformer_blocks.1.audio_ff.net.2"
 CONNECTOR_Q = "video_connector.transformer_blocks.0.attn1.to_q"
 
 
-class LoRAPipeline(LTX2LoraLoaderMixin, LTX2AVPipeline):
+class LoRAPipeline(LTX2AVPipeline, LTX2LoraLoaderMixin):  # diffusers' order: LTX2Pipeline(DiffusionPipeline, ..., mixin)
     """What the pipelines' base class becomes once the mixin is wired in."""
 
 
