@@ -20,7 +20,9 @@ Q, FF = "transformer_blocks.0.attn1.to_q", "transformer_blocks.1.audio_ff.net.2"
 CONNECTOR_Q = "video_connector.transformer_blocks.0.attn1.to_q"
 
 
-class LoRAPipeline(LTX2AVPipeline, LTX2LoraLoaderMixin):  # diffusers' order: LTX2Pipeline(DiffusionPipeline, ..., mixin)
+class LoRAPipeline(
+    LTX2AVPipeline, LTX2LoraLoaderMixin
+):  # diffusers' order: LTX2Pipeline(DiffusionPipeline, ..., mixin)
     """What the pipelines' base class becomes once the mixin is wired in."""
 
 
@@ -174,6 +176,8 @@ def test_refused_files_and_arguments_leave_the_pipeline_unchanged(pipe, pipe_and
     pipe.load_lora_weights(str(tmp_path), weight_name="good.safetensors", adapter_name="good")
     with pytest.raises(ValueError, match="adapter_weights=nan: a LoRA strength must be a finite number"):
         pipe.set_adapters("good", float("nan"))
+    with pytest.raises(ValueError, match="adapter_weights=inf: a LoRA strength must be a finite number"):
+        pipe.set_adapters(["good"], [{"transformer": 1.0, "connectors": float("inf")}])
     with pytest.raises(ValueError, match="lora_scale=inf: a LoRA strength must be a finite number"):
         pipe.fuse_lora(lora_scale=float("inf"))
     with pytest.raises(TypeError, match=r"unexpected keyword arguments \['fuse_unet'\]"):

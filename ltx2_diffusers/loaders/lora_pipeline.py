@@ -114,11 +114,13 @@ class LTX2LoraLoaderMixin(LoraBaseMixin):
         """Activate exactly `adapter_names`, at `adapter_weights` (one number for all, one per adapter, or diffusers'
         per-component dicts, e.g. {"transformer": 0.8, "connectors": 0.5}). A weight w gives the output of
         `fuse_lora(lora_scale=w)`. NaN and infinite weights are refused."""
-        weights = adapter_weights if isinstance(adapter_weights, list) else [adapter_weights]
-        for weight in weights:
-            for value in weight.values() if isinstance(weight, dict) else [weight]:
-                if value is not None:
-                    check_strength(value, "adapter_weights")
+        pending = list(adapter_weights) if isinstance(adapter_weights, list) else [adapter_weights]
+        while pending:  # numbers, possibly inside (nested) per-component / per-layer dicts
+            value = pending.pop()
+            if isinstance(value, dict):
+                pending.extend(value.values())
+            elif value is not None:
+                check_strength(value, "adapter_weights")
         super().set_adapters(adapter_names, adapter_weights)
 
     def fuse_lora(
