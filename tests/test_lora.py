@@ -178,7 +178,7 @@ def test_two_adapters_equal_summed_fusion(pair, lora_file):
         load_lora_adapter(model, second, "first")
 
 
-def test_comfy_and_diffusers_key_styles_read_the_same(pair, caplog):
+def test_comfy_and_diffusers_key_styles_read_the_same(pair):
     reference, ours = pair
     trainer = random_lora(reference, seed=5)
     comfy = {}
@@ -187,9 +187,8 @@ def test_comfy_and_diffusers_key_styles_read_the_same(pair, caplog):
         part = "lora_down" if ".lora_A." in key else "lora_up"
         comfy[f"model.diffusion_model.{module}.{part}.weight"] = value
         comfy[f"model.diffusion_model.{module}.alpha"] = torch.tensor(float(MODULES[module]))
-    comfy["model.diffusion_model.video_embeddings_connector.transformer_1d_blocks.0.attn1.to_q.lora_A.weight"] = (
-        torch.zeros(2, 16)
-    )
+    connector = "model.diffusion_model.video_embeddings_connector.transformer_1d_blocks.0.attn1.to_q"
+    comfy[f"{connector}.lora_down.weight"], comfy[f"{connector}.lora_up.weight"] = torch.ones(2, 16), torch.ones(16, 2)
     names = set(ours.state_dict())
     diffusers_style = {}
     original_to_ours = {
@@ -213,13 +212,12 @@ def test_comfy_and_diffusers_key_styles_read_the_same(pair, caplog):
     assert "lora_unet_transformer_blocks_1_audio_to_video_attn_to_q.lora_down.weight" in kohya
 
     expected = read_lora(trainer)
-    with caplog.at_level(logging.WARNING):
-        from_comfy = read_lora(comfy)
-    assert "text connectors or the VAEs" in caplog.text
-    assert from_comfy.skipped == (
-        "model.diffusion_model.video_embeddings_connector.transformer_1d_blocks.0.attn1.to_q.lora_A.weight",
-    )
+    from_comfy = read_lora(comfy)
+    assert from_comfy.skipped == () and set(from_comfy.connector_layers) == {
+        "video_connector.transformer_blocks.0.attn1.to_q"
+    }
     assert from_comfy.alphas["proj_in"] == 2.0
+    from_comfy = LTX2LoRA(from_comfy.layers, alphas=from_comfy.alphas)  # the transformer part only
     for other in (from_comfy, read_lora(diffusers_style), read_lora(bare), read_lora(kohya)):
         assert set(other.layers) == set(expected.layers)
         for name, (a, b) in expected.layers.items():
@@ -233,7 +231,7 @@ def test_comfy_and_diffusers_key_styles_read_the_same(pair, caplog):
         assert torch.equal(models[1].state_dict()[key], value) and torch.equal(models[2].state_dict()[key], value)
 
 
-def test_alpha_is_ignored_by_default_and_scales_with_use_alpha(pair):
+def test_alpha_scales_by_default_and_use_alpha_false_ignores_it(pair):
     reference, ours = pair
     lora = read_lora(random_lora(reference, seed=5))
     with_alpha = LTX2LoRA(layers=lora.layers, alphas={name: 2.0 * rank for name, rank in lora.ranks.items()})
@@ -241,9 +239,9 @@ def test_alpha_is_ignored_by_default_and_scales_with_use_alpha(pair):
     outputs = {}
     for label, item, strength, use_alpha in [
         ("reference rule", with_alpha, 1.0, False),
-        ("plain", lora, 1.0, False),
+        ("plain", lora, 1.0, True),
         ("alpha", with_alpha, 1.0, True),
-        ("double", lora, 2.0, False),
+        ("double", lora, 2.0, True),
     ]:
         model = copy.deepcopy(ours)
         fuse_lora(model, item, strength, use_alpha=use_alpha)
@@ -251,27 +249,32 @@ def test_alpha_is_ignored_by_default_and_scales_with_use_alpha(pair):
     assert torch.equal(outputs["reference rule"], outputs["plain"])
     torch.testing.assert_close(outputs["alpha"], outputs["double"], rtol=0, atol=1e-5)
     adapter = copy.deepcopy(ours)
-    load_lora_adapter(adapter, with_alpha, use_alpha=True)
+    load_lora_adapter(adapter, with_alpha)
     torch.testing.assert_close(run(adapter, inputs)[0], outputs["double"], rtol=0, atol=1e-5)
+    adapter = copy.deepcopy(ours)
+    load_lora_adapter(adapter, with_alpha, use_alpha=False)
+    torch.testing.assert_close(run(adapter, inputs)[0], outputs["plain"], rtol=0, atol=1e-5)
 
 
 def test_unknown_keys_raise_or_are_skipped(pair, caplog):
     trainer = random_lora(pair[0], seed=5)
     with pytest.raises(ValueError, match=r"not LoRA tensors .*'diffusion_model.transformer_blocks.0.attn1.to_q.dora"):
         read_lora({**trainer, "diffusion_model.transformer_blocks.0.attn1.to_q.dora_scale": torch.ones(16)})
-    with pytest.raises(ValueError, match=r"'lora_unet_transformer_blocks_0_attn1_to_z.lora_down.weight'.*Kohya-style"):
+    with pytest.raises(ValueError, match=r"'lora_unet_transformer_blocks_0_attn1_to_z.lora_down.weight'.*kohya names"):
         read_lora({"lora_unet_transformer_blocks_0_attn1_to_z.lora_down.weight": torch.ones(2, 16)})
     with caplog.at_level(logging.WARNING):
         lora = read_lora({**trainer, "something.else": torch.ones(1)}, allow_unknown=True)
     assert "'something.else'" in caplog.text and len(lora.layers) == len(MODULES)
-    with pytest.raises(ValueError, match=r"module 'transformer_blocks.0.attn1.to_q' has no B"):
+    with pytest.raises(ValueError, match=r"transformer module 'transformer_blocks.0.attn1.to_q' has no B"):
         read_lora({"diffusion_model.transformer_blocks.0.attn1.to_q.lora_A.weight": torch.ones(2, 16)})
     mixed = {"diffusion_model.patchify_proj.lora_A.weight": torch.ones(2, 8), "transformer.proj_in.lora_A.weight": torch.ones(2, 8)}  # fmt: skip
     mixed |= {k.replace("lora_A", "lora_B"): torch.ones(16, 2) for k in mixed}
-    with pytest.raises(ValueError, match="two module paths are diffusers module 'proj_in'"):
+    with pytest.raises(ValueError, match="are both the A tensor of transformer module 'proj_in'"):
         read_lora(mixed)
-    with pytest.raises(ValueError, match="no LoRA layers"):
+    with pytest.raises(ValueError, match=r"'diffusion_model.vae.decoder.conv.lora_A.weight'.*text encoder or the VAEs"):
         read_lora({"diffusion_model.vae.decoder.conv.lora_A.weight": torch.ones(2, 16)})
+    with pytest.raises(ValueError, match="no LoRA layers"):
+        read_lora({"vae.conv.lora_A.weight": torch.ones(2, 16)}, allow_unknown=True)
 
 
 def test_shape_and_name_errors_name_the_module(pair):
@@ -280,17 +283,19 @@ def test_shape_and_name_errors_name_the_module(pair):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     name = "transformer_blocks.1.audio_attn1.to_q"
     good = (torch.ones(2, 8), torch.ones(8, 2))
-    with pytest.raises(ValueError, match=rf"module '{name}' has A \(2, 8\).*B \(8, 3\)"):
+    with pytest.raises(ValueError, match=rf"'diffusion_model.{name}.lora_A.weight' has shape \(2, 8\).*\(8, 3\)"):
         read_lora({f"diffusion_model.{name}.lora_A.weight": good[0], f"diffusion_model.{name}.lora_B.weight": torch.ones(8, 3)})  # fmt: skip
     for a, b in [(torch.ones(2, 16), good[1]), (good[0], torch.ones(16, 2))]:  # wrong in_features, out_features
         video_ok = (torch.ones(2, 16), torch.ones(16, 2))  # a valid module first: checks run before any write
         bad = LTX2LoRA(layers={"transformer_blocks.0.attn1.to_q": video_ok, name: (a, b)})
-        with pytest.raises(ValueError, match=rf"LoRA module '{name}': A \({a.shape[0]}, {a.shape[1]}\).*\(8, 8\)"):
+        with pytest.raises(
+            ValueError, match=rf"transformer module '{name}': A \({a.shape[0]}, {a.shape[1]}\).*\(8, 8\)"
+        ):
             fuse_lora(model, bad)
-        with pytest.raises(ValueError, match=rf"LoRA module '{name}'"):
+        with pytest.raises(ValueError, match=rf"transformer module '{name}'"):
             load_lora_adapter(model, bad)
     gate = LTX2LoRA(layers={"transformer_blocks.0.attn1.to_gate_logits": (torch.ones(2, 16), torch.ones(2, 2))})
-    with pytest.raises(ValueError, match="'transformer_blocks.0.attn1.to_gate_logits' is not a linear layer"):
+    with pytest.raises(ValueError, match="module 'transformer_blocks.0.attn1.to_gate_logits' is not a linear layer"):
         fuse_lora(model, gate)
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # nothing written before the checks
     assert not getattr(model, "peft_config", None)
@@ -315,5 +320,5 @@ def test_fp8_model_and_fp8_weights_are_refused():
     model.transformer_blocks[0].attn1.to_q.weight.data = model.transformer_blocks[0].attn1.to_q.weight.data.to(
         torch.float8_e4m3fn
     )
-    with pytest.raises(ValueError, match=r"transformer_blocks.0.attn1.to_q.weight is torch.float8_e4m3fn"):
+    with pytest.raises(ValueError, match=r"weight transformer_blocks.0.attn1.to_q.weight is torch.float8_e4m3fn"):
         fuse_lora(model, lora)
