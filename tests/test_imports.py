@@ -54,7 +54,9 @@ def imported_modules(name: str, path: Path, known: set[str]) -> set[str]:
             else:
                 module = node.module or ""
             # `from pkg import sub` imports the submodule pkg.sub when there is one
-            targets = [f"{module}.{alias.name}" if f"{module}.{alias.name}" in known else module for alias in node.names]
+            targets = [
+                f"{module}.{alias.name}" if f"{module}.{alias.name}" in known else module for alias in node.names
+            ]
         else:
             continue
         found.update(t for t in targets if t in known and t != name)

@@ -129,7 +129,9 @@ def load_component_from_single_file(
         fp8_layer(model, name.removesuffix(".weight"), weight, scale)
     left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
     if left:
-        raise ValueError(f"{path}: {len(left)} tensors of {cls.__name__} were not filled from the file, e.g. {left[:5]}.")
+        raise ValueError(
+            f"{path}: {len(left)} tensors of {cls.__name__} were not filled from the file, e.g. {left[:5]}."
+        )
     model = model.to(device)  # the computed buffers were built on the CPU; the parameters are already there
     if torch_dtype is not None:
         model = model.to(torch_dtype)  # the computed buffers too, as from_pretrained(torch_dtype=...) does

@@ -416,7 +416,13 @@ def convert_diffusers_to_original(
         if not (root / "latent_upsampler" / "config.json").is_file():
             raise ValueError(f"{root} has no latent_upsampler/ folder to write to {upsampler_output}.")
         _write_upsampler_file(
-            root / "latent_upsampler", stored.get("upsampler"), Path(upsampler_output), dtype, overwrite, report, classes
+            root / "latent_upsampler",
+            stored.get("upsampler"),
+            Path(upsampler_output),
+            dtype,
+            overwrite,
+            report,
+            classes,
         )
     elif (root / "latent_upsampler").is_dir():
         report.notes.append("latent_upsampler/ not exported: pass upsampler_output (--upsampler-output) for it.")
