@@ -8,14 +8,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers.real_files import file_metadata, raw_tensors, write_upscaler
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from test_conversion_utils import GEMMA_STATES, GEMMA_WIDTH, UPSAMPLER_CONFIG, write_checkpoint, write_upsampler
 
 import ltx2_diffusers
+from ltx2_diffusers import conversion
 from ltx2_diffusers.loaders import metadata as md
 from ltx2_diffusers.loaders import safetensors_io as sio
-from ltx2_diffusers import conversion
 from ltx2_diffusers.loaders import single_file as sf
 
 VERSIONS = [md.LTX2, md.LTX2_3]
@@ -466,3 +467,90 @@ def test_cli_both_directions(tmp_path, capsys):
     assert run_cli(upsampler_file, tmp_path / "up2") == 0
     assert raw_bytes(tmp_path / "up1" / sio.WEIGHTS_NAME) == raw_bytes(tmp_path / "up2" / sio.WEIGHTS_NAME)
     assert json.loads((tmp_path / "up2" / "config.json").read_text())["_class_name"] == "LTX2LatentUpsamplerModel"
+
+
+# ---- the released files' key sets (issue 8) -------------------------------------------------------------------------
+
+# Statistics the LTX-2 (19B) files hold besides mean-of-means / std-of-means (no implementation reads them); the
+# LTX-2.3 files hold none of them.
+UNREAD_STATISTICS = {
+    md.LTX2: (
+        "vae.per_channel_statistics.channel",
+        "vae.per_channel_statistics.mean-of-stds",
+        "vae.per_channel_statistics.mean-of-stds_over_std-of-means",
+    ),
+    md.LTX2_3: (),
+}
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_released_statistics_convert_load_and_come_back(tmp_path, version):
+    checkpoint = tmp_path / "ltx-tiny-dev.safetensors"
+    write_checkpoint(checkpoint, version, keep=lambda k: k.startswith("vae."))
+    sd, metadata = load_file(str(checkpoint)), file_metadata(checkpoint)
+    sd = {k: v for k, v in sd.items() if not k.startswith("vae.per_channel_statistics.") or k.endswith("-of-means")}
+    sd.update({name: torch.rand(8) for name in UNREAD_STATISTICS[version]})
+    save_file(sd, str(checkpoint), metadata=metadata)
+    report = conversion.convert_original_to_diffusers(checkpoint, tmp_path / "out")
+    assert report.components["vae"]["extra_tensors"] == sorted(UNREAD_STATISTICS[version])
+    vae = ltx2_diffusers.AutoencoderKLLTX2Video.from_single_file(checkpoint)
+    assert torch.equal(vae.latents_std, sd["vae.per_channel_statistics.std-of-means"])
+    conversion.convert_diffusers_to_original(tmp_path / "out", tmp_path / "back.safetensors")
+    assert raw_tensors(tmp_path / "back.safetensors") == raw_tensors(checkpoint)
+
+
+@pytest.mark.parametrize(
+    "rational_names,metadata_rational",
+    [(True, False), (True, True), (False, False)],
+    ids=["ltx2-x2-names-rational-metadata-not", "ltx2-x2-both-rational", "ltx23-x2-plain"],
+)
+def test_x2_upscaler_layouts_convert_load_and_come_back(tmp_path, rational_names, metadata_rational):
+    """LTX-2's x2 file holds the rational resampler's names, LTX-2.3's the plain ones; at scale 2 both compute the same
+    and the names decide the layout, whatever `rational_resampler` says."""
+    path = tmp_path / "upscaler-x2.safetensors"
+    reference = write_upscaler(path, rational_names, metadata_rational)
+    report = conversion.convert_original_to_diffusers(None, tmp_path / "up", upsampler=path)
+    folder = ltx2_diffusers.LTX2LatentUpsamplerModel.from_pretrained(tmp_path / "up").eval()
+    direct = ltx2_diffusers.LTX2LatentUpsamplerModel.from_single_file(path)
+    assert folder.config.use_rational_resampler is rational_names is direct.config.use_rational_resampler
+    assert report.components["latent_upsampler"]["extra_tensors"] == []
+    latents = torch.randn(1, 8, 2, 4, 4)
+    with torch.no_grad():
+        expected = reference(latents)
+        torch.testing.assert_close(folder(latents), expected, rtol=0, atol=1e-5)
+        torch.testing.assert_close(direct(latents), expected, rtol=0, atol=1e-5)
+    conversion.convert_diffusers_to_original(tmp_path / "up", tmp_path / "back.safetensors")
+    assert raw_tensors(tmp_path / "back.safetensors") == raw_tensors(path)
+    assert file_metadata(tmp_path / "back.safetensors") == file_metadata(path)
+
+
+def test_from_single_file_fills_the_model_one_tensor_at_a_time(converted, monkeypatch):
+    """Built on the meta device and filled tensor by tensor: when a tensor is read, no tensor read before it is still
+    alive unless it became a parameter itself (here every one is cast to bf16: none survives), so the host never holds
+    a second copy of the model. The parameters land on the device asked for."""
+    import weakref
+
+    from ltx2_diffusers.loaders import from_single_file as loader
+
+    _, _, checkpoint, *_ = converted
+    read, alive_at_read = [], []
+    original_read = loader.read_tensor
+
+    def counting_read(entry, *args):
+        alive_at_read.append(sum(ref() is not None for ref in read))
+        tensor = original_read(entry, *args)
+        read.append(weakref.ref(tensor))
+        return tensor
+
+    monkeypatch.setattr(loader, "read_tensor", counting_read)
+    model = ltx2_diffusers.LTX2VideoTransformer3DModel.from_single_file(
+        checkpoint, torch_dtype=torch.bfloat16, device_map={"": "cpu"}
+    )
+    assert len(read) == len(model.state_dict()) and max(alive_at_read) == 0
+    assert {(p.device.type, p.dtype) for p in model.parameters()} == {("cpu", torch.bfloat16)}
+    with pytest.raises(ValueError, match="device_map='auto' plans a placement over several devices"):
+        ltx2_diffusers.LTX2VideoTransformer3DModel.from_single_file(checkpoint, device_map="auto")
+    with pytest.raises(ValueError, match=r"only \{\"\": device\}"):
+        ltx2_diffusers.LTX2VideoTransformer3DModel.from_single_file(checkpoint, device_map={"blocks": "cpu", "": 0})
+    with pytest.raises(ValueError, match="disagree; pass one of them"):
+        ltx2_diffusers.LTX2VideoTransformer3DModel.from_single_file(checkpoint, device="meta", device_map="cpu")
