@@ -67,6 +67,9 @@ def test_converts_with_the_scales_and_back_to_the_same_tensors(scaled_file, tmp_
     assert aside == (
         ["model.diffusion_model.scaled_fp8"] if layout == "comfy" else [f"model.diffusion_model.{TO_Q}.input_scale"]
     )
+    # diffusers' from_pretrained knows no scaled fp8: it refuses the folder instead of loading unscaled numbers
+    with pytest.raises(ValueError, match="Unknown quantization type, got ltx2_scaled_fp8"):
+        LTX2VideoTransformer3DModel.from_pretrained(tmp_path / "kept", subfolder="transformer")
     conversion.convert_diffusers_to_original(tmp_path / "kept", tmp_path / "back.safetensors")
     assert raw_tensors(tmp_path / "back.safetensors") == original
     assert file_metadata(tmp_path / "back.safetensors") == file_metadata(path)

@@ -80,6 +80,8 @@ LIBRARY = "ltx2_diffusers"
 DEFAULT_MAX_SHARD_SIZE = 5 * 10**9  # what diffusers' converter uses ("5GB")
 
 DTYPE_CHOICES = {"keep": None, "bf16": "BF16", "fp32": "F32"}
+QUANTIZATION_CONFIG = "quantization_config"  # the config.json key diffusers' from_pretrained reads
+SCALED_FP8_METHOD = "ltx2_scaled_fp8"  # a folder keeping a scaled-fp8 file's weights with their scales
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -159,6 +161,10 @@ def _write_component(folder: Path, plan: ComponentPlan, dtype: str, upcast_fp8: 
         planned.sort(key=lambda t: t.name)
     write_sharded(folder, planned, max_shard)
     config = {"_class_name": plan.class_name, "_diffusers_version": _diffusers_version(), **plan.config}
+    if plan.scales and not upcast_fp8:
+        # fp8 weights whose true values need their scales: a quantisation diffusers does not know, so that
+        # from_pretrained fails loudly (it names this method) instead of loading the fp8 numbers as they are
+        config[QUANTIZATION_CONFIG] = {"quant_method": SCALED_FP8_METHOD, "scale_suffix": "_scale"}
     (folder / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     extras = plan.extras  # with a scaled-fp8 file: its marker / input scales (without weight scales on the way back)
     if extras:
@@ -327,6 +333,7 @@ def _folder_component(
     # keys a hand-written config leaves out take our class's defaults, as from_pretrained would
     signature = inspect.signature(cls.__init__).parameters.values()
     defaults = {p.name: p.default for p in signature if p.default is not inspect.Parameter.empty}
+    config.pop(QUANTIZATION_CONFIG, None)  # written by a conversion that kept fp8 scales: not the model's config
     config = json.loads(json.dumps({**defaults, **{k: v for k, v in config.items() if not k.startswith("_")}}))
     entries = read_folder_weights(folder)
     extras = read_header(folder / EXTRA_TENSORS_NAME)[0] if (folder / EXTRA_TENSORS_NAME).is_file() else {}
