@@ -1,4 +1,5 @@
-"""Lightricks' single-file checkpoints <-> diffusers pipeline folders, streaming, and `from_single_file`.
+"""Lightricks' single-file checkpoints <-> diffusers pipeline folders, streaming. (`from_single_file` is in
+`from_single_file.py`, the plan both share in `plan.py`; their names are re-exported here.)
 
 Conversion copies tensors one at a time, in chunks, with plain file reads and writes (`safetensors_io.py`): never a
 whole state dict, and no memory map either (pages of a mapped 43 GB file count as resident memory once touched). Names
@@ -6,11 +7,14 @@ come from the per-component key maps (`*_keys.py`, data), configs from the file'
 "keep" every tensor's bytes are copied unchanged, and the file's `__metadata__` is kept verbatim in the folder
 (`ltx2_original_metadata.json`), so original -> folder -> original gives the same tensors and the same metadata.
 
-Tensors a key map names but the diffusers class does not hold (e.g. statistics ltx-core never reads) are kept under
-their original names in `<component>/ltx2_original_extra.safetensors`. Keys outside every component's prefixes are an
+Tensors a key map leaves out because the diffusers class does not hold them (e.g. statistics ltx-core never reads) are
+kept under their original names in `<component>/ltx2_original_extra.safetensors`, as are a scaled-fp8 file's input
+scales and marker (`fp8_files.py`); its weight scales either stay beside their weights or are applied (`upcast_fp8`). Keys outside every component's prefixes are an
 error, or with `allow_unknown=True` are kept in `ltx2_original_unknown.safetensors` at the folder root; both files are
 ignored by `from_pretrained` and restored by the reverse conversion. A key under a component's prefix that its map
 does not know is always an error: that component would be incomplete or wrong.
+
+The model classes are an argument (`classes`), never imported here: `ltx2_diffusers.conversion` passes ours.
 """
 
 import inspect
