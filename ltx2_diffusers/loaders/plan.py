@@ -216,7 +216,7 @@ def _plan_component(
             f"{name!r} is {list(shape)}, expected {list(want)}. The weights and the metadata describe different models."
         )
     scales = {mapping[k]: fp8.scales[k] for k in entries if k in fp8.scales}
-    return ComponentPlan(class_name, config, tensors, extras, scales, fp8.layout if fp8.layout else None)
+    return ComponentPlan(class_name, config, tensors, extras, scales, fp8.layout)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
