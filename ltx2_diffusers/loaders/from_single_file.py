@@ -6,7 +6,7 @@ plan as the converter's (`plan.py`); the model classes are passed in (the loader
 """
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -67,7 +67,7 @@ def _set_tensor(model: torch.nn.Module, name: str, tensor: torch.Tensor) -> None
 
 _FP8_TORCH = (torch.float8_e4m3fn, torch.float8_e5m2)
 # (model, module name, fp8 weight, its float32 per-tensor scale) -> None: puts an FP8 layer in place of the linear
-FP8LayerBuilder = Any
+FP8LayerBuilder = Callable[[torch.nn.Module, str, torch.Tensor, torch.Tensor], None]
 
 
 def load_component_from_single_file(
