@@ -2,7 +2,6 @@
 they load with `from_single_file` (dequantised, or kept as FP8 layers), convert to a folder and back to the same
 tensors, and inconsistent scale tensors are refused."""
 
-
 import pytest
 import torch
 from helpers.real_files import file_metadata, raw_tensors, write_scaled_fp8_transformer
