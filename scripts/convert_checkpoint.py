@@ -13,12 +13,11 @@ conversion fails. See docs/conversion.md. The work is done by ltx2_diffusers.loa
 import argparse
 import sys
 
-from ltx2_diffusers.loaders.single_file import (
-    DEFAULT_MAX_SHARD_SIZE,
-    DTYPE_CHOICES,
-    convert_diffusers_to_original,
-    convert_original_to_diffusers,
-)
+# --- real-files (issue 14, loaders never import models): the converter with our model classes bound ---
+from ltx2_diffusers.conversion import convert_diffusers_to_original, convert_original_to_diffusers
+
+# --- end real-files ---
+from ltx2_diffusers.loaders.single_file import DEFAULT_MAX_SHARD_SIZE, DTYPE_CHOICES
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers.real_files import file_metadata, raw_tensors, write_upscaler
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from test_conversion_utils import GEMMA_STATES, GEMMA_WIDTH, UPSAMPLER_CONFIG, write_checkpoint, write_upsampler
 
 import ltx2_diffusers
+from ltx2_diffusers import conversion
 from ltx2_diffusers.loaders import metadata as md
 from ltx2_diffusers.loaders import safetensors_io as sio
 from ltx2_diffusers.loaders import single_file as sf
@@ -29,7 +31,7 @@ def converted(request, tmp_path_factory):
     modules = write_checkpoint(checkpoint, request.param)
     upsampler_file = root / "upscaler.safetensors"
     upsampler = write_upsampler(upsampler_file)
-    report = sf.convert_original_to_diffusers(checkpoint, root / "folder", upsampler=upsampler_file)
+    report = conversion.convert_original_to_diffusers(checkpoint, root / "folder", upsampler=upsampler_file)
     return request.param, modules, checkpoint, upsampler, upsampler_file, root / "folder", report
 
 
@@ -159,7 +161,7 @@ def test_connectors_match_ltx_core(converted):
 def test_original_to_folder_to_original_is_lossless(converted, tmp_path):
     _, _, checkpoint, _, upsampler_file, folder, _ = converted
     back, upsampler_back = tmp_path / "back.safetensors", tmp_path / "upscaler_back.safetensors"
-    report = sf.convert_diffusers_to_original(folder, back, upsampler_output=upsampler_back)
+    report = conversion.convert_diffusers_to_original(folder, back, upsampler_output=upsampler_back)
     for original, rebuilt in ((checkpoint, back), (upsampler_file, upsampler_back)):
         assert raw_bytes(rebuilt) == raw_bytes(original)
         with safe_open(str(original), "pt") as f, safe_open(str(rebuilt), "pt") as g:
@@ -187,7 +189,7 @@ def test_a_folder_saved_by_diffusers_exports_to_the_same_file(converted, tmp_pat
     transformer_config = json.loads((tmp_path / "hub" / "transformer" / "config.json").read_text())
     assert transformer_config.pop("rope_type") == "split"
     (tmp_path / "hub" / "transformer" / "config.json").write_text(json.dumps(transformer_config))
-    report = sf.convert_diffusers_to_original(tmp_path / "hub", tmp_path / "back.safetensors")
+    report = conversion.convert_diffusers_to_original(tmp_path / "hub", tmp_path / "back.safetensors")
     assert any("no longer matches" in n for n in report.notes) is False
     original, back = load_file(str(checkpoint)), load_file(str(tmp_path / "back.safetensors"))
     dropped = {"vae.per_channel_statistics.channel", "vae.per_channel_statistics.mean-of-stds"}  # not in diffusers
@@ -206,7 +208,7 @@ def test_metadata_is_rebuilt_when_the_folder_has_none(converted, tmp_path):
 
     shutil.copytree(folder, copy)
     (copy / md.ORIGINAL_METADATA_FILENAME).unlink()
-    report = sf.convert_diffusers_to_original(copy, tmp_path / "back.safetensors")
+    report = conversion.convert_diffusers_to_original(copy, tmp_path / "back.safetensors")
     assert any("latent_upsampler/ not exported" in n for n in report.notes)
     assert raw_bytes(tmp_path / "back.safetensors") == raw_bytes(checkpoint)
     with safe_open(str(tmp_path / "back.safetensors"), "pt") as g, safe_open(str(checkpoint), "pt") as f:
@@ -222,7 +224,7 @@ def test_metadata_is_rebuilt_when_the_folder_has_none(converted, tmp_path):
 def test_dtype_choice_and_sharding(converted, tmp_path, dtype, expected):
     _, _, checkpoint, *_ = converted
     out = tmp_path / "out"
-    sf.convert_original_to_diffusers(checkpoint, out, dtype=dtype, max_shard_size=200_000, kind="distilled")
+    conversion.convert_original_to_diffusers(checkpoint, out, dtype=dtype, max_shard_size=200_000, kind="distilled")
     index = json.loads((out / "vae" / sio.WEIGHTS_INDEX_NAME).read_text())
     assert len(set(index["weight_map"].values())) > 1  # sharded the way save_pretrained does
     shard = out / "vae" / index["weight_map"]["latents_mean"]
@@ -244,31 +246,32 @@ def test_fp8_tensors_kept_or_upcast(tmp_path):
     name = "model.diffusion_model.transformer_blocks.0.attn1.to_q.weight"
     sd[name] = sd[name].to(torch.float8_e4m3fn)
     save_file(sd, str(checkpoint), metadata=metadata)
-    sf.convert_original_to_diffusers(checkpoint, tmp_path / "kept")
-    sf.convert_original_to_diffusers(checkpoint, tmp_path / "up", upcast_fp8=True)
+    conversion.convert_original_to_diffusers(checkpoint, tmp_path / "kept")
+    conversion.convert_original_to_diffusers(checkpoint, tmp_path / "up", upcast_fp8=True)
     kept = load_file(str(tmp_path / "kept" / "transformer" / sio.WEIGHTS_NAME))
     up = load_file(str(tmp_path / "up" / "transformer" / sio.WEIGHTS_NAME))
     assert kept["transformer_blocks.0.attn1.to_q.weight"].dtype == torch.float8_e4m3fn
     assert up["transformer_blocks.0.attn1.to_q.weight"].dtype == torch.bfloat16
     assert torch.equal(up["transformer_blocks.0.attn1.to_q.weight"], sd[name].to(torch.bfloat16))
     assert up["proj_in.weight"].dtype == torch.float32  # other tensors keep their dtype under "keep"
-    sf.convert_diffusers_to_original(tmp_path / "kept", tmp_path / "back.safetensors")
+    conversion.convert_diffusers_to_original(tmp_path / "kept", tmp_path / "back.safetensors")
     assert raw_bytes(tmp_path / "back.safetensors") == raw_bytes(checkpoint)
-    sd[name.replace(".weight", ".weight_scale")] = torch.ones(())
+    other = "model.diffusion_model.transformer_blocks.0.attn1.to_k.weight"  # a scale on a weight that is not fp8
+    sd[other.replace(".weight", ".weight_scale")] = torch.ones(())
     save_file(sd, str(checkpoint), metadata=metadata)
-    with pytest.raises(ValueError, match="pre-quantised fp8 checkpoint .* Convert the bf16 file"):
-        sf.convert_original_to_diffusers(checkpoint, tmp_path / "scaled")
+    with pytest.raises(ValueError, match=r"attn1\.to_k\.weight_scale' scales .*, a F32 tensor; only fp8 tensors"):
+        conversion.convert_original_to_diffusers(checkpoint, tmp_path / "scaled")
 
 
 def test_partial_file_converts_what_it_holds(tmp_path):
     checkpoint = tmp_path / "transformer-only-distilled.safetensors"
     write_checkpoint(checkpoint, md.LTX2_3, keep=lambda k: k.startswith(("model.diffusion_model.", "text_embedding")))
-    report = sf.convert_original_to_diffusers(checkpoint, tmp_path / "out")
+    report = conversion.convert_original_to_diffusers(checkpoint, tmp_path / "out")
     assert set(report.components) == {"transformer", "connectors"}
     index = json.loads((tmp_path / "out" / "model_index.json").read_text())
     assert index["vae"] == [None, None] and index["connectors"] == ["ltx2_diffusers", "LTX2TextConnectors"]
     load(tmp_path / "out", "connectors")
-    sf.convert_diffusers_to_original(tmp_path / "out", tmp_path / "back.safetensors")
+    conversion.convert_diffusers_to_original(tmp_path / "out", tmp_path / "back.safetensors")
     assert raw_bytes(tmp_path / "back.safetensors") == raw_bytes(checkpoint)
 
 
@@ -283,16 +286,16 @@ def test_unknown_keys_fail_unless_allowed_and_are_then_kept(tmp_path):
     with pytest.raises(
         ValueError, match=r"1 keys no LTX-2 component claims, e.g. \['duration_head.proj.weight'\].*allow"
     ):
-        sf.convert_original_to_diffusers(checkpoint, tmp_path / "out")
+        conversion.convert_original_to_diffusers(checkpoint, tmp_path / "out")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ltx-2-dev.safetensors"]  # nothing half-written
-    report = sf.convert_original_to_diffusers(checkpoint, tmp_path / "out", allow_unknown=True)
+    report = conversion.convert_original_to_diffusers(checkpoint, tmp_path / "out", allow_unknown=True)
     assert report.unknown_keys == ["duration_head.proj.weight"]
-    sf.convert_diffusers_to_original(tmp_path / "out", tmp_path / "back.safetensors")
+    conversion.convert_diffusers_to_original(tmp_path / "out", tmp_path / "back.safetensors")
     assert raw_bytes(tmp_path / "back.safetensors") == raw_bytes(checkpoint)
     sd["vae.decoder.extra_head.weight"] = torch.randn(2)  # under a component's prefix: that component is wrong
     save_file(sd, str(checkpoint), metadata=metadata)
     with pytest.raises(ValueError, match="vae.decoder.extra_head.weight"):
-        sf.convert_original_to_diffusers(checkpoint, tmp_path / "out2", allow_unknown=True)
+        conversion.convert_original_to_diffusers(checkpoint, tmp_path / "out2", allow_unknown=True)
     assert not (tmp_path / "out2").exists()
 
 
@@ -327,14 +330,14 @@ def test_bad_files_fail_clearly_and_leave_nothing(tmp_path):
     before = sorted(p.name for p in tmp_path.iterdir())
     for name, (_, message) in cases.items():
         with pytest.raises(ValueError, match=message):
-            sf.convert_original_to_diffusers(tmp_path / name, tmp_path / f"out_{name}")
+            conversion.convert_original_to_diffusers(tmp_path / name, tmp_path / f"out_{name}")
     assert sorted(p.name for p in tmp_path.iterdir()) == before
     with pytest.raises(ValueError, match=r"dtype='fp16'; expected one of \['keep', 'bf16', 'fp32'\]"):
-        sf.convert_original_to_diffusers(good, tmp_path / "x", dtype="fp16")
+        conversion.convert_original_to_diffusers(good, tmp_path / "x", dtype="fp16")
     with pytest.raises(ValueError, match="kind='turbo'"):
-        sf.convert_original_to_diffusers(good, tmp_path / "x", kind="turbo")
+        conversion.convert_original_to_diffusers(good, tmp_path / "x", kind="turbo")
     with pytest.raises(ValueError, match="already exists; pass overwrite=True"):
-        sf.convert_original_to_diffusers(good, tmp_path)
+        conversion.convert_original_to_diffusers(good, tmp_path)
 
 
 def test_pipeline_loads_from_the_folder_and_from_the_single_file(converted):
@@ -356,18 +359,18 @@ def test_upscaler_alone_is_a_model_folder(tmp_path):
     upsampler_file = tmp_path / "ltx-2.3-spatial-upscaler-x1.5-1.0.safetensors"
     config = {**UPSAMPLER_CONFIG, "rational_resampler": True, "spatial_scale": 1.5}
     reference = write_upsampler(upsampler_file, config)
-    sf.convert_original_to_diffusers(None, tmp_path / "up", upsampler=upsampler_file)
+    conversion.convert_original_to_diffusers(None, tmp_path / "up", upsampler=upsampler_file)
     assert not (tmp_path / "up" / "model_index.json").exists()
     ours = ltx2_diffusers.LTX2LatentUpsamplerModel.from_pretrained(tmp_path / "up").eval()
     latents = torch.randn(1, 8, 2, 4, 4)
     with torch.no_grad():
         torch.testing.assert_close(ours(latents), reference(latents), rtol=0, atol=1e-5)
-    sf.convert_diffusers_to_original(tmp_path / "up", tmp_path / "back.safetensors")
+    conversion.convert_diffusers_to_original(tmp_path / "up", tmp_path / "back.safetensors")
     assert raw_bytes(tmp_path / "back.safetensors") == raw_bytes(upsampler_file)
     (tmp_path / "vae").mkdir()
     (tmp_path / "vae" / "config.json").write_text(json.dumps({"_class_name": "AutoencoderKLLTX2Video"}))
     with pytest.raises(ValueError, match="Only a latent upsampler has a Lightricks file of its own"):
-        sf.convert_diffusers_to_original(tmp_path / "vae", tmp_path / "x.safetensors")
+        conversion.convert_diffusers_to_original(tmp_path / "vae", tmp_path / "x.safetensors")
 
 
 def test_from_single_file_equals_the_converted_folder(converted):
@@ -426,7 +429,7 @@ def test_text_encoder_folder_is_copied(tmp_path):
     tokenizer.save_pretrained(gemma)
     checkpoint = tmp_path / "vae-only-dev.safetensors"
     write_checkpoint(checkpoint, md.LTX2, keep=lambda k: k.startswith("vae."))
-    sf.convert_original_to_diffusers(checkpoint, tmp_path / "out", text_encoder=gemma)
+    conversion.convert_original_to_diffusers(checkpoint, tmp_path / "out", text_encoder=gemma)
     index = json.loads((tmp_path / "out" / "model_index.json").read_text())
     assert index["text_encoder"][0] == "transformers" and index["tokenizer"][0] == "transformers"
     import transformers
@@ -464,3 +467,90 @@ def test_cli_both_directions(tmp_path, capsys):
     assert run_cli(upsampler_file, tmp_path / "up2") == 0
     assert raw_bytes(tmp_path / "up1" / sio.WEIGHTS_NAME) == raw_bytes(tmp_path / "up2" / sio.WEIGHTS_NAME)
     assert json.loads((tmp_path / "up2" / "config.json").read_text())["_class_name"] == "LTX2LatentUpsamplerModel"
+
+
+# ---- the released files' key sets (issue 8) -------------------------------------------------------------------------
+
+# Statistics the LTX-2 (19B) files hold besides mean-of-means / std-of-means (no implementation reads them); the
+# LTX-2.3 files hold none of them.
+UNREAD_STATISTICS = {
+    md.LTX2: (
+        "vae.per_channel_statistics.channel",
+        "vae.per_channel_statistics.mean-of-stds",
+        "vae.per_channel_statistics.mean-of-stds_over_std-of-means",
+    ),
+    md.LTX2_3: (),
+}
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_released_statistics_convert_load_and_come_back(tmp_path, version):
+    checkpoint = tmp_path / "ltx-tiny-dev.safetensors"
+    write_checkpoint(checkpoint, version, keep=lambda k: k.startswith("vae."))
+    sd, metadata = load_file(str(checkpoint)), file_metadata(checkpoint)
+    sd = {k: v for k, v in sd.items() if not k.startswith("vae.per_channel_statistics.") or k.endswith("-of-means")}
+    sd.update({name: torch.rand(8) for name in UNREAD_STATISTICS[version]})
+    save_file(sd, str(checkpoint), metadata=metadata)
+    report = conversion.convert_original_to_diffusers(checkpoint, tmp_path / "out")
+    assert report.components["vae"]["extra_tensors"] == sorted(UNREAD_STATISTICS[version])
+    vae = ltx2_diffusers.AutoencoderKLLTX2Video.from_single_file(checkpoint)
+    assert torch.equal(vae.latents_std, sd["vae.per_channel_statistics.std-of-means"])
+    conversion.convert_diffusers_to_original(tmp_path / "out", tmp_path / "back.safetensors")
+    assert raw_tensors(tmp_path / "back.safetensors") == raw_tensors(checkpoint)
+
+
+@pytest.mark.parametrize(
+    "rational_names,metadata_rational",
+    [(True, False), (True, True), (False, False)],
+    ids=["ltx2-x2-names-rational-metadata-not", "ltx2-x2-both-rational", "ltx23-x2-plain"],
+)
+def test_x2_upscaler_layouts_convert_load_and_come_back(tmp_path, rational_names, metadata_rational):
+    """LTX-2's x2 file holds the rational resampler's names, LTX-2.3's the plain ones; at scale 2 both compute the same
+    and the names decide the layout, whatever `rational_resampler` says."""
+    path = tmp_path / "upscaler-x2.safetensors"
+    reference = write_upscaler(path, rational_names, metadata_rational)
+    report = conversion.convert_original_to_diffusers(None, tmp_path / "up", upsampler=path)
+    folder = ltx2_diffusers.LTX2LatentUpsamplerModel.from_pretrained(tmp_path / "up").eval()
+    direct = ltx2_diffusers.LTX2LatentUpsamplerModel.from_single_file(path)
+    assert folder.config.use_rational_resampler is rational_names is direct.config.use_rational_resampler
+    assert report.components["latent_upsampler"]["extra_tensors"] == []
+    latents = torch.randn(1, 8, 2, 4, 4)
+    with torch.no_grad():
+        expected = reference(latents)
+        torch.testing.assert_close(folder(latents), expected, rtol=0, atol=1e-5)
+        torch.testing.assert_close(direct(latents), expected, rtol=0, atol=1e-5)
+    conversion.convert_diffusers_to_original(tmp_path / "up", tmp_path / "back.safetensors")
+    assert raw_tensors(tmp_path / "back.safetensors") == raw_tensors(path)
+    assert file_metadata(tmp_path / "back.safetensors") == file_metadata(path)
+
+
+def test_from_single_file_fills_the_model_one_tensor_at_a_time(converted, monkeypatch):
+    """Built on the meta device and filled tensor by tensor: when a tensor is read, no tensor read before it is still
+    alive unless it became a parameter itself (here every one is cast to bf16: none survives), so the host never holds
+    a second copy of the model. The parameters land on the device asked for."""
+    import weakref
+
+    from ltx2_diffusers.loaders import from_single_file as loader
+
+    _, _, checkpoint, *_ = converted
+    read, alive_at_read = [], []
+    original_read = loader.read_tensor
+
+    def counting_read(entry, *args):
+        alive_at_read.append(sum(ref() is not None for ref in read))
+        tensor = original_read(entry, *args)
+        read.append(weakref.ref(tensor))
+        return tensor
+
+    monkeypatch.setattr(loader, "read_tensor", counting_read)
+    model = ltx2_diffusers.LTX2VideoTransformer3DModel.from_single_file(
+        checkpoint, torch_dtype=torch.bfloat16, device_map={"": "cpu"}
+    )
+    assert len(read) == len(model.state_dict()) and max(alive_at_read) == 0
+    assert {(p.device.type, p.dtype) for p in model.parameters()} == {("cpu", torch.bfloat16)}
+    with pytest.raises(ValueError, match="device_map='auto' plans a placement over several devices"):
+        ltx2_diffusers.LTX2VideoTransformer3DModel.from_single_file(checkpoint, device_map="auto")
+    with pytest.raises(ValueError, match=r"only \{\"\": device\}"):
+        ltx2_diffusers.LTX2VideoTransformer3DModel.from_single_file(checkpoint, device_map={"blocks": "cpu", "": 0})
+    with pytest.raises(ValueError, match="disagree; pass one of them"):
+        ltx2_diffusers.LTX2VideoTransformer3DModel.from_single_file(checkpoint, device="meta", device_map="cpu")

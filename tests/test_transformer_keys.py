@@ -5,11 +5,15 @@ import torch
 from _transformer_helpers import OUR_CONFIGS, ltx_core_config
 from ltx_core.model.transformer.model_configurator import LTXModelConfigurator
 
-from ltx2_diffusers.loaders.transformer_keys import (
-    diffusers_to_original_keys,
-    expected_diffusers_keys,
-    original_to_diffusers_keys,
-)
+from ltx2_diffusers.loaders.transformer_keys import diffusers_to_original_keys, original_to_diffusers_keys
+from ltx2_diffusers.models.transformer_ltx2 import LTX2VideoTransformer3DModel
+
+
+def expected_diffusers_keys(config: dict | None = None) -> set[str]:
+    """Parameter names of our transformer with `config` (built on the meta device)."""
+    with torch.device("meta"):
+        return set(LTX2VideoTransformer3DModel(**(config or {})).state_dict())
+
 
 # The released layouts at full size (spec §1.1), in ltx-core's metadata keys and in our config keys
 FULL_SIZE = {
@@ -41,10 +45,11 @@ def test_full_size_reference_keys_map_onto_our_parameters(layout):
     core_config = {**ltx_core_config("ltx2"), **core_changes}
     core_config.update(RELEASED_SIZES)
     keys = original_keys(core_config)
-    mapping = original_to_diffusers_keys(keys, our_changes)
-    assert set(mapping.values()) == expected_diffusers_keys(our_changes)
+    expected = expected_diffusers_keys(our_changes)
+    mapping = original_to_diffusers_keys(keys, our_changes, expected)
+    assert set(mapping.values()) == expected
     assert len(mapping) == (3510 if layout == "ltx2" else len(expected_diffusers_keys(our_changes)))
-    assert diffusers_to_original_keys(mapping.values(), our_changes) == {v: k for k, v in mapping.items()}
+    assert diffusers_to_original_keys(mapping.values(), our_changes, expected) == {v: k for k, v in mapping.items()}
 
 
 def test_renames_spot_checks():
@@ -69,6 +74,7 @@ def test_renames_spot_checks():
 
 
 def test_unknown_and_foreign_keys_raise():
+    ltx2 = expected_diffusers_keys()
     with pytest.raises(ValueError, match="belongs to the text connectors"):
         original_to_diffusers_keys(["model.diffusion_model.video_embeddings_connector.learnable_registers"])
     with pytest.raises(ValueError, match="belongs to the text connectors"):
@@ -76,9 +82,16 @@ def test_unknown_and_foreign_keys_raise():
     with pytest.raises(ValueError, match="not a transformer key"):
         original_to_diffusers_keys(["vae.decoder.conv_in.conv.weight"])
     with pytest.raises(ValueError, match="'model.diffusion_model.transformer_blocks.0.attn1.q_proj.weight'"):
-        original_to_diffusers_keys(["model.diffusion_model.transformer_blocks.0.attn1.q_proj.weight"])
+        original_to_diffusers_keys(["model.diffusion_model.transformer_blocks.0.attn1.q_proj.weight"], None, ltx2)
     # an LTX-2.3 key against the LTX-2 layout
     with pytest.raises(ValueError, match="prompt_adaln_single.linear.weight"):
-        original_to_diffusers_keys(["model.diffusion_model.prompt_adaln_single.linear.weight"])
+        original_to_diffusers_keys(["model.diffusion_model.prompt_adaln_single.linear.weight"], None, ltx2)
+    tiny = OUR_CONFIGS["ltx2"]
     with pytest.raises(ValueError, match="not a parameter"):
-        diffusers_to_original_keys(["transformer_blocks.0.attn1.to_gate_logits.weight"], OUR_CONFIGS["ltx2"])
+        diffusers_to_original_keys(
+            ["transformer_blocks.0.attn1.to_gate_logits.weight"], tiny, expected_diffusers_keys(tiny)
+        )
+    # without the model's names only the renames apply (the converter always passes them)
+    assert original_to_diffusers_keys(["model.diffusion_model.x.q_norm.weight"]) == {
+        "model.diffusion_model.x.q_norm.weight": "x.norm_q.weight"
+    }

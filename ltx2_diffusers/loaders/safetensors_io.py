@@ -127,6 +127,7 @@ class PlannedTensor:
     source: TensorEntry
     name: str  # name in the output file
     dtype: str  # output dtype
+    scale: TensorEntry | None = None  # a per-tensor fp8 scale to apply: written as source.float() * scale
 
     @property
     def nbytes(self) -> int:
@@ -137,8 +138,10 @@ class PlannedTensor:
         )
 
 
-def _copy_tensor(src: TensorEntry, dtype: str, out) -> None:
-    """Append `src`'s data to the open file `out`, converted to `dtype`, through one `_CHUNK_BYTES` buffer."""
+def _copy_tensor(src: TensorEntry, dtype: str, out, scale: TensorEntry | None = None) -> None:
+    """Append `src`'s data to the open file `out`, converted to `dtype` (times `scale`, a one-number tensor, when
+    given: computed in float32), through one `_CHUNK_BYTES` buffer."""
+    factor = None if scale is None else read_tensor(scale).float().reshape(())
     in_size = SAFETENSORS_DTYPES[src.dtype].itemsize
     buffer = memoryview(bytearray(min(src.nbytes, max(in_size, _CHUNK_BYTES // in_size * in_size))))
     with open(src.path, "rb") as f:
@@ -149,10 +152,13 @@ def _copy_tensor(src: TensorEntry, dtype: str, out) -> None:
             if f.readinto(view) != len(view):
                 raise ValueError(f"{src.path}: ended inside tensor {src.name!r}: the file is truncated.")
             remaining -= len(view)
-            if dtype == src.dtype:
+            if dtype == src.dtype and factor is None:
                 out.write(view)
             else:
-                converted = torch.frombuffer(view, dtype=SAFETENSORS_DTYPES[src.dtype]).to(SAFETENSORS_DTYPES[dtype])
+                converted = torch.frombuffer(view, dtype=SAFETENSORS_DTYPES[src.dtype])
+                if factor is not None:
+                    converted = converted.float() * factor
+                converted = converted.to(SAFETENSORS_DTYPES[dtype])
                 out.write(converted.view(torch.uint8).numpy())
 
 
@@ -171,7 +177,7 @@ def write_safetensors(path: str | os.PathLike, tensors: list[PlannedTensor], met
         out.write(struct.pack("<Q", len(encoded)))
         out.write(encoded)
         for t in tensors:
-            _copy_tensor(t.source, t.dtype, out)
+            _copy_tensor(t.source, t.dtype, out, t.scale)
 
 
 def write_sharded(folder: Path, tensors: list[PlannedTensor], max_shard_size: int) -> None:

@@ -1,4 +1,5 @@
-"""Lightricks' single-file checkpoints <-> diffusers pipeline folders, streaming, and `from_single_file`.
+"""Lightricks' single-file checkpoints <-> diffusers pipeline folders, streaming. (`from_single_file` is in
+`from_single_file.py`, the plan both share in `plan.py`; their names are re-exported here.)
 
 Conversion copies tensors one at a time, in chunks, with plain file reads and writes (`safetensors_io.py`): never a
 whole state dict, and no memory map either (pages of a mapped 43 GB file count as resident memory once touched). Names
@@ -6,11 +7,14 @@ come from the per-component key maps (`*_keys.py`, data), configs from the file'
 "keep" every tensor's bytes are copied unchanged, and the file's `__metadata__` is kept verbatim in the folder
 (`ltx2_original_metadata.json`), so original -> folder -> original gives the same tensors and the same metadata.
 
-Tensors a key map names but the diffusers class does not hold (e.g. statistics ltx-core never reads) are kept under
-their original names in `<component>/ltx2_original_extra.safetensors`. Keys outside every component's prefixes are an
+Tensors a key map leaves out because the diffusers class does not hold them (e.g. statistics ltx-core never reads) are
+kept under their original names in `<component>/ltx2_original_extra.safetensors`, as are a scaled-fp8 file's input
+scales and marker (`fp8_files.py`); its weight scales either stay beside their weights or are applied (`upcast_fp8`). Keys outside every component's prefixes are an
 error, or with `allow_unknown=True` are kept in `ltx2_original_unknown.safetensors` at the folder root; both files are
 ignored by `from_pretrained` and restored by the reverse conversion. A key under a component's prefix that its map
 does not know is always an error: that component would be incomplete or wrong.
+
+The model classes are an argument (`classes`), never imported here: `ltx2_diffusers.conversion` passes ours.
 """
 
 import inspect
@@ -18,15 +22,32 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from importlib import import_module
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from . import fp8_files
 from . import metadata as md
+from .from_single_file import (
+    FromLTX2SingleFileMixin,
+    load_component_from_single_file,
+    pipeline_from_single_file,
+    target_device,
+)
+from .plan import (
+    COMPONENT_OF_CLASS,
+    KEY_MAPS,
+    MODEL_COMPONENTS,
+    ComponentPlan,
+    ModelClasses,
+    expected_state_dict_shapes,
+    plan_checkpoint,
+    plan_upsampler,
+    require_classes,
+    split_by_component,
+    upsampler_config,
+)
 from .safetensors_io import (
     FLOAT_DTYPES,
     FP8_DTYPES,
@@ -35,190 +56,36 @@ from .safetensors_io import (
     atomic_file_write,
     read_folder_weights,
     read_header,
-    read_tensor,
     write_safetensors,
     write_sharded,
 )
 
+__all__ = [  # the planning names are re-exported for the converter's callers
+    "COMPONENT_OF_CLASS",
+    "MODEL_COMPONENTS",
+    "ComponentPlan",
+    "ConversionReport",
+    "FromLTX2SingleFileMixin",
+    "convert_diffusers_to_original",
+    "convert_original_to_diffusers",
+    "expected_state_dict_shapes",
+    "load_component_from_single_file",
+    "pipeline_from_single_file",
+    "target_device",
+    "plan_checkpoint",
+    "plan_upsampler",
+    "split_by_component",
+]
+
 EXTRA_TENSORS_NAME = "ltx2_original_extra.safetensors"
 UNKNOWN_TENSORS_NAME = "ltx2_original_unknown.safetensors"
-PIPELINE_CLASS = "LTX2AVPipeline"
+PIPELINE_CLASS = "LTX2AVPipeline"  # the class model_index.json names
 LIBRARY = "ltx2_diffusers"
 DEFAULT_MAX_SHARD_SIZE = 5 * 10**9  # what diffusers' converter uses ("5GB")
 
-# component -> (key-map module, name prefix of its three API names in that module)
-KEY_MAPS: dict[str, tuple[str, str]] = {
-    "transformer": ("transformer_keys", ""),
-    "connectors": ("connector_keys", ""),
-    "vae": ("video_vae_keys", ""),
-    "audio_vae": ("audio_keys", "audio_vae_"),
-    "vocoder": ("audio_keys", "vocoder_"),
-    "latent_upsampler": ("upsampler_keys", ""),
-}
-COMPONENT_OF_CLASS: dict[str, str] = {
-    "LTX2VideoTransformer3DModel": "transformer",
-    "LTX2TextConnectors": "connectors",
-    "AutoencoderKLLTX2Video": "vae",
-    "AutoencoderKLLTX2Audio": "audio_vae",
-    "LTX2Vocoder": "vocoder",
-    "LTX2VocoderWithBWE": "vocoder",
-    "LTX2LatentUpsamplerModel": "latent_upsampler",
-}
-# Order of the components in the combined file (the upsampler lives in a file of its own).
-MODEL_COMPONENTS = ("transformer", "connectors", "vae", "audio_vae", "vocoder")
-
 DTYPE_CHOICES = {"keep": None, "bf16": "BF16", "fp32": "F32"}
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Key maps and classes
-
-
-def key_map(component: str) -> tuple[tuple[str, ...], Callable, Callable, tuple[str, ...]]:
-    """(ORIGINAL_PREFIXES, original_to_diffusers_keys, diffusers_to_original_keys, ORIGINAL_IGNORED_KEYS) of a
-    component's key-map module; the last one (keys the map deliberately leaves out) is optional there."""
-    module_name, prefix = KEY_MAPS[component]
-    module = import_module(f"{__package__}.{module_name}")
-    return (
-        getattr(module, f"{prefix.upper()}ORIGINAL_PREFIXES"),
-        getattr(module, f"{prefix}original_to_diffusers_keys"),
-        getattr(module, f"{prefix}diffusers_to_original_keys"),
-        tuple(getattr(module, f"{prefix.upper()}ORIGINAL_IGNORED_KEYS", ())),
-    )
-
-
-def resolve_class(class_name: str) -> type:
-    """Our model class of that name (`ltx2_diffusers.<name>`)."""
-    return getattr(import_module("ltx2_diffusers"), class_name)
-
-
-def expected_state_dict_shapes(class_name: str, config: dict) -> dict[str, tuple[int, ...]]:
-    """{state-dict name: shape} of the class built from `config`, on the meta device (no memory, no init cost)."""
-    from accelerate import init_empty_weights
-
-    with init_empty_weights(include_buffers=True):
-        model = resolve_class(class_name).from_config(config)
-    return {name: tuple(t.shape) for name, t in model.state_dict().items()}
-
-
-def split_by_component(keys: Iterable[str], components: Iterable[str] = MODEL_COMPONENTS) -> tuple[dict, list[str]]:
-    """({component: [keys]}, unknown keys) by each map's ORIGINAL_PREFIXES; the longest matching prefix wins, which
-    puts `model.diffusion_model.video_embeddings_connector.*` with the connectors, not the transformer."""
-    prefixes = [(p, c) for c in components for p in key_map(c)[0]]
-    prefixes.sort(key=lambda pc: -len(pc[0]))
-    grouped: dict[str, list[str]] = {}
-    unknown: list[str] = []
-    for key in keys:
-        owner = next((c for p, c in prefixes if key.startswith(p)), None)
-        if owner is None:
-            unknown.append(key)
-        else:
-            grouped.setdefault(owner, []).append(key)
-    return grouped, unknown
-
-
-def _text_proj_in_factor(entries: dict[str, TensorEntry], caption_channels: int) -> int | None:
-    """Gemma's hidden-state count (layers + 1): the projection's input width over Gemma's width."""
-    for name in (
-        "text_embedding_projection.aggregate_embed.weight",
-        "text_embedding_projection.video_aggregate_embed.weight",
-    ):
-        if name in entries:
-            width = entries[name].shape[1]
-            if width % caption_channels:
-                raise ValueError(f"{name} has {width} inputs, not a multiple of caption_channels={caption_channels}.")
-            return width // caption_channels
-    return None
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Planning: file -> {component: (class, config, tensors)}
-
-
-@dataclass
-class ComponentPlan:
-    class_name: str
-    config: dict
-    tensors: dict[str, TensorEntry]  # diffusers name -> source tensor
-    extras: dict[str, TensorEntry] = field(default_factory=dict)  # original name -> tensor the class does not hold
-
-
-def plan_checkpoint(
-    path: str | os.PathLike, components: tuple[str, ...] | None = None
-) -> tuple[dict, list, dict, dict]:
-    """Read a combined Lightricks file: ({component: ComponentPlan}, unknown keys, `__metadata__`, parsed config)."""
-    entries, metadata = read_header(path)
-    lora = next((k for k in entries if ".lora_A." in k or ".lora_B." in k), None)
-    if lora is not None:
-        raise ValueError(
-            f"{path} is a LoRA file (e.g. {lora!r}), not a model checkpoint: load it onto the transformer as a LoRA "
-            "(e.g. ltx-2-19b-distilled-lora-384 with the dev checkpoint) instead of converting it."
-        )
-    config = md.parse_original_metadata(metadata, str(path))
-    if "_class_name" in config and config.get("_class_name") == "LatentUpsampler":
-        raise ValueError(
-            f"{path} is a latent upsampler file, not an LTX-2 model checkpoint: load it with "
-            "LTX2LatentUpsamplerModel, or convert it on its own or as `upsampler=` (--upsampler) of a checkpoint."
-        )
-    if not ({"transformer", "vae", "audio_vae", "vocoder"} & config.keys()):
-        raise ValueError(
-            f"{path}: its config metadata has none of the sections transformer/vae/audio_vae/vocoder (it has "
-            f"{sorted(config)}): this is not an LTX-2 checkpoint."
-        )
-    md.detect_model_version(metadata, config)
-    scaled = [k for k in entries if k.endswith((".weight_scale", ".input_scale"))]
-    if scaled:
-        raise ValueError(
-            f"{path} is a pre-quantised fp8 checkpoint (per-tensor scales such as {scaled[0]!r}, for ltx-core's "
-            "fp8-scaled-mm path): its weights are not usable without those scales, which diffusers classes do not "
-            "hold. Convert the bf16 file, or an fp8-cast file (plain float8 weights, kept or upcast with --upcast-fp8)."
-        )
-    grouped, unknown = split_by_component(entries, MODEL_COMPONENTS)
-    if components is not None:
-        grouped = {c: k for c, k in grouped.items() if c in components}
-    caption_channels = config.get("transformer", {}).get("caption_channels", md.GEMMA_3_12B_HIDDEN_SIZE)
-    factor = _text_proj_in_factor(entries, caption_channels)
-    configs = md.component_configs_from_original(config, factor, tuple(grouped))
-    plans = {}
-    for c in (c for c in MODEL_COMPONENTS if c in grouped):  # file order: transformer, connectors, vae, ...
-        plans[c] = _plan_component(c, *configs[c], {k: entries[k] for k in grouped[c]}, path)
-    return plans, sorted(unknown), metadata, config
-
-
-def _plan_component(
-    component: str, class_name: str, config: dict, entries: dict[str, TensorEntry], path
-) -> ComponentPlan:
-    _, to_diffusers, _, ignored = key_map(component)
-    mapping = to_diffusers(entries, config)
-    dropped = [k for k in entries if k not in mapping and k not in ignored]
-    if dropped:
-        raise ValueError(f"The {component} key map gave no name to {dropped[:5]} and does not list them as ignored.")
-    expected = expected_state_dict_shapes(class_name, config)
-    tensors = {mapping[k]: e for k, e in entries.items() if mapping.get(k) in expected}
-    # kept under their original names: keys the map ignores, or names the class does not hold
-    extras = {k: e for k, e in entries.items() if mapping.get(k) not in expected}
-    missing = expected.keys() - tensors.keys()
-    if missing:
-        raise ValueError(
-            f"{path}: the {component} ({class_name}) built from the file's metadata needs {len(missing)} tensors the "
-            f"file does not have, e.g. {sorted(missing)[:5]}. The metadata does not describe these weights (a file of "
-            "another model, or a partial export)."
-        )
-    wrong = [(n, e.shape, expected[n]) for n, e in tensors.items() if e.shape != expected[n]]
-    if wrong:
-        name, shape, want = wrong[0]
-        raise ValueError(
-            f"{path}: {len(wrong)} {component} tensors do not have the shapes the file's metadata implies, e.g. "
-            f"{name!r} is {list(shape)}, expected {list(want)}. The weights and the metadata describe different models."
-        )
-    return ComponentPlan(class_name, config, tensors, extras)
-
-
-def plan_upsampler(path: str | os.PathLike) -> tuple[ComponentPlan, dict]:
-    """Read a Lightricks latent-upsampler file: (ComponentPlan, `__metadata__`)."""
-    entries, metadata = read_header(path)
-    config = md.upsampler_config_from_original(md.parse_original_metadata(metadata, str(path)))
-    return _plan_component("latent_upsampler", "LTX2LatentUpsamplerModel", config, entries, path), metadata
+QUANTIZATION_CONFIG = "quantization_config"  # the config.json key diffusers' from_pretrained reads
+SCALED_FP8_METHOD = "ltx2_scaled_fp8"  # a folder keeping a scaled-fp8 file's weights with their scales
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -286,15 +153,28 @@ def _finish_dir(tmp: Path, output: Path) -> None:
 
 
 def _write_component(folder: Path, plan: ComponentPlan, dtype: str, upcast_fp8: bool, max_shard: int):
+    """config.json and the weights; a scaled-fp8 file's scales are applied (upcast_fp8) or written beside their
+    weights under the name models/fp8.py's FP8Linear gives them (`<name>_scale`, e.g. `to_q.weight_scale`)."""
     folder.mkdir(exist_ok=True)
-    planned = [PlannedTensor(e, name, _output_dtype(e, dtype, upcast_fp8)) for name, e in sorted(plan.tensors.items())]
+    planned = []
+    for name, e in sorted(plan.tensors.items()):
+        scale = plan.scales.get(name) if upcast_fp8 else None
+        planned.append(PlannedTensor(e, name, _output_dtype(e, dtype, upcast_fp8), scale))
+    if not upcast_fp8:
+        planned += [PlannedTensor(e, f"{name}_scale", e.dtype) for name, e in plan.scales.items()]
+        planned.sort(key=lambda t: t.name)
     write_sharded(folder, planned, max_shard)
     config = {"_class_name": plan.class_name, "_diffusers_version": _diffusers_version(), **plan.config}
+    if plan.scales and not upcast_fp8:
+        # fp8 weights whose true values need their scales: a quantisation diffusers does not know, so that
+        # from_pretrained fails loudly (it names this method) instead of loading the fp8 numbers as they are
+        config[QUANTIZATION_CONFIG] = {"quant_method": SCALED_FP8_METHOD, "scale_suffix": "_scale"}
     (folder / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    if plan.extras:
-        extras = [PlannedTensor(e, name, e.dtype) for name, e in sorted(plan.extras.items())]
-        write_safetensors(folder / EXTRA_TENSORS_NAME, extras, {"format": "pt"})
-    return planned
+    extras = plan.extras  # with a scaled-fp8 file: its marker / input scales (without weight scales on the way back)
+    if extras:
+        planned_extras = [PlannedTensor(e, name, e.dtype) for name, e in sorted(extras.items())]
+        write_safetensors(folder / EXTRA_TENSORS_NAME, planned_extras, {"format": "pt"})
+    return planned, [PlannedTensor(e, name, e.dtype) for name, e in sorted(extras.items())]
 
 
 def _diffusers_version() -> str:
@@ -316,14 +196,19 @@ def convert_original_to_diffusers(
     allow_unknown: bool = False,
     max_shard_size: int = DEFAULT_MAX_SHARD_SIZE,
     overwrite: bool = False,
+    classes: ModelClasses | None = None,
 ) -> ConversionReport:
     """Lightricks single file (+ upscaler file) -> a pipeline folder (model_index.json, one folder per component).
 
     kind: "dev" or "distilled" (the scheduler), None to read it from the file name. dtype: "keep", "bf16" or "fp32" for
-    floating tensors; fp8 tensors stay fp8 unless `upcast_fp8` (then bf16 under "keep"). text_encoder: a local Gemma-3
-    folder copied (or symlinked, `link_text_encoder`) into text_encoder/ and tokenizer/. A file holding only some
-    components converts those. Nothing is left at `output_dir` if anything fails.
+    floating tensors; fp8 tensors stay fp8 unless `upcast_fp8` (then bf16 under "keep"). A scaled-fp8 file's weights
+    (per-tensor scales, `fp8_files.py`) are dequantised by `upcast_fp8` (weight.float() * scale, then that dtype), or
+    else kept with their scales beside them (`<name>.weight_scale`); either way the way back gives the same file.
+    text_encoder: a local Gemma-3 folder copied (or symlinked, `link_text_encoder`) into text_encoder/ and tokenizer/.
+    A file holding only some components converts those. Nothing is left at `output_dir` if anything fails.
+    classes: {class name: model class} (`ltx2_diffusers.conversion` passes ours).
     """
+    classes = require_classes(classes, "convert_original_to_diffusers")
     if checkpoint is None and upsampler is None:
         raise ValueError("Nothing to convert: pass a checkpoint, an upsampler file, or both.")
     if dtype not in DTYPE_CHOICES:
@@ -335,7 +220,7 @@ def convert_original_to_diffusers(
     output = Path(output_dir)
     plans, unknown, metadata, config = {}, [], None, None
     if checkpoint is not None:
-        plans, unknown, metadata, config = plan_checkpoint(checkpoint)
+        plans, unknown, metadata, config = plan_checkpoint(checkpoint, classes)
         if unknown and not allow_unknown:
             raise ValueError(
                 f"{checkpoint} has {len(unknown)} keys no LTX-2 component claims, e.g. {unknown[:5]}. If the file is "
@@ -344,7 +229,7 @@ def convert_original_to_diffusers(
             )
     upsampler_metadata = None
     if upsampler is not None:
-        plans["latent_upsampler"], upsampler_metadata = plan_upsampler(upsampler)
+        plans["latent_upsampler"], upsampler_metadata = plan_upsampler(upsampler, classes["LTX2LatentUpsamplerModel"])
     if "transformer" in plans and kind is None:
         kind = md.model_kind_from_name(checkpoint)
     report = ConversionReport(str(output), kind=kind)
@@ -355,8 +240,8 @@ def convert_original_to_diffusers(
     try:
         for component, plan in plans.items():
             folder = tmp if standalone else tmp / component
-            written = _write_component(folder, plan, dtype, upcast_fp8, max_shard_size)
-            report.add(component, plan.class_name, written, plan.extras.values())
+            written, kept_aside = _write_component(folder, plan, dtype, upcast_fp8, max_shard_size)
+            report.add(component, plan.class_name, written, kept_aside)
         if unknown:
             entries = read_header(checkpoint)[0]
             write_safetensors(
@@ -441,23 +326,51 @@ def _add_text_encoder(root: Path, source: Path, link: bool) -> dict[str, list]:
 # Folder -> original
 
 
-def _folder_component(folder: Path) -> tuple[str, dict, dict[str, TensorEntry], dict[str, TensorEntry]]:
+def _folder_component(
+    folder: Path, classes: ModelClasses
+) -> tuple[str, dict, dict[str, TensorEntry], dict[str, TensorEntry]]:
     config = json.loads((folder / "config.json").read_text())
     class_name = config.pop("_class_name", None)
     if class_name not in COMPONENT_OF_CLASS:
         raise ValueError(f"{folder / 'config.json'} names the class {class_name!r}, not an LTX-2 model class.")
+    cls = classes[class_name]
     # keys a hand-written config leaves out take our class's defaults, as from_pretrained would
-    signature = inspect.signature(resolve_class(class_name).__init__).parameters.values()
+    signature = inspect.signature(cls.__init__).parameters.values()
     defaults = {p.name: p.default for p in signature if p.default is not inspect.Parameter.empty}
+    config.pop(QUANTIZATION_CONFIG, None)  # written by a conversion that kept fp8 scales: not the model's config
     config = json.loads(json.dumps({**defaults, **{k: v for k, v in config.items() if not k.startswith("_")}}))
     entries = read_folder_weights(folder)
     extras = read_header(folder / EXTRA_TENSORS_NAME)[0] if (folder / EXTRA_TENSORS_NAME).is_file() else {}
+    expected = expected_state_dict_shapes(cls, config)
+    scales = {n for n in entries if n.endswith(fp8_files.FOLDER_SCALE_SUFFIXES) and n[: -len("_scale")] in entries}
+    foreign = sorted(entries.keys() - expected.keys() - scales)
+    if foreign:
+        raise ValueError(f"{folder}: {foreign[:5]} are not parameters of {class_name} with its config.json.")
     return class_name, config, entries, extras
 
 
-def _to_original_names(component: str, config: dict, entries: dict[str, TensorEntry]) -> list[tuple[str, TensorEntry]]:
-    mapping = key_map(component)[2](entries, config)
-    return [(mapping[name], entry) for name, entry in entries.items()]
+def _to_original_names(
+    component: str, config: dict, entries: dict[str, TensorEntry], extras: Mapping[str, TensorEntry]
+) -> list[tuple[str, TensorEntry]]:
+    """(original name, tensor) of a component folder's weights; fp8 scales (`<name>_scale`, kept by a conversion that
+    did not dequantise) get the name the source file's layout gives them (its marker, if any, is among `extras`)."""
+    scales = {n: e for n, e in entries.items() if n.endswith(fp8_files.FOLDER_SCALE_SUFFIXES) and n[:-6] in entries}
+    weights = {n: e for n, e in entries.items() if n not in scales}
+    mapping = KEY_MAPS[component].to_original(weights, config)
+    layout = fp8_files.layout_of(extras)
+    named = [(mapping[name], entry) for name, entry in weights.items()]
+    return named + [(fp8_files.original_scale_name(mapping[n[:-6]], layout), e) for n, e in scales.items()]
+
+
+def _kept_extras(extras: dict[str, TensorEntry], entries: dict[str, TensorEntry], report: "ConversionReport"):
+    """A folder's kept-aside tensors to write back. A scaled-fp8 file's marker and input scales describe fp8 weights
+    with scales: once the weights were dequantised (no scales left in the folder) they would mislead, so they stay out."""
+    if any(n.endswith(fp8_files.FOLDER_SCALE_SUFFIXES) for n in entries):
+        return extras
+    fp8_aside = [n for n in extras if fp8_files.is_fp8_aside(n)]
+    if fp8_aside:
+        report.notes.append(f"fp8 scale tensors left out (the weights were dequantised): {', '.join(fp8_aside[:5])}")
+    return {n: e for n, e in extras.items() if n not in fp8_aside}
 
 
 def _configs_equal(a: dict, b: dict) -> bool:
@@ -471,9 +384,12 @@ def convert_diffusers_to_original(
     upsampler_output: str | os.PathLike | None = None,
     dtype: str = "keep",
     overwrite: bool = False,
+    classes: ModelClasses | None = None,
 ) -> ConversionReport:
     """A pipeline folder (ours or diffusers') -> Lightricks' single file, metadata rebuilt (verbatim when the folder
-    keeps the source file's metadata and its configs still match it), plus the upsampler file when asked."""
+    keeps the source file's metadata and its configs still match it), plus the upsampler file when asked.
+    classes: {class name: model class} (`ltx2_diffusers.conversion` passes ours)."""
+    classes = require_classes(classes, "convert_diffusers_to_original")
     root = Path(folder)
     stored = {}
     if (root / md.ORIGINAL_METADATA_FILENAME).is_file():
@@ -486,7 +402,7 @@ def convert_diffusers_to_original(
                 f"{root} is a {class_name} model folder. Only a latent upsampler has a Lightricks file of its own; "
                 "other components are exported from a pipeline folder (with model_index.json)."
             )
-        _write_upsampler_file(root, stored.get("upsampler"), Path(output_file), dtype, overwrite, report)
+        _write_upsampler_file(root, stored.get("upsampler"), Path(output_file), dtype, overwrite, report, classes)
         return report
     present = [c for c in MODEL_COMPONENTS if (root / c / "config.json").is_file()]
     if output_file is not None and not present:
@@ -494,9 +410,10 @@ def convert_diffusers_to_original(
     if output_file is not None:
         components, tensors = {}, []
         for component in present:
-            class_name, config, entries, extras = _folder_component(root / component)
+            class_name, config, entries, extras = _folder_component(root / component, classes)
             components[component] = (class_name, config)
-            named = _to_original_names(component, config, entries) + list(extras.items())
+            extras = _kept_extras(extras, entries, report)
+            named = _to_original_names(component, config, entries, extras) + list(extras.items())
             tensors += [PlannedTensor(e, name, _output_dtype(e, dtype, False)) for name, e in named]
             report.add(component, class_name, tensors[-len(named) :][: len(entries)], extras.values())
         if (root / UNKNOWN_TENSORS_NAME).is_file():
@@ -510,7 +427,13 @@ def convert_diffusers_to_original(
         if not (root / "latent_upsampler" / "config.json").is_file():
             raise ValueError(f"{root} has no latent_upsampler/ folder to write to {upsampler_output}.")
         _write_upsampler_file(
-            root / "latent_upsampler", stored.get("upsampler"), Path(upsampler_output), dtype, overwrite, report
+            root / "latent_upsampler",
+            stored.get("upsampler"),
+            Path(upsampler_output),
+            dtype,
+            overwrite,
+            report,
+            classes,
         )
     elif (root / "latent_upsampler").is_dir():
         report.notes.append("latent_upsampler/ not exported: pass upsampler_output (--upsampler-output) for it.")
@@ -518,15 +441,19 @@ def convert_diffusers_to_original(
 
 
 def _write_upsampler_file(
-    folder: Path, stored: dict | None, path: Path, dtype: str, overwrite: bool, report: ConversionReport
+    folder: Path,
+    stored: dict | None,
+    path: Path,
+    dtype: str,
+    overwrite: bool,
+    report: ConversionReport,
+    classes: ModelClasses,
 ) -> None:
-    class_name, config, entries, extras = _folder_component(folder)
-    named = _to_original_names("latent_upsampler", config, entries) + list(extras.items())
+    class_name, config, entries, extras = _folder_component(folder, classes)
+    named = _to_original_names("latent_upsampler", config, entries, extras) + list(extras.items())
     tensors = [PlannedTensor(e, name, _output_dtype(e, dtype, False)) for name, e in named]
     metadata = stored
-    if stored is None or not _configs_equal(
-        md.upsampler_config_from_original(md.parse_original_metadata(stored)), config
-    ):
+    if stored is None or not _configs_equal(upsampler_config(md.parse_original_metadata(stored), entries), config):
         metadata = {"config": json.dumps(md.original_upsampler_config(config))}
     atomic_file_write(path, sorted(tensors, key=lambda t: t.name), metadata, overwrite)
     report.add("latent_upsampler", class_name, tensors[: len(entries)], extras.values())
@@ -557,91 +484,3 @@ def _check_unique(tensors: list[PlannedTensor]) -> None:
         if t.name in seen:
             raise ValueError(f"Two tensors would be written as {t.name!r}: the folder's components overlap.")
         seen.add(t.name)
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# from_single_file
-
-
-def load_component_from_single_file(
-    cls: type,
-    path: str | os.PathLike,
-    *,
-    torch_dtype: torch.dtype | None = None,
-    device: str | torch.device = "cpu",
-) -> Any:
-    """One model from a Lightricks single file (or, for the latent upsampler, its own file), through the same key map
-    and metadata config as the converter; loaded strictly. `cls` is any class named as ours or diffusers' in-tree
-    one (e.g. `LTX2VideoTransformer3DModel`)."""
-    from accelerate import init_empty_weights
-
-    # the class itself or, for a subclass (e.g. one adding FromLTX2SingleFileMixin), the LTX-2 class it extends
-    class_name = next((k.__name__ for k in cls.__mro__ if k.__name__ in COMPONENT_OF_CLASS), None)
-    if class_name is None:
-        raise TypeError(f"{cls.__name__} is not an LTX-2 model class; expected one of {sorted(COMPONENT_OF_CLASS)}.")
-    component = COMPONENT_OF_CLASS[class_name]
-    if component == "latent_upsampler":
-        plan = plan_upsampler(path)[0]
-    else:
-        plans = plan_checkpoint(path, components=(component,))[0]
-        if component not in plans:
-            raise ValueError(f"{path} holds no {component} weights (no keys under {key_map(component)[0]}).")
-        plan = plans[component]
-    if plan.class_name != class_name:
-        raise ValueError(f"{path}'s {component} is a {plan.class_name}, not a {class_name}; load it with that class.")
-    # parameters on the meta device until the file's tensors are assigned; buffers are built for real, so the ones
-    # a class computes instead of storing (persistent=False, e.g. the BWE resampler's filter) are usable
-    with init_empty_weights(include_buffers=False):
-        model = cls.from_config(plan.config)
-    state_dict = {}
-    for name, entry in plan.tensors.items():
-        tensor = read_tensor(entry, device)
-        if torch_dtype is not None and tensor.is_floating_point():
-            tensor = tensor.to(torch_dtype)
-        state_dict[name] = tensor
-    model.load_state_dict(state_dict, strict=True, assign=True)
-    model = model.to(device)  # the computed buffers were built on the CPU
-    if torch_dtype is not None:
-        model = model.to(torch_dtype)  # them too, as from_pretrained(torch_dtype=...) does
-    return model.eval()
-
-
-class FromLTX2SingleFileMixin:
-    """Adds `from_single_file(path, torch_dtype=None, device="cpu")` to an LTX-2 model class: the model from a
-    Lightricks single file (the upscaler: from its own file), through the converter's key maps and metadata configs."""
-
-    @classmethod
-    def from_single_file(
-        cls, path: str | os.PathLike, *, torch_dtype: torch.dtype | None = None, device: str | torch.device = "cpu"
-    ):
-        return load_component_from_single_file(cls, path, torch_dtype=torch_dtype, device=device)
-
-
-def pipeline_from_single_file(
-    path: str | os.PathLike,
-    *,
-    text_encoder: Any = None,
-    tokenizer: Any = None,
-    processor: Any = None,
-    kind: str | None = None,
-    torch_dtype: torch.dtype | None = None,
-    pipeline_class: type | None = None,
-) -> Any:
-    """The LTX-2 pipeline from a Lightricks single file: every component it holds, loaded strictly, plus the given
-    Gemma `text_encoder` / `tokenizer` objects (None leaves them out) and the optional `processor` (a
-    `Gemma3Processor`, for image-to-video prompt enhancement). The upscaler is not part of the pipeline:
-    load it with `load_component_from_single_file(LTX2LatentUpsamplerModel, upscaler_file)`."""
-    plans = plan_checkpoint(path)[0]
-    components: dict[str, Any] = {}
-    for component, plan in plans.items():
-        components[component] = load_component_from_single_file(
-            resolve_class(plan.class_name), path, torch_dtype=torch_dtype
-        )
-    if "transformer" in plans:
-        scheduler_cls = resolve_class("LTX2Scheduler")
-        components["scheduler"] = scheduler_cls(**md.scheduler_config(kind or md.model_kind_from_name(path)))
-    components["text_encoder"], components["tokenizer"] = text_encoder, tokenizer
-    if processor is not None:
-        components["processor"] = processor
-    pipeline_class = pipeline_class or resolve_class(PIPELINE_CLASS)
-    return pipeline_class(**components)

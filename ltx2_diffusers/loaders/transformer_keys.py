@@ -3,11 +3,13 @@
 Only names change; tensors are untouched (spec §1.2, diffusers-ltx2 §1.4). The text connectors share the
 `model.diffusion_model.` prefix (`video_embeddings_connector.`, `audio_embeddings_connector.`) and the file's
 `text_embedding_projection.` is theirs too: this map refuses them (see `connector_keys.py`).
+
+Which names the transformer has depends on its config (LTX-2.3's gates, prompt AdaLN, ...), which is the model's
+business: pass `expected` (the model's state-dict names, e.g. `set(model.state_dict())` of a meta-device instance) to
+have every name checked, as the converter does.
 """
 
-from collections.abc import Iterable
-
-import torch
+from collections.abc import Collection, Iterable
 
 from .renames import rename_keys
 
@@ -57,19 +59,11 @@ TRANSFORMER_RENAMES_INVERSE: tuple[tuple[str, str], ...] = (
 )
 
 
-def expected_diffusers_keys(config: dict | None = None) -> set[str]:
-    """Parameter names of `LTX2VideoTransformer3DModel(**config)` (built on the meta device: no memory)."""
-    from ..models.transformer_ltx2 import LTX2VideoTransformer3DModel
-
-    config = {k: v for k, v in (config or {}).items() if not k.startswith("_")}
-    with torch.device("meta"):
-        model = LTX2VideoTransformer3DModel(**config)
-    return set(model.state_dict())
-
-
-def original_to_diffusers_keys(keys: Iterable[str], config: dict | None = None) -> dict[str, str]:
-    """{original key (with its `model.diffusion_model.` prefix) -> diffusers name}. Raises on connector keys and on
-    any key that is not a parameter of the transformer described by `config` (default config: LTX-2 19B)."""
+def original_to_diffusers_keys(
+    keys: Iterable[str], config: dict | None = None, expected: Collection[str] | None = None
+) -> dict[str, str]:
+    """{original key (with its `model.diffusion_model.` prefix) -> diffusers name}. Raises on connector keys and, with
+    `expected`, on any key that is not one of those parameters (`config` only names the layout in that message)."""
     keys = list(keys)
     for key in keys:
         if key.startswith(CONNECTOR_PREFIXES):
@@ -77,19 +71,22 @@ def original_to_diffusers_keys(keys: Iterable[str], config: dict | None = None) 
         if not key.startswith(ORIGINAL_PREFIXES):
             raise ValueError(f"{key!r} is not a transformer key: transformer keys start with {ORIGINAL_PREFIXES[0]!r}")
     mapping = rename_keys(keys, TRANSFORMER_RENAMES)
-    _check_known(mapping, expected_diffusers_keys(config), config)
+    _check_known(mapping, expected, config)
     return mapping
 
 
-def diffusers_to_original_keys(keys: Iterable[str], config: dict | None = None) -> dict[str, str]:
+def diffusers_to_original_keys(
+    keys: Iterable[str], config: dict | None = None, expected: Collection[str] | None = None
+) -> dict[str, str]:
     """{diffusers name -> original key}: the exact inverse of `original_to_diffusers_keys`."""
     keys = list(keys)
-    expected = expected_diffusers_keys(config)
     _check_known({key: key for key in keys}, expected, config)
     return rename_keys(keys, TRANSFORMER_RENAMES_INVERSE)
 
 
-def _check_known(mapping: dict[str, str], expected: set[str], config: dict | None) -> None:
+def _check_known(mapping: dict[str, str], expected: Collection[str] | None, config: dict | None) -> None:
+    if expected is None:
+        return
     for source, target in mapping.items():
         if target not in expected:
             layout = "the default (LTX-2) config" if not config else "the given config"

@@ -12,14 +12,15 @@ ltx-core numbers the encoder's and decoder's blocks flat (`res_x`, `compress_*`,
            last_time_embedder / last_scale_shift_table -> time_embedder / scale_shift_table
   statistics  mean-of-means / std-of-means -> latents_mean / latents_std
 A block that does not resample has no flat entry for its resampler, so the numbering is computed from the config.
-`vae.per_channel_statistics.channel` and `.mean-of-stds` are read by neither implementation: they are listed in
-ORIGINAL_IGNORED_KEYS and left out of the mapping (a diffusers folder cannot hold them).
+The LTX-2 (19B) files also hold `vae.per_channel_statistics.channel`, `.mean-of-stds` and
+`.mean-of-stds_over_std-of-means` (LTX-2.3 files do not): read by neither implementation, they are listed in
+ORIGINAL_IGNORED_KEYS and left out of the mapping (a diffusers folder cannot hold them; the converter keeps them aside).
+
+Every key must be renamed by one of the block rows: a key no row renames is an error. Which names exist inside a block
+is the model's business: pass `expected` (the model's state-dict names) to check them too, as the converter does.
 """
 
-import inspect
-from collections.abc import Iterable
-
-import torch
+from collections.abc import Collection, Iterable
 
 from .renames import invert_renames, rename_keys
 
@@ -27,18 +28,27 @@ ORIGINAL_PREFIXES: tuple[str, ...] = ("vae.",)
 ORIGINAL_IGNORED_KEYS: tuple[str, ...] = (
     "vae.per_channel_statistics.channel",
     "vae.per_channel_statistics.mean-of-stds",
+    "vae.per_channel_statistics.mean-of-stds_over_std-of-means",
 )
+# AutoencoderKLLTX2Video's defaults (the LTX-2 layout) for the keys that fix the block numbering
+LAYOUT_DEFAULTS = {
+    "block_out_channels": (256, 512, 1024, 2048),
+    "decoder_block_out_channels": (256, 512, 1024),
+    "spatio_temporal_scaling": True,
+    "decoder_spatio_temporal_scaling": True,
+}
+
+
+def _per_block(value, length: int) -> list[bool]:
+    return list(value) if isinstance(value, (list, tuple)) else [value] * length
 
 
 def _layout(config: dict | None) -> tuple[list[bool], list[bool]]:
     """Per encoder down block / decoder up block (decoder order): does it have a resampler?"""
-    from ..models.autoencoder_kl_ltx2 import AutoencoderKLLTX2Video, _as_tuple
-
-    defaults = {k: p.default for k, p in inspect.signature(AutoencoderKLLTX2Video.__init__).parameters.items()}
-    config = {**defaults, **(config or {})}
+    config = {**LAYOUT_DEFAULTS, **(config or {})}
     num_down, num_up = len(config["block_out_channels"]), len(config["decoder_block_out_channels"])
-    down = list(_as_tuple(config["spatio_temporal_scaling"], num_down))
-    up = list(reversed(_as_tuple(config["decoder_spatio_temporal_scaling"], num_up)))
+    down = _per_block(config["spatio_temporal_scaling"], num_down)
+    up = list(reversed(_per_block(config["decoder_spatio_temporal_scaling"], num_up)))
     return down, up
 
 
@@ -78,28 +88,26 @@ def _as_regex(rows: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return [("^" + source.replace(".", r"\."), target) for source, target in rows]
 
 
-def _expected_diffusers_keys(config: dict | None) -> set[str]:
-    from ..models.autoencoder_kl_ltx2 import AutoencoderKLLTX2Video
-
-    names = inspect.signature(AutoencoderKLLTX2Video.__init__).parameters
-    with torch.device("meta"):
-        model = AutoencoderKLLTX2Video(**{k: v for k, v in (config or {}).items() if k in names})
-    return set(model.state_dict())
+def _unplaced(mapping: dict[str, str], expected: Collection[str] | None) -> list[str]:
+    """Sources that no row renamed, or (with `expected`) whose new name the model does not have."""
+    return [s for s, t in mapping.items() if s == t or (expected is not None and t not in expected)]
 
 
-def original_to_diffusers_keys(keys: Iterable[str], config: dict | None = None) -> dict[str, str]:
+def original_to_diffusers_keys(
+    keys: Iterable[str], config: dict | None = None, expected: Collection[str] | None = None
+) -> dict[str, str]:
     """{original key (with its `vae.` prefix) -> diffusers name}; ORIGINAL_IGNORED_KEYS are left out.
 
     `config` is the diffusers config dict (None: the LTX-2 defaults); it fixes the flat block numbering. A key that
-    does not belong to the VAE the config describes raises ValueError naming it.
+    does not belong to the VAE the config describes raises ValueError naming it; `expected`: the model's state-dict
+    names, to check the names inside each block as well.
     """
     keys = [k for k in keys if k not in ORIGINAL_IGNORED_KEYS]
     foreign = [k for k in keys if not k.startswith(ORIGINAL_PREFIXES)]
     if foreign:
         raise ValueError(f"not video VAE keys (expected the prefix 'vae.'): {foreign[:5]}")
     mapping = rename_keys(keys, _as_regex(_prefix_renames(config)))
-    expected = _expected_diffusers_keys(config)
-    unknown = [source for source, target in mapping.items() if target not in expected]
+    unknown = _unplaced(mapping, expected)
     if unknown:
         raise ValueError(
             f"{len(unknown)} video VAE keys have no place in a model with this config, e.g. {unknown[:5]} -> "
@@ -108,15 +116,16 @@ def original_to_diffusers_keys(keys: Iterable[str], config: dict | None = None) 
     return mapping
 
 
-def diffusers_to_original_keys(keys: Iterable[str], config: dict | None = None) -> dict[str, str]:
+def diffusers_to_original_keys(
+    keys: Iterable[str], config: dict | None = None, expected: Collection[str] | None = None
+) -> dict[str, str]:
     """{diffusers name -> original key}, the exact inverse of `original_to_diffusers_keys`."""
     keys = list(keys)
-    expected = _expected_diffusers_keys(config)
-    unknown = [k for k in keys if k not in expected]
-    if unknown:
-        raise ValueError(f"not parameters of AutoencoderKLLTX2Video with this config: {unknown[:5]}")
     inverse = [(target, source) for source, target in _prefix_renames(config)]
     mapping = rename_keys(keys, _as_regex(inverse))
+    unknown = _unplaced(mapping, expected)
+    if unknown:
+        raise ValueError(f"not parameters of AutoencoderKLLTX2Video with this config: {unknown[:5]}")
     roundtrip = invert_renames(original_to_diffusers_keys(mapping.values(), config))
     bad = [k for k in keys if roundtrip.get(k) != mapping[k]]
     if bad:

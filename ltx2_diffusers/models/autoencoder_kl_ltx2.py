@@ -18,7 +18,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils.accelerate_utils import apply_forward_hook
 from torch import Tensor, nn
 
-from ..loaders.single_file import FromLTX2SingleFileMixin
+from ..loaders.from_single_file import FromLTX2SingleFileMixin
 from .video_vae_blocks import (
     CausalConv3d,
     DownBlock3D,

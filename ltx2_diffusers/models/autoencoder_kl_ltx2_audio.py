@@ -27,7 +27,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils.accelerate_utils import apply_forward_hook
 from torch import nn
 
-from ..loaders.single_file import FromLTX2SingleFileMixin
+from ..loaders.from_single_file import FromLTX2SingleFileMixin
 from .mel import waveform_to_mel
 
 # Both ltx-core and diffusers fix the latent's time (and mel) compression at 4 = two stride-2 stages, whatever ch_mult

@@ -25,7 +25,7 @@ from diffusers.models.attention import FeedForward
 from diffusers.models.modeling_utils import ModelMixin
 from torch import Tensor, nn
 
-from ..loaders.single_file import FromLTX2SingleFileMixin
+from ..loaders.from_single_file import FromLTX2SingleFileMixin
 from .attention import Attention
 from .embeddings import rms_norm
 from .rope import ROPE_TYPES, rope_cos_sin

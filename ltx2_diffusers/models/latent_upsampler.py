@@ -20,7 +20,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import Tensor, nn
 
-from ..loaders.single_file import FromLTX2SingleFileMixin
+from ..loaders.from_single_file import FromLTX2SingleFileMixin
 
 # spatial scale -> (p, q): up by p with a pixel shuffle, down by q with the blur (the reference's supported scales)
 RATIONAL_SCALES: dict[float, tuple[int, int]] = {0.75: (3, 4), 1.5: (3, 2), 2.0: (2, 1), 4.0: (4, 1)}

@@ -18,8 +18,9 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput, apply_lora_scale
 from torch import Tensor, nn
 
-from ..loaders.single_file import FromLTX2SingleFileMixin
+from ..loaders.from_single_file import FromLTX2SingleFileMixin, load_component_from_single_file
 from . import fp8
+from . import fp8 as fp8_layers  # `fp8` is also from_single_file's argument
 from .attention import Attention, resolve_sdpa_backend, sdpa_backend, self_attention_bias, text_bias
 from .embeddings import AdaLayerNormSingle, TwoLayerMLP
 from .perturbations import Perturbations
@@ -207,6 +208,44 @@ class LTX2VideoTransformer3DModel(FromLTX2SingleFileMixin, ModelMixin, ConfigMix
         for module in self.modules():
             if isinstance(module, Attention):
                 module.unfuse_projections()
+
+    @classmethod
+    def from_single_file(
+        cls,
+        path,
+        *,
+        torch_dtype: torch.dtype | None = None,
+        device: str | torch.device | None = None,
+        device_map: Any = None,
+        fp8: str = "dequantize",
+    ) -> "LTX2VideoTransformer3DModel":
+        """The transformer of a Lightricks single file, loaded straight onto `device` (loaders/from_single_file.py).
+        A scaled-fp8 file (`ltx-2.3-22b-*-fp8`, ComfyUI's scaled fp8): fp8="dequantize" gives weight * scale in
+        `torch_dtype` (bf16 when None); fp8="keep" keeps each scaled weight in e4m3 with its per-tensor scale, as a
+        "tensorwise" FP8Linear (models/fp8.py: `torch._scaled_mm` on Hopper, emulated on CPU)."""
+
+        def keep_fp8(model: nn.Module, name: str, weight: Tensor, scale: Tensor) -> None:
+            owner, _, attr = name.rpartition(".")
+            parent = model.get_submodule(owner) if owner else model
+            linear = getattr(parent, attr)
+            if not isinstance(linear, nn.Linear) or weight.dtype != fp8_layers.FP8_DTYPE:
+                raise ValueError(
+                    f"fp8='keep': {name} is a {type(linear).__name__} with {weight.dtype} weights; FP8 layers hold "
+                    f"{fp8_layers.FP8_DTYPE} linear weights only. Load with fp8='dequantize'."
+                )
+            bias = None if linear.bias is None else linear.bias.detach()
+            layer = fp8_layers.FP8Linear(
+                linear.in_features, linear.out_features, weight, scale, bias, "tensorwise", fast_accum=False
+            )
+            setattr(parent, attr, layer)
+
+        model = load_component_from_single_file(
+            cls, path, torch_dtype=torch_dtype, device=device, device_map=device_map, fp8=fp8, fp8_layer=keep_fp8
+        )
+        count = sum(isinstance(m, fp8_layers.FP8Linear) for m in model.modules())
+        if count:
+            model.fp8_config = fp8_layers.FP8Config("tensorwise", False, (), count)
+        return model
 
     def enable_fp8(
         self, granularity: str = "rowwise", fast_accum: bool = False, bf16_blocks: Iterable[int] = ()

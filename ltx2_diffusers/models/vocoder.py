@@ -17,7 +17,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from ..loaders.single_file import FromLTX2SingleFileMixin
+from ..loaders.from_single_file import FromLTX2SingleFileMixin
 
 ACT_FNS = ("leaky_relu", "snake", "snakebeta")
 FINAL_ACT_FNS = ("tanh", "clamp", None)

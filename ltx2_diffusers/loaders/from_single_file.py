@@ -1,0 +1,193 @@
+"""`from_single_file`: one model (or the pipeline) straight from a Lightricks single file onto its device.
+
+The model is built on the meta device and filled one tensor at a time (read, cast, moved), so the host never holds
+more than one tensor beyond the model itself, and nothing when loading onto a GPU. Names and configs come from the same
+plan as the converter's (`plan.py`); the model classes are passed in (the loaders do not import the models).
+"""
+
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+
+from . import fp8_files
+from . import metadata as md
+from .plan import (
+    COMPONENT_OF_CLASS,
+    KEY_MAPS,
+    ModelClasses,
+    meta_model,
+    plan_checkpoint,
+    plan_upsampler,
+    require_classes,
+)
+from .safetensors_io import read_tensor
+
+PIPELINE_CLASS = "LTX2AVPipeline"
+FP8_CHOICES = ("dequantize", "keep")
+
+
+def target_device(device: str | torch.device | None, device_map: Any = None) -> torch.device:
+    """The one device to load onto, from `device` or diffusers' `device_map` (a device, or {"": device})."""
+    if device_map is not None:
+        if isinstance(device_map, Mapping):
+            if set(device_map) != {""}:
+                raise ValueError(
+                    f"device_map={device_map!r}: from_single_file loads a model onto one device, so only "
+                    '{"": device} (or the device itself) is accepted. Spread a model over devices after loading '
+                    "(enable_model_cpu_offload or the memory planner)."
+                )
+            device_map = device_map[""]
+        if isinstance(device_map, str) and device_map in ("auto", "balanced", "balanced_low_0", "sequential"):
+            raise ValueError(
+                f"device_map={device_map!r} plans a placement over several devices; from_single_file loads onto one: "
+                "pass device='cuda' (or device_map='cuda')."
+            )
+        mapped = torch.device(device_map)
+        if device is not None and torch.device(device) != mapped:
+            raise ValueError(f"device={device!r} and device_map={device_map!r} disagree; pass one of them.")
+        return mapped
+    return torch.device("cpu" if device is None else device)
+
+
+def _set_tensor(model: torch.nn.Module, name: str, tensor: torch.Tensor) -> None:
+    """Replace the (meta) parameter or buffer `name` of `model` by `tensor`, keeping requires_grad."""
+    owner, _, leaf = name.rpartition(".")
+    module = model.get_submodule(owner) if owner else model
+    if leaf in module._parameters:
+        old = module._parameters[leaf]
+        trainable = old.requires_grad and tensor.is_floating_point() and tensor.dtype not in _FP8_TORCH
+        module._parameters[leaf] = torch.nn.Parameter(tensor, requires_grad=trainable)
+    elif leaf in module._buffers:
+        module._buffers[leaf] = tensor
+    else:
+        raise ValueError(f"{type(model).__name__} has no parameter or buffer {name!r}.")
+
+
+_FP8_TORCH = (torch.float8_e4m3fn, torch.float8_e5m2)
+# (model, module name, fp8 weight, its float32 per-tensor scale) -> None: puts an FP8 layer in place of the linear
+FP8LayerBuilder = Callable[[torch.nn.Module, str, torch.Tensor, torch.Tensor], None]
+
+
+def load_component_from_single_file(
+    cls: type,
+    path: str | os.PathLike,
+    *,
+    torch_dtype: torch.dtype | None = None,
+    device: str | torch.device | None = None,
+    device_map: Any = None,
+    fp8: str = "dequantize",
+    fp8_layer: FP8LayerBuilder | None = None,
+) -> Any:
+    """One model from a Lightricks single file (or, for the latent upsampler, its own file), through the same key map
+    and metadata config as the converter; loaded strictly. `cls` is any class named as ours or diffusers' in-tree
+    one (e.g. `LTX2VideoTransformer3DModel`), or a subclass of one.
+
+    The model is built on the meta device and filled one tensor at a time, each read from the file, cast to
+    `torch_dtype` and moved to the target device (`device`, or diffusers' `device_map` naming one device) before the
+    next is read: the host holds one tensor at a time beyond the model itself, and nothing when loading to a GPU.
+    fp8: what to do with a scaled-fp8 file's weights (fp8_files.py): "dequantize" (weight.float() * scale, in
+    `torch_dtype`, bf16 when None, as ltx-core folds them) or "keep" (e4m3 with its scale, through `fp8_layer`, which
+    the transformer's from_single_file passes: FP8Linear layers of models/fp8.py).
+    """
+    if fp8 not in FP8_CHOICES:
+        raise ValueError(f"fp8={fp8!r}; expected one of {FP8_CHOICES}.")
+    device = target_device(device, device_map)
+    # the class itself or, for a subclass, the LTX-2 class it extends
+    class_name = next((k.__name__ for k in cls.__mro__ if k.__name__ in COMPONENT_OF_CLASS), None)
+    if class_name is None:
+        raise TypeError(f"{cls.__name__} is not an LTX-2 model class; expected one of {sorted(COMPONENT_OF_CLASS)}.")
+    component = COMPONENT_OF_CLASS[class_name]
+    if component == "latent_upsampler":
+        plan = plan_upsampler(path, cls)[0]
+    else:
+        plans = plan_checkpoint(path, {class_name: cls}, components=(component,))[0]
+        if component not in plans:
+            raise ValueError(f"{path} holds no {component} weights (no keys under {KEY_MAPS[component].prefixes}).")
+        plan = plans[component]
+    if plan.scales and fp8 == "keep" and fp8_layer is None:
+        raise ValueError(
+            f"fp8='keep': {path} is a scaled-fp8 file, and {cls.__name__} has no FP8 layers to keep its weights in "
+            "(only the transformer does); load it with fp8='dequantize'."
+        )
+    model = meta_model(cls, plan.config)
+    kept_fp8 = []
+    for name, entry in plan.tensors.items():
+        tensor = read_tensor(entry)  # on the host: one tensor at a time
+        scale = plan.scales.get(name)
+        if scale is not None:
+            if fp8 == "keep" and name.endswith(".weight"):
+                kept_fp8.append((name, tensor.to(device), read_tensor(scale).float().reshape(()).to(device)))
+                continue
+            tensor = fp8_files.dequantize(tensor, read_tensor(scale), torch_dtype or torch.bfloat16)
+        elif torch_dtype is not None and tensor.is_floating_point():
+            tensor = tensor.to(torch_dtype)
+        _set_tensor(model, name, tensor.to(device))
+        del tensor
+    for name, weight, scale in kept_fp8:  # after the biases, which the FP8 layers take over
+        fp8_layer(model, name.removesuffix(".weight"), weight, scale)
+    left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if left:
+        raise ValueError(
+            f"{path}: {len(left)} tensors of {cls.__name__} were not filled from the file, e.g. {left[:5]}."
+        )
+    model = model.to(device)  # the computed buffers were built on the CPU; the parameters are already there
+    if torch_dtype is not None:
+        model = model.to(torch_dtype)  # the computed buffers too, as from_pretrained(torch_dtype=...) does
+    return model.eval()
+
+
+class FromLTX2SingleFileMixin:
+    """Adds `from_single_file(path, torch_dtype=None, device=None, device_map=None, fp8="dequantize")` to an LTX-2
+    model class: the model from a Lightricks single file (the upscaler: from its own file), through the converter's key
+    maps and metadata configs, loaded straight onto the device (`load_component_from_single_file`)."""
+
+    @classmethod
+    def from_single_file(
+        cls,
+        path: str | os.PathLike,
+        *,
+        torch_dtype: torch.dtype | None = None,
+        device: str | torch.device | None = None,
+        device_map: Any = None,
+        fp8: str = "dequantize",
+    ):
+        return load_component_from_single_file(
+            cls, path, torch_dtype=torch_dtype, device=device, device_map=device_map, fp8=fp8
+        )
+
+
+def pipeline_from_single_file(
+    path: str | os.PathLike,
+    *,
+    classes: ModelClasses | None = None,
+    text_encoder: Any = None,
+    tokenizer: Any = None,
+    processor: Any = None,
+    kind: str | None = None,
+    torch_dtype: torch.dtype | None = None,
+    device: str | torch.device | None = None,
+    pipeline_class: type | None = None,
+) -> Any:
+    """The LTX-2 pipeline from a Lightricks single file: every component it holds, loaded strictly (each through its
+    class's `from_single_file`, so the transformer's FP8 handling applies), plus the given Gemma `text_encoder` /
+    `tokenizer` objects (None leaves them out) and the optional `processor` (a `Gemma3Processor`, for image-to-video
+    prompt enhancement). `classes`: {class name: class} for the models and "LTX2Scheduler"
+    (`ltx2_diffusers.conversion` passes ours). The upscaler is not part of the pipeline: load it with
+    `LTX2LatentUpsamplerModel.from_single_file(upscaler_file)`."""
+    classes = require_classes(classes, "pipeline_from_single_file")
+    plans = plan_checkpoint(path, classes)[0]
+    components: dict[str, Any] = {}
+    for component, plan in plans.items():
+        cls = classes[plan.class_name]
+        components[component] = cls.from_single_file(path, torch_dtype=torch_dtype, device=device)
+    if "transformer" in plans:
+        components["scheduler"] = classes["LTX2Scheduler"](**md.scheduler_config(kind or md.model_kind_from_name(path)))
+    components["text_encoder"], components["tokenizer"] = text_encoder, tokenizer
+    if processor is not None:
+        components["processor"] = processor
+    pipeline_class = pipeline_class or classes.get(PIPELINE_CLASS)
+    if pipeline_class is None:
+        raise TypeError(f"pipeline_from_single_file: pass pipeline_class (e.g. {PIPELINE_CLASS}).")
+    return pipeline_class(**components)

@@ -1,0 +1,259 @@
+"""Planning a Lightricks single file: which tensor goes to which component, under which diffusers name, with which
+config. Nothing is read but the header.
+
+The loaders never import the model classes (models import the loaders' key tables, not the other way round): the
+caller passes them, as `classes` ({class name: class}), and each class is built on the meta device to learn the names
+and shapes it holds. `ltx2_diffusers.conversion` passes ours; a model class's `from_single_file` passes itself.
+"""
+
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+import torch
+
+from . import audio_keys, connector_keys, transformer_keys, upsampler_keys, video_vae_keys
+from . import metadata as md
+from .fp8_files import ScaledFp8, find_scaled_fp8
+from .safetensors_io import TensorEntry, read_header
+
+ModelClasses = Mapping[str, type]  # class name -> class, e.g. {"LTX2VideoTransformer3DModel": ...}
+
+
+def require_classes(classes: ModelClasses | None, what: str) -> ModelClasses:
+    if classes is None:
+        raise TypeError(
+            f"{what} needs the model classes (classes={{class name: class}}): the loaders do not import the models. "
+            "Call it through ltx2_diffusers.conversion, which passes ours."
+        )
+    return classes
+
+
+@dataclass(frozen=True)
+class KeyMap:
+    """A component's key map (a `*_keys.py` module): its prefixes in the file, both renames, keys it leaves out."""
+
+    prefixes: tuple[str, ...]
+    to_diffusers: Callable[..., dict[str, str]]
+    to_original: Callable[..., dict[str, str]]
+    ignored: tuple[str, ...] = ()
+
+
+KEY_MAPS: dict[str, KeyMap] = {
+    "transformer": KeyMap(
+        transformer_keys.ORIGINAL_PREFIXES,
+        transformer_keys.original_to_diffusers_keys,
+        transformer_keys.diffusers_to_original_keys,
+    ),
+    "connectors": KeyMap(
+        connector_keys.ORIGINAL_PREFIXES,
+        connector_keys.original_to_diffusers_keys,
+        connector_keys.diffusers_to_original_keys,
+    ),
+    "vae": KeyMap(
+        video_vae_keys.ORIGINAL_PREFIXES,
+        video_vae_keys.original_to_diffusers_keys,
+        video_vae_keys.diffusers_to_original_keys,
+        video_vae_keys.ORIGINAL_IGNORED_KEYS,
+    ),
+    "audio_vae": KeyMap(
+        audio_keys.AUDIO_VAE_ORIGINAL_PREFIXES,
+        audio_keys.audio_vae_original_to_diffusers_keys,
+        audio_keys.audio_vae_diffusers_to_original_keys,
+    ),
+    "vocoder": KeyMap(
+        audio_keys.VOCODER_ORIGINAL_PREFIXES,
+        audio_keys.vocoder_original_to_diffusers_keys,
+        audio_keys.vocoder_diffusers_to_original_keys,
+    ),
+    "latent_upsampler": KeyMap(
+        upsampler_keys.ORIGINAL_PREFIXES,
+        upsampler_keys.original_to_diffusers_keys,
+        upsampler_keys.diffusers_to_original_keys,
+    ),
+}
+COMPONENT_OF_CLASS: dict[str, str] = {
+    "LTX2VideoTransformer3DModel": "transformer",
+    "LTX2TextConnectors": "connectors",
+    "AutoencoderKLLTX2Video": "vae",
+    "AutoencoderKLLTX2Audio": "audio_vae",
+    "LTX2Vocoder": "vocoder",
+    "LTX2VocoderWithBWE": "vocoder",
+    "LTX2LatentUpsamplerModel": "latent_upsampler",
+}
+# Order of the components in the combined file (the upsampler lives in a file of its own).
+MODEL_COMPONENTS = ("transformer", "connectors", "vae", "audio_vae", "vocoder")
+
+
+def expected_state_dict_shapes(cls: type, config: dict) -> dict[str, tuple[int, ...]]:
+    """{state-dict name: shape} of `cls` built from `config`, on the meta device (no memory, no init cost)."""
+    from accelerate import init_empty_weights
+
+    with init_empty_weights(include_buffers=True):
+        model = cls.from_config(config)
+    return {name: tuple(t.shape) for name, t in model.state_dict().items()}
+
+
+def split_by_component(keys: Iterable[str], components: Iterable[str] = MODEL_COMPONENTS) -> tuple[dict, list[str]]:
+    """({component: [keys]}, unknown keys) by each map's prefixes; the longest matching prefix wins, which puts
+    `model.diffusion_model.video_embeddings_connector.*` with the connectors, not the transformer."""
+    prefixes = sorted(((p, c) for c in components for p in KEY_MAPS[c].prefixes), key=lambda pc: -len(pc[0]))
+    grouped: dict[str, list[str]] = {}
+    unknown: list[str] = []
+    for key in keys:
+        owner = next((c for p, c in prefixes if key.startswith(p)), None)
+        if owner is None:
+            unknown.append(key)
+        else:
+            grouped.setdefault(owner, []).append(key)
+    return grouped, unknown
+
+
+@dataclass
+class ComponentPlan:
+    class_name: str
+    config: dict
+    tensors: dict[str, TensorEntry]  # diffusers name -> source tensor
+    extras: dict[str, TensorEntry] = field(default_factory=dict)  # original name -> tensor the class does not hold
+    scales: dict[str, TensorEntry] = field(default_factory=dict)  # diffusers name -> its fp8 scale (scaled files)
+    fp8_layout: str | None = None  # "ltx" / "comfy" when the file is scaled fp8 (fp8_files.py)
+
+
+def _text_proj_in_factor(entries: Mapping[str, TensorEntry], caption_channels: int) -> int | None:
+    """Gemma's hidden-state count (layers + 1): the projection's input width over Gemma's width."""
+    for name in (
+        "text_embedding_projection.aggregate_embed.weight",
+        "text_embedding_projection.video_aggregate_embed.weight",
+    ):
+        if name in entries:
+            width = entries[name].shape[1]
+            if width % caption_channels:
+                raise ValueError(f"{name} has {width} inputs, not a multiple of caption_channels={caption_channels}.")
+            return width // caption_channels
+    return None
+
+
+def plan_checkpoint(
+    path: str | os.PathLike, classes: ModelClasses, components: tuple[str, ...] | None = None
+) -> tuple[dict[str, ComponentPlan], list[str], dict, dict]:
+    """Read a combined Lightricks file: ({component: ComponentPlan}, unknown keys, `__metadata__`, parsed config)."""
+    entries, metadata = read_header(path)
+    lora = next((k for k in entries if ".lora_A." in k or ".lora_B." in k), None)
+    if lora is not None:
+        raise ValueError(
+            f"{path} is a LoRA file (e.g. {lora!r}), not a model checkpoint: load it onto the transformer as a LoRA "
+            "(e.g. ltx-2-19b-distilled-lora-384 with the dev checkpoint) instead of converting it."
+        )
+    config = md.parse_original_metadata(metadata, str(path))
+    if "_class_name" in config and config.get("_class_name") == "LatentUpsampler":
+        raise ValueError(
+            f"{path} is a latent upsampler file, not an LTX-2 model checkpoint: load it with "
+            "LTX2LatentUpsamplerModel, or convert it on its own or as `upsampler=` (--upsampler) of a checkpoint."
+        )
+    if not ({"transformer", "vae", "audio_vae", "vocoder"} & config.keys()):
+        raise ValueError(
+            f"{path}: its config metadata has none of the sections transformer/vae/audio_vae/vocoder (it has "
+            f"{sorted(config)}): this is not an LTX-2 checkpoint."
+        )
+    md.detect_model_version(metadata, config)
+    fp8 = find_scaled_fp8(entries, str(path))
+    scale_keys = fp8.keys()
+    grouped, unknown = split_by_component([k for k in entries if k not in scale_keys], MODEL_COMPONENTS)
+    aside, unknown_aside = split_by_component(fp8.aside, MODEL_COMPONENTS)
+    if components is not None:
+        grouped = {c: k for c, k in grouped.items() if c in components}
+    caption_channels = config.get("transformer", {}).get("caption_channels", md.GEMMA_3_12B_HIDDEN_SIZE)
+    factor = _text_proj_in_factor(entries, caption_channels)
+    configs = md.component_configs_from_original(config, factor, tuple(grouped))
+    plans = {}
+    for c in (c for c in MODEL_COMPONENTS if c in grouped):  # file order: transformer, connectors, vae, ...
+        class_name, component_config = configs[c]
+        component_entries = {k: entries[k] for k in grouped[c]}
+        plans[c] = _plan_component(c, class_name, component_config, component_entries, classes, path, fp8)
+        plans[c].extras.update({k: entries[k] for k in aside.get(c, ())})
+    return plans, sorted(unknown + unknown_aside), metadata, config
+
+
+def _plan_component(
+    component: str,
+    class_name: str,
+    config: dict,
+    entries: dict[str, TensorEntry],
+    classes: ModelClasses,
+    path,
+    fp8: ScaledFp8 = ScaledFp8(),
+) -> ComponentPlan:
+    cls = classes.get(class_name)
+    if cls is None:
+        raise ValueError(
+            f"{path}'s {component} is a {class_name} (from the file's metadata), and no class of that name was given "
+            f"(given: {sorted(classes)}); load it with that class."
+        )
+    key_map = KEY_MAPS[component]
+    mapping = key_map.to_diffusers([k for k in entries if k not in key_map.ignored], config)
+    expected = expected_state_dict_shapes(cls, config)
+    foreign = [k for k, name in mapping.items() if name not in expected]
+    if foreign:
+        raise ValueError(
+            f"{path}: {len(foreign)} {component} keys have no place in {class_name} with the file's config, e.g. "
+            f"{foreign[:5]} -> {[mapping[k] for k in foreign[:5]]}: the file holds weights its metadata does not "
+            "describe (a file of another model, or a hand-edited one)."
+        )
+    tensors = {mapping[k]: e for k, e in entries.items() if k in mapping}
+    extras = {k: e for k, e in entries.items() if k not in mapping}  # the map's ignored keys, kept under their names
+    missing = expected.keys() - tensors.keys()
+    if missing:
+        raise ValueError(
+            f"{path}: the {component} ({class_name}) built from the file's metadata needs {len(missing)} tensors the "
+            f"file does not have, e.g. {sorted(missing)[:5]}. The metadata does not describe these weights (a file of "
+            "another model, or a partial export)."
+        )
+    wrong = [(n, e.shape, expected[n]) for n, e in tensors.items() if e.shape != expected[n]]
+    if wrong:
+        name, shape, want = wrong[0]
+        raise ValueError(
+            f"{path}: {len(wrong)} {component} tensors do not have the shapes the file's metadata implies, e.g. "
+            f"{name!r} is {list(shape)}, expected {list(want)}. The weights and the metadata describe different models."
+        )
+    scales = {mapping[k]: fp8.scales[k] for k in entries if k in fp8.scales}
+    return ComponentPlan(class_name, config, tensors, extras, scales, fp8.layout)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Latent upsampler files
+
+
+_RATIONAL_NAMES = ("upsampler.conv.", "upsampler.blur_down.")
+
+
+def upsampler_config(original: Mapping, keys: Iterable[str]) -> dict:
+    """The upsampler file's flat `config` -> LTX2LatentUpsamplerModel config, with the resampler named by the keys.
+
+    At spatial scale 2 the rational resampler (2/1: pixel shuffle by 2, and the blur skipped at stride 1) and the plain
+    pixel shuffle compute the same thing and differ only in their names (`upsampler.conv.*` and
+    `upsampler.blur_down.kernel` vs `upsampler.0.*`). The LTX-2 x2 file holds the rational names and the LTX-2.3 x2
+    file the plain ones, whatever their `rational_resampler` says, so at scale 2 the names decide. At any other scale
+    the metadata decides and a name that does not fit it is an error (upsampler_keys.py)."""
+    config = md.upsampler_config_from_original(original)
+    spatial_only = config["spatial_upsample"] and not config["temporal_upsample"]
+    names = [k for k in keys if k.startswith("upsampler.")]
+    if spatial_only and config["rational_spatial_scale"] == 2.0 and names:
+        config["use_rational_resampler"] = all(k.startswith(_RATIONAL_NAMES) for k in names)
+    return config
+
+
+def plan_upsampler(path: str | os.PathLike, cls: type) -> tuple[ComponentPlan, dict]:
+    """Read a Lightricks latent-upsampler file: (ComponentPlan, `__metadata__`)."""
+    entries, metadata = read_header(path)
+    config = upsampler_config(md.parse_original_metadata(metadata, str(path)), entries)
+    classes = {"LTX2LatentUpsamplerModel": cls}
+    return _plan_component("latent_upsampler", "LTX2LatentUpsamplerModel", config, entries, classes, path), metadata
+
+
+def meta_model(cls: type, config: dict) -> torch.nn.Module:
+    """`cls` from `config` with its parameters on the meta device; buffers are built for real, so the ones a class
+    computes instead of storing (persistent=False, e.g. the BWE resampler's filter) are usable."""
+    from accelerate import init_empty_weights
+
+    with init_empty_weights(include_buffers=False):
+        return cls.from_config(config)
