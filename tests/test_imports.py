@@ -115,7 +115,6 @@ def uses_import_module(path: Path) -> bool:
 
 # loaders/lora.py (owned by the LoRA work, issue 8 point 3) still builds the transformer to list its linears; the
 # transformer's LoRA methods import loaders/lora.py. The one known edge until that work inverts it.
-KNOWN_LOADER_TO_MODEL = {("ltx2_diffusers.loaders.lora", "ltx2_diffusers.models.transformer_ltx2")}
 
 
 def test_graph_sees_relative_and_function_level_imports(tmp_path):
@@ -135,10 +134,7 @@ def test_graph_sees_relative_and_function_level_imports(tmp_path):
 
 
 def test_no_import_cycles():
-    graph = import_graph()
-    for edge in KNOWN_LOADER_TO_MODEL:  # reported by test_loaders_never_import_models, not twice
-        graph[edge[0]].discard(edge[1])
-    assert find_cycles(graph) == []
+    assert find_cycles(import_graph()) == []
 
 
 def test_loaders_never_import_models():
@@ -150,9 +146,7 @@ def test_loaders_never_import_models():
         for model in imported
         if model.startswith(f"{PACKAGE}.models")
     }
-    assert edges - KNOWN_LOADER_TO_MODEL == set()
-    if edges & KNOWN_LOADER_TO_MODEL:
-        pytest.xfail(f"known edge, owned by the LoRA work: {sorted(edges & KNOWN_LOADER_TO_MODEL)}")
+    assert edges == set()
 
 
 def test_no_loader_looks_a_class_up_by_name():
