@@ -8,8 +8,6 @@ import counts, the ones inside functions too: a function-level import that only 
 import ast
 from pathlib import Path
 
-import pytest
-
 import ltx2_diffusers
 
 PACKAGE_ROOT = Path(ltx2_diffusers.__file__).parent
