@@ -17,11 +17,12 @@ OUTPUT_SUFFIXES = (".mp4", ".mov", ".mkv")  # utils.media.CONTAINER_FORMATS, wit
 AAC_SAMPLE_RATES = (7350, 8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)
 
 # The size guard. The largest setting the reference ships is HQ's 1088x1920x121: 16 x 34 x 60 = 32,640 video tokens,
-# 2.8 GiB of decoded float32 frames. Twice that in tokens (attention work grows with their square) and 16 GiB of frames
-# are allowed without --allow-large; beyond, a typo (--frames 100001, 8192x8192) would run for hours or die in the
+# 2.8 GiB of decoded float32 frames. Twice that in tokens (attention work grows with their square), 16 GiB of frames and
+# 1025 frames are allowed without --allow-large; beyond, a typo (--frames 100001, 8192x8192) would run for hours or die in the
 # allocator after loading tens of GB of weights.
 MAX_VIDEO_TOKENS = 65536
 MAX_DECODED_GIB = 16.0
+MAX_FRAMES = 1025  # 43 s at 24 fps; the reference's clips are 121 (up to 257) frames
 
 
 @dataclass
@@ -210,14 +211,15 @@ def _check_fps(fps: float, frames: int, flag: str = "--fps") -> None:
 def _check_size_guard(args: argparse.Namespace, c: Checked) -> None:
     tokens = ((c.frames - 1) // 8 + 1) * (c.height // 32) * (c.width // 32)
     decoded_gib = c.frames * c.height * c.width * 3 * 4 / 2**30
-    if args.allow_large or (tokens <= MAX_VIDEO_TOKENS and decoded_gib <= MAX_DECODED_GIB):
+    if args.allow_large or (tokens <= MAX_VIDEO_TOKENS and decoded_gib <= MAX_DECODED_GIB and c.frames <= MAX_FRAMES):
         return
     flag = "--frames" if c.frames > 257 or c.command.height is None else "--height/--width"
     raise CLIError(
         flag,
-        f"{c.frames} frames of {c.width}x{c.height} are {tokens:,} video tokens per step (the size guard allows "
-        f"{MAX_VIDEO_TOKENS:,}; the reference's largest setting, 1088x1920x121, has 32,640) and {decoded_gib:.1f} GiB "
-        f"of decoded float32 frames (guard: {MAX_DECODED_GIB:g} GiB): pass --allow-large to run it anyway",
+        f"{c.frames} frames of {c.width}x{c.height} are {tokens:,} video tokens per step and {decoded_gib:.1f} GiB of "
+        f"decoded float32 frames; the size guard allows {MAX_FRAMES:,} frames, {MAX_VIDEO_TOKENS:,} tokens and "
+        f"{MAX_DECODED_GIB:g} GiB (the reference's largest setting, 121 frames of 1920x1088, has 32,640 tokens and "
+        "2.8 GiB): pass --allow-large to run it anyway",
     )
 
 
