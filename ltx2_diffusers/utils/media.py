@@ -135,6 +135,8 @@ def check_fps(fps: float) -> None:
 
 def check_sample_rate(sample_rate: "int | float | None") -> None:
     """An AAC track's sample rate must be one AAC can signal (`AAC_SAMPLE_RATES`)."""
+    if sample_rate is None:
+        raise ValueError("audio needs its sample_rate (Hz), e.g. 24000 for LTX-2's vocoder; or pass audio=None")
     if (
         isinstance(sample_rate, bool)
         or not isinstance(sample_rate, numbers.Real)
