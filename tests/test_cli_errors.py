@@ -110,6 +110,11 @@ CASES = [
         ["audio-to-video", "p", "-o", "{out}/a.mp4", *T, "--audio", "{in}/clip.mp4", "--audio-start", "5"],
         "--audio-start",
     ),
+    (
+        "audio-shorter-than-clip",
+        ["audio-to-video", "p", "-o", "{out}/a.mp4", *T, "--frames", "17", "--audio", "{in}/clip.mp4"],
+        "--audio",
+    ),
     # retake
     ("retake-no-video", ["retake", "p", "-o", "{out}/a.mp4", "--start", "0", "--end", "1"], "--video"),
     (

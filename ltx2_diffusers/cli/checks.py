@@ -377,6 +377,15 @@ def _check_audio(args: argparse.Namespace, c: Checked) -> int:
         )
     if not math.isfinite(args.audio_start) or not 0 <= args.audio_start < seconds:
         raise CLIError("--audio-start", f"{args.audio_start:g} s is outside {path}, which lasts {seconds:.3g} s")
+    # The video follows the soundtrack, so it must cover the clip in audio latent frames (25 per second): the clip
+    # needs round(seconds * 25), a waveform gives floor(seconds * 25) + 1 (the audio VAE's causal padding).
+    needed, available = c.frames / c.fps, seconds - args.audio_start
+    if int(min(available, needed) * 25) + 1 < round(needed * 25):
+        raise CLIError(
+            "--audio",
+            f"{path} has {available:.3g} s of sound after --audio-start {args.audio_start:g}, but {c.frames} frames at "
+            f"{c.fps:g} fps last {needed:.3g} s: pass fewer --frames or an earlier --audio-start",
+        )
     return rate
 
 
