@@ -41,7 +41,7 @@ def _subcommand_argv(name: str, inputs: dict[str, Path]) -> list[str]:
     extra = {
         "generate": ["--steps", "1", "--image", str(inputs["image"]), "--lora", f"{inputs['lora']}:0.5"],
         "two-stage": ["--steps", "1", "--distilled-lora", f"{inputs['distilled']}:0.8"],
-        "distilled": ["--keyframe", f"{inputs['image']}:8:0.9"],
+        "distilled": ["--keyframe", f"{inputs['image']}:8:0.9", "--fp8"],  # FP8 emulated in float32 on CPU
         "hq": ["--steps", "2", "--distilled-lora", str(inputs["distilled"])],
         "ic-lora": ["--ic-lora", str(inputs["ic"]), "--reference", f"{inputs['clip']}:0.7"],
         "keyframes": ["--steps", "1", "--keyframe", f"{inputs['image']}:0", "--keyframe", f"{inputs['image']}:8"],

@@ -205,3 +205,22 @@ def test_bad_invocation_fails_early_on_one_line(argv, flag, inputs, tmp_path, mo
     assert err.startswith("ltx2-diffusers") and ": error: " in err and flag in err, err
     assert list(out.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
     assert sorted(p.name for p in inputs.iterdir()) == before
+
+
+def test_a_flag_the_pipeline_does_not_take_is_refused_before_loading(inputs, tmp_path, monkeypatch, capsys):
+    """The CLI checks its keywords against the pipeline's __call__ signature, so a pipeline without (say) keyframes
+    refuses --keyframe by name instead of failing after the model has loaded."""
+    import ltx2_diffusers
+
+    def call_without_keyframes(self, prompt, *, height, width, num_frames, frame_rate, generator, output_type):
+        raise AssertionError("called")
+
+    monkeypatch.setattr(ltx2_diffusers.LTX2AVTwoStageHQPipeline, "__call__", call_without_keyframes)
+    monkeypatch.setattr(cli_run, "load_pipeline", lambda *a, **k: pytest.fail("weights were loaded"))
+    argv = ["hq", "p", "-o", str(tmp_path / "a.mp4"), *T, "--keyframe", f"{inputs / 'a.png'}:0"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "ltx2-diffusers hq: error: --keyframe: does not apply to `hq`: LTX2AVTwoStageHQPipeline takes no keyframes="
+    )
+    assert list(tmp_path.iterdir()) == []

@@ -133,8 +133,9 @@ def _tiny(cls: type, torch_dtype, kind: str | None):
     from ..pipelines.tiny import build_tiny_pipeline, build_tiny_two_stage_pipeline
 
     accepted = inspect.signature(cls.__init__).parameters
-    base = build_tiny_two_stage_pipeline() if "latent_upsampler" in accepted else build_tiny_pipeline()
-    components = {name: value for name, value in base.components.items() if name in accepted}
+    any_name = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
+    base = build_tiny_two_stage_pipeline() if "latent_upsampler" in accepted or any_name else build_tiny_pipeline()
+    components = {name: value for name, value in base.components.items() if any_name or name in accepted}
     if kind is not None:
         components["scheduler"] = scheduler_for_kind(kind)
     pipe = cls(**components)
@@ -208,7 +209,7 @@ def run(args: argparse.Namespace, c: Checked) -> str:
         upsampler=getattr(args, "upsampler", None),
         with_processor=bool(getattr(args, "enhance_prompt", False) and getattr(args, "image", None)),
     )
-    if "latent_upsampler" in pipe.components and pipe.latent_upsampler is None:
+    if "upsampler" in c.command.features and getattr(pipe, "latent_upsampler", None) is None:
         raise CLIError("--model", f"{args.model} has no latent_upsampler/, which `{c.command.name}` needs in stage 2")
     prepare(pipe, args, c, device)
     generator = torch.Generator(device=device).manual_seed(args.seed)  # noise drawn on the device, as the reference
