@@ -87,7 +87,7 @@ COMMANDS: dict[str, Command] = {
             1088,
             1920,
             64,
-            features=frozenset({"steps", "negative", "image", "keyframe", "distilled_lora"}) | _TWO_STAGE,
+            features=frozenset({"steps", "negative", "image", "keyframe", "enhance", "distilled_lora"}) | _TWO_STAGE,
             example=f'ltx2-diffusers hq "a lighthouse in a storm" -o storm.mp4 {TINY2} --steps 2',
         ),
         Command(
@@ -120,7 +120,8 @@ COMMANDS: dict[str, Command] = {
             1024,
             1536,
             64,
-            features=frozenset({"steps", "negative", "image", "keyframe", "audio", "distilled_lora"}) | _TWO_STAGE,
+            features=frozenset({"steps", "negative", "image", "keyframe", "enhance", "audio", "distilled_lora"})
+            | _TWO_STAGE,
             example=f'ltx2-diffusers audio-to-video "a drummer on stage" -o drums.mp4 --audio drums.wav {TINY2} '
             "--steps 2",
         ),
@@ -128,7 +129,7 @@ COMMANDS: dict[str, Command] = {
             "retake",
             "LTX2AVRetakePipeline",
             "regenerate a time window of an existing clip's video and/or audio (RetakePipeline)",
-            features=frozenset({"steps", "negative", "retake"}),
+            features=frozenset({"steps", "negative", "enhance", "retake"}),
             example='ltx2-diffusers retake "she laughs" -o retake.mp4 --video cat.mp4 --start 0.1 --end 0.3 '
             "--model tiny --steps 2",
         ),
@@ -234,7 +235,8 @@ def _add_common(sub: argparse.ArgumentParser, command: Command) -> None:
         sampling.add_argument(
             "--enhance-prompt",
             action="store_true",
-            help="let Gemma rewrite the prompt first (seeded by --seed; with --image it sees the image)",
+            help="let Gemma rewrite the prompt first (seeded by --seed; with --image it sees the image); refused "
+            "where the pipeline has no prompt enhancement",
         )
 
     if f & {"image", "keyframe", "audio", "retake", "ic_lora"}:
