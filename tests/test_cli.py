@@ -215,6 +215,26 @@ def test_cli_kind_picks_the_scheduler(tmp_path, monkeypatch):
     assert seen["pipe"].sampling_defaults is DISTILLED_DEFAULTS
 
 
+def test_cli_loads_a_folder_and_refuses_what_its_distilled_scheduler_ignores(tmp_path, monkeypatch, capsys):
+    """A saved folder loads through from_pretrained; when its scheduler is the distilled one, --negative-prompt (which
+    an unguided run would ignore) is refused by name before generating."""
+    from ltx2_diffusers import LTX2AVPipeline, LTX2Scheduler
+    from ltx2_diffusers.pipelines.tiny import build_tiny_pipeline
+
+    components = build_tiny_pipeline().components
+    LTX2AVPipeline(**{**components, "scheduler": LTX2Scheduler.distilled()}).save_pretrained(tmp_path / "folder")
+    seen = _spy_call(monkeypatch)
+    argv = ["generate", "a cat", "-o", str(tmp_path / "f.mp4"), "--model", str(tmp_path / "folder")]
+    capsys.readouterr()  # save_pretrained's progress bars
+    assert main([*argv, "--negative-prompt", "ugly"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "ltx2-diffusers generate: error: --negative-prompt: does not apply to a distilled checkpoint (its 8 fixed "
+        "sigmas, no guidance)"
+    )
+    assert seen == {} and not (tmp_path / "f.mp4").exists()
+    assert main(argv) == 2 and seen["pipe"].scheduler.config.fixed_sigmas is not None  # reached the call
+
+
 def test_cli_frames_are_the_pipelines_pil_frames(tmp_path, monkeypatch):
     """The encoder gets the pipeline's "pil" frames: uint8 truncated as ltx-core's decode_video makes them (spec §13.11),
     not a rounding of the float output."""

@@ -80,6 +80,17 @@ CASES = [
     ("kind-unknown", ["generate", "p", "-o", "{out}/a.mp4", *T, "--kind", "turbo"], "--kind"),
     ("kind-on-distilled", ["distilled", "p", "-o", "{out}/a.mp4", *T, "--kind", "dev"], "--kind"),
     ("steps-on-distilled", ["distilled", "p", "-o", "{out}/a.mp4", *T, "--steps", "4"], "--steps"),
+    (
+        "steps-with-kind-distilled",
+        ["generate", "p", "-o", "{out}/a.mp4", *T, "--kind", "distilled", "--steps", "4"],
+        "--steps",
+    ),
+    (
+        "negative-with-kind-distilled",
+        ["two-stage", "p", "-o", "{out}/a.mp4", *T, "--kind", "distilled", "--negative-prompt", "ugly"],
+        "--negative-prompt",
+    ),
+    ("kind-on-hq", ["hq", "p", "-o", "{out}/a.mp4", *T, "--kind", "distilled"], "--kind"),
     ("offload-on-cpu", ["generate", "p", "-o", "{out}/a.mp4", *T, "--device", "cpu", "--offload"], "--offload"),
     ("device-unknown", ["generate", "p", "-o", "{out}/a.mp4", *T, "--device", "banana"], "--device"),
     ("device-absent", ["generate", "p", "-o", "{out}/a.mp4", *T, "--device", "cuda:99"], "--device"),

@@ -60,6 +60,8 @@ def check_args(args: argparse.Namespace) -> Checked:
     fewest = 2 if command.name == "hq" else 1  # HQ shifts its schedule by the token count: one step has no shape
     if getattr(args, "steps", None) is not None and args.steps < fewest:
         raise CLIError("--steps", f"{args.steps}: `{command.name}` needs at least {fewest} denoising steps")
+    if (command.kind or getattr(args, "kind", None)) == "distilled":
+        refuse_with_distilled(args)
     checked.loras = [_lora_spec("--lora", spec) for spec in args.lora]
     if getattr(args, "distilled_lora", None):
         checked.distilled_lora = _lora_spec("--distilled-lora", args.distilled_lora)
@@ -81,6 +83,17 @@ def check_args(args: argparse.Namespace) -> Checked:
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Model and output
+
+
+def refuse_with_distilled(args: argparse.Namespace) -> None:
+    """A distilled checkpoint runs its fixed sigmas with one unguided pass per step: --steps and --negative-prompt
+    would be ignored (or fail after loading)."""
+    for flag, value in (
+        ("--steps", getattr(args, "steps", None)),
+        ("--negative-prompt", getattr(args, "negative_prompt", None)),
+    ):
+        if value is not None:
+            raise CLIError(flag, "does not apply to a distilled checkpoint (its 8 fixed sigmas, no guidance)")
 
 
 def _check_model(args: argparse.Namespace, command: Command) -> str:

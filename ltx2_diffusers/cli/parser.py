@@ -87,6 +87,7 @@ COMMANDS: dict[str, Command] = {
             1088,
             1920,
             64,
+            kind="dev",  # res_2s over the dev schedule shifted by the token count; the distilled LoRA does the rest
             features=frozenset({"steps", "negative", "image", "keyframe", "enhance", "distilled_lora"}) | _TWO_STAGE,
             example=f'ltx2-diffusers hq "a lighthouse in a storm" -o storm.mp4 {TINY2} --steps 2',
         ),

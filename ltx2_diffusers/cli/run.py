@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from .checks import Checked, resolve_device
+from .checks import Checked, refuse_with_distilled, resolve_device
 from .parser import DTYPES, MODEL_CHOICES, CLIError
 
 # The LoRA adapters the CLI loads, by name
@@ -211,6 +211,8 @@ def run(args: argparse.Namespace, c: Checked) -> str:
     )
     if "upsampler" in c.command.features and getattr(pipe, "latent_upsampler", None) is None:
         raise CLIError("--model", f"{args.model} has no latent_upsampler/, which `{c.command.name}` needs in stage 2")
+    if getattr(pipe.scheduler.config, "fixed_sigmas", None) is not None:  # a folder whose scheduler is distilled
+        refuse_with_distilled(args)
     prepare(pipe, args, c, device)
     generator = torch.Generator(device=device).manual_seed(args.seed)  # noise drawn on the device, as the reference
     output = pipe(**{keyword: value for keyword, value, _ in kw}, generator=generator, output_type="pil")
