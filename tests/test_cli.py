@@ -193,6 +193,22 @@ def test_cli_lora_is_fused_and_distilled_lora_is_a_stage_2_adapter(tmp_path, mon
     torch.testing.assert_close(fused, original + 0.5 * b @ a)
 
 
+def test_cli_lora_of_another_model_is_refused_by_name(tmp_path, capsys):
+    """A LoRA whose modules the transformer lacks: found once the model is built, reported on one line."""
+    import torch
+    from safetensors.torch import save_file
+
+    save_file(
+        {"blocks.0.q.lora_A.weight": torch.zeros(2, 8), "blocks.0.q.lora_B.weight": torch.zeros(8, 2)},
+        str(tmp_path / "other.safetensors"),
+    )
+    argv = ["generate", "a cat", "-o", str(tmp_path / "o.mp4"), *SMALL, "--lora", str(tmp_path / "other.safetensors")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ltx2-diffusers generate: error: --lora: ") and "\n" not in err, err
+    assert not (tmp_path / "o.mp4").exists()
+
+
 @pytest.mark.parametrize(("flag", "use_tiling"), [(None, None), ("--vae-tiling", True), ("--no-vae-tiling", False)])
 def test_cli_vae_tiling_flags_reach_the_vae(tmp_path, monkeypatch, flag, use_tiling):
     seen = _spy_call(monkeypatch)

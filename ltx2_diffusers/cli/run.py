@@ -159,12 +159,18 @@ def prepare(pipe, args: argparse.Namespace, c: Checked, device: str) -> None:
 
     from ..loaders.lora import fuse_lora, load_lora_adapter
 
-    if c.loras:
-        fuse_lora(pipe.transformer, [(path, scale) for path, scale in c.loras])
-    if c.distilled_lora is not None:
-        load_lora_adapter(pipe.transformer, c.distilled_lora[0], DISTILLED_ADAPTER)
-    if c.ic_lora is not None:
-        pipe.load_ic_lora(c.ic_lora[0], strength=c.ic_lora[1])
+    try:  # a LoRA of another model (names, shapes) is found here, once the transformer exists
+        flag = "--lora"
+        if c.loras:
+            fuse_lora(pipe.transformer, [(path, scale) for path, scale in c.loras])
+        flag = "--distilled-lora"
+        if c.distilled_lora is not None:
+            load_lora_adapter(pipe.transformer, c.distilled_lora[0], DISTILLED_ADAPTER)
+        flag = "--ic-lora"
+        if c.ic_lora is not None:
+            pipe.load_ic_lora(c.ic_lora[0], strength=c.ic_lora[1])
+    except (ValueError, KeyError) as error:
+        raise CLIError(flag, str(error).strip("'\"")) from None
     if args.offload:
         if args.fp8:
             pipe.transformer.enable_fp8()
@@ -232,8 +238,8 @@ def write(frames, audio, sample_rate: int, fps: float, path: Path) -> str:
     while not folder.exists():
         missing.append(folder)
         folder = folder.parent
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         return export_to_video_with_audio(frames, audio, sample_rate, fps, path)
     except BaseException as error:
         for made in missing:  # innermost first; only folders that are still empty
