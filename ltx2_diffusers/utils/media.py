@@ -4,6 +4,10 @@ Frames are RGB; in arrays they are (F, H, W, 3) uint8 or float in [0, 1]. Wavefo
 in [-1, 1]. Nothing here touches a model.
 """
 
+import math
+import numbers
+import os
+import uuid
 from collections.abc import Sequence
 from fractions import Fraction
 from io import BytesIO
@@ -16,6 +20,13 @@ from PIL import Image
 from torch import Tensor
 
 _INT_SAMPLE_SCALE = {"u8": 128.0, "s16": 32768.0, "s32": 2147483648.0}  # full scale of integer sample formats
+
+# Containers that hold H.264 + AAC, by file suffix (PyAV / FFmpeg format names). Anything else is refused: writing MP4
+# bytes into `clip.gif` gives a file no viewer opens as what its name says.
+CONTAINER_FORMATS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska"}
+
+# The sample rates AAC can signal (ISO 14496-3, sampling_frequency_index); FFmpeg's encoder refuses others.
+AAC_SAMPLE_RATES = (7350, 8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -31,7 +42,7 @@ def _frames_uint8(frames: "np.ndarray | Tensor | Sequence[Image.Image]") -> np.n
             frames = frames[0]
         if not all(isinstance(f, Image.Image) for f in frames):
             raise TypeError("a list of frames must hold PIL images (one per frame)")
-        return np.stack([np.asarray(f.convert("RGB")) for f in frames])
+        frames = np.stack([np.asarray(f.convert("RGB")) for f in frames])
     if isinstance(frames, Tensor):
         frames = frames.detach().cpu()
         frames = frames.float().numpy() if frames.is_floating_point() else frames.numpy()
@@ -47,9 +58,19 @@ def _frames_uint8(frames: "np.ndarray | Tensor | Sequence[Image.Image]") -> np.n
         frames = frames.transpose(0, 2, 3, 1)
     if frames.shape[-1] != 3:
         raise ValueError(f"frames must have 3 (RGB) channels, got shape {frames.shape}")
+    if frames.shape[0] == 0:
+        raise ValueError(f"frames hold no frame (shape {frames.shape}): a video needs at least one")
+    if frames.shape[1] == 0 or frames.shape[2] == 0:
+        raise ValueError(f"frames are {frames.shape[2]}x{frames.shape[1]} (WxH): a frame needs at least 2x2 pixels")
     if frames.dtype == np.uint8:
         return np.ascontiguousarray(frames)
     if np.issubdtype(frames.dtype, np.floating):
+        bad = int(np.count_nonzero(~np.isfinite(frames)))
+        if bad:
+            raise ValueError(
+                f"frames hold {bad} NaN/Inf values out of {frames.size}: the decode (or the model) diverged; nothing "
+                "was written"
+            )
         if frames.min() < -1e-3 or frames.max() > 1 + 1e-3:
             raise ValueError(
                 f"float frames must lie in [0, 1], got [{frames.min():.3f}, {frames.max():.3f}]; "
@@ -73,15 +94,58 @@ def _stereo_float(audio: "np.ndarray | Tensor") -> np.ndarray:
         audio = audio[None]
     if audio.ndim != 2:
         raise ValueError(f"audio must be (channels, samples) with 1 or 2 channels, got shape {audio.shape}")
+    if 0 in audio.shape:
+        raise ValueError(
+            f"audio has shape {audio.shape}: no channels or no samples; pass a (2, S) or mono (S,) waveform with S > 0, "
+            "or audio=None for a silent video"
+        )
     if audio.shape[0] not in (1, 2) and audio.shape[1] in (1, 2):
         audio = audio.T
     if audio.shape[0] not in (1, 2):
         raise ValueError(f"audio must be mono or stereo (channels, samples), got shape {audio.shape}")
+    if not np.issubdtype(audio.dtype, np.floating):
+        raise TypeError(f"audio must be a float waveform in [-1, 1], got {audio.dtype}")
+    bad = int(np.count_nonzero(~np.isfinite(audio)))
+    if bad:
+        raise ValueError(
+            f"audio holds {bad} NaN/Inf samples out of {audio.size}: the vocoder (or the model) diverged; nothing was "
+            "written"
+        )
     if audio.shape[0] == 1:
         audio = np.repeat(audio, 2, axis=0)
-    if audio.shape[1] == 0:
-        raise ValueError("audio has no samples")
     return np.ascontiguousarray(np.clip(audio.astype(np.float32), -1.0, 1.0))
+
+
+def container_format(path: "str | Path") -> str:
+    """The FFmpeg container for an output path, from its suffix (.mp4, .mov, .mkv); ValueError for any other."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in CONTAINER_FORMATS:
+        raise ValueError(
+            f"output {str(path)!r}: the suffix {suffix or '(none)'!r} is not a container for H.264 + AAC; use one of "
+            f"{', '.join(CONTAINER_FORMATS)}"
+        )
+    return CONTAINER_FORMATS[suffix]
+
+
+def check_fps(fps: float) -> None:
+    """A frame rate must be a finite number > 0 (a stream's time base is 1/fps)."""
+    if isinstance(fps, bool) or not isinstance(fps, numbers.Real) or not math.isfinite(fps) or fps <= 0:
+        raise ValueError(f"fps must be a finite number > 0 (e.g. 24 or 24000/1001), got {fps!r}")
+
+
+def check_sample_rate(sample_rate: "int | float | None") -> None:
+    """An AAC track's sample rate must be one AAC can signal (`AAC_SAMPLE_RATES`)."""
+    if sample_rate is None:
+        raise ValueError("audio needs its sample_rate (Hz), e.g. 24000 for LTX-2's vocoder; or pass audio=None")
+    if (
+        isinstance(sample_rate, bool)
+        or not isinstance(sample_rate, numbers.Real)
+        or sample_rate not in AAC_SAMPLE_RATES
+    ):
+        raise ValueError(
+            f"sample_rate={sample_rate!r} Hz cannot be written as AAC, which takes one of {list(AAC_SAMPLE_RATES)}: "
+            "resample the waveform first (LTX-2's vocoder gives 24000, LTX-2.3's 48000)"
+        )
 
 
 def export_to_video_with_audio(
@@ -92,29 +156,56 @@ def export_to_video_with_audio(
     path: "str | Path",
     crf: int | None = None,
 ) -> str:
-    """Write an mp4 with H.264 (yuv420p) video and, when `audio` is given, an AAC stereo track. Returns the path.
+    """Write an mp4 (or .mov / .mkv, by the suffix) with H.264 (yuv420p) video and, when `audio` is given, an AAC
+    stereo track. Returns the path.
 
     frames: (F, H, W, 3) or (F, 3, H, W) uint8 or float in [0, 1] (numpy or torch; a leading batch of 1 is fine), or a
     list of PIL images. H and W must be even (yuv420p). audio: (2, S) / (S, 2) / mono float waveform in [-1, 1] at
     `sample_rate` Hz (24000 for LTX-2's vocoder, 48000 for LTX-2.3's), or None for a silent video.
     fps: frame rate (23.976 stays 24000/1001; ltx-pipelines truncates it to an int). crf: libx264 quality, None for
     the encoder default. Audio is written after the video, as ltx-pipelines does; the stream is as long as the waveform.
+
+    Every input is checked before anything is written (empty or 0x0 frames, NaN/Inf pixels or samples, 0-channel
+    audio, a sample rate AAC cannot carry, a non-finite or non-positive fps, odd sizes, a suffix that is not a
+    container for H.264 + AAC). The clip is encoded into a hidden file in the output's folder and renamed onto `path`
+    only once complete: on any error, Ctrl-C included, nothing is left at `path` (an older file there stays).
     """
+    path = Path(path)
+    fmt = container_format(path)
+    check_fps(fps)
     video = _frames_uint8(frames)
     num_frames, height, width, _ = video.shape
     if height % 2 or width % 2:
-        raise ValueError(f"frame size {width}x{height} must be even in both directions for H.264 yuv420p")
-    if not fps > 0:
-        raise ValueError(f"fps must be positive, got {fps}")
+        even = f"{width - width % 2 or 2}x{height - height % 2 or 2}"
+        raise ValueError(
+            f"frame size {width}x{height} (WxH) must be even in both directions for H.264 yuv420p: crop or resize the "
+            f"frames to {even} first (the pipelines' sizes, multiples of 32, always are)"
+        )
     waveform = None
     if audio is not None:
-        if sample_rate is None or int(sample_rate) != sample_rate or sample_rate <= 0:
-            raise ValueError(f"sample_rate must be a positive int when audio is given, got {sample_rate!r}")
+        check_sample_rate(sample_rate)
         waveform = _stereo_float(audio)
+    if path.is_dir():
+        raise IsADirectoryError(f"output {str(path)!r} is a folder: give a file name, e.g. {str(path / 'clip.mp4')!r}")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"output {str(path)!r}: the folder {str(path.parent)!r} does not exist")
 
-    path = str(path)
+    # Encode into a hidden file beside the output and rename it on success, so that an error or Ctrl-C half way never
+    # leaves a truncated clip (or replaces a good one) at `path`. Same folder: the rename is atomic.
+    partial = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial{path.suffix}")
+    try:
+        _encode(partial, fmt, video, fps, waveform, sample_rate, crf)
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return str(path)
+
+
+def _encode(path: Path, fmt: str, video: np.ndarray, fps: float, waveform, sample_rate, crf: int | None) -> None:
+    height, width = video.shape[1:3]
     options = {} if crf is None else {"crf": str(crf)}
-    with av.open(path, mode="w", format="mp4") as container:
+    with av.open(str(path), mode="w", format=fmt) as container:
         video_stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001), options=options)
         video_stream.width, video_stream.height, video_stream.pix_fmt = width, height, "yuv420p"
         audio_stream = None
@@ -131,7 +222,6 @@ def export_to_video_with_audio(
             # PyAV re-chunks to the encoder's frame size (1024 samples for AAC)
             container.mux(audio_stream.encode(audio_frame))
             container.mux(audio_stream.encode())
-    return path
 
 
 def h264_round_trip(image: np.ndarray, crf: int) -> np.ndarray:
@@ -160,12 +250,41 @@ def h264_round_trip(image: np.ndarray, crf: int) -> np.ndarray:
 # Input
 
 
+# Pillow's modes for one channel of more than 8 bits: 16-bit PNG / TIFF grayscale opens as "I;16" (or "I", 32-bit int).
+# Their convert("RGB") clips every value above 255 to white instead of scaling: we scale the full range to 8 bits.
+_WIDE_GRAY_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
 def load_image(path: "str | Path") -> Image.Image:
-    """An image file -> RGB PIL image (alpha dropped, grayscale expanded)."""
+    """An image file -> RGB PIL image (alpha dropped, grayscale expanded, 16-bit grayscale scaled to 8 bits).
+
+    Raises FileNotFoundError for a missing file and ValueError for one Pillow cannot decode or a float image."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"no image file at {str(path)!r}")
-    with Image.open(path) as image:
-        return image.convert("RGB")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if image.mode in _WIDE_GRAY_MODES:
+                return Image.fromarray(_gray16_to_uint8(np.asarray(image), path)).convert("RGB")
+            if image.mode == "F":
+                raise ValueError(
+                    f"{str(path)!r} is a 32-bit float image, whose range is not defined: save it as 8- or 16-bit"
+                )
+            return image.convert("RGB")
+    except (Image.UnidentifiedImageError, OSError, SyntaxError) as error:  # truncated / corrupt files raise these
+        if isinstance(error, FileNotFoundError):
+            raise
+        raise ValueError(f"{str(path)!r} is not an image Pillow can decode ({error})") from None
+
+
+def _gray16_to_uint8(values: np.ndarray, path: "str | Path") -> np.ndarray:
+    """16-bit values (0..65535) -> uint8 by the exact rescale round(v * 255 / 65535)."""
+    if values.min() < 0 or values.max() > 65535:
+        raise ValueError(
+            f"{str(path)!r} holds 32-bit integer pixels in [{values.min()}, {values.max()}], outside the 16-bit range: "
+            "save it as an 8- or 16-bit image"
+        )
+    return np.round(values.astype(np.float64) * (255.0 / 65535.0)).astype(np.uint8)
 
 
 def load_video(path: "str | Path", max_frames: int | None = None) -> tuple[np.ndarray, float]:

@@ -1,0 +1,308 @@
+"""The `ltx2-diffusers` argument parser: one subcommand per pipeline. Imports neither torch nor diffusers, so that
+`--help` answers at once."""
+
+import argparse
+from dataclasses import dataclass
+
+DEFAULT_MODEL = "Lightricks/LTX-2"
+DEFAULT_IMAGE_CRF = 33  # ltx_pipelines.utils.constants.DEFAULT_IMAGE_CRF; the pipeline's is pinned to it in a test
+DTYPES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16", "float16": "float16", "fp32": "float32"}
+DTYPES["float32"] = "float32"
+MODEL_CHOICES = "a Hub id (e.g. Lightricks/LTX-2), a diffusers-layout folder, a .safetensors single file, or 'tiny'"
+
+
+class CLIError(Exception):
+    """A bad argument, found before or while running: `main` prints `prog: error: FLAG: message` on one line and
+    exits with status 2, as argparse does for the errors it finds itself."""
+
+    def __init__(self, flag: str, message: str):
+        super().__init__(f"{flag}: {message}" if flag else message)
+        self.flag = flag
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but its errors are one line (no usage block): `prog: error: message (see prog --help)`."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: the pipeline class it runs and the flags that apply to it."""
+
+    name: str
+    pipeline: str  # class name, imported from ltx2_diffusers (keyframes: from its own module)
+    summary: str
+    height: int | None = None  # default output size; None: taken from the source clip (retake)
+    width: int | None = None
+    size_multiple: int = 32  # two-stage pipelines generate at half size first: 64
+    kind: str | None = None  # a fixed checkpoint kind ("distilled"); None: --kind chooses
+    features: frozenset = frozenset()
+    example: str = ""
+
+
+_TEXT = frozenset({"steps", "negative", "image", "keyframe", "enhance"})
+_TWO_STAGE = frozenset({"upsampler"})
+TINY = "--model tiny --frames 9 --height 64 --width 64"
+TINY2 = "--model tiny --frames 9 --height 128 --width 128"
+
+COMMANDS: dict[str, Command] = {
+    c.name: c
+    for c in (
+        Command(
+            "generate",
+            "LTX2AVPipeline",
+            "one stage: a prompt (and optional images) -> video with sound (ltx-pipelines' TI2VidOneStagePipeline)",
+            512,
+            768,
+            features=_TEXT,
+            example=f'ltx2-diffusers generate "a cat playing piano" -o cat.mp4 {TINY} --steps 2',
+        ),
+        Command(
+            "two-stage",
+            "LTX2AVTwoStagePipeline",
+            "half size, x2 latent upsampling, 3 refinement steps (TI2VidTwoStagesPipeline); --distilled-lora for stage 2",
+            1024,
+            1536,
+            64,
+            features=_TEXT | _TWO_STAGE | {"distilled_lora"},
+            example=f'ltx2-diffusers two-stage "waves at dusk" -o waves.mp4 {TINY2} --steps 2',
+        ),
+        Command(
+            "distilled",
+            "LTX2AVTwoStagePipeline",
+            "the distilled checkpoint in two stages: 8 + 3 fixed steps, no guidance (DistilledPipeline)",
+            1024,
+            1536,
+            64,
+            kind="distilled",
+            features=frozenset({"image", "keyframe", "enhance"}) | _TWO_STAGE,
+            example=f'ltx2-diffusers distilled "a red fox in snow" -o fox.mp4 {TINY2}',
+        ),
+        Command(
+            "hq",
+            "LTX2AVTwoStageHQPipeline",
+            "two stages with the res_2s sampler and the HQ guidance (TI2VidTwoStagesHQPipeline)",
+            1088,
+            1920,
+            64,
+            kind="dev",  # res_2s over the dev schedule shifted by the token count; the distilled LoRA does the rest
+            features=frozenset({"steps", "negative", "image", "keyframe", "enhance", "distilled_lora"}) | _TWO_STAGE,
+            example=f'ltx2-diffusers hq "a lighthouse in a storm" -o storm.mp4 {TINY2} --steps 2',
+        ),
+        Command(
+            "ic-lora",
+            "LTX2AVICLoRAPipeline",
+            "video conditioned on reference videos (depth, pose, edges) through an IC-LoRA (ICLoraPipeline)",
+            1024,
+            1536,
+            64,
+            kind="distilled",
+            features=frozenset({"image", "keyframe", "enhance", "ic_lora"}) | _TWO_STAGE,
+            example=f'ltx2-diffusers ic-lora "a dancer" -o dance.mp4 --ic-lora pose.safetensors --reference pose.mp4 '
+            f"{TINY2}",
+        ),
+        Command(
+            "keyframes",
+            "LTX2AVKeyframeInterpolationPipeline",
+            "interpolate between keyframe images placed at pixel frames (KeyframeInterpolationPipeline)",
+            1024,
+            1536,
+            64,
+            features=frozenset({"steps", "negative", "keyframe", "enhance", "distilled_lora"}) | _TWO_STAGE,
+            example=f'ltx2-diffusers keyframes "a flower opens" -o bloom.mp4 --keyframe bud.png:0 --keyframe '
+            f"open.png:8 {TINY2} --steps 2",
+        ),
+        Command(
+            "audio-to-video",
+            "LTX2AVAudioToVideoPipeline",
+            "a prompt and a soundtrack -> a video that follows it, in two stages (A2VidPipelineTwoStage)",
+            1024,
+            1536,
+            64,
+            features=frozenset({"steps", "negative", "image", "keyframe", "enhance", "audio", "distilled_lora"})
+            | _TWO_STAGE,
+            example=f'ltx2-diffusers audio-to-video "a drummer on stage" -o drums.mp4 --audio drums.wav {TINY2} '
+            "--steps 2",
+        ),
+        Command(
+            "retake",
+            "LTX2AVRetakePipeline",
+            "regenerate a time window of an existing clip's video and/or audio (RetakePipeline)",
+            features=frozenset({"steps", "negative", "enhance", "retake"}),
+            example='ltx2-diffusers retake "she laughs" -o retake.mp4 --video cat.mp4 --start 0.1 --end 0.3 '
+            "--model tiny --steps 2",
+        ),
+    )
+}
+
+EXAMPLES = (
+    "examples (each runs offline in seconds with the random tiny model; drop --model tiny and the sizes for "
+    "the real one):\n"
+    + "\n".join(f"  {c.example}" for c in COMMANDS.values())
+    + """
+  ltx2-diffusers convert ltx-2-19b-dev.safetensors ltx2-dev/ --upsampler ltx-2-spatial-upscaler-x2-1.0.safetensors
+  ltx2-diffusers generate "a jazz pianist in a smoky club" -o piano.mp4 --model Lightricks/LTX-2
+  ltx2-diffusers generate "she turns and smiles" -o smile.mp4 --image face.png \\
+      --model ltx-2.3-22b-dev.safetensors --text-encoder google/gemma-3-12b-it-qat-q4_0-unquantized"""
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(
+        prog="ltx2-diffusers",
+        description="LTX-2 / LTX-2.3 audio+video generation: every subcommand writes an mp4 (H.264 + AAC stereo). "
+        "`ltx2-diffusers SUBCOMMAND --help` lists its flags.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
+    for command in COMMANDS.values():
+        sub = commands.add_parser(
+            command.name,
+            help=command.summary,
+            description=command.summary + ".",
+            epilog=f"example:\n  {command.example}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        _add_common(sub, command)
+    commands.add_parser(
+        "convert",
+        help="convert a Lightricks single-file checkpoint to a diffusers folder and back "
+        "(scripts/convert_checkpoint.py; `ltx2-diffusers convert --help` for its flags)",
+        add_help=False,
+    )
+    return parser
+
+
+def _add_common(sub: argparse.ArgumentParser, command: Command) -> None:
+    f = command.features
+    sub.add_argument("prompt", help="what to generate")
+    sub.add_argument("-o", "--output", required=True, help="output file: .mp4, .mov or .mkv (its folder is created)")
+    model = sub.add_argument_group("model")
+    model.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"{MODEL_CHOICES} (default: %(default)s)",
+    )
+    model.add_argument("--text-encoder", help="Gemma-3 folder or Hub id; only with a single-file --model")
+    if "upsampler" in f:
+        model.add_argument("--upsampler", help="the spatial x2 upscaler's single file; only with a single-file --model")
+    if command.kind is None:
+        model.add_argument(
+            "--kind",
+            choices=("dev", "distilled"),
+            help="dev (shifted schedule, guided) or distilled (8 fixed sigmas, no guidance). Default: the "
+            "checkpoint's own scheduler, else 'distilled' when its name says so, else dev",
+        )
+    model.add_argument(
+        "--lora",
+        action="append",
+        default=[],
+        metavar="PATH[:SCALE]",
+        help="a LoRA .safetensors fused into the transformer at SCALE (default 1); repeat for several",
+    )
+    model.add_argument("--fp8", action="store_true", help="FP8 transformer linears (CUDA capability 8.9+, bf16)")
+    if "distilled_lora" in f:
+        model.add_argument(
+            "--distilled-lora",
+            metavar="PATH[:SCALE]",
+            help="the distilled LoRA (e.g. ltx-2-19b-distilled-lora-384.safetensors), used in stage 2 only",
+        )
+    if "ic_lora" in f:
+        model.add_argument("--ic-lora", required=True, metavar="PATH[:SCALE]", help="the IC-LoRA .safetensors")
+
+    size = sub.add_argument_group("size")
+    if command.height is not None:
+        m = command.size_multiple
+        size.add_argument("--frames", type=int, default=121, help="number of frames, 8k + 1 (default %(default)s)")
+        size.add_argument("--height", type=int, default=command.height, help=f"multiple of {m} (default %(default)s)")
+        size.add_argument("--width", type=int, default=command.width, help=f"multiple of {m} (default %(default)s)")
+        size.add_argument("--fps", type=float, default=24.0, help="frame rate, > 0 (default %(default)g)")
+    size.add_argument(
+        "--allow-large",
+        action="store_true",
+        help="run requests above the size guard (more than 65536 video tokens or 16 GiB of decoded frames)",
+    )
+
+    sampling = sub.add_argument_group("sampling")
+    sampling.add_argument("--seed", type=int, default=10, help="random seed, >= 0 (default %(default)s)")
+    if "steps" in f:
+        sampling.add_argument("--steps", type=int, help="denoising steps (default: the model version's)")
+    if "negative" in f:
+        sampling.add_argument("--negative-prompt", help="default: the reference's negative prompt")
+    if "enhance" in f:
+        sampling.add_argument(
+            "--enhance-prompt",
+            action="store_true",
+            help="let Gemma rewrite the prompt first (seeded by --seed; with --image it sees the image); refused "
+            "where the pipeline has no prompt enhancement",
+        )
+
+    if f & {"image", "keyframe", "audio", "retake", "ic_lora"}:
+        cond = sub.add_argument_group("conditioning")
+        if "image" in f:
+            cond.add_argument("--image", help="image for the first frame (image-to-video)")
+            cond.add_argument(
+                "--image-strength", type=float, help="1 keeps the image exactly (default 1); needs --image"
+            )
+        if "keyframe" in f:
+            cond.add_argument(
+                "--keyframe",
+                action="append",
+                default=[],
+                metavar="PATH:FRAME[:STRENGTH]",
+                help="an image placed at pixel frame FRAME (0-based) at STRENGTH (default 1); repeat for several"
+                + ("; at least one" if command.name == "keyframes" else ""),
+            )
+        if f & {"image", "keyframe"}:
+            cond.add_argument(
+                "--image-crf",
+                type=int,
+                help=f"H.264 quality of the round trip images go through first, as the training data's compression "
+                f"(default {DEFAULT_IMAGE_CRF}, as ltx-pipelines; 0 skips it); needs --image or --keyframe",
+            )
+        if "audio" in f:
+            cond.add_argument("--audio", required=True, help="the soundtrack (any file with an audio stream)")
+            cond.add_argument("--audio-start", type=float, default=0.0, help="seconds into --audio (default 0)")
+        if "ic_lora" in f:
+            cond.add_argument(
+                "--reference",
+                action="append",
+                default=[],
+                required=True,
+                metavar="VIDEO[:STRENGTH]",
+                help="a reference video for the IC-LoRA (depth, pose, edges ...); repeat for several",
+            )
+            cond.add_argument("--skip-stage-2", action="store_true", help="decode the half-size stage-1 result")
+        if "retake" in f:
+            cond.add_argument(
+                "--video", required=True, help="the clip to retake (8k + 1 frames, sides multiples of 32)"
+            )
+            cond.add_argument("--start", type=float, required=True, help="start of the window, seconds")
+            cond.add_argument("--end", type=float, required=True, help="end of the window, seconds")
+            keep = cond.add_mutually_exclusive_group()
+            keep.add_argument("--keep-video", action="store_true", help="regenerate the audio only")
+            keep.add_argument("--keep-audio", action="store_true", help="regenerate the video only")
+
+    run = sub.add_argument_group("device")
+    run.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    run.add_argument("--dtype", choices=sorted(DTYPES), help="default: bf16 on cuda, fp32 on cpu")
+    run.add_argument("--offload", action="store_true", help="model CPU offload: one component on the GPU at a time")
+    tiling = run.add_mutually_exclusive_group()
+    tiling.add_argument(
+        "--vae-tiling",
+        dest="vae_tiling",
+        action="store_const",
+        const=True,
+        help="always decode the video in overlapping tiles (least memory). Default: tile only clips of more than "
+        "64x512x512 output pixels",
+    )
+    tiling.add_argument(
+        "--no-vae-tiling",
+        dest="vae_tiling",
+        action="store_const",
+        const=False,
+        help="never tile: decode the clip in one call (most memory)",
+    )
