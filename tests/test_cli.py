@@ -105,7 +105,7 @@ def test_cli_convert_forwards_to_the_converter_script(tmp_path, capsys):
 
 def test_cli_loads_a_lightricks_single_file(tmp_path):
     """The tiny pipeline exported to the original single-file format, then generated from through --model FILE."""
-    from ltx2_diffusers.loaders.single_file import convert_diffusers_to_original
+    from ltx2_diffusers.conversion import convert_diffusers_to_original
     from ltx2_diffusers.pipelines.tiny import build_tiny_pipeline
 
     pipe = build_tiny_pipeline(seed=2)
