@@ -422,10 +422,10 @@ def _why_not_ours(target: Path, folder: bool) -> str | None:
 
 
 def _check_not_an_input(target: Path, inputs: Iterable[str | os.PathLike]) -> None:
-    resolved = target.resolve()
+    resolved = Path(os.path.realpath(target))  # realpath, not resolve(): a symlink loop is left to the reader
     for source in inputs:
         source_path = Path(source)
-        source_resolved = source_path.resolve()
+        source_resolved = Path(os.path.realpath(source_path))
         same = resolved == source_resolved or (
             os.path.exists(target) and os.path.exists(source_path) and os.path.samefile(target, source_path)
         )

@@ -184,18 +184,25 @@ def plan_checkpoint(
     caption_channels = config.get("transformer", {}).get("caption_channels", md.GEMMA_3_12B_HIDDEN_SIZE)
     factor = _text_proj_in_factor(entries, caption_channels)
     configs = md.component_configs_from_original(config, factor, tuple(grouped))
-    plans = {}
-    for c in (c for c in MODEL_COMPONENTS if c in grouped):  # file order: transformer, connectors, vae, ...
-        plans[c] = _plan_component(c, *configs[c], {k: entries[k] for k in grouped[c]}, path)
+    order = [c for c in MODEL_COMPONENTS if c in grouped]  # file order: transformer, connectors, vae, ...
+    for c in order:  # every component's metadata against its tensor names before any model is built
+        _check_before_building(c, *configs[c], grouped[c], path)
+    plans = {c: _plan_component(c, *configs[c], {k: entries[k] for k in grouped[c]}, path) for c in order}
     return plans, sorted(unknown), metadata, config
+
+
+def _check_before_building(component: str, class_name: str, config: dict, names: Iterable[str], path) -> None:
+    """Header-only checks (value types, block counts against the names): a file whose metadata claims 100,000
+    blocks is refused at once instead of after minutes of building."""
+    source = f"{path} (its {component} metadata)"
+    validation.check_config_values(resolve_class(class_name), config, source)
+    validation.check_block_counts(class_name, config, names, source)
 
 
 def _plan_component(
     component: str, class_name: str, config: dict, entries: dict[str, TensorEntry], path
 ) -> ComponentPlan:
     _, to_diffusers, _, ignored = key_map(component)
-    validation.check_config_values(resolve_class(class_name), config, f"{path} (its {component} metadata)")
-    validation.check_block_counts(class_name, config, entries, f"{path} (its {component} metadata)")
     mapping = to_diffusers(entries, config)
     dropped = [k for k in entries if k not in mapping and k not in ignored]
     if dropped:
@@ -227,6 +234,7 @@ def plan_upsampler(path: str | os.PathLike) -> tuple[ComponentPlan, dict]:
     """Read a Lightricks latent-upsampler file: (ComponentPlan, `__metadata__`)."""
     entries, metadata = read_header(path)
     config = md.upsampler_config_from_original(md.parse_original_metadata(metadata, str(path)))
+    _check_before_building("latent_upsampler", "LTX2LatentUpsamplerModel", config, entries, path)
     return _plan_component("latent_upsampler", "LTX2LatentUpsamplerModel", config, entries, path), metadata
 
 

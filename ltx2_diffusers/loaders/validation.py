@@ -153,7 +153,7 @@ def check_config_values(cls: type, config: Mapping[str, Any], source: str) -> No
         problem = _value_problem(value, parameters[name].default, name)
         if problem is not None:
             raise ValueError(
-                f"{source}: the {cls.__name__} config value {name}={str(value)[:80]} {problem}; the file or folder is "
+                f"{source}: the {cls.__name__} config value {name}={repr(value)[:80]} {problem}; the file or folder is "
                 "malformed or not an LTX-2 export."
             )
 
@@ -193,9 +193,14 @@ def check_floating(tensors: Mapping[str, TensorEntry], class_name: str, source: 
 @contextmanager
 def malformed_config_errors(source: str, where: str) -> Iterator[None]:
     """Turn the TypeError / AttributeError / KeyError / IndexError a config of the wrong shape raises in the
-    metadata -> config translation (e.g. a section that is a list) into a ValueError naming the file."""
+    metadata -> config translation (e.g. a section that is a list) into a ValueError naming the file, and put the
+    file's name in front of the translation's own ValueErrors."""
     try:
         yield
+    except ValueError as error:  # the translation's own messages say what is wrong; add which file
+        if source in str(error):
+            raise
+        raise ValueError(f"{source}: {error}") from None
     except (TypeError, AttributeError, KeyError, IndexError) as error:
         raise ValueError(
             f"{source}: {where} has a value of the wrong type or shape ({type(error).__name__}: {error}); the file is "

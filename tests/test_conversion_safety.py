@@ -1,0 +1,289 @@
+"""The converter tried as a hostile tester would: malformed headers, metadata, folders and output paths each end in a
+ValueError that names the file (the CLI: exit 2, one line, no traceback), nothing is lost, nothing half-written stays,
+and no model is built before the metadata has been checked against the tensors' names."""
+
+import importlib.util
+import json
+import math
+import os
+import re
+import shutil
+import struct
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from test_conversion_utils import write_checkpoint
+
+import ltx2_diffusers
+from ltx2_diffusers.loaders import metadata as md
+from ltx2_diffusers.loaders import safetensors_io as sio
+from ltx2_diffusers.loaders import single_file as sf
+
+REPO = Path(__file__).resolve().parents[1]
+F32 = {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}
+
+
+@pytest.fixture(scope="module")
+def original(tmp_path_factory) -> Path:
+    """A tiny LTX-2 file with every component (written once: building ltx-core's modules takes seconds)."""
+    path = tmp_path_factory.mktemp("original") / "ltx-2-tiny-dev.safetensors"
+    write_checkpoint(path, md.LTX2)
+    return path
+
+
+@pytest.fixture(scope="module")
+def converted(original, tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("converted") / "folder"
+    sf.convert_original_to_diffusers(original, folder)
+    return folder
+
+
+@pytest.fixture
+def folder_copy(converted, tmp_path) -> Path:
+    shutil.copytree(converted, tmp_path / "folder", symlinks=True)
+    return tmp_path / "folder"
+
+
+def run_cli(*args) -> int:
+    spec = importlib.util.spec_from_file_location("convert_checkpoint", REPO / "scripts" / "convert_checkpoint.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main([str(a) for a in args])
+
+
+def listing(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited (for leftovers of a killed run)."""
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Hostile headers: each a ValueError naming the file, from read_header, the converter, from_single_file and the CLI
+
+
+def header_bytes(body: bytes, data: bytes = b"", length: int | None = None) -> bytes:
+    return struct.pack("<Q", len(body) if length is None else length) + body + data
+
+
+def header(value, data: bytes = b"\0" * 8) -> bytes:
+    return header_bytes(json.dumps(value).encode(), data)
+
+
+def entry(**changes) -> dict:
+    return {"a": {**F32, **changes}}
+
+
+DUPLICATE = b'{"a": ' + json.dumps(F32).encode() + b', "a": ' + json.dumps(F32).encode() + b"}"
+HEADER_CASES = {
+    "empty": (b"", r"only 0 bytes"),
+    "seven_bytes": (b"\1" * 7, r"only 7 bytes"),
+    "length_past_end": (header_bytes(b"{}", length=1000), r"its header claims 1000 bytes"),
+    "length_huge": (header_bytes(b"{}", length=2**63), rf"its header claims {2**63} bytes"),
+    "length_max": (header_bytes(b"{}", length=2**64 - 1), rf"its header claims {2**64 - 1} bytes"),
+    "not_json": (header_bytes(b"{not json"), r"its header is not valid JSON"),
+    "not_utf8": (header_bytes(b'{"\xff": 1}'), r"its header is not valid JSON"),
+    "json_list": (header([F32]), r"its header is a JSON list, not an object"),
+    "json_string": (header("a"), r"its header is a JSON str, not an object"),
+    "nested_100k": (header_bytes(b"[" * 100_000), r"its header is not valid JSON"),
+    "duplicate_keys": (header_bytes(DUPLICATE, b"\0" * 8), r"the key 'a' appears twice"),
+    "metadata_not_strings": (header({"__metadata__": {"config": {"a": 1}}, **entry()}), r"not a map of strings"),
+    "metadata_list": (header({"__metadata__": ["config"], **entry()}), r"__metadata__ is not a map of strings"),
+    "entry_list": (header({"a": [1, 2]}), r"tensor 'a' has a malformed entry"),
+    "entry_no_offsets": (header({"a": {"dtype": "F32", "shape": [2]}}), r"tensor 'a' has a malformed entry"),
+    "offsets_negative": (header(entry(data_offsets=[-8, 0])), r"data_offsets \[-8, 0\], expected two integers >= 0"),
+    "offsets_float": (header(entry(data_offsets=[0.0, 8.0])), r"expected two integers >= 0"),
+    "offsets_string": (header(entry(data_offsets="08")), r"data_offsets 08, expected two integers"),
+    "offsets_three": (header(entry(data_offsets=[0, 4, 8])), r"expected two integers"),
+    "offsets_overflow": (header(entry(data_offsets=[0, 2**70])), rf"spans bytes 0..{2**70}, but F32\[2\] needs 8"),
+    "offsets_reversed": (header(entry(data_offsets=[8, 0])), r"spans bytes 8..0"),
+    "offsets_overlap": (
+        header({"a": F32, "b": {**F32, "data_offsets": [4, 12]}}, b"\0" * 12),
+        r"tensors overlap or leave a gap at byte 8",
+    ),
+    "dtype_unknown": (header(entry(dtype="F128")), r"tensor 'a' has dtype F128, which this converter cannot handle"),
+    "dtype_number": (header(entry(dtype=4)), r"tensor 'a' has dtype 4"),
+    "shape_negative": (header(entry(shape=[-2])), r"shape \[-2\], expected a list of integers >= 0"),
+    "shape_overflow": (header(entry(shape=[2**64, 2**64])), r"spans bytes 0..8, but F32\[18446744073709551616, "),
+    "shape_bool": (header(entry(shape=[True, 2])), r"shape \[True, 2\], expected a list of integers"),
+    "shape_string": (header(entry(shape="2")), r"shape 2, expected a list of integers"),
+    "shape_float": (header(entry(shape=[2.0])), r"shape \[2.0\], expected a list of integers"),
+    "size_mismatch": (header(entry(), b"\0" * 16), r"the header describes 77 bytes but the file has 85"),
+    "truncated_data": (header(entry(), b"\0" * 4), r"the header describes 77 bytes but the file has 73"),
+    "zip_pickle": (b"PK\x03\x04" + b"\0" * 60, r"pickle / zip PyTorch checkpoint under another name"),
+    "raw_pickle": (b"\x80\x02}q\x00." + b"\0" * 60, r"pickle / zip PyTorch checkpoint under another name"),
+}
+
+
+def make_path_case(tmp_path: Path, name: str) -> tuple[Path, str]:
+    """Inputs that are not files: a folder, a symlink loop, a missing file, pickle checkpoints by name."""
+    if name == "directory":
+        (tmp_path / "dir.safetensors").mkdir()
+        return tmp_path / "dir.safetensors", r"is a directory, not a safetensors file"
+    if name == "symlink_loop":
+        os.symlink(tmp_path / "loop_b.safetensors", tmp_path / "loop_a.safetensors")
+        os.symlink(tmp_path / "loop_a.safetensors", tmp_path / "loop_b.safetensors")
+        return tmp_path / "loop_a.safetensors", r"cannot be opened: Too many levels of symbolic links"
+    if name == "missing":
+        return tmp_path / "missing.safetensors", r": no such file"
+    path = tmp_path / f"model{name}"  # a pickle checkpoint: refused by name, never opened
+    path.write_bytes(b"\x80\x02}q\x00.")
+    return path, r"is a pickle-based PyTorch checkpoint; this converter reads only .safetensors files"
+
+
+PATH_CASES = ["directory", "symlink_loop", "missing", ".bin", ".ckpt", ".pt", ".pth"]
+
+
+@pytest.mark.parametrize("case", [*HEADER_CASES, *PATH_CASES])
+def test_hostile_file_is_a_clear_error_naming_it(tmp_path, capsys, case):
+    if case in HEADER_CASES:
+        path, reason = tmp_path / f"{case}.safetensors", HEADER_CASES[case][1]
+        path.write_bytes(HEADER_CASES[case][0])
+    else:
+        path, reason = make_path_case(tmp_path, case)
+    message = re.escape(str(path)) + ".*" + reason
+    with pytest.raises(ValueError, match=message):
+        sio.read_header(path)
+    before = listing(tmp_path)
+    with pytest.raises(ValueError, match=message):
+        sf.convert_original_to_diffusers(path, tmp_path / "out")
+    with pytest.raises(ValueError, match=message):
+        ltx2_diffusers.LTX2VideoTransformer3DModel.from_single_file(path)
+    assert run_cli(path, tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and str(path) in err and "Traceback" not in err
+    assert listing(tmp_path) == before  # nothing written
+
+
+def test_local_paths_never_reach_the_network(tmp_path, monkeypatch):
+    import socket
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("network access from a local path")
+
+    monkeypatch.setattr(socket, "socket", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    with pytest.raises(ValueError, match="no such file"):
+        ltx2_diffusers.LTX2AVPipeline.from_single_file(tmp_path / "Lightricks" / "LTX-2.safetensors")
+    with pytest.raises(ValueError, match="is not a folder"):
+        sf.convert_diffusers_to_original(tmp_path / "Lightricks" / "LTX-2", tmp_path / "x.safetensors")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Hostile metadata: refused before any model is built, fast, naming the file
+
+
+def with_metadata(source: Path, path: Path, edit) -> Path:
+    """A copy of `source` whose metadata is `edit(config, metadata)` (which returns the new metadata dict)."""
+    entries, metadata = sio.read_header(source)
+    new = edit(json.loads(metadata["config"]), dict(metadata))
+    sio.write_safetensors(path, [sio.PlannedTensor(e, n, e.dtype) for n, e in sorted(entries.items())], new)
+    return path
+
+
+def set_config(where: str, value):
+    """An edit setting the config entry at the dotted path `where` (list indices as numbers) to `value`."""
+
+    def edit(config, metadata):
+        *parents, last = [int(p) if p.isdigit() else p for p in where.split(".")]
+        target = config
+        for key in parents:
+            target = target[key]
+        target[last] = value
+        return {**metadata, "config": json.dumps(config)}
+
+    return edit
+
+
+def raw_config(text: str):
+    return lambda config, metadata: {**metadata, "config": text}
+
+
+RES_COMPRESS = [["res_x", {"num_layers": 1}], ["compress_space_res", {"multiplier": 1}]]
+METADATA_CASES = {
+    "config_list": (raw_config("[1, 2]"), r"the `config` metadata is a JSON list, expected an object"),
+    "config_nested": (raw_config("[" * 100_000), r"the `config` metadata is not valid JSON"),
+    "config_5000_digits": (raw_config('{"a": 1' + "0" * 5000 + "}"), r"the `config` metadata is not valid JSON"),
+    "section_list": (set_config("vae", [1]), r"The `config.vae` metadata is a list, expected a JSON object"),
+    "max_pos_number": (
+        set_config("transformer.positional_embedding_max_pos", 7),
+        r"its `config` metadata has a value of the wrong type or shape \(TypeError",
+    ),
+    "audio_model_list": (
+        set_config("audio_vae.model", [1]),
+        r"its `config` metadata has a value of the wrong type or shape \(AttributeError",
+    ),
+    "block_params_string": (
+        set_config("vae.encoder_blocks", [["res_x", "x"]]),
+        r": dictionary update sequence element #0",
+    ),
+    "num_layers_string": (set_config("transformer.num_layers", "2"), r"num_layers='2' is a string"),
+    "num_layers_float": (set_config("transformer.num_layers", 2.5), r"num_layers=2.5 is not an integer"),
+    "num_layers_bool": (set_config("transformer.num_layers", True), r"num_layers=True is a bool, expected a int"),
+    "num_layers_negative": (set_config("transformer.num_layers", -1), r"num_layers=-1 is negative"),
+    "num_layers_huge": (set_config("transformer.num_layers", 10**9), r"num_layers=1000000000 is beyond 16777216"),
+    "heads_nan": (set_config("transformer.num_attention_heads", math.nan), r"num_attention_heads=nan is not a fini"),
+    "heads_null": (set_config("transformer.num_attention_heads", None), r"wrong type or shape \(TypeError: unsupported operand"),
+    "num_layers_2000": (
+        set_config("transformer.num_layers", 2000),
+        r"config says num_layers = 2000, but the weights hold 2 such blocks .* refused before building anything",
+    ),
+    "num_layers_100000": (set_config("transformer.num_layers", 100_000), r"num_layers = 100000, but the weights"),
+    "connector_layers_5000": (
+        set_config("transformer.connector_num_layers", 5000),
+        r"video_connector_num_layers = 5000, but the weights hold 1",
+    ),
+    "vae_100k_blocks": (
+        set_config("vae.encoder_blocks", RES_COMPRESS * 50_000 + RES_COMPRESS[:1]),
+        r"block_out_channels=\[8, 8, .* has 50000 entries",
+    ),
+    "vae_resnets_1m": (
+        set_config("vae.encoder_blocks.0", ["res_x", {"num_layers": 10**6}]),
+        r"sum\(layers_per_block\) = 1000004, but the weights hold 5",
+    ),
+    "vocoder_rates_100k": (set_config("vocoder.upsample_rates", [2] * 100_000), r"has 100000 entries"),
+    "audio_res_blocks_10k": (
+        set_config("audio_vae.model.params.ddconfig.num_res_blocks", 10_000),
+        r"len\(ch_mult\) \* num_res_blocks = 30000, but the weights hold 3",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", METADATA_CASES)
+def test_hostile_metadata_is_refused_before_building_anything(original, tmp_path, monkeypatch, case):
+    edit, reason = METADATA_CASES[case]
+    path = with_metadata(original, tmp_path / "ltx-2-tiny-dev.safetensors", edit)
+    message = re.escape(str(path)) + ".*" + reason
+    built = []
+    monkeypatch.setattr(torch.nn.Module, "__init__", lambda self, *a, **k: built.append(type(self).__name__))
+    start = time.monotonic()
+    with pytest.raises(ValueError, match=message):
+        sf.convert_original_to_diffusers(path, tmp_path / "out")
+    with pytest.raises(ValueError, match=message):
+        ltx2_diffusers.LTX2AVPipeline.from_single_file(path)
+    assert time.monotonic() - start < 5.0  # 73 s / 0.9 GB for num_layers=2000 before these checks
+    assert built == []
+    assert not (tmp_path / "out").exists()
+
+
+def test_integer_and_bool_weights_are_refused_by_name(original, tmp_path):
+    sd = load_file(str(original))
+    metadata = sio.read_header(original)[1]
+    name = "model.diffusion_model.transformer_blocks.0.attn1.to_q.weight"
+    for dtype, label in ((torch.int8, "I8"), (torch.bool, "BOOL"), (torch.int64, "I64")):
+        path = tmp_path / f"ltx-2-{label}-dev.safetensors"
+        save_file({**sd, name: torch.ones_like(sd[name], dtype=dtype)}, str(path), metadata=metadata)
+        with pytest.raises(ValueError, match=rf"{re.escape(str(path))}: 1 LTX2VideoTransformer3DModel tensors are not "
+                           rf"floating point, e.g. '{re.escape(name)}' is {label}"):
+            sf.convert_original_to_diffusers(path, tmp_path / "out")
+        with pytest.raises(ValueError, match=f"'{re.escape(name)}' is {label}"):
+            ltx2_diffusers.LTX2VideoTransformer3DModel.from_single_file(path)
+    assert not (tmp_path / "out").exists()
