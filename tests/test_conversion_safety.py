@@ -262,14 +262,17 @@ def test_hostile_metadata_is_refused_before_building_anything(original, tmp_path
     edit, reason = METADATA_CASES[case]
     path = with_metadata(original, tmp_path / "ltx-2-tiny-dev.safetensors", edit)
     message = re.escape(str(path)) + ".*" + reason
+    for class_name in sf.COMPONENT_OF_CLASS:  # imported before the clock starts (seconds on a busy machine)
+        sf.resolve_class(class_name)
     built = []
     monkeypatch.setattr(torch.nn.Module, "__init__", lambda self, *a, **k: built.append(type(self).__name__))
-    start = time.monotonic()
-    with pytest.raises(ValueError, match=message):
-        sf.convert_original_to_diffusers(path, tmp_path / "out")
-    with pytest.raises(ValueError, match=message):
-        ltx2_diffusers.LTX2AVPipeline.from_single_file(path)
-    assert time.monotonic() - start < 5.0  # 73 s / 0.9 GB for num_layers=2000 before these checks
+    convert = lambda: sf.convert_original_to_diffusers(path, tmp_path / "out")  # noqa: E731
+    load = lambda: ltx2_diffusers.LTX2AVPipeline.from_single_file(path)  # noqa: E731
+    for call in (convert, load):
+        start = time.monotonic()
+        with pytest.raises(ValueError, match=message):
+            call()
+        assert time.monotonic() - start < 5.0  # num_layers=2000 took 73 s and 0.9 GB before these checks
     assert built == []
     assert not (tmp_path / "out").exists()
 
@@ -287,3 +290,146 @@ def test_integer_and_bool_weights_are_refused_by_name(original, tmp_path):
         with pytest.raises(ValueError, match=f"'{re.escape(name)}' is {label}"):
             ltx2_diffusers.LTX2VideoTransformer3DModel.from_single_file(path)
     assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# --reverse validates what it writes: folder -> file fails cleanly on anything the export would get wrong
+
+
+def edit_weights(folder: Path, component: str, edit) -> None:
+    path = folder / component / sio.WEIGHTS_NAME
+    sd = load_file(str(path))
+    edit(sd)
+    save_file(sd, str(path), metadata={"format": "pt"})
+
+
+def edit_json(path: Path, edit) -> None:
+    value = json.loads(path.read_text())
+    edit(value)
+    path.write_text(json.dumps(value))
+
+
+def to_index(folder: Path, component: str, shard_of) -> None:
+    """Replace a component's weights by an index whose weight_map sends each tensor to `shard_of(name)`."""
+    weights = folder / component / sio.WEIGHTS_NAME
+    names = list(sio.read_header(weights)[0])
+    shutil.move(weights, folder / "outside.safetensors")  # a real file outside the component folder
+    index = {"metadata": {}, "weight_map": {n: shard_of(n) for n in names}}
+    (folder / component / sio.WEIGHTS_INDEX_NAME).write_text(json.dumps(index))
+
+
+def split_into_shards(folder: Path, component: str, swap: bool = False, duplicate: bool = False) -> None:
+    sd = load_file(str(folder / component / sio.WEIGHTS_NAME))
+    names = sorted(sd)
+    first, second = names[: len(names) // 2], names[len(names) // 2 :]
+    save_file({n: sd[n] for n in first}, str(folder / component / "a.safetensors"))
+    save_file({n: sd[n] for n in second + (first[:1] if duplicate else [])}, str(folder / component / "b.safetensors"))
+    weight_map = {**{n: "a.safetensors" for n in first}, **{n: "b.safetensors" for n in second}}
+    if swap:
+        weight_map[first[0]] = "b.safetensors"
+    (folder / component / sio.WEIGHTS_NAME).unlink()
+    (folder / component / sio.WEIGHTS_INDEX_NAME).write_text(json.dumps({"weight_map": weight_map}))
+
+
+def config_of(component: str, key: str, value):
+    return lambda f: edit_json(f / component / "config.json", lambda c: c.__setitem__(key, value))
+
+
+REVERSE_CASES = {
+    "wrong_shape": (
+        lambda f: edit_weights(f, "vae", lambda sd: sd.__setitem__("latents_mean", torch.zeros(3))),
+        r"vae: 1 tensors do not have the shapes its config.json implies, e.g. 'latents_mean' is \[3\], expected \[8\]",
+    ),
+    "missing_tensor": (
+        lambda f: edit_weights(f, "vae", lambda sd: sd.pop("latents_std")),
+        r"vae: the AutoencoderKLLTX2Video its config.json describes has 1 tensors the folder lacks, e.g. \['latents_std'\]",
+    ),
+    "extra_tensor": (
+        lambda f: edit_weights(f, "vae", lambda sd: sd.__setitem__("foo.weight", torch.zeros(1))),
+        r"vae: 1 tensors are not parameters of the AutoencoderKLLTX2Video .* \['foo.weight'\]",
+    ),
+    "int8_weight": (
+        lambda f: edit_weights(f, "transformer", lambda sd: sd.__setitem__("proj_in.weight", sd["proj_in.weight"].to(
+            torch.int8))),
+        r"transformer: 1 LTX2VideoTransformer3DModel tensors are not floating point, e.g. 'proj_in.weight' is I8",
+    ),
+    "bool_weight": (
+        lambda f: edit_weights(f, "vocoder", lambda sd: sd.__setitem__("conv_in.bias", sd["conv_in.bias"] > 0)),
+        r"'conv_in.bias' is BOOL",
+    ),
+    "config_contradicts_count": (
+        config_of("transformer", "num_layers", 3),
+        r"transformer/config.json: the LTX2VideoTransformer3DModel config says num_layers = 3, but the weights hold 2",
+    ),
+    "config_contradicts_width": (config_of("vae", "latent_channels", 16), r"vae: \d+ tensors do not have the shapes"),
+    "config_100000_layers": (config_of("transformer", "num_layers", 100_000), r"num_layers = 100000, but the weights"),
+    "config_value_type": (config_of("transformer", "num_layers", "2"), r"config.json: .* num_layers='2' is a string"),
+    "config_unknown_class": (config_of("vae", "_class_name", "UNet2DModel"), r"names the class 'UNet2DModel'"),
+    "config_broken_json": (
+        lambda f: (f / "transformer" / "config.json").write_text("{"),
+        r"transformer/config.json is not valid JSON",
+    ),
+    "config_list": (lambda f: (f / "vae" / "config.json").write_text("[]"), r"vae/config.json holds a JSON list"),
+    "config_duplicate_key": (
+        lambda f: (f / "vae" / "config.json").write_text('{"a": 1, "a": 2}'),
+        r"vae/config.json is not valid JSON \(the key 'a' appears twice\)",
+    ),
+    "index_dotdot": (lambda f: to_index(f, "vae", lambda n: "../outside.safetensors"), r"names the shard '../outside"),
+    "index_absolute": (
+        lambda f: to_index(f, "vae", lambda n: str(f / "outside.safetensors")),
+        r"index.json names the shard '/.*outside.safetensors', which is not a plain file name .* never followed",
+    ),
+    "index_not_object": (
+        lambda f: to_index(f, "vae", str) or (f / "vae" / sio.WEIGHTS_INDEX_NAME).write_text("[]"),
+        r"index.json holds a JSON list",
+    ),
+    "index_map_list": (
+        lambda f: to_index(f, "vae", str) or (f / "vae" / sio.WEIGHTS_INDEX_NAME).write_text('{"weight_map": []}'),
+        r"index.json: `weight_map` is not a map of tensor names to shard file names",
+    ),
+    "index_pickle_shard": (lambda f: to_index(f, "vae", lambda n: "model.bin"), r"model.bin is a pickle-based"),
+    "index_wrong_shard": (lambda f: split_into_shards(f, "vae", swap=True), r"index.json puts '.*' in 'b.safetensors'"),
+    "index_duplicate": (lambda f: split_into_shards(f, "vae", duplicate=True), r"is in both a.safetensors and b"),
+    "weights_pickle_only": (
+        lambda f: (f / "vae" / sio.WEIGHTS_NAME).rename(f / "vae" / "diffusion_pytorch_model.bin"),
+        r"diffusion_pytorch_model.bin is a pickle-based PyTorch checkpoint",
+    ),
+    "extras_corrupt": (
+        lambda f: (f / "vae" / sf.EXTRA_TENSORS_NAME).write_bytes(b"\0" * 3),
+        r"ltx2_original_extra.safetensors is not a readable safetensors file \(only 3 bytes\)",
+    ),
+    "model_index_broken": (lambda f: (f / "model_index.json").write_text("{"), r"model_index.json is not valid JSON"),
+    "model_index_missing_folder": (
+        lambda f: shutil.rmtree(f / "vae"),
+        r"model_index.json lists the vae \(AutoencoderKLLTX2Video\), but .*vae/config.json is missing",
+    ),
+    "model_index_entry": (
+        lambda f: edit_json(f / "model_index.json", lambda i: i.__setitem__("vae", "x")),
+        r"model_index.json: `vae` is x; expected \[library, class name\]",
+    ),
+    "stored_metadata": (
+        lambda f: (f / md.ORIGINAL_METADATA_FILENAME).write_text('{"checkpoint": [1]}'),
+        r"ltx2_original_metadata.json: `checkpoint` is not a safetensors metadata map of strings",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", REVERSE_CASES)
+def test_reverse_validates_before_writing(folder_copy, tmp_path, capsys, case):
+    mutate, reason = REVERSE_CASES[case]
+    mutate(folder_copy)
+    before = listing(tmp_path)
+    message = re.escape(str(folder_copy)) + ".*" + reason
+    with pytest.raises(ValueError, match=message):
+        sf.convert_diffusers_to_original(folder_copy, tmp_path / "back.safetensors")
+    assert run_cli("--reverse", folder_copy, tmp_path / "back.safetensors") == 2
+    err = capsys.readouterr().err
+    assert re.search(reason, err) and "Traceback" not in err
+    assert listing(tmp_path) == before  # no output, no partial file
+
+
+def test_reverse_of_the_intact_folder_still_works(converted, original, tmp_path):
+    sf.convert_diffusers_to_original(converted, tmp_path / "back.safetensors")
+    (entries, metadata), (back, back_metadata) = sio.read_header(original), sio.read_header(tmp_path / "back.safetensors")
+    assert back_metadata == metadata and back.keys() == entries.keys()
+    assert all(torch.equal(sio.read_tensor(back[k]), sio.read_tensor(entries[k])) for k in entries)
