@@ -36,7 +36,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--kind", choices=["dev", "distilled"], help="scheduler; default: from the file name")
     parser.add_argument("--allow-unknown", action="store_true", help="keep keys no component claims instead of failing")
     parser.add_argument("--max-shard-size", type=float, default=DEFAULT_MAX_SHARD_SIZE / 1e9, help="GB per shard")
-    parser.add_argument("--overwrite", action="store_true", help="replace a previous output of this script (never an input or a folder holding other files)")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a previous output of this script (never an input or a folder holding other files)",
+    )
     args = parser.parse_args(argv)
     if args.upsampler and not args.reverse and args.output is None:  # --upsampler FILE OUTPUT_DIR: the upscaler alone
         args.source, args.output = None, args.source

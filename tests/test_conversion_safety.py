@@ -2,21 +2,31 @@
 ValueError that names the file (the CLI: exit 2, one line, no traceback), nothing is lost, nothing half-written stays,
 and no model is built before the metadata has been checked against the tensors' names."""
 
-import importlib.util
 import json
 import math
 import os
 import re
 import shutil
-import struct
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from test_conversion_utils import write_checkpoint
+from test_conversion_utils import (
+    dead_pid,
+    edit_json,
+    edit_weights,
+    header,
+    header_bytes,
+    listing,
+    run_cli,
+    set_config,
+    split_into_shards,
+    to_index,
+    with_metadata,
+    write_checkpoint,
+)
 
 import ltx2_diffusers
 from ltx2_diffusers.loaders import metadata as md
@@ -48,34 +58,8 @@ def folder_copy(converted, tmp_path) -> Path:
     return tmp_path / "folder"
 
 
-def run_cli(*args) -> int:
-    spec = importlib.util.spec_from_file_location("convert_checkpoint", REPO / "scripts" / "convert_checkpoint.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main([str(a) for a in args])
-
-
-def listing(folder: Path) -> list[str]:
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
-
-
-def dead_pid() -> int:
-    """The pid of a process that has exited (for leftovers of a killed run)."""
-    process = subprocess.Popen(["true"])
-    process.wait()
-    return process.pid
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 # Hostile headers: each a ValueError naming the file, from read_header, the converter, from_single_file and the CLI
-
-
-def header_bytes(body: bytes, data: bytes = b"", length: int | None = None) -> bytes:
-    return struct.pack("<Q", len(body) if length is None else length) + body + data
-
-
-def header(value, data: bytes = b"\0" * 8) -> bytes:
-    return header_bytes(json.dumps(value).encode(), data)
 
 
 def entry(**changes) -> dict:
@@ -181,28 +165,6 @@ def test_local_paths_never_reach_the_network(tmp_path, monkeypatch):
 # Hostile metadata: refused before any model is built, fast, naming the file
 
 
-def with_metadata(source: Path, path: Path, edit) -> Path:
-    """A copy of `source` whose metadata is `edit(config, metadata)` (which returns the new metadata dict)."""
-    entries, metadata = sio.read_header(source)
-    new = edit(json.loads(metadata["config"]), dict(metadata))
-    sio.write_safetensors(path, [sio.PlannedTensor(e, n, e.dtype) for n, e in sorted(entries.items())], new)
-    return path
-
-
-def set_config(where: str, value):
-    """An edit setting the config entry at the dotted path `where` (list indices as numbers) to `value`."""
-
-    def edit(config, metadata):
-        *parents, last = [int(p) if p.isdigit() else p for p in where.split(".")]
-        target = config
-        for key in parents:
-            target = target[key]
-        target[last] = value
-        return {**metadata, "config": json.dumps(config)}
-
-    return edit
-
-
 def raw_config(text: str):
     return lambda config, metadata: {**metadata, "config": text}
 
@@ -231,7 +193,10 @@ METADATA_CASES = {
     "num_layers_negative": (set_config("transformer.num_layers", -1), r"num_layers=-1 is negative"),
     "num_layers_huge": (set_config("transformer.num_layers", 10**9), r"num_layers=1000000000 is beyond 16777216"),
     "heads_nan": (set_config("transformer.num_attention_heads", math.nan), r"num_attention_heads=nan is not a fini"),
-    "heads_null": (set_config("transformer.num_attention_heads", None), r"wrong type or shape \(TypeError: unsupported operand"),
+    "heads_null": (
+        set_config("transformer.num_attention_heads", None),
+        r"wrong type or shape \(TypeError: unsupported operand",
+    ),
     "num_layers_2000": (
         set_config("transformer.num_layers", 2000),
         r"config says num_layers = 2000, but the weights hold 2 such blocks .* refused before building anything",
@@ -241,9 +206,9 @@ METADATA_CASES = {
         set_config("transformer.connector_num_layers", 5000),
         r"video_connector_num_layers = 5000, but the weights hold 1",
     ),
-    "vae_100k_blocks": (
-        set_config("vae.encoder_blocks", RES_COMPRESS * 50_000 + RES_COMPRESS[:1]),
-        r"block_out_channels=\[8, 8, .* has 50000 entries",
+    "vae_20k_blocks": (
+        set_config("vae.encoder_blocks", RES_COMPRESS * 20_000 + RES_COMPRESS[:1]),
+        r"block_out_channels=\[8, 8, .* has 20000 entries",
     ),
     "vae_resnets_1m": (
         set_config("vae.encoder_blocks.0", ["res_x", {"num_layers": 10**6}]),
@@ -284,8 +249,11 @@ def test_integer_and_bool_weights_are_refused_by_name(original, tmp_path):
     for dtype, label in ((torch.int8, "I8"), (torch.bool, "BOOL"), (torch.int64, "I64")):
         path = tmp_path / f"ltx-2-{label}-dev.safetensors"
         save_file({**sd, name: torch.ones_like(sd[name], dtype=dtype)}, str(path), metadata=metadata)
-        with pytest.raises(ValueError, match=rf"{re.escape(str(path))}: 1 LTX2VideoTransformer3DModel tensors are not "
-                           rf"floating point, e.g. '{re.escape(name)}' is {label}"):
+        with pytest.raises(
+            ValueError,
+            match=rf"{re.escape(str(path))}: 1 LTX2VideoTransformer3DModel tensors are not "
+            rf"floating point, e.g. '{re.escape(name)}' is {label}",
+        ):
             sf.convert_original_to_diffusers(path, tmp_path / "out")
         with pytest.raises(ValueError, match=f"'{re.escape(name)}' is {label}"):
             ltx2_diffusers.LTX2VideoTransformer3DModel.from_single_file(path)
@@ -294,41 +262,6 @@ def test_integer_and_bool_weights_are_refused_by_name(original, tmp_path):
 
 # ---------------------------------------------------------------------------------------------------------------------
 # --reverse validates what it writes: folder -> file fails cleanly on anything the export would get wrong
-
-
-def edit_weights(folder: Path, component: str, edit) -> None:
-    path = folder / component / sio.WEIGHTS_NAME
-    sd = load_file(str(path))
-    edit(sd)
-    save_file(sd, str(path), metadata={"format": "pt"})
-
-
-def edit_json(path: Path, edit) -> None:
-    value = json.loads(path.read_text())
-    edit(value)
-    path.write_text(json.dumps(value))
-
-
-def to_index(folder: Path, component: str, shard_of) -> None:
-    """Replace a component's weights by an index whose weight_map sends each tensor to `shard_of(name)`."""
-    weights = folder / component / sio.WEIGHTS_NAME
-    names = list(sio.read_header(weights)[0])
-    shutil.move(weights, folder / "outside.safetensors")  # a real file outside the component folder
-    index = {"metadata": {}, "weight_map": {n: shard_of(n) for n in names}}
-    (folder / component / sio.WEIGHTS_INDEX_NAME).write_text(json.dumps(index))
-
-
-def split_into_shards(folder: Path, component: str, swap: bool = False, duplicate: bool = False) -> None:
-    sd = load_file(str(folder / component / sio.WEIGHTS_NAME))
-    names = sorted(sd)
-    first, second = names[: len(names) // 2], names[len(names) // 2 :]
-    save_file({n: sd[n] for n in first}, str(folder / component / "a.safetensors"))
-    save_file({n: sd[n] for n in second + (first[:1] if duplicate else [])}, str(folder / component / "b.safetensors"))
-    weight_map = {**{n: "a.safetensors" for n in first}, **{n: "b.safetensors" for n in second}}
-    if swap:
-        weight_map[first[0]] = "b.safetensors"
-    (folder / component / sio.WEIGHTS_NAME).unlink()
-    (folder / component / sio.WEIGHTS_INDEX_NAME).write_text(json.dumps({"weight_map": weight_map}))
 
 
 def config_of(component: str, key: str, value):
@@ -349,8 +282,9 @@ REVERSE_CASES = {
         r"vae: 1 tensors are not parameters of the AutoencoderKLLTX2Video .* \['foo.weight'\]",
     ),
     "int8_weight": (
-        lambda f: edit_weights(f, "transformer", lambda sd: sd.__setitem__("proj_in.weight", sd["proj_in.weight"].to(
-            torch.int8))),
+        lambda f: edit_weights(
+            f, "transformer", lambda sd: sd.__setitem__("proj_in.weight", sd["proj_in.weight"].to(torch.int8))
+        ),
         r"transformer: 1 LTX2VideoTransformer3DModel tensors are not floating point, e.g. 'proj_in.weight' is I8",
     ),
     "bool_weight": (
@@ -430,6 +364,198 @@ def test_reverse_validates_before_writing(folder_copy, tmp_path, capsys, case):
 
 def test_reverse_of_the_intact_folder_still_works(converted, original, tmp_path):
     sf.convert_diffusers_to_original(converted, tmp_path / "back.safetensors")
-    (entries, metadata), (back, back_metadata) = sio.read_header(original), sio.read_header(tmp_path / "back.safetensors")
+    (entries, metadata), (back, back_metadata) = (
+        sio.read_header(original),
+        sio.read_header(tmp_path / "back.safetensors"),
+    )
     assert back_metadata == metadata and back.keys() == entries.keys()
     assert all(torch.equal(sio.read_tensor(back[k]), sio.read_tensor(entries[k])) for k in entries)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Output paths: nothing lost, nothing foreign replaced, no moment without an output, killed runs cleaned, the umask
+
+
+def test_overwrite_never_touches_an_input_or_a_folder_it_did_not_write(original, converted, tmp_path, capsys):
+    models = tmp_path / "models"  # the user's folder: the checkpoint and an unrelated file
+    models.mkdir()
+    checkpoint = models / original.name
+    shutil.copy(original, checkpoint)
+    (models / "notes.txt").write_text("mine")
+    photos = tmp_path / "photos"
+    (photos / "2026").mkdir(parents=True)
+    (photos / "2026" / "a.jpg").write_bytes(b"jpg")
+    ours = tmp_path / "ours"
+    shutil.copytree(converted, ours)
+    (ours / "vae" / "my_edit.json").write_text("{}")  # a file the user added to a previous output
+    link = tmp_path / "link"
+    link.symlink_to(converted)
+    (tmp_path / "a_file").write_text("x")
+    cases = [
+        (models, r"The output .*models holds the input .*ltx-2-tiny-dev.safetensors: writing it would replace"),
+        (checkpoint, r"The output .*ltx-2-tiny-dev.safetensors is the input"),
+        (models / "sub", r"is inside the input"),
+        (
+            photos,
+            r"photos exists and overwrite replaces only a previous output of this converter, but it has no "
+            r"ltx2_conversion_manifest.json",
+        ),
+        (ours, r"it holds 1 entries this converter did not write, e.g. \['vae/my_edit.json'\]"),
+        (link, r"link exists .* but it is a symbolic link"),
+        (tmp_path / "a_file", r"a_file exists .* but it is not a folder"),
+        (tmp_path / "a_file" / "out", r"cannot be created: .*a_file is a file, not a folder"),
+        (Path("."), r"The output folder '.' has no name of its own"),
+    ]
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and not p.is_symlink()}
+    for output, reason in cases:
+        source = checkpoint if output in (models, checkpoint, models / "sub") else original
+        inputs = (models / "sub",) if output == models / "sub" else ()
+        with pytest.raises(ValueError, match=reason):
+            if inputs:  # an output inside an input folder (here: the text encoder folder)
+                (models / "sub").mkdir(exist_ok=True)
+                sf.convert_original_to_diffusers(source, models / "sub" / "out", text_encoder=models, overwrite=True)
+            else:
+                sf.convert_original_to_diffusers(source, output, overwrite=True)
+        if not inputs:
+            assert run_cli(source, output, "--overwrite") == 2
+            assert "Traceback" not in capsys.readouterr().err
+    after = {p: p.read_bytes() for p in before}
+    assert after == before  # every file intact, the input included
+    assert not [p for p in tmp_path.rglob(".*partial*")]
+
+
+def test_overwrite_replaces_a_previous_output_and_survives_a_failed_delete(original, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    sf.convert_original_to_diffusers(original, out)
+    sf.convert_original_to_diffusers(original, out, overwrite=True, dtype="bf16")  # a clean swap
+    assert load_file(str(out / "vae" / sio.WEIGHTS_NAME))["latents_mean"].dtype == torch.bfloat16
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    real_rmtree = shutil.rmtree
+
+    def fails_half_way(path, *args, **kwargs):  # deletes one component of the old output, then the disk errs
+        real_rmtree(Path(path) / "vae")
+        raise OSError(5, "Input/output error", str(path))
+
+    monkeypatch.setattr(sio.shutil, "rmtree", fails_half_way)
+    report = sf.convert_original_to_diffusers(original, out, overwrite=True, dtype="fp32")
+    monkeypatch.undo()
+    assert load_file(str(out / "vae" / sio.WEIGHTS_NAME))["latents_mean"].dtype == torch.float32  # the new one
+    written = json.loads((out / sio.OUTPUT_MANIFEST_NAME).read_text())["files"]
+    assert "vae/diffusion_pytorch_model.safetensors" in written and all((out / f).is_file() for f in written)
+    (leftover,) = [p for p in tmp_path.iterdir() if p.name != "out"]
+    assert re.fullmatch(rf"\.out\.old-{os.getpid()}-[0-9a-f]{{8}}", leftover.name)
+    assert any("could not be fully deleted (" in n and "delete it by hand" in n for n in report.notes)
+    dead = leftover.with_name(re.sub(r"-\d+-", f"-{dead_pid()}-", leftover.name))
+    leftover.rename(dead)  # as if that run had been killed: the next run removes it and says so
+    report = sf.convert_original_to_diffusers(original, out, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert any(f"removed 1 leftover(s) of an interrupted conversion to {out}: {dead.name}" in n for n in report.notes)
+
+
+def test_a_failed_swap_puts_the_old_output_back(original, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    sf.convert_original_to_diffusers(original, out)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    real_rename = os.rename
+
+    def fails_for_the_new_output(source, target):
+        if ".partial-" in str(source):
+            raise OSError(28, "No space left on device", str(target))
+        real_rename(source, target)
+
+    monkeypatch.setattr(sio.os, "rename", fails_for_the_new_output)
+    with pytest.raises(OSError, match="No space left on device"):
+        sf.convert_original_to_diffusers(original, out, overwrite=True, dtype="bf16")
+    monkeypatch.undo()
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no partial, no old copy
+
+
+def test_leftovers_of_killed_runs_are_cleaned_and_reported(original, converted, tmp_path, monkeypatch):
+    dead, out, back = dead_pid(), tmp_path / "out", tmp_path / "back.safetensors"
+    monkeypatch.setattr(os, "getpid", lambda: dead)  # what a run with that pid, killed with -9, leaves
+    partial_dir = sio.make_staging_dir(out)
+    (partial_dir / "transformer").mkdir()
+    (partial_dir / "transformer" / sio.WEIGHTS_NAME).write_bytes(b"\0" * 1000)
+    partial_file = sio._hidden_name(back, "partial")
+    partial_file.write_bytes(b"\0" * 1000)
+    monkeypatch.undo()
+    alive = tmp_path / f".out.partial-{os.getpid()}-0123abcd"  # a running conversion's: not touched
+    foreign = tmp_path / ".out.partial-mine"  # not a name we write: not touched
+    alive.mkdir()
+    foreign.mkdir()
+    report = sf.convert_original_to_diffusers(original, out)
+    assert (
+        any(
+            f"removed 1 leftover(s) of an interrupted conversion to {out}: {partial_dir.name}" in n
+            for n in report.notes
+        )
+        and not partial_dir.exists()
+    )
+    report = sf.convert_diffusers_to_original(out, back)
+    assert any(partial_file.name in n for n in report.notes) and not partial_file.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, foreign.name, "out", back.name])
+    assert run_cli(original, out, "--overwrite") == 0  # the CLI prints the same notes; nothing new left over
+    # killed between "old output aside" and "new output in": the old output is put back, not lost
+    aside = tmp_path / f".out.old-{dead}-0123abcd"
+    out.rename(aside)
+    with pytest.raises(ValueError, match="already exists"):
+        sf.convert_original_to_diffusers(original, out)
+    assert not aside.exists() and (out / sio.OUTPUT_MANIFEST_NAME).is_file()
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_outputs_follow_the_umask(original, tmp_path, umask):
+    previous = os.umask(umask)
+    try:
+        sf.convert_original_to_diffusers(original, tmp_path / "out")
+        sf.convert_diffusers_to_original(tmp_path / "out", tmp_path / "back.safetensors")
+    finally:
+        os.umask(previous)
+    paths = [tmp_path / "out", *(tmp_path / "out").rglob("*"), tmp_path / "back.safetensors"]
+    modes = (
+        {p.stat().st_mode & 0o777 for p in paths if p.is_dir()},
+        {p.stat().st_mode & 0o777 for p in paths if p.is_file()},
+    )
+    assert modes == ({0o777 & ~umask}, {0o666 & ~umask})  # was 0700 / 0600 whatever the umask
+
+
+def test_reverse_output_is_never_an_input_or_a_foreign_file(converted, tmp_path):
+    shard = converted / "vae" / sio.WEIGHTS_NAME
+    (tmp_path / "notes.txt").write_text("mine")
+    cases = [
+        (shard, r"The output .*vae/diffusion_pytorch_model.safetensors is inside the input"),
+        (converted / "back.safetensors", r"is inside the input"),
+        (tmp_path / "notes.txt", r"notes.txt exists .* but it is not a safetensors file"),
+    ]
+    for output, reason in cases:
+        with pytest.raises(ValueError, match=reason):
+            sf.convert_diffusers_to_original(converted, output, overwrite=True)
+    with pytest.raises(ValueError, match="would both be written to"):
+        sf.convert_diffusers_to_original(
+            converted, tmp_path / "x.safetensors", upsampler_output=tmp_path / "x.safetensors"
+        )
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    sf.convert_diffusers_to_original(converted, tmp_path / "back.safetensors")
+    sf.convert_diffusers_to_original(converted, tmp_path / "back.safetensors", overwrite=True)  # ours: replaced
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["back.safetensors", "notes.txt"]
+
+
+@pytest.mark.parametrize(
+    "error,code,message",
+    [
+        (OSError(28, "No space left on device", "/disk/out"), 1, "error: No space left on device (/disk/out); nothing"),
+        (KeyboardInterrupt(), 130, "interrupted; nothing was written at"),
+    ],
+)
+def test_cli_disk_errors_and_ctrl_c_are_one_line_and_leave_nothing(
+    original, tmp_path, monkeypatch, capsys, error, code, message
+):
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(sf, "write_sharded", fail)
+    assert run_cli(original, tmp_path / "out") == code
+    err = capsys.readouterr().err
+    assert err.startswith(message.split(" (")[0]) and message in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []

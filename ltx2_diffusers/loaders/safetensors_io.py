@@ -142,9 +142,7 @@ def read_header(path: str | os.PathLike) -> tuple[dict[str, TensorEntry], dict[s
         raise corrupt(f"its header is a JSON {type(header).__name__}, not an object")
     data_start = 8 + header_len
     metadata = header.pop("__metadata__", None)
-    if metadata is not None and not (
-        isinstance(metadata, dict) and all(isinstance(v, str) for v in metadata.values())
-    ):
+    if metadata is not None and not (isinstance(metadata, dict) and all(isinstance(v, str) for v in metadata.values())):
         raise corrupt("its __metadata__ is not a map of strings to strings")
     entries, spans = {}, []
     for name, info in header.items():
@@ -156,7 +154,9 @@ def read_header(path: str | os.PathLike) -> tuple[dict[str, TensorEntry], dict[s
         if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_count(n) for n in offsets)):
             raise corrupt(f"tensor {name!r} has data_offsets {str(offsets)[:200]}, expected two integers >= 0")
         if dtype not in SAFETENSORS_DTYPES:
-            raise ValueError(f"{path}: tensor {name!r} has dtype {str(dtype)[:50]}, which this converter cannot handle.")
+            raise ValueError(
+                f"{path}: tensor {name!r} has dtype {str(dtype)[:50]}, which this converter cannot handle."
+            )
         begin, stop = offsets
         expected = SAFETENSORS_DTYPES[dtype].itemsize * math.prod(shape)
         if not begin <= stop or stop - begin != expected:
@@ -300,7 +300,9 @@ def read_folder_weights(folder: Path) -> dict[str, TensorEntry]:
         for shard in sorted(set(weight_map.values())):
             for name, entry in read_header(folder / shard)[0].items():
                 if name in entries:
-                    raise ValueError(f"{folder}: tensor {name!r} is in both {Path(entries[name].path).name} and {shard}.")
+                    raise ValueError(
+                        f"{folder}: tensor {name!r} is in both {Path(entries[name].path).name} and {shard}."
+                    )
                 if weight_map.get(name) != shard:
                     raise ValueError(
                         f"{index_path} puts {name!r} in {weight_map.get(name)!r}, but it is in {shard}: the index "
@@ -370,7 +372,9 @@ def remove_stale_partials(target: str | os.PathLike) -> list[str]:
             _remove(path)
             removed.append(name)
     if removed:
-        notes.append(f"removed {len(removed)} leftover(s) of an interrupted conversion to {target}: {', '.join(removed)}")
+        notes.append(
+            f"removed {len(removed)} leftover(s) of an interrupted conversion to {target}: {', '.join(removed)}"
+        )
     return notes
 
 

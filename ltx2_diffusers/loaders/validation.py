@@ -33,7 +33,11 @@ _Rule = tuple[str, Callable[[Mapping[str, Any]], int], str]
 def _vocoder_rules(prefix: str, key: str = "") -> tuple[_Rule, ...]:
     blocks = rf"{prefix}(?:resblocks|resnets)\.\d+\."
     return (
-        (f"len({key}upsample_factors)", lambda c: len(c[f"{key}upsample_factors"]), rf"{prefix}(?:ups|upsamplers)\.\d+\."),
+        (
+            f"len({key}upsample_factors)",
+            lambda c: len(c[f"{key}upsample_factors"]),
+            rf"{prefix}(?:ups|upsamplers)\.\d+\.",
+        ),
         (
             f"len({key}upsample_factors) * len({key}resnet_kernel_sizes)",
             lambda c: len(c[f"{key}upsample_factors"]) * len(c[f"{key}resnet_kernel_sizes"]),
@@ -95,9 +99,8 @@ BLOCK_COUNT_RULES: dict[str, tuple[_Rule, ...]] = {
         ),
     ),
     "LTX2Vocoder": _vocoder_rules(r"^(?:vocoder\.)?"),
-    "LTX2VocoderWithBWE": _vocoder_rules(r"^(?:vocoder\.)?vocoder\.") + _vocoder_rules(
-        r"^(?:vocoder\.)?bwe_generator\.", "bwe_"
-    ),
+    "LTX2VocoderWithBWE": _vocoder_rules(r"^(?:vocoder\.)?vocoder\.")
+    + _vocoder_rules(r"^(?:vocoder\.)?bwe_generator\.", "bwe_"),
     "LTX2LatentUpsamplerModel": (
         ("num_blocks_per_stage", lambda c: c["num_blocks_per_stage"], r"^res_blocks\.\d+\."),
         ("num_blocks_per_stage", lambda c: c["num_blocks_per_stage"], r"^post_upsample_res_blocks\.\d+\."),
@@ -206,7 +209,6 @@ def malformed_config_errors(source: str, where: str) -> Iterator[None]:
             f"{source}: {where} has a value of the wrong type or shape ({type(error).__name__}: {error}); the file is "
             "malformed or not an LTX-2 export."
         ) from None
-
 
 
 def names_the_file_on_malformed_config(plan: Callable) -> Callable:
