@@ -443,9 +443,9 @@ def test_overwrite_replaces_a_previous_output_and_survives_a_failed_delete(origi
     written = json.loads((out / sio.OUTPUT_MANIFEST_NAME).read_text())["files"]
     assert "vae/diffusion_pytorch_model.safetensors" in written and all((out / f).is_file() for f in written)
     (leftover,) = [p for p in tmp_path.iterdir() if p.name != "out"]
-    assert re.fullmatch(rf"\.out\.old-{os.getpid()}-[0-9a-f]{{8}}", leftover.name)
+    assert re.fullmatch(rf"\.out\.old-{sio._host_tag()}-{os.getpid()}-[0-9a-f]{{8}}", leftover.name)
     assert any("could not be fully deleted (" in n and "delete it by hand" in n for n in report.notes)
-    dead = leftover.with_name(re.sub(r"-\d+-", f"-{dead_pid()}-", leftover.name))
+    dead = leftover.with_name(leftover.name.replace(f"-{os.getpid()}-", f"-{dead_pid()}-"))
     leftover.rename(dead)  # as if that run had been killed: the next run removes it and says so
     report = sf.convert_original_to_diffusers(original, out, overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
@@ -480,10 +480,13 @@ def test_leftovers_of_killed_runs_are_cleaned_and_reported(original, converted, 
     partial_file = sio._hidden_name(back, "partial")
     partial_file.write_bytes(b"\0" * 1000)
     monkeypatch.undo()
-    alive = tmp_path / f".out.partial-{os.getpid()}-0123abcd"  # a running conversion's: not touched
+    host = sio._host_tag()
+    alive = tmp_path / f".out.partial-{host}-{os.getpid()}-0123abcd"  # a running conversion's: not touched
+    other_host = "0" * 6 if host != "0" * 6 else "1" * 6
+    remote = tmp_path / f".out.partial-{other_host}-{dead}-0123abcd"  # another machine's (shared disk): not touched
     foreign = tmp_path / ".out.partial-mine"  # not a name we write: not touched
-    alive.mkdir()
-    foreign.mkdir()
+    for path in (alive, remote, foreign):
+        path.mkdir()
     report = sf.convert_original_to_diffusers(original, out)
     assert (
         any(
@@ -494,10 +497,12 @@ def test_leftovers_of_killed_runs_are_cleaned_and_reported(original, converted, 
     )
     report = sf.convert_diffusers_to_original(out, back)
     assert any(partial_file.name in n for n in report.notes) and not partial_file.exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, foreign.name, "out", back.name])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [alive.name, remote.name, foreign.name, "out", back.name]
+    )
     assert run_cli(original, out, "--overwrite") == 0  # the CLI prints the same notes; nothing new left over
     # killed between "old output aside" and "new output in": the old output is put back, not lost
-    aside = tmp_path / f".out.old-{dead}-0123abcd"
+    aside = tmp_path / f".out.old-{host}-{dead}-0123abcd"
     out.rename(aside)
     with pytest.raises(ValueError, match="already exists"):
         sf.convert_original_to_diffusers(original, out)

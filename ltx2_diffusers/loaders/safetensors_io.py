@@ -8,19 +8,21 @@ bounded chunks (converted to another dtype on the way if asked). Also the diffus
 (one file, or numbered shards with an index). Pickle-based checkpoints (.bin, .ckpt, .pt) are refused, never loaded.
 
 Outputs (a converted folder, an exported file) are built under a hidden name beside the target,
-`.<name>.partial-<pid>-<token>`, and renamed into place. An existing target is replaced only when asked and only when
+`.<name>.partial-<host>-<pid>-<token>`, and renamed into place. An existing target is replaced only when asked and only when
 it is recognisably ours: a folder with our manifest (`OUTPUT_MANIFEST_NAME`) holding nothing we did not write, or an
-LTX-2 safetensors file; never an input. The old output is renamed aside (`.<name>.old-<pid>-<token>`) before the new
+LTX-2 safetensors file; never an input. The old output is renamed aside (`.<name>.old-<host>-<pid>-<token>`) before the new
 one is renamed in, so one of them is always there. Leftovers of a killed run (their pid no longer alive) are removed by
 the next run for the same target, which says so.
 """
 
+import hashlib
 import json
 import math
 import os
 import re
 import secrets
 import shutil
+import socket
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -325,9 +327,15 @@ def read_folder_weights(folder: Path) -> dict[str, TensorEntry]:
 # Output paths: never an input, never what we did not write, never a moment with neither the old nor the new output
 
 
+def _host_tag() -> str:
+    """6 hex digits of this machine's name: a pid means something only on the machine that wrote it."""
+    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:6]
+
+
 def _hidden_name(target: Path, kind: str) -> Path:
-    """`.<name>.<kind>-<pid>-<token>` beside `target`: the pid lets a later run tell a dead run's leftovers."""
-    return target.parent / f".{target.name}.{kind}-{os.getpid()}-{secrets.token_hex(4)}"
+    """`.<name>.<kind>-<host>-<pid>-<token>` beside `target`: host and pid let a later run tell a dead run's leftovers
+    (on a shared file system, another machine's are never touched)."""
+    return target.parent / f".{target.name}.{kind}-{_host_tag()}-{os.getpid()}-{secrets.token_hex(4)}"
 
 
 def _pid_alive(pid: int) -> bool:
@@ -350,11 +358,11 @@ def _remove(path: Path) -> None:
 
 
 def remove_stale_partials(target: str | os.PathLike) -> list[str]:
-    """Clean up after a killed run that wrote `target` (on this machine): `.<name>.partial-<pid>-*` and
-    `.<name>.old-<pid>-*` beside it whose pid no longer runs. A previous output that such a run had moved aside while
+    """Clean up after a killed run that wrote `target` on this machine: `.<name>.partial-<host>-<pid>-*` and
+    `.<name>.old-<host>-<pid>-*` beside it whose pid no longer runs. A previous output that such a run had moved aside while
     `target` is missing is put back; the rest is removed. Returns what was done, for the report."""
     target = Path(target)
-    pattern = re.compile(rf"\.{re.escape(target.name)}\.(partial|old)-([1-9][0-9]*)-[0-9a-f]{{8}}")
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.(partial|old)-{_host_tag()}-([1-9][0-9]*)-[0-9a-f]{{8}}")
     try:
         names = sorted(os.listdir(target.parent))
     except OSError:  # no parent folder yet: nothing left behind
