@@ -214,6 +214,10 @@ METADATA_CASES = {
         set_config("vae.encoder_blocks.0", ["res_x", {"num_layers": 10**6}]),
         r"sum\(layers_per_block\) = 1000004, but the weights hold 5",
     ),
+    "sampling_rate": (  # sizes the BWE resampler's filter (computed, not in the file): 2^24 would be 235M taps
+        set_config("vocoder.output_sampling_rate", 2**24),
+        r"LTX2Vocoder config value output_sampling_rate=16777216 is outside \[1000, 384000\]",
+    ),
     "vocoder_rates_100k": (set_config("vocoder.upsample_rates", [2] * 100_000), r"has 100000 entries"),
     "audio_res_blocks_10k": (
         set_config("audio_vae.model.params.ddconfig.num_res_blocks", 10_000),
@@ -564,3 +568,15 @@ def test_cli_disk_errors_and_ctrl_c_are_one_line_and_leave_nothing(
     err = capsys.readouterr().err
     assert err.startswith(message.split(" (")[0]) and message in err and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_huge_widths_are_refused_without_allocating(original, tmp_path):
+    """Widths within bounds one by one but 2^24 together (heads x head dim): the models are built on the meta device
+    only, their random tables included (2 x 2^24 floats per table otherwise), and the shapes do not match."""
+    path = with_metadata(original, tmp_path / "a-dev.safetensors", set_config("transformer.num_attention_heads", 2**12))
+    path = with_metadata(path, tmp_path / "wide-dev.safetensors", set_config("transformer.attention_head_dim", 2**12))
+    start = time.monotonic()
+    with pytest.raises(ValueError, match=r"wide-dev.safetensors: \d+ transformer tensors do not have the shapes the"):
+        sf.convert_original_to_diffusers(path, tmp_path / "out")
+    assert time.monotonic() - start < 10.0
+    assert not (tmp_path / "out").exists()

@@ -100,7 +100,8 @@ def expected_state_dict_shapes(class_name: str, config: dict) -> dict[str, tuple
     """{state-dict name: shape} of the class built from `config`, on the meta device (no memory, no init cost)."""
     from accelerate import init_empty_weights
 
-    with init_empty_weights(include_buffers=True):
+    # the meta device as well: init_empty_weights leaves torch.randn / arange in __init__ (tables, filters) real
+    with init_empty_weights(include_buffers=True), torch.device("meta"):
         model = resolve_class(class_name).from_config(config)
     return {name: tuple(t.shape) for name, t in model.state_dict().items()}
 

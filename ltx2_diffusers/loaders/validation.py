@@ -25,6 +25,18 @@ MAX_CONFIG_NUMBER = 2**24  # far above any real width, count, sample rate or pos
 MAX_CONFIG_LIST = 4096
 # int parameters that released metadata writes as floats (av_ca_timestep_scale_multiplier: 1000.0)
 _FLOAT_TOLERANT_INTS = ("timestep_scale_multiplier", "cross_attn_timestep_scale_multiplier")
+# Parameters that size a tensor computed in __init__ (not a checkpoint tensor, so no shape check bounds it): a sample
+# rate ratio of 2^24 would build a 235M-tap resampler filter. Ranges far wider than any real model's.
+BOUNDED_VALUES: dict[str, tuple[int, int]] = {
+    "input_sampling_rate": (1000, 384_000),
+    "output_sampling_rate": (1000, 384_000),
+    "audio_sampling_rate": (1000, 384_000),
+    "sample_rate": (1000, 384_000),
+    "antialias_ratio": (1, 16),
+    "bwe_antialias_ratio": (1, 16),
+    "antialias_kernel_size": (1, 1024),
+    "bwe_antialias_kernel_size": (1, 1024),
+}
 
 # class -> ((what the config says, its value from the config, regex whose distinct matches are those blocks), ...)
 _Rule = tuple[str, Callable[[Mapping[str, Any]], int], str]
@@ -154,6 +166,9 @@ def check_config_values(cls: type, config: Mapping[str, Any], source: str) -> No
         if name not in parameters or parameters[name].default is inspect.Parameter.empty:
             continue
         problem = _value_problem(value, parameters[name].default, name)
+        low, high = BOUNDED_VALUES.get(name, (None, None))
+        if problem is None and low is not None and not low <= value <= high:
+            problem = f"is outside [{low}, {high}], the range this converter accepts for it"
         if problem is not None:
             raise ValueError(
                 f"{source}: the {cls.__name__} config value {name}={repr(value)[:80]} {problem}; the file or folder is "
