@@ -497,7 +497,7 @@ def convert_diffusers_to_original(
         hint = " (a single file converts without --reverse)" if root.is_file() else ""
         raise ValueError(f"{root} is not a folder{hint}; the reverse conversion reads a diffusers pipeline folder.")
     outputs = [Path(p) for p in (output_file, upsampler_output) if p is not None]
-    if len(outputs) == 2 and outputs[0].resolve() == outputs[1].resolve():
+    if len(outputs) == 2 and os.path.realpath(outputs[0]) == os.path.realpath(outputs[1]):
         raise ValueError(f"The checkpoint and the upsampler would both be written to {outputs[0]}; give two paths.")
     report = ConversionReport(str(output_file))
     for path in outputs:  # before any work: fail fast, and clean what a killed run left
