@@ -189,7 +189,7 @@ METADATA_CASES = {
     ),
     "num_layers_string": (set_config("transformer.num_layers", "2"), r"num_layers='2' is a string"),
     "num_layers_float": (set_config("transformer.num_layers", 2.5), r"num_layers=2.5 is not an integer"),
-    "num_layers_bool": (set_config("transformer.num_layers", True), r"num_layers=True is a bool, expected a int"),
+    "num_layers_bool": (set_config("transformer.num_layers", True), r"num_layers=True is a bool, expected int"),
     "num_layers_negative": (set_config("transformer.num_layers", -1), r"num_layers=-1 is negative"),
     "num_layers_huge": (set_config("transformer.num_layers", 10**9), r"num_layers=1000000000 is beyond 16777216"),
     "heads_nan": (set_config("transformer.num_attention_heads", math.nan), r"num_attention_heads=nan is not a fini"),

@@ -126,10 +126,10 @@ def _value_problem(value: Any, default: Any, name: str, depth: int = 0) -> str |
         return "is nested too deeply"
     if isinstance(value, bool):
         ok = isinstance(default, bool) or default is None or isinstance(default, tuple | list)
-        return None if ok else f"is a bool, expected a {type(default).__name__}"
+        return None if ok else f"is a bool, expected {type(default).__name__}"
     if isinstance(value, int | float):
         if isinstance(default, bool | str):
-            return f"is a number, expected a {type(default).__name__}"
+            return f"is a number, expected {type(default).__name__}"
         if isinstance(value, float) and not math.isfinite(value):
             return "is not a finite number"
         if abs(value) > MAX_CONFIG_NUMBER:
@@ -142,10 +142,10 @@ def _value_problem(value: Any, default: Any, name: str, depth: int = 0) -> str |
     if isinstance(value, str):
         return None if default is None or isinstance(default, str | tuple | list) else "is a string"
     if value is None:
-        return None if default is None or isinstance(default, str) else f"is null, expected a {type(default).__name__}"
+        return None if default is None or isinstance(default, str) else f"is null, expected {type(default).__name__}"
     if isinstance(value, list | tuple):
         if not (default is None or isinstance(default, tuple | list)):
-            return f"is a list, expected a {type(default).__name__}"
+            return f"is a list, expected {type(default).__name__}"
         if len(value) > MAX_CONFIG_LIST:
             return f"has {len(value)} entries, more than any LTX-2 model uses"
         inner = default[0] if isinstance(default, tuple | list) and default else None
