@@ -33,7 +33,6 @@ from ltx2_diffusers.loaders import metadata as md
 from ltx2_diffusers.loaders import safetensors_io as sio
 from ltx2_diffusers.loaders import single_file as sf
 
-REPO = Path(__file__).resolve().parents[1]
 F32 = {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}
 
 
