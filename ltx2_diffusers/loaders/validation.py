@@ -297,5 +297,6 @@ def check_model_index(root: Path, components: Iterable[str]) -> None:
         if not (root / component / "config.json").is_file():
             raise ValueError(
                 f"{path} lists the {component} ({entry[1]}), but {root / component / 'config.json'} is missing: the "
-                f"folder is incomplete. Copy its {component}/ folder too."
+                f"folder is incomplete. Copy its {component}/ folder too, or, to export the other components alone, "
+                f'set "{component}": [null, null] in model_index.json.'
             )
