@@ -42,6 +42,11 @@ BOUNDED_VALUES: dict[str, tuple[int, int]] = {
 _Rule = tuple[str, Callable[[Mapping[str, Any]], int], str]
 
 
+def _flags_set(flags: bool | list[bool], count: int) -> int:
+    """How many of `count` blocks a per-block flag (or one flag for all) switches on."""
+    return count * flags if isinstance(flags, bool) else sum(bool(f) for f in flags[:count])
+
+
 def _vocoder_rules(prefix: str, key: str = "") -> tuple[_Rule, ...]:
     blocks = rf"{prefix}(?:resblocks|resnets)\.\d+\."
     return (
@@ -88,13 +93,13 @@ BLOCK_COUNT_RULES: dict[str, tuple[_Rule, ...]] = {
             r"^(?:vae\.)?decoder\.(?:up_blocks\.\d+\.(?:res_blocks|resnets)|mid_block\.resnets)\.\d+\.",
         ),
         (
-            "len(block_out_channels)",
-            lambda c: len(c["block_out_channels"]),
+            "the resampling blocks among block_out_channels (spatio_temporal_scaling)",
+            lambda c: _flags_set(c["spatio_temporal_scaling"], len(c["block_out_channels"])),
             r"^(?:vae\.)?encoder\.down_blocks\.\d+\.(?:conv\.|downsamplers\.)",
         ),
         (
-            "len(decoder_block_out_channels)",
-            lambda c: len(c["decoder_block_out_channels"]),
+            "the resampling blocks among decoder_block_out_channels (decoder_spatio_temporal_scaling)",
+            lambda c: _flags_set(c["decoder_spatio_temporal_scaling"], len(c["decoder_block_out_channels"])),
             r"^(?:vae\.)?decoder\.up_blocks\.\d+\.(?:conv\.|upsamplers\.)",
         ),
     ),
