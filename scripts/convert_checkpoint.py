@@ -7,7 +7,8 @@
     python scripts/convert_checkpoint.py UPSCALER.safetensors OUTPUT_DIR        (an upscaler file alone: a model folder)
 
 Tensors stream one at a time (peak memory far below the checkpoint size); nothing is left at the output path if the
-conversion fails. See docs/conversion.md. The work is done by ltx2_diffusers.loaders.single_file.
+conversion fails, and --overwrite replaces only a previous output of this script, never an input. See docs/conversion.md
+("Safety"). The work is done by ltx2_diffusers.loaders.single_file.
 """
 
 import argparse
@@ -34,7 +35,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--kind", choices=["dev", "distilled"], help="scheduler; default: from the file name")
     parser.add_argument("--allow-unknown", action="store_true", help="keep keys no component claims instead of failing")
     parser.add_argument("--max-shard-size", type=float, default=DEFAULT_MAX_SHARD_SIZE / 1e9, help="GB per shard")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a previous output of this script (never an input or a folder holding other files)",
+    )
     args = parser.parse_args(argv)
     if args.upsampler and not args.reverse and args.output is None:  # --upsampler FILE OUTPUT_DIR: the upscaler alone
         args.source, args.output = None, args.source
@@ -71,6 +76,13 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # disk full, permission denied, ...: the file system's words and the path, no traceback
+        where = f" ({error.filename})" if error.filename else ""
+        print(f"error: {error.strerror or error}{where}; nothing was written at {args.output}.", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"interrupted; nothing was written at {args.output}.", file=sys.stderr)
+        return 130
     print(report)
     return 0
 

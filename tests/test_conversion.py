@@ -323,7 +323,8 @@ def test_bad_files_fail_clearly_and_leave_nothing(tmp_path):
         save_file(shapes, str(tmp_path / "other_model.safetensors"), metadata=f.metadata())
     cases["other_model.safetensors"] = (None, "do not have the shapes the file's metadata implies")
     save_file(load_file(str(good)), str(tmp_path / "up.safetensors"), metadata={"config": json.dumps(UPSAMPLER_CONFIG)})
-    cases["up.safetensors"] = (None, "Unknown latent-upsampler key")  # upscaler metadata, VAE weights
+    # upscaler metadata, VAE weights
+    cases["up.safetensors"] = (None, "num_blocks_per_stage = 1, but the weights hold 0")
     lora = {"diffusion_model.transformer_blocks.0.attn1.to_q.lora_A.weight": torch.zeros(4, 16)}
     save_file(lora, str(tmp_path / "lora.safetensors"))
     cases["lora.safetensors"] = (None, "is a LoRA file")
@@ -336,7 +337,7 @@ def test_bad_files_fail_clearly_and_leave_nothing(tmp_path):
         conversion.convert_original_to_diffusers(good, tmp_path / "x", dtype="fp16")
     with pytest.raises(ValueError, match="kind='turbo'"):
         conversion.convert_original_to_diffusers(good, tmp_path / "x", kind="turbo")
-    with pytest.raises(ValueError, match="already exists; pass overwrite=True"):
+    with pytest.raises(ValueError, match="holds the input .*good.safetensors"):  # never the folder of the input
         conversion.convert_original_to_diffusers(good, tmp_path)
 
 

@@ -10,6 +10,7 @@ import textwrap
 
 import pytest
 
+import ltx2_diffusers
 from ltx2_diffusers.loaders import metadata as md
 from ltx2_diffusers.loaders import single_file as sf
 
@@ -30,7 +31,7 @@ RELEASED_X2 = {
 def write_synthetic(path, config: dict) -> int:
     """An fp32 file with every tensor of the model `config` describes, filled with a repeated random block, written
     without ever holding a tensor in memory. Returns its size in bytes."""
-    shapes = sf.expected_state_dict_shapes("LTX2LatentUpsamplerModel", md.upsampler_config_from_original(config))
+    shapes = sf.expected_state_dict_shapes(ltx2_diffusers.LTX2LatentUpsamplerModel, md.upsampler_config_from_original(config))
     header, offset = {"__metadata__": {"config": json.dumps(config)}}, 0
     for name, shape in sorted(shapes.items()):
         nbytes = 4
@@ -59,7 +60,7 @@ def test_peak_rss_of_a_2gb_conversion_stays_under_1gb(tmp_path):
         code = textwrap.dedent(
             f"""
             import resource
-            from ltx2_diffusers.loaders.single_file import convert_original_to_diffusers
+            from ltx2_diffusers.conversion import convert_original_to_diffusers
             convert_original_to_diffusers(None, {str(tmp_path / "out")!r}, upsampler={str(source)!r}, dtype="bf16")
             print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux
             """

@@ -3,16 +3,24 @@
 Each file is laid out like the released ones (spec §8.1): ltx-core state dicts under `model.diffusion_model.`,
 `text_embedding_projection.`, `vae.encoder.` / `vae.decoder.` / `vae.per_channel_statistics.`, `audio_vae.*`,
 `vocoder.`, and the safetensors metadata `config` (sections transformer / vae / audio_vae / vocoder) + `model_version`.
-Upsampler files: no prefix, flat `config`. (No tests in this module; it is imported by test_conversion*.py.)
+Upsampler files: no prefix, flat `config`. Also builders of hostile inputs (raw headers, edited metadata, damaged
+folders) for test_conversion_safety.py. (No tests in this module; it is imported by test_conversion*.py.)
 """
 
+import importlib.util
 import json
+import shutil
+import struct
+import subprocess
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from ltx2_diffusers.loaders import metadata as md
+from ltx2_diffusers.loaders import safetensors_io as sio
+
+REPO = Path(__file__).resolve().parents[1]
 
 GEMMA_WIDTH = 16  # caption_channels: Gemma's hidden size in the tiny files
 GEMMA_STATES = 3  # hidden states concatenated before the text projection (layers + 1): text_proj_in_factor
@@ -321,3 +329,90 @@ def write_upsampler(path: Path, config: dict | None = None, seed: int = 7) -> to
     sd = {k: v.contiguous() for k, v in module.state_dict().items()}
     save_file(sd, str(path), metadata={"config": json.dumps(config)})
     return module
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Hostile inputs and the CLI (test_conversion_safety.py)
+
+
+def run_cli(*args) -> int:
+    spec = importlib.util.spec_from_file_location("convert_checkpoint", REPO / "scripts" / "convert_checkpoint.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main([str(a) for a in args])
+
+
+def listing(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited (for leftovers of a killed run)."""
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+def header_bytes(body: bytes, data: bytes = b"", length: int | None = None) -> bytes:
+    return struct.pack("<Q", len(body) if length is None else length) + body + data
+
+
+def header(value, data: bytes = b"\0" * 8) -> bytes:
+    return header_bytes(json.dumps(value).encode(), data)
+
+
+def with_metadata(source: Path, path: Path, edit) -> Path:
+    """A copy of `source` whose metadata is `edit(config, metadata)` (which returns the new metadata dict)."""
+    entries, metadata = sio.read_header(source)
+    new = edit(json.loads(metadata["config"]), dict(metadata))
+    sio.write_safetensors(path, [sio.PlannedTensor(e, n, e.dtype) for n, e in sorted(entries.items())], new)
+    return path
+
+
+def set_config(where: str, value):
+    """An edit setting the config entry at the dotted path `where` (list indices as numbers) to `value`."""
+
+    def edit(config, metadata):
+        *parents, last = [int(p) if p.isdigit() else p for p in where.split(".")]
+        target = config
+        for key in parents:
+            target = target[key]
+        target[last] = value
+        return {**metadata, "config": json.dumps(config)}
+
+    return edit
+
+
+def edit_weights(folder: Path, component: str, edit) -> None:
+    path = folder / component / sio.WEIGHTS_NAME
+    sd = load_file(str(path))
+    edit(sd)
+    save_file(sd, str(path), metadata={"format": "pt"})
+
+
+def edit_json(path: Path, edit) -> None:
+    value = json.loads(path.read_text())
+    edit(value)
+    path.write_text(json.dumps(value))
+
+
+def to_index(folder: Path, component: str, shard_of) -> None:
+    """Replace a component's weights by an index whose weight_map sends each tensor to `shard_of(name)`."""
+    weights = folder / component / sio.WEIGHTS_NAME
+    names = list(sio.read_header(weights)[0])
+    shutil.move(weights, folder / "outside.safetensors")  # a real file outside the component folder
+    index = {"metadata": {}, "weight_map": {n: shard_of(n) for n in names}}
+    (folder / component / sio.WEIGHTS_INDEX_NAME).write_text(json.dumps(index))
+
+
+def split_into_shards(folder: Path, component: str, swap: bool = False, duplicate: bool = False) -> None:
+    sd = load_file(str(folder / component / sio.WEIGHTS_NAME))
+    names = sorted(sd)
+    first, second = names[: len(names) // 2], names[len(names) // 2 :]
+    save_file({n: sd[n] for n in first}, str(folder / component / "a.safetensors"))
+    save_file({n: sd[n] for n in second + (first[:1] if duplicate else [])}, str(folder / component / "b.safetensors"))
+    weight_map = {**{n: "a.safetensors" for n in first}, **{n: "b.safetensors" for n in second}}
+    if swap:
+        weight_map[first[0]] = "b.safetensors"
+    (folder / component / sio.WEIGHTS_NAME).unlink()
+    (folder / component / sio.WEIGHTS_INDEX_NAME).write_text(json.dumps({"weight_map": weight_map}))

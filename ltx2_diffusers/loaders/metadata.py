@@ -84,7 +84,7 @@ def parse_original_metadata(metadata: Mapping[str, str] | None, source: str = "t
         )
     try:
         config = json.loads(metadata["config"])
-    except json.JSONDecodeError as error:
+    except (ValueError, RecursionError) as error:  # JSONDecodeError, too deeply nested, an integer of 5000 digits
         raise ValueError(f"{source}: the `config` metadata is not valid JSON ({error}).") from None
     if not isinstance(config, dict):
         raise ValueError(f"{source}: the `config` metadata is a JSON {type(config).__name__}, expected an object.")

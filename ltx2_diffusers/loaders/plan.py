@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from . import audio_keys, connector_keys, transformer_keys, upsampler_keys, video_vae_keys
+from . import audio_keys, connector_keys, transformer_keys, upsampler_keys, validation, video_vae_keys
 from . import metadata as md
 from .fp8_files import ScaledFp8, find_scaled_fp8
 from .safetensors_io import TensorEntry, read_header
@@ -89,7 +89,8 @@ def expected_state_dict_shapes(cls: type, config: dict) -> dict[str, tuple[int, 
     """{state-dict name: shape} of `cls` built from `config`, on the meta device (no memory, no init cost)."""
     from accelerate import init_empty_weights
 
-    with init_empty_weights(include_buffers=True):
+    # the meta device as well: init_empty_weights leaves torch.randn / arange in __init__ (tables, filters) real
+    with init_empty_weights(include_buffers=True), torch.device("meta"):
         model = cls.from_config(config)
     return {name: tuple(t.shape) for name, t in model.state_dict().items()}
 
@@ -133,6 +134,7 @@ def _text_proj_in_factor(entries: Mapping[str, TensorEntry], caption_channels: i
     return None
 
 
+@validation.names_the_file_on_malformed_config
 def plan_checkpoint(
     path: str | os.PathLike, classes: ModelClasses, components: tuple[str, ...] | None = None
 ) -> tuple[dict[str, ComponentPlan], list[str], dict, dict]:
@@ -165,13 +167,27 @@ def plan_checkpoint(
     caption_channels = config.get("transformer", {}).get("caption_channels", md.GEMMA_3_12B_HIDDEN_SIZE)
     factor = _text_proj_in_factor(entries, caption_channels)
     configs = md.component_configs_from_original(config, factor, tuple(grouped))
+    order = [c for c in MODEL_COMPONENTS if c in grouped]  # file order: transformer, connectors, vae, ...
+    for c in order:  # every component's metadata against its tensor names before any model is built
+        _check_before_building(c, *configs[c], grouped[c], classes, path)
     plans = {}
-    for c in (c for c in MODEL_COMPONENTS if c in grouped):  # file order: transformer, connectors, vae, ...
+    for c in order:
         class_name, component_config = configs[c]
         component_entries = {k: entries[k] for k in grouped[c]}
         plans[c] = _plan_component(c, class_name, component_config, component_entries, classes, path, fp8)
         plans[c].extras.update({k: entries[k] for k in aside.get(c, ())})
     return plans, sorted(unknown + unknown_aside), metadata, config
+
+
+def _check_before_building(
+    component: str, class_name: str, config: dict, names: Iterable[str], classes: ModelClasses, path
+) -> None:
+    """Header-only checks (value types, block counts against the names): a file whose metadata claims 100,000
+    blocks is refused at once instead of after minutes of building."""
+    source = f"{path} (its {component} metadata)"
+    if classes.get(class_name) is not None:  # an unknown class is _plan_component's error, with its own message
+        validation.check_config_values(classes[class_name], config, source)
+    validation.check_block_counts(class_name, config, names, source)
 
 
 def _plan_component(
@@ -215,6 +231,7 @@ def _plan_component(
             f"{path}: {len(wrong)} {component} tensors do not have the shapes the file's metadata implies, e.g. "
             f"{name!r} is {list(shape)}, expected {list(want)}. The weights and the metadata describe different models."
         )
+    validation.check_floating({k: entries[k] for k in mapping}, class_name, str(path))  # the file's own names
     scales = {mapping[k]: fp8.scales[k] for k in entries if k in fp8.scales}
     return ComponentPlan(class_name, config, tensors, extras, scales, fp8.layout)
 
@@ -242,11 +259,13 @@ def upsampler_config(original: Mapping, keys: Iterable[str]) -> dict:
     return config
 
 
+@validation.names_the_file_on_malformed_config
 def plan_upsampler(path: str | os.PathLike, cls: type) -> tuple[ComponentPlan, dict]:
     """Read a Lightricks latent-upsampler file: (ComponentPlan, `__metadata__`)."""
     entries, metadata = read_header(path)
     config = upsampler_config(md.parse_original_metadata(metadata, str(path)), entries)
     classes = {"LTX2LatentUpsamplerModel": cls}
+    _check_before_building("latent_upsampler", "LTX2LatentUpsamplerModel", config, entries, classes, path)
     return _plan_component("latent_upsampler", "LTX2LatentUpsamplerModel", config, entries, classes, path), metadata
 
 

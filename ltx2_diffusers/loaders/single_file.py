@@ -21,13 +21,12 @@ import inspect
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import fp8_files
+from . import fp8_files, validation
 from . import metadata as md
 from .from_single_file import (
     FromLTX2SingleFileMixin,
@@ -54,8 +53,12 @@ from .safetensors_io import (
     PlannedTensor,
     TensorEntry,
     atomic_file_write,
+    commit_staging_dir,
+    make_staging_dir,
+    prepare_output,
     read_folder_weights,
     read_header,
+    read_json,
     write_safetensors,
     write_sharded,
 )
@@ -139,19 +142,6 @@ def _output_dtype(entry: TensorEntry, dtype: str, upcast_fp8: bool) -> str:
     return entry.dtype
 
 
-def _atomic_dir(output: Path, overwrite: bool) -> Path:
-    if output.exists() and not overwrite:
-        raise ValueError(f"{output} already exists; pass overwrite=True (--overwrite) or choose another folder.")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
-
-
-def _finish_dir(tmp: Path, output: Path) -> None:
-    if output.exists():
-        shutil.rmtree(output)
-    os.replace(tmp, output)
-
-
 def _write_component(folder: Path, plan: ComponentPlan, dtype: str, upcast_fp8: bool, max_shard: int):
     """config.json and the weights; a scaled-fp8 file's scales are applied (upcast_fp8) or written beside their
     weights under the name models/fp8.py's FP8Linear gives them (`<name>_scale`, e.g. `to_q.weight_scale`)."""
@@ -215,9 +205,11 @@ def convert_original_to_diffusers(
         raise ValueError(f"dtype={dtype!r}; expected one of {list(DTYPE_CHOICES)}.")
     if kind is not None and kind not in md.SCHEDULER_KINDS:
         raise ValueError(f"kind={kind!r}; expected one of {md.SCHEDULER_KINDS} (or None: from the file name).")
+    output = Path(output_dir)
+    inputs = [p for p in (checkpoint, upsampler, text_encoder) if p is not None]
+    output_notes = prepare_output(output, overwrite=overwrite, inputs=inputs)  # before any work: fail fast
     if checkpoint is not None and upsampler is None and _is_upsampler_file(checkpoint):
         checkpoint, upsampler = None, checkpoint  # an upscaler file given as the checkpoint: convert it on its own
-    output = Path(output_dir)
     plans, unknown, metadata, config = {}, [], None, None
     if checkpoint is not None:
         plans, unknown, metadata, config = plan_checkpoint(checkpoint, classes)
@@ -232,11 +224,11 @@ def convert_original_to_diffusers(
         plans["latent_upsampler"], upsampler_metadata = plan_upsampler(upsampler, classes["LTX2LatentUpsamplerModel"])
     if "transformer" in plans and kind is None:
         kind = md.model_kind_from_name(checkpoint)
-    report = ConversionReport(str(output), kind=kind)
+    report = ConversionReport(str(output), kind=kind, notes=output_notes)
     if metadata is not None:
         report.model_version = md.detect_model_version(metadata, config)
     standalone = checkpoint is None  # an upscaler alone is written as a model folder, its files at the root
-    tmp = _atomic_dir(output, overwrite)
+    tmp = make_staging_dir(output)
     try:
         for component, plan in plans.items():
             folder = tmp if standalone else tmp / component
@@ -258,7 +250,7 @@ def convert_original_to_diffusers(
         (tmp / md.ORIGINAL_METADATA_FILENAME).write_text(json.dumps(original, indent=2) + "\n")
         if not standalone:
             (tmp / "model_index.json").write_text(json.dumps(_model_index(plans, gemma), indent=2) + "\n")
-        _finish_dir(tmp, output)
+        report.notes += commit_staging_dir(tmp, output)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -269,7 +261,7 @@ def _is_upsampler_file(path: str | os.PathLike) -> bool:
     metadata = read_header(path)[1] or {}
     try:
         return json.loads(metadata.get("config", "{}")).get("_class_name") == "LatentUpsampler"
-    except (json.JSONDecodeError, AttributeError):
+    except (ValueError, RecursionError, AttributeError):  # JSONDecodeError is a ValueError
         return False  # plan_checkpoint reports a broken `config` with its own message
 
 
@@ -301,14 +293,18 @@ def _add_text_encoder(root: Path, source: Path, link: bool) -> dict[str, list]:
     """Copy (or symlink) a local Gemma-3 folder's model files to text_encoder/ and tokenizer files to tokenizer/."""
     if not (source / "config.json").is_file():
         raise ValueError(f"text_encoder={source} has no config.json: pass a local Gemma-3 folder (as on the Hub).")
-    model_config = json.loads((source / "config.json").read_text())
+    model_config = read_json(source / "config.json", "a transformers model config")
     architectures = model_config.get("architectures") or ["Gemma3ForConditionalGeneration"]
+    if not (isinstance(architectures, list) and isinstance(architectures[0], str)):
+        raise ValueError(f"{source / 'config.json'}: `architectures` is {architectures!r}, expected a list of names.")
     tokenizer_config = source / "tokenizer_config.json"
     if not tokenizer_config.is_file():
         raise ValueError(
             f"text_encoder={source} has no tokenizer_config.json; the tokenizer must sit beside the model."
         )
-    tokenizer_class = json.loads(tokenizer_config.read_text()).get("tokenizer_class", "GemmaTokenizer")
+    tokenizer_class = read_json(tokenizer_config, "a tokenizer config").get("tokenizer_class") or "GemmaTokenizer"
+    if not isinstance(tokenizer_class, str):
+        raise ValueError(f"{tokenizer_config}: `tokenizer_class` is {tokenizer_class!r}, expected a class name.")
     (root / "text_encoder").mkdir()
     (root / "tokenizer").mkdir()
     for item in sorted(source.iterdir()):
@@ -329,23 +325,28 @@ def _add_text_encoder(root: Path, source: Path, link: bool) -> dict[str, list]:
 def _folder_component(
     folder: Path, classes: ModelClasses
 ) -> tuple[str, dict, dict[str, TensorEntry], dict[str, TensorEntry]]:
-    config = json.loads((folder / "config.json").read_text())
+    """(class, config, tensors, kept-aside tensors) of a model folder; every tensor is checked against the model its
+    config.json describes (names, shapes, floating dtypes) before anything is written."""
+    config_path = folder / "config.json"
+    config = read_json(config_path, "a diffusers model config")
     class_name = config.pop("_class_name", None)
     if class_name not in COMPONENT_OF_CLASS:
-        raise ValueError(f"{folder / 'config.json'} names the class {class_name!r}, not an LTX-2 model class.")
+        raise ValueError(f"{config_path} names the class {class_name!r}, not an LTX-2 model class.")
     cls = classes[class_name]
     # keys a hand-written config leaves out take our class's defaults, as from_pretrained would
     signature = inspect.signature(cls.__init__).parameters.values()
     defaults = {p.name: p.default for p in signature if p.default is not inspect.Parameter.empty}
     config.pop(QUANTIZATION_CONFIG, None)  # written by a conversion that kept fp8 scales: not the model's config
     config = json.loads(json.dumps({**defaults, **{k: v for k, v in config.items() if not k.startswith("_")}}))
+    validation.check_config_values(cls, config, str(config_path))
     entries = read_folder_weights(folder)
-    extras = read_header(folder / EXTRA_TENSORS_NAME)[0] if (folder / EXTRA_TENSORS_NAME).is_file() else {}
+    validation.check_block_counts(class_name, config, entries, str(config_path))
     expected = expected_state_dict_shapes(cls, config)
+    # a folder that kept a scaled-fp8 file's weights holds each weight's scale beside it
     scales = {n for n in entries if n.endswith(fp8_files.FOLDER_SCALE_SUFFIXES) and n[: -len("_scale")] in entries}
-    foreign = sorted(entries.keys() - expected.keys() - scales)
-    if foreign:
-        raise ValueError(f"{folder}: {foreign[:5]} are not parameters of {class_name} with its config.json.")
+    validation.check_folder_tensors(expected, {n: e for n, e in entries.items() if n not in scales}, class_name,
+                                    str(folder))
+    extras = read_header(folder / EXTRA_TENSORS_NAME)[0] if os.path.lexists(folder / EXTRA_TENSORS_NAME) else {}
     return class_name, config, entries, extras
 
 
@@ -391,12 +392,20 @@ def convert_diffusers_to_original(
     classes: {class name: model class} (`ltx2_diffusers.conversion` passes ours)."""
     classes = require_classes(classes, "convert_diffusers_to_original")
     root = Path(folder)
-    stored = {}
-    if (root / md.ORIGINAL_METADATA_FILENAME).is_file():
-        stored = json.loads((root / md.ORIGINAL_METADATA_FILENAME).read_text())
+    if not root.is_dir():
+        hint = " (a single file converts without --reverse)" if root.is_file() else ""
+        raise ValueError(f"{root} is not a folder{hint}; the reverse conversion reads a diffusers pipeline folder.")
+    outputs = [Path(p) for p in (output_file, upsampler_output) if p is not None]
+    if len(outputs) == 2 and os.path.realpath(outputs[0]) == os.path.realpath(outputs[1]):
+        raise ValueError(f"The checkpoint and the upsampler would both be written to {outputs[0]}; give two paths.")
     report = ConversionReport(str(output_file))
-    if (root / "config.json").is_file():  # a model folder: only an upscaler has an original file of its own
-        class_name = json.loads((root / "config.json").read_text()).get("_class_name")
+    for path in outputs:  # before any work: fail fast, and clean what a killed run left
+        report.notes += prepare_output(path, overwrite=overwrite, inputs=[root], folder=False)
+    stored = validation.stored_original_metadata(root)
+    if os.path.lexists(root / "model_index.json"):
+        validation.check_model_index(root, (*MODEL_COMPONENTS, "latent_upsampler"))
+    if os.path.lexists(root / "config.json"):  # a model folder: only an upscaler has an original file of its own
+        class_name = read_json(root / "config.json", "a diffusers model config").get("_class_name")
         if class_name != "LTX2LatentUpsamplerModel" or output_file is None:
             raise ValueError(
                 f"{root} is a {class_name} model folder. Only a latent upsampler has a Lightricks file of its own; "
@@ -422,7 +431,8 @@ def convert_diffusers_to_original(
             report.unknown_keys = sorted(unknown)
         metadata = _rebuilt_metadata(stored.get("checkpoint"), components, report)
         _check_unique(tensors)
-        atomic_file_write(Path(output_file), sorted(tensors, key=lambda t: t.name), metadata, overwrite)
+        notes = atomic_file_write(Path(output_file), sorted(tensors, key=lambda t: t.name), metadata, overwrite, [root])
+        report.notes += notes
     if upsampler_output is not None:
         if not (root / "latent_upsampler" / "config.json").is_file():
             raise ValueError(f"{root} has no latent_upsampler/ folder to write to {upsampler_output}.")
@@ -455,7 +465,7 @@ def _write_upsampler_file(
     metadata = stored
     if stored is None or not _configs_equal(upsampler_config(md.parse_original_metadata(stored), entries), config):
         metadata = {"config": json.dumps(md.original_upsampler_config(config))}
-    atomic_file_write(path, sorted(tensors, key=lambda t: t.name), metadata, overwrite)
+    report.notes += atomic_file_write(path, sorted(tensors, key=lambda t: t.name), metadata, overwrite, [folder])
     report.add("latent_upsampler", class_name, tensors[: len(entries)], extras.values())
 
 
@@ -466,7 +476,7 @@ def _rebuilt_metadata(stored: dict | None, components: dict, report: ConversionR
         factor = components["connectors"][1]["text_proj_in_factor"] if "connectors" in components else None
         try:
             derived = md.component_configs_from_original(config, factor, tuple(components))
-        except ValueError:
+        except (ValueError, TypeError, AttributeError, KeyError, IndexError):  # stale or hand-edited: rebuilt, noted
             derived = {}
         if derived and all(_configs_equal(list(derived[c]), list(components[c])) for c in components):
             return dict(stored)

@@ -284,7 +284,7 @@ class LTX2AVPipeline(DiffusionPipeline):
         every model it holds, through the converter's key maps and the file's metadata configs, loaded strictly.
         The file holds no Gemma: pass `text_encoder` / `tokenizer` (and `processor` for image prompt enhancement)
         objects. `kind` ("dev" or "distilled") picks the scheduler when the file name does not say."""
-        from ..loaders.single_file import pipeline_from_single_file
+        from ..conversion import pipeline_from_single_file
 
         return pipeline_from_single_file(
             path,
