@@ -304,7 +304,9 @@ def test_timestep_errors(tiny_vae):
 
 
 def test_config_errors():
-    with pytest.raises(ValueError, match="upsample_factor has 2 entries, expected 3"):
+    with pytest.raises(
+        ValueError, match=r"upsample_factor has 2 entries, needs at least 3 \(one per up block;.*Give 3 entries"
+    ):
         AutoencoderKLLTX2Video(**tiny_config("ltx2", "zeros", "reflect", upsample_factor=(2, 2)))
     with pytest.raises(ValueError, match="spatial_padding_mode='mirror'"):
         AutoencoderKLLTX2Video(**tiny_config("ltx2", "mirror", "reflect"))
@@ -400,3 +402,41 @@ def test_gradients_flow_through_encoder_and_decoder_like_ltx_core():
     ref_decoder(ref_latents).square().sum().backward()
     # backward through ~20 convs sums in another order than ltx-core's: fp32 agreement to ~1e-4 relative
     torch.testing.assert_close(ours_latents.grad, ref_latents.grad, rtol=1e-3, atol=1e-4)
+
+
+# ---- gradient checkpointing ------------------------------------------------------------------------------------------
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    config = tiny_config("ltx2", "zeros", "zeros", decoder_inject_noise=(True, False, False, True))
+    plain = AutoencoderKLLTX2Video(**config)
+    with torch.no_grad():
+        for parameter in plain.parameters():
+            parameter.add_(torch.randn(parameter.shape, generator=torch.Generator().manual_seed(parameter.numel())))
+    checkpointed = AutoencoderKLLTX2Video(**config)
+    checkpointed.load_state_dict(plain.state_dict())
+    assert AutoencoderKLLTX2Video._supports_gradient_checkpointing
+    calls = []
+
+    def counting_checkpoint(block, *args):
+        calls.append(type(block).__name__)
+        return torch.utils.checkpoint.checkpoint(block, *args, use_reentrant=False)
+
+    checkpointed.enable_gradient_checkpointing(counting_checkpoint)
+    assert checkpointed.is_gradient_checkpointing
+    video = torch.rand(1, 3, 9, 64, 64, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    losses = []
+    for model in (plain, checkpointed):
+        torch.manual_seed(7)  # the injected noise comes from the global RNG, which checkpointing restores
+        loss = model(video).sample.square().mean()
+        loss.backward()
+        losses.append(loss.detach())
+    assert calls == ["DownBlock3D"] * 4 + ["MidBlock3d"] * 2 + ["UpBlock3d"] * 3  # each block once
+    torch.testing.assert_close(losses[1], losses[0], rtol=0, atol=0)
+    for (name, p), q in zip(plain.named_parameters(), checkpointed.parameters()):
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-5, atol=1e-6, msg=name)
+    with torch.no_grad():  # no recomputation without gradients
+        checkpointed(video)
+    assert len(calls) == 9
+    with pytest.raises(ValueError, match="would draw its injected noise from `generator` a second time"):
+        checkpointed.decode(torch.zeros(1, LATENT, 2, 2, 2), generator=torch.Generator().manual_seed(0))
