@@ -9,12 +9,15 @@ the latent upsampler; `caption_channels` / `text_proj_in_factor` as the LoRA tes
 tiny-gemma3's).
 """
 
+import inspect
+
 import diffusers
 import pytest
 import torch
 from diffusers.pipelines.ltx2.connectors import LTX2TextConnectors as DiffusersConnectors
 from diffusers.pipelines.ltx2.latent_upsampler import LTX2LatentUpsamplerModel as DiffusersUpsampler
 from diffusers.pipelines.ltx2.vocoder import LTX2Vocoder as DiffusersVocoder
+from diffusers.pipelines.ltx2.vocoder import LTX2VocoderWithBWE as DiffusersVocoderWithBWE
 from diffusers.utils.torch_utils import randn_tensor
 
 from ltx2_diffusers.models.autoencoder_kl_ltx2 import AutoencoderKLLTX2Video
@@ -22,7 +25,7 @@ from ltx2_diffusers.models.autoencoder_kl_ltx2_audio import AutoencoderKLLTX2Aud
 from ltx2_diffusers.models.connectors import LTX2TextConnectors
 from ltx2_diffusers.models.latent_upsampler import LTX2LatentUpsamplerModel
 from ltx2_diffusers.models.transformer_ltx2 import LTX2VideoTransformer3DModel
-from ltx2_diffusers.models.vocoder import LTX2Vocoder
+from ltx2_diffusers.models.vocoder import LTX2Vocoder, LTX2VocoderWithBWE
 
 TOLERANCE = dict(rtol=0, atol=1e-5)
 
@@ -277,6 +280,7 @@ def test_connectors_config():
     expected, got = theirs(states, mask), ours(states, mask)
     torch.testing.assert_close(got[0], expected[0], **TOLERANCE)
     torch.testing.assert_close(got[1], expected[1], **TOLERANCE)
+    assert torch.equal(got[2], expected[2])  # the context mask (all ones)
 
 
 @torch.no_grad()
@@ -387,3 +391,26 @@ def test_transformer_save_pretrained_takes_pipeline_keywords(tmp_path):
     back = LTX2VideoTransformer3DModel.from_pretrained(tmp_path, subfolder="transformer", variant="fp16")
     state = ours.state_dict()
     assert all(torch.equal(value, state[name]) for name, value in back.state_dict().items())
+
+
+@pytest.mark.parametrize(
+    "theirs_class,ours_class",
+    [
+        (diffusers.LTX2VideoTransformer3DModel, LTX2VideoTransformer3DModel),
+        (diffusers.AutoencoderKLLTX2Video, AutoencoderKLLTX2Video),
+        (diffusers.AutoencoderKLLTX2Audio, AutoencoderKLLTX2Audio),
+        (DiffusersConnectors, LTX2TextConnectors),
+        (DiffusersVocoder, LTX2Vocoder),
+        (DiffusersVocoderWithBWE, LTX2VocoderWithBWE),
+        (DiffusersUpsampler, LTX2LatentUpsamplerModel),
+    ],
+    ids=lambda cls: cls.__name__,
+)
+def test_config_keys_and_defaults_equal_diffusers(theirs_class, ours_class):
+    # a config key left out means the same in both classes (rope_type "interleaved", decoder_causal True included)
+    def defaults(cls):
+        parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]
+        as_tuples = lambda v: tuple(as_tuples(x) for x in v) if isinstance(v, (list, tuple)) else v  # noqa: E731
+        return {p.name: as_tuples(p.default) for p in parameters}
+
+    assert defaults(ours_class) == defaults(theirs_class)
