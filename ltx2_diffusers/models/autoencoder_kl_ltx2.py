@@ -21,9 +21,10 @@ from torch import Tensor, nn
 from ..loaders.single_file import FromLTX2SingleFileMixin
 from .video_vae_blocks import (
     CausalConv3d,
-    DownBlock3D,
-    MidBlock3d,
-    UpBlock3d,
+    CheckpointedBlocks,
+    LTX2VideoDownBlock3D,
+    LTX2VideoMidBlock3d,
+    LTX2VideoUpBlock3d,
     embed_timestep,
     patchify,
     pixel_norm,
@@ -47,21 +48,7 @@ def _as_tuple(value, length: int) -> tuple:
     return tuple(value) if isinstance(value, (list, tuple)) else (value,) * length
 
 
-class _CheckpointedBlocks(nn.Module):
-    """Runs its blocks through activation checkpointing once `ModelMixin.enable_gradient_checkpointing()` has set
-    `gradient_checkpointing` (one checkpoint per down / mid / up block, as diffusers' encoder and decoder do)."""
-
-    def __init__(self):
-        super().__init__()
-        self.gradient_checkpointing = False
-
-    def _run(self, block: nn.Module, *args) -> Tensor:
-        if self.gradient_checkpointing and torch.is_grad_enabled():
-            return self._gradient_checkpointing_func(block, *args)
-        return block(*args)
-
-
-class Encoder3d(_CheckpointedBlocks):
+class LTX2VideoEncoder3d(CheckpointedBlocks):
     """Causal video encoder: (B, 3, 8k+1, 32h, 32w) -> moments (B, latent_channels + 1, k+1, h, w).
 
     The extra channel is one log-variance shared by every latent channel (ltx-core's "uniform" log-variance).
@@ -88,7 +75,7 @@ class Encoder3d(_CheckpointedBlocks):
         self.down_blocks = nn.ModuleList()
         for i, out_width in enumerate(block_out_channels):
             self.down_blocks.append(
-                DownBlock3D(
+                LTX2VideoDownBlock3D(
                     width,
                     out_width,
                     layers_per_block[i],
@@ -99,7 +86,7 @@ class Encoder3d(_CheckpointedBlocks):
                 )
             )
             width = out_width
-        self.mid_block = MidBlock3d(
+        self.mid_block = LTX2VideoMidBlock3d(
             width, layers_per_block[-1], resnet_norm_eps, spatial_padding_mode=spatial_padding_mode
         )
         self.conv_out = CausalConv3d(width, latent_channels + 1, spatial_padding_mode=spatial_padding_mode)
@@ -113,7 +100,7 @@ class Encoder3d(_CheckpointedBlocks):
         return self.conv_out(x, causal=causal, norm_act=True)
 
 
-class Decoder3d(_CheckpointedBlocks):
+class LTX2VideoDecoder3d(CheckpointedBlocks):
     """Video decoder: un-normalised latents (B, C, k+1, h, w) -> pixels (B, 3, 8k+1, 32h, 32w) in about [-1, 1].
 
     Lists in the config are given encoder-side first (as in diffusers) and reversed here, except `upsample_type`,
@@ -149,14 +136,14 @@ class Decoder3d(_CheckpointedBlocks):
         factors = tuple(reversed(upsample_factor))
         width = widths[0]
         self.conv_in = CausalConv3d(latent_channels, width, spatial_padding_mode=spatial_padding_mode)
-        self.mid_block = MidBlock3d(
+        self.mid_block = LTX2VideoMidBlock3d(
             width, layers[0], resnet_norm_eps, noise[0], timestep_conditioning, spatial_padding_mode
         )
         self.up_blocks = nn.ModuleList()
         for i in range(len(widths)):
             in_width, width = width // factors[i], widths[i] // factors[i]
             self.up_blocks.append(
-                UpBlock3d(
+                LTX2VideoUpBlock3d(
                     in_width,
                     width,
                     layers[i + 1],
@@ -317,7 +304,7 @@ class AutoencoderKLLTX2Video(FromLTX2SingleFileMixin, ModelMixin, AutoencoderMix
                     f"{name} has {len(values)} entries, needs at least {minimum} ({what}; block_out_channels gives "
                     f"{num_down} down blocks, decoder_block_out_channels {num_up} up blocks). Give {minimum} entries."
                 )
-        self.encoder = Encoder3d(
+        self.encoder = LTX2VideoEncoder3d(
             in_channels,
             latent_channels,
             tuple(block_out_channels),
@@ -329,7 +316,7 @@ class AutoencoderKLLTX2Video(FromLTX2SingleFileMixin, ModelMixin, AutoencoderMix
             encoder_causal,
             encoder_spatial_padding_mode,
         )
-        self.decoder = Decoder3d(
+        self.decoder = LTX2VideoDecoder3d(
             latent_channels,
             out_channels,
             tuple(decoder_block_out_channels),
