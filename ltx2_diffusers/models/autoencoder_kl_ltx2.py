@@ -215,7 +215,8 @@ class AutoencoderKLLTX2Video(FromLTX2SingleFileMixin, ModelMixin, AutoencoderMix
     test config gets 16 / 16 for a network that compresses 8 / 8). The network and its outputs are the same; only these
     two attributes, which size tiles and check inputs, differ. Released configs set both explicitly (32, 8).
 
-    Gradient checkpointing (`enable_gradient_checkpointing()`) checkpoints each encoder and decoder block.
+    Gradient checkpointing (`enable_gradient_checkpointing()`) checkpoints each encoder and decoder block and, inside
+    each block, each resnet (diffusers' module set).
 
     Args:
         in_channels, out_channels: pixel channels (3).
