@@ -450,7 +450,11 @@ class AutoencoderKLLTX2Audio(FromLTX2SingleFileMixin, ModelMixin, AutoencoderMix
 
     @apply_forward_hook
     def decode(self, z: torch.Tensor, return_dict: bool = True) -> DecoderOutput | tuple:
-        """Raw latent (B, latent_channels, T_a, F) -> log-mel (B, output_channels, 4 T_a - 3, mel_bins)."""
+        """Raw latent (B, latent_channels, T_a, F) -> log-mel (B, output_channels, 4 T_a - 3, mel_bins).
+
+        F is the encoder's latent width (`latent_mel_bins`) or, as diffusers' pipelines size their latents,
+        mel_bins // mel_compression_ratio; the two differ only for configs without two stride-2 levels.
+        """
         self._check_latents(z)
         if self.use_slicing and z.shape[0] > 1:
             mel = torch.cat([self.decoder(one) for one in z.split(1)])
