@@ -30,6 +30,7 @@ OUR_CONFIGS = {
         in_channels=8, out_channels=8, num_attention_heads=2, attention_head_dim=8, cross_attention_dim=16,
         audio_in_channels=8, audio_out_channels=8, audio_num_attention_heads=2, audio_attention_head_dim=4,
         audio_cross_attention_dim=8, num_layers=3, caption_channels=CAPTION_CHANNELS,
+        rope_type="split",  # the released value (diffusers' and our default is "interleaved")
     ),
 }  # fmt: skip
 OUR_CONFIGS["ltx23"] = dict(

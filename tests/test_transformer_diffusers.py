@@ -30,7 +30,7 @@ def diffusers_kwargs(inputs, **extra):
 
 
 def diffusers_model(layout):
-    model = DiffusersTransformer(**OUR_CONFIGS[layout], rope_type="split")
+    model = DiffusersTransformer(**OUR_CONFIGS[layout])  # rope_type="split", the released value
     init_every_parameter(model, seed=11)
     return model.eval()
 
@@ -155,7 +155,7 @@ def test_ltx25_style_config_matches_diffusers(tmp_path):
     config = dict(
         OUR_CONFIGS["ltx23"], ff_bias=False, use_prompt_adaln_single=False, use_keyframes_abs_pos_embedding=True
     )
-    theirs = DiffusersTransformer(**config, rope_type="split")
+    theirs = DiffusersTransformer(**config)
     init_every_parameter(theirs, seed=14)
     theirs.save_pretrained(tmp_path)
     ours, info = LTX2VideoTransformer3DModel.from_pretrained(tmp_path, output_loading_info=True)

@@ -5,10 +5,15 @@ Tiny widths, real compression (32x space, 8x time): a 64x64x17 clip is a 3x2x2 l
 
 import pytest
 import torch
-from ltx_core.model.video_vae import VideoDecoderConfigurator, VideoEncoderConfigurator
+from helpers.video_vae import (
+    LATENT,
+    build_pair,
+    ltx2_decoder_blocks,
+    ltx23_decoder_blocks,
+    tiny_config,
+)
 
 from ltx2_diffusers.loaders.video_vae_keys import (
-    ORIGINAL_IGNORED_KEYS,
     diffusers_to_original_keys,
     original_to_diffusers_keys,
 )
@@ -17,147 +22,6 @@ from ltx2_diffusers.models.autoencoder_kl_ltx2 import (
     denormalize_latents,
     normalize_latents,
 )
-
-LATENT = 8
-BASE = 8  # ltx-core decoder width = 8 * BASE
-
-# ltx-core block lists (encoder side first, as in the checkpoint metadata) and the matching diffusers configs
-LTX2_ENCODER_BLOCKS = [
-    ("res_x", 1),
-    ("compress_space_res", {"multiplier": 2}),
-    ("res_x", 1),
-    ("compress_time_res", {"multiplier": 2}),
-    ("res_x", 1),
-    ("compress_all_res", {"multiplier": 2}),
-    ("res_x", 1),
-    ("compress_all_res", {"multiplier": 2}),
-    ("res_x", 1),
-]
-LTX23_ENCODER_BLOCKS = [*LTX2_ENCODER_BLOCKS[:7], ("compress_all_res", {"multiplier": 1}), ("res_x", 1)]
-
-
-def ltx2_decoder_blocks(inject_noise=(False, False, False, False)):
-    res = [{"num_layers": 1, "inject_noise": n} for n in inject_noise]
-    up = {"residual": True, "multiplier": 2}
-    return [
-        ("res_x", res[0]),
-        ("compress_all", up),
-        ("res_x", res[1]),
-        ("compress_all", up),
-        ("res_x", res[2]),
-        ("compress_all", up),
-        ("res_x", res[3]),
-    ]
-
-
-def ltx23_decoder_blocks(residual_all: bool):
-    return [
-        ("res_x", 1),
-        ("compress_space", {"multiplier": 2}),
-        ("res_x", 1),
-        ("compress_time", {"multiplier": 2}),
-        ("res_x", 1),
-        ("compress_all", {"multiplier": 1, "residual": residual_all}),
-        ("res_x", 1),
-        ("compress_all", {"multiplier": 2, "residual": residual_all}),
-        ("res_x", 1),
-    ]
-
-
-def tiny_config(layout: str, encoder_padding: str, decoder_padding: str, **overrides) -> dict:
-    common = {
-        "latent_channels": LATENT,
-        "layers_per_block": (1, 1, 1, 1, 1),
-        "downsample_type": ("spatial", "temporal", "spatiotemporal", "spatiotemporal"),
-        "encoder_spatial_padding_mode": encoder_padding,
-        "decoder_spatial_padding_mode": decoder_padding,
-        "decoder_causal": False,
-    }
-    if layout == "ltx2":
-        layout_cfg = {
-            "block_out_channels": (16, 32, 64, 128),
-            "decoder_block_out_channels": (2 * BASE, 4 * BASE, 8 * BASE),
-            "decoder_layers_per_block": (1, 1, 1, 1),
-            "decoder_spatio_temporal_scaling": (True, True, True),
-            "decoder_inject_noise": (False, False, False, False),
-            "upsample_type": ("spatiotemporal",) * 3,
-            "upsample_residual": (True, True, True),
-            "upsample_factor": (2, 2, 2),
-        }
-    else:
-        layout_cfg = {
-            "block_out_channels": (16, 32, 64, 64),
-            "decoder_block_out_channels": (2 * BASE, 4 * BASE, 4 * BASE, 8 * BASE),
-            "decoder_layers_per_block": (1, 1, 1, 1, 1),
-            "decoder_spatio_temporal_scaling": (True, True, True, True),
-            "decoder_inject_noise": (False,) * 5,
-            "upsample_type": ("spatiotemporal", "spatiotemporal", "temporal", "spatial"),
-            "upsample_residual": (False, False, False, False),
-            "upsample_factor": (2, 2, 1, 2),
-        }
-    return {**common, **layout_cfg, **overrides}
-
-
-def randomize_(module: torch.nn.Module, seed: int) -> None:
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            if name.endswith("timestep_scale_multiplier"):
-                continue
-            fan_in = p[0].numel() if p.ndim > 1 else 1
-            p.copy_(torch.randn(p.shape, generator=gen) / fan_in**0.5)
-
-
-def build_pair(
-    layout: str,
-    encoder_padding: str,
-    decoder_padding: str,
-    encoder_blocks=None,
-    decoder_blocks=None,
-    timestep_conditioning: bool = False,
-    **overrides,
-):
-    """ltx-core encoder + decoder with random weights, and ours loaded from their state dicts through our key map."""
-    torch.manual_seed(0)
-    if encoder_blocks is None:
-        encoder_blocks = LTX2_ENCODER_BLOCKS if layout == "ltx2" else LTX23_ENCODER_BLOCKS
-    if decoder_blocks is None:
-        decoder_blocks = ltx2_decoder_blocks() if layout == "ltx2" else ltx23_decoder_blocks(False)
-    meta = {"latent_channels": LATENT, "decoder_base_channels": BASE, "timestep_conditioning": timestep_conditioning}
-    ref_encoder = VideoEncoderConfigurator.from_config(
-        {"vae": {**meta, "encoder_blocks": encoder_blocks, "spatial_padding_mode": encoder_padding}}
-    ).eval()
-    ref_decoder = VideoDecoderConfigurator.from_config(
-        {"vae": {**meta, "decoder_blocks": decoder_blocks, "spatial_padding_mode": decoder_padding}}
-    ).eval()
-    randomize_(ref_encoder, 1)
-    randomize_(ref_decoder, 2)
-    gen = torch.Generator().manual_seed(3)
-    stats = {
-        "mean-of-means": torch.randn(LATENT, generator=gen),
-        "std-of-means": torch.rand(LATENT, generator=gen) + 0.5,
-    }
-    for module in (ref_encoder, ref_decoder):
-        for name, value in stats.items():
-            module.per_channel_statistics.get_buffer(name).copy_(value)
-
-    single_file = {
-        f"vae.encoder.{k}": v for k, v in ref_encoder.state_dict().items() if "per_channel_statistics" not in k
-    }
-    single_file |= {
-        f"vae.decoder.{k}": v for k, v in ref_decoder.state_dict().items() if "per_channel_statistics" not in k
-    }
-    single_file |= {f"vae.per_channel_statistics.{k}": v for k, v in stats.items()}
-    single_file |= {key: torch.zeros(LATENT) for key in ORIGINAL_IGNORED_KEYS}
-
-    config = tiny_config(
-        layout, encoder_padding, decoder_padding, timestep_conditioning=timestep_conditioning, **overrides
-    )
-    ours = AutoencoderKLLTX2Video(**config).eval()
-    mapping = original_to_diffusers_keys(single_file, config)
-    ours.load_state_dict({mapping[k]: v for k, v in single_file.items() if k in mapping}, strict=True)
-    return ref_encoder, ref_decoder, ours, single_file, config
-
 
 PADDINGS = [("zeros", "reflect"), ("zeros", "zeros"), ("reflect", "reflect")]
 
@@ -304,7 +168,9 @@ def test_timestep_errors(tiny_vae):
 
 
 def test_config_errors():
-    with pytest.raises(ValueError, match="upsample_factor has 2 entries, expected 3"):
+    with pytest.raises(
+        ValueError, match=r"upsample_factor has 2 entries, needs at least 3 \(one per up block;.*Give 3 entries"
+    ):
         AutoencoderKLLTX2Video(**tiny_config("ltx2", "zeros", "reflect", upsample_factor=(2, 2)))
     with pytest.raises(ValueError, match="spatial_padding_mode='mirror'"):
         AutoencoderKLLTX2Video(**tiny_config("ltx2", "mirror", "reflect"))
@@ -400,3 +266,55 @@ def test_gradients_flow_through_encoder_and_decoder_like_ltx_core():
     ref_decoder(ref_latents).square().sum().backward()
     # backward through ~20 convs sums in another order than ltx-core's: fp32 agreement to ~1e-4 relative
     torch.testing.assert_close(ours_latents.grad, ref_latents.grad, rtol=1e-3, atol=1e-4)
+
+
+# ---- gradient checkpointing ------------------------------------------------------------------------------------------
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    config = tiny_config("ltx2", "zeros", "zeros", decoder_inject_noise=(True, False, False, True))
+    plain = AutoencoderKLLTX2Video(**config)
+    with torch.no_grad():
+        for parameter in plain.parameters():
+            parameter.add_(torch.randn(parameter.shape, generator=torch.Generator().manual_seed(parameter.numel())))
+    checkpointed = AutoencoderKLLTX2Video(**config)
+    checkpointed.load_state_dict(plain.state_dict())
+    assert AutoencoderKLLTX2Video._supports_gradient_checkpointing
+    calls = []
+
+    def counting_checkpoint(block, *args):
+        calls.append(type(block).__name__)
+        return torch.utils.checkpoint.checkpoint(block, *args, use_reentrant=False)
+
+    checkpointed.enable_gradient_checkpointing(counting_checkpoint)
+    assert checkpointed.is_gradient_checkpointing
+    video = torch.rand(1, 3, 9, 64, 64, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    losses = []
+    for model in (plain, checkpointed):
+        torch.manual_seed(7)  # the injected noise comes from the global RNG, which checkpointing restores
+        loss = model(video).sample.square().mean()
+        if model is checkpointed:
+            # the forward checkpoints each block, and inside it each resnet (diffusers' module set)
+            blocks = [name for name in calls if name != "ResnetBlock3d"]
+            assert blocks == ["LTX2VideoDownBlock3D"] * 4 + ["LTX2VideoMidBlock3d"] * 2 + ["LTX2VideoUpBlock3d"] * 3
+            assert calls.count("ResnetBlock3d") == 4 + 2 + 3  # one resnet per block in tiny_config
+            forward_calls = len(calls)
+        loss.backward()
+        losses.append(loss.detach())
+    torch.testing.assert_close(losses[1], losses[0], rtol=0, atol=0)
+    enabled = {type(m).__name__ for m in checkpointed.modules() if getattr(m, "gradient_checkpointing", False)}
+    assert enabled == {
+        "LTX2VideoEncoder3d",
+        "LTX2VideoDecoder3d",
+        "LTX2VideoDownBlock3D",
+        "LTX2VideoMidBlock3d",
+        "LTX2VideoUpBlock3d",
+    }  # the set diffusers' TrainingTesterMixin expects
+    for (name, p), q in zip(plain.named_parameters(), checkpointed.parameters()):
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-5, atol=1e-6, msg=name)
+    calls.clear()
+    with torch.no_grad():  # no checkpointing without gradients
+        checkpointed(video)
+    assert calls == [] and forward_calls == 18
+    with pytest.raises(ValueError, match="would draw its injected noise from `generator` a second time"):
+        checkpointed.decode(torch.zeros(1, LATENT, 2, 2, 2), generator=torch.Generator().manual_seed(0))

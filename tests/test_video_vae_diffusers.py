@@ -5,7 +5,7 @@ import json
 import diffusers
 import pytest
 import torch
-from test_video_vae import randomize_, tiny_config
+from helpers.video_vae import randomize_, tiny_config
 
 from ltx2_diffusers.models.autoencoder_kl_ltx2 import AutoencoderKLLTX2Video
 

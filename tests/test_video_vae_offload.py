@@ -2,7 +2,7 @@
 
 import torch
 from accelerate.hooks import ModelHook, add_hook_to_module
-from test_video_vae import tiny_config
+from helpers.video_vae import tiny_config
 
 from ltx2_diffusers import AutoencoderKLLTX2Video
 

@@ -2,10 +2,10 @@
 
 import pytest
 import torch
+from helpers.video_vae import build_pair
 from ltx_core.model.video_vae import SpatialTilingConfig, TemporalTilingConfig, TilingConfig
 from ltx_core.model.video_vae.tiling import compute_trapezoidal_mask_1d
 from ltx_core.model.video_vae.video_vae import split_temporal_latents, split_with_symmetric_overlaps
-from test_video_vae import build_pair
 
 from ltx2_diffusers.models.autoencoder_kl_ltx2 import denormalize_latents, normalize_latents
 from ltx2_diffusers.models.video_vae_tiling import (

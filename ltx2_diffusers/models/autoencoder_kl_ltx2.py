@@ -21,9 +21,10 @@ from torch import Tensor, nn
 from ..loaders.from_single_file import FromLTX2SingleFileMixin
 from .video_vae_blocks import (
     CausalConv3d,
-    DownBlock3D,
-    MidBlock3d,
-    UpBlock3d,
+    CheckpointedBlocks,
+    LTX2VideoDownBlock3D,
+    LTX2VideoMidBlock3d,
+    LTX2VideoUpBlock3d,
     embed_timestep,
     patchify,
     pixel_norm,
@@ -47,7 +48,7 @@ def _as_tuple(value, length: int) -> tuple:
     return tuple(value) if isinstance(value, (list, tuple)) else (value,) * length
 
 
-class Encoder3d(nn.Module):
+class LTX2VideoEncoder3d(CheckpointedBlocks):
     """Causal video encoder: (B, 3, 8k+1, 32h, 32w) -> moments (B, latent_channels + 1, k+1, h, w).
 
     The extra channel is one log-variance shared by every latent channel (ltx-core's "uniform" log-variance).
@@ -74,7 +75,7 @@ class Encoder3d(nn.Module):
         self.down_blocks = nn.ModuleList()
         for i, out_width in enumerate(block_out_channels):
             self.down_blocks.append(
-                DownBlock3D(
+                LTX2VideoDownBlock3D(
                     width,
                     out_width,
                     layers_per_block[i],
@@ -85,7 +86,7 @@ class Encoder3d(nn.Module):
                 )
             )
             width = out_width
-        self.mid_block = MidBlock3d(
+        self.mid_block = LTX2VideoMidBlock3d(
             width, layers_per_block[-1], resnet_norm_eps, spatial_padding_mode=spatial_padding_mode
         )
         self.conv_out = CausalConv3d(width, latent_channels + 1, spatial_padding_mode=spatial_padding_mode)
@@ -94,12 +95,12 @@ class Encoder3d(nn.Module):
         causal = self.is_causal if causal is None else causal
         x = self.conv_in(patchify(video, self.patch_size), causal=causal)
         for block in self.down_blocks:
-            x = block(x, causal=causal)
-        x = self.mid_block(x, causal=causal)
+            x = self._run(block, x, causal)
+        x = self._run(self.mid_block, x, None, None, causal)
         return self.conv_out(x, causal=causal, norm_act=True)
 
 
-class Decoder3d(nn.Module):
+class LTX2VideoDecoder3d(CheckpointedBlocks):
     """Video decoder: un-normalised latents (B, C, k+1, h, w) -> pixels (B, 3, 8k+1, 32h, 32w) in about [-1, 1].
 
     Lists in the config are given encoder-side first (as in diffusers) and reversed here, except `upsample_type`,
@@ -130,18 +131,19 @@ class Decoder3d(nn.Module):
         scaling = tuple(reversed(spatio_temporal_scaling))
         layers = tuple(reversed(layers_per_block))
         noise = tuple(reversed(inject_noise))
+        self.injects_noise = any(noise[: len(widths) + 1])  # the entries the mid and up blocks use
         residual = tuple(reversed(upsample_residual))
         factors = tuple(reversed(upsample_factor))
         width = widths[0]
         self.conv_in = CausalConv3d(latent_channels, width, spatial_padding_mode=spatial_padding_mode)
-        self.mid_block = MidBlock3d(
+        self.mid_block = LTX2VideoMidBlock3d(
             width, layers[0], resnet_norm_eps, noise[0], timestep_conditioning, spatial_padding_mode
         )
         self.up_blocks = nn.ModuleList()
         for i in range(len(widths)):
             in_width, width = width // factors[i], widths[i] // factors[i]
             self.up_blocks.append(
-                UpBlock3d(
+                LTX2VideoUpBlock3d(
                     in_width,
                     width,
                     layers[i + 1],
@@ -176,9 +178,15 @@ class Decoder3d(nn.Module):
         x = self.conv_in(latents, causal=causal)
         if self.timestep_scale_multiplier is not None:
             timestep = timestep * self.timestep_scale_multiplier.to(x)
-        x = self.mid_block(x, timestep, generator, causal=causal)
+        if self.gradient_checkpointing and torch.is_grad_enabled() and self.injects_noise and generator is not None:
+            raise ValueError(
+                "gradient checkpointing recomputes each block, and would draw its injected noise from `generator` a "
+                "second time (different noise than the forward used); pass generator=None (checkpointing restores "
+                "the global RNG) or call vae.disable_gradient_checkpointing()"
+            )
+        x = self._run(self.mid_block, x, timestep, generator, causal)
         for block in self.up_blocks:
-            x = block(x, timestep, generator, causal=causal)
+            x = self._run(block, x, timestep, generator, causal)
         if self.time_embedder is None:
             return unpatchify(self.conv_out(x, causal=causal, norm_act=True), self.patch_size)
         temb = embed_timestep(self.time_embedder, timestep, x.shape[0], x.dtype).unflatten(1, (2, -1))
@@ -190,9 +198,25 @@ class Decoder3d(nn.Module):
 class AutoencoderKLLTX2Video(FromLTX2SingleFileMixin, ModelMixin, AutoencoderMixin, ConfigMixin):
     r"""The LTX-2 video VAE: (B, 3, 8k+1, 32h, 32w) pixels in [-1, 1] <-> (B, 128, k+1, h, w) latents.
 
-    Config keys and meanings are diffusers' (defaults: the released LTX-2 19B VAE). Lists are given encoder-side first;
-    the decoder reverses `decoder_block_out_channels`, `decoder_layers_per_block`, `decoder_spatio_temporal_scaling`,
+    Config keys, meanings and defaults are diffusers' (the released LTX-2 19B VAE, except `decoder_causal`, whose
+    default is diffusers' True; the released config sets False). Lists are given encoder-side first; the decoder
+    reverses `decoder_block_out_channels`, `decoder_layers_per_block`, `decoder_spatio_temporal_scaling`,
     `decoder_inject_noise`, `upsample_residual`, `upsample_factor`, and reads `upsample_type` in decoder order.
+
+    Every config diffusers' class accepts builds the same network here, with the same state dict and outputs:
+    per-block lists may be longer than the blocks need, and are read as diffusers reads them (encoder lists and
+    `upsample_type` from the front, the reversed decoder lists from the back, the encoder's mid block from
+    `layers_per_block[-1]`). Too-short lists raise a ValueError naming the list and the count it needs.
+
+    One deliberate difference: when the config leaves `spatial_compression_ratio` / `temporal_compression_ratio` unset,
+    we derive them from the blocks that resample (spatial: `patch_size` times 2 per resampling block whose
+    `downsample_type` is not "temporal"; temporal: 2 per block that is not "spatial"). diffusers counts every True in
+    `spatio_temporal_scaling` for both axes, which overstates them whenever a block resamples one axis only (its own
+    test config gets 16 / 16 for a network that compresses 8 / 8). The network and its outputs are the same; only these
+    two attributes, which size tiles and check inputs, differ. Released configs set both explicitly (32, 8).
+
+    Gradient checkpointing (`enable_gradient_checkpointing()`) checkpoints each encoder and decoder block and, inside
+    each block, each resnet (diffusers' module set).
 
     Args:
         in_channels, out_channels: pixel channels (3).
@@ -200,7 +224,7 @@ class AutoencoderKLLTX2Video(FromLTX2SingleFileMixin, ModelMixin, AutoencoderMix
         block_out_channels: encoder width after each down block.
         down_block_types: "LTX2VideoDownBlock3D" per down block (the only kind).
         decoder_block_out_channels: decoder widths, encoder-side first (LTX-2: 256, 512, 1024).
-        layers_per_block: resnets per encoder down block, then the mid block.
+        layers_per_block: resnets per encoder down block, then the mid block (the last entry).
         decoder_layers_per_block: resnets of the decoder's mid block and up blocks, encoder-side first.
         spatio_temporal_scaling / decoder_spatio_temporal_scaling: whether each block resamples.
         decoder_inject_noise: per decoder block (mid block last), whether its resnets add scaled spatial noise.
@@ -217,7 +241,7 @@ class AutoencoderKLLTX2Video(FromLTX2SingleFileMixin, ModelMixin, AutoencoderMix
         spatial_compression_ratio, temporal_compression_ratio: 32 and 8 (derived when None).
     """
 
-    _supports_gradient_checkpointing = False
+    _supports_gradient_checkpointing = True
 
     @register_to_config
     def __init__(
@@ -243,7 +267,7 @@ class AutoencoderKLLTX2Video(FromLTX2SingleFileMixin, ModelMixin, AutoencoderMix
         resnet_norm_eps: float = 1e-6,
         scaling_factor: float = 1.0,
         encoder_causal: bool = True,
-        decoder_causal: bool = False,
+        decoder_causal: bool = True,
         encoder_spatial_padding_mode: str = "zeros",
         decoder_spatial_padding_mode: str = "reflect",
         spatial_compression_ratio: int | None = None,
@@ -259,25 +283,29 @@ class AutoencoderKLLTX2Video(FromLTX2SingleFileMixin, ModelMixin, AutoencoderMix
             raise ValueError(f"patch_size_t={patch_size_t}: only 1 exists in LTX-2 checkpoints (and in ltx-core)")
         if any(t != "LTX2VideoDownBlock3D" for t in down_block_types):
             raise ValueError(f"down_block_types={down_block_types}: only 'LTX2VideoDownBlock3D' is defined")
-        lengths = {
-            "layers_per_block": (len(layers_per_block), num_down + 1),
-            "down_block_types": (len(down_block_types), num_down),
-            "spatio_temporal_scaling": (len(spatio_temporal_scaling), num_down),
-            "downsample_type": (len(downsample_type), num_down),
-            "decoder_layers_per_block": (len(decoder_layers_per_block), num_up + 1),
-            "decoder_spatio_temporal_scaling": (len(decoder_spatio_temporal_scaling), num_up),
-            "decoder_inject_noise": (len(decoder_inject_noise), num_up + 1),
-            "upsample_type": (len(upsample_type), num_up),
-            "upsample_residual": (len(upsample_residual), num_up),
-            "upsample_factor": (len(upsample_factor), num_up),
+        # Minimum lengths. Longer lists are accepted and read as diffusers reads them: encoder lists and upsample_type
+        # from the front, the mid block's resnet count from layers_per_block[-1], the other decoder lists reversed
+        # (so from the back). With exactly num_down entries the mid block repeats the last down block's count.
+        down, up, mid_up = "one per down block", "one per up block", "the mid block's, then one per up block"
+        needed = {
+            "layers_per_block": (layers_per_block, max(num_down, 1), down + " (the last also serves the mid block)"),
+            "down_block_types": (down_block_types, num_down, down),
+            "spatio_temporal_scaling": (spatio_temporal_scaling, num_down, down),
+            "downsample_type": (downsample_type, num_down, down),
+            "decoder_layers_per_block": (decoder_layers_per_block, num_up + 1, mid_up),
+            "decoder_spatio_temporal_scaling": (decoder_spatio_temporal_scaling, num_up, up),
+            "decoder_inject_noise": (decoder_inject_noise, num_up + 1, mid_up),
+            "upsample_type": (upsample_type, num_up, up),
+            "upsample_residual": (upsample_residual, num_up, up),
+            "upsample_factor": (upsample_factor, num_up, up),
         }
-        for name, (got, expected) in lengths.items():
-            if got != expected:
+        for name, (values, minimum, what) in needed.items():
+            if len(values) < minimum:
                 raise ValueError(
-                    f"{name} has {got} entries, expected {expected} (one per block for "
-                    f"{num_down} encoder / {num_up} decoder blocks, plus the mid block for *layers_per_block)"
+                    f"{name} has {len(values)} entries, needs at least {minimum} ({what}; block_out_channels gives "
+                    f"{num_down} down blocks, decoder_block_out_channels {num_up} up blocks). Give {minimum} entries."
                 )
-        self.encoder = Encoder3d(
+        self.encoder = LTX2VideoEncoder3d(
             in_channels,
             latent_channels,
             tuple(block_out_channels),
@@ -289,7 +317,7 @@ class AutoencoderKLLTX2Video(FromLTX2SingleFileMixin, ModelMixin, AutoencoderMix
             encoder_causal,
             encoder_spatial_padding_mode,
         )
-        self.decoder = Decoder3d(
+        self.decoder = LTX2VideoDecoder3d(
             latent_channels,
             out_channels,
             tuple(decoder_block_out_channels),
@@ -308,12 +336,12 @@ class AutoencoderKLLTX2Video(FromLTX2SingleFileMixin, ModelMixin, AutoencoderMix
         # ltx-core's per_channel_statistics "mean-of-means" / "std-of-means"
         self.register_buffer("latents_mean", torch.zeros(latent_channels), persistent=True)
         self.register_buffer("latents_std", torch.ones(latent_channels), persistent=True)
+        # From the blocks that really resample (diffusers counts every True in spatio_temporal_scaling for both axes).
+        used = list(zip(downsample_type[:num_down], spatio_temporal_scaling[:num_down]))
         self.spatial_compression_ratio = spatial_compression_ratio or patch_size * 2 ** sum(
-            "temporal" != t for t, s in zip(downsample_type, spatio_temporal_scaling) if s
+            "temporal" != t for t, s in used if s
         )
-        self.temporal_compression_ratio = temporal_compression_ratio or 2 ** sum(
-            "spatial" != t for t, s in zip(downsample_type, spatio_temporal_scaling) if s
-        )
+        self.temporal_compression_ratio = temporal_compression_ratio or 2 ** sum("spatial" != t for t, s in used if s)
         self.use_slicing = False
         self.use_tiling: bool | None = None  # None: tile clips larger than tiling.auto_min_pixels
         self.tiling = VideoTilingConfig()

@@ -420,12 +420,18 @@ class AutoencoderKLLTX2Audio(FromLTX2SingleFileMixin, ModelMixin, AutoencoderMix
             )
 
     def _check_latents(self, latents: torch.Tensor) -> None:
-        expected = (self.config.latent_channels, self.latent_mel_bins or latents.shape[-1])
-        if latents.ndim != 4 or (latents.shape[1], latents.shape[3]) != expected:
+        # Two widths are valid: the encoder's (its stride-2 stages applied to mel_bins), and the width diffusers'
+        # pipelines make, mel_bins // mel_compression_ratio. They differ only when ch_mult has not 3 levels (diffusers'
+        # tiny test configs); the decoder crops / pads its output to mel_bins either way, as diffusers' does.
+        channels = self.config.latent_channels
+        widths = [self.latent_mel_bins or latents.shape[-1]]
+        if self.config.mel_bins is not None and self.config.mel_bins // self.mel_compression_ratio not in widths:
+            widths.append(self.config.mel_bins // self.mel_compression_ratio)
+        if latents.ndim != 4 or latents.shape[1] != channels or latents.shape[3] not in widths:
+            expected = " or ".join(f"(batch, {channels}, frames, {width})" for width in widths)
             raise ValueError(
-                f"audio latents must have shape (batch, {expected[0]}, frames, {expected[1]}), got "
-                f"{tuple(latents.shape)}. Transformer tokens (batch, frames, {expected[0] * expected[1]}) unpack with "
-                "unpack_audio_latents."
+                f"audio latents must have shape {expected}, got {tuple(latents.shape)}. Transformer tokens "
+                f"(batch, frames, {channels * widths[0]}) unpack with unpack_audio_latents."
             )
 
     @apply_forward_hook
@@ -444,7 +450,11 @@ class AutoencoderKLLTX2Audio(FromLTX2SingleFileMixin, ModelMixin, AutoencoderMix
 
     @apply_forward_hook
     def decode(self, z: torch.Tensor, return_dict: bool = True) -> DecoderOutput | tuple:
-        """Raw latent (B, latent_channels, T_a, F) -> log-mel (B, output_channels, 4 T_a - 3, mel_bins)."""
+        """Raw latent (B, latent_channels, T_a, F) -> log-mel (B, output_channels, 4 T_a - 3, mel_bins).
+
+        F is the encoder's latent width (`latent_mel_bins`) or, as diffusers' pipelines size their latents,
+        mel_bins // mel_compression_ratio; the two differ only for configs without two stride-2 levels.
+        """
         self._check_latents(z)
         if self.use_slicing and z.shape[0] > 1:
             mel = torch.cat([self.decoder(one) for one in z.split(1)])

@@ -5,7 +5,8 @@ diffusers' in-tree `LTX2VideoTransformer3DModel`, so this class loads its folder
 """
 
 import contextlib
-from collections.abc import Iterable
+import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -23,7 +24,7 @@ from . import fp8
 from . import fp8 as fp8_layers  # `fp8` is also from_single_file's argument
 from .attention import Attention, resolve_sdpa_backend, sdpa_backend, self_attention_bias, text_bias
 from .embeddings import AdaLayerNormSingle, TwoLayerMLP
-from .perturbations import Perturbations
+from .perturbations import Perturbations, perturbation_plan
 from .rope import AudioCoordinates, VideoCoordinates, rope_cos_sin, video_positions
 from .transformer_ltx2_block import BlockPerturbation, FeedForward, LTX2VideoTransformerBlock, StreamInputs
 
@@ -49,7 +50,9 @@ class LTX2TransformerOutput(BaseOutput):
 class LTX2VideoTransformer3DModel(FromLTX2SingleFileMixin, ModelMixin, ConfigMixin, PeftAdapterMixin, CacheMixin):
     r"""LTX-2 (19B) / LTX-2.3 (22B) audio-video transformer: velocity for video and audio tokens (spec §1).
 
-    Config keys are those of diffusers' `LTX2VideoTransformer3DModel`; defaults are the released LTX-2 values.
+    Config keys and defaults are those of diffusers' `LTX2VideoTransformer3DModel`, so a config dict builds the same
+    model in both; the defaults are the released LTX-2 values except `rope_type`, whose default is diffusers'
+    "interleaved" (released configs set "split").
     Video stream: `num_attention_heads` x `attention_head_dim`; audio stream: `audio_num_attention_heads` x
     `audio_attention_head_dim`; `num_layers` shared blocks. LTX-2.3 = `gated_attn`, `audio_gated_attn`,
     `cross_attn_mod`, `audio_cross_attn_mod` True and `use_prompt_embeddings` False (no caption projection).
@@ -107,7 +110,7 @@ class LTX2VideoTransformer3DModel(FromLTX2SingleFileMixin, ModelMixin, ConfigMix
         causal_offset: int = 1,
         timestep_scale_multiplier: int = 1000,
         cross_attn_timestep_scale_multiplier: int = 1000,
-        rope_type: str = "split",
+        rope_type: str = "interleaved",
         use_prompt_embeddings: bool = True,
         perturbed_attn: bool = False,
         ff_bias: bool = True,
@@ -268,13 +271,37 @@ class LTX2VideoTransformer3DModel(FromLTX2SingleFileMixin, ModelMixin, ConfigMix
                 f"then {action}(), then enable_fp8() again if needed."
             )
 
-    def save_pretrained(self, *args, **kwargs) -> None:
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        is_main_process: bool = True,
+        save_function: Callable | None = None,
+        safe_serialization: bool = True,
+        variant: str | None = None,
+        max_shard_size: int | str = "10GB",
+        push_to_hub: bool = False,
+        use_flashpack: bool = False,
+        **kwargs,
+    ) -> None:
+        """`ModelMixin.save_pretrained`, refusing FP8 and fused q/k/v layers (not diffusers' format). The signature is
+        spelled out because `DiffusionPipeline.save_pretrained` only passes `safe_serialization`, `variant`,
+        `max_shard_size` and `use_flashpack` to components whose signature names them."""
         self._refuse_if_fp8("save_pretrained")
         if any(isinstance(m, Attention) and (m.to_qkv is not None or m.to_kv is not None) for m in self.modules()):
             raise ValueError(
                 "call unfuse_qkv_projections() before saving: fused q/k/v layers are not diffusers' format"
             )
-        super().save_pretrained(*args, **kwargs)
+        super().save_pretrained(
+            save_directory,
+            is_main_process=is_main_process,
+            save_function=save_function,
+            safe_serialization=safe_serialization,
+            variant=variant,
+            max_shard_size=max_shard_size,
+            push_to_hub=push_to_hub,
+            use_flashpack=use_flashpack,
+            **kwargs,
+        )
 
     def fuse_ltx2_lora(self, lora, strength: float = 1.0) -> None:
         """Fuse an LTX-2 LoRA (path, state dict read by `read_lora`, or `LTX2LoRA`) by the reference's rule:
@@ -357,9 +384,10 @@ class LTX2VideoTransformer3DModel(FromLTX2SingleFileMixin, ModelMixin, ConfigMix
             spatio_temporal_guidance_blocks, perturbation_mask: diffusers' STG, with diffusers' meaning: blocks whose
                 video and audio self-attention is replaced by its value path, for the samples where `perturbation_mask`
                 (B,) or (B, 1, 1) is 0 (1 = untouched). Blocks without a mask perturb EVERY sample, as documented by
-                diffusers and relied on by its `LTX2Pipeline` (its STG pass sends `perturbation_mask=None`). Unlike
-                diffusers, this works whatever `perturbed_attn` says, and block indices outside [0, num_layers) raise
-                instead of being ignored. A mask without blocks raises (it would do nothing).
+                diffusers and relied on by its `LTX2Pipeline` (its STG pass sends `perturbation_mask=None`). Block
+                indices outside [0, num_layers) are ignored, as diffusers ignores them (its pipelines pass [28] by
+                default, whatever the model's depth). Unlike diffusers, STG works whatever `perturbed_attn` says. A
+                mask without blocks raises (it would do nothing).
             use_cross_timestep: True (the reference): cross-modal AdaLN from the partner's sigma. False is diffusers'
                 legacy path (each stream's own timestep).
             attention_kwargs: only {"scale": LoRA strength} (peft); other keys raise.
@@ -368,7 +396,8 @@ class LTX2VideoTransformer3DModel(FromLTX2SingleFileMixin, ModelMixin, ConfigMix
             video_keyframes_mask: (B, T_v, 1) marks tokens that get `keyframes_abs_pos_embedding` (LTX-2.5 configs).
             perturbations: per-sample STG (separate video/audio block lists) and modality isolation for batched
                 guidance; exclusive with the two diffusers STG arguments. Here a mask left as None means "no sample
-                perturbed" (never "all samples"), whatever block lists are given.
+                perturbed" (never "all samples"), whatever block lists are given, and a block index outside
+                [0, num_layers) raises: our own API names blocks of this model, so a wrong index is a bug to report.
 
         Returns:
             `LTX2TransformerOutput(sample (B, T_v, out_channels), audio_sample (B, T_a, audio_out_channels) | None)`,
@@ -462,9 +491,9 @@ class LTX2VideoTransformer3DModel(FromLTX2SingleFileMixin, ModelMixin, ConfigMix
             )  # fmt: skip
 
         # 4. Blocks, with the perturbation plan settled on the host
-        plan = self._perturbation_plan(
-            batch_size, dtype, device, has_audio, perturbations, spatio_temporal_guidance_blocks, perturbation_mask,
-            isolate_modalities,
+        plan = perturbation_plan(
+            cfg.num_layers, batch_size, dtype, device, has_audio, perturbations, spatio_temporal_guidance_blocks,
+            perturbation_mask, isolate_modalities,
         )  # fmt: skip
         backend = sdpa_backend(self.sdpa_backend) if self.sdpa_backend else contextlib.nullcontext()
         with backend:
@@ -552,70 +581,6 @@ class LTX2VideoTransformer3DModel(FromLTX2SingleFileMixin, ModelMixin, ConfigMix
     def _output(self, x: Tensor, embedded: Tensor, table: Tensor, proj: nn.Linear) -> Tensor:
         shift, scale = (table[None, None].to(x.dtype) + embedded[:, :, None]).unbind(2)
         return proj(F.layer_norm(x, x.shape[-1:], eps=self.config.norm_eps) * (1 + scale) + shift)
-
-    def _perturbation_plan(
-        self,
-        batch_size: int,
-        dtype: torch.dtype,
-        device: torch.device,
-        has_audio: bool,
-        perturbations: Perturbations | None,
-        stg_blocks: list[int] | tuple[int, ...] | None,
-        perturbation_mask: Tensor | None,
-        isolate_modalities: bool,
-    ) -> list[BlockPerturbation]:
-        """One BlockPerturbation per block. Only host-side facts decide what runs; masks only multiply."""
-
-        def keep(mask: Tensor | None, name: str, shape: tuple[int, ...], perturbed_value: float) -> Tensor | None:
-            if mask is None:
-                return None
-            mask = mask.reshape(-1) if mask.numel() == batch_size else mask
-            if mask.shape != (batch_size,):
-                raise ValueError(
-                    f"{name} must have one value per sample, shape ({batch_size},); got {tuple(mask.shape)}"
-                )
-            mask = mask.to(device=device, dtype=dtype)
-            return (mask if perturbed_value == 0.0 else 1 - mask).view(batch_size, *shape)
-
-        video_keep = audio_keep = a2v_keep = v2a_keep = None
-        video_blocks: tuple[int, ...] = ()
-        audio_blocks: tuple[int, ...] = ()
-        if perturbations is not None:
-            if stg_blocks or perturbation_mask is not None:
-                raise ValueError(
-                    "Pass either perturbations or diffusers' spatio_temporal_guidance_blocks/perturbation_mask, not both"
-                )
-            p = perturbations
-            video_keep = keep(p.video_stg_mask, "Perturbations.video_stg_mask", (1, 1, 1), 1.0)
-            audio_keep = keep(p.audio_stg_mask, "Perturbations.audio_stg_mask", (1, 1, 1), 1.0)
-            a2v_keep = keep(p.skip_a2v_mask, "Perturbations.skip_a2v_mask", (1, 1), 1.0)
-            v2a_keep = keep(p.skip_v2a_mask, "Perturbations.skip_v2a_mask", (1, 1), 1.0)
-            video_blocks, audio_blocks = p.video_stg_blocks, p.audio_stg_blocks
-        elif stg_blocks:
-            # diffusers' documented meaning, which its LTX2Pipeline relies on (its STG pass sends no mask): blocks
-            # without a mask perturb every sample. Our own `perturbations` never reads a missing mask that way.
-            if perturbation_mask is None:
-                perturbation_mask = torch.zeros(batch_size)
-            video_keep = audio_keep = keep(perturbation_mask, "perturbation_mask", (1, 1, 1), 0.0)
-            video_blocks = audio_blocks = tuple(stg_blocks)
-        elif perturbation_mask is not None:
-            raise ValueError("perturbation_mask was given without spatio_temporal_guidance_blocks: it would do nothing")
-        num_layers = self.config.num_layers
-        for name, blocks in (("video STG", video_blocks), ("audio STG", audio_blocks)):
-            if any(not 0 <= b < num_layers for b in blocks):
-                raise ValueError(f"{name} blocks {list(blocks)} must lie in [0, {num_layers - 1}]")
-        run_cross = has_audio and not isolate_modalities
-        return [
-            BlockPerturbation(
-                video_keep=video_keep if i in video_blocks else None,
-                audio_keep=audio_keep if i in audio_blocks else None,
-                a2v_keep=a2v_keep,
-                v2a_keep=v2a_keep,
-                run_a2v=run_cross,
-                run_v2a=run_cross,
-            )
-            for i in range(num_layers)
-        ]
 
 
 def per_token_timestep(timestep: Tensor, batch_size: int, num_tokens: int, name: str) -> Tensor:

@@ -277,8 +277,22 @@ class Upsampler3d(nn.Module):
         return out
 
 
-class DownBlock3D(nn.Module):
-    """`resnets` at constant width, then one downsampler (diffusers' `LTX2VideoDownBlock3D`)."""
+class CheckpointedBlocks(nn.Module):
+    """Runs its sub-blocks through activation checkpointing once `ModelMixin.enable_gradient_checkpointing()` has set
+    `gradient_checkpointing`: the encoder and decoder per block, each block per resnet, as diffusers' classes do."""
+
+    def __init__(self):
+        super().__init__()
+        self.gradient_checkpointing = False
+
+    def _run(self, block: nn.Module, *args) -> Tensor:
+        if self.gradient_checkpointing and torch.is_grad_enabled():
+            return self._gradient_checkpointing_func(block, *args)
+        return block(*args)
+
+
+class LTX2VideoDownBlock3D(CheckpointedBlocks):
+    """`resnets` at constant width, then one downsampler (diffusers' class of the same name)."""
 
     def __init__(
         self,
@@ -309,13 +323,13 @@ class DownBlock3D(nn.Module):
 
     def forward(self, x: Tensor, causal: bool = True) -> Tensor:
         for resnet in self.resnets:
-            x = resnet(x, causal=causal)
+            x = self._run(resnet, x, None, None, causal)
         if self.downsamplers is not None:
             x = self.downsamplers[0](x, causal=causal)
         return x
 
 
-class MidBlock3d(nn.Module):
+class LTX2VideoMidBlock3d(CheckpointedBlocks):
     """`resnets` at constant width sharing one optional time embedding (ltx-core's `UNetMidBlock3D`, `res_x`)."""
 
     def __init__(
@@ -352,12 +366,12 @@ class MidBlock3d(nn.Module):
         if self.time_embedder is not None:
             temb = embed_timestep(self.time_embedder, timestep, x.shape[0], x.dtype)
         for resnet in self.resnets:
-            x = resnet(x, temb, generator, causal=causal)
+            x = self._run(resnet, x, temb, generator, causal)
         return x
 
 
-class UpBlock3d(MidBlock3d):
-    """One upsampler, then `resnets` (diffusers' `LTX2VideoUpBlock3d`).
+class LTX2VideoUpBlock3d(LTX2VideoMidBlock3d):
+    """One upsampler, then `resnets` (diffusers' class of the same name).
 
     In ltx-core terms: a `compress_*` block followed by a `res_x` block; the time embedding belongs to the `res_x`.
     diffusers would add a `conv_in` resnet when the block's nominal input and output widths differ, but that resnet is
