@@ -296,9 +296,9 @@ def main() -> None:
 
 
 def released_config() -> dict:
-    """The released LTX-2 19B config: our defaults."""
+    """The released LTX-2 19B config: our defaults (which are diffusers'), with the released split RoPE."""
     signature = inspect.signature(LTX2VideoTransformer3DModel.__init__)
-    return {name: p.default for name, p in signature.parameters.items() if name != "self"}
+    return {name: p.default for name, p in signature.parameters.items() if name != "self"} | {"rope_type": "split"}
 
 
 if __name__ == "__main__":

@@ -137,7 +137,7 @@ def consume(chunks) -> None:
 
 
 def run_sizes(args: argparse.Namespace) -> list[dict]:
-    config = dict(TINY_CONFIG) if args.tiny else {}
+    config = {"decoder_causal": False, **(TINY_CONFIG if args.tiny else {})}  # the released decoder is not causal
     with torch.device("meta"):
         config = {k: v for k, v in AutoencoderKLLTX2Video(**config).config.items() if not k.startswith("_")}
     # as in the released configs: diffusers would derive 64 / 16 from four resampling blocks
