@@ -18,6 +18,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput, apply_lora_scale
 from torch import Tensor, nn
 
+from ..hub import ModelCardMixin
 from ..loaders.single_file import FromLTX2SingleFileMixin
 from . import fp8
 from .attention import Attention, resolve_sdpa_backend, sdpa_backend, self_attention_bias, text_bias
@@ -45,7 +46,7 @@ class LTX2TransformerOutput(BaseOutput):
     audio_sample: Tensor | None = None
 
 
-class LTX2VideoTransformer3DModel(FromLTX2SingleFileMixin, ModelMixin, ConfigMixin, PeftAdapterMixin, CacheMixin):
+class LTX2VideoTransformer3DModel(FromLTX2SingleFileMixin, ModelCardMixin, ModelMixin, ConfigMixin, PeftAdapterMixin, CacheMixin):
     r"""LTX-2 (19B) / LTX-2.3 (22B) audio-video transformer: velocity for video and audio tokens (spec §1).
 
     Config keys are those of diffusers' `LTX2VideoTransformer3DModel`; defaults are the released LTX-2 values.

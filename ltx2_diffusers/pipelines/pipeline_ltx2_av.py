@@ -17,6 +17,7 @@ from diffusers import DiffusionPipeline
 from diffusers.utils import logging
 from torch import Tensor
 
+from ..hub import PipelineCardMixin, local_or_snapshot_folder
 from ..models.autoencoder_kl_ltx2 import normalize_latents
 from ..models.autoencoder_kl_ltx2_audio import unpack_audio_latents
 from ..schedulers.scheduling_ltx2 import DISTILLED_SIGMAS, LTX2Scheduler
@@ -176,7 +177,7 @@ def resolve_scheduler(folder: str, index: dict, name_or_path: str | os.PathLike,
     return scheduler_for_kind(kind_from_repo_name(name_or_path))
 
 
-class LTX2AVPipeline(DiffusionPipeline):
+class LTX2AVPipeline(PipelineCardMixin, DiffusionPipeline):
     """Text/image -> video + stereo audio with LTX-2 or LTX-2.3, one stage (ltx-pipelines' one-stage pipeline).
 
     Components keep diffusers' LTX2Pipeline names: `transformer`, `vae`, `audio_vae`, `vocoder`, `connectors`,
@@ -232,18 +233,15 @@ class LTX2AVPipeline(DiffusionPipeline):
         overrides a saved scheduler. Other kwargs go to `DiffusionPipeline.from_pretrained`."""
         import ltx2_diffusers
 
-        folder = str(pretrained_model_name_or_path)
-        if not os.path.isdir(folder):
-            from huggingface_hub import snapshot_download
-
-            # Only this pipeline's folders: Hub repos such as Lightricks/LTX-2 also hold the original single files.
-            folder = snapshot_download(
-                folder,
-                allow_patterns=["model_index.json", *(f"{name}/*" for name in COMPONENTS + OPTIONAL_COMPONENTS)],
-                revision=kwargs.get("revision"),
-                cache_dir=kwargs.get("cache_dir"),
-                token=kwargs.get("token"),
-            )
+        # Only this pipeline's folders: Hub repos such as Lightricks/LTX-2 also hold the original single files.
+        folder = local_or_snapshot_folder(
+            pretrained_model_name_or_path,
+            ["model_index.json", "README.md", *(f"{name}/*" for name in COMPONENTS + OPTIONAL_COMPONENTS)],
+            revision=kwargs.get("revision"),
+            cache_dir=kwargs.get("cache_dir"),
+            token=kwargs.get("token"),
+            local_files_only=kwargs.get("local_files_only", False),
+        )
         with open(os.path.join(folder, "model_index.json")) as f:
             index = json.load(f)
         # diffusers 0.42 renamed torch_dtype to dtype and warns on the old name; both are accepted here, without the
