@@ -483,3 +483,22 @@ def local_or_snapshot_folder(
             f"{name}: no such Hub repo (or it is private / gated and no token with access was given)"
             + (" — offline" if offline else "")
         ) from None
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Glue for the converter and the CLI
+
+
+def write_conversion_card(folder: str | os.PathLike, sources: Sequence[str | os.PathLike]) -> Path | None:
+    """The card of a converter output folder: what it holds (from its own files) and the sha256 of every source."""
+    kind = inspect_folder(folder)
+    info = CardInfo(kind.what, kind.class_name, kind.model_version,
+                    sources=tuple(CardSource.of(path) for path in sources if path is not None))
+    return write_model_card(folder, info)
+
+
+def add_push_arguments(parser, flag: str = "--push_to_hub") -> None:
+    """`flag REPO_ID [--private] [--revision BRANCH]` on an argparse parser."""
+    parser.add_argument(flag, metavar="REPO_ID", help="upload the output to this Hub repo (namespace/name) when done")
+    parser.add_argument("--private", action="store_true", help="with a push: create the repo private")
+    parser.add_argument("--revision", help="with a push: the branch to commit to (created if missing)")
