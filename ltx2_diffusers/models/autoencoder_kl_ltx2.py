@@ -18,6 +18,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils.accelerate_utils import apply_forward_hook
 from torch import Tensor, nn
 
+from ..hub import ModelCardMixin
 from ..loaders.from_single_file import FromLTX2SingleFileMixin
 from .video_vae_blocks import (
     CausalConv3d,
@@ -195,7 +196,7 @@ class LTX2VideoDecoder3d(CheckpointedBlocks):
         return unpatchify(self.conv_out(x, causal=causal), self.patch_size)
 
 
-class AutoencoderKLLTX2Video(FromLTX2SingleFileMixin, ModelMixin, AutoencoderMixin, ConfigMixin):
+class AutoencoderKLLTX2Video(FromLTX2SingleFileMixin, ModelCardMixin, ModelMixin, AutoencoderMixin, ConfigMixin):
     r"""The LTX-2 video VAE: (B, 3, 8k+1, 32h, 32w) pixels in [-1, 1] <-> (B, 128, k+1, h, w) latents.
 
     Config keys, meanings and defaults are diffusers' (the released LTX-2 19B VAE, except `decoder_causal`, whose

@@ -27,6 +27,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils.accelerate_utils import apply_forward_hook
 from torch import nn
 
+from ..hub import ModelCardMixin
 from ..loaders.from_single_file import FromLTX2SingleFileMixin
 from .mel import waveform_to_mel
 
@@ -330,7 +331,7 @@ class LTX2AudioDecoder(nn.Module):
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-class AutoencoderKLLTX2Audio(FromLTX2SingleFileMixin, ModelMixin, AutoencoderMixin, ConfigMixin):
+class AutoencoderKLLTX2Audio(FromLTX2SingleFileMixin, ModelCardMixin, ModelMixin, AutoencoderMixin, ConfigMixin):
     """Audio VAE: log-mel (B, 2, T, 64) <-> latent (B, 8, (T - 1) // 4 + 1, 16). Config = diffusers' class's.
 
     Config (released values in the defaults):

@@ -25,6 +25,7 @@ from diffusers.models.attention import FeedForward
 from diffusers.models.modeling_utils import ModelMixin
 from torch import Tensor, nn
 
+from ..hub import ModelCardMixin
 from ..loaders.from_single_file import FromLTX2SingleFileMixin
 from .attention import Attention
 from .embeddings import rms_norm
@@ -167,7 +168,7 @@ class LTX2ConnectorTransformer1d(nn.Module):
         return rms_norm(hidden_states, RMS_EPS)
 
 
-class LTX2TextConnectors(FromLTX2SingleFileMixin, ModelMixin, ConfigMixin, PeftAdapterMixin):
+class LTX2TextConnectors(FromLTX2SingleFileMixin, ModelCardMixin, ModelMixin, ConfigMixin, PeftAdapterMixin):
     """Gemma hidden states -> (video context, audio context, context mask); config and weights = diffusers' class.
 
     Args:

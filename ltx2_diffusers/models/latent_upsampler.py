@@ -20,6 +20,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import Tensor, nn
 
+from ..hub import ModelCardMixin
 from ..loaders.from_single_file import FromLTX2SingleFileMixin
 
 # spatial scale -> (p, q): up by p with a pixel shuffle, down by q with the blur (the reference's supported scales)
@@ -104,7 +105,7 @@ class LTX2UpsamplerResBlock(nn.Module):
         return F.silu(x + self.norm2(self.conv2(h)))
 
 
-class LTX2LatentUpsamplerModel(FromLTX2SingleFileMixin, ModelMixin, ConfigMixin):
+class LTX2LatentUpsamplerModel(FromLTX2SingleFileMixin, ModelCardMixin, ModelMixin, ConfigMixin):
     """Upsamples video latents between stages (x2/x1.5 in space or x2 in time). Config = diffusers' class's.
 
     Args:

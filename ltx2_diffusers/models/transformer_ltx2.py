@@ -19,6 +19,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput, apply_lora_scale
 from torch import Tensor, nn
 
+from ..hub import ModelCardMixin
 from ..loaders.from_single_file import FromLTX2SingleFileMixin, load_component_from_single_file
 from . import fp8
 from . import fp8 as fp8_layers  # `fp8` is also from_single_file's argument
@@ -47,7 +48,7 @@ class LTX2TransformerOutput(BaseOutput):
     audio_sample: Tensor | None = None
 
 
-class LTX2VideoTransformer3DModel(FromLTX2SingleFileMixin, ModelMixin, ConfigMixin, PeftAdapterMixin, CacheMixin):
+class LTX2VideoTransformer3DModel(FromLTX2SingleFileMixin, ModelCardMixin, ModelMixin, ConfigMixin, PeftAdapterMixin, CacheMixin):
     r"""LTX-2 (19B) / LTX-2.3 (22B) audio-video transformer: velocity for video and audio tokens (spec §1).
 
     Config keys and defaults are those of diffusers' `LTX2VideoTransformer3DModel`, so a config dict builds the same

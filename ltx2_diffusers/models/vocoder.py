@@ -17,6 +17,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
+from ..hub import ModelCardMixin
 from ..loaders.from_single_file import FromLTX2SingleFileMixin
 
 ACT_FNS = ("leaky_relu", "snake", "snakebeta")
@@ -208,7 +209,7 @@ class ResBlock(nn.Module):
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-class LTX2Vocoder(FromLTX2SingleFileMixin, ModelMixin, ConfigMixin):
+class LTX2Vocoder(FromLTX2SingleFileMixin, ModelCardMixin, ModelMixin, ConfigMixin):
     """HiFi-GAN / BigVGAN-v2 generator: mel spectrogram (B, C, T, M) -> waveform (B, out_channels, T * prod(factors)).
 
     Config (diffusers' keys; LTX-2 values in the defaults):
@@ -383,7 +384,7 @@ class MelSTFT(nn.Module):
         return torch.log(torch.clamp(mel, min=1e-5))
 
 
-class LTX2VocoderWithBWE(FromLTX2SingleFileMixin, ModelMixin, ConfigMixin):
+class LTX2VocoderWithBWE(FromLTX2SingleFileMixin, ModelCardMixin, ModelMixin, ConfigMixin):
     """Mel (B, 2, T, 64) at 100 frames/s -> stereo waveform (B, 2, 480 T) at output_sampling_rate (48 kHz).
 
     Config (diffusers' keys; LTX-2.3 values in the defaults): the first block configures `vocoder`, the BigVGAN-v2
