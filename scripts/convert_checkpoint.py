@@ -3,6 +3,7 @@
 
     python scripts/convert_checkpoint.py ORIGINAL.safetensors OUTPUT_DIR [--upsampler FILE] [--text-encoder DIR]
         [--dtype keep|bf16|fp32] [--upcast-fp8] [--kind dev|distilled] [--allow-unknown]
+        [--push_to_hub REPO_ID [--private] [--revision BRANCH]]
     python scripts/convert_checkpoint.py --reverse DIFFUSERS_DIR OUTPUT.safetensors [--upsampler-output FILE]
     python scripts/convert_checkpoint.py UPSCALER.safetensors OUTPUT_DIR        (an upscaler file alone: a model folder)
 
@@ -14,10 +15,8 @@ conversion fails, and --overwrite replaces only a previous output of this script
 import argparse
 import sys
 
-# --- real-files (issue 14, loaders never import models): the converter with our model classes bound ---
 from ltx2_diffusers.conversion import convert_diffusers_to_original, convert_original_to_diffusers
-
-# --- end real-files ---
+from ltx2_diffusers.hub import add_push_arguments, check_push, push_folder
 from ltx2_diffusers.loaders.single_file import DEFAULT_MAX_SHARD_SIZE, DTYPE_CHOICES
 
 
@@ -40,7 +39,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="replace a previous output of this script (never an input or a folder holding other files)",
     )
+    add_push_arguments(parser)
     args = parser.parse_args(argv)
+    if args.push_to_hub and args.reverse:
+        parser.error("--push_to_hub uploads a converted folder; with --reverse there is none (push the folder itself)")
+    if (args.private or args.revision) and not args.push_to_hub:
+        parser.error("--private and --revision only apply with --push_to_hub REPO_ID")
     if args.upsampler and not args.reverse and args.output is None:  # --upsampler FILE OUTPUT_DIR: the upscaler alone
         args.source, args.output = None, args.source
     if args.output is None:
@@ -51,6 +55,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
+        if args.push_to_hub:  # the repo id, the token and offline mode before minutes of conversion
+            check_push(args.push_to_hub, None)
         if args.reverse:
             report = convert_diffusers_to_original(
                 args.source,
@@ -84,6 +90,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"interrupted; nothing was written at {args.output}.", file=sys.stderr)
         return 130
     print(report)
+    if args.push_to_hub:
+        try:
+            url = push_folder(args.output, args.push_to_hub, private=args.private or None, revision=args.revision)
+        except Exception as error:  # the conversion stands; only the upload failed
+            print(f"error: the upload to {args.push_to_hub} failed ({error}); the converted folder {args.output} is "
+                  f"complete: push it with `ltx2-diffusers push {args.output} {args.push_to_hub}`.", file=sys.stderr)
+            return 1
+        print(f"pushed to {url}")
     return 0
 
 

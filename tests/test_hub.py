@@ -282,3 +282,82 @@ def test_local_files_only_is_respected(hf_cache, monkeypatch):
     assert pipe.transformer is not None
     assert os.path.isdir(hf_cache)
     assert json.loads((Path(pipe.config._name_or_path) / "model_index.json").read_text())["_class_name"]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The converter: a card in every output folder, --push_to_hub
+
+
+def __convert_main(argv: list[str]) -> int:
+    import importlib.util
+
+    script = Path(__file__).parents[1] / "scripts" / "convert_checkpoint.py"
+    spec = importlib.util.spec_from_file_location("convert_checkpoint", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main(argv)
+
+
+def _convert_main(argv: list[str]) -> int:
+    import importlib.util
+
+    script = Path(__file__).parents[1] / "scripts" / "convert_checkpoint.py"
+    spec = importlib.util.spec_from_file_location("convert_checkpoint", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main(argv)
+
+
+@pytest.fixture(scope="module")
+def lightricks_file(tmp_path_factory) -> Path:
+    from test_conversion_utils import write_checkpoint
+
+    from ltx2_diffusers.loaders import metadata as md
+
+    path = tmp_path_factory.mktemp("original") / "ltx-2-19b-dev.safetensors"
+    write_checkpoint(path, md.LTX2)
+    return path
+
+
+def test_converted_folder_has_a_card_with_the_source_sha256(lightricks_file, tmp_path):
+    import hashlib
+
+    from ltx2_diffusers.conversion import convert_diffusers_to_original, convert_original_to_diffusers
+
+    out = tmp_path / "out"
+    convert_original_to_diffusers(lightricks_file, out)
+    data = _card_data(out)
+    assert data["ltx2_source_files"] == [
+        {"file_name": "ltx-2-19b-dev.safetensors", "sha256": hashlib.sha256(lightricks_file.read_bytes()).hexdigest()}
+    ]
+    assert data["base_model"] == "Lightricks/LTX-2" and data["license"] == "other"
+    convert_original_to_diffusers(lightricks_file, out, overwrite=True)  # the card is part of our output: replaceable
+    convert_diffusers_to_original(out, tmp_path / "back.safetensors")  # and ignored by the reverse conversion
+    from safetensors.torch import load_file
+
+    back, original = load_file(tmp_path / "back.safetensors"), load_file(lightricks_file)
+    assert back.keys() == original.keys() and all(torch.equal(back[k], original[k]) for k in original)
+
+
+def test_converter_push_to_hub(lightricks_file, tmp_path, online, monkeypatch, capsys):
+    out = tmp_path / "out"
+    with running_fake_hub() as hub:
+        online(hub)
+        monkeypatch.setenv("HF_TOKEN", "hf_test")
+        assert _convert_main([str(lightricks_file), str(out), "--push_to_hub", "me/converted", "--private"]) == 0
+    files = hub.repos["me/converted"]["branches"]["main"]
+    assert files["transformer/config.json"] == (out / "transformer" / "config.json").read_bytes()
+    card = ModelCard(files["README.md"].decode())
+    assert card.data.to_dict()["ltx2_source_files"][0]["file_name"] == "ltx-2-19b-dev.safetensors"
+    assert 'from_pretrained("me/converted"' in card.text
+    assert "pushed to" in capsys.readouterr().out
+
+
+def test_converter_push_checks_come_first(lightricks_file, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert _convert_main([str(lightricks_file), str(out), "--push_to_hub", "not-a-repo-id"]) == 2
+    assert "not of the form 'namespace/name'" in capsys.readouterr().err
+    assert not out.exists()  # refused before any conversion work
+    with pytest.raises(SystemExit):
+        _convert_main([str(lightricks_file), str(out), "--private"])
+    assert "only apply with --push_to_hub" in capsys.readouterr().err

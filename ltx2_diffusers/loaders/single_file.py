@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..hub import write_conversion_card
 from . import fp8_files, validation
 from . import metadata as md
 from .from_single_file import (
@@ -250,6 +251,7 @@ def convert_original_to_diffusers(
         (tmp / md.ORIGINAL_METADATA_FILENAME).write_text(json.dumps(original, indent=2) + "\n")
         if not standalone:
             (tmp / "model_index.json").write_text(json.dumps(_model_index(plans, gemma), indent=2) + "\n")
+        write_conversion_card(tmp, [p for p in (checkpoint, upsampler) if p is not None])  # sources' names + sha256
         report.notes += commit_staging_dir(tmp, output)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
