@@ -1,6 +1,6 @@
 """Guided denoising against ltx-pipelines 1.0.0, and the batched guidance call against separate calls.
 
-(a) N Euler steps of `guided_denoise` (one batched transformer call per step) equal ltx-pipelines'
+(a) N Euler steps of `denoise` (one batched transformer call per step) equal ltx-pipelines'
     `euler_denoising_loop` + `multi_modal_guider_denoising_func` (four separate passes per step) on a tiny random
     transformer holding the same weights (loaded through our key map), fp32, identical noise / contexts / sigmas,
     with CFG, STG, modality guidance and rescale all on, for video and audio, with and without image conditioning
@@ -28,7 +28,7 @@ from ltx2_diffusers.pipelines.conditioning import (
     replace_frames,
     video_latent_state,
 )
-from ltx2_diffusers.pipelines.denoising import TextContexts, guided_denoise, guided_x0, transformer_x0
+from ltx2_diffusers.pipelines.denoising import TextContexts, denoise, guided_x0, transformer_x0
 from ltx2_diffusers.pipelines.guidance import GuidanceScales, combine_guidance, plan_guidance
 from ltx2_diffusers.schedulers.scheduling_ltx2 import ltx2_sigmas
 
@@ -95,7 +95,7 @@ def test_guided_denoise_matches_ltx_pipelines(pair, conditioning):
     contexts = make_contexts(1)
     sigmas = ltx2_sigmas(3)
 
-    denoise = multi_modal_guider_denoising_func(
+    core_denoise = multi_modal_guider_denoising_func(
         MultiModalGuider(core_params(VIDEO), negative_context=contexts.negative_video),
         MultiModalGuider(core_params(AUDIO), negative_context=contexts.negative_audio),
         contexts.video,
@@ -104,9 +104,9 @@ def test_guided_denoise_matches_ltx_pipelines(pair, conditioning):
     )
     with torch.no_grad():
         expected_video, expected_audio = euler_denoising_loop(
-            sigmas, to_core(video), to_core(audio), EulerDiffusionStep(), denoise
+            sigmas, to_core(video), to_core(audio), EulerDiffusionStep(), core_denoise
         )
-        got_video, got_audio = guided_denoise(ours, video, audio, contexts, sigmas, VIDEO, AUDIO)
+        got_video, got_audio = denoise(ours, video, audio, contexts, sigmas, VIDEO, AUDIO)
 
     assert got_video.latent.shape == (1, FRAMES * HEIGHT * WIDTH + 12 * (conditioning == "image+keyframe"), CHANNELS)
     assert expected_video.latent.abs().max() > 0.5 and expected_audio.latent.abs().max() > 0.5
@@ -123,8 +123,8 @@ def test_the_loop_is_not_trivially_equal(pair):
     contexts = make_contexts(1)
     sigmas = ltx2_sigmas(3)
     with torch.no_grad():
-        full, _ = guided_denoise(ours, video, audio, contexts, sigmas, VIDEO, AUDIO)
-        no_stg, _ = guided_denoise(ours, video, audio, contexts, sigmas, GuidanceScales(3.0, 0.0, 3.0, 0.7), AUDIO)
+        full, _ = denoise(ours, video, audio, contexts, sigmas, VIDEO, AUDIO)
+        no_stg, _ = denoise(ours, video, audio, contexts, sigmas, GuidanceScales(3.0, 0.0, 3.0, 0.7), AUDIO)
     assert (full.latent - no_stg.latent).abs().max() > 1e-2
 
 
@@ -174,7 +174,7 @@ def test_guided_denoise_is_bit_exact_with_ltx_pipelines_in_bf16(conditioning):
     audio = replace(audio, latent=audio.latent.bfloat16(), clean_latent=audio.clean_latent.bfloat16())
     contexts = TextContexts(*(c.bfloat16() for c in vars(make_contexts(1)).values()))
     sigmas = ltx2_sigmas(3)
-    denoise = multi_modal_guider_denoising_func(
+    core_denoise = multi_modal_guider_denoising_func(
         MultiModalGuider(core_params(VIDEO), negative_context=contexts.negative_video),
         MultiModalGuider(core_params(AUDIO), negative_context=contexts.negative_audio),
         contexts.video,
@@ -183,9 +183,9 @@ def test_guided_denoise_is_bit_exact_with_ltx_pipelines_in_bf16(conditioning):
     )
     with torch.no_grad():
         expected_video, expected_audio = euler_denoising_loop(
-            sigmas, to_core(video), to_core(audio), EulerDiffusionStep(), denoise
+            sigmas, to_core(video), to_core(audio), EulerDiffusionStep(), core_denoise
         )
-        got_video, got_audio = guided_denoise(ours, video, audio, contexts, sigmas, VIDEO, AUDIO)
+        got_video, got_audio = denoise(ours, video, audio, contexts, sigmas, VIDEO, AUDIO)
     assert got_video.latent.dtype == torch.bfloat16
     assert torch.equal(got_video.latent, expected_video.latent)
     assert torch.equal(got_audio.latent, expected_audio.latent)

@@ -182,14 +182,27 @@ class _Stop(Exception):
     pass
 
 
-def test_default_steps_are_used_when_none_given(pipe):
-    def stop(p, i, t, d):
+def _sigmas_of_a_call(pipe, monkeypatch, **kwargs):
+    """The sigmas the pipeline hands to `denoise` (values, not scheduler state), stopping the call there."""
+    import ltx2_diffusers.pipelines.pipeline_ltx2_av as module
+
+    seen = {}
+
+    def spy(transformer, video, audio, contexts, sigmas, *args, **kw):
+        seen["sigmas"] = sigmas
         raise _Stop
 
+    monkeypatch.setattr(module, "denoise", spy)
     with pytest.raises(_Stop):
-        run(pipe, num_inference_steps=None, video_guidance=None, audio_guidance=None, callback_on_step_end=stop)
-    assert len(pipe.scheduler.sigmas) == 41  # LTX-2: 40 steps
-    assert float(pipe.scheduler.sigmas[-2]) == pytest.approx(0.1)
+        run(pipe, **kwargs)
+    return seen["sigmas"]
+
+
+def test_default_steps_are_used_when_none_given(pipe, monkeypatch):
+    sigmas = _sigmas_of_a_call(pipe, monkeypatch, num_inference_steps=None, video_guidance=None, audio_guidance=None)
+    assert len(sigmas) == 41  # LTX-2: 40 steps
+    assert float(sigmas[-2]) == pytest.approx(0.1)
+    assert pipe.scheduler.sigmas is None  # the schedule is a value of the call, not scheduler state
 
 
 def test_explicit_sigmas_override_the_schedule(pipe):
@@ -202,18 +215,14 @@ def test_explicit_sigmas_override_the_schedule(pipe):
     assert timesteps == pytest.approx([1000.0, 725.0])
 
 
-def test_a_distilled_scheduler_brings_its_own_sigmas(pipe):
+def test_a_distilled_scheduler_brings_its_own_sigmas(pipe, monkeypatch):
     from ltx2_diffusers.schedulers.scheduling_ltx2 import DISTILLED_SIGMAS, LTX2Scheduler
-
-    def stop(p, i, t, d):
-        raise _Stop
 
     original = pipe.scheduler
     try:
         pipe.scheduler = LTX2Scheduler.distilled()
-        with pytest.raises(_Stop):
-            run(pipe, num_inference_steps=None, callback_on_step_end=stop)
-        assert pipe.scheduler.sigmas.tolist() == pytest.approx(list(DISTILLED_SIGMAS))
+        sigmas = _sigmas_of_a_call(pipe, monkeypatch, num_inference_steps=None)
+        assert sigmas.tolist() == pytest.approx(list(DISTILLED_SIGMAS))
     finally:
         pipe.scheduler = original
 
@@ -231,7 +240,7 @@ def test_a_distilled_scheduler_defaults_to_no_guidance(pipe, monkeypatch):
         seen.update(contexts=contexts, sigmas=sigmas, video=video_guidance, audio=audio_guidance)
         raise _Stop
 
-    monkeypatch.setattr(module, "guided_denoise", spy)
+    monkeypatch.setattr(module, "denoise", spy)
     original = pipe.scheduler
     try:
         pipe.scheduler = LTX2Scheduler.distilled()
@@ -250,11 +259,13 @@ def test_a_distilled_scheduler_defaults_to_no_guidance(pipe, monkeypatch):
 def test_wrong_scheduler_or_generator_type_is_refused(pipe):
     import diffusers
 
-    components = {**pipe.components, "scheduler": diffusers.FlowMatchEulerDiscreteScheduler()}
-    with pytest.raises(TypeError, match="scheduler must be an LTX2Scheduler"):
+    components = {**pipe.components, "scheduler": diffusers.DDIMScheduler()}
+    with pytest.raises(TypeError, match="scheduler must be an LTX2Scheduler .* or diffusers' FlowMatchEuler"):
         LTX2AVPipeline(**components)
-    with pytest.raises(TypeError, match="generator must be one torch.Generator"):
-        pipe("a cat", generator=[torch.Generator()], **SMALL)
+    with pytest.raises(TypeError, match="generator must be a torch.Generator or a list of them"):
+        pipe("a cat", generator=[3], **SMALL)
+    with pytest.raises(ValueError, match="a list of 2 generators for a batch of 1 videos"):
+        pipe("a cat", generator=[torch.Generator(), torch.Generator()], **SMALL)
 
 
 def test_sigma_binned_guidance_switches_scales_per_step(pipe):

@@ -8,7 +8,7 @@ from ltx2_diffusers.schedulers.scheduling_ltx2 import (
     DISTILLED_SIGMAS,
     STAGE_2_DISTILLED_SIGMAS,
     LTX2Scheduler,
-    Res2sLatents,
+    SamplerStream,
     blend_clean,
     euler_step,
     ltx2_shift,
@@ -162,7 +162,7 @@ def test_res2s_matches_ltx_pipelines_loop():
     a_state = LatentState(audio, torch.ones(1, 5, 1), torch.zeros(1, 1, 5, 2), audio.clone())
     core_v, core_a = res2s_audio_video_denoising_loop(sigmas, v_state, a_state, Res2sDiffusionStep(), core_fn)
 
-    streams = [Res2sLatents(video, video_mask, clean_video), Res2sLatents(audio, torch.ones(1, 5, 1), audio.clone())]
+    streams = [SamplerStream(video, video_mask, clean_video), SamplerStream(audio, torch.ones(1, 5, 1), audio.clone())]
     ours_v, ours_a = res2s_sample(
         lambda xs, s: (toy_x0(xs[0], s, target_v), toy_x0(xs[1], s, target_a)), streams, sigmas
     )
