@@ -205,7 +205,8 @@ def test_image_conditions_each_stage_at_its_size_and_one_generator_runs_through(
     one_stage.set_progress_bar_config(disable=True)
     kwargs.update(height=64, width=96)
     video_1, audio_1 = one_stage("a cat", image=half[0], generator=generator, return_dict=False, **kwargs)
-    contexts = one_stage.encode_prompts(["a cat"], None, torch.device("cpu"), torch.float32)
+    embeds = one_stage.encode_prompt("a cat")
+    contexts = TextContexts(embeds.video_context, embeds.audio_context)
     expected_video, expected_audio = refine_latents(
         pipe.transformer, pipe.latent_upsampler, video_1, audio_1, contexts, latents_mean=pipe.vae.latents_mean,
         latents_std=pipe.vae.latents_std, frame_rate=24.0, sigmas=torch.tensor(STAGE_2_DISTILLED_SIGMAS),
