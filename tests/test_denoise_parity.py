@@ -12,75 +12,22 @@ from dataclasses import replace
 
 import pytest
 import torch
-from _transformer_helpers import AUDIO_TOKENS, CAPTION_CHANNELS, FPS, FRAMES, HEIGHT, TEXT_TOKENS, WIDTH, build_pair
+from _transformer_helpers import FRAMES, HEIGHT, WIDTH, build_pair
+from helpers.pipelines import CHANNELS, core_params, make_contexts, make_states, to_core
 from ltx_core.components.diffusion_steps import EulerDiffusionStep
-from ltx_core.components.guiders import MultiModalGuider, MultiModalGuiderParams
+from ltx_core.components.guiders import MultiModalGuider
 from ltx_core.model.transformer.model import X0Model
-from ltx_core.types import LatentState as CoreLatentState
 from ltx_pipelines.utils.helpers import multi_modal_guider_denoising_func
 from ltx_pipelines.utils.samplers import euler_denoising_loop
 
 from ltx2_diffusers.models.perturbations import Perturbations
-from ltx2_diffusers.pipelines.conditioning import (
-    add_noise,
-    append_keyframes,
-    audio_latent_state,
-    replace_frames,
-    video_latent_state,
-)
 from ltx2_diffusers.pipelines.denoising import TextContexts, denoise, guided_x0, transformer_x0
 from ltx2_diffusers.pipelines.guidance import GuidanceScales, combine_guidance, plan_guidance
 from ltx2_diffusers.schedulers.scheduling_ltx2 import ltx2_sigmas
 
-CHANNELS = 8  # the helper transformer's latent channels
-GRID = (FRAMES, HEIGHT, WIDTH)  # 2 x 3 x 4 latent = 9 pixel frames
 # every guidance term on, different per modality; the helper transformer has 3 blocks
 VIDEO = GuidanceScales(cfg=3.0, stg=1.0, modality=3.0, rescale=0.7, stg_blocks=(1,))
 AUDIO = GuidanceScales(cfg=7.0, stg=1.0, modality=3.0, rescale=0.7, stg_blocks=(2,))
-
-
-def core_params(scales: GuidanceScales) -> MultiModalGuiderParams:
-    return MultiModalGuiderParams(
-        cfg_scale=scales.cfg,
-        stg_scale=scales.stg,
-        stg_blocks=list(scales.stg_blocks),
-        rescale_scale=scales.rescale,
-        modality_scale=scales.modality,
-    )
-
-
-def to_core(state) -> CoreLatentState:
-    return CoreLatentState(
-        latent=state.latent.clone(),
-        denoise_mask=state.denoise_mask.clone(),
-        positions=state.positions.clone(),
-        clean_latent=state.clean_latent.clone(),
-        attention_mask=state.attention_mask,
-    )
-
-
-def make_states(batch_size: int, conditioning: str, seed: int = 3):
-    generator = torch.Generator().manual_seed(seed)
-    video = video_latent_state(batch_size, *GRID, FPS, num_channels=CHANNELS, dtype=torch.float32)
-    image = torch.randn(1, CHANNELS, 1, HEIGHT, WIDTH, generator=generator)
-    if conditioning in ("image", "image+keyframe"):
-        strength = 1.0 if conditioning == "image" else 0.6  # 0.6: the tokens' sigma is 0.4 sigma, per token
-        video = replace_frames(video, image, strength=strength, grid=GRID)
-    if conditioning == "image+keyframe":
-        keyframe = torch.randn(1, CHANNELS, 1, HEIGHT, WIDTH, generator=generator)
-        video = append_keyframes(video, keyframe, frame_index=8, strength=0.8, fps=FPS, grid=GRID)
-    video = add_noise(video, generator)
-    audio = add_noise(
-        audio_latent_state(batch_size, AUDIO_TOKENS, num_channels=2, num_mel_bins=4, dtype=torch.float32), generator
-    )
-    return video, audio
-
-
-def make_contexts(batch_size: int, seed: int = 4) -> TextContexts:
-    generator = torch.Generator().manual_seed(seed)
-    return TextContexts(
-        *(torch.randn(batch_size, TEXT_TOKENS, CAPTION_CHANNELS, generator=generator) for _ in range(4))
-    )
 
 
 @pytest.fixture(scope="module")

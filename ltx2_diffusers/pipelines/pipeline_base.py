@@ -107,9 +107,21 @@ class LTX2AVPipelineBase(DiffusionPipeline):
     _callback_tensor_inputs = ["video_latents", "audio_latents"]
     _optional_components = ["processor", "text_encoder", "tokenizer"]
 
-    def _register_components(self, scheduler, **components) -> None:
+    def __init__(
+        self, scheduler, vae, audio_vae, text_encoder, tokenizer, connectors, transformer, vocoder, processor=None
+    ):
         super().__init__()
-        self.register_modules(scheduler=as_ltx2_scheduler(scheduler), **components)
+        self.register_modules(
+            scheduler=as_ltx2_scheduler(scheduler),
+            vae=vae,
+            audio_vae=audio_vae,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            connectors=connectors,
+            transformer=transformer,
+            vocoder=vocoder,
+            processor=processor,
+        )
 
     def register_modules(self, **kwargs):
         super().register_modules(**kwargs)
@@ -266,3 +278,30 @@ class LTX2AVPipelineBase(DiffusionPipeline):
     ) -> Tensor:
         """An image -> normalised video latent (1, 128, 1, H/32, W/32), as the transformer sees latents."""
         return encode_image(self.vae, image, height, width, device, crf)
+
+
+class LTX2AVTwoStagePipelineBase(LTX2AVPipelineBase):
+    """`LTX2AVPipelineBase` plus `latent_upsampler` (`LTX2LatentUpsamplerModel`, the spatial x2 one), for the
+    pipelines with a refinement stage. Build from a one-stage pipeline with
+    `Pipeline(**pipe.components, latent_upsampler=upsampler)`."""
+
+    model_cpu_offload_seq = "text_encoder->connectors->transformer->latent_upsampler->vae->audio_vae->vocoder"
+    _optional_components = [*LTX2AVPipelineBase._optional_components, "latent_upsampler"]  # None: refused at call
+
+    def __init__(
+        self,
+        scheduler,
+        vae,
+        audio_vae,
+        text_encoder,
+        tokenizer,
+        connectors,
+        transformer,
+        vocoder,
+        latent_upsampler=None,
+        processor=None,
+    ):
+        super().__init__(
+            scheduler, vae, audio_vae, text_encoder, tokenizer, connectors, transformer, vocoder, processor
+        )
+        self.register_modules(latent_upsampler=latent_upsampler)

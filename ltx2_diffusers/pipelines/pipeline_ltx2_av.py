@@ -66,21 +66,6 @@ class LTX2AVPipeline(LTX2AVPipelineBase):
     (`Gemma3Processor`), which only image-to-video prompt enhancement uses.
     """
 
-    def __init__(
-        self, scheduler, vae, audio_vae, text_encoder, tokenizer, connectors, transformer, vocoder, processor=None
-    ):
-        self._register_components(
-            scheduler,
-            vae=vae,
-            audio_vae=audio_vae,
-            text_encoder=text_encoder,
-            tokenizer=tokenizer,
-            connectors=connectors,
-            transformer=transformer,
-            vocoder=vocoder,
-            processor=processor,
-        )
-
     @torch.no_grad()
     def __call__(
         self,

@@ -28,7 +28,7 @@ from .conditioning import Generators, unpatchify_video
 from .decoding import decode_frames, decode_waveform
 from .denoising import denoise, latent_grid, prepare_latents
 from .guidance import GuidanceScales, GuidanceSchedule
-from .pipeline_base import LTX2AVPipelineBase
+from .pipeline_base import LTX2AVTwoStagePipelineBase
 from .pipeline_ltx2_av import check_strengths
 from .pipeline_output import LTX2PipelineOutput
 from .pipeline_utils import (
@@ -57,41 +57,12 @@ from .refinement import (  # noqa: F401  (refine_latents / upsample_and_renoise:
 from .text_encoding import PromptEmbeddings
 
 
-class LTX2AVTwoStagePipeline(LTX2AVPipelineBase):
+class LTX2AVTwoStagePipeline(LTX2AVTwoStagePipelineBase):
     """Text/image -> video + stereo audio, generated at half size, upsampled x2 in latent space and refined.
 
     Components: those of `LTX2AVPipeline` plus `latent_upsampler` (`LTX2LatentUpsamplerModel`, the spatial x2 one).
     Build from a one-stage pipeline with `LTX2AVTwoStagePipeline(**pipe.components, latent_upsampler=upsampler)`.
     """
-
-    model_cpu_offload_seq = "text_encoder->connectors->transformer->latent_upsampler->vae->audio_vae->vocoder"
-    _optional_components = [*LTX2AVPipelineBase._optional_components, "latent_upsampler"]  # None: refused at call
-
-    def __init__(
-        self,
-        scheduler,
-        vae,
-        audio_vae,
-        text_encoder,
-        tokenizer,
-        connectors,
-        transformer,
-        vocoder,
-        latent_upsampler=None,
-        processor=None,
-    ):
-        self._register_components(
-            scheduler,
-            vae=vae,
-            audio_vae=audio_vae,
-            text_encoder=text_encoder,
-            tokenizer=tokenizer,
-            connectors=connectors,
-            transformer=transformer,
-            vocoder=vocoder,
-            latent_upsampler=latent_upsampler,
-            processor=processor,
-        )
 
     @torch.no_grad()
     def __call__(

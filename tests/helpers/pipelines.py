@@ -1,0 +1,103 @@
+"""Builders shared by the pipeline tests: latent states, contexts and guidance in ltx-core's form, the tiny
+upsampler pair, adapter state. (Test modules import these; no test module imports another.)"""
+
+import torch
+from _transformer_helpers import AUDIO_TOKENS, CAPTION_CHANNELS, FPS, FRAMES, HEIGHT, OUR_CONFIGS, TEXT_TOKENS, WIDTH
+from ltx_core.components.guiders import MultiModalGuiderParams
+from ltx_core.model.upsampler import LatentUpsamplerConfigurator
+from ltx_core.types import LatentState as CoreLatentState
+from peft.tuners.tuners_utils import BaseTunerLayer
+
+from ltx2_diffusers import LTX2LatentUpsamplerModel
+from ltx2_diffusers.loaders.metadata import upsampler_config_from_original
+from ltx2_diffusers.loaders.upsampler_keys import original_to_diffusers_keys
+from ltx2_diffusers.pipelines.conditioning import (
+    add_noise,
+    append_keyframes,
+    audio_latent_state,
+    replace_frames,
+    video_latent_state,
+)
+from ltx2_diffusers.pipelines.denoising import TextContexts
+from ltx2_diffusers.pipelines.guidance import GuidanceScales
+
+CHANNELS = 8  # the helper transformer's latent channels
+GRID = (FRAMES, HEIGHT, WIDTH)  # 2 x 3 x 4 latent = 9 pixel frames
+
+# ltx-pipelines' stage 2 hard-codes 128 video channels and 8 x 16 audio features: the helper transformer at that width
+OUR_CONFIGS.setdefault(
+    "ltx2_c128",
+    dict(OUR_CONFIGS["ltx2"], in_channels=128, out_channels=128, audio_in_channels=128, audio_out_channels=128),
+)
+UPSAMPLER_ORIGINAL = {
+    "in_channels": 128,
+    "mid_channels": 32,
+    "num_blocks_per_stage": 1,
+    "dims": 3,
+    "spatial_upsample": True,
+    "temporal_upsample": False,
+    "spatial_scale": 2.0,
+    "rational_resampler": False,
+}
+
+
+def core_params(scales: GuidanceScales) -> MultiModalGuiderParams:
+    return MultiModalGuiderParams(
+        cfg_scale=scales.cfg,
+        stg_scale=scales.stg,
+        stg_blocks=list(scales.stg_blocks),
+        rescale_scale=scales.rescale,
+        modality_scale=scales.modality,
+    )
+
+
+def to_core(state) -> CoreLatentState:
+    return CoreLatentState(
+        latent=state.latent.clone(),
+        denoise_mask=state.denoise_mask.clone(),
+        positions=state.positions.clone(),
+        clean_latent=state.clean_latent.clone(),
+        attention_mask=state.attention_mask,
+    )
+
+
+def make_states(batch_size: int, conditioning: str, seed: int = 3):
+    generator = torch.Generator().manual_seed(seed)
+    video = video_latent_state(batch_size, *GRID, FPS, num_channels=CHANNELS, dtype=torch.float32)
+    image = torch.randn(1, CHANNELS, 1, HEIGHT, WIDTH, generator=generator)
+    if conditioning in ("image", "image+keyframe"):
+        strength = 1.0 if conditioning == "image" else 0.6  # 0.6: the tokens' sigma is 0.4 sigma, per token
+        video = replace_frames(video, image, strength=strength, grid=GRID)
+    if conditioning == "image+keyframe":
+        keyframe = torch.randn(1, CHANNELS, 1, HEIGHT, WIDTH, generator=generator)
+        video = append_keyframes(video, keyframe, frame_index=8, strength=0.8, fps=FPS, grid=GRID)
+    video = add_noise(video, generator)
+    audio = add_noise(
+        audio_latent_state(batch_size, AUDIO_TOKENS, num_channels=2, num_mel_bins=4, dtype=torch.float32), generator
+    )
+    return video, audio
+
+
+def make_contexts(batch_size: int, seed: int = 4) -> TextContexts:
+    generator = torch.Generator().manual_seed(seed)
+    return TextContexts(
+        *(torch.randn(batch_size, TEXT_TOKENS, CAPTION_CHANNELS, generator=generator) for _ in range(4))
+    )
+
+
+def upsampler_pair(seed: int = 1):
+    reference = LatentUpsamplerConfigurator.from_config(UPSAMPLER_ORIGINAL).eval()
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in reference.named_parameters():
+            base = 1.0 if "norm" in name and name.endswith("weight") else 0.0
+            param.copy_(base + 0.1 * torch.randn(param.shape, generator=generator))
+    config = upsampler_config_from_original(UPSAMPLER_ORIGINAL)
+    ours = LTX2LatentUpsamplerModel(**config).eval()
+    names = original_to_diffusers_keys(reference.state_dict(), config=config)
+    ours.load_state_dict({names[k]: v for k, v in reference.state_dict().items()}, strict=True)
+    return reference, ours
+
+
+def adapters_enabled(transformer) -> bool:
+    return any(not m.disable_adapters for m in transformer.modules() if isinstance(m, BaseTunerLayer))
