@@ -101,3 +101,32 @@ def upsampler_pair(seed: int = 1):
 
 def adapters_enabled(transformer) -> bool:
     return any(not m.disable_adapters for m in transformer.modules() if isinstance(m, BaseTunerLayer))
+
+
+def video_only_denoise(
+    transformer, audio_latents, contexts, sigmas, video_guidance, *, height, width, num_frames, frame_rate, generator,
+    conditions=(), noise_scale=1.0, initial_video_latent=None,
+):  # fmt: skip
+    """The audio-to-video pipeline's stage as its stage functions compose it (ltx-pipelines' `denoise_video_only`):
+    frozen audio (`prepare_latents(freeze_audio=True)`), guided video, neutral audio guidance. Returns the video
+    latents (B, C, F', H', W') and the audio latents as they come out (B, C_a, T_a, mel)."""
+    from ltx2_diffusers.models.autoencoder_kl_ltx2_audio import unpack_audio_latents
+    from ltx2_diffusers.pipelines.conditioning import unpatchify_video
+    from ltx2_diffusers.pipelines.denoising import denoise, latent_grid, prepare_latents
+    from ltx2_diffusers.pipelines.pipeline_ltx2_av_audio_to_video import frozen_audio_contexts
+
+    video, audio = prepare_latents(
+        contexts.video.shape[0], height, width, num_frames, frame_rate, generator=generator,
+        device=contexts.video.device, dtype=transformer.dtype, conditions=conditions,
+        video_channels=transformer.config.in_channels, audio_channels=audio_latents.shape[1],
+        audio_mel_bins=audio_latents.shape[3], noise_scale=noise_scale, initial_video_latent=initial_video_latent,
+        initial_audio_latent=audio_latents, freeze_audio=True,
+    )  # fmt: skip
+    video, audio = denoise(
+        transformer, video, audio, frozen_audio_contexts(contexts), torch.as_tensor(sigmas), video_guidance,
+        GuidanceScales(),
+    )  # fmt: skip
+    grid = latent_grid(height, width, num_frames)
+    return unpatchify_video(video.output_tokens(), *grid), unpack_audio_latents(
+        audio.output_tokens(), audio_latents.shape[1]
+    )
