@@ -153,10 +153,12 @@ def sde_step(sample: Tensor, denoised: Tensor, sigma: Tensor, sigma_next: Tensor
 
 
 def res2s_noise(like: Tensor, generator: torch.Generator) -> Tensor:
-    """Standard-normal float64 noise shaped like `like`, standardised over the whole tensor and then over the last two
-    dims (per sample for (B, T, C) tokens), as ltx-pipelines' `_get_new_noise`. Drawn on the generator's device."""
+    """Standard-normal float64 noise shaped like `like`, standardised per sample and then over the last two dims, as
+    ltx-pipelines' `_get_new_noise` (which runs one sample: its whole-tensor step is the per-sample one here, so a
+    batch's first sample gets the noise it gets alone). Drawn on the generator's device."""
     noise = torch.randn(like.shape, generator=generator, dtype=torch.float64, device=generator.device)
-    noise = (noise - noise.mean()) / noise.std()
+    per_sample = tuple(range(1, noise.ndim))
+    noise = (noise - noise.mean(dim=per_sample, keepdim=True)) / noise.std(dim=per_sample, keepdim=True)
     return (noise - noise.mean(dim=(-2, -1), keepdim=True)) / noise.std(dim=(-2, -1), keepdim=True)
 
 
@@ -215,8 +217,8 @@ def res2s_sample(
 
     model_x0(samples, sigma) -> x0 predictions (guided), one per stream, for samples in `model_dtype` (None: the
     first stream's dtype). The masks/clean latents of `streams` are blended into every x0 (`blend_clean`). sigmas: the
-    schedule (float32); a final 0 is replaced by [0.0011, 0] and a last prediction at 0.0011 gives the result; the
-    callback runs after each of the N full steps. The SDE noise comes from two generators seeded
+    schedule (float32); a final 0 is replaced by [0.0011, 0] and a last prediction at 0.0011 gives the result (as part
+    of the last step); the callback runs after each of the N steps. The SDE noise comes from two generators seeded
     `noise_seed` (steps) and `substep_noise_seed` (default noise_seed + 10000) on the samples' device; the reference
     never passes a seed, so its noise is the same for every user seed. Arithmetic in float64 as the reference.
     Returns the final samples, one per stream, in `model_dtype`.
@@ -263,10 +265,10 @@ def res2s_sample(
         # the step-level re-noise reads the float32 schedule, the substep one float64 sigmas: as the reference
         nexts = [renoise(step_generator, s, a, n, sigmas[i], sigmas[i + 1]) for s, a, n in zip(streams, anchors, nexts)]
         samples = tuple(n.to(model_dtype) for n in nexts)
+        if i == num_full_steps - 1 and sigmas[-1] == 0:  # the last step ends with a prediction at the tiny sigma
+            samples = tuple(x0.to(model_dtype) for x0 in denoise_blended(samples, float(sigmas[num_full_steps])))
         if callback is not None:
             samples = callback(i, float(sigmas[i]), samples)
-    if sigmas[-1] == 0:
-        samples = tuple(x0.to(model_dtype) for x0 in denoise_blended(samples, float(sigmas[num_full_steps])))
     return samples
 
 

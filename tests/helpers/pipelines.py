@@ -130,3 +130,105 @@ def video_only_denoise(
     return unpatchify_video(video.output_tokens(), *grid), unpack_audio_latents(
         audio.output_tokens(), audio_latents.shape[1]
     )
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The contract suite's cases: every pipeline class on the tiny model at its smallest size, 1 step per stage, neutral
+# guidance (one pass per step). Each case: the pipeline, its call's fixed keyword arguments, the steps of each stage,
+# and the output shapes (frames as np (F, H, W), latent grid (F', H', W')).
+
+
+class ContractCase:
+    def __init__(self, name, build, inputs, stage_steps, frames, grid):
+        self.name, self.build, self.inputs = name, build, inputs
+        self.stage_steps, self.frames, self.grid = stage_steps, frames, grid
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+def _contract_pipeline(cls_name: str):
+    import ltx2_diffusers
+    from ltx2_diffusers.pipelines.tiny import build_tiny_pipeline, build_tiny_two_stage_pipeline
+
+    cls = getattr(ltx2_diffusers, cls_name)
+    one_stage = cls_name in ("LTX2AVPipeline", "LTX2AVRetakePipeline")
+    components = (build_tiny_pipeline if one_stage else build_tiny_two_stage_pipeline)(seed=0).components
+    pipe = cls(**components)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _contract_cases() -> list[ContractCase]:
+    import numpy as np
+
+    neutral = {"video_guidance": GuidanceScales(), "audio_guidance": GuidanceScales()}
+    stage_2 = {"stage_2_sigmas": (0.909375, 0.0)}
+    two_stage = {"num_frames": 9, "height": 128, "width": 128, "sigmas": (1.0, 0.0), **stage_2}
+    reference = np.random.default_rng(0).integers(0, 256, (9, 40, 48, 3), dtype=np.uint8)
+    clip = np.random.default_rng(1).integers(0, 256, (9, 64, 64, 3), dtype=np.uint8)
+    waveform = 0.2 * torch.randn(2, 24000, generator=torch.Generator().manual_seed(0))
+    full = ((9, 128, 128), (2, 4, 4))
+    return [
+        ContractCase(
+            "LTX2AVPipeline",
+            lambda: _contract_pipeline("LTX2AVPipeline"),
+            {"prompt": "a cat", "num_frames": 9, "height": 64, "width": 64, "sigmas": (1.0, 0.0), **neutral},
+            [1],
+            (9, 64, 64),
+            (2, 2, 2),
+        ),
+        ContractCase(
+            "LTX2AVTwoStagePipeline",
+            lambda: _contract_pipeline("LTX2AVTwoStagePipeline"),
+            {"prompt": "a cat", **two_stage, **neutral},
+            [1, 1],
+            *full,
+        ),
+        ContractCase(
+            "LTX2AVTwoStageHQPipeline",
+            lambda: _contract_pipeline("LTX2AVTwoStageHQPipeline"),
+            {"prompt": "a cat", **two_stage, **neutral},
+            [1, 1],
+            *full,
+        ),
+        ContractCase(
+            "LTX2AVICLoRAPipeline",
+            lambda: _contract_pipeline("LTX2AVICLoRAPipeline"),
+            {"prompt": "a cat", "reference_videos": [(reference, 1.0)], **two_stage, **neutral},
+            [1, 1],
+            *full,
+        ),
+        ContractCase(
+            "LTX2AVAudioToVideoPipeline",
+            lambda: _contract_pipeline("LTX2AVAudioToVideoPipeline"),
+            {
+                "prompt": "a cat",
+                "audio": waveform,
+                "audio_sample_rate": 48000,
+                **two_stage,
+                "video_guidance": GuidanceScales(),
+            },
+            [1, 1],
+            *full,
+        ),  # fmt: skip
+        ContractCase(
+            "LTX2AVRetakePipeline",
+            lambda: _contract_pipeline("LTX2AVRetakePipeline"),
+            {
+                "video": clip,
+                "prompt": "a cat",
+                "start_time": 0.0,
+                "end_time": 0.2,
+                "frame_rate": 24.0,
+                "sigmas": (1.0, 0.0),
+                **neutral,
+            },
+            [1],
+            (9, 64, 64),
+            (2, 2, 2),
+        ),  # fmt: skip
+    ]
+
+
+CONTRACT_CASES = _contract_cases()
