@@ -345,3 +345,44 @@ def test_pil_frames_are_converted_as_ltx_core_decode_video_in_the_decoders_dtype
     np.testing.assert_array_equal(ours, reference[0])
     in_float32 = (_postprocess_frames(video, "np")[0] * 255.0).astype(np.uint8)  # the bf16 arithmetic matters
     assert (in_float32 != reference[0]).any()
+
+
+def test_diffusers_call_surface_timesteps_scheduler_and_guidance_keywords(pipe):
+    import diffusers
+
+    from ltx2_diffusers.schedulers.scheduling_ltx2 import LTX2Scheduler
+
+    by_sigmas = run(pipe, num_inference_steps=None, sigmas=[1.0, 0.725, 0.0], output_type="latent").frames
+    by_timesteps = run(pipe, num_inference_steps=None, timesteps=[1000.0, 725.0], output_type="latent").frames
+    torch.testing.assert_close(by_timesteps, by_sigmas, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="num_inference_steps=1 disagrees with the 3 sigmas given"):
+        run(pipe, sigmas=[1.0, 0.725, 0.0])
+    with pytest.raises(ValueError, match="sigmas must end at 0"):
+        run(pipe, num_inference_steps=None, sigmas=[1.0, 0.5])
+
+    flow_match = diffusers.FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True, shift_terminal=0.1)
+    converted = LTX2AVPipeline(**{**pipe.components, "scheduler": flow_match})
+    assert isinstance(converted.scheduler, LTX2Scheduler)
+
+    # spatio_temporal_guidance_blocks sets both modalities' STG blocks; audio_ keywords the audio guidance
+    seen = {}
+
+    def spy(transformer, video, audio, contexts, sigmas, video_guidance, audio_guidance, **kwargs):
+        seen.update(video=video_guidance, audio=audio_guidance)
+        raise _Stop
+
+    with pytest.MonkeyPatch.context() as patch:
+        import ltx2_diffusers.pipelines.pipeline_ltx2_av as module
+
+        patch.setattr(module, "denoise", spy)
+        with pytest.raises(_Stop):
+            pipe("a cat", num_frames=9, height=64, width=64, num_inference_steps=1, stg_scale=2.0,
+                 audio_guidance_scale=5.0, spatio_temporal_guidance_blocks=[3])  # fmt: skip
+    defaults = MODEL_VERSION_DEFAULTS["2.0"]
+    assert seen["video"] == GuidanceScales(cfg=3.0, stg=2.0, modality=3.0, rescale=0.7, stg_blocks=(3,))
+    assert seen["audio"] == GuidanceScales(cfg=5.0, stg=defaults.audio_guidance.stg, modality=3.0, rescale=0.7,
+                                           stg_blocks=(3,))  # fmt: skip
+    with pytest.raises(ValueError, match="audio_guidance and audio_guidance_scale both set the audio guidance"):
+        run(pipe, audio_guidance_scale=2.0)
+    with pytest.raises(ValueError, match="guidance_scale must be a finite number"):
+        pipe("a cat", num_frames=9, height=64, width=64, guidance_scale=float("nan"))

@@ -251,11 +251,12 @@ def guidance_keywords(
     spatio_temporal_guidance_blocks=None,
 ) -> dict:
     """The scalar guidance keywords, by name (a helper so that every pipeline passes the same set)."""
-    for name, value in locals().items():
+    keywords = dict(locals())
+    for name, value in keywords.items():
         if name != "spatio_temporal_guidance_blocks" and value is not None:
             if not isinstance(value, int | float) or not math.isfinite(value):
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return dict(locals())
+    return keywords
 
 
 def resolve_sigmas(
