@@ -337,13 +337,13 @@ def test_from_pretrained_takes_dtype_or_torch_dtype_without_the_deprecation_warn
 def test_pil_frames_are_converted_as_ltx_core_decode_video_in_the_decoders_dtype():
     """ltx_core/model/video_vae/video_vae.py `decode_video.convert_to_uint8`: (((x + 1) / 2).clamp(0, 1) * 255)
     .to(uint8) on the decoder's output, bf16 in the reference's runs (spec §13.11: truncation, no rounding)."""
-    from ltx2_diffusers.pipelines.pipeline_ltx2_av import _postprocess_frames
+    from ltx2_diffusers.pipelines.decoding import postprocess_frames
 
     video = (torch.rand(1, 3, 2, 16, 16, generator=torch.Generator().manual_seed(0)) * 2.2 - 1.1).bfloat16()
     reference = (((video + 1.0) / 2.0).clamp(0.0, 1.0) * 255.0).to(torch.uint8).permute(0, 2, 3, 4, 1).numpy()
-    ours = np.stack([np.asarray(frame) for frame in _postprocess_frames(video, "pil")[0]])
+    ours = np.stack([np.asarray(frame) for frame in postprocess_frames(video, "pil")[0]])
     np.testing.assert_array_equal(ours, reference[0])
-    in_float32 = (_postprocess_frames(video, "np")[0] * 255.0).astype(np.uint8)  # the bf16 arithmetic matters
+    in_float32 = (postprocess_frames(video, "np")[0] * 255.0).astype(np.uint8)  # the bf16 arithmetic matters
     assert (in_float32 != reference[0]).any()
 
 

@@ -26,6 +26,15 @@ Keyframes = Sequence[tuple[ImageInput, int, float]]  # (image, pixel frame index
 __all__ = ["DEFAULT_IMAGE_CRF", "ImageInput", "Keyframes", "VideoInput"]
 
 
+def check_strengths(strengths: Sequence[float]) -> None:
+    for strength in strengths:
+        if not 0.0 <= strength <= 1.0:
+            raise ValueError(
+                f"conditioning strength {strength} is outside [0, 1] (1 keeps the image, 0 ignores it); a "
+                "negative strength would push the frame away from the image"
+            )
+
+
 def image_to_pixels(image: ImageInput, height: int, width: int, crf: int) -> Tensor:
     """An image -> (1, 3, 1, H, W) float in [-1, 1] for the video VAE.
 

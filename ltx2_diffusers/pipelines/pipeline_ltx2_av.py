@@ -11,9 +11,9 @@ import torch
 from torch import Tensor
 
 from ..models.autoencoder_kl_ltx2_audio import unpack_audio_latents
-from .condition_encoding import DEFAULT_IMAGE_CRF, ImageInput, Keyframes, encode_conditions
+from .condition_encoding import DEFAULT_IMAGE_CRF, ImageInput, Keyframes, check_strengths, encode_conditions
 from .conditioning import Generators, unpatchify_video
-from .decoding import decode_frames, decode_waveform, postprocess_frames  # noqa: F401  (import path kept)
+from .decoding import decode_frames, decode_waveform
 from .denoising import check_video_size, denoise, latent_grid, prepare_latents
 from .guidance import GuidanceScales, GuidanceSchedule
 from .pipeline_base import (  # noqa: F401  (import paths kept for callers of the first version)
@@ -45,17 +45,6 @@ from .pipeline_utils import (
     resolve_sigmas,
 )
 from .text_encoding import PromptEmbeddings
-
-_postprocess_frames = postprocess_frames  # the first version's private name, used by tests
-
-
-def check_strengths(strengths: Sequence[float]) -> None:
-    for strength in strengths:
-        if not 0.0 <= strength <= 1.0:
-            raise ValueError(
-                f"conditioning strength {strength} is outside [0, 1] (1 keeps the image, 0 ignores it); a "
-                "negative strength would push the frame away from the image"
-            )
 
 
 class LTX2AVPipeline(LTX2AVPipelineBase):

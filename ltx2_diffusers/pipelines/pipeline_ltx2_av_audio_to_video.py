@@ -28,13 +28,12 @@ from torch import Tensor
 from ..models.autoencoder_kl_ltx2_audio import audio_latent_frames
 from ..schedulers.scheduling_ltx2 import STAGE_2_DISTILLED_SIGMAS
 from ..utils.media import load_audio
-from .condition_encoding import DEFAULT_IMAGE_CRF, ImageInput, Keyframes, encode_conditions, half_size
+from .condition_encoding import DEFAULT_IMAGE_CRF, ImageInput, Keyframes, check_strengths, encode_conditions, half_size
 from .conditioning import Generators, unpatchify_video
 from .decoding import decode_frames, decode_waveform
 from .denoising import TextContexts, denoise, latent_grid, prepare_latents
 from .guidance import GuidanceScales, GuidanceSchedule
 from .pipeline_base import LTX2AVTwoStagePipelineBase
-from .pipeline_ltx2_av import check_strengths
 from .pipeline_output import LTX2PipelineOutput
 from .pipeline_utils import (
     StepCallbacks,

@@ -24,6 +24,7 @@ from .condition_encoding import (
     ImageInput,
     Keyframes,
     VideoInput,
+    check_strengths,
     encode_conditions,
     encode_reference_video,
     encode_references,
@@ -34,7 +35,6 @@ from .decoding import decode_frames, decode_waveform
 from .denoising import denoise, latent_grid, prepare_latents
 from .guidance import GuidanceScales, GuidanceSchedule
 from .pipeline_base import LTX2AVTwoStagePipelineBase
-from .pipeline_ltx2_av import check_strengths
 from .pipeline_output import LTX2PipelineOutput
 from .pipeline_utils import (
     StepCallbacks,
