@@ -36,6 +36,7 @@ _PUBLIC: dict[str, str] = {
     "LTX2AVKeyframeInterpolationPipeline": ".pipelines.pipeline_ltx2_av_keyframes",
     "LTX2PipelineOutput": ".pipelines.pipeline_output",
     "GuidanceScales": ".pipelines.guidance",
+    "PromptEmbeddings": ".pipelines.text_encoding",
     # media
     "export_to_video_with_audio": ".utils.media",
     # diffusers' base classes, re-exported: for a component recorded as ["ltx2_diffusers", class] in model_index.json,
@@ -121,5 +122,6 @@ if TYPE_CHECKING:  # static analysers see the real names
     from .pipelines.guidance import GuidanceScales
     from .pipelines.pipeline_ltx2_av import LTX2AVPipeline
     from .pipelines.pipeline_output import LTX2PipelineOutput
+    from .pipelines.text_encoding import PromptEmbeddings
     from .schedulers.scheduling_ltx2 import LTX2Scheduler
     from .utils.media import export_to_video_with_audio

@@ -1,6 +1,6 @@
 """Guided denoising against ltx-pipelines 1.0.0, and the batched guidance call against separate calls.
 
-(a) N Euler steps of `guided_denoise` (one batched transformer call per step) equal ltx-pipelines'
+(a) N Euler steps of `denoise` (one batched transformer call per step) equal ltx-pipelines'
     `euler_denoising_loop` + `multi_modal_guider_denoising_func` (four separate passes per step) on a tiny random
     transformer holding the same weights (loaded through our key map), fp32, identical noise / contexts / sigmas,
     with CFG, STG, modality guidance and rescale all on, for video and audio, with and without image conditioning
@@ -12,75 +12,22 @@ from dataclasses import replace
 
 import pytest
 import torch
-from _transformer_helpers import AUDIO_TOKENS, CAPTION_CHANNELS, FPS, FRAMES, HEIGHT, TEXT_TOKENS, WIDTH, build_pair
+from _transformer_helpers import FRAMES, HEIGHT, WIDTH, build_pair
+from helpers.pipelines import CHANNELS, core_params, make_contexts, make_states, to_core
 from ltx_core.components.diffusion_steps import EulerDiffusionStep
-from ltx_core.components.guiders import MultiModalGuider, MultiModalGuiderParams
+from ltx_core.components.guiders import MultiModalGuider
 from ltx_core.model.transformer.model import X0Model
-from ltx_core.types import LatentState as CoreLatentState
 from ltx_pipelines.utils.helpers import multi_modal_guider_denoising_func
 from ltx_pipelines.utils.samplers import euler_denoising_loop
 
 from ltx2_diffusers.models.perturbations import Perturbations
-from ltx2_diffusers.pipelines.conditioning import (
-    add_noise,
-    append_keyframes,
-    audio_latent_state,
-    replace_frames,
-    video_latent_state,
-)
-from ltx2_diffusers.pipelines.denoising import TextContexts, guided_denoise, guided_x0, transformer_x0
+from ltx2_diffusers.pipelines.denoising import TextContexts, denoise, guided_x0, transformer_x0
 from ltx2_diffusers.pipelines.guidance import GuidanceScales, combine_guidance, plan_guidance
 from ltx2_diffusers.schedulers.scheduling_ltx2 import ltx2_sigmas
 
-CHANNELS = 8  # the helper transformer's latent channels
-GRID = (FRAMES, HEIGHT, WIDTH)  # 2 x 3 x 4 latent = 9 pixel frames
 # every guidance term on, different per modality; the helper transformer has 3 blocks
 VIDEO = GuidanceScales(cfg=3.0, stg=1.0, modality=3.0, rescale=0.7, stg_blocks=(1,))
 AUDIO = GuidanceScales(cfg=7.0, stg=1.0, modality=3.0, rescale=0.7, stg_blocks=(2,))
-
-
-def core_params(scales: GuidanceScales) -> MultiModalGuiderParams:
-    return MultiModalGuiderParams(
-        cfg_scale=scales.cfg,
-        stg_scale=scales.stg,
-        stg_blocks=list(scales.stg_blocks),
-        rescale_scale=scales.rescale,
-        modality_scale=scales.modality,
-    )
-
-
-def to_core(state) -> CoreLatentState:
-    return CoreLatentState(
-        latent=state.latent.clone(),
-        denoise_mask=state.denoise_mask.clone(),
-        positions=state.positions.clone(),
-        clean_latent=state.clean_latent.clone(),
-        attention_mask=state.attention_mask,
-    )
-
-
-def make_states(batch_size: int, conditioning: str, seed: int = 3):
-    generator = torch.Generator().manual_seed(seed)
-    video = video_latent_state(batch_size, *GRID, FPS, num_channels=CHANNELS, dtype=torch.float32)
-    image = torch.randn(1, CHANNELS, 1, HEIGHT, WIDTH, generator=generator)
-    if conditioning in ("image", "image+keyframe"):
-        strength = 1.0 if conditioning == "image" else 0.6  # 0.6: the tokens' sigma is 0.4 sigma, per token
-        video = replace_frames(video, image, strength=strength, grid=GRID)
-    if conditioning == "image+keyframe":
-        keyframe = torch.randn(1, CHANNELS, 1, HEIGHT, WIDTH, generator=generator)
-        video = append_keyframes(video, keyframe, frame_index=8, strength=0.8, fps=FPS, grid=GRID)
-    video = add_noise(video, generator)
-    audio = add_noise(
-        audio_latent_state(batch_size, AUDIO_TOKENS, num_channels=2, num_mel_bins=4, dtype=torch.float32), generator
-    )
-    return video, audio
-
-
-def make_contexts(batch_size: int, seed: int = 4) -> TextContexts:
-    generator = torch.Generator().manual_seed(seed)
-    return TextContexts(
-        *(torch.randn(batch_size, TEXT_TOKENS, CAPTION_CHANNELS, generator=generator) for _ in range(4))
-    )
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +42,7 @@ def test_guided_denoise_matches_ltx_pipelines(pair, conditioning):
     contexts = make_contexts(1)
     sigmas = ltx2_sigmas(3)
 
-    denoise = multi_modal_guider_denoising_func(
+    core_denoise = multi_modal_guider_denoising_func(
         MultiModalGuider(core_params(VIDEO), negative_context=contexts.negative_video),
         MultiModalGuider(core_params(AUDIO), negative_context=contexts.negative_audio),
         contexts.video,
@@ -104,9 +51,9 @@ def test_guided_denoise_matches_ltx_pipelines(pair, conditioning):
     )
     with torch.no_grad():
         expected_video, expected_audio = euler_denoising_loop(
-            sigmas, to_core(video), to_core(audio), EulerDiffusionStep(), denoise
+            sigmas, to_core(video), to_core(audio), EulerDiffusionStep(), core_denoise
         )
-        got_video, got_audio = guided_denoise(ours, video, audio, contexts, sigmas, VIDEO, AUDIO)
+        got_video, got_audio = denoise(ours, video, audio, contexts, sigmas, VIDEO, AUDIO)
 
     assert got_video.latent.shape == (1, FRAMES * HEIGHT * WIDTH + 12 * (conditioning == "image+keyframe"), CHANNELS)
     assert expected_video.latent.abs().max() > 0.5 and expected_audio.latent.abs().max() > 0.5
@@ -123,8 +70,8 @@ def test_the_loop_is_not_trivially_equal(pair):
     contexts = make_contexts(1)
     sigmas = ltx2_sigmas(3)
     with torch.no_grad():
-        full, _ = guided_denoise(ours, video, audio, contexts, sigmas, VIDEO, AUDIO)
-        no_stg, _ = guided_denoise(ours, video, audio, contexts, sigmas, GuidanceScales(3.0, 0.0, 3.0, 0.7), AUDIO)
+        full, _ = denoise(ours, video, audio, contexts, sigmas, VIDEO, AUDIO)
+        no_stg, _ = denoise(ours, video, audio, contexts, sigmas, GuidanceScales(3.0, 0.0, 3.0, 0.7), AUDIO)
     assert (full.latent - no_stg.latent).abs().max() > 1e-2
 
 
@@ -174,7 +121,7 @@ def test_guided_denoise_is_bit_exact_with_ltx_pipelines_in_bf16(conditioning):
     audio = replace(audio, latent=audio.latent.bfloat16(), clean_latent=audio.clean_latent.bfloat16())
     contexts = TextContexts(*(c.bfloat16() for c in vars(make_contexts(1)).values()))
     sigmas = ltx2_sigmas(3)
-    denoise = multi_modal_guider_denoising_func(
+    core_denoise = multi_modal_guider_denoising_func(
         MultiModalGuider(core_params(VIDEO), negative_context=contexts.negative_video),
         MultiModalGuider(core_params(AUDIO), negative_context=contexts.negative_audio),
         contexts.video,
@@ -183,9 +130,9 @@ def test_guided_denoise_is_bit_exact_with_ltx_pipelines_in_bf16(conditioning):
     )
     with torch.no_grad():
         expected_video, expected_audio = euler_denoising_loop(
-            sigmas, to_core(video), to_core(audio), EulerDiffusionStep(), denoise
+            sigmas, to_core(video), to_core(audio), EulerDiffusionStep(), core_denoise
         )
-        got_video, got_audio = guided_denoise(ours, video, audio, contexts, sigmas, VIDEO, AUDIO)
+        got_video, got_audio = denoise(ours, video, audio, contexts, sigmas, VIDEO, AUDIO)
     assert got_video.latent.dtype == torch.bfloat16
     assert torch.equal(got_video.latent, expected_video.latent)
     assert torch.equal(got_audio.latent, expected_audio.latent)

@@ -182,14 +182,27 @@ class _Stop(Exception):
     pass
 
 
-def test_default_steps_are_used_when_none_given(pipe):
-    def stop(p, i, t, d):
+def _sigmas_of_a_call(pipe, monkeypatch, **kwargs):
+    """The sigmas the pipeline hands to `denoise` (values, not scheduler state), stopping the call there."""
+    import ltx2_diffusers.pipelines.pipeline_ltx2_av as module
+
+    seen = {}
+
+    def spy(transformer, video, audio, contexts, sigmas, *args, **kw):
+        seen["sigmas"] = sigmas
         raise _Stop
 
+    monkeypatch.setattr(module, "denoise", spy)
     with pytest.raises(_Stop):
-        run(pipe, num_inference_steps=None, video_guidance=None, audio_guidance=None, callback_on_step_end=stop)
-    assert len(pipe.scheduler.sigmas) == 41  # LTX-2: 40 steps
-    assert float(pipe.scheduler.sigmas[-2]) == pytest.approx(0.1)
+        run(pipe, **kwargs)
+    return seen["sigmas"]
+
+
+def test_default_steps_are_used_when_none_given(pipe, monkeypatch):
+    sigmas = _sigmas_of_a_call(pipe, monkeypatch, num_inference_steps=None, video_guidance=None, audio_guidance=None)
+    assert len(sigmas) == 41  # LTX-2: 40 steps
+    assert float(sigmas[-2]) == pytest.approx(0.1)
+    assert pipe.scheduler.sigmas is None  # the schedule is a value of the call, not scheduler state
 
 
 def test_explicit_sigmas_override_the_schedule(pipe):
@@ -202,18 +215,14 @@ def test_explicit_sigmas_override_the_schedule(pipe):
     assert timesteps == pytest.approx([1000.0, 725.0])
 
 
-def test_a_distilled_scheduler_brings_its_own_sigmas(pipe):
+def test_a_distilled_scheduler_brings_its_own_sigmas(pipe, monkeypatch):
     from ltx2_diffusers.schedulers.scheduling_ltx2 import DISTILLED_SIGMAS, LTX2Scheduler
-
-    def stop(p, i, t, d):
-        raise _Stop
 
     original = pipe.scheduler
     try:
         pipe.scheduler = LTX2Scheduler.distilled()
-        with pytest.raises(_Stop):
-            run(pipe, num_inference_steps=None, callback_on_step_end=stop)
-        assert pipe.scheduler.sigmas.tolist() == pytest.approx(list(DISTILLED_SIGMAS))
+        sigmas = _sigmas_of_a_call(pipe, monkeypatch, num_inference_steps=None)
+        assert sigmas.tolist() == pytest.approx(list(DISTILLED_SIGMAS))
     finally:
         pipe.scheduler = original
 
@@ -231,7 +240,7 @@ def test_a_distilled_scheduler_defaults_to_no_guidance(pipe, monkeypatch):
         seen.update(contexts=contexts, sigmas=sigmas, video=video_guidance, audio=audio_guidance)
         raise _Stop
 
-    monkeypatch.setattr(module, "guided_denoise", spy)
+    monkeypatch.setattr(module, "denoise", spy)
     original = pipe.scheduler
     try:
         pipe.scheduler = LTX2Scheduler.distilled()
@@ -250,11 +259,13 @@ def test_a_distilled_scheduler_defaults_to_no_guidance(pipe, monkeypatch):
 def test_wrong_scheduler_or_generator_type_is_refused(pipe):
     import diffusers
 
-    components = {**pipe.components, "scheduler": diffusers.FlowMatchEulerDiscreteScheduler()}
-    with pytest.raises(TypeError, match="scheduler must be an LTX2Scheduler"):
+    components = {**pipe.components, "scheduler": diffusers.DDIMScheduler()}
+    with pytest.raises(TypeError, match="scheduler must be an LTX2Scheduler .* or diffusers' FlowMatchEuler"):
         LTX2AVPipeline(**components)
-    with pytest.raises(TypeError, match="generator must be one torch.Generator"):
-        pipe("a cat", generator=[torch.Generator()], **SMALL)
+    with pytest.raises(TypeError, match="generator must be a torch.Generator or a list of them"):
+        pipe("a cat", generator=[3], **SMALL)
+    with pytest.raises(ValueError, match="a list of 2 generators for a batch of 1 videos"):
+        pipe("a cat", generator=[torch.Generator(), torch.Generator()], **SMALL)
 
 
 def test_sigma_binned_guidance_switches_scales_per_step(pipe):
@@ -326,11 +337,52 @@ def test_from_pretrained_takes_dtype_or_torch_dtype_without_the_deprecation_warn
 def test_pil_frames_are_converted_as_ltx_core_decode_video_in_the_decoders_dtype():
     """ltx_core/model/video_vae/video_vae.py `decode_video.convert_to_uint8`: (((x + 1) / 2).clamp(0, 1) * 255)
     .to(uint8) on the decoder's output, bf16 in the reference's runs (spec §13.11: truncation, no rounding)."""
-    from ltx2_diffusers.pipelines.pipeline_ltx2_av import _postprocess_frames
+    from ltx2_diffusers.pipelines.decoding import postprocess_frames
 
     video = (torch.rand(1, 3, 2, 16, 16, generator=torch.Generator().manual_seed(0)) * 2.2 - 1.1).bfloat16()
     reference = (((video + 1.0) / 2.0).clamp(0.0, 1.0) * 255.0).to(torch.uint8).permute(0, 2, 3, 4, 1).numpy()
-    ours = np.stack([np.asarray(frame) for frame in _postprocess_frames(video, "pil")[0]])
+    ours = np.stack([np.asarray(frame) for frame in postprocess_frames(video, "pil")[0]])
     np.testing.assert_array_equal(ours, reference[0])
-    in_float32 = (_postprocess_frames(video, "np")[0] * 255.0).astype(np.uint8)  # the bf16 arithmetic matters
+    in_float32 = (postprocess_frames(video, "np")[0] * 255.0).astype(np.uint8)  # the bf16 arithmetic matters
     assert (in_float32 != reference[0]).any()
+
+
+def test_diffusers_call_surface_timesteps_scheduler_and_guidance_keywords(pipe):
+    import diffusers
+
+    from ltx2_diffusers.schedulers.scheduling_ltx2 import LTX2Scheduler
+
+    by_sigmas = run(pipe, num_inference_steps=None, sigmas=[1.0, 0.725, 0.0], output_type="latent").frames
+    by_timesteps = run(pipe, num_inference_steps=None, timesteps=[1000.0, 725.0], output_type="latent").frames
+    torch.testing.assert_close(by_timesteps, by_sigmas, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="num_inference_steps=1 disagrees with the 3 sigmas given"):
+        run(pipe, sigmas=[1.0, 0.725, 0.0])
+    with pytest.raises(ValueError, match="sigmas must end at 0"):
+        run(pipe, num_inference_steps=None, sigmas=[1.0, 0.5])
+
+    flow_match = diffusers.FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True, shift_terminal=0.1)
+    converted = LTX2AVPipeline(**{**pipe.components, "scheduler": flow_match})
+    assert isinstance(converted.scheduler, LTX2Scheduler)
+
+    # spatio_temporal_guidance_blocks sets both modalities' STG blocks; audio_ keywords the audio guidance
+    seen = {}
+
+    def spy(transformer, video, audio, contexts, sigmas, video_guidance, audio_guidance, **kwargs):
+        seen.update(video=video_guidance, audio=audio_guidance)
+        raise _Stop
+
+    with pytest.MonkeyPatch.context() as patch:
+        import ltx2_diffusers.pipelines.pipeline_ltx2_av as module
+
+        patch.setattr(module, "denoise", spy)
+        with pytest.raises(_Stop):
+            pipe("a cat", num_frames=9, height=64, width=64, num_inference_steps=1, stg_scale=2.0,
+                 audio_guidance_scale=5.0, spatio_temporal_guidance_blocks=[3])  # fmt: skip
+    defaults = MODEL_VERSION_DEFAULTS["2.0"]
+    assert seen["video"] == GuidanceScales(cfg=3.0, stg=2.0, modality=3.0, rescale=0.7, stg_blocks=(3,))
+    assert seen["audio"] == GuidanceScales(cfg=5.0, stg=defaults.audio_guidance.stg, modality=3.0, rescale=0.7,
+                                           stg_blocks=(3,))  # fmt: skip
+    with pytest.raises(ValueError, match="audio_guidance and audio_guidance_scale both set the audio guidance"):
+        run(pipe, audio_guidance_scale=2.0)
+    with pytest.raises(ValueError, match="guidance_scale must be a finite number"):
+        pipe("a cat", num_frames=9, height=64, width=64, guidance_scale=float("nan"))

@@ -1,21 +1,22 @@
 """LTX2AVAudioToVideoPipeline against ltx-pipelines 1.0.0's A2VidPipelineTwoStage pieces (tiny, CPU).
 
-(1) `prepare_audio_conditioned_latents` equals `noise_video_state` + `noise_audio_state(noise_scale=0)` + mask 0 (the
+(1) `prepare_latents(freeze_audio=True)` equals `noise_video_state` + `noise_audio_state(noise_scale=0)` + mask 0 (the
     reference's `denoise_video_only`) bit for bit in bf16, including the generator's state afterwards, for stage 1
     (pure noise, image condition) and stage 2 (upsampled latent re-noised to 0.909375).
-(2) `denoise_video_only` equals ltx-pipelines' `denoise_video_only` with `euler_denoising_loop` +
+(2) The stage functions composed as the pipeline composes them (prepare_latents(freeze_audio=True) + denoise,
+    `helpers.pipelines.video_only_denoise`) equal ltx-pipelines' `denoise_video_only` with `euler_denoising_loop` +
     `multi_modal_guider_denoising_func` (video CFG/STG/modality/rescale, audio guider at its defaults) on a tiny
     transformer holding the same weights: fp32 to 5e-5, and the simple-denoising stage 2.
 (3) The pipeline: audio tokens never change, the output audio is the input window, frames at the full size.
 (4) Input errors.
 """
 
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
-from _transformer_helpers import CAPTION_CHANNELS, OUR_CONFIGS, TEXT_TOKENS, build_pair
+from _transformer_helpers import CAPTION_CHANNELS, TEXT_TOKENS, build_pair
+from helpers.pipelines import video_only_denoise as denoise_video_only
 from ltx_core.components.diffusion_steps import EulerDiffusionStep
 from ltx_core.components.guiders import MultiModalGuider, MultiModalGuiderParams
 from ltx_core.components.noisers import GaussianNoiser
@@ -35,22 +36,14 @@ from ltx_pipelines.utils.samplers import euler_denoising_loop
 from ltx_pipelines.utils.types import PipelineComponents
 
 from ltx2_diffusers.models.autoencoder_kl_ltx2_audio import audio_latent_frames, pack_audio_latents
-from ltx2_diffusers.pipelines.denoising import TextContexts, VideoCondition
+from ltx2_diffusers.pipelines import pipeline_ltx2_av_audio_to_video as a2v
+from ltx2_diffusers.pipelines.denoising import TextContexts, VideoCondition, prepare_latents
 from ltx2_diffusers.pipelines.guidance import GuidanceScales
-from ltx2_diffusers.pipelines.pipeline_ltx2_av_audio_to_video import (
-    LTX2AVAudioToVideoPipeline,
-    denoise_video_only,
-    prepare_audio_conditioned_latents,
-)
+from ltx2_diffusers.pipelines.pipeline_ltx2_av_audio_to_video import LTX2AVAudioToVideoPipeline
 from ltx2_diffusers.pipelines.tiny import build_tiny_two_stage_pipeline
 from ltx2_diffusers.schedulers.scheduling_ltx2 import STAGE_2_DISTILLED_SIGMAS, ltx2_sigmas
 from ltx2_diffusers.utils.media import load_audio
 
-# ltx-pipelines' helpers hard-code 128 video channels and 8 x 16 audio features: the helper transformer at that width
-OUR_CONFIGS.setdefault(
-    "ltx2_c128",
-    dict(OUR_CONFIGS["ltx2"], in_channels=128, out_channels=128, audio_in_channels=128, audio_out_channels=128),
-)
 FRAMES, FPS = 9, 24.0
 AUDIO_FRAMES = audio_latent_frames(FRAMES, FPS)  # round(9 / 24 * 25) = 9
 VIDEO = GuidanceScales(cfg=3.0, stg=1.0, modality=3.0, rescale=0.7, stg_blocks=(1,))
@@ -97,10 +90,10 @@ def test_initial_states_equal_the_reference_bit_for_bit(stage):
         torch.tensor(noise_scale) if stage == "stage_2" else 1.0,
         initial,
     )
-    video, got_audio = prepare_audio_conditioned_latents(
-        audio, height, width, FRAMES, FPS, batch_size=1, generator=ours_generator, device=CPU, dtype=torch.bfloat16,
+    video, got_audio = prepare_latents(
+        1, height, width, FRAMES, FPS, generator=ours_generator, device=CPU, dtype=torch.bfloat16,
         conditions=[VideoCondition(image, 0, 0.8)] if with_image else [], noise_scale=noise_scale,
-        initial_video_latent=initial,
+        initial_video_latent=initial, initial_audio_latent=audio, freeze_audio=True,
     )  # fmt: skip
 
     for name in ("latent", "clean_latent", "denoise_mask", "positions"):
@@ -122,7 +115,7 @@ def test_audio_file_to_trimmed_latent_matches_the_reference(tmp_path):
     from scipy.io import wavfile
     from test_audio_vae import ours_from_reference, reference_pair
 
-    from ltx2_diffusers.pipelines.pipeline_ltx2_av_audio_to_video import _cut_waveform
+    from ltx2_diffusers.pipelines.pipeline_ltx2_av_audio_to_video import cut_waveform
 
     encoder, decoder = reference_pair()
     audio_vae = ours_from_reference(encoder, decoder)
@@ -132,10 +125,8 @@ def test_audio_file_to_trimmed_latent_matches_the_reference(tmp_path):
     with torch.no_grad():
         decoded = decode_audio_from_file(str(path), CPU, start, num_frames / fps)
         expected = encode_audio(decoded, encoder)[:, :, : audio_latent_frames(num_frames, fps)]
-        waveform, rate = _cut_waveform(str(path), None, start, num_frames / fps)
-        got = LTX2AVAudioToVideoPipeline.encode_audio(
-            SimpleNamespace(audio_vae=audio_vae), waveform, rate, num_frames, fps, CPU
-        )
+        waveform, rate = cut_waveform(str(path), None, start, num_frames / fps)
+        got = a2v.encode_audio(audio_vae, waveform, rate, num_frames, fps, CPU)
     assert rate == decoded.sampling_rate == 48000
     assert torch.equal(waveform, decoded.waveform[0])  # what the pipeline returns is the reference's output audio
     assert got.shape == expected.shape == (1, 2, 17, 16)

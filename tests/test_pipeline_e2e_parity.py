@@ -48,7 +48,7 @@ from test_conversion_utils import vocoder_section as conversion_vocoder_section
 
 from ltx2_diffusers import LTX2AVPipeline
 from ltx2_diffusers.loaders import metadata as md
-from ltx2_diffusers.pipelines import pipeline_ltx2_av
+from ltx2_diffusers.pipelines import condition_encoding, decoding, pipeline_ltx2_av, pipeline_utils
 from ltx2_diffusers.pipelines.guidance import GuidanceScales
 from ltx2_diffusers.utils.tiny_gemma import (
     TINY_GEMMA_HIDDEN_SIZE,
@@ -303,10 +303,15 @@ def run_ours(
     """Our pipeline with its defaults for the model version (negative prompt, guidance), STG on the tiny block."""
     seen: dict = {"image_latent": None}
 
-    def encode_prompts(*args, **kwargs):
-        contexts = original_encode_prompts(*args, **kwargs)
-        seen["contexts"] = dict(vars(contexts))
-        return contexts
+    def encode_prompts(*args, **kwargs):  # one Gemma batch: the positive prompt, then the negative one
+        embeds = original_encode_prompts(*args, **kwargs)
+        seen["contexts"] = {
+            "video": embeds.video_context[:1],
+            "audio": embeds.audio_context[:1],
+            "negative_video": embeds.video_context[1:],
+            "negative_audio": embeds.audio_context[1:],
+        }
+        return embeds
 
     def encode_image(*args, **kwargs):
         seen["image_latent"] = original_encode_image(*args, **kwargs)
@@ -321,8 +326,8 @@ def run_ours(
         seen["audio_latent"] = latents
         return original_decode_audio(audio_vae, vocoder, latents)
 
-    original_encode_prompts, original_encode_image = pipe.encode_prompts, pipe.encode_image
-    original_decode_video, original_decode_audio = pipeline_ltx2_av.decode_video, pipeline_ltx2_av.decode_audio
+    original_encode_prompts, original_encode_image = pipeline_utils.encode_prompts, condition_encoding.encode_image
+    original_decode_video, original_decode_audio = decoding.decode_video, decoding.decode_audio
     defaults = pipeline_ltx2_av.MODEL_VERSION_DEFAULTS[pipe.model_version]
     blocks = tuple(TINY_STG_BLOCKS[version])
     if video_guidance is None:
@@ -330,10 +335,10 @@ def run_ours(
     audio_guidance = replace(defaults.audio_guidance, stg_blocks=blocks)
     image = {} if image_path is None else {"image": str(image_path), "image_strength": IMAGE_STRENGTH}
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(pipe, "encode_prompts", encode_prompts)
-        patch.setattr(pipe, "encode_image", encode_image)
-        patch.setattr(pipeline_ltx2_av, "decode_video", decode_video)
-        patch.setattr(pipeline_ltx2_av, "decode_audio", decode_audio)
+        patch.setattr(pipeline_utils, "encode_prompts", encode_prompts)
+        patch.setattr(condition_encoding, "encode_image", encode_image)
+        patch.setattr(decoding, "decode_video", decode_video)
+        patch.setattr(decoding, "decode_audio", decode_audio)
         output = pipe(
             PROMPT,  # negative prompt: the pipeline's default
             height=HEIGHT,
@@ -505,7 +510,7 @@ def test_decoded_video_matches(runs, tiny):
     assert ours.pixels.dtype == reference.pixels.dtype == DTYPE
     vae = our_pipeline(tiny, version).vae
     with torch.no_grad(), nullcontext() if swapped else ltx_core_pixel_norm():
-        other = pipeline_ltx2_av.decode_video(vae, reference.video_latent)
+        other = decoding.decode_video(vae, reference.video_latent)
     swapped_pixels, plain_pixels = (ours.pixels, other) if swapped else (other, ours.pixels)
     torch.testing.assert_close(swapped_pixels, reference.pixels, rtol=0, atol=0)
     assert 0 < max_abs_diff(plain_pixels, reference.pixels) <= PIXEL_ATOL

@@ -12,6 +12,7 @@
 import numpy as np
 import pytest
 import torch
+from helpers.pipelines import adapters_enabled
 from ltx_core.components.noisers import GaussianNoiser
 from ltx_core.components.patchifiers import AudioPatchifier, VideoLatentPatchifier
 from ltx_core.conditioning import VideoConditionByLatentIndex
@@ -20,13 +21,13 @@ from ltx_core.conditioning.types.reference_video_cond import VideoConditionByRef
 from ltx_core.tools import AudioLatentTools, VideoLatentTools
 from ltx_core.types import AudioLatentShape, VideoLatentShape
 from ltx_pipelines.ic_lora import ICLoraPipeline
-from peft.tuners.tuners_utils import BaseTunerLayer
 from safetensors.torch import save_file
 
-import ltx2_diffusers.pipelines.pipeline_ltx2_av as one_stage_module
+import ltx2_diffusers.pipelines.pipeline_ltx2_av_ic_lora as ic_lora_module
 from ltx2_diffusers import LTX2AVICLoRAPipeline
 from ltx2_diffusers.models.autoencoder_kl_ltx2_audio import audio_latent_frames
-from ltx2_diffusers.pipelines.pipeline_ltx2_av_two_stage import refine_latents
+from ltx2_diffusers.pipelines.denoising import TextContexts
+from ltx2_diffusers.pipelines.refinement import refine_latents
 from ltx2_diffusers.pipelines.tiny import build_tiny_two_stage_pipeline
 from ltx2_diffusers.schedulers.scheduling_ltx2 import DISTILLED_SIGMAS, STAGE_2_DISTILLED_SIGMAS, LTX2Scheduler
 
@@ -68,10 +69,6 @@ def pipe(tmp_path_factory) -> LTX2AVICLoRAPipeline:
     return pipe
 
 
-def _enabled(transformer) -> bool:
-    return any(not m.disable_adapters for m in transformer.modules() if isinstance(m, BaseTunerLayer))
-
-
 class _Captured(Exception):
     pass
 
@@ -86,7 +83,7 @@ def test_stage_1_state_matches_ic_lora_pipeline_bf16(monkeypatch):
         captured.update(video=video, audio=audio, sigmas=args[1])
         raise _Captured
 
-    monkeypatch.setattr(one_stage_module, "guided_denoise", capture)
+    monkeypatch.setattr(ic_lora_module, "denoise", capture)
     image = np.random.default_rng(3).integers(0, 256, (80, 72, 3), dtype=np.uint8)
     frames = _reference_frames(1)
     mask = torch.rand(1, 1, FRAMES, 64, 64, generator=torch.Generator().manual_seed(2)).bfloat16()
@@ -130,8 +127,9 @@ def test_skip_stage_2_and_stage_2_without_the_adapter(pipe):
 
     generator = torch.Generator().manual_seed(4)
     video_1, audio_1 = pipe(**kwargs, skip_stage_2=True, output_type="latent", generator=generator, return_dict=False)
-    assert video_1.shape == (1, 128, 2, 2, 2) and _enabled(pipe.transformer)
-    contexts = pipe.encode_prompts(["a cat"], None, torch.device("cpu"), torch.float32)
+    assert video_1.shape == (1, 128, 2, 2, 2) and adapters_enabled(pipe.transformer)
+    embeds = pipe.encode_prompt("a cat")
+    contexts = TextContexts(embeds.video_context, embeds.audio_context)
 
     def refine(adapters_on: bool, generator: torch.Generator):
         (pipe.transformer.enable_adapters if adapters_on else pipe.transformer.disable_adapters)()
@@ -152,7 +150,7 @@ def test_skip_stage_2_and_stage_2_without_the_adapter(pipe):
     torch.testing.assert_close(audio, expected_audio, rtol=0, atol=0)
     with_adapter, _ = refine(True, torch.Generator().set_state(state))
     assert (with_adapter - video).abs().max() > 1e-3  # the adapter would have changed stage 2
-    assert _enabled(pipe.transformer) and pipe.transformer.active_adapters() == ["ic_lora"]  # restored
+    assert adapters_enabled(pipe.transformer) and pipe.transformer.active_adapters() == ["ic_lora"]  # restored
 
     # stage 1 does use the IC-LoRA
     pipe.transformer.disable_adapters()
@@ -172,7 +170,10 @@ def test_skip_stage_2_and_stage_2_without_the_adapter(pipe):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"reference_videos": [(_reference_frames(0, 5), 1.0)]}, r"has 5 frames .* 8k \+ 1 frames: trim it to 1"),
+        (
+            {"reference_videos": [(_reference_frames(0, 5), 1.0)]},
+            r"has 5 frames \(after capping at 9\), which is not of the form 8\*k \+ 1.* Use 1 or 9 frames",
+        ),
         (
             {"reference_videos": [(torch.zeros(1, 3, 9, 64, 64), 1.0)]},
             r"must be \(1, 3, F, 32, 32\) in \[-1, 1\]",
@@ -191,7 +192,7 @@ def test_skip_stage_2_and_stage_2_without_the_adapter(pipe):
 def test_errors(pipe, kwargs, message):
     with pytest.raises(ValueError, match=message):
         pipe("a cat", **{**FAST, **kwargs}, output_type="latent")
-    assert _enabled(pipe.transformer)
+    assert adapters_enabled(pipe.transformer)
 
 
 def test_conflicting_reference_factors_are_refused(pipe, tmp_path):

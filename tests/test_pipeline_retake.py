@@ -34,9 +34,11 @@ from ltx_pipelines.utils.types import PipelineComponents
 
 from ltx2_diffusers import LTX2AVRetakePipeline, LTX2Scheduler
 from ltx2_diffusers.pipelines import pipeline_ltx2_av_retake as retake
-from ltx2_diffusers.pipelines.denoising import TextContexts, guided_denoise
+from ltx2_diffusers.pipelines import pipeline_utils
+from ltx2_diffusers.pipelines.denoising import TextContexts, denoise
 from ltx2_diffusers.pipelines.guidance import GuidanceScales
 from ltx2_diffusers.pipelines.pipeline_ltx2_av_retake import prepare_retake_latents, temporal_region_mask
+from ltx2_diffusers.pipelines.text_encoding import PromptEmbeddings
 from ltx2_diffusers.pipelines.tiny import build_tiny_pipeline
 from ltx2_diffusers.schedulers.scheduling_ltx2 import DISTILLED_SIGMAS, ltx2_sigmas
 from ltx2_diffusers.utils.media import export_to_video_with_audio, load_video
@@ -152,7 +154,7 @@ def test_retake_denoising_matches_ltx_pipelines(dtype):
     cpu = torch.device("cpu")
     core_video = create_noised_state(video_tools, [window], noiser, dtype, cpu, initial_latent=video_latent)
     core_audio = create_noised_state(audio_tools, [window], noiser, dtype, cpu, initial_latent=audio_latent)
-    denoise = multi_modal_guider_denoising_func(
+    core_denoise = multi_modal_guider_denoising_func(
         MultiModalGuider(core_params(video_guidance), negative_context=contexts.negative_video),
         MultiModalGuider(core_params(audio_guidance), negative_context=contexts.negative_audio),
         contexts.video, contexts.audio, X0Model(reference),
@@ -168,9 +170,9 @@ def test_retake_denoising_matches_ltx_pipelines(dtype):
     with torch.no_grad():
         expected_video, expected_audio = euler_denoising_loop(
             sigmas, CoreLatentState(*vars(core_video).values()), CoreLatentState(*vars(core_audio).values()),
-            EulerDiffusionStep(), denoise,
+            EulerDiffusionStep(), core_denoise,
         )  # fmt: skip
-        got_video, got_audio = guided_denoise(ours, video, audio, contexts, sigmas, video_guidance, audio_guidance)
+        got_video, got_audio = denoise(ours, video, audio, contexts, sigmas, video_guidance, audio_guidance)
     if dtype == torch.float32:  # max abs difference a few 1e-6
         torch.testing.assert_close(got_video.latent, expected_video.latent, rtol=0, atol=5e-5)
         torch.testing.assert_close(got_audio.latent, expected_audio.latent, rtol=0, atol=5e-5)
@@ -262,7 +264,7 @@ def test_bad_windows_are_refused(pipe, window, message):
 @pytest.mark.parametrize(
     "shape, message",
     [
-        ((16, 64, 64), r"the source clip has 16 frames; a retake needs 8\*k \+ 1 .* Trim it to 9 frames"),
+        ((16, 64, 64), r"the source clip has 16 frames, which is not of the form 8\*k \+ 1.* Use 9 or 17 frames"),
         ((17, 64, 80), r"the source clip is 64x80 .* multiple of 32 .* 64x64"),
         ((17, 16, 64), r"the source clip is 16x64 .* 32x64"),
     ],
@@ -298,12 +300,13 @@ def test_defaults_follow_the_reference(pipe, monkeypatch, distilled):
         seen.update(sigmas=sigmas, video_guidance=video_guidance, audio_guidance=audio_guidance)
         return video, audio
 
-    def record_prompts(prompts, negative_prompts, device, dtype):
-        seen.update(prompts=prompts, negative_prompts=negative_prompts)
-        return TextContexts(torch.zeros(1, 4, 16), torch.zeros(1, 4, 8))
+    def record_prompts(text_encoder, tokenizer, connectors, texts, **kwargs):  # positives, then negatives: one batch
+        seen.update(texts=list(texts))
+        n = len(texts)
+        return PromptEmbeddings(torch.zeros(n, 4, 16), torch.zeros(n, 4, 8), torch.ones(n, 4, dtype=torch.long))
 
-    monkeypatch.setattr(retake, "guided_denoise", record_denoise)
-    monkeypatch.setattr(pipe, "encode_prompts", record_prompts)
+    monkeypatch.setattr(retake, "denoise", record_denoise)
+    monkeypatch.setattr(pipeline_utils, "encode_prompts", record_prompts)
     original_scheduler = pipe.scheduler
     pipe.scheduler = LTX2Scheduler.distilled() if distilled else LTX2Scheduler()
     try:
@@ -313,11 +316,11 @@ def test_defaults_follow_the_reference(pipe, monkeypatch, distilled):
         pipe.scheduler = original_scheduler
     if distilled:
         assert seen["sigmas"].tolist() == pytest.approx(DISTILLED_SIGMAS)
-        assert seen["negative_prompts"] is None
+        assert seen["texts"] == ["a dog"]  # no negative prompt
         assert seen["video_guidance"] == GuidanceScales() and seen["audio_guidance"] == GuidanceScales()
     else:
         assert len(seen["sigmas"]) == 41 and torch.equal(seen["sigmas"], ltx2_sigmas(40))
-        assert seen["negative_prompts"] == [""]
+        assert seen["texts"] == ["a dog", ""]
         assert seen["video_guidance"] == GuidanceScales(cfg=3.0, stg=1.0, modality=3.0, rescale=0.7, stg_blocks=(29,))
         assert seen["audio_guidance"].cfg == 7.0
 

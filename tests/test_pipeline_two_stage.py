@@ -13,25 +13,22 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from _transformer_helpers import CAPTION_CHANNELS, OUR_CONFIGS, TEXT_TOKENS, build_pair
+from _transformer_helpers import CAPTION_CHANNELS, TEXT_TOKENS, build_pair
 from diffusers import DiffusionPipeline
+from helpers.pipelines import adapters_enabled, upsampler_pair
 from ltx_core.components.diffusion_steps import EulerDiffusionStep
 from ltx_core.components.noisers import GaussianNoiser
 from ltx_core.conditioning.types.latent_cond import VideoConditionByLatentIndex
 from ltx_core.model.transformer.model import X0Model
-from ltx_core.model.upsampler import LatentUpsamplerConfigurator
 from ltx_core.model.upsampler.model import upsample_video
 from ltx_core.model.video_vae.ops import PerChannelStatistics
 from ltx_core.types import VideoPixelShape
 from ltx_pipelines.utils.helpers import denoise_audio_video, simple_denoising_func
 from ltx_pipelines.utils.samplers import euler_denoising_loop
 from ltx_pipelines.utils.types import PipelineComponents
-from peft.tuners.tuners_utils import BaseTunerLayer
 
 from ltx2_diffusers import LTX2AVPipeline, LTX2AVTwoStagePipeline, LTX2LatentUpsamplerModel
 from ltx2_diffusers.loaders.lora import LTX2LoRA, load_lora_adapter
-from ltx2_diffusers.loaders.metadata import upsampler_config_from_original
-from ltx2_diffusers.loaders.upsampler_keys import original_to_diffusers_keys
 from ltx2_diffusers.models.autoencoder_kl_ltx2_audio import audio_latent_frames
 from ltx2_diffusers.pipelines.denoising import TextContexts, VideoCondition
 from ltx2_diffusers.pipelines.guidance import GuidanceScales
@@ -39,44 +36,15 @@ from ltx2_diffusers.pipelines.pipeline_ltx2_av_two_stage import refine_latents
 from ltx2_diffusers.pipelines.tiny import build_tiny_two_stage_pipeline
 from ltx2_diffusers.schedulers.scheduling_ltx2 import DISTILLED_SIGMAS, STAGE_2_DISTILLED_SIGMAS, LTX2Scheduler
 
-# ltx-pipelines' stage 2 hard-codes 128 video channels and 8 x 16 audio features: the helper transformer at that width
-OUR_CONFIGS.setdefault(
-    "ltx2_c128",
-    dict(OUR_CONFIGS["ltx2"], in_channels=128, out_channels=128, audio_in_channels=128, audio_out_channels=128),
-)
-UPSAMPLER_ORIGINAL = {
-    "in_channels": 128,
-    "mid_channels": 32,
-    "num_blocks_per_stage": 1,
-    "dims": 3,
-    "spatial_upsample": True,
-    "temporal_upsample": False,
-    "spatial_scale": 2.0,
-    "rational_resampler": False,
-}
 FRAMES, FPS = 9, 24.0  # 2 latent frames; stage 1 latents 2 x 2 x 2, stage 2 2 x 4 x 4 (128 x 128 pixels)
 NEUTRAL = GuidanceScales()
 FAST = {"num_frames": 9, "height": 128, "width": 128, "num_inference_steps": 1}
 
 
-def _upsampler_pair(seed: int = 1):
-    reference = LatentUpsamplerConfigurator.from_config(UPSAMPLER_ORIGINAL).eval()
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in reference.named_parameters():
-            base = 1.0 if "norm" in name and name.endswith("weight") else 0.0
-            param.copy_(base + 0.1 * torch.randn(param.shape, generator=generator))
-    config = upsampler_config_from_original(UPSAMPLER_ORIGINAL)
-    ours = LTX2LatentUpsamplerModel(**config).eval()
-    names = original_to_diffusers_keys(reference.state_dict(), config=config)
-    ours.load_state_dict({names[k]: v for k, v in reference.state_dict().items()}, strict=True)
-    return reference, ours
-
-
 @pytest.mark.parametrize("conditioning", ["none", "image"])
 def test_stage_2_matches_ltx_pipelines(conditioning):
     core_transformer, transformer = build_pair("ltx2_c128", seed=0)
-    core_upsampler, upsampler = _upsampler_pair()
+    core_upsampler, upsampler = upsampler_pair()
     g = torch.Generator().manual_seed(7)
     mean, std = 0.1 * torch.randn(128, generator=g), 0.5 + torch.rand(128, generator=g)
     statistics = PerChannelStatistics(128)
@@ -205,7 +173,8 @@ def test_image_conditions_each_stage_at_its_size_and_one_generator_runs_through(
     one_stage.set_progress_bar_config(disable=True)
     kwargs.update(height=64, width=96)
     video_1, audio_1 = one_stage("a cat", image=half[0], generator=generator, return_dict=False, **kwargs)
-    contexts = one_stage.encode_prompts(["a cat"], None, torch.device("cpu"), torch.float32)
+    embeds = one_stage.encode_prompt("a cat")
+    contexts = TextContexts(embeds.video_context, embeds.audio_context)
     expected_video, expected_audio = refine_latents(
         pipe.transformer, pipe.latent_upsampler, video_1, audio_1, contexts, latents_mean=pipe.vae.latents_mean,
         latents_std=pipe.vae.latents_std, frame_rate=24.0, sigmas=torch.tensor(STAGE_2_DISTILLED_SIGMAS),
@@ -226,9 +195,6 @@ def _random_lora(transformer, seed: int, modules: tuple[str, ...]) -> LTX2LoRA:
     return LTX2LoRA(layers)
 
 
-def _enabled(transformer) -> bool:
-    return any(not m.disable_adapters for m in transformer.modules() if isinstance(m, BaseTunerLayer))
-
 
 def test_stage_2_adapter_applies_in_stage_2_only():
     pipe = build_tiny_two_stage_pipeline(seed=2)
@@ -243,7 +209,7 @@ def test_stage_2_adapter_applies_in_stage_2_only():
     stage_1, refined = _stage_latents(pipe, stage_2_adapter="distilled")
     torch.testing.assert_close(stage_1, base_stage_1, rtol=0, atol=0)  # stage 1 without the adapter
     assert (refined - base).abs().max() > 1e-3  # stage 2 with it
-    assert not _enabled(pipe.transformer)  # the state before the call is restored
+    assert not adapters_enabled(pipe.transformer)  # the state before the call is restored
 
     _, half = _stage_latents(pipe, stage_2_adapter="distilled", stage_2_adapter_scale=0.5)
     assert (half - refined).abs().max() > 1e-4 and (half - base).abs().max() > 1e-4
@@ -261,7 +227,7 @@ def test_stage_2_adapter_applies_in_stage_2_only():
     stage_1, both = _stage_latents(pipe, stage_2_adapter="distilled")
     torch.testing.assert_close(stage_1, style_stage_1, rtol=0, atol=0)
     assert (both - style).abs().max() > 1e-3
-    assert sorted(pipe.transformer.active_adapters()) == ["distilled", "style"] and _enabled(pipe.transformer)
+    assert sorted(pipe.transformer.active_adapters()) == ["distilled", "style"] and adapters_enabled(pipe.transformer)
     with pytest.raises(ValueError, match="stage_2_adapter='nope' is not an adapter"):
         pipe("a cat", **FAST, stage_2_adapter="nope")
 

@@ -1,12 +1,12 @@
 """LTX2AVTwoStageHQPipeline against ltx-pipelines 1.0.0's TI2VidTwoStagesHQPipeline.
 
-(a) Stage 1's guided res_2s loop (`denoise_res2s`, one batched call per prediction) equals the reference's
+(a) Stage 1's guided res_2s loop (`denoise(sampler=res2s_sample)`, one batched call per prediction) equals the reference's
     `res2s_audio_video_denoising_loop` + `multi_modal_guider_denoising_func` (separate passes) with the HQ guidance,
     on a tiny random transformer holding the same weights, fp32, token-count-shifted sigmas, with and without image
     conditioning (asserted at 5e-5).
 (b) A full tiny call: the distilled adapter at 0.25 during every stage-1 call and 0.5 during every stage-2 call, the
     stage-1 schedule shifted by the stage-1 token count, adapters restored afterwards.
-(c) Stage 2 (`refine_latents_res2s`) equals the reference's upsample + re-noise + res_2s with `simple_denoising_func`
+(c) Stage 2 (`refine_latents(sampler=res2s_sample)`) equals the reference's upsample + re-noise + res_2s with `simple_denoising_func`
     (image-conditioned, fp32, 5e-5).
 (d) Errors.
 """
@@ -17,6 +17,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from _transformer_helpers import CAPTION_CHANNELS, FRAMES, HEIGHT, TEXT_TOKENS, WIDTH, build_pair
+from helpers.pipelines import adapters_enabled, core_params, make_contexts, make_states, to_core, upsampler_pair
 from ltx_core.components.diffusion_steps import Res2sDiffusionStep
 from ltx_core.components.guiders import MultiModalGuider
 from ltx_core.components.noisers import GaussianNoiser
@@ -30,23 +31,20 @@ from ltx_pipelines.utils.constants import LTX_2_3_HQ_PARAMS
 from ltx_pipelines.utils.helpers import denoise_audio_video, multi_modal_guider_denoising_func, simple_denoising_func
 from ltx_pipelines.utils.samplers import res2s_audio_video_denoising_loop
 from ltx_pipelines.utils.types import PipelineComponents
-from test_denoise_parity import core_params, make_contexts, make_states, to_core
-from test_pipeline_two_stage import _enabled, _upsampler_pair
 
 from ltx2_diffusers import LTX2AVTwoStageHQPipeline
 from ltx2_diffusers.loaders.lora import LTX2LoRA, load_lora_adapter
 from ltx2_diffusers.models.autoencoder_kl_ltx2_audio import audio_latent_frames
-from ltx2_diffusers.pipelines.denoising import TextContexts, VideoCondition
+from ltx2_diffusers.pipelines.denoising import TextContexts, VideoCondition, denoise
 from ltx2_diffusers.pipelines.guidance import GuidanceScales
 from ltx2_diffusers.pipelines.pipeline_ltx2_av_two_stage_hq import (
     HQ_AUDIO_GUIDANCE,
     HQ_NUM_INFERENCE_STEPS,
     HQ_VIDEO_GUIDANCE,
-    denoise_res2s,
-    refine_latents_res2s,
 )
+from ltx2_diffusers.pipelines.refinement import refine_latents
 from ltx2_diffusers.pipelines.tiny import build_tiny_two_stage_pipeline
-from ltx2_diffusers.schedulers.scheduling_ltx2 import STAGE_2_DISTILLED_SIGMAS, ltx2_sigmas
+from ltx2_diffusers.schedulers.scheduling_ltx2 import STAGE_2_DISTILLED_SIGMAS, ltx2_sigmas, res2s_sample
 
 FAST = {"num_frames": 9, "height": 128, "width": 128, "num_inference_steps": 2, "output_type": "latent"}
 
@@ -81,7 +79,7 @@ def test_stage_1_res2s_matches_ltx_pipelines(pair, conditioning):
     core_sigmas = CoreLTX2Scheduler().execute(steps=3, latent=torch.empty(1, 8, FRAMES, HEIGHT, WIDTH))
     torch.testing.assert_close(sigmas, core_sigmas, rtol=0, atol=0)
 
-    denoise = multi_modal_guider_denoising_func(
+    core_denoise = multi_modal_guider_denoising_func(
         MultiModalGuider(core_params(HQ_VIDEO_GUIDANCE), negative_context=contexts.negative_video),
         MultiModalGuider(core_params(HQ_AUDIO_GUIDANCE), negative_context=contexts.negative_audio),
         contexts.video,
@@ -90,10 +88,11 @@ def test_stage_1_res2s_matches_ltx_pipelines(pair, conditioning):
     )
     with torch.no_grad():
         expected_video, expected_audio = res2s_audio_video_denoising_loop(
-            sigmas, to_core(video), to_core(audio), Res2sDiffusionStep(), denoise, model_dtype=torch.float32
+            sigmas, to_core(video), to_core(audio), Res2sDiffusionStep(), core_denoise, model_dtype=torch.float32
         )
-        got_video, got_audio = denoise_res2s(ours, video, audio, contexts, sigmas, HQ_VIDEO_GUIDANCE, HQ_AUDIO_GUIDANCE)
-        no_cfg, _ = denoise_res2s(ours, video, audio, contexts, sigmas, GuidanceScales(), HQ_AUDIO_GUIDANCE)
+        args = (ours, video, audio, contexts, sigmas)
+        got_video, got_audio = denoise(*args, HQ_VIDEO_GUIDANCE, HQ_AUDIO_GUIDANCE, sampler=res2s_sample)
+        no_cfg, _ = denoise(*args, GuidanceScales(), HQ_AUDIO_GUIDANCE, sampler=res2s_sample)
 
     assert got_video.latent.dtype == torch.float32
     assert expected_video.latent.abs().max() > 0.5 and expected_audio.latent.abs().max() > 0.5
@@ -132,7 +131,7 @@ def test_call_switches_adapter_strength_per_stage_and_shifts_stage_1_by_its_toke
     seen = []
 
     def record(module, args, kwargs):
-        seen.append((float(kwargs["sigma"][0]) / 1000.0, layer.scaling["distilled"], _enabled(module)))
+        seen.append((float(kwargs["sigma"][0]) / 1000.0, layer.scaling["distilled"], adapters_enabled(module)))
 
     handle = pipe.transformer.register_forward_pre_hook(record, with_kwargs=True)
     try:
@@ -155,7 +154,7 @@ def test_call_switches_adapter_strength_per_stage_and_shifts_stage_1_by_its_toke
     expected = [s[0], math.sqrt(s[0] * s[1]), s[1], math.sqrt(s[1] * 0.0011), 0.0011]
     assert [sigma for sigma, _, _ in seen[:5]] == pytest.approx(expected, rel=1e-5)
     assert seen[5][0] == pytest.approx(STAGE_2_DISTILLED_SIGMAS[0])
-    assert not _enabled(pipe.transformer) and layer.scaling["distilled"] == 1.0  # restored
+    assert not adapters_enabled(pipe.transformer) and layer.scaling["distilled"] == 1.0  # restored
     assert (video - base).abs().max() > 1e-3
     # stage 1 alone at 0.25 (stage 2 at 0) differs from both the base and stage 1 at 0.5
     kwargs = {**FAST, "distilled_adapter": "distilled", "stage_2_adapter_scale": 0.0, "return_dict": False}
@@ -171,7 +170,7 @@ def test_call_switches_adapter_strength_per_stage_and_shifts_stage_1_by_its_toke
         ({"distilled_adapter": "nope"}, ValueError, "distilled_adapter='nope' is not an adapter"),
         ({"height": 96}, ValueError, "height=96 is not a positive multiple of 64"),
         ({"num_inference_steps": 0}, ValueError, "num_inference_steps must be a positive int"),
-        ({"video_guidance": GuidanceScales(cfg=3.0, skip_step=1)}, ValueError, "skip_step is not supported"),
+        ({"video_guidance": GuidanceScales(cfg=3.0, skip_step=1)}, ValueError, "skip_step needs the Euler sampler"),
         ({"stage_1_adapter_scale": "high"}, TypeError, "stage_1_adapter_scale must be a number"),
     ],
 )
@@ -182,10 +181,10 @@ def test_bad_inputs_fail_with_the_fix(kwargs, error, message):
 
 
 def test_stage_2_res2s_matches_ltx_pipelines():
-    """`refine_latents_res2s` = the HQ pipeline's stage 2: upsample, re-noise, res_2s with `simple_denoising_func`."""
+    """`refine_latents(sampler=res2s_sample)` = the HQ pipeline's stage 2: upsample, re-noise, res_2s with `simple_denoising_func`."""
     frames, fps = 9, 24.0
-    core_transformer, transformer = build_pair("ltx2_c128", seed=0)  # registered by test_pipeline_two_stage
-    core_upsampler, upsampler = _upsampler_pair()
+    core_transformer, transformer = build_pair("ltx2_c128", seed=0)  # registered by helpers.pipelines
+    core_upsampler, upsampler = upsampler_pair()
     g = torch.Generator().manual_seed(7)
     mean, std = 0.1 * torch.randn(128, generator=g), 0.5 + torch.rand(128, generator=g)
     statistics = PerChannelStatistics(128)
@@ -220,7 +219,7 @@ def test_stage_2_res2s_matches_ltx_pipelines():
             ),
             initial_audio_latent=audio_1,
         )
-        got_video, got_audio = refine_latents_res2s(
+        got_video, got_audio = refine_latents(
             transformer,
             upsampler,
             video_1,
@@ -232,6 +231,7 @@ def test_stage_2_res2s_matches_ltx_pipelines():
             sigmas=sigmas,
             generator=torch.Generator().manual_seed(5),
             conditions=[VideoCondition(image, 0, 0.8)],
+            sampler=res2s_sample,
         )
 
     assert got_video.shape == (1, 128, 2, 4, 4) and got_audio.shape == audio_1.shape

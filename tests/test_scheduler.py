@@ -8,7 +8,7 @@ from ltx2_diffusers.schedulers.scheduling_ltx2 import (
     DISTILLED_SIGMAS,
     STAGE_2_DISTILLED_SIGMAS,
     LTX2Scheduler,
-    Res2sLatents,
+    SamplerStream,
     blend_clean,
     euler_step,
     ltx2_shift,
@@ -162,7 +162,7 @@ def test_res2s_matches_ltx_pipelines_loop():
     a_state = LatentState(audio, torch.ones(1, 5, 1), torch.zeros(1, 1, 5, 2), audio.clone())
     core_v, core_a = res2s_audio_video_denoising_loop(sigmas, v_state, a_state, Res2sDiffusionStep(), core_fn)
 
-    streams = [Res2sLatents(video, video_mask, clean_video), Res2sLatents(audio, torch.ones(1, 5, 1), audio.clone())]
+    streams = [SamplerStream(video, video_mask, clean_video), SamplerStream(audio, torch.ones(1, 5, 1), audio.clone())]
     ours_v, ours_a = res2s_sample(
         lambda xs, s: (toy_x0(xs[0], s, target_v), toy_x0(xs[1], s, target_a)), streams, sigmas
     )
@@ -179,3 +179,33 @@ def test_diffusers_flow_match_config_loads_with_reference_schedule():
     ours = LTX2Scheduler.from_config(theirs.config)
     ours.set_timesteps(30, num_tokens=6144)  # the reference's fixed 4096-token shift, whatever the resolution
     torch.testing.assert_close(ours.sigmas, torch.tensor(SIGMAS_30), rtol=0, atol=1e-5)
+
+
+def test_get_sigmas_takes_diffusers_timesteps_and_refuses_disagreements():
+    scheduler = LTX2Scheduler()
+    torch.testing.assert_close(scheduler.get_sigmas(timesteps=[1000.0, 725.0]), torch.tensor([1.0, 0.725, 0.0]))
+    assert scheduler.sigmas is None  # a value, not state
+    with pytest.raises(ValueError, match="pass sigmas or timesteps"):
+        scheduler.get_sigmas(sigmas=[1.0, 0.0], timesteps=[1000.0])
+    with pytest.raises(ValueError, match=r"sigmas must end at 0 .* Append 0.0"):
+        scheduler.get_sigmas(sigmas=[1.0, 0.5])
+    with pytest.raises(ValueError, match="num_inference_steps=3 disagrees with the 3 sigmas given"):
+        scheduler.get_sigmas(3, sigmas=[1.0, 0.5, 0.0])
+    assert scheduler.get_sigmas(2, sigmas=[1.0, 0.5, 0.0]).tolist() == [1.0, 0.5, 0.0]
+
+
+def test_a_diffusers_flow_match_scheduler_is_converted_not_refused():
+    from diffusers import DDIMScheduler, FlowMatchEulerDiscreteScheduler
+
+    from ltx2_diffusers.schedulers.scheduling_ltx2 import as_ltx2_scheduler
+
+    dev = FlowMatchEulerDiscreteScheduler(
+        base_shift=0.95, max_shift=2.05, shift_terminal=0.1, use_dynamic_shifting=True
+    )
+    converted = as_ltx2_scheduler(dev)
+    assert isinstance(converted, LTX2Scheduler) and converted.config.fixed_sigmas is None
+    torch.testing.assert_close(converted.get_sigmas(30), torch.tensor(SIGMAS_30), rtol=0, atol=1e-5)
+    plain = as_ltx2_scheduler(FlowMatchEulerDiscreteScheduler())  # diffusers' default: the reference's dev schedule
+    torch.testing.assert_close(plain.get_sigmas(40), ltx2_sigmas(40), rtol=0, atol=0)
+    with pytest.raises(TypeError, match="got DDIMScheduler"):
+        as_ltx2_scheduler(DDIMScheduler())

@@ -140,13 +140,37 @@ def _unconditioned_state(tokens: Tensor, positions: Tensor) -> LatentState:
     )
 
 
-def add_noise(state: LatentState, generator: torch.Generator | None, noise_scale: float = 1.0) -> LatentState:
+Generators = torch.Generator | list[torch.Generator] | None  # one for the batch, or one per sample
+
+
+def draw_noise(like: Tensor, generator: Generators) -> Tensor:
+    """Standard-normal noise shaped, typed and placed like `like` (B, ...): one `torch.randn` over the whole batch
+    from one generator (the reference's draw), or sample b from generator[b] (diffusers' list form)."""
+    if not isinstance(generator, list):
+        return torch.randn(*like.shape, device=like.device, dtype=like.dtype, generator=generator)
+    if len(generator) != like.shape[0]:
+        raise ValueError(f"got {len(generator)} generators for a batch of {like.shape[0]}: pass one, or one per sample")
+    return torch.stack(
+        [torch.randn(*like.shape[1:], device=like.device, dtype=like.dtype, generator=g) for g in generator]
+    )
+
+
+def add_noise(
+    state: LatentState, generator: Generators, noise_scale: float = 1.0, noise: Tensor | None = None
+) -> LatentState:
     """latent <- n·m + latent·(1 - m), m = denoise_mask · noise_scale (ltx-core's `GaussianNoiser`, spec §6.3).
 
     n is drawn as `torch.randn` of the token tensor's shape (B, T, C), conditioning tokens included, in the latent's
-    dtype and device, from `generator`: the same generator and call order (video, then audio) reproduce ltx-core.
+    dtype and device, from `generator` (or a list, one per sample): the same generator and call order (video, then
+    audio) reproduce ltx-core. `noise` (B or 1, T, C) given: used instead of a draw (the generator is not touched).
     """
-    noise = torch.randn(*state.latent.shape, device=state.latent.device, dtype=state.latent.dtype, generator=generator)
+    if noise is None:
+        noise = draw_noise(state.latent, generator)
+    elif (
+        noise.ndim != 3 or noise.shape[0] not in (1, state.latent.shape[0]) or noise.shape[1:] != state.latent.shape[1:]
+    ):
+        raise ValueError(f"noise has shape {tuple(noise.shape)}, expected (B, T, C) = {tuple(state.latent.shape)}")
+    noise = noise.to(state.latent.device, state.latent.dtype)
     mask = state.denoise_mask * noise_scale
     return replace(state, latent=(noise * mask + state.latent * (1 - mask)).to(state.latent.dtype))
 

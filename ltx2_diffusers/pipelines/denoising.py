@@ -4,9 +4,11 @@ Data flow (spec §0, §6, §7, §9):
 1. `prepare_latents`: zero video/audio latents in the patchified token layout, conditions applied (an image replaces
    latent frame 0, keyframes and IC-LoRA reference videos are appended as extra tokens), then noise drawn in token
    layout, video then audio, and mixed in by each token's denoise mask, as ltx-core's `GaussianNoiser` does.
-2. `guided_denoise`: Euler on x0 predictions. Every guidance pass a step needs (conditional, negative prompt,
-   STG-perturbed, modality-isolated) runs as ONE batched transformer call; per-sample `Perturbations` masks say which
+2. `denoise`: a sampler (`euler_sample`, `res2s_sample`: k-diffusion's `sample(model_x0, x, sigmas, callback)`) over
+   guided x0 predictions. Every guidance pass a prediction needs (conditional, negative prompt, STG-perturbed,
+   modality-isolated) runs as ONE batched transformer call (`guided_x0`); per-sample `Perturbations` masks say which
    samples are perturbed. Per-token sigmas (sigma * denoise_mask) keep conditioning tokens at their clean values.
+   `transformer_x0` is the only place that knows the transformer's keyword arguments.
 3. `decode_video` / `decode_audio`: latents -> pixels in [-1, 1], latents -> mel -> stereo waveform.
 
 Tokens: video (B, F'*H'*W', 128) in (f, h, w) order; audio (B, T_a, 8*16) with features channel-major (c, mel).
@@ -22,15 +24,18 @@ import torch
 from torch import Tensor
 
 from ..models.autoencoder_kl_ltx2 import denormalize_latents
-from ..models.autoencoder_kl_ltx2_audio import audio_latent_frames
+from ..models.autoencoder_kl_ltx2_audio import audio_latent_frames, pack_audio_latents
 from ..models.perturbations import Perturbations
-from ..schedulers.scheduling_ltx2 import blend_clean, euler_step, x0_from_velocity
+from ..schedulers.scheduling_ltx2 import ModelX0, Sampler, SamplerStream, euler_sample, x0_from_velocity
 from .conditioning import (
+    VIDEO_TIME_SCALE,
+    Generators,
     LatentState,
     add_noise,
     append_keyframes,
     append_reference,
     audio_latent_state,
+    patchify_video,
     replace_frames,
     video_latent_state,
 )
@@ -40,14 +45,26 @@ from .guidance import GuidancePlan, GuidanceScales, GuidanceSchedule, guidance_a
 # Shapes and checks
 
 
+def check_num_frames(num_frames: int, what: str | None = None) -> None:
+    """The 8k + 1 rule of the causal video VAE, written once: raise a ValueError naming the nearest valid counts.
+    what: how the message names the count (default "num_frames=N")."""
+    if not isinstance(num_frames, int) or num_frames < 1 or (num_frames - 1) % VIDEO_TIME_SCALE != 0:
+        below = max(1, (num_frames - 1) // VIDEO_TIME_SCALE * VIDEO_TIME_SCALE + 1)
+        what = f"num_frames={num_frames}" if what is None else what
+        raise ValueError(
+            f"{what} is not of the form 8*k + 1, which the causal video VAE needs (the first latent frame holds 1 "
+            f"pixel frame, each later one 8). Use {below} or {below + VIDEO_TIME_SCALE} frames."
+        )
+
+
+def latent_grid(height: int, width: int, num_frames: int) -> tuple[int, int, int]:
+    """The video latent grid (F', H', W') of an 8k + 1-frame clip: 8x in time after the first frame, 32x in space."""
+    return (num_frames - 1) // VIDEO_TIME_SCALE + 1, height // 32, width // 32
+
+
 def check_video_size(height: int, width: int, num_frames: int, multiple: int = 32) -> None:
     """Raise a ValueError naming the fix when the clip cannot be represented exactly by the video VAE's latents."""
-    if num_frames < 1 or (num_frames - 1) % 8 != 0:
-        below = max(1, (num_frames - 1) // 8 * 8 + 1)
-        raise ValueError(
-            f"num_frames={num_frames} is not of the form 8*k + 1, which the causal video VAE needs (the first latent "
-            f"frame holds 1 pixel frame, each later one 8). Use {below} or {below + 8}."
-        )
+    check_num_frames(num_frames)
     for name, value in (("height", height), ("width", width)):
         if value < multiple or value % multiple != 0:
             lower = max(multiple, value // multiple * multiple)
@@ -91,6 +108,37 @@ class ReferenceCondition:
     attention_strength: float | Tensor | None = None
 
 
+def check_generator(generator: Generators, batch_size: int, device: torch.device) -> None:
+    """One torch.Generator (the whole batch's noise from it, in the reference's order), or a list of one per sample,
+    on the device where the latents are made."""
+    generators = generator if isinstance(generator, list) else [generator]
+    if isinstance(generator, list) and len(generator) != batch_size:
+        raise ValueError(
+            f"got a list of {len(generator)} generators for a batch of {batch_size} videos (prompts x "
+            "num_videos_per_prompt): pass one generator, or one per video"
+        )
+    for g in generators:
+        if g is not None and not isinstance(g, torch.Generator):
+            raise TypeError(
+                f"generator must be a torch.Generator or a list of them (one per video), got {type(g).__name__}"
+            )
+        if g is not None and torch.device(g.device).type != torch.device(device).type:
+            raise ValueError(
+                f"the generator is on {g.device} but the latents are made on {device}: noise is drawn where the "
+                f"latents live, as the reference does. Pass torch.Generator(device={str(device)!r}).manual_seed(seed)."
+            )
+
+
+def _tokens_of(latents: Tensor | None, ndim: int, what: str) -> Tensor | None:
+    """User latents (B, C, F', H', W') video / (B, C, T, mel) audio -> tokens (B, T, C'), or None."""
+    if latents is None:
+        return None
+    if latents.ndim != ndim:
+        layout = "(B, C, F', H', W')" if ndim == 5 else "(B, C, T_a, mel_bins)"
+        raise ValueError(f"{what} must be {layout}, got shape {tuple(latents.shape)}")
+    return patchify_video(latents) if ndim == 5 else pack_audio_latents(latents)
+
+
 def prepare_latents(
     batch_size: int,
     height: int,
@@ -98,7 +146,7 @@ def prepare_latents(
     num_frames: int,
     frame_rate: float,
     *,
-    generator: torch.Generator | None,
+    generator: Generators,
     device: torch.device,
     dtype: torch.dtype,
     conditions: Sequence[VideoCondition | ReferenceCondition] = (),
@@ -108,25 +156,25 @@ def prepare_latents(
     noise_scale: float = 1.0,
     initial_video_latent: Tensor | None = None,
     initial_audio_latent: Tensor | None = None,
+    video_noise: Tensor | None = None,
+    audio_noise: Tensor | None = None,
+    freeze_audio: bool = False,
 ) -> tuple[LatentState, LatentState]:
     """Noised starting states: video (B, F'H'W' [+ keyframe tokens], 128) and audio (B, T_a, 8*16) tokens.
 
     Zeros (or the initial latents), then the conditions, then noise by the denoise masks; video first, then audio,
-    from the same generator (the reference's draw order, spec §9). Video positions are rounded to `dtype` like the
-    reference's (spec §13.2). A refinement stage passes normalised `initial_video_latent` (B, C, F', H', W') and
-    `initial_audio_latent` (B, C_a, T_a, mel) with `noise_scale` < 1: x = n * s + x0 * (1 - s) per token.
+    from the same generator (the reference's draw order, spec §9; a list: one generator per sample). Video positions
+    are rounded to `dtype` like the reference's (spec §13.2). A refinement stage passes normalised
+    `initial_video_latent` (B, C, F', H', W') and `initial_audio_latent` (B, C_a, T_a, mel) with `noise_scale` < 1:
+    x = n * s + x0 * (1 - s) per token. Per-modality behaviour is data:
+    - video_noise / audio_noise: the noise itself ((B or 1, C, F', H', W') / (B or 1, C_a, T_a, mel), the pipelines'
+      `latents=` / `audio_latents=`), used instead of a draw (appended conditioning tokens get zero noise).
+    - freeze_audio: the audio stays the clean `initial_audio_latent` (denoise mask 0) through every step. Its noise
+      is drawn all the same and discarded: ltx-pipelines' `denoise_video_only` draws it at scale 0, and the draw moves
+      the generator on for every later draw.
     """
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(
-            f"generator must be one torch.Generator (noise for the whole batch is drawn from it, in the reference's "
-            f"order), got {type(generator).__name__}"
-        )
-    if generator is not None and torch.device(generator.device).type != torch.device(device).type:
-        raise ValueError(
-            f"the generator is on {generator.device} but the latents are made on {device}: noise is drawn where the "
-            f"latents live, as the reference does. Pass torch.Generator(device={str(device)!r}).manual_seed(seed)."
-        )
-    grid = ((num_frames - 1) // 8 + 1, height // 32, width // 32)
+    check_generator(generator, batch_size, device)
+    grid = latent_grid(height, width, num_frames)
     video = video_latent_state(
         batch_size,
         *grid,
@@ -153,7 +201,14 @@ def prepare_latents(
             video = append_keyframes(
                 video, cond.latent, frame_index=cond.frame_index, strength=cond.strength, fps=frame_rate, grid=grid
             )
-    video = add_noise(video, generator, noise_scale)
+    video_noise = _tokens_of(video_noise, 5, "latents")
+    if video_noise is not None and video.latent.shape[1] > video_noise.shape[1]:  # appended tokens: no noise needed
+        extra = video.latent.shape[1] - video_noise.shape[1]
+        video_noise = torch.cat(
+            [video_noise, video_noise.new_zeros(video_noise.shape[0], extra, video_noise.shape[2])], 1
+        )
+        video_noise = video_noise.expand(batch_size, -1, -1)
+    video = add_noise(video, generator, noise_scale, video_noise)
     audio = audio_latent_state(
         batch_size,
         audio_latent_frames(num_frames, frame_rate),
@@ -163,7 +218,12 @@ def prepare_latents(
         device=device,
         initial_latent=None if initial_audio_latent is None else initial_audio_latent.to(device, dtype),
     )
-    return video, add_noise(audio, generator, noise_scale)
+    noised_audio = add_noise(audio, generator, noise_scale, _tokens_of(audio_noise, 4, "audio_latents"))
+    if freeze_audio:
+        if initial_audio_latent is None:
+            raise ValueError("freeze_audio keeps the initial audio latent clean: pass initial_audio_latent")
+        return video, replace(audio, denoise_mask=torch.zeros_like(audio.denoise_mask))
+    return video, noised_audio
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -260,55 +320,92 @@ def guided_x0(
     return plan.guide(video_x0, video_guidance), plan.guide(audio_x0, audio_guidance)
 
 
-StepCallback = Callable[[int, float, dict[str, Tensor]], dict[str, Tensor] | None]
-
-
-def guided_denoise(
+def guided_model(
     transformer: torch.nn.Module,
     video: LatentState,
     audio: LatentState,
     contexts: TextContexts,
-    sigmas: Tensor,
+    video_guidance: GuidanceScales | GuidanceSchedule,
+    audio_guidance: GuidanceScales | GuidanceSchedule,
+) -> ModelX0:
+    """The sampler's model: model_x0((video, audio) samples, sigma) -> guided (video, audio) x0 (`guided_x0`).
+
+    Guidance is looked up by sigma. The k-th call is prediction k: a `skip_step` prediction reuses the previous guided
+    x0 without a transformer call (one prediction per step, so only the Euler sampler may skip).
+    """
+    batch_size, device = video.latent.shape[0], video.latent.device
+    calls, last_x0 = 0, None
+
+    def model_x0(samples: tuple[Tensor, ...], sigma: float) -> tuple[Tensor, Tensor]:
+        nonlocal calls, last_x0
+        video_scales, audio_scales = guidance_at(video_guidance, sigma), guidance_at(audio_guidance, sigma)
+        plan = plan_guidance(video_scales, audio_scales, calls, batch_size, device)
+        calls += 1
+        if plan.passes:
+            step_video, step_audio = replace(video, latent=samples[0]), replace(audio, latent=samples[1])
+            sigma_tensor = torch.tensor(sigma, dtype=torch.float32, device=device)
+            last_x0 = guided_x0(
+                transformer, step_video, step_audio, contexts, sigma_tensor, plan, video_scales, audio_scales
+            )
+        elif last_x0 is None:
+            raise ValueError(f"step {calls - 1} reuses the previous guided prediction (skip_step) but none exists yet")
+        return last_x0
+
+    return model_x0
+
+
+StepCallback = Callable[[int, float, dict[str, Tensor]], dict[str, Tensor] | None]
+
+
+def _all_scales(guidance: GuidanceScales | GuidanceSchedule) -> tuple[GuidanceScales, ...]:
+    return tuple(s for _, s in guidance.bins) if isinstance(guidance, GuidanceSchedule) else (guidance,)
+
+
+def denoise(
+    transformer: torch.nn.Module,
+    video: LatentState,
+    audio: LatentState,
+    contexts: TextContexts,
+    sigmas: Tensor | Sequence[float],
     video_guidance: GuidanceScales | GuidanceSchedule,
     audio_guidance: GuidanceScales | GuidanceSchedule,
     *,
+    sampler: Sampler = euler_sample,
     progress_bar: Callable[..., Any] | None = None,
     callback: StepCallback | None = None,
 ) -> tuple[LatentState, LatentState]:
-    """Euler from sigmas[0] to sigmas[-1] on guided x0 predictions: ltx-pipelines' `euler_denoising_loop` with
-    `multi_modal_guider_denoising_func`, but with one transformer call per step.
+    """Denoise video and audio from sigmas[0] to sigmas[-1] with `sampler` on guided x0 predictions.
 
+    sampler: `euler_sample` (ltx-pipelines' `euler_denoising_loop`) or `res2s_sample` (its
+    `res2s_audio_video_denoising_loop`), with `multi_modal_guider_denoising_func` (neutral scales: its
+    `simple_denoising_func`), every pass of a prediction in one transformer call.
     sigmas: (N + 1,) float32. video_guidance / audio_guidance: constant `GuidanceScales` or a sigma-binned
     `GuidanceSchedule`. progress_bar: a context-manager factory called as `progress_bar(total=N)` (the pipeline's).
-    callback(step_index, sigma, {"video_latents": (B, T_v, C), "audio_latents": (B, T_a, C')}) may return a dict
-    with replacements for those tensors.
+    callback(step_index, sigma, {"video_latents": (B, T_v, C), "audio_latents": (B, T_a, C')}) after each step may
+    return a dict with replacements for those tensors. Returns the final states.
     """
-    sigmas = sigmas.to(torch.float32).cpu()  # read as host floats every step: no device sync inside the loop
-    batch_size, device = video.latent.shape[0], video.latent.device
-    num_steps = len(sigmas) - 1
-    last_x0: tuple[Tensor, Tensor] | None = None
-    with progress_bar(total=num_steps) if progress_bar is not None else nullcontext() as progress:
-        for i in range(num_steps):
-            video_scales = guidance_at(video_guidance, float(sigmas[i]))
-            audio_scales = guidance_at(audio_guidance, float(sigmas[i]))
-            plan = plan_guidance(video_scales, audio_scales, i, batch_size, device)
-            if plan.passes:
-                sigma = sigmas[i].to(device)
-                last_x0 = guided_x0(transformer, video, audio, contexts, sigma, plan, video_scales, audio_scales)
-            elif last_x0 is None:
-                raise ValueError(f"step {i} reuses the previous guided prediction (skip_step) but none exists yet")
-            video_x0 = blend_clean(last_x0[0], video.denoise_mask, video.clean_latent)
-            audio_x0 = blend_clean(last_x0[1], audio.denoise_mask, audio.clean_latent)
-            video = replace(video, latent=euler_step(video.latent, video_x0, sigmas[i], sigmas[i + 1]))
-            audio = replace(audio, latent=euler_step(audio.latent, audio_x0, sigmas[i], sigmas[i + 1]))
+    if sampler is not euler_sample and any(
+        s.skip_step for g in (video_guidance, audio_guidance) for s in _all_scales(g)
+    ):
+        raise ValueError(
+            f"skip_step needs the Euler sampler (one prediction per step); {getattr(sampler, '__name__', sampler)} "
+            "makes several per step, each guided: pass GuidanceScales with skip_step=0"
+        )
+    sigmas = torch.as_tensor(sigmas, dtype=torch.float32).cpu()  # read as host floats: no device sync in the loop
+    model_x0 = guided_model(transformer, video, audio, contexts, video_guidance, audio_guidance)
+    streams = [SamplerStream(s.latent, s.denoise_mask, s.clean_latent) for s in (video, audio)]
+    with progress_bar(total=len(sigmas) - 1) if progress_bar is not None else nullcontext() as progress:
+
+        def after_step(i: int, sigma: float, samples: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
             if callback is not None:
-                changed = callback(i, float(sigmas[i]), {"video_latents": video.latent, "audio_latents": audio.latent})
-                changed = changed or {}
-                video = replace(video, latent=changed.get("video_latents", video.latent))
-                audio = replace(audio, latent=changed.get("audio_latents", audio.latent))
+                changed = callback(i, sigma, {"video_latents": samples[0], "audio_latents": samples[1]}) or {}
+                samples = (changed.get("video_latents", samples[0]), changed.get("audio_latents", samples[1]))
             if progress is not None:
                 progress.update()
-    return video, audio
+            return samples
+
+        video_out, audio_out = sampler(model_x0, streams, sigmas, after_step)
+    return replace(video, latent=video_out), replace(audio, latent=audio_out)
 
 
 # ----------------------------------------------------------------------------------------------------------------------

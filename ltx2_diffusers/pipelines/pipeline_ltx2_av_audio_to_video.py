@@ -5,15 +5,16 @@ ltx-pipelines 1.0.0's `A2VidPipelineTwoStage` in diffusers' shape:
    reference CLI's default duration: the video's, num_frames / frame_rate), encoded by the audio VAE (16 kHz log-mel,
    posterior mean, normalised) and trimmed to round(num_frames / frame_rate * 25) latent frames.
 2. Stage 1 at (H/2, W/2) and stage 2 (x2 latent upsampling, 3 distilled steps, optional stage-2 adapter) as in
-   `LTX2AVTwoStagePipeline`, but denoising the VIDEO only: the audio tokens are the clean encoded latent with denoise
-   mask 0 in both stages (the transformer sees them at sigma 0 and the Euler step leaves them unchanged). Stage 1 is
-   guided on video with the caller's (or the model version's) video guidance; audio guidance is neutral.
+   `LTX2AVTwoStagePipeline`, but denoising the VIDEO only: the audio is frozen (`prepare_latents(freeze_audio=True)`:
+   the clean encoded latent with denoise mask 0 in both stages, which the transformer sees at sigma 0 and the sampler
+   leaves unchanged). Stage 1 is guided on video with the caller's (or the model version's) video guidance; audio
+   guidance is neutral, and the audio's negative-prompt slot takes the positive audio context (the reference's audio
+   guider has no negative context).
 3. Only the video is decoded: the returned soundtrack is the ORIGINAL input waveform (after the time window), at its
    own sample rate, as the reference returns it instead of a VAE round trip.
 
 Noise comes from one generator in the reference's order: stage-1 video, stage-1 audio, stage-2 video, stage-2 audio.
-The reference draws the audio noise too, at scale 0 (`denoise_video_only`), so the draws are kept to keep the stage-2
-video noise identical.
+The reference draws the audio noise too, at scale 0, so the draws are kept to keep the stage-2 video noise identical.
 """
 
 import os
@@ -24,137 +25,68 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..models.autoencoder_kl_ltx2_audio import audio_latent_frames, unpack_audio_latents
-from ..models.latent_upsampler import upsample_latents
+from ..models.autoencoder_kl_ltx2_audio import audio_latent_frames
 from ..schedulers.scheduling_ltx2 import STAGE_2_DISTILLED_SIGMAS
 from ..utils.media import load_audio
-from .conditioning import DEFAULT_IMAGE_CRF, LatentState, unpatchify_video
-from .denoising import StepCallback, TextContexts, VideoCondition, decode_video, guided_denoise, prepare_latents
+from .condition_encoding import DEFAULT_IMAGE_CRF, ImageInput, Keyframes, check_strengths, encode_conditions, half_size
+from .conditioning import Generators, unpatchify_video
+from .decoding import decode_frames, decode_waveform
+from .denoising import TextContexts, denoise, latent_grid, prepare_latents
 from .guidance import GuidanceScales, GuidanceSchedule
-from .pipeline_ltx2_av import ImageInput, _needs_uncond, _postprocess_frames, _repeat_contexts
-from .pipeline_ltx2_av_two_stage import LTX2AVTwoStagePipeline, StageAdapters, _half_size
+from .pipeline_base import LTX2AVTwoStagePipelineBase
 from .pipeline_output import LTX2PipelineOutput
+from .pipeline_utils import (
+    StepCallbacks,
+    as_list,
+    callback_tensor_names,
+    check_output_type,
+    check_prompts,
+    guidance_from_keywords,
+    guidance_keywords,
+    maybe_enhance_prompt,
+    needs_uncond,
+    pipeline_output,
+    prompt_contexts,
+    resolve_sigmas,
+)
+from .refinement import StageAdapters, check_adapter, check_two_stage_size, check_upsampler, refine_latents
+from .text_encoding import PromptEmbeddings
 
 AudioInput = str | os.PathLike | Tensor | np.ndarray
 
 
-def prepare_audio_conditioned_latents(
-    audio_latents: Tensor,
-    height: int,
-    width: int,
+@torch.no_grad()
+def encode_audio(
+    audio_vae: torch.nn.Module,
+    waveform: Tensor,
+    sample_rate: int,
     num_frames: int,
     frame_rate: float,
-    *,
-    batch_size: int,
-    generator: torch.Generator | None,
     device: torch.device,
-    dtype: torch.dtype,
-    conditions: Sequence[VideoCondition] = (),
-    video_channels: int = 128,
-    noise_scale: float = 1.0,
-    initial_video_latent: Tensor | None = None,
-) -> tuple[LatentState, LatentState]:
-    """Starting states of a video-only denoising pass: noised video tokens and CLEAN audio tokens with mask 0.
+) -> Tensor:
+    """(C, S) float waveform -> normalised audio latent (1, 8, round(num_frames / frame_rate * 25), 16).
 
-    audio_latents: (1 or B, C_a, T_a, mel) normalised, T_a = `audio_latent_frames(num_frames, frame_rate)`.
-    Video as `prepare_latents` (zeros or `initial_video_latent`, conditions, noise at `noise_scale`). The audio noise
-    is drawn and discarded: ltx-pipelines' `denoise_video_only` draws it at scale 0, and the draw moves the generator
-    on for every later draw. Returns video (B, T_v, C) and audio (B, T_a, C_a * mel) states.
+    The mel spectrogram is computed from the float32 waveform and cast to the audio VAE's dtype, as ltx-core's
+    `encode_audio`; the latent is trimmed to the clip. Raises ValueError when the audio is shorter than the clip.
     """
-    if audio_latents.ndim != 4 or audio_latents.shape[0] not in (1, batch_size):
+    needed = audio_latent_frames(num_frames, frame_rate)
+    latent = audio_vae.encode_waveform(waveform[None].to(device, torch.float32), sample_rate)
+    if latent.shape[2] < needed:
         raise ValueError(
-            f"audio_latents must be (1 or {batch_size}, channels, frames, mel_bins), got {tuple(audio_latents.shape)}"
+            f"the audio is {waveform.shape[1] / sample_rate:.3f} s long ({latent.shape[2]} latent frames) but "
+            f"{num_frames} frames at {frame_rate} fps need {num_frames / frame_rate:.3f} s ({needed} latent "
+            "frames): pass longer audio, an earlier audio_start_time, or fewer num_frames"
         )
-    audio_latents = audio_latents.expand(batch_size, -1, -1, -1)
-    video, noised_audio = prepare_latents(
-        batch_size,
-        height,
-        width,
-        num_frames,
-        frame_rate,
-        generator=generator,
-        device=device,
-        dtype=dtype,
-        conditions=conditions,
-        video_channels=video_channels,
-        audio_channels=audio_latents.shape[1],
-        audio_mel_bins=audio_latents.shape[3],
-        noise_scale=noise_scale,
-        initial_video_latent=initial_video_latent,
-        initial_audio_latent=audio_latents,
-    )
-    # clean_latent holds the initial audio tokens; mask 0 keeps them clean through every step
-    audio = replace(
-        noised_audio,
-        latent=noised_audio.clean_latent.clone(),
-        denoise_mask=torch.zeros_like(noised_audio.denoise_mask),
-    )
-    return video, audio
+    return latent[:, :, :needed]
 
 
-def denoise_video_only(
-    transformer: torch.nn.Module,
-    audio_latents: Tensor,
-    contexts: TextContexts,
-    sigmas: Tensor,
-    video_guidance: GuidanceScales | GuidanceSchedule,
-    *,
-    height: int,
-    width: int,
-    num_frames: int,
-    frame_rate: float,
-    generator: torch.Generator | None,
-    conditions: Sequence[VideoCondition] = (),
-    noise_scale: float = 1.0,
-    initial_video_latent: Tensor | None = None,
-    progress_bar: Callable | None = None,
-    callback: StepCallback | None = None,
-) -> tuple[Tensor, Tensor]:
-    """Denoise the video of a clip whose audio is given: ltx-pipelines' `denoise_video_only` with its Euler loop.
-
-    audio_latents: (1 or B, C_a, T_a, mel) normalised; contexts: (B, S, D) connector outputs, negatives needed when
-    `video_guidance` runs classifier-free guidance. Audio guidance is neutral (ltx-core's default
-    `MultiModalGuiderParams`); its negative-prompt pass takes the POSITIVE audio context, as the reference's audio
-    guider has no negative context. sigmas: (N + 1,) float32; stage 2 passes `noise_scale` = sigmas[0] and the
-    upsampled `initial_video_latent` (B, C, F', H', W').
-    Returns video latents (B, C, F', H/32, W/32) and the audio latents (B, C_a, T_a, mel), unchanged, both normalised.
-    """
-    batch_size, device, dtype = contexts.video.shape[0], contexts.video.device, transformer.dtype
-    video, audio = prepare_audio_conditioned_latents(
-        audio_latents,
-        height,
-        width,
-        num_frames,
-        frame_rate,
-        batch_size=batch_size,
-        generator=generator,
-        device=device,
-        dtype=dtype,
-        conditions=conditions,
-        video_channels=transformer.config.in_channels,
-        noise_scale=noise_scale,
-        initial_video_latent=initial_video_latent,
-    )
-    contexts = replace(contexts, negative_audio=contexts.audio)
-    video, audio = guided_denoise(
-        transformer,
-        video,
-        audio,
-        contexts,
-        torch.as_tensor(sigmas, dtype=torch.float32),
-        video_guidance,
-        GuidanceScales(),
-        progress_bar=progress_bar,
-        callback=callback,
-    )
-    grid = ((num_frames - 1) // 8 + 1, height // 32, width // 32)
-    return (
-        unpatchify_video(video.output_tokens(), *grid),
-        unpack_audio_latents(audio.output_tokens(), audio_latents.shape[1]),
-    )
+def frozen_audio_contexts(contexts: TextContexts) -> TextContexts:
+    """Contexts for a pass with frozen audio: the audio's negative-prompt slot takes the positive audio context, as
+    the reference's audio guider has no negative context (its audio guidance is neutral anyway)."""
+    return replace(contexts, negative_audio=contexts.audio)
 
 
-def _cut_waveform(
+def cut_waveform(
     audio: AudioInput, sample_rate: int | None, start_time: float, max_duration: float
 ) -> tuple[Tensor, int]:
     """The input audio -> ((C, S) float32 waveform of the window, sample rate)."""
@@ -185,36 +117,23 @@ def _cut_waveform(
     return waveform.float(), sample_rate
 
 
-class LTX2AVAudioToVideoPipeline(LTX2AVTwoStagePipeline):
+class LTX2AVAudioToVideoPipeline(LTX2AVTwoStagePipelineBase):
     """Prompt + audio -> video that follows the audio, in two stages (ltx-pipelines' `A2VidPipelineTwoStage`).
 
     Components: those of `LTX2AVTwoStagePipeline` (the vocoder is not used: the input audio is returned as it is).
     """
 
-    @torch.no_grad()
     def encode_audio(
         self, waveform: Tensor, sample_rate: int, num_frames: int, frame_rate: float, device: torch.device
     ) -> Tensor:
-        """(C, S) float waveform -> normalised audio latent (1, 8, round(num_frames / frame_rate * 25), 16).
-
-        The mel spectrogram is computed from the float32 waveform and cast to the audio VAE's dtype, as ltx-core's
-        `encode_audio`; the latent is trimmed to the clip. Raises ValueError when the audio is shorter than the clip.
-        """
-        needed = audio_latent_frames(num_frames, frame_rate)
-        latent = self.audio_vae.encode_waveform(waveform[None].to(device, torch.float32), sample_rate)
-        if latent.shape[2] < needed:
-            raise ValueError(
-                f"the audio is {waveform.shape[1] / sample_rate:.3f} s long ({latent.shape[2]} latent frames) but "
-                f"{num_frames} frames at {frame_rate} fps need {num_frames / frame_rate:.3f} s ({needed} latent "
-                "frames): pass longer audio, an earlier audio_start_time, or fewer num_frames"
-            )
-        return latent[:, :, :needed]
+        """(C, S) float waveform -> normalised audio latent (1, 8, T_a, 16) (`encode_audio`)."""
+        return encode_audio(self.audio_vae, waveform, sample_rate, num_frames, frame_rate, device)
 
     @torch.no_grad()
     def __call__(
         self,
-        prompt: str | list[str],
-        audio: AudioInput,
+        prompt: str | list[str] | None = None,
+        audio: AudioInput | None = None,
         negative_prompt: str | list[str] | None = None,
         *,
         audio_sample_rate: int | None = None,
@@ -223,19 +142,31 @@ class LTX2AVAudioToVideoPipeline(LTX2AVTwoStagePipeline):
         image: ImageInput | None = None,
         image_strength: float = 1.0,
         image_crf: int = DEFAULT_IMAGE_CRF,
-        keyframes: Sequence[tuple[ImageInput, int, float]] = (),
+        keyframes: Keyframes = (),
+        enhance_prompt: bool = False,
+        enhance_prompt_seed: int | None = None,
         height: int = 1024,
         width: int = 1536,
         num_frames: int = 121,
         frame_rate: float = 24.0,
         num_inference_steps: int | None = None,
         sigmas: Sequence[float] | None = None,
+        timesteps: Sequence[float] | None = None,
         video_guidance: GuidanceScales | GuidanceSchedule | None = None,
+        guidance_scale: float | None = None,
+        stg_scale: float | None = None,
+        modality_scale: float | None = None,
+        guidance_rescale: float | None = None,
+        spatio_temporal_guidance_blocks: Sequence[int] | None = None,
         stage_2_adapter: str | None = None,
         stage_2_adapter_scale: float | None = None,
         stage_2_sigmas: Sequence[float] = STAGE_2_DISTILLED_SIGMAS,
         num_videos_per_prompt: int = 1,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
+        latents: Tensor | None = None,
+        audio_latents: Tensor | None = None,
+        prompt_embeds: PromptEmbeddings | None = None,
+        negative_prompt_embeds: PromptEmbeddings | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
         callback_on_step_end: Callable | None = None,
@@ -246,111 +177,138 @@ class LTX2AVAudioToVideoPipeline(LTX2AVTwoStagePipeline):
         audio: a file path (its first audio stream) or a float waveform (C, S) / (1, C, S), C = 1 or 2, in [-1, 1],
             with `audio_sample_rate`. The window [audio_start_time, audio_start_time + audio_max_duration] seconds is
             used (None: the video's duration, the reference CLI's default); it must cover the clip.
+        audio_latents: the soundtrack already encoded, (1 or B, 8, T_a, 16) normalised, instead of encoding `audio`
+            (which is then still what the output returns, when given; else the output audio is these latents
+            decoded by the vocoder).
         The other arguments are `LTX2AVTwoStagePipeline.__call__`'s; there is no audio guidance (the audio is not
         denoised). video_guidance None: the model version's video defaults (CFG, STG, modality guidance, rescale).
         Returns `LTX2PipelineOutput(frames, audio, audio_sample_rate)` or `(frames, audio)`: `audio` is the input
         window (B, C, S) float32 at its own sample rate. With output_type="latent": the full-size video latents
         (B, 128, F', H/32, W/32) and the encoded audio latents (B, 8, T_a, 16).
         """
-        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        # 1. Check inputs and resolve defaults
         defaults = self.sampling_defaults
-        if negative_prompt is None:
-            negative_prompt = defaults.negative_prompt
-        negative_prompts = [negative_prompt] if isinstance(negative_prompt, str) else list(negative_prompt)
-        strengths = [image_strength] * (image is not None) + [k[2] for k in keyframes]
-        self.check_inputs(prompts, negative_prompts, height, width, num_frames, frame_rate, strengths, output_type)
-        self.check_two_stage_inputs(height, width, num_frames, output_type, stage_2_adapter)
-        names = list(callback_on_step_end_tensor_inputs)
-        for name in names:
-            if name not in self._callback_tensor_inputs:
-                raise ValueError(f"callback tensor {name!r} is not one of {self._callback_tensor_inputs}")
-        if len(negative_prompts) == 1:
-            negative_prompts = negative_prompts * len(prompts)
-        video_guidance = defaults.video_guidance if video_guidance is None else video_guidance
-        device, dtype = self._execution_device, self.transformer.dtype
+        negative_prompt = defaults.negative_prompt if negative_prompt is None else negative_prompt
+        prompts, negative_prompts = as_list(prompt), as_list(negative_prompt)
+        num_prompts = check_prompts(prompts, negative_prompts, prompt_embeds, enhance_prompt)
+        if audio is None and audio_latents is None:
+            raise ValueError("pass the soundtrack as audio= (a file path or a waveform), or encoded as audio_latents=")
+        check_two_stage_size(height, width, num_frames)
+        if frame_rate <= 0:
+            raise ValueError(f"frame_rate must be positive, got {frame_rate}")
+        check_strengths([image_strength] * (image is not None) + [k[2] for k in keyframes])
+        check_output_type(output_type)
+        check_upsampler(self.latent_upsampler)
+        check_adapter(self.transformer, stage_2_adapter, "stage_2_adapter")
+        names = callback_tensor_names(callback_on_step_end, callback_on_step_end_tensor_inputs)
+        video_guidance, _ = guidance_from_keywords(
+            video_guidance,
+            None,
+            (defaults.video_guidance, GuidanceScales()),
+            guidance_keywords(guidance_scale, stg_scale, modality_scale, guidance_rescale,
+                              spatio_temporal_guidance_blocks=spatio_temporal_guidance_blocks),
+        )  # fmt: skip
+        audio_guidance = GuidanceScales()  # the audio is not denoised
+        sigmas = resolve_sigmas(self.scheduler, num_inference_steps, sigmas, timesteps, defaults.num_inference_steps)
+        stage_2_sigmas = self.scheduler.get_sigmas(sigmas=stage_2_sigmas)
+        device, dtype, transformer = self._execution_device, self.transformer.dtype, self.transformer
+        batch_size, half = num_prompts * num_videos_per_prompt, (height // 2, width // 2)
+        callback = StepCallbacks(self, callback_on_step_end, names)
 
-        # 1. The audio window -> waveform (returned as it is) and normalised audio latent
-        duration = num_frames / frame_rate if audio_max_duration is None else audio_max_duration
-        waveform, sample_rate = _cut_waveform(audio, audio_sample_rate, audio_start_time, duration)
-        audio_latents = self.encode_audio(waveform, sample_rate, num_frames, frame_rate, device)
+        # 2. The audio window -> waveform (returned as it is) and normalised audio latent
+        waveform = sample_rate = None
+        if audio is not None:
+            duration = num_frames / frame_rate if audio_max_duration is None else audio_max_duration
+            waveform, sample_rate = cut_waveform(audio, audio_sample_rate, audio_start_time, duration)
+        if audio_latents is None:
+            audio_latents = self.encode_audio(waveform, sample_rate, num_frames, frame_rate, device)
+        audio_latents = audio_latents.to(device, dtype).expand(batch_size, -1, -1, -1)
 
-        # 2. Prompts -> contexts (negatives only for classifier-free guidance of the video)
-        needs_negative = _needs_uncond(video_guidance)
-        contexts = self.encode_prompts(prompts, negative_prompts if needs_negative else None, device, dtype)
-        contexts = _repeat_contexts(contexts, num_videos_per_prompt)
-        self._stage_1_contexts = None
-
-        adapters = None
-        if stage_2_adapter is not None:
-            adapters = StageAdapters(self.transformer, stage_2_adapter, stage_2_adapter_scale)
-        try:
-            # 3. Stage 1 at half size: guided video denoising next to the clean audio
-            if adapters is not None:
-                adapters.stage_1()
-            half = (height // 2, width // 2)
-            conditions = self._encode_conditions(
-                None if image is None else _half_size(image, height, width),
-                image_strength,
-                [(_half_size(k, height, width), index, s) for k, index, s in keyframes],
-                *half,
-                image_crf,
+        # 3. Prompts (optionally enhanced first) -> contexts (negatives only for classifier-free guidance of the video)
+        if prompts is not None:
+            first_image = image if image is not None else (keyframes[0][0] if keyframes else None)
+            prompts = maybe_enhance_prompt(
+                self, prompts, enhance_prompt, first_image, enhance_prompt_seed, generator, device
             )
-            if num_inference_steps is None and sigmas is None and self.scheduler.config.fixed_sigmas is None:
-                num_inference_steps = defaults.num_inference_steps
-            self.scheduler.set_timesteps(num_inference_steps, sigmas=sigmas)
-            common = dict(num_frames=num_frames, frame_rate=frame_rate, generator=generator)
-            video_latents, _ = denoise_video_only(
-                self.transformer,
+        contexts = prompt_contexts(
+            self,
+            prompts,
+            negative_prompts,
+            prompt_embeds=prompt_embeds,
+            negative_prompt_embeds=negative_prompt_embeds,
+            needs_negative=needs_uncond(video_guidance),
+            num_videos_per_prompt=num_videos_per_prompt,
+            device=device,
+            dtype=dtype,
+        )
+
+        with StageAdapters(transformer) as adapters:
+            # 4. Stage 1 at half size: guided video denoising next to the frozen audio
+            if stage_2_adapter is not None:
+                adapters.use(adapters.others(stage_2_adapter))
+            half_image = None if image is None else half_size(image, height, width)
+            half_keyframes = [(half_size(k, height, width), index, s) for k, index, s in keyframes]
+            conditions = encode_conditions(
+                self.vae, half_image, image_strength, half_keyframes, *half, image_crf, device
+            )
+            video, frozen_audio = prepare_latents(
+                batch_size,
+                *half,
+                num_frames,
+                frame_rate,
+                generator=generator,
+                device=device,
+                dtype=dtype,
+                conditions=conditions,
+                video_channels=transformer.config.in_channels,
+                audio_channels=audio_latents.shape[1],
+                audio_mel_bins=audio_latents.shape[3],
+                initial_audio_latent=audio_latents,
+                freeze_audio=True,
+                video_noise=latents,
+            )
+            video, _ = denoise(
+                transformer,
+                video,
+                frozen_audio,
+                frozen_audio_contexts(contexts),
+                sigmas,
+                video_guidance,
+                audio_guidance,
+                progress_bar=self.progress_bar,
+                callback=callback,
+            )
+            video_latents = unpatchify_video(video.output_tokens(), *latent_grid(*half, num_frames))
+
+            # 5. Stage 2: upsample x2, re-noise the video to sigmas[0], refine with one positive pass per step
+            if stage_2_adapter is not None:
+                adapters.use(
+                    [*adapters.others(stage_2_adapter), stage_2_adapter], {stage_2_adapter: stage_2_adapter_scale}
+                )
+            conditions = encode_conditions(self.vae, image, image_strength, keyframes, height, width, image_crf, device)
+            video_latents, audio_latents = refine_latents(
+                transformer,
+                self.latent_upsampler,
+                video_latents,
                 audio_latents,
                 contexts,
-                self.scheduler.sigmas,
-                video_guidance,
-                height=half[0],
-                width=half[1],
+                latents_mean=self.vae.latents_mean,
+                latents_std=self.vae.latents_std,
+                frame_rate=frame_rate,
+                sigmas=stage_2_sigmas,
+                generator=generator,
                 conditions=conditions,
+                freeze_audio=True,
                 progress_bar=self.progress_bar,
-                callback=self._step_callback(callback_on_step_end, names, 0),
-                **common,
+                callback=callback,
             )
-            offset = self.scheduler.num_inference_steps
 
-            # 4. Stage 2: upsample x2, re-noise the video to sigmas[0], refine with one positive pass per step
-            if adapters is not None:
-                adapters.stage_2()
-            conditions = self._encode_conditions(image, image_strength, keyframes, height, width, image_crf)
-            self.scheduler.set_timesteps(sigmas=stage_2_sigmas)
-            stage_2 = self.scheduler.sigmas
-            upsampler_dtype = next(self.latent_upsampler.parameters()).dtype
-            upsampled = upsample_latents(
-                self.latent_upsampler, video_latents.to(upsampler_dtype), self.vae.latents_mean, self.vae.latents_std
-            )
-            video_latents, audio_latents = denoise_video_only(
-                self.transformer,
-                audio_latents,
-                TextContexts(contexts.video, contexts.audio),
-                stage_2,
-                GuidanceScales(),
-                height=height,
-                width=width,
-                conditions=conditions,
-                noise_scale=float(stage_2[0]),
-                initial_video_latent=upsampled,
-                progress_bar=self.progress_bar,
-                callback=self._step_callback(callback_on_step_end, names, offset),
-                **common,
-            )
-        finally:
-            if adapters is not None:
-                adapters.restore()
-
-        # 5. Latents -> frames; the soundtrack is the input audio
-        batch_size = video_latents.shape[0]
+        # 6. Latents -> frames; the soundtrack is the input audio (or, given only as latents, those decoded)
+        frames = decode_frames(self.vae, video_latents, output_type, generator)
         if output_type == "latent":
-            frames, waveform, sample_rate = video_latents, audio_latents, None
+            waveform, sample_rate = audio_latents, None
+        elif waveform is not None:
+            waveform = waveform[None].expand(video_latents.shape[0], -1, -1).clone()
         else:
-            frames = _postprocess_frames(decode_video(self.vae, video_latents, generator), output_type)
-            waveform = waveform[None].expand(batch_size, -1, -1).clone()
-        self.maybe_free_model_hooks()
-        if not return_dict:
-            return frames, waveform
-        return LTX2PipelineOutput(frames=frames, audio=waveform, audio_sample_rate=sample_rate)
+            waveform, sample_rate = decode_waveform(self.audio_vae, self.vocoder, audio_latents, output_type)
+        return pipeline_output(self, frames, waveform, sample_rate, return_dict)

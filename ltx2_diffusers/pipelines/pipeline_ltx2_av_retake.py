@@ -25,22 +25,44 @@ import PIL.Image
 import torch
 from torch import Tensor
 
-from ..models.autoencoder_kl_ltx2 import normalize_latents
-from ..models.autoencoder_kl_ltx2_audio import audio_latent_frames, fit_audio_latent_frames, unpack_audio_latents
+from ..models.autoencoder_kl_ltx2_audio import (
+    audio_latent_frames,
+    fit_audio_latent_frames,
+    pack_audio_latents,
+    unpack_audio_latents,
+)
 from ..models.rope import audio_positions, video_positions
 from ..utils.media import load_audio, load_video
+from .condition_encoding import encode_pixels
 from .conditioning import (
+    Generators,
     LatentState,
     add_noise,
     audio_latent_state,
+    patchify_video,
     prepare_video,
     unpatchify_video,
     video_latent_state,
 )
-from .denoising import TextContexts, guided_denoise
+from .decoding import decode_frames, decode_waveform
+from .denoising import check_generator, check_num_frames, denoise
 from .guidance import GuidanceScales, GuidanceSchedule
-from .pipeline_ltx2_av import LTX2AVPipeline, _needs_uncond
+from .pipeline_base import LTX2AVPipelineBase
 from .pipeline_output import LTX2PipelineOutput
+from .pipeline_utils import (
+    StepCallbacks,
+    callback_tensor_names,
+    check_output_type,
+    check_prompts,
+    guidance_from_keywords,
+    guidance_keywords,
+    maybe_enhance_prompt,
+    needs_uncond,
+    pipeline_output,
+    prompt_contexts,
+    resolve_sigmas,
+)
+from .text_encoding import PromptEmbeddings
 
 # ltx-pipelines' RetakePipeline: `num_inference_steps=40` and `negative_prompt=""` are its call's defaults, which its
 # CLI does not override (it takes only the guidance scales from the checkpoint's model version).
@@ -84,8 +106,10 @@ def prepare_retake_latents(
     num_audio_frames: int,
     audio_channels: int = 8,
     audio_mel_bins: int = 16,
-    generator: torch.Generator | None,
+    generator: Generators,
     dtype: torch.dtype,
+    video_noise: Tensor | None = None,
+    audio_noise: Tensor | None = None,
 ) -> tuple[LatentState, LatentState]:
     """Noised starting states of a retake: ltx-pipelines' `noise_video_state` / `noise_audio_state` with the source
     latents as initial latents and a `TemporalRegionMask` (spec §7.5).
@@ -93,7 +117,8 @@ def prepare_retake_latents(
     video_latent: (B, C, F', H', W') normalised source latent. audio_latent: (B, C_a, num_audio_frames, mel) normalised
     source latent, or None (no audio stream: the audio starts from zeros with mask 1 everywhere, generated from
     scratch, as the reference does whatever `regenerate_audio` says). A modality whose `regenerate_*` is False gets
-    mask 0 everywhere (the reference's window [0, 0)). Noise: video first, then audio, mixed in by the masks.
+    mask 0 everywhere (the reference's window [0, 0)). Noise: video first, then audio, mixed in by the masks;
+    `video_noise` / `audio_noise` ((B or 1, C, F', H', W') / (B or 1, C_a, T_a, mel)) replace the draws.
     """
     batch_size, _, latent_frames, latent_height, latent_width = video_latent.shape
     device = video_latent.device
@@ -110,7 +135,8 @@ def prepare_retake_latents(
     )
     window = (start_time, end_time) if regenerate_video else (0.0, 0.0)
     bounds = video_time_bounds(batch_size, latent_frames, latent_height, latent_width, frame_rate).to(device)
-    video = add_noise(replace(video, denoise_mask=temporal_region_mask(bounds, *window)), generator)
+    video_noise = None if video_noise is None else patchify_video(video_noise)
+    video = add_noise(replace(video, denoise_mask=temporal_region_mask(bounds, *window)), generator, 1.0, video_noise)
     audio = audio_latent_state(
         batch_size,
         num_audio_frames,
@@ -124,7 +150,8 @@ def prepare_retake_latents(
         window = (start_time, end_time) if regenerate_audio else (0.0, 0.0)
         bounds = audio_positions(batch_size, num_audio_frames, device=device)[:, 0]
         audio = replace(audio, denoise_mask=temporal_region_mask(bounds, *window))
-    return video, add_noise(audio, generator)
+    audio_noise = None if audio_noise is None else pack_audio_latents(audio_noise)
+    return video, add_noise(audio, generator, 1.0, audio_noise)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -133,12 +160,7 @@ def prepare_retake_latents(
 
 def check_source_clip(num_frames: int, height: int, width: int) -> None:
     """A source clip must map exactly onto latents: 8k + 1 frames, height and width multiples of 32."""
-    if num_frames < 1 or (num_frames - 1) % 8 != 0:
-        below = max(1, (num_frames - 1) // 8 * 8 + 1)
-        raise ValueError(
-            f"the source clip has {num_frames} frames; a retake needs 8*k + 1 frames (the causal video VAE encodes "
-            f"the first frame alone, then 8 per latent frame). Trim it to {below} frames."
-        )
+    check_num_frames(num_frames, f"the source clip has {num_frames} frames, which")
     if height < 32 or width < 32 or height % 32 or width % 32:
         raise ValueError(
             f"the source clip is {height}x{width} (HxW); a retake runs at the source's size, which must be a multiple "
@@ -180,7 +202,7 @@ def _has_audio_stream(path: str | Path) -> bool:
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-class LTX2AVRetakePipeline(LTX2AVPipeline):
+class LTX2AVRetakePipeline(LTX2AVPipelineBase):
     """Regenerate [start_time, end_time) of a clip's video and/or audio from a prompt (ltx-pipelines' RetakePipeline).
 
     Same components as `LTX2AVPipeline` (and the same saving / loading); only `__call__` differs. A folder saved by
@@ -191,9 +213,7 @@ class LTX2AVRetakePipeline(LTX2AVPipeline):
     def encode_source_video(self, frames: np.ndarray, device: torch.device) -> Tensor:
         """(F, H, W, 3) uint8 -> normalised video latent (1, 128, F', H/32, W/32): ltx-pipelines'
         `load_video_conditioning` at the source size (pixels in [-1, 1]) and the encoder's posterior mean."""
-        pixels = prepare_video(frames, frames.shape[1], frames.shape[2]).to(device, self.vae.dtype)
-        latent = self.vae.encode(pixels).latent_dist.mode()
-        return normalize_latents(latent, self.vae.latents_mean, self.vae.latents_std)
+        return encode_pixels(self.vae, prepare_video(frames, frames.shape[1], frames.shape[2]).to(device))
 
     @torch.no_grad()
     def encode_source_audio(
@@ -215,9 +235,9 @@ class LTX2AVRetakePipeline(LTX2AVPipeline):
     def __call__(
         self,
         video: VideoInput,
-        prompt: str,
-        start_time: float,
-        end_time: float,
+        prompt: str | None = None,
+        start_time: float | None = None,
+        end_time: float | None = None,
         *,
         negative_prompt: str | None = None,
         frame_rate: float | None = None,
@@ -225,11 +245,28 @@ class LTX2AVRetakePipeline(LTX2AVPipeline):
         audio_sample_rate: int | None = None,
         regenerate_video: bool = True,
         regenerate_audio: bool = True,
+        enhance_prompt: bool = False,
+        enhance_prompt_seed: int | None = None,
         num_inference_steps: int | None = None,
         sigmas: Sequence[float] | None = None,
+        timesteps: Sequence[float] | None = None,
         video_guidance: GuidanceScales | GuidanceSchedule | None = None,
         audio_guidance: GuidanceScales | GuidanceSchedule | None = None,
-        generator: torch.Generator | None = None,
+        guidance_scale: float | None = None,
+        stg_scale: float | None = None,
+        modality_scale: float | None = None,
+        guidance_rescale: float | None = None,
+        audio_guidance_scale: float | None = None,
+        audio_stg_scale: float | None = None,
+        audio_modality_scale: float | None = None,
+        audio_guidance_rescale: float | None = None,
+        spatio_temporal_guidance_blocks: Sequence[int] | None = None,
+        num_videos_per_prompt: int = 1,
+        generator: Generators = None,
+        latents: Tensor | None = None,
+        audio_latents: Tensor | None = None,
+        prompt_embeds: PromptEmbeddings | None = None,
+        negative_prompt_embeds: PromptEmbeddings | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
         callback_on_step_end: Callable | None = None,
@@ -240,6 +277,8 @@ class LTX2AVRetakePipeline(LTX2AVPipeline):
         video: a file path (frames, fps and the first audio stream are read from it), or (F, H, W, 3) uint8 frames
             (array, tensor or PIL images) with `frame_rate` and optionally `audio` (C, S) at `audio_sample_rate`.
             F must be 8k + 1, H and W multiples of 32; the retake runs at that size.
+        prompt: one string (a retake edits one clip), or `prompt_embeds` of one prompt. `num_videos_per_prompt`
+            retakes of the same clip come back as a batch.
         start_time / end_time: the window in seconds; it must start inside the clip and may run past its end. Latent
             frames (8 pixel frames each) and audio latent frames (40 ms) that overlap it are regenerated whole.
         negative_prompt: None -> "" (the reference's retake default); guided runs only.
@@ -247,10 +286,15 @@ class LTX2AVRetakePipeline(LTX2AVPipeline):
         regenerate_video / regenerate_audio: False keeps that modality's source latents everywhere. A source without
             audio always gets new audio, generated over the whole clip.
         num_inference_steps / sigmas / video_guidance / audio_guidance: None -> 40 steps and the model version's
-            guidance; with a distilled scheduler its 8 sigmas and no guidance (one pass per step).
+            guidance; with a distilled scheduler its 8 sigmas and no guidance (one pass per step). diffusers'
+            scalar guidance keywords and `timesteps` as in `LTX2AVPipeline.__call__`.
+        latents / audio_latents: the noise inside the window instead of a draw ((B or 1, 128, F', H/32, W/32) and
+            (B or 1, 8, T_a, 16)).
         Returns `LTX2PipelineOutput(frames, audio, audio_sample_rate)` (the whole clip) or `(frames, audio)`.
         """
-        # 0. The source clip
+        # 1. Check inputs: the source clip, the window, the prompt
+        if start_time is None or end_time is None:
+            raise ValueError("pass start_time and end_time: the window to regenerate, in seconds")
         if isinstance(video, str | Path):
             frames, file_fps = load_video(video)
             frame_rate = file_fps if frame_rate is None else frame_rate
@@ -264,8 +308,12 @@ class LTX2AVRetakePipeline(LTX2AVPipeline):
                 raise ValueError("frame_rate is needed with frames (the window and token times are in seconds)")
             if audio is not None and audio_sample_rate is None:
                 raise ValueError("audio_sample_rate is needed with audio")
-        if not isinstance(prompt, str):
+        if prompt is not None and not isinstance(prompt, str):
             raise TypeError(f"prompt must be one string (a retake edits one clip), got {type(prompt).__name__}")
+        negative_prompt = RETAKE_NEGATIVE_PROMPT if negative_prompt is None else negative_prompt
+        prompts = None if prompt is None else [prompt]
+        if check_prompts(prompts, [negative_prompt], prompt_embeds, enhance_prompt) != 1:
+            raise ValueError("a retake edits one clip: pass prompt_embeds of one prompt")
         if frame_rate <= 0:
             raise ValueError(f"frame_rate must be positive, got {frame_rate}")
         num_frames, height, width = frames.shape[:3]
@@ -275,31 +323,47 @@ class LTX2AVRetakePipeline(LTX2AVPipeline):
             raise ValueError(
                 "regenerate_video and regenerate_audio are both False, so nothing would change: set one of them"
             )
-        if output_type not in ("pil", "np", "pt", "latent"):
-            raise ValueError(f"output_type must be one of 'pil', 'np', 'pt', 'latent', got {output_type!r}")
-        for name in callback_on_step_end_tensor_inputs:
-            if name not in self._callback_tensor_inputs:
-                raise ValueError(f"callback tensor {name!r} is not one of {self._callback_tensor_inputs}")
+        check_output_type(output_type)
+        names = callback_tensor_names(callback_on_step_end, callback_on_step_end_tensor_inputs)
         defaults = self.sampling_defaults
-        video_guidance = defaults.video_guidance if video_guidance is None else video_guidance
-        audio_guidance = defaults.audio_guidance if audio_guidance is None else audio_guidance
-        negative_prompt = RETAKE_NEGATIVE_PROMPT if negative_prompt is None else negative_prompt
+        video_guidance, audio_guidance = guidance_from_keywords(
+            video_guidance,
+            audio_guidance,
+            (defaults.video_guidance, defaults.audio_guidance),
+            guidance_keywords(
+                guidance_scale, stg_scale, modality_scale, guidance_rescale, audio_guidance_scale, audio_stg_scale,
+                audio_modality_scale, audio_guidance_rescale, spatio_temporal_guidance_blocks,
+            ),
+        )  # fmt: skip
+        sigmas = resolve_sigmas(self.scheduler, num_inference_steps, sigmas, timesteps, RETAKE_NUM_INFERENCE_STEPS)
         device, dtype = self._execution_device, self.transformer.dtype
+        batch_size = num_videos_per_prompt
+        check_generator(generator, batch_size, device)
 
-        # 1. Source -> initial latents
-        video_latent = self.encode_source_video(frames, device)
+        # 2. Source -> initial latents (one clip, repeated for num_videos_per_prompt)
+        video_latent = self.encode_source_video(frames, device).expand(batch_size, -1, -1, -1, -1)
         num_audio_frames = audio_latent_frames(num_frames, frame_rate)
         audio_latent = None
         if audio is not None:
             audio_latent = self.encode_source_audio(audio, audio_sample_rate, num_audio_frames, dtype)
+            audio_latent = audio_latent.expand(batch_size, -1, -1, -1)
 
-        # 2. Prompt -> contexts (the negative one only when a guidance scale needs it)
-        needs_negative = _needs_uncond(video_guidance) or _needs_uncond(audio_guidance)
-        contexts: TextContexts = self.encode_prompts(
-            [prompt], [negative_prompt] if needs_negative else None, device, dtype
+        # 3. Prompt (optionally enhanced first) -> contexts (the negative one only when a guidance scale needs it)
+        if prompts is not None:
+            prompts = maybe_enhance_prompt(self, prompts, enhance_prompt, None, enhance_prompt_seed, generator, device)
+        contexts = prompt_contexts(
+            self,
+            prompts,
+            [negative_prompt],
+            prompt_embeds=prompt_embeds,
+            negative_prompt_embeds=negative_prompt_embeds,
+            needs_negative=needs_uncond(video_guidance, audio_guidance),
+            num_videos_per_prompt=num_videos_per_prompt,
+            device=device,
+            dtype=dtype,
         )
 
-        # 3. Noise inside the window only, then Euler
+        # 4. Noise inside the window only
         video_state, audio_state = prepare_retake_latents(
             video_latent,
             audio_latent,
@@ -313,24 +377,26 @@ class LTX2AVRetakePipeline(LTX2AVPipeline):
             audio_mel_bins=self.transformer.config.audio_in_channels // self.audio_vae.config.latent_channels,
             generator=generator,
             dtype=dtype,
+            video_noise=latents,
+            audio_noise=audio_latents,
         )
-        if num_inference_steps is None and sigmas is None and self.scheduler.config.fixed_sigmas is None:
-            num_inference_steps = RETAKE_NUM_INFERENCE_STEPS
-        self.scheduler.set_timesteps(num_inference_steps, sigmas=sigmas)
-        callback = self._step_callback(callback_on_step_end, callback_on_step_end_tensor_inputs)
-        video_state, audio_state = guided_denoise(
+
+        # 5. Denoise: Euler; tokens outside the window keep the source latents (denoise mask 0)
+        video_state, audio_state = denoise(
             self.transformer,
             video_state,
             audio_state,
             contexts,
-            self.scheduler.sigmas,
+            sigmas,
             video_guidance,
             audio_guidance,
             progress_bar=self.progress_bar,
-            callback=callback,
+            callback=StepCallbacks(self, callback_on_step_end, names),
         )
 
-        # 4. Latents -> the whole clip
+        # 6. Latents -> the whole clip
         video_latents = unpatchify_video(video_state.output_tokens(), *video_latent.shape[2:])
         audio_latents = unpack_audio_latents(audio_state.output_tokens(), self.audio_vae.config.latent_channels)
-        return self._decode_outputs(video_latents, audio_latents, output_type, generator, return_dict)
+        frames = decode_frames(self.vae, video_latents, output_type, generator)
+        waveform, sample_rate = decode_waveform(self.audio_vae, self.vocoder, audio_latents, output_type)
+        return pipeline_output(self, frames, waveform, sample_rate, return_dict)

@@ -1,10 +1,10 @@
 """LTX2AVTwoStageHQPipeline: the two-stage pipeline with the res_2s sampler (spec §6.5-6.6, §9).
 
-ltx-pipelines' `TI2VidTwoStagesHQPipeline` in diffusers' shape. Same structure as `LTX2AVTwoStagePipeline`, with:
-1. Stage 1 at (H/2, W/2): res_2s (`res2s_sample`, two guided x0 predictions per step, SDE noise) over the LTX-2
-   schedule shifted by the stage-1 latent's real token count F'·H'·W' (the other pipelines fix it at 4096), with
-   constant guidance at the HQ defaults (`HQ_VIDEO_GUIDANCE` / `HQ_AUDIO_GUIDANCE`: 15 steps, no STG, rescale 0.45
-   for video and 1.0 for audio) and the distilled LoRA at strength 0.25.
+ltx-pipelines' `TI2VidTwoStagesHQPipeline` in diffusers' shape. The story of `LTX2AVTwoStagePipeline` with
+`sampler=res2s_sample` in both stages, and:
+1. Stage 1 at (H/2, W/2): the LTX-2 schedule shifted by the stage-1 latent's real token count F'·H'·W' (the other
+   pipelines fix it at 4096), constant guidance at the HQ defaults (`HQ_VIDEO_GUIDANCE` / `HQ_AUDIO_GUIDANCE`: 15
+   steps, no STG, rescale 0.45 for video and 1.0 for audio) and the distilled LoRA at strength 0.25.
 2. Stage 2: upsample x2, re-noise to `STAGE_2_DISTILLED_SIGMAS[0]`, then res_2s over those sigmas with one positive
    pass per prediction, the distilled LoRA at strength 0.5.
 3. Decode as the other pipelines.
@@ -13,20 +13,36 @@ The res_2s SDE noise comes from fixed seeds (the reference never passes one), so
 the generator draws the initial noise of both stages (stage-1 video, stage-1 audio, stage-2 video, stage-2 audio).
 """
 
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
 
 from ..models.autoencoder_kl_ltx2_audio import unpack_audio_latents
-from ..schedulers.scheduling_ltx2 import STAGE_2_DISTILLED_SIGMAS, Res2sLatents, ltx2_sigmas, res2s_sample
-from .conditioning import DEFAULT_IMAGE_CRF, LatentState, unpatchify_video
-from .denoising import TextContexts, VideoCondition, guided_x0, prepare_latents
-from .guidance import GuidanceScales, GuidanceSchedule, guidance_at, plan_guidance
-from .pipeline_ltx2_av import ImageInput, _repeat_contexts
-from .pipeline_ltx2_av_two_stage import LTX2AVTwoStagePipeline, StageAdapters, upsample_and_renoise
+from ..schedulers.scheduling_ltx2 import STAGE_2_DISTILLED_SIGMAS, ltx2_sigmas, res2s_sample
+from .condition_encoding import DEFAULT_IMAGE_CRF, ImageInput, Keyframes, check_strengths, encode_conditions, half_size
+from .conditioning import Generators, unpatchify_video
+from .decoding import decode_frames, decode_waveform
+from .denoising import denoise, latent_grid, prepare_latents
+from .guidance import GuidanceScales, GuidanceSchedule
+from .pipeline_base import LTX2AVTwoStagePipelineBase
 from .pipeline_output import LTX2PipelineOutput
+from .pipeline_utils import (
+    StepCallbacks,
+    as_list,
+    callback_tensor_names,
+    check_output_type,
+    check_prompts,
+    guidance_from_keywords,
+    guidance_keywords,
+    maybe_enhance_prompt,
+    needs_uncond,
+    pipeline_output,
+    prompt_contexts,
+    resolve_sigmas,
+)
+from .refinement import StageAdapters, check_adapter, check_two_stage_size, check_upsampler, refine_latents
+from .text_encoding import PromptEmbeddings
 
 # ltx-pipelines' LTX_2_3_HQ_PARAMS (utils/constants.py)
 HQ_NUM_INFERENCE_STEPS = 15
@@ -36,200 +52,146 @@ HQ_STAGE_1_ADAPTER_SCALE = 0.25
 HQ_STAGE_2_ADAPTER_SCALE = 0.5
 
 
-def _all_scales(guidance: GuidanceScales | GuidanceSchedule) -> tuple[GuidanceScales, ...]:
-    return tuple(s for _, s in guidance.bins) if isinstance(guidance, GuidanceSchedule) else (guidance,)
+def check_hq_inputs(num_inference_steps: int, stage_1_scale: float, stage_2_scale: float) -> None:
+    if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
+        raise ValueError(f"num_inference_steps must be a positive int, got {num_inference_steps!r}")
+    for name, value in (("stage_1_adapter_scale", stage_1_scale), ("stage_2_adapter_scale", stage_2_scale)):
+        if not isinstance(value, int | float):
+            raise TypeError(f"{name} must be a number (the distilled LoRA's strength), got {value!r}")
 
 
-def denoise_res2s(
-    transformer: torch.nn.Module,
-    video: LatentState,
-    audio: LatentState,
-    contexts: TextContexts,
-    sigmas: Tensor,
-    video_guidance: GuidanceScales | GuidanceSchedule,
-    audio_guidance: GuidanceScales | GuidanceSchedule,
-) -> tuple[LatentState, LatentState]:
-    """res_2s from sigmas[0] to sigmas[-1] on guided x0 predictions: ltx-pipelines' `res2s_audio_video_denoising_loop`
-    with `multi_modal_guider_denoising_func` (or, with neutral scales, `simple_denoising_func`), every guidance pass of
-    a prediction in one batched transformer call (`guided_x0`).
-
-    sigmas: (N + 1,) float32. Guidance is looked up by each prediction's sigma; `skip_step` is refused, since res_2s
-    makes two predictions per step (the reference guides its mid-step prediction as a step 0).
-    Samples go to the transformer in its dtype (the reference's `model_dtype`). Returns the final states.
-    """
-    for guidance in (video_guidance, audio_guidance):
-        if any(s.skip_step for s in _all_scales(guidance)):
-            raise ValueError(
-                "skip_step is not supported with the res_2s sampler (two predictions per step, each guided): pass "
-                "GuidanceScales with skip_step=0"
-            )
-    batch_size, device = video.latent.shape[0], video.latent.device
-
-    def denoise(samples: tuple[Tensor, ...], sigma: float) -> tuple[Tensor, Tensor]:
-        video_scales, audio_scales = guidance_at(video_guidance, sigma), guidance_at(audio_guidance, sigma)
-        plan = plan_guidance(video_scales, audio_scales, 0, batch_size, device)
-        step_video, step_audio = replace(video, latent=samples[0]), replace(audio, latent=samples[1])
-        sigma_tensor = torch.tensor(sigma, dtype=torch.float32, device=device)
-        return guided_x0(transformer, step_video, step_audio, contexts, sigma_tensor, plan, video_scales, audio_scales)
-
-    streams = [Res2sLatents(s.latent, s.denoise_mask, s.clean_latent) for s in (video, audio)]
-    video_out, audio_out = res2s_sample(
-        denoise, streams, sigmas.to(torch.float32).cpu(), model_dtype=video.latent.dtype
-    )
-    return replace(video, latent=video_out), replace(audio, latent=audio_out)
-
-
-def refine_latents_res2s(
-    transformer: torch.nn.Module,
-    latent_upsampler: torch.nn.Module,
-    video_latents: Tensor,
-    audio_latents: Tensor,
-    contexts: TextContexts,
-    *,
-    latents_mean: Tensor,
-    latents_std: Tensor,
-    frame_rate: float,
-    sigmas: Tensor,
-    generator: torch.Generator | None,
-    conditions: Sequence[VideoCondition] = (),
-) -> tuple[Tensor, Tensor]:
-    """Stage 2 of the HQ pipeline: `refine_latents` (x2 upsample, re-noise to sigmas[0]) with res_2s instead of Euler,
-    one positive pass per prediction (the negative contexts are not used).
-
-    video_latents: (B, C, F', H', W'), audio_latents: (B, C_a, T_a, mel), normalised. conditions: encoded at the FULL
-    size. Returns video (B, C, F', 2H', 2W') and audio (B, C_a, T_a, mel) latents, normalised.
-    """
-    sigmas = torch.as_tensor(sigmas, dtype=torch.float32).cpu()
-    video, audio, grid = upsample_and_renoise(
-        latent_upsampler,
-        video_latents,
-        audio_latents,
-        latents_mean=latents_mean,
-        latents_std=latents_std,
-        frame_rate=frame_rate,
-        noise_scale=float(sigmas[0]),
-        generator=generator,
-        dtype=transformer.dtype,
-        conditions=conditions,
-    )
-    neutral = GuidanceScales()  # the plan runs the positive pass only (`simple_denoising_func`)
-    video, audio = denoise_res2s(
-        transformer, video, audio, TextContexts(contexts.video, contexts.audio), sigmas, neutral, neutral
-    )
-    audio_channels = audio_latents.shape[1]
-    return unpatchify_video(video.output_tokens(), *grid), unpack_audio_latents(audio.output_tokens(), audio_channels)
-
-
-class HQStageAdapters(StageAdapters):
-    """`StageAdapters` with the adapter active in BOTH stages, at `stage_1_scale` in stage 1 and `scale` in stage 2."""
-
-    def __init__(self, transformer: torch.nn.Module, name: str, stage_1_scale: float, stage_2_scale: float):
-        super().__init__(transformer, name, stage_2_scale)
-        self.stage_1_scale = stage_1_scale
-
-    def stage_1(self) -> None:
-        self.transformer.set_adapter([*self.others, self.name])
-        for layer in self.layers:
-            layer.set_scale(self.name, self.stage_1_scale)
-        self.transformer.enable_adapters()
-
-
-class LTX2AVTwoStageHQPipeline(LTX2AVTwoStagePipeline):
+class LTX2AVTwoStageHQPipeline(LTX2AVTwoStagePipelineBase):
     """Text/image -> video + stereo audio in two res_2s stages (ltx-pipelines' `TI2VidTwoStagesHQPipeline`).
 
-    Components: those of `LTX2AVTwoStagePipeline`. Build with
-    `LTX2AVTwoStageHQPipeline(**two_stage_pipe.components)`; load the distilled LoRA as a peft adapter
-    (`load_lora_adapter(pipe.transformer, path, adapter_name="distilled")`) and pass `distilled_adapter="distilled"`.
+    Components: those of `LTX2AVTwoStagePipeline`. Build with `LTX2AVTwoStageHQPipeline(**two_stage_pipe.components)`; load the distilled LoRA as a peft
+    adapter (`load_lora_adapter(pipe.transformer, path, adapter_name="distilled")`) and pass
+    `distilled_adapter="distilled"`.
     """
-
-    def check_hq_inputs(
-        self, num_inference_steps: int, stage_1_scale: float, stage_2_scale: float, adapter: str | None
-    ) -> None:
-        if adapter is not None:
-            loaded = list(getattr(self.transformer, "peft_config", None) or {})
-            if adapter not in loaded:
-                raise ValueError(
-                    f"distilled_adapter={adapter!r} is not an adapter of the transformer (loaded: {loaded}). Load the "
-                    "distilled LoRA first, e.g. load_lora_adapter(pipe.transformer, path, adapter_name='distilled')."
-                )
-        if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
-            raise ValueError(f"num_inference_steps must be a positive int, got {num_inference_steps!r}")
-        for name, value in (("stage_1_adapter_scale", stage_1_scale), ("stage_2_adapter_scale", stage_2_scale)):
-            if not isinstance(value, int | float):
-                raise TypeError(f"{name} must be a number (the distilled LoRA's strength), got {value!r}")
 
     @torch.no_grad()
     def __call__(
         self,
-        prompt: str | list[str],
+        prompt: str | list[str] | None = None,
         negative_prompt: str | list[str] | None = None,
         *,
         image: ImageInput | None = None,
         image_strength: float = 1.0,
         image_crf: int = DEFAULT_IMAGE_CRF,
-        keyframes: Sequence[tuple[ImageInput, int, float]] = (),
+        keyframes: Keyframes = (),
+        enhance_prompt: bool = False,
+        enhance_prompt_seed: int | None = None,
         height: int = 1088,
         width: int = 1920,
         num_frames: int = 121,
         frame_rate: float = 24.0,
         num_inference_steps: int = HQ_NUM_INFERENCE_STEPS,
         sigmas: Sequence[float] | None = None,
-        video_guidance: GuidanceScales | GuidanceSchedule = HQ_VIDEO_GUIDANCE,
-        audio_guidance: GuidanceScales | GuidanceSchedule = HQ_AUDIO_GUIDANCE,
+        timesteps: Sequence[float] | None = None,
+        video_guidance: GuidanceScales | GuidanceSchedule | None = None,
+        audio_guidance: GuidanceScales | GuidanceSchedule | None = None,
+        guidance_scale: float | None = None,
+        stg_scale: float | None = None,
+        modality_scale: float | None = None,
+        guidance_rescale: float | None = None,
+        audio_guidance_scale: float | None = None,
+        audio_stg_scale: float | None = None,
+        audio_modality_scale: float | None = None,
+        audio_guidance_rescale: float | None = None,
+        spatio_temporal_guidance_blocks: Sequence[int] | None = None,
         distilled_adapter: str | None = None,
         stage_1_adapter_scale: float = HQ_STAGE_1_ADAPTER_SCALE,
         stage_2_adapter_scale: float = HQ_STAGE_2_ADAPTER_SCALE,
         stage_2_sigmas: Sequence[float] = STAGE_2_DISTILLED_SIGMAS,
         num_videos_per_prompt: int = 1,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
+        latents: Tensor | None = None,
+        audio_latents: Tensor | None = None,
+        prompt_embeds: PromptEmbeddings | None = None,
+        negative_prompt_embeds: PromptEmbeddings | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
+        callback_on_step_end: Callable | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("video_latents",),
     ) -> LTX2PipelineOutput | tuple:
         """Generate `num_frames` frames of `height` x `width` video (multiples of 64) with a stereo soundtrack.
 
         num_inference_steps: stage-1 res_2s steps; the schedule is shifted by the stage-1 token count
-            F'·(H/64)·(W/64) (`ltx2_sigmas(steps, num_tokens)` with the scheduler's shifts). sigmas: explicit instead.
-        video_guidance / audio_guidance: stage-1 guidance (default: the reference's HQ parameters).
+            F'·(H/64)·(W/64) (`ltx2_sigmas(steps, num_tokens)` with the scheduler's shifts). sigmas / timesteps:
+            an explicit schedule instead (see `LTX2AVPipeline.__call__`).
+        video_guidance / audio_guidance (or diffusers' scalar keywords): stage-1 guidance, default the reference's HQ
+            parameters. `skip_step` is not supported (res_2s makes two guided predictions per step).
         distilled_adapter: a peft adapter of the transformer (the distilled LoRA, `load_lora_adapter`), active at
             `stage_1_adapter_scale` in stage 1 and `stage_2_adapter_scale` in stage 2, on top of the other active
             adapters; adapters, their enabled state and scales are restored afterwards. None: the transformer as is.
         stage_2_sigmas: the refinement schedule; its first value is also the re-noising level.
-        Returns `LTX2PipelineOutput(frames, audio, audio_sample_rate)` or `(frames, audio)`; with
-        output_type="latent" the full-resolution video (B, 128, F', H/32, W/32) and audio (B, 8, T_a, 16) latents.
+        The other arguments (prompts and their embeddings, images, generator, latents, callback, output) are
+        `LTX2AVTwoStagePipeline.__call__`'s. Returns `LTX2PipelineOutput(frames, audio, audio_sample_rate)` or
+        `(frames, audio)`; with output_type="latent" the full-resolution video (B, 128, F', H/32, W/32) and audio
+        (B, 8, T_a, 16) latents.
         """
-        self.check_two_stage_inputs(height, width, num_frames, output_type, None)
-        self.check_hq_inputs(num_inference_steps, stage_1_adapter_scale, stage_2_adapter_scale, distilled_adapter)
-        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-        if negative_prompt is None:
-            negative_prompt = self.sampling_defaults.negative_prompt
-        negative_prompts = [negative_prompt] if isinstance(negative_prompt, str) else list(negative_prompt)
-        strengths = [image_strength] * (image is not None) + [k[2] for k in keyframes]
-        half_height, half_width = height // 2, width // 2
-        self.check_inputs(
-            prompts, negative_prompts, half_height, half_width, num_frames, frame_rate, strengths, output_type
-        )
-        if len(negative_prompts) == 1:
-            negative_prompts = negative_prompts * len(prompts)
+        # 1. Check inputs and resolve defaults
+        negative_prompt = self.sampling_defaults.negative_prompt if negative_prompt is None else negative_prompt
+        prompts, negative_prompts = as_list(prompt), as_list(negative_prompt)
+        num_prompts = check_prompts(prompts, negative_prompts, prompt_embeds, enhance_prompt)
+        check_two_stage_size(height, width, num_frames)
+        if frame_rate <= 0:
+            raise ValueError(f"frame_rate must be positive, got {frame_rate}")
+        check_strengths([image_strength] * (image is not None) + [k[2] for k in keyframes])
+        check_output_type(output_type)
+        check_upsampler(self.latent_upsampler)
+        check_adapter(self.transformer, distilled_adapter, "distilled_adapter")
+        check_hq_inputs(num_inference_steps, stage_1_adapter_scale, stage_2_adapter_scale)
+        names = callback_tensor_names(callback_on_step_end, callback_on_step_end_tensor_inputs)
+        video_guidance, audio_guidance = guidance_from_keywords(
+            video_guidance,
+            audio_guidance,
+            (HQ_VIDEO_GUIDANCE, HQ_AUDIO_GUIDANCE),
+            guidance_keywords(
+                guidance_scale, stg_scale, modality_scale, guidance_rescale, audio_guidance_scale, audio_stg_scale,
+                audio_modality_scale, audio_guidance_rescale, spatio_temporal_guidance_blocks,
+            ),
+        )  # fmt: skip
+        half, grid = (height // 2, width // 2), latent_grid(height // 2, width // 2, num_frames)
+        if sigmas is None and timesteps is None:  # the HQ shift: the stage-1 latent's real token count
+            cfg, num_tokens = self.scheduler.config, grid[0] * grid[1] * grid[2]
+            sigmas = ltx2_sigmas(num_inference_steps, num_tokens, cfg.base_shift, cfg.max_shift, cfg.shift_terminal)
+        sigmas = resolve_sigmas(self.scheduler, None, sigmas, timesteps, num_inference_steps)
+        stage_2_sigmas = self.scheduler.get_sigmas(sigmas=stage_2_sigmas)
         device, dtype, transformer = self._execution_device, self.transformer.dtype, self.transformer
-        adapters = (
-            None
-            if distilled_adapter is None
-            else HQStageAdapters(transformer, distilled_adapter, stage_1_adapter_scale, stage_2_adapter_scale)
+        batch_size = num_prompts * num_videos_per_prompt
+        callback = StepCallbacks(self, callback_on_step_end, names)
+
+        # 2. Prompts (optionally enhanced first) -> contexts, once for both stages
+        if prompts is not None:
+            first_image = image if image is not None else (keyframes[0][0] if keyframes else None)
+            prompts = maybe_enhance_prompt(
+                self, prompts, enhance_prompt, first_image, enhance_prompt_seed, generator, device
+            )
+        contexts = prompt_contexts(
+            self,
+            prompts,
+            negative_prompts,
+            prompt_embeds=prompt_embeds,
+            negative_prompt_embeds=negative_prompt_embeds,
+            needs_negative=needs_uncond(video_guidance, audio_guidance),
+            num_videos_per_prompt=num_videos_per_prompt,
+            device=device,
+            dtype=dtype,
         )
-        try:
-            # 1. Stage 1 at half size: prompts (positive and negative), conditions, noise, guided res_2s
-            if adapters is not None:
-                adapters.stage_1()
-            needs_negative = any(s.needs_uncond for g in (video_guidance, audio_guidance) for s in _all_scales(g))
-            contexts = self.encode_prompts(prompts, negative_prompts if needs_negative else None, device, dtype)
-            contexts = _repeat_contexts(contexts, num_videos_per_prompt)
-            self._stage_1_contexts = None
-            batch_size = len(prompts) * num_videos_per_prompt
-            conditions = self._encode_conditions(image, image_strength, keyframes, half_height, half_width, image_crf)
+
+        with StageAdapters(transformer) as adapters:
+            # 3. Stage 1 at half size: conditions, noise, guided res_2s (the distilled adapter at its stage-1 scale)
+            others = adapters.others(distilled_adapter)
+            if distilled_adapter is not None:
+                adapters.use([*others, distilled_adapter], {distilled_adapter: stage_1_adapter_scale})
+            half_image = None if image is None else half_size(image, height, width)
+            half_keyframes = [(half_size(k, height, width), index, s) for k, index, s in keyframes]
+            conditions = encode_conditions(
+                self.vae, half_image, image_strength, half_keyframes, *half, image_crf, device
+            )
             video, audio = prepare_latents(
                 batch_size,
-                half_height,
-                half_width,
+                *half,
                 num_frames,
                 frame_rate,
                 generator=generator,
@@ -239,25 +201,29 @@ class LTX2AVTwoStageHQPipeline(LTX2AVTwoStagePipeline):
                 video_channels=transformer.config.in_channels,
                 audio_channels=self.audio_vae.config.latent_channels,
                 audio_mel_bins=transformer.config.audio_in_channels // self.audio_vae.config.latent_channels,
+                video_noise=latents,
+                audio_noise=audio_latents,
             )
-            grid = ((num_frames - 1) // 8 + 1, half_height // 32, half_width // 32)
-            if sigmas is None:
-                cfg = self.scheduler.config
-                num_tokens = grid[0] * grid[1] * grid[2]
-                sigmas = ltx2_sigmas(num_inference_steps, num_tokens, cfg.base_shift, cfg.max_shift, cfg.shift_terminal)
-            self.scheduler.set_timesteps(sigmas=sigmas)
-            video, audio = denoise_res2s(
-                transformer, video, audio, contexts, self.scheduler.sigmas, video_guidance, audio_guidance
+            video, audio = denoise(
+                transformer,
+                video,
+                audio,
+                contexts,
+                sigmas,
+                video_guidance,
+                audio_guidance,
+                sampler=res2s_sample,
+                progress_bar=self.progress_bar,
+                callback=callback,
             )
             video_latents = unpatchify_video(video.output_tokens(), *grid)
             audio_latents = unpack_audio_latents(audio.output_tokens(), self.audio_vae.config.latent_channels)
 
-            # 2. Stage 2: upsample x2, re-noise, res_2s with one positive pass per prediction
-            if adapters is not None:
-                adapters.stage_2()
-            conditions = self._encode_conditions(image, image_strength, keyframes, height, width, image_crf)
-            self.scheduler.set_timesteps(sigmas=stage_2_sigmas)
-            video_latents, audio_latents = refine_latents_res2s(
+            # 4. Stage 2: upsample x2, re-noise, res_2s with one positive pass per prediction
+            if distilled_adapter is not None:
+                adapters.use([*others, distilled_adapter], {distilled_adapter: stage_2_adapter_scale})
+            conditions = encode_conditions(self.vae, image, image_strength, keyframes, height, width, image_crf, device)
+            video_latents, audio_latents = refine_latents(
                 transformer,
                 self.latent_upsampler,
                 video_latents,
@@ -266,13 +232,15 @@ class LTX2AVTwoStageHQPipeline(LTX2AVTwoStagePipeline):
                 latents_mean=self.vae.latents_mean,
                 latents_std=self.vae.latents_std,
                 frame_rate=frame_rate,
-                sigmas=self.scheduler.sigmas,
+                sigmas=stage_2_sigmas,
                 generator=generator,
                 conditions=conditions,
+                sampler=res2s_sample,
+                progress_bar=self.progress_bar,
+                callback=callback,
             )
-        finally:
-            if adapters is not None:
-                adapters.restore()
 
-        # 3. Latents -> frames and waveform
-        return self._decode_outputs(video_latents, audio_latents, output_type, generator, return_dict)
+        # 5. Latents -> frames and waveform
+        frames = decode_frames(self.vae, video_latents, output_type, generator)
+        waveform, sample_rate = decode_waveform(self.audio_vae, self.vocoder, audio_latents, output_type)
+        return pipeline_output(self, frames, waveform, sample_rate, return_dict)

@@ -153,41 +153,78 @@ def sde_step(sample: Tensor, denoised: Tensor, sigma: Tensor, sigma_next: Tensor
 
 
 def res2s_noise(like: Tensor, generator: torch.Generator) -> Tensor:
-    """Standard-normal float64 noise shaped like `like`, standardised over the whole tensor and then over the last two
-    dims (per sample for (B, T, C) tokens), as ltx-pipelines' `_get_new_noise`. Drawn on the generator's device."""
+    """Standard-normal float64 noise shaped like `like`, standardised per sample and then over the last two dims, as
+    ltx-pipelines' `_get_new_noise` (which runs one sample: its whole-tensor step is the per-sample one here, so a
+    batch's first sample gets the noise it gets alone). Drawn on the generator's device."""
     noise = torch.randn(like.shape, generator=generator, dtype=torch.float64, device=generator.device)
-    noise = (noise - noise.mean()) / noise.std()
+    per_sample = tuple(range(1, noise.ndim))
+    noise = (noise - noise.mean(dim=per_sample, keepdim=True)) / noise.std(dim=per_sample, keepdim=True)
     return (noise - noise.mean(dim=(-2, -1), keepdim=True)) / noise.std(dim=(-2, -1), keepdim=True)
 
 
 @dataclass(frozen=True)
-class Res2sLatents:
-    """One stream (video or audio) for `res2s_sample`: sample (B, T, C), denoise_mask (B, T, 1) float32, clean (B, T, C)."""
+class SamplerStream:
+    """One stream (video or audio) for a sampler: sample (B, T, C), denoise_mask (B, T, 1) float32, clean (B, T, C).
+
+    Every x0 prediction is blended with `clean` by the mask (`blend_clean`), so conditioning tokens stay clean."""
 
     sample: Tensor
     denoise_mask: Tensor
     clean: Tensor
 
 
+# k-diffusion's boundary: a sampler is `sample(model_x0, streams, sigmas, callback)`. model_x0(samples, sigma) returns
+# one (unblended) x0 prediction per stream; callback(step_index, sigma, samples) runs after every step and returns the
+# samples to go on with (the same, or replacements).
+ModelX0 = Callable[[tuple[Tensor, ...], float], tuple[Tensor, ...]]
+SamplerCallback = Callable[[int, float, tuple[Tensor, ...]], tuple[Tensor, ...]]
+Sampler = Callable[[ModelX0, Sequence[SamplerStream], Tensor, SamplerCallback | None], tuple[Tensor, ...]]
+
+
+def euler_sample(
+    model_x0: ModelX0, streams: Sequence[SamplerStream], sigmas: Tensor, callback: SamplerCallback | None = None
+) -> tuple[Tensor, ...]:
+    """Euler on x0 predictions from sigmas[0] to sigmas[-1] (ltx-pipelines' `euler_denoising_loop`):
+    for sigma, sigma_next in pairwise(sigmas): x = euler_step(x, blend_clean(model_x0(x, sigma)), sigma, sigma_next).
+
+    sigmas: (N + 1,) float32, read as host floats (no device sync inside the loop). Returns one sample per stream."""
+    sigmas = torch.as_tensor(sigmas, dtype=torch.float32).cpu()
+    samples = tuple(stream.sample for stream in streams)
+    for i in range(len(sigmas) - 1):
+        x0 = model_x0(samples, float(sigmas[i]))
+        samples = tuple(
+            euler_step(x, blend_clean(d, s.denoise_mask, s.clean), sigmas[i], sigmas[i + 1])
+            for x, d, s in zip(samples, x0, streams, strict=True)
+        )
+        if callback is not None:
+            samples = callback(i, float(sigmas[i]), samples)
+    return samples
+
+
 def res2s_sample(
-    denoise: Callable[[tuple[Tensor, ...], float], tuple[Tensor, ...]],
-    streams: Sequence[Res2sLatents],
+    model_x0: ModelX0,
+    streams: Sequence[SamplerStream],
     sigmas: Tensor,
+    callback: SamplerCallback | None = None,
+    *,
     noise_seed: int = -1,
     substep_noise_seed: int | None = None,
     bongmath: bool = True,
     bongmath_max_iter: int = 100,
-    model_dtype: torch.dtype = torch.bfloat16,
+    model_dtype: torch.dtype | None = None,
 ) -> tuple[Tensor, ...]:
     """res_2s with SDE noise (the HQ pipeline's sampler, ltx-pipelines' `res2s_audio_video_denoising_loop`).
 
-    denoise(samples, sigma) -> x0 predictions (guided), one per stream, for samples in `model_dtype`. The masks/clean
-    latents of `streams` are blended into every x0 (`blend_clean`). sigmas: the schedule (float32); a final 0 is
-    replaced by [0.0011, 0] and a last denoise at 0.0011 gives the result. The SDE noise comes from two generators seeded
+    model_x0(samples, sigma) -> x0 predictions (guided), one per stream, for samples in `model_dtype` (None: the
+    first stream's dtype). The masks/clean latents of `streams` are blended into every x0 (`blend_clean`). sigmas: the
+    schedule (float32); a final 0 is replaced by [0.0011, 0] and a last prediction at 0.0011 gives the result (as part
+    of the last step); the callback runs after each of the N steps. The SDE noise comes from two generators seeded
     `noise_seed` (steps) and `substep_noise_seed` (default noise_seed + 10000) on the samples' device; the reference
     never passes a seed, so its noise is the same for every user seed. Arithmetic in float64 as the reference.
     Returns the final samples, one per stream, in `model_dtype`.
     """
+    model_dtype = streams[0].sample.dtype if model_dtype is None else model_dtype
+    sigmas = torch.as_tensor(sigmas, dtype=torch.float32).cpu()
     if substep_noise_seed is None:
         substep_noise_seed = noise_seed + 10000
     device = streams[0].sample.device
@@ -199,7 +236,7 @@ def res2s_sample(
     log_steps = -torch.log(sigmas[1:].double().cpu() / sigmas[:-1].double().cpu())
 
     def denoise_blended(samples: tuple[Tensor, ...], sigma: float) -> tuple[Tensor, ...]:
-        return tuple(blend_clean(x0, s.denoise_mask, s.clean) for x0, s in zip(denoise(samples, sigma), streams))
+        return tuple(blend_clean(x0, s.denoise_mask, s.clean) for x0, s in zip(model_x0(samples, sigma), streams))
 
     def renoise(generator, stream, sample, target, sigma, sigma_next):
         noise = res2s_noise(stream.sample, generator)
@@ -228,8 +265,10 @@ def res2s_sample(
         # the step-level re-noise reads the float32 schedule, the substep one float64 sigmas: as the reference
         nexts = [renoise(step_generator, s, a, n, sigmas[i], sigmas[i + 1]) for s, a, n in zip(streams, anchors, nexts)]
         samples = tuple(n.to(model_dtype) for n in nexts)
-    if sigmas[-1] == 0:
-        samples = tuple(x0.to(model_dtype) for x0 in denoise_blended(samples, float(sigmas[num_full_steps])))
+        if i == num_full_steps - 1 and sigmas[-1] == 0:  # the last step ends with a prediction at the tiny sigma
+            samples = tuple(x0.to(model_dtype) for x0 in denoise_blended(samples, float(sigmas[num_full_steps])))
+        if callback is not None:
+            samples = callback(i, float(sigmas[i]), samples)
     return samples
 
 
@@ -280,20 +319,28 @@ class LTX2Scheduler(SchedulerMixin, ConfigMixin):
         """A scheduler that always uses the explicit list `sigmas` (the distilled checkpoints' 8 steps by default)."""
         return cls(fixed_sigmas=[float(s) for s in sigmas])
 
-    def set_timesteps(
+    def get_sigmas(
         self,
         num_inference_steps: int | None = None,
-        device: str | torch.device | None = None,
         sigmas: Sequence[float] | Tensor | None = None,
         num_tokens: int | None = None,
-    ) -> None:
-        """Set `sigmas` ((N + 1,) float32, ending in 0) and `timesteps` (1000 · sigmas[:-1]).
+        timesteps: Sequence[float] | Tensor | None = None,
+    ) -> Tensor:
+        """The (N + 1,) float32 schedule, ending in 0, as a value (the scheduler is not changed). Pipelines use this.
 
-        num_inference_steps: N, for the shifted schedule (must equal len(fixed_sigmas) - 1 for a distilled config).
-        sigmas: an explicit list, used as is (overrides everything else).
+        num_inference_steps: N, for the shifted schedule (must equal len(fixed_sigmas) - 1 for a distilled config,
+            and len(sigmas) - 1 with explicit sigmas).
+        sigmas: an explicit list ending in 0 (N + 1 values), used as is (overrides the config's schedule).
+        timesteps: diffusers' form of an explicit schedule, 1000 * sigma for each of the N steps (no final 0);
+            give sigmas or timesteps, not both.
         num_tokens: video tokens F'·H'·W'; used only when the config sets `use_token_count_shift`.
         """
         cfg = self.config
+        if timesteps is not None:
+            if sigmas is not None:
+                raise ValueError("pass sigmas or timesteps (1000 * sigma per step), not both")
+            steps = torch.as_tensor(timesteps, dtype=torch.float32).flatten()
+            sigmas = torch.cat([steps / cfg.num_train_timesteps, steps.new_zeros(1)])
         if sigmas is None and cfg.fixed_sigmas is not None:
             sigmas = cfg.fixed_sigmas
             if num_inference_steps is not None and num_inference_steps != len(sigmas) - 1:
@@ -301,16 +348,40 @@ class LTX2Scheduler(SchedulerMixin, ConfigMixin):
                     f"num_inference_steps={num_inference_steps}, but this scheduler's config fixes {len(sigmas) - 1} "
                     f"steps (fixed_sigmas={list(sigmas)}). Pass num_inference_steps=None, or explicit sigmas=."
                 )
+        elif sigmas is not None:
+            sigmas = torch.as_tensor(sigmas, dtype=torch.float32).flatten()
+            if float(sigmas[-1]) != 0.0:
+                raise ValueError(
+                    f"sigmas must end at 0 (the clean sample): got {sigmas.tolist()}. Append 0.0; diffusers' form "
+                    "without the final 0 is `timesteps=` (1000 * sigma per step)."
+                )
+            if num_inference_steps is not None and num_inference_steps != len(sigmas) - 1:
+                raise ValueError(
+                    f"num_inference_steps={num_inference_steps} disagrees with the {len(sigmas)} sigmas given "
+                    f"({len(sigmas) - 1} steps): pass one of them, or make them agree"
+                )
         if sigmas is not None:
             sigmas = torch.as_tensor(sigmas, dtype=torch.float32).flatten()
             check_sigmas(sigmas.tolist())
-        else:
-            if num_inference_steps is None:
-                raise ValueError("set_timesteps needs num_inference_steps or sigmas=")
-            tokens = num_tokens if (cfg.use_token_count_shift and num_tokens is not None) else cfg.default_num_tokens
-            sigmas = ltx2_sigmas(num_inference_steps, tokens, cfg.base_shift, cfg.max_shift, cfg.shift_terminal)
+            return sigmas
+        if num_inference_steps is None:
+            raise ValueError("set_timesteps needs num_inference_steps or sigmas=")
+        tokens = num_tokens if (cfg.use_token_count_shift and num_tokens is not None) else cfg.default_num_tokens
+        return ltx2_sigmas(num_inference_steps, tokens, cfg.base_shift, cfg.max_shift, cfg.shift_terminal)
+
+    def set_timesteps(
+        self,
+        num_inference_steps: int | None = None,
+        device: str | torch.device | None = None,
+        sigmas: Sequence[float] | Tensor | None = None,
+        num_tokens: int | None = None,
+        timesteps: Sequence[float] | Tensor | None = None,
+    ) -> None:
+        """Set `sigmas` ((N + 1,) float32, ending in 0) and `timesteps` (1000 · sigmas[:-1]): `get_sigmas`, stored for
+        diffusers-style loops that call `step`. The pipelines pass sigmas as values and do not use this state."""
+        sigmas = self.get_sigmas(num_inference_steps, sigmas, num_tokens, timesteps)
         self.sigmas = sigmas.to(device)
-        self.timesteps = self.sigmas[:-1] * cfg.num_train_timesteps
+        self.timesteps = self.sigmas[:-1] * self.config.num_train_timesteps
         self.num_inference_steps = len(sigmas) - 1
 
     def step(
@@ -336,3 +407,26 @@ def check_sigmas(sigmas: Sequence[float]) -> None:
         raise ValueError(f"a sigma schedule needs at least 2 values (start and end), got {values}")
     if any(not 0.0 <= s <= 1.0 for s in values) or any(a <= b for a, b in zip(values, values[1:])):
         raise ValueError(f"sigmas must lie in [0, 1] and decrease strictly, got {values}")
+
+
+def as_ltx2_scheduler(scheduler: SchedulerMixin) -> "LTX2Scheduler":
+    """An `LTX2Scheduler` for `scheduler`: itself, or one converted from diffusers' `FlowMatchEulerDiscreteScheduler`.
+
+    A FlowMatch config with dynamic shifting (diffusers' LTX-2 dev repos) keeps its base_shift / max_shift /
+    shift_terminal, applied the reference's way (a fixed 4096-token shift, spec §13.14); one without (diffusers'
+    default, and its distilled repos) becomes the reference's dev schedule. For the distilled 8 steps use
+    `LTX2Scheduler.distilled()`, `kind="distilled"` when loading, or pass `sigmas=DISTILLED_SIGMAS`.
+    """
+    if isinstance(scheduler, LTX2Scheduler):
+        return scheduler
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    if isinstance(scheduler, FlowMatchEulerDiscreteScheduler):
+        if scheduler.config.use_dynamic_shifting:
+            return LTX2Scheduler.from_config(scheduler.config)
+        return LTX2Scheduler()
+    raise TypeError(
+        f"scheduler must be an LTX2Scheduler (the reference's schedule and x0 Euler steps) or diffusers' "
+        f"FlowMatchEulerDiscreteScheduler (converted), got {type(scheduler).__name__}. Use LTX2Scheduler() or "
+        "LTX2Scheduler.distilled()."
+    )

@@ -1,0 +1,307 @@
+"""The base of every LTX-2 pipeline: components, loading, offloading and a few properties. No `__call__`.
+
+Each pipeline (one file each) subclasses `LTX2AVPipelineBase` for its components and loading only, and writes its
+own `__call__` as a story over the shared stage functions (text_encoding, condition_encoding, denoising, refinement,
+decoding). Sampling defaults per model version and kind live here too until the presets module takes them over.
+"""
+
+import inspect
+import json
+import os
+from dataclasses import dataclass, replace
+
+import torch
+from diffusers import DiffusionPipeline
+from torch import Tensor
+
+from ..schedulers.scheduling_ltx2 import DISTILLED_SIGMAS, LTX2Scheduler, as_ltx2_scheduler
+from .condition_encoding import DEFAULT_IMAGE_CRF, ImageInput, encode_image
+from .guidance import GuidanceScales
+from .text_encoding import PromptEmbeddings, encode_prompts
+
+# ltx-pipelines' DEFAULT_NEGATIVE_PROMPT (spec §9), kept verbatim: it is part of the reference's sampling setup, and
+# results only match the reference's with the exact string.
+DEFAULT_NEGATIVE_PROMPT = (
+    "blurry, out of focus, overexposed, underexposed, low contrast, washed out colors, excessive noise, grainy "
+    "texture, poor lighting, flickering, motion blur, distorted proportions, unnatural skin tones, deformed facial "
+    "features, asymmetrical face, missing facial features, extra limbs, disfigured hands, wrong hand count, artifacts "
+    "around text, inconsistent perspective, camera shake, incorrect depth of field, background too sharp, background "
+    "clutter, distracting reflections, harsh shadows, inconsistent lighting direction, color banding, cartoonish "
+    "rendering, 3D CGI look, unrealistic materials, uncanny valley effect, incorrect ethnicity, wrong gender, "
+    "exaggerated expressions, wrong gaze direction, mismatched lip sync, silent or muted audio, distorted voice, "
+    "robotic voice, echo, background noise, off-sync audio, incorrect dialogue, added dialogue, repetitive speech, "
+    "jittery movement, awkward pauses, incorrect timing, unnatural transitions, inconsistent framing, tilted camera, "
+    "flat lighting, inconsistent tone, cinematic oversaturation, stylized filters, or AI artifacts."
+)
+
+
+@dataclass(frozen=True)
+class ModelVersionDefaults:
+    """Sampling defaults of one model generation (ltx-pipelines' LTX_2_PARAMS / LTX_2_3_PARAMS, spec §6.2)."""
+
+    num_inference_steps: int
+    video_guidance: GuidanceScales
+    audio_guidance: GuidanceScales
+    negative_prompt: str = DEFAULT_NEGATIVE_PROMPT
+
+
+def _preset(steps: int, stg_block: int) -> ModelVersionDefaults:
+    video = GuidanceScales(cfg=3.0, stg=1.0, modality=3.0, rescale=0.7, stg_blocks=(stg_block,))
+    return ModelVersionDefaults(steps, video, replace(video, cfg=7.0))
+
+
+MODEL_VERSION_DEFAULTS: dict[str, ModelVersionDefaults] = {"2.0": _preset(40, 29), "2.3": _preset(30, 28)}
+
+# Distilled checkpoints (a scheduler with fixed sigmas, `LTX2Scheduler.distilled()`): ltx-pipelines' DistilledPipeline
+# encodes only the prompt and denoises with `simple_denoising_func` (distilled.py), one conditional pass per step:
+# no CFG, STG, modality guidance or rescale, for either modality. The step count comes from the scheduler's sigmas.
+DISTILLED_DEFAULTS = ModelVersionDefaults(len(DISTILLED_SIGMAS) - 1, GuidanceScales(), GuidanceScales())
+
+
+def model_version(transformer_config) -> str:
+    """ "2.3" for LTX-2.3 transformers (gated attention, prompt projections in the connectors), else "2.0"."""
+    return "2.3" if transformer_config.gated_attn or not transformer_config.use_prompt_embeddings else "2.0"
+
+
+COMPONENTS = ("scheduler", "vae", "audio_vae", "text_encoder", "tokenizer", "connectors", "transformer", "vocoder")
+OPTIONAL_COMPONENTS = ("processor",)  # a Gemma3Processor: only image-to-video prompt enhancement needs it
+
+
+def kind_from_repo_name(name_or_path: str | os.PathLike) -> str:
+    """ "distilled" when a repo id or folder name says so (`diffusers/LTX-2.3-Distilled-Diffusers`), else "dev".
+
+    Needed for diffusers-layout repos, whose scheduler config cannot tell: diffusers' converter writes the distilled
+    one as "no shift, no terminal", which is also FlowMatchEulerDiscreteScheduler's default.
+    """
+    return "distilled" if "distilled" in os.path.basename(os.path.normpath(os.fspath(name_or_path))).lower() else "dev"
+
+
+def scheduler_for_kind(kind: str) -> LTX2Scheduler:
+    """The reference's schedule: "dev" (shifted, 40/30 steps by model version) or "distilled" (the 8 fixed sigmas)."""
+    if kind not in ("dev", "distilled"):
+        raise ValueError(f"kind={kind!r}: expected 'dev' or 'distilled'")
+    return LTX2Scheduler.distilled() if kind == "distilled" else LTX2Scheduler()
+
+
+def resolve_scheduler(folder: str, index: dict, name_or_path: str | os.PathLike, kind: str | None) -> LTX2Scheduler:
+    """The scheduler for a pipeline folder: `kind` when given; else the folder's own LTX2Scheduler; else (diffusers'
+    FlowMatchEulerDiscreteScheduler, which shifts by token count where the reference does not) the reference's
+    schedule for the kind the repo id or folder name says."""
+    if kind is not None:
+        return scheduler_for_kind(kind)
+    if index.get("scheduler", [None, None])[1] == "LTX2Scheduler":
+        return LTX2Scheduler.from_pretrained(folder, subfolder="scheduler")
+    return scheduler_for_kind(kind_from_repo_name(name_or_path))
+
+
+class LTX2AVPipelineBase(DiffusionPipeline):
+    """Components, loading and offloading shared by the LTX-2 pipelines; each subclass writes its own `__call__`.
+
+    Components keep diffusers' LTX2Pipeline names: `transformer`, `vae`, `audio_vae`, `vocoder`, `connectors`,
+    `text_encoder` (Gemma-3; None when every call passes `prompt_embeds`), `tokenizer`, `scheduler` (`LTX2Scheduler`;
+    diffusers' `FlowMatchEulerDiscreteScheduler` is converted), the optional `processor` (`Gemma3Processor`, for
+    image-to-video prompt enhancement) and, in the two-stage pipelines, `latent_upsampler`.
+    """
+
+    model_cpu_offload_seq = "text_encoder->connectors->transformer->vae->audio_vae->vocoder"
+    _callback_tensor_inputs = ["video_latents", "audio_latents"]
+    _optional_components = ["processor", "text_encoder", "tokenizer"]
+
+    def __init__(
+        self, scheduler, vae, audio_vae, text_encoder, tokenizer, connectors, transformer, vocoder, processor=None
+    ):
+        super().__init__()
+        self.register_modules(
+            scheduler=as_ltx2_scheduler(scheduler),
+            vae=vae,
+            audio_vae=audio_vae,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            connectors=connectors,
+            transformer=transformer,
+            vocoder=vocoder,
+            processor=processor,
+        )
+
+    def register_modules(self, **kwargs):
+        super().register_modules(**kwargs)
+        # diffusers records a component from an outside package under its module path; record our package name, which
+        # `DiffusionPipeline.from_pretrained` resolves through ltx2_diffusers' public table.
+        for name in kwargs:
+            library, class_name = self.config[name] if name in self.config else (None, None)
+            if library is not None and library.startswith("ltx2_diffusers."):
+                self.register_to_config(**{name: ("ltx2_diffusers", class_name)})
+
+    @classmethod
+    def _takes_upsampler(cls) -> bool:
+        return "latent_upsampler" in inspect.signature(cls.__init__).parameters
+
+    # ------------------------------------------------------------------------------------------------------------------
+    # Loading
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *, kind: str | None = None, **kwargs):
+        """Load a diffusers-layout folder or Hub repo, building OUR classes for the LTX-2 components whether its
+        model_index.json names diffusers' classes (e.g. `Lightricks/LTX-2`) or ours. A diffusers scheduler is replaced
+        by `LTX2Scheduler` with the reference's schedule for `kind` ("dev" or "distilled"; None: the folder's own
+        LTX2Scheduler, else "distilled" when the repo id or folder name says so, else "dev"); an explicit `kind`
+        overrides a saved scheduler. Two-stage pipelines also load `latent_upsampler/` into our
+        `LTX2LatentUpsamplerModel`, whether model_index.json names it or not (diffusers' LTX-2 repos hold the folder
+        without listing it). Other kwargs go to `DiffusionPipeline.from_pretrained`."""
+        import ltx2_diffusers
+
+        from ..models.latent_upsampler import LTX2LatentUpsamplerModel
+
+        folder, takes_upsampler = str(pretrained_model_name_or_path), cls._takes_upsampler()
+        if not os.path.isdir(folder):
+            from huggingface_hub import snapshot_download
+
+            # Only this pipeline's folders: Hub repos such as Lightricks/LTX-2 also hold the original single files.
+            names = (*COMPONENTS, *OPTIONAL_COMPONENTS, *(("latent_upsampler",) if takes_upsampler else ()))
+            folder = snapshot_download(
+                folder,
+                allow_patterns=["model_index.json", *(f"{name}/*" for name in names)],
+                revision=kwargs.get("revision"),
+                cache_dir=kwargs.get("cache_dir"),
+                token=kwargs.get("token"),
+            )
+        with open(os.path.join(folder, "model_index.json")) as f:
+            index = json.load(f)
+        # diffusers 0.42 renamed torch_dtype to dtype and warns on the old name; both are accepted here, without the
+        # warning, and handed on as dtype
+        dtype, torch_dtype = kwargs.pop("dtype", None), kwargs.pop("torch_dtype", None)
+        if dtype is not None and torch_dtype is not None:
+            raise ValueError("pass dtype or torch_dtype (its older name), not both")
+        dtype = torch_dtype if dtype is None else dtype
+        if dtype is not None:
+            kwargs["dtype"] = dtype
+        for name in ("transformer", "vae", "audio_vae", "connectors", "vocoder"):
+            if name in kwargs or name not in index or index[name][1] is None:
+                continue
+            class_name = index[name][1]
+            if class_name not in ltx2_diffusers.__all__:
+                raise ValueError(
+                    f"model_index.json names {index[name]} for {name!r}; {cls.__name__} loads {name} into one of "
+                    f"ltx2_diffusers' classes, and {class_name!r} is not one of them. Pass {name}= explicitly."
+                )
+            component_class = getattr(ltx2_diffusers, class_name)
+            kwargs[name] = component_class.from_pretrained(folder, subfolder=name, dtype=dtype)
+        if takes_upsampler and "latent_upsampler" not in kwargs:
+            in_index = index.get("latent_upsampler", [None, None])[1] is not None
+            in_folder = os.path.isfile(os.path.join(folder, "latent_upsampler", "config.json"))
+            if in_index or in_folder:
+                kwargs["latent_upsampler"] = LTX2LatentUpsamplerModel.from_pretrained(
+                    folder, subfolder="latent_upsampler", dtype=dtype
+                )
+        if "scheduler" not in kwargs:  # resolved here: the repo id, which may name the kind, is gone after download
+            kwargs["scheduler"] = resolve_scheduler(folder, index, pretrained_model_name_or_path, kind)
+        return super().from_pretrained(folder, **kwargs)
+
+    @classmethod
+    def from_single_file(
+        cls,
+        path: str | os.PathLike,
+        *,
+        text_encoder=None,
+        tokenizer=None,
+        processor=None,
+        latent_upsampler: "str | os.PathLike | torch.nn.Module | None" = None,
+        kind: str | None = None,
+        torch_dtype: torch.dtype | None = None,
+    ):
+        """The pipeline from a Lightricks single file (`ltx-2-19b-dev.safetensors`, `ltx-2.3-22b-*.safetensors`):
+        every model it holds, through the converter's key maps and the file's metadata configs, loaded strictly.
+        The file holds no Gemma: pass `text_encoder` / `tokenizer` (and `processor` for image prompt enhancement)
+        objects. `kind` ("dev" or "distilled") picks the scheduler when the file name does not say. Two-stage
+        pipelines take the upsampler as a model or the path of its own single file
+        (e.g. `ltx-2-spatial-upscaler-x2-1.0.safetensors`)."""
+        from ..conversion import pipeline_from_single_file
+        from ..models.latent_upsampler import LTX2LatentUpsamplerModel
+
+        if latent_upsampler is not None and not cls._takes_upsampler():
+            raise ValueError(f"{cls.__name__} has no latent_upsampler: drop latent_upsampler=")
+        pipe = pipeline_from_single_file(
+            path,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            processor=processor,
+            kind=kind,
+            torch_dtype=torch_dtype,
+            pipeline_class=cls,
+        )
+        if isinstance(latent_upsampler, str | os.PathLike):
+            latent_upsampler = LTX2LatentUpsamplerModel.from_single_file(latent_upsampler, torch_dtype=torch_dtype)
+        if latent_upsampler is not None:
+            pipe.register_modules(latent_upsampler=latent_upsampler)
+        return pipe
+
+    # ------------------------------------------------------------------------------------------------------------------
+    # Switches and properties
+
+    def enable_vae_tiling(self) -> None:
+        """Decode the video in overlapping tiles (less memory for long or large clips)."""
+        self.vae.enable_tiling()
+
+    def disable_vae_tiling(self) -> None:
+        self.vae.disable_tiling()
+
+    @property
+    def model_version(self) -> str:
+        return model_version(self.transformer.config)
+
+    @property
+    def sampling_defaults(self) -> ModelVersionDefaults:
+        """What `__call__` uses for None arguments: `DISTILLED_DEFAULTS` with a distilled (fixed-sigma) scheduler,
+        else the model version's `MODEL_VERSION_DEFAULTS`."""
+        if self.scheduler.config.fixed_sigmas is not None:
+            return DISTILLED_DEFAULTS
+        return MODEL_VERSION_DEFAULTS[self.model_version]
+
+    @property
+    def audio_sample_rate(self) -> int:
+        return int(self.vocoder.config.output_sampling_rate)
+
+    # Convenience wrappers over the stage functions, for callers that hold a pipeline
+
+    @torch.no_grad()
+    def encode_prompt(self, prompt: str | list[str], device: torch.device | None = None) -> PromptEmbeddings:
+        """Prompts -> `PromptEmbeddings` (video and audio contexts), to pass later as `prompt_embeds=` /
+        `negative_prompt_embeds=` so Gemma can be freed (`pipe.text_encoder = None`) or skipped."""
+        device = self._execution_device if device is None else device
+        return encode_prompts(
+            self.text_encoder, self.tokenizer, self.connectors, prompt, device=device, dtype=self.transformer.dtype
+        )
+
+    @torch.no_grad()
+    def encode_image(
+        self, image: ImageInput, height: int, width: int, device: torch.device, crf: int = DEFAULT_IMAGE_CRF
+    ) -> Tensor:
+        """An image -> normalised video latent (1, 128, 1, H/32, W/32), as the transformer sees latents."""
+        return encode_image(self.vae, image, height, width, device, crf)
+
+
+class LTX2AVTwoStagePipelineBase(LTX2AVPipelineBase):
+    """`LTX2AVPipelineBase` plus `latent_upsampler` (`LTX2LatentUpsamplerModel`, the spatial x2 one), for the
+    pipelines with a refinement stage. Build from a one-stage pipeline with
+    `Pipeline(**pipe.components, latent_upsampler=upsampler)`."""
+
+    model_cpu_offload_seq = "text_encoder->connectors->transformer->latent_upsampler->vae->audio_vae->vocoder"
+    _optional_components = [*LTX2AVPipelineBase._optional_components, "latent_upsampler"]  # None: refused at call
+
+    def __init__(
+        self,
+        scheduler,
+        vae,
+        audio_vae,
+        text_encoder,
+        tokenizer,
+        connectors,
+        transformer,
+        vocoder,
+        latent_upsampler=None,
+        processor=None,
+    ):
+        super().__init__(
+            scheduler, vae, audio_vae, text_encoder, tokenizer, connectors, transformer, vocoder, processor
+        )
+        self.register_modules(latent_upsampler=latent_upsampler)

@@ -1,0 +1,221 @@
+"""The refinement stage of the two-stage pipelines (spec §4, §9): x2 latent upsampling, re-noising and a short
+denoise at full size; the checks two-stage calls share; and the LoRA adapter switch between stages.
+"""
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+import torch
+from torch import Tensor
+
+from ..models.autoencoder_kl_ltx2_audio import unpack_audio_latents
+from ..models.latent_upsampler import upsample_latents
+from ..schedulers.scheduling_ltx2 import Sampler, euler_sample
+from .conditioning import Generators, LatentState, unpatchify_video
+from .denoising import StepCallback, TextContexts, VideoCondition, check_video_size, denoise, prepare_latents
+from .guidance import GuidanceScales
+
+# Stage 1 runs at half size and must itself be a multiple of the video VAE's 32x spatial compression.
+TWO_STAGE_SIZE_MULTIPLE = 64
+
+
+def check_two_stage_size(height: int, width: int, num_frames: int) -> None:
+    for name, value in (("height", height), ("width", width)):
+        if value < TWO_STAGE_SIZE_MULTIPLE or value % TWO_STAGE_SIZE_MULTIPLE != 0:
+            lower = max(TWO_STAGE_SIZE_MULTIPLE, value // TWO_STAGE_SIZE_MULTIPLE * TWO_STAGE_SIZE_MULTIPLE)
+            raise ValueError(
+                f"{name}={value} is not a positive multiple of {TWO_STAGE_SIZE_MULTIPLE}: the two-stage pipeline "
+                f"generates at {name}/2 first, which the video VAE's 32x compression must divide. Use {lower} or "
+                f"{lower + TWO_STAGE_SIZE_MULTIPLE}."
+            )
+    check_video_size(height, width, num_frames)
+
+
+def check_upsampler(upsampler: torch.nn.Module | None) -> None:
+    if upsampler is None:
+        raise ValueError(
+            "this pipeline has no latent_upsampler, which stage 2 needs. Load the spatial x2 upsampler, e.g. "
+            "LTX2LatentUpsamplerModel.from_single_file('ltx-2-spatial-upscaler-x2-1.0.safetensors'), and pass "
+            "latent_upsampler= to the constructor or from_pretrained."
+        )
+    if upsampler.config.temporal_upsample or upsampler.spatial_scale != 2.0:
+        raise ValueError(
+            f"the latent_upsampler scales space by {upsampler.spatial_scale} and time by "
+            f"{2 if upsampler.config.temporal_upsample else 1}; the two-stage pipeline needs the spatial x2 one "
+            "(stage 1 runs at exactly half the output size)."
+        )
+
+
+def check_adapter(transformer: torch.nn.Module, name: str | None, argument: str) -> None:
+    if name is None:
+        return
+    loaded = list(getattr(transformer, "peft_config", None) or {})
+    if name not in loaded:
+        raise ValueError(
+            f"{argument}={name!r} is not an adapter of the transformer (loaded: {loaded}). Load the distilled LoRA "
+            "first, e.g. load_lora_adapter(pipe.transformer, path, adapter_name=...)."
+        )
+
+
+def upsample_and_renoise(
+    latent_upsampler: torch.nn.Module,
+    video_latents: Tensor,
+    audio_latents: Tensor,
+    *,
+    latents_mean: Tensor,
+    latents_std: Tensor,
+    frame_rate: float,
+    noise_scale: float,
+    generator: Generators,
+    dtype: torch.dtype,
+    conditions: Sequence[VideoCondition] = (),
+    freeze_audio: bool = False,
+) -> tuple[LatentState, LatentState, tuple[int, int, int]]:
+    """The start of every refinement stage: x2 upsample of the video latents, then video and audio states re-noised
+    to `noise_scale` (video noise drawn before audio noise) with the full-size `conditions` (`freeze_audio`: the
+    audio stays clean, see `prepare_latents`). Returns the video and audio states and the upsampled latent grid
+    (F', 2H', 2W')."""
+    if video_latents.ndim != 5 or audio_latents.ndim != 4:
+        raise ValueError(
+            f"a refinement stage takes video latents (B, C, F', H', W') and audio latents (B, C, T, mel), got shapes "
+            f"{tuple(video_latents.shape)} and {tuple(audio_latents.shape)}"
+        )
+    upsampler_dtype = next(latent_upsampler.parameters()).dtype
+    upsampled = upsample_latents(latent_upsampler, video_latents.to(upsampler_dtype), latents_mean, latents_std)
+    batch_size, channels, latent_frames, latent_height, latent_width = upsampled.shape
+    video, audio = prepare_latents(
+        batch_size,
+        latent_height * 32,
+        latent_width * 32,
+        (latent_frames - 1) * 8 + 1,
+        frame_rate,
+        generator=generator,
+        device=video_latents.device,
+        dtype=dtype,
+        conditions=conditions,
+        video_channels=channels,
+        audio_channels=audio_latents.shape[1],
+        audio_mel_bins=audio_latents.shape[3],
+        noise_scale=noise_scale,
+        initial_video_latent=upsampled,
+        initial_audio_latent=audio_latents.expand(batch_size, -1, -1, -1),
+        freeze_audio=freeze_audio,
+    )
+    return video, audio, (latent_frames, latent_height, latent_width)
+
+
+def refine_latents(
+    transformer: torch.nn.Module,
+    latent_upsampler: torch.nn.Module,
+    video_latents: Tensor,
+    audio_latents: Tensor,
+    contexts: TextContexts,
+    *,
+    latents_mean: Tensor,
+    latents_std: Tensor,
+    frame_rate: float,
+    sigmas: Tensor | Sequence[float],
+    generator: Generators,
+    conditions: Sequence[VideoCondition] = (),
+    sampler: Sampler = euler_sample,
+    freeze_audio: bool = False,
+    progress_bar: Callable | None = None,
+    callback: StepCallback | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Stage 2 of the two-stage pipelines: upsample the video latent x2 in space and refine video and audio.
+
+    video_latents: (B, C, F', H', W') normalised stage-1 video latents; audio_latents: (B, C_a, T_a, mel) normalised.
+    latents_mean / latents_std: the video VAE's per-channel statistics (C,), which the upsampler works around.
+    sigmas: (N + 1,) refinement schedule (`STAGE_2_DISTILLED_SIGMAS`); both latents are re-noised to sigmas[0]
+    (x = n * sigmas[0] + x0 * (1 - sigmas[0]), video noise drawn before audio noise), then `sampler` (Euler; res_2s in
+    the HQ pipeline) over one positive transformer pass per prediction (ltx-pipelines' `simple_denoising_func`; the
+    negative contexts are not used). conditions: image / keyframe latents encoded at the FULL size.
+    freeze_audio: the audio latents pass through unchanged (audio-to-video).
+    Returns video (B, C, F', 2H', 2W') and audio (B, C_a, T_a, mel) latents, normalised, in the transformer's dtype.
+    """
+    sigmas = torch.as_tensor(sigmas, dtype=torch.float32).cpu()
+    video, audio, grid = upsample_and_renoise(
+        latent_upsampler,
+        video_latents,
+        audio_latents,
+        latents_mean=latents_mean,
+        latents_std=latents_std,
+        frame_rate=frame_rate,
+        noise_scale=float(sigmas[0]),
+        generator=generator,
+        dtype=transformer.dtype,
+        conditions=conditions,
+        freeze_audio=freeze_audio,
+    )
+    positive = TextContexts(contexts.video, contexts.audio)
+    neutral = GuidanceScales()  # cfg 1, no STG, no modality guidance: the plan runs the positive pass only
+    video, audio = denoise(
+        transformer,
+        video,
+        audio,
+        positive,
+        sigmas,
+        neutral,
+        neutral,
+        sampler=sampler,
+        progress_bar=progress_bar,
+        callback=callback,
+    )
+    audio_channels = audio_latents.shape[1]
+    return unpatchify_video(video.output_tokens(), *grid), unpack_audio_latents(audio.output_tokens(), audio_channels)
+
+
+class StageAdapters:
+    """The transformer's peft adapters per stage, and back to how they were afterwards: a context manager.
+
+    `active` holds the adapters active when the call began (empty when adapters were disabled or none are loaded).
+    `use(names, scales)` activates exactly `names` (none: adapters disabled) with optional LoRA scales per adapter.
+    On exit every adapter's scale, the active set and the enabled state are restored.
+    Two-stage: stage 1 `use(others)`, stage 2 `use(others + [distilled], {distilled: scale})`; HQ: the distilled
+    adapter in both, at 0.25 and 0.5; IC-LoRA: stage 1 as is, stage 2 `use([])`.
+    """
+
+    def __init__(self, transformer: torch.nn.Module):
+        from peft.tuners.lora import LoraLayer
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        self.transformer = transformer
+        tuner_layers = [m for m in transformer.modules() if isinstance(m, BaseTunerLayer)]
+        self.was_enabled = any(not m.disable_adapters for m in tuner_layers)
+        active = transformer.active_adapters() if tuner_layers else []
+        self.loaded = [active] if isinstance(active, str) else list(active)
+        self.active = self.loaded if self.was_enabled else []
+        self.lora_layers = [m for m in tuner_layers if isinstance(m, LoraLayer)]
+        self.scalings = [dict(m.scaling) for m in self.lora_layers]
+
+    def others(self, name: str | None) -> list[str]:
+        """The adapters active at call time except `name`."""
+        return [a for a in self.active if a != name]
+
+    def use(self, names: Iterable[str], scales: Mapping[str, float | None] | None = None) -> None:
+        names = list(names)
+        if not names:
+            if self.lora_layers or self.was_enabled:
+                self.transformer.disable_adapters()
+            return
+        self.transformer.set_adapter(names)
+        for name, scale in (scales or {}).items():
+            if scale is not None:
+                for layer in self.lora_layers:
+                    if name in layer.scaling:
+                        layer.set_scale(name, scale)
+        self.transformer.enable_adapters()
+
+    def __enter__(self) -> "StageAdapters":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for layer, scalings in zip(self.lora_layers, self.scalings):
+            layer.scaling.update(scalings)
+        if not self.lora_layers and not self.was_enabled:
+            return
+        if self.loaded:
+            self.transformer.set_adapter(self.loaded)
+        if self.was_enabled:
+            self.transformer.enable_adapters()
+        else:
+            self.transformer.disable_adapters()
