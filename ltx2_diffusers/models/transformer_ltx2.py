@@ -305,8 +305,8 @@ class LTX2VideoTransformer3DModel(FromLTX2SingleFileMixin, ModelCardMixin, Model
         )
 
     def fuse_ltx2_lora(self, lora, strength: float = 1.0) -> None:
-        """Fuse an LTX-2 LoRA (path, state dict read by `read_lora`, or `LTX2LoRA`) by the reference's rule:
-        W += (B * strength) @ A, no alpha scaling. See `loaders/lora.py` and docs/lora.md."""
+        """Fuse an LTX-2 LoRA (path, state dict read by `read_lora`, or `LTX2LoRA`): W += (B * strength * alpha / rank) @ A,
+        where the file gives an alpha (the reference's rule, no alpha, otherwise). See `loaders/lora.py`, docs/lora.md."""
         from ..loaders.lora import fuse_lora
 
         fuse_lora(self, lora, strength)

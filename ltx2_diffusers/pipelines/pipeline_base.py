@@ -6,7 +6,6 @@ decoding). Sampling defaults per model version and kind live here too until the 
 """
 
 import inspect
-import json
 import os
 from dataclasses import dataclass, replace
 
@@ -14,6 +13,9 @@ import torch
 from diffusers import DiffusionPipeline
 from torch import Tensor
 
+from ..hub import PipelineCardMixin, local_or_snapshot_folder
+from ..loaders.lora_pipeline import LTX2LoraLoaderMixin
+from ..loaders.safetensors_io import read_json
 from ..schedulers.scheduling_ltx2 import DISTILLED_SIGMAS, LTX2Scheduler, as_ltx2_scheduler
 from .condition_encoding import DEFAULT_IMAGE_CRF, ImageInput, encode_image
 from .guidance import GuidanceScales
@@ -94,7 +96,7 @@ def resolve_scheduler(folder: str, index: dict, name_or_path: str | os.PathLike,
     return scheduler_for_kind(kind_from_repo_name(name_or_path))
 
 
-class LTX2AVPipelineBase(DiffusionPipeline):
+class LTX2AVPipelineBase(PipelineCardMixin, DiffusionPipeline, LTX2LoraLoaderMixin):
     """Components, loading and offloading shared by the LTX-2 pipelines; each subclass writes its own `__call__`.
 
     Components keep diffusers' LTX2Pipeline names: `transformer`, `vae`, `audio_vae`, `vocoder`, `connectors`,
@@ -153,20 +155,17 @@ class LTX2AVPipelineBase(DiffusionPipeline):
         from ..models.latent_upsampler import LTX2LatentUpsamplerModel
 
         folder, takes_upsampler = str(pretrained_model_name_or_path), cls._takes_upsampler()
-        if not os.path.isdir(folder):
-            from huggingface_hub import snapshot_download
-
-            # Only this pipeline's folders: Hub repos such as Lightricks/LTX-2 also hold the original single files.
-            names = (*COMPONENTS, *OPTIONAL_COMPONENTS, *(("latent_upsampler",) if takes_upsampler else ()))
-            folder = snapshot_download(
-                folder,
-                allow_patterns=["model_index.json", *(f"{name}/*" for name in names)],
-                revision=kwargs.get("revision"),
-                cache_dir=kwargs.get("cache_dir"),
-                token=kwargs.get("token"),
-            )
-        with open(os.path.join(folder, "model_index.json")) as f:
-            index = json.load(f)
+        # Only this pipeline's folders: Hub repos such as Lightricks/LTX-2 also hold the original single files.
+        names = (*COMPONENTS, *OPTIONAL_COMPONENTS, *(("latent_upsampler",) if takes_upsampler else ()))
+        folder = local_or_snapshot_folder(
+            folder,
+            ["model_index.json", "README.md", *(f"{name}/*" for name in names)],
+            revision=kwargs.get("revision"),
+            cache_dir=kwargs.get("cache_dir"),
+            token=kwargs.get("token"),
+            local_files_only=kwargs.get("local_files_only", False),
+        )
+        index = read_json(os.path.join(folder, "model_index.json"), "a diffusers pipeline index (model_index.json)")
         # diffusers 0.42 renamed torch_dtype to dtype and warns on the old name; both are accepted here, without the
         # warning, and handed on as dtype
         dtype, torch_dtype = kwargs.pop("dtype", None), kwargs.pop("torch_dtype", None)
@@ -184,8 +183,15 @@ class LTX2AVPipelineBase(DiffusionPipeline):
                     f"model_index.json names {index[name]} for {name!r}; {cls.__name__} loads {name} into one of "
                     f"ltx2_diffusers' classes, and {class_name!r} is not one of them. Pass {name}= explicitly."
                 )
+            if not os.path.isdir(os.path.join(folder, name)):
+                raise ValueError(
+                    f"{os.path.join(folder, 'model_index.json')} lists the component {name!r}, but {folder} has no "
+                    f"{name}/ folder: the folder is incomplete. Copy or download {name}/, or pass {name}= explicitly."
+                )
             component_class = getattr(ltx2_diffusers, class_name)
-            kwargs[name] = component_class.from_pretrained(folder, subfolder=name, dtype=dtype)
+            kwargs[name] = component_class.from_pretrained(
+                folder, subfolder=name, dtype=dtype, variant=kwargs.get("variant")
+            )
         if takes_upsampler and "latent_upsampler" not in kwargs:
             in_index = index.get("latent_upsampler", [None, None])[1] is not None
             in_folder = os.path.isfile(os.path.join(folder, "latent_upsampler", "config.json"))

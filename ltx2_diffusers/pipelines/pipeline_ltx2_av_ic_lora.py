@@ -92,7 +92,7 @@ class LTX2AVICLoRAPipeline(LTX2AVTwoStagePipelineBase):
                 f"this IC-LoRA has reference_downscale_factor={factor}, but one loaded before has {current}: LoRAs "
                 "expecting different reference sizes cannot be combined"
             )
-        name = load_lora_adapter(self.transformer, lora, adapter_name, strength)
+        name = load_lora_adapter(self.transformer, lora, adapter_name, strength, connectors=self.connectors)
         self._ic_lora_factors = {**getattr(self, "_ic_lora_factors", {}), name: factor}
         return name
 

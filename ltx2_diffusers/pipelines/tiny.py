@@ -76,6 +76,7 @@ def tiny_connectors_config(model_version: str = "2.0") -> dict:
 
 TINY_VAE_CONFIG = {
     "latent_channels": 128,
+    "decoder_causal": False,  # the released decoder (diffusers' class defaults to causal)
     "block_out_channels": (128, 128, 128, 128),  # the original format grows the encoder from latent_channels
     "decoder_block_out_channels": (8, 16, 32),
     "layers_per_block": (1, 1, 1, 1, 1),
