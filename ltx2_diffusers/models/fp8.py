@@ -268,3 +268,19 @@ def disable_fp8(model: nn.Module) -> None:
 
 def is_fp8(model: nn.Module) -> bool:
     return getattr(model, "fp8_config", None) is not None
+
+
+def place_scaled_fp8_linear(model: nn.Module, name: str, weight: Tensor, scale: Tensor) -> None:
+    """Replace the nn.Linear owning `name` (a weight's state-dict name) by a "tensorwise" FP8Linear holding `weight`
+    (e4m3) and its per-tensor `scale`: how a scaled-fp8 file's weights are kept in FP8 (from_single_file, fp8="keep")."""
+    owner, _, attr = name.rpartition(".")
+    parent = model.get_submodule(owner) if owner else model
+    linear = getattr(parent, attr)
+    if not isinstance(linear, nn.Linear) or weight.dtype != FP8_DTYPE:
+        raise ValueError(
+            f"fp8='keep': {name} is a {type(linear).__name__} with {weight.dtype} weights; FP8 layers hold "
+            f"{FP8_DTYPE} linear weights only. Load with fp8='dequantize'."
+        )
+    bias = None if linear.bias is None else linear.bias.detach()
+    setattr(parent, attr, FP8Linear(linear.in_features, linear.out_features, weight, scale, bias, "tensorwise",
+                                    fast_accum=False))
