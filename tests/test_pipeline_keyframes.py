@@ -349,6 +349,8 @@ def test_other_bad_arguments(pipe, images):
         pipe("a cat", keyframes=key, **FAST, output_type="mp4")
     with pytest.raises(ValueError, match="video_guidance and guidance_scale both set the video guidance"):
         pipe("a cat", keyframes=key, **FAST, video_guidance=NEUTRAL, guidance_scale=2.0)
+    with pytest.raises(TypeError, match="negative_prompt_embeds must be the PromptEmbeddings"):
+        pipe("a cat", keyframes=key, **FAST, negative_prompt_embeds=torch.zeros(1, 4, 8))
     no_upsampler = LTX2AVKeyframeInterpolationPipeline(**{**pipe.components, "latent_upsampler": None})
     with pytest.raises(ValueError, match="this pipeline has no latent_upsampler"):
         no_upsampler("a cat", keyframes=key, **FAST)

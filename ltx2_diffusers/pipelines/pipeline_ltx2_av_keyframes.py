@@ -154,8 +154,8 @@ class LTX2AVKeyframeInterpolationPipeline(LTX2AVTwoStagePipelineBase):
         batch_size = check_call_inputs(
             prompt=prompt,
             negative_prompt=negative_prompt,
-            prompt_embeds=None if prompt_embeds is None else prompt_embeds.video_context,
-            negative_prompt_embeds=None if negative_prompt_embeds is None else negative_prompt_embeds.video_context,
+            prompt_embeds=getattr(prompt_embeds, "video_context", prompt_embeds),  # PromptEmbeddings: its batch
+            negative_prompt_embeds=getattr(negative_prompt_embeds, "video_context", negative_prompt_embeds),
             num_videos_per_prompt=num_videos_per_prompt,
             height=height,
             width=width,
