@@ -7,6 +7,7 @@ a generator per video, prompt enhancement, diffusers' scalar guidance keywords.
 
 import pytest
 import torch
+from helpers.keyframes import keyframes_contract_case
 from helpers.pipelines import CONTRACT_CASES
 
 from ltx2_diffusers.pipelines import pipeline_utils
@@ -15,7 +16,7 @@ from ltx2_diffusers.pipelines.guidance import GuidanceScales
 _PIPES: dict = {}
 
 
-@pytest.fixture(params=CONTRACT_CASES, ids=repr)
+@pytest.fixture(params=[*CONTRACT_CASES, keyframes_contract_case()], ids=repr)
 def case(request):
     return request.param
 

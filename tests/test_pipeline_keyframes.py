@@ -5,8 +5,10 @@
     reference's LTX-2 preset, our defaults). Stage by stage, bit for bit: the noised and conditioned states each
     denoising loop starts from (keyframe tokens appended at their pixel frames, frame 0 included, in both stages;
     positions, denoise masks, clean values, noise from one generator), the states each loop returns, the final latents.
-(2) The tiny call: frames and waveform shapes, the running callback index across stages, the stage-2 adapter.
-(3) Bad keyframes fail before any model runs, naming the keyframe and the fix.
+(2) The tiny call: frames and waveform shapes, the running callback index across stages, the stage-2 adapter, the
+    stage functions it is made of (`encode_keyframes`, `prepare_latents`, `denoise`, `refine_latents`).
+(3) Bad keyframes and arguments fail before any model runs, naming the keyframe and the fix.
+(The call conventions every pipeline shares are tests/test_pipeline_contract.py's, this pipeline included.)
 """
 
 from dataclasses import replace
@@ -19,13 +21,16 @@ from helpers.keyframes import DTYPE, binary_image, run_reference, small_pipeline
 from ltx_pipelines.utils.constants import DEFAULT_NEGATIVE_PROMPT, LTX_2_PARAMS
 from peft.tuners.tuners_utils import BaseTunerLayer
 
+from ltx2_diffusers import LTX2AVKeyframeInterpolationPipeline
 from ltx2_diffusers.loaders.lora import LTX2LoRA, load_lora_adapter
 from ltx2_diffusers.pipelines import pipeline_ltx2_av_keyframes as keyframes_module
+from ltx2_diffusers.pipelines import pipeline_utils, refinement
+from ltx2_diffusers.pipelines.condition_encoding import encode_conditions, encode_keyframes
 from ltx2_diffusers.pipelines.conditioning import patchify_video
+from ltx2_diffusers.pipelines.denoising import prepare_latents
 from ltx2_diffusers.pipelines.guidance import GuidanceScales
-from ltx2_diffusers.pipelines.pipeline_ltx2_av_keyframes import LTX2AVKeyframeInterpolationPipeline
+from ltx2_diffusers.pipelines.presets import STAGE_2_DISTILLED_SIGMAS, sampling_preset
 from ltx2_diffusers.pipelines.tiny import build_tiny_two_stage_pipeline
-from ltx2_diffusers.schedulers.scheduling_ltx2 import STAGE_2_DISTILLED_SIGMAS
 
 PROMPT, SEED = "a cat walks across the room", 10
 SIZE = {"num_frames": 9, "height": 128, "width": 128, "frame_rate": 24.0}  # stage 1: 2 x 2 x 2 latents
@@ -93,16 +98,19 @@ def runs(tmp_path_factory):
         stages.append((video, audio, video_out, audio_out))
         return video_out, audio_out
 
-    original = keyframes_module.guided_denoise
-    defaults = pipe.sampling_defaults  # the LTX-2 preset, as the reference's
+    original = keyframes_module.denoise  # stage 1's; stage 2's runs inside refinement.refine_latents
+    assert refinement.denoise is original
+    defaults = sampling_preset("2.0")  # the LTX-2 preset, as the reference's
+    assert pipe.model_version == "2.0"
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(keyframes_module, "guided_denoise", recording)
+        patch.setattr(keyframes_module, "denoise", recording)
+        patch.setattr(refinement, "denoise", recording)
         video, audio = pipe(
             PROMPT, keyframes=keyframes, image_crf=0, num_inference_steps=STEPS,
-            video_guidance=replace(defaults.video_guidance, stg_blocks=(STG_BLOCK,)),
-            audio_guidance=replace(defaults.audio_guidance, stg_blocks=(STG_BLOCK,)),
+            spatio_temporal_guidance_blocks=[STG_BLOCK],  # the preset's guidance otherwise (diffusers' keyword)
             generator=torch.Generator().manual_seed(SEED), output_type="latent", return_dict=False, **SIZE,
         )  # fmt: skip
+    assert defaults.video_guidance.stg_blocks == (29,)  # the reference's LTX-2 STG block, not in the 4-block model
     return reference, stages, (video, audio)
 
 
@@ -178,12 +186,6 @@ def test_tiny_call_gives_video_and_audio_with_a_running_callback_index(pipe, ima
     assert [s[2] for s in seen] == [(1, 24, 128)] + [(1, 96, 128)] * 3
     assert [s[1] for s in seen][1:] == [round(1000 * s, 3) for s in STAGE_2_DISTILLED_SIGMAS[:-1]]
 
-    frames, audio = pipe(
-        "a cat", keyframes=[(images[0], 0, 1.0)], **FAST, generator=torch.Generator().manual_seed(0),
-        output_type="np", return_dict=False,
-    )  # fmt: skip
-    assert isinstance(frames, np.ndarray) and frames.shape == (1, 9, 128, 128, 3) and audio.shape[:2] == (1, 2)
-
 
 def _random_lora(transformer, seed: int) -> LTX2LoRA:
     generator = torch.Generator().manual_seed(seed)
@@ -223,24 +225,35 @@ def test_stage_2_adapter_applies_in_stage_2_only(images):
 
 
 def test_stage_1_equals_the_stage_functions(pipe, images):
-    """The call's stage 1 is encode_keyframes at half size + prepare_keyframe_latents + guided_denoise: checked by
-    rebuilding the first stage-1 state from the stage functions (frame 0 keyframe appended, not replaced)."""
+    """The call's stage 1 is encode_keyframes at half size + prepare_latents + denoise: checked by rebuilding the first
+    stage-1 state from the stage functions (the frame-0 keyframe appended, not replaced as encode_conditions' is)."""
     captured = {}
 
     def capture(transformer, video, audio, *args, **kwargs):
         captured.setdefault("video", video)
         raise _Stop
 
+    key, cpu = [(images[0], 0, 0.8)], torch.device("cpu")
     with pytest.MonkeyPatch.context() as patch, pytest.raises(_Stop):
-        patch.setattr(keyframes_module, "guided_denoise", capture)
-        pipe("a cat", keyframes=[(images[0], 0, 0.8)], **FAST, generator=torch.Generator().manual_seed(5))
-    conditions = keyframes_module.encode_keyframes(pipe.vae, [(images[0], 0, 0.8)], 64, 64, device=torch.device("cpu"))
-    video, _ = keyframes_module.prepare_keyframe_latents(
-        1, 64, 64, 9, 24.0, conditions, generator=torch.Generator().manual_seed(5), device=torch.device("cpu"),
-        dtype=torch.float32,
+        patch.setattr(keyframes_module, "denoise", capture)
+        pipe("a cat", keyframes=key, **FAST, generator=torch.Generator().manual_seed(5))
+    conditions = encode_keyframes(pipe.vae, key, 64, 64, 33, cpu)
+    assert [(c.frame_index, c.strength, c.append) for c in conditions] == [(0, 0.8, True)]
+    video, _ = prepare_latents(
+        1, 64, 64, 9, 24.0, generator=torch.Generator().manual_seed(5), device=cpu, dtype=torch.float32,
+        conditions=conditions,
     )  # fmt: skip
     torch.testing.assert_close(captured["video"].latent, video.latent, rtol=0, atol=0)
+    assert video.num_output_tokens == 8 and video.latent.shape[1] == 8 + 4  # 2 x 2 x 2 grid + one appended frame
     torch.testing.assert_close(video.clean_latent[:, 8:], patchify_video(conditions[0].latent), rtol=0, atol=0)
+    # encode_conditions' frame-0 image (image-to-video) is the same latent, written into the grid instead
+    image_condition = encode_conditions(pipe.vae, None, 1.0, key, 64, 64, 33, cpu)
+    torch.testing.assert_close(image_condition[0].latent, conditions[0].latent, rtol=0, atol=0)
+    replaced, _ = prepare_latents(
+        1, 64, 64, 9, 24.0, generator=torch.Generator().manual_seed(5), device=cpu, dtype=torch.float32,
+        conditions=image_condition,
+    )  # fmt: skip
+    assert replaced.latent.shape[1] == 8
 
 
 @pytest.mark.parametrize("guided", [True, False], ids=["guided", "unguided"])
@@ -257,8 +270,8 @@ def test_enhance_prompt_sees_the_first_keyframe_and_negatives_only_when_guided(p
 
     guidance = {} if guided else {"video_guidance": NEUTRAL, "audio_guidance": NEUTRAL}
     with pytest.MonkeyPatch.context() as patch, pytest.raises(_Stop):
-        patch.setattr(keyframes_module, "enhance_prompt_with_gemma", enhance)
-        patch.setattr(keyframes_module, "encode_prompts", encode)
+        patch.setattr(pipeline_utils, "enhance_prompt_with_gemma", enhance)
+        patch.setattr(pipeline_utils, "encode_prompts", encode)
         pipe(
             "a cat", "ugly", keyframes=[(images[1], 4, 1.0), (images[0], 0, 1.0)], **FAST, enhance_prompt=True,
             generator=torch.Generator().manual_seed(7), **guidance,
@@ -285,24 +298,30 @@ def test_save_and_load_round_trip(pipe, tmp_path):
     "keyframes, error, message",
     [
         ([], ValueError, r"keyframes is empty: pass at least one .*\(last, 8, 1.0\)"),
-        ([("IMAGE", 9, 1.0)], ValueError, r"keyframes\[0\]: pixel frame 9 is outside the clip's 9 frames; .*\[0, 8\]"),
-        ([("IMAGE", -1, 1.0)], ValueError, r"keyframes\[0\]: pixel frame -1 is outside"),
-        ([("IMAGE", 0, 1.0), ("IMAGE", 4, 1.5)], ValueError, r"keyframes\[1\]: strength=1.5 is outside \[0, 1\]"),
-        ([("IMAGE", 0, -0.1)], ValueError, r"keyframes\[0\]: strength=-0.1 is outside \[0, 1\]"),
-        ([(42, 0, 1.0)], TypeError, r"keyframes\[0\]: the image must be a path, a PIL image, .* got int"),
-        ([("IMAGE", 2.0, 1.0)], TypeError, r"keyframes\[0\]: the pixel frame index must be an int, got 2.0"),
-        ([("IMAGE", 0)], TypeError, r"keyframes\[0\] must be an \(image, pixel_frame_index, strength\) triple"),
+        ([("IMAGE", 9, 1.0)], ValueError, r"keyframes\[0\] frame_index=9 is past the clip's last frame \(8 for num_"),
+        ([("IMAGE", -1, 1.0)], ValueError, r"keyframes\[0\] frame_index=-1 must be >= 0"),
+        ([("IMAGE", 0, 1.0), ("IMAGE", 4, 1.5)], ValueError, r"keyframes\[1\] strength=1.5 is outside \[0, 1\]"),
+        ([("IMAGE", 0, -0.1)], ValueError, r"keyframes\[0\] strength=-0.1 is outside \[0, 1\]"),
+        ([(42, 0, 1.0)], TypeError, r"keyframes\[0\] image must be a file path, a PIL image, .* got int"),
+        ([("missing.png", 0, 1.0)], ValueError, r"keyframes\[0\] image='missing.png': no such file"),
+        ([("IMAGE", 2.0, 1.0)], TypeError, r"keyframes\[0\] frame_index=2.0 is float, not an int"),
+        ([("IMAGE", 0)], ValueError, r"keyframes\[0\] must be an \(image, frame_index, strength\) tuple"),
+        (("IMAGE", 0, 1.0), TypeError, r"keyframes looks like one \(image, frame_index, strength\) tuple: wrap it"),
     ],
 )
 def test_bad_keyframes_fail_before_any_model_runs(pipe, images, keyframes, error, message):
-    keyframes = [tuple(images[0] if v == "IMAGE" else v for v in k) for k in keyframes]
+    if isinstance(keyframes, tuple):
+        keyframes = tuple(images[0] if v == "IMAGE" else v for v in keyframes)
+    else:
+        keyframes = [tuple(images[0] if v == "IMAGE" else v for v in k) for k in keyframes]
     calls = []
-    hook = pipe.text_encoder.register_forward_pre_hook(lambda *args: calls.append(1))
+    hooks = [m.register_forward_pre_hook(lambda *args: calls.append(1)) for m in (pipe.text_encoder, pipe.vae)]
     try:
         with pytest.raises(error, match=message):
             pipe("a cat", keyframes=keyframes, **FAST)
     finally:
-        hook.remove()
+        for hook in hooks:
+            hook.remove()
     assert calls == []
 
 
@@ -310,8 +329,8 @@ def test_other_bad_arguments(pipe, images):
     key = [(images[0], 0, 1.0)]
     with pytest.raises(ValueError, match="height=96 is not a positive multiple of 64"):
         pipe("a cat", keyframes=key, **{**FAST, "height": 96})
-    with pytest.raises(TypeError, match="generator must be one torch.Generator"):
-        pipe("a cat", keyframes=key, **FAST, generator=[torch.Generator()])
+    with pytest.raises(ValueError, match="generator is a list of 2 generators for a batch of 1"):
+        pipe("a cat", keyframes=key, **FAST, generator=[torch.Generator(), torch.Generator()])
     with pytest.raises(ValueError, match="callback tensor 'latents' is not one of"):
         pipe(
             "a cat",
@@ -320,7 +339,18 @@ def test_other_bad_arguments(pipe, images):
             callback_on_step_end=lambda *a: {},
             callback_on_step_end_tensor_inputs=["latents"],
         )
-    with pytest.raises(ValueError, match="sigmas must lie in \\[0, 1\\] and decrease strictly"):
+    with pytest.raises(ValueError, match=r"stage_2_sigmas=\[0.5, 0.7, 0.0\] must decrease strictly"):
         pipe("a cat", keyframes=key, **FAST, stage_2_sigmas=(0.5, 0.7, 0.0))
+    with pytest.raises(ValueError, match=r"sigmas=\[0.5, 0.2\] must end at 0.0"):
+        pipe("a cat", keyframes=key, **{**FAST, "num_inference_steps": None}, sigmas=(0.5, 0.2))
+    with pytest.raises(ValueError, match="image_crf=60 is above 51"):
+        pipe("a cat", keyframes=key, **FAST, image_crf=60)
     with pytest.raises(ValueError, match="output_type must be one of"):
         pipe("a cat", keyframes=key, **FAST, output_type="mp4")
+    with pytest.raises(ValueError, match="video_guidance and guidance_scale both set the video guidance"):
+        pipe("a cat", keyframes=key, **FAST, video_guidance=NEUTRAL, guidance_scale=2.0)
+    with pytest.raises(TypeError, match="negative_prompt_embeds must be the PromptEmbeddings"):
+        pipe("a cat", keyframes=key, **FAST, negative_prompt_embeds=torch.zeros(1, 4, 8))
+    no_upsampler = LTX2AVKeyframeInterpolationPipeline(**{**pipe.components, "latent_upsampler": None})
+    with pytest.raises(ValueError, match="this pipeline has no latent_upsampler"):
+        no_upsampler("a cat", keyframes=key, **FAST)

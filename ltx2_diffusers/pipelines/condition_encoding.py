@@ -6,6 +6,7 @@ as ltx-core's encoder returns it.
 """
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -114,6 +115,15 @@ def encode_conditions(
             VideoCondition(encode_image(vae, key_image, height, width, device, crf), frame_index, strength)
         )
     return conditions
+
+
+def encode_keyframes(
+    vae: torch.nn.Module, keyframes: Keyframes, height: int, width: int, crf: int, device: torch.device
+) -> list[VideoCondition]:
+    """The (image, frame, strength) keyframes of keyframe interpolation, encoded at height x width, EVERY one, frame 0
+    included, to be appended as guiding tokens at its pixel frame (`VideoCondition.append`), as the reference's
+    `KeyframeInterpolationPipeline` conditions each stage (spec §7.2); `encode_conditions` replaces frame 0 instead."""
+    return [replace(c, append=True) for c in encode_conditions(vae, None, 1.0, keyframes, height, width, crf, device)]
 
 
 def encode_reference_video(

@@ -85,11 +85,15 @@ class VideoCondition:
     frame_index: pixel frame. 0 replaces the first latent frame(s) in place (image-to-video); any other index appends
     the frames as keyframe tokens positioned at that pixel frame (spec §7.1, §7.2; 1.0.0's `combined_image_conditionings`).
     strength: 1.0 keeps the frames clean; lower values let the model change them.
+    append: True appends the frames as guiding tokens at `frame_index` even when it is 0 (ltx-core's
+    `VideoConditionByKeyframeIndex` for every keyframe, as the reference's keyframe interpolation pipeline does, spec
+    §7.2); `condition_encoding.encode_keyframes` sets it.
     """
 
     latent: Tensor
     frame_index: int = 0
     strength: float = 1.0
+    append: bool = False
 
 
 @dataclass(frozen=True)
@@ -195,7 +199,7 @@ def prepare_latents(
                 downscale_factor=cond.downscale_factor,
                 attention_strength=cond.attention_strength,
             )
-        elif cond.frame_index == 0:
+        elif cond.frame_index == 0 and not cond.append:
             video = replace_frames(video, cond.latent, strength=cond.strength, grid=grid)
         else:
             video = append_keyframes(

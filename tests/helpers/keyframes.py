@@ -26,8 +26,11 @@ from ltx_core.model.transformer.model_configurator import LTXModelConfigurator
 from ltx_core.model.upsampler import LatentUpsamplerConfigurator
 from ltx_core.model.video_vae.ops import PerChannelStatistics
 
+from helpers.pipelines import ContractCase
+from ltx2_diffusers import LTX2AVKeyframeInterpolationPipeline
 from ltx2_diffusers.loaders import transformer_keys, upsampler_keys
 from ltx2_diffusers.models.autoencoder_kl_ltx2 import normalize_latents
+from ltx2_diffusers.pipelines.guidance import GuidanceScales
 from ltx2_diffusers.pipelines.text_encoding import encode_prompts
 from ltx2_diffusers.pipelines.tiny import build_tiny_two_stage_pipeline, tiny_transformer_config
 
@@ -184,3 +187,28 @@ def run_reference(pipe, *, prompt: str, negative_prompt: str, keyframes, seed: i
             **call,
         )
     return ReferenceRun(seen["stages"], seen["video"], seen["audio"])
+
+
+def keyframes_contract_case():
+    """The contract suite's case for `LTX2AVKeyframeInterpolationPipeline` (tests/helpers/pipelines.py's form): the
+    tiny two-stage components, keyframes (uint8 arrays of another aspect, so cover resize and crop act) at pixel
+    frames 0 and 8, 1 step per stage, neutral guidance."""
+
+    def build():
+        pipe = LTX2AVKeyframeInterpolationPipeline(**build_tiny_two_stage_pipeline(seed=0).components)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    first, last = (np.random.default_rng(seed).integers(0, 256, (40, 48, 3), dtype=np.uint8) for seed in (2, 3))
+    inputs = {
+        "prompt": "a cat",
+        "keyframes": [(first, 0, 1.0), (last, 8, 0.9)],
+        "num_frames": 9,
+        "height": 128,
+        "width": 128,
+        "sigmas": (1.0, 0.0),
+        "stage_2_sigmas": (0.909375, 0.0),
+        "video_guidance": GuidanceScales(),
+        "audio_guidance": GuidanceScales(),
+    }
+    return ContractCase("LTX2AVKeyframeInterpolationPipeline", build, inputs, [1, 1], (9, 128, 128), (2, 4, 4))
