@@ -1,0 +1,174 @@
+"""The examples of diffusers' LTX-2 documentation (docs/source/en/api/pipelines/ltx2.md at huggingface/diffusers
+58eb52c), run through `ltx2_diffusers.diffusers_compat` on tiny random models.
+
+Each test re-types one example as the thing under test (the section is named in its comment) with only these changes:
+the diffusers import lines -> ltx2_diffusers; Hub ids -> local folders saved from `build_tiny_pipeline()` (plus the
+x2 upsampler and a random LoRA file where the example loads them); sizes, frame counts and step counts shrunk; device
+"cpu"; image / video URLs -> local files. Each checks the output's shapes, dtypes and frame count, and that the mp4
+it writes has a video and an audio stream.
+"""
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+from helpers.cli_media import write_clip, write_image, write_lora
+
+from ltx2_diffusers import LTX2AVPipeline, LTX2Scheduler
+from ltx2_diffusers.pipelines.tiny import build_tiny_two_stage_pipeline
+
+LORA_NAME = "ltx-2-19b-distilled-lora-384.safetensors"
+NEGATIVE_PROMPT = (  # the examples' literal
+    "shaky, glitchy, low quality, worst quality, deformed, distorted, disfigured, motion smear, motion artifacts, "
+    "fused fingers, bad anatomy, weird hand, ugly, transition, static."
+)
+# Offload calls on a CPU-only machine (device "cpu" stands for the examples' "cuda"), kept where they work:
+# - `pipe.enable_sequential_cpu_offload(device=device)` is dropped: accelerate's hooks fail inside transformers' Gemma-3
+#   (tiny here) in transformers 5.25 (`new() received an invalid combination of arguments - got (Tensor,
+#   requires_grad=bool)`, accelerate/utils/modeling.py), before any ltx2_diffusers code runs.
+# - `upsample_pipe.enable_model_cpu_offload(device=device)` works, except before `pipe.load_lora_weights` (two-stage
+#   example): the upsample pipeline shares `pipe.vae`, so diffusers' LoRA loader sees an offload hook on `pipe` and
+#   re-enables model offload on it without a device, which diffusers refuses without an accelerator
+#   ("`enable_model_cpu_offload` requires accelerator, but not found"). Dropped there only.
+OFFLOAD = "see above"
+
+
+def _save_folder(root: Path, name: str, model_version: str = "2.0", distilled: bool = False) -> str:
+    """A diffusers-layout folder as diffusers' LTX-2 repos: the pipeline, `latent_upsampler/` (not listed in
+    model_index.json) and the stage-2 LoRA file at the top."""
+    two_stage = build_tiny_two_stage_pipeline(model_version=model_version)
+    components = {k: v for k, v in two_stage.components.items() if k != "latent_upsampler"}
+    if distilled:
+        components["scheduler"] = LTX2Scheduler.distilled()
+    folder = root / name
+    LTX2AVPipeline(**components).save_pretrained(folder)
+    two_stage.latent_upsampler.save_pretrained(folder / "latent_upsampler")
+    write_lora(folder / LORA_NAME)
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("hub")
+    media = tmp_path_factory.mktemp("media")
+    return {
+        "Lightricks/LTX-2": _save_folder(root, "LTX-2"),
+        "rootonchair/LTX-2-19b-distilled": _save_folder(root, "LTX-2-19b-distilled", distilled=True),
+        "diffusers/LTX-2.3-Diffusers": _save_folder(root, "LTX-2.3-Diffusers", model_version="2.3"),
+        "image": str(write_image(media / "first.png", width=80, height=64)),
+        "last_image": str(write_image(media / "last.png", width=64, height=96)),
+        "video": str(write_clip(media / "cond.mp4", num_frames=9, size=64)),
+    }
+
+
+def _check_media(video, audio, num_frames: int, height: int, width: int, sample_rate: int, path: str) -> None:
+    assert isinstance(video, np.ndarray) and video.dtype == np.float32
+    assert video.shape == (1, num_frames, height, width, 3)
+    assert 0.0 <= video.min() and video.max() <= 1.0
+    assert audio.dtype == torch.float32 and audio.ndim == 3 and audio.shape[:2] == (1, 2)
+    assert abs(audio.shape[2] / sample_rate - num_frames / 24.0) < 0.1  # ~ the clip's duration
+    with av.open(path) as container:
+        assert len(container.streams.video) == 1 and len(container.streams.audio) == 1
+        stream = container.streams.video[0]
+        assert (stream.codec_context.height, stream.codec_context.width) == (height, width)
+        assert sum(1 for _ in container.decode(video=0)) == num_frames
+        assert container.streams.audio[0].codec_context.sample_rate == sample_rate
+
+
+def test_two_stages_generation(folders, tmp_path, monkeypatch):
+    # Section "Two-stages Generation" (text-to-video, stage 2 with the distilled LoRA and sigmas)
+    monkeypatch.chdir(tmp_path)
+    import torch
+    from diffusers import FlowMatchEulerDiscreteScheduler  # diffusers' own scheduler: kept, converted on assignment
+
+    from ltx2_diffusers.diffusers_compat import (
+        STAGE_2_DISTILLED_SIGMA_VALUES,
+        LTX2LatentUpsamplePipeline,
+        LTX2LatentUpsamplerModel,
+        LTX2Pipeline,
+        encode_video,
+    )
+
+    device = "cpu"  # noqa: F841  (the example's offload calls that used it are dropped, see OFFLOAD)
+    width = 64
+    height = 64
+
+    pipe = LTX2Pipeline.from_pretrained(folders["Lightricks/LTX-2"], dtype=torch.bfloat16)
+    # dropped: pipe.enable_sequential_cpu_offload(device=device), see OFFLOAD
+
+    prompt = "A beautiful sunset over the ocean"
+    negative_prompt = NEGATIVE_PROMPT
+
+    # Stage 1 default (non-distilled) inference
+    frame_rate = 24.0
+    video_latent, audio_latent = pipe(
+        prompt=prompt,
+        negative_prompt=negative_prompt,
+        width=width,
+        height=height,
+        num_frames=9,
+        frame_rate=frame_rate,
+        num_inference_steps=2,
+        sigmas=None,
+        guidance_scale=3.0,
+        output_type="latent",
+        return_dict=False,
+    )
+
+    latent_upsampler = LTX2LatentUpsamplerModel.from_pretrained(
+        folders["Lightricks/LTX-2"],
+        subfolder="latent_upsampler",
+        dtype=torch.bfloat16,
+    )
+    upsample_pipe = LTX2LatentUpsamplePipeline(vae=pipe.vae, latent_upsampler=latent_upsampler)
+    # dropped: upsample_pipe.enable_model_cpu_offload(device=device), see OFFLOAD
+    upscaled_video_latent = upsample_pipe(
+        latents=video_latent,
+        output_type="latent",
+        return_dict=False,
+    )[0]
+
+    # Load Stage 2 distilled LoRA
+    pipe.load_lora_weights(
+        folders["Lightricks/LTX-2"],
+        adapter_name="stage_2_distilled",
+        weight_name="ltx-2-19b-distilled-lora-384.safetensors",
+    )
+    pipe.set_adapters("stage_2_distilled", 1.0)
+    # VAE tiling is usually necessary to avoid OOM error when VAE decoding
+    pipe.vae.enable_tiling()
+    # Change scheduler to use Stage 2 distilled sigmas as is
+    new_scheduler = FlowMatchEulerDiscreteScheduler.from_config(
+        pipe.scheduler.config, use_dynamic_shifting=False, shift_terminal=None
+    )
+    pipe.scheduler = new_scheduler
+    # Stage 2 inference with distilled LoRA and sigmas
+    video, audio = pipe(
+        latents=upscaled_video_latent,
+        audio_latents=audio_latent,
+        prompt=prompt,
+        negative_prompt=negative_prompt,
+        num_inference_steps=3,
+        noise_scale=STAGE_2_DISTILLED_SIGMA_VALUES[0],  # renoise with first sigma value (ti2vid_two_stages.py)
+        sigmas=STAGE_2_DISTILLED_SIGMA_VALUES,
+        guidance_scale=1.0,
+        output_type="np",
+        return_dict=False,
+    )
+
+    encode_video(
+        video[0],
+        fps=frame_rate,
+        audio=audio[0].float().cpu(),
+        audio_sample_rate=pipe.vocoder.config.output_sampling_rate,
+        output_path="ltx2_lora_distilled_sample.mp4",
+    )
+
+    # what the example produced
+    assert video_latent.shape == (1, 128, 2, 2, 2) and audio_latent.shape == (1, 8, 9, 16)
+    assert video_latent.dtype == torch.bfloat16
+    assert upscaled_video_latent.shape == (1, 128, 2, 4, 4)
+    assert type(pipe.scheduler).__name__ == "LTX2Scheduler"
+    _check_media(video, audio, 9, 128, 128, 24000, str(tmp_path / "ltx2_lora_distilled_sample.mp4"))
