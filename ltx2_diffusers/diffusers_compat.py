@@ -19,8 +19,9 @@ diffusers' `__call__` semantics kept here: `output_type="latent"` returns RAW (u
 inside) as the starting point, re-noised by `noise_scale` (x = s n + (1 - s) x); their shapes give the clip's size;
 `sigmas` are given without the final 0. Differences: omitted guidance keywords take this package's defaults for the
 checkpoint (the reference's: diffusers' values, with STG block 29 on LTX-2 and no guidance at all with a distilled
-scheduler), `num_inference_steps` alone gives the reference's shifted schedule, and a condition outside the clip is an
-error (diffusers skips it with a warning).
+scheduler), `num_inference_steps` alone gives the reference's shifted schedule (with a distilled scheduler: its fixed
+sigmas for their step count, else diffusers' N linear sigmas), and a condition outside the clip is an error (diffusers
+skips it with a warning).
 """
 
 from collections.abc import Callable, Sequence
@@ -309,6 +310,15 @@ class LTX2Pipeline(LTX2AVPipeline):
         )  # fmt: skip
         if sigmas is not None and float(list(sigmas)[-1]) != 0.0:
             sigmas = [*map(float, sigmas), 0.0]
+        fixed = self.scheduler.config.fixed_sigmas
+        if (
+            sigmas is None
+            and timesteps is None
+            and fixed is not None
+            and num_inference_steps not in (None, len(fixed) - 1)
+        ):
+            # diffusers runs N steps of a distilled repo's scheduler (no shift): N linear sigmas from 1
+            sigmas = [*np.linspace(1.0, 1.0 / num_inference_steps, num_inference_steps).tolist(), 0.0]
         sigmas = resolve_sigmas(self.scheduler, num_inference_steps, sigmas, timesteps, defaults.num_inference_steps)
         if noise_scale is None:
             noise_scale = self._noise_scale_default if self._noise_scale_default is not None else float(sigmas[0])

@@ -20,6 +20,9 @@ from ltx2_diffusers import LTX2AVPipeline, LTX2Scheduler
 from ltx2_diffusers.pipelines.tiny import build_tiny_two_stage_pipeline
 
 LORA_NAME = "ltx-2-19b-distilled-lora-384.safetensors"
+# The examples' dtype=torch.bfloat16 runs as float32: bf16 convolutions are slow on CPU (the tiny audio VAE's decode of a
+# 65-frame clip takes 24 s in bf16), and these tests check the call surface, not bf16 numerics.
+DTYPE = torch.float32
 NEGATIVE_PROMPT = (  # the examples' literal
     "shaky, glitchy, low quality, worst quality, deformed, distorted, disfigured, motion smear, motion artifacts, "
     "fused fingers, bad anatomy, weird hand, ugly, transition, static."
@@ -95,7 +98,7 @@ def test_two_stages_generation(folders, tmp_path, monkeypatch):
     width = 64
     height = 64
 
-    pipe = LTX2Pipeline.from_pretrained(folders["Lightricks/LTX-2"], dtype=torch.bfloat16)
+    pipe = LTX2Pipeline.from_pretrained(folders["Lightricks/LTX-2"], dtype=DTYPE)
     # dropped: pipe.enable_sequential_cpu_offload(device=device), see OFFLOAD
 
     prompt = "A beautiful sunset over the ocean"
@@ -120,7 +123,7 @@ def test_two_stages_generation(folders, tmp_path, monkeypatch):
     latent_upsampler = LTX2LatentUpsamplerModel.from_pretrained(
         folders["Lightricks/LTX-2"],
         subfolder="latent_upsampler",
-        dtype=torch.bfloat16,
+        dtype=DTYPE,
     )
     upsample_pipe = LTX2LatentUpsamplePipeline(vae=pipe.vae, latent_upsampler=latent_upsampler)
     # dropped: upsample_pipe.enable_model_cpu_offload(device=device), see OFFLOAD
@@ -168,7 +171,382 @@ def test_two_stages_generation(folders, tmp_path, monkeypatch):
 
     # what the example produced
     assert video_latent.shape == (1, 128, 2, 2, 2) and audio_latent.shape == (1, 8, 9, 16)
-    assert video_latent.dtype == torch.bfloat16
+    assert video_latent.dtype == torch.float32
     assert upscaled_video_latent.shape == (1, 128, 2, 4, 4)
     assert type(pipe.scheduler).__name__ == "LTX2Scheduler"
     _check_media(video, audio, 9, 128, 128, 24000, str(tmp_path / "ltx2_lora_distilled_sample.mp4"))
+
+
+def test_distilled_checkpoint_generation(folders, tmp_path, monkeypatch):
+    # Section "Distilled checkpoint generation"
+    monkeypatch.chdir(tmp_path)
+    import torch
+
+    from ltx2_diffusers.diffusers_compat import (
+        DISTILLED_SIGMA_VALUES,
+        STAGE_2_DISTILLED_SIGMA_VALUES,
+        LTX2LatentUpsamplePipeline,
+        LTX2LatentUpsamplerModel,
+        LTX2Pipeline,
+        encode_video,
+    )
+
+    device = "cpu"
+    width = 64
+    height = 64
+    random_seed = 42
+    generator = torch.Generator(device).manual_seed(random_seed)
+    model_path = folders["rootonchair/LTX-2-19b-distilled"]
+
+    pipe = LTX2Pipeline.from_pretrained(model_path, dtype=DTYPE)
+    # dropped: pipe.enable_sequential_cpu_offload(device=device), see OFFLOAD
+
+    prompt = "A beautiful sunset over the ocean"
+    negative_prompt = NEGATIVE_PROMPT
+
+    frame_rate = 24.0
+    video_latent, audio_latent = pipe(
+        prompt=prompt,
+        negative_prompt=negative_prompt,
+        width=width,
+        height=height,
+        num_frames=9,
+        frame_rate=frame_rate,
+        num_inference_steps=8,
+        sigmas=DISTILLED_SIGMA_VALUES,
+        guidance_scale=1.0,
+        generator=generator,
+        output_type="latent",
+        return_dict=False,
+    )
+
+    latent_upsampler = LTX2LatentUpsamplerModel.from_pretrained(
+        model_path,
+        subfolder="latent_upsampler",
+        dtype=DTYPE,
+    )
+    upsample_pipe = LTX2LatentUpsamplePipeline(vae=pipe.vae, latent_upsampler=latent_upsampler)
+    upsample_pipe.enable_model_cpu_offload(device=device)
+    upscaled_video_latent = upsample_pipe(
+        latents=video_latent,
+        output_type="latent",
+        return_dict=False,
+    )[0]
+
+    video, audio = pipe(
+        latents=upscaled_video_latent,
+        audio_latents=audio_latent,
+        prompt=prompt,
+        negative_prompt=negative_prompt,
+        num_inference_steps=3,
+        noise_scale=STAGE_2_DISTILLED_SIGMA_VALUES[0],  # renoise with first sigma value (distilled.py)
+        sigmas=STAGE_2_DISTILLED_SIGMA_VALUES,
+        generator=generator,
+        guidance_scale=1.0,
+        output_type="np",
+        return_dict=False,
+    )
+
+    encode_video(
+        video[0],
+        fps=frame_rate,
+        audio=audio[0].float().cpu(),
+        audio_sample_rate=pipe.vocoder.config.output_sampling_rate,
+        output_path="ltx2_distilled_sample.mp4",
+    )
+
+    assert pipe.scheduler.config.fixed_sigmas is not None  # the folder's distilled scheduler
+    assert video_latent.shape == (1, 128, 2, 2, 2) and audio_latent.shape == (1, 8, 9, 16)
+    assert upscaled_video_latent.shape == (1, 128, 2, 4, 4)
+    _check_media(video, audio, 9, 128, 128, 24000, str(tmp_path / "ltx2_distilled_sample.mp4"))
+
+
+def test_condition_pipeline_first_last_frame(folders, tmp_path, monkeypatch):
+    # Section "Condition Pipeline Generation", first example (first-last-frame-to-video, two stages)
+    monkeypatch.chdir(tmp_path)
+    import torch
+
+    from ltx2_diffusers.diffusers_compat import (
+        DISTILLED_SIGMA_VALUES,
+        STAGE_2_DISTILLED_SIGMA_VALUES,
+        LTX2ConditionPipeline,
+        LTX2LatentUpsamplePipeline,
+        LTX2LatentUpsamplerModel,
+        LTX2VideoCondition,
+        encode_video,
+        load_image,
+    )
+
+    device = "cpu"
+    width = 64
+    height = 64
+    random_seed = 42
+    generator = torch.Generator(device).manual_seed(random_seed)
+    model_path = folders["rootonchair/LTX-2-19b-distilled"]
+
+    pipe = LTX2ConditionPipeline.from_pretrained(model_path, dtype=DTYPE)
+    # dropped: pipe.enable_sequential_cpu_offload(device=device), see OFFLOAD
+    pipe.vae.enable_tiling()
+
+    prompt = (
+        "CG animation style, a small blue bird takes off from the ground, flapping its wings. The bird's feathers are "
+        "delicate, with a unique pattern on its chest."
+    )
+
+    first_image = load_image(
+        folders["image"],
+    )
+    last_image = load_image(
+        folders["last_image"],
+    )
+    first_cond = LTX2VideoCondition(frames=first_image, index=0, strength=1.0)
+    last_cond = LTX2VideoCondition(frames=last_image, index=-1, strength=1.0)
+    conditions = [first_cond, last_cond]
+
+    frame_rate = 24.0
+    video_latent, audio_latent = pipe(
+        conditions=conditions,
+        prompt=prompt,
+        width=width,
+        height=height,
+        num_frames=9,
+        frame_rate=frame_rate,
+        num_inference_steps=8,
+        sigmas=DISTILLED_SIGMA_VALUES,
+        guidance_scale=1.0,
+        generator=generator,
+        output_type="latent",
+        return_dict=False,
+    )
+
+    latent_upsampler = LTX2LatentUpsamplerModel.from_pretrained(
+        model_path,
+        subfolder="latent_upsampler",
+        dtype=DTYPE,
+    )
+    upsample_pipe = LTX2LatentUpsamplePipeline(vae=pipe.vae, latent_upsampler=latent_upsampler)
+    upsample_pipe.enable_model_cpu_offload(device=device)
+    upscaled_video_latent = upsample_pipe(
+        latents=video_latent,
+        output_type="latent",
+        return_dict=False,
+    )[0]
+
+    video, audio = pipe(
+        latents=upscaled_video_latent,
+        audio_latents=audio_latent,
+        prompt=prompt,
+        width=width * 2,
+        height=height * 2,
+        num_inference_steps=3,
+        sigmas=STAGE_2_DISTILLED_SIGMA_VALUES,
+        generator=generator,
+        guidance_scale=1.0,
+        output_type="np",
+        return_dict=False,
+    )
+
+    encode_video(
+        video[0],
+        fps=frame_rate,
+        audio=audio[0].float().cpu(),
+        audio_sample_rate=pipe.vocoder.config.output_sampling_rate,
+        output_path="ltx2_distilled_flf2v.mp4",
+    )
+
+    # the appended last-frame keyframe tokens are dropped from the output: the latents keep the clip's grid
+    assert video_latent.shape == (1, 128, 2, 2, 2) and audio_latent.shape == (1, 8, 9, 16)
+    _check_media(video, audio, 9, 128, 128, 24000, str(tmp_path / "ltx2_distilled_flf2v.mp4"))
+
+
+def test_condition_pipeline_image_and_video(folders, tmp_path, monkeypatch):
+    # Section "Condition Pipeline Generation", second example (a video at latent index 0, an image at latent index 8)
+    monkeypatch.chdir(tmp_path)
+    import torch
+
+    from ltx2_diffusers.diffusers_compat import (
+        DEFAULT_NEGATIVE_PROMPT,
+        LTX2ConditionPipeline,
+        LTX2VideoCondition,
+        encode_video,
+        load_image,
+        load_video,
+    )
+
+    device = "cpu"
+    width = 64
+    height = 64
+    random_seed = 42
+    generator = torch.Generator(device).manual_seed(random_seed)
+    model_path = folders["rootonchair/LTX-2-19b-distilled"]
+
+    pipe = LTX2ConditionPipeline.from_pretrained(model_path, dtype=DTYPE)
+    # dropped: pipe.enable_sequential_cpu_offload(device=device), see OFFLOAD
+    pipe.vae.enable_tiling()
+
+    prompt = "The video depicts a long, straight highway stretching into the distance, flanked by metal guardrails."
+
+    cond_video = load_video(folders["video"])
+    cond_image = load_image(folders["image"])
+    video_cond = LTX2VideoCondition(frames=cond_video, index=0, strength=1.0)
+    image_cond = LTX2VideoCondition(frames=cond_image, index=8, strength=1.0)
+    conditions = [video_cond, image_cond]
+
+    frame_rate = 24.0
+    video, audio = pipe(
+        conditions=conditions,
+        prompt=prompt,
+        negative_prompt=DEFAULT_NEGATIVE_PROMPT,
+        width=width,
+        height=height,
+        num_frames=65,  # latent index 8 needs at least 9 latent frames (65 pixel frames)
+        frame_rate=frame_rate,
+        num_inference_steps=2,
+        guidance_scale=3.0,
+        generator=generator,
+        output_type="np",
+        return_dict=False,
+    )
+
+    encode_video(
+        video[0],
+        fps=frame_rate,
+        audio=audio[0].float().cpu(),
+        audio_sample_rate=pipe.vocoder.config.output_sampling_rate,
+        output_path="ltx2_cond_video.mp4",
+    )
+
+    assert len(cond_video) == 9
+    _check_media(video, audio, 65, 64, 64, 24000, str(tmp_path / "ltx2_cond_video.mp4"))
+
+
+def test_multimodal_guidance(folders, tmp_path, monkeypatch):
+    # Section "Multimodal Guidance" (LTX-2.3 image-to-video with every guidance keyword)
+    monkeypatch.chdir(tmp_path)
+    import torch
+
+    from ltx2_diffusers.diffusers_compat import (
+        DEFAULT_NEGATIVE_PROMPT,
+        LTX2ImageToVideoPipeline,
+        encode_video,
+        load_image,
+    )
+
+    device = "cpu"
+    width = 64
+    height = 64
+    random_seed = 42
+    frame_rate = 24.0
+    generator = torch.Generator(device).manual_seed(random_seed)
+    model_path = folders["diffusers/LTX-2.3-Diffusers"]
+
+    pipe = LTX2ImageToVideoPipeline.from_pretrained(model_path, dtype=DTYPE)
+    # dropped: pipe.enable_sequential_cpu_offload(device=device), see OFFLOAD
+    pipe.vae.enable_tiling()
+
+    prompt = "An astronaut hatches from a fragile egg on the surface of the Moon, the shell cracking and peeling apart."
+
+    image = load_image(
+        folders["image"],
+    )
+
+    video, audio = pipe(
+        image=image,
+        prompt=prompt,
+        negative_prompt=DEFAULT_NEGATIVE_PROMPT,
+        width=width,
+        height=height,
+        num_frames=9,
+        frame_rate=frame_rate,
+        num_inference_steps=2,
+        guidance_scale=3.0,  # Recommended LTX-2.3 guidance parameters
+        stg_scale=1.0,  # Note that 0.0 (not 1.0) means that STG is disabled (all other guidance is disabled at 1.0)
+        modality_scale=3.0,
+        guidance_rescale=0.7,
+        audio_guidance_scale=7.0,  # Note that a higher CFG guidance scale is recommended for audio
+        audio_stg_scale=1.0,
+        audio_modality_scale=3.0,
+        audio_guidance_rescale=0.7,
+        spatio_temporal_guidance_blocks=[28],
+        use_cross_timestep=True,
+        generator=generator,
+        output_type="np",
+        return_dict=False,
+    )
+
+    encode_video(
+        video[0],
+        fps=frame_rate,
+        audio=audio[0].float().cpu(),
+        audio_sample_rate=pipe.vocoder.config.output_sampling_rate,
+        output_path="ltx2_3_i2v_stage_1.mp4",
+    )
+
+    assert pipe.model_version == "2.3"
+    _check_media(video, audio, 9, 64, 64, 48000, str(tmp_path / "ltx2_3_i2v_stage_1.mp4"))
+
+
+def test_prompt_enhancement(folders, tmp_path, monkeypatch):
+    # Section "Prompt Enhancement" (LTX-2.3 text-to-video with Gemma rewriting the prompt first)
+    monkeypatch.chdir(tmp_path)
+    import torch
+    from transformers import Gemma3Processor
+
+    from ltx2_diffusers.diffusers_compat import (
+        DEFAULT_NEGATIVE_PROMPT,
+        T2V_DEFAULT_SYSTEM_PROMPT,
+        LTX2Pipeline,
+        encode_video,
+    )
+
+    device = "cpu"
+    width = 64
+    height = 64
+    random_seed = 42
+    frame_rate = 24.0
+    generator = torch.Generator(device).manual_seed(random_seed)
+    model_path = folders["diffusers/LTX-2.3-Diffusers"]
+
+    pipe = LTX2Pipeline.from_pretrained(model_path, dtype=DTYPE)
+    pipe.enable_model_cpu_offload(device=device)
+    pipe.vae.enable_tiling()
+    if getattr(pipe, "processor", None) is None:
+        processor = Gemma3Processor.from_pretrained(model_path, subfolder="processor")
+        pipe.processor = processor
+
+    prompt = "An astronaut hatches from a fragile egg on the surface of the Moon."
+
+    video, audio = pipe(
+        prompt=prompt,
+        negative_prompt=DEFAULT_NEGATIVE_PROMPT,
+        width=width,
+        height=height,
+        num_frames=9,
+        frame_rate=frame_rate,
+        num_inference_steps=2,
+        guidance_scale=3.0,
+        stg_scale=1.0,
+        modality_scale=3.0,
+        guidance_rescale=0.7,
+        audio_guidance_scale=7.0,
+        audio_stg_scale=1.0,
+        audio_modality_scale=3.0,
+        audio_guidance_rescale=0.7,
+        spatio_temporal_guidance_blocks=[28],
+        use_cross_timestep=True,
+        enable_prompt_enhancement=True,
+        system_prompt=T2V_DEFAULT_SYSTEM_PROMPT,
+        generator=generator,
+        output_type="np",
+        return_dict=False,
+    )
+
+    encode_video(
+        video[0],
+        fps=frame_rate,
+        audio=audio[0].float().cpu(),
+        audio_sample_rate=pipe.vocoder.config.output_sampling_rate,
+        output_path="ltx2_3_t2v_stage_1.mp4",
+    )
+
+    _check_media(video, audio, 9, 64, 64, 48000, str(tmp_path / "ltx2_3_t2v_stage_1.mp4"))
