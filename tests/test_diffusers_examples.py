@@ -16,7 +16,8 @@ import pytest
 import torch
 from helpers.cli_media import write_clip, write_image, write_lora
 
-from ltx2_diffusers import LTX2AVPipeline, LTX2Scheduler
+from ltx2_diffusers import GuidanceScales, LTX2AVPipeline, LTX2Scheduler
+from ltx2_diffusers.models.autoencoder_kl_ltx2 import denormalize_latents
 from ltx2_diffusers.pipelines.tiny import build_tiny_two_stage_pipeline
 
 LORA_NAME = "ltx-2-19b-distilled-lora-384.safetensors"
@@ -66,6 +67,32 @@ def folders(tmp_path_factory) -> dict[str, str]:
     }
 
 
+@pytest.fixture
+def calls(monkeypatch) -> dict[str, list]:
+    """What the examples handed to the stage functions: (args, kwargs, result) per call of diffusers_compat's
+    `prepare_latents`, `denoise` and `enhance_prompt_with_gemma` (each still runs)."""
+    from ltx2_diffusers import diffusers_compat
+
+    recorded = {"prepare_latents": [], "denoise": [], "enhance_prompt_with_gemma": []}
+    for name, log in recorded.items():
+
+        def spy(*args, _original=getattr(diffusers_compat, name), _log=log, **kwargs):
+            result = _original(*args, **kwargs)
+            _log.append((args, kwargs, result))
+            return result
+
+        monkeypatch.setattr(diffusers_compat, name, spy)
+    return recorded
+
+
+def _sigmas(call) -> list[float]:
+    return [round(float(s), 6) for s in call[0][4]]
+
+
+def _guidance(call) -> tuple[GuidanceScales, GuidanceScales]:
+    return call[0][5], call[0][6]
+
+
 def _check_media(video, audio, num_frames: int, height: int, width: int, sample_rate: int, path: str) -> None:
     assert isinstance(video, np.ndarray) and video.dtype == np.float32
     assert video.shape == (1, num_frames, height, width, 3)
@@ -80,7 +107,7 @@ def _check_media(video, audio, num_frames: int, height: int, width: int, sample_
         assert container.streams.audio[0].codec_context.sample_rate == sample_rate
 
 
-def test_two_stages_generation(folders, tmp_path, monkeypatch):
+def test_two_stages_generation(folders, calls, tmp_path, monkeypatch):
     # Section "Two-stages Generation" (text-to-video, stage 2 with the distilled LoRA and sigmas)
     monkeypatch.chdir(tmp_path)
     import torch
@@ -174,10 +201,17 @@ def test_two_stages_generation(folders, tmp_path, monkeypatch):
     assert video_latent.dtype == torch.float32
     assert upscaled_video_latent.shape == (1, 128, 2, 4, 4)
     assert type(pipe.scheduler).__name__ == "LTX2Scheduler"
+    assert "stage_2_distilled" in pipe.transformer.peft_config
+    stage_1, stage_2 = calls["denoise"]
+    assert len(_sigmas(stage_1)) == 3 and _sigmas(stage_2) == [0.909375, 0.725, 0.421875, 0.0]
+    # omitted guidance keywords keep the LTX-2 defaults (the reference's, STG block 29); guidance_scale replaces cfg
+    assert _guidance(stage_1)[0] == GuidanceScales(cfg=3.0, stg=1.0, modality=3.0, rescale=0.7, stg_blocks=(29,))
+    assert _guidance(stage_2)[0] == GuidanceScales(cfg=1.0, stg=1.0, modality=3.0, rescale=0.7, stg_blocks=(29,))
+    assert [c[1]["noise_scale"] for c in calls["prepare_latents"]] == pytest.approx([1.0, 0.909375])
     _check_media(video, audio, 9, 128, 128, 24000, str(tmp_path / "ltx2_lora_distilled_sample.mp4"))
 
 
-def test_distilled_checkpoint_generation(folders, tmp_path, monkeypatch):
+def test_distilled_checkpoint_generation(folders, calls, tmp_path, monkeypatch):
     # Section "Distilled checkpoint generation"
     monkeypatch.chdir(tmp_path)
     import torch
@@ -256,12 +290,17 @@ def test_distilled_checkpoint_generation(folders, tmp_path, monkeypatch):
     )
 
     assert pipe.scheduler.config.fixed_sigmas is not None  # the folder's distilled scheduler
+    stage_1, stage_2 = calls["denoise"]
+    assert _sigmas(stage_1) == [1.0, 0.99375, 0.9875, 0.98125, 0.975, 0.909375, 0.725, 0.421875, 0.0]
+    assert _sigmas(stage_2) == [0.909375, 0.725, 0.421875, 0.0]
+    assert _guidance(stage_1) == _guidance(stage_2) == (GuidanceScales(), GuidanceScales())  # distilled: one pass
+    assert [c[1]["noise_scale"] for c in calls["prepare_latents"]] == pytest.approx([1.0, 0.909375])
     assert video_latent.shape == (1, 128, 2, 2, 2) and audio_latent.shape == (1, 8, 9, 16)
     assert upscaled_video_latent.shape == (1, 128, 2, 4, 4)
     _check_media(video, audio, 9, 128, 128, 24000, str(tmp_path / "ltx2_distilled_sample.mp4"))
 
 
-def test_condition_pipeline_first_last_frame(folders, tmp_path, monkeypatch):
+def test_condition_pipeline_first_last_frame(folders, calls, tmp_path, monkeypatch):
     # Section "Condition Pipeline Generation", first example (first-last-frame-to-video, two stages)
     monkeypatch.chdir(tmp_path)
     import torch
@@ -356,10 +395,19 @@ def test_condition_pipeline_first_last_frame(folders, tmp_path, monkeypatch):
 
     # the appended last-frame keyframe tokens are dropped from the output: the latents keep the clip's grid
     assert video_latent.shape == (1, 128, 2, 2, 2) and audio_latent.shape == (1, 8, 9, 16)
+    stage_1_conditions = calls["prepare_latents"][0][1]["conditions"]
+    assert [(c.frame_index, c.strength) for c in stage_1_conditions] == [(0, 1.0), (1, 1.0)]  # latent 1 = pixel 1
+    first = denormalize_latents(
+        pipe.encode_image(first_image, 64, 64, "cpu"), pipe.vae.latents_mean, pipe.vae.latents_std
+    )
+    torch.testing.assert_close(video_latent[:, :, :1], first, atol=1e-5, rtol=0)  # strength 1: frame 0 kept
+    assert not torch.allclose(video_latent[:, :, 1:], first, atol=1e-2)
+    # the condition pipeline re-noises given latents to sigmas[0] when noise_scale is not passed, as diffusers'
+    assert [c[1]["noise_scale"] for c in calls["prepare_latents"]] == pytest.approx([1.0, 0.909375])
     _check_media(video, audio, 9, 128, 128, 24000, str(tmp_path / "ltx2_distilled_flf2v.mp4"))
 
 
-def test_condition_pipeline_image_and_video(folders, tmp_path, monkeypatch):
+def test_condition_pipeline_image_and_video(folders, calls, tmp_path, monkeypatch):
     # Section "Condition Pipeline Generation", second example (a video at latent index 0, an image at latent index 8)
     monkeypatch.chdir(tmp_path)
     import torch
@@ -417,10 +465,18 @@ def test_condition_pipeline_image_and_video(folders, tmp_path, monkeypatch):
     )
 
     assert len(cond_video) == 9
+    (conditioned,) = calls["prepare_latents"]
+    assert [(c.frame_index, tuple(c.latent.shape)) for c in conditioned[1]["conditions"]] == [
+        (0, (1, 128, 2, 2, 2)),  # the 9-frame video replaces latent frames 0-1
+        (57, (1, 128, 1, 2, 2)),  # latent index 8 -> pixel frame 8 * 7 + 1, appended
+    ]
+    (denoised,) = calls["denoise"]
+    assert _sigmas(denoised) == [1.0, 0.5, 0.0]  # 2 steps on a distilled scheduler: diffusers' linear sigmas
+    assert _guidance(denoised)[0] == GuidanceScales(cfg=3.0)  # cfg only: the distilled defaults are neutral
     _check_media(video, audio, 65, 64, 64, 24000, str(tmp_path / "ltx2_cond_video.mp4"))
 
 
-def test_multimodal_guidance(folders, tmp_path, monkeypatch):
+def test_multimodal_guidance(folders, calls, tmp_path, monkeypatch):
     # Section "Multimodal Guidance" (LTX-2.3 image-to-video with every guidance keyword)
     monkeypatch.chdir(tmp_path)
     import torch
@@ -483,10 +539,16 @@ def test_multimodal_guidance(folders, tmp_path, monkeypatch):
     )
 
     assert pipe.model_version == "2.3"
+    (denoised,) = calls["denoise"]
+    video_guidance, audio_guidance = _guidance(denoised)
+    assert video_guidance == GuidanceScales(cfg=3.0, stg=1.0, modality=3.0, rescale=0.7, stg_blocks=(28,))
+    assert audio_guidance == GuidanceScales(cfg=7.0, stg=1.0, modality=3.0, rescale=0.7, stg_blocks=(28,))
+    (conditioned,) = calls["prepare_latents"]
+    assert [(c.frame_index, c.strength) for c in conditioned[1]["conditions"]] == [(0, 1.0)]
     _check_media(video, audio, 9, 64, 64, 48000, str(tmp_path / "ltx2_3_i2v_stage_1.mp4"))
 
 
-def test_prompt_enhancement(folders, tmp_path, monkeypatch):
+def test_prompt_enhancement(folders, calls, tmp_path, monkeypatch):
     # Section "Prompt Enhancement" (LTX-2.3 text-to-video with Gemma rewriting the prompt first)
     monkeypatch.chdir(tmp_path)
     import torch
@@ -550,3 +612,6 @@ def test_prompt_enhancement(folders, tmp_path, monkeypatch):
     )
 
     _check_media(video, audio, 9, 64, 64, 48000, str(tmp_path / "ltx2_3_t2v_stage_1.mp4"))
+    ((args, kwargs, enhanced),) = calls["enhance_prompt_with_gemma"]
+    assert args[2] == prompt and kwargs["system_prompt"] == T2V_DEFAULT_SYSTEM_PROMPT and kwargs["seed"] == 10
+    assert isinstance(enhanced, str) and enhanced != prompt
