@@ -8,19 +8,13 @@ x2 upsampler and a random LoRA file where the example loads them); sizes, frame 
 it writes has a video and an audio stream.
 """
 
-from pathlib import Path
-
-import av
-import numpy as np
 import pytest
 import torch
-from helpers.cli_media import write_clip, write_image, write_lora
+from helpers.diffusers_examples import check_media, example_files, guidance_of, sigmas_of, spy_on_stages
 
-from ltx2_diffusers import GuidanceScales, LTX2AVPipeline, LTX2Scheduler
+from ltx2_diffusers import GuidanceScales
 from ltx2_diffusers.models.autoencoder_kl_ltx2 import denormalize_latents
-from ltx2_diffusers.pipelines.tiny import build_tiny_two_stage_pipeline
 
-LORA_NAME = "ltx-2-19b-distilled-lora-384.safetensors"
 # The examples' dtype=torch.bfloat16 runs as float32: bf16 convolutions are slow on CPU (the tiny audio VAE's decode of a
 # 65-frame clip takes 24 s in bf16), and these tests check the call surface, not bf16 numerics.
 DTYPE = torch.float32
@@ -39,72 +33,14 @@ NEGATIVE_PROMPT = (  # the examples' literal
 OFFLOAD = "see above"
 
 
-def _save_folder(root: Path, name: str, model_version: str = "2.0", distilled: bool = False) -> str:
-    """A diffusers-layout folder as diffusers' LTX-2 repos: the pipeline, `latent_upsampler/` (not listed in
-    model_index.json) and the stage-2 LoRA file at the top."""
-    two_stage = build_tiny_two_stage_pipeline(model_version=model_version)
-    components = {k: v for k, v in two_stage.components.items() if k != "latent_upsampler"}
-    if distilled:
-        components["scheduler"] = LTX2Scheduler.distilled()
-    folder = root / name
-    LTX2AVPipeline(**components).save_pretrained(folder)
-    two_stage.latent_upsampler.save_pretrained(folder / "latent_upsampler")
-    write_lora(folder / LORA_NAME)
-    return str(folder)
-
-
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory) -> dict[str, str]:
-    root = tmp_path_factory.mktemp("hub")
-    media = tmp_path_factory.mktemp("media")
-    return {
-        "Lightricks/LTX-2": _save_folder(root, "LTX-2"),
-        "rootonchair/LTX-2-19b-distilled": _save_folder(root, "LTX-2-19b-distilled", distilled=True),
-        "diffusers/LTX-2.3-Diffusers": _save_folder(root, "LTX-2.3-Diffusers", model_version="2.3"),
-        "image": str(write_image(media / "first.png", width=80, height=64)),
-        "last_image": str(write_image(media / "last.png", width=64, height=96)),
-        "video": str(write_clip(media / "cond.mp4", num_frames=9, size=64)),
-    }
+    return example_files(tmp_path_factory.mktemp("hub"), tmp_path_factory.mktemp("media"))
 
 
 @pytest.fixture
 def calls(monkeypatch) -> dict[str, list]:
-    """What the examples handed to the stage functions: (args, kwargs, result) per call of diffusers_compat's
-    `prepare_latents`, `denoise` and `enhance_prompt_with_gemma` (each still runs)."""
-    from ltx2_diffusers import diffusers_compat
-
-    recorded = {"prepare_latents": [], "denoise": [], "enhance_prompt_with_gemma": []}
-    for name, log in recorded.items():
-
-        def spy(*args, _original=getattr(diffusers_compat, name), _log=log, **kwargs):
-            result = _original(*args, **kwargs)
-            _log.append((args, kwargs, result))
-            return result
-
-        monkeypatch.setattr(diffusers_compat, name, spy)
-    return recorded
-
-
-def _sigmas(call) -> list[float]:
-    return [round(float(s), 6) for s in call[0][4]]
-
-
-def _guidance(call) -> tuple[GuidanceScales, GuidanceScales]:
-    return call[0][5], call[0][6]
-
-
-def _check_media(video, audio, num_frames: int, height: int, width: int, sample_rate: int, path: str) -> None:
-    assert isinstance(video, np.ndarray) and video.dtype == np.float32
-    assert video.shape == (1, num_frames, height, width, 3)
-    assert 0.0 <= video.min() and video.max() <= 1.0
-    assert audio.dtype == torch.float32 and audio.ndim == 3 and audio.shape[:2] == (1, 2)
-    assert abs(audio.shape[2] / sample_rate - num_frames / 24.0) < 0.1  # ~ the clip's duration
-    with av.open(path) as container:
-        assert len(container.streams.video) == 1 and len(container.streams.audio) == 1
-        stream = container.streams.video[0]
-        assert (stream.codec_context.height, stream.codec_context.width) == (height, width)
-        assert sum(1 for _ in container.decode(video=0)) == num_frames
-        assert container.streams.audio[0].codec_context.sample_rate == sample_rate
+    return spy_on_stages(monkeypatch)
 
 
 def test_two_stages_generation(folders, calls, tmp_path, monkeypatch):
@@ -203,12 +139,12 @@ def test_two_stages_generation(folders, calls, tmp_path, monkeypatch):
     assert type(pipe.scheduler).__name__ == "LTX2Scheduler"
     assert "stage_2_distilled" in pipe.transformer.peft_config
     stage_1, stage_2 = calls["denoise"]
-    assert len(_sigmas(stage_1)) == 3 and _sigmas(stage_2) == [0.909375, 0.725, 0.421875, 0.0]
+    assert len(sigmas_of(stage_1)) == 3 and sigmas_of(stage_2) == [0.909375, 0.725, 0.421875, 0.0]
     # omitted guidance keywords keep the LTX-2 defaults (the reference's, STG block 29); guidance_scale replaces cfg
-    assert _guidance(stage_1)[0] == GuidanceScales(cfg=3.0, stg=1.0, modality=3.0, rescale=0.7, stg_blocks=(29,))
-    assert _guidance(stage_2)[0] == GuidanceScales(cfg=1.0, stg=1.0, modality=3.0, rescale=0.7, stg_blocks=(29,))
+    assert guidance_of(stage_1)[0] == GuidanceScales(cfg=3.0, stg=1.0, modality=3.0, rescale=0.7, stg_blocks=(29,))
+    assert guidance_of(stage_2)[0] == GuidanceScales(cfg=1.0, stg=1.0, modality=3.0, rescale=0.7, stg_blocks=(29,))
     assert [c[1]["noise_scale"] for c in calls["prepare_latents"]] == pytest.approx([1.0, 0.909375])
-    _check_media(video, audio, 9, 128, 128, 24000, str(tmp_path / "ltx2_lora_distilled_sample.mp4"))
+    check_media(video, audio, 9, 128, 128, 24000, str(tmp_path / "ltx2_lora_distilled_sample.mp4"))
 
 
 def test_distilled_checkpoint_generation(folders, calls, tmp_path, monkeypatch):
@@ -291,13 +227,13 @@ def test_distilled_checkpoint_generation(folders, calls, tmp_path, monkeypatch):
 
     assert pipe.scheduler.config.fixed_sigmas is not None  # the folder's distilled scheduler
     stage_1, stage_2 = calls["denoise"]
-    assert _sigmas(stage_1) == [1.0, 0.99375, 0.9875, 0.98125, 0.975, 0.909375, 0.725, 0.421875, 0.0]
-    assert _sigmas(stage_2) == [0.909375, 0.725, 0.421875, 0.0]
-    assert _guidance(stage_1) == _guidance(stage_2) == (GuidanceScales(), GuidanceScales())  # distilled: one pass
+    assert sigmas_of(stage_1) == [1.0, 0.99375, 0.9875, 0.98125, 0.975, 0.909375, 0.725, 0.421875, 0.0]
+    assert sigmas_of(stage_2) == [0.909375, 0.725, 0.421875, 0.0]
+    assert guidance_of(stage_1) == guidance_of(stage_2) == (GuidanceScales(), GuidanceScales())  # distilled: one pass
     assert [c[1]["noise_scale"] for c in calls["prepare_latents"]] == pytest.approx([1.0, 0.909375])
     assert video_latent.shape == (1, 128, 2, 2, 2) and audio_latent.shape == (1, 8, 9, 16)
     assert upscaled_video_latent.shape == (1, 128, 2, 4, 4)
-    _check_media(video, audio, 9, 128, 128, 24000, str(tmp_path / "ltx2_distilled_sample.mp4"))
+    check_media(video, audio, 9, 128, 128, 24000, str(tmp_path / "ltx2_distilled_sample.mp4"))
 
 
 def test_condition_pipeline_first_last_frame(folders, calls, tmp_path, monkeypatch):
@@ -404,7 +340,7 @@ def test_condition_pipeline_first_last_frame(folders, calls, tmp_path, monkeypat
     assert not torch.allclose(video_latent[:, :, 1:], first, atol=1e-2)
     # the condition pipeline re-noises given latents to sigmas[0] when noise_scale is not passed, as diffusers'
     assert [c[1]["noise_scale"] for c in calls["prepare_latents"]] == pytest.approx([1.0, 0.909375])
-    _check_media(video, audio, 9, 128, 128, 24000, str(tmp_path / "ltx2_distilled_flf2v.mp4"))
+    check_media(video, audio, 9, 128, 128, 24000, str(tmp_path / "ltx2_distilled_flf2v.mp4"))
 
 
 def test_condition_pipeline_image_and_video(folders, calls, tmp_path, monkeypatch):
@@ -471,12 +407,12 @@ def test_condition_pipeline_image_and_video(folders, calls, tmp_path, monkeypatc
         (57, (1, 128, 1, 2, 2)),  # latent index 8 -> pixel frame 8 * 7 + 1, appended
     ]
     (denoised,) = calls["denoise"]
-    assert _sigmas(denoised) == [1.0, 0.5, 0.0]  # 2 steps on a distilled scheduler: diffusers' linear sigmas
-    assert _guidance(denoised)[0] == GuidanceScales(cfg=3.0)  # cfg only: the distilled defaults are neutral
-    _check_media(video, audio, 65, 64, 64, 24000, str(tmp_path / "ltx2_cond_video.mp4"))
+    assert sigmas_of(denoised) == [1.0, 0.5, 0.0]  # 2 steps on a distilled scheduler: diffusers' linear sigmas
+    assert guidance_of(denoised)[0] == GuidanceScales(cfg=3.0)  # cfg only: the distilled defaults are neutral
+    check_media(video, audio, 65, 64, 64, 24000, str(tmp_path / "ltx2_cond_video.mp4"))
 
 
-def test_multimodal_guidance(folders, calls, tmp_path, monkeypatch):
+def test_multimodalguidance_of(folders, calls, tmp_path, monkeypatch):
     # Section "Multimodal Guidance" (LTX-2.3 image-to-video with every guidance keyword)
     monkeypatch.chdir(tmp_path)
     import torch
@@ -540,12 +476,12 @@ def test_multimodal_guidance(folders, calls, tmp_path, monkeypatch):
 
     assert pipe.model_version == "2.3"
     (denoised,) = calls["denoise"]
-    video_guidance, audio_guidance = _guidance(denoised)
+    video_guidance, audio_guidance = guidance_of(denoised)
     assert video_guidance == GuidanceScales(cfg=3.0, stg=1.0, modality=3.0, rescale=0.7, stg_blocks=(28,))
     assert audio_guidance == GuidanceScales(cfg=7.0, stg=1.0, modality=3.0, rescale=0.7, stg_blocks=(28,))
     (conditioned,) = calls["prepare_latents"]
     assert [(c.frame_index, c.strength) for c in conditioned[1]["conditions"]] == [(0, 1.0)]
-    _check_media(video, audio, 9, 64, 64, 48000, str(tmp_path / "ltx2_3_i2v_stage_1.mp4"))
+    check_media(video, audio, 9, 64, 64, 48000, str(tmp_path / "ltx2_3_i2v_stage_1.mp4"))
 
 
 def test_prompt_enhancement(folders, calls, tmp_path, monkeypatch):
@@ -611,7 +547,7 @@ def test_prompt_enhancement(folders, calls, tmp_path, monkeypatch):
         output_path="ltx2_3_t2v_stage_1.mp4",
     )
 
-    _check_media(video, audio, 9, 64, 64, 48000, str(tmp_path / "ltx2_3_t2v_stage_1.mp4"))
+    check_media(video, audio, 9, 64, 64, 48000, str(tmp_path / "ltx2_3_t2v_stage_1.mp4"))
     ((args, kwargs, enhanced),) = calls["enhance_prompt_with_gemma"]
     assert args[2] == prompt and kwargs["system_prompt"] == T2V_DEFAULT_SYSTEM_PROMPT and kwargs["seed"] == 10
     assert isinstance(enhanced, str) and enhanced != prompt
