@@ -551,3 +551,72 @@ def test_prompt_enhancement(folders, calls, tmp_path, monkeypatch):
     ((args, kwargs, enhanced),) = calls["enhance_prompt_with_gemma"]
     assert args[2] == prompt and kwargs["system_prompt"] == T2V_DEFAULT_SYSTEM_PROMPT and kwargs["seed"] == 10
     assert isinstance(enhanced, str) and enhanced != prompt
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The adapters' own contract: diffusers' constants, raw latents out and in, errors
+
+
+def test_compat_matches_diffusers_forms_and_our_pipeline():
+    from diffusers.pipelines.ltx2 import utils as diffusers_ltx2
+
+    from ltx2_diffusers import LTX2AVPipeline, LTX2LatentUpsamplerModel
+    from ltx2_diffusers.diffusers_compat import (
+        DISTILLED_SIGMA_VALUES,
+        STAGE_2_DISTILLED_SIGMA_VALUES,
+        LTX2LatentUpsamplePipeline,
+        LTX2Pipeline,
+    )
+    from ltx2_diffusers.pipelines.tiny import TINY_LATENT_UPSAMPLER_CONFIG, build_tiny_pipeline
+
+    assert DISTILLED_SIGMA_VALUES == diffusers_ltx2.DISTILLED_SIGMA_VALUES
+    assert STAGE_2_DISTILLED_SIGMA_VALUES == diffusers_ltx2.STAGE_2_DISTILLED_SIGMA_VALUES
+    ours = build_tiny_pipeline()
+    compat = LTX2Pipeline(**ours.components)
+    call = dict(prompt="a cat", height=64, width=64, num_frames=9, num_inference_steps=2, output_type="latent")
+    video, audio = compat(**call, generator=torch.Generator().manual_seed(0), return_dict=False)
+    expected_video, expected_audio = LTX2AVPipeline.__call__(
+        ours, **call, generator=torch.Generator().manual_seed(0), return_dict=False
+    )
+    # diffusers' latent output is raw (un-normalised); ours is the transformer's normalised latents
+    torch.testing.assert_close(video, denormalize_latents(expected_video, ours.vae.latents_mean, ours.vae.latents_std))
+    torch.testing.assert_close(audio, ours.audio_vae.denormalize_latents(expected_audio))
+    # given back (noise_scale 0: used as they are), the latents' shapes give the clip's size
+    again = compat(prompt="a cat", latents=video, audio_latents=audio, sigmas=[0.5, 0.0], output_type="latent")
+    assert again.frames.shape == video.shape and again.audio.shape == audio.shape
+    upsampler = LTX2LatentUpsamplerModel(**TINY_LATENT_UPSAMPLER_CONFIG).eval()
+    (upsampled,) = LTX2LatentUpsamplePipeline(ours.vae, upsampler)(
+        latents=video, output_type="latent", return_dict=False
+    )
+    torch.testing.assert_close(upsampled, upsampler(video), atol=1e-5, rtol=1e-5)  # diffusers: upsampler on raw latents
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        ({"latents": torch.zeros(1, 128, 2, 2, 2)}, "pass latents and audio_latents together"),
+        ({"use_cross_timestep": False}, "use_cross_timestep=False is not supported"),
+        ({"enable_prompt_enhancement": True}, "enable_prompt_enhancement needs system_prompt="),
+        ({"noise_scale": 1.5}, r"noise_scale must lie in \[0, 1\]"),
+        (
+            {"latents": torch.zeros(1, 128, 2, 2, 2), "audio_latents": torch.zeros(1, 8, 9, 16), "height": 128},
+            "height=128 disagrees with latents of shape",
+        ),
+        (
+            {"latents": torch.zeros(1, 128, 2, 2, 2), "audio_latents": torch.zeros(1, 8, 5, 16)},
+            r"audio_latents of shape \(1, 8, 5, 16\) do not fit 9 frames",
+        ),
+        ({"conditions": "index=2"}, "latent index 2, but 9 frames have only 2 latent frames"),
+    ],
+)
+def test_compat_errors(call, match):
+    from ltx2_diffusers.diffusers_compat import LTX2ConditionPipeline, LTX2VideoCondition, load_image
+    from ltx2_diffusers.pipelines.tiny import build_tiny_pipeline
+
+    pipe = LTX2ConditionPipeline(**build_tiny_pipeline().components)
+    if call.get("conditions") == "index=2":
+        call["conditions"] = [LTX2VideoCondition(frames=torch.zeros(3, 64, 64), index=2)]
+    with pytest.raises(ValueError, match=match):
+        pipe(prompt="a cat", **{"height": 64, "width": 64, "num_frames": 9, "num_inference_steps": 1, **call})
+    with pytest.raises(ValueError, match="takes a local file here, got the URL"):
+        load_image("https://example.com/a.png")
