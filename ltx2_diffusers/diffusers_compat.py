@@ -35,7 +35,7 @@ from diffusers import DiffusionPipeline
 from torch import Tensor
 
 from .models.autoencoder_kl_ltx2 import denormalize_latents, normalize_latents
-from .models.autoencoder_kl_ltx2_audio import unpack_audio_latents
+from .models.autoencoder_kl_ltx2_audio import audio_latent_frames, unpack_audio_latents
 from .models.latent_upsampler import LTX2LatentUpsamplerModel, upsample_latents
 from .pipelines.condition_encoding import DEFAULT_IMAGE_CRF, check_strengths, encode_image, encode_pixels
 from .pipelines.conditioning import unpatchify_video
@@ -418,8 +418,6 @@ class LTX2Pipeline(LTX2AVPipeline):
         return inferred["height"], inferred["width"], inferred["num_frames"]
 
     def _checked_audio(self, audio: Tensor | None, num_frames: int, frame_rate: float) -> Tensor | None:
-        from .models.autoencoder_kl_ltx2_audio import audio_latent_frames
-
         expected = audio_latent_frames(num_frames, frame_rate)
         if audio is not None and (audio.ndim != 4 or audio.shape[2] != expected):
             raise ValueError(
