@@ -37,6 +37,15 @@ _PUBLIC: dict[str, str] = {
     "LTX2PipelineOutput": ".pipelines.pipeline_output",
     "GuidanceScales": ".pipelines.guidance",
     "PromptEmbeddings": ".pipelines.text_encoding",
+    # diffusers' LTX-2 names, for code written for diffusers' pipelines (docs/diffusers_compat.md)
+    "LTX2Pipeline": ".diffusers_compat",
+    "LTX2ImageToVideoPipeline": ".diffusers_compat",
+    "LTX2ConditionPipeline": ".diffusers_compat",
+    "LTX2LatentUpsamplePipeline": ".diffusers_compat",
+    "LTX2VideoCondition": ".diffusers_compat",
+    "DISTILLED_SIGMA_VALUES": ".diffusers_compat",
+    "STAGE_2_DISTILLED_SIGMA_VALUES": ".diffusers_compat",
+    "encode_video": ".diffusers_compat",
     # media
     "export_to_video_with_audio": ".utils.media",
     # diffusers' base classes, re-exported: for a component recorded as ["ltx2_diffusers", class] in model_index.json,
