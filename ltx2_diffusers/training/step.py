@@ -1,0 +1,143 @@
+"""One training step's model call: cached samples -> batch -> noised transformer inputs by mode -> per-sample loss.
+
+The transformer is called as the pipelines call it (token layout, positions in seconds and pixels, timesteps =
+1000 x sigma), with ltx-trainer's training-time choices (spec §1.3, §3): float32 positions at the clip's own frame
+rate, an independent sigma per modality drawn with that modality's token count, no text mask (the connectors'
+registers make it all ones), and for a frozen modality sigma 0 as well as timesteps 0.
+"""
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from ..models.autoencoder_kl_ltx2_audio import pack_audio_latents
+from ..models.rope import audio_positions, video_positions
+from ..pipelines.conditioning import patchify_video
+from .data import CachedSample, DataError
+from .objective import SigmaSampler, Stream, StreamInputs, TrainingMode, frozen_stream, generated_stream, masked_loss
+
+TIMESTEP_SCALE = 1000.0  # the transformer takes timesteps = 1000 x sigma (diffusers' convention)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Cached samples stacked: video_latents (B, 128, F', H', W'), audio_latents (B, 8, T_a, 16) or None,
+    video_context (B, L, D_v), audio_context (B, L, D_a), fps of the clips."""
+
+    video_latents: Tensor
+    audio_latents: Tensor | None
+    video_context: Tensor
+    audio_context: Tensor
+    fps: float
+
+    @property
+    def batch_size(self) -> int:
+        return self.video_latents.shape[0]
+
+
+def collate(samples: Sequence[CachedSample], mode: TrainingMode, device: torch.device | str = "cpu") -> Batch:
+    """Stack samples of one shape into a Batch on `device`; a mode that needs audio refuses samples without it."""
+    if mode.needs_audio:
+        silent = [s.path for s in samples if s.audio_latents is None]
+        if silent:
+            raise DataError(
+                f"{silent[0]}: cached without audio (its clip has no audio track), but --mode {mode.name} trains "
+                "audio; give the clip a soundtrack or use a video-only mode (t2v)"
+            )
+    keys = {s.shape_key for s in samples}
+    if len(keys) != 1:
+        raise DataError(
+            f"a batch mixes sample shapes {sorted(map(str, keys))}; batches are drawn from one bucket at a time"
+        )
+
+    def stack(tensors: list[Tensor]) -> Tensor:
+        return torch.stack(tensors).to(device)
+
+    audio = stack([s.audio_latents for s in samples]) if mode.needs_audio else None
+    return Batch(
+        stack([s.video_latents for s in samples]), audio, stack([s.video_context for s in samples]),
+        stack([s.audio_context for s in samples]), samples[0].fps,
+    )  # fmt: skip
+
+
+def step_generator(seed: int, micro_step: int, process_index: int = 0) -> torch.Generator:
+    """The CPU generator for one micro-step's random draws: a pure function of (seed, micro-step, process), so a run
+    resumed from a checkpoint draws exactly what the uninterrupted run drew, and processes draw differently."""
+    digest = hashlib.sha256(f"ltx2-train:{seed}:{micro_step}:{process_index}".encode()).digest()
+    return torch.Generator(device="cpu").manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
+
+
+def _stream(x0: Tensor, role: Stream, sampler: SigmaSampler, generator, **first_frame) -> StreamInputs | None:
+    if role is Stream.ABSENT:
+        return None
+    if role is Stream.FROZEN:
+        return frozen_stream(x0)
+    return generated_stream(x0, sampler, generator, **first_frame)
+
+
+@dataclass(frozen=True)
+class StepLoss:
+    """loss: (B,) per-sample total; video / audio: (B,) per modality, None when not generated; video_sigma /
+    audio_sigma: (B,) the noise levels drawn (for logging)."""
+
+    loss: Tensor
+    video: Tensor | None
+    audio: Tensor | None
+    video_sigma: Tensor | None
+    audio_sigma: Tensor | None
+
+
+def training_loss(
+    transformer: nn.Module, batch: Batch, mode: TrainingMode, sampler: SigmaSampler, generator: torch.Generator
+) -> StepLoss:
+    """Noise the batch as `mode` says, run the transformer, return the per-sample losses (spec §3.3)."""
+    device = batch.video_latents.device
+    b, _, frames, height, width = batch.video_latents.shape
+
+    # 1. Clean tokens (float32 on the CPU, where the step's generator draws; moved after)
+    video_x0 = patchify_video(batch.video_latents.float().cpu())  # (B, F'H'W', 128)
+    audio_x0 = None if batch.audio_latents is None else pack_audio_latents(batch.audio_latents.float().cpu())
+
+    # 2. Noise by mode, video first, then audio (ltx-trainer's draw order, spec §3.5)
+    video = _stream(video_x0, mode.video, sampler, generator, first_frame_tokens=height * width,
+                    first_frame_p=mode.first_frame_p)  # fmt: skip
+    audio = None if audio_x0 is None else _stream(audio_x0, mode.audio, sampler, generator)
+
+    # 3. The transformer call
+    dtype = transformer.dtype
+    kwargs = {}
+    if audio is not None:
+        kwargs = dict(
+            audio_hidden_states=audio.latent.to(device, dtype),
+            audio_encoder_hidden_states=batch.audio_context.to(dtype),
+            audio_timestep=(audio.timesteps * TIMESTEP_SCALE).to(device),
+            audio_sigma=(audio.sigma * TIMESTEP_SCALE).to(device),
+            audio_coords=audio_positions(b, audio.latent.shape[1], device=device),
+        )
+    video_prediction, audio_prediction = transformer(
+        hidden_states=video.latent.to(device, dtype),
+        encoder_hidden_states=batch.video_context.to(dtype),
+        timestep=(video.timesteps * TIMESTEP_SCALE).to(device),
+        sigma=(video.sigma * TIMESTEP_SCALE).to(device),
+        video_coords=video_positions(b, frames, height, width, batch.fps, device=device, dtype=torch.float32),
+        return_dict=False,
+        **kwargs,
+    )
+
+    # 4. Masked losses of the generated modalities, summed with weight 1
+    total = torch.zeros(b, dtype=torch.float32, device=device)
+    video_loss = audio_loss = None
+    if mode.video is Stream.GENERATED:
+        video_loss = masked_loss(video_prediction, video.target.to(device), video.loss_mask.to(device))
+        total = total + video_loss
+    if audio is not None and mode.audio is Stream.GENERATED:
+        audio_loss = masked_loss(audio_prediction, audio.target.to(device), audio.loss_mask.to(device))
+        total = total + audio_loss
+    return StepLoss(
+        total, video_loss, audio_loss,
+        video.sigma if mode.video is Stream.GENERATED else None,
+        audio.sigma if audio is not None and mode.audio is Stream.GENERATED else None,
+    )  # fmt: skip
