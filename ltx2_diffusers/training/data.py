@@ -259,7 +259,7 @@ def load_pixels(item: PlannedSample) -> Tensor:
     """(1, 3, F, H, W) float32 in [-1, 1] at the bucket's size: cover-resize, centre crop, the first F frames."""
     bucket = item.bucket
     if item.info.is_image:
-        frames = np.asarray(load_image(item.sample.path))[None]
+        frames = np.array(load_image(item.sample.path))[None]
     else:
         frames, _ = load_video(item.sample.path, max_frames=bucket.num_frames)
     return prepare_video(frames[: bucket.num_frames], bucket.height, bucket.width)
