@@ -13,6 +13,7 @@
 """
 
 import argparse
+import dataclasses
 import json
 import logging
 import re
@@ -38,7 +39,7 @@ from ltx2_diffusers.training.data import (
     plan_cache,
 )
 from ltx2_diffusers.training.lora import LORA_TARGET_PRESETS, export_lora, lora_config, resolve_lora_targets
-from ltx2_diffusers.training.objective import MODES, PLANNED_MODES, SigmaSampler, get_mode
+from ltx2_diffusers.training.objective import MODES, PLANNED_MODES, SigmaSampler, TrainingMode, get_mode
 from ltx2_diffusers.training.step import collate, step_generator, training_loss
 
 logger = logging.getLogger("train_lora")
@@ -60,6 +61,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     model.add_argument(
         "--mode", default="t2av", help=f"what is trained: {', '.join(MODES)} (planned: {', '.join(PLANNED_MODES)})"
     )
+    model.add_argument("--first_frame_conditioning_p", type=float, default=None,
+                       help="probability that a sample's first frame is given clean (default: the mode's, i2v 0.5)")  # fmt: skip
     lora = parser.add_argument_group("LoRA")
     lora.add_argument("--rank", type=int, default=32)
     lora.add_argument("--lora_alpha", type=float, default=32.0)
@@ -93,7 +96,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     out.add_argument("--checkpoints_total_limit", type=int, default=None)
     out.add_argument("--resume_from_checkpoint", default=None, help='a checkpoint-N folder, or "latest"')
     args = parser.parse_args(argv)
-    get_mode(args.mode)  # an unbuilt or unknown mode fails before anything is loaded
+    training_mode(args)  # an unbuilt or unknown mode fails before anything is loaded
     parse_buckets(args.resolution_buckets)
     for name in ("max_train_steps", "train_batch_size", "gradient_accumulation_steps", "checkpointing_steps"):
         if getattr(args, name) < 1:
@@ -102,6 +105,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         raise ValueError(f"--max_sequence_length must be a multiple of 128 (the connectors' registers), got "
                          f"{args.max_sequence_length}")  # fmt: skip
     return args
+
+
+def training_mode(args: argparse.Namespace) -> TrainingMode:
+    """--mode, with --first_frame_conditioning_p when given (checked by TrainingMode)."""
+    mode = get_mode(args.mode)
+    if args.first_frame_conditioning_p is not None:
+        mode = dataclasses.replace(mode, first_frame_p=args.first_frame_conditioning_p)
+    return mode
 
 
 def find_checkpoint(output_dir: Path, spec: str | None) -> Path | None:
@@ -143,7 +154,7 @@ def load_models(args: argparse.Namespace, cache_dir: Path, accelerator: Accelera
 
 def main(argv: list[str] | None = None) -> Path | None:
     args = parse_args(argv)
-    mode = get_mode(args.mode)
+    mode = training_mode(args)
     output_dir = Path(args.output_dir)
     cache_dir = Path(args.cache_dir) if args.cache_dir else Path(args.train_data_dir) / ".ltx2_cache"
     accelerator = Accelerator(
@@ -166,6 +177,7 @@ def main(argv: list[str] | None = None) -> Path | None:
 
     # 2. LoRA adapters (fp32 on the frozen base), optimizer, schedule
     transformer.requires_grad_(False)
+    base_dtype = transformer.dtype  # the frozen weights' dtype; the adapters are float32
     targets = resolve_lora_targets(args.lora_targets, transformer)
     transformer.add_adapter(lora_config(args.rank, args.lora_alpha, targets, args.lora_dropout))
     trainable = [p for p in transformer.parameters() if p.requires_grad]
@@ -232,9 +244,8 @@ def main(argv: list[str] | None = None) -> Path | None:
                                                                global_index)]  # fmt: skip
             batch = collate([load_cached(p) for p in batch_paths], mode, accelerator.device)
             with accelerator.accumulate(transformer):
-                result = training_loss(
-                    transformer, batch, mode, sampler, step_generator(args.seed, index, accelerator.process_index)
-                )
+                generator = step_generator(args.seed, index, accelerator.process_index)
+                result = training_loss(transformer, batch, mode, sampler, generator, dtype=base_dtype)
                 loss = result.loss.mean()
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and args.max_grad_norm > 0:

@@ -129,8 +129,12 @@ def test_modes_are_data_and_unbuilt_modes_say_so():
         "t2av", Stream.GENERATED, Stream.GENERATED, description=MODES["t2av"].description
     )
     assert MODES["t2v"].audio is Stream.ABSENT and not MODES["t2v"].needs_audio
-    with pytest.raises(ValueError, match=r"--mode i2v is not built yet\. Modes that exist: t2v, t2av\."):
-        get_mode("i2v")
+    assert (MODES["a2v"].video, MODES["a2v"].audio) == (Stream.GENERATED, Stream.FROZEN)
+    assert (MODES["v2a"].video, MODES["v2a"].audio) == (Stream.FROZEN, Stream.GENERATED)
+    with pytest.raises(
+        ValueError, match=r"--mode audio is not built yet\. Modes that exist: t2v, t2av, i2v, a2v, v2a\."
+    ):
+        get_mode("audio")
     with pytest.raises(ValueError, match=r"unknown --mode 'x2y'\. Modes that exist: t2v, t2av"):
         get_mode("x2y")
     with pytest.raises(ValueError, match="generates neither video nor audio"):

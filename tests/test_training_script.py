@@ -174,6 +174,17 @@ def test_resume_latest_repeats_the_uninterrupted_losses(model_dir, tmp_path):
         torch.testing.assert_close(value, load_file(str(whole / "pytorch_lora_weights.safetensors"))[key])
 
 
+@pytest.mark.parametrize("mode", ["i2v", "a2v", "v2a"])
+def test_every_mode_runs_and_writes_both_files(model_dir, one_clip, tmp_path, mode):
+    output_dir = run(model_dir, one_clip, tmp_path / "out", "--mode", mode, "--max_train_steps", "2",
+                     "--checkpointing_steps", "100")  # fmt: skip
+    log = read_log(output_dir)
+    assert [r["step"] for r in log] == [1, 2]
+    assert ("video_loss" in log[0]) == (mode != "v2a") and ("audio_loss" in log[0]) == (mode != "a2v")
+    assert len(load_file(str(output_dir / "comfyui_lora_weights.safetensors"))) == 2 * 28 * 2
+    assert len(load_file(str(output_dir / "pytorch_lora_weights.safetensors"))) == 2 * 28 * 2
+
+
 def test_t2v_trains_video_only_and_writes_both_files(model_dir, one_clip, tmp_path):
     output_dir = run(model_dir, one_clip, tmp_path / "out", "--mode", "t2v", "--max_train_steps", "2",
                      "--lora_targets", "video", "--checkpointing_steps", "100")  # fmt: skip
@@ -185,8 +196,11 @@ def test_t2v_trains_video_only_and_writes_both_files(model_dir, one_clip, tmp_pa
 
 def test_bad_arguments_fail_before_loading(tmp_path, model_dir, one_clip):
     nowhere = tmp_path / "no_model"
-    with pytest.raises(ValueError, match=r"--mode i2v is not built yet\. Modes that exist: t2v, t2av\."):
-        run(nowhere, one_clip, tmp_path / "out", "--mode", "i2v", "--max_train_steps", "1")
+    with pytest.raises(ValueError, match=r"--mode ic_lora is not built yet\. Modes that exist: t2v, t2av, i2v"):
+        run(nowhere, one_clip, tmp_path / "out", "--mode", "ic_lora", "--max_train_steps", "1")
+    with pytest.raises(ValueError, match="mode 'v2a': first-frame conditioning needs a generated video stream"):
+        run(nowhere, one_clip, tmp_path / "out", "--mode", "v2a", "--first_frame_conditioning_p", "0.5",
+            "--max_train_steps", "1")  # fmt: skip
     with pytest.raises(ValueError, match=r"--lora_targets 'attn9.to_q': \['attn9.to_q'\] match no linear layer"):
         run(model_dir, one_clip, tmp_path / "out", "--lora_targets", "attn9.to_q", "--max_train_steps", "1")
     with pytest.raises(ValueError, match="768x500x9: width and height must be positive multiples of 32"):

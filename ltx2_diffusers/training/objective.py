@@ -61,9 +61,20 @@ class TrainingMode:
 MODES: dict[str, TrainingMode] = {
     "t2v": TrainingMode("t2v", Stream.GENERATED, Stream.ABSENT, description="text to video, video-only model calls"),
     "t2av": TrainingMode("t2av", Stream.GENERATED, Stream.GENERATED, description="text to video with audio, joint"),
+    # ltx-trainer's i2v_lora.yaml: first frame given with probability 0.5, audio generated too
+    "i2v": TrainingMode(
+        "i2v",
+        Stream.GENERATED,
+        Stream.GENERATED,
+        first_frame_p=0.5,
+        description="image to video with audio: latent frame 0 given clean (per sample, probability 0.5)",
+    ),  # fmt: skip
+    "a2v": TrainingMode("a2v", Stream.GENERATED, Stream.FROZEN, description="audio to video: the clip's audio given"),
+    "v2a": TrainingMode("v2a", Stream.FROZEN, Stream.GENERATED, description="video to audio (Foley): video given"),
 }
-# The modes of issue 10 that are not built yet; `--mode` with one of these says so.
-PLANNED_MODES: tuple[str, ...] = ("i2v", "audio", "a2v", "v2a", "ic_lora")
+# The modes of issue 10 that are not built yet; `--mode` with one of these says so. `audio` (text to audio) needs a
+# transformer call without video tokens, which LTX2VideoTransformer3DModel does not take yet.
+PLANNED_MODES: tuple[str, ...] = ("audio", "ic_lora")
 
 
 def get_mode(name: str) -> TrainingMode:

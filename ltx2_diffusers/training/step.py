@@ -91,9 +91,18 @@ class StepLoss:
 
 
 def training_loss(
-    transformer: nn.Module, batch: Batch, mode: TrainingMode, sampler: SigmaSampler, generator: torch.Generator
+    transformer: nn.Module,
+    batch: Batch,
+    mode: TrainingMode,
+    sampler: SigmaSampler,
+    generator: torch.Generator,
+    dtype: torch.dtype = torch.float32,
 ) -> StepLoss:
-    """Noise the batch as `mode` says, run the transformer, return the per-sample losses (spec §3.3)."""
+    """Noise the batch as `mode` says, run the transformer, return the per-sample losses (spec §3.3).
+
+    transformer: an `LTX2VideoTransformer3DModel` (possibly wrapped by accelerate / DDP); dtype: its weights' dtype,
+    which the tokens and contexts are cast to (autocast handles the rest under mixed precision).
+    """
     device = batch.video_latents.device
     b, _, frames, height, width = batch.video_latents.shape
 
@@ -102,12 +111,13 @@ def training_loss(
     audio_x0 = None if batch.audio_latents is None else pack_audio_latents(batch.audio_latents.float().cpu())
 
     # 2. Noise by mode, video first, then audio (ltx-trainer's draw order, spec §3.5)
+    # a 1-frame clip (an image) has no later frame to generate from its first: it is not first-frame conditioned
+    first_frame_p = mode.first_frame_p if frames > 1 else 0.0
     video = _stream(video_x0, mode.video, sampler, generator, first_frame_tokens=height * width,
-                    first_frame_p=mode.first_frame_p)  # fmt: skip
+                    first_frame_p=first_frame_p)  # fmt: skip
     audio = None if audio_x0 is None else _stream(audio_x0, mode.audio, sampler, generator)
 
     # 3. The transformer call
-    dtype = transformer.dtype
     kwargs = {}
     if audio is not None:
         kwargs = dict(

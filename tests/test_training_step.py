@@ -1,0 +1,124 @@
+"""training/step.py: what the transformer receives per mode (clean frozen streams at sigma 0, first-frame tokens clean
+at timestep 0 and out of the loss, float32 positions at the clip's fps) and the per-mode losses."""
+
+import dataclasses
+
+import pytest
+import torch
+from torch import nn
+
+from ltx2_diffusers.models.rope import audio_positions, video_positions
+from ltx2_diffusers.training.objective import MODES, SigmaSampler, generated_stream
+from ltx2_diffusers.training.step import Batch, step_generator, training_loss
+
+
+class Spy(nn.Module):
+    """Records its keyword arguments and predicts zero velocity everywhere."""
+
+    def __init__(self):
+        super().__init__()
+        self.offset = nn.Parameter(torch.zeros(()))
+        self.calls = []
+
+    def forward(self, hidden_states, audio_hidden_states=None, **kwargs):
+        self.calls.append({"hidden_states": hidden_states, "audio_hidden_states": audio_hidden_states, **kwargs})
+        audio = None if audio_hidden_states is None else audio_hidden_states * 0 + self.offset
+        return hidden_states * 0 + self.offset, audio
+
+
+def make_batch(frames: int = 2, fps: float = 25.0) -> Batch:
+    generator = torch.Generator().manual_seed(1)
+    return Batch(
+        video_latents=torch.randn(1, 128, frames, 2, 3, generator=generator),
+        audio_latents=torch.randn(1, 8, 5, 16, generator=generator),
+        video_context=torch.randn(1, 128, 32, generator=generator),
+        audio_context=torch.randn(1, 128, 32, generator=generator),
+        fps=fps,
+    )
+
+
+def video_tokens(batch: Batch) -> torch.Tensor:
+    return batch.video_latents.flatten(2).transpose(1, 2)
+
+
+def audio_tokens(batch: Batch) -> torch.Tensor:
+    return batch.audio_latents.transpose(1, 2).flatten(2)
+
+
+def run(mode_name: str, batch: Batch, **mode_changes):
+    spy = Spy()
+    mode = dataclasses.replace(MODES[mode_name], **mode_changes)
+    result = training_loss(spy, batch, mode, SigmaSampler(), step_generator(3, 0))
+    return spy.calls[0], result
+
+
+def test_t2av_inputs_and_loss():
+    batch = make_batch()
+    call, result = run("t2av", batch)
+    generator = step_generator(3, 0)  # video: sigma + noise, then audio: sigma + noise
+    video = generated_stream(video_tokens(batch), SigmaSampler(), generator)
+    audio = generated_stream(audio_tokens(batch), SigmaSampler(), generator)
+    torch.testing.assert_close(call["hidden_states"], video.latent)
+    torch.testing.assert_close(call["audio_hidden_states"], audio.latent)
+    torch.testing.assert_close(call["timestep"], 1000 * video.timesteps)
+    torch.testing.assert_close(call["sigma"], 1000 * video.sigma)
+    torch.testing.assert_close(call["audio_sigma"], 1000 * audio.sigma)
+    assert call["video_coords"].dtype == torch.float32
+    torch.testing.assert_close(call["video_coords"], video_positions(1, 2, 2, 3, 25.0))  # seconds at the clip's fps
+    torch.testing.assert_close(call["audio_coords"], audio_positions(1, 5))
+    torch.testing.assert_close(result.video, video.target.pow(2).mean(dim=(1, 2)))  # zero prediction: mean target^2
+    torch.testing.assert_close(result.loss, result.video + result.audio)
+
+
+def test_t2v_calls_the_model_without_audio():
+    call, result = run("t2v", make_batch())
+    assert call["audio_hidden_states"] is None and "audio_timestep" not in call
+    assert result.audio is None and result.audio_sigma is None
+    torch.testing.assert_close(result.loss, result.video)
+
+
+def test_v2a_passes_the_video_clean_at_sigma_zero_and_trains_audio_only():
+    batch = make_batch()
+    call, result = run("v2a", batch)
+    torch.testing.assert_close(call["hidden_states"], video_tokens(batch))
+    assert (call["timestep"] == 0).all() and (call["sigma"] == 0).all()
+    assert (call["audio_timestep"] > 0).all()
+    assert result.video is None and result.video_sigma is None
+    torch.testing.assert_close(result.loss, result.audio)
+
+
+def test_a2v_passes_the_audio_clean_at_sigma_zero_and_trains_video_only():
+    batch = make_batch()
+    call, result = run("a2v", batch)
+    torch.testing.assert_close(call["audio_hidden_states"], audio_tokens(batch))
+    assert (call["audio_timestep"] == 0).all() and (call["audio_sigma"] == 0).all()
+    assert result.audio is None
+    torch.testing.assert_close(result.loss, result.video)
+
+
+def test_i2v_first_frame_is_clean_at_timestep_zero_and_out_of_the_loss():
+    batch = make_batch()
+    call, result = run("i2v", batch, first_frame_p=1.0)
+    first = 2 * 3  # one latent frame of 2 x 3 tokens
+    torch.testing.assert_close(call["hidden_states"][:, :first], video_tokens(batch)[:, :first])
+    assert (call["timestep"][:, :first] == 0).all() and (call["timestep"][:, first:] > 0).all()
+    assert (call["sigma"] > 0).all()  # the sample keeps its sigma
+    generator = step_generator(3, 0)
+    video = generated_stream(video_tokens(batch), SigmaSampler(), generator, first_frame_tokens=first,
+                             first_frame_p=1.0)  # fmt: skip
+    torch.testing.assert_close(result.video, video.target[:, first:].pow(2).mean(dim=(1, 2)))
+    # an image (one latent frame) is not conditioned: nothing would be left to learn
+    call, _ = run("i2v", make_batch(frames=1), first_frame_p=1.0)
+    assert (call["timestep"] > 0).all()
+    assert MODES["i2v"].first_frame_p == 0.5  # ltx-trainer's i2v_lora.yaml
+
+
+@pytest.mark.parametrize("name", ["t2v", "t2av", "i2v", "a2v", "v2a"])
+def test_draws_depend_on_seed_and_step_only(name):
+    batch = make_batch()
+    first, _ = run(name, batch)
+    second, _ = run(name, batch)
+    torch.testing.assert_close(first["hidden_states"], second["hidden_states"])
+    spy = Spy()
+    training_loss(spy, batch, MODES[name], SigmaSampler(), step_generator(3, 1))
+    assert not torch.equal(spy.calls[0]["timestep"], first["timestep"]) or name == "v2a"
