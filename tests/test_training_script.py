@@ -17,9 +17,10 @@ from peft.utils import set_peft_model_state_dict
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from ltx2_diffusers import LTX2VideoTransformer3DModel
+from ltx2_diffusers import LTX2AVPipeline, LTX2VideoTransformer3DModel
 from ltx2_diffusers.loaders.lora import fuse_lora, load_lora_adapter, read_lora
 from ltx2_diffusers.loaders.transformer_keys import diffusers_to_original_keys
+from ltx2_diffusers.pipelines.guidance import GuidanceScales
 from ltx2_diffusers.training.data import DataError, load_cached
 from ltx2_diffusers.training.lora import lora_config, resolve_lora_targets
 from ltx2_diffusers.training.objective import MODES, SigmaSampler
@@ -132,6 +133,32 @@ def test_lora_files_load_with_the_package_loader_and_equal_the_trained_adapter(t
         adapter_metadata = json.loads(handle.metadata()["lora_adapter_metadata"])
     assert adapter_metadata["transformer.r"] == adapter_metadata["transformer.lora_alpha"] == RANK  # alpha folded
     assert read_lora(comfy_file).metadata["ltx2_training_mode"] == "t2av"
+
+
+def test_the_lora_moves_generation_towards_the_training_clip(trained, model_dir, one_clip):
+    """Acceptance 1 of issue 10: same seed, with and without the LoRA; distance to the clip's cached latents."""
+    pipe = LTX2AVPipeline.from_pretrained(model_dir)
+    pipe.set_progress_bar_config(disable=True)
+    clip = load_cached(one_clip / ".ltx2_cache" / "clip0.mp4.safetensors")
+    neutral = GuidanceScales()  # no guidance passes: the 2-block test model has no STG block 28
+
+    def distances() -> tuple[float, float]:
+        out = pipe("a test pattern number 0", height=64, width=64, num_frames=9, frame_rate=24.0,
+                   num_inference_steps=8, video_guidance=neutral, audio_guidance=neutral,
+                   generator=torch.Generator().manual_seed(0), output_type="latent")  # fmt: skip
+        video, audio = out.frames[0], out.audio[0]
+        steps = min(audio.shape[1], clip.audio_latents.shape[1])  # 9 generated, 10 cached (the encoder's count)
+        return (
+            float((video - clip.video_latents).pow(2).mean()),
+            float((audio[:, :steps] - clip.audio_latents[:, :steps]).pow(2).mean()),
+        )
+
+    without = distances()
+    load_lora_adapter(pipe.transformer, trained / "pytorch_lora_weights.safetensors")
+    with_lora = distances()
+    # threshold: the mean squared distance to the clip shrinks by at least 15 % for video and for audio
+    print("DIST", without, with_lora)
+    assert with_lora[0] < 0.85 * without[0] and with_lora[1] < 0.85 * without[1], (without, with_lora)
 
 
 def test_comfy_file_fused_by_ltx_core_equals_our_fusion(trained, model_dir):
