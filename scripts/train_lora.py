@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import ProjectConfiguration, set_seed
+from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, set_seed
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 
@@ -40,7 +40,7 @@ from ltx2_diffusers.training.data import (
 )
 from ltx2_diffusers.training.lora import LORA_TARGET_PRESETS, export_lora, lora_config, resolve_lora_targets
 from ltx2_diffusers.training.objective import MODES, PLANNED_MODES, SigmaSampler, TrainingMode, get_mode
-from ltx2_diffusers.training.step import collate, step_generator, training_loss
+from ltx2_diffusers.training.step import collate, sample_generator, training_loss
 
 logger = logging.getLogger("train_lora")
 
@@ -161,6 +161,8 @@ def main(argv: list[str] | None = None) -> Path | None:
         mixed_precision=args.mixed_precision,
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         project_config=ProjectConfiguration(project_dir=str(output_dir)),
+        # adapters of a stream a mode does not run (audio in t2v) get no gradient: DDP must not wait for them
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
     )
     logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING,
                         format="%(asctime)s %(name)s: %(message)s")  # fmt: skip
@@ -233,19 +235,21 @@ def main(argv: list[str] | None = None) -> Path | None:
     # 4. Train
     sampler = SigmaSampler(args.timestep_sampling, args.logit_std, args.sigma_eps, args.uniform_prob)
     unwrapped = accelerator.unwrap_model(transformer)
+    batch_size = args.train_batch_size  # per process
     step = first_step
     while step < args.max_train_steps:
         lr = schedule.get_last_lr()[0]  # the rate this optimizer step uses
         losses, video_losses, audio_losses = [], [], []
         for micro in range(args.gradient_accumulation_steps):
             index = step * args.gradient_accumulation_steps + micro  # micro-step counted across the run
-            global_index = index * accelerator.num_processes + accelerator.process_index
-            batch_paths = [samples[i] for i in batch_for_step(shape_keys, args.train_batch_size, args.seed,
-                                                               global_index)]  # fmt: skip
-            batch = collate([load_cached(p) for p in batch_paths], mode, accelerator.device)
+            # The global batch of this micro-step (one bucket), and this process's slice of it; each sample draws
+            # from the generator of its slot, so N processes x B samples draw what 1 process x N B would.
+            global_batch = batch_for_step(shape_keys, batch_size * accelerator.num_processes, args.seed, index)
+            slots = range(accelerator.process_index * batch_size, (accelerator.process_index + 1) * batch_size)
+            batch = collate([load_cached(samples[global_batch[k]]) for k in slots], mode, accelerator.device)
+            generators = [sample_generator(args.seed, index, k) for k in slots]
             with accelerator.accumulate(transformer):
-                generator = step_generator(args.seed, index, accelerator.process_index)
-                result = training_loss(transformer, batch, mode, sampler, generator, dtype=base_dtype)
+                result = training_loss(transformer, batch, mode, sampler, generators, dtype=base_dtype)
                 loss = result.loss.mean()
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and args.max_grad_norm > 0:

@@ -24,7 +24,7 @@ from ltx2_diffusers.pipelines.guidance import GuidanceScales
 from ltx2_diffusers.training.data import DataError, load_cached
 from ltx2_diffusers.training.lora import lora_config, resolve_lora_targets
 from ltx2_diffusers.training.objective import MODES, SigmaSampler
-from ltx2_diffusers.training.step import collate, step_generator, training_loss
+from ltx2_diffusers.training.step import collate, sample_generator, training_loss
 
 SCRIPT = Path(__file__).parents[1] / "scripts" / "train_lora.py"
 RANK = 16
@@ -81,7 +81,7 @@ def untrained_losses(model_dir: Path, data_dir: Path, steps: range) -> list[floa
     transformer = base_transformer(model_dir)
     batch = collate([load_cached(data_dir / ".ltx2_cache" / "clip0.mp4.safetensors")], MODES["t2av"])
     with torch.no_grad():
-        return [float(training_loss(transformer, batch, MODES["t2av"], SigmaSampler(), step_generator(42, step))
+        return [float(training_loss(transformer, batch, MODES["t2av"], SigmaSampler(), [sample_generator(42, step, 0)])
                       .loss.mean()) for step in steps]  # fmt: skip
 
 
@@ -106,7 +106,7 @@ def test_lora_files_load_with_the_package_loader_and_equal_the_trained_adapter(t
 
     def outputs(transformer):
         with torch.no_grad():
-            return training_loss(transformer, batch, MODES["t2av"], SigmaSampler(), step_generator(0, 99)).loss
+            return training_loss(transformer, batch, MODES["t2av"], SigmaSampler(), [sample_generator(0, 99, 0)]).loss
 
     # the trained adapter as peft holds it (alpha / rank = 2 inside peft), from the last checkpoint
     reference = copy.deepcopy(base)

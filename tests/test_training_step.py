@@ -9,7 +9,7 @@ from torch import nn
 
 from ltx2_diffusers.models.rope import audio_positions, video_positions
 from ltx2_diffusers.training.objective import MODES, SigmaSampler, generated_stream
-from ltx2_diffusers.training.step import Batch, step_generator, training_loss
+from ltx2_diffusers.training.step import Batch, sample_generator, training_loss
 
 
 class Spy(nn.Module):
@@ -48,14 +48,14 @@ def audio_tokens(batch: Batch) -> torch.Tensor:
 def run(mode_name: str, batch: Batch, **mode_changes):
     spy = Spy()
     mode = dataclasses.replace(MODES[mode_name], **mode_changes)
-    result = training_loss(spy, batch, mode, SigmaSampler(), step_generator(3, 0))
+    result = training_loss(spy, batch, mode, SigmaSampler(), [sample_generator(3, 0, 0)])
     return spy.calls[0], result
 
 
 def test_t2av_inputs_and_loss():
     batch = make_batch()
     call, result = run("t2av", batch)
-    generator = step_generator(3, 0)  # video: sigma + noise, then audio: sigma + noise
+    generator = sample_generator(3, 0, 0)  # video: sigma + noise, then audio: sigma + noise
     video = generated_stream(video_tokens(batch), SigmaSampler(), generator)
     audio = generated_stream(audio_tokens(batch), SigmaSampler(), generator)
     torch.testing.assert_close(call["hidden_states"], video.latent)
@@ -103,7 +103,7 @@ def test_i2v_first_frame_is_clean_at_timestep_zero_and_out_of_the_loss():
     torch.testing.assert_close(call["hidden_states"][:, :first], video_tokens(batch)[:, :first])
     assert (call["timestep"][:, :first] == 0).all() and (call["timestep"][:, first:] > 0).all()
     assert (call["sigma"] > 0).all()  # the sample keeps its sigma
-    generator = step_generator(3, 0)
+    generator = sample_generator(3, 0, 0)
     video = generated_stream(video_tokens(batch), SigmaSampler(), generator, first_frame_tokens=first,
                              first_frame_p=1.0)  # fmt: skip
     torch.testing.assert_close(result.video, video.target[:, first:].pow(2).mean(dim=(1, 2)))
@@ -120,5 +120,26 @@ def test_draws_depend_on_seed_and_step_only(name):
     second, _ = run(name, batch)
     torch.testing.assert_close(first["hidden_states"], second["hidden_states"])
     spy = Spy()
-    training_loss(spy, batch, MODES[name], SigmaSampler(), step_generator(3, 1))
+    training_loss(spy, batch, MODES[name], SigmaSampler(), [sample_generator(3, 1, 0)])
     assert not torch.equal(spy.calls[0]["timestep"], first["timestep"]) or name == "v2a"
+
+
+def test_a_batch_draws_what_its_samples_draw_alone():
+    """Per-sample generators: one process with a batch of 2 sees what 2 processes with a batch of 1 see."""
+    first, second = make_batch(), make_batch(fps=25.0)
+    second = dataclasses.replace(second, video_latents=second.video_latents + 1, audio_latents=second.audio_latents - 1)
+    both = Batch(*(torch.cat([a, b]) for a, b in zip((first.video_latents, first.audio_latents, first.video_context,
+                 first.audio_context), (second.video_latents, second.audio_latents, second.video_context,
+                 second.audio_context))), fps=25.0)  # fmt: skip
+    spy = Spy()
+    together = training_loss(
+        spy, both, MODES["i2v"], SigmaSampler(), [sample_generator(0, 5, 0), sample_generator(0, 5, 1)]
+    )
+    alone = [
+        training_loss(Spy(), one, MODES["i2v"], SigmaSampler(), [sample_generator(0, 5, slot)])
+        for slot, one in enumerate((first, second))
+    ]
+    torch.testing.assert_close(together.loss, torch.cat([r.loss for r in alone]))
+    torch.testing.assert_close(together.video_sigma, torch.cat([r.video_sigma for r in alone]))
+    with pytest.raises(ValueError, match="got 1 generators for a batch of 2: pass one per sample"):
+        training_loss(spy, both, MODES["t2av"], SigmaSampler(), [sample_generator(0, 5, 0)])

@@ -428,8 +428,8 @@ def epoch_batches(shape_keys: list[tuple], batch_size: int, seed: int, epoch: in
     if not batches:
         sizes = sorted(len(m) for m in groups.values())
         raise DataError(
-            f"no resolution bucket holds --train_batch_size={batch_size} samples (bucket sizes {sizes}); lower the "
-            "batch size or add samples"
+            f"no resolution bucket holds a global batch of {batch_size} samples (--train_batch_size x processes; "
+            f"samples per bucket: {sizes}); lower the batch size or add samples"
         )
     return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 

@@ -6,6 +6,7 @@ rate, an independent sigma per modality drawn with that modality's token count, 
 registers make it all ones), and for a frozen modality sigma 0 as well as timesteps 0.
 """
 
+import dataclasses
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -63,19 +64,28 @@ def collate(samples: Sequence[CachedSample], mode: TrainingMode, device: torch.d
     )  # fmt: skip
 
 
-def step_generator(seed: int, micro_step: int, process_index: int = 0) -> torch.Generator:
-    """The CPU generator for one micro-step's random draws: a pure function of (seed, micro-step, process), so a run
-    resumed from a checkpoint draws exactly what the uninterrupted run drew, and processes draw differently."""
-    digest = hashlib.sha256(f"ltx2-train:{seed}:{micro_step}:{process_index}".encode()).digest()
+def sample_generator(seed: int, micro_step: int, slot: int) -> torch.Generator:
+    """The CPU generator of one sample's random draws: a pure function of (seed, micro-step, the sample's slot in the
+    global batch). So a run resumed from a checkpoint draws exactly what the uninterrupted run drew, and N processes
+    with batches of B draw what one process with a batch of N x B draws."""
+    digest = hashlib.sha256(f"ltx2-train:{seed}:{micro_step}:{slot}".encode()).digest()
     return torch.Generator(device="cpu").manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
 
 
-def _stream(x0: Tensor, role: Stream, sampler: SigmaSampler, generator, **first_frame) -> StreamInputs | None:
-    if role is Stream.ABSENT:
-        return None
+def _stream(x0: Tensor, role: Stream, sampler: SigmaSampler, generator, **first_frame) -> StreamInputs:
     if role is Stream.FROZEN:
         return frozen_stream(x0)
     return generated_stream(x0, sampler, generator, **first_frame)
+
+
+def _cat(parts: list[StreamInputs]) -> StreamInputs:
+    """Per-sample streams (batch 1 each) -> one batch."""
+
+    def cat(name: str) -> Tensor | None:
+        values = [getattr(part, name) for part in parts]
+        return None if values[0] is None else torch.cat(values)
+
+    return StreamInputs(*(cat(f.name) for f in dataclasses.fields(StreamInputs)))
 
 
 @dataclass(frozen=True)
@@ -95,27 +105,35 @@ def training_loss(
     batch: Batch,
     mode: TrainingMode,
     sampler: SigmaSampler,
-    generator: torch.Generator,
+    generators: Sequence[torch.Generator],
     dtype: torch.dtype = torch.float32,
 ) -> StepLoss:
     """Noise the batch as `mode` says, run the transformer, return the per-sample losses (spec §3.3).
 
-    transformer: an `LTX2VideoTransformer3DModel` (possibly wrapped by accelerate / DDP); dtype: its weights' dtype,
-    which the tokens and contexts are cast to (autocast handles the rest under mixed precision).
+    transformer: an `LTX2VideoTransformer3DModel` (possibly wrapped by accelerate / DDP); generators: one per sample
+    (`sample_generator`); dtype: the base weights' dtype, which the tokens and contexts are cast to (autocast handles
+    the rest under mixed precision).
     """
     device = batch.video_latents.device
     b, _, frames, height, width = batch.video_latents.shape
+    if len(generators) != b:
+        raise ValueError(f"got {len(generators)} generators for a batch of {b}: pass one per sample")
 
-    # 1. Clean tokens (float32 on the CPU, where the step's generator draws; moved after)
+    # 1. Clean tokens (float32 on the CPU, where the generators draw; moved after)
     video_x0 = patchify_video(batch.video_latents.float().cpu())  # (B, F'H'W', 128)
-    audio_x0 = None if batch.audio_latents is None else pack_audio_latents(batch.audio_latents.float().cpu())
+    has_audio = batch.audio_latents is not None and mode.audio is not Stream.ABSENT
+    audio_x0 = pack_audio_latents(batch.audio_latents.float().cpu()) if has_audio else None
 
-    # 2. Noise by mode, video first, then audio (ltx-trainer's draw order, spec §3.5)
-    # a 1-frame clip (an image) has no later frame to generate from its first: it is not first-frame conditioned
-    first_frame_p = mode.first_frame_p if frames > 1 else 0.0
-    video = _stream(video_x0, mode.video, sampler, generator, first_frame_tokens=height * width,
-                    first_frame_p=first_frame_p)  # fmt: skip
-    audio = None if audio_x0 is None else _stream(audio_x0, mode.audio, sampler, generator)
+    # 2. Noise by mode, per sample from its own generator: video first, then audio (ltx-trainer's order, spec §3.5).
+    # A 1-frame clip (an image) has no later frame to generate from its first: it is not first-frame conditioned.
+    first_frame = dict(first_frame_tokens=height * width, first_frame_p=mode.first_frame_p if frames > 1 else 0.0)
+    video_parts, audio_parts = [], []
+    for i, generator in enumerate(generators):
+        video_parts.append(_stream(video_x0[i : i + 1], mode.video, sampler, generator, **first_frame))
+        if audio_x0 is not None:
+            audio_parts.append(_stream(audio_x0[i : i + 1], mode.audio, sampler, generator))
+    video = _cat(video_parts)
+    audio = _cat(audio_parts) if audio_parts else None
 
     # 3. The transformer call
     kwargs = {}
