@@ -168,7 +168,6 @@ def main(argv: list[str] | None = None) -> Path | None:
                         format="%(asctime)s %(name)s: %(message)s")  # fmt: skip
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
-    set_seed(args.seed)
 
     # 1. Cache, then the transformer alone
     transformer, planned = load_models(args, cache_dir, accelerator)
@@ -177,7 +176,9 @@ def main(argv: list[str] | None = None) -> Path | None:
     samples = [item.cache_path for item in planned]
     shape_keys = [cached_shape_key(path) for path in samples]
 
-    # 2. LoRA adapters (fp32 on the frozen base), optimizer, schedule
+    # 2. LoRA adapters (fp32 on the frozen base), optimizer, schedule. Seeded here, after caching: the adapters'
+    # initial A must not depend on whether this run had samples to encode.
+    set_seed(args.seed)
     transformer.requires_grad_(False)
     base_dtype = transformer.dtype  # the frozen weights' dtype; the adapters are float32
     targets = resolve_lora_targets(args.lora_targets, transformer)
