@@ -129,26 +129,26 @@ def find_checkpoint(output_dir: Path, spec: str | None) -> Path | None:
     return max(found, key=lambda p: int(p.name.split("-")[1])) if found else None
 
 
-def load_models(args: argparse.Namespace, cache_dir: Path, accelerator: Accelerator):
-    """Phase 1: cache what is missing (main process first), then return the transformer alone."""
+def load_models(args: argparse.Namespace, cache_dir: Path, accelerator: Accelerator, weight_dtype: torch.dtype):
+    """Phase 1: cache what is missing (main process first; the pipeline without its transformer), then return the
+    transformer alone: training never holds Gemma, the connectors or the VAEs."""
     buckets = parse_buckets(args.resolution_buckets)
     planned = plan_cache(args.train_data_dir, cache_dir, buckets)  # every process checks the inputs
     missing = [item for item in planned if not is_cached(item, args.max_sequence_length)]
-    transformer = None
     if missing and accelerator.is_main_process:
-        pipe = LTX2AVPipeline.from_pretrained(args.pretrained_model_name_or_path)
-        pipe.to(accelerator.device)
+        pipe = LTX2AVPipeline.from_pretrained(
+            args.pretrained_model_name_or_path, transformer=None, vocoder=None, dtype=weight_dtype
+        ).to(accelerator.device)
         report = cache_dataset(pipe, args.train_data_dir, cache_dir, buckets, device=accelerator.device,
                                max_sequence_length=args.max_sequence_length)  # fmt: skip
         logger.info(f"cached {len(report.written)} samples, {len(report.skipped)} were cached already")
-        transformer = pipe.transformer
         del pipe
     accelerator.wait_for_everyone()
     if args.cache_only:
         return None, planned
-    if transformer is None:  # training never needs Gemma or the VAEs
-        transformer = LTX2VideoTransformer3DModel.from_pretrained(args.pretrained_model_name_or_path,
-                                                                  subfolder="transformer")  # fmt: skip
+    transformer = LTX2VideoTransformer3DModel.from_pretrained(
+        args.pretrained_model_name_or_path, subfolder="transformer", dtype=weight_dtype
+    )
     return transformer, planned
 
 
@@ -170,7 +170,9 @@ def main(argv: list[str] | None = None) -> Path | None:
         output_dir.mkdir(parents=True, exist_ok=True)
 
     # 1. Cache, then the transformer alone
-    transformer, planned = load_models(args, cache_dir, accelerator)
+    # frozen weights in the mixed-precision dtype, as diffusers' scripts and ltx-trainer (bf16) load them
+    weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
+    transformer, planned = load_models(args, cache_dir, accelerator, weight_dtype)
     if transformer is None:
         return None
     samples = [item.cache_path for item in planned]

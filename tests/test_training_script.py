@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from accelerate.state import AcceleratorState
 from helpers.training import BUCKETS, MAX_SEQUENCE_LENGTH, TRANSFORMER_CONFIG, save_training_pipeline, write_dataset
 from ltx_core.loader.fuse_loras import apply_loras
 from ltx_core.loader.primitives import LoraStateDictWithStrength, StateDict
@@ -290,3 +291,25 @@ def test_two_processes_train_the_same_lora_as_one_with_the_same_global_batch(mod
     assert ours.keys() == theirs.keys()
     for key in ours:
         torch.testing.assert_close(theirs[key], ours[key], rtol=0, atol=1e-4, msg=key)
+
+
+@pytest.fixture
+def fresh_accelerate_state():
+    """accelerate keeps one mixed-precision setting per process; the other tests of this module run without one."""
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+@pytest.mark.usefixtures("fresh_accelerate_state")
+def test_bf16_with_gradient_checkpointing_trains_and_saves_bf16(model_dir, one_clip, tmp_path):
+    output_dir = tmp_path / "out"
+    train_lora.main(["--pretrained_model_name_or_path", str(model_dir), "--train_data_dir", str(one_clip),
+                     "--resolution_buckets", BUCKETS, "--max_sequence_length", str(MAX_SEQUENCE_LENGTH),
+                     "--output_dir", str(output_dir), "--max_train_steps", "2", "--rank", "4",
+                     "--mixed_precision", "bf16", "--gradient_checkpointing", "--lora_targets", "video"])  # fmt: skip
+    log = read_log(output_dir)
+    assert len(log) == 2 and all(torch.isfinite(torch.tensor(r["loss"])) for r in log)
+    lora = load_file(str(output_dir / "comfyui_lora_weights.safetensors"))
+    assert {v.dtype for v in lora.values()} == {torch.bfloat16}  # ltx-trainer's default save precision
+    assert all(v.abs().max() > 0 for k, v in lora.items() if k.endswith("lora_B.weight"))  # gradients flowed
