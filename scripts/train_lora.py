@@ -169,6 +169,8 @@ def main(argv: list[str] | None = None) -> Path | None:
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
 
+    resume = find_checkpoint(output_dir, args.resume_from_checkpoint)  # a wrong folder fails before any loading
+
     # 1. Cache, then the transformer alone
     # frozen weights in the mixed-precision dtype, as diffusers' scripts and ltx-trainer (bf16) load them
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
@@ -225,7 +227,6 @@ def main(argv: list[str] | None = None) -> Path | None:
     accelerator.register_load_state_pre_hook(load_hook)
 
     first_step = 0
-    resume = find_checkpoint(output_dir, args.resume_from_checkpoint)
     if args.resume_from_checkpoint == "latest" and resume is None:
         logger.info(f"no checkpoint-N folder in {output_dir}: starting a new run")
     if resume is not None:

@@ -17,8 +17,10 @@ from ltx2_diffusers.training.data import (
     Bucket,
     DataError,
     MediaInfo,
+    batch_for_step,
     cache_dataset,
     choose_bucket,
+    epoch_batches,
     load_cached,
     parse_buckets,
     write_atomic,
@@ -173,3 +175,16 @@ def test_write_atomic_leaves_nothing_half_written(tmp_path, monkeypatch):
         write_atomic(target, {"x": torch.ones(2)}, {"format": "1"})
     assert target.read_bytes() == before  # the old file, whole
     assert [p.name for p in target.parent.iterdir()] == [target.name]  # and no temporary file
+
+
+def test_epoch_batches_keep_buckets_apart_and_cover_every_sample():
+    keys = ["a", "b", "a", "a", "b", "c"]  # bucket of each sample
+    first = epoch_batches(keys, 2, seed=0, epoch=0)
+    assert first == epoch_batches(keys, 2, seed=0, epoch=0)  # a pure function of (seed, epoch)
+    assert all(len({keys[i] for i in batch}) == 1 for batch in first)  # one bucket per batch
+    assert len(first) == 2  # a: 3 samples -> 1 full batch (one dropped), b: 1 batch, c: too few
+    singles = epoch_batches(keys, 1, seed=0, epoch=0)
+    assert sorted(i for batch in singles for i in batch) == list(range(6))
+    assert [batch_for_step(keys, 1, 0, index) for index in range(6, 12)] == epoch_batches(keys, 1, 0, 1)
+    with pytest.raises(DataError, match=r"no resolution bucket holds a global batch of 4 samples"):
+        epoch_batches(keys, 4, seed=0, epoch=0)

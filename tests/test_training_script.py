@@ -216,12 +216,13 @@ def test_every_mode_runs_and_writes_both_files(model_dir, one_clip, tmp_path, mo
 
 
 def test_t2v_trains_video_only_and_writes_both_files(model_dir, one_clip, tmp_path):
-    output_dir = run(model_dir, one_clip, tmp_path / "out", "--mode", "t2v", "--max_train_steps", "2",
-                     "--lora_targets", "video", "--checkpointing_steps", "100")  # fmt: skip
+    output_dir = run(model_dir, one_clip, tmp_path / "out", "--mode", "t2v", "--max_train_steps", "3",
+                     "--lora_targets", "video", "--checkpointing_steps", "1", "--checkpoints_total_limit", "2")  # fmt: skip
     log = read_log(output_dir)
-    assert len(log) == 2 and "video_loss" in log[0] and "audio_loss" not in log[0]
+    assert len(log) == 3 and "video_loss" in log[0] and "audio_loss" not in log[0]
     keys = load_file(str(output_dir / "comfyui_lora_weights.safetensors"))
     assert len(keys) == 2 * 10 * 2 and all(".audio" not in k for k in keys)
+    assert sorted(p.name for p in output_dir.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-3"]  # limit 2
 
 
 def test_bad_arguments_fail_before_loading(tmp_path, model_dir, one_clip):
@@ -233,6 +234,8 @@ def test_bad_arguments_fail_before_loading(tmp_path, model_dir, one_clip):
             "--max_train_steps", "1")  # fmt: skip
     with pytest.raises(ValueError, match=r"--lora_targets 'attn9.to_q': \['attn9.to_q'\] match no linear layer"):
         run(model_dir, one_clip, tmp_path / "out", "--lora_targets", "attn9.to_q", "--max_train_steps", "1")
+    with pytest.raises(ValueError, match=r"--resume_from_checkpoint checkpoint-7: .* is not a checkpoint folder"):
+        run(nowhere, one_clip, tmp_path / "out", "--resume_from_checkpoint", "checkpoint-7", "--max_train_steps", "1")
     with pytest.raises(ValueError, match="768x500x9: width and height must be positive multiples of 32"):
         train_lora.main(
             [

@@ -160,8 +160,11 @@ class MediaInfo:
     is_image: bool
 
 
-def probe_media(sample: Sample) -> MediaInfo:
-    """Size, frame count, frame rate and audio presence of a sample's file; a DataError names unreadable files."""
+def probe_media(sample: Sample, max_frames: int | None = None) -> MediaInfo:
+    """Size, frame count, frame rate and audio presence of a sample's file; a DataError names unreadable files.
+
+    Frames are decoded (a file that does not decode fails here, before anything is cached), at most `max_frames` of
+    them (the longest bucket's count: more are never used), so `num_frames` is min(frames, max_frames)."""
     if sample.path.suffix.lower() in IMAGE_SUFFIXES:
         try:
             image = load_image(sample.path)
@@ -175,7 +178,11 @@ def probe_media(sample: Sample) -> MediaInfo:
             stream = container.streams.video[0]
             width, height = stream.codec_context.width, stream.codec_context.height
             fps = float(stream.average_rate) if stream.average_rate else DEFAULT_FPS
-            num_frames = sum(1 for _ in container.decode(stream))
+            num_frames = 0
+            for _ in container.decode(stream):
+                num_frames += 1
+                if num_frames == max_frames:
+                    break
             has_audio = bool(container.streams.audio)
     except av.FFmpegError as error:
         raise DataError(f"{sample.where}: cannot read the video ({error}); re-encode it or remove the line") from None
@@ -237,7 +244,7 @@ def plan_cache(
     """Read metadata.jsonl and probe every file; raises a DataError naming the first bad file before any encoding."""
     planned = []
     for sample in read_metadata(data_dir):
-        info = probe_media(sample)
+        info = probe_media(sample, max_frames=max(b.num_frames for b in buckets))
         bucket = choose_bucket(info, buckets, sample.where)
         planned.append(PlannedSample(sample, info, bucket, cache_path_for(Path(cache_dir), sample.file_name)))
     return planned
@@ -351,7 +358,10 @@ def cache_dataset(
         if is_cached(item, max_sequence_length):
             skipped.append(item.cache_path)
             continue
-        tensors = encode_sample(pipe, item, device, max_sequence_length)
+        try:
+            tensors = encode_sample(pipe, item, device, max_sequence_length)
+        except (av.FFmpegError, OSError) as error:  # a file that changed or broke after planning
+            raise DataError(f"{item.sample.where}: cannot read the media ({error})") from None
         metadata = {
             **item.fingerprint(max_sequence_length),
             "fps": repr(item.info.fps),
