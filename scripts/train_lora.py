@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> Path | None:
     if transformer is None:
         return None
     samples = [item.cache_path for item in planned]
-    shape_keys = [cached_shape_key(path) for path in samples]
+    shape_keys = [cached_shape_key(path, mode.needs_audio) for path in samples]
 
     # 2. LoRA adapters (fp32 on the frozen base), optimizer, schedule. Seeded here, after caching: the adapters'
     # initial A must not depend on whether this run had samples to encode.

@@ -19,6 +19,7 @@ from ltx2_diffusers.training.data import (
     MediaInfo,
     batch_for_step,
     cache_dataset,
+    cached_shape_key,
     choose_bucket,
     epoch_batches,
     load_cached,
@@ -61,6 +62,9 @@ def test_cache_writes_expected_tensors_and_rerun_skips(pipe, tmp_path):
     torch.testing.assert_close(first.video_latents, expected)
     torch.testing.assert_close(first.video_context, embeds.video_context[0])
     torch.testing.assert_close(first.audio_context, embeds.audio_context[0])
+    for with_audio in (True, False):  # the header alone gives the batching key
+        assert cached_shape_key(report.written[0], with_audio) == first.shape_key(with_audio)
+    assert first.shape_key(False)[1] is None and first.shape_key(True)[1] == (8, 10, 16)
     second = load_cached(report.written[1])
     assert not torch.allclose(first.audio_latents, second.audio_latents)  # 220 Hz vs 440 Hz
 

@@ -390,10 +390,10 @@ class CachedSample:
     audio_context: Tensor
     fps: float
 
-    @property
-    def shape_key(self) -> tuple:
-        """Samples with equal keys can share a batch (the same as `cached_shape_key` of the file)."""
-        audio = None if self.audio_latents is None else tuple(self.audio_latents.shape)
+    def shape_key(self, with_audio: bool) -> tuple:
+        """Samples with equal keys can share a batch (`cached_shape_key` of the file); the audio shape counts only
+        when the mode uses audio."""
+        audio = None if self.audio_latents is None or not with_audio else tuple(self.audio_latents.shape)
         return tuple(self.video_latents.shape), audio, tuple(self.video_context.shape), self.fps
 
 
@@ -413,13 +413,13 @@ def load_cached(path: str | os.PathLike) -> CachedSample:
     )  # fmt: skip
 
 
-def cached_shape_key(path: str | os.PathLike) -> tuple:
+def cached_shape_key(path: str | os.PathLike, with_audio: bool) -> tuple:
     """`CachedSample.shape_key` from the file's header alone (no tensor is read)."""
     with safe_open(str(path), framework="pt") as handle:
-        names = set(handle.keys())
-        shape = {name: tuple(handle.get_slice(name).get_shape()) for name in names}
+        shape = {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
         fps = float((handle.metadata() or {}).get("fps", "nan"))
-    return shape.get("video_latents"), shape.get("audio_latents"), shape.get("video_context"), fps
+    audio = shape.get("audio_latents") if with_audio else None
+    return shape.get("video_latents"), audio, shape.get("video_context"), fps
 
 
 def epoch_batches(shape_keys: list[tuple], batch_size: int, seed: int, epoch: int) -> list[list[int]]:

@@ -48,7 +48,7 @@ def collate(samples: Sequence[CachedSample], mode: TrainingMode, device: torch.d
                 f"{silent[0]}: cached without audio (its clip has no audio track), but --mode {mode.name} trains "
                 "audio; give the clip a soundtrack or use a video-only mode (t2v)"
             )
-    keys = {s.shape_key for s in samples}
+    keys = {s.shape_key(mode.needs_audio) for s in samples}
     if len(keys) != 1:
         raise DataError(
             f"a batch mixes sample shapes {sorted(map(str, keys))}; batches are drawn from one bucket at a time"
