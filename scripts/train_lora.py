@@ -37,6 +37,7 @@ from ltx2_diffusers.training.data import (
     load_cached,
     parse_buckets,
     plan_cache,
+    reference_bucket,
 )
 from ltx2_diffusers.training.lora import LORA_TARGET_PRESETS, export_lora, lora_config, resolve_lora_targets
 from ltx2_diffusers.training.objective import MODES, PLANNED_MODES, SigmaSampler, TrainingMode, get_mode
@@ -63,6 +64,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     model.add_argument("--first_frame_conditioning_p", type=float, default=None,
                        help="probability that a sample's first frame is given clean (default: the mode's, i2v 0.5)")  # fmt: skip
+    model.add_argument("--reference_downscale_factor", type=int, default=1,
+                       help="ic_lora: references are cached at the bucket's size divided by this")  # fmt: skip
     lora = parser.add_argument_group("LoRA")
     lora.add_argument("--rank", type=int, default=32)
     lora.add_argument("--lora_alpha", type=float, default=32.0)
@@ -97,7 +100,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     out.add_argument("--resume_from_checkpoint", default=None, help='a checkpoint-N folder, or "latest"')
     args = parser.parse_args(argv)
     training_mode(args)  # an unbuilt or unknown mode fails before anything is loaded
-    parse_buckets(args.resolution_buckets)
+    for bucket in parse_buckets(args.resolution_buckets):
+        reference_bucket(bucket, args.reference_downscale_factor)
     for name in ("max_train_steps", "train_batch_size", "gradient_accumulation_steps", "checkpointing_steps"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}")
@@ -133,14 +137,17 @@ def load_models(args: argparse.Namespace, cache_dir: Path, accelerator: Accelera
     """Phase 1: cache what is missing (main process first; the pipeline without its transformer), then return the
     transformer alone: training never holds Gemma, the connectors or the VAEs."""
     buckets = parse_buckets(args.resolution_buckets)
-    planned = plan_cache(args.train_data_dir, cache_dir, buckets)  # every process checks the inputs
+    factor = args.reference_downscale_factor
+    planned = plan_cache(args.train_data_dir, cache_dir, buckets, factor)  # every process checks the inputs
     missing = [item for item in planned if not is_cached(item, args.max_sequence_length)]
     if missing and accelerator.is_main_process:
         pipe = LTX2AVPipeline.from_pretrained(
             args.pretrained_model_name_or_path, transformer=None, vocoder=None, dtype=weight_dtype
         ).to(accelerator.device)
-        report = cache_dataset(pipe, args.train_data_dir, cache_dir, buckets, device=accelerator.device,
-                               max_sequence_length=args.max_sequence_length)  # fmt: skip
+        report = cache_dataset(
+            pipe, args.train_data_dir, cache_dir, buckets, device=accelerator.device,
+            max_sequence_length=args.max_sequence_length, reference_downscale_factor=factor,
+        )  # fmt: skip
         logger.info(f"cached {len(report.written)} samples, {len(report.skipped)} were cached already")
         del pipe
     accelerator.wait_for_everyone()
@@ -281,9 +288,10 @@ def main(argv: list[str] | None = None) -> Path | None:
     # 5. The LoRA files
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        paths = export_lora(unwrapped, output_dir, dtype=SAVE_DTYPES[args.lora_save_dtype],
-                            metadata={"ltx2_training_mode": mode.name, "base_model": str(
-                                args.pretrained_model_name_or_path)})  # fmt: skip
+        metadata = {"ltx2_training_mode": mode.name, "base_model": str(args.pretrained_model_name_or_path)}
+        if mode.reference:  # read by the IC-LoRA pipeline (LTX2LoRA.reference_downscale_factor)
+            metadata["reference_downscale_factor"] = str(args.reference_downscale_factor)
+        paths = export_lora(unwrapped, output_dir, dtype=SAVE_DTYPES[args.lora_save_dtype], metadata=metadata)
         logger.info(f"wrote {paths[0]} and {paths[1]}")
     accelerator.end_training()
     return output_dir

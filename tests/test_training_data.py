@@ -141,6 +141,19 @@ def bad_too_small(folder):
     return r"clip1\.mp4 \(metadata\.jsonl line 2\): the clip \(32x32, 9 frame\(s\)\) fits no resolution bucket"
 
 
+def bad_missing_reference(folder):
+    write_metadata(folder, [{"file_name": "clip0.mp4", "text": "a", "reference_file_name": "edges.mp4"}])
+    return r"edges\.mp4 \(reference_file_name, metadata\.jsonl line 1\) does not exist"
+
+
+def bad_short_reference(folder):
+    write_clip(folder / "edges.mp4", seed=3, num_frames=5)
+    write_metadata(folder, [{"file_name": "clip0.mp4", "text": "a", "reference_file_name": "edges.mp4"}])
+    return (
+        r"edges\.mp4 \(metadata\.jsonl line 1\): the clip \(64x64, 5 frame\(s\)\) fits no resolution bucket \(64x64x9\)"
+    )
+
+
 def bad_json(folder):
     (folder / "metadata.jsonl").write_text('{"file_name": "clip0.mp4", "text": "a"}\n{"file_name": \n')
     return r"metadata\.jsonl line 2 is not valid JSON"
@@ -148,13 +161,15 @@ def bad_json(folder):
 
 def bad_unknown_key(folder):
     write_metadata(folder, [{"file_name": "clip0.mp4", "text": "a", "caption": "b"}])
-    return r"metadata\.jsonl line 1: unknown keys \['caption'\]; expected \['file_name', 'text'\]"
+    return (
+        r"metadata\.jsonl line 1: unknown keys \['caption'\]; expected \['file_name', 'text', 'reference_file_name'\]"
+    )
 
 
 @pytest.mark.parametrize(
     "make_bad",
     [bad_missing_metadata, bad_missing_file, bad_missing_caption, bad_corrupt_video, bad_too_few_frames,
-     bad_too_small, bad_json, bad_unknown_key],
+     bad_too_small, bad_missing_reference, bad_short_reference, bad_json, bad_unknown_key],
 )  # fmt: skip
 def test_bad_input_names_the_file_and_writes_nothing(pipe, tmp_path, make_bad):
     folder = write_dataset(tmp_path / "data")
@@ -192,3 +207,21 @@ def test_epoch_batches_keep_buckets_apart_and_cover_every_sample():
     assert [batch_for_step(keys, 1, 0, index) for index in range(6, 12)] == epoch_batches(keys, 1, 0, 1)
     with pytest.raises(DataError, match=r"no resolution bucket holds a global batch of 4 samples"):
         epoch_batches(keys, 4, seed=0, epoch=0)
+
+
+def test_reference_videos_are_cached_at_the_downscaled_size(pipe, tmp_path):
+    folder = write_dataset(tmp_path / "data", num_clips=1)
+    write_clip(folder / "edges.mp4", seed=5, audio=False)
+    write_metadata(folder, [{"file_name": "clip0.mp4", "text": "a", "reference_file_name": "edges.mp4"}])
+    report = cache_dataset(pipe, folder, tmp_path / "cache", parse_buckets(BUCKETS),
+                           max_sequence_length=MAX_SEQUENCE_LENGTH, reference_downscale_factor=2)  # fmt: skip
+    sample = load_cached(report.written[0])
+    assert sample.video_latents.shape == (128, 2, 2, 2) and sample.reference_latents.shape == (128, 2, 1, 1)
+    with torch.no_grad():  # the reference's first 9 frames at 32 x 32
+        latent = pipe.vae.encode(torch.nn.functional.interpolate(decoded_frames(folder / "edges.mp4")[0], size=(32, 32),
+                                                                  mode="bilinear")[None]).latent_dist.mode()  # fmt: skip
+    expected = normalize_latents(latent, pipe.vae.latents_mean, pipe.vae.latents_std)[0]
+    torch.testing.assert_close(sample.reference_latents, expected, atol=1e-4, rtol=1e-4)
+    # a factor the bucket cannot take is refused
+    with pytest.raises(ValueError, match=r"--reference_downscale_factor 3: bucket 64x64x9 divided by it"):
+        cache_dataset(pipe, folder, tmp_path / "cache", parse_buckets(BUCKETS), reference_downscale_factor=3)

@@ -132,7 +132,7 @@ def test_modes_are_data_and_unbuilt_modes_say_so():
     assert (MODES["a2v"].video, MODES["a2v"].audio) == (Stream.GENERATED, Stream.FROZEN)
     assert (MODES["v2a"].video, MODES["v2a"].audio) == (Stream.FROZEN, Stream.GENERATED)
     with pytest.raises(
-        ValueError, match=r"--mode audio is not built yet\. Modes that exist: t2v, t2av, i2v, a2v, v2a\."
+        ValueError, match=r"--mode audio is not built yet\. Modes that exist: t2v, t2av, i2v, a2v, v2a, ic_lora\."
     ):
         get_mode("audio")
     with pytest.raises(ValueError, match=r"unknown --mode 'x2y'\. Modes that exist: t2v, t2av"):
@@ -141,3 +141,6 @@ def test_modes_are_data_and_unbuilt_modes_say_so():
         TrainingMode("none", Stream.FROZEN, Stream.ABSENT)
     with pytest.raises(ValueError, match="first-frame conditioning needs a generated video stream"):
         TrainingMode("bad", Stream.FROZEN, Stream.GENERATED, first_frame_p=0.5)
+    with pytest.raises(ValueError, match="a reference video conditions a generated video stream"):
+        TrainingMode("bad", Stream.FROZEN, Stream.GENERATED, reference=True)
+    assert MODES["ic_lora"].reference and MODES["ic_lora"].first_frame_p == 0.2  # ltx-trainer's v2v_ic_lora.yaml

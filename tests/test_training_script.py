@@ -14,7 +14,14 @@ from pathlib import Path
 import pytest
 import torch
 from accelerate.state import AcceleratorState
-from helpers.training import BUCKETS, MAX_SEQUENCE_LENGTH, TRANSFORMER_CONFIG, save_training_pipeline, write_dataset
+from helpers.training import (
+    BUCKETS,
+    MAX_SEQUENCE_LENGTH,
+    TRANSFORMER_CONFIG,
+    save_training_pipeline,
+    write_clip,
+    write_dataset,
+)
 from ltx_core.loader.fuse_loras import apply_loras
 from ltx_core.loader.primitives import LoraStateDictWithStrength, StateDict
 from peft.utils import set_peft_model_state_dict
@@ -227,8 +234,8 @@ def test_t2v_trains_video_only_and_writes_both_files(model_dir, one_clip, tmp_pa
 
 def test_bad_arguments_fail_before_loading(tmp_path, model_dir, one_clip):
     nowhere = tmp_path / "no_model"
-    with pytest.raises(ValueError, match=r"--mode ic_lora is not built yet\. Modes that exist: t2v, t2av, i2v"):
-        run(nowhere, one_clip, tmp_path / "out", "--mode", "ic_lora", "--max_train_steps", "1")
+    with pytest.raises(ValueError, match=r"--mode audio is not built yet\. Modes that exist: t2v, t2av, i2v"):
+        run(nowhere, one_clip, tmp_path / "out", "--mode", "audio", "--max_train_steps", "1")
     with pytest.raises(ValueError, match="mode 'v2a': first-frame conditioning needs a generated video stream"):
         run(nowhere, one_clip, tmp_path / "out", "--mode", "v2a", "--first_frame_conditioning_p", "0.5",
             "--max_train_steps", "1")  # fmt: skip
@@ -316,3 +323,22 @@ def test_bf16_with_gradient_checkpointing_trains_and_saves_bf16(model_dir, one_c
     lora = load_file(str(output_dir / "comfyui_lora_weights.safetensors"))
     assert {v.dtype for v in lora.values()} == {torch.bfloat16}  # ltx-trainer's default save precision
     assert all(v.abs().max() > 0 for k, v in lora.items() if k.endswith("lora_B.weight"))  # gradients flowed
+
+
+def test_ic_lora_trains_on_references_and_writes_the_downscale_factor(model_dir, tmp_path):
+    data_dir = write_dataset(tmp_path / "data", num_clips=1)
+    write_clip(data_dir / "edges.mp4", seed=5, audio=False)
+    line = {"file_name": "clip0.mp4", "text": "a test pattern number 0", "reference_file_name": "edges.mp4"}
+    (data_dir / "metadata.jsonl").write_text(json.dumps(line) + "\n")
+    output_dir = run(model_dir, data_dir, tmp_path / "out", "--mode", "ic_lora", "--reference_downscale_factor", "2",
+                     "--lora_targets", "video", "--max_train_steps", "2", "--checkpointing_steps", "100")  # fmt: skip
+    log = read_log(output_dir)
+    assert len(log) == 2 and "audio_loss" not in log[0]
+    for name in ("comfyui_lora_weights.safetensors", "pytorch_lora_weights.safetensors"):
+        lora = read_lora(output_dir / name)  # what the IC-LoRA pipeline reads
+        assert lora.reference_downscale_factor == 2 and lora.metadata["ltx2_training_mode"] == "ic_lora"
+
+    # a clip cached without a reference cannot train ic_lora
+    plain = write_dataset(tmp_path / "plain", num_clips=1)
+    with pytest.raises(DataError, match=r"clip0\.mp4\.safetensors: cached without a reference video"):
+        run(model_dir, plain, tmp_path / "out2", "--mode", "ic_lora", "--max_train_steps", "1")

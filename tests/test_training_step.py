@@ -143,3 +143,24 @@ def test_a_batch_draws_what_its_samples_draw_alone():
     torch.testing.assert_close(together.video_sigma, torch.cat([r.video_sigma for r in alone]))
     with pytest.raises(ValueError, match="got 1 generators for a batch of 2: pass one per sample"):
         training_loss(spy, both, MODES["t2av"], SigmaSampler(), [sample_generator(0, 5, 0)])
+
+
+def test_ic_lora_appends_clean_reference_tokens_with_scaled_positions():
+    batch = make_batch(frames=2)  # clip grid 2 x 2 x 3
+    reference = torch.randn(1, 128, 2, 1, 1)  # wrong: 2 x 3 cannot be divided by one factor into 1 x 1
+    with pytest.raises(ValueError, match="reference latents 1x1 are not the clip's 2x3 divided by one whole factor"):
+        run("ic_lora", dataclasses.replace(batch, reference_latents=reference))
+    batch = Batch(torch.randn(1, 128, 2, 2, 4), None, batch.video_context, batch.audio_context, 25.0,
+                  reference_latents=torch.randn(1, 128, 2, 1, 2))  # fmt: skip
+    call, result = run("ic_lora", batch, first_frame_p=0.0)
+    clip_tokens = 2 * 2 * 4
+    reference_tokens = batch.reference_latents.flatten(2).transpose(1, 2)
+    assert call["hidden_states"].shape == (1, clip_tokens + 4, 128)
+    torch.testing.assert_close(call["hidden_states"][:, clip_tokens:], reference_tokens)  # clean
+    assert (call["timestep"][:, clip_tokens:] == 0).all() and (call["timestep"][:, :clip_tokens] > 0).all()
+    expected = video_positions(1, 2, 1, 2, 25.0)
+    expected[:, 1:] *= 2  # the reference's own grid, space x the downscale factor
+    torch.testing.assert_close(call["video_coords"][:, :, clip_tokens:], expected)
+    torch.testing.assert_close(call["video_coords"][:, :, :clip_tokens], video_positions(1, 2, 2, 4, 25.0))
+    video = generated_stream(batch.video_latents.flatten(2).transpose(1, 2), SigmaSampler(), sample_generator(3, 0, 0))
+    torch.testing.assert_close(result.video, video.target.pow(2).mean(dim=(1, 2)))  # the clip's tokens only

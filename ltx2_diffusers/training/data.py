@@ -19,7 +19,7 @@ import json
 import math
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import av
@@ -39,8 +39,8 @@ logger = logging.get_logger(__name__)
 
 METADATA_FILE = "metadata.jsonl"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-METADATA_KEYS = ("file_name", "text")
-PLANNED_METADATA_KEYS = ("reference_file_name", "audio_file_name")  # issue 10, not built yet
+METADATA_KEYS = ("file_name", "text", "reference_file_name")
+PLANNED_METADATA_KEYS = ("audio_file_name",)  # issue 10, not built yet
 DEFAULT_FPS = 24.0  # ltx-trainer's default when a file does not state its frame rate
 CACHE_FORMAT = "1"
 
@@ -61,6 +61,7 @@ class Sample:
     text: str
     path: Path
     line: int
+    reference_path: Path | None = None  # IC-LoRA: data_dir / reference_file_name
 
     @property
     def where(self) -> str:
@@ -104,7 +105,13 @@ def read_metadata(data_dir: str | os.PathLike) -> list[Sample]:
         if file_name in seen:
             raise DataError(f"{where}: {file_name} is listed twice (also on line {seen[file_name]})")
         seen[file_name] = number
-        samples.append(Sample(file_name, text.strip(), path, number))
+        reference = entry.get("reference_file_name")
+        if reference is not None and (not isinstance(reference, str) or not (data_dir / reference).is_file()):
+            raise DataError(
+                f"{data_dir / str(reference)} (reference_file_name, {METADATA_FILE} line {number}) does not exist"
+            )
+        reference_path = None if reference is None else data_dir / reference
+        samples.append(Sample(file_name, text.strip(), path, number, reference_path))
     if not samples:
         raise DataError(f"{metadata} lists no samples")
     return samples
@@ -221,9 +228,12 @@ class PlannedSample:
     info: MediaInfo
     bucket: Bucket
     cache_path: Path
+    reference_info: MediaInfo | None = None
+    reference_downscale_factor: int = 1
 
     def fingerprint(self, max_sequence_length: int) -> dict[str, str]:
         """What the cached file was made from; a cached file with other values is re-encoded."""
+        reference = self.sample.reference_path
         return {
             "format": CACHE_FORMAT,
             "file_name": self.sample.file_name,
@@ -231,6 +241,8 @@ class PlannedSample:
             "bucket": str(self.bucket),
             "source_bytes": str(self.sample.path.stat().st_size),
             "max_sequence_length": str(max_sequence_length),
+            "reference": "" if reference is None else f"{reference.name}:{reference.stat().st_size}",
+            "reference_downscale_factor": str(self.reference_downscale_factor),
         }
 
 
@@ -238,15 +250,37 @@ def cache_path_for(cache_dir: Path, file_name: str) -> Path:
     return cache_dir / (file_name + ".safetensors")
 
 
+def reference_bucket(bucket: Bucket, downscale_factor: int) -> Bucket:
+    """The IC-LoRA reference's size: the bucket's sides divided by `downscale_factor`, same frames (spec §2.4)."""
+    if downscale_factor < 1 or bucket.width % (32 * downscale_factor) or bucket.height % (32 * downscale_factor):
+        raise ValueError(
+            f"--reference_downscale_factor {downscale_factor}: bucket {bucket} divided by it must keep both sides "
+            f"positive multiples of 32; use a factor that divides {bucket.width // 32} and {bucket.height // 32}"
+        )
+    return Bucket(bucket.width // downscale_factor, bucket.height // downscale_factor, bucket.num_frames)
+
+
 def plan_cache(
-    data_dir: str | os.PathLike, cache_dir: str | os.PathLike, buckets: tuple[Bucket, ...]
+    data_dir: str | os.PathLike,
+    cache_dir: str | os.PathLike,
+    buckets: tuple[Bucket, ...],
+    reference_downscale_factor: int = 1,
 ) -> list[PlannedSample]:
-    """Read metadata.jsonl and probe every file; raises a DataError naming the first bad file before any encoding."""
+    """Read metadata.jsonl and probe every file (and reference video); raises a DataError naming the first bad file
+    before any encoding."""
     planned = []
+    max_frames = max(b.num_frames for b in buckets)
     for sample in read_metadata(data_dir):
-        info = probe_media(sample, max_frames=max(b.num_frames for b in buckets))
+        info = probe_media(sample, max_frames=max_frames)
         bucket = choose_bucket(info, buckets, sample.where)
-        planned.append(PlannedSample(sample, info, bucket, cache_path_for(Path(cache_dir), sample.file_name)))
+        reference_info = None
+        if sample.reference_path is not None:
+            as_reference = replace(sample, path=sample.reference_path)
+            reference_info = probe_media(as_reference, max_frames=max_frames)
+            # the reference must fill the target's bucket at its own (downscaled) size, frame for frame
+            choose_bucket(reference_info, (reference_bucket(bucket, reference_downscale_factor),), as_reference.where)
+        cache_path = cache_path_for(Path(cache_dir), sample.file_name)
+        planned.append(PlannedSample(sample, info, bucket, cache_path, reference_info, reference_downscale_factor))
     return planned
 
 
@@ -262,13 +296,12 @@ def is_cached(item: PlannedSample, max_sequence_length: int) -> bool:
     return all(stored.get(key) == value for key, value in expected.items())
 
 
-def load_pixels(item: PlannedSample) -> Tensor:
+def load_pixels(path: Path, is_image: bool, bucket: Bucket) -> Tensor:
     """(1, 3, F, H, W) float32 in [-1, 1] at the bucket's size: cover-resize, centre crop, the first F frames."""
-    bucket = item.bucket
-    if item.info.is_image:
-        frames = np.array(load_image(item.sample.path))[None]
+    if is_image:
+        frames = np.array(load_image(path))[None]
     else:
-        frames, _ = load_video(item.sample.path, max_frames=bucket.num_frames)
+        frames, _ = load_video(path, max_frames=bucket.num_frames)
     return prepare_video(frames[: bucket.num_frames], bucket.height, bucket.width)
 
 
@@ -299,12 +332,20 @@ def encode_sample(pipe, item: PlannedSample, device: torch.device, max_sequence_
     """One sample's cached tensors (all normalised, in the transformer's spaces):
 
     video_latents (128, F', H', W') in the VAE's dtype; audio_latents (8, T_a, 16) float32, only when the clip has an
-    audio track; video_context (L, D_v) and audio_context (L, D_a): the connectors' outputs for the caption.
+    audio track; reference_latents (128, F', H'/s, W'/s), only with a reference video (s = its downscale factor);
+    video_context (L, D_v) and audio_context (L, D_a): the connectors' outputs for the caption.
     """
-    pixels = load_pixels(item).to(device, pipe.vae.dtype)
-    latent = pipe.vae.encode(pixels).latent_dist.mode()  # the posterior mean, as ltx-core's encoder returns
-    video_latents = normalize_latents(latent, pipe.vae.latents_mean, pipe.vae.latents_std)
-    tensors = {"video_latents": video_latents[0]}
+
+    def encode_video(pixels: Tensor) -> Tensor:
+        latent = pipe.vae.encode(pixels.to(device, pipe.vae.dtype)).latent_dist.mode()  # the mean, as ltx-core's
+        return normalize_latents(latent, pipe.vae.latents_mean, pipe.vae.latents_std)[0]
+
+    tensors = {"video_latents": encode_video(load_pixels(item.sample.path, item.info.is_image, item.bucket))}
+    if item.reference_info is not None:
+        size = reference_bucket(item.bucket, item.reference_downscale_factor)
+        tensors["reference_latents"] = encode_video(
+            load_pixels(item.sample.reference_path, item.reference_info.is_image, size)
+        )
     if item.info.has_audio:
         waveform, sample_rate = load_clip_audio(item)
         audio = pipe.audio_vae.encode_waveform(waveform[None].to(device, torch.float32), sample_rate)
@@ -346,13 +387,14 @@ def cache_dataset(
     *,
     device: torch.device | str = "cpu",
     max_sequence_length: int = 1024,
+    reference_downscale_factor: int = 1,
 ) -> CacheReport:
     """Encode every sample of `data_dir` not yet cached into `cache_dir` (see the module docstring).
 
     pipe: an `LTX2AVPipeline` (its vae, audio_vae, text_encoder, tokenizer and connectors are used).
     """
     device = torch.device(device)
-    planned = plan_cache(data_dir, cache_dir, buckets)
+    planned = plan_cache(data_dir, cache_dir, buckets, reference_downscale_factor)
     written, skipped = [], []
     for item in planned:
         if is_cached(item, max_sequence_length):
@@ -389,12 +431,14 @@ class CachedSample:
     video_context: Tensor
     audio_context: Tensor
     fps: float
+    reference_latents: Tensor | None = None
 
     def shape_key(self, with_audio: bool) -> tuple:
         """Samples with equal keys can share a batch (`cached_shape_key` of the file); the audio shape counts only
         when the mode uses audio."""
         audio = None if self.audio_latents is None or not with_audio else tuple(self.audio_latents.shape)
-        return tuple(self.video_latents.shape), audio, tuple(self.video_context.shape), self.fps
+        reference = None if self.reference_latents is None else tuple(self.reference_latents.shape)
+        return tuple(self.video_latents.shape), audio, tuple(self.video_context.shape), self.fps, reference
 
 
 def load_cached(path: str | os.PathLike) -> CachedSample:
@@ -409,7 +453,7 @@ def load_cached(path: str | os.PathLike) -> CachedSample:
         raise DataError(f"{path} is not a training cache file of format {CACHE_FORMAT} (missing {missing}); re-cache")
     return CachedSample(
         path, tensors["video_latents"], tensors.get("audio_latents"), tensors["video_context"],
-        tensors["audio_context"], float(metadata["fps"]),
+        tensors["audio_context"], float(metadata["fps"]), tensors.get("reference_latents"),
     )  # fmt: skip
 
 
@@ -419,7 +463,7 @@ def cached_shape_key(path: str | os.PathLike, with_audio: bool) -> tuple:
         shape = {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
         fps = float((handle.metadata() or {}).get("fps", "nan"))
     audio = shape.get("audio_latents") if with_audio else None
-    return shape.get("video_latents"), audio, shape.get("video_context"), fps
+    return shape.get("video_latents"), audio, shape.get("video_context"), fps, shape.get("reference_latents")
 
 
 def epoch_batches(shape_keys: list[tuple], batch_size: int, seed: int, epoch: int) -> list[list[int]]:

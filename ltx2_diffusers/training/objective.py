@@ -33,6 +33,7 @@ class TrainingMode:
     """One `--mode` of `scripts/train_lora.py` (the rows of ltx-trainer spec §1.5).
 
     first_frame_p: per-sample probability that latent frame 0 of the video is given clean (timestep 0, no loss).
+    reference: IC-LoRA: the sample's reference video latents join the video tokens, clean at timestep 0, no loss.
     """
 
     name: str
@@ -40,6 +41,7 @@ class TrainingMode:
     audio: Stream
     first_frame_p: float = 0.0
     description: str = ""
+    reference: bool = False
 
     def __post_init__(self):
         if Stream.GENERATED not in (self.video, self.audio):
@@ -48,6 +50,8 @@ class TrainingMode:
             raise ValueError(f"mode {self.name!r}: first_frame_p={self.first_frame_p} is not a probability")
         if self.first_frame_p > 0 and self.video is not Stream.GENERATED:
             raise ValueError(f"mode {self.name!r}: first-frame conditioning needs a generated video stream")
+        if self.reference and self.video is not Stream.GENERATED:
+            raise ValueError(f"mode {self.name!r}: a reference video conditions a generated video stream")
 
     @property
     def needs_audio(self) -> bool:
@@ -71,10 +75,19 @@ MODES: dict[str, TrainingMode] = {
     ),  # fmt: skip
     "a2v": TrainingMode("a2v", Stream.GENERATED, Stream.FROZEN, description="audio to video: the clip's audio given"),
     "v2a": TrainingMode("v2a", Stream.FROZEN, Stream.GENERATED, description="video to audio (Foley): video given"),
+    # ltx-trainer's v2v_ic_lora.yaml: reference always (1.0), first frame 0.2, no audio
+    "ic_lora": TrainingMode(
+        "ic_lora",
+        Stream.GENERATED,
+        Stream.ABSENT,
+        first_frame_p=0.2,
+        reference=True,
+        description="IC-LoRA video to video: a reference video's latents condition the clip",
+    ),  # fmt: skip
 }
 # The modes of issue 10 that are not built yet; `--mode` with one of these says so. `audio` (text to audio) needs a
 # transformer call without video tokens, which LTX2VideoTransformer3DModel does not take yet.
-PLANNED_MODES: tuple[str, ...] = ("audio", "ic_lora")
+PLANNED_MODES: tuple[str, ...] = ("audio",)
 
 
 def get_mode(name: str) -> TrainingMode:

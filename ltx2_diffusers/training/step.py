@@ -26,13 +26,15 @@ TIMESTEP_SCALE = 1000.0  # the transformer takes timesteps = 1000 x sigma (diffu
 @dataclass(frozen=True)
 class Batch:
     """Cached samples stacked: video_latents (B, 128, F', H', W'), audio_latents (B, 8, T_a, 16) or None,
-    video_context (B, L, D_v), audio_context (B, L, D_a), fps of the clips."""
+    video_context (B, L, D_v), audio_context (B, L, D_a), fps of the clips, and for IC-LoRA reference_latents
+    (B, 128, F', H'/s, W'/s)."""
 
     video_latents: Tensor
     audio_latents: Tensor | None
     video_context: Tensor
     audio_context: Tensor
     fps: float
+    reference_latents: Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -48,6 +50,13 @@ def collate(samples: Sequence[CachedSample], mode: TrainingMode, device: torch.d
                 f"{silent[0]}: cached without audio (its clip has no audio track), but --mode {mode.name} trains "
                 "audio; give the clip a soundtrack or use a video-only mode (t2v)"
             )
+    if mode.reference:
+        missing = [s.path for s in samples if s.reference_latents is None]
+        if missing:
+            raise DataError(
+                f"{missing[0]}: cached without a reference video, but --mode {mode.name} needs one: add "
+                '"reference_file_name" to its metadata.jsonl line and cache again'
+            )
     keys = {s.shape_key(mode.needs_audio) for s in samples}
     if len(keys) != 1:
         raise DataError(
@@ -61,6 +70,7 @@ def collate(samples: Sequence[CachedSample], mode: TrainingMode, device: torch.d
     return Batch(
         stack([s.video_latents for s in samples]), audio, stack([s.video_context for s in samples]),
         stack([s.audio_context for s in samples]), samples[0].fps,
+        stack([s.reference_latents for s in samples]) if mode.reference else None,
     )  # fmt: skip
 
 
@@ -86,6 +96,33 @@ def _cat(parts: list[StreamInputs]) -> StreamInputs:
         return None if values[0] is None else torch.cat(values)
 
     return StreamInputs(*(cat(f.name) for f in dataclasses.fields(StreamInputs)))
+
+
+def append_reference_tokens(
+    tokens: Tensor, timesteps: Tensor, coords: Tensor, reference: Tensor, fps: float, height: int, width: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """IC-LoRA: the reference latents (B, C, F', h', w') as extra video tokens, clean, at timestep 0 (spec §1.3.6).
+
+    Appended after the clip's tokens, as the IC-LoRA pipeline places them (`append_reference`); ltx-trainer prepends
+    them, which is the same computation without an attention mask (trap T6). Positions: the reference's own grid at
+    the clip's fps, space multiplied by s = H' / h' so it lines up with the clip (spec §1.3.6, core §7.3).
+    tokens (B, T, C), timesteps (B, T), coords (B, 3, T, 2) of the clip, whose latent grid is height x width.
+    """
+    _, _, ref_frames, ref_height, ref_width = reference.shape
+    scale = height // ref_height
+    if scale * ref_height != height or scale * ref_width != width:
+        raise ValueError(
+            f"reference latents {ref_height}x{ref_width} are not the clip's {height}x{width} divided by one whole "
+            "factor: cache the reference at the bucket's size divided by --reference_downscale_factor"
+        )
+    ref_coords = video_positions(tokens.shape[0], ref_frames, ref_height, ref_width, fps, dtype=torch.float32)
+    ref_coords[:, 1:] *= scale
+    ref_tokens = patchify_video(reference).to(tokens.dtype)
+    return (
+        torch.cat([tokens, ref_tokens], dim=1),
+        torch.cat([timesteps, timesteps.new_zeros(ref_tokens.shape[:2])], dim=1),
+        torch.cat([coords, ref_coords], dim=2),
+    )
 
 
 @dataclass(frozen=True)
@@ -145,15 +182,22 @@ def training_loss(
             audio_sigma=(audio.sigma * TIMESTEP_SCALE).to(device),
             audio_coords=audio_positions(b, audio.latent.shape[1], device=device),
         )
+    video_tokens, video_timesteps = video.latent, video.timesteps
+    video_coords = video_positions(b, frames, height, width, batch.fps, dtype=torch.float32)
+    if mode.reference:
+        video_tokens, video_timesteps, video_coords = append_reference_tokens(
+            video_tokens, video_timesteps, video_coords, batch.reference_latents.float().cpu(), batch.fps, height, width
+        )
     video_prediction, audio_prediction = transformer(
-        hidden_states=video.latent.to(device, dtype),
+        hidden_states=video_tokens.to(device, dtype),
         encoder_hidden_states=batch.video_context.to(dtype),
-        timestep=(video.timesteps * TIMESTEP_SCALE).to(device),
+        timestep=(video_timesteps * TIMESTEP_SCALE).to(device),
         sigma=(video.sigma * TIMESTEP_SCALE).to(device),
-        video_coords=video_positions(b, frames, height, width, batch.fps, device=device, dtype=torch.float32),
+        video_coords=video_coords.to(device),
         return_dict=False,
         **kwargs,
     )
+    video_prediction = video_prediction[:, : video.latent.shape[1]]  # the clip's tokens; reference tokens follow
 
     # 4. Masked losses of the generated modalities, summed with weight 1
     total = torch.zeros(b, dtype=torch.float32, device=device)
