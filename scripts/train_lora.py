@@ -251,14 +251,16 @@ def main(argv: list[str] | None = None) -> Path | None:
     while step < args.max_train_steps:
         lr = schedule.get_last_lr()[0]  # the rate this optimizer step uses
         losses, video_losses, audio_losses = [], [], []
+        # The optimizer step's global batch: B samples x N processes x A accumulation micro-steps from one bucket.
+        # Micro-step m of process p takes slots [(m N + p) B, (m N + p + 1) B), and each sample draws from the
+        # generator of its slot, so any split of the same global batch draws the same numbers.
+        per_micro = batch_size * accelerator.num_processes
+        global_batch = batch_for_step(shape_keys, per_micro * args.gradient_accumulation_steps, args.seed, step)
         for micro in range(args.gradient_accumulation_steps):
-            index = step * args.gradient_accumulation_steps + micro  # micro-step counted across the run
-            # The global batch of this micro-step (one bucket), and this process's slice of it; each sample draws
-            # from the generator of its slot, so N processes x B samples draw what 1 process x N B would.
-            global_batch = batch_for_step(shape_keys, batch_size * accelerator.num_processes, args.seed, index)
-            slots = range(accelerator.process_index * batch_size, (accelerator.process_index + 1) * batch_size)
+            first = micro * per_micro + accelerator.process_index * batch_size
+            slots = range(first, first + batch_size)
             batch = collate([load_cached(samples[global_batch[k]]) for k in slots], mode, accelerator.device)
-            generators = [sample_generator(args.seed, index, k) for k in slots]
+            generators = [sample_generator(args.seed, step, k) for k in slots]
             with accelerator.accumulate(transformer):
                 result = training_loss(transformer, batch, mode, sampler, generators, dtype=base_dtype)
                 loss = result.loss.mean()

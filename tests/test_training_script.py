@@ -342,3 +342,16 @@ def test_ic_lora_trains_on_references_and_writes_the_downscale_factor(model_dir,
     plain = write_dataset(tmp_path / "plain", num_clips=1)
     with pytest.raises(DataError, match=r"clip0\.mp4\.safetensors: cached without a reference video"):
         run(model_dir, plain, tmp_path / "out2", "--mode", "ic_lora", "--max_train_steps", "1")
+
+
+def test_gradient_accumulation_trains_what_the_whole_batch_trains(model_dir, tmp_path):
+    """2 micro-steps of 1 sample = 1 step of 2 samples (same global batch, same draws per slot), 3 steps."""
+    data_dir = write_dataset(tmp_path / "data", num_clips=2)
+    common = ("--mode", "t2av", "--max_train_steps", "3", "--rank", "4", "--lora_alpha", "8", "--learning_rate", "1e-3")
+    whole = run(model_dir, data_dir, tmp_path / "whole", *common, "--train_batch_size", "2")
+    accumulated = run(model_dir, data_dir, tmp_path / "acc", *common, "--gradient_accumulation_steps", "2")
+    for a, b in zip(read_log(whole), read_log(accumulated), strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5) and a["lr"] == b["lr"]
+    ours, theirs = (load_file(str(d / "pytorch_lora_weights.safetensors")) for d in (whole, accumulated))
+    for key in ours:
+        torch.testing.assert_close(theirs[key], ours[key], rtol=0, atol=1e-4, msg=key)
