@@ -223,10 +223,11 @@ def test_every_mode_runs_and_writes_both_files(model_dir, one_clip, tmp_path, mo
 
 
 def test_t2v_trains_video_only_and_writes_both_files(model_dir, one_clip, tmp_path):
-    output_dir = run(model_dir, one_clip, tmp_path / "out", "--mode", "t2v", "--max_train_steps", "3",
+    output_dir = run(model_dir, one_clip, tmp_path / "out", "--mode", "t2v", "--max_train_steps", "3", "--lr_scheduler", "constant",
                      "--lora_targets", "video", "--checkpointing_steps", "1", "--checkpoints_total_limit", "2")  # fmt: skip
     log = read_log(output_dir)
     assert len(log) == 3 and "video_loss" in log[0] and "audio_loss" not in log[0]
+    assert [r["lr"] for r in log] == [1e-4] * 3
     keys = load_file(str(output_dir / "comfyui_lora_weights.safetensors"))
     assert len(keys) == 2 * 10 * 2 and all(".audio" not in k for k in keys)
     assert sorted(p.name for p in output_dir.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-3"]  # limit 2
@@ -355,3 +356,14 @@ def test_gradient_accumulation_trains_what_the_whole_batch_trains(model_dir, tmp
     ours, theirs = (load_file(str(d / "pytorch_lora_weights.safetensors")) for d in (whole, accumulated))
     for key in ours:
         torch.testing.assert_close(theirs[key], ours[key], rtol=0, atol=1e-4, msg=key)
+
+
+def test_cache_only_caches_and_stops(model_dir, tmp_path):
+    data_dir = write_dataset(tmp_path / "data", num_clips=1)
+    cache_dir = tmp_path / "cache"
+    assert train_lora.main(["--pretrained_model_name_or_path", str(model_dir), "--train_data_dir", str(data_dir),
+                            "--resolution_buckets", BUCKETS, "--max_sequence_length", str(MAX_SEQUENCE_LENGTH),
+                            "--cache_dir", str(cache_dir), "--output_dir", str(tmp_path / "out"),
+                            "--max_train_steps", "1", "--cache_only"]) is None  # fmt: skip
+    assert [p.name for p in cache_dir.iterdir()] == ["clip0.mp4.safetensors"]
+    assert not (tmp_path / "out" / "training_log.jsonl").exists()
