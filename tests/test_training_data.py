@@ -154,6 +154,12 @@ def bad_short_reference(folder):
     )
 
 
+def bad_silent_audio_file(folder):
+    write_clip(folder / "silent.mp4", seed=3, audio=False)
+    write_metadata(folder, [{"file_name": "clip0.mp4", "text": "a", "audio_file_name": "silent.mp4"}])
+    return r"silent\.mp4 \(metadata\.jsonl line 1\) has no audio stream"
+
+
 def bad_json(folder):
     (folder / "metadata.jsonl").write_text('{"file_name": "clip0.mp4", "text": "a"}\n{"file_name": \n')
     return r"metadata\.jsonl line 2 is not valid JSON"
@@ -161,15 +167,13 @@ def bad_json(folder):
 
 def bad_unknown_key(folder):
     write_metadata(folder, [{"file_name": "clip0.mp4", "text": "a", "caption": "b"}])
-    return (
-        r"metadata\.jsonl line 1: unknown keys \['caption'\]; expected \['file_name', 'text', 'reference_file_name'\]"
-    )
+    return r"metadata\.jsonl line 1: unknown keys \['caption'\]; expected \['file_name', 'text', 'reference_file_name', 'audio_f"
 
 
 @pytest.mark.parametrize(
     "make_bad",
     [bad_missing_metadata, bad_missing_file, bad_missing_caption, bad_corrupt_video, bad_too_few_frames,
-     bad_too_small, bad_missing_reference, bad_short_reference, bad_json, bad_unknown_key],
+     bad_too_small, bad_missing_reference, bad_short_reference, bad_silent_audio_file, bad_json, bad_unknown_key],
 )  # fmt: skip
 def test_bad_input_names_the_file_and_writes_nothing(pipe, tmp_path, make_bad):
     folder = write_dataset(tmp_path / "data")
@@ -225,3 +229,13 @@ def test_reference_videos_are_cached_at_the_downscaled_size(pipe, tmp_path):
     # a factor the bucket cannot take is refused
     with pytest.raises(ValueError, match=r"--reference_downscale_factor 3: bucket 64x64x9 divided by it"):
         cache_dataset(pipe, folder, tmp_path / "cache", parse_buckets(BUCKETS), reference_downscale_factor=3)
+
+
+def test_audio_file_name_gives_a_silent_clip_its_soundtrack(pipe, tmp_path):
+    folder = write_dataset(tmp_path / "data", num_clips=2)
+    write_clip(folder / "silent.mp4", seed=0, audio=False)
+    write_metadata(folder, [{"file_name": "clip1.mp4", "text": "a"},
+                            {"file_name": "silent.mp4", "text": "a", "audio_file_name": "clip1.mp4"}])  # fmt: skip
+    report = cache(pipe, folder, tmp_path / "cache")
+    own, borrowed = (load_cached(path) for path in report.written)
+    torch.testing.assert_close(borrowed.audio_latents, own.audio_latents)  # clip1's track over the same 9 / 24 s

@@ -39,8 +39,7 @@ logger = logging.get_logger(__name__)
 
 METADATA_FILE = "metadata.jsonl"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-METADATA_KEYS = ("file_name", "text", "reference_file_name")
-PLANNED_METADATA_KEYS = ("audio_file_name",)  # issue 10, not built yet
+METADATA_KEYS = ("file_name", "text", "reference_file_name", "audio_file_name")
 DEFAULT_FPS = 24.0  # ltx-trainer's default when a file does not state its frame rate
 CACHE_FORMAT = "1"
 
@@ -62,6 +61,7 @@ class Sample:
     path: Path
     line: int
     reference_path: Path | None = None  # IC-LoRA: data_dir / reference_file_name
+    audio_path: Path | None = None  # the soundtrack, when not the video's own: data_dir / audio_file_name
 
     @property
     def where(self) -> str:
@@ -88,9 +88,6 @@ def read_metadata(data_dir: str | os.PathLike) -> list[Sample]:
             raise DataError(f"{where} is not valid JSON ({error.msg} at column {error.colno})") from None
         if not isinstance(entry, dict):
             raise DataError(f"{where} is a JSON {type(entry).__name__}, expected an object with file_name and text")
-        planned = [key for key in entry if key in PLANNED_METADATA_KEYS]
-        if planned:
-            raise DataError(f"{where}: {planned} are not supported yet; the keys that work are {list(METADATA_KEYS)}")
         unknown = [key for key in entry if key not in METADATA_KEYS]
         if unknown:
             raise DataError(f"{where}: unknown keys {unknown}; expected {list(METADATA_KEYS)}")
@@ -105,13 +102,13 @@ def read_metadata(data_dir: str | os.PathLike) -> list[Sample]:
         if file_name in seen:
             raise DataError(f"{where}: {file_name} is listed twice (also on line {seen[file_name]})")
         seen[file_name] = number
-        reference = entry.get("reference_file_name")
-        if reference is not None and (not isinstance(reference, str) or not (data_dir / reference).is_file()):
-            raise DataError(
-                f"{data_dir / str(reference)} (reference_file_name, {METADATA_FILE} line {number}) does not exist"
-            )
-        reference_path = None if reference is None else data_dir / reference
-        samples.append(Sample(file_name, text.strip(), path, number, reference_path))
+        extra = {}
+        for key, field_name in (("reference_file_name", "reference_path"), ("audio_file_name", "audio_path")):
+            value = entry.get(key)
+            if value is not None and (not isinstance(value, str) or not (data_dir / value).is_file()):
+                raise DataError(f"{data_dir / str(value)} ({key}, {METADATA_FILE} line {number}) does not exist")
+            extra[field_name] = None if value is None else data_dir / value
+        samples.append(Sample(file_name, text.strip(), path, number, **extra))
     if not samples:
         raise DataError(f"{metadata} lists no samples")
     return samples
@@ -198,6 +195,16 @@ def probe_media(sample: Sample, max_frames: int | None = None) -> MediaInfo:
     return MediaInfo(width, height, num_frames, fps, has_audio, is_image=False)
 
 
+def probe_audio(sample: Sample) -> None:
+    """A DataError naming the file unless it opens and has an audio stream."""
+    try:
+        with av.open(str(sample.path)) as container:
+            if not container.streams.audio:
+                raise DataError(f"{sample.where} has no audio stream")
+    except av.FFmpegError as error:
+        raise DataError(f"{sample.where}: cannot read the audio ({error})") from None
+
+
 def choose_bucket(info: MediaInfo, buckets: tuple[Bucket, ...], where: str) -> Bucket:
     """The bucket for a clip: among those with <= its frames and <= its width and height, the closest aspect ratio,
     then more frames, then larger area (ltx-trainer's order, spec §2.4; upscaling is refused here, see module doc)."""
@@ -242,6 +249,9 @@ class PlannedSample:
             "source_bytes": str(self.sample.path.stat().st_size),
             "max_sequence_length": str(max_sequence_length),
             "reference": "" if reference is None else f"{reference.name}:{reference.stat().st_size}",
+            "audio": ""
+            if self.sample.audio_path is None
+            else f"{self.sample.audio_path.name}:{self.sample.audio_path.stat().st_size}",
             "reference_downscale_factor": str(self.reference_downscale_factor),
         }
 
@@ -272,6 +282,9 @@ def plan_cache(
     max_frames = max(b.num_frames for b in buckets)
     for sample in read_metadata(data_dir):
         info = probe_media(sample, max_frames=max_frames)
+        if sample.audio_path is not None:
+            probe_audio(replace(sample, path=sample.audio_path))
+            info = replace(info, has_audio=True)
         bucket = choose_bucket(info, buckets, sample.where)
         reference_info = None
         if sample.reference_path is not None:
@@ -306,13 +319,16 @@ def load_pixels(path: Path, is_image: bool, bucket: Bucket) -> Tensor:
 
 
 def load_clip_audio(item: PlannedSample) -> tuple[Tensor, int]:
-    """The clip's audio track over its cached duration F / fps: (2, S) float32 and its sample rate. Shorter tracks
-    are zero-padded at the end (with a warning), as ltx-trainer does; more than two channels are averaged first."""
+    """The clip's soundtrack (its `audio_file_name`, else the video's own track) over its cached duration F / fps:
+    (2, S) float32 and its sample rate. Shorter tracks are zero-padded at the end (with a warning), as ltx-trainer
+    does; more than two channels are averaged first. (ltx-trainer cuts explicit audio files to
+    max_bucket_frames / 25 s whatever the fps, trap T17; here both sources are cut to the clip's own duration.)"""
     duration = item.bucket.num_frames / item.info.fps
+    source = item.sample if item.sample.audio_path is None else replace(item.sample, path=item.sample.audio_path)
     try:
-        waveform, sample_rate = load_audio(item.sample.path, max_duration=duration)
+        waveform, sample_rate = load_audio(source.path, max_duration=duration)
     except (ValueError, av.FFmpegError) as error:
-        raise DataError(f"{item.sample.where}: cannot read the audio track ({error})") from None
+        raise DataError(f"{source.where}: cannot read the audio track ({error})") from None
     if waveform.shape[0] > 2:
         waveform = waveform.mean(dim=0, keepdim=True)
     if waveform.shape[0] == 1:
