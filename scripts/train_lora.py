@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> Path | None:
     step = first_step
     while step < args.max_train_steps:
         lr = schedule.get_last_lr()[0]  # the rate this optimizer step uses
-        losses, video_losses, audio_losses = [], [], []
+        losses, video_losses, audio_losses, sample_losses, sample_sigmas = [], [], [], [], []
         # The optimizer step's global batch: B samples x N processes x A accumulation micro-steps from one bucket.
         # Micro-step m of process p takes slots [(m N + p) B, (m N + p + 1) B), and each sample draws from the
         # generator of its slot, so any split of the same global batch draws the same numbers.
@@ -275,12 +275,15 @@ def main(argv: list[str] | None = None) -> Path | None:
                 video_losses.append(result.video.detach().mean())
             if result.audio is not None:
                 audio_losses.append(result.audio.detach().mean())
+            sample_losses.append(result.loss.detach())
+            sample_sigmas.append(result.video_sigma if result.video_sigma is not None else result.audio_sigma)
         step += 1
         record = {"step": step, "loss": _mean(accelerator, losses), "lr": lr}
         if video_losses:
             record["video_loss"] = _mean(accelerator, video_losses)
         if audio_losses:
             record["audio_loss"] = _mean(accelerator, audio_losses)
+        record.update(_sigma_bucket_losses(accelerator, sample_losses, sample_sigmas))
         if accelerator.is_main_process:
             with open(output_dir / LOG_FILE, "a") as log:
                 log.write(json.dumps(record) + "\n")
@@ -302,6 +305,20 @@ def main(argv: list[str] | None = None) -> Path | None:
 def _mean(accelerator: Accelerator, values: list[torch.Tensor]) -> float:
     """The mean over accumulation micro-steps and processes, as one float."""
     return float(accelerator.gather(torch.stack(values).mean()[None]).mean())
+
+
+def _sigma_bucket_losses(accelerator: Accelerator, losses: list[torch.Tensor], sigmas: list[torch.Tensor]) -> dict:
+    """ltx-trainer's per-noise-level losses: the mean per-sample loss in each quarter of [0, 1] of the video sigma
+    (the audio sigma when no video is generated) that this step's samples hit, as `loss_sigma_0.25-0.50`."""
+    loss = accelerator.gather(torch.cat(losses).float()).cpu()
+    sigma = accelerator.gather(torch.cat(sigmas).float().to(accelerator.device)).cpu()
+    edges = (0.0, 0.25, 0.5, 0.75, 1.0)
+    found = {}
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        inside = (sigma >= lo) & ((sigma < hi) if hi < 1.0 else (sigma <= hi))
+        if inside.any():
+            found[f"loss_sigma_{lo:.2f}-{hi:.2f}"] = float(loss[inside].mean())
+    return found
 
 
 def _truncate_log(path: Path, last_step: int) -> None:

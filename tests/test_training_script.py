@@ -101,6 +101,11 @@ def test_sixty_steps_of_t2av_bring_the_loss_well_below_the_untrained_loss(traine
     log = read_log(trained)
     assert [r["step"] for r in log] == list(range(1, STEPS + 1))
     assert all(r["loss"] == pytest.approx(r["video_loss"] + r["audio_loss"], rel=1e-5) for r in log)
+    # one sample a step: its loss is logged under the quarter of [0, 1] its video sigma fell in (ltx-trainer's names)
+    assert all([v for k, v in r.items() if k.startswith("loss_sigma_")] == [pytest.approx(r["loss"])] for r in log)
+    assert {k for r in log for k in r if k.startswith("loss_sigma_")} == {
+        "loss_sigma_0.00-0.25", "loss_sigma_0.25-0.50", "loss_sigma_0.50-0.75", "loss_sigma_0.75-1.00"
+    }  # fmt: skip
     assert log[0]["lr"] == 3e-3 and log[-1]["lr"] == pytest.approx(3e-3 * (1 - 0.9 * (STEPS - 1) / STEPS))
     # B starts at zero, so step 1 is the base model's loss on step 1's draws, exactly
     baseline = untrained_losses(model_dir, one_clip, range(STEPS - 20, STEPS))
