@@ -57,10 +57,6 @@ class TrainingMode:
     def needs_audio(self) -> bool:
         return self.audio is not Stream.ABSENT
 
-    @property
-    def needs_video(self) -> bool:
-        return self.video is not Stream.ABSENT
-
 
 MODES: dict[str, TrainingMode] = {
     "t2v": TrainingMode("t2v", Stream.GENERATED, Stream.ABSENT, description="text to video, video-only model calls"),

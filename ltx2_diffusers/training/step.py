@@ -36,10 +36,6 @@ class Batch:
     fps: float
     reference_latents: Tensor | None = None
 
-    @property
-    def batch_size(self) -> int:
-        return self.video_latents.shape[0]
-
 
 def collate(samples: Sequence[CachedSample], mode: TrainingMode, device: torch.device | str = "cpu") -> Batch:
     """Stack samples of one shape into a Batch on `device`; a mode that needs audio refuses samples without it."""
