@@ -1,12 +1,14 @@
 """Training data: `metadata.jsonl` + media -> one cached safetensors file per sample (ltx-trainer spec §2).
 
 A data folder holds media files and `metadata.jsonl`, one JSON object a line: `file_name` (a video, its audio track
-used when present, or an image) and `text` (the caption). Caching runs in two phases:
+used when present, or an image), `text` (the caption), and optionally `reference_file_name` (an IC-LoRA reference
+video, cached at the bucket's size / the downscale factor) and `audio_file_name` (the soundtrack from another file).
+Caching runs in two phases:
 1. `plan_cache` reads and checks everything first (metadata lines, files present, media readable, a bucket for each
    clip), so a bad input fails with one message naming the file before anything is written;
 2. `cache_dataset` encodes each planned sample (video VAE latents, audio VAE latents from the clip's audio track,
    text contexts from Gemma + the connectors) and writes `<cache_dir>/<file_name>.safetensors` atomically (a temporary
-   file, then a rename). A rerun skips every file already cached for the same caption, bucket and source.
+   file, then a rename). A rerun skips every file already cached for the same caption, bucket and sources.
 Training then reads only the cache: it never loads Gemma or the VAE encoders.
 
 Buckets (spec §2.4): `WxHxF` with W, H multiples of 32 and F = 8k + 1; an image is a 1-frame clip. Among the buckets
