@@ -1,0 +1,345 @@
+#!/usr/bin/env python
+"""Train a LoRA for an LTX-2 / LTX-2.3 transformer, in the shape of diffusers' `examples/` training scripts.
+
+    python scripts/train_lora.py --pretrained_model_name_or_path path/to/diffusers_folder \
+        --train_data_dir data/ --resolution_buckets 768x512x49 --mode t2av --output_dir out/ --max_train_steps 2000
+    accelerate launch scripts/train_lora.py ...      (several processes; see docs/training.md)
+
+1. Cache: video latents, audio latents and text contexts of every sample into --cache_dir (skips what is cached).
+2. Train: peft LoRA on the transformer, ltx-trainer's objective (ltx2_diffusers/training/objective.py), accelerate
+   for devices, mixed precision, gradient accumulation and checkpoints (`checkpoint-N/`, --resume_from_checkpoint).
+3. Write OUTPUT_DIR/pytorch_lora_weights.safetensors (diffusers / peft names), OUTPUT_DIR/comfyui_lora_weights.
+   safetensors (ltx-trainer / ComfyUI names) and OUTPUT_DIR/training_log.jsonl (one JSON object per optimizer step).
+"""
+
+import argparse
+import dataclasses
+import json
+import logging
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, set_seed
+from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
+from safetensors.torch import load_file, save_file
+
+from ltx2_diffusers import LTX2AVPipeline, LTX2VideoTransformer3DModel
+from ltx2_diffusers.training.data import (
+    DataError,
+    batch_for_step,
+    cache_dataset,
+    cached_shape_key,
+    is_cached,
+    load_cached,
+    parse_buckets,
+    plan_cache,
+    reference_bucket,
+)
+from ltx2_diffusers.training.lora import LORA_TARGET_PRESETS, export_lora, lora_config, resolve_lora_targets
+from ltx2_diffusers.training.objective import MODES, PLANNED_MODES, SigmaSampler, TrainingMode, get_mode
+from ltx2_diffusers.training.step import collate, sample_generator, training_loss
+
+logger = logging.getLogger("train_lora")
+
+ADAPTER_FILE = "adapter_model.safetensors"  # the raw peft adapter (fp32) inside each checkpoint-N folder
+LOG_FILE = "training_log.jsonl"
+SAVE_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    model = parser.add_argument_group("model and data")
+    model.add_argument("--pretrained_model_name_or_path", required=True, help="a diffusers-layout LTX-2 folder")
+    model.add_argument("--train_data_dir", required=True, help="media + metadata.jsonl (file_name, text)")
+    model.add_argument("--cache_dir", default=None, help="cached latents/embeddings (default: DATA/.ltx2_cache)")
+    model.add_argument("--resolution_buckets", required=True, help='"WxHxF;WxHxF", e.g. "768x512x49;512x512x1"')
+    model.add_argument("--max_sequence_length", type=int, default=1024, help="caption tokens (multiple of 128)")
+    model.add_argument("--cache_only", action="store_true", help="stop after caching")
+    model.add_argument(
+        "--mode", default="t2av", help=f"what is trained: {', '.join(MODES)} (planned: {', '.join(PLANNED_MODES)})"
+    )
+    model.add_argument("--first_frame_conditioning_p", type=float, default=None,
+                       help="probability that a sample's first frame is given clean (default: the mode's, i2v 0.5)")  # fmt: skip
+    model.add_argument("--reference_downscale_factor", type=int, default=1,
+                       help="ic_lora: references are cached at the bucket's size divided by this")  # fmt: skip
+    lora = parser.add_argument_group("LoRA")
+    lora.add_argument("--rank", type=int, default=32)
+    lora.add_argument("--lora_alpha", type=float, default=32.0)
+    lora.add_argument("--lora_dropout", type=float, default=0.0)
+    lora.add_argument(
+        "--lora_targets", default="all", help=f"{' | '.join(LORA_TARGET_PRESETS)} or a comma list of module names"
+    )
+    lora.add_argument("--lora_save_dtype", choices=sorted(SAVE_DTYPES), default="bf16")
+    opt = parser.add_argument_group("optimisation")
+    opt.add_argument("--learning_rate", type=float, default=1e-4)
+    opt.add_argument("--lr_scheduler", choices=("linear", "constant"), default="linear",
+                     help="linear: ltx-trainer's, factor 1 -> 0.1 over max_train_steps")  # fmt: skip
+    opt.add_argument("--max_train_steps", type=int, required=True)
+    opt.add_argument("--train_batch_size", type=int, default=1)
+    opt.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    opt.add_argument("--max_grad_norm", type=float, default=1.0)
+    opt.add_argument("--adam_beta1", type=float, default=0.9)
+    opt.add_argument("--adam_beta2", type=float, default=0.999)
+    opt.add_argument("--adam_weight_decay", type=float, default=0.01)
+    opt.add_argument("--adam_epsilon", type=float, default=1e-8)
+    opt.add_argument("--gradient_checkpointing", action="store_true")
+    opt.add_argument("--mixed_precision", choices=("no", "fp16", "bf16"), default=None)
+    opt.add_argument("--seed", type=int, default=42)
+    opt.add_argument("--timestep_sampling", choices=("shifted_logit_normal", "uniform"), default="shifted_logit_normal")
+    opt.add_argument("--logit_std", type=float, default=1.0)
+    opt.add_argument("--uniform_prob", type=float, default=0.1)
+    opt.add_argument("--sigma_eps", type=float, default=1e-3)
+    out = parser.add_argument_group("output and checkpoints")
+    out.add_argument("--output_dir", required=True)
+    out.add_argument("--checkpointing_steps", type=int, default=250)
+    out.add_argument("--checkpoints_total_limit", type=int, default=None)
+    out.add_argument("--resume_from_checkpoint", default=None, help='a checkpoint-N folder, or "latest"')
+    args = parser.parse_args(argv)
+    training_mode(args)  # an unbuilt or unknown mode fails before anything is loaded
+    for bucket in parse_buckets(args.resolution_buckets):
+        reference_bucket(bucket, args.reference_downscale_factor)
+    for name in ("max_train_steps", "train_batch_size", "gradient_accumulation_steps", "checkpointing_steps"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if args.max_sequence_length < 128 or args.max_sequence_length % 128:
+        raise ValueError(f"--max_sequence_length must be a multiple of 128 (the connectors' registers), got "
+                         f"{args.max_sequence_length}")  # fmt: skip
+    return args
+
+
+def training_mode(args: argparse.Namespace) -> TrainingMode:
+    """--mode, with --first_frame_conditioning_p when given (checked by TrainingMode)."""
+    mode = get_mode(args.mode)
+    if args.first_frame_conditioning_p is not None:
+        mode = dataclasses.replace(mode, first_frame_p=args.first_frame_conditioning_p)
+    return mode
+
+
+def find_checkpoint(output_dir: Path, spec: str | None) -> Path | None:
+    """--resume_from_checkpoint: None, "latest" (the highest checkpoint-N in output_dir, None if there is none), or
+    a folder (which must exist)."""
+    if spec is None:
+        return None
+    if spec != "latest":
+        path = Path(spec) if Path(spec).is_absolute() or Path(spec).exists() else output_dir / spec
+        if not (path / ADAPTER_FILE).is_file():
+            raise ValueError(f"--resume_from_checkpoint {spec}: {path} is not a checkpoint folder (no {ADAPTER_FILE})")
+        return path
+    found = [p for p in output_dir.glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", p.name)]
+    return max(found, key=lambda p: int(p.name.split("-")[1])) if found else None
+
+
+def load_models(args: argparse.Namespace, cache_dir: Path, accelerator: Accelerator, weight_dtype: torch.dtype):
+    """Phase 1: cache what is missing (main process first; the pipeline without its transformer), then return the
+    transformer alone: training never holds Gemma, the connectors or the VAEs."""
+    buckets = parse_buckets(args.resolution_buckets)
+    factor = args.reference_downscale_factor
+    planned = plan_cache(args.train_data_dir, cache_dir, buckets, factor)  # every process checks the inputs
+    missing = [item for item in planned if not is_cached(item, args.max_sequence_length)]
+    if missing and accelerator.is_main_process:
+        pipe = LTX2AVPipeline.from_pretrained(
+            args.pretrained_model_name_or_path, transformer=None, vocoder=None, dtype=weight_dtype
+        ).to(accelerator.device)
+        report = cache_dataset(
+            pipe, args.train_data_dir, cache_dir, buckets, device=accelerator.device,
+            max_sequence_length=args.max_sequence_length, reference_downscale_factor=factor,
+        )  # fmt: skip
+        logger.info(f"cached {len(report.written)} samples, {len(report.skipped)} were cached already")
+        del pipe
+    accelerator.wait_for_everyone()
+    if args.cache_only:
+        return None, planned
+    transformer = LTX2VideoTransformer3DModel.from_pretrained(
+        args.pretrained_model_name_or_path, subfolder="transformer", dtype=weight_dtype
+    )
+    return transformer, planned
+
+
+def main(argv: list[str] | None = None) -> Path | None:
+    args = parse_args(argv)
+    mode = training_mode(args)
+    output_dir = Path(args.output_dir)
+    cache_dir = Path(args.cache_dir) if args.cache_dir else Path(args.train_data_dir) / ".ltx2_cache"
+    accelerator = Accelerator(
+        mixed_precision=args.mixed_precision,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        project_config=ProjectConfiguration(project_dir=str(output_dir)),
+        # adapters of a stream a mode does not run (audio in t2v) get no gradient: DDP must not wait for them
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+    )
+    logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING,
+                        format="%(asctime)s %(name)s: %(message)s")  # fmt: skip
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+
+    resume = find_checkpoint(output_dir, args.resume_from_checkpoint)  # a wrong folder fails before any loading
+
+    # 1. Cache, then the transformer alone
+    # frozen weights in the mixed-precision dtype, as diffusers' scripts and ltx-trainer (bf16) load them
+    weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
+    transformer, planned = load_models(args, cache_dir, accelerator, weight_dtype)
+    if transformer is None:
+        return None
+    samples = [item.cache_path for item in planned]
+    shape_keys = [cached_shape_key(path, mode.needs_audio) for path in samples]
+
+    # 2. LoRA adapters (fp32 on the frozen base), optimizer, schedule. Seeded here, after caching: the adapters'
+    # initial A must not depend on whether this run had samples to encode.
+    set_seed(args.seed)
+    transformer.requires_grad_(False)
+    base_dtype = transformer.dtype  # the frozen weights' dtype; the adapters are float32
+    targets = resolve_lora_targets(args.lora_targets, transformer)
+    transformer.add_adapter(lora_config(args.rank, args.lora_alpha, targets, args.lora_dropout))
+    trainable = [p for p in transformer.parameters() if p.requires_grad]
+    for parameter in trainable:
+        parameter.data = parameter.data.float()
+    if args.gradient_checkpointing:
+        transformer.enable_gradient_checkpointing()
+    transformer.train()
+    optimizer = torch.optim.AdamW(trainable, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
+                                  weight_decay=args.adam_weight_decay, eps=args.adam_epsilon, foreach=True)  # fmt: skip
+    # The prepared scheduler steps once per process per optimizer step (accelerate), so its length is scaled by the
+    # process count; ltx-trainer does not, and its decay ends early under N processes (trap T9).
+    total = args.max_train_steps * accelerator.num_processes
+    if args.lr_scheduler == "linear":
+        schedule = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1.0, end_factor=0.1, total_iters=total)
+    else:
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    transformer, optimizer, schedule = accelerator.prepare(transformer, optimizer, schedule)
+
+    # 3. Checkpoints hold the adapter only (not the frozen base), plus accelerate's optimizer / schedule / RNG state
+    def save_hook(models, weights, folder):
+        if accelerator.is_main_process:
+            for model in models:
+                state = get_peft_model_state_dict(accelerator.unwrap_model(model))
+                save_file({k: v.detach().float().cpu().contiguous() for k, v in state.items()},
+                          str(Path(folder) / ADAPTER_FILE))  # fmt: skip
+        while weights:
+            weights.pop()
+
+    def load_hook(models, folder):
+        while models:
+            model = models.pop()
+            result = set_peft_model_state_dict(
+                accelerator.unwrap_model(model), load_file(str(Path(folder) / ADAPTER_FILE))
+            )
+            if result.unexpected_keys:
+                raise ValueError(f"{folder}: adapter keys {result.unexpected_keys[:4]} do not fit this LoRA config")
+
+    accelerator.register_save_state_pre_hook(save_hook)
+    accelerator.register_load_state_pre_hook(load_hook)
+
+    first_step = 0
+    if args.resume_from_checkpoint == "latest" and resume is None:
+        logger.info(f"no checkpoint-N folder in {output_dir}: starting a new run")
+    if resume is not None:
+        accelerator.load_state(str(resume))
+        first_step = int(resume.name.split("-")[1])
+        logger.info(f"resumed from {resume} at step {first_step}")
+    if accelerator.is_main_process:
+        _truncate_log(output_dir / LOG_FILE, first_step)
+
+    # 4. Train
+    sampler = SigmaSampler(args.timestep_sampling, args.logit_std, args.sigma_eps, args.uniform_prob)
+    unwrapped = accelerator.unwrap_model(transformer)
+    batch_size = args.train_batch_size  # per process
+    step = first_step
+    while step < args.max_train_steps:
+        lr = schedule.get_last_lr()[0]  # the rate this optimizer step uses
+        losses, video_losses, audio_losses, sample_losses, sample_sigmas = [], [], [], [], []
+        # The optimizer step's global batch: B samples x N processes x A accumulation micro-steps from one bucket.
+        # Micro-step m of process p takes slots [(m N + p) B, (m N + p + 1) B), and each sample draws from the
+        # generator of its slot, so any split of the same global batch draws the same numbers.
+        per_micro = batch_size * accelerator.num_processes
+        global_batch = batch_for_step(shape_keys, per_micro * args.gradient_accumulation_steps, args.seed, step)
+        for micro in range(args.gradient_accumulation_steps):
+            first = micro * per_micro + accelerator.process_index * batch_size
+            slots = range(first, first + batch_size)
+            batch = collate([load_cached(samples[global_batch[k]]) for k in slots], mode, accelerator.device)
+            generators = [sample_generator(args.seed, step, k) for k in slots]
+            with accelerator.accumulate(transformer):
+                result = training_loss(transformer, batch, mode, sampler, generators, dtype=base_dtype)
+                loss = result.loss.mean()
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and args.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(trainable, args.max_grad_norm)
+                optimizer.step()
+                schedule.step()
+                optimizer.zero_grad(set_to_none=True)
+            losses.append(loss.detach())
+            if result.video is not None:
+                video_losses.append(result.video.detach().mean())
+            if result.audio is not None:
+                audio_losses.append(result.audio.detach().mean())
+            sample_losses.append(result.loss.detach())
+            sample_sigmas.append(result.video_sigma if result.video_sigma is not None else result.audio_sigma)
+        step += 1
+        record = {"step": step, "loss": _mean(accelerator, losses), "lr": lr}
+        if video_losses:
+            record["video_loss"] = _mean(accelerator, video_losses)
+        if audio_losses:
+            record["audio_loss"] = _mean(accelerator, audio_losses)
+        record.update(_sigma_bucket_losses(accelerator, sample_losses, sample_sigmas))
+        if accelerator.is_main_process:
+            with open(output_dir / LOG_FILE, "a") as log:
+                log.write(json.dumps(record) + "\n")
+        if step % args.checkpointing_steps == 0 or step == args.max_train_steps:
+            _save_checkpoint(accelerator, output_dir, step, args.checkpoints_total_limit)
+
+    # 5. The LoRA files
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        metadata = {"ltx2_training_mode": mode.name, "base_model": str(args.pretrained_model_name_or_path)}
+        if mode.reference:  # read by the IC-LoRA pipeline (LTX2LoRA.reference_downscale_factor)
+            metadata["reference_downscale_factor"] = str(args.reference_downscale_factor)
+        paths = export_lora(unwrapped, output_dir, dtype=SAVE_DTYPES[args.lora_save_dtype], metadata=metadata)
+        logger.info(f"wrote {paths[0]} and {paths[1]}")
+    accelerator.end_training()
+    return output_dir
+
+
+def _mean(accelerator: Accelerator, values: list[torch.Tensor]) -> float:
+    """The mean over accumulation micro-steps and processes, as one float."""
+    return float(accelerator.gather(torch.stack(values).mean()[None]).mean())
+
+
+def _sigma_bucket_losses(accelerator: Accelerator, losses: list[torch.Tensor], sigmas: list[torch.Tensor]) -> dict:
+    """ltx-trainer's per-noise-level losses: the mean per-sample loss in each quarter of [0, 1] of the video sigma
+    (the audio sigma when no video is generated) that this step's samples hit, as `loss_sigma_0.25-0.50`."""
+    loss = accelerator.gather(torch.cat(losses).float()).cpu()
+    sigma = accelerator.gather(torch.cat(sigmas).float().to(accelerator.device)).cpu()
+    edges = (0.0, 0.25, 0.5, 0.75, 1.0)
+    found = {}
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        inside = (sigma >= lo) & ((sigma < hi) if hi < 1.0 else (sigma <= hi))
+        if inside.any():
+            found[f"loss_sigma_{lo:.2f}-{hi:.2f}"] = float(loss[inside].mean())
+    return found
+
+
+def _truncate_log(path: Path, last_step: int) -> None:
+    """Keep the log lines of steps <= last_step (all of a resumed run's past, none of a fresh run's)."""
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= last_step]
+    path.write_text("".join(line + "\n" for line in kept))
+
+
+def _save_checkpoint(accelerator: Accelerator, output_dir: Path, step: int, limit: int | None) -> None:
+    if accelerator.is_main_process and limit is not None:
+        existing = sorted((p for p in output_dir.glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", p.name)),
+                          key=lambda p: int(p.name.split("-")[1]))  # fmt: skip
+        for old in existing[: max(0, len(existing) - limit + 1)]:
+            shutil.rmtree(old)
+    accelerator.save_state(str(output_dir / f"checkpoint-{step}"))
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except DataError as error:
+        sys.exit(f"error: {error}")
