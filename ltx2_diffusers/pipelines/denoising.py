@@ -45,33 +45,9 @@ from .guidance import GuidancePlan, GuidanceScales, GuidanceSchedule, guidance_a
 # Shapes and checks
 
 
-def check_num_frames(num_frames: int, what: str | None = None) -> None:
-    """The 8k + 1 rule of the causal video VAE, written once: raise a ValueError naming the nearest valid counts.
-    what: how the message names the count (default "num_frames=N")."""
-    if not isinstance(num_frames, int) or num_frames < 1 or (num_frames - 1) % VIDEO_TIME_SCALE != 0:
-        below = max(1, (num_frames - 1) // VIDEO_TIME_SCALE * VIDEO_TIME_SCALE + 1)
-        what = f"num_frames={num_frames}" if what is None else what
-        raise ValueError(
-            f"{what} is not of the form 8*k + 1, which the causal video VAE needs (the first latent frame holds 1 "
-            f"pixel frame, each later one 8). Use {below} or {below + VIDEO_TIME_SCALE} frames."
-        )
-
-
 def latent_grid(height: int, width: int, num_frames: int) -> tuple[int, int, int]:
     """The video latent grid (F', H', W') of an 8k + 1-frame clip: 8x in time after the first frame, 32x in space."""
     return (num_frames - 1) // VIDEO_TIME_SCALE + 1, height // 32, width // 32
-
-
-def check_video_size(height: int, width: int, num_frames: int, multiple: int = 32) -> None:
-    """Raise a ValueError naming the fix when the clip cannot be represented exactly by the video VAE's latents."""
-    check_num_frames(num_frames)
-    for name, value in (("height", height), ("width", width)):
-        if value < multiple or value % multiple != 0:
-            lower = max(multiple, value // multiple * multiple)
-            raise ValueError(
-                f"{name}={value} is not a positive multiple of {multiple} (the video VAE compresses space {multiple}x). "
-                f"Use {lower} or {lower + multiple}."
-            )
 
 
 # ----------------------------------------------------------------------------------------------------------------------
