@@ -110,8 +110,8 @@ class LTX2AVTwoStagePipeline(LTX2AVTwoStagePipelineBase):
 
         Stage-1 arguments are `LTX2AVPipeline.__call__`'s (applied at height/2 x width/2; a float image tensor is
         given at the full size and resized for stage 1; `latents` / `audio_latents` are stage 1's initial noise).
-        Their defaults are `presets.sampling_preset(model_version, kind)`: with a distilled scheduler (`fixed_sigmas`) no guidance (a single
-        pass, no negative prompt), as the reference's `DistilledPipeline`.
+        Their defaults are `presets.sampling_preset(model_version, kind)`: with a distilled scheduler (`fixed_sigmas`)
+        no guidance (a single pass, no negative prompt), as the reference's `DistilledPipeline`.
         stage_2_adapter: a peft adapter of the transformer (the distilled LoRA, `load_lora_adapter`) for stage 2
             only: stage 1 runs with the other active adapters (none -> adapters disabled), stage 2 with those plus this
             one, at `stage_2_adapter_scale` (None: the strength it was loaded with). Adapters, their enabled state
