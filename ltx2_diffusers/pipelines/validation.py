@@ -310,12 +310,15 @@ def check_sigmas(
     return values
 
 
-def check_num_inference_steps(value: object, name: str = "num_inference_steps", allow_large: bool = False) -> None:
+def check_num_inference_steps(
+    value: object, name: str = "num_inference_steps", allow_large: bool = False, allow_name: str = "allow_large=True"
+) -> None:
+    """An int >= 1, at most MAX_INFERENCE_STEPS unless allow_large (`allow_name`: how the caller spells it)."""
     steps = check_int(value, name)
     if steps > MAX_INFERENCE_STEPS and not allow_large:
         raise ValueError(
-            f"{name}={steps} is above {MAX_INFERENCE_STEPS} (the reference uses 8 to 40): pass allow_large=True to "
-            "run that many anyway"
+            f"{name}={steps} is above {MAX_INFERENCE_STEPS} (the reference uses 8 to 40): pass {allow_name} to run "
+            "that many anyway"
         )
 
 
@@ -484,8 +487,9 @@ def estimate_work(height: int, width: int, num_frames: int, frame_rate: float, b
     )
 
 
-def check_work(estimate: WorkEstimate, allow_large: bool = False) -> None:
-    """Refuse requests far beyond what the models were made for, with the numbers, unless allow_large=True."""
+def check_work(estimate: WorkEstimate, allow_large: bool = False, allow_name: str = "allow_large=True") -> None:
+    """Refuse requests far beyond what the models were made for, with the numbers, unless allow_large=True
+    (`allow_name`: how the caller spells it, e.g. the CLI's --allow-large)."""
     if allow_large:
         return
     e = estimate
@@ -493,14 +497,14 @@ def check_work(estimate: WorkEstimate, allow_large: bool = False) -> None:
         raise ValueError(
             f"the clip makes {e.video_tokens:,} video tokens per sample ({e.latent_frames} latent frames x "
             f"{e.latent_height} x {e.latent_width}), above {MAX_VIDEO_TOKENS:,} (4K for 20 s is about 500,000); "
-            "attention's time and memory grow with the square of it. Lower num_frames / height / width, or pass "
-            "allow_large=True to try anyway"
+            f"attention's time and memory grow with the square of it. Lower num_frames / height / width, or pass "
+            f"{allow_name} to try anyway"
         )
     if e.output_bytes > MAX_OUTPUT_BYTES:
         raise ValueError(
             f"the decoded frames of the batch take {e.output_bytes / 2**30:,.1f} GiB as float32, above "
             f"{MAX_OUTPUT_BYTES / 2**30:.0f} GiB. Lower the batch (prompts x num_videos_per_prompt = {e.batch_size}), "
-            "num_frames, height or width, or pass allow_large=True to try anyway"
+            f"num_frames, height or width, or pass {allow_name} to try anyway"
         )
 
 
@@ -560,8 +564,9 @@ def check_call_inputs(
     rate = check_frame_rate(frame_rate, n.get("frame_rate", "frame_rate"))
     check_conditions(image, image_strength, keyframes, num_frames, image_crf, n)
     steps_name = n.get("num_inference_steps", "num_inference_steps")
+    allow_name = n.get("allow_large", "allow_large=True")
     if num_inference_steps is not None:
-        check_num_inference_steps(num_inference_steps, steps_name, allow_large)
+        check_num_inference_steps(num_inference_steps, steps_name, allow_large, allow_name)
     check_sigmas(sigmas, num_inference_steps, n.get("sigmas", "sigmas"), steps_name)
     check_guidance(video_guidance, "video_guidance")
     check_guidance(audio_guidance, "audio_guidance")
@@ -571,5 +576,5 @@ def check_call_inputs(
     check_generator(generator, batch_size)
     if not isinstance(return_dict, bool):
         raise TypeError(f"return_dict must be True or False, got {return_dict!r}")
-    check_work(estimate_work(height, width, num_frames, rate, batch_size), allow_large)
+    check_work(estimate_work(height, width, num_frames, rate, batch_size), allow_large, allow_name)
     return batch_size
