@@ -215,7 +215,7 @@ def _check_video_size(latent: Tensor, grid: tuple[int, int, int], what: str) -> 
     if tuple(latent.shape[-2:]) != grid[1:]:
         raise ValueError(
             f"{what}: the condition latent is {tuple(latent.shape[-2:])} (H', W'), the video {grid[1:]}. Encode the "
-            "image at the video's height and width (prepare_image resizes and crops it)."
+            "image at the video's height and width (inputs.image_to_pixels resizes and crops it)."
         )
 
 
