@@ -231,8 +231,9 @@ class LTX2AVPipelineBase(PipelineCardMixin, DiffusionPipeline, LTX2LoraLoaderMix
 
     @property
     def sampling_defaults(self) -> SamplingPreset:
-        """What `__call__` uses for None arguments: `presets.sampling_preset(model_version, kind)`, its guidance as
-        `GuidanceScales` (with a distilled scheduler: no guidance, the 8 fixed sigmas)."""
+        """The one-stage and two-stage calls' defaults: `presets.sampling_preset(model_version, kind)`, its guidance as
+        `GuidanceScales` (with a distilled scheduler: no guidance, the 8 fixed sigmas). The HQ and retake pipelines
+        use `presets.hq_preset` / `retake_preset`."""
         return with_guidance_scales(sampling_preset(self.model_version, self.kind))
 
     @property

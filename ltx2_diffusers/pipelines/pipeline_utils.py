@@ -1,6 +1,6 @@
 """The call conventions every LTX-2 pipeline shares, written once: prompts and their embeddings, prompt enhancement,
-the step callback with a running index across stages, diffusers' scalar guidance keywords, sigmas / timesteps, and
-the output. Each pipeline's `__call__` calls these in its numbered steps.
+the step callback with a running index across stages, diffusers' scalar guidance keywords on the presets' guidance,
+sigmas / timesteps, and the output. Arguments are checked before these run, by `validation.check_call_inputs`. Each pipeline's `__call__` calls these in its numbered steps.
 """
 
 from collections.abc import Callable, Sequence
@@ -21,6 +21,7 @@ from .text_encoding import PromptEmbeddings, encode_prompts
 from .validation import GUIDANCE_SCALARS
 
 logger = logging.get_logger(__name__)
+
 
 def as_list(prompt: str | Sequence[str] | None) -> list[str] | None:
     return None if prompt is None else [prompt] if isinstance(prompt, str) else list(prompt)
