@@ -40,6 +40,7 @@ from .conditioning import (
     video_latent_state,
 )
 from .guidance import GuidancePlan, GuidanceScales, GuidanceSchedule, guidance_at, plan_guidance
+from .validation import check_generator as check_generator_argument
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Shapes and checks
@@ -85,19 +86,10 @@ class ReferenceCondition:
 
 
 def check_generator(generator: Generators, batch_size: int, device: torch.device) -> None:
-    """One torch.Generator (the whole batch's noise from it, in the reference's order), or a list of one per sample,
-    on the device where the latents are made."""
-    generators = generator if isinstance(generator, list) else [generator]
-    if isinstance(generator, list) and len(generator) != batch_size:
-        raise ValueError(
-            f"got a list of {len(generator)} generators for a batch of {batch_size} videos (prompts x "
-            "num_videos_per_prompt): pass one generator, or one per video"
-        )
-    for g in generators:
-        if g is not None and not isinstance(g, torch.Generator):
-            raise TypeError(
-                f"generator must be a torch.Generator or a list of them (one per video), got {type(g).__name__}"
-            )
+    """One torch.Generator (the whole batch's noise from it, in the reference's order) or a list of one per sample
+    (`validation.check_generator`), on the device where the latents are made."""
+    check_generator_argument(generator, batch_size)
+    for g in generator if isinstance(generator, list | tuple) else [generator]:
         if g is not None and torch.device(g.device).type != torch.device(device).type:
             raise ValueError(
                 f"the generator is on {g.device} but the latents are made on {device}: noise is drawn where the "
