@@ -160,9 +160,9 @@ def test_cli_flags_reach_the_pipeline(tmp_path, monkeypatch, inputs):
     assert (seen["image_crf"], seen["image_strength"], seen["negative_prompt"]) == (0, 0.8, "ugly")
     assert seen["enhance_prompt"] is True and seen["enhance_prompt_seed"] == 5
     assert (seen["num_frames"], seen["height"], seen["width"], seen["frame_rate"]) == (9, 64, 64, 25.0)
-    assert seen["num_inference_steps"] == 3 and seen["image"].size == (64, 48)  # resized in the pipeline
+    assert seen["num_inference_steps"] == 3 and seen["image"].shape == (48, 64, 3)  # resized in the pipeline
     ((keyframe, frame, strength),) = seen["keyframes"]
-    assert keyframe.size == (64, 48) and (frame, strength) == (8, 0.5)
+    assert keyframe.shape == (48, 64, 3) and (frame, strength) == (8, 0.5)
     assert not (tmp_path / "i.mp4").exists()
 
 
@@ -219,16 +219,15 @@ def test_cli_vae_tiling_flags_reach_the_vae(tmp_path, monkeypatch, flag, use_til
 
 def test_cli_kind_picks_the_scheduler(tmp_path, monkeypatch):
     """--kind distilled with the tiny model: the 8 distilled sigmas and no guidance; `distilled` fixes the kind."""
-    from ltx2_diffusers.pipelines.pipeline_ltx2_av import DISTILLED_DEFAULTS
-    from ltx2_diffusers.schedulers.scheduling_ltx2 import DISTILLED_SIGMAS
+    from ltx2_diffusers.pipelines.presets import DISTILLED_SIGMAS
 
     seen = _spy_call(monkeypatch)
     assert main(["generate", "a cat", "-o", str(tmp_path / "k.mp4"), *SMALL, "--kind", "distilled"]) == 2
     assert seen["pipe"].scheduler.config.fixed_sigmas == pytest.approx(list(DISTILLED_SIGMAS))
-    assert seen["pipe"].sampling_defaults is DISTILLED_DEFAULTS
+    assert seen["pipe"].kind == "distilled"
     seen = _spy_call(monkeypatch, "LTX2AVTwoStagePipeline")
     assert main(["distilled", "a cat", "-o", str(tmp_path / "k.mp4"), *SMALL]) == 2
-    assert seen["pipe"].sampling_defaults is DISTILLED_DEFAULTS
+    assert seen["pipe"].kind == "distilled"
 
 
 def test_cli_loads_a_folder_and_refuses_what_its_distilled_scheduler_ignores(tmp_path, monkeypatch, capsys):
@@ -379,7 +378,7 @@ def test_parser_defaults_follow_the_reference():
     from ltx_pipelines.utils.constants import DEFAULT_IMAGE_CRF, LTX_2_PARAMS
 
     from ltx2_diffusers.cli.parser import DEFAULT_IMAGE_CRF as CLI_CRF
-    from ltx2_diffusers.pipelines.conditioning import DEFAULT_IMAGE_CRF as PIPELINE_CRF
+    from ltx2_diffusers.pipelines.presets import DEFAULT_IMAGE_CRF as PIPELINE_CRF
 
     ref = default_1_stage_arg_parser(LTX_2_PARAMS).parse_args(
         ["--checkpoint-path", "c", "--gemma-root", "g", "--prompt", "p", "--output-path", "o.mp4"]
@@ -391,7 +390,7 @@ def test_parser_defaults_follow_the_reference():
         ref.frame_rate,
         ref.seed,
     )
-    assert CLI_CRF == DEFAULT_IMAGE_CRF == PIPELINE_CRF == 33  # the CLI keeps its own copy (no torch import)
+    assert CLI_CRF == DEFAULT_IMAGE_CRF == PIPELINE_CRF == 33  # one value: the CLI reads the torch-free presets
     for name, (height, width) in {"two-stage": (1024, 1536), "hq": (1088, 1920)}.items():
         args = build_parser().parse_args([name, "p", "-o", "o.mp4"])
         assert (args.height, args.width) == (height, width)

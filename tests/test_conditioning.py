@@ -24,12 +24,11 @@ from ltx2_diffusers.pipelines.conditioning import (
     keyframe_positions,
     mask_from_frames,
     patchify_video,
-    prepare_image,
-    prepare_video,
     replace_frames,
     unpatchify_video,
     video_latent_state,
 )
+from ltx2_diffusers.pipelines.inputs import image_to_pixels, video_to_pixels
 
 C, F, H, W, FPS = 16, 3, 4, 6, 24.0  # tiny latent grid: 3 latent frames = 17 pixel frames
 GRID = (F, H, W)
@@ -201,29 +200,29 @@ def image_file(tmp_path):
 
 
 @pytest.mark.parametrize("crf", [0, 33])
-def test_prepare_image_matches_reference(image_file, crf):
+def test_image_to_pixels_matches_reference(image_file, crf):
     from ltx_pipelines.utils.media_io import load_image_conditioning
 
     expected = load_image_conditioning(str(image_file), 64, 96, torch.float32, torch.device("cpu"), crf=crf)
-    ours = prepare_image(image_file, 64, 96, crf=crf)
+    ours = image_to_pixels(image_file, 64, 96, crf=crf)
     assert ours.shape == (1, 3, 1, 64, 96)
     torch.testing.assert_close(ours, expected, rtol=0, atol=0)
-    tall = prepare_image(Image.open(image_file), 128, 32, crf=crf)
+    tall = image_to_pixels(Image.open(image_file), 128, 32, crf=crf)
     torch.testing.assert_close(
         tall, load_image_conditioning(str(image_file), 128, 32, torch.float32, torch.device("cpu"), crf=crf)
     )
 
 
-def test_prepare_image_rejects_bad_input():
-    with pytest.raises(ValueError, match="crf must be >= 0"):
-        prepare_image(np.zeros((8, 8, 3), np.uint8), 32, 32, crf=-1)
-    with pytest.raises(TypeError, match="uint8"):
-        prepare_image(np.zeros((8, 8, 3), np.float32), 32, 32, crf=0)
-    with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
-        prepare_image(np.zeros((8, 8), np.uint8), 32, 32, crf=0)
+def test_image_to_pixels_rejects_bad_input():
+    with pytest.raises(ValueError, match=r"image crf=-1 must be an int in \[0, 51\]"):
+        image_to_pixels(np.zeros((8, 8, 3), np.uint8), 32, 32, crf=-1)
+    with pytest.raises(ValueError, match=r"image has float values in \[2, 2\], outside \[0, 1\]"):
+        image_to_pixels(np.full((8, 8, 3), 2.0, np.float32), 32, 32, crf=0)
+    with pytest.raises(ValueError, match=r"image has 2 channels \(shape \(8, 8, 2\)\): expected 1, 3 or 4"):
+        image_to_pixels(np.zeros((8, 8, 2), np.uint8), 32, 32, crf=0)
 
 
-def test_prepare_video_matches_reference(tmp_path):
+def test_video_to_pixels_matches_reference(tmp_path):
     from ltx_pipelines.utils.media_io import load_video_conditioning
 
     from ltx2_diffusers.utils.media import export_to_video_with_audio, load_video
@@ -232,7 +231,8 @@ def test_prepare_video_matches_reference(tmp_path):
     path = export_to_video_with_audio(frames, None, None, 24, tmp_path / "clip.mp4")
     expected = load_video_conditioning(path, 32, 32, frame_cap=5, dtype=torch.float32, device=torch.device("cpu"))
     decoded, _ = load_video(path, max_frames=5)
-    torch.testing.assert_close(prepare_video(decoded, 32, 32), expected, rtol=0, atol=0)
+    torch.testing.assert_close(video_to_pixels(decoded, 32, 32), expected, rtol=0, atol=0)
+    torch.testing.assert_close(video_to_pixels(path, 32, 32, max_frames=5), expected, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("pixel_frames, grid", [(17, (3, 2, 3)), (1, (1, 2, 3)), (9, (1, 2, 3))])

@@ -11,7 +11,6 @@ import pytest
 import torch
 from PIL import Image
 
-from ltx2_diffusers.pipelines import conditioning
 from ltx2_diffusers.pipelines.inputs import (
     audio_waveform,
     half_size_image,
@@ -112,24 +111,26 @@ def test_arrays_to_uint8(array, value):
     assert pixels.shape == (3, 4, 3) and pixels.dtype == np.uint8 and (pixels == value).all()
 
 
-def test_float_tensor_to_uint8_equals_todays_enhancement_conversion():
-    from ltx2_diffusers.pipelines.pipeline_ltx2_av import _image_for_enhancement
-
+def test_float_tensor_to_uint8_rounds_back_from_minus_one_one():
     image = torch.rand(3, 6, 10) * 2 - 1
-    assert np.array_equal(image_to_uint8(image), _image_for_enhancement(image).numpy())
-    assert np.array_equal(image_to_uint8(image[None]), _image_for_enhancement(image[None]).numpy())
+    expected = ((image + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+    assert np.array_equal(image_to_uint8(image), expected)
+    assert np.array_equal(image_to_uint8(image[None]), expected)
+    assert np.array_equal(image_to_uint8(torch.tensor([[[-1.0]], [[0.0]], [[1.0]]])), [[[0, 128, 255]]])
 
 
-def test_resize_and_center_crop_equals_todays():
+def test_resize_and_center_crop_covers_then_crops_the_centre():
     frames = torch.rand(3, 37, 53, 3) * 255
     for height, width in ((32, 64), (64, 32), (37, 53), (96, 96)):
-        expected = conditioning.resize_and_center_crop(frames, height, width)
-        assert torch.equal(resize_and_center_crop(frames, height, width), expected)
+        assert resize_and_center_crop(frames, height, width).shape == (1, 3, 3, height, width)
+    assert torch.equal(resize_and_center_crop(frames, 37, 53)[0].permute(1, 2, 3, 0), frames)  # own size: unchanged
+    wide = torch.arange(8.0).repeat(2, 1)[..., None]  # (H=2, W=8, C=1): no resize needed, the centre 4 columns kept
+    assert resize_and_center_crop(wide, 2, 4).flatten().tolist() == [2.0, 3.0, 4.0, 5.0] * 2
 
 
 @pytest.mark.parametrize("crf", [0, 33])
 @pytest.mark.parametrize("form", ["path", "pil", "array", "tensor", "rgba"])
-def test_image_to_pixels_equals_todays_prepare_image(tmp_path, form, crf):
+def test_image_to_pixels_gives_every_form_the_same_pixels(tmp_path, form, crf):
     rgb = _rgb(30, 44, seed=2)
     Image.fromarray(rgb).save(tmp_path / "image.png")
     image = {
@@ -139,27 +140,27 @@ def test_image_to_pixels_equals_todays_prepare_image(tmp_path, form, crf):
         "tensor": torch.from_numpy(rgb),
         "rgba": Image.fromarray(np.concatenate([rgb, np.full((30, 44, 1), 9, np.uint8)], -1), "RGBA"),
     }[form]
-    expected = conditioning.prepare_image(image, 32, 64, crf=crf)
+    expected = image_to_pixels(rgb, 32, 64, crf=crf)  # the reference's preparation: test_conditioning.py pins it
+    assert expected.shape == (1, 3, 1, 32, 64) and expected.dtype == torch.float32
     assert torch.equal(image_to_pixels(image, 32, 64, crf=crf), expected)
 
 
-def test_prepared_tensor_passes_unchanged_as_today():
-    from ltx2_diffusers.pipelines.pipeline_ltx2_av import _image_to_pixels
-
+def test_prepared_tensor_passes_unchanged():
     image = (torch.rand(1, 3, 32, 64) * 2 - 1).bfloat16()
     out = image_to_pixels(image, 32, 64)
-    assert out.dtype == torch.bfloat16 and torch.equal(out, _image_to_pixels(image, 32, 64, 33))
+    assert out.dtype == torch.bfloat16 and torch.equal(out, image.unsqueeze(2))
     assert torch.equal(image_to_pixels(image[0], 32, 64), out)
     assert is_prepared(image) and not is_prepared(image.to(torch.uint8)) and not is_prepared(np.zeros(3))
 
 
-def test_half_size_image_equals_todays():
-    from ltx2_diffusers.pipelines.pipeline_ltx2_av_two_stage import _half_size
-
+def test_half_size_image_resizes_prepared_tensors_antialiased():
     image = torch.rand(3, 64, 128) * 2 - 1
-    assert torch.equal(half_size_image(image, 64, 128), _half_size(image, 64, 128))
+    expected = torch.nn.functional.interpolate(image[None], size=(32, 64), mode="bilinear", antialias=True)
+    assert torch.equal(half_size_image(image, 64, 128), expected[0])
     assert half_size_image(image, 64, 128).shape == (3, 32, 64)
-    assert torch.equal(half_size_image(image[None], 64, 128), _half_size(image[None], 64, 128))
+    assert torch.equal(half_size_image(image[None], 64, 128), expected)
+    flat = torch.full((1, 3, 4, 4), 0.5)
+    assert torch.equal(half_size_image(flat, 4, 4), torch.full((1, 3, 2, 2), 0.5))
     pil = Image.fromarray(_rgb())
     assert half_size_image(pil, 64, 128) is pil
 
@@ -185,10 +186,11 @@ def test_video_forms_give_the_same_frames(tmp_path):
     assert np.abs(decoded.astype(int) - frames[:3]).max() <= 3  # yuv420p at crf 0
 
 
-def test_video_to_pixels_equals_todays_prepare_video():
+def test_video_to_pixels_of_frames():
     frames = np.random.default_rng(3).integers(0, 256, (9, 20, 30, 3), dtype=np.uint8)
-    assert torch.equal(video_to_pixels(frames, 32, 32), conditioning.prepare_video(frames, 32, 32))
-    assert torch.equal(video_to_pixels(frames), conditioning.prepare_video(frames, 20, 30))  # the retake's use
+    assert video_to_pixels(frames, 32, 32).shape == (1, 3, 9, 32, 32)
+    own_size = torch.from_numpy(frames).permute(3, 0, 1, 2)[None].float() / 127.5 - 1.0  # the retake's use
+    assert torch.equal(video_to_pixels(frames), own_size)
     prepared = torch.rand(1, 3, 9, 32, 32) * 2 - 1
     assert torch.equal(video_to_pixels(prepared, 32, 32, max_frames=5), prepared[:, :, :5])
 
@@ -212,13 +214,10 @@ def test_audio_forms():
     assert torch.equal(audio_waveform(pcm, 8000)[0], torch.tensor([[-1.0, 0.0, 0.5]]))
 
 
-def test_audio_window_equals_todays_cut():
-    from ltx2_diffusers.pipelines.pipeline_ltx2_av_audio_to_video import _cut_waveform
-
+def test_audio_window_is_cut_by_sample_counts():
     waveform = torch.rand(2, 48000) * 2 - 1
     ours, rate = audio_waveform(waveform, 16000, start_time=0.5, max_duration=1.25)
-    theirs, _ = _cut_waveform(waveform, 16000, 0.5, 1.25)
-    assert rate == 16000 and torch.equal(ours.float(), theirs)
+    assert rate == 16000 and torch.equal(ours, waveform[:, 8000:28000])
 
 
 def test_audio_file(tmp_path):

@@ -6,12 +6,16 @@ import pytest
 import torch
 
 from ltx2_diffusers.pipelines.guidance import GuidanceScales
-from ltx2_diffusers.pipelines.pipeline_ltx2_av import (
-    DEFAULT_NEGATIVE_PROMPT,
-    MODEL_VERSION_DEFAULTS,
-    LTX2AVPipeline,
-)
+from ltx2_diffusers.pipelines.pipeline_base import with_guidance_scales
+from ltx2_diffusers.pipelines.pipeline_ltx2_av import LTX2AVPipeline
+from ltx2_diffusers.pipelines.presets import DEFAULT_IMAGE_CRF, DEFAULT_NEGATIVE_PROMPT, sampling_preset
 from ltx2_diffusers.pipelines.tiny import build_tiny_pipeline
+
+
+def preset(version: str, kind: str = "dev"):
+    """A model version's call defaults, guidance as GuidanceScales (what the pipelines use)."""
+    return with_guidance_scales(sampling_preset(version, kind))
+
 
 # 9 frames at 64x64: latent 2x2x2 = 8 video tokens; round(9 / 24 * 25) = 9 audio tokens. Guidance off (one pass per
 # step, no negative prompt) unless a test asks for it: the guided passes are tested in test_guidance.py and
@@ -37,10 +41,10 @@ def run(pipe, prompt="a cat", seed=0, **kwargs):
         ({"height": 100}, ValueError, r"height=100 is not a positive multiple of 32.*Use 96 or 128"),
         ({"width": 48}, ValueError, r"width=48 is not a positive multiple of 32.*Use 32 or 64"),
         ({"prompt": []}, ValueError, r"prompt is an empty list"),
-        ({"image": torch.zeros(3, 32, 64)}, ValueError, r"image is 32x64 \(HxW\) but the video is 64x64"),
-        ({"image": torch.zeros(3, 64, 64), "image_strength": -0.5}, ValueError, r"strength -0.5 is outside \[0, 1\]"),
-        ({"output_type": "gif"}, ValueError, r"output_type must be one of"),
-        ({"negative_prompt": ["a", "b"]}, ValueError, r"got 2 negative prompts for 1 prompts"),
+        ({"image": torch.zeros(3, 32, 64)}, ValueError, r"image is a float tensor of 32x64 \(HxW\) but the video is 64x64"),
+        ({"image": torch.zeros(3, 64, 64), "image_strength": -0.5}, ValueError, r"image_strength=-0.5 is outside \[0, 1\]"),
+        ({"output_type": "gif"}, ValueError, r"output_type='gif' is not one of"),
+        ({"negative_prompt": ["a", "b"]}, ValueError, r"negative_prompt has 2 entries for 1 prompts"),
     ],
 )
 def test_bad_input_fails_fast_with_a_clear_message(pipe, kwargs, error, message):
@@ -108,14 +112,14 @@ def test_callback_sees_every_step_and_can_replace_latents(pipe):
     assert [s[0] for s in seen] == [0, 1, 2]
     assert seen[0][1] == pytest.approx(1000.0) and seen[0][2] == ("video_latents", "audio_latents")
     assert torch.count_nonzero(out.frames) == 0 and torch.count_nonzero(out.audio) > 0
-    with pytest.raises(ValueError, match="callback tensor 'prompt_embeds' is not one of"):
+    with pytest.raises(ValueError, match=r"callback_on_step_end_tensor_inputs has \['prompt_embeds'\], which this pipeline does not pass"):
         run(pipe, callback_on_step_end=callback, callback_on_step_end_tensor_inputs=("prompt_embeds",))
 
 
 def test_image_at_strength_one_stays_exact_and_keyframes_are_dropped_from_the_output(pipe):
     image = torch.rand(3, 64, 64) * 2 - 1
     expected = pipe.encode_image(image, 64, 64, torch.device("cpu"))  # (1, 128, 1, 2, 2)
-    guided = {"video_guidance": MODEL_VERSION_DEFAULTS["2.0"].video_guidance}  # with every guidance pass running
+    guided = {"video_guidance": preset("2.0").video_guidance}  # with every guidance pass running
     out = run(pipe, image=image, num_inference_steps=2, output_type="latent", **guided)
     torch.testing.assert_close(out.frames[:, :, :1], expected)
     free = run(pipe, num_inference_steps=2, output_type="latent")
@@ -136,10 +140,8 @@ def test_defaults_equal_ltx_pipelines_constants():
 
     from ltx_pipelines.utils import constants as reference
 
-    from ltx2_diffusers.pipelines.conditioning import DEFAULT_IMAGE_CRF
-
     for version, params in (("2.0", reference.LTX_2_PARAMS), ("2.3", reference.LTX_2_3_PARAMS)):
-        ours = MODEL_VERSION_DEFAULTS[version]
+        ours = preset(version)
         assert ours.num_inference_steps == params.num_inference_steps
         for scales, guider in (
             (ours.video_guidance, params.video_guider_params),
@@ -155,18 +157,20 @@ def test_defaults_equal_ltx_pipelines_constants():
         assert ours.negative_prompt == reference.DEFAULT_NEGATIVE_PROMPT
     assert DEFAULT_IMAGE_CRF == reference.DEFAULT_IMAGE_CRF == 33
     call = inspect.signature(LTX2AVPipeline.__call__).parameters
-    defaults = reference.LTX_2_PARAMS
-    assert (call["height"].default, call["width"].default) == (defaults.stage_1_height, defaults.stage_1_width)
-    assert (call["num_frames"].default, call["frame_rate"].default) == (defaults.num_frames, defaults.frame_rate)
-    assert call["image_crf"].default == reference.DEFAULT_IMAGE_CRF
+    for name in ("height", "width", "num_frames", "frame_rate", "image_crf"):
+        assert call[name].default is None  # filled from the preset
+    defaults, ours = reference.LTX_2_PARAMS, sampling_preset("2.0")
+    assert (ours.height, ours.width) == (defaults.stage_1_height, defaults.stage_1_width)
+    assert (ours.num_frames, ours.frame_rate) == (defaults.num_frames, defaults.frame_rate)
+    assert ours.image_crf == reference.DEFAULT_IMAGE_CRF
 
 
 def test_defaults_follow_the_model_version():
-    assert MODEL_VERSION_DEFAULTS["2.0"].num_inference_steps == 40
-    assert MODEL_VERSION_DEFAULTS["2.3"].num_inference_steps == 30
-    assert MODEL_VERSION_DEFAULTS["2.0"].video_guidance == GuidanceScales(3.0, 1.0, 3.0, 0.7, (29,))
-    assert MODEL_VERSION_DEFAULTS["2.0"].audio_guidance == GuidanceScales(7.0, 1.0, 3.0, 0.7, (29,))
-    assert MODEL_VERSION_DEFAULTS["2.3"].video_guidance.stg_blocks == (28,)
+    assert preset("2.0").num_inference_steps == 40
+    assert preset("2.3").num_inference_steps == 30
+    assert preset("2.0").video_guidance == GuidanceScales(3.0, 1.0, 3.0, 0.7, (29,))
+    assert preset("2.0").audio_guidance == GuidanceScales(7.0, 1.0, 3.0, 0.7, (29,))
+    assert preset("2.3").video_guidance.stg_blocks == (28,)
     assert DEFAULT_NEGATIVE_PROMPT.startswith("blurry, out of focus, overexposed")
     assert DEFAULT_NEGATIVE_PROMPT.endswith("stylized filters, or AI artifacts.")
     assert build_tiny_pipeline(model_version="2.0").model_version == "2.0"
@@ -231,7 +235,6 @@ def test_a_distilled_scheduler_defaults_to_no_guidance(pipe, monkeypatch):
     """ltx-pipelines' DistilledPipeline (ltx_pipelines/distilled.py) encodes only the prompt and denoises with
     `simple_denoising_func`: one conditional pass per step, no CFG/STG/modality/rescale for video or audio."""
     import ltx2_diffusers.pipelines.pipeline_ltx2_av as module
-    from ltx2_diffusers.pipelines.pipeline_ltx2_av import DISTILLED_DEFAULTS
     from ltx2_diffusers.schedulers.scheduling_ltx2 import LTX2Scheduler
 
     seen = {}
@@ -244,7 +247,7 @@ def test_a_distilled_scheduler_defaults_to_no_guidance(pipe, monkeypatch):
     original = pipe.scheduler
     try:
         pipe.scheduler = LTX2Scheduler.distilled()
-        assert pipe.sampling_defaults is DISTILLED_DEFAULTS
+        assert pipe.sampling_defaults == preset("2.0", "distilled")
         with pytest.raises(_Stop):
             run(pipe, num_inference_steps=None, video_guidance=None, audio_guidance=None)
     finally:
@@ -253,7 +256,7 @@ def test_a_distilled_scheduler_defaults_to_no_guidance(pipe, monkeypatch):
     assert seen["contexts"].negative_video is None  # no negative prompt is encoded, as the reference
     assert len(seen["sigmas"]) == 9
     # a dev scheduler keeps the model version's guided defaults
-    assert pipe.sampling_defaults is MODEL_VERSION_DEFAULTS["2.0"]
+    assert pipe.sampling_defaults == preset("2.0")
 
 
 def test_wrong_scheduler_or_generator_type_is_refused(pipe):
@@ -262,9 +265,11 @@ def test_wrong_scheduler_or_generator_type_is_refused(pipe):
     components = {**pipe.components, "scheduler": diffusers.DDIMScheduler()}
     with pytest.raises(TypeError, match="scheduler must be an LTX2Scheduler .* or diffusers' FlowMatchEuler"):
         LTX2AVPipeline(**components)
-    with pytest.raises(TypeError, match="generator must be a torch.Generator or a list of them"):
+    with pytest.raises(TypeError, match=r"generator\[0\] is int, not a torch.Generator"):
         pipe("a cat", generator=[3], **SMALL)
-    with pytest.raises(ValueError, match="a list of 2 generators for a batch of 1 videos"):
+    with pytest.raises(TypeError, match=r"generator must be a torch.Generator or a list of them, got int \(for a seed"):
+        pipe("a cat", generator=3, **SMALL)
+    with pytest.raises(ValueError, match="a list of 2 generators for a batch of 1"):
         pipe("a cat", generator=[torch.Generator(), torch.Generator()], **SMALL)
 
 
@@ -355,9 +360,9 @@ def test_diffusers_call_surface_timesteps_scheduler_and_guidance_keywords(pipe):
     by_sigmas = run(pipe, num_inference_steps=None, sigmas=[1.0, 0.725, 0.0], output_type="latent").frames
     by_timesteps = run(pipe, num_inference_steps=None, timesteps=[1000.0, 725.0], output_type="latent").frames
     torch.testing.assert_close(by_timesteps, by_sigmas, rtol=0, atol=0)
-    with pytest.raises(ValueError, match="num_inference_steps=1 disagrees with the 3 sigmas given"):
+    with pytest.raises(ValueError, match="num_inference_steps=1 disagrees with sigmas, which has 2 steps"):
         run(pipe, sigmas=[1.0, 0.725, 0.0])
-    with pytest.raises(ValueError, match="sigmas must end at 0"):
+    with pytest.raises(ValueError, match=r"sigmas=\[1.0, 0.5\] must end at 0.0"):
         run(pipe, num_inference_steps=None, sigmas=[1.0, 0.5])
 
     flow_match = diffusers.FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True, shift_terminal=0.1)
@@ -378,11 +383,11 @@ def test_diffusers_call_surface_timesteps_scheduler_and_guidance_keywords(pipe):
         with pytest.raises(_Stop):
             pipe("a cat", num_frames=9, height=64, width=64, num_inference_steps=1, stg_scale=2.0,
                  audio_guidance_scale=5.0, spatio_temporal_guidance_blocks=[3])  # fmt: skip
-    defaults = MODEL_VERSION_DEFAULTS["2.0"]
+    defaults = preset("2.0")
     assert seen["video"] == GuidanceScales(cfg=3.0, stg=2.0, modality=3.0, rescale=0.7, stg_blocks=(3,))
     assert seen["audio"] == GuidanceScales(cfg=5.0, stg=defaults.audio_guidance.stg, modality=3.0, rescale=0.7,
                                            stg_blocks=(3,))  # fmt: skip
-    with pytest.raises(ValueError, match="audio_guidance and audio_guidance_scale both set the audio guidance"):
+    with pytest.raises(ValueError, match="audio_guidance and audio_guidance_scale were both given for one modality"):
         run(pipe, audio_guidance_scale=2.0)
-    with pytest.raises(ValueError, match="guidance_scale must be a finite number"):
+    with pytest.raises(ValueError, match="guidance_scale=nan must be a finite number"):
         pipe("a cat", num_frames=9, height=64, width=64, guidance_scale=float("nan"))

@@ -48,8 +48,10 @@ from test_conversion_utils import vocoder_section as conversion_vocoder_section
 
 from ltx2_diffusers import LTX2AVPipeline
 from ltx2_diffusers.loaders import metadata as md
-from ltx2_diffusers.pipelines import condition_encoding, decoding, pipeline_ltx2_av, pipeline_utils
+from ltx2_diffusers.pipelines import condition_encoding, decoding, pipeline_utils
 from ltx2_diffusers.pipelines.guidance import GuidanceScales
+from ltx2_diffusers.pipelines.pipeline_base import with_guidance_scales
+from ltx2_diffusers.pipelines.presets import sampling_preset
 from ltx2_diffusers.utils.tiny_gemma import (
     TINY_GEMMA_HIDDEN_SIZE,
     TINY_GEMMA_NUM_HIDDEN_STATES,
@@ -328,7 +330,7 @@ def run_ours(
 
     original_encode_prompts, original_encode_image = pipeline_utils.encode_prompts, condition_encoding.encode_image
     original_decode_video, original_decode_audio = decoding.decode_video, decoding.decode_audio
-    defaults = pipeline_ltx2_av.MODEL_VERSION_DEFAULTS[pipe.model_version]
+    defaults = pipe.sampling_defaults
     blocks = tuple(TINY_STG_BLOCKS[version])
     if video_guidance is None:
         video_guidance = replace(defaults.video_guidance, stg_blocks=blocks)
@@ -454,7 +456,7 @@ def test_version_defaults_equal_the_reference_presets(tiny, version):
     params = detect_params(str(tiny["checkpoints"][version]))
     pipe = our_pipeline(tiny, version)
     assert pipe.model_version == ("2.3" if version == md.LTX2_3 else "2.0")
-    ours = pipeline_ltx2_av.MODEL_VERSION_DEFAULTS[pipe.model_version]
+    ours = pipe.sampling_defaults
     assert ours.num_inference_steps == params.num_inference_steps
     assert ours.negative_prompt == DEFAULT_NEGATIVE_PROMPT
     pairs = ((ours.video_guidance, params.video_guider_params), (ours.audio_guidance, params.audio_guider_params))
@@ -535,7 +537,7 @@ def test_the_comparison_can_fail(tiny):
     """Turning off the video STG term alone moves our latents far from the reference's: the exact matches above are
     not an artefact of the harness."""
     reference = reference_run(tiny, md.LTX2, "text")
-    defaults = pipeline_ltx2_av.MODEL_VERSION_DEFAULTS["2.0"].video_guidance
+    defaults = with_guidance_scales(sampling_preset("2.0")).video_guidance
     no_stg = replace(defaults, stg=0.0, stg_blocks=tuple(TINY_STG_BLOCKS[md.LTX2]))
     ours = run_ours(our_pipeline(tiny, md.LTX2), md.LTX2, None, video_guidance=no_stg)
     assert max_abs_diff(ours.video_latent, reference.video_latent) > 0.05

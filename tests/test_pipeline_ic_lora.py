@@ -172,14 +172,14 @@ def test_skip_stage_2_and_stage_2_without_the_adapter(pipe):
     [
         (
             {"reference_videos": [(_reference_frames(0, 5), 1.0)]},
-            r"has 5 frames \(after capping at 9\), which is not of the form 8\*k \+ 1.* Use 1 or 9 frames",
+            r"reference_videos\[0\]'s frame count \(at most 9 frames are used\)=5 is not of the form 8\*k \+ 1.* Use 1 or 9\.",
         ),
         (
             {"reference_videos": [(torch.zeros(1, 3, 9, 64, 64), 1.0)]},
-            r"must be \(1, 3, F, 32, 32\) in \[-1, 1\]",
+            r"reference_videos\[0\] is a float tensor of 64x64 \(HxW\), the target is 32x32",
         ),
-        ({"reference_videos": [(_reference_frames(0), 1.0)], "conditioning_attention_strength": 1.5}, r"in \[0, 1\]"),
-        ({"reference_videos": [(_reference_frames(0), 2.0)]}, r"strength=2.0 is outside \[0, 1\]"),
+        ({"reference_videos": [(_reference_frames(0), 1.0)], "conditioning_attention_strength": 1.5}, r"conditioning_attention_strength=1.5 is outside \[0, 1\]"),
+        ({"reference_videos": [(_reference_frames(0), 2.0)]}, r"reference_videos\[0\] strength=2.0 is outside \[0, 1\]"),
         ({"reference_videos": [(_reference_frames(0), 1.0)], "reference_downscale_factor": 4}, "multiple of 32"),
         ({"conditioning_attention_mask": torch.ones(1, 1, 9, 64, 64)}, "without reference_videos"),
         (

@@ -132,7 +132,7 @@ def test_a_diffusers_ltx2_pipeline_folder_loads_into_our_classes(saved, tmp_path
 def test_scheduler_kind_for_diffusers_layout_folders(tmp_path):
     """diffusers' scheduler config cannot tell dev from distilled, so the repo id / folder name decides unless `kind`
     is given; a folder's own LTX2Scheduler wins over the name, an explicit kind over both."""
-    from ltx2_diffusers.pipelines.pipeline_ltx2_av import resolve_scheduler
+    from ltx2_diffusers.pipelines.pipeline_base import resolve_scheduler
     from ltx2_diffusers.schedulers.scheduling_ltx2 import DISTILLED_SIGMAS
 
     diffusers_index = {"scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"]}

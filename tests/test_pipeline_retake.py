@@ -37,6 +37,7 @@ from ltx2_diffusers.pipelines import pipeline_ltx2_av_retake as retake
 from ltx2_diffusers.pipelines import pipeline_utils
 from ltx2_diffusers.pipelines.denoising import TextContexts, denoise
 from ltx2_diffusers.pipelines.guidance import GuidanceScales
+from ltx2_diffusers.pipelines.inputs import audio_waveform
 from ltx2_diffusers.pipelines.pipeline_ltx2_av_retake import prepare_retake_latents, temporal_region_mask
 from ltx2_diffusers.pipelines.text_encoding import PromptEmbeddings
 from ltx2_diffusers.pipelines.tiny import build_tiny_pipeline
@@ -215,7 +216,7 @@ def test_pipeline_keeps_the_source_outside_the_window(pipe, tmp_path):
     decoded, _ = load_video(path)
     cpu = torch.device("cpu")
     source_video = pipe.encode_source_video(decoded, cpu).flatten(2).transpose(1, 2)  # (1, 12, 128)
-    waveform, rate = retake.load_audio(path)
+    waveform, rate = audio_waveform(path)
     source_audio = pipe.encode_source_audio(waveform, rate, 18, torch.float32).transpose(1, 2).flatten(2)
 
     out = pipe(path, "a dog", 0.4, 0.5, generator=torch.Generator().manual_seed(0), output_type="latent", **FAST)
@@ -264,9 +265,9 @@ def test_bad_windows_are_refused(pipe, window, message):
 @pytest.mark.parametrize(
     "shape, message",
     [
-        ((16, 64, 64), r"the source clip has 16 frames, which is not of the form 8\*k \+ 1.* Use 9 or 17 frames"),
-        ((17, 64, 80), r"the source clip is 64x80 .* multiple of 32 .* 64x64"),
-        ((17, 16, 64), r"the source clip is 16x64 .* 32x64"),
+        ((16, 64, 64), r"the source clip's frame count=16 is not of the form 8\*k \+ 1.* Use 9 or 17\."),
+        ((17, 64, 80), r"the source clip's width=80 is not a positive multiple of 32 .* Use 64 or 96\."),
+        ((17, 16, 64), r"the source clip's height=16 is not a positive multiple of 32 .* Use 32 or 64\."),
     ],
 )
 def test_bad_source_clips_are_refused(pipe, shape, message):

@@ -37,20 +37,21 @@ from ltx2_diffusers.loaders.lora import LTX2LoRA, load_lora_adapter
 from ltx2_diffusers.models.autoencoder_kl_ltx2_audio import audio_latent_frames
 from ltx2_diffusers.pipelines.denoising import TextContexts, VideoCondition, denoise
 from ltx2_diffusers.pipelines.guidance import GuidanceScales
-from ltx2_diffusers.pipelines.pipeline_ltx2_av_two_stage_hq import (
-    HQ_AUDIO_GUIDANCE,
-    HQ_NUM_INFERENCE_STEPS,
-    HQ_VIDEO_GUIDANCE,
-)
+from ltx2_diffusers.pipelines.pipeline_base import with_guidance_scales
+from ltx2_diffusers.pipelines.presets import hq_preset
 from ltx2_diffusers.pipelines.refinement import refine_latents
 from ltx2_diffusers.pipelines.tiny import build_tiny_two_stage_pipeline
 from ltx2_diffusers.schedulers.scheduling_ltx2 import STAGE_2_DISTILLED_SIGMAS, ltx2_sigmas, res2s_sample
 
+HQ = with_guidance_scales(hq_preset("2.3"))
+HQ_VIDEO_GUIDANCE, HQ_AUDIO_GUIDANCE = HQ.video_guidance, HQ.audio_guidance
 FAST = {"num_frames": 9, "height": 128, "width": 128, "num_inference_steps": 2, "output_type": "latent"}
 
 
 def test_hq_defaults_are_the_reference_params():
-    assert HQ_NUM_INFERENCE_STEPS == LTX_2_3_HQ_PARAMS.num_inference_steps == 15
+    assert HQ.num_inference_steps == LTX_2_3_HQ_PARAMS.num_inference_steps == 15
+    assert (HQ.two_stage_height, HQ.two_stage_width) == (1088, 1920)
+    assert (HQ.stage_1_adapter_scale, HQ.stage_2_adapter_scale) == (0.25, 0.5)
     for ours, theirs in (
         (HQ_VIDEO_GUIDANCE, LTX_2_3_HQ_PARAMS.video_guider_params),
         (HQ_AUDIO_GUIDANCE, LTX_2_3_HQ_PARAMS.audio_guider_params),
@@ -169,9 +170,9 @@ def test_call_switches_adapter_strength_per_stage_and_shifts_stage_1_by_its_toke
     [
         ({"distilled_adapter": "nope"}, ValueError, "distilled_adapter='nope' is not an adapter"),
         ({"height": 96}, ValueError, "height=96 is not a positive multiple of 64"),
-        ({"num_inference_steps": 0}, ValueError, "num_inference_steps must be a positive int"),
+        ({"num_inference_steps": 0}, ValueError, "num_inference_steps=0 must be >= 1"),
         ({"video_guidance": GuidanceScales(cfg=3.0, skip_step=1)}, ValueError, "skip_step needs the Euler sampler"),
-        ({"stage_1_adapter_scale": "high"}, TypeError, "stage_1_adapter_scale must be a number"),
+        ({"stage_1_adapter_scale": "high"}, TypeError, "stage_1_adapter_scale='high' is not a number"),
     ],
 )
 def test_bad_inputs_fail_with_the_fix(kwargs, error, message):

@@ -13,8 +13,6 @@ import pytest
 from ltx2_diffusers.pipelines import presets
 from ltx2_diffusers.pipelines.presets import (
     HQ_PRESET,
-    KINDS,
-    MODEL_VERSIONS,
     GuidancePreset,
     guidance_with_scalars,
     hq_preset,
@@ -43,118 +41,78 @@ def test_presets_module_imports_neither_torch_nor_diffusers():
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Equal to today's constants
-
-
-def _scales(preset: GuidancePreset):
-    from ltx2_diffusers.pipelines.guidance import GuidanceScales
-
-    return GuidanceScales(**preset.as_kwargs())
-
-
-@pytest.mark.parametrize("version", ["2.0", "2.3"])
-def test_dev_presets_equal_todays_model_version_defaults(version):
-    from ltx2_diffusers.pipelines.pipeline_ltx2_av import MODEL_VERSION_DEFAULTS
-
-    today, preset = MODEL_VERSION_DEFAULTS[version], sampling_preset(version, "dev")
-    assert preset.num_inference_steps == today.num_inference_steps
-    assert _scales(preset.video_guidance) == today.video_guidance
-    assert _scales(preset.audio_guidance) == today.audio_guidance
-    assert preset.negative_prompt == today.negative_prompt
-    assert preset.sigmas is None
-
-
-@pytest.mark.parametrize("version", ["2.0", "2.3"])
-def test_distilled_presets_equal_todays_distilled_defaults(version):
-    from ltx2_diffusers.pipelines.pipeline_ltx2_av import DISTILLED_DEFAULTS
-    from ltx2_diffusers.schedulers.scheduling_ltx2 import DISTILLED_SIGMAS, LTX2Scheduler
-
-    preset = sampling_preset(version, "distilled")
-    assert preset.num_inference_steps == DISTILLED_DEFAULTS.num_inference_steps == 8
-    assert _scales(preset.video_guidance) == DISTILLED_DEFAULTS.video_guidance
-    assert _scales(preset.audio_guidance) == DISTILLED_DEFAULTS.audio_guidance
-    assert preset.negative_prompt == DISTILLED_DEFAULTS.negative_prompt
-    assert preset.sigmas == DISTILLED_SIGMAS
-    assert list(preset.sigmas) == LTX2Scheduler.distilled().config.fixed_sigmas
-    assert not preset.needs_negative
-
-
-def test_shared_constants_equal_todays():
-    from ltx2_diffusers import cli
-    from ltx2_diffusers.pipelines.conditioning import DEFAULT_IMAGE_CRF
-    from ltx2_diffusers.pipelines.pipeline_ltx2_av import DEFAULT_NEGATIVE_PROMPT
-    from ltx2_diffusers.schedulers.scheduling_ltx2 import DISTILLED_SIGMAS, STAGE_2_DISTILLED_SIGMAS
-
-    assert presets.DEFAULT_NEGATIVE_PROMPT == DEFAULT_NEGATIVE_PROMPT
-    assert presets.DISTILLED_SIGMAS == DISTILLED_SIGMAS
-    assert presets.STAGE_2_DISTILLED_SIGMAS == STAGE_2_DISTILLED_SIGMAS
-    assert presets.DEFAULT_IMAGE_CRF == DEFAULT_IMAGE_CRF == cli.DEFAULT_IMAGE_CRF == 33
-    for version in ("2.0", "2.3"):
-        for kind in KINDS:
-            preset = sampling_preset(version, kind)
-            assert preset.stage_2_sigmas == STAGE_2_DISTILLED_SIGMAS
-            assert preset.image_crf == DEFAULT_IMAGE_CRF
+# The pipelines take their defaults from here
 
 
 def _defaults(function) -> dict:
     return {name: p.default for name, p in inspect.signature(function).parameters.items()}
 
 
-def test_sizes_equal_todays_call_defaults():
-    from ltx2_diffusers.pipelines.pipeline_ltx2_av import LTX2AVPipeline
-    from ltx2_diffusers.pipelines.pipeline_ltx2_av_two_stage import LTX2AVTwoStagePipeline
+def test_distilled_presets_are_the_distilled_scheduler():
+    from ltx2_diffusers.schedulers.scheduling_ltx2 import LTX2Scheduler
 
-    one, two = _defaults(LTX2AVPipeline.__call__), _defaults(LTX2AVTwoStagePipeline.__call__)
-    for version in MODEL_VERSIONS:
-        for kind in KINDS:
-            preset = sampling_preset(version, kind)
-            assert (preset.height, preset.width, preset.num_frames) == (one["height"], one["width"], one["num_frames"])
-            assert (preset.two_stage_height, preset.two_stage_width) == (two["height"], two["width"])
-            assert preset.frame_rate == one["frame_rate"] == two["frame_rate"]
+    for version in ("2.0", "2.3"):
+        preset = sampling_preset(version, "distilled")
+        assert preset.num_inference_steps == 8 and preset.video_guidance == preset.audio_guidance == GuidancePreset()
+        assert list(preset.sigmas) == LTX2Scheduler.distilled().config.fixed_sigmas
+        assert not preset.needs_negative
 
 
-def test_hq_preset_equals_todays_hq_pipeline():
-    from ltx2_diffusers.pipelines import pipeline_ltx2_av_two_stage_hq as hq
+@pytest.mark.parametrize(
+    "module, name",
+    [
+        ("pipeline_ltx2_av", "LTX2AVPipeline"),
+        ("pipeline_ltx2_av_two_stage", "LTX2AVTwoStagePipeline"),
+        ("pipeline_ltx2_av_two_stage_hq", "LTX2AVTwoStageHQPipeline"),
+        ("pipeline_ltx2_av_ic_lora", "LTX2AVICLoRAPipeline"),
+        ("pipeline_ltx2_av_audio_to_video", "LTX2AVAudioToVideoPipeline"),
+        ("pipeline_ltx2_av_retake", "LTX2AVRetakePipeline"),
+    ],
+)
+def test_call_defaults_are_none_and_filled_from_the_presets(module, name):
+    import importlib
 
-    call = _defaults(hq.LTX2AVTwoStageHQPipeline.__call__)
-    assert HQ_PRESET.num_inference_steps == hq.HQ_NUM_INFERENCE_STEPS == call["num_inference_steps"] == 15
-    assert _scales(HQ_PRESET.video_guidance) == hq.HQ_VIDEO_GUIDANCE == call["video_guidance"]
-    assert _scales(HQ_PRESET.audio_guidance) == hq.HQ_AUDIO_GUIDANCE == call["audio_guidance"]
-    assert HQ_PRESET.stage_1_adapter_scale == hq.HQ_STAGE_1_ADAPTER_SCALE == call["stage_1_adapter_scale"]
-    assert HQ_PRESET.stage_2_adapter_scale == hq.HQ_STAGE_2_ADAPTER_SCALE == call["stage_2_adapter_scale"]
-    assert (HQ_PRESET.two_stage_height, HQ_PRESET.two_stage_width) == (call["height"], call["width"])
-    assert HQ_PRESET.stage_2_sigmas == tuple(call["stage_2_sigmas"])
-    assert HQ_PRESET.sampler == "res2s"
+    call = _defaults(getattr(importlib.import_module(f"ltx2_diffusers.pipelines.{module}"), name).__call__)
+    for argument in ("height", "width", "num_frames", "frame_rate", "image_crf", "negative_prompt",
+                     "num_inference_steps", "stage_2_sigmas", "stage_1_adapter_scale", "stage_2_adapter_scale"):  # fmt: skip
+        assert call.get(argument) is None, argument
+    assert call["allow_large"] is False
 
 
-def test_retake_preset_equals_todays_retake_defaults():
-    from ltx2_diffusers.pipelines import pipeline_ltx2_av_retake as retake
+def test_the_cli_and_the_pipelines_share_one_image_crf():
+    from ltx2_diffusers.cli import parser
 
+    assert parser.DEFAULT_IMAGE_CRF is presets.DEFAULT_IMAGE_CRF
+
+
+def test_hq_and_retake_presets():
+    hq = hq_preset("2.0")
+    assert (hq.num_inference_steps, hq.sampler, hq.two_stage_height, hq.two_stage_width) == (15, "res2s", 1088, 1920)
+    assert (hq.stage_1_adapter_scale, hq.stage_2_adapter_scale) == (0.25, 0.5) and hq.model_version == "2.0"
+    assert hq.video_guidance == GuidancePreset(cfg=3.0, stg=0.0, modality=3.0, rescale=0.45)
+    assert hq.audio_guidance == GuidancePreset(cfg=7.0, stg=0.0, modality=3.0, rescale=1.0)
+    assert HQ_PRESET.stage_2_sigmas == (0.909375, 0.725, 0.421875, 0.0)
     dev, distilled = retake_preset("2.3", "dev"), retake_preset("2.3", "distilled")
-    assert dev.num_inference_steps == retake.RETAKE_NUM_INFERENCE_STEPS == 40
-    assert dev.negative_prompt == distilled.negative_prompt == retake.RETAKE_NEGATIVE_PROMPT == ""
+    assert dev.num_inference_steps == 40 and dev.negative_prompt == distilled.negative_prompt == ""
     assert dev.video_guidance == sampling_preset("2.3").video_guidance  # guidance still by model version
     assert distilled.num_inference_steps == 8 and distilled.sigmas == presets.DISTILLED_SIGMAS
 
 
 @pytest.mark.parametrize(("transformer", "expected"), [((True, True), "2.3"), ((False, False), "2.3"),
                                                        ((False, True), "2.0")])  # fmt: skip
-def test_model_version_from_config_equals_todays_rule(transformer, expected):
-    from ltx2_diffusers.pipelines.pipeline_ltx2_av import model_version
-
+def test_model_version_from_config(transformer, expected):
     gated_attn, use_prompt_embeddings = transformer
     config = SimpleNamespace(gated_attn=gated_attn, use_prompt_embeddings=use_prompt_embeddings)
-    assert model_version_from_config(config) == model_version(config) == expected
-    assert model_version_from_config(vars(config)) == expected
+    assert model_version_from_config(config) == model_version_from_config(vars(config)) == expected
 
 
 @pytest.mark.parametrize(
-    "name", ["Lightricks/LTX-2.3-Distilled", "/x/ltx-2.3-22b-distilled.safetensors", "ltx-2", "a/"]
-)
-def test_kind_from_name_equals_todays_rule(name):
-    from ltx2_diffusers.pipelines.pipeline_ltx2_av import kind_from_repo_name
-
-    assert kind_from_name(name) == kind_from_repo_name(name)
+    "name, kind",
+    [("Lightricks/LTX-2.3-Distilled", "distilled"), ("/x/ltx-2.3-22b-distilled.safetensors", "distilled"),
+     ("ltx-2", "dev"), ("a/", "dev"), ("distilled/ltx-2", "dev")],
+)  # fmt: skip
+def test_kind_from_name(name, kind):
+    assert kind_from_name(name) == kind
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -78,9 +78,16 @@ def test_prepare_enhancement_image_matches_the_reference_resize(tmp_path):
     assert torch.equal(got, expected)
     PIL.Image.fromarray(array).save(tmp_path / "frame.png")
     assert torch.equal(prepare_enhancement_image(tmp_path / "frame.png"), expected)
-    with pytest.raises(ValueError, match=r"image must be \(H, W, 3\) uint8, got shape \(50, 30\)"):
-        prepare_enhancement_image(array[..., 0])
-    with pytest.raises(TypeError, match="image must be a path, a PIL image"):
+    grey = prepare_enhancement_image(array[..., 0])  # grey is repeated to RGB (inputs.image_to_uint8)
+    assert grey.shape == (896, 537, 3) and torch.equal(grey[..., 0], grey[..., 2])
+    sixteen = (array[..., 0].astype(np.uint16) * 257)  # a 16-bit grey PNG keeps its levels, not clipped to white
+    PIL.Image.fromarray(sixteen).save(tmp_path / "grey16.png")
+    assert torch.equal(prepare_enhancement_image(tmp_path / "grey16.png"), grey)
+    prepared = torch.from_numpy(array).permute(2, 0, 1).float() / 127.5 - 1  # a pipeline's prepared image tensor
+    assert torch.equal(prepare_enhancement_image(prepared), expected)
+    with pytest.raises(ValueError, match=r"image has 2 channels \(shape \(50, 30, 2\)\)"):
+        prepare_enhancement_image(array[..., :2])
+    with pytest.raises(TypeError, match="image must be a file path, a PIL image"):
         prepare_enhancement_image(3)
 
 

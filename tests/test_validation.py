@@ -41,8 +41,10 @@ BAD_CALLS = [
     ("prompt_empty_list", {"prompt": []}, ValueError, r"prompt is an empty list: pass at least one prompt"),
     ("prompt_item", {"prompt": ["a", 5]}, TypeError, r"prompt\[1\] is int 5: every prompt must be a string"),
     ("prompt_and_embeds", {"prompt_embeds": EMBEDS}, ValueError, r"prompt and prompt_embeds were given: pass one"),
-    ("embeds_ndim", {"prompt": None, "prompt_embeds": SimpleNamespace(shape=(8, 16), dtype="f")}, ValueError,
-     r"prompt_embeds must be a \(batch, tokens, channels\) tensor"),
+    ("embeds_ndim", {"prompt": None, "prompt_embeds": SimpleNamespace(shape=(8, 16), dtype="f")}, TypeError,
+     r"prompt_embeds must be the PromptEmbeddings that pipe.encode_prompt\(prompt\) returns, got SimpleNamespace"),
+    ("enhance_embeds", {"prompt": None, "prompt_embeds": EMBEDS, "enhance_prompt": True}, ValueError,
+     r"enhance_prompt rewrites a prompt string: pass prompt=, not prompt_embeds="),
     ("negative_int", {"negative_prompt": 123}, TypeError, r"negative_prompt must be a string or a list of strings"),
     ("negative_count", {"prompt": ["a", "b", "c"], "negative_prompt": ["x", "y"]}, ValueError,
      r"negative_prompt has 2 entries for 3 prompts: pass one, or one per prompt"),
@@ -194,14 +196,42 @@ def test_good_calls_return_the_batch_size(image_path):
     assert check_call_inputs(**{**GOOD, "prompt": None}, prompt_embeds=embeds, generator=GENERATOR) == 2
 
 
-def test_size_messages_are_todays_word_for_word():
-    from ltx2_diffusers.pipelines.denoising import check_video_size as todays
-
-    for height, width, frames in ((100, 96, 9), (64, 50, 9), (64, 96, 120), (64, 96, 2)):
-        with pytest.raises(ValueError) as theirs:
-            todays(height, width, frames)
-        with pytest.raises(ValueError, match=re.escape(str(theirs.value))):
+def test_size_messages_word_for_word():
+    for (height, width, frames), message in (
+        ((100, 96, 9), "height=100 is not a positive multiple of 32 (the video VAE compresses space 32x). Use 96 or 128."),
+        ((64, 50, 9), "width=50 is not a positive multiple of 32 (the video VAE compresses space 32x). Use 32 or 64."),
+        ((64, 96, 120), "num_frames=120 is not of the form 8*k + 1, which the causal video VAE needs (the first latent "
+                        "frame holds 1 pixel frame, each later one 8). Use 113 or 121."),
+        ((64, 96, 2), "num_frames=2 is not of the form 8*k + 1, which the causal video VAE needs (the first latent "
+                      "frame holds 1 pixel frame, each later one 8). Use 1 or 9."),
+    ):  # fmt: skip
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
             check_video_size(height, width, frames)
+    with pytest.raises(ValueError, match="generate at half size first"):
+        check_video_size(96, 128, 9, multiple=64)
+
+
+class _Embeds:
+    """Duck-typed PromptEmbeddings: a video_context and a length."""
+
+    video_context = None
+
+    def __len__(self):
+        return 3
+
+
+def test_prompt_embeddings_count_as_prompts():
+    assert check_call_inputs(**{**GOOD, "prompt": None}, prompt_embeds=_Embeds(), num_videos_per_prompt=2) == 6
+    with pytest.raises(ValueError, match="negative_prompt_embeds has batch 3 for 2 prompts"):
+        check_call_inputs(**GOOD | {"prompt": ["a", "b"]}, negative_prompt_embeds=_Embeds())
+
+
+def test_allow_large_is_named_as_the_caller_spells_it():
+    with pytest.raises(ValueError, match="pass --allow-large to try anyway"):
+        big = {"height": 2176, "width": 3840, "num_frames": 1001}
+        check_call_inputs(**{**GOOD, **big}, names={"allow_large": "--allow-large"})
+    with pytest.raises(ValueError, match="pass allow_large=True to run that many anyway"):
+        check_call_inputs(**GOOD, num_inference_steps=1001)
 
 
 def test_cli_flag_names_in_messages():

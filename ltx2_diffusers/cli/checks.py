@@ -1,6 +1,8 @@
-"""Everything the CLI can check before it loads a model: sizes, frame counts, fps, input files (they exist and
-decode), the output path, flags that would be ignored, and a rough size guard. Each failure is a `CLIError` naming
-the flag. Torch is imported only for the device checks, after every file and number has been checked."""
+"""Everything the CLI can check before it loads a model. The rules a pipeline call shares (sizes, frame counts, fps,
+strengths, CRF, keyframe frames, steps, the output path) are `pipelines.validation`'s, with the flags' names; the
+rest is the CLI's own: input files (they exist and decode, through `pipelines.inputs` for images), flags that would
+be ignored, and a size guard stricter than the pipelines'. Each failure names the flag. Torch is imported for the
+image and device checks, after every number has been checked."""
 
 import argparse
 import json
@@ -11,9 +13,31 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..pipelines.validation import (
+    check_call_inputs,
+    check_frame_rate,
+    check_output_path,
+    check_strength,
+    check_video_size,
+)
 from .parser import COMMANDS, DTYPES, MODEL_CHOICES, CLIError, Command
 
 OUTPUT_SUFFIXES = (".mp4", ".mov", ".mkv")  # utils.media.CONTAINER_FORMATS, without importing torch
+# the pipelines' argument names -> the flags, for validation's messages
+FLAGS = {
+    "prompt": "prompt",
+    "negative_prompt": "--negative-prompt",
+    "num_frames": "--frames",
+    "height": "--height",
+    "width": "--width",
+    "frame_rate": "--fps",
+    "image": "--image",
+    "image_strength": "--image-strength",
+    "image_crf": "--image-crf",
+    "keyframes": "--keyframe",
+    "num_inference_steps": "--steps",
+    "allow_large": "--allow-large",
+}
 AAC_SAMPLE_RATES = (7350, 8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)
 
 # The size guard. The largest setting the reference ships is HQ's 1088x1920x121: 16 x 34 x 60 = 32,640 video tokens,
@@ -73,6 +97,24 @@ def check_args(args: argparse.Namespace) -> Checked:
     if getattr(args, "ic_lora", None):
         checked.ic_lora = _lora_spec("--ic-lora", args.ic_lora)
     _check_images(args, checked)
+    image = getattr(args, "image", None)
+    strength = getattr(args, "image_strength", None)
+    check_call_inputs(
+        prompt=args.prompt,
+        negative_prompt=getattr(args, "negative_prompt", None),
+        height=checked.height,
+        width=checked.width,
+        num_frames=checked.frames,
+        frame_rate=checked.fps,
+        size_multiple=command.size_multiple,
+        image=image,
+        image_strength=1.0 if strength is None else strength,
+        image_crf=getattr(args, "image_crf", None),
+        keyframes=checked.keyframes,
+        num_inference_steps=getattr(args, "steps", None),
+        allow_large=args.allow_large,
+        names=FLAGS if command.height is not None else {**FLAGS, **RETAKE_FLAGS},
+    )
     if "audio" in command.features:
         checked.audio_sample_rate = _check_audio(args, checked)
     if "ic_lora" in command.features:
@@ -146,27 +188,18 @@ def _check_model(args: argparse.Namespace, command: Command) -> str:
 
 
 def _check_output(output: str) -> Path:
-    if not output.strip():
-        raise CLIError("-o/--output", "the path is empty: give a file name such as clip.mp4")
-    path = Path(output).expanduser()
-    if path.is_dir() or output.endswith(("/", os.sep)):
+    if output.endswith(("/", os.sep)):
         raise CLIError(
             "-o/--output", f"{output} is a folder: give a file name, e.g. {os.path.join(output, 'clip.mp4')}"
         )
-    if path.suffix.lower() not in OUTPUT_SUFFIXES:
-        raise CLIError(
-            "-o/--output",
-            f"{output}: the suffix {path.suffix or '(none)'!r} is not a container for H.264 + AAC; use "
-            f"{', '.join(OUTPUT_SUFFIXES)} (e.g. {path.with_suffix('.mp4').name})",
-        )
-    # The nearest folder that exists must be a writable folder (the missing ones are created before writing).
+    path = check_output_path(output, name="-o/--output", suffixes=OUTPUT_SUFFIXES)
+    # validation asks os.access, which says yes to root on read-only file systems: try writing in the nearest folder
+    # that exists (the missing ones are created before writing)
     ancestor = path.absolute().parent
     while not ancestor.exists():
         ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise CLIError("-o/--output", f"{output}: {ancestor} is a file, so no folder can be created there")
     probe = ancestor / f".ltx2-diffusers-probe-{uuid.uuid4().hex[:8]}"
-    try:  # os.access says yes to root on read-only file systems: try it
+    try:
         probe.touch(exist_ok=False)
         probe.unlink()
     except OSError as error:
@@ -192,26 +225,13 @@ def _check_safetensors(flag: str, path: str) -> None:
 
 def _check_size(args: argparse.Namespace, command: Command) -> tuple[int, int, int, float]:
     frames, height, width, fps = args.frames, args.height, args.width, args.fps
-    if frames < 1 or (frames - 1) % 8:
-        below = max(1, (frames - 1) // 8 * 8 + 1)
-        raise CLIError(
-            "--frames",
-            f"{frames} is not of the form 8k + 1, which the causal video VAE needs (the first latent frame holds one "
-            f"frame, each later one 8): use {below} or {below + 8}",
-        )
-    m = command.size_multiple
-    why = "the video VAE compresses space 32x" if m == 32 else "stage 1 runs at half size, a multiple of 32"
-    for flag, value in (("--height", height), ("--width", width)):
-        if value < m or value % m:
-            lower = max(m, value // m * m)
-            raise CLIError(flag, f"{value} is not a positive multiple of {m} ({why}): use {lower} or {lower + m}")
+    check_video_size(height, width, frames, command.size_multiple, FLAGS)
     _check_fps(fps, frames)
     return frames, height, width, fps
 
 
 def _check_fps(fps: float, frames: int, flag: str = "--fps") -> None:
-    if not math.isfinite(fps) or fps <= 0:
-        raise CLIError(flag, f"{fps:g} is not a finite frame rate > 0 (e.g. 24 or 23.976)")
+    check_frame_rate(fps, flag)
     # the soundtrack has round(seconds * 25) latent frames: a clip shorter than one (40 ms) has no audio
     if round(frames / fps * 25) < 1:
         raise CLIError(
@@ -236,6 +256,14 @@ def _check_size_guard(args: argparse.Namespace, c: Checked) -> None:
     )
 
 
+RETAKE_FLAGS = {  # the retake's sizes are the --video clip's
+    "num_frames": "the --video clip's frame count",
+    "height": "the --video clip's height",
+    "width": "the --video clip's width",
+    "frame_rate": "the --video clip's fps",
+}
+
+
 def _check_retake(args: argparse.Namespace) -> tuple[int, int, int, float]:
     """The source clip's frames, size and fps (the retake runs at the source's size), and the window."""
     import av
@@ -253,16 +281,10 @@ def _check_retake(args: argparse.Namespace) -> tuple[int, int, int, float]:
             frames = sum(1 for _ in container.decode(stream))
     except av.error.FFmpegError as error:
         raise CLIError("--video", f"{path} is not a video FFmpeg can decode ({error})") from None
-    if frames < 1 or (frames - 1) % 8:
-        below = max(1, (frames - 1) // 8 * 8 + 1)
-        raise CLIError("--video", f"{path} has {frames} frames; a retake needs 8k + 1: trim it to {below} frames")
-    if height < 32 or width < 32 or height % 32 or width % 32:
-        raise CLIError(
-            "--video",
-            f"{path} is {width}x{height} (WxH); a retake runs at the source's size, which must be a multiple of 32: "
-            f"crop or resize it to {max(32, width // 32 * 32)}x{max(32, height // 32 * 32)}",
-        )
-    _check_fps(fps, frames, "--video")
+    if frames < 1:
+        raise CLIError("--video", f"{path} has no frames")
+    check_video_size(height, width, frames, names=RETAKE_FLAGS)  # a retake runs at the source's size
+    _check_fps(fps, frames, RETAKE_FLAGS["frame_rate"])
     duration = frames / fps
     for flag, value in (("--start", args.start), ("--end", args.end)):
         if not math.isfinite(value):
@@ -306,16 +328,10 @@ def _lora_spec(flag: str, spec: str) -> tuple[str, float]:
 
 
 def _check_image_file(flag: str, path: str) -> None:
-    from PIL import Image
+    """The file decodes as the pipeline will read it (`inputs.image_to_uint8`: 16-bit PNGs keep their grey levels)."""
+    from ..pipelines.inputs import image_to_uint8
 
-    if not os.path.isfile(path):
-        raise CLIError(flag, f"{path}: no such file")
-    try:
-        with Image.open(path) as image:
-            image.load()
-            width, height = image.size
-    except (OSError, SyntaxError, ValueError) as error:
-        raise CLIError(flag, f"{path} is not an image Pillow can decode ({error})") from None
+    height, width = image_to_uint8(path, name=flag).shape[:2]  # its errors name the flag
     if width < 2 or height < 2:
         raise CLIError(flag, f"{path} is {width}x{height}: an image needs at least 2x2 pixels")
 
@@ -343,28 +359,16 @@ def _check_images(args: argparse.Namespace, c: Checked) -> None:
     image = getattr(args, "image", None)
     if image is not None:
         _check_image_file("--image", image)
-    strength = getattr(args, "image_strength", None)
-    if strength is not None:
-        if image is None:
-            raise CLIError("--image-strength", "only applies with --image")
-        if not 0.0 <= strength <= 1.0:
-            raise CLIError("--image-strength", f"{strength:g} is outside [0, 1] (1 keeps the image, 0 ignores it)")
+    if getattr(args, "image_strength", None) is not None and image is None:
+        raise CLIError("--image-strength", "only applies with --image")
     for spec in getattr(args, "keyframe", []):
         path, frame, strength = _keyframe_spec(spec)
         _check_image_file("--keyframe", path)
-        if not 0 <= frame < c.frames:
-            raise CLIError("--keyframe", f"{spec}: frame {frame} is outside the clip's frames [0, {c.frames - 1}]")
-        if not 0.0 <= strength <= 1.0:
-            raise CLIError("--keyframe", f"{spec}: strength {strength:g} is outside [0, 1]")
-        c.keyframes.append((path, frame, strength))
+        c.keyframes.append((path, frame, strength))  # frames and strengths: check_call_inputs
     if c.command.name == "keyframes" and not c.keyframes:
         raise CLIError("--keyframe", "the keyframes subcommand needs at least one PATH:FRAME[:STRENGTH]")
-    crf = getattr(args, "image_crf", None)
-    if crf is not None:
-        if image is None and not c.keyframes:
-            raise CLIError("--image-crf", "only applies with --image or --keyframe")
-        if not 0 <= crf <= 51:
-            raise CLIError("--image-crf", f"{crf} is outside libx264's range [0, 51] (0 skips the round trip)")
+    if getattr(args, "image_crf", None) is not None and image is None and not c.keyframes:
+        raise CLIError("--image-crf", "only applies with --image or --keyframe")
 
 
 def _check_audio(args: argparse.Namespace, c: Checked) -> int:
@@ -406,9 +410,7 @@ def _reference_spec(spec: str, frames: int) -> tuple[str, float]:
     import av
 
     path, strength = _split_number(spec, float, "--reference", "strength (VIDEO[:STRENGTH], e.g. pose.mp4:0.8)")
-    strength = 1.0 if strength is None else strength
-    if not 0.0 <= strength <= 1.0:
-        raise CLIError("--reference", f"{spec}: strength {strength:g} is outside [0, 1]")
+    strength = check_strength(1.0 if strength is None else strength, f"--reference {spec}: the strength")
     if not os.path.isfile(path):
         raise CLIError("--reference", f"{path}: no such file")
     try:

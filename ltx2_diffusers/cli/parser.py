@@ -4,8 +4,10 @@
 import argparse
 from dataclasses import dataclass
 
+from ..pipelines.presets import DEFAULT_IMAGE_CRF, HQ_PRESET, sampling_preset
+
 DEFAULT_MODEL = "Lightricks/LTX-2"
-DEFAULT_IMAGE_CRF = 33  # ltx_pipelines.utils.constants.DEFAULT_IMAGE_CRF; the pipeline's is pinned to it in a test
+PRESET = sampling_preset("2.0")  # sizes, frames, fps and seed are the same for every model version and kind
 DTYPES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16", "float16": "float16", "fp32": "float32"}
 DTYPES["float32"] = "float32"
 MODEL_CHOICES = "a Hub id (e.g. Lightricks/LTX-2), a diffusers-layout folder, a .safetensors single file, or 'tiny'"
@@ -54,8 +56,8 @@ COMMANDS: dict[str, Command] = {
             "generate",
             "LTX2AVPipeline",
             "one stage: a prompt (and optional images) -> video with sound (ltx-pipelines' TI2VidOneStagePipeline)",
-            512,
-            768,
+            PRESET.height,
+            PRESET.width,
             features=_TEXT,
             example=f'ltx2-diffusers generate "a cat playing piano" -o cat.mp4 {TINY} --steps 2',
         ),
@@ -63,8 +65,8 @@ COMMANDS: dict[str, Command] = {
             "two-stage",
             "LTX2AVTwoStagePipeline",
             "half size, x2 latent upsampling, 3 refinement steps (TI2VidTwoStagesPipeline); --distilled-lora for stage 2",
-            1024,
-            1536,
+            PRESET.two_stage_height,
+            PRESET.two_stage_width,
             64,
             features=_TEXT | _TWO_STAGE | {"distilled_lora"},
             example=f'ltx2-diffusers two-stage "waves at dusk" -o waves.mp4 {TINY2} --steps 2',
@@ -73,8 +75,8 @@ COMMANDS: dict[str, Command] = {
             "distilled",
             "LTX2AVTwoStagePipeline",
             "the distilled checkpoint in two stages: 8 + 3 fixed steps, no guidance (DistilledPipeline)",
-            1024,
-            1536,
+            PRESET.two_stage_height,
+            PRESET.two_stage_width,
             64,
             kind="distilled",
             features=frozenset({"image", "keyframe", "enhance"}) | _TWO_STAGE,
@@ -84,8 +86,8 @@ COMMANDS: dict[str, Command] = {
             "hq",
             "LTX2AVTwoStageHQPipeline",
             "two stages with the res_2s sampler and the HQ guidance (TI2VidTwoStagesHQPipeline)",
-            1088,
-            1920,
+            HQ_PRESET.two_stage_height,
+            HQ_PRESET.two_stage_width,
             64,
             kind="dev",  # res_2s over the dev schedule shifted by the token count; the distilled LoRA does the rest
             features=frozenset({"steps", "negative", "image", "keyframe", "enhance", "distilled_lora"}) | _TWO_STAGE,
@@ -95,8 +97,8 @@ COMMANDS: dict[str, Command] = {
             "ic-lora",
             "LTX2AVICLoRAPipeline",
             "video conditioned on reference videos (depth, pose, edges) through an IC-LoRA (ICLoraPipeline)",
-            1024,
-            1536,
+            PRESET.two_stage_height,
+            PRESET.two_stage_width,
             64,
             kind="distilled",
             features=frozenset({"image", "keyframe", "enhance", "ic_lora"}) | _TWO_STAGE,
@@ -107,8 +109,8 @@ COMMANDS: dict[str, Command] = {
             "keyframes",
             "LTX2AVKeyframeInterpolationPipeline",
             "interpolate between keyframe images placed at pixel frames (KeyframeInterpolationPipeline)",
-            1024,
-            1536,
+            PRESET.two_stage_height,
+            PRESET.two_stage_width,
             64,
             features=frozenset({"steps", "negative", "keyframe", "enhance", "distilled_lora"}) | _TWO_STAGE,
             example=f'ltx2-diffusers keyframes "a flower opens" -o bloom.mp4 --keyframe bud.png:0 --keyframe '
@@ -118,8 +120,8 @@ COMMANDS: dict[str, Command] = {
             "audio-to-video",
             "LTX2AVAudioToVideoPipeline",
             "a prompt and a soundtrack -> a video that follows it, in two stages (A2VidPipelineTwoStage)",
-            1024,
-            1536,
+            PRESET.two_stage_height,
+            PRESET.two_stage_width,
             64,
             features=frozenset({"steps", "negative", "image", "keyframe", "enhance", "audio", "distilled_lora"})
             | _TWO_STAGE,
@@ -216,10 +218,12 @@ def _add_common(sub: argparse.ArgumentParser, command: Command) -> None:
     size = sub.add_argument_group("size")
     if command.height is not None:
         m = command.size_multiple
-        size.add_argument("--frames", type=int, default=121, help="number of frames, 8k + 1 (default %(default)s)")
+        size.add_argument(
+            "--frames", type=int, default=PRESET.num_frames, help="number of frames, 8k + 1 (default %(default)s)"
+        )
         size.add_argument("--height", type=int, default=command.height, help=f"multiple of {m} (default %(default)s)")
         size.add_argument("--width", type=int, default=command.width, help=f"multiple of {m} (default %(default)s)")
-        size.add_argument("--fps", type=float, default=24.0, help="frame rate, > 0 (default %(default)g)")
+        size.add_argument("--fps", type=float, default=PRESET.frame_rate, help="frame rate, > 0 (default %(default)g)")
     size.add_argument(
         "--allow-large",
         action="store_true",
@@ -227,7 +231,7 @@ def _add_common(sub: argparse.ArgumentParser, command: Command) -> None:
     )
 
     sampling = sub.add_argument_group("sampling")
-    sampling.add_argument("--seed", type=int, default=10, help="random seed, >= 0 (default %(default)s)")
+    sampling.add_argument("--seed", type=int, default=PRESET.seed, help="random seed, >= 0 (default %(default)s)")
     if "steps" in f:
         sampling.add_argument("--steps", type=int, help="denoising steps (default: the model version's)")
     if "negative" in f:

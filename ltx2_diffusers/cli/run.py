@@ -28,8 +28,9 @@ def pipeline_class(command_name: str, class_name: str) -> type:
 
 
 def call_arguments(args: argparse.Namespace, c: Checked) -> list[tuple[str, object, str]]:
-    """(keyword, value, the flag that set it) for the pipeline call; images are loaded here, the model is not."""
-    from ..utils.media import load_image
+    """(keyword, value, the flag that set it) for the pipeline call; images are read here (`inputs.image_to_uint8`,
+    as the pipelines read them), the model is not."""
+    from ..pipelines.inputs import image_to_uint8
 
     f = c.command.features
     kw: list[tuple[str, object, str]] = [("prompt", args.prompt, "prompt")]
@@ -44,9 +45,11 @@ def call_arguments(args: argparse.Namespace, c: Checked) -> list[tuple[str, obje
         kw += [("enhance_prompt", True, "--enhance-prompt"), ("enhance_prompt_seed", args.seed, "--enhance-prompt")]
     if getattr(args, "image", None) is not None:
         strength = 1.0 if args.image_strength is None else args.image_strength
-        kw += [("image", load_image(args.image), "--image"), ("image_strength", strength, "--image-strength")]
+        image = image_to_uint8(args.image, name="--image")
+        kw += [("image", image, "--image"), ("image_strength", strength, "--image-strength")]
     if c.keyframes:
-        kw.append(("keyframes", [(load_image(p), frame, s) for p, frame, s in c.keyframes], "--keyframe"))
+        keyframes = [(image_to_uint8(p, name="--keyframe"), frame, s) for p, frame, s in c.keyframes]
+        kw.append(("keyframes", keyframes, "--keyframe"))
     if getattr(args, "image_crf", None) is not None:
         kw.append(("image_crf", args.image_crf, "--image-crf"))
     if "audio" in f:
@@ -129,7 +132,7 @@ def _tiny(cls: type, torch_dtype, kind: str | None):
     """The random tiny pipeline of `cls`: the components its constructor takes, the scheduler of `kind`."""
     import torch
 
-    from ..pipelines.pipeline_ltx2_av import scheduler_for_kind
+    from ..pipelines.pipeline_base import scheduler_for_kind
     from ..pipelines.tiny import build_tiny_pipeline, build_tiny_two_stage_pipeline
 
     accepted = inspect.signature(cls.__init__).parameters

@@ -1,85 +1,24 @@
 """Condition encoding, a stage of every LTX-2 pipeline: images, keyframes and reference videos -> normalised latents.
 
-Pixels come from `conditioning.prepare_image` / `prepare_video` (the reference's preparation); a float tensor in
+Pixels come from `inputs.image_to_pixels` / `video_to_pixels` (the reference's preparation); a float tensor in
 [-1, 1] is taken as already prepared. The video VAE's posterior mean is normalised with its per-channel statistics,
 as ltx-core's encoder returns it.
 """
 
 from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
 
-import numpy as np
-import PIL.Image
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ..models.autoencoder_kl_ltx2 import normalize_latents
-from ..utils.media import load_video
-from .conditioning import DEFAULT_IMAGE_CRF, attention_strength_from_mask, prepare_image, prepare_video
-from .denoising import ReferenceCondition, VideoCondition, check_num_frames
+from .conditioning import attention_strength_from_mask
+from .denoising import ReferenceCondition, VideoCondition
+from .inputs import ImageInput, VideoInput, image_to_pixels, video_to_pixels
+from .presets import DEFAULT_IMAGE_CRF
+from .validation import check_frame_count
 
-ImageInput = PIL.Image.Image | np.ndarray | Tensor | str | Path
-VideoInput = str | Path | np.ndarray | Tensor  # a file, or (F, H, W, 3) uint8 frames
 Keyframes = Sequence[tuple[ImageInput, int, float]]  # (image, pixel frame index, strength)
-
-__all__ = ["DEFAULT_IMAGE_CRF", "ImageInput", "Keyframes", "VideoInput"]
-
-
-def check_strengths(strengths: Sequence[float]) -> None:
-    for strength in strengths:
-        if not 0.0 <= strength <= 1.0:
-            raise ValueError(
-                f"conditioning strength {strength} is outside [0, 1] (1 keeps the image, 0 ignores it); a "
-                "negative strength would push the frame away from the image"
-            )
-
-
-def image_to_pixels(image: ImageInput, height: int, width: int, crf: int) -> Tensor:
-    """An image -> (1, 3, 1, H, W) float in [-1, 1] for the video VAE.
-
-    Paths, PIL images and (H, W, 3) uint8 arrays go through the reference's preparation (`prepare_image`: optional
-    H.264 round trip at `crf`, cover resize, centre crop). A float tensor (3, H, W) or (1, 3, H, W) in [-1, 1] is
-    taken as already prepared and must have the video's size.
-    """
-    if isinstance(image, Tensor) and image.is_floating_point():
-        pixels = image if image.ndim == 4 else image.unsqueeze(0)
-        if pixels.ndim != 4 or pixels.shape[:2] != (1, 3):
-            raise ValueError(f"a float image tensor must be (3, H, W) or (1, 3, H, W), got {tuple(image.shape)}")
-        if tuple(pixels.shape[-2:]) != (height, width):
-            raise ValueError(
-                f"image is {pixels.shape[-2]}x{pixels.shape[-1]} (HxW) but the video is {height}x{width}: pass an "
-                "image tensor of the video's size, or a PIL image / path (resized and centre-cropped for you)"
-            )
-        return pixels.unsqueeze(2)
-    return prepare_image(image, height, width, crf=crf)
-
-
-def image_for_enhancement(image: ImageInput) -> ImageInput:
-    """The conditioning image as prompt enhancement takes it: a float tensor in [-1, 1] ((3, H, W) or (1, 3, H, W),
-    the pipeline's prepared form) becomes (H, W, 3) uint8; paths, PIL images and uint8 arrays pass unchanged."""
-    if isinstance(image, Tensor) and image.is_floating_point():
-        pixels = image[0] if image.ndim == 4 else image
-        return ((pixels.float().cpu() + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0)
-    return image
-
-
-def half_size(image: ImageInput, height: int, width: int) -> ImageInput:
-    """For a two-stage pipeline's stage 1: a prepared float image tensor (full size, [-1, 1]) resized to half size;
-    other inputs pass unchanged (paths, PIL images and uint8 arrays are resized and cropped per stage, as the
-    reference loads them per stage)."""
-    if not (isinstance(image, Tensor) and image.is_floating_point()):
-        return image
-    pixels = image if image.ndim == 4 else image.unsqueeze(0)
-    if pixels.ndim != 4 or tuple(pixels.shape[-2:]) != (height, width):
-        raise ValueError(
-            f"a float image tensor must be (3, H, W) or (1, 3, H, W) at the output size {height}x{width} (HxW), got "
-            f"{tuple(image.shape)}: pass a PIL image or path to have it resized and cropped for you"
-        )
-    # antialiased bilinear, like the PIL resize the reference applies when it loads an image at the stage-1 size
-    half = F.interpolate(pixels.float(), size=(height // 2, width // 2), mode="bilinear", antialias=True)
-    return half.to(pixels.dtype) if image.ndim == 4 else half[0].to(pixels.dtype)
 
 
 @torch.no_grad()
@@ -90,10 +29,17 @@ def encode_pixels(vae: torch.nn.Module, pixels: Tensor) -> Tensor:
 
 
 def encode_image(
-    vae: torch.nn.Module, image: ImageInput, height: int, width: int, device: torch.device, crf: int = DEFAULT_IMAGE_CRF
+    vae: torch.nn.Module,
+    image: ImageInput,
+    height: int,
+    width: int,
+    device: torch.device,
+    crf: int = DEFAULT_IMAGE_CRF,
+    name: str = "image",
 ) -> Tensor:
-    """An image -> normalised video latent (1, 128, 1, H/32, W/32), as the transformer sees latents."""
-    return encode_pixels(vae, image_to_pixels(image, height, width, crf).to(device))
+    """An image -> normalised video latent (1, 128, 1, H/32, W/32), as the transformer sees latents (`name`: the
+    argument's name in errors)."""
+    return encode_pixels(vae, image_to_pixels(image, height, width, crf, name=name).to(device))
 
 
 def encode_conditions(
@@ -110,10 +56,9 @@ def encode_conditions(
     conditions = []
     if image is not None:
         conditions.append(VideoCondition(encode_image(vae, image, height, width, device, crf), 0, image_strength))
-    for key_image, frame_index, strength in keyframes:
-        conditions.append(
-            VideoCondition(encode_image(vae, key_image, height, width, device, crf), frame_index, strength)
-        )
+    for i, (key_image, frame_index, strength) in enumerate(keyframes):
+        latent = encode_image(vae, key_image, height, width, device, crf, name=f"keyframes[{i}] image")
+        conditions.append(VideoCondition(latent, frame_index, strength))
     return conditions
 
 
@@ -127,25 +72,20 @@ def encode_keyframes(
 
 
 def encode_reference_video(
-    vae: torch.nn.Module, video: VideoInput, height: int, width: int, max_frames: int, device: torch.device
+    vae: torch.nn.Module,
+    video: VideoInput,
+    height: int,
+    width: int,
+    max_frames: int,
+    device: torch.device,
+    name: str = "reference video",
 ) -> Tensor:
     """An IC-LoRA reference video -> normalised latent (1, 128, f, height/32, width/32): at most `max_frames` frames
     from the start, each cover-resized and centre-cropped to height x width (no H.264 round trip), as the reference's
-    `load_video_conditioning`. A float tensor (1, 3, F, height, width) in [-1, 1] is taken as prepared."""
-    if isinstance(video, str | Path):
-        video, _ = load_video(video, max_frames=max_frames)
-    if isinstance(video, Tensor) and video.is_floating_point():
-        if video.ndim != 5 or video.shape[:2] != (1, 3) or tuple(video.shape[-2:]) != (height, width):
-            raise ValueError(
-                f"a float reference video must be (1, 3, F, {height}, {width}) in [-1, 1] (the reference size: "
-                f"stage-1 size / reference_downscale_factor), got {tuple(video.shape)}; pass uint8 (F, H, W, 3) "
-                "frames to have them resized and cropped for you"
-            )
-        pixels = video[:, :, :max_frames]
-    else:
-        pixels = prepare_video(video[:max_frames], height, width)
-    num_frames = pixels.shape[2]
-    check_num_frames(num_frames, f"the reference video has {num_frames} frames (after capping at {max_frames}), which")
+    `load_video_conditioning` (`inputs.video_to_pixels`). A float tensor (1, 3, F, height, width) in [-1, 1] is taken
+    as prepared."""
+    pixels = video_to_pixels(video, height, width, name=name, max_frames=max_frames)
+    check_frame_count(pixels.shape[2], f"{name}'s frame count (at most {max_frames} frames are used)")
     return encode_pixels(vae, pixels.to(device))
 
 
@@ -171,8 +111,9 @@ def encode_references(
             f"half is a multiple of {32 * factor}"
         )
     conditions = []
-    for video, strength in reference_videos:
-        latent = encode_reference_video(vae, video, ref_height, ref_width, num_frames, device)
+    for i, (video, strength) in enumerate(reference_videos):
+        name = f"reference_videos[{i}]"
+        latent = encode_reference_video(vae, video, ref_height, ref_width, num_frames, device, name)
         if attention_mask is not None:
             weights = attention_strength_from_mask(attention_mask, tuple(latent.shape[2:])) * attention_strength
         else:

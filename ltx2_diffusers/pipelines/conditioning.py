@@ -10,25 +10,21 @@ a per-token denoise mask and RoPE positions. Conditioning edits that state befor
 A conditioning token gets denoise mask 1 - strength: its timestep is sigma · mask, the noiser mixes in noise by the mask,
 and the sampler blends its x0 with the clean value by the mask, so strength 1 keeps it exactly clean.
 
-Image preparation (spec §7.6) — cover-resize, centre crop, optional H.264 round trip — is here too (`prepare_image`).
+Image and video preparation (spec §7.6) is `inputs.py`'s.
 """
 
 import math
 from dataclasses import dataclass, replace
-from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import Tensor
 
 from ..models.autoencoder_kl_ltx2_audio import pack_audio_latents
 from ..models.rope import audio_positions, video_positions
-from ..utils.media import h264_round_trip
+from .inputs import VideoInput, video_to_pixels
 
 VIDEO_TIME_SCALE = 8  # pixel frames per latent frame (after the first, which holds one)
-DEFAULT_IMAGE_CRF = 33  # ltx-pipelines' H.264 quality for conditioning images: mimics the training data's compression
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -219,7 +215,7 @@ def _check_video_size(latent: Tensor, grid: tuple[int, int, int], what: str) -> 
     if tuple(latent.shape[-2:]) != grid[1:]:
         raise ValueError(
             f"{what}: the condition latent is {tuple(latent.shape[-2:])} (H', W'), the video {grid[1:]}. Encode the "
-            "image at the video's height and width (prepare_image resizes and crops it)."
+            "image at the video's height and width (inputs.image_to_pixels resizes and crops it)."
         )
 
 
@@ -392,85 +388,16 @@ def _cross_weights(strength: float | Tensor, batch: int, num_new: int, dtype: to
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Image and video preparation (pixels -> the VAE's input)
-
-
-def resize_and_center_crop(frames: Tensor, height: int, width: int) -> Tensor:
-    """(H, W, C) or (F, H, W, C) float pixels -> (1, C, F, height, width): "cover" resize and centre crop.
-
-    Scale = max(height / H, width / W), new size ceil(H·scale) x ceil(W·scale), bilinear (align_corners=False, no
-    antialias), then the centred height x width window: ltx-pipelines' `resize_and_center_crop`.
-    """
-    if frames.ndim == 3:
-        frames = frames.unsqueeze(0)
-    if frames.ndim != 4:
-        raise ValueError(f"expected (H, W, C) or (F, H, W, C) pixels, got shape {tuple(frames.shape)}")
-    if height < 1 or width < 1:
-        raise ValueError(f"target size must be positive, got {height}x{width}")
-    frames = frames.permute(0, 3, 1, 2)  # (F, C, H, W)
-    src_h, src_w = frames.shape[-2:]
-    scale = max(height / src_h, width / src_w)
-    new_h, new_w = math.ceil(src_h * scale), math.ceil(src_w * scale)  # ceil: never smaller than the target
-    frames = F.interpolate(frames, size=(new_h, new_w), mode="bilinear", align_corners=False)
-    top, left = (new_h - height) // 2, (new_w - width) // 2
-    frames = frames[:, :, top : top + height, left : left + width]
-    return frames.permute(1, 0, 2, 3).unsqueeze(0)
-
-
-def _rgb_uint8(image: "str | Path | Image.Image | np.ndarray | Tensor") -> np.ndarray:
-    """Any image input -> (H, W, 3) uint8 RGB; alpha is dropped as the reference does ([..., :3])."""
-    if isinstance(image, str | Path):
-        image = Image.open(image)
-    if isinstance(image, Image.Image):
-        if image.mode not in ("RGB", "RGBA"):
-            image = image.convert("RGB")
-        image = np.array(image)
-    if isinstance(image, Tensor):
-        image = image.detach().cpu().numpy()
-    if not isinstance(image, np.ndarray):
-        raise TypeError(f"image must be a path, PIL image, numpy array or tensor, got {type(image).__name__}")
-    if image.ndim != 3 or image.shape[2] not in (3, 4):
-        raise ValueError(f"image array must be (H, W, 3) or (H, W, 4) RGB(A), got shape {image.shape}")
-    if image.dtype != np.uint8:
-        raise TypeError(f"image array must be uint8 in [0, 255], got {image.dtype}; PIL images are converted for you")
-    return image[..., :3]
-
-
-def prepare_image(
-    image: "str | Path | Image.Image | np.ndarray | Tensor", height: int, width: int, crf: int = DEFAULT_IMAGE_CRF
-) -> Tensor:
-    """An image -> (1, 3, 1, height, width) float32 in [-1, 1], ready for the video VAE (spec §7.6).
-
-    image: a path, a PIL image, or an (H, W, 3|4) uint8 array / tensor. crf > 0 first re-encodes it as one H.264 frame
-    at that CRF (libx264, veryfast, yuv420p, size cropped to even) and decodes it back, as the model saw compressed
-    frames in training; 0 skips that. Then `resize_and_center_crop` and x / 127.5 - 1.
-    """
-    if crf < 0:
-        raise ValueError(f"crf must be >= 0 (0 skips the H.264 round trip; the reference uses 33), got {crf}")
-    pixels = _rgb_uint8(image)
-    if crf > 0:
-        pixels = h264_round_trip(pixels, crf)
-    frames = resize_and_center_crop(torch.tensor(pixels, dtype=torch.float32), height, width)
-    return frames / 127.5 - 1.0
-
-
-def prepare_video(frames: "np.ndarray | Tensor", height: int, width: int) -> Tensor:
-    """(F, H, W, 3) uint8 frames -> (1, 3, F, height, width) float32 in [-1, 1] (ltx-pipelines'
-    `load_video_conditioning`: each frame cover-resized and centre-cropped, no H.264 round trip)."""
-    if isinstance(frames, np.ndarray):
-        frames = torch.from_numpy(frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != torch.uint8:
-        raise ValueError(f"frames must be (F, H, W, 3) uint8, got shape {tuple(frames.shape)} {frames.dtype}")
-    return resize_and_center_crop(frames.to(torch.float32), height, width) / 127.5 - 1.0
+# IC-LoRA attention masks
 
 
 def mask_from_frames(
-    frames: "np.ndarray | Tensor", height: int, width: int, dtype: torch.dtype = torch.bfloat16
+    frames: VideoInput, height: int, width: int, dtype: torch.dtype = torch.bfloat16
 ) -> Tensor:
-    """(F, H, W, 3) uint8 mask video -> (1, 1, F, height, width) weights in [0, 1]: frames prepared as for conditioning
-    (`prepare_video`), cast to `dtype` (bf16 in ltx-pipelines' IC-LoRA pipeline), grey = channel mean, mapped from
-    [-1, 1] to [0, 1]."""
-    pixels = prepare_video(frames, height, width).to(dtype)
+    """A mask video (any form `inputs.video_frames` takes) -> (1, 1, F, height, width) weights in [0, 1]: frames
+    prepared as for conditioning (`inputs.video_to_pixels`), cast to `dtype` (bf16 in ltx-pipelines' IC-LoRA
+    pipeline), grey = channel mean, mapped from [-1, 1] to [0, 1]."""
+    pixels = video_to_pixels(frames, height, width, name="conditioning_attention_mask").to(dtype)
     return ((pixels.mean(dim=1, keepdim=True) + 1.0) / 2.0).clamp(0.0, 1.0)
 
 

@@ -40,38 +40,15 @@ from .conditioning import (
     video_latent_state,
 )
 from .guidance import GuidancePlan, GuidanceScales, GuidanceSchedule, guidance_at, plan_guidance
+from .validation import check_generator as check_generator_argument
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Shapes and checks
 
 
-def check_num_frames(num_frames: int, what: str | None = None) -> None:
-    """The 8k + 1 rule of the causal video VAE, written once: raise a ValueError naming the nearest valid counts.
-    what: how the message names the count (default "num_frames=N")."""
-    if not isinstance(num_frames, int) or num_frames < 1 or (num_frames - 1) % VIDEO_TIME_SCALE != 0:
-        below = max(1, (num_frames - 1) // VIDEO_TIME_SCALE * VIDEO_TIME_SCALE + 1)
-        what = f"num_frames={num_frames}" if what is None else what
-        raise ValueError(
-            f"{what} is not of the form 8*k + 1, which the causal video VAE needs (the first latent frame holds 1 "
-            f"pixel frame, each later one 8). Use {below} or {below + VIDEO_TIME_SCALE} frames."
-        )
-
-
 def latent_grid(height: int, width: int, num_frames: int) -> tuple[int, int, int]:
     """The video latent grid (F', H', W') of an 8k + 1-frame clip: 8x in time after the first frame, 32x in space."""
     return (num_frames - 1) // VIDEO_TIME_SCALE + 1, height // 32, width // 32
-
-
-def check_video_size(height: int, width: int, num_frames: int, multiple: int = 32) -> None:
-    """Raise a ValueError naming the fix when the clip cannot be represented exactly by the video VAE's latents."""
-    check_num_frames(num_frames)
-    for name, value in (("height", height), ("width", width)):
-        if value < multiple or value % multiple != 0:
-            lower = max(multiple, value // multiple * multiple)
-            raise ValueError(
-                f"{name}={value} is not a positive multiple of {multiple} (the video VAE compresses space {multiple}x). "
-                f"Use {lower} or {lower + multiple}."
-            )
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -113,19 +90,10 @@ class ReferenceCondition:
 
 
 def check_generator(generator: Generators, batch_size: int, device: torch.device) -> None:
-    """One torch.Generator (the whole batch's noise from it, in the reference's order), or a list of one per sample,
-    on the device where the latents are made."""
-    generators = generator if isinstance(generator, list) else [generator]
-    if isinstance(generator, list) and len(generator) != batch_size:
-        raise ValueError(
-            f"got a list of {len(generator)} generators for a batch of {batch_size} videos (prompts x "
-            "num_videos_per_prompt): pass one generator, or one per video"
-        )
-    for g in generators:
-        if g is not None and not isinstance(g, torch.Generator):
-            raise TypeError(
-                f"generator must be a torch.Generator or a list of them (one per video), got {type(g).__name__}"
-            )
+    """One torch.Generator (the whole batch's noise from it, in the reference's order) or a list of one per sample
+    (`validation.check_generator`), on the device where the latents are made."""
+    check_generator_argument(generator, batch_size)
+    for g in generator if isinstance(generator, list | tuple) else [generator]:
         if g is not None and torch.device(g.device).type != torch.device(device).type:
             raise ValueError(
                 f"the generator is on {g.device} but the latents are made on {device}: noise is drawn where the "

@@ -2,12 +2,12 @@
 
 Each pipeline (one file each) subclasses `LTX2AVPipelineBase` for its components and loading only, and writes its
 own `__call__` as a story over the shared stage functions (text_encoding, condition_encoding, denoising, refinement,
-decoding). Sampling defaults per model version and kind live here too until the presets module takes them over.
+decoding). Sampling defaults per model version and kind come from `presets.py`.
 """
 
 import inspect
 import os
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import torch
 from diffusers import DiffusionPipeline
@@ -16,73 +16,39 @@ from torch import Tensor
 from ..hub import PipelineCardMixin, local_or_snapshot_folder
 from ..loaders.lora_pipeline import LTX2LoraLoaderMixin
 from ..loaders.safetensors_io import read_json
-from ..schedulers.scheduling_ltx2 import DISTILLED_SIGMAS, LTX2Scheduler, as_ltx2_scheduler
-from .condition_encoding import DEFAULT_IMAGE_CRF, ImageInput, encode_image
+from ..schedulers.scheduling_ltx2 import LTX2Scheduler, as_ltx2_scheduler
+from .condition_encoding import encode_image
 from .guidance import GuidanceScales
+from .inputs import ImageInput
+from .presets import (
+    DEFAULT_IMAGE_CRF,
+    SamplingPreset,
+    kind_from_name,
+    model_version_from_config,
+    parse_kind,
+    sampling_preset,
+)
 from .text_encoding import PromptEmbeddings, encode_prompts
 
-# ltx-pipelines' DEFAULT_NEGATIVE_PROMPT (spec §9), kept verbatim: it is part of the reference's sampling setup, and
-# results only match the reference's with the exact string.
-DEFAULT_NEGATIVE_PROMPT = (
-    "blurry, out of focus, overexposed, underexposed, low contrast, washed out colors, excessive noise, grainy "
-    "texture, poor lighting, flickering, motion blur, distorted proportions, unnatural skin tones, deformed facial "
-    "features, asymmetrical face, missing facial features, extra limbs, disfigured hands, wrong hand count, artifacts "
-    "around text, inconsistent perspective, camera shake, incorrect depth of field, background too sharp, background "
-    "clutter, distracting reflections, harsh shadows, inconsistent lighting direction, color banding, cartoonish "
-    "rendering, 3D CGI look, unrealistic materials, uncanny valley effect, incorrect ethnicity, wrong gender, "
-    "exaggerated expressions, wrong gaze direction, mismatched lip sync, silent or muted audio, distorted voice, "
-    "robotic voice, echo, background noise, off-sync audio, incorrect dialogue, added dialogue, repetitive speech, "
-    "jittery movement, awkward pauses, incorrect timing, unnatural transitions, inconsistent framing, tilted camera, "
-    "flat lighting, inconsistent tone, cinematic oversaturation, stylized filters, or AI artifacts."
-)
 
-
-@dataclass(frozen=True)
-class ModelVersionDefaults:
-    """Sampling defaults of one model generation (ltx-pipelines' LTX_2_PARAMS / LTX_2_3_PARAMS, spec §6.2)."""
-
-    num_inference_steps: int
-    video_guidance: GuidanceScales
-    audio_guidance: GuidanceScales
-    negative_prompt: str = DEFAULT_NEGATIVE_PROMPT
-
-
-def _preset(steps: int, stg_block: int) -> ModelVersionDefaults:
-    video = GuidanceScales(cfg=3.0, stg=1.0, modality=3.0, rescale=0.7, stg_blocks=(stg_block,))
-    return ModelVersionDefaults(steps, video, replace(video, cfg=7.0))
-
-
-MODEL_VERSION_DEFAULTS: dict[str, ModelVersionDefaults] = {"2.0": _preset(40, 29), "2.3": _preset(30, 28)}
-
-# Distilled checkpoints (a scheduler with fixed sigmas, `LTX2Scheduler.distilled()`): ltx-pipelines' DistilledPipeline
-# encodes only the prompt and denoises with `simple_denoising_func` (distilled.py), one conditional pass per step:
-# no CFG, STG, modality guidance or rescale, for either modality. The step count comes from the scheduler's sigmas.
-DISTILLED_DEFAULTS = ModelVersionDefaults(len(DISTILLED_SIGMAS) - 1, GuidanceScales(), GuidanceScales())
-
-
-def model_version(transformer_config) -> str:
-    """ "2.3" for LTX-2.3 transformers (gated attention, prompt projections in the connectors), else "2.0"."""
-    return "2.3" if transformer_config.gated_attn or not transformer_config.use_prompt_embeddings else "2.0"
+def with_guidance_scales(preset: SamplingPreset) -> SamplingPreset:
+    """A preset whose guidance is `GuidanceScales` (what the denoiser takes) instead of the torch-free
+    `GuidancePreset` (same fields, same values)."""
+    return replace(
+        preset,
+        video_guidance=GuidanceScales(**preset.video_guidance.as_kwargs()),
+        audio_guidance=GuidanceScales(**preset.audio_guidance.as_kwargs()),
+    )
 
 
 COMPONENTS = ("scheduler", "vae", "audio_vae", "text_encoder", "tokenizer", "connectors", "transformer", "vocoder")
 OPTIONAL_COMPONENTS = ("processor",)  # a Gemma3Processor: only image-to-video prompt enhancement needs it
 
 
-def kind_from_repo_name(name_or_path: str | os.PathLike) -> str:
-    """ "distilled" when a repo id or folder name says so (`diffusers/LTX-2.3-Distilled-Diffusers`), else "dev".
-
-    Needed for diffusers-layout repos, whose scheduler config cannot tell: diffusers' converter writes the distilled
-    one as "no shift, no terminal", which is also FlowMatchEulerDiscreteScheduler's default.
-    """
-    return "distilled" if "distilled" in os.path.basename(os.path.normpath(os.fspath(name_or_path))).lower() else "dev"
-
-
 def scheduler_for_kind(kind: str) -> LTX2Scheduler:
-    """The reference's schedule: "dev" (shifted, 40/30 steps by model version) or "distilled" (the 8 fixed sigmas)."""
-    if kind not in ("dev", "distilled"):
-        raise ValueError(f"kind={kind!r}: expected 'dev' or 'distilled'")
-    return LTX2Scheduler.distilled() if kind == "distilled" else LTX2Scheduler()
+    """The reference's schedule for a kind in any spelling `presets.parse_kind` takes: "dev" (shifted, 40/30 steps by
+    model version) or "distilled" (the 8 fixed sigmas)."""
+    return LTX2Scheduler.distilled() if parse_kind(kind) == "distilled" else LTX2Scheduler()
 
 
 def resolve_scheduler(folder: str, index: dict, name_or_path: str | os.PathLike, kind: str | None) -> LTX2Scheduler:
@@ -93,7 +59,9 @@ def resolve_scheduler(folder: str, index: dict, name_or_path: str | os.PathLike,
         return scheduler_for_kind(kind)
     if index.get("scheduler", [None, None])[1] == "LTX2Scheduler":
         return LTX2Scheduler.from_pretrained(folder, subfolder="scheduler")
-    return scheduler_for_kind(kind_from_repo_name(name_or_path))
+    # diffusers' converter writes the distilled scheduler as "no shift, no terminal", FlowMatchEulerDiscreteScheduler's
+    # default, so only the repo id or folder name can tell
+    return scheduler_for_kind(kind_from_name(name_or_path))
 
 
 class LTX2AVPipelineBase(PipelineCardMixin, DiffusionPipeline, LTX2LoraLoaderMixin):
@@ -253,15 +221,20 @@ class LTX2AVPipelineBase(PipelineCardMixin, DiffusionPipeline, LTX2LoraLoaderMix
 
     @property
     def model_version(self) -> str:
-        return model_version(self.transformer.config)
+        """ "2.0" or "2.3", from the transformer's config (`presets.model_version_from_config`)."""
+        return model_version_from_config(self.transformer.config)
 
     @property
-    def sampling_defaults(self) -> ModelVersionDefaults:
-        """What `__call__` uses for None arguments: `DISTILLED_DEFAULTS` with a distilled (fixed-sigma) scheduler,
-        else the model version's `MODEL_VERSION_DEFAULTS`."""
-        if self.scheduler.config.fixed_sigmas is not None:
-            return DISTILLED_DEFAULTS
-        return MODEL_VERSION_DEFAULTS[self.model_version]
+    def kind(self) -> str:
+        """ "distilled" with a distilled scheduler (fixed sigmas), else "dev"."""
+        return "distilled" if self.scheduler.config.fixed_sigmas is not None else "dev"
+
+    @property
+    def sampling_defaults(self) -> SamplingPreset:
+        """The one-stage and two-stage calls' defaults: `presets.sampling_preset(model_version, kind)`, its guidance as
+        `GuidanceScales` (with a distilled scheduler: no guidance, the 8 fixed sigmas). The HQ and retake pipelines
+        use `presets.hq_preset` / `retake_preset`."""
+        return with_guidance_scales(sampling_preset(self.model_version, self.kind))
 
     @property
     def audio_sample_rate(self) -> int:

@@ -11,40 +11,31 @@ import torch
 from torch import Tensor
 
 from ..models.autoencoder_kl_ltx2_audio import unpack_audio_latents
-from .condition_encoding import DEFAULT_IMAGE_CRF, ImageInput, Keyframes, check_strengths, encode_conditions
+from .condition_encoding import Keyframes, encode_conditions
 from .conditioning import Generators, unpatchify_video
 from .decoding import decode_frames, decode_waveform
-from .denoising import check_video_size, denoise, latent_grid, prepare_latents
+from .denoising import denoise, latent_grid, prepare_latents
 from .guidance import GuidanceScales, GuidanceSchedule
-from .pipeline_base import (  # noqa: F401  (import paths kept for callers of the first version)
-    COMPONENTS,
-    DEFAULT_NEGATIVE_PROMPT,
-    DISTILLED_DEFAULTS,
-    MODEL_VERSION_DEFAULTS,
-    OPTIONAL_COMPONENTS,
-    LTX2AVPipelineBase,
-    ModelVersionDefaults,
-    kind_from_repo_name,
-    model_version,
-    resolve_scheduler,
-    scheduler_for_kind,
-)
+from .inputs import ImageInput
+from .pipeline_base import LTX2AVPipelineBase
 from .pipeline_output import LTX2PipelineOutput
 from .pipeline_utils import (
     StepCallbacks,
     as_list,
     callback_tensor_names,
-    check_output_type,
-    check_prompts,
-    guidance_from_keywords,
     guidance_keywords,
     maybe_enhance_prompt,
     needs_uncond,
     pipeline_output,
     prompt_contexts,
+    resolve_guidance,
     resolve_sigmas,
 )
+from .presets import DEFAULT_NEGATIVE_PROMPT, sampling_preset
 from .text_encoding import PromptEmbeddings
+from .validation import check_call_inputs
+
+__all__ = ["DEFAULT_NEGATIVE_PROMPT", "LTX2AVPipeline"]  # DEFAULT_NEGATIVE_PROMPT: utils/tiny_gemma.py imports it here
 
 
 class LTX2AVPipeline(LTX2AVPipelineBase):
@@ -63,14 +54,14 @@ class LTX2AVPipeline(LTX2AVPipelineBase):
         *,
         image: ImageInput | None = None,
         image_strength: float = 1.0,
-        image_crf: int = DEFAULT_IMAGE_CRF,
+        image_crf: int | None = None,
         keyframes: Keyframes = (),
         enhance_prompt: bool = False,
         enhance_prompt_seed: int | None = None,
-        height: int = 512,
-        width: int = 768,
-        num_frames: int = 121,
-        frame_rate: float = 24.0,
+        height: int | None = None,
+        width: int | None = None,
+        num_frames: int | None = None,
+        frame_rate: float | None = None,
         num_inference_steps: int | None = None,
         sigmas: Sequence[float] | None = None,
         timesteps: Sequence[float] | None = None,
@@ -95,6 +86,7 @@ class LTX2AVPipeline(LTX2AVPipelineBase):
         return_dict: bool = True,
         callback_on_step_end: Callable | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("video_latents",),
+        allow_large: bool = False,
     ) -> LTX2PipelineOutput | tuple:
         """Generate `num_frames` frames of `height` x `width` video with a stereo soundtrack.
 
@@ -103,9 +95,12 @@ class LTX2AVPipeline(LTX2AVPipelineBase):
         negative_prompt: None -> the model version's default (the reference's); "" for an empty one. Or
             `negative_prompt_embeds`. Only encoded when a classifier-free guidance scale != 1.
         image: conditions pixel frame 0 (image-to-video) at `image_strength` (1 keeps it exactly). A path, PIL image or
-            uint8 array is H.264 round-tripped at `image_crf` (the reference's 33; 0 skips it), cover-resized and
-            centre-cropped; a float tensor in [-1, 1] must already be height x width.
+            array is H.264 round-tripped at `image_crf` (None: the model version's, the reference's 33; 0 skips it),
+            cover-resized and centre-cropped; a float tensor in [-1, 1] must already be height x width. Any form
+            `inputs.image_to_uint8` reads (16-bit PNGs keep their grey levels).
         keyframes: (image, pixel_frame_index, strength) triples, appended as keyframe tokens at those frames.
+        height / width / num_frames / frame_rate: None -> the preset's 512 x 768, 121 frames at 24 fps; height and
+            width multiples of 32, num_frames 8k + 1.
         enhance_prompt: let Gemma rewrite the FIRST prompt into a detailed description before encoding (the
             reference's opt-in `--enhance-prompt`); with an `image` (else the first keyframe's) Gemma sees it, which
             needs the pipeline's `processor` (a `Gemma3Processor`). Sampled, so it changes with the seed.
@@ -124,34 +119,40 @@ class LTX2AVPipeline(LTX2AVPipelineBase):
             (B or 1, 8, T_a, 16) normalised latents.
         callback_on_step_end(pipe, step_index, timestep, {name: tensor}) -> dict of replacements, diffusers' convention,
         with tensor names from `callback_on_step_end_tensor_inputs` ("video_latents", "audio_latents": token layout).
+        allow_large: let through clips above 524,288 video tokens per sample or 64 GiB of decoded frames, and more
+            than 1000 steps (refused by default as likely typos; `validation.check_work`).
+        Every argument is checked (`validation.check_call_inputs`) before any encoder runs.
         Returns `LTX2PipelineOutput(frames, audio, audio_sample_rate)` or `(frames, audio)`; with output_type="latent"
         the video (B, 128, F', H/32, W/32) and audio (B, 8, T_a, 16) latents.
         """
-        # 1. Check inputs and resolve defaults
-        defaults = self.sampling_defaults
-        prompts, negative_prompts = (
-            as_list(prompt),
-            as_list(defaults.negative_prompt if negative_prompt is None else negative_prompt),
-        )
-        num_prompts = check_prompts(prompts, negative_prompts, prompt_embeds, enhance_prompt)
-        check_video_size(height, width, num_frames)
-        if frame_rate <= 0:
-            raise ValueError(f"frame_rate must be positive, got {frame_rate}")
-        check_strengths([image_strength] * (image is not None) + [k[2] for k in keyframes])
-        check_output_type(output_type)
-        names = callback_tensor_names(callback_on_step_end, callback_on_step_end_tensor_inputs)
-        video_guidance, audio_guidance = guidance_from_keywords(
-            video_guidance,
-            audio_guidance,
-            (defaults.video_guidance, defaults.audio_guidance),
-            guidance_keywords(
-                guidance_scale, stg_scale, modality_scale, guidance_rescale, audio_guidance_scale, audio_stg_scale,
-                audio_modality_scale, audio_guidance_rescale, spatio_temporal_guidance_blocks,
-            ),
+        # 1. Defaults of the model version and kind (torch-free presets), then every argument checked before any
+        #    encoder runs
+        preset = sampling_preset(self.model_version, self.kind)
+        height, width = preset.height if height is None else height, preset.width if width is None else width
+        num_frames = preset.num_frames if num_frames is None else num_frames
+        frame_rate = preset.frame_rate if frame_rate is None else frame_rate
+        keywords = guidance_keywords(
+            guidance_scale, stg_scale, modality_scale, guidance_rescale, audio_guidance_scale, audio_stg_scale,
+            audio_modality_scale, audio_guidance_rescale, spatio_temporal_guidance_blocks,
         )  # fmt: skip
-        sigmas = resolve_sigmas(self.scheduler, num_inference_steps, sigmas, timesteps, defaults.num_inference_steps)
+        batch_size = check_call_inputs(
+            prompt=prompt, negative_prompt=negative_prompt, prompt_embeds=prompt_embeds,
+            negative_prompt_embeds=negative_prompt_embeds, num_videos_per_prompt=num_videos_per_prompt,
+            enhance_prompt=enhance_prompt, height=height, width=width, num_frames=num_frames, frame_rate=frame_rate,
+            size_multiple=32, image=image, image_strength=image_strength, image_crf=image_crf, keyframes=keyframes,
+            num_inference_steps=num_inference_steps, sigmas=sigmas, video_guidance=video_guidance,
+            audio_guidance=audio_guidance, guidance_keywords=keywords, output_type=output_type,
+            callback_on_step_end=callback_on_step_end,
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs, generator=generator,
+            return_dict=return_dict, allow_large=allow_large,
+        )  # fmt: skip
+        negative_prompt = preset.negative_prompt if negative_prompt is None else negative_prompt
+        prompts, negative_prompts = as_list(prompt), as_list(negative_prompt)
+        image_crf = preset.image_crf if image_crf is None else image_crf
+        video_guidance, audio_guidance = resolve_guidance(video_guidance, audio_guidance, preset, keywords)
+        sigmas = resolve_sigmas(self.scheduler, num_inference_steps, sigmas, timesteps, preset.num_inference_steps)
+        names = callback_tensor_names(callback_on_step_end, callback_on_step_end_tensor_inputs)
         device, dtype = self._execution_device, self.transformer.dtype
-        batch_size = num_prompts * num_videos_per_prompt
 
         # 2. Prompts (optionally enhanced first) -> video and audio contexts, positive and negative in one Gemma batch
         first_image = image if image is not None else (keyframes[0][0] if keyframes else None)
@@ -171,7 +172,7 @@ class LTX2AVPipeline(LTX2AVPipelineBase):
             dtype=dtype,
         )
 
-        # 3. Images -> condition latents (a keyframe's frame_index is checked against the clip when it is appended)
+        # 3. Images -> condition latents
         conditions = encode_conditions(self.vae, image, image_strength, keyframes, height, width, image_crf, device)
 
         # 4. Noise, token positions, denoise masks

@@ -21,38 +21,34 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from ..models.autoencoder_kl_ltx2_audio import audio_latent_frames
-from ..schedulers.scheduling_ltx2 import STAGE_2_DISTILLED_SIGMAS
-from ..utils.media import load_audio
-from .condition_encoding import DEFAULT_IMAGE_CRF, ImageInput, Keyframes, check_strengths, encode_conditions, half_size
+from .condition_encoding import Keyframes, encode_conditions
 from .conditioning import Generators, unpatchify_video
 from .decoding import decode_frames, decode_waveform
 from .denoising import TextContexts, denoise, latent_grid, prepare_latents
 from .guidance import GuidanceScales, GuidanceSchedule
+from .inputs import AudioInput, ImageInput, audio_waveform, half_size_image
 from .pipeline_base import LTX2AVTwoStagePipelineBase
 from .pipeline_output import LTX2PipelineOutput
 from .pipeline_utils import (
     StepCallbacks,
     as_list,
     callback_tensor_names,
-    check_output_type,
-    check_prompts,
-    guidance_from_keywords,
     guidance_keywords,
     maybe_enhance_prompt,
     needs_uncond,
     pipeline_output,
     prompt_contexts,
+    resolve_guidance,
     resolve_sigmas,
 )
-from .refinement import StageAdapters, check_adapter, check_two_stage_size, check_upsampler, refine_latents
+from .presets import sampling_preset
+from .refinement import StageAdapters, check_adapter, check_upsampler, refine_latents
 from .text_encoding import PromptEmbeddings
-
-AudioInput = str | os.PathLike | Tensor | np.ndarray
+from .validation import check_call_inputs, check_media, check_sigmas
 
 
 @torch.no_grad()
@@ -86,37 +82,6 @@ def frozen_audio_contexts(contexts: TextContexts) -> TextContexts:
     return replace(contexts, negative_audio=contexts.audio)
 
 
-def cut_waveform(
-    audio: AudioInput, sample_rate: int | None, start_time: float, max_duration: float
-) -> tuple[Tensor, int]:
-    """The input audio -> ((C, S) float32 waveform of the window, sample rate)."""
-    if start_time < 0 or max_duration <= 0:
-        raise ValueError(
-            f"need audio_start_time >= 0 and audio_max_duration > 0, got {start_time} and {max_duration} (seconds)"
-        )
-    if isinstance(audio, str | os.PathLike):
-        return load_audio(audio, start_time, max_duration)
-    if not isinstance(audio, Tensor | np.ndarray):
-        raise TypeError(f"audio must be a file path or a (channels, samples) waveform, got {type(audio).__name__}")
-    if sample_rate is None:
-        raise ValueError("a waveform needs its audio_sample_rate (Hz), e.g. audio_sample_rate=48000")
-    if not isinstance(sample_rate, int) or sample_rate <= 0:
-        raise ValueError(f"audio_sample_rate must be a positive int (Hz), got {sample_rate!r}")
-    waveform = torch.as_tensor(audio)
-    if waveform.ndim == 3 and waveform.shape[0] == 1:
-        waveform = waveform[0]
-    if waveform.ndim != 2 or waveform.shape[0] not in (1, 2) or not waveform.is_floating_point():
-        raise ValueError(
-            f"audio must be a float (channels, samples) or (1, channels, samples) waveform in [-1, 1] with 1 or 2 "
-            f"channels, got {tuple(waveform.shape)} {waveform.dtype}; a (samples, channels) array needs .T"
-        )
-    start = round(start_time * sample_rate)
-    waveform = waveform[:, start : start + round(max_duration * sample_rate)]
-    if waveform.shape[1] == 0:
-        raise ValueError(f"no audio samples after audio_start_time={start_time} s")
-    return waveform.float(), sample_rate
-
-
 class LTX2AVAudioToVideoPipeline(LTX2AVTwoStagePipelineBase):
     """Prompt + audio -> video that follows the audio, in two stages (ltx-pipelines' `A2VidPipelineTwoStage`).
 
@@ -141,14 +106,14 @@ class LTX2AVAudioToVideoPipeline(LTX2AVTwoStagePipelineBase):
         audio_max_duration: float | None = None,
         image: ImageInput | None = None,
         image_strength: float = 1.0,
-        image_crf: int = DEFAULT_IMAGE_CRF,
+        image_crf: int | None = None,
         keyframes: Keyframes = (),
         enhance_prompt: bool = False,
         enhance_prompt_seed: int | None = None,
-        height: int = 1024,
-        width: int = 1536,
-        num_frames: int = 121,
-        frame_rate: float = 24.0,
+        height: int | None = None,
+        width: int | None = None,
+        num_frames: int | None = None,
+        frame_rate: float | None = None,
         num_inference_steps: int | None = None,
         sigmas: Sequence[float] | None = None,
         timesteps: Sequence[float] | None = None,
@@ -160,7 +125,7 @@ class LTX2AVAudioToVideoPipeline(LTX2AVTwoStagePipelineBase):
         spatio_temporal_guidance_blocks: Sequence[int] | None = None,
         stage_2_adapter: str | None = None,
         stage_2_adapter_scale: float | None = None,
-        stage_2_sigmas: Sequence[float] = STAGE_2_DISTILLED_SIGMAS,
+        stage_2_sigmas: Sequence[float] | None = None,
         num_videos_per_prompt: int = 1,
         generator: Generators = None,
         latents: Tensor | None = None,
@@ -171,11 +136,12 @@ class LTX2AVAudioToVideoPipeline(LTX2AVTwoStagePipelineBase):
         return_dict: bool = True,
         callback_on_step_end: Callable | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("video_latents",),
+        allow_large: bool = False,
     ) -> LTX2PipelineOutput | tuple:
         """Generate `num_frames` frames of `height` x `width` video (multiples of 64) that follow `audio`.
 
-        audio: a file path (its first audio stream) or a float waveform (C, S) / (1, C, S), C = 1 or 2, in [-1, 1],
-            with `audio_sample_rate`. The window [audio_start_time, audio_start_time + audio_max_duration] seconds is
+        audio: a file path (its first audio stream) or a waveform (C, S) / (1, C, S) / (S,), C = 1 or 2, float in
+            [-1, 1] or int16 / int32 PCM, with `audio_sample_rate` (`inputs.audio_waveform`). The window [audio_start_time, audio_start_time + audio_max_duration] seconds is
             used (None: the video's duration, the reference CLI's default); it must cover the clip.
         audio_latents: the soundtrack already encoded, (1 or B, 8, T_a, 16) normalised, instead of encoding `audio`
             (which is then still what the output returns, when given; else the output audio is these latents
@@ -186,40 +152,56 @@ class LTX2AVAudioToVideoPipeline(LTX2AVTwoStagePipelineBase):
         window (B, C, S) float32 at its own sample rate. With output_type="latent": the full-size video latents
         (B, 128, F', H/32, W/32) and the encoded audio latents (B, 8, T_a, 16).
         """
-        # 1. Check inputs and resolve defaults
-        defaults = self.sampling_defaults
-        negative_prompt = defaults.negative_prompt if negative_prompt is None else negative_prompt
-        prompts, negative_prompts = as_list(prompt), as_list(negative_prompt)
-        num_prompts = check_prompts(prompts, negative_prompts, prompt_embeds, enhance_prompt)
+        # 1. Defaults of the model version and kind (torch-free presets), then every argument checked before any
+        #    encoder runs
+        preset = sampling_preset(self.model_version, self.kind)
+        height = preset.two_stage_height if height is None else height
+        width = preset.two_stage_width if width is None else width
+        num_frames = preset.num_frames if num_frames is None else num_frames
+        frame_rate = preset.frame_rate if frame_rate is None else frame_rate
+        keywords = guidance_keywords(
+            guidance_scale, stg_scale, modality_scale, guidance_rescale,
+            spatio_temporal_guidance_blocks=spatio_temporal_guidance_blocks,
+        )  # fmt: skip
+        batch_size = check_call_inputs(
+            prompt=prompt, negative_prompt=negative_prompt, prompt_embeds=prompt_embeds,
+            negative_prompt_embeds=negative_prompt_embeds, num_videos_per_prompt=num_videos_per_prompt,
+            enhance_prompt=enhance_prompt, height=height, width=width, num_frames=num_frames, frame_rate=frame_rate,
+            size_multiple=64, image=image, image_strength=image_strength, image_crf=image_crf, keyframes=keyframes,
+            num_inference_steps=num_inference_steps, sigmas=sigmas, video_guidance=video_guidance,
+            guidance_keywords=keywords, output_type=output_type, callback_on_step_end=callback_on_step_end,
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs, generator=generator,
+            return_dict=return_dict, allow_large=allow_large,
+        )  # fmt: skip
         if audio is None and audio_latents is None:
             raise ValueError("pass the soundtrack as audio= (a file path or a waveform), or encoded as audio_latents=")
-        check_two_stage_size(height, width, num_frames)
-        if frame_rate <= 0:
-            raise ValueError(f"frame_rate must be positive, got {frame_rate}")
-        check_strengths([image_strength] * (image is not None) + [k[2] for k in keyframes])
-        check_output_type(output_type)
+        if isinstance(audio, str | os.PathLike):  # waveforms are checked where they are cut (step 2)
+            check_media(audio, "audio", what="audio")
+        check_sigmas(stage_2_sigmas, name="stage_2_sigmas")
         check_upsampler(self.latent_upsampler)
         check_adapter(self.transformer, stage_2_adapter, "stage_2_adapter")
-        names = callback_tensor_names(callback_on_step_end, callback_on_step_end_tensor_inputs)
-        video_guidance, _ = guidance_from_keywords(
-            video_guidance,
-            None,
-            (defaults.video_guidance, GuidanceScales()),
-            guidance_keywords(guidance_scale, stg_scale, modality_scale, guidance_rescale,
-                              spatio_temporal_guidance_blocks=spatio_temporal_guidance_blocks),
-        )  # fmt: skip
+        negative_prompt = preset.negative_prompt if negative_prompt is None else negative_prompt
+        prompts, negative_prompts = as_list(prompt), as_list(negative_prompt)
+        image_crf = preset.image_crf if image_crf is None else image_crf
+        video_guidance, _ = resolve_guidance(video_guidance, None, preset, keywords)
         audio_guidance = GuidanceScales()  # the audio is not denoised
-        sigmas = resolve_sigmas(self.scheduler, num_inference_steps, sigmas, timesteps, defaults.num_inference_steps)
-        stage_2_sigmas = self.scheduler.get_sigmas(sigmas=stage_2_sigmas)
+        sigmas = resolve_sigmas(self.scheduler, num_inference_steps, sigmas, timesteps, preset.num_inference_steps)
+        stage_2_sigmas = self.scheduler.get_sigmas(
+            sigmas=preset.stage_2_sigmas if stage_2_sigmas is None else stage_2_sigmas
+        )
+        names = callback_tensor_names(callback_on_step_end, callback_on_step_end_tensor_inputs)
         device, dtype, transformer = self._execution_device, self.transformer.dtype, self.transformer
-        batch_size, half = num_prompts * num_videos_per_prompt, (height // 2, width // 2)
+        half = (height // 2, width // 2)
         callback = StepCallbacks(self, callback_on_step_end, names)
 
         # 2. The audio window -> waveform (returned as it is) and normalised audio latent
         waveform = sample_rate = None
         if audio is not None:
             duration = num_frames / frame_rate if audio_max_duration is None else audio_max_duration
-            waveform, sample_rate = cut_waveform(audio, audio_sample_rate, audio_start_time, duration)
+            waveform, sample_rate = audio_waveform(
+                audio, audio_sample_rate, start_time=audio_start_time, max_duration=duration
+            )
+            waveform = waveform.float()
         if audio_latents is None:
             audio_latents = self.encode_audio(waveform, sample_rate, num_frames, frame_rate, device)
         audio_latents = audio_latents.to(device, dtype).expand(batch_size, -1, -1, -1)
@@ -246,8 +228,11 @@ class LTX2AVAudioToVideoPipeline(LTX2AVTwoStagePipelineBase):
             # 4. Stage 1 at half size: guided video denoising next to the frozen audio
             if stage_2_adapter is not None:
                 adapters.use(adapters.others(stage_2_adapter))
-            half_image = None if image is None else half_size(image, height, width)
-            half_keyframes = [(half_size(k, height, width), index, s) for k, index, s in keyframes]
+            half_image = None if image is None else half_size_image(image, height, width)
+            half_keyframes = [
+                (half_size_image(k, height, width, name=f"keyframes[{i}] image"), index, s)
+                for i, (k, index, s) in enumerate(keyframes)
+            ]
             conditions = encode_conditions(
                 self.vae, half_image, image_strength, half_keyframes, *half, image_crf, device
             )

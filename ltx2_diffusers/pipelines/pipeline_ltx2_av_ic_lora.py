@@ -18,52 +18,45 @@ from torch import Tensor
 
 from ..loaders.lora import LoRAInput, LTX2LoRA, load_lora_adapter, read_lora
 from ..models.autoencoder_kl_ltx2_audio import unpack_audio_latents
-from ..schedulers.scheduling_ltx2 import STAGE_2_DISTILLED_SIGMAS
-from .condition_encoding import (
-    DEFAULT_IMAGE_CRF,
-    ImageInput,
-    Keyframes,
-    VideoInput,
-    check_strengths,
-    encode_conditions,
-    encode_reference_video,
-    encode_references,
-    half_size,
-)
+from .condition_encoding import Keyframes, encode_conditions, encode_reference_video, encode_references
 from .conditioning import Generators, unpatchify_video
 from .decoding import decode_frames, decode_waveform
 from .denoising import denoise, latent_grid, prepare_latents
 from .guidance import GuidanceScales, GuidanceSchedule
+from .inputs import ImageInput, VideoInput, half_size_image
 from .pipeline_base import LTX2AVTwoStagePipelineBase
 from .pipeline_output import LTX2PipelineOutput
 from .pipeline_utils import (
     StepCallbacks,
     as_list,
     callback_tensor_names,
-    check_output_type,
-    check_prompts,
-    guidance_from_keywords,
     guidance_keywords,
     maybe_enhance_prompt,
     needs_uncond,
     pipeline_output,
     prompt_contexts,
+    resolve_guidance,
     resolve_sigmas,
 )
-from .refinement import StageAdapters, check_two_stage_size, check_upsampler, refine_latents
+from .presets import sampling_preset
+from .refinement import StageAdapters, check_upsampler, refine_latents
 from .text_encoding import PromptEmbeddings
+from .validation import check_call_inputs, check_int, check_media, check_sigmas, check_strength
 
 
 def check_reference_inputs(attention_strength, attention_mask, reference_videos, factor) -> None:
-    if not isinstance(attention_strength, int | float) or not 0.0 <= attention_strength <= 1.0:
-        raise ValueError(
-            f"conditioning_attention_strength must be in [0, 1] (0 ignores the reference videos, 1 is full "
-            f"attention), got {attention_strength!r}"
-        )
+    """The IC-LoRA's own arguments: (video, strength) reference pairs, the attention strength, its mask, the factor."""
+    check_strength(attention_strength, "conditioning_attention_strength")
+    if not isinstance(reference_videos, list | tuple):
+        raise TypeError(f"reference_videos must be a list of (video, strength) pairs, got {type(reference_videos)}")
+    for i, pair in enumerate(reference_videos):
+        if not isinstance(pair, list | tuple) or len(pair) != 2:
+            raise ValueError(f"reference_videos[{i}] must be a (video, strength) pair, got {pair!r:.80}")
+        check_media(pair[0], f"reference_videos[{i}]", what="video")
+        check_strength(pair[1], f"reference_videos[{i}] strength")
     if attention_mask is not None and not reference_videos:
         raise ValueError("conditioning_attention_mask was given without reference_videos: pass the reference video")
-    if not isinstance(factor, int) or factor < 1:
-        raise ValueError(f"reference_downscale_factor must be a whole number >= 1, got {factor!r}")
+    check_int(factor, "reference_downscale_factor")
 
 
 class LTX2AVICLoRAPipeline(LTX2AVTwoStagePipelineBase):
@@ -113,14 +106,14 @@ class LTX2AVICLoRAPipeline(LTX2AVTwoStagePipelineBase):
         reference_downscale_factor: int | None = None,
         image: ImageInput | None = None,
         image_strength: float = 1.0,
-        image_crf: int = DEFAULT_IMAGE_CRF,
+        image_crf: int | None = None,
         keyframes: Keyframes = (),
         enhance_prompt: bool = False,
         enhance_prompt_seed: int | None = None,
-        height: int = 1024,
-        width: int = 1536,
-        num_frames: int = 121,
-        frame_rate: float = 24.0,
+        height: int | None = None,
+        width: int | None = None,
+        num_frames: int | None = None,
+        frame_rate: float | None = None,
         num_inference_steps: int | None = None,
         sigmas: Sequence[float] | None = None,
         timesteps: Sequence[float] | None = None,
@@ -136,7 +129,7 @@ class LTX2AVICLoRAPipeline(LTX2AVTwoStagePipelineBase):
         audio_guidance_rescale: float | None = None,
         spatio_temporal_guidance_blocks: Sequence[int] | None = None,
         skip_stage_2: bool = False,
-        stage_2_sigmas: Sequence[float] = STAGE_2_DISTILLED_SIGMAS,
+        stage_2_sigmas: Sequence[float] | None = None,
         num_videos_per_prompt: int = 1,
         generator: Generators = None,
         latents: Tensor | None = None,
@@ -147,10 +140,11 @@ class LTX2AVICLoRAPipeline(LTX2AVTwoStagePipelineBase):
         return_dict: bool = True,
         callback_on_step_end: Callable | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("video_latents",),
+        allow_large: bool = False,
     ) -> LTX2PipelineOutput | tuple:
         """Generate `num_frames` frames of `height` x `width` video (multiples of 64) guided by reference videos.
 
-        reference_videos: (video, strength) pairs; a video is a file path or (F, H, W, 3) uint8 frames (at most
+        reference_videos: (video, strength) pairs; a video is any form `inputs.video_frames` reads (at most
             `num_frames` are used; 8k + 1 of them), resized to the stage-1 size / `reference_downscale_factor`.
             strength 1 keeps the reference tokens clean.
         conditioning_attention_strength: in [0, 1], how strongly the generated tokens attend to the reference ones
@@ -163,34 +157,44 @@ class LTX2AVICLoRAPipeline(LTX2AVTwoStagePipelineBase):
         `LTX2AVTwoStagePipeline`; the other arguments are its call's (the images condition both stages).
         Returns `LTX2PipelineOutput(frames, audio, audio_sample_rate)` or `(frames, audio)`.
         """
-        # 1. Check inputs and resolve defaults
-        defaults = self.sampling_defaults
-        negative_prompt = defaults.negative_prompt if negative_prompt is None else negative_prompt
-        prompts, negative_prompts = as_list(prompt), as_list(negative_prompt)
-        num_prompts = check_prompts(prompts, negative_prompts, prompt_embeds, enhance_prompt)
-        check_two_stage_size(height, width, num_frames)
-        if frame_rate <= 0:
-            raise ValueError(f"frame_rate must be positive, got {frame_rate}")
-        check_strengths([image_strength] * (image is not None) + [k[2] for k in keyframes])
-        check_output_type(output_type)
+        # 1. Defaults of the model version and kind (torch-free presets), then every argument checked before any
+        #    encoder runs
+        preset = sampling_preset(self.model_version, self.kind)
+        height = preset.two_stage_height if height is None else height
+        width = preset.two_stage_width if width is None else width
+        num_frames = preset.num_frames if num_frames is None else num_frames
+        frame_rate = preset.frame_rate if frame_rate is None else frame_rate
+        keywords = guidance_keywords(
+            guidance_scale, stg_scale, modality_scale, guidance_rescale, audio_guidance_scale, audio_stg_scale,
+            audio_modality_scale, audio_guidance_rescale, spatio_temporal_guidance_blocks,
+        )  # fmt: skip
+        batch_size = check_call_inputs(
+            prompt=prompt, negative_prompt=negative_prompt, prompt_embeds=prompt_embeds,
+            negative_prompt_embeds=negative_prompt_embeds, num_videos_per_prompt=num_videos_per_prompt,
+            enhance_prompt=enhance_prompt, height=height, width=width, num_frames=num_frames, frame_rate=frame_rate,
+            size_multiple=64, image=image, image_strength=image_strength, image_crf=image_crf, keyframes=keyframes,
+            num_inference_steps=num_inference_steps, sigmas=sigmas, video_guidance=video_guidance,
+            audio_guidance=audio_guidance, guidance_keywords=keywords, output_type=output_type,
+            callback_on_step_end=callback_on_step_end,
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs, generator=generator,
+            return_dict=return_dict, allow_large=allow_large,
+        )  # fmt: skip
+        check_sigmas(stage_2_sigmas, name="stage_2_sigmas")
         if not skip_stage_2:
             check_upsampler(self.latent_upsampler)
         factor = self.reference_downscale_factor if reference_downscale_factor is None else reference_downscale_factor
         check_reference_inputs(conditioning_attention_strength, conditioning_attention_mask, reference_videos, factor)
+        negative_prompt = preset.negative_prompt if negative_prompt is None else negative_prompt
+        prompts, negative_prompts = as_list(prompt), as_list(negative_prompt)
+        image_crf = preset.image_crf if image_crf is None else image_crf
+        video_guidance, audio_guidance = resolve_guidance(video_guidance, audio_guidance, preset, keywords)
+        sigmas = resolve_sigmas(self.scheduler, num_inference_steps, sigmas, timesteps, preset.num_inference_steps)
+        stage_2_sigmas = self.scheduler.get_sigmas(
+            sigmas=preset.stage_2_sigmas if stage_2_sigmas is None else stage_2_sigmas
+        )
         names = callback_tensor_names(callback_on_step_end, callback_on_step_end_tensor_inputs)
-        video_guidance, audio_guidance = guidance_from_keywords(
-            video_guidance,
-            audio_guidance,
-            (defaults.video_guidance, defaults.audio_guidance),
-            guidance_keywords(
-                guidance_scale, stg_scale, modality_scale, guidance_rescale, audio_guidance_scale, audio_stg_scale,
-                audio_modality_scale, audio_guidance_rescale, spatio_temporal_guidance_blocks,
-            ),
-        )  # fmt: skip
-        sigmas = resolve_sigmas(self.scheduler, num_inference_steps, sigmas, timesteps, defaults.num_inference_steps)
-        stage_2_sigmas = self.scheduler.get_sigmas(sigmas=stage_2_sigmas)
         device, dtype, transformer = self._execution_device, self.transformer.dtype, self.transformer
-        batch_size, half = num_prompts * num_videos_per_prompt, (height // 2, width // 2)
+        half = (height // 2, width // 2)
         callback = StepCallbacks(self, callback_on_step_end, names)
 
         # 2. Prompts (optionally enhanced first) -> contexts, once for both stages
@@ -212,8 +216,11 @@ class LTX2AVICLoRAPipeline(LTX2AVTwoStagePipelineBase):
         )
 
         # 3. Stage-1 conditions: the images at half size, then the reference videos at half size / factor
-        half_image = None if image is None else half_size(image, height, width)
-        half_keyframes = [(half_size(k, height, width), index, s) for k, index, s in keyframes]
+        half_image = None if image is None else half_size_image(image, height, width)
+        half_keyframes = [
+            (half_size_image(k, height, width, name=f"keyframes[{i}] image"), index, s)
+            for i, (k, index, s) in enumerate(keyframes)
+        ]
         conditions = encode_conditions(self.vae, half_image, image_strength, half_keyframes, *half, image_crf, device)
         conditions += encode_references(
             self.vae,

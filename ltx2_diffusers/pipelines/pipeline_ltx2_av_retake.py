@@ -21,7 +21,6 @@ from pathlib import Path
 
 import av
 import numpy as np
-import PIL.Image
 import torch
 from torch import Tensor
 
@@ -32,7 +31,6 @@ from ..models.autoencoder_kl_ltx2_audio import (
     unpack_audio_latents,
 )
 from ..models.rope import audio_positions, video_positions
-from ..utils.media import load_audio, load_video
 from .condition_encoding import encode_pixels
 from .conditioning import (
     Generators,
@@ -40,37 +38,29 @@ from .conditioning import (
     add_noise,
     audio_latent_state,
     patchify_video,
-    prepare_video,
     unpatchify_video,
     video_latent_state,
 )
 from .decoding import decode_frames, decode_waveform
-from .denoising import check_generator, check_num_frames, denoise
+from .denoising import check_generator, denoise
 from .guidance import GuidanceScales, GuidanceSchedule
+from .inputs import AudioInput, VideoInput, audio_waveform, video_frames, video_to_pixels
 from .pipeline_base import LTX2AVPipelineBase
 from .pipeline_output import LTX2PipelineOutput
 from .pipeline_utils import (
     StepCallbacks,
     callback_tensor_names,
-    check_output_type,
-    check_prompts,
-    guidance_from_keywords,
     guidance_keywords,
     maybe_enhance_prompt,
     needs_uncond,
     pipeline_output,
     prompt_contexts,
+    resolve_guidance,
     resolve_sigmas,
 )
+from .presets import retake_preset
 from .text_encoding import PromptEmbeddings
-
-# ltx-pipelines' RetakePipeline: `num_inference_steps=40` and `negative_prompt=""` are its call's defaults, which its
-# CLI does not override (it takes only the guidance scales from the checkpoint's model version).
-RETAKE_NUM_INFERENCE_STEPS = 40
-RETAKE_NEGATIVE_PROMPT = ""
-
-VideoInput = str | Path | np.ndarray | Tensor | Sequence[PIL.Image.Image]
-
+from .validation import check_call_inputs
 
 # ----------------------------------------------------------------------------------------------------------------------
 # The temporal region mask
@@ -158,15 +148,12 @@ def prepare_retake_latents(
 # Inputs
 
 
-def check_source_clip(num_frames: int, height: int, width: int) -> None:
-    """A source clip must map exactly onto latents: 8k + 1 frames, height and width multiples of 32."""
-    check_num_frames(num_frames, f"the source clip has {num_frames} frames, which")
-    if height < 32 or width < 32 or height % 32 or width % 32:
-        raise ValueError(
-            f"the source clip is {height}x{width} (HxW); a retake runs at the source's size, which must be a multiple "
-            f"of 32 in both (the video VAE's spatial compression). Crop or resize it to "
-            f"{max(32, height // 32 * 32)}x{max(32, width // 32 * 32)}."
-        )
+# What the size errors call the source clip's numbers (a retake runs at the source's size)
+SOURCE_NAMES = {
+    "num_frames": "the source clip's frame count",
+    "height": "the source clip's height",
+    "width": "the source clip's width",
+}
 
 
 def check_window(start_time: float, end_time: float, duration: float) -> None:
@@ -180,18 +167,6 @@ def check_window(start_time: float, end_time: float, duration: float) -> None:
             f"the retake window starts at {start_time} s, outside the clip, which lasts {duration:.4g} s: pass a "
             f"start_time in [0, {duration:.4g})"
         )
-
-
-def _frames_uint8(video: np.ndarray | Tensor | Sequence[PIL.Image.Image]) -> np.ndarray:
-    if isinstance(video, Tensor):
-        video = video.detach().cpu().numpy()
-    if not isinstance(video, np.ndarray):
-        video = np.stack([np.asarray(frame.convert("RGB")) for frame in video])
-    if video.ndim != 4 or video.shape[-1] != 3 or video.dtype != np.uint8:
-        raise ValueError(
-            f"video frames must be (F, H, W, 3) uint8 RGB, got shape {video.shape} {video.dtype}; or pass a file path"
-        )
-    return video
 
 
 def _has_audio_stream(path: str | Path) -> bool:
@@ -213,22 +188,17 @@ class LTX2AVRetakePipeline(LTX2AVPipelineBase):
     def encode_source_video(self, frames: np.ndarray, device: torch.device) -> Tensor:
         """(F, H, W, 3) uint8 -> normalised video latent (1, 128, F', H/32, W/32): ltx-pipelines'
         `load_video_conditioning` at the source size (pixels in [-1, 1]) and the encoder's posterior mean."""
-        return encode_pixels(self.vae, prepare_video(frames, frames.shape[1], frames.shape[2]).to(device))
+        return encode_pixels(self.vae, video_to_pixels(frames, name="video").to(device))
 
     @torch.no_grad()
     def encode_source_audio(
         self, waveform: Tensor | np.ndarray, sample_rate: int, num_audio_frames: int, dtype: torch.dtype
     ) -> Tensor:
-        """(C, S) or (1, C, S) waveform -> normalised audio latent (1, 8, num_audio_frames, 16), trimmed or zero-padded
-        as the reference does. The waveform is first rounded to `dtype`, as the reference hands it to its encoder."""
-        waveform = torch.as_tensor(waveform)
-        if waveform.ndim == 2:
-            waveform = waveform.unsqueeze(0)
-        if waveform.ndim != 3 or waveform.shape[0] != 1 or waveform.shape[1] not in (1, 2):
-            raise ValueError(
-                f"audio must be a (channels, samples) waveform, 1 or 2 channels, got {tuple(waveform.shape)}"
-            )
-        latent = self.audio_vae.encode_waveform(waveform.to(dtype), sample_rate)
+        """A waveform (any form `inputs.audio_waveform` takes) -> normalised audio latent (1, 8, num_audio_frames, 16),
+        trimmed or zero-padded as the reference does. The waveform is first rounded to `dtype`, as the reference hands
+        it to its encoder."""
+        waveform, sample_rate = audio_waveform(waveform, sample_rate, name="audio")
+        latent = self.audio_vae.encode_waveform(waveform[None].to(dtype), sample_rate)
         return fit_audio_latent_frames(latent, num_audio_frames)
 
     @torch.no_grad()
@@ -241,7 +211,7 @@ class LTX2AVRetakePipeline(LTX2AVPipelineBase):
         *,
         negative_prompt: str | None = None,
         frame_rate: float | None = None,
-        audio: Tensor | np.ndarray | None = None,
+        audio: AudioInput | None = None,
         audio_sample_rate: int | None = None,
         regenerate_video: bool = True,
         regenerate_audio: bool = True,
@@ -271,6 +241,7 @@ class LTX2AVRetakePipeline(LTX2AVPipelineBase):
         return_dict: bool = True,
         callback_on_step_end: Callable | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("video_latents",),
+        allow_large: bool = False,
     ) -> LTX2PipelineOutput | tuple:
         """Regenerate [start_time, end_time) seconds of `video` (and its audio) to match `prompt`.
 
@@ -292,52 +263,57 @@ class LTX2AVRetakePipeline(LTX2AVPipelineBase):
             (B or 1, 8, T_a, 16)).
         Returns `LTX2PipelineOutput(frames, audio, audio_sample_rate)` (the whole clip) or `(frames, audio)`.
         """
-        # 1. Check inputs: the source clip, the window, the prompt
+        # 1. The source clip read (`inputs`), the defaults of the model version and kind (the retake's presets), then
+        #    every argument checked before any encoder runs
         if start_time is None or end_time is None:
             raise ValueError("pass start_time and end_time: the window to regenerate, in seconds")
-        if isinstance(video, str | Path):
-            frames, file_fps = load_video(video)
+        frames, file_fps = video_frames(video, name="video")
+        if file_fps is not None:  # a file: its fps and its own audio stream
             frame_rate = file_fps if frame_rate is None else frame_rate
-            if audio is not None:
-                raise ValueError("pass audio only with frames; a file's own audio stream is read from the file")
+            if audio is not None or audio_sample_rate is not None:
+                raise ValueError(
+                    "pass audio / audio_sample_rate only with frames; a file's own audio stream is read from the file"
+                )
             if _has_audio_stream(video):
-                audio, audio_sample_rate = load_audio(video)
+                audio, audio_sample_rate = audio_waveform(video, name="video")
         else:
-            frames = _frames_uint8(video)
             if frame_rate is None:
                 raise ValueError("frame_rate is needed with frames (the window and token times are in seconds)")
             if audio is not None and audio_sample_rate is None:
                 raise ValueError("audio_sample_rate is needed with audio")
+            if audio is not None:
+                audio, audio_sample_rate = audio_waveform(audio, audio_sample_rate, name="audio")
         if prompt is not None and not isinstance(prompt, str):
             raise TypeError(f"prompt must be one string (a retake edits one clip), got {type(prompt).__name__}")
-        negative_prompt = RETAKE_NEGATIVE_PROMPT if negative_prompt is None else negative_prompt
-        prompts = None if prompt is None else [prompt]
-        if check_prompts(prompts, [negative_prompt], prompt_embeds, enhance_prompt) != 1:
-            raise ValueError("a retake edits one clip: pass prompt_embeds of one prompt")
-        if frame_rate <= 0:
-            raise ValueError(f"frame_rate must be positive, got {frame_rate}")
         num_frames, height, width = frames.shape[:3]
-        check_source_clip(num_frames, height, width)
+        keywords = guidance_keywords(
+            guidance_scale, stg_scale, modality_scale, guidance_rescale, audio_guidance_scale, audio_stg_scale,
+            audio_modality_scale, audio_guidance_rescale, spatio_temporal_guidance_blocks,
+        )  # fmt: skip
+        batch_size = check_call_inputs(
+            prompt=prompt, negative_prompt=negative_prompt, prompt_embeds=prompt_embeds,
+            negative_prompt_embeds=negative_prompt_embeds, num_videos_per_prompt=num_videos_per_prompt,
+            enhance_prompt=enhance_prompt, height=height, width=width, num_frames=num_frames, frame_rate=frame_rate,
+            size_multiple=32, num_inference_steps=num_inference_steps, sigmas=sigmas, video_guidance=video_guidance,
+            audio_guidance=audio_guidance, guidance_keywords=keywords, output_type=output_type,
+            callback_on_step_end=callback_on_step_end,
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs, generator=generator,
+            return_dict=return_dict, allow_large=allow_large, names=SOURCE_NAMES,
+        )  # fmt: skip
+        if batch_size != num_videos_per_prompt:
+            raise ValueError("a retake edits one clip: pass prompt_embeds of one prompt")
         check_window(start_time, end_time, num_frames / frame_rate)
         if not regenerate_video and not regenerate_audio and audio is not None:
             raise ValueError(
                 "regenerate_video and regenerate_audio are both False, so nothing would change: set one of them"
             )
-        check_output_type(output_type)
+        preset = retake_preset(self.model_version, self.kind)
+        negative_prompt = preset.negative_prompt if negative_prompt is None else negative_prompt
+        prompts = None if prompt is None else [prompt]
+        video_guidance, audio_guidance = resolve_guidance(video_guidance, audio_guidance, preset, keywords)
+        sigmas = resolve_sigmas(self.scheduler, num_inference_steps, sigmas, timesteps, preset.num_inference_steps)
         names = callback_tensor_names(callback_on_step_end, callback_on_step_end_tensor_inputs)
-        defaults = self.sampling_defaults
-        video_guidance, audio_guidance = guidance_from_keywords(
-            video_guidance,
-            audio_guidance,
-            (defaults.video_guidance, defaults.audio_guidance),
-            guidance_keywords(
-                guidance_scale, stg_scale, modality_scale, guidance_rescale, audio_guidance_scale, audio_stg_scale,
-                audio_modality_scale, audio_guidance_rescale, spatio_temporal_guidance_blocks,
-            ),
-        )  # fmt: skip
-        sigmas = resolve_sigmas(self.scheduler, num_inference_steps, sigmas, timesteps, RETAKE_NUM_INFERENCE_STEPS)
         device, dtype = self._execution_device, self.transformer.dtype
-        batch_size = num_videos_per_prompt
         check_generator(generator, batch_size, device)
 
         # 2. Source -> initial latents (one clip, repeated for num_videos_per_prompt)

@@ -22,38 +22,36 @@ import torch
 from torch import Tensor
 
 from ..models.autoencoder_kl_ltx2_audio import unpack_audio_latents
-from ..schedulers.scheduling_ltx2 import STAGE_2_DISTILLED_SIGMAS
-from .condition_encoding import DEFAULT_IMAGE_CRF, ImageInput, Keyframes, check_strengths, encode_conditions, half_size
+from .condition_encoding import Keyframes, encode_conditions
 from .conditioning import Generators, unpatchify_video
 from .decoding import decode_frames, decode_waveform
 from .denoising import denoise, latent_grid, prepare_latents
 from .guidance import GuidanceScales, GuidanceSchedule
+from .inputs import ImageInput, half_size_image
 from .pipeline_base import LTX2AVTwoStagePipelineBase
 from .pipeline_output import LTX2PipelineOutput
 from .pipeline_utils import (
     StepCallbacks,
     as_list,
     callback_tensor_names,
-    check_output_type,
-    check_prompts,
-    guidance_from_keywords,
     guidance_keywords,
     maybe_enhance_prompt,
     needs_uncond,
     pipeline_output,
     prompt_contexts,
+    resolve_guidance,
     resolve_sigmas,
 )
+from .presets import sampling_preset
 from .refinement import (  # noqa: F401  (refine_latents / upsample_and_renoise: import paths kept)
-    TWO_STAGE_SIZE_MULTIPLE,
     StageAdapters,
     check_adapter,
-    check_two_stage_size,
     check_upsampler,
     refine_latents,
     upsample_and_renoise,
 )
 from .text_encoding import PromptEmbeddings
+from .validation import check_call_inputs, check_sigmas
 
 
 class LTX2AVTwoStagePipeline(LTX2AVTwoStagePipelineBase):
@@ -71,14 +69,14 @@ class LTX2AVTwoStagePipeline(LTX2AVTwoStagePipelineBase):
         *,
         image: ImageInput | None = None,
         image_strength: float = 1.0,
-        image_crf: int = DEFAULT_IMAGE_CRF,
+        image_crf: int | None = None,
         keyframes: Keyframes = (),
         enhance_prompt: bool = False,
         enhance_prompt_seed: int | None = None,
-        height: int = 1024,
-        width: int = 1536,
-        num_frames: int = 121,
-        frame_rate: float = 24.0,
+        height: int | None = None,
+        width: int | None = None,
+        num_frames: int | None = None,
+        frame_rate: float | None = None,
         num_inference_steps: int | None = None,
         sigmas: Sequence[float] | None = None,
         timesteps: Sequence[float] | None = None,
@@ -95,7 +93,7 @@ class LTX2AVTwoStagePipeline(LTX2AVTwoStagePipelineBase):
         spatio_temporal_guidance_blocks: Sequence[int] | None = None,
         stage_2_adapter: str | None = None,
         stage_2_adapter_scale: float | None = None,
-        stage_2_sigmas: Sequence[float] = STAGE_2_DISTILLED_SIGMAS,
+        stage_2_sigmas: Sequence[float] | None = None,
         num_videos_per_prompt: int = 1,
         generator: Generators = None,
         latents: Tensor | None = None,
@@ -106,49 +104,62 @@ class LTX2AVTwoStagePipeline(LTX2AVTwoStagePipelineBase):
         return_dict: bool = True,
         callback_on_step_end: Callable | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("video_latents",),
+        allow_large: bool = False,
     ) -> LTX2PipelineOutput | tuple:
         """Generate `num_frames` frames of `height` x `width` video (multiples of 64) with a stereo soundtrack.
 
         Stage-1 arguments are `LTX2AVPipeline.__call__`'s (applied at height/2 x width/2; a float image tensor is
         given at the full size and resized for stage 1; `latents` / `audio_latents` are stage 1's initial noise).
-        Their defaults are `sampling_defaults`: with a distilled scheduler (`fixed_sigmas`) no guidance (a single
-        pass, no negative prompt), as the reference's `DistilledPipeline`.
+        Their defaults are `presets.sampling_preset(model_version, kind)`: with a distilled scheduler (`fixed_sigmas`)
+        no guidance (a single pass, no negative prompt), as the reference's `DistilledPipeline`.
         stage_2_adapter: a peft adapter of the transformer (the distilled LoRA, `load_lora_adapter`) for stage 2
             only: stage 1 runs with the other active adapters (none -> adapters disabled), stage 2 with those plus this
             one, at `stage_2_adapter_scale` (None: the strength it was loaded with). Adapters, their enabled state
             and scales are restored after the call. None: both stages use the transformer as it is.
-        stage_2_sigmas: the refinement schedule; its first value is also the re-noising level.
+        stage_2_sigmas: the refinement schedule (None: the preset's `STAGE_2_DISTILLED_SIGMAS`); its first value is
+            also the re-noising level.
+        height / width: None -> the preset's 1024 x 1536 (twice its stage-1 size).
         callback_on_step_end: called after every step of both stages with a running step index (stage 1's steps,
             then stage 2's); the latents are at half size in stage 1.
         Returns `LTX2PipelineOutput(frames, audio, audio_sample_rate)` or `(frames, audio)`; with
         output_type="latent" the full-resolution video (B, 128, F', H/32, W/32) and audio (B, 8, T_a, 16) latents.
         """
-        # 1. Check inputs and resolve defaults
-        defaults = self.sampling_defaults
-        negative_prompt = defaults.negative_prompt if negative_prompt is None else negative_prompt
-        prompts, negative_prompts = as_list(prompt), as_list(negative_prompt)
-        num_prompts = check_prompts(prompts, negative_prompts, prompt_embeds, enhance_prompt)
-        check_two_stage_size(height, width, num_frames)
-        if frame_rate <= 0:
-            raise ValueError(f"frame_rate must be positive, got {frame_rate}")
-        check_strengths([image_strength] * (image is not None) + [k[2] for k in keyframes])
-        check_output_type(output_type)
+        # 1. Defaults of the model version and kind (torch-free presets), then every argument checked before any
+        #    encoder runs
+        preset = sampling_preset(self.model_version, self.kind)
+        height = preset.two_stage_height if height is None else height
+        width = preset.two_stage_width if width is None else width
+        num_frames = preset.num_frames if num_frames is None else num_frames
+        frame_rate = preset.frame_rate if frame_rate is None else frame_rate
+        keywords = guidance_keywords(
+            guidance_scale, stg_scale, modality_scale, guidance_rescale, audio_guidance_scale, audio_stg_scale,
+            audio_modality_scale, audio_guidance_rescale, spatio_temporal_guidance_blocks,
+        )  # fmt: skip
+        batch_size = check_call_inputs(
+            prompt=prompt, negative_prompt=negative_prompt, prompt_embeds=prompt_embeds,
+            negative_prompt_embeds=negative_prompt_embeds, num_videos_per_prompt=num_videos_per_prompt,
+            enhance_prompt=enhance_prompt, height=height, width=width, num_frames=num_frames, frame_rate=frame_rate,
+            size_multiple=64, image=image, image_strength=image_strength, image_crf=image_crf, keyframes=keyframes,
+            num_inference_steps=num_inference_steps, sigmas=sigmas, video_guidance=video_guidance,
+            audio_guidance=audio_guidance, guidance_keywords=keywords, output_type=output_type,
+            callback_on_step_end=callback_on_step_end,
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs, generator=generator,
+            return_dict=return_dict, allow_large=allow_large,
+        )  # fmt: skip
+        check_sigmas(stage_2_sigmas, name="stage_2_sigmas")
         check_upsampler(self.latent_upsampler)
         check_adapter(self.transformer, stage_2_adapter, "stage_2_adapter")
+        negative_prompt = preset.negative_prompt if negative_prompt is None else negative_prompt
+        prompts, negative_prompts = as_list(prompt), as_list(negative_prompt)
+        image_crf = preset.image_crf if image_crf is None else image_crf
+        video_guidance, audio_guidance = resolve_guidance(video_guidance, audio_guidance, preset, keywords)
+        sigmas = resolve_sigmas(self.scheduler, num_inference_steps, sigmas, timesteps, preset.num_inference_steps)
+        stage_2_sigmas = self.scheduler.get_sigmas(
+            sigmas=preset.stage_2_sigmas if stage_2_sigmas is None else stage_2_sigmas
+        )
         names = callback_tensor_names(callback_on_step_end, callback_on_step_end_tensor_inputs)
-        video_guidance, audio_guidance = guidance_from_keywords(
-            video_guidance,
-            audio_guidance,
-            (defaults.video_guidance, defaults.audio_guidance),
-            guidance_keywords(
-                guidance_scale, stg_scale, modality_scale, guidance_rescale, audio_guidance_scale, audio_stg_scale,
-                audio_modality_scale, audio_guidance_rescale, spatio_temporal_guidance_blocks,
-            ),
-        )  # fmt: skip
-        sigmas = resolve_sigmas(self.scheduler, num_inference_steps, sigmas, timesteps, defaults.num_inference_steps)
-        stage_2_sigmas = self.scheduler.get_sigmas(sigmas=stage_2_sigmas)
         device, dtype, transformer = self._execution_device, self.transformer.dtype, self.transformer
-        batch_size, half = num_prompts * num_videos_per_prompt, (height // 2, width // 2)
+        half = (height // 2, width // 2)
         callback = StepCallbacks(self, callback_on_step_end, names)
 
         # 2. Prompts (optionally enhanced first) -> contexts, once for both stages
@@ -173,8 +184,11 @@ class LTX2AVTwoStagePipeline(LTX2AVTwoStagePipelineBase):
             # 3. Stage 1 at half size: conditions, noise, guided Euler (without the stage-2 adapter)
             if stage_2_adapter is not None:
                 adapters.use(adapters.others(stage_2_adapter))
-            half_image = None if image is None else half_size(image, height, width)
-            half_keyframes = [(half_size(k, height, width), index, s) for k, index, s in keyframes]
+            half_image = None if image is None else half_size_image(image, height, width)
+            half_keyframes = [
+                (half_size_image(k, height, width, name=f"keyframes[{i}] image"), index, s)
+                for i, (k, index, s) in enumerate(keyframes)
+            ]
             conditions = encode_conditions(
                 self.vae, half_image, image_strength, half_keyframes, *half, image_crf, device
             )

@@ -3,7 +3,7 @@
 ltx-pipelines' `TI2VidTwoStagesHQPipeline` in diffusers' shape. The story of `LTX2AVTwoStagePipeline` with
 `sampler=res2s_sample` in both stages, and:
 1. Stage 1 at (H/2, W/2): the LTX-2 schedule shifted by the stage-1 latent's real token count F'·H'·W' (the other
-   pipelines fix it at 4096), constant guidance at the HQ defaults (`HQ_VIDEO_GUIDANCE` / `HQ_AUDIO_GUIDANCE`: 15
+   pipelines fix it at 4096), constant guidance at the HQ defaults (`presets.hq_preset`: 15
    steps, no STG, rescale 0.45 for video and 1.0 for audio) and the distilled LoRA at strength 0.25.
 2. Stage 2: upsample x2, re-noise to `STAGE_2_DISTILLED_SIGMAS[0]`, then res_2s over those sigmas with one positive
    pass per prediction, the distilled LoRA at strength 0.5.
@@ -19,45 +19,31 @@ import torch
 from torch import Tensor
 
 from ..models.autoencoder_kl_ltx2_audio import unpack_audio_latents
-from ..schedulers.scheduling_ltx2 import STAGE_2_DISTILLED_SIGMAS, ltx2_sigmas, res2s_sample
-from .condition_encoding import DEFAULT_IMAGE_CRF, ImageInput, Keyframes, check_strengths, encode_conditions, half_size
+from ..schedulers.scheduling_ltx2 import ltx2_sigmas, res2s_sample
+from .condition_encoding import Keyframes, encode_conditions
 from .conditioning import Generators, unpatchify_video
 from .decoding import decode_frames, decode_waveform
 from .denoising import denoise, latent_grid, prepare_latents
 from .guidance import GuidanceScales, GuidanceSchedule
+from .inputs import ImageInput, half_size_image
 from .pipeline_base import LTX2AVTwoStagePipelineBase
 from .pipeline_output import LTX2PipelineOutput
 from .pipeline_utils import (
     StepCallbacks,
     as_list,
     callback_tensor_names,
-    check_output_type,
-    check_prompts,
-    guidance_from_keywords,
     guidance_keywords,
     maybe_enhance_prompt,
     needs_uncond,
     pipeline_output,
     prompt_contexts,
+    resolve_guidance,
     resolve_sigmas,
 )
-from .refinement import StageAdapters, check_adapter, check_two_stage_size, check_upsampler, refine_latents
+from .presets import hq_preset
+from .refinement import StageAdapters, check_adapter, check_upsampler, refine_latents
 from .text_encoding import PromptEmbeddings
-
-# ltx-pipelines' LTX_2_3_HQ_PARAMS (utils/constants.py)
-HQ_NUM_INFERENCE_STEPS = 15
-HQ_VIDEO_GUIDANCE = GuidanceScales(cfg=3.0, stg=0.0, modality=3.0, rescale=0.45)
-HQ_AUDIO_GUIDANCE = GuidanceScales(cfg=7.0, stg=0.0, modality=3.0, rescale=1.0)
-HQ_STAGE_1_ADAPTER_SCALE = 0.25
-HQ_STAGE_2_ADAPTER_SCALE = 0.5
-
-
-def check_hq_inputs(num_inference_steps: int, stage_1_scale: float, stage_2_scale: float) -> None:
-    if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
-        raise ValueError(f"num_inference_steps must be a positive int, got {num_inference_steps!r}")
-    for name, value in (("stage_1_adapter_scale", stage_1_scale), ("stage_2_adapter_scale", stage_2_scale)):
-        if not isinstance(value, int | float):
-            raise TypeError(f"{name} must be a number (the distilled LoRA's strength), got {value!r}")
+from .validation import check_call_inputs, check_number, check_sigmas
 
 
 class LTX2AVTwoStageHQPipeline(LTX2AVTwoStagePipelineBase):
@@ -76,15 +62,15 @@ class LTX2AVTwoStageHQPipeline(LTX2AVTwoStagePipelineBase):
         *,
         image: ImageInput | None = None,
         image_strength: float = 1.0,
-        image_crf: int = DEFAULT_IMAGE_CRF,
+        image_crf: int | None = None,
         keyframes: Keyframes = (),
         enhance_prompt: bool = False,
         enhance_prompt_seed: int | None = None,
-        height: int = 1088,
-        width: int = 1920,
-        num_frames: int = 121,
-        frame_rate: float = 24.0,
-        num_inference_steps: int = HQ_NUM_INFERENCE_STEPS,
+        height: int | None = None,
+        width: int | None = None,
+        num_frames: int | None = None,
+        frame_rate: float | None = None,
+        num_inference_steps: int | None = None,
         sigmas: Sequence[float] | None = None,
         timesteps: Sequence[float] | None = None,
         video_guidance: GuidanceScales | GuidanceSchedule | None = None,
@@ -99,9 +85,9 @@ class LTX2AVTwoStageHQPipeline(LTX2AVTwoStagePipelineBase):
         audio_guidance_rescale: float | None = None,
         spatio_temporal_guidance_blocks: Sequence[int] | None = None,
         distilled_adapter: str | None = None,
-        stage_1_adapter_scale: float = HQ_STAGE_1_ADAPTER_SCALE,
-        stage_2_adapter_scale: float = HQ_STAGE_2_ADAPTER_SCALE,
-        stage_2_sigmas: Sequence[float] = STAGE_2_DISTILLED_SIGMAS,
+        stage_1_adapter_scale: float | None = None,
+        stage_2_adapter_scale: float | None = None,
+        stage_2_sigmas: Sequence[float] | None = None,
         num_videos_per_prompt: int = 1,
         generator: Generators = None,
         latents: Tensor | None = None,
@@ -112,9 +98,12 @@ class LTX2AVTwoStageHQPipeline(LTX2AVTwoStagePipelineBase):
         return_dict: bool = True,
         callback_on_step_end: Callable | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("video_latents",),
+        allow_large: bool = False,
     ) -> LTX2PipelineOutput | tuple:
         """Generate `num_frames` frames of `height` x `width` video (multiples of 64) with a stereo soundtrack.
 
+        Defaults (None) come from `presets.hq_preset(model_version)`: 1088 x 1920, 15 steps, the adapter scales
+        0.25 / 0.5, `STAGE_2_DISTILLED_SIGMAS`.
         num_inference_steps: stage-1 res_2s steps; the schedule is shifted by the stage-1 token count
             F'·(H/64)·(W/64) (`ltx2_sigmas(steps, num_tokens)` with the scheduler's shifts). sigmas / timesteps:
             an explicit schedule instead (see `LTX2AVPipeline.__call__`).
@@ -129,36 +118,49 @@ class LTX2AVTwoStageHQPipeline(LTX2AVTwoStagePipelineBase):
         `(frames, audio)`; with output_type="latent" the full-resolution video (B, 128, F', H/32, W/32) and audio
         (B, 8, T_a, 16) latents.
         """
-        # 1. Check inputs and resolve defaults
-        negative_prompt = self.sampling_defaults.negative_prompt if negative_prompt is None else negative_prompt
-        prompts, negative_prompts = as_list(prompt), as_list(negative_prompt)
-        num_prompts = check_prompts(prompts, negative_prompts, prompt_embeds, enhance_prompt)
-        check_two_stage_size(height, width, num_frames)
-        if frame_rate <= 0:
-            raise ValueError(f"frame_rate must be positive, got {frame_rate}")
-        check_strengths([image_strength] * (image is not None) + [k[2] for k in keyframes])
-        check_output_type(output_type)
+        # 1. The HQ defaults (torch-free presets), then every argument checked before any encoder runs
+        preset = hq_preset(self.model_version)
+        height = preset.two_stage_height if height is None else height
+        width = preset.two_stage_width if width is None else width
+        num_frames = preset.num_frames if num_frames is None else num_frames
+        frame_rate = preset.frame_rate if frame_rate is None else frame_rate
+        keywords = guidance_keywords(
+            guidance_scale, stg_scale, modality_scale, guidance_rescale, audio_guidance_scale, audio_stg_scale,
+            audio_modality_scale, audio_guidance_rescale, spatio_temporal_guidance_blocks,
+        )  # fmt: skip
+        batch_size = check_call_inputs(
+            prompt=prompt, negative_prompt=negative_prompt, prompt_embeds=prompt_embeds,
+            negative_prompt_embeds=negative_prompt_embeds, num_videos_per_prompt=num_videos_per_prompt,
+            enhance_prompt=enhance_prompt, height=height, width=width, num_frames=num_frames, frame_rate=frame_rate,
+            size_multiple=64, image=image, image_strength=image_strength, image_crf=image_crf, keyframes=keyframes,
+            num_inference_steps=num_inference_steps, sigmas=sigmas, video_guidance=video_guidance,
+            audio_guidance=audio_guidance, guidance_keywords=keywords, output_type=output_type,
+            callback_on_step_end=callback_on_step_end,
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs, generator=generator,
+            return_dict=return_dict, allow_large=allow_large,
+        )  # fmt: skip
+        check_sigmas(stage_2_sigmas, name="stage_2_sigmas")
+        stage_1_adapter_scale = preset.stage_1_adapter_scale if stage_1_adapter_scale is None else stage_1_adapter_scale
+        stage_2_adapter_scale = preset.stage_2_adapter_scale if stage_2_adapter_scale is None else stage_2_adapter_scale
+        check_number(stage_1_adapter_scale, "stage_1_adapter_scale")
+        check_number(stage_2_adapter_scale, "stage_2_adapter_scale")
         check_upsampler(self.latent_upsampler)
         check_adapter(self.transformer, distilled_adapter, "distilled_adapter")
-        check_hq_inputs(num_inference_steps, stage_1_adapter_scale, stage_2_adapter_scale)
-        names = callback_tensor_names(callback_on_step_end, callback_on_step_end_tensor_inputs)
-        video_guidance, audio_guidance = guidance_from_keywords(
-            video_guidance,
-            audio_guidance,
-            (HQ_VIDEO_GUIDANCE, HQ_AUDIO_GUIDANCE),
-            guidance_keywords(
-                guidance_scale, stg_scale, modality_scale, guidance_rescale, audio_guidance_scale, audio_stg_scale,
-                audio_modality_scale, audio_guidance_rescale, spatio_temporal_guidance_blocks,
-            ),
-        )  # fmt: skip
+        negative_prompt = preset.negative_prompt if negative_prompt is None else negative_prompt
+        prompts, negative_prompts = as_list(prompt), as_list(negative_prompt)
+        image_crf = preset.image_crf if image_crf is None else image_crf
+        video_guidance, audio_guidance = resolve_guidance(video_guidance, audio_guidance, preset, keywords)
+        num_inference_steps = preset.num_inference_steps if num_inference_steps is None else num_inference_steps
         half, grid = (height // 2, width // 2), latent_grid(height // 2, width // 2, num_frames)
         if sigmas is None and timesteps is None:  # the HQ shift: the stage-1 latent's real token count
             cfg, num_tokens = self.scheduler.config, grid[0] * grid[1] * grid[2]
             sigmas = ltx2_sigmas(num_inference_steps, num_tokens, cfg.base_shift, cfg.max_shift, cfg.shift_terminal)
         sigmas = resolve_sigmas(self.scheduler, None, sigmas, timesteps, num_inference_steps)
-        stage_2_sigmas = self.scheduler.get_sigmas(sigmas=stage_2_sigmas)
+        stage_2_sigmas = self.scheduler.get_sigmas(
+            sigmas=preset.stage_2_sigmas if stage_2_sigmas is None else stage_2_sigmas
+        )
+        names = callback_tensor_names(callback_on_step_end, callback_on_step_end_tensor_inputs)
         device, dtype, transformer = self._execution_device, self.transformer.dtype, self.transformer
-        batch_size = num_prompts * num_videos_per_prompt
         callback = StepCallbacks(self, callback_on_step_end, names)
 
         # 2. Prompts (optionally enhanced first) -> contexts, once for both stages
@@ -184,8 +186,11 @@ class LTX2AVTwoStageHQPipeline(LTX2AVTwoStagePipelineBase):
             others = adapters.others(distilled_adapter)
             if distilled_adapter is not None:
                 adapters.use([*others, distilled_adapter], {distilled_adapter: stage_1_adapter_scale})
-            half_image = None if image is None else half_size(image, height, width)
-            half_keyframes = [(half_size(k, height, width), index, s) for k, index, s in keyframes]
+            half_image = None if image is None else half_size_image(image, height, width)
+            half_keyframes = [
+                (half_size_image(k, height, width, name=f"keyframes[{i}] image"), index, s)
+                for i, (k, index, s) in enumerate(keyframes)
+            ]
             conditions = encode_conditions(
                 self.vae, half_image, image_strength, half_keyframes, *half, image_crf, device
             )

@@ -1,69 +1,30 @@
 """The call conventions every LTX-2 pipeline shares, written once: prompts and their embeddings, prompt enhancement,
-the step callback with a running index across stages, diffusers' scalar guidance keywords, sigmas / timesteps, and
-the output. Each pipeline's `__call__` calls these in its numbered steps.
+the step callback with a running index across stages, diffusers' scalar guidance keywords on the presets' guidance,
+sigmas / timesteps, and the output. Arguments are checked before these run, by `validation.check_call_inputs`. Each pipeline's `__call__` calls these in its numbered steps.
 """
 
-import math
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 
 import torch
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.utils import logging
 from torch import Tensor
 
-from .condition_encoding import ImageInput, image_for_enhancement
 from .denoising import TextContexts
 from .guidance import GuidanceScales, GuidanceSchedule
+from .inputs import ImageInput
 from .pipeline_output import LTX2PipelineOutput
+from .presets import SamplingPreset, guidance_with_scalars
 from .prompt_enhancement import DEFAULT_SEED
 from .prompt_enhancement import enhance_prompt as enhance_prompt_with_gemma
 from .text_encoding import PromptEmbeddings, encode_prompts
+from .validation import GUIDANCE_SCALARS
 
 logger = logging.get_logger(__name__)
-
-OUTPUT_TYPES = ("pil", "np", "pt", "latent")
-CALLBACK_TENSOR_INPUTS = ("video_latents", "audio_latents")
-
-
-def check_output_type(output_type: str) -> None:
-    if output_type not in OUTPUT_TYPES:
-        raise ValueError(f"output_type must be one of 'pil', 'np', 'pt', 'latent', got {output_type!r}")
 
 
 def as_list(prompt: str | Sequence[str] | None) -> list[str] | None:
     return None if prompt is None else [prompt] if isinstance(prompt, str) else list(prompt)
-
-
-def check_prompts(
-    prompts: list[str] | None,
-    negative_prompts: list[str] | None,
-    prompt_embeds: PromptEmbeddings | None,
-    enhance_prompt: bool,
-) -> int:
-    """The number of prompts, from `prompt` or `prompt_embeds` (exactly one of them)."""
-    if (prompts is None) == (prompt_embeds is None):
-        raise ValueError("pass prompt or prompt_embeds (from pipe.encode_prompt), exactly one of them")
-    if prompt_embeds is not None:
-        if not isinstance(prompt_embeds, PromptEmbeddings):
-            raise TypeError(
-                f"prompt_embeds must be the PromptEmbeddings that pipe.encode_prompt(prompt) returns, got "
-                f"{type(prompt_embeds).__name__}"
-            )
-        if enhance_prompt:
-            raise ValueError("enhance_prompt rewrites a prompt string: pass prompt=, not prompt_embeds=")
-        count = len(prompt_embeds)
-    else:
-        if len(prompts) == 0:
-            raise ValueError("prompt is an empty list: pass at least one prompt")
-        if not all(isinstance(p, str) for p in prompts):
-            raise TypeError(f"prompt must be a string or a list of strings, got {prompts!r}")
-        count = len(prompts)
-    if negative_prompts is not None and len(negative_prompts) not in (1, count):
-        raise ValueError(
-            f"got {len(negative_prompts)} negative prompts for {count} prompts: pass one, or one per prompt"
-        )
-    return count
 
 
 def maybe_enhance_prompt(
@@ -82,7 +43,7 @@ def maybe_enhance_prompt(
         pipe.text_encoder,
         pipe.tokenizer,
         prompts[0],
-        image=None if image is None else image_for_enhancement(image),
+        image=image,
         processor=pipe.processor,
         seed=seed,
         device=device,
@@ -170,12 +131,10 @@ def needs_uncond(*guidances: GuidanceScales | GuidanceSchedule) -> bool:
 
 
 def callback_tensor_names(callback_on_step_end, names: Sequence[str]) -> list[str]:
-    """diffusers' PipelineCallback objects bring their own tensor names; every name must be one the pipelines pass."""
+    """The tensors the callback receives: diffusers' PipelineCallback objects bring their own names (checked with the
+    call's inputs by `validation.check_callback`)."""
     if isinstance(callback_on_step_end, PipelineCallback | MultiPipelineCallbacks):
         names = callback_on_step_end.tensor_inputs
-    for name in names:
-        if name not in CALLBACK_TENSOR_INPUTS:
-            raise ValueError(f"callback tensor {name!r} is not one of {list(CALLBACK_TENSOR_INPUTS)}")
     return list(names)
 
 
@@ -199,46 +158,6 @@ class StepCallbacks:
 # diffusers' call surface
 
 
-_VIDEO_SCALARS = {
-    "guidance_scale": "cfg",
-    "stg_scale": "stg",
-    "modality_scale": "modality",
-    "guidance_rescale": "rescale",
-}
-
-
-def guidance_from_keywords(
-    video_guidance: GuidanceScales | GuidanceSchedule | None,
-    audio_guidance: GuidanceScales | GuidanceSchedule | None,
-    defaults: tuple[GuidanceScales, GuidanceScales],
-    scalars: dict[str, float | Sequence[int] | None],
-) -> tuple[GuidanceScales | GuidanceSchedule, GuidanceScales | GuidanceSchedule]:
-    """diffusers' scalar keywords (`guidance_scale`, `stg_scale`, `modality_scale`, `guidance_rescale`, their `audio_`
-    variants, `spatio_temporal_guidance_blocks` for both) mapped onto the `GuidanceScales` defaults. Giving both forms
-    for one modality (a GuidanceScales and a scalar) is an error."""
-    given = {name: value for name, value in scalars.items() if value is not None}
-    blocks = given.pop("spatio_temporal_guidance_blocks", None)
-    result = []
-    for prefix, explicit, default in (("", video_guidance, defaults[0]), ("audio_", audio_guidance, defaults[1])):
-        fields = {field: given[prefix + key] for key, field in _VIDEO_SCALARS.items() if prefix + key in given}
-        if blocks is not None:
-            fields["stg_blocks"] = tuple(blocks)
-        modality = "audio" if prefix else "video"
-        if explicit is not None:
-            if fields:
-                names = [prefix + k for k in _VIDEO_SCALARS if prefix + k in given] + (
-                    ["spatio_temporal_guidance_blocks"] if blocks is not None else []
-                )
-                raise ValueError(
-                    f"{modality}_guidance and {', '.join(names)} both set the {modality} guidance: pass the "
-                    f"GuidanceScales or the scalar keywords, not both"
-                )
-            result.append(explicit)
-        else:
-            result.append(replace(default, **fields) if fields else default)
-    return result[0], result[1]
-
-
 def guidance_keywords(
     guidance_scale=None,
     stg_scale=None,
@@ -250,13 +169,35 @@ def guidance_keywords(
     audio_guidance_rescale=None,
     spatio_temporal_guidance_blocks=None,
 ) -> dict:
-    """The scalar guidance keywords, by name (a helper so that every pipeline passes the same set)."""
-    keywords = dict(locals())
-    for name, value in keywords.items():
-        if name != "spatio_temporal_guidance_blocks" and value is not None:
-            if not isinstance(value, int | float) or not math.isfinite(value):
-                raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return keywords
+    """diffusers' scalar guidance keywords, by name, so that every pipeline passes the same set to
+    `validation.check_call_inputs(guidance_keywords=...)` and `resolve_guidance`."""
+    return dict(locals())
+
+
+def resolve_guidance(
+    video_guidance: GuidanceScales | GuidanceSchedule | None,
+    audio_guidance: GuidanceScales | GuidanceSchedule | None,
+    preset: SamplingPreset,
+    keywords: dict,
+) -> tuple[GuidanceScales | GuidanceSchedule, GuidanceScales | GuidanceSchedule]:
+    """The call's guidance: an explicit `video_guidance` / `audio_guidance` as given, else the preset's (its torch-free
+    `GuidancePreset`, made a `GuidanceScales` here) with diffusers'
+    scalar keywords applied (`presets.guidance_with_scalars`: `guidance_scale` -> cfg, `stg_scale` -> stg, ...,
+    `spatio_temporal_guidance_blocks` -> stg_blocks of both). Both forms for one modality are refused earlier, by
+    `validation.check_guidance_keywords`."""
+    blocks = keywords.get("spatio_temporal_guidance_blocks")
+    result = []
+    for prefix, explicit, default in (
+        ("", video_guidance, preset.video_guidance),
+        ("audio_", audio_guidance, preset.audio_guidance),
+    ):
+        if explicit is not None:
+            result.append(explicit)
+            continue
+        scalars = {name: keywords.get(prefix + name) for name in GUIDANCE_SCALARS}
+        scales = guidance_with_scalars(default, **scalars, stg_blocks=blocks, prefix=prefix)
+        result.append(GuidanceScales(**scales.as_kwargs()))
+    return result[0], result[1]
 
 
 def resolve_sigmas(

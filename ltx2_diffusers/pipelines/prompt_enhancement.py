@@ -14,14 +14,13 @@ other words, since the reference's text is not under a license we can ship.
 """
 
 import math
-from pathlib import Path
 
-import numpy as np
-import PIL.Image
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from transformers import Gemma3ForConditionalGeneration, PreTrainedTokenizerBase, ProcessorMixin
+
+from .inputs import ImageInput, image_to_uint8
 
 DEFAULT_SEED = 10  # the reference's default for enhance_t2v / enhance_i2v (its pipelines pass their own seed)
 MAX_NEW_TOKENS = 512
@@ -108,22 +107,12 @@ def clean_response(text: str) -> str:
     return text
 
 
-def prepare_enhancement_image(
-    image: "str | Path | PIL.Image.Image | np.ndarray | Tensor", long_side: int = IMAGE_LONG_SIDE
-) -> Tensor:
+def prepare_enhancement_image(image: ImageInput, long_side: int = IMAGE_LONG_SIDE) -> Tensor:
     """An image -> (H, W, 3) uint8 tensor whose long side is `long_side`, aspect kept, bilinear (the reference's
-    `resize_aspect_ratio_preserving`). Accepts a path, a PIL image, or an (H, W, C) uint8 array/tensor (C >= 3)."""
-    if isinstance(image, (str, Path)):
-        image = PIL.Image.open(image)
-    if isinstance(image, PIL.Image.Image):
-        image = np.array(image.convert("RGB"))
-    if isinstance(image, np.ndarray):
-        image = torch.from_numpy(np.ascontiguousarray(image))
-    if not isinstance(image, Tensor):
-        raise TypeError(f"image must be a path, a PIL image, or an (H, W, 3) uint8 array, got {type(image).__name__}")
-    if image.ndim != 3 or image.shape[-1] < 3 or image.dtype != torch.uint8:
-        raise ValueError(f"image must be (H, W, 3) uint8, got shape {tuple(image.shape)} and dtype {image.dtype}")
-    image = image[..., :3]
+    `resize_aspect_ratio_preserving`). Accepts every form `inputs.image_to_uint8` reads (paths, PIL images in any
+    mode, 16-bit PNGs without clipping, arrays, tensors; a prepared float tensor in [-1, 1] as the pipelines take it).
+    """
+    image = torch.from_numpy(image_to_uint8(image, name="image"))
     height, width = image.shape[:2]
     scale = long_side / max(height, width)
     # The reference floors the target size, then resizes to cover it (ceil) and centre-crops.
@@ -155,7 +144,7 @@ def enhance_prompt(
     tokenizer: PreTrainedTokenizerBase,
     prompt: str,
     *,
-    image: "str | Path | PIL.Image.Image | np.ndarray | Tensor | None" = None,
+    image: ImageInput | None = None,
     processor: ProcessorMixin | None = None,
     seed: int = DEFAULT_SEED,
     max_new_tokens: int = MAX_NEW_TOKENS,

@@ -11,23 +11,8 @@ from ..models.autoencoder_kl_ltx2_audio import unpack_audio_latents
 from ..models.latent_upsampler import upsample_latents
 from ..schedulers.scheduling_ltx2 import Sampler, euler_sample
 from .conditioning import Generators, LatentState, unpatchify_video
-from .denoising import StepCallback, TextContexts, VideoCondition, check_video_size, denoise, prepare_latents
+from .denoising import StepCallback, TextContexts, VideoCondition, denoise, prepare_latents
 from .guidance import GuidanceScales
-
-# Stage 1 runs at half size and must itself be a multiple of the video VAE's 32x spatial compression.
-TWO_STAGE_SIZE_MULTIPLE = 64
-
-
-def check_two_stage_size(height: int, width: int, num_frames: int) -> None:
-    for name, value in (("height", height), ("width", width)):
-        if value < TWO_STAGE_SIZE_MULTIPLE or value % TWO_STAGE_SIZE_MULTIPLE != 0:
-            lower = max(TWO_STAGE_SIZE_MULTIPLE, value // TWO_STAGE_SIZE_MULTIPLE * TWO_STAGE_SIZE_MULTIPLE)
-            raise ValueError(
-                f"{name}={value} is not a positive multiple of {TWO_STAGE_SIZE_MULTIPLE}: the two-stage pipeline "
-                f"generates at {name}/2 first, which the video VAE's 32x compression must divide. Use {lower} or "
-                f"{lower + TWO_STAGE_SIZE_MULTIPLE}."
-            )
-    check_video_size(height, width, num_frames)
 
 
 def check_upsampler(upsampler: torch.nn.Module | None) -> None:

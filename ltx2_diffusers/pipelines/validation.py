@@ -107,9 +107,12 @@ def check_prompts(
     prompt_embeds: object = None,
     negative_prompt_embeds: object = None,
     num_videos_per_prompt: int = 1,
+    enhance_prompt: bool = False,
     names: Mapping[str, str] | None = None,
 ) -> int:
-    """Prompts (or precomputed embeddings) -> the batch size, prompts x num_videos_per_prompt."""
+    """Prompts (or precomputed embeddings) -> the batch size, prompts x num_videos_per_prompt. Embeddings are the
+    `PromptEmbeddings` of `pipe.encode_prompt` (a `video_context` and a length) or a (batch, tokens, channels) tensor;
+    `enhance_prompt` needs a prompt string."""
     n = names or {}
     name, negative_name = n.get("prompt", "prompt"), n.get("negative_prompt", "negative_prompt")
     videos = check_int(num_videos_per_prompt, n.get("num_videos_per_prompt", "num_videos_per_prompt"))
@@ -120,9 +123,9 @@ def check_prompts(
     if prompt is not None:
         num_prompts = len(_prompt_list(prompt, name))
     else:
-        if not _is_tensor_like(prompt_embeds) or len(prompt_embeds.shape) != 3:
-            raise ValueError(f"prompt_embeds must be a (batch, tokens, channels) tensor, got {prompt_embeds!r:.80}")
-        num_prompts = int(prompt_embeds.shape[0])
+        if enhance_prompt:
+            raise ValueError("enhance_prompt rewrites a prompt string: pass prompt=, not prompt_embeds=")
+        num_prompts = _embeds_batch(prompt_embeds, "prompt_embeds")
     if negative_prompt is not None and negative_prompt_embeds is not None:
         raise ValueError(f"both {negative_name} and negative_prompt_embeds were given: pass one")
     if negative_prompt is not None:
@@ -132,14 +135,23 @@ def check_prompts(
                 f"{negative_name} has {len(negatives)} entries for {num_prompts} prompts: pass one, or one per prompt"
             )
     if negative_prompt_embeds is not None:
-        if not _is_tensor_like(negative_prompt_embeds) or len(negative_prompt_embeds.shape) != 3:
-            raise ValueError("negative_prompt_embeds must be a (batch, tokens, channels) tensor")
-        if negative_prompt_embeds.shape[0] not in (1, num_prompts):
+        negatives = _embeds_batch(negative_prompt_embeds, "negative_prompt_embeds")
+        if negatives not in (1, num_prompts):
             raise ValueError(
-                f"negative_prompt_embeds has batch {negative_prompt_embeds.shape[0]} for {num_prompts} prompts: "
-                "pass one, or one per prompt"
+                f"negative_prompt_embeds has batch {negatives} for {num_prompts} prompts: pass one, or one per prompt"
             )
     return num_prompts * videos
+
+
+def _embeds_batch(embeds: object, name: str) -> int:
+    """The number of prompts in precomputed embeddings: `PromptEmbeddings` (len) or a (batch, tokens, channels) tensor."""
+    if hasattr(embeds, "video_context") and hasattr(embeds, "__len__"):
+        return len(embeds)
+    if _is_tensor_like(embeds) and len(embeds.shape) == 3:
+        return int(embeds.shape[0])
+    raise TypeError(
+        f"{name} must be the PromptEmbeddings that pipe.encode_prompt(prompt) returns, got {type(embeds).__name__}"
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -152,6 +164,19 @@ def nearest_frame_counts(num_frames: int) -> tuple[int, int]:
     return below, below + VAE_TIME_SCALE
 
 
+def check_frame_count(num_frames: object, name: str = "num_frames") -> int:
+    """A frame count of the form 8k + 1 (the causal video VAE: 1 pixel frame in the first latent frame, 8 in each
+    later one); the rule is written here once for every pipeline and the CLI."""
+    frames = check_int(num_frames, name)
+    if (frames - 1) % VAE_TIME_SCALE != 0:
+        below, above = nearest_frame_counts(frames)
+        raise ValueError(
+            f"{name}={frames} is not of the form 8*k + 1, which the causal video VAE needs (the first latent "
+            f"frame holds 1 pixel frame, each later one 8). Use {below} or {above}."
+        )
+    return frames
+
+
 def check_video_size(
     height: object,
     width: object,
@@ -161,14 +186,7 @@ def check_video_size(
 ) -> None:
     """height and width positive multiples of `multiple` (32; 64 for the two-stage pipelines), num_frames 8k + 1."""
     n = names or {}
-    frames_name = n.get("num_frames", "num_frames")
-    frames = check_int(num_frames, frames_name)
-    if (frames - 1) % VAE_TIME_SCALE != 0:
-        below, above = nearest_frame_counts(frames)
-        raise ValueError(
-            f"{frames_name}={frames} is not of the form 8*k + 1, which the causal video VAE needs (the first latent "
-            f"frame holds 1 pixel frame, each later one 8). Use {below} or {above}."
-        )
+    check_frame_count(num_frames, n.get("num_frames", "num_frames"))
     why = (
         "the video VAE compresses space 32x"
         if multiple == VAE_SPACE_SCALE
@@ -292,12 +310,15 @@ def check_sigmas(
     return values
 
 
-def check_num_inference_steps(value: object, name: str = "num_inference_steps", allow_large: bool = False) -> None:
+def check_num_inference_steps(
+    value: object, name: str = "num_inference_steps", allow_large: bool = False, allow_name: str = "allow_large=True"
+) -> None:
+    """An int >= 1, at most MAX_INFERENCE_STEPS unless allow_large (`allow_name`: how the caller spells it)."""
     steps = check_int(value, name)
     if steps > MAX_INFERENCE_STEPS and not allow_large:
         raise ValueError(
-            f"{name}={steps} is above {MAX_INFERENCE_STEPS} (the reference uses 8 to 40): pass allow_large=True to "
-            "run that many anyway"
+            f"{name}={steps} is above {MAX_INFERENCE_STEPS} (the reference uses 8 to 40): pass {allow_name} to run "
+            "that many anyway"
         )
 
 
@@ -373,9 +394,12 @@ def check_output_type(output_type: object, allowed: Sequence[str] = OUTPUT_TYPES
 def check_callback(
     callback: object, tensor_inputs: object, allowed: Sequence[str] = CALLBACK_TENSOR_INPUTS
 ) -> list[str]:
-    """callback_on_step_end (None or callable) and the tensor names it receives, each one of `allowed`."""
+    """callback_on_step_end (None or callable) and the tensor names it receives, each one of `allowed`. diffusers'
+    `PipelineCallback` objects bring their own names (`tensor_inputs`), which replace the given ones."""
     if callback is not None and not callable(callback):
         raise TypeError(f"callback_on_step_end must be callable (pipe, step, timestep, tensors), got {callback!r:.80}")
+    if callback is not None and isinstance(getattr(callback, "tensor_inputs", None), list | tuple):
+        tensor_inputs = callback.tensor_inputs
     if isinstance(tensor_inputs, str) or not isinstance(tensor_inputs, Sequence):
         raise TypeError(
             f"callback_on_step_end_tensor_inputs must be a list of names, got {tensor_inputs!r:.80}; e.g. "
@@ -463,8 +487,9 @@ def estimate_work(height: int, width: int, num_frames: int, frame_rate: float, b
     )
 
 
-def check_work(estimate: WorkEstimate, allow_large: bool = False) -> None:
-    """Refuse requests far beyond what the models were made for, with the numbers, unless allow_large=True."""
+def check_work(estimate: WorkEstimate, allow_large: bool = False, allow_name: str = "allow_large=True") -> None:
+    """Refuse requests far beyond what the models were made for, with the numbers, unless allow_large=True
+    (`allow_name`: how the caller spells it, e.g. the CLI's --allow-large)."""
     if allow_large:
         return
     e = estimate
@@ -472,14 +497,14 @@ def check_work(estimate: WorkEstimate, allow_large: bool = False) -> None:
         raise ValueError(
             f"the clip makes {e.video_tokens:,} video tokens per sample ({e.latent_frames} latent frames x "
             f"{e.latent_height} x {e.latent_width}), above {MAX_VIDEO_TOKENS:,} (4K for 20 s is about 500,000); "
-            "attention's time and memory grow with the square of it. Lower num_frames / height / width, or pass "
-            "allow_large=True to try anyway"
+            f"attention's time and memory grow with the square of it. Lower num_frames / height / width, or pass "
+            f"{allow_name} to try anyway"
         )
     if e.output_bytes > MAX_OUTPUT_BYTES:
         raise ValueError(
             f"the decoded frames of the batch take {e.output_bytes / 2**30:,.1f} GiB as float32, above "
             f"{MAX_OUTPUT_BYTES / 2**30:.0f} GiB. Lower the batch (prompts x num_videos_per_prompt = {e.batch_size}), "
-            "num_frames, height or width, or pass allow_large=True to try anyway"
+            f"num_frames, height or width, or pass {allow_name} to try anyway"
         )
 
 
@@ -494,6 +519,7 @@ def check_call_inputs(
     prompt_embeds: object = None,
     negative_prompt_embeds: object = None,
     num_videos_per_prompt: object = 1,
+    enhance_prompt: bool = False,
     height: object,
     width: object,
     num_frames: object,
@@ -531,14 +557,16 @@ def check_call_inputs(
         prompt_embeds=prompt_embeds,
         negative_prompt_embeds=negative_prompt_embeds,
         num_videos_per_prompt=num_videos_per_prompt,
+        enhance_prompt=enhance_prompt,
         names=n,
     )
     check_video_size(height, width, num_frames, size_multiple, n)
     rate = check_frame_rate(frame_rate, n.get("frame_rate", "frame_rate"))
     check_conditions(image, image_strength, keyframes, num_frames, image_crf, n)
     steps_name = n.get("num_inference_steps", "num_inference_steps")
+    allow_name = n.get("allow_large", "allow_large=True")
     if num_inference_steps is not None:
-        check_num_inference_steps(num_inference_steps, steps_name, allow_large)
+        check_num_inference_steps(num_inference_steps, steps_name, allow_large, allow_name)
     check_sigmas(sigmas, num_inference_steps, n.get("sigmas", "sigmas"), steps_name)
     check_guidance(video_guidance, "video_guidance")
     check_guidance(audio_guidance, "audio_guidance")
@@ -548,5 +576,5 @@ def check_call_inputs(
     check_generator(generator, batch_size)
     if not isinstance(return_dict, bool):
         raise TypeError(f"return_dict must be True or False, got {return_dict!r}")
-    check_work(estimate_work(height, width, num_frames, rate, batch_size), allow_large)
+    check_work(estimate_work(height, width, num_frames, rate, batch_size), allow_large, allow_name)
     return batch_size
