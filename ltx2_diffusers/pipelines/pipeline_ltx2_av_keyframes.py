@@ -19,29 +19,28 @@ import torch
 from torch import Tensor
 
 from ..models.autoencoder_kl_ltx2_audio import unpack_audio_latents
-from .condition_encoding import Keyframes, encode_keyframes, half_size
+from .condition_encoding import Keyframes, encode_keyframes
 from .conditioning import Generators, unpatchify_video
 from .decoding import decode_frames, decode_waveform
 from .denoising import denoise, latent_grid, prepare_latents
 from .guidance import GuidanceScales, GuidanceSchedule
+from .inputs import half_size_image
 from .pipeline_base import LTX2AVTwoStagePipelineBase
 from .pipeline_output import LTX2PipelineOutput
 from .pipeline_utils import (
     StepCallbacks,
     as_list,
     callback_tensor_names,
-    check_output_type,
-    check_prompts,
-    guidance_from_keywords,
     guidance_keywords,
     maybe_enhance_prompt,
     needs_uncond,
     pipeline_output,
     prompt_contexts,
+    resolve_guidance,
     resolve_sigmas,
 )
-from .presets import model_version_from_config, sampling_preset
-from .refinement import TWO_STAGE_SIZE_MULTIPLE, StageAdapters, check_adapter, check_upsampler, refine_latents
+from .presets import sampling_preset
+from .refinement import StageAdapters, check_adapter, check_upsampler, refine_latents
 from .text_encoding import PromptEmbeddings
 from .validation import check_call_inputs, check_sigmas
 
@@ -129,54 +128,32 @@ class LTX2AVKeyframeInterpolationPipeline(LTX2AVTwoStagePipelineBase):
         Returns `LTX2PipelineOutput(frames, audio, audio_sample_rate)` or `(frames, audio)`; with
         output_type="latent" the full-resolution video (B, 128, F', H/32, W/32) and audio (B, 8, T_a, 16) latents.
         """
-        # 1. Defaults (one preset lookup, then only locals) and input checks, before any encoder runs
-        kind = "distilled" if self.scheduler.config.fixed_sigmas is not None else "dev"
-        preset = sampling_preset(model_version_from_config(self.transformer.config), kind)
+        # 1. Defaults of the model version and kind (torch-free presets), then every argument checked before any
+        #    encoder runs
+        preset = sampling_preset(self.model_version, self.kind)
         height = preset.two_stage_height if height is None else height
         width = preset.two_stage_width if width is None else width
-        image_crf = preset.image_crf if image_crf is None else image_crf
-        stage_2_sigmas = preset.stage_2_sigmas if stage_2_sigmas is None else stage_2_sigmas
-        prompts = as_list(prompt)
-        negative_prompts = as_list(preset.negative_prompt if negative_prompt is None else negative_prompt)
-        check_prompts(prompts, negative_prompts, prompt_embeds, enhance_prompt)
-        names = callback_tensor_names(callback_on_step_end, callback_on_step_end_tensor_inputs)
-        check_output_type(output_type)
-        scalars = guidance_keywords(
+        keywords = guidance_keywords(
             guidance_scale, stg_scale, modality_scale, guidance_rescale, audio_guidance_scale, audio_stg_scale,
             audio_modality_scale, audio_guidance_rescale, spatio_temporal_guidance_blocks,
         )  # fmt: skip
-        video_scales, audio_scales = guidance_from_keywords(
-            video_guidance,
-            audio_guidance,
-            (GuidanceScales(**preset.video_guidance.as_kwargs()), GuidanceScales(**preset.audio_guidance.as_kwargs())),
-            scalars,
-        )
         batch_size = check_call_inputs(
-            prompt=prompt,
-            negative_prompt=negative_prompt,
-            prompt_embeds=getattr(prompt_embeds, "video_context", prompt_embeds),  # PromptEmbeddings: its batch
-            negative_prompt_embeds=getattr(negative_prompt_embeds, "video_context", negative_prompt_embeds),
-            num_videos_per_prompt=num_videos_per_prompt,
-            height=height,
-            width=width,
-            num_frames=num_frames,
-            frame_rate=frame_rate,
-            size_multiple=TWO_STAGE_SIZE_MULTIPLE,
-            image_crf=image_crf,
-            keyframes=keyframes,
-            num_inference_steps=num_inference_steps,
-            sigmas=sigmas,
-            video_guidance=video_guidance,
-            audio_guidance=audio_guidance,
-            guidance_keywords=scalars,
-            output_type=output_type,
+            prompt=prompt, negative_prompt=negative_prompt, prompt_embeds=prompt_embeds,
+            negative_prompt_embeds=negative_prompt_embeds, num_videos_per_prompt=num_videos_per_prompt,
+            enhance_prompt=enhance_prompt, height=height, width=width, num_frames=num_frames, frame_rate=frame_rate,
+            size_multiple=64, image_crf=image_crf, keyframes=keyframes,
+            num_inference_steps=num_inference_steps, sigmas=sigmas, video_guidance=video_guidance,
+            audio_guidance=audio_guidance, guidance_keywords=keywords, output_type=output_type,
             callback_on_step_end=callback_on_step_end,
-            callback_on_step_end_tensor_inputs=names,
-            callback_tensor_inputs=self._callback_tensor_inputs,
-            generator=generator,
-            return_dict=return_dict,
-            allow_large=allow_large,
-        )
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs, generator=generator,
+            return_dict=return_dict, allow_large=allow_large,
+        )  # fmt: skip
+        negative_prompt = preset.negative_prompt if negative_prompt is None else negative_prompt
+        prompts, negative_prompts = as_list(prompt), as_list(negative_prompt)
+        image_crf = preset.image_crf if image_crf is None else image_crf
+        stage_2_sigmas = preset.stage_2_sigmas if stage_2_sigmas is None else stage_2_sigmas
+        video_scales, audio_scales = resolve_guidance(video_guidance, audio_guidance, preset, keywords)
+        names = callback_tensor_names(callback_on_step_end, callback_on_step_end_tensor_inputs)
         check_keyframes_given(keyframes, num_frames)
         check_sigmas(stage_2_sigmas, name="stage_2_sigmas")
         check_upsampler(self.latent_upsampler)
@@ -208,7 +185,10 @@ class LTX2AVKeyframeInterpolationPipeline(LTX2AVTwoStagePipelineBase):
             # 3. Stage 1 at half size: every keyframe appended as guiding tokens, noise, guided Euler
             if stage_2_adapter is not None:
                 adapters.use(adapters.others(stage_2_adapter))
-            half_keyframes = [(half_size(image, height, width), index, s) for image, index, s in keyframes]
+            half_keyframes = [
+                (half_size_image(image, height, width, name=f"keyframes[{i}] image"), index, s)
+                for i, (image, index, s) in enumerate(keyframes)
+            ]
             conditions = encode_keyframes(self.vae, half_keyframes, *half, image_crf, device)
             video, audio = prepare_latents(
                 batch_size,
