@@ -4,11 +4,11 @@ import pytest
 import torch
 from PIL import Image
 
+from ltx2_diffusers.pipelines.inputs import image_to_uint8
 from ltx2_diffusers.utils.media import (
     export_to_video_with_audio,
     h264_round_trip,
     load_audio,
-    load_image,
     load_video,
 )
 
@@ -102,9 +102,9 @@ def test_export_rejects_bad_input(tmp_path, frames, audio, rate, match):
 def test_readers(tmp_path):
     rgba = Image.fromarray(np.zeros((10, 12, 4), np.uint8), mode="RGBA")
     rgba.save(tmp_path / "a.png")
-    assert load_image(tmp_path / "a.png").mode == "RGB"
-    with pytest.raises(FileNotFoundError, match="no image file"):
-        load_image(tmp_path / "missing.png")
+    assert image_to_uint8(tmp_path / "a.png").shape == (10, 12, 3)  # alpha dropped
+    with pytest.raises(ValueError, match="missing.png'. no such file"):
+        image_to_uint8(tmp_path / "missing.png")
     path = export_to_video_with_audio(_clip(9, 32, 32), None, None, 24, tmp_path / "v.mp4")
     frames, _ = load_video(path, max_frames=4)
     assert frames.shape == (4, 32, 32, 3)
@@ -224,21 +224,18 @@ def test_export_follows_the_umask(tmp_path):
     assert os.stat(path).st_mode & 0o777 == 0o640
 
 
-def test_load_image_reads_16_bit_png_without_clipping(tmp_path):
+def test_image_reader_reads_16_bit_png_without_clipping(tmp_path):
     """Pillow opens 16-bit grayscale PNGs as "I;16", whose convert("RGB") clips everything above 255 to white."""
     values = np.array([[0, 257, 32768, 65535]], np.uint16).repeat(2, axis=0)
     Image.fromarray(values).save(tmp_path / "g16.png")
     assert Image.open(tmp_path / "g16.png").mode == "I;16"
-    rgb = np.asarray(load_image(tmp_path / "g16.png"))
+    rgb = image_to_uint8(tmp_path / "g16.png")
     assert rgb.shape == (2, 4, 3) and rgb.dtype == np.uint8
     np.testing.assert_array_equal(rgb[0, :, 0], [0, 1, 128, 255])
     assert (rgb[..., 0] == rgb[..., 2]).all()
 
 
-def test_load_image_refuses_files_it_cannot_decode(tmp_path):
+def test_image_reader_refuses_files_it_cannot_decode(tmp_path):
     (tmp_path / "notes.png").write_text("not a png")
-    with pytest.raises(ValueError, match="is not an image Pillow can decode"):
-        load_image(tmp_path / "notes.png")
-    Image.fromarray(np.zeros((4, 4), np.float32)).save(tmp_path / "f.tiff")
-    with pytest.raises(ValueError, match="32-bit float image"):
-        load_image(tmp_path / "f.tiff")
+    with pytest.raises(ValueError, match="is not an image PIL can read"):
+        image_to_uint8(tmp_path / "notes.png")

@@ -250,41 +250,7 @@ def h264_round_trip(image: np.ndarray, crf: int) -> np.ndarray:
 # Input
 
 
-# Pillow's modes for one channel of more than 8 bits: 16-bit PNG / TIFF grayscale opens as "I;16" (or "I", 32-bit int).
-# Their convert("RGB") clips every value above 255 to white instead of scaling: we scale the full range to 8 bits.
-_WIDE_GRAY_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
-
-
-def load_image(path: "str | Path") -> Image.Image:
-    """An image file -> RGB PIL image (alpha dropped, grayscale expanded, 16-bit grayscale scaled to 8 bits).
-
-    Raises FileNotFoundError for a missing file and ValueError for one Pillow cannot decode or a float image."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"no image file at {str(path)!r}")
-    try:
-        with Image.open(path) as image:
-            image.load()
-            if image.mode in _WIDE_GRAY_MODES:
-                return Image.fromarray(_gray16_to_uint8(np.asarray(image), path)).convert("RGB")
-            if image.mode == "F":
-                raise ValueError(
-                    f"{str(path)!r} is a 32-bit float image, whose range is not defined: save it as 8- or 16-bit"
-                )
-            return image.convert("RGB")
-    except (Image.UnidentifiedImageError, OSError, SyntaxError) as error:  # truncated / corrupt files raise these
-        if isinstance(error, FileNotFoundError):
-            raise
-        raise ValueError(f"{str(path)!r} is not an image Pillow can decode ({error})") from None
-
-
-def _gray16_to_uint8(values: np.ndarray, path: "str | Path") -> np.ndarray:
-    """16-bit values (0..65535) -> uint8 by the exact rescale round(v * 255 / 65535)."""
-    if values.min() < 0 or values.max() > 65535:
-        raise ValueError(
-            f"{str(path)!r} holds 32-bit integer pixels in [{values.min()}, {values.max()}], outside the 16-bit range: "
-            "save it as an 8- or 16-bit image"
-        )
-    return np.round(values.astype(np.float64) * (255.0 / 65535.0)).astype(np.uint8)
+# Images are read by `pipelines.inputs.image_to_uint8` (every image form, 16-bit PNGs without clipping): one reader.
 
 
 def load_video(path: "str | Path", max_frames: int | None = None) -> tuple[np.ndarray, float]:
