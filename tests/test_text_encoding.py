@@ -218,7 +218,7 @@ def test_bad_inputs_fail_with_clear_messages():
 def test_tiny_tokenizer_fits_the_default_negative_prompt_without_warnings(caplog):
     """The tiny vocabulary keeps words whole, so the reference's default negative prompt (1079 characters) is about as
     many tokens as with Gemma's (~200), not one per character: no truncation, no transformers length warning."""
-    from ltx2_diffusers.pipelines.pipeline_ltx2_av import DEFAULT_NEGATIVE_PROMPT
+    from ltx2_diffusers.pipelines.presets import DEFAULT_NEGATIVE_PROMPT
 
     _, tokenizer = build_tiny_gemma()
     ids = tokenizer(DEFAULT_NEGATIVE_PROMPT).input_ids

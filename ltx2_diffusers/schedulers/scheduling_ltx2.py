@@ -19,10 +19,11 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 from torch import Tensor
 
-# The distilled checkpoints were trained for these exact noise levels (spec §6.1): 8 steps, and the 3 steps of the
-# two-stage pipelines' refinement stage (which starts from the upsampled stage-1 latent re-noised to 0.909375).
-DISTILLED_SIGMAS: tuple[float, ...] = (1.0, 0.99375, 0.9875, 0.98125, 0.975, 0.909375, 0.725, 0.421875, 0.0)
-STAGE_2_DISTILLED_SIGMAS: tuple[float, ...] = (0.909375, 0.725, 0.421875, 0.0)
+from ..pipelines.presets import DISTILLED_SIGMAS, STAGE_2_DISTILLED_SIGMAS  # noqa: F401  (re-exported)
+
+# The distilled checkpoints were trained for DISTILLED_SIGMAS (8 steps) and STAGE_2_DISTILLED_SIGMAS (the two-stage
+# refinement's 3 steps from the upsampled stage-1 latent re-noised to 0.909375), spec §6.1. They live with the other
+# defaults in the torch-free presets (one copy of every default value) and are re-exported here.
 
 # The shift mu is linear in the token count through these anchors (and extrapolates outside them).
 BASE_SHIFT_NUM_TOKENS = 1024

@@ -86,7 +86,7 @@ def _word_merges(words: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
 
 
 def _tiny_words() -> list[str]:
-    from ..pipelines.pipeline_ltx2_av import DEFAULT_NEGATIVE_PROMPT  # here, not at import: pipelines import this
+    from ..pipelines.presets import DEFAULT_NEGATIVE_PROMPT
 
     text = f"{DEFAULT_NEGATIVE_PROMPT} {_COMMON_WORDS}"
     words = (word.strip(string.punctuation) for word in text.split())
