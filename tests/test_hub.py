@@ -361,3 +361,35 @@ def test_converter_push_checks_come_first(lightricks_file, tmp_path, capsys):
     with pytest.raises(SystemExit):
         _convert_main([str(lightricks_file), str(out), "--private"])
     assert "only apply with --push_to_hub" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# ltx2-diffusers push
+
+
+def test_cli_push(saved_pipeline, online, monkeypatch, capsys):
+    from ltx2_diffusers.cli import main
+
+    with running_fake_hub() as hub:
+        online(hub)
+        monkeypatch.setenv("HF_TOKEN", "hf_test")
+        assert main(["push", str(saved_pipeline), "me/from-cli", "--revision", "dev"]) == 0
+    assert "pushed" in capsys.readouterr().out
+    files = hub.repos["me/from-cli"]["branches"]["dev"]
+    assert files["model_index.json"] == (saved_pipeline / "model_index.json").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["push", "{folder}", "bad id"], "not of the form 'namespace/name'"),
+        (["push", "{missing}", "me/x"], "is not a folder"),
+    ],
+)
+def test_cli_push_errors_are_one_line(saved_pipeline, tmp_path, capsys, argv, message):
+    from ltx2_diffusers.cli import main
+
+    argv = [a.format(folder=saved_pipeline, missing=tmp_path / "nope") for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err

@@ -22,6 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # its errors: one line, exit status 2
     prog = f"{parser.prog} {args.command}"
+    if args.command == "push":
+        return _push(prog, args)
     try:
         from .checks import check_args
         from .run import WriteError, run
@@ -54,6 +56,23 @@ def _first_line(error: BaseException) -> str:
 def _fail(prog: str, message: str, status: int) -> int:
     print(f"{prog}: error: {' '.join(message.split())}", file=sys.stderr)  # one line, whatever the message holds
     return status
+
+
+def _push(prog: str, args) -> int:
+    """`ltx2-diffusers push FOLDER REPO_ID`: hub.push_folder, its checks' errors as one line with status 2."""
+    from ..hub import push_folder
+
+    try:
+        url = push_folder(args.folder, args.repo_id, private=args.private or None, revision=args.revision)
+    except ValueError as error:  # the folder, the repo id, the token, offline mode: nothing was uploaded
+        return _fail(prog, str(error), 2)
+    except KeyboardInterrupt:
+        print(f"\n{prog}: interrupted; the local folder is unchanged", file=sys.stderr)
+        return 130
+    except Exception as error:  # the Hub refused or the connection broke: the local folder is unchanged
+        return _fail(prog, f"the upload failed ({_first_line(error)}); the local folder is unchanged", 1)
+    print(f"pushed {args.folder} to {url}")
+    return 0
 
 
 def _convert(argv: list[str]) -> int:

@@ -175,6 +175,16 @@ def build_parser() -> argparse.ArgumentParser:
         "(scripts/convert_checkpoint.py; `ltx2-diffusers convert --help` for its flags)",
         add_help=False,
     )
+    push = commands.add_parser(
+        "push",
+        help="upload a folder saved by save_pretrained, the converter or the training script to the Hugging Face Hub",
+        description="Upload a pipeline, model or LoRA folder to a Hub repo in one commit, with a model card that "
+        "names the repo. The folder, the repo id and the token are checked before any request (docs/hub.md).",
+    )
+    push.add_argument("folder", help="the folder to upload")
+    push.add_argument("repo_id", help="the Hub repo, namespace/name (created if missing)")
+    push.add_argument("--private", action="store_true", help="create the repo private")
+    push.add_argument("--revision", help="the branch to commit to (created if missing)")
     return parser
 
 
