@@ -17,14 +17,6 @@ REPO = Path(__file__).resolve().parents[1]
 SMALL = ["--model", "tiny", "--frames", "9", "--height", "64", "--width", "64"]
 
 
-def _has_keyframe_pipeline() -> bool:
-    try:
-        from ltx2_diffusers.pipelines.pipeline_ltx2_av_keyframes import LTX2AVKeyframeInterpolationPipeline  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("inputs")
@@ -71,14 +63,11 @@ def _read_back(path: Path) -> dict:
 
 @pytest.mark.parametrize("name", [name for name in COMMANDS])
 def test_every_subcommand_writes_a_clip_with_sound(name, inputs, tmp_path, capsys):
-    if name == "keyframes" and not _has_keyframe_pipeline():
-        pytest.skip("LTX2AVKeyframeInterpolationPipeline (pipelines/pipeline_ltx2_av_keyframes.py) is not here yet")
     path = tmp_path / "out" / f"{name}.mp4"  # the folder does not exist yet: the CLI creates it
     assert main([*_subcommand_argv(name, inputs), "-o", str(path), "--seed", "3"]) == 0
     out = capsys.readouterr()
     assert out.out.startswith(f"wrote {path}: 9 frames of 64x64 at 24 fps (0.38 s), stereo audio at 24000 Hz"), out
-    if name != "hq":  # HQ's progress bar is the pipeline restructure's to add (issue 14)
-        assert "denoising: 100%" in out.err
+    assert "denoising: 100%" in out.err
     info = _read_back(path)
     assert info["codecs"] == ("h264", "aac") and info["size"] == (64, 64) and info["frames"] == 9
     assert info["rate"] == 24000 and info["channels"] == 2

@@ -16,12 +16,6 @@ DISTILLED_ADAPTER = "distilled"
 
 def pipeline_class(command_name: str, class_name: str) -> type:
     """The pipeline class of a subcommand (imports torch and diffusers, loads no weights)."""
-    if class_name == "LTX2AVKeyframeInterpolationPipeline":
-        try:
-            from ..pipelines.pipeline_ltx2_av_keyframes import LTX2AVKeyframeInterpolationPipeline
-        except ImportError as error:
-            raise CLIError(command_name, f"{class_name} is not part of this install ({error})") from None
-        return LTX2AVKeyframeInterpolationPipeline
     import ltx2_diffusers
 
     return getattr(ltx2_diffusers, class_name)
