@@ -94,10 +94,20 @@ def test_image_is_a_one_frame_clip_without_audio(pipe, tmp_path):
 
 def test_buckets_parse_and_choose_like_ltx_trainer():
     assert parse_buckets("768x512x49; 512x512x1") == (Bucket(768, 512, 49), Bucket(512, 512, 1))
-    with pytest.raises(ValueError, match=r"768x500x49: width and height must be positive multiples of 32"):
+    with pytest.raises(
+        ValueError,
+        match=r"^resolution bucket 768x500x49: height=500 is not a positive multiple of 32 "
+        r"\(the video VAE compresses space 32x\)\. Use 480 or 512\.$",
+    ):
         parse_buckets("768x500x49")
-    with pytest.raises(ValueError, match=r"48 frames is not 8k \+ 1 .* use 41 or 49"):
+    with pytest.raises(
+        ValueError,
+        match=r"^resolution bucket 768x512x48: frames=48 is not of the form 8\*k \+ 1, .* Use 41 "
+        r"or 49\.$",
+    ):
         parse_buckets("768x512x48")
+    with pytest.raises(ValueError, match=r"^resolution bucket 0x512x1: width=0 must be >= 1$"):
+        parse_buckets("0x512x1")
     with pytest.raises(ValueError, match="is not WIDTHxHEIGHTxFRAMES"):
         parse_buckets("768x512")
     buckets = parse_buckets("512x512x49;768x512x49;768x512x25;1024x512x49")

@@ -34,6 +34,7 @@ from torch import Tensor
 from ..models.autoencoder_kl_ltx2 import normalize_latents
 from ..pipelines.inputs import audio_waveform, image_to_uint8, video_to_pixels
 from ..pipelines.text_encoding import encode_prompts
+from ..pipelines.validation import check_video_size
 
 logger = logging.get_logger(__name__)
 
@@ -128,6 +129,9 @@ class Bucket:
         return f"{self.width}x{self.height}x{self.num_frames}"
 
 
+_BUCKET_NAMES = {"height": "height", "width": "width", "num_frames": "frames"}  # validation's names -> a bucket's
+
+
 def parse_buckets(text: str) -> tuple[Bucket, ...]:
     """ "768x512x49;512x512x1" -> buckets (width x height x frames), each checked against the VAE's grid."""
     buckets = []
@@ -137,17 +141,8 @@ def parse_buckets(text: str) -> tuple[Bucket, ...]:
         if len(parts) != 3 or not all(p.isdigit() for p in parts):
             raise ValueError(f"resolution bucket {item!r} is not WIDTHxHEIGHTxFRAMES, e.g. 768x512x49")
         width, height, frames = (int(p) for p in parts)
-        if width < 32 or height < 32 or width % 32 or height % 32:
-            raise ValueError(
-                f"resolution bucket {item}: width and height must be positive multiples of 32 (the video VAE "
-                f"compresses space 32x); use {max(32, width // 32 * 32)}x{max(32, height // 32 * 32)}"
-            )
-        if frames < 1 or (frames - 1) % 8:
-            below = max(1, (frames - 1) // 8 * 8 + 1)
-            raise ValueError(
-                f"resolution bucket {item}: {frames} frames is not 8k + 1 (the causal video VAE's grid); use {below} "
-                f"or {below + 8}"
-            )
+        names = {key: f"resolution bucket {item}: {label}" for key, label in _BUCKET_NAMES.items()}
+        check_video_size(height, width, frames, names=names)
         buckets.append(Bucket(width, height, frames))
     if not buckets:
         raise ValueError("no resolution buckets given")
