@@ -141,6 +141,12 @@ def bad_corrupt_video(folder):
     return r"clip1\.mp4 \(metadata\.jsonl line 2\): cannot read the video"
 
 
+def bad_corrupt_image(folder):  # read by pipelines.inputs.image_to_uint8, whose message follows
+    (folder / "still.png").write_bytes(b"\x89PNG not really" * 10)
+    write_metadata(folder, [{"file_name": "clip0.mp4", "text": "a"}, {"file_name": "still.png", "text": "b"}])
+    return r"still\.png \(metadata\.jsonl line 2\): cannot read the image \(still\.png='.*' is not an image PIL can"
+
+
 def bad_too_few_frames(folder):
     write_clip(folder / "clip1.mp4", seed=1, num_frames=5)
     return r"clip1\.mp4 \(metadata\.jsonl line 2\): the clip \(64x64, 5 frame\(s\)\) fits no resolution bucket"
@@ -182,8 +188,9 @@ def bad_unknown_key(folder):
 
 @pytest.mark.parametrize(
     "make_bad",
-    [bad_missing_metadata, bad_missing_file, bad_missing_caption, bad_corrupt_video, bad_too_few_frames,
-     bad_too_small, bad_missing_reference, bad_short_reference, bad_silent_audio_file, bad_json, bad_unknown_key],
+    [bad_missing_metadata, bad_missing_file, bad_missing_caption, bad_corrupt_video, bad_corrupt_image,
+     bad_too_few_frames, bad_too_small, bad_missing_reference, bad_short_reference, bad_silent_audio_file, bad_json,
+     bad_unknown_key],
 )  # fmt: skip
 def test_bad_input_names_the_file_and_writes_nothing(pipe, tmp_path, make_bad):
     folder = write_dataset(tmp_path / "data")
@@ -191,6 +198,20 @@ def test_bad_input_names_the_file_and_writes_nothing(pipe, tmp_path, make_bad):
     with pytest.raises(DataError, match=expected):
         cache(pipe, folder, tmp_path / "cache")
     assert not (tmp_path / "cache").exists()  # every input is checked before the first sample is encoded
+
+
+def test_media_broken_after_planning_is_a_data_error(tmp_path):
+    """`load_pixels` reads through pipelines.inputs; a file that broke after `plan_cache` names the sample."""
+    broken = tmp_path / "clip0.mp4"
+    broken.write_bytes(b"\x00not an mp4" * 50)
+    where = "clip0.mp4 (metadata.jsonl line 1)"
+    with pytest.raises(DataError, match=r"^clip0\.mp4 \(metadata\.jsonl line 1\): cannot read the media \(clip0\.mp4="):
+        data.load_pixels(broken, False, Bucket(64, 64, 9), where)
+    broken.unlink()
+    with pytest.raises(
+        DataError, match=r"^clip0\.mp4 \(metadata\.jsonl line 1\): cannot read the media \(.*no such file"
+    ):
+        data.load_pixels(broken, True, Bucket(64, 64, 1), where)
 
 
 def test_write_atomic_leaves_nothing_half_written(tmp_path, monkeypatch):
