@@ -11,7 +11,7 @@ Code written for diffusers' `LTX2Pipeline` & co. runs with only its import lines
 | `LTX2LatentUpsamplerModel` | `ltx2_diffusers.LTX2LatentUpsamplerModel` |
 | `DISTILLED_SIGMA_VALUES`, `STAGE_2_DISTILLED_SIGMA_VALUES` | `DISTILLED_SIGMAS`, `STAGE_2_DISTILLED_SIGMAS` without their final 0 (diffusers' form) |
 | `DEFAULT_NEGATIVE_PROMPT`, `T2V_DEFAULT_SYSTEM_PROMPT`, `I2V_DEFAULT_SYSTEM_PROMPT` | this package's (the reference's negative prompt; our enhancement instructions) |
-| `encode_video`, `load_image`, `load_video` | `export_to_video_with_audio`, `utils.media.load_image`, `inputs.video_frames` (local files only) |
+| `encode_video`, `load_image`, `load_video` | `export_to_video_with_audio`, `inputs.image_to_uint8`, `inputs.video_frames` (local files only) |
 | `FlowMatchEulerDiscreteScheduler` assigned to `pipe.scheduler` | converted to `LTX2Scheduler` (`as_ltx2_scheduler`) |
 
 diffusers' `__call__` semantics kept here: `output_type="latent"` returns RAW (un-normalised) video latents
@@ -21,11 +21,14 @@ inside) as the starting point, re-noised by `noise_scale` (x = s n + (1 - s) x);
 checkpoint (the reference's: diffusers' values, with STG block 29 on LTX-2 and no guidance at all with a distilled
 scheduler), `num_inference_steps` alone gives the reference's shifted schedule (with a distilled scheduler: its fixed
 sigmas for their step count, else diffusers' N linear sigmas), and a condition outside the clip is an error (diffusers
-skips it with a warning).
+skips it with a warning). Every argument is checked before any encoder runs (`validation.check_call_inputs`, with
+diffusers' callback tensor names), so errors use validation's wording; `allow_large=True` lets through the clips and
+step counts it refuses as likely typos.
 """
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from numbers import Real
 from pathlib import Path
 
 import numpy as np
@@ -37,32 +40,30 @@ from torch import Tensor
 from .models.autoencoder_kl_ltx2 import denormalize_latents, normalize_latents
 from .models.autoencoder_kl_ltx2_audio import audio_latent_frames, unpack_audio_latents
 from .models.latent_upsampler import LTX2LatentUpsamplerModel, upsample_latents
-from .pipelines.condition_encoding import DEFAULT_IMAGE_CRF, check_strengths, encode_image, encode_pixels
+from .pipelines.condition_encoding import encode_image, encode_pixels
 from .pipelines.conditioning import unpatchify_video
 from .pipelines.decoding import decode_frames, decode_waveform
-from .pipelines.denoising import VideoCondition, check_video_size, denoise, latent_grid, prepare_latents
-from .pipelines.inputs import video_frames, video_to_pixels
-from .pipelines.pipeline_base import DEFAULT_NEGATIVE_PROMPT
+from .pipelines.denoising import VideoCondition, denoise, latent_grid, prepare_latents
+from .pipelines.inputs import image_to_uint8, video_frames, video_to_pixels
 from .pipelines.pipeline_ltx2_av import LTX2AVPipeline
 from .pipelines.pipeline_output import LTX2PipelineOutput
 from .pipelines.pipeline_utils import (
     StepCallbacks,
     as_list,
     callback_tensor_names,
-    check_output_type,
-    check_prompts,
-    guidance_from_keywords,
     guidance_keywords,
     needs_uncond,
     pipeline_output,
     prompt_contexts,
+    resolve_guidance,
     resolve_sigmas,
 )
+from .pipelines.presets import DEFAULT_NEGATIVE_PROMPT, DISTILLED_SIGMAS, STAGE_2_DISTILLED_SIGMAS, sampling_preset
 from .pipelines.prompt_enhancement import I2V_SYSTEM_PROMPT, T2V_SYSTEM_PROMPT
 from .pipelines.prompt_enhancement import enhance_prompt as enhance_prompt_with_gemma
-from .schedulers.scheduling_ltx2 import DISTILLED_SIGMAS, STAGE_2_DISTILLED_SIGMAS, as_ltx2_scheduler
+from .pipelines.validation import check_call_inputs, check_conditions, check_media, check_output_type, check_strength
+from .schedulers.scheduling_ltx2 import as_ltx2_scheduler
 from .utils.media import export_to_video_with_audio
-from .utils.media import load_image as _load_image_file
 
 __all__ = [
     "DEFAULT_NEGATIVE_PROMPT",
@@ -112,15 +113,16 @@ def _local_file(path: str | Path, what: str) -> str:
 
 
 def load_image(image: str | Path | PIL.Image.Image) -> PIL.Image.Image:
-    """diffusers' `load_image` for local files: an RGB PIL image (a PIL image passes through, as RGB)."""
-    if isinstance(image, PIL.Image.Image):
-        return image.convert("RGB")
-    return _load_image_file(_local_file(image, "load_image"))
+    """diffusers' `load_image` for local files: an RGB PIL image, read by `inputs.image_to_uint8` (a PIL image too:
+    alpha dropped, 16-bit grey kept grey)."""
+    if not isinstance(image, PIL.Image.Image):
+        image = _local_file(image, "load_image")
+    return PIL.Image.fromarray(image_to_uint8(image, "image"))
 
 
 def load_video(video: str | Path) -> list[PIL.Image.Image]:
-    """diffusers' `load_video` for local files: the frames as a list of RGB PIL images."""
-    frames, _ = video_frames(_local_file(video, "load_video"))
+    """diffusers' `load_video` for local files: the frames as a list of RGB PIL images (`inputs.video_frames`)."""
+    frames, _ = video_frames(_local_file(video, "load_video"), "video")
     return [PIL.Image.fromarray(frame) for frame in frames]
 
 
@@ -132,7 +134,8 @@ def load_video(video: str | Path) -> list[PIL.Image.Image]:
 class LTX2VideoCondition:
     """diffusers' condition item: an image (or a video: a list of images, (F, H, W, 3) array or tensor) at LATENT
     frame `index` (negative counts from the end: -1 is the last latent frame), kept at `strength`. `crf`: the H.264
-    round trip of a single image (None: 33, 0: none); videos are not round-tripped."""
+    round trip of a single image (None: the model version's, `presets.sampling_preset(...).image_crf`, 33 for LTX-2
+    and LTX-2.3; 0: none); videos are not round-tripped."""
 
     frames: PIL.Image.Image | list[PIL.Image.Image] | np.ndarray | Tensor | str | Path
     index: int = 0
@@ -141,32 +144,35 @@ class LTX2VideoCondition:
 
 
 def _is_single_image(frames) -> bool:
-    if isinstance(frames, PIL.Image.Image | str | Path):
-        return True
+    """A path, a PIL image, a one-item list or a one-frame array / tensor; other types count as one image too, for
+    `validation.check_media` to refuse by name."""
     if isinstance(frames, list):
         return len(frames) == 1
-    return frames.ndim == 3 or (frames.ndim == 4 and frames.shape[0] == 1)
+    ndim = getattr(frames, "ndim", None)
+    return ndim is None or ndim == 3 or (ndim == 4 and frames.shape[0] == 1)
 
 
-def encode_video_conditions(
-    vae: torch.nn.Module,
-    conditions: Sequence[LTX2VideoCondition],
-    height: int,
-    width: int,
-    num_frames: int,
-    device: torch.device,
-) -> list[VideoCondition]:
-    """diffusers' conditions -> our `VideoCondition`s (pixel frame indices, normalised latents at height x width).
-
-    Latent index i (after wrapping negatives) maps to pixel frame 0 for i = 0 (the frames replace the first latent
-    frames) and 8 (i - 1) + 1 otherwise (appended as keyframe tokens there), diffusers' own mapping. A video is cut to
-    the longest 8k + 1 prefix that fits in the clip from that frame."""
+def condition_frames(conditions: Sequence[LTX2VideoCondition], height: int, width: int, num_frames: int) -> list[int]:
+    """Check diffusers' conditions before any work (`validation`'s rules for media, strengths and CRFs) and return
+    each one's pixel frame: latent index i (after wrapping negatives) maps to pixel frame 0 for i = 0 (the frames
+    replace the first latent frames) and 8 (i - 1) + 1 otherwise (appended as keyframe tokens there), diffusers' own
+    mapping."""
     latent_frames = latent_grid(height, width, num_frames)[0]
-    check_strengths([c.strength for c in conditions])
-    encoded = []
+    pixel_frames = []
     for i, condition in enumerate(conditions):
         if not isinstance(condition, LTX2VideoCondition):
             raise TypeError(f"conditions[{i}] must be an LTX2VideoCondition, got {type(condition).__name__}")
+        names = {
+            "image": f"conditions[{i}].frames",
+            "image_strength": f"conditions[{i}].strength",
+            "image_crf": f"conditions[{i}].crf",
+        }
+        if _is_single_image(condition.frames):
+            image = condition.frames[0] if isinstance(condition.frames, list) else condition.frames
+            check_conditions(image, condition.strength, image_crf=condition.crf, names=names)
+        else:
+            check_media(condition.frames, names["image"], what="video")
+            check_strength(condition.strength, names["image_strength"])
         index = condition.index % latent_frames if condition.index < 0 else condition.index
         if index >= latent_frames:
             raise ValueError(
@@ -174,20 +180,46 @@ def encode_video_conditions(
                 f"{latent_frames} latent frames (0 to {latent_frames - 1}, or -1 for the last): lower the index or "
                 "generate more frames"
             )
-        pixel_frame = 0 if index == 0 else (index - 1) * 8 + 1
+        pixel_frames.append(0 if index == 0 else (index - 1) * 8 + 1)
+    return pixel_frames
+
+
+def encode_video_conditions(
+    vae: torch.nn.Module,
+    conditions: Sequence[LTX2VideoCondition],
+    pixel_frames: Sequence[int],
+    height: int,
+    width: int,
+    num_frames: int,
+    image_crf: int,
+    device: torch.device,
+) -> list[VideoCondition]:
+    """diffusers' conditions, checked by `condition_frames` (which gave `pixel_frames`) -> our `VideoCondition`s
+    (normalised latents at height x width). A single image goes through H.264 at its `crf` (None: `image_crf`); a
+    video is cut to the longest 8k + 1 prefix that fits in the clip from its pixel frame."""
+    encoded = []
+    for i, (condition, pixel_frame) in enumerate(zip(conditions, pixel_frames, strict=True)):
         frames = condition.frames
         if _is_single_image(frames):
             image = frames[0] if isinstance(frames, list) else frames
-            crf = DEFAULT_IMAGE_CRF if condition.crf is None else condition.crf
-            latent = encode_image(vae, image, height, width, device, crf)
+            crf = image_crf if condition.crf is None else condition.crf
+            latent = encode_image(vae, image, height, width, device, crf, name=f"conditions[{i}].frames")
         else:
             room = num_frames - pixel_frame
-            count = len(frames)
-            usable = (min(count, room) - 1) // 8 * 8 + 1
+            usable = (min(len(frames), room) - 1) // 8 * 8 + 1
             pixels = video_to_pixels(frames, height, width, name=f"conditions[{i}].frames", max_frames=usable)
             latent = encode_pixels(vae, pixels.to(device))
         encoded.append(VideoCondition(latent, pixel_frame, condition.strength))
     return encoded
+
+
+def _diffusers_sigmas(sigmas):
+    """diffusers' sigmas (without the final 0; a final 0 is accepted too) -> ours, ending in 0. Anything that is not a
+    list of numbers passes unchanged, for `validation.check_sigmas` to name."""
+    values = sigmas.tolist() if hasattr(sigmas, "tolist") else sigmas
+    if isinstance(values, Sequence) and values and isinstance(values[-1], Real) and float(values[-1]) != 0.0:
+        return [*values, 0.0]
+    return values
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -230,7 +262,7 @@ class LTX2Pipeline(LTX2AVPipeline):
         height: int | None = None,
         width: int | None = None,
         num_frames: int | None = None,
-        frame_rate: float = 24.0,
+        frame_rate: float | None = None,
         num_inference_steps: int | None = None,
         sigmas: Sequence[float] | None = None,
         timesteps: Sequence[float] | None = None,
@@ -259,11 +291,13 @@ class LTX2Pipeline(LTX2AVPipeline):
         return_dict: bool = True,
         callback_on_step_end: Callable | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+        allow_large: bool = False,
     ) -> LTX2PipelineOutput | tuple:
         """diffusers' `LTX2Pipeline.__call__` (its `LTX2ImageToVideoPipeline` with `image`, `LTX2ConditionPipeline`
         with `conditions`), run as `LTX2AVPipeline`'s story.
 
-        height / width / num_frames: None -> from `latents` when given, else 512 x 768, 121 frames.
+        height / width / num_frames / frame_rate: None -> from `latents` when given, else the model version's
+            preset (`presets.sampling_preset`): 512 x 768, 121 frames at 24 fps.
         sigmas: diffusers' form, without the final 0 (a final 0 is accepted too).
         latents / audio_latents: RAW latents (what `output_type="latent"` returns), given together; the start of the
             denoise after re-noising by `noise_scale` (None: 0.0, the condition pipeline: sigmas[0] when sigmas are
@@ -271,9 +305,14 @@ class LTX2Pipeline(LTX2AVPipeline):
         enable_prompt_enhancement: Gemma rewrites every prompt with `system_prompt` (required, as diffusers requires
             it for LTX-2 / LTX-2.3) seeded by `prompt_enhancement_seed`; with `image` Gemma sees it (`processor`).
         use_cross_timestep: must be True (the reference's audio-video AdaLN; this package always uses it).
+        callback_on_step_end_tensor_inputs: diffusers' names, "latents" and "audio_latents" (a `PipelineCallback`
+            brings its own).
+        allow_large: not diffusers'; lets through what `validation.check_work` refuses as likely typos (clips above
+            524,288 video tokens per sample or 64 GiB of decoded frames, more than 1000 steps).
         Returns `LTX2PipelineOutput(frames, audio, audio_sample_rate)` or `(frames, audio)`; "latent": raw latents.
         """
-        # 1. Check inputs and resolve defaults (diffusers' forms -> ours)
+        # 1. Check inputs and resolve defaults (diffusers' forms -> ours): the model version's preset, then every
+        #    argument checked (validation) before any encoder runs
         if use_cross_timestep is not True:
             raise ValueError(
                 "use_cross_timestep=False is not supported: this package's transformer call always reads the partner "
@@ -289,27 +328,36 @@ class LTX2Pipeline(LTX2AVPipeline):
         conditions = [conditions] if isinstance(conditions, LTX2VideoCondition) else list(conditions or ())
         if latents is not None:
             height, width, num_frames = self._size_from_latents(latents, height, width, num_frames)
-        height, width, num_frames = height or 512, width or 768, num_frames or 121
-        check_video_size(height, width, num_frames)
-        check_output_type(output_type)
-        defaults = self.sampling_defaults
-        prompts = as_list(prompt)
-        negative_prompts = as_list(defaults.negative_prompt if negative_prompt is None else negative_prompt)
-        num_prompts = check_prompts(prompts, negative_prompts, prompt_embeds, enable_prompt_enhancement)
-        names = [_CALLBACK_NAMES.get(n, n) for n in callback_on_step_end_tensor_inputs]
-        names = callback_tensor_names(None, names)
-        callback = None if callback_on_step_end is None else _DiffusersCallback(callback_on_step_end)
-        video_guidance, audio_guidance = guidance_from_keywords(
-            None,
-            None,
-            (defaults.video_guidance, defaults.audio_guidance),
-            guidance_keywords(
-                guidance_scale, stg_scale, modality_scale, guidance_rescale, audio_guidance_scale, audio_stg_scale,
-                audio_modality_scale, audio_guidance_rescale, spatio_temporal_guidance_blocks,
-            ),
+        preset = sampling_preset(self.model_version, self.kind)
+        height, width = preset.height if height is None else height, preset.width if width is None else width
+        num_frames = preset.num_frames if num_frames is None else num_frames
+        frame_rate = preset.frame_rate if frame_rate is None else frame_rate
+        sigmas = _diffusers_sigmas(sigmas)
+        keywords = guidance_keywords(
+            guidance_scale, stg_scale, modality_scale, guidance_rescale, audio_guidance_scale, audio_stg_scale,
+            audio_modality_scale, audio_guidance_rescale, spatio_temporal_guidance_blocks,
         )  # fmt: skip
-        if sigmas is not None and float(list(sigmas)[-1]) != 0.0:
-            sigmas = [*map(float, sigmas), 0.0]
+        batch_size = check_call_inputs(
+            prompt=prompt, negative_prompt=negative_prompt, prompt_embeds=prompt_embeds,
+            negative_prompt_embeds=negative_prompt_embeds, num_videos_per_prompt=num_videos_per_prompt,
+            enhance_prompt=enable_prompt_enhancement, height=height, width=width, num_frames=num_frames,
+            frame_rate=frame_rate, size_multiple=32, image=image, num_inference_steps=num_inference_steps,
+            sigmas=sigmas, guidance_keywords=keywords, output_type=output_type,
+            callback_on_step_end=callback_on_step_end,
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+            callback_tensor_inputs=tuple(_CALLBACK_NAMES), generator=generator, return_dict=return_dict,
+            allow_large=allow_large,
+        )  # fmt: skip
+        pixel_frames = condition_frames(conditions, height, width, num_frames)
+        self._check_audio_latents(audio_latents, num_frames, frame_rate)
+        if enable_prompt_enhancement:
+            self._check_enhancement(system_prompt)
+        prompts = as_list(prompt)
+        negative_prompts = as_list(preset.negative_prompt if negative_prompt is None else negative_prompt)
+        names = callback_tensor_names(callback_on_step_end, callback_on_step_end_tensor_inputs)
+        names = [_CALLBACK_NAMES[name] for name in names]  # diffusers' -> ours
+        callback = None if callback_on_step_end is None else _DiffusersCallback(callback_on_step_end)
+        video_guidance, audio_guidance = resolve_guidance(None, None, preset, keywords)
         fixed = self.scheduler.config.fixed_sigmas
         if (
             sigmas is None
@@ -319,13 +367,12 @@ class LTX2Pipeline(LTX2AVPipeline):
         ):
             # diffusers runs N steps of a distilled repo's scheduler (no shift): N linear sigmas from 1
             sigmas = [*np.linspace(1.0, 1.0 / num_inference_steps, num_inference_steps).tolist(), 0.0]
-        sigmas = resolve_sigmas(self.scheduler, num_inference_steps, sigmas, timesteps, defaults.num_inference_steps)
+        sigmas = resolve_sigmas(self.scheduler, num_inference_steps, sigmas, timesteps, preset.num_inference_steps)
         if noise_scale is None:
             noise_scale = self._noise_scale_default if self._noise_scale_default is not None else float(sigmas[0])
         if not 0.0 <= noise_scale <= 1.0:
             raise ValueError(f"noise_scale must lie in [0, 1] (the share of fresh noise), got {noise_scale}")
         device, dtype = self._execution_device, self.transformer.dtype
-        batch_size = num_prompts * num_videos_per_prompt
 
         # 2. Prompts (optionally enhanced first) -> video and audio contexts
         if enable_prompt_enhancement and prompts is not None:
@@ -344,8 +391,10 @@ class LTX2Pipeline(LTX2AVPipeline):
 
         # 3. Image / conditions -> condition latents
         if image is not None:
-            conditions = [LTX2VideoCondition(frames=image, index=0, strength=1.0)]
-        encoded = encode_video_conditions(self.vae, conditions, height, width, num_frames, device)
+            conditions, pixel_frames = [LTX2VideoCondition(frames=image, index=0, strength=1.0)], [0]
+        encoded = encode_video_conditions(
+            self.vae, conditions, pixel_frames, height, width, num_frames, preset.image_crf, device
+        )
 
         # 4. Starting states: given raw latents normalised and re-noised by noise_scale, else noise
         initial_video = initial_audio = None
@@ -371,7 +420,7 @@ class LTX2Pipeline(LTX2AVPipeline):
             audio_mel_bins=self.transformer.config.audio_in_channels // self.audio_vae.config.latent_channels,
             noise_scale=noise_scale if latents is not None else 1.0,
             initial_video_latent=initial_video,
-            initial_audio_latent=self._checked_audio(initial_audio, num_frames, frame_rate),
+            initial_audio_latent=initial_audio,
         )
 
         # 5. Denoise: Euler, every guidance pass of a step in one batched transformer call
@@ -417,7 +466,7 @@ class LTX2Pipeline(LTX2AVPipeline):
                 )
         return inferred["height"], inferred["width"], inferred["num_frames"]
 
-    def _checked_audio(self, audio: Tensor | None, num_frames: int, frame_rate: float) -> Tensor | None:
+    def _check_audio_latents(self, audio: Tensor | None, num_frames: int, frame_rate: float) -> None:
         expected = audio_latent_frames(num_frames, frame_rate)
         if audio is not None and (audio.ndim != 4 or audio.shape[2] != expected):
             raise ValueError(
@@ -425,9 +474,8 @@ class LTX2Pipeline(LTX2AVPipeline):
                 f"which need (B, 8, {expected}, 16): pass the audio latents of the same call as latents, and its "
                 "frame_rate"
             )
-        return audio
 
-    def _enhance(self, prompts, system_prompt, image, seed: int, max_new_tokens: int | None) -> list[str]:
+    def _check_enhancement(self, system_prompt: str | None) -> None:
         if system_prompt is None:
             raise ValueError(
                 "enable_prompt_enhancement needs system_prompt= (as diffusers requires for LTX-2 / LTX-2.3), e.g. "
@@ -435,6 +483,8 @@ class LTX2Pipeline(LTX2AVPipeline):
             )
         if self.text_encoder is None:
             raise ValueError("enable_prompt_enhancement needs the pipeline's text_encoder (Gemma), which is None")
+
+    def _enhance(self, prompts, system_prompt, image, seed: int, max_new_tokens: int | None) -> list[str]:
         options = {} if max_new_tokens is None else {"max_new_tokens": max_new_tokens}
         return [
             enhance_prompt_with_gemma(

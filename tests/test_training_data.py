@@ -94,10 +94,20 @@ def test_image_is_a_one_frame_clip_without_audio(pipe, tmp_path):
 
 def test_buckets_parse_and_choose_like_ltx_trainer():
     assert parse_buckets("768x512x49; 512x512x1") == (Bucket(768, 512, 49), Bucket(512, 512, 1))
-    with pytest.raises(ValueError, match=r"768x500x49: width and height must be positive multiples of 32"):
+    with pytest.raises(
+        ValueError,
+        match=r"^resolution bucket 768x500x49: height=500 is not a positive multiple of 32 "
+        r"\(the video VAE compresses space 32x\)\. Use 480 or 512\.$",
+    ):
         parse_buckets("768x500x49")
-    with pytest.raises(ValueError, match=r"48 frames is not 8k \+ 1 .* use 41 or 49"):
+    with pytest.raises(
+        ValueError,
+        match=r"^resolution bucket 768x512x48: frames=48 is not of the form 8\*k \+ 1, .* Use 41 "
+        r"or 49\.$",
+    ):
         parse_buckets("768x512x48")
+    with pytest.raises(ValueError, match=r"^resolution bucket 0x512x1: width=0 must be >= 1$"):
+        parse_buckets("0x512x1")
     with pytest.raises(ValueError, match="is not WIDTHxHEIGHTxFRAMES"):
         parse_buckets("768x512")
     buckets = parse_buckets("512x512x49;768x512x49;768x512x25;1024x512x49")
@@ -129,6 +139,12 @@ def bad_missing_caption(folder):
 def bad_corrupt_video(folder):
     (folder / "clip1.mp4").write_bytes(b"\x00\x01not an mp4" * 100)
     return r"clip1\.mp4 \(metadata\.jsonl line 2\): cannot read the video"
+
+
+def bad_corrupt_image(folder):  # read by pipelines.inputs.image_to_uint8, whose message follows
+    (folder / "still.png").write_bytes(b"\x89PNG not really" * 10)
+    write_metadata(folder, [{"file_name": "clip0.mp4", "text": "a"}, {"file_name": "still.png", "text": "b"}])
+    return r"still\.png \(metadata\.jsonl line 2\): cannot read the image \(still\.png='.*' is not an image PIL can"
 
 
 def bad_too_few_frames(folder):
@@ -172,8 +188,9 @@ def bad_unknown_key(folder):
 
 @pytest.mark.parametrize(
     "make_bad",
-    [bad_missing_metadata, bad_missing_file, bad_missing_caption, bad_corrupt_video, bad_too_few_frames,
-     bad_too_small, bad_missing_reference, bad_short_reference, bad_silent_audio_file, bad_json, bad_unknown_key],
+    [bad_missing_metadata, bad_missing_file, bad_missing_caption, bad_corrupt_video, bad_corrupt_image,
+     bad_too_few_frames, bad_too_small, bad_missing_reference, bad_short_reference, bad_silent_audio_file, bad_json,
+     bad_unknown_key],
 )  # fmt: skip
 def test_bad_input_names_the_file_and_writes_nothing(pipe, tmp_path, make_bad):
     folder = write_dataset(tmp_path / "data")
@@ -181,6 +198,20 @@ def test_bad_input_names_the_file_and_writes_nothing(pipe, tmp_path, make_bad):
     with pytest.raises(DataError, match=expected):
         cache(pipe, folder, tmp_path / "cache")
     assert not (tmp_path / "cache").exists()  # every input is checked before the first sample is encoded
+
+
+def test_media_broken_after_planning_is_a_data_error(tmp_path):
+    """`load_pixels` reads through pipelines.inputs; a file that broke after `plan_cache` names the sample."""
+    broken = tmp_path / "clip0.mp4"
+    broken.write_bytes(b"\x00not an mp4" * 50)
+    where = "clip0.mp4 (metadata.jsonl line 1)"
+    with pytest.raises(DataError, match=r"^clip0\.mp4 \(metadata\.jsonl line 1\): cannot read the media \(clip0\.mp4="):
+        data.load_pixels(broken, False, Bucket(64, 64, 9), where)
+    broken.unlink()
+    with pytest.raises(
+        DataError, match=r"^clip0\.mp4 \(metadata\.jsonl line 1\): cannot read the media \(.*no such file"
+    ):
+        data.load_pixels(broken, True, Bucket(64, 64, 1), where)
 
 
 def test_write_atomic_leaves_nothing_half_written(tmp_path, monkeypatch):

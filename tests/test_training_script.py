@@ -249,7 +249,7 @@ def test_bad_arguments_fail_before_loading(tmp_path, model_dir, one_clip):
         run(model_dir, one_clip, tmp_path / "out", "--lora_targets", "attn9.to_q", "--max_train_steps", "1")
     with pytest.raises(ValueError, match=r"--resume_from_checkpoint checkpoint-7: .* is not a checkpoint folder"):
         run(nowhere, one_clip, tmp_path / "out", "--resume_from_checkpoint", "checkpoint-7", "--max_train_steps", "1")
-    with pytest.raises(ValueError, match="768x500x9: width and height must be positive multiples of 32"):
+    with pytest.raises(ValueError, match=r"768x500x9: height=500 is not a positive multiple of 32"):
         train_lora.main(
             [
                 "--pretrained_model_name_or_path",

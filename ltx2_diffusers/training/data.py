@@ -25,7 +25,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import av
-import numpy as np
 import torch
 from diffusers.utils import logging
 from safetensors import safe_open
@@ -33,9 +32,9 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from ..models.autoencoder_kl_ltx2 import normalize_latents
-from ..pipelines.conditioning import prepare_video
+from ..pipelines.inputs import audio_waveform, image_to_uint8, video_to_pixels
 from ..pipelines.text_encoding import encode_prompts
-from ..utils.media import load_audio, load_image, load_video
+from ..pipelines.validation import check_video_size
 
 logger = logging.get_logger(__name__)
 
@@ -130,6 +129,9 @@ class Bucket:
         return f"{self.width}x{self.height}x{self.num_frames}"
 
 
+_BUCKET_NAMES = {"height": "height", "width": "width", "num_frames": "frames"}  # validation's names -> a bucket's
+
+
 def parse_buckets(text: str) -> tuple[Bucket, ...]:
     """ "768x512x49;512x512x1" -> buckets (width x height x frames), each checked against the VAE's grid."""
     buckets = []
@@ -139,17 +141,8 @@ def parse_buckets(text: str) -> tuple[Bucket, ...]:
         if len(parts) != 3 or not all(p.isdigit() for p in parts):
             raise ValueError(f"resolution bucket {item!r} is not WIDTHxHEIGHTxFRAMES, e.g. 768x512x49")
         width, height, frames = (int(p) for p in parts)
-        if width < 32 or height < 32 or width % 32 or height % 32:
-            raise ValueError(
-                f"resolution bucket {item}: width and height must be positive multiples of 32 (the video VAE "
-                f"compresses space 32x); use {max(32, width // 32 * 32)}x{max(32, height // 32 * 32)}"
-            )
-        if frames < 1 or (frames - 1) % 8:
-            below = max(1, (frames - 1) // 8 * 8 + 1)
-            raise ValueError(
-                f"resolution bucket {item}: {frames} frames is not 8k + 1 (the causal video VAE's grid); use {below} "
-                f"or {below + 8}"
-            )
+        names = {key: f"resolution bucket {item}: {label}" for key, label in _BUCKET_NAMES.items()}
+        check_video_size(height, width, frames, names=names)
         buckets.append(Bucket(width, height, frames))
     if not buckets:
         raise ValueError("no resolution buckets given")
@@ -173,10 +166,10 @@ def probe_media(sample: Sample, max_frames: int | None = None) -> MediaInfo:
     them (the longest bucket's count: more are never used), so `num_frames` is min(frames, max_frames)."""
     if sample.path.suffix.lower() in IMAGE_SUFFIXES:
         try:
-            image = load_image(sample.path)
-        except Exception as error:  # PIL raises several types for broken files
+            height, width = image_to_uint8(sample.path, name=sample.path.name).shape[:2]
+        except (ValueError, TypeError) as error:  # the one image reader names every problem with a ValueError
             raise DataError(f"{sample.where}: cannot read the image ({error})") from None
-        return MediaInfo(image.width, image.height, 1, 1.0, has_audio=False, is_image=True)
+        return MediaInfo(width, height, 1, 1.0, has_audio=False, is_image=True)
     try:
         with av.open(str(sample.path)) as container:
             if not container.streams.video:
@@ -311,13 +304,13 @@ def is_cached(item: PlannedSample, max_sequence_length: int) -> bool:
     return all(stored.get(key) == value for key, value in expected.items())
 
 
-def load_pixels(path: Path, is_image: bool, bucket: Bucket) -> Tensor:
-    """(1, 3, F, H, W) float32 in [-1, 1] at the bucket's size: cover-resize, centre crop, the first F frames."""
-    if is_image:
-        frames = np.array(load_image(path))[None]
-    else:
-        frames, _ = load_video(path, max_frames=bucket.num_frames)
-    return prepare_video(frames[: bucket.num_frames], bucket.height, bucket.width)
+def load_pixels(path: Path, is_image: bool, bucket: Bucket, where: str) -> Tensor:
+    """(1, 3, F, H, W) float32 in [-1, 1] at the bucket's size: cover-resize, centre crop, the first F frames
+    (`inputs.video_to_pixels`; an image is a one-frame video). A DataError names `where` for unreadable media."""
+    try:
+        return video_to_pixels([path] if is_image else path, bucket.height, bucket.width, path.name, bucket.num_frames)
+    except (ValueError, TypeError) as error:  # a file that changed or broke after planning
+        raise DataError(f"{where}: cannot read the media ({error})") from None
 
 
 def load_clip_audio(item: PlannedSample) -> tuple[Tensor, int]:
@@ -328,8 +321,8 @@ def load_clip_audio(item: PlannedSample) -> tuple[Tensor, int]:
     duration = item.bucket.num_frames / item.info.fps
     source = item.sample if item.sample.audio_path is None else replace(item.sample, path=item.sample.audio_path)
     try:
-        waveform, sample_rate = load_audio(source.path, max_duration=duration)
-    except (ValueError, av.FFmpegError) as error:
+        waveform, sample_rate = audio_waveform(source.path, name=source.path.name, max_duration=duration)
+    except ValueError as error:
         raise DataError(f"{source.where}: cannot read the audio track ({error})") from None
     if waveform.shape[0] > 2:
         waveform = waveform.mean(dim=0, keepdim=True)
@@ -358,11 +351,13 @@ def encode_sample(pipe, item: PlannedSample, device: torch.device, max_sequence_
         latent = pipe.vae.encode(pixels.to(device, pipe.vae.dtype)).latent_dist.mode()  # the mean, as ltx-core's
         return normalize_latents(latent, pipe.vae.latents_mean, pipe.vae.latents_std)[0]
 
-    tensors = {"video_latents": encode_video(load_pixels(item.sample.path, item.info.is_image, item.bucket))}
+    sample = item.sample
+    tensors = {"video_latents": encode_video(load_pixels(sample.path, item.info.is_image, item.bucket, sample.where))}
     if item.reference_info is not None:
         size = reference_bucket(item.bucket, item.reference_downscale_factor)
+        reference = replace(sample, path=sample.reference_path)
         tensors["reference_latents"] = encode_video(
-            load_pixels(item.sample.reference_path, item.reference_info.is_image, size)
+            load_pixels(reference.path, item.reference_info.is_image, size, reference.where)
         )
     if item.info.has_audio:
         waveform, sample_rate = load_clip_audio(item)
