@@ -142,6 +142,7 @@ def build_model_card(info: CardInfo):
         tags=tags,
         **({"ltx2_source_files": [{"file_name": s.file_name, "sha256": s.sha256} for s in info.sources]}
            if info.sources else {}),
+        **({"ltx2_description": info.description} if info.description else {}),
         **info.extra_data,
     )
     title = info.repo_id.split("/")[-1] if info.repo_id else f"LTX-2 {info.what}: {info.class_name}"
@@ -316,8 +317,7 @@ def push_folder(
     readme = Path(folder) / "README.md"
     card_bytes = None
     if not readme.exists() or is_our_card(readme):
-        info = CardInfo(kind.what, kind.class_name, kind.model_version, repo_id=repo_id,
-                        sources=_sources_from_card(readme))
+        info = _card_for_push(readme, kind, repo_id)
         card_bytes = str(build_model_card(info)).encode("utf-8")
     operations = [
         CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(Path(folder) / name))
@@ -339,16 +339,31 @@ def push_folder(
     return info.commit_url
 
 
-def _sources_from_card(readme: Path) -> tuple[CardSource, ...]:
-    """The converted-from files recorded in one of our cards, so a push keeps them."""
+def _card_for_push(readme: Path, kind: FolderKind, repo_id: str) -> CardInfo:
+    """The card a push uploads: the local card's facts (version, base model, source files, extra tags, description)
+    kept, its snippet pointed at `repo_id`. Without a local card: what the folder itself tells."""
     if not readme.exists():
-        return ()
+        return CardInfo(kind.what, kind.class_name, kind.model_version, repo_id=repo_id)
     from huggingface_hub import ModelCard
 
-    entries = ModelCard.load(readme).data.to_dict().get("ltx2_source_files") or []
-    return tuple(CardSource(e["file_name"], e["sha256"]) for e in entries)
-
-
+    card = ModelCard.load(readme)
+    data = card.data.to_dict()
+    versions = {tag: version for version, tag in VERSION_TAGS.items()}
+    version = next((versions[t] for t in data.get("tags") or [] if t in versions), kind.model_version)
+    known = {CARD_MARKER, "audio-video", "lora", *VERSION_TAGS.values(), *(t for _, (_, ts) in PIPELINE_TAGS.items()
+                                                                         for t in ts)}
+    sources = tuple(CardSource(e["file_name"], e["sha256"]) for e in data.get("ltx2_source_files") or [])
+    base = data.get("base_model")
+    return CardInfo(
+        kind.what,
+        kind.class_name,
+        version,
+        repo_id=repo_id,
+        sources=sources,
+        extra_tags=tuple(t for t in data.get("tags") or [] if t not in known),
+        base_model=base if base and base != (BASE_MODELS.get(version) if version else None) else None,
+        description=data.get("ltx2_description") or "",
+    )
 # ----------------------------------------------------------------------------------------------------------------------
 # Cards on save: mixins for the pipelines' base class and the model classes
 

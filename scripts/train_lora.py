@@ -16,6 +16,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import re
 import shutil
 import sys
@@ -28,6 +29,8 @@ from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 
 from ltx2_diffusers import LTX2AVPipeline, LTX2VideoTransformer3DModel
+from ltx2_diffusers.hub import CardInfo, write_model_card
+from ltx2_diffusers.pipelines.presets import model_version_from_config
 from ltx2_diffusers.training.data import (
     DataError,
     batch_for_step,
@@ -297,9 +300,27 @@ def main(argv: list[str] | None = None) -> Path | None:
         if mode.reference:  # read by the IC-LoRA pipeline (LTX2LoRA.reference_downscale_factor)
             metadata["reference_downscale_factor"] = str(args.reference_downscale_factor)
         paths = export_lora(unwrapped, output_dir, dtype=SAVE_DTYPES[args.lora_save_dtype], metadata=metadata)
+        write_lora_card(output_dir, args, mode, model_version_from_config(unwrapped.config))
         logger.info(f"wrote {paths[0]} and {paths[1]}")
     accelerator.end_training()
     return output_dir
+
+
+def write_lora_card(output_dir: Path, args: argparse.Namespace, mode: TrainingMode, model_version: str) -> None:
+    """The LoRA's model card (hub.py): base model (a Hub id trained on, else the version's Lightricks repo), the
+    weights' license, the mode, and a snippet that loads it; kept if the folder holds a README of the user's."""
+    base = str(args.pretrained_model_name_or_path)
+    info = CardInfo(
+        "lora",
+        "LoRA",
+        model_version,
+        base_model=None if os.path.exists(base) else base,
+        extra_tags=(f"ltx2-{mode.name}",),
+        description=f"A LoRA trained with ltx2-diffusers' scripts/train_lora.py (mode `{mode.name}`, rank "
+        f"{args.rank}, {args.max_train_steps} steps). `comfyui_lora_weights.safetensors` holds the same LoRA in the "
+        "ltx-trainer / ComfyUI key format.",
+    )
+    write_model_card(output_dir, info)
 
 
 def _mean(accelerator: Accelerator, values: list[torch.Tensor]) -> float:

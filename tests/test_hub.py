@@ -393,3 +393,18 @@ def test_cli_push_errors_are_one_line(saved_pipeline, tmp_path, capsys, argv, me
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_push_keeps_the_local_cards_facts(tmp_path, online):
+    from safetensors.torch import save_file
+
+    save_file({"transformer.proj_in.lora_A.weight": torch.zeros(2, 4)}, str(tmp_path / "pytorch_lora_weights.safetensors"))
+    write_model_card(tmp_path, CardInfo("lora", "LoRA", "2.3", base_model="me/ltx-2.3-folder", extra_tags=("ltx2-i2v",),
+                                        description="A test LoRA."))
+    with running_fake_hub() as hub:
+        online(hub)
+        push_folder(tmp_path, "me/my-lora", token="hf_test")
+    card = ModelCard(hub.repos["me/my-lora"]["branches"]["main"]["README.md"].decode())
+    data = card.data.to_dict()
+    assert data["base_model"] == "me/ltx-2.3-folder" and {"lora", "ltx-2.3", "ltx2-i2v"} <= set(data["tags"])
+    assert "A test LoRA." in card.text and 'load_lora_weights("me/my-lora"' in card.text

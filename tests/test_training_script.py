@@ -372,3 +372,15 @@ def test_cache_only_caches_and_stops(model_dir, tmp_path):
                             "--max_train_steps", "1", "--cache_only"]) is None  # fmt: skip
     assert [p.name for p in cache_dir.iterdir()] == ["clip0.mp4.safetensors"]
     assert not (tmp_path / "out" / "training_log.jsonl").exists()
+
+
+def test_the_trained_lora_has_a_model_card(trained):
+    from huggingface_hub import ModelCard
+
+    from ltx2_diffusers.hub import LICENSE_NAME, inspect_folder
+
+    data = ModelCard.load(trained / "README.md").data.to_dict()
+    assert data["base_model"] == "Lightricks/LTX-2" and data["license_name"] == LICENSE_NAME
+    assert {"lora", "ltx-2", "ltx2-t2av"} <= set(data["tags"])
+    assert "mode `t2av`" in data["ltx2_description"]
+    assert inspect_folder(trained).what == "lora"  # `ltx2-diffusers push` takes the folder as it is
