@@ -18,6 +18,7 @@ import fnmatch
 import hashlib
 import json
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -519,3 +520,39 @@ def add_push_arguments(parser, flag: str = "--push_to_hub") -> None:
     parser.add_argument(flag, metavar="REPO_ID", help="upload the output to this Hub repo (namespace/name) when done")
     parser.add_argument("--private", action="store_true", help="with a push: create the repo private")
     parser.add_argument("--revision", help="with a push: the branch to commit to (created if missing)")
+
+
+_HUB_FILE_URL = re.compile(r"^https://huggingface\.co/([^/]+/[^/]+)/(?:blob|resolve)/([^/]+)/(.+)$")
+_REPO_FILE = re.compile(r"^([\w.-]+/[\w.-]+)/(.+\.safetensors)$")
+
+
+def resolve_single_file(path: str | os.PathLike, *, local_files_only: bool = False) -> str:
+    """A single-file checkpoint's local path: `path` itself when it is a local file; for a Hub file, given as
+    `https://huggingface.co/ORG/NAME/blob/REVISION/FILE` or `ORG/NAME/FILE`, the file in the Hugging Face cache,
+    downloaded unless HF_HUB_OFFLINE is set or `local_files_only`. Errors name the repo, the file and the revision."""
+    from huggingface_hub import constants, hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    name = os.fspath(path)
+    if os.path.exists(name):
+        return name
+    match = _HUB_FILE_URL.match(name)
+    repo_id, revision, filename = match.groups() if match else (None, None, None)
+    if match is None and (match := _REPO_FILE.match(name)) is not None:
+        repo_id, filename = match.groups()
+    if repo_id is None:
+        raise ValueError(
+            f"{name}: no such file (a Hub file is given as ORG/NAME/FILE.safetensors or its huggingface.co URL)"
+        )
+    where = f"{repo_id}/{filename}" + (f" at revision {revision}" if revision else "")
+    try:
+        return hf_hub_download(repo_id, filename, revision=revision, local_files_only=local_files_only)
+    except LocalEntryNotFoundError:
+        why = "local_files_only=True" if local_files_only else "HF_HUB_OFFLINE is set"
+        raise ValueError(
+            f"{where} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and {why}: download it once online"
+        ) from None
+    except EntryNotFoundError:
+        raise ValueError(f"{where}: the repo has no such file") from None
+    except RepositoryNotFoundError:
+        raise ValueError(f"{where}: no such Hub repo (or it is private / gated and no token with access was given)") from None

@@ -408,3 +408,40 @@ def test_push_keeps_the_local_cards_facts(tmp_path, online):
     data = card.data.to_dict()
     assert data["base_model"] == "me/ltx-2.3-folder" and {"lora", "ltx-2.3", "ltx2-i2v"} <= set(data["tags"])
     assert "A test LoRA." in card.text and 'load_lora_weights("me/my-lora"' in card.text
+
+
+def test_from_single_file_of_a_hub_file_offline(lightricks_file, tmp_path, monkeypatch):
+    from ltx2_diffusers import LTX2VideoTransformer3DModel
+
+    cache = tmp_path / "cache"
+    repo_dir = cache / "models--Lightricks--LTX-2"
+    (repo_dir / "snapshots" / ("c" * 40)).mkdir(parents=True)
+    shutil.copy(lightricks_file, repo_dir / "snapshots" / ("c" * 40) / lightricks_file.name)
+    (repo_dir / "refs").mkdir()
+    (repo_dir / "refs" / "main").write_text("c" * 40)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    local = LTX2VideoTransformer3DModel.from_single_file(lightricks_file)
+    for name in (f"Lightricks/LTX-2/{lightricks_file.name}",
+                 f"https://huggingface.co/Lightricks/LTX-2/blob/main/{lightricks_file.name}"):
+        from_hub = LTX2VideoTransformer3DModel.from_single_file(name)
+        assert all(torch.equal(a, b) for a, b in zip(from_hub.state_dict().values(), local.state_dict().values()))
+    with pytest.raises(ValueError, match=r"Lightricks/LTX-2/other.safetensors is not in the Hugging Face cache"):
+        LTX2VideoTransformer3DModel.from_single_file("Lightricks/LTX-2/other.safetensors")
+    with pytest.raises(ValueError, match=r"nope.safetensors: no such file \(a Hub file is given as"):
+        LTX2VideoTransformer3DModel.from_single_file(tmp_path / "nope.safetensors")
+
+
+def test_pipeline_variant_loads_from_the_cache(tmp_path, monkeypatch):
+    from ltx2_diffusers import LTX2AVPipeline
+
+    folder = tmp_path / "variant"
+    build_tiny_pipeline(seed=5).save_pretrained(folder, variant="v1")
+    assert (folder / "transformer" / "diffusion_pytorch_model.v1.safetensors").is_file()
+    cache = tmp_path / "cache"
+    _as_cached_repo(folder, cache, "org/tiny-variant", "main", "d" * 40)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    pipe = LTX2AVPipeline.from_pretrained("org/tiny-variant", variant="v1")
+    expected = build_tiny_pipeline(seed=5).transformer.state_dict()
+    assert all(torch.equal(pipe.transformer.state_dict()[k], v) for k, v in expected.items())

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from ..hub import resolve_single_file
 from . import fp8_files
 from . import metadata as md
 from .plan import (
@@ -93,6 +94,7 @@ def load_component_from_single_file(
     """
     if fp8 not in FP8_CHOICES:
         raise ValueError(f"fp8={fp8!r}; expected one of {FP8_CHOICES}.")
+    path = resolve_single_file(path)  # a Hub file (ORG/NAME/FILE or its URL): from the cache, or downloaded
     device = target_device(device, device_map)
     # the class itself or, for a subclass, the LTX-2 class it extends
     class_name = next((k.__name__ for k in cls.__mro__ if k.__name__ in COMPONENT_OF_CLASS), None)
@@ -177,6 +179,7 @@ def pipeline_from_single_file(
     (`ltx2_diffusers.conversion` passes ours). The upscaler is not part of the pipeline: load it with
     `LTX2LatentUpsamplerModel.from_single_file(upscaler_file)`."""
     classes = require_classes(classes, "pipeline_from_single_file")
+    path = resolve_single_file(path)
     plans = plan_checkpoint(path, classes)[0]
     components: dict[str, Any] = {}
     for component, plan in plans.items():
