@@ -534,7 +534,7 @@ def resolve_single_file(path: str | os.PathLike, *, local_files_only: bool = Fal
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
 
     name = os.fspath(path)
-    if os.path.exists(name):
+    if os.path.lexists(name) or os.path.isabs(name):  # a local path: its reader's own errors (a symlink loop, ...)
         return name
     match = _HUB_FILE_URL.match(name)
     repo_id, revision, filename = match.groups() if match else (None, None, None)

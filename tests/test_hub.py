@@ -429,6 +429,8 @@ def test_from_single_file_of_a_hub_file_offline(lightricks_file, tmp_path, monke
     with pytest.raises(ValueError, match=r"Lightricks/LTX-2/other.safetensors is not in the Hugging Face cache"):
         LTX2VideoTransformer3DModel.from_single_file("Lightricks/LTX-2/other.safetensors")
     with pytest.raises(ValueError, match=r"nope.safetensors: no such file \(a Hub file is given as"):
+        LTX2VideoTransformer3DModel.from_single_file("nope.safetensors")  # neither a local file nor a Hub file
+    with pytest.raises(ValueError, match=r"nope.safetensors"):  # an absolute path is local: the reader's error
         LTX2VideoTransformer3DModel.from_single_file(tmp_path / "nope.safetensors")
 
 
