@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers.conversion import GEMMA_STATES, GEMMA_WIDTH, UPSAMPLER_CONFIG, write_checkpoint, write_upsampler
 from helpers.real_files import file_metadata, raw_tensors, write_upscaler
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-from test_conversion_utils import GEMMA_STATES, GEMMA_WIDTH, UPSAMPLER_CONFIG, write_checkpoint, write_upsampler
 
 import ltx2_diffusers
 from ltx2_diffusers import conversion

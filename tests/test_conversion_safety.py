@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
-from test_conversion_utils import (
+from helpers.conversion import (
     dead_pid,
     edit_json,
     edit_weights,
@@ -27,6 +26,7 @@ from test_conversion_utils import (
     with_metadata,
     write_checkpoint,
 )
+from safetensors.torch import load_file, save_file
 
 import ltx2_diffusers
 from ltx2_diffusers import conversion

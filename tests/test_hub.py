@@ -310,7 +310,7 @@ def _convert_main(argv: list[str]) -> int:
 
 @pytest.fixture(scope="module")
 def lightricks_file(tmp_path_factory) -> Path:
-    from test_conversion_utils import write_checkpoint
+    from helpers.conversion import write_checkpoint
 
     from ltx2_diffusers.loaders import metadata as md
 

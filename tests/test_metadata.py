@@ -4,11 +4,11 @@ code defaults apply where keys are absent, bad metadata fails clearly, and the r
 import json
 
 import pytest
+from helpers.conversion import original_config
 from helpers.released_configs import (
     RELEASED_LTX2_3_VAE,
     released,
 )
-from test_conversion_utils import original_config
 
 from ltx2_diffusers.loaders import metadata as md
 

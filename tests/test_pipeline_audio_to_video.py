@@ -110,10 +110,10 @@ def test_initial_states_equal_the_reference_bit_for_bit(stage):
 def test_audio_file_to_trimmed_latent_matches_the_reference(tmp_path):
     """The reference's chain: `decode_audio_from_file(path, start, duration)` -> `encode_audio` -> [:, :, :frames];
     the same tiny audio VAE weights loaded through our key map (test_audio_vae's pair), 48 kHz stereo file."""
+    from helpers.audio_vae import ours_from_reference, reference_pair
     from ltx_core.model.audio_vae import encode_audio
     from ltx_pipelines.utils.media_io import decode_audio_from_file
     from scipy.io import wavfile
-    from test_audio_vae import ours_from_reference, reference_pair
 
     from ltx2_diffusers.pipelines.inputs import audio_waveform
 

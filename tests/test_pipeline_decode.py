@@ -2,8 +2,8 @@
 un-normalise inside, on the same random weights (the VAE tests' tiny pairs, loaded through our key maps)."""
 
 import torch
-from test_audio_vae import ours_from_reference, reference_pair
-from test_video_vae import build_pair
+from helpers.audio_vae import ours_from_reference, reference_pair
+from helpers.video_vae import build_pair
 
 from ltx2_diffusers.pipelines.denoising import decode_audio, decode_video
 

@@ -41,10 +41,10 @@ import PIL.Image
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers.conversion import AUDIO_VAE_SECTION, original_state_dict, randomize_, transformer_section
+from helpers.conversion import vae_section as conversion_vae_section
+from helpers.conversion import vocoder_section as conversion_vocoder_section
 from safetensors.torch import save_file
-from test_conversion_utils import AUDIO_VAE_SECTION, original_state_dict, randomize_, transformer_section
-from test_conversion_utils import vae_section as conversion_vae_section
-from test_conversion_utils import vocoder_section as conversion_vocoder_section
 
 from ltx2_diffusers import LTX2AVPipeline
 from ltx2_diffusers.loaders import metadata as md

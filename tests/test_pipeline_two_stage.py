@@ -271,7 +271,7 @@ def test_save_and_load_round_trip(pipe, tmp_path):
 
 
 def test_from_single_file_takes_the_upsampler_file(tmp_path):
-    from test_conversion_utils import UPSAMPLER_CONFIG, write_checkpoint, write_upsampler
+    from helpers.conversion import UPSAMPLER_CONFIG, write_checkpoint, write_upsampler
 
     from ltx2_diffusers.loaders.metadata import LTX2
 

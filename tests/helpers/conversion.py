@@ -4,7 +4,7 @@ Each file is laid out like the released ones (spec §8.1): ltx-core state dicts 
 `text_embedding_projection.`, `vae.encoder.` / `vae.decoder.` / `vae.per_channel_statistics.`, `audio_vae.*`,
 `vocoder.`, and the safetensors metadata `config` (sections transformer / vae / audio_vae / vocoder) + `model_version`.
 Upsampler files: no prefix, flat `config`. Also builders of hostile inputs (raw headers, edited metadata, damaged
-folders) for test_conversion_safety.py. (No tests in this module; it is imported by test_conversion*.py.)
+folders) for test_conversion_safety.py. (Builders only: the conversion, metadata, pipeline and Hub tests import them.)
 """
 
 import importlib.util
@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 from ltx2_diffusers.loaders import metadata as md
 from ltx2_diffusers.loaders import safetensors_io as sio
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 GEMMA_WIDTH = 16  # caption_channels: Gemma's hidden size in the tiny files
 GEMMA_STATES = 3  # hidden states concatenated before the text projection (layers + 1): text_proj_in_factor
