@@ -150,3 +150,23 @@ def test_scheduler_kind_for_diffusers_layout_folders(tmp_path):
     assert resolve_scheduler(str(tmp_path), ours_index, str(tmp_path), "dev").config.fixed_sigmas is None
     with pytest.raises(ValueError, match="kind='fast'"):
         resolve_scheduler(str(tmp_path), diffusers_index, "x", "fast")
+
+
+@pytest.mark.parametrize(("given", "expected"), [("bf16", torch.bfloat16), ("torch.float16", torch.float16),
+                                                 ("float32", torch.float32), (torch.bfloat16, torch.bfloat16)])
+def test_torch_dtype_names_load_in_that_dtype(saved, given, expected):
+    pipe = LTX2AVPipeline.from_pretrained(saved[1], torch_dtype=given)
+    assert pipe.transformer.dtype == expected and pipe.vae.dtype == expected
+
+
+def test_unknown_torch_dtype_is_an_error_before_loading(saved):
+    with pytest.raises(ValueError, match=r"torch_dtype='bfloat' is not a dtype: pass torch.bfloat16"):
+        LTX2AVPipeline.from_pretrained(saved[1], torch_dtype="bfloat")
+
+
+def test_attention_switches_that_do_not_apply_say_so(saved):
+    pipe = LTX2AVPipeline.from_pretrained(saved[1])
+    with pytest.warns(UserWarning, match="enable_xformers_memory_efficient_attention\\(\\) does nothing.*set_attention_backend"):
+        pipe.enable_xformers_memory_efficient_attention()
+    with pytest.warns(UserWarning, match="enable_attention_slicing\\(\\) does nothing"):
+        pipe.enable_attention_slicing()

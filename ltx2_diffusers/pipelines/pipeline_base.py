@@ -7,6 +7,7 @@ decoding). Sampling defaults per model version and kind come from `presets.py`.
 
 import inspect
 import os
+import warnings
 from dataclasses import replace
 
 import torch
@@ -62,6 +63,24 @@ def resolve_scheduler(folder: str, index: dict, name_or_path: str | os.PathLike,
     # diffusers' converter writes the distilled scheduler as "no shift, no terminal", FlowMatchEulerDiscreteScheduler's
     # default, so only the repo id or folder name can tell
     return scheduler_for_kind(kind_from_name(name_or_path))
+
+
+_DTYPE_NAMES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16", "float16": "float16",
+                "half": "float16", "fp32": "float32", "float32": "float32", "float": "float32"}
+
+
+def as_torch_dtype(dtype: "torch.dtype | str | None") -> "torch.dtype | None":
+    """`torch_dtype` / `dtype` as from_pretrained takes it: a torch dtype, or its name ("bf16", "bfloat16",
+    "torch.float16", ...). Anything else is an error naming it (diffusers would load float32 without a word)."""
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    name = dtype.removeprefix("torch.") if isinstance(dtype, str) else None
+    if name not in _DTYPE_NAMES:
+        raise ValueError(
+            f"torch_dtype={dtype!r} is not a dtype: pass torch.bfloat16 / torch.float16 / torch.float32 (or one of "
+            f"the names {sorted(_DTYPE_NAMES)})"
+        )
+    return getattr(torch, _DTYPE_NAMES[name])
 
 
 class LTX2AVPipelineBase(PipelineCardMixin, DiffusionPipeline, LTX2LoraLoaderMixin):
@@ -139,7 +158,7 @@ class LTX2AVPipelineBase(PipelineCardMixin, DiffusionPipeline, LTX2LoraLoaderMix
         dtype, torch_dtype = kwargs.pop("dtype", None), kwargs.pop("torch_dtype", None)
         if dtype is not None and torch_dtype is not None:
             raise ValueError("pass dtype or torch_dtype (its older name), not both")
-        dtype = torch_dtype if dtype is None else dtype
+        dtype = as_torch_dtype(torch_dtype if dtype is None else dtype)
         if dtype is not None:
             kwargs["dtype"] = dtype
         for name in ("transformer", "vae", "audio_vae", "connectors", "vocoder"):
@@ -211,6 +230,26 @@ class LTX2AVPipelineBase(PipelineCardMixin, DiffusionPipeline, LTX2LoraLoaderMix
 
     # ------------------------------------------------------------------------------------------------------------------
     # Switches and properties
+
+    def enable_xformers_memory_efficient_attention(self, attention_op=None) -> None:
+        """Not used here: attention is PyTorch's SDPA, whose kernel `transformer.set_attention_backend` picks
+        ("cudnn", "flash", "efficient", "math"). Says so instead of doing nothing silently."""
+        warnings.warn(
+            "enable_xformers_memory_efficient_attention() does nothing in ltx2_diffusers: attention runs through "
+            'PyTorch SDPA; pick its kernel with pipe.transformer.set_attention_backend("cudnn" | "flash" | '
+            '"efficient" | "math") (the fastest measured on Hopper is "cudnn").',
+            UserWarning,
+            stacklevel=2,
+        )
+
+    def enable_attention_slicing(self, slice_size="auto") -> None:
+        """Not used here: SDPA's memory-efficient kernels never hold the full attention matrix. Says so."""
+        warnings.warn(
+            "enable_attention_slicing() does nothing in ltx2_diffusers: PyTorch SDPA never materialises the attention "
+            "matrix. To use less memory: enable_model_cpu_offload(), pipe.vae.enable_tiling(), or smaller sizes.",
+            UserWarning,
+            stacklevel=2,
+        )
 
     def enable_vae_tiling(self) -> None:
         """Decode the video in overlapping tiles (less memory for long or large clips)."""
