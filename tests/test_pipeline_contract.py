@@ -141,3 +141,13 @@ def test_diffusers_scalar_guidance_keywords(case):
     torch.testing.assert_close(as_scalars, as_object, rtol=0, atol=0)
     with pytest.raises(ValueError, match="video_guidance and guidance_scale were both given for one modality"):
         pipe(**case.inputs, guidance_scale=2.0)
+
+
+def test_a_callback_returning_an_unknown_name_is_an_error(case):
+    pipe = pipe_of(case)
+
+    def callback(p, step_index, timestep, tensors):
+        return {"video_latent": tensors["video_latents"]}  # a typo: it would replace nothing, silently
+
+    with pytest.raises(ValueError, match=r"callback_on_step_end returned \['video_latent'\] at step 0, which this"):
+        call(pipe, case, callback_on_step_end=callback, callback_on_step_end_tensor_inputs=["video_latents"])

@@ -151,7 +151,21 @@ class StepCallbacks:
         if self.callback is None:
             return {}
         chosen = {name: tensors[name] for name in self.names}
-        return self.callback(self.pipe, step_index, sigma * 1000.0, chosen) or {}
+        returned = self.callback(self.pipe, step_index, sigma * 1000.0, chosen)
+        if returned is None:
+            return {}
+        if not isinstance(returned, dict):
+            raise TypeError(
+                f"callback_on_step_end returned a {type(returned).__name__} at step {step_index}; it returns a dict "
+                f"of tensors to replace (or {{}} / None), names from {sorted(tensors)}"
+            )
+        unknown = sorted(set(returned) - set(tensors))
+        if unknown:  # a typo would otherwise be ignored silently, step after step
+            raise ValueError(
+                f"callback_on_step_end returned {unknown} at step {step_index}, which this pipeline does not use: "
+                f"return tensors named {sorted(tensors)}"
+            )
+        return returned
 
 
 # ----------------------------------------------------------------------------------------------------------------------
