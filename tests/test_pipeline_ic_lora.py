@@ -203,3 +203,10 @@ def test_conflicting_reference_factors_are_refused(pipe, tmp_path):
     lora = read_lora(tmp_path / "a.safetensors")
     with pytest.raises(ValueError, match="reference_downscale_factor=4, but one loaded before has 2"):
         other.load_ic_lora(LTX2LoRA(lora.layers, metadata={"reference_downscale_factor": "4"}), adapter_name="b")
+
+
+def test_references_without_an_ic_lora_say_so(tmp_path):
+    bare = LTX2AVICLoRAPipeline(**build_tiny_two_stage_pipeline(seed=3).components)
+    bare.set_progress_bar_config(disable=True)
+    with pytest.warns(UserWarning, match=r"no LoRA is loaded in the transformer.*load_ic_lora"):
+        bare("a cat", reference_videos=[(_reference_frames(0), 1.0)], skip_stage_2=True, output_type="latent", **FAST)

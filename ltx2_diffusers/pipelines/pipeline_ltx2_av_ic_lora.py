@@ -11,6 +11,7 @@ One generator draws all noise in the reference's order: stage-1 video (reference
 stage-2 video, stage-2 audio.
 """
 
+import warnings
 from collections.abc import Callable, Sequence
 
 import torch
@@ -184,6 +185,13 @@ class LTX2AVICLoRAPipeline(LTX2AVTwoStagePipelineBase):
             check_upsampler(self.latent_upsampler)
         factor = self.reference_downscale_factor if reference_downscale_factor is None else reference_downscale_factor
         check_reference_inputs(conditioning_attention_strength, conditioning_attention_mask, reference_videos, factor)
+        if reference_videos and not getattr(self.transformer, "peft_config", None):
+            warnings.warn(  # not an error: the reference mechanics run (and are tested) without one
+                "reference_videos are given but no LoRA is loaded in the transformer: it is the IC-LoRA that teaches the "
+                "model to follow reference videos. Load one with pipe.load_ic_lora(path).",
+                UserWarning,
+                stacklevel=2,
+            )
         negative_prompt = preset.negative_prompt if negative_prompt is None else negative_prompt
         prompts, negative_prompts = as_list(prompt), as_list(negative_prompt)
         image_crf = preset.image_crf if image_crf is None else image_crf
