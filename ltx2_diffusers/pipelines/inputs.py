@@ -135,7 +135,7 @@ def _pil_uint8(image: Image.Image, name: str) -> np.ndarray:
     if image.width == 0 or image.height == 0:
         raise ValueError(f"{name} is {image.width}x{image.height}: an image needs at least one pixel")
     if image.mode in ("RGB", "RGBA"):
-        return np.ascontiguousarray(np.asarray(image)[..., :3])  # the reference drops alpha ([..., :3])
+        return np.array(np.asarray(image)[..., :3])  # a writable copy; the reference drops alpha ([..., :3])
     if image.mode.startswith("I;16"):
         return _channels_last_uint8(np.asarray(image).astype(np.uint16), name, frames=False)
     if image.mode == "I":  # 32-bit integers: a 16-bit grey PNG in older Pillow versions, read as 16-bit
