@@ -35,7 +35,7 @@ from .presets import DEFAULT_NEGATIVE_PROMPT, sampling_preset
 from .text_encoding import PromptEmbeddings
 from .validation import check_call_inputs
 
-__all__ = ["DEFAULT_NEGATIVE_PROMPT", "LTX2AVPipeline"]  # DEFAULT_NEGATIVE_PROMPT: utils/tiny_gemma.py imports it here
+__all__ = ["DEFAULT_NEGATIVE_PROMPT", "LTX2AVPipeline"]  # DEFAULT_NEGATIVE_PROMPT: importable from its old home (it lives in presets)
 
 
 class LTX2AVPipeline(LTX2AVPipelineBase):
