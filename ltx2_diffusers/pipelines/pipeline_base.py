@@ -276,6 +276,17 @@ class LTX2AVPipelineBase(PipelineCardMixin, DiffusionPipeline, LTX2LoraLoaderMix
         return with_guidance_scales(sampling_preset(self.model_version, self.kind))
 
     @property
+    def latent_layout(self) -> dict[str, int]:
+        """`prepare_latents`' channel arguments, derived from the components: the transformer's video latent
+        channels, the audio VAE's latent channels and the mel bins each audio token packs."""
+        audio_channels = self.audio_vae.config.latent_channels
+        return {
+            "video_channels": self.transformer.config.in_channels,
+            "audio_channels": audio_channels,
+            "audio_mel_bins": self.transformer.config.audio_in_channels // audio_channels,
+        }
+
+    @property
     def audio_sample_rate(self) -> int:
         return int(self.vocoder.config.output_sampling_rate)
 

@@ -186,9 +186,7 @@ class LTX2AVPipeline(LTX2AVPipelineBase):
             device=device,
             dtype=dtype,
             conditions=conditions,
-            video_channels=self.transformer.config.in_channels,
-            audio_channels=self.audio_vae.config.latent_channels,
-            audio_mel_bins=self.transformer.config.audio_in_channels // self.audio_vae.config.latent_channels,
+            **self.latent_layout,
             video_noise=latents,
             audio_noise=audio_latents,
         )

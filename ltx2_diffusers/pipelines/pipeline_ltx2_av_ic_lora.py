@@ -251,9 +251,7 @@ class LTX2AVICLoRAPipeline(LTX2AVTwoStagePipelineBase):
             device=device,
             dtype=dtype,
             conditions=conditions,
-            video_channels=transformer.config.in_channels,
-            audio_channels=self.audio_vae.config.latent_channels,
-            audio_mel_bins=transformer.config.audio_in_channels // self.audio_vae.config.latent_channels,
+            **self.latent_layout,
             video_noise=latents,
             audio_noise=audio_latents,
         )
