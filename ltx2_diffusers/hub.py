@@ -217,8 +217,10 @@ class FolderKind:
 
 
 def _version_of_transformer_config(config: dict) -> str:
-    # The rule of the pipelines' model_version(): LTX-2.3 has gated attention / prompt projections in the connectors
-    return "2.3" if config.get("gated_attn") or config.get("use_prompt_embeddings") is False else "2.0"
+    """presets' rule on a saved config.json; keys an older diffusers folder leaves out take the class defaults."""
+    from .pipelines.presets import model_version_from_config
+
+    return model_version_from_config({"gated_attn": False, "use_prompt_embeddings": True, **config})
 
 
 def inspect_folder(folder: str | os.PathLike) -> FolderKind:
