@@ -136,6 +136,14 @@ COMMANDS: dict[str, Command] = {
             example='ltx2-diffusers retake "she laughs" -o retake.mp4 --video cat.mp4 --start 0.1 --end 0.3 '
             "--model tiny --steps 2",
         ),
+        Command(
+            "extend",
+            "LTX2AVExtendPipeline",
+            "continue a clip's video AND sound by new frames, forwards or backwards, any number of times",
+            features=frozenset({"steps", "negative", "extend"}),
+            example='ltx2-diffusers extend "the cat jumps off" -o longer.mp4 --video cat.mp4 --new-frames 8 '
+            "--context-frames 9 --extensions 2 --model tiny --steps 2",
+        ),
     )
 }
 
@@ -299,6 +307,15 @@ def _add_common(sub: argparse.ArgumentParser, command: Command) -> None:
             keep = cond.add_mutually_exclusive_group()
             keep.add_argument("--keep-video", action="store_true", help="regenerate the audio only")
             keep.add_argument("--keep-audio", action="store_true", help="regenerate the video only")
+
+    if "extend" in f:  # defaults: LTX2AVExtendPipeline's
+        ext = sub.add_argument_group("extension")
+        ext.add_argument("--video", required=True, help="the clip to extend (its sound is continued too)")
+        ext.add_argument("--new-frames", type=int, help="new frames per extension, a multiple of 8 (default 96)")
+        ext.add_argument("--context-frames", type=int, help="frames the new ones continue, 8k + 1 (default 25)")
+        ext.add_argument("--extensions", type=int, help="extensions in a row (default 1)")
+        ext.add_argument("--backwards", action="store_true", help="add the new frames before the clip")
+        ext.add_argument("--no-audio-context", action="store_true", help="generate the new sound without context")
 
     run = sub.add_argument_group("device")
     run.add_argument("--device", help="torch device (default: cuda if available, else cpu)")

@@ -56,6 +56,16 @@ def call_arguments(args: argparse.Namespace, c: Checked) -> list[tuple[str, obje
         kw += [("video", args.video, "--video"), ("start_time", args.start, "--start"), ("end_time", args.end, "--end")]
         kw += [("regenerate_video", not args.keep_video, "--keep-video")]
         kw += [("regenerate_audio", not args.keep_audio, "--keep-audio")]
+    if "extend" in f:
+        kw += [("video", args.video, "--video"), ("backwards", args.backwards, "--backwards")]
+        kw += [("audio_context", not args.no_audio_context, "--no-audio-context")]
+        for keyword, value, flag in (
+            ("num_frames", args.new_frames, "--new-frames"),
+            ("context_frames", args.context_frames, "--context-frames"),
+            ("num_extensions", args.extensions, "--extensions"),
+        ):
+            if value is not None:
+                kw.append((keyword, value, flag))
     if c.distilled_lora is not None:
         path, scale = c.distilled_lora
         if c.command.name == "hq":  # the HQ pipeline sets the adapter's strength per stage (0.25, then 0.5)

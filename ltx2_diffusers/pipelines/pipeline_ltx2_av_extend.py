@@ -90,10 +90,12 @@ def read_clip(
     frame_rate: float | None,
     audio: AudioInput | None,
     audio_sample_rate: int | None,
+    name: str = "video",
 ) -> Clip:
     """The clip to extend, from a file (frames, fps and its first audio stream), frames with `audio` at
     `audio_sample_rate`, or a pipeline's output (its first video and soundtrack; `frame_rate` is needed). A given
-    `frame_rate` must equal a file's own: the new frames are generated at the clip's rate."""
+    `frame_rate` must equal a file's own: the new frames are generated at the clip's rate. `name`: the argument's
+    name in errors."""
     if isinstance(video, LTX2PipelineOutput):
         if audio is not None or audio_sample_rate is not None:
             raise ValueError("pass audio / audio_sample_rate only with frames; a pipeline output holds its own audio")
@@ -103,7 +105,7 @@ def read_clip(
         if not isinstance(frames, list | np.ndarray) or video.audio_sample_rate is None:
             raise ValueError("a pipeline output to extend must be decoded: output_type 'pil', 'np' or 'pt'")
         video, audio, audio_sample_rate = frames, video.audio[0], video.audio_sample_rate
-    pixels, file_fps = video_frames(video, name="video")
+    pixels, file_fps = video_frames(video, name=name)
     if file_fps is not None:
         if frame_rate is not None and not math.isclose(frame_rate, file_fps, rel_tol=1e-6):
             raise ValueError(
@@ -115,7 +117,7 @@ def read_clip(
         frame_rate = file_fps
         with av.open(str(video)) as container:
             if container.streams.audio:
-                audio, audio_sample_rate = audio_waveform(video, name="video")
+                audio, audio_sample_rate = audio_waveform(video, name=name)
     elif frame_rate is None:
         raise ValueError("frame_rate is needed with frames or a pipeline output (a file says its own)")
     if audio is None:
