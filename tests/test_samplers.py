@@ -6,8 +6,10 @@ and partly conditioned tokens, in float32 and bfloat16. Ours run on the same inp
 deterministic Euler and res2s samplers are checked against the same file.
 """
 
+import inspect
 import json
 from functools import partial
+from importlib import import_module
 from pathlib import Path
 
 import pytest
@@ -114,3 +116,58 @@ def test_bad_settings_are_refused(goldens):
         cfg_pp_sample(lambda samples, sigma, with_uncond: toy_model(samples, sigma), streams, goldens["sigmas"])
     with pytest.raises(ValueError, match=r"adds noise: pass noise"):
         euler_ancestral_step(torch.ones(1), torch.ones(1), torch.tensor(0.5), torch.tensor(0.2), None, 1.0, 1.0)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Through `denoise`, on a tiny transformer with an image-conditioned first latent frame
+
+
+@pytest.fixture(scope="module")
+def tiny_denoise():
+    from _transformer_helpers import OUR_CONFIGS, init_every_parameter
+    from helpers.pipelines import make_contexts, make_states
+
+    from ltx2_diffusers.models.transformer_ltx2 import LTX2VideoTransformer3DModel
+    from ltx2_diffusers.pipelines.denoising import denoise
+
+    transformer = LTX2VideoTransformer3DModel(**OUR_CONFIGS["ltx2"]).eval()
+    init_every_parameter(transformer, 0)
+    video, audio = make_states(1, "image")
+    return partial(denoise, transformer, video, audio, make_contexts(1)), video
+
+
+def test_denoise_runs_euler_ancestral(tiny_denoise, goldens):
+    from ltx2_diffusers.pipelines.guidance import GuidanceScales
+
+    run, video = tiny_denoise
+    sigmas, neutral = goldens["sigmas"][:5], GuidanceScales()
+    with torch.no_grad():
+        ancestral, _ = run(sigmas, neutral, neutral, sampler=partial(euler_ancestral_sample, noise_seed=10010))
+        no_noise, _ = run(sigmas, neutral, neutral, sampler=partial(euler_ancestral_sample, eta=0.0))
+        euler, _ = run(sigmas, neutral, neutral)
+    frozen = video.denoise_mask[0, :, 0] == 0
+    assert int(frozen.sum()) == 12  # the image's latent frame: 3 x 4 tokens
+    torch.testing.assert_close(ancestral.latent[:, frozen], video.clean_latent[:, frozen], rtol=0, atol=0)
+    torch.testing.assert_close(no_noise.latent, euler.latent, rtol=0, atol=1e-5)  # eta = 0 is Euler (rounding)
+    assert (ancestral.latent - euler.latent).abs().max() > 0.1
+
+
+@pytest.mark.skipif(
+    "with_uncond" not in inspect.signature(import_module("ltx2_diffusers.pipelines.denoising").guided_x0).parameters,
+    reason="needs the pipelines/denoising.py hunk (guided_x0 / guided_model with_uncond) from the extend helper's report",
+)
+def test_denoise_runs_cfg_pp_with_the_unconditional_prediction(tiny_denoise, goldens):
+    from ltx2_diffusers.pipelines.guidance import GuidanceScales
+
+    run, video = tiny_denoise
+    sigmas, guided = goldens["sigmas"][:5], GuidanceScales(cfg=3.0)
+    with torch.no_grad():
+        cfg_pp, _ = run(sigmas, guided, guided, sampler=partial(cfg_pp_sample, eta=0.0))
+        euler, _ = run(sigmas, guided, guided)
+        frozen = video.denoise_mask[0, :, 0] == 0
+        # eta = 0 draws no noise, so (as the reference) nothing re-blends after the step: frozen tokens (x0 = x at
+        # their sigma 0) stay clean up to float32 rounding of alpha x0 + alpha sigma' d
+        torch.testing.assert_close(cfg_pp.latent[:, frozen], video.clean_latent[:, frozen], rtol=0, atol=2e-6)
+        assert (cfg_pp.latent - euler.latent).abs().max() > 1e-3  # steps along the uncond direction, not Euler's
+        with pytest.raises(ValueError, match=r"steps along the unconditional prediction, which runs only when"):
+            run(sigmas, GuidanceScales(), GuidanceScales(), sampler=cfg_pp_sample)
