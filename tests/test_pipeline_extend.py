@@ -165,6 +165,40 @@ def test_stitch_keeps_the_clip_and_takes_the_new_part():
     torch.testing.assert_close(joined.audio, torch.arange(11000.0)[None].expand(2, -1) / 1e4, rtol=0, atol=0)
 
 
+def test_clip_forms_and_sample_rates():
+    """A previous output ("pt" frames) reads back as uint8 frames; mono audio becomes stereo; another rate is
+    resampled to the vocoder's; a clip without sound gets silence as long as its video."""
+    from ltx2_diffusers import LTX2PipelineOutput
+    from ltx2_diffusers.pipelines.pipeline_ltx2_av_extend import read_clip, with_sample_rate
+
+    frames = distinct_frames(9)
+    output = LTX2PipelineOutput(
+        frames=torch.from_numpy(frames).permute(0, 3, 1, 2)[None].float() / 255, audio=tone(9000)[None],
+        audio_sample_rate=RATE,
+    )  # fmt: skip
+    clip = read_clip(output, FPS, None, None)
+    np.testing.assert_array_equal(clip.frames, frames)
+    assert clip.audio.shape == (2, 9000) and clip.sample_rate == RATE
+    mono = read_clip(frames, FPS, tone(18000)[0].numpy(), 48000)
+    assert mono.audio.shape == (2, 18000) and torch.equal(mono.audio[0], mono.audio[1])
+    assert with_sample_rate(mono, RATE).audio.shape == (2, 9000)
+    silent = with_sample_rate(read_clip(frames, FPS, None, None), RATE)
+    assert silent.audio.shape == (2, 9000) and not silent.audio.any()
+
+
+def test_diffusers_resolves_the_saved_class_name():
+    """save_pretrained records `_class_name` "LTX2AVExtendPipeline": diffusers must find this class, whose components
+    are the one-stage pipeline's."""
+    import diffusers
+
+    from ltx2_diffusers import LTX2AVPipeline
+
+    assert diffusers.LTX2AVExtendPipeline is LTX2AVExtendPipeline
+    assert LTX2AVExtendPipeline._get_signature_keys(LTX2AVExtendPipeline) == LTX2AVPipeline._get_signature_keys(
+        LTX2AVPipeline
+    )
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # (3) Masks, frozen tokens, flat memory
 
