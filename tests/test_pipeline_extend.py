@@ -311,3 +311,28 @@ def test_cli_extend_writes_the_longer_clip(tmp_path, capsys):
         assert sum(1 for _ in container.decode(video=0)) == 33
     assert main([*argv, "--new-frames", "10"]) == 2
     assert "num_frames=10 new frames is not a multiple of 8" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("model_version", ["2.0", "2.3"])
+def test_bf16_on_gpu_and_model_cpu_offload_agree(model_version, clip_17):
+    """On CUDA in bf16 (noise drawn on the GPU, the clip kept on the CPU): the input comes back exactly, and model CPU
+    offload gives the same clip as everything resident."""
+    frames, audio = clip_17
+    call = dict(frame_rate=FPS, audio=audio, audio_sample_rate=RATE, num_extensions=2, output_type="pt", **SHORT)
+
+    def extend_on(pipe):
+        return pipe(frames, "a cat", generator=torch.Generator("cuda").manual_seed(0), **call)
+
+    components = build_tiny_pipeline(model_version=model_version).components
+    resident = extend_on(LTX2AVExtendPipeline(**components).to("cuda", torch.bfloat16))
+    assert resident.frames.shape == (1, 33, 3, SIZE, SIZE) and resident.frames.device.type == "cpu"
+    assert resident.audio.shape == (1, 2, round(33 / FPS * resident.audio_sample_rate))
+    kept = (resident.frames[0, :17].permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()
+    np.testing.assert_array_equal(kept, frames)
+    assert torch.isfinite(resident.audio).all()
+    offloaded = LTX2AVExtendPipeline(**build_tiny_pipeline(model_version=model_version).components).to(torch.bfloat16)
+    offloaded.enable_model_cpu_offload()
+    again = extend_on(offloaded)
+    torch.testing.assert_close(again.frames, resident.frames, rtol=0, atol=0)
+    torch.testing.assert_close(again.audio, resident.audio, rtol=0, atol=0)
