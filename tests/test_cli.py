@@ -39,8 +39,9 @@ def _subcommand_argv(name: str, inputs: dict[str, Path]) -> list[str]:
         "keyframes": ["--steps", "1", "--keyframe", f"{inputs['image']}:0", "--keyframe", f"{inputs['image']}:8"],
         "audio-to-video": ["--steps", "1", "--audio", str(inputs["clip"])],
         "retake": ["--steps", "1", "--video", str(inputs["clip"]), "--start", "0.1", "--end", "0.3"],
+        "extend": ["--steps", "1", "--video", str(inputs["clip"]), "--new-frames", "8", "--context-frames", "9"],
     }[name]
-    size = ["--model", "tiny"] if name == "retake" else SMALL
+    size = ["--model", "tiny"] if name in ("retake", "extend") else SMALL
     return [name, "a cat", *size, *extra]
 
 
@@ -66,14 +67,18 @@ def test_every_subcommand_writes_a_clip_with_sound(name, inputs, tmp_path, capsy
     path = tmp_path / "out" / f"{name}.mp4"  # the folder does not exist yet: the CLI creates it
     assert main([*_subcommand_argv(name, inputs), "-o", str(path), "--seed", "3"]) == 0
     out = capsys.readouterr()
-    assert out.out.startswith(f"wrote {path}: 9 frames of 64x64 at 24 fps (0.38 s), stereo audio at 24000 Hz"), out
+    frames, seconds = (17, "0.71") if name == "extend" else (9, "0.38")  # extend: the 9-frame clip + 8 new frames
+    assert out.out.startswith(
+        f"wrote {path}: {frames} frames of 64x64 at 24 fps ({seconds} s), stereo audio at 24000 Hz"
+    ), out
     assert "denoising: 100%" in out.err
     info = _read_back(path)
-    assert info["codecs"] == ("h264", "aac") and info["size"] == (64, 64) and info["frames"] == 9
+    assert info["codecs"] == ("h264", "aac") and info["size"] == (64, 64) and info["frames"] == frames
     assert info["rate"] == 24000 and info["channels"] == 2
     # 9 frames at 24 fps: round(9 / 24 * 25) = 9 audio latents -> 33 mel frames -> 7920 samples (audio-to-video and
-    # retake return the 0.375 s input track: 9000); AAC adds up to a frame of padding and its priming
-    assert 7920 - 1024 <= info["samples"] <= 9000 + 2048, info["samples"]
+    # retake return the 0.375 s input track: 9000; extend the input's 9000 + 8000 new); AAC adds up to a frame of
+    # padding and its priming
+    assert 7920 - 1024 <= info["samples"] - (8000 if name == "extend" else 0) <= 9000 + 2048, info["samples"]
     assert info["std"] > 1.0  # random weights, but not a blank clip
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no temporary file left beside it
 

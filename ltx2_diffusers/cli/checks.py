@@ -76,6 +76,8 @@ def check_args(args: argparse.Namespace) -> Checked:
     checked = Checked(command, _check_model(args, command), _check_output(args.output))
     if command.height is not None:
         checked.frames, checked.height, checked.width, checked.fps = _check_size(args, command)
+    elif "extend" in command.features:
+        checked.frames, checked.height, checked.width, checked.fps = _check_extend(args)
     else:
         checked.frames, checked.height, checked.width, checked.fps = _check_retake(args)
     _check_size_guard(args, checked)
@@ -299,6 +301,23 @@ def _check_retake(args: argparse.Namespace) -> tuple[int, int, int, float]:
             f"{args.end:g} s: the window [{args.start:g}, {args.end:g}) is empty; --end must be greater than --start",
         )
     return frames, height, width, fps
+
+
+def _check_extend(args: argparse.Namespace) -> tuple[int, int, int, float]:
+    """The --video clip read and checked as the extension will read it (context, new frames, soundtrack); the
+    size checks then see one segment, context + new frames at the clip's size, and the clip's fps."""
+    import inspect
+
+    from ..pipelines.pipeline_ltx2_av_extend import LTX2AVExtendPipeline, check_extension, read_clip
+
+    if not os.path.isfile(args.video):
+        raise CLIError("--video", f"{args.video}: no such file")
+    clip = read_clip(args.video, None, None, None, name="--video")
+    defaults = inspect.signature(LTX2AVExtendPipeline.__call__).parameters  # the flags' defaults are the call's
+    context = defaults["context_frames"].default if args.context_frames is None else args.context_frames
+    new = defaults["num_frames"].default if args.new_frames is None else args.new_frames
+    check_extension(clip, context, new, args.backwards, not args.no_audio_context, "pil")
+    return context + new, *clip.frames.shape[1:3], clip.frame_rate
 
 
 # ----------------------------------------------------------------------------------------------------------------------

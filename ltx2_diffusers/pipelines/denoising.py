@@ -274,11 +274,13 @@ def guided_x0(
     plan: GuidancePlan,
     video_guidance: GuidanceScales,
     audio_guidance: GuidanceScales,
-) -> tuple[Tensor, Tensor]:
+    with_uncond: bool = False,
+) -> tuple[Tensor, ...]:
     """Guided video and audio x0 at `sigma`: every pass of `plan` in ONE transformer call, then per-modality guidance.
 
     Equal to running the passes as separate calls (ltx-pipelines' `multi_modal_guider_denoising_func`), up to kernel
-    differences between batch sizes.
+    differences between batch sizes. with_uncond: also the unconditional pass's raw video and audio x0, after the
+    guided ones (CFG++ steps along them).
     """
     video_x0, audio_x0 = transformer_x0(
         transformer,
@@ -289,7 +291,15 @@ def guided_x0(
         sigma,
         plan.perturbations,
     )
-    return plan.guide(video_x0, video_guidance), plan.guide(audio_x0, audio_guidance)
+    guided = plan.guide(video_x0, video_guidance), plan.guide(audio_x0, audio_guidance)
+    if not with_uncond:
+        return guided
+    if "uncond" not in plan.passes:
+        raise ValueError(
+            "the sampler (CFG++) steps along the unconditional prediction, which runs only when a guidance scale has "
+            "cfg != 1: pass GuidanceScales(cfg=...) with cfg != 1"
+        )
+    return (*guided, video_x0[plan.samples_of("uncond")], audio_x0[plan.samples_of("uncond")])
 
 
 def guided_model(
@@ -308,7 +318,7 @@ def guided_model(
     batch_size, device = video.latent.shape[0], video.latent.device
     calls, last_x0 = 0, None
 
-    def model_x0(samples: tuple[Tensor, ...], sigma: float) -> tuple[Tensor, Tensor]:
+    def model_x0(samples: tuple[Tensor, ...], sigma: float, with_uncond: bool = False) -> tuple[Tensor, ...]:
         nonlocal calls, last_x0
         video_scales, audio_scales = guidance_at(video_guidance, sigma), guidance_at(audio_guidance, sigma)
         plan = plan_guidance(video_scales, audio_scales, calls, batch_size, device)
@@ -317,7 +327,15 @@ def guided_model(
             step_video, step_audio = replace(video, latent=samples[0]), replace(audio, latent=samples[1])
             sigma_tensor = torch.tensor(sigma, dtype=torch.float32, device=device)
             last_x0 = guided_x0(
-                transformer, step_video, step_audio, contexts, sigma_tensor, plan, video_scales, audio_scales
+                transformer,
+                step_video,
+                step_audio,
+                contexts,
+                sigma_tensor,
+                plan,
+                video_scales,
+                audio_scales,
+                with_uncond,
             )
         elif last_x0 is None:
             raise ValueError(f"step {calls - 1} reuses the previous guided prediction (skip_step) but none exists yet")
