@@ -73,4 +73,3 @@ class DistributedDecode:
             return tile
 
         return tiled_decode_chunks(shared_tile, latents, config, scale_t, scale_s)
-

@@ -63,8 +63,12 @@ def forward_inputs(batch_size: int = 3, seed: int = 1) -> dict:
         "width": 3,
         "video_self_attention_mask": weights,
         "perturbations": Perturbations(
-            video_stg_blocks=(1,), audio_stg_blocks=(1,), video_stg_mask=stg, audio_stg_mask=stg,
-            skip_a2v_mask=skip, skip_v2a_mask=skip,
+            video_stg_blocks=(1,),
+            audio_stg_blocks=(1,),
+            video_stg_mask=stg,
+            audio_stg_mask=stg,
+            skip_a2v_mask=skip,
+            skip_v2a_mask=skip,
         ),  # fmt: skip
         "return_dict": False,
     }
@@ -79,8 +83,8 @@ def single_process_results() -> dict[str, torch.Tensor]:
 
 
 def tiny_tiled_vae():
-    from ltx2_diffusers.pipelines.tiny import TINY_VAE_CONFIG
     from ltx2_diffusers import AutoencoderKLLTX2Video
+    from ltx2_diffusers.pipelines.tiny import TINY_VAE_CONFIG
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(5)
