@@ -11,7 +11,7 @@ import torch.distributed as dist
 
 from tests.helpers.parallel import forward_inputs, parallel_transformer, run_cases, single_process_results
 
-EXACT_CASES = ["ulysses", "decode"]
+EXACT_CASES = ["ulysses", "decode", "pipeline"]
 
 
 @pytest.fixture(scope="module")
@@ -24,14 +24,14 @@ def _check(results: list[dict], expected: dict, case: str, exact: bool) -> None:
         got = result[case]
         for name, value in got.items():
             want = expected["video" if name == "video_after_remove" else name]
-            if exact or name == "video_after_remove" or name == "decoded":
+            if exact or name in ("video_after_remove", "decoded"):
                 assert torch.equal(value, want), f"{case}, rank {rank}: {name} differs from one process"
             else:
                 torch.testing.assert_close(value, want, atol=1e-5, rtol=1e-5, msg=f"{case}, rank {rank}: {name}")
 
 
 def test_two_processes(tmp_path, expected):
-    cases = ["ulysses", "ring", "guidance", "decode"]
+    cases = ["ulysses", "ring", "guidance", "decode", "pipeline", "pipeline_sharded"]
     results = run_cases(2, cases, tmp_path)
     for case in cases:
         _check(results, expected, case, exact=case in EXACT_CASES)

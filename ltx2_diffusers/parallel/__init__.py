@@ -1,6 +1,6 @@
 """Several processes on one generation, on torch.distributed (gloo on CPU, NCCL on CUDA): context parallel over the
 video and audio tokens (`context.py`), guidance parallel over the passes of a guided step (`guidance.py`) and the
-video VAE's tiles spread over the ranks (`decode.py`).
+video VAE's tiles spread over the ranks (`decode.py`), and the weights sharded over the ranks (`sharding.py`).
 
     torchrun --nproc_per_node 4 my_script.py      # in the script:
     torch.distributed.init_process_group()
@@ -13,12 +13,14 @@ consecutive ranks (keep it inside one machine) and the guidance groups run acros
 
 from dataclasses import dataclass, field
 
+import torch
 import torch.distributed as dist
 from torch import nn
 
 from .context import MODES, ContextParallel
 from .decode import DistributedDecode
 from .guidance import GuidanceParallel
+from .sharding import ShardedWeights
 
 
 @dataclass
@@ -77,11 +79,13 @@ def enable_parallelism(
     transformer: nn.Module,
     vae: nn.Module | None = None,
     *,
+    text_encoder: nn.Module | None = None,
     context_degree: int | None = None,
     guidance_degree: int = 1,
     mode: str = "ulysses",
     config=None,
     decode: bool = True,
+    shard_weights: bool = False,
 ) -> Parallelism:
     """Split one generation over all processes of the default group.
 
@@ -91,6 +95,7 @@ def enable_parallelism(
     config: diffusers' `ContextParallelConfig(ulysses_degree=...)` / `(ring_degree=...)` (or a `ParallelConfig`
         holding one) instead of context_degree and mode.
     decode: spread the video VAE's tiles over all processes.
+    shard_weights: shard the transformer's blocks (and `text_encoder`'s layers) over all processes (FSDP2).
     """
     if config is not None:
         if context_degree is not None:
@@ -111,6 +116,10 @@ def enable_parallelism(
             plan.parts.append(ContextParallel(transformer, context_group, mode))
         if decode and vae is not None and dist.get_world_size() > 1:
             plan.parts.append(DistributedDecode(vae, None))
+        if shard_weights and dist.get_world_size() > 1:
+            device_type = "cuda" if next(transformer.parameters()).is_cuda or torch.cuda.is_available() else "cpu"
+            modules = [transformer] + ([text_encoder] if text_encoder is not None else [])
+            plan.parts.append(ShardedWeights(modules, None, device_type))
     except Exception:
         plan.remove()
         raise

@@ -79,7 +79,26 @@ def single_process_results() -> dict[str, torch.Tensor]:
     """What every case must reproduce."""
     transformer = parallel_transformer()
     video, audio = transformer(**forward_inputs())
-    return {"video": video, "audio": audio, "decoded": tiled_decode()}
+    pipeline_video, pipeline_audio = run_tiny_pipeline(tiny_pipeline())
+    return {
+        "video": video, "audio": audio, "decoded": tiled_decode(),
+        "pipeline_video": pipeline_video, "pipeline_audio": pipeline_audio,
+    }  # fmt: skip
+
+
+def tiny_pipeline():
+    from ltx2_diffusers.pipelines.tiny import build_tiny_pipeline
+
+    return build_tiny_pipeline(seed=0)
+
+
+def run_tiny_pipeline(pipe) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two steps with the LTX-2 default guidance (4 passes a step: CFG, STG, modality isolation), decoded."""
+    out = pipe(
+        "a cat", num_frames=9, height=64, width=64, num_inference_steps=2, output_type="pt",
+        generator=torch.Generator().manual_seed(0),
+    )  # fmt: skip
+    return out.frames, out.audio
 
 
 def tiny_tiled_vae():
@@ -113,6 +132,15 @@ def _run_case(case: str) -> dict[str, torch.Tensor]:
             return {"decoded": tiled_decode(vae)}
         finally:
             plan.remove()
+    if case.startswith("pipeline"):  # pipeline: context parallel; pipeline_sharded: guidance parallel + FSDP2
+        pipe = tiny_pipeline()
+        if case == "pipeline":
+            plan = pipe.enable_parallelism(context_degree=world)
+        else:
+            plan = pipe.enable_parallelism(context_degree=1, guidance_degree=world, shard_weights=True)
+        video, audio = run_tiny_pipeline(pipe)
+        plan.remove()
+        return {"pipeline_video": video, "pipeline_audio": audio}
     transformer = parallel_transformer()
     kind, _, arg = case.partition(":")
     if kind == "guidance":
