@@ -89,6 +89,8 @@ class Attention(nn.Module):
         self.to_gate_logits = nn.Linear(query_dim, heads) if gated else None
         self.to_qkv: nn.Linear | None = None  # set by fuse_projections (self-attention)
         self.to_kv: nn.Linear | None = None  # set by fuse_projections (cross-attention)
+        # set by ltx2_diffusers.parallel.context: (q, k, v, mask) -> out, when q and k are pieces of split sequences
+        self.parallel_attention = None
 
     def fuse_projections(self, self_attention: bool) -> None:
         """Replace to_q/to_k/to_v (self-attention) or to_k/to_v (cross-attention) by one linear layer: one GEMM
@@ -161,7 +163,10 @@ class Attention(nn.Module):
         if rope is not None:
             q = apply_rope(q, *rope, self.rope_type)
             k = apply_rope(k, *(rope if context_rope is None else context_rope), self.rope_type)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        if self.parallel_attention is None:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        else:
+            out = self.parallel_attention(q, k, v, mask)
         if keep is not None:
             # v + keep * (out - v), as a lerp: exact at keep = 0 and 1, and no branch on values (one compiled graph)
             out = torch.lerp(v, out, keep)

@@ -345,6 +345,7 @@ class AutoencoderKLLTX2Video(FromLTX2SingleFileMixin, ModelCardMixin, ModelMixin
         self.temporal_compression_ratio = temporal_compression_ratio or 2 ** sum("spatial" != t for t, s in used if s)
         self.use_slicing = False
         self.use_tiling: bool | None = None  # None: tile clips larger than tiling.auto_min_pixels
+        self.distributed_decode = None
         self.tiling = VideoTilingConfig()
 
     # ---- tiling switches -------------------------------------------------------------------------------------------
@@ -488,7 +489,9 @@ class AutoencoderKLLTX2Video(FromLTX2SingleFileMixin, ModelCardMixin, ModelMixin
 
     def _tiled_chunks(self, z: Tensor, temb: Tensor | None, causal: bool | None, generator) -> Iterator[Tensor]:
         """float32 chunks (views of the accumulation buffers)."""
-        return tiled_decode_chunks(
+        # ltx2_diffusers.parallel.decode sets `distributed_decode`: the same tiles, spread over ranks, blended alike
+        tile_chunks = tiled_decode_chunks if self.distributed_decode is None else self.distributed_decode
+        return tile_chunks(
             lambda tile: self.decoder(tile, temb, generator, causal),
             z,
             self.tiling,

@@ -290,6 +290,31 @@ class LTX2AVPipelineBase(PipelineCardMixin, DiffusionPipeline, LTX2LoraLoaderMix
     def audio_sample_rate(self) -> int:
         return int(self.vocoder.config.output_sampling_rate)
 
+    def enable_parallelism(
+        self,
+        context_degree: int | None = None,
+        guidance_degree: int = 1,
+        mode: str = "ulysses",
+        config=None,
+        decode: bool = True,
+        shard_weights: bool = False,
+    ):
+        """Split each generation over the processes of `torchrun --nproc_per_node N` (torch.distributed initialised):
+        video and audio tokens over `context_degree` ranks ("ulysses": exact; "ring"), the passes of a guided step
+        over `guidance_degree` ranks, the video VAE's tiles over all ranks, and with `shard_weights` the
+        transformer's blocks and Gemma's layers sharded over all ranks (FSDP2) so that the model fits on cards too
+        small for it. `config` takes diffusers' `ContextParallelConfig` instead of context_degree / mode. Every rank
+        returns the whole output. Returns the handle; `.remove()` switches it off (sharding stays). docs/parallel.md.
+        """
+        from ..parallel import enable_parallelism
+
+        text_encoder = getattr(self, "text_encoder", None) if shard_weights else None
+        self._parallelism = enable_parallelism(
+            self.transformer, getattr(self, "vae", None), text_encoder=text_encoder, context_degree=context_degree,
+            guidance_degree=guidance_degree, mode=mode, config=config, decode=decode, shard_weights=shard_weights,
+        )  # fmt: skip
+        return self._parallelism
+
     # Convenience wrappers over the stage functions, for callers that hold a pipeline
 
     @torch.no_grad()
