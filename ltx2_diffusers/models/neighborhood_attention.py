@@ -4,8 +4,9 @@ Every query at (t, h, w) attends to the K_t x K_h x K_w keys of a window that is
 **shifted inward** at the borders, so it always holds K keys per axis (trap 15): on an axis of length L the window of
 query i starts at clamp(i - K // 2, 0, L - K). Non-causal, no dilation, scale 1 (the decoder scales q itself).
 
-Two paths: NATTEN's `na3d` when the package is importable and the tensors are on CUDA, and a pure-torch path
-(the CPU and test reference) that runs SDPA over query blocks against the union of their windows with an exact mask.
+Two paths: NATTEN's `na3d` when the package is importable and the tensors are on CUDA, and pure torch (the CPU and
+test reference). The pure-torch path gathers each query's K_t K_h K_w keys when that fits a memory budget (exact and
+cheap for small kernels), else runs SDPA over query blocks against the union of their windows with an exact mask.
 """
 
 import torch
@@ -17,8 +18,9 @@ try:  # optional: `pip install natten` (CUDA wheels); never needed for correctne
 except ImportError:
     natten = None
 
-# Query block of the pure-torch path, (T, H, W): ~1k queries against ~3k keys per SDPA call with the released kernels.
+# Query block of the blocked-SDPA path, (T, H, W): ~1k queries against ~3k keys per SDPA call with 3x7x7 kernels.
 QUERY_BLOCK: tuple[int, int, int] = (4, 16, 16)
+GATHER_BUDGET_BYTES = 256 << 20  # gathered keys + values of one chunk of query frames
 
 
 def natten_available() -> bool:
@@ -52,15 +54,45 @@ def _axis_blocks(length: int, kernel: int, block: int) -> list[tuple[slice, slic
     ]
 
 
+def neighborhood_attention_gather(query: Tensor, key: Tensor, value: Tensor, kernel_size: tuple[int, int, int],
+                                  frames_per_chunk: int) -> Tensor:
+    """Pure-torch na3d by gathering every query's window: scores (..., K) = q . k_window, softmax in float32.
+    Shapes as `neighborhood_attention_torch`; `frames_per_chunk` query frames at a time bound the gathered memory."""
+    _, t, h, w, _, _ = query.shape
+    windows = []  # (L, K) key index per query position and window offset, per axis
+    for length, kernel in zip((t, h, w), kernel_size, strict=True):
+        kernel = min(kernel, length)
+        windows.append(window_starts(length, kernel, query.device)[:, None] + torch.arange(kernel, device=query.device))
+    key_flat, value_flat = key.flatten(1, 3), value.flatten(1, 3)  # (B, T H W, heads, head_dim)
+    out = torch.empty_like(value)
+    for t0 in range(0, t, frames_per_chunk):
+        at = windows[0][t0:t0 + frames_per_chunk]
+        index = (at[:, None, None, :, None, None] * h + windows[1][None, :, None, None, :, None]) * w
+        index = (index + windows[2][None, None, :, None, None, :]).flatten(3)  # (tq, H, W, K)
+        keys = key_flat.index_select(1, index.flatten()).unflatten(1, index.shape)  # (B, tq, H, W, K, heads, d)
+        scores = torch.einsum("bthwnd,bthwknd->bthwnk", query[:, t0:t0 + len(at)], keys)
+        weights = scores.float().softmax(dim=-1).to(value.dtype)
+        values = value_flat.index_select(1, index.flatten()).unflatten(1, index.shape)
+        out[:, t0:t0 + len(at)] = torch.einsum("bthwnk,bthwknd->bthwnd", weights, values)
+    return out
+
+
 def neighborhood_attention_torch(
     query: Tensor, key: Tensor, value: Tensor, kernel_size: tuple[int, int, int],
-    query_block: tuple[int, int, int] = QUERY_BLOCK,
+    query_block: tuple[int, int, int] = QUERY_BLOCK, gather_budget_bytes: int = GATHER_BUDGET_BYTES,
 ) -> Tensor:
     """Pure-torch na3d. query/key/value: (B, T, H, W, heads, head_dim), q already scaled; returns the same shape.
 
-    Exact, not approximate: each block's mask is the product of the three 1-D window masks, so a key outside a query's
-    window gets no weight, and every query has K_t K_h K_w keys inside the block's key region."""
+    Gathers the windows (`neighborhood_attention_gather`) when one query frame's keys and values fit
+    `gather_budget_bytes`; else SDPA per query block against the union of the block's windows, with the product of
+    the three 1-D window masks: exact as well, since a key outside a query's window gets no weight."""
     batch, *grid, heads, head_dim = query.shape
+    window = 1
+    for length, kernel in zip(grid, kernel_size, strict=True):
+        window *= min(kernel, length)
+    frame_bytes = 2 * batch * grid[1] * grid[2] * window * heads * head_dim * value.element_size()
+    if frame_bytes <= gather_budget_bytes:
+        return neighborhood_attention_gather(query, key, value, kernel_size, gather_budget_bytes // frame_bytes)
     out = torch.empty_like(value)
     blocks = [_axis_blocks(length, k, b) for length, k, b in zip(grid, kernel_size, query_block, strict=True)]
     for tq, tk in blocks[0]:
