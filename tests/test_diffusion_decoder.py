@@ -136,6 +136,41 @@ def test_tiling_with_one_tile_per_axis_equals_untiled(models):
     torch.testing.assert_close(tiled, untiled, atol=0, rtol=0)
 
 
+def test_swiglu_in_token_chunks_equals_one_pass(models, monkeypatch):
+    _, ours = models
+    mlp, x = ours.decoder.diff_blocks[0].mlp, torch.randn(2, 3, 5, 7, 16)
+    with torch.no_grad():
+        whole = mlp(x)
+        monkeypatch.setattr(type(mlp), "TOKENS_PER_CHUNK", 32)
+        torch.testing.assert_close(mlp(x), whole, atol=1e-6, rtol=0)
+
+
+def test_bf16_tiled_decode_accumulates_in_float16(models):
+    """The dtype plumbing of a bf16 decode: noise in bf16, tiles blended in float16 (as the reference), bf16 out,
+    close to the float32 decode."""
+    _, ours = models
+    decoder = LTX2VideoDiffusionDecoderModel(**TINY).to(torch.bfloat16).eval()
+    decoder.load_state_dict(ours.state_dict())
+    z, tiling = torch.randn(1, 16, 3, 3, 3), DiffusionDecodeTiling(width=64, width_overlap=32)
+    with torch.no_grad():
+        half = diffusion_decode_video(decoder, z, torch.Generator().manual_seed(2), tiling=tiling)
+        full = diffusion_decode_video(ours, z, torch.Generator().manual_seed(2), tiling=tiling)
+    assert half.shape == (1, 3, 17, 96, 96) and half.dtype == torch.bfloat16
+    assert (half.float() - full).abs().mean() < 0.05  # bf16 noise differs from float32 noise only by rounding
+
+
+def test_batch_of_two_decodes_each_sample_with_its_noise(models):
+    _, ours = models
+    z = torch.randn(2, 16, 3, 3, 3)
+    with torch.no_grad():
+        both = diffusion_decode_video(ours, z, torch.Generator().manual_seed(5))
+        noise = torch.randn(2, 3, 17, 96, 96, generator=torch.Generator().manual_seed(5))
+        context = ours.decoder.stage_4(ours.decoder.stages_1_to_3(torch.cat([z, z[:, :, -1:], z[:, :, -1:]], 2)), True)
+        timesteps = torch.tensor([[1.0, 0.5]])
+        second = ours.denoise(context[1:, :17], noise[1:], timesteps)
+    torch.testing.assert_close(both[1:], second, atol=1e-5, rtol=0)
+
+
 def test_trapezoid_masks_of_overlapping_tiles_sum_to_one():
     left, right = trapezoid_mask(12, 0, 4), trapezoid_mask(12, 4, 0)
     torch.testing.assert_close(left[-4:] + right[:4], torch.ones(4))
