@@ -1,10 +1,14 @@
 """The LTX-2.5 diffusion video decoder: diffusers 0.42.1's format both ways with equal outputs, the pure-torch
 neighbourhood attention against brute force, tiling, original-format keys, and every error."""
 
+import json
+
 import pytest
 import torch
 import torch.nn.functional as F
 from diffusers import LTX2VideoDiffusionDecoderModel as DiffusersDecoder
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from ltx2_diffusers.loaders import diffusion_decoder_keys
 from ltx2_diffusers.models.diffusion_video_decoder import LTX2VideoDiffusionDecoderModel
@@ -211,6 +215,37 @@ def test_original_format_round_trip_is_exact_without_gates(models, prefix):
     assert all(torch.equal(back[k], v) for k, v in ours.state_dict().items())
     again = diffusion_decoder_keys.diffusers_to_original(back, prefix=prefix)
     assert again.keys() == original.keys() and all(torch.equal(again[k], v) for k, v in original.items())
+
+
+def test_original_file_converts_both_ways_byte_identically_and_loads(models, tmp_path):
+    """A tiny split-layout VAE file (decoder + statistics + the conv encoder's keys, metadata config.vae) -> our model
+    -> the same file, byte for byte."""
+    _, ours = models
+    vae = diffusion_decoder_keys.config_to_original(ours.config)
+    tensors = {**_original(ours, gates=False, prefix=""), "encoder.conv_in.conv.weight": torch.randn(4, 3)}
+    metadata = {"config": json.dumps({"vae": vae}), "model_version": "2.5.0"}
+    save_file(tensors, str(tmp_path / "vae.safetensors"), metadata=metadata)
+    with safe_open(str(tmp_path / "vae.safetensors"), "pt") as handle:
+        config = diffusion_decoder_keys.config_from_original(json.loads(handle.metadata()["config"])["vae"])
+        decoder_keys = [k for k in handle.keys() if diffusion_decoder_keys.is_original_decoder_key(k)]
+        state_dict = diffusion_decoder_keys.original_to_diffusers({k: handle.get_tensor(k) for k in decoder_keys})
+        encoder = {k: handle.get_tensor(k) for k in handle.keys() if k not in decoder_keys}
+    loaded = LTX2VideoDiffusionDecoderModel(**config)
+    loaded.load_state_dict(state_dict, strict=True)
+    written = {**diffusion_decoder_keys.diffusers_to_original(loaded.state_dict()), **encoder}
+    metadata_back = {"config": json.dumps({"vae": diffusion_decoder_keys.config_to_original(loaded.config)}),
+                     "model_version": "2.5.0"}
+    save_file(written, str(tmp_path / "back.safetensors"), metadata=metadata_back)
+    # safetensors writes the metadata map in no fixed order: compare the parsed header and the tensor bytes
+    (first, first_data), (second, second_data) = (_header_and_data(tmp_path / f) for f in ("vae.safetensors",
+                                                                                           "back.safetensors"))
+    assert first == second and first_data == second_data
+
+
+def _header_and_data(path) -> tuple[dict, bytes]:
+    raw = path.read_bytes()
+    size = int.from_bytes(raw[:8], "little")
+    return json.loads(raw[8:8 + size]), raw[8 + size:]
 
 
 def test_gates_fold_at_load_one_way(models):
