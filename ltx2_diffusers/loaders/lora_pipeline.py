@@ -141,8 +141,13 @@ class LTX2LoraLoaderMixin(LoraBaseMixin):
             if component not in self._lora_loadable_modules:
                 raise ValueError(f"fuse_lora(): {component!r} is not one of {self._lora_loadable_modules}")
             model = getattr(self, component)
-            if getattr(model, "is_fp8", False):
-                raise ValueError(f"fuse_lora() on an FP8 {component}: call disable_fp8() first, then enable_fp8()")
+            if getattr(model, "is_fp8", False):  # models/fp8_lora.py: why merging into FP8 weights is refused
+                raise ValueError(
+                    f"fuse_lora() on an FP8 {component}: merging would re-quantise its FP8 weights. Keep the LoRA "
+                    "as a live adapter (it runs over the FP8 layers; set_adapters / disable_lora switch it), or, to "
+                    f"bake it in: {component}.disable_fp8(), fuse_lora(), unload_lora_weights(), "
+                    f"{component}.enable_fp8()."
+                )
         backups = self.__dict__.setdefault("_lora_fuse_backups", {})
         for component in components:
             for name, module in _tuner_layers(getattr(self, component)):
