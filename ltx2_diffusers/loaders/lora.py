@@ -321,10 +321,10 @@ def _is_linear(module: nn.Module | None) -> bool:
 def _refuse_fp8(model: nn.Module, action: str) -> None:
     if getattr(model, "is_fp8", False):
         raise ValueError(
-            f"{action} on an FP8 model: merging into FP8 weights would re-quantise them. Load the LoRA as a live "
-            "adapter instead (load_lora_adapter / pipe.load_lora_weights: it runs over the FP8 layers), or call "
-            f"transformer.disable_fp8(), then {action}, then enable_fp8() again (FP8 layers are then quantised from "
-            "the fused weights)."
+            f"{action} on an FP8 model: call transformer.disable_fp8(), then {action}, then enable_fp8() again (FP8 "
+            "layers are then quantised from the fused weights; merging into FP8 weights would re-quantise them), or "
+            "load the LoRA as a live adapter instead (load_lora_adapter / pipe.load_lora_weights: it runs over the "
+            "FP8 layers)."
         )
 
 
