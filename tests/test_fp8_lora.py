@@ -16,12 +16,14 @@ import copy
 import pytest
 import torch
 from helpers.lora import connector_inputs, random_pair, run_text_and_transformer, tiny_models
+from helpers.real_files import write_scaled_fp8_transformer
 from peft import LoraConfig
 from safetensors.torch import save_file
 
 from ltx2_diffusers.loaders.lora import LTX2LoRA, fuse_lora, load_lora_adapter
 from ltx2_diffusers.models.fp8 import FP8_DTYPE, FP8Linear, disable_fp8, enable_fp8
 from ltx2_diffusers.models.fp8_lora import FP8LoraLinear
+from ltx2_diffusers.models.transformer_ltx2 import LTX2VideoTransformer3DModel
 from ltx2_diffusers.pipelines.guidance import GuidanceScales
 from ltx2_diffusers.pipelines.pipeline_ltx2_av import LTX2AVPipeline
 from ltx2_diffusers.pipelines.pipeline_ltx2_av_two_stage import LTX2AVTwoStagePipeline
@@ -69,8 +71,12 @@ def fp8_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return tensors
 
 
+def raw_bytes(tensor: torch.Tensor) -> bytes:
+    return tensor.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes()
+
+
 def snapshot(tensors: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, bytes]]:
-    return {name: (t, t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes()) for name, t in tensors.items()}
+    return {name: (tensor, raw_bytes(tensor)) for name, tensor in tensors.items()}
 
 
 def assert_fp8_untouched(model: torch.nn.Module, before: dict[str, tuple[torch.Tensor, bytes]]) -> None:
@@ -79,7 +85,7 @@ def assert_fp8_untouched(model: torch.nn.Module, before: dict[str, tuple[torch.T
     assert set(now) == set(before) and len(now) > 0
     for name, (tensor, data) in before.items():
         assert now[name] is tensor, f"{name} was replaced"
-        assert tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes() == data, f"{name} changed"
+        assert raw_bytes(tensor) == data, f"{name} changed"
     assert not any(getattr(m, "merged", False) for m in model.modules()), "an adapter was merged"
 
 
@@ -232,6 +238,27 @@ def test_adapter_weights_follow_the_model_dtype_and_dora_is_refused():
     assert layer.lora_A["style"].weight.dtype == torch.float32
     with pytest.raises(ValueError, match="adapters over FP8 layers are plain LoRA"):
         transformer.add_adapter(LoraConfig(r=2, target_modules=["to_k"], use_dora=True), adapter_name="dora")
+
+
+def test_adapter_over_a_scaled_fp8_file_kept_in_fp8(tmp_path):
+    write_scaled_fp8_transformer(tmp_path / "fp8.safetensors", "comfy")
+    model = LTX2VideoTransformer3DModel.from_single_file(tmp_path / "fp8.safetensors", fp8="keep")  # bf16
+    layer = model.get_submodule(Q)
+    assert isinstance(layer, FP8Linear) and layer.granularity == "tensorwise" and layer.compute_dtype == torch.bfloat16
+    before = snapshot(fp8_tensors(model))
+    x = torch.randn(2, 5, layer.in_features, dtype=torch.bfloat16)
+    with torch.no_grad():
+        fp8_only = layer(x)
+    lora = random_lora(model, (Q,))
+    load_lora_adapter(model, lora, adapter_name="style")
+    wrapped = model.get_submodule(Q)
+    assert wrapped.lora_A["style"].weight.dtype == torch.bfloat16
+    a, b = (t.to(torch.bfloat16) for t in lora.layers[Q])
+    with torch.no_grad():
+        torch.testing.assert_close(wrapped(x), fp8_only + (x @ a.t()) @ b.t())  # bf16 tolerances
+        model.disable_adapters()
+        torch.testing.assert_close(wrapped(x), fp8_only, rtol=0, atol=0)
+    assert_fp8_untouched(model, before)
 
 
 def test_state_dict_holds_fp8_tensors_and_refuses_plain_weights():
@@ -425,7 +452,7 @@ def fp8_two_stage_with_live_distilled_lora(
     against the same call with the adapter off: stage 1 the same bit for bit, stage 2 different, every FP8 tensor
     byte-identical, nothing merged. Models built on `device` in `dtype` (no float32 copy); random text contexts stand
     in for Gemma (not part of what is tested), the tiny pipeline's VAEs and vocoder decode."""
-    from ltx2_diffusers import LTX2LatentUpsamplerModel, LTX2VideoTransformer3DModel
+    from ltx2_diffusers import LTX2LatentUpsamplerModel
     from ltx2_diffusers.pipelines.text_encoding import PromptEmbeddings
     from ltx2_diffusers.schedulers.scheduling_ltx2 import LTX2Scheduler
 

@@ -236,7 +236,7 @@ class FP8Linear(nn.Module):
         # dtype (they only move), so the model can be cast to bf16 after enable_fp8. The compute dtype follows the
         # cast, as a float tensor of the model would (fn on an empty tensor: the same rule, no copy).
         kept = {"weight": self.weight.detach(), "weight_scale": self.weight_scale.detach()}  # .to() may set .data
-        self.compute_dtype = fn(torch.empty(0, dtype=self.compute_dtype)).dtype
+        self.compute_dtype = fn(torch.empty(0, dtype=self.compute_dtype, device="cpu")).dtype
         super()._apply(fn, recurse)
         for name, before in kept.items():
             after = getattr(self, name)
@@ -353,7 +353,7 @@ def place_scaled_fp8_linear(model: nn.Module, name: str, weight: Tensor, scale: 
             f"{FP8_DTYPE} linear weights only. Load with fp8='dequantize'."
         )
     bias = None if linear.bias is None else linear.bias.detach()
-    layer = FP8Linear(
-        linear.in_features, linear.out_features, weight, scale, bias, "tensorwise", False, linear.weight.dtype
-    )
+    # compute dtype: the file's bias dtype (bf16 without a bias, as fp8="dequantize" gives); the placeholder's meta
+    # weight has the class default dtype, not the file's
+    layer = FP8Linear(linear.in_features, linear.out_features, weight, scale, bias, "tensorwise", False)
     setattr(parent, attr, layer)
