@@ -84,7 +84,8 @@ class LTX2LoraLoaderMixin(LoraBaseMixin):
         """Load a LoRA (local file or folder, Hub repo, state dict, or `LTX2LoRA`) as the peft adapter `adapter_name`
         (default: diffusers' `default_<n>`) of the transformer and, for connector layers, of the connectors, active at
         weight 1. kwargs: `low_cpu_mem_usage` and those of `lora_state_dict`. Everything is checked first: a refused
-        file leaves both models unchanged."""
+        file leaves both models unchanged. On an FP8 transformer the adapter runs live over the FP8 layers
+        (models/fp8_lora.py)."""
         low_cpu_mem_usage = kwargs.pop("low_cpu_mem_usage", False)
         source = pretrained_model_name_or_path_or_dict
         if isinstance(source, LTX2LoRA):
@@ -133,7 +134,8 @@ class LTX2LoraLoaderMixin(LoraBaseMixin):
     ) -> None:
         """Merge the active adapters (or `adapter_names`) of `components` into their weights at `lora_scale` times
         their weights, by peft's merge (diffusers' behaviour). A copy of each adapted weight, and of the adapters'
-        scales, is kept on the CPU first, so that `unfuse_lora` restores them exactly."""
+        scales, is kept on the CPU first, so that `unfuse_lora` restores them exactly. Refused on an FP8 model
+        (merging would re-quantise its weights; the message gives the order of calls that bakes a LoRA in)."""
         if kwargs:
             raise TypeError(f"fuse_lora() got unexpected keyword arguments {sorted(kwargs)}")
         check_strength(lora_scale, "lora_scale")
