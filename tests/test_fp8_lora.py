@@ -430,6 +430,9 @@ def test_gpu_adapter_over_scaled_mm_equalities():
     layer.to_linear()(x).backward(grad_y)
     torch.testing.assert_close(got_grad, x.grad)  # bf16 tolerances: the same product, maybe another GEMM kernel
     assert layer.weight.grad is None
+    x.grad = None  # and compiled in one graph (autograd.Function and torch._scaled_mm), forward and backward
+    torch.compile(layer, fullgraph=True)(x).backward(grad_y)
+    torch.testing.assert_close(x.grad, got_grad)
 
 
 def random_distilled_lora(transformer, rank: int, seed: int = 0) -> LTX2LoRA:
