@@ -291,7 +291,7 @@ def _linear_layers(model: nn.Module, lora: LTX2LoRA, component: str = "transform
         except AttributeError:
             module = None
         module = getattr(module, "base_layer", module)  # peft's LoraLayer wraps the linear it adapts
-        if not isinstance(module, nn.Linear):
+        if not _is_linear(module):
             fused = (
                 " (q/k/v are fused: call unfuse_qkv_projections() first)" if ".to_q" in name or ".to_k" in name else ""
             )
@@ -312,11 +312,19 @@ def _linear_layers(model: nn.Module, lora: LTX2LoRA, component: str = "transform
     return layers
 
 
+def _is_linear(module: nn.Module | None) -> bool:
+    """An `nn.Linear`, or a layer standing in for one that peft adapts (models/fp8.py's `FP8Linear` declares
+    `lora_target_linear = True`; loaders do not import models)."""
+    return isinstance(module, nn.Linear) or getattr(module, "lora_target_linear", False)
+
+
 def _refuse_fp8(model: nn.Module, action: str) -> None:
     if getattr(model, "is_fp8", False):
         raise ValueError(
-            f"{action} on an FP8 model: call transformer.disable_fp8(), then {action}, then enable_fp8() again "
-            "(FP8 layers are quantised from the fused weights)."
+            f"{action} on an FP8 model: call transformer.disable_fp8(), then {action}, then enable_fp8() again (FP8 "
+            "layers are then quantised from the fused weights; merging into FP8 weights would re-quantise them), or "
+            "load the LoRA as a live adapter instead (load_lora_adapter / pipe.load_lora_weights: it runs over the "
+            "FP8 layers)."
         )
 
 
@@ -394,15 +402,15 @@ def load_lora_adapter(
     weights=[...])` (strengths), `delete_adapters(name)`. Adapters loaded before stay active. `hotswap` and
     `low_cpu_mem_usage` go to diffusers' `load_lora_adapter`, and `pipeline` (the DiffusionPipeline holding the
     models) too, so that its offload hooks are lifted during the load and put back after, as diffusers does.
-    Refused on an FP8 model and while q/k/v are fused; everything is checked before any module changes (for a hotswap
-    too: same modules, ranks and alphas). Returns `adapter_name`.
+    On an FP8 model (`enable_fp8`) the adapter runs over the FP8 layers (models/fp8_lora.py): base in FP8, adapter
+    in the model dtype, no weight re-quantised when adapters switch. Refused while q/k/v are fused; everything is
+    checked before any module changes (for a hotswap too: same modules, ranks and alphas). Returns `adapter_name`.
     """
     lora = _as_lora(lora)
     strength = check_strength(strength)
     models = _models(lora, transformer, connectors)
     configs = {}
     for component, model in models.items():
-        _refuse_fp8(model, "load_lora_adapter()")
         _linear_layers(model, lora, component)  # names and shapes, with our messages, before peft touches the model
         configs[component] = _adapter_config(lora, component, use_alpha)
         loaded = adapter_name in (getattr(model, "peft_config", None) or {})

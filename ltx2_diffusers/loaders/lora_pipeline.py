@@ -84,7 +84,8 @@ class LTX2LoraLoaderMixin(LoraBaseMixin):
         """Load a LoRA (local file or folder, Hub repo, state dict, or `LTX2LoRA`) as the peft adapter `adapter_name`
         (default: diffusers' `default_<n>`) of the transformer and, for connector layers, of the connectors, active at
         weight 1. kwargs: `low_cpu_mem_usage` and those of `lora_state_dict`. Everything is checked first: a refused
-        file leaves both models unchanged."""
+        file leaves both models unchanged. On an FP8 transformer the adapter runs live over the FP8 layers
+        (models/fp8_lora.py)."""
         low_cpu_mem_usage = kwargs.pop("low_cpu_mem_usage", False)
         source = pretrained_model_name_or_path_or_dict
         if isinstance(source, LTX2LoRA):
@@ -133,7 +134,8 @@ class LTX2LoraLoaderMixin(LoraBaseMixin):
     ) -> None:
         """Merge the active adapters (or `adapter_names`) of `components` into their weights at `lora_scale` times
         their weights, by peft's merge (diffusers' behaviour). A copy of each adapted weight, and of the adapters'
-        scales, is kept on the CPU first, so that `unfuse_lora` restores them exactly."""
+        scales, is kept on the CPU first, so that `unfuse_lora` restores them exactly. Refused on an FP8 model
+        (merging would re-quantise its weights; the message gives the order of calls that bakes a LoRA in)."""
         if kwargs:
             raise TypeError(f"fuse_lora() got unexpected keyword arguments {sorted(kwargs)}")
         check_strength(lora_scale, "lora_scale")
@@ -141,8 +143,13 @@ class LTX2LoraLoaderMixin(LoraBaseMixin):
             if component not in self._lora_loadable_modules:
                 raise ValueError(f"fuse_lora(): {component!r} is not one of {self._lora_loadable_modules}")
             model = getattr(self, component)
-            if getattr(model, "is_fp8", False):
-                raise ValueError(f"fuse_lora() on an FP8 {component}: call disable_fp8() first, then enable_fp8()")
+            if getattr(model, "is_fp8", False):  # models/fp8_lora.py: why merging into FP8 weights is refused
+                raise ValueError(
+                    f"fuse_lora() on an FP8 {component}: merging would re-quantise its FP8 weights. Keep the LoRA "
+                    "as a live adapter (it runs over the FP8 layers; set_adapters / disable_lora switch it), or, to "
+                    f"bake it in: {component}.disable_fp8(), fuse_lora(), unload_lora_weights(), "
+                    f"{component}.enable_fp8()."
+                )
         backups = self.__dict__.setdefault("_lora_fuse_backups", {})
         for component in components:
             for name, module in _tuner_layers(getattr(self, component)):

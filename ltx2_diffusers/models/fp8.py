@@ -10,9 +10,15 @@ This is not the reference's `fp8_cast` (e4m3 storage, upcast before a bf16 GEMM:
 `fp8_scaled_mm` (static input scales from a pre-quantised checkpoint, TensorRT-LLM): it needs no calibration and
 works from any bf16 checkpoint. Layer choice follows the reference (spec §8.3): block q/k/v/out and FFN linears only.
 
-Saving: an FP8 model's weights are a run-time representation. `state_dict()` (and so `save_pretrained`) raises;
-`disable_fp8(model)` turns the layers back into `nn.Linear` holding the dequantised weights (lossy: the FP8 rounding
-stays), which save and load as an ordinary checkpoint.
+Training: the layers are frozen (no weight gradient), but gradients flow to their input through the dequantised
+weight (`FP8LinearFunction`), so LoRA adapters (models/fp8_lora.py: peft's LoRA layers run over FP8 layers, their own
+matmuls in the activation dtype) train over an FP8 base, with gradient checkpointing too.
+
+Saving: an FP8 model's weights are a run-time representation. `state_dict()` holds them as they are (e4m3 `weight`, its
+float32 `weight_scale`, `bias`), which is what peft and diffusers read when adapters are loaded or saved, and what
+loads back into an FP8 model; `save_pretrained` refuses (not diffusers' format), and loading a plain checkpoint's
+weights into an FP8 layer is refused. `disable_fp8(model)` turns the layers back into `nn.Linear` holding the
+dequantised weights (lossy: the FP8 rounding stays), which save and load as an ordinary checkpoint.
 """
 
 import re
@@ -21,6 +27,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+
+from .fp8_lora import FP8LoraLinear, register_lora_layer
 
 FP8_DTYPE = torch.float8_e4m3fn
 FP8_MAX = torch.finfo(FP8_DTYPE).max  # 448
@@ -125,11 +133,48 @@ def fp8_linear(
     return y.reshape(*lead, -1)
 
 
+class FP8LinearFunction(torch.autograd.Function):
+    """`fp8_linear` with a backward for a frozen FP8 weight: dL/dx = dL/dy W, W = weight * weight_scale dequantised and
+    rounded to the gradient's dtype, so the input gradient is exactly that of an `nn.Linear` holding the dequantised
+    weight in that dtype (the rounding of x to e4m3 in the forward passes the gradient straight through). The weight
+    gets no gradient; a bias that requires one gets dL/dy summed over tokens. The backward's product is an ordinary
+    GEMM in the gradient's dtype (bf16 on the GPU): a (N, K) dequantised copy lives only during one layer's backward.
+    """
+
+    @staticmethod
+    def forward(x, weight, weight_scale, bias, granularity, fast_accum):
+        return fp8_linear(x, weight, weight_scale, bias, granularity, fast_accum)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _, weight, weight_scale, bias, granularity, _ = inputs
+        ctx.save_for_backward(weight, weight_scale)
+        ctx.granularity = granularity
+        ctx.bias_dtype = None if bias is None else bias.dtype
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        weight, weight_scale = ctx.saved_tensors
+        grad_x = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            scale = weight_scale[:, None] if ctx.granularity == "rowwise" else weight_scale
+            grad_x = grad_y @ dequantize_fp8(weight, scale).to(grad_y.dtype)  # (..., N) @ (N, K)
+        if ctx.needs_input_grad[3]:
+            grad_bias = grad_y.reshape(-1, grad_y.shape[-1]).float().sum(dim=0).to(ctx.bias_dtype)
+        return grad_x, None, None, grad_bias, None, None
+
+
 class FP8Linear(nn.Module):
-    """Drop-in for an inference `nn.Linear`: e4m3 weight (N, K) plus float32 `weight_scale`, bias in the model dtype.
+    """Drop-in for a frozen `nn.Linear`: e4m3 weight (N, K) plus float32 `weight_scale`, bias in the model dtype.
 
     Built by `FP8Linear.from_linear`; `to_linear()` gives back an `nn.Linear` with the dequantised weight.
+    `compute_dtype` is the model dtype the layer stands in for (the dtype of the linear it replaced, following
+    `model.to(dtype)`): peft creates LoRA adapters of this layer in it (models/fp8_lora.py). Gradients flow to the input
+    (`FP8LinearFunction`), never to the weight.
     """
+
+    # loaders/lora.py reads LoRA shapes from layers that declare this (it does not import models)
+    lora_target_linear = True
 
     def __init__(
         self,
@@ -140,6 +185,7 @@ class FP8Linear(nn.Module):
         bias: Tensor | None,
         granularity: str,
         fast_accum: bool,
+        compute_dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
@@ -147,6 +193,11 @@ class FP8Linear(nn.Module):
         self.weight = nn.Parameter(weight, requires_grad=False)
         self.register_buffer("weight_scale", weight_scale)
         self.bias = None if bias is None else nn.Parameter(bias, requires_grad=False)
+        if compute_dtype is None:
+            compute_dtype = torch.bfloat16 if bias is None else bias.dtype
+        self.compute_dtype = compute_dtype
+        # peft builds FP8LoraLinear (not its nn.Linear layer, which would merge into e4m3 weights) for this layer
+        register_lora_layer(FP8Linear, FP8LoraLinear)
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, granularity: str = "rowwise", fast_accum: bool = False) -> "FP8Linear":
@@ -155,10 +206,12 @@ class FP8Linear(nn.Module):
             bias = None if linear.bias is None else linear.bias.detach()
         # a per-channel scale is stored as (N,), not (N, 1): the layout _scaled_mm's scale_b wants is (1, N)
         scale = scale.reshape(-1) if granularity == "rowwise" else scale
-        return cls(linear.in_features, linear.out_features, weight, scale, bias, granularity, fast_accum)
+        return cls(
+            linear.in_features, linear.out_features, weight, scale, bias, granularity, fast_accum, linear.weight.dtype
+        )
 
     def to_linear(self) -> nn.Linear:
-        dtype = torch.float32 if self.bias is None else self.bias.dtype
+        dtype = self.compute_dtype if self.bias is None else self.bias.dtype
         w_scale = self.weight_scale[:, None] if self.granularity == "rowwise" else self.weight_scale
         linear = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None, device="meta")
         linear.weight = nn.Parameter(dequantize_fp8(self.weight, w_scale).to(dtype))
@@ -166,12 +219,24 @@ class FP8Linear(nn.Module):
         return linear
 
     def forward(self, x: Tensor) -> Tensor:
-        return fp8_linear(x, self.weight, self.weight_scale, self.bias, self.granularity, self.fast_accum)
+        args = (x, self.weight, self.weight_scale, self.bias, self.granularity, self.fast_accum)
+        # the autograd Function only where a gradient is wanted: inference (and its compiled graphs) stays as it was
+        if torch.is_grad_enabled() and (x.requires_grad or (self.bias is not None and self.bias.requires_grad)):
+            if self.weight.requires_grad:
+                raise ValueError(
+                    f"{self.extra_repr()}: the FP8 weight has requires_grad=True, but FP8 weights are frozen (no "
+                    "gradient reaches them). Train LoRA adapters over the FP8 layers, or call disable_fp8() to train "
+                    "the weights; set weight.requires_grad_(False) (peft does this for non-adapter weights)."
+                )
+            return FP8LinearFunction.apply(*args)
+        return fp8_linear(*args)
 
     def _apply(self, fn, recurse=True):
         # `model.to(dtype)` / `.half()` cast every floating tensor: the e4m3 weight and the float32 scale keep their
-        # dtype (they only move), so the model can be cast to bf16 after enable_fp8.
+        # dtype (they only move), so the model can be cast to bf16 after enable_fp8. The compute dtype follows the
+        # cast, as a float tensor of the model would (fn on an empty tensor: the same rule, no copy).
         kept = {"weight": self.weight.detach(), "weight_scale": self.weight_scale.detach()}  # .to() may set .data
+        self.compute_dtype = fn(torch.empty(0, dtype=self.compute_dtype, device="cpu")).dtype
         super()._apply(fn, recurse)
         for name, before in kept.items():
             after = getattr(self, name)
@@ -183,12 +248,17 @@ class FP8Linear(nn.Module):
                     self.weight_scale = moved
         return self
 
-    def _save_to_state_dict(self, destination, prefix, keep_vars):
-        raise ValueError(
-            f"{prefix.rstrip('.')} is an FP8 layer: FP8 weights are a run-time representation and are not saved. "
-            "Save the model before enable_fp8, or call ltx2_diffusers.models.fp8.disable_fp8(model) first "
-            "(the dequantised weights then save as an ordinary checkpoint, with the FP8 rounding in them)."
-        )
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # copy_ would cast a plain checkpoint's weight to e4m3 with no scale: silently wrong numbers
+        weight = state_dict.get(f"{prefix}weight")
+        if weight is not None and (weight.dtype != FP8_DTYPE or f"{prefix}weight_scale" not in state_dict):
+            raise ValueError(
+                f"{prefix.rstrip('.')} is an FP8 layer and the state dict holds a {weight.dtype} weight"
+                f"{'' if f'{prefix}weight_scale' in state_dict else ' without weight_scale'}: FP8 layers load only "
+                "their own state dict (e4m3 weight and its scale). Load the checkpoint before enable_fp8, or call "
+                "disable_fp8() first."
+            )
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def extra_repr(self) -> str:
         return (
@@ -243,8 +313,9 @@ def enable_fp8(
         raise ValueError(f"FP8 is already enabled ({model.fp8_config}): call disable_fp8(model) first to change it")
     if getattr(model, "peft_config", None):
         raise ValueError(
-            "LoRA adapters are loaded (model.peft_config) and FP8 layers cannot carry them: fuse them into the weights "
-            "and delete them, or unload them, before enable_fp8"
+            "LoRA adapters are loaded (model.peft_config): call enable_fp8 before loading them (adapters load onto an "
+            "FP8 model and stay live, models/fp8_lora.py), i.e. unload them, enable_fp8(), load them again; or fuse "
+            "them into the weights and unload them first"
         )
     bf16_blocks = tuple(bf16_blocks)
     names = fp8_layer_names(model, bf16_blocks)
@@ -282,5 +353,7 @@ def place_scaled_fp8_linear(model: nn.Module, name: str, weight: Tensor, scale: 
             f"{FP8_DTYPE} linear weights only. Load with fp8='dequantize'."
         )
     bias = None if linear.bias is None else linear.bias.detach()
-    setattr(parent, attr, FP8Linear(linear.in_features, linear.out_features, weight, scale, bias, "tensorwise",
-                                    fast_accum=False))
+    # compute dtype: the file's bias dtype (bf16 without a bias, as fp8="dequantize" gives); the placeholder's meta
+    # weight has the class default dtype, not the file's
+    layer = FP8Linear(linear.in_features, linear.out_features, weight, scale, bias, "tensorwise", False)
+    setattr(parent, attr, layer)
