@@ -23,6 +23,8 @@ _PUBLIC: dict[str, str] = {
     "LTX2Vocoder": ".models.vocoder",
     "LTX2VocoderWithBWE": ".models.vocoder",
     "LTX2LatentUpsamplerModel": ".models.latent_upsampler",
+    "LTX2VideoDiffusionDecoderModel": ".models.diffusion_video_decoder",
+    "LTX2DurationHead": ".models.duration_head",
     "LTX2TextConnectors": ".models.connectors",
     # schedulers
     "LTX2Scheduler": ".schedulers.scheduling_ltx2",

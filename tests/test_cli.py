@@ -32,7 +32,7 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
 def _subcommand_argv(name: str, inputs: dict[str, Path]) -> list[str]:
     extra = {
         "generate": ["--steps", "1", "--image", str(inputs["image"]), "--lora", f"{inputs['lora']}:0.5"],
-        "two-stage": ["--steps", "1", "--distilled-lora", f"{inputs['distilled']}:0.8"],
+        "two-stage": ["--steps", "1", "--distilled-lora", f"{inputs['distilled']}:0.8", "--fp8"],  # a live adapter
         "distilled": ["--keyframe", f"{inputs['image']}:8:0.9", "--fp8"],  # FP8 emulated in float32 on CPU
         "hq": ["--steps", "2", "--distilled-lora", str(inputs["distilled"])],
         "ic-lora": ["--ic-lora", str(inputs["ic"]), "--reference", f"{inputs['clip']}:0.7"],

@@ -106,11 +106,6 @@ CASES = [
         ["hq", "p", "-o", "{out}/a.mp4", *T, "--distilled-lora", "{in}/l.safetensors:0.5"],
         "--distilled-lora",
     ),
-    (
-        "fp8-with-adapter",
-        ["two-stage", "p", "-o", "{out}/a.mp4", *T, "--fp8", "--distilled-lora", "{in}/l.safetensors"],
-        "--fp8",
-    ),
     # audio-to-video
     ("audio-required", ["audio-to-video", "p", "-o", "{out}/a.mp4", *T], "--audio"),
     ("audio-missing", ["audio-to-video", "p", "-o", "{out}/a.mp4", *T, "--audio", "{in}/none.wav"], "--audio"),

@@ -486,7 +486,3 @@ def _check_device(args: argparse.Namespace) -> None:
                 raise CLIError("--fp8", f"needs CUDA capability 8.9+ (Ada, Hopper); {device} has {capability}")
             if DTYPES[dtype] != "bfloat16":
                 raise CLIError("--fp8", f"computes in bf16 on CUDA: drop --dtype {args.dtype}")
-        for flag in ("distilled_lora", "ic_lora"):
-            if getattr(args, flag, None):
-                name = "--" + flag.replace("_", "-")
-                raise CLIError("--fp8", f"cannot carry the {name} adapter (FP8 layers hold no LoRA adapters): drop one")

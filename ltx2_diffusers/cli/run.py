@@ -166,10 +166,14 @@ def prepare(pipe, args: argparse.Namespace, c: Checked, device: str) -> None:
 
     from ..loaders.lora import fuse_lora, load_lora_adapter
 
+    flag = "--lora"
     try:  # a LoRA of another model (names, shapes) is found here, once the transformer exists
-        flag = "--lora"
-        if c.loras:
+        if c.loras:  # fused into the bf16 weights, before FP8 quantises them
             fuse_lora(pipe.transformer, [(path, scale) for path, scale in c.loras])
+        if not args.offload:
+            pipe.to(device)
+        if args.fp8:  # before the adapters: they stay live over the FP8 layers (models/fp8_lora.py)
+            pipe.transformer.enable_fp8()
         flag = "--distilled-lora"
         if c.distilled_lora is not None:
             load_lora_adapter(pipe.transformer, c.distilled_lora[0], DISTILLED_ADAPTER)
@@ -179,13 +183,7 @@ def prepare(pipe, args: argparse.Namespace, c: Checked, device: str) -> None:
     except (ValueError, KeyError) as error:
         raise CLIError(flag, str(error).strip("'\"")) from None
     if args.offload:
-        if args.fp8:
-            pipe.transformer.enable_fp8()
         pipe.enable_model_cpu_offload(device=device)
-    else:
-        pipe.to(device)
-        if args.fp8:
-            pipe.transformer.enable_fp8()
     if device.startswith("cuda"):
         # cuDNN then runs the VAE's convs without layout conversions (docs/video_vae.md: about 1.3x faster decodes)
         pipe.vae.to(memory_format=torch.channels_last_3d)

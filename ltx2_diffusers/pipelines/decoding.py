@@ -4,8 +4,10 @@ import PIL.Image
 import torch
 from torch import Tensor
 
+from ..models.diffusion_video_decoder import LTX2VideoDiffusionDecoderModel
 from .conditioning import Generators
 from .denoising import decode_audio, decode_video
+from .diffusion_decoding import diffusion_decode_video
 
 
 def postprocess_frames(video: Tensor, output_type: str):
@@ -26,6 +28,8 @@ def decode_frames(vae: torch.nn.Module, video_latents: Tensor, output_type: str,
     if output_type == "latent":
         return video_latents
     first = generator[0] if isinstance(generator, list) else generator  # only noise-injecting decoders draw
+    if isinstance(vae, LTX2VideoDiffusionDecoderModel):  # LTX-2.5: decoding is a short diffusion of its own
+        return postprocess_frames(diffusion_decode_video(vae, video_latents, first), output_type)
     return postprocess_frames(decode_video(vae, video_latents, first), output_type)
 
 
