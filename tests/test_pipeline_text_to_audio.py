@@ -10,6 +10,7 @@
 """
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -173,3 +174,44 @@ def test_errors_before_any_model_runs(pipe, monkeypatch):
     monkeypatch.setattr(pipe.text_encoder, "forward", boom)
     with pytest.raises(ValueError, match="num_frames=10"):
         pipe("rain", num_frames=10)
+
+
+def test_cli_writes_a_16_bit_stereo_wav(tmp_path, capsys):
+    import wave
+
+    from ltx2_diffusers.cli import main
+
+    path = tmp_path / "sound" / "rain.wav"
+    argv = ["text-to-audio", "rain", "-o", str(path), "--model", "tiny", "--frames", "9", "--steps", "1"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"wrote {path}: stereo audio at 24000 Hz (0.33 s, 16-bit PCM)"), out
+    with wave.open(str(path)) as file:
+        assert (file.getnchannels(), file.getsampwidth(), file.getframerate()) == (2, 2, 24000)
+        assert file.getnframes() == (4 * 9 - 3) * 240
+        samples = np.frombuffer(file.readframes(file.getnframes()), dtype="<i2")
+    assert samples.std() > 10  # random weights, but not silence
+    assert sorted(p.name for p in path.parent.iterdir()) == ["rain.wav"]  # no partial file left
+
+
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        (["-o", "x.mp4"], r"-o/--output='x.mp4': .* must end in one of .wav"),
+        (["-o", "x.wav", "--frames", "10"], r"--frames=10 is not of the form 8\*k \+ 1"),
+        (["-o", "x.wav", "--vae-tiling"], r"--vae-tiling: does not apply to `text-to-audio`"),
+        (["-o", "x.wav", "--kind", "distilled", "--steps", "3"], r"--steps: does not apply to a distilled checkpoint"),
+        (["-o", "x.wav", "--height", "64"], r"unrecognized arguments: --height"),
+    ],
+)
+def test_cli_errors(extra, match, tmp_path, capsys, monkeypatch):
+    from ltx2_diffusers.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    try:
+        status = main(["text-to-audio", "rain", "--model", "tiny", *extra])
+    except SystemExit as exit_:  # argparse's own errors
+        status = exit_.code
+    assert status == 2
+    assert re.search(match, capsys.readouterr().err)
+    assert list(tmp_path.iterdir()) == []

@@ -90,3 +90,35 @@ def test_input_errors(pipe, video, kwargs, error, match, monkeypatch):
     kwargs = {"prompt": "rain", "num_inference_steps": 2, **kwargs}
     with pytest.raises(error, match=match):
         pipe(video, **kwargs)
+
+
+def test_cli_writes_the_clip_with_its_new_sound(tmp_path, capsys):
+    import av
+
+    from ltx2_diffusers.cli import main
+
+    source = write_clip(tmp_path / "walk.mp4", num_frames=9, size=64)
+    path = tmp_path / "foley.mp4"
+    assert (
+        main(["video-to-audio", "steps", "-o", str(path), "--video", str(source), "--model", "tiny", "--steps", "1"])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert out.startswith(f"wrote {path}: 9 frames of 64x64 at 24 fps (0.38 s), stereo audio at 24000 Hz"), out
+    with av.open(str(path)) as container:
+        assert container.streams.audio[0].rate == 24000 and container.streams.audio[0].codec_context.channels == 2
+        written = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)]).astype(np.float32)
+    with av.open(str(path)) as container:
+        samples = sum(frame.samples for frame in container.decode(audio=0))
+    assert 7920 <= samples <= 7920 + 2048  # 9 audio latents -> 33 mel frames -> 7920 samples, plus AAC padding
+    frames, _ = video_frames(source)
+    # the input frames, through one more H.264 round trip (the tiny VAE's decode would be noise)
+    assert written.shape == (9, 64, 64, 3) and np.abs(written - frames).mean() < 8.0
+
+
+def test_cli_needs_the_video(tmp_path, capsys):
+    from ltx2_diffusers.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["video-to-audio", "steps", "-o", str(tmp_path / "x.mp4"), "--model", "tiny"])
+    assert "--video" in capsys.readouterr().err
