@@ -215,3 +215,12 @@ def test_cli_errors(extra, match, tmp_path, capsys, monkeypatch):
     assert status == 2
     assert re.search(match, capsys.readouterr().err)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_saved_folder_loads_back_as_text_to_audio(pipe, tmp_path):
+    from diffusers import DiffusionPipeline
+
+    pipe.save_pretrained(tmp_path)
+    assert '"_class_name": "LTX2TextToAudioPipeline"' in (tmp_path / "model_index.json").read_text()
+    loaded = DiffusionPipeline.from_pretrained(tmp_path)
+    assert type(loaded) is LTX2TextToAudioPipeline

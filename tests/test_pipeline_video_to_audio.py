@@ -122,3 +122,14 @@ def test_cli_needs_the_video(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["video-to-audio", "steps", "-o", str(tmp_path / "x.mp4"), "--model", "tiny"])
     assert "--video" in capsys.readouterr().err
+
+
+def test_registered_with_diffusers_and_the_package():
+    import diffusers
+
+    import ltx2_diffusers
+    from ltx2_diffusers.pipelines.pipeline_ltx2_text_to_audio import LTX2TextToAudioPipeline
+
+    assert ltx2_diffusers.LTX2VideoToAudioPipeline is diffusers.LTX2VideoToAudioPipeline is LTX2VideoToAudioPipeline
+    assert ltx2_diffusers.LTX2TextToAudioPipeline is diffusers.LTX2TextToAudioPipeline is LTX2TextToAudioPipeline
+    assert {"LTX2VideoToAudioPipeline", "LTX2TextToAudioPipeline"} <= set(ltx2_diffusers.__all__)
