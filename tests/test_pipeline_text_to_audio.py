@@ -26,7 +26,8 @@ from ltx2_diffusers.pipelines.pipeline_ltx2_text_to_audio import LTX2TextToAudio
 from ltx2_diffusers.pipelines.text_encoding import PromptEmbeddings
 from ltx2_diffusers.pipelines.tiny import build_tiny_pipeline, tiny_transformer_config
 
-GOLDEN = Path(__file__).parent / "goldens" / "pipelines12" / "t2a.safetensors"
+GOLDENS = Path(__file__).parent / "goldens" / "pipelines12"
+LAYOUTS = {"2.0": "t2a", "2.3": "t2a23"}  # model version -> golden file
 FRAMES, FPS = 17, 24.0
 
 
@@ -38,25 +39,27 @@ def pipe() -> LTX2TextToAudioPipeline:
     return pipe
 
 
-@pytest.fixture(scope="module")
-def golden() -> tuple[LTX2TextToAudioPipeline, dict, dict, list[str]]:
-    """The tiny pipeline with the golden's audio weights in a 2-block transformer whose other weights are random;
-    (pipeline, tensors, metadata, the names of the parameters the golden does not hold)."""
-    with safe_open(GOLDEN, "pt") as f:
+@pytest.fixture(scope="module", params=list(LAYOUTS))
+def golden(request) -> tuple[LTX2TextToAudioPipeline, dict, dict, list[str]]:
+    """The tiny pipeline of a model version with the golden's audio weights in a 2-block transformer whose other
+    weights are random; (pipeline, tensors, metadata, the names of the parameters the golden does not hold)."""
+    version = request.param
+    with safe_open(GOLDENS / f"{LAYOUTS[version]}.safetensors", "pt") as f:
         metadata = f.metadata()
         tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
     weights = {k: v.float() for k, v in tensors.items() if k.startswith("model.diffusion_model.")}
     torch.manual_seed(1)
-    transformer = LTX2VideoTransformer3DModel(**{**tiny_transformer_config("2.0"), "num_layers": 2}).eval()
+    transformer = LTX2VideoTransformer3DModel(**{**tiny_transformer_config(version), "num_layers": 2}).eval()
     for parameter in transformer.parameters():
         parameter.data.normal_(0.0, 0.05)
-    mapping = original_to_diffusers_keys(weights, None, set(transformer.state_dict()))
+    mapping = original_to_diffusers_keys(weights, transformer.config, set(transformer.state_dict()))
     missing, unexpected = transformer.load_state_dict({mapping[k]: v for k, v in weights.items()}, strict=False)
     assert unexpected == []
     # what the audio-only model lacks is the video stream and audio<->video attention, nothing of the audio stream
     audio_only = ("audio_attn1", "audio_attn2", "audio_ff", "audio_scale_shift_table", "audio_proj", "audio_time")
     assert missing and not [k for k in missing if any(part in k for part in audio_only)]
-    pipe = LTX2TextToAudioPipeline(**{**build_tiny_pipeline(seed=0).components, "transformer": transformer})
+    components = build_tiny_pipeline(seed=0, model_version=version).components
+    pipe = LTX2TextToAudioPipeline(**{**components, "transformer": transformer})
     pipe.set_progress_bar_config(disable=True)
     return pipe, tensors, metadata, missing
 
@@ -64,9 +67,16 @@ def golden() -> tuple[LTX2TextToAudioPipeline, dict, dict, list[str]]:
 def golden_call(pipe: LTX2TextToAudioPipeline, tensors: dict, metadata: dict, **kwargs):
     guider = json.loads(metadata["guider"])
 
+    # the video context only feeds the empty video stream: zeros of the width the transformer takes
+    cfg = pipe.transformer.config
+    video_width = (
+        cfg.caption_channels if hasattr(pipe.transformer, "caption_projection") else pipe.transformer.inner_dim
+    )
+
     def embeds(audio_context):
+        tokens = audio_context.shape[1]
         return PromptEmbeddings(
-            torch.zeros_like(audio_context), audio_context, torch.ones(audio_context.shape[:2], dtype=torch.int64)
+            torch.zeros(1, tokens, video_width), audio_context, torch.ones(1, tokens, dtype=torch.int64)
         )
 
     return pipe(

@@ -12,10 +12,11 @@ projection inside the transformer) whose parameters are drawn from a seeded gene
 Gemma + connectors half is replaced by seeded contexts, and the stage is built around the tiny model instead of
 from a checkpoint file (`DiffusionStage.from_checkpoint` needs one); the stage's own `__call__` runs unchanged.
 
-One safetensors file, t2a.safetensors:
+One safetensors file per layout, t2a.safetensors (LTX-2: caption projection in the transformer, contexts 32 wide)
+and t2a23.safetensors (LTX-2.3: gated attention, AdaLN text cross-attention, contexts at the stream width 8):
   - the weights under the original single-file names (`model.diffusion_model.*`: only the audio model's), stored in
     bfloat16 (the values are bf16-exact; both sides compute in float32), and the `config` metadata section;
-  - input.audio_context / input.negative_audio_context (1, L, 32), input.sigmas, input.seed (the noiser's);
+  - input.audio_context / input.negative_audio_context (1, L, 32 or 8), input.sigmas, input.seed (the noiser's);
   - output.audio_latent: the stage's denoised audio latent (1, 8, T_a, 16), unpatchified.
 Only tensors are written; nothing of ltx-core or ltx-pipelines is copied into this repository.
 """
@@ -56,12 +57,20 @@ SECTION = {
     "audio_in_channels": 128, "audio_out_channels": 128, "audio_cross_attention_dim": 8,
     "caption_channels": CAPTION_CHANNELS,
 }  # fmt: skip
+# LTX-2.3's layout: text projected before the connectors (contexts at the stream width), gated attention, AdaLN on
+# the text cross-attention (whose prompt AdaLN reads the audio sigma)
+SECTION_23 = {
+    **SECTION, "caption_proj_before_connector": True, "caption_projection_first_linear": False,
+    "caption_proj_input_norm": False, "caption_projection_second_linear": False, "apply_gated_attention": True,
+    "cross_attention_adaln": True,
+}  # fmt: skip
+LAYOUTS = {"t2a": (SECTION, CAPTION_CHANNELS), "t2a23": (SECTION_23, SECTION["audio_cross_attention_dim"])}
 
 
-def build(seed: int) -> torch.nn.Module:
-    """The audio-only model of `config.transformer` = SECTION, every tensor drawn from a seeded N(0, 1) and scaled to
+def build(section: dict, seed: int) -> torch.nn.Module:
+    """The audio-only model of `config.transformer` = section, every tensor drawn from a seeded N(0, 1) and scaled to
     keep O(1) activations, rounded to bf16-exact values."""
-    model = LTXAudioOnlyModelConfigurator.from_metadata({"config": {"transformer": SECTION}})
+    model = LTXAudioOnlyModelConfigurator.from_metadata({"config": {"transformer": section}})
     generator = torch.Generator().manual_seed(seed)
     model.to_empty(device="cpu")
     with torch.no_grad():
@@ -92,14 +101,9 @@ class TinyStage(DiffusionStage):
         return nullcontext(self._model)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("tests/goldens/pipelines12"))
-    out = parser.parse_args().out
-    out.mkdir(parents=True, exist_ok=True)
-
-    model = build(seed=0)
-    contexts = torch.randn(2, 1, TEXT_TOKENS, CAPTION_CHANNELS, generator=torch.Generator().manual_seed(1))
+def write(out: Path, name: str, section: dict, context_width: int) -> None:
+    model = build(section, seed=0)
+    contexts = torch.randn(2, 1, TEXT_TOKENS, context_width, generator=torch.Generator().manual_seed(1))
     context, negative_context = contexts[0], contexts[1]
     sigmas = LTX2Scheduler().execute(steps=NUM_STEPS).to(torch.float32)
     # T2AOneStagePipeline.__call__ from its sigmas on, with the tiny stage
@@ -122,7 +126,7 @@ def main() -> None:
             audio=ModalitySpec(context=context),
         )
     latent = audio_state.latent.clone()
-    print("audio latent", tuple(latent.shape), "mean |x|", latent.abs().mean().item())
+    print(name, "audio latent", tuple(latent.shape), "mean |x|", latent.abs().mean().item())
 
     tensors = {f"model.diffusion_model.{k}": v.bfloat16().contiguous() for k, v in model.state_dict().items()}
     tensors.update(
@@ -135,13 +139,23 @@ def main() -> None:
         }
     )
     metadata = {
-        "config": json.dumps({"transformer": SECTION}),
+        "config": json.dumps({"transformer": section}),
         "guider": json.dumps(GUIDER),
         "num_frames": str(NUM_FRAMES),
         "frame_rate": str(FRAME_RATE),
     }
-    save_file(tensors, str(out / "t2a.safetensors"), metadata=metadata)
-    print("wrote", out / "t2a.safetensors", (out / "t2a.safetensors").stat().st_size, "bytes")
+    path = out / f"{name}.safetensors"
+    save_file(tensors, str(path), metadata=metadata)
+    print("wrote", path, path.stat().st_size, "bytes")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("tests/goldens/pipelines12"))
+    out = parser.parse_args().out
+    out.mkdir(parents=True, exist_ok=True)
+    for name, (section, context_width) in LAYOUTS.items():
+        write(out, name, section, context_width)
 
 
 if __name__ == "__main__":
