@@ -169,7 +169,8 @@ EXAMPLES = (
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="ltx2-diffusers",
-        description="LTX-2 / LTX-2.3 audio+video generation: every subcommand writes an mp4 (H.264 + AAC stereo). "
+        description="LTX-2 / LTX-2.3 audio+video generation: every subcommand writes an mp4 (H.264 + AAC stereo), "
+        "text-to-audio a WAV. "
         "`ltx2-diffusers SUBCOMMAND --help` lists its flags.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
