@@ -234,3 +234,22 @@ def test_saved_folder_loads_back_as_text_to_audio(pipe, tmp_path):
     assert '"_class_name": "LTX2TextToAudioPipeline"' in (tmp_path / "model_index.json").read_text()
     loaded = DiffusionPipeline.from_pretrained(tmp_path)
     assert type(loaded) is LTX2TextToAudioPipeline
+
+
+@pytest.mark.gpu
+def test_bf16_on_gpu_with_model_cpu_offload_gives_the_same_audio():
+    def build():
+        pipe = LTX2TextToAudioPipeline(**build_tiny_pipeline(seed=0).components)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe.to(torch.bfloat16)
+
+    def generate(pipe):
+        return pipe(
+            "rain", num_frames=17, num_inference_steps=2, generator=torch.Generator("cuda").manual_seed(0)
+        ).audio
+
+    on_gpu = generate(build().to("cuda"))
+    assert on_gpu.shape == (1, 2, (4 * 18 - 3) * 240) and torch.isfinite(on_gpu).all() and on_gpu.abs().max() > 0
+    offloaded = build()
+    offloaded.enable_model_cpu_offload()
+    torch.testing.assert_close(generate(offloaded).cpu(), on_gpu.cpu(), rtol=0, atol=0)

@@ -133,3 +133,24 @@ def test_registered_with_diffusers_and_the_package():
     assert ltx2_diffusers.LTX2VideoToAudioPipeline is diffusers.LTX2VideoToAudioPipeline is LTX2VideoToAudioPipeline
     assert ltx2_diffusers.LTX2TextToAudioPipeline is diffusers.LTX2TextToAudioPipeline is LTX2TextToAudioPipeline
     assert {"LTX2VideoToAudioPipeline", "LTX2TextToAudioPipeline"} <= set(ltx2_diffusers.__all__)
+
+
+@pytest.mark.gpu
+def test_bf16_on_gpu_keeps_the_frames_and_offload_gives_the_same_audio():
+    def build():
+        pipe = LTX2VideoToAudioPipeline(**build_tiny_pipeline(seed=0).components)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe.to(torch.bfloat16)
+
+    frames = clip()
+
+    def generate(pipe):
+        return pipe(frames, "rain", frame_rate=24.0, num_inference_steps=2, output_type="np",
+                    generator=torch.Generator("cuda").manual_seed(0))  # fmt: skip
+
+    on_gpu = generate(build().to("cuda"))
+    np.testing.assert_array_equal(np.round(on_gpu.frames[0] * 255).astype(np.uint8), frames)
+    assert torch.isfinite(on_gpu.audio).all() and on_gpu.audio.abs().max() > 0
+    offloaded = build()
+    offloaded.enable_model_cpu_offload()
+    torch.testing.assert_close(generate(offloaded).audio.cpu(), on_gpu.audio.cpu(), rtol=0, atol=0)
