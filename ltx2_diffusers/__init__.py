@@ -37,6 +37,8 @@ _PUBLIC: dict[str, str] = {
     "LTX2AVAudioToVideoPipeline": ".pipelines.pipeline_ltx2_av_audio_to_video",
     "LTX2AVICLoRAPipeline": ".pipelines.pipeline_ltx2_av_ic_lora",
     "LTX2AVKeyframeInterpolationPipeline": ".pipelines.pipeline_ltx2_av_keyframes",
+    "LTX2TextToAudioPipeline": ".pipelines.pipeline_ltx2_text_to_audio",
+    "LTX2VideoToAudioPipeline": ".pipelines.pipeline_ltx2_video_to_audio",
     "LTX2PipelineOutput": ".pipelines.pipeline_output",
     "GuidanceScales": ".pipelines.guidance",
     "PromptEmbeddings": ".pipelines.text_encoding",
@@ -85,6 +87,8 @@ _PIPELINES = (
     "LTX2AVAudioToVideoPipeline",
     "LTX2AVICLoRAPipeline",
     "LTX2AVKeyframeInterpolationPipeline",
+    "LTX2TextToAudioPipeline",
+    "LTX2VideoToAudioPipeline",
 )
 
 

@@ -15,8 +15,11 @@ from pathlib import Path
 
 from ..pipelines.validation import (
     check_call_inputs,
+    check_frame_count,
     check_frame_rate,
+    check_num_inference_steps,
     check_output_path,
+    check_prompts,
     check_strength,
     check_video_size,
 )
@@ -73,11 +76,15 @@ def check_args(args: argparse.Namespace) -> Checked:
     command = COMMANDS[args.command]
     if not args.prompt.strip():
         raise CLIError("prompt", "the prompt is empty: say what to generate")
+    if "t2a" in command.features:
+        return _check_text_to_audio(args, command)
     checked = Checked(command, _check_model(args, command), _check_output(args.output))
     if command.height is not None:
         checked.frames, checked.height, checked.width, checked.fps = _check_size(args, command)
     elif "extend" in command.features:
         checked.frames, checked.height, checked.width, checked.fps = _check_extend(args)
+    elif "v2a" in command.features:  # the clip's own size and fps; its whole length gets new sound
+        checked.frames, checked.height, checked.width, checked.fps = _check_source_clip(args)
     else:
         checked.frames, checked.height, checked.width, checked.fps = _check_retake(args)
     _check_size_guard(args, checked)
@@ -189,12 +196,12 @@ def _check_model(args: argparse.Namespace, command: Command) -> str:
     return kind
 
 
-def _check_output(output: str) -> Path:
+def _check_output(output: str, suffixes: tuple[str, ...] = OUTPUT_SUFFIXES) -> Path:
     if output.endswith(("/", os.sep)):
         raise CLIError(
-            "-o/--output", f"{output} is a folder: give a file name, e.g. {os.path.join(output, 'clip.mp4')}"
+            "-o/--output", f"{output} is a folder: give a file name, e.g. {os.path.join(output, 'clip' + suffixes[0])}"
         )
-    path = check_output_path(output, name="-o/--output", suffixes=OUTPUT_SUFFIXES)
+    path = check_output_path(output, name="-o/--output", suffixes=suffixes)
     # validation asks os.access, which says yes to root on read-only file systems: try writing in the nearest folder
     # that exists (the missing ones are created before writing)
     ancestor = path.absolute().parent
@@ -266,8 +273,8 @@ RETAKE_FLAGS = {  # the retake's sizes are the --video clip's
 }
 
 
-def _check_retake(args: argparse.Namespace) -> tuple[int, int, int, float]:
-    """The source clip's frames, size and fps (the retake runs at the source's size), and the window."""
+def _check_source_clip(args: argparse.Namespace) -> tuple[int, int, int, float]:
+    """The --video clip's frames, size and fps (retake and video-to-audio run at the source's size)."""
     import av
 
     path = args.video
@@ -287,6 +294,12 @@ def _check_retake(args: argparse.Namespace) -> tuple[int, int, int, float]:
         raise CLIError("--video", f"{path} has no frames")
     check_video_size(height, width, frames, names=RETAKE_FLAGS)  # a retake runs at the source's size
     _check_fps(fps, frames, RETAKE_FLAGS["frame_rate"])
+    return frames, height, width, fps
+
+
+def _check_retake(args: argparse.Namespace) -> tuple[int, int, int, float]:
+    """The source clip (`_check_source_clip`) and the window."""
+    frames, height, width, fps = _check_source_clip(args)
     duration = frames / fps
     for flag, value in (("--start", args.start), ("--end", args.end)):
         if not math.isfinite(value):
@@ -318,6 +331,32 @@ def _check_extend(args: argparse.Namespace) -> tuple[int, int, int, float]:
     new = defaults["num_frames"].default if args.new_frames is None else args.new_frames
     check_extension(clip, context, new, args.backwards, not args.no_audio_context, "pil")
     return context + new, *clip.frames.shape[1:3], clip.frame_rate
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# text-to-audio: a WAV file, a length in frames at a frame rate, no video
+
+
+def _check_text_to_audio(args: argparse.Namespace, command: Command) -> Checked:
+    checked = Checked(command, _check_model(args, command), _check_output(args.output, (".wav",)))
+    check_frame_count(args.frames, "--frames")
+    _check_fps(args.fps, args.frames)
+    checked.frames, checked.fps = args.frames, args.fps
+    if args.frames > MAX_FRAMES and not args.allow_large:
+        raise CLIError("--frames", f"{args.frames} frames: the size guard allows {MAX_FRAMES}; pass --allow-large")
+    if args.vae_tiling is not None:
+        flag = "--vae-tiling" if args.vae_tiling else "--no-vae-tiling"
+        raise CLIError(flag, "does not apply to `text-to-audio`: there is no video to decode")
+    if not 0 <= args.seed < 2**63:
+        raise CLIError("--seed", f"{args.seed} is outside [0, 2**63): pass a non-negative seed")
+    if args.steps is not None:
+        check_num_inference_steps(args.steps, "--steps", args.allow_large, "--allow-large")
+    if args.kind == "distilled":
+        refuse_with_distilled(args)
+    checked.loras = [_lora_spec("--lora", spec) for spec in args.lora]
+    check_prompts(args.prompt, args.negative_prompt, enhance_prompt=args.enhance_prompt, names=FLAGS)
+    _check_device(args)
+    return checked
 
 
 # ----------------------------------------------------------------------------------------------------------------------

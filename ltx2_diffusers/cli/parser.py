@@ -144,6 +144,21 @@ COMMANDS: dict[str, Command] = {
             example='ltx2-diffusers extend "the cat jumps off" -o longer.mp4 --video cat.mp4 --new-frames 8 '
             "--context-frames 9 --extensions 2 --model tiny --steps 2",
         ),
+        Command(
+            "text-to-audio",
+            "LTX2TextToAudioPipeline",
+            "a prompt -> a stereo soundtrack alone, written as WAV: no video (T2AOneStagePipeline)",
+            features=frozenset({"steps", "negative", "enhance", "duration", "t2a"}),
+            example='ltx2-diffusers text-to-audio "rain on a tin roof" -o rain.wav --model tiny --frames 9 --steps 2',
+        ),
+        Command(
+            "video-to-audio",
+            "LTX2VideoToAudioPipeline",
+            "a new soundtrack (Foley) for a clip, its frames kept as they are (RetakePipeline with the video kept)",
+            features=frozenset({"steps", "negative", "enhance", "v2a"}),
+            example='ltx2-diffusers video-to-audio "footsteps on gravel" -o foley.mp4 --video walk.mp4 --model tiny '
+            "--steps 2",
+        ),
     )
 }
 
@@ -162,7 +177,8 @@ EXAMPLES = (
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="ltx2-diffusers",
-        description="LTX-2 / LTX-2.3 audio+video generation: every subcommand writes an mp4 (H.264 + AAC stereo). "
+        description="LTX-2 / LTX-2.3 audio+video generation: every subcommand writes an mp4 (H.264 + AAC stereo), "
+        "text-to-audio a WAV. "
         "`ltx2-diffusers SUBCOMMAND --help` lists its flags.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -199,7 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_common(sub: argparse.ArgumentParser, command: Command) -> None:
     f = command.features
     sub.add_argument("prompt", help="what to generate")
-    sub.add_argument("-o", "--output", required=True, help="output file: .mp4, .mov or .mkv (its folder is created)")
+    kinds = "a .wav file (16-bit PCM stereo)" if "t2a" in f else "a .mp4, .mov or .mkv file"
+    sub.add_argument("-o", "--output", required=True, help=f"output: {kinds} (its folder is created)")
     model = sub.add_argument_group("model")
     model.add_argument(
         "--model",
@@ -242,6 +259,13 @@ def _add_common(sub: argparse.ArgumentParser, command: Command) -> None:
         size.add_argument("--height", type=int, default=command.height, help=f"multiple of {m} (default %(default)s)")
         size.add_argument("--width", type=int, default=command.width, help=f"multiple of {m} (default %(default)s)")
         size.add_argument("--fps", type=float, default=PRESET.frame_rate, help="frame rate, > 0 (default %(default)g)")
+    if "duration" in f:  # the reference's text-to-audio takes its length as frames at a frame rate
+        size.add_argument(
+            "--frames", type=int, default=PRESET.num_frames, help="length in frames, 8k + 1 (default %(default)s)"
+        )
+        size.add_argument(
+            "--fps", type=float, default=PRESET.frame_rate, help="frames per second (default %(default)g)"
+        )
     size.add_argument(
         "--allow-large",
         action="store_true",
@@ -262,7 +286,7 @@ def _add_common(sub: argparse.ArgumentParser, command: Command) -> None:
             "where the pipeline has no prompt enhancement",
         )
 
-    if f & {"image", "keyframe", "audio", "retake", "ic_lora"}:
+    if f & {"image", "keyframe", "audio", "retake", "ic_lora", "v2a"}:
         cond = sub.add_argument_group("conditioning")
         if "image" in f:
             cond.add_argument("--image", help="image for the first frame (image-to-video)")
@@ -298,6 +322,10 @@ def _add_common(sub: argparse.ArgumentParser, command: Command) -> None:
                 help="a reference video for the IC-LoRA (depth, pose, edges ...); repeat for several",
             )
             cond.add_argument("--skip-stage-2", action="store_true", help="decode the half-size stage-1 result")
+        if "v2a" in f:
+            cond.add_argument(
+                "--video", required=True, help="the clip (8k + 1 frames, sides multiples of 32); its sound is replaced"
+            )
         if "retake" in f:
             cond.add_argument(
                 "--video", required=True, help="the clip to retake (8k + 1 frames, sides multiples of 32)"

@@ -52,6 +52,10 @@ def call_arguments(args: argparse.Namespace, c: Checked) -> list[tuple[str, obje
         kw.append(("reference_videos", list(c.references), "--reference"))
         if args.skip_stage_2:
             kw.append(("skip_stage_2", True, "--skip-stage-2"))
+    if "duration" in f:
+        kw += [("num_frames", c.frames, "--frames"), ("frame_rate", c.fps, "--fps")]
+    if "v2a" in f:
+        kw.append(("video", args.video, "--video"))
     if "retake" in f:
         kw += [("video", args.video, "--video"), ("start_time", args.start, "--start"), ("end_time", args.end, "--end")]
         kw += [("regenerate_video", not args.keep_video, "--keep-video")]
@@ -226,6 +230,14 @@ def run(args: argparse.Namespace, c: Checked) -> str:
         refuse_with_distilled(args)
     prepare(pipe, args, c, device)
     generator = torch.Generator(device=device).manual_seed(args.seed)  # noise drawn on the device, as the reference
+    if "t2a" in c.command.features:  # sound alone: a WAV file
+        output = pipe(**{keyword: value for keyword, value, _ in kw}, generator=generator, output_type="pt")
+        audio, rate = output.audio[0], output.audio_sample_rate
+        written = write(None, audio, rate, None, c.output, write_wav)
+        return (
+            f"wrote {os.path.abspath(written)}: stereo audio at {rate} Hz ({audio.shape[-1] / rate:.2f} s, 16-bit "
+            f"PCM); took {time.perf_counter() - start:.1f} s"
+        )
     output = pipe(**{keyword: value for keyword, value, _ in kw}, generator=generator, output_type="pil")
     # "pil": uint8 frames made as the reference's decode_video makes them (truncated, in the decoder's dtype)
     frames, audio = np.stack([np.asarray(frame) for frame in output.frames[0]]), output.audio[0]
@@ -234,8 +246,9 @@ def run(args: argparse.Namespace, c: Checked) -> str:
     return describe_output(written, frames, audio, rate, c.fps, time.perf_counter() - start)
 
 
-def write(frames, audio, sample_rate: int, fps: float, path: Path) -> str:
-    """Create the output's missing folders and write the clip atomically; on failure, remove the folders made here."""
+def write(frames, audio, sample_rate: int, fps: float, path: Path, writer=None) -> str:
+    """Create the output's missing folders and write the clip atomically; on failure, remove the folders made here.
+    writer(frames, audio, sample_rate, fps, path): default `export_to_video_with_audio`."""
     from ..utils.media import export_to_video_with_audio
 
     missing = []
@@ -245,7 +258,7 @@ def write(frames, audio, sample_rate: int, fps: float, path: Path) -> str:
         folder = folder.parent
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        return export_to_video_with_audio(frames, audio, sample_rate, fps, path)
+        return (writer or export_to_video_with_audio)(frames, audio, sample_rate, fps, path)
     except BaseException as error:
         for made in missing:  # innermost first; only folders that are still empty
             try:
@@ -255,6 +268,32 @@ def write(frames, audio, sample_rate: int, fps: float, path: Path) -> str:
         if isinstance(error, ValueError | OSError):
             raise WriteError(f"{path}: nothing written: {error}") from None
         raise
+
+
+def write_wav(frames, audio, sample_rate: int, fps, path: Path) -> str:
+    """A (2, S) float waveform in [-1, 1] -> a 16-bit PCM stereo WAV, written to a temporary name and renamed (no
+    partial file on failure). NaN or infinite samples are refused (ValueError)."""
+    import wave
+
+    import numpy as np
+
+    samples = np.asarray(audio.float().cpu() if hasattr(audio, "cpu") else audio, dtype=np.float32)
+    if samples.ndim != 2 or samples.shape[0] != 2:
+        raise ValueError(f"audio must be a (2, S) stereo waveform, got shape {samples.shape}")
+    if not np.isfinite(samples).all():
+        raise ValueError("the waveform holds NaN or infinite samples")
+    pcm = np.round(np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").T  # (S, 2): interleaved frames
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        with wave.open(str(partial), "wb") as file:
+            file.setnchannels(2)
+            file.setsampwidth(2)
+            file.setframerate(int(sample_rate))
+            file.writeframes(np.ascontiguousarray(pcm).tobytes())
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return str(path)
 
 
 class WriteError(Exception):

@@ -180,11 +180,17 @@ class LTX2LatentUpsamplerModel(FromLTX2SingleFileMixin, ModelCardMixin, ModelMix
     @property
     def spatial_scale(self) -> float:
         """Factor applied to height and width (1.0 for the temporal-only upsampler)."""
+        num, den = self.spatial_ratio
+        return num / den
+
+    @property
+    def spatial_ratio(self) -> tuple[int, int]:
+        """The spatial scale as (p, q) = scale p/q: (2, 1) for x2, (3, 2) for x1.5, (1, 1) for the temporal-only one."""
         if not self.config.spatial_upsample:
-            return 1.0
+            return 1, 1
         if isinstance(self.upsampler, SpatialRationalResampler):
-            return self.upsampler.num / self.upsampler.den
-        return 2.0
+            return self.upsampler.num, self.upsampler.den
+        return 2, 1
 
     def _upsample(self, x: Tensor) -> Tensor:
         if isinstance(self.upsampler, SpatialRationalResampler):
@@ -234,3 +240,26 @@ def upsample_latents(
     std = latents_std.view(1, -1, 1, 1, 1).to(latents)
     upsampled = upsampler(latents * std + mean)
     return (upsampled - mean) / std
+
+
+def stage_1_size(height: int, width: int, spatial_ratio: tuple[int, int] = (2, 1)) -> tuple[int, int]:
+    """The pixel size stage 1 of a two-stage run generates at, for a spatial upsampler of scale p/q: (q/p) x the
+    output size, e.g. half of it for x2, two thirds for x1.5.
+
+    Each output side must be a multiple of 32 p (64 for x2, 96 for x1.5): its latent side p k then comes from a stage-1
+    latent side q k, which the upsampler maps to exactly p k (the rational resampler gives ceil(p n / q) for n
+    latent pixels, exact only for n a multiple of q). Raises ValueError naming the nearest valid sizes otherwise.
+    """
+    num, den = spatial_ratio
+    if num <= den:
+        raise ValueError(f"a two-stage run needs an upsampler that enlarges (scale > 1), got {num}/{den}")
+    multiple = 32 * num
+    for name, size in (("height", height), ("width", width)):
+        if size % multiple != 0:
+            lower = max(multiple, size // multiple * multiple)
+            raise ValueError(
+                f"{name}={size} is not a multiple of {multiple}: with a x{num / den:g} latent upsampler stage 1 runs "
+                f"at {den}/{num} of the output size, whose latent must upsample to exactly the output's (32 pixels "
+                f"per latent pixel). Use {lower} or {lower + multiple}."
+            )
+    return height * den // num, width * den // num
