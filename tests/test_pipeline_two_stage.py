@@ -309,5 +309,5 @@ def test_missing_or_wrong_upsampler_is_refused(pipe):
     temporal = LTX2LatentUpsamplerModel(
         in_channels=128, mid_channels=32, spatial_upsample=False, temporal_upsample=True
     )
-    with pytest.raises(ValueError, match="needs the spatial x2 one"):
+    with pytest.raises(ValueError, match="the two-stage pipelines need a spatial one that enlarges"):
         LTX2AVTwoStagePipeline(**{**pipe.components, "latent_upsampler": temporal})("a cat", **FAST)

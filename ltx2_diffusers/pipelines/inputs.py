@@ -265,7 +265,9 @@ def image_to_pixels(
     return frames / 127.5 - 1.0
 
 
-def half_size_image(image: ImageInput, height: int, width: int, name: str = "image") -> ImageInput:
+def half_size_image(
+    image: ImageInput, height: int, width: int, name: str = "image", size: tuple[int, int] | None = None
+) -> ImageInput:
     """For stage 1 of the two-stage pipelines: a prepared float tensor given at the output size height x width is
     resized to (height // 2, width // 2) (antialiased bilinear, like the PIL resize the reference applies when it
     loads an image at the stage-1 size). Other forms pass unchanged: they are prepared per stage at that stage's size.
@@ -278,7 +280,8 @@ def half_size_image(image: ImageInput, height: int, width: int, name: str = "ima
             f"{name} is a float tensor of shape {tuple(image.shape)}, but float image tensors must be the output size "
             f"{height}x{width} (HxW): pass a PIL image or path to have it resized and cropped for you"
         )
-    half = F.interpolate(pixels.float(), size=(height // 2, width // 2), mode="bilinear", antialias=True)
+    size = (height // 2, width // 2) if size is None else size  # the stage-1 size (2/3 with the x1.5 upsampler)
+    half = F.interpolate(pixels.float(), size=size, mode="bilinear", antialias=True)
     return half.to(pixels.dtype) if image.ndim == 4 else half[0].to(pixels.dtype)
 
 

@@ -27,6 +27,7 @@ from .conditioning import Generators, unpatchify_video
 from .decoding import decode_frames, decode_waveform
 from .denoising import denoise, latent_grid, prepare_latents
 from .guidance import GuidanceScales, GuidanceSchedule
+from ..models.latent_upsampler import stage_1_size
 from .inputs import ImageInput, half_size_image
 from .pipeline_base import LTX2AVTwoStagePipelineBase
 from .pipeline_output import LTX2PipelineOutput
@@ -135,11 +136,13 @@ class LTX2AVTwoStagePipeline(LTX2AVTwoStagePipelineBase):
             guidance_scale, stg_scale, modality_scale, guidance_rescale, audio_guidance_scale, audio_stg_scale,
             audio_modality_scale, audio_guidance_rescale, spatio_temporal_guidance_blocks,
         )  # fmt: skip
+        check_upsampler(self.latent_upsampler)
+        ratio = self.latent_upsampler.spatial_ratio
         batch_size = check_call_inputs(
             prompt=prompt, negative_prompt=negative_prompt, prompt_embeds=prompt_embeds,
             negative_prompt_embeds=negative_prompt_embeds, num_videos_per_prompt=num_videos_per_prompt,
             enhance_prompt=enhance_prompt, height=height, width=width, num_frames=num_frames, frame_rate=frame_rate,
-            size_multiple=64, image=image, image_strength=image_strength, image_crf=image_crf, keyframes=keyframes,
+            size_multiple=32 * ratio[0], image=image, image_strength=image_strength, image_crf=image_crf, keyframes=keyframes,
             num_inference_steps=num_inference_steps, sigmas=sigmas, video_guidance=video_guidance,
             audio_guidance=audio_guidance, guidance_keywords=keywords, output_type=output_type,
             callback_on_step_end=callback_on_step_end,
@@ -147,7 +150,6 @@ class LTX2AVTwoStagePipeline(LTX2AVTwoStagePipelineBase):
             return_dict=return_dict, allow_large=allow_large,
         )  # fmt: skip
         check_sigmas(stage_2_sigmas, name="stage_2_sigmas")
-        check_upsampler(self.latent_upsampler)
         check_adapter(self.transformer, stage_2_adapter, "stage_2_adapter")
         negative_prompt = preset.negative_prompt if negative_prompt is None else negative_prompt
         prompts, negative_prompts = as_list(prompt), as_list(negative_prompt)
@@ -159,7 +161,7 @@ class LTX2AVTwoStagePipeline(LTX2AVTwoStagePipelineBase):
         )
         names = callback_tensor_names(callback_on_step_end, callback_on_step_end_tensor_inputs)
         device, dtype, transformer = self._execution_device, self.transformer.dtype, self.transformer
-        half = (height // 2, width // 2)
+        half = stage_1_size(height, width, ratio)
         callback = StepCallbacks(self, callback_on_step_end, names)
 
         # 2. Prompts (optionally enhanced first) -> contexts, once for both stages
@@ -184,9 +186,9 @@ class LTX2AVTwoStagePipeline(LTX2AVTwoStagePipelineBase):
             # 3. Stage 1 at half size: conditions, noise, guided Euler (without the stage-2 adapter)
             if stage_2_adapter is not None:
                 adapters.use(adapters.others(stage_2_adapter))
-            half_image = None if image is None else half_size_image(image, height, width)
+            half_image = None if image is None else half_size_image(image, height, width, size=half)
             half_keyframes = [
-                (half_size_image(k, height, width, name=f"keyframes[{i}] image"), index, s)
+                (half_size_image(k, height, width, name=f"keyframes[{i}] image", size=half), index, s)
                 for i, (k, index, s) in enumerate(keyframes)
             ]
             conditions = encode_conditions(

@@ -22,11 +22,11 @@ def check_upsampler(upsampler: torch.nn.Module | None) -> None:
             "LTX2LatentUpsamplerModel.from_single_file('ltx-2-spatial-upscaler-x2-1.0.safetensors'), and pass "
             "latent_upsampler= to the constructor or from_pretrained."
         )
-    if upsampler.config.temporal_upsample or upsampler.spatial_scale != 2.0:
+    if upsampler.config.temporal_upsample or upsampler.spatial_scale <= 1.0:
         raise ValueError(
             f"the latent_upsampler scales space by {upsampler.spatial_scale} and time by "
-            f"{2 if upsampler.config.temporal_upsample else 1}; the two-stage pipeline needs the spatial x2 one "
-            "(stage 1 runs at exactly half the output size)."
+            f"{2 if upsampler.config.temporal_upsample else 1}; the two-stage pipelines need a spatial one that "
+            "enlarges (x2, or the rational x1.5): stage 1 runs at 1/scale of the output size."
         )
 
 
