@@ -1,0 +1,31 @@
+"""Memory budgets: `planner` decides where weights live (pure, torch-free), `placement` carries a plan out."""
+
+from .planner import (
+    GIB,
+    LTX2_19B_SIZES,
+    ComponentSizes,
+    MemoryPlan,
+    MemoryRequest,
+    Placement,
+    check_request,
+    check_transformer_call,
+    parse_budget,
+    plan_memory,
+    stage_peaks,
+)
+from .sizes import component_sizes
+
+__all__ = [
+    "GIB",
+    "LTX2_19B_SIZES",
+    "ComponentSizes",
+    "MemoryPlan",
+    "MemoryRequest",
+    "Placement",
+    "check_request",
+    "check_transformer_call",
+    "component_sizes",
+    "parse_budget",
+    "plan_memory",
+    "stage_peaks",
+]
