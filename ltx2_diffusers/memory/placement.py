@@ -163,12 +163,15 @@ class BlockStreamer:
     def repack(self) -> None:
         """Pack the blocks again (after peft adapters were added or deleted: new adapter weights are created where
         the base weights are, on the host, outside the packs)."""
+        active = self.slots is not None
         self.release()
         pin = self.packs[0].host.is_pinned()
         for pack in self.packs:
             pack.unpack(torch.device("cpu"))
         self.packs = [PackedTensors([block], buffers=True, pin=pin) for block in self.blocks]
         self.slot_bytes = max(pack.nbytes for pack in self.packs)
+        if active:  # slots of the new size
+            self.activate()
 
     def release(self) -> None:
         if self.slots is None:
