@@ -11,7 +11,7 @@ from helpers.lora import random_pair, run_text_and_transformer, tiny_models
 
 from ltx2_diffusers.loaders.lora import LTX2LoRA, load_lora_adapter
 from ltx2_diffusers.memory import MemoryRequest, Placement, component_sizes, plan_memory
-from ltx2_diffusers.memory.placement import BlockStreamer, TransientHolder, apply_plan
+from ltx2_diffusers.memory.placement import BlockStreamer, HostArena, TransientHolder, apply_plan
 from ltx2_diffusers.memory.planner import GIB, SMALL_COMPONENTS
 from ltx2_diffusers.pipelines.tiny import build_tiny_pipeline
 
@@ -41,7 +41,7 @@ def test_streamed_blocks_equal_resident_bit_for_bit_and_live_in_the_slots_only_w
     transformer, connectors = tiny_models(num_layers=4)
     expected = run_text_and_transformer(connectors, transformer)
     holder = TransientHolder()
-    streamer = BlockStreamer(transformer.transformer_blocks[1:], CPU, pin=False, on_use=lambda: holder.activate("t"))
+    streamer = BlockStreamer(transformer.transformer_blocks[1:], CPU, HostArena(pin=False), on_use=lambda: holder.activate("t"))
     holder.add("t", streamer.activate, streamer.release)
     weight = transformer.transformer_blocks[2].attn1.to_q.weight
     host = streamer.packs[1].host

@@ -28,7 +28,28 @@ from ..pipelines.text_encoding import gemma_language_model
 from .planner import SMALL_COMPONENTS, MemoryPlan
 from .sizes import gemma_vision_modules
 
-_ALIGN = 64  # bytes: every view starts aligned for any dtype
+_ALIGN = 256  # bytes: every view starts aligned as the CUDA caching allocator aligns (same GEMM kernel choices)
+_CHUNK = 4 << 30  # bytes per pinned host chunk
+
+
+class HostArena:
+    """Host memory for packed tensors, handed out as slices. Pinned memory comes in chunks of 4 GiB (or the next power
+    of two for a larger request): torch's pinned allocator rounds every allocation up to a power of two, so a 0.77 GB
+    block allocated alone would hold 1 GiB. Unpinned memory (CPU devices) is allocated per request."""
+
+    def __init__(self, pin: bool):
+        self.pin, self.chunk, self.used = pin, None, 0
+
+    def take(self, nbytes: int) -> Tensor:
+        nbytes = max(nbytes, _ALIGN)
+        if not self.pin:
+            return torch.empty(nbytes, dtype=torch.uint8)
+        if self.chunk is None or self.used + nbytes > self.chunk.numel():
+            size = max(_CHUNK, 1 << (nbytes - 1).bit_length())
+            self.chunk, self.used = torch.empty(size, dtype=torch.uint8, pin_memory=True), 0
+        taken = self.chunk[self.used : self.used + nbytes]
+        self.used += nbytes
+        return taken
 
 
 def _unique_tensors(modules: Sequence[nn.Module], buffers: bool, skip: set[int]) -> list[Tensor]:
@@ -44,16 +65,19 @@ def _unique_tensors(modules: Sequence[nn.Module], buffers: bool, skip: set[int])
 class PackedTensors:
     """Tensors of `modules` (parameters; buffers too with buffers=True) living in one contiguous host buffer.
 
-    skip: ids of tensors to leave alone (already owned by another pack). pin: page-locked host memory (CUDA only)."""
+    skip: ids of tensors to leave alone (already owned by another pack). arena: where the host buffer comes from
+    (pinned for CUDA devices)."""
 
-    def __init__(self, modules: Sequence[nn.Module], *, buffers: bool, pin: bool, skip: set[int] | None = None):
+    def __init__(
+        self, modules: Sequence[nn.Module], *, buffers: bool, arena: HostArena, skip: set[int] | None = None
+    ):
         self.tensors = _unique_tensors(modules, buffers, skip or set())
         self.offsets, offset = [], 0
         for tensor in self.tensors:
             self.offsets.append(offset)
             offset += -(-tensor.numel() * tensor.element_size() // _ALIGN) * _ALIGN
         self.nbytes = offset
-        self.host = torch.empty(max(offset, 1), dtype=torch.uint8, pin_memory=pin)
+        self.host = arena.take(offset)
         self.host_views = self._views(self.host)
         for tensor, view in zip(self.tensors, self.host_views):
             view.copy_(tensor.data)
@@ -140,9 +164,11 @@ class Onloaded:
 class BlockStreamer:
     """Streams `blocks` (in call order) through two device slots; see the module docstring."""
 
-    def __init__(self, blocks: Sequence[nn.Module], device: torch.device, pin: bool, on_use: Callable[[], None]):
-        self.blocks, self.device, self.on_use = list(blocks), device, on_use
-        self.packs = [PackedTensors([block], buffers=True, pin=pin) for block in self.blocks]
+    def __init__(
+        self, blocks: Sequence[nn.Module], device: torch.device, arena: HostArena, on_use: Callable[[], None]
+    ):
+        self.blocks, self.device, self.on_use, self.arena = list(blocks), device, on_use, arena
+        self.packs = [PackedTensors([block], buffers=True, arena=arena) for block in self.blocks]
         self.slot_bytes = max(pack.nbytes for pack in self.packs)
         self.cuda = device.type == "cuda"
         self.copy_stream = torch.cuda.Stream(device) if self.cuda else None
@@ -165,10 +191,9 @@ class BlockStreamer:
         the base weights are, on the host, outside the packs)."""
         active = self.slots is not None
         self.release()
-        pin = self.packs[0].host.is_pinned()
         for pack in self.packs:
             pack.unpack(torch.device("cpu"))
-        self.packs = [PackedTensors([block], buffers=True, pin=pin) for block in self.blocks]
+        self.packs = [PackedTensors([block], buffers=True, arena=self.arena) for block in self.blocks]
         self.slot_bytes = max(pack.nbytes for pack in self.packs)
         if active:  # slots of the new size
             self.activate()
@@ -284,7 +309,7 @@ def apply_plan(pipe, plan: MemoryPlan, device: torch.device | str, check_call: C
     device = torch.device(device)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
-    pin = device.type == "cuda"
+    arena = HostArena(pin=device.type == "cuda")
     p = plan.placement
     transformer = pipe.transformer
     if p.fp8 and not plan.sizes.transformer_is_fp8:
@@ -296,7 +321,7 @@ def apply_plan(pipe, plan: MemoryPlan, device: torch.device | str, check_call: C
     blocks = list(transformer.transformer_blocks)
     streamed = blocks[p.resident_blocks :]
     if streamed:
-        streamer = BlockStreamer(streamed, device, pin, lambda: holder.activate("transformer"))
+        streamer = BlockStreamer(streamed, device, arena, lambda: holder.activate("transformer"))
         applied.streamers.append(streamer)
         holder.add("transformer", streamer.activate, streamer.release)
     else:
@@ -319,7 +344,7 @@ def apply_plan(pipe, plan: MemoryPlan, device: torch.device | str, check_call: C
     text_encoder = getattr(pipe, "text_encoder", None)
     if text_encoder is not None and p.text_encoder != "resident":
         vision = gemma_vision_modules(text_encoder)
-        vision_pack = PackedTensors(vision, buffers=False, pin=pin)
+        vision_pack = PackedTensors(vision, buffers=False, arena=arena)
         applied.packs.append(vision_pack)
         _move(vision, device, buffers_only=True)
         holder.add("text_encoder_vision", *_onloaded(vision_pack, device))
@@ -327,17 +352,17 @@ def apply_plan(pipe, plan: MemoryPlan, device: torch.device | str, check_call: C
                                      lambda: holder.activate("text_encoder_vision"))  # fmt: skip
         layers = list(gemma_language_model(text_encoder).layers)
         if p.text_encoder == "streamed":
-            layer_streamer = BlockStreamer(layers, device, pin, lambda: holder.activate("text_encoder"))
+            layer_streamer = BlockStreamer(layers, device, arena, lambda: holder.activate("text_encoder"))
             applied.streamers.append(layer_streamer)
             taken = {id(t) for pack in layer_streamer.packs for t in pack.tensors} | vision_pack.ids()
-            core = PackedTensors([text_encoder], buffers=False, pin=pin, skip=taken)
+            core = PackedTensors([text_encoder], buffers=False, arena=arena, skip=taken)
             core_on, core_off = _onloaded(core, device)
             holder.add("text_encoder", lambda: (core_on(), layer_streamer.activate()),
                        lambda: (layer_streamer.release(), core_off()))  # fmt: skip
             in_vision = {id(m) for v in vision for m in v.modules()}
             owners = [m for m in _param_owners(text_encoder) if id(m) not in in_vision]
         else:  # onload: the whole language model and head for the call
-            core = PackedTensors([text_encoder], buffers=False, pin=pin, skip=vision_pack.ids())
+            core = PackedTensors([text_encoder], buffers=False, arena=arena, skip=vision_pack.ids())
             holder.add("text_encoder", *_onloaded(core, device))
             owners = _param_owners(text_encoder)
         applied.packs.append(core)
@@ -348,7 +373,7 @@ def apply_plan(pipe, plan: MemoryPlan, device: torch.device | str, check_call: C
         module = getattr(pipe, name, None)
         if mode != "onload" or not isinstance(module, nn.Module):
             continue
-        pack = PackedTensors([module], buffers=False, pin=pin)  # buffers (latent statistics) stay on the device
+        pack = PackedTensors([module], buffers=False, arena=arena)  # buffers (latent statistics) stay on the device
         applied.packs.append(pack)
         _move([module], device, buffers_only=True)
         holder.add(name, *_onloaded(pack, device))

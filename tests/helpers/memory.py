@@ -70,20 +70,24 @@ def full_size_components(version: str = md.LTX2) -> dict[str, torch.nn.Module]:
 
 
 def materialise(models: dict[str, torch.nn.Module], device: torch.device, dtype: torch.dtype) -> None:
-    """Allocate meta models in place on `device` in `dtype` and fill them with seeded small random values (per
-    parameter name, so the same name always gets the same values)."""
+    """Allocate meta models in place on `device` in `dtype`: parameters seeded small random values (per parameter name,
+    so the same name always gets the same values), buffers their real values (latent statistics: mean 0, std 1;
+    Gemma's embedding scale, RoPE frequencies and vision position ids as its constructors make them)."""
     for component, model in models.items():
         float_dtype = dtype if component != "vocoder" else torch.float32  # the vocoder runs in float32
         torch.nn.Module.to(model, float_dtype).to_empty(device=device).eval()
-        for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        for name, parameter in model.named_parameters():
             generator = torch.Generator(device=device).manual_seed(zlib.crc32(f"{component}.{name}".encode()))
-            if tensor.is_floating_point():
-                tensor.data.normal_(0.0, 0.02, generator=generator)
-            else:
-                tensor.data.zero_()
-    vae = models["vae"]
-    vae.latents_std.data.fill_(1.0)  # normalisation statistics: mean 0, std 1
-    vae.latents_mean.data.zero_()
+            parameter.data.normal_(0.0, 0.02, generator=generator)
+    for component in ("vae", "audio_vae"):
+        models[component].latents_mean.data.zero_()
+        models[component].latents_std.data.fill_(1.0)
+    gemma = models["text_encoder"].model
+    language_model = gemma.language_model
+    language_model.embed_tokens.embed_scale.fill_(language_model.config.hidden_size**0.5)
+    language_model.rotary_emb = type(language_model.rotary_emb)(language_model.config, device=device)
+    position_ids = gemma.vision_tower.embeddings.position_ids
+    position_ids.copy_(torch.arange(position_ids.shape[-1], device=device).expand_as(position_ids))
 
 
 def build_full_size_two_stage_pipeline(device: str = "cuda", dtype: torch.dtype = torch.bfloat16):
