@@ -490,3 +490,33 @@ def check_transformer_call(plan: MemoryPlan, rows: int, video_tokens: int) -> in
             f"request with pipe.enable_memory_budget(budget, height=..., width=..., num_frames=...)."
         )
     return peak
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The "which settings for my card" table of docs/memory.md
+
+
+def plan_table(
+    sizes: ComponentSizes, requests: dict[str, MemoryRequest], budgets_gib: tuple[int, ...], fp8_supported: bool
+) -> str:
+    """A markdown table of the planner's choices, one row per (budget, request); docs/memory.md embeds it."""
+    rows = [
+        "| card | workload | FP8 | resident blocks | Gemma | components | VAE tiles | predicted peak |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for budget in budgets_gib:
+        for name, request in requests.items():
+            try:
+                plan = plan_memory(budget * GIB, sizes, request, fp8_supported=fp8_supported)
+            except ValueError:
+                rows.append(f"| {budget} GB | {name} | – | does not fit | – | – | – | – |")
+                continue
+            modes = {mode for _, mode in plan.placement.components}
+            components = modes.pop() if len(modes) == 1 else "mixed"
+            tiles = f"{plan.vae_tiling[0]} px / {plan.vae_tiling[1]} fr"
+            rows.append(
+                f"| {budget} GB | {name} | {'yes' if plan.fp8 else 'no'} | {len(plan.resident_blocks)}/"
+                f"{len(sizes.transformer_blocks)} | {plan.text_encoder} | {components} | {tiles} | "
+                f"{plan.predicted_peak / GIB:.1f} GiB |"
+            )
+    return "\n".join(rows)
