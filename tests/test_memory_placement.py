@@ -13,6 +13,8 @@ from ltx2_diffusers.loaders.lora import LTX2LoRA, load_lora_adapter
 from ltx2_diffusers.memory import MemoryRequest, Placement, component_sizes, plan_memory
 from ltx2_diffusers.memory.placement import BlockStreamer, HostArena, TransientHolder, apply_plan
 from ltx2_diffusers.memory.planner import GIB, SMALL_COMPONENTS
+from ltx2_diffusers.pipelines.guidance import GuidanceScales, GuidanceSchedule
+from ltx2_diffusers.pipelines.pipeline_base import count_guidance_passes
 from ltx2_diffusers.pipelines.tiny import build_tiny_pipeline
 
 CPU = torch.device("cpu")
@@ -94,6 +96,14 @@ def test_peft_adapters_ride_with_streamed_blocks_and_adapters_added_later_are_pa
         assert torch.equal(a, b)
 
 
+def test_streamed_blocks_refuse_gradients():
+    transformer, connectors = tiny_models(num_layers=2)
+    pipe = SimpleNamespace(transformer=transformer)
+    apply_plan(pipe, forced_plan(pipe, resident_blocks=1), CPU)
+    with pytest.raises(RuntimeError, match=r"a streamed block ran with gradients enabled: memory budgets are for "):
+        run_text_and_transformer.__wrapped__(connectors, transformer)  # the helper without its torch.no_grad()
+
+
 def test_remove_restores_full_residency():
     transformer, connectors = tiny_models(num_layers=3)
     expected = run_text_and_transformer(connectors, transformer)
@@ -139,9 +149,18 @@ def test_budget_api_refuses_a_larger_call_and_double_enable():
         pipe.check_memory_budget(4096, 4096, 257)
     with pytest.raises(ValueError, match="already enabled"):
         pipe.enable_memory_budget("4GB", device="cpu")
-    pipe.disable_memory_budget()
+    pipe.disable_memory_budget(to="cpu")
+    assert {p.device for p in pipe.transformer.parameters()} == {CPU}
     with pytest.raises(ValueError, match="no memory budget is enabled"):
         pipe.memory_plan()
+
+
+def test_guidance_passes_are_counted_over_schedules():
+    assert count_guidance_passes(None, None) == 1
+    assert count_guidance_passes(GuidanceScales(), GuidanceScales()) == 1
+    assert count_guidance_passes(GuidanceScales(cfg=3.0), GuidanceScales(modality=3.0)) == 3
+    schedule = GuidanceSchedule.from_dict({1.0: GuidanceScales(cfg=3.0), 0.5: GuidanceScales(stg=1.0, stg_blocks=(1,))})
+    assert count_guidance_passes(schedule, None) == 3
 
 
 def test_pipeline_under_a_lean_placement_equals_the_resident_pipeline():

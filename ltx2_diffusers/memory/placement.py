@@ -221,6 +221,11 @@ class BlockStreamer:
 
     def _pre_hook(self, position: int):
         def hook(module, args):
+            if torch.is_grad_enabled():  # autograd would keep views of a slot that the next block overwrites
+                raise RuntimeError(
+                    "a streamed block ran with gradients enabled: memory budgets are for inference (the pipelines "
+                    "run under torch.no_grad()); wrap the call in torch.no_grad(), or disable_memory_budget() to train"
+                )
             self.on_use()  # activates this streamer (allocating the slots) through the holder if needed
             if position in self.slot_block:
                 slot = self.slot_block.index(position)
@@ -281,19 +286,21 @@ class AppliedPlan:
     handles: list = field(default_factory=list)
     vae_tiling: tuple | None = None
 
-    def remove(self, pipe) -> None:
-        """Every weight back in its own storage on `device` (full residency), hooks removed, VAE tiling restored."""
+    def remove(self, pipe, to: torch.device | None = None) -> None:
+        """Every weight back in its own storage on `to` (default `device`: full residency), hooks removed, VAE tiling
+        restored."""
+        to = self.device if to is None else to
         self.holder.release()
         for handle in self.handles:
             handle.remove()
         for streamer in self.streamers:
-            streamer.unpack(self.device)
+            streamer.unpack(to)
         for pack in self.packs:
-            pack.unpack(self.device)
+            pack.unpack(to)
         for name in ("transformer", "text_encoder", *SMALL_COMPONENTS):
             module = getattr(pipe, name, None)
             if isinstance(module, nn.Module):
-                _move([module], self.device)
+                _move([module], to)
         if self.vae_tiling is not None and getattr(pipe, "vae", None) is not None:
             pipe.vae.use_tiling, pipe.vae.tiling = self.vae_tiling
 

@@ -470,8 +470,8 @@ def check_request(plan: MemoryPlan, request: MemoryRequest) -> int:
             f"The request ({request.describe()}) would peak at {gib(peak)} ({stage}) with the weights placed for "
             f"{plan.request.describe()}, over the {gib(plan.budget_bytes)} budget less {gib(plan.headroom_bytes)} "
             f"kept free. Use a smaller size, fewer frames or a smaller batch, or plan for this request: "
-            f"pipe.enable_memory_budget(budget, height={request.height}, width={request.width}, "
-            f"num_frames={request.num_frames})."
+            f"pipe.disable_memory_budget(to='cpu'), then pipe.enable_memory_budget(budget, height={request.height}, "
+            f"width={request.width}, num_frames={request.num_frames})."
         )
     return peak
 
@@ -487,7 +487,8 @@ def check_transformer_call(plan: MemoryPlan, rows: int, video_tokens: int) -> in
             f"A transformer call on {rows} x {video_tokens} video tokens would peak at {gib(peak)}, over the "
             f"{gib(plan.budget_bytes)} budget less {gib(plan.headroom_bytes)} kept free (the weights were placed for "
             f"{plan.request.describe()}). Use a smaller size, fewer frames or a smaller batch, or plan for this "
-            f"request with pipe.enable_memory_budget(budget, height=..., width=..., num_frames=...)."
+            f"request (pipe.disable_memory_budget(to='cpu'), then pipe.enable_memory_budget(budget, height=..., "
+            f"width=..., num_frames=...))."
         )
     return peak
 

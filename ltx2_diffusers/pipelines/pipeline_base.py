@@ -22,7 +22,7 @@ from ..memory import plan_memory as plan_placement
 from ..memory.placement import AppliedPlan, apply_plan
 from ..schedulers.scheduling_ltx2 import LTX2Scheduler, as_ltx2_scheduler
 from .condition_encoding import encode_image
-from .guidance import GuidanceScales
+from .guidance import GuidanceScales, GuidanceSchedule
 from .inputs import ImageInput
 from .presets import (
     DEFAULT_IMAGE_CRF,
@@ -43,6 +43,21 @@ def with_guidance_scales(preset: SamplingPreset) -> SamplingPreset:
         video_guidance=GuidanceScales(**preset.video_guidance.as_kwargs()),
         audio_guidance=GuidanceScales(**preset.audio_guidance.as_kwargs()),
     )
+
+
+def count_guidance_passes(
+    video: GuidanceScales | GuidanceSchedule | None, audio: GuidanceScales | GuidanceSchedule | None
+) -> int:
+    """Transformer passes per step (cond, uncond, perturbed, isolated) that any step may run, over every bin of a
+    schedule: what the memory plan sizes activations for. None counts as no guidance."""
+    scales = [
+        bin_scales
+        for guidance in (video, audio)
+        if guidance is not None
+        for bin_scales in ([s for _, s in guidance.bins] if isinstance(guidance, GuidanceSchedule) else [guidance])
+    ]
+    needs = ("needs_uncond", "needs_perturbed", "needs_isolated")
+    return 1 + sum(any(getattr(s, need) for s in scales) for need in needs)
 
 
 COMPONENTS = ("scheduler", "vae", "audio_vae", "text_encoder", "tokenizer", "connectors", "transformer", "vocoder")
@@ -289,7 +304,10 @@ class LTX2AVPipelineBase(PipelineCardMixin, DiffusionPipeline, LTX2LoraLoaderMix
         call `.to(device)`: weights go where the plan says. `disable_memory_budget()` undoes it. Inference only.
         """
         if self._memory_placement is not None:
-            raise ValueError("a memory budget is already enabled: call pipe.disable_memory_budget() first")
+            raise ValueError(
+                "a memory budget is already enabled: call pipe.disable_memory_budget(to='cpu') first (to='cpu' keeps the "
+                "weights off the GPU until the new plan places them)"
+            )
         plan = self.memory_plan(
             height, width, num_frames, budget=budget, device=device, fp8=fp8, frame_rate=frame_rate,
             batch_size=batch_size, guidance_passes=guidance_passes, encode_frames=encode_frames,
@@ -317,10 +335,7 @@ class LTX2AVPipelineBase(PipelineCardMixin, DiffusionPipeline, LTX2LoraLoaderMix
         preset = self.sampling_defaults
         two_stage = self._takes_upsampler()
         if guidance_passes is None:
-            scales = (preset.video_guidance, preset.audio_guidance)
-            guidance_passes = 1 + sum(
-                any(getattr(s, need) for s in scales) for need in ("needs_uncond", "needs_perturbed", "needs_isolated")
-            )
+            guidance_passes = count_guidance_passes(preset.video_guidance, preset.audio_guidance)
         request = MemoryRequest(
             height=height if height is not None else (preset.two_stage_height if two_stage else preset.height),
             width=width if width is not None else (preset.two_stage_width if two_stage else preset.width),
@@ -341,25 +356,34 @@ class LTX2AVPipelineBase(PipelineCardMixin, DiffusionPipeline, LTX2LoraLoaderMix
         supported = device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 9)
         return plan_placement(parse_budget(budget), component_sizes(self), request, fp8=fp8, fp8_supported=supported)
 
-    def disable_memory_budget(self) -> None:
-        """Undo `enable_memory_budget`: every weight resident on the budget's device again, hooks removed, FP8 kept
-        (`transformer.disable_fp8()` undoes that), VAE tiling as before."""
+    def disable_memory_budget(self, to: torch.device | str | None = None) -> None:
+        """Undo `enable_memory_budget`: hooks removed, every weight in its own storage on `to` (default: the budget's
+        device, i.e. fully resident; "cpu" to free the GPU, e.g. before planning again), FP8 kept
+        (`transformer.disable_fp8()` undoes it), VAE tiling as before."""
         if self._memory_placement is None:
             raise ValueError("no memory budget is enabled")
-        self._memory_placement.remove(self)
+        self._memory_placement.remove(self, None if to is None else torch.device(to))
         self._memory_placement = None
 
     def check_memory_budget(
-        self, height: int, width: int, num_frames: int, batch_size: int = 1, guidance_passes: int = 1,
-        frame_rate: float = 24.0, encode_frames: int = 1,
-    ) -> None:  # fmt: skip
-        """Refuse a call that would not fit the enabled budget, before any work (no-op without a budget)."""
-        if self._memory_placement is not None:
-            check_request(
-                self._memory_placement.plan,
-                MemoryRequest(height, width, num_frames, frame_rate, batch_size, guidance_passes,
-                              self._takes_upsampler(), encode_frames),
-            )  # fmt: skip
+        self,
+        height: int,
+        width: int,
+        num_frames: int,
+        batch_size: int = 1,
+        video_guidance: GuidanceScales | GuidanceSchedule | None = None,
+        audio_guidance: GuidanceScales | GuidanceSchedule | None = None,
+        frame_rate: float = 24.0,
+        encode_frames: int = 1,
+    ) -> None:
+        """Refuse a call that would not fit the enabled budget, before any work (no-op without a budget). Pipelines
+        call it with their resolved size, batch (prompts x videos per prompt) and guidance."""
+        if self._memory_placement is None:
+            return
+        passes = count_guidance_passes(video_guidance, audio_guidance)
+        request = MemoryRequest(height, width, num_frames, frame_rate, batch_size, passes, self._takes_upsampler(),
+                                encode_frames)  # fmt: skip
+        check_request(self._memory_placement.plan, request)
 
     def _check_transformer_call(self, transformer, args, kwargs) -> None:
         hidden_states = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
