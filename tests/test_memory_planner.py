@@ -63,6 +63,13 @@ def test_dev_two_stage_at_full_size_fits_24_gb_with_fp8():
     assert plan.max_video_tokens_per_call == 24576  # stage 1: 4 passes x 6144; stage 2: 1 x 24576
 
 
+def test_gemma_is_onloaded_whole_when_it_fits_beside_the_resident_blocks():
+    plan = plan_memory(64 * GIB, LTX2_19B_SIZES, DISTILLED, fp8=False)
+    assert (plan.fp8, len(plan.resident_blocks), plan.text_encoder) == (False, 48, "onload")
+    text = dict(plan.stage_peaks)["text encoding"]
+    assert text - dict(plan.stage_peaks)["stage 1"] > LTX2_19B_SIZES.text_encoder - LTX2_19B_SIZES.text_encoder_vision
+
+
 def test_more_budget_never_means_fewer_resident_blocks():
     counts = [
         len(plan_memory(gib * GIB, LTX2_19B_SIZES, DISTILLED, fp8=True, fp8_supported=True).resident_blocks)

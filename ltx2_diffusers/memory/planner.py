@@ -197,9 +197,6 @@ class Placement:
     components: tuple[tuple[str, str], ...]  # (name, "resident" | "onload") for SMALL_COMPONENTS
     vae_tiling: tuple[int, int]  # (tile_size_pixels, tile_size_frames)
 
-    def component(self, name: str) -> str:
-        return dict(self.components)[name]
-
 
 @dataclass(frozen=True)
 class MemoryPlan:
@@ -249,7 +246,7 @@ class MemoryPlan:
 
     def summary(self) -> str:
         p, s = self.placement, self.sizes
-        blocks = s.transformer_blocks_fp8 if p.fp8 and not s.transformer_is_fp8 else s.transformer_blocks
+        blocks = s.transformer_blocks_fp8 if p.fp8 else s.transformer_blocks
         n = len(blocks)
         stream = n - p.resident_blocks
         lines = [
@@ -283,6 +280,8 @@ def _transformer_stages(request: MemoryRequest) -> list[tuple[str, int, int]]:
 
 
 def transformer_activations(sizes: ComponentSizes, rows: int, video_tokens: int, request: MemoryRequest) -> int:
+    """One transformer call on `rows` batch rows: per row, TRANSFORMER_UNITS_PER_TOKEN hidden-size tensors per video
+    and audio token, plus the text contexts' key/value projections."""
     per_row = (
         video_tokens * sizes.video_width + request.audio_tokens * sizes.audio_width
     ) * TRANSFORMER_UNITS_PER_TOKEN + 4 * request.text_tokens * (sizes.video_width + sizes.audio_width)
