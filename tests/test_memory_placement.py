@@ -10,11 +10,10 @@ import torch
 from helpers.lora import random_pair, run_text_and_transformer, tiny_models
 
 from ltx2_diffusers.loaders.lora import LTX2LoRA, load_lora_adapter
-from ltx2_diffusers.memory import MemoryRequest, Placement, component_sizes, plan_memory
+from ltx2_diffusers.memory import MemoryRequest, Placement, component_sizes, count_guidance_passes, plan_memory
 from ltx2_diffusers.memory.placement import BlockStreamer, HostArena, TransientHolder, apply_plan
 from ltx2_diffusers.memory.planner import GIB, SMALL_COMPONENTS
 from ltx2_diffusers.pipelines.guidance import GuidanceScales, GuidanceSchedule
-from ltx2_diffusers.pipelines.pipeline_base import count_guidance_passes
 from ltx2_diffusers.pipelines.tiny import build_tiny_pipeline
 
 CPU = torch.device("cpu")
@@ -176,4 +175,18 @@ def test_pipeline_under_a_lean_placement_equals_the_resident_pipeline():
     assert applied.holder.current == "vocoder"  # the last component onloaded; the VAE was released for it
     vae_pack = next(pack for pack in applied.packs if any(vae_weight is t for t in pack.tensors))
     assert vae_pack.host.data_ptr() <= vae_weight.data_ptr() < vae_pack.host.data_ptr() + vae_pack.host.numel()
+    pipe.disable_memory_budget()
+
+
+@pytest.mark.parametrize("mode", ["onload", "streamed"])
+def test_text_encoder_onloaded_or_streamed_encodes_the_same(mode):
+    pipe = build_tiny_pipeline()
+    expected = pipe.encode_prompt(["a cat", "a dog"])
+    pipe._memory_placement = apply_plan(pipe, forced_plan(pipe, 30, text_encoder=mode, components="onload"), CPU)
+    got = pipe.encode_prompt(["a cat", "a dog"])
+    assert torch.equal(got.video_context, expected.video_context)
+    assert torch.equal(got.audio_context, expected.audio_context)
+    assert pipe._memory_placement.holder.current == "connectors"  # Gemma's parts were released for the connectors
+    embedding = pipe.text_encoder.model.language_model.embed_tokens.weight
+    assert any(embedding is t for pack in pipe._memory_placement.packs for t in pack.tensors)
     pipe.disable_memory_budget()

@@ -74,6 +74,14 @@ def parse_budget(budget: "int | float | str") -> int:
     return size
 
 
+def count_guidance_passes(*guidance) -> int:
+    """Transformer passes per step (cond, uncond, perturbed, isolated) that any step may run, for `GuidanceScales` or
+    `GuidanceSchedule`s (every bin counted) per modality: what the plan sizes activations for. None: no guidance."""
+    scales = [s for g in guidance if g is not None for s in ([s for _, s in g.bins] if hasattr(g, "bins") else [g])]
+    needs = ("needs_uncond", "needs_perturbed", "needs_isolated")
+    return 1 + sum(any(getattr(s, need) for s in scales) for need in needs)
+
+
 def gib(size: int) -> str:
     return f"{size / GIB:.1f} GiB"
 

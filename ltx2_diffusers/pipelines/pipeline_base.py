@@ -17,7 +17,15 @@ from torch import Tensor
 from ..hub import PipelineCardMixin, local_or_snapshot_folder
 from ..loaders.lora_pipeline import LTX2LoraLoaderMixin
 from ..loaders.safetensors_io import read_json
-from ..memory import MemoryPlan, MemoryRequest, check_request, check_transformer_call, component_sizes, parse_budget
+from ..memory import (
+    MemoryPlan,
+    MemoryRequest,
+    check_request,
+    check_transformer_call,
+    component_sizes,
+    count_guidance_passes,
+    parse_budget,
+)
 from ..memory import plan_memory as plan_placement
 from ..memory.placement import AppliedPlan, apply_plan
 from ..schedulers.scheduling_ltx2 import LTX2Scheduler, as_ltx2_scheduler
@@ -43,21 +51,6 @@ def with_guidance_scales(preset: SamplingPreset) -> SamplingPreset:
         video_guidance=GuidanceScales(**preset.video_guidance.as_kwargs()),
         audio_guidance=GuidanceScales(**preset.audio_guidance.as_kwargs()),
     )
-
-
-def count_guidance_passes(
-    video: GuidanceScales | GuidanceSchedule | None, audio: GuidanceScales | GuidanceSchedule | None
-) -> int:
-    """Transformer passes per step (cond, uncond, perturbed, isolated) that any step may run, over every bin of a
-    schedule: what the memory plan sizes activations for. None counts as no guidance."""
-    scales = [
-        bin_scales
-        for guidance in (video, audio)
-        if guidance is not None
-        for bin_scales in ([s for _, s in guidance.bins] if isinstance(guidance, GuidanceSchedule) else [guidance])
-    ]
-    needs = ("needs_uncond", "needs_perturbed", "needs_isolated")
-    return 1 + sum(any(getattr(s, need) for s in scales) for need in needs)
 
 
 COMPONENTS = ("scheduler", "vae", "audio_vae", "text_encoder", "tokenizer", "connectors", "transformer", "vocoder")
