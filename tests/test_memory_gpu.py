@@ -4,13 +4,20 @@ budget set to the cap, the pipeline runs, its reserved peak stays under the cap,
 only placement changes) the clip equals the all-resident run bit for bit. Then fp8="auto" under 24 GB (FP8 storage:
 within FP8's rounding, not bit for bit). About 4-5 minutes on an H100; prints each plan and its measured peak."""
 
+import dataclasses
+from types import SimpleNamespace
+
 import pytest
 import torch
+from helpers.lora import connector_inputs, tiny_models
 from helpers.memory import build_full_size_two_stage_pipeline
+
+from ltx2_diffusers.memory import GIB, MemoryRequest, Placement, component_sizes, plan_memory
+from ltx2_diffusers.memory.placement import apply_plan
+from ltx2_diffusers.memory.planner import SMALL_COMPONENTS
 
 pytestmark = pytest.mark.gpu
 
-GIB = 1 << 30
 SIZE = dict(height=512, width=768, num_frames=121)
 
 
@@ -32,6 +39,37 @@ def capped_run(pipe, cap_gib: int) -> tuple[tuple[torch.Tensor, torch.Tensor], i
         return outputs, torch.cuda.max_memory_reserved()
     finally:
         torch.cuda.set_per_process_memory_fraction(1.0)
+
+
+@torch.no_grad()
+def run_on_cuda(connectors, transformer) -> tuple[torch.Tensor, torch.Tensor]:
+    states, mask = connector_inputs()
+    video_context, audio_context, _ = connectors(states.cuda(), mask.cuda())
+    generator = torch.Generator().manual_seed(4)
+    video = torch.randn(1, 8, transformer.config.in_channels, generator=generator).cuda()
+    audio = torch.randn(1, 4, transformer.config.audio_in_channels, generator=generator).cuda()
+    return transformer(
+        hidden_states=video, audio_hidden_states=audio, encoder_hidden_states=video_context,
+        audio_encoder_hidden_states=audio_context, timestep=torch.tensor([600.0], device="cuda"), num_frames=2,
+        height=2, width=2, fps=24.0, audio_num_frames=4, return_dict=False,
+    )  # fmt: skip
+
+
+def test_tiny_streaming_on_cuda_equals_resident():
+    """Side stream, events and pinned copies on a tiny transformer (seconds): every block but the first streams."""
+    transformer, connectors = tiny_models(num_layers=5)
+    transformer, connectors = transformer.cuda(), connectors.cuda()
+    expected = run_on_cuda(connectors, transformer)
+    pipe = SimpleNamespace(transformer=transformer)
+    plan = plan_memory(4 * GIB, component_sizes(pipe), MemoryRequest(64, 64, 9))
+    lean = Placement(False, 1, "resident", tuple((name, "onload") for name in SMALL_COMPONENTS), (256, 32))
+    applied = apply_plan(pipe, dataclasses.replace(plan, placement=lean), "cuda")
+    assert applied.streamers[0].packs[0].host.is_pinned()
+    for _ in range(3):  # the ring prefetch carries the first streamed block over to the next call
+        got = run_on_cuda(connectors, transformer)
+        for a, b in zip(got, expected):
+            assert torch.equal(a, b)
+    applied.remove(pipe)
 
 
 @pytest.fixture(scope="module")
