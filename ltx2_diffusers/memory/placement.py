@@ -185,6 +185,8 @@ class BlockStreamer:
     def activate(self) -> None:
         self.slots = [torch.empty(self.slot_bytes, dtype=torch.uint8, device=self.device) for _ in range(2)]
         self.slot_block, self.last_slot = [None, None], 1
+        if self.cuda:  # the slots' memory may have been another tensor's: its queued readers come first
+            self.copy_stream.wait_stream(torch.cuda.current_stream(self.device))
 
     def repack(self) -> None:
         """Pack the blocks again (after peft adapters were added or deleted: new adapter weights are created where
@@ -204,6 +206,7 @@ class BlockStreamer:
         if self.cuda:  # a prefetch may still be writing a slot: the compute stream waits before the slots are freed
             torch.cuda.current_stream(self.device).wait_stream(self.copy_stream)
         for pack in self.packs:
+            pack.point_to_host()  # a block whose forward raised still points at its slot
             for slot in self.slots:
                 pack.forget_buffer(slot)
         self.slots, self.slot_block = None, [None, None]
