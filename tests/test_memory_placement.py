@@ -150,6 +150,10 @@ def test_budget_api_refuses_a_larger_call_and_double_enable():
         pipe.enable_memory_budget("4GB", device="cpu")
     pipe.disable_memory_budget(to="cpu")
     assert {p.device for p in pipe.transformer.parameters()} == {CPU}
+    pipe._all_hooks = [object()]  # what enable_model_cpu_offload leaves
+    with pytest.raises(ValueError, match=r"model CPU offload is enabled .* call pipe\.remove_all_hooks\(\) first"):
+        pipe.enable_memory_budget("4GB", device="cpu")
+    pipe._all_hooks = []
     with pytest.raises(ValueError, match="no memory budget is enabled"):
         pipe.memory_plan()
 

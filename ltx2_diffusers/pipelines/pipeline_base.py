@@ -291,8 +291,10 @@ class LTX2AVPipelineBase(PipelineCardMixin, DiffusionPipeline, LTX2LoraLoaderMix
         Plans first (`memory_plan`), then places: FP8 block storage (fp8="auto": when the blocks would not all stay
         resident otherwise, on CUDA capability 8.9+; True / False to force), resident and streamed transformer blocks,
         Gemma resident / onloaded / streamed by layer, components resident or onloaded around their use, VAE tiles.
-        The plan is made for the largest call you will make (height / width / num_frames / batch_size /
-        guidance_passes; default: this pipeline's preset); a larger call is refused before any work. An impossible
+        The plan is made for the largest call you will make (height / width / num_frames / batch_size: prompts x
+        videos per prompt / guidance_passes: 1-4 / encode_frames: frames the VAE encodes at full size, 1 for an image,
+        the clip for IC-LoRA or retake references; default: this pipeline's preset, one image); a larger call is
+        refused before any work. An impossible
         budget raises a ValueError before any weight moves. Load the pipeline on the CPU (the default) and do not
         call `.to(device)`: weights go where the plan says. `disable_memory_budget()` undoes it. Inference only.
         """
@@ -300,6 +302,11 @@ class LTX2AVPipelineBase(PipelineCardMixin, DiffusionPipeline, LTX2LoraLoaderMix
             raise ValueError(
                 "a memory budget is already enabled: call pipe.disable_memory_budget(to='cpu') first (to='cpu' keeps the "
                 "weights off the GPU until the new plan places them)"
+            )
+        if getattr(self, "_all_hooks", None):
+            raise ValueError(
+                "model CPU offload is enabled and would move the weights behind the budget's back: call "
+                "pipe.remove_all_hooks() first (the budget places every component itself)"
             )
         plan = self.memory_plan(
             height, width, num_frames, budget=budget, device=device, fp8=fp8, frame_rate=frame_rate,
