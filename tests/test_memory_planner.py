@@ -17,7 +17,7 @@ from ltx2_diffusers.memory import (
     parse_budget,
     plan_memory,
 )
-from ltx2_diffusers.memory.planner import headroom, plan_table
+from ltx2_diffusers.memory.planner import DOCS_CARDS_GIB, DOCS_WORKLOADS, headroom, plan_table
 from ltx2_diffusers.memory.sizes import tensor_bytes
 from ltx2_diffusers.models.fp8 import fp8_layer_names
 from ltx2_diffusers.pipelines.tiny import build_tiny_two_stage_pipeline
@@ -181,11 +181,8 @@ def test_component_sizes_measures_every_component():
 
 
 def test_docs_tables_are_the_planners_output():
-    requests = {
-        "distilled two-stage 512×768×121": DISTILLED,
-        "dev two-stage 1024×1536×121, 4 passes": DEV_LARGE,
-    }
+    """Regenerate with `python scripts/memory_table.py` after changing the planner."""
     doc = (Path(__file__).parents[1] / "docs" / "memory.md").read_text()
     for marker, fp8_supported in (("fp8", True), ("bf16", False)):
         table = doc.split(f"<!-- plan_table {marker} -->\n", 1)[1].split("\n<!-- end -->", 1)[0]
-        assert table == plan_table(LTX2_19B_SIZES, requests, (80, 48, 32, 24, 16), fp8_supported), marker
+        assert table == plan_table(LTX2_19B_SIZES, DOCS_WORKLOADS, DOCS_CARDS_GIB, fp8_supported), marker

@@ -195,6 +195,14 @@ class MemoryRequest:
         )
 
 
+# The workloads and card sizes of the "which settings for my card" tables in docs/memory.md (`plan_table`)
+DOCS_WORKLOADS = {
+    "distilled two-stage 512×768×121": MemoryRequest(512, 768, 121, two_stage=True),
+    "dev two-stage 1024×1536×121, 4 passes": MemoryRequest(1024, 1536, 121, two_stage=True, guidance_passes=4),
+}
+DOCS_CARDS_GIB = (80, 48, 32, 24, 16)
+
+
 @dataclass(frozen=True)
 class Placement:
     """Where weights live: the part of a plan that `placement.apply_plan` carries out."""
