@@ -140,6 +140,8 @@ def test_an_impossible_request_is_refused_before_any_weight_moves():
 
 def test_budget_api_refuses_a_larger_call_and_double_enable():
     pipe = build_tiny_pipeline()
+    # the default request is the pipeline's preset: LTX-2 dev, 512x768x121, cfg + stg + modality guidance
+    assert pipe.memory_plan(budget="4GB", device="cpu").request == MemoryRequest(512, 768, 121, guidance_passes=4)
     plan = pipe.enable_memory_budget("4GB", device="cpu", height=128, width=128, num_frames=9)
     assert plan.resident_blocks == tuple(range(30)) and plan.text_encoder == "resident"
     assert pipe._execution_device == CPU
