@@ -518,6 +518,8 @@ def _check_device(args: argparse.Namespace) -> None:
     device, dtype = resolve_device(args)
     if args.offload and not device.startswith("cuda"):
         raise CLIError("--offload", f"moves components between the CPU and a GPU; the device is {device}")
+    if args.vram is not None:
+        _check_vram(args, device)
     if args.fp8:
         if device.startswith("cuda"):
             capability = torch.cuda.get_device_capability(torch.device(device))
@@ -525,3 +527,18 @@ def _check_device(args: argparse.Namespace) -> None:
                 raise CLIError("--fp8", f"needs CUDA capability 8.9+ (Ada, Hopper); {device} has {capability}")
             if DTYPES[dtype] != "bfloat16":
                 raise CLIError("--fp8", f"computes in bf16 on CUDA: drop --dtype {args.dtype}")
+
+
+def _check_vram(args: argparse.Namespace, device: str) -> None:
+    from ..memory.planner import parse_budget
+
+    try:
+        parse_budget(args.vram)
+    except (TypeError, ValueError) as error:
+        raise CLIError("--vram", str(error).replace("budget=", "")) from None
+    if not device.startswith("cuda"):
+        raise CLIError("--vram", f"budgets GPU memory; the device is {device} (use --device cuda)")
+    if args.offload:
+        raise CLIError("--vram", "places every component itself: drop --offload")
+    if args.vae_tiling is False:
+        raise CLIError("--vram", "picks the VAE tiles itself: drop --no-vae-tiling")

@@ -349,6 +349,12 @@ def _add_common(sub: argparse.ArgumentParser, command: Command) -> None:
     run.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     run.add_argument("--dtype", choices=sorted(DTYPES), help="default: bf16 on cuda, fp32 on cpu")
     run.add_argument("--offload", action="store_true", help="model CPU offload: one component on the GPU at a time")
+    run.add_argument(
+        "--vram",
+        metavar="GB",
+        help="GPU memory budget in GiB (e.g. 24, 24GB): the memory planner keeps what fits on the GPU and streams the "
+        "rest (FP8 block storage where the GPU supports it); a size that cannot fit is refused (docs/memory.md)",
+    )
     tiling = run.add_mutually_exclusive_group()
     tiling.add_argument(
         "--vae-tiling",

@@ -174,7 +174,7 @@ def prepare(pipe, args: argparse.Namespace, c: Checked, device: str) -> None:
     try:  # a LoRA of another model (names, shapes) is found here, once the transformer exists
         if c.loras:  # fused into the bf16 weights, before FP8 quantises them
             fuse_lora(pipe.transformer, [(path, scale) for path, scale in c.loras])
-        if not args.offload:
+        if not args.offload and args.vram is None:
             pipe.to(device)
         if args.fp8:  # before the adapters: they stay live over the FP8 layers (models/fp8_lora.py)
             pipe.transformer.enable_fp8()
@@ -186,7 +186,18 @@ def prepare(pipe, args: argparse.Namespace, c: Checked, device: str) -> None:
             pipe.load_ic_lora(c.ic_lora[0], strength=c.ic_lora[1])
     except (ValueError, KeyError) as error:
         raise CLIError(flag, str(error).strip("'\"")) from None
-    if args.offload:
+    if args.vram is not None:  # the planner places every weight; a call that cannot fit is refused before any moves
+        # FP8 must go on before adapters load (they stay live over FP8 layers): with adapters, only --fp8 chooses it
+        adapters = c.distilled_lora is not None or c.ic_lora is not None
+        fp8 = True if args.fp8 else (False if adapters else "auto")
+        try:
+            pipe.enable_memory_budget(
+                args.vram, device=device, fp8=fp8, height=c.height, width=c.width, num_frames=c.frames,
+                frame_rate=c.fps,
+            )  # fmt: skip
+        except ValueError as error:
+            raise CLIError("--vram", str(error)) from None
+    elif args.offload:
         pipe.enable_model_cpu_offload(device=device)
     if device.startswith("cuda"):
         # cuDNN then runs the VAE's convs without layout conversions (docs/video_vae.md: about 1.3x faster decodes)

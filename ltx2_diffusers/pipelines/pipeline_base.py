@@ -17,9 +17,20 @@ from torch import Tensor
 from ..hub import PipelineCardMixin, local_or_snapshot_folder
 from ..loaders.lora_pipeline import LTX2LoraLoaderMixin
 from ..loaders.safetensors_io import read_json
+from ..memory import (
+    MemoryPlan,
+    MemoryRequest,
+    check_request,
+    check_transformer_call,
+    component_sizes,
+    count_guidance_passes,
+    parse_budget,
+)
+from ..memory import plan_memory as plan_placement
+from ..memory.placement import AppliedPlan, apply_plan
 from ..schedulers.scheduling_ltx2 import LTX2Scheduler, as_ltx2_scheduler
 from .condition_encoding import encode_image
-from .guidance import GuidanceScales
+from .guidance import GuidanceScales, GuidanceSchedule
 from .inputs import ImageInput
 from .presets import (
     DEFAULT_IMAGE_CRF,
@@ -257,6 +268,140 @@ class LTX2AVPipelineBase(PipelineCardMixin, DiffusionPipeline, LTX2LoraLoaderMix
 
     def disable_vae_tiling(self) -> None:
         self.vae.disable_tiling()
+
+    # ------------------------------------------------------------------------------------------------------------------
+    # Memory budget (memory/planner.py decides, memory/placement.py places; docs/memory.md)
+
+    def enable_memory_budget(
+        self,
+        budget: int | float | str,
+        device: torch.device | str = "cuda",
+        fp8: bool | str = "auto",
+        *,
+        height: int | None = None,
+        width: int | None = None,
+        num_frames: int | None = None,
+        frame_rate: float | None = None,
+        batch_size: int = 1,
+        guidance_passes: int | None = None,
+        encode_frames: int = 1,
+    ) -> MemoryPlan:
+        """Run within `budget` of device memory ("24GB", "24GiB", 24 -> GiB; an int of 2**20+ -> bytes).
+
+        Plans first (`memory_plan`), then places: FP8 block storage (fp8="auto": when the blocks would not all stay
+        resident otherwise, on CUDA capability 8.9+; True / False to force), resident and streamed transformer blocks,
+        Gemma resident / onloaded / streamed by layer, components resident or onloaded around their use, VAE tiles.
+        The plan is made for the largest call you will make (height / width / num_frames / batch_size: prompts x
+        videos per prompt / guidance_passes: 1-4 / encode_frames: frames the VAE encodes at full size, 1 for an image,
+        the clip for IC-LoRA or retake references; default: this pipeline's preset, one image); a larger call is
+        refused before any work. An impossible
+        budget raises a ValueError before any weight moves. Load the pipeline on the CPU (the default) and do not
+        call `.to(device)`: weights go where the plan says. `disable_memory_budget()` undoes it. Inference only.
+        """
+        if self._memory_placement is not None:
+            raise ValueError(
+                "a memory budget is already enabled: call pipe.disable_memory_budget(to='cpu') first (to='cpu' keeps the "
+                "weights off the GPU until the new plan places them)"
+            )
+        if getattr(self, "_all_hooks", None):
+            raise ValueError(
+                "model CPU offload is enabled and would move the weights behind the budget's back: call "
+                "pipe.remove_all_hooks() first (the budget places every component itself)"
+            )
+        plan = self.memory_plan(
+            height, width, num_frames, budget=budget, device=device, fp8=fp8, frame_rate=frame_rate,
+            batch_size=batch_size, guidance_passes=guidance_passes, encode_frames=encode_frames,
+        )  # fmt: skip
+        self._memory_placement = apply_plan(self, plan, device, check_call=self._check_transformer_call)
+        return plan
+
+    def memory_plan(
+        self,
+        height: int | None = None,
+        width: int | None = None,
+        num_frames: int | None = None,
+        *,
+        budget: int | float | str | None = None,
+        device: torch.device | str | None = None,
+        fp8: bool | str = "auto",
+        frame_rate: float | None = None,
+        batch_size: int = 1,
+        guidance_passes: int | None = None,
+        encode_frames: int = 1,
+    ) -> MemoryPlan:
+        """The plan for one request (None: the preset's size, frames and guidance), with its predicted peak per stage
+        (`plan.summary()`). With a budget enabled (and no `budget=`): the placement in use, checked against this
+        request (a ValueError if it would not fit). Otherwise `budget` is required and nothing moves."""
+        preset = self.sampling_defaults
+        two_stage = self._takes_upsampler()
+        if guidance_passes is None:
+            guidance_passes = count_guidance_passes(preset.video_guidance, preset.audio_guidance)
+        request = MemoryRequest(
+            height=height if height is not None else (preset.two_stage_height if two_stage else preset.height),
+            width=width if width is not None else (preset.two_stage_width if two_stage else preset.width),
+            num_frames=preset.num_frames if num_frames is None else num_frames,
+            frame_rate=preset.frame_rate if frame_rate is None else frame_rate,
+            batch_size=batch_size,
+            guidance_passes=guidance_passes,
+            two_stage=two_stage,
+            encode_frames=encode_frames,
+        )
+        applied = self._memory_placement
+        if budget is None:
+            if applied is None:
+                raise ValueError("no memory budget is enabled: pass budget= (e.g. '24GB') to plan for one")
+            check_request(applied.plan, request)
+            return applied.plan.for_request(request)
+        device = torch.device(device if device is not None else "cuda")
+        supported = device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 9)
+        return plan_placement(parse_budget(budget), component_sizes(self), request, fp8=fp8, fp8_supported=supported)
+
+    def disable_memory_budget(self, to: torch.device | str | None = None) -> None:
+        """Undo `enable_memory_budget`: hooks removed, every weight in its own storage on `to` (default: the budget's
+        device, i.e. fully resident; "cpu" to free the GPU, e.g. before planning again), FP8 kept
+        (`transformer.disable_fp8()` undoes it), VAE tiling as before."""
+        if self._memory_placement is None:
+            raise ValueError("no memory budget is enabled")
+        self._memory_placement.remove(self, None if to is None else torch.device(to))
+        self._memory_placement = None
+
+    def check_memory_budget(
+        self,
+        height: int,
+        width: int,
+        num_frames: int,
+        batch_size: int = 1,
+        video_guidance: GuidanceScales | GuidanceSchedule | None = None,
+        audio_guidance: GuidanceScales | GuidanceSchedule | None = None,
+        frame_rate: float = 24.0,
+        encode_frames: int = 1,
+    ) -> None:
+        """Refuse a call that would not fit the enabled budget, before any work (no-op without a budget). Pipelines
+        call it with their resolved size, batch (prompts x videos per prompt) and guidance."""
+        if self._memory_placement is None:
+            return
+        passes = count_guidance_passes(video_guidance, audio_guidance)
+        request = MemoryRequest(height, width, num_frames, frame_rate, batch_size, passes, self._takes_upsampler(),
+                                encode_frames)  # fmt: skip
+        check_request(self._memory_placement.plan, request)
+
+    def _check_transformer_call(self, transformer, args, kwargs) -> None:
+        hidden_states = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
+        check_transformer_call(self._memory_placement.plan, hidden_states.shape[0], hidden_states.shape[1])
+
+    @property
+    def _memory_placement(self) -> AppliedPlan | None:
+        return self.__dict__.get("_applied_memory_plan")
+
+    @_memory_placement.setter
+    def _memory_placement(self, applied: AppliedPlan | None) -> None:
+        self.__dict__["_applied_memory_plan"] = applied
+
+    @property
+    def _execution_device(self) -> torch.device:
+        """With a memory budget: its device (weights may live on the host); else diffusers' answer."""
+        applied = self._memory_placement
+        return applied.device if applied is not None else super()._execution_device
 
     @property
     def model_version(self) -> str:
