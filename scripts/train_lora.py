@@ -43,7 +43,7 @@ from ltx2_diffusers.training.data import (
     reference_bucket,
 )
 from ltx2_diffusers.training.lora import LORA_TARGET_PRESETS, export_lora, lora_config, resolve_lora_targets
-from ltx2_diffusers.training.objective import MODES, PLANNED_MODES, SigmaSampler, TrainingMode, get_mode
+from ltx2_diffusers.training.objective import MODES, SigmaSampler, TrainingMode, get_mode
 from ltx2_diffusers.training.step import collate, sample_generator, training_loss
 
 logger = logging.getLogger("train_lora")
@@ -62,9 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     model.add_argument("--resolution_buckets", required=True, help='"WxHxF;WxHxF", e.g. "768x512x49;512x512x1"')
     model.add_argument("--max_sequence_length", type=int, default=1024, help="caption tokens (multiple of 128)")
     model.add_argument("--cache_only", action="store_true", help="stop after caching")
-    model.add_argument(
-        "--mode", default="t2av", help=f"what is trained: {', '.join(MODES)} (planned: {', '.join(PLANNED_MODES)})"
-    )
+    model.add_argument("--mode", default="t2av", help=f"what is trained: {', '.join(MODES)}")
     model.add_argument("--first_frame_conditioning_p", type=float, default=None,
                        help="probability that a sample's first frame is given clean (default: the mode's, i2v 0.5)")  # fmt: skip
     model.add_argument("--reference_downscale_factor", type=int, default=1,
@@ -73,9 +71,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     lora.add_argument("--rank", type=int, default=32)
     lora.add_argument("--lora_alpha", type=float, default=32.0)
     lora.add_argument("--lora_dropout", type=float, default=0.0)
-    lora.add_argument(
-        "--lora_targets", default="all", help=f"{' | '.join(LORA_TARGET_PRESETS)} or a comma list of module names"
-    )
+    lora.add_argument("--lora_targets", default=None,
+                      help=f"{' | '.join(LORA_TARGET_PRESETS)} or a comma list of module names (default: the mode's: "
+                      "video for t2v and ic_lora, audio for audio, all otherwise)")  # fmt: skip
     lora.add_argument("--lora_save_dtype", choices=sorted(SAVE_DTYPES), default="bf16")
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--learning_rate", type=float, default=1e-4)
@@ -195,7 +193,7 @@ def main(argv: list[str] | None = None) -> Path | None:
     set_seed(args.seed)
     transformer.requires_grad_(False)
     base_dtype = transformer.dtype  # the frozen weights' dtype; the adapters are float32
-    targets = resolve_lora_targets(args.lora_targets, transformer)
+    targets = resolve_lora_targets(args.lora_targets or mode.lora_targets, transformer)
     transformer.add_adapter(lora_config(args.rank, args.lora_alpha, targets, args.lora_dropout))
     trainable = [p for p in transformer.parameters() if p.requires_grad]
     for parameter in trainable:

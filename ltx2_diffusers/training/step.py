@@ -121,6 +121,27 @@ def append_reference_tokens(
     )
 
 
+def audio_only_inputs(video_context: Tensor, video_channels: int, device: torch.device, dtype: torch.dtype) -> dict:
+    """The video keyword arguments of an audio-only transformer call (`--mode audio`, ltx-trainer's `video=None`).
+
+    `LTX2VideoTransformer3DModel` always runs a video stream, so the call gets ONE placeholder video token per sample
+    (zeros, timestep and sigma 0, a one-token context) and `isolate_modalities=True`, which skips both audio<->video
+    attentions in every block: the audio stream then sees nothing of the video, and its output is exactly the
+    audio-only model's (tested against ltx-core's `video=None` call). The placeholder's output is not used and its
+    cost is one token. video_context: (B, L, D_v), of which the first token is kept; video_channels: the
+    transformer's video input channels (the cached video latents', 128).
+    """
+    batch = video_context.shape[0]
+    return dict(
+        hidden_states=torch.zeros(batch, 1, video_channels, device=device, dtype=dtype),
+        encoder_hidden_states=video_context[:, :1].to(device),
+        timestep=torch.zeros(batch, 1, device=device),
+        sigma=torch.zeros(batch, device=device),
+        video_coords=video_positions(batch, 1, 1, 1, 1.0, device=device, dtype=torch.float32),
+        isolate_modalities=True,
+    )
+
+
 @dataclass(frozen=True)
 class StepLoss:
     """loss: (B,) per-sample total; video / audio: (B,) per modality, None when not generated; video_sigma /
@@ -153,7 +174,7 @@ def training_loss(
         raise ValueError(f"got {len(generators)} generators for a batch of {b}: pass one per sample")
 
     # 1. Clean tokens (float32 on the CPU, where the generators draw; moved after)
-    video_x0 = patchify_video(batch.video_latents.float().cpu())  # (B, F'H'W', 128)
+    video_x0 = patchify_video(batch.video_latents.float().cpu()) if mode.has_video else None  # (B, F'H'W', 128)
     has_audio = batch.audio_latents is not None and mode.audio is not Stream.ABSENT
     audio_x0 = pack_audio_latents(batch.audio_latents.float().cpu()) if has_audio else None
 
@@ -162,10 +183,11 @@ def training_loss(
     first_frame = dict(first_frame_tokens=height * width, first_frame_p=mode.first_frame_p if frames > 1 else 0.0)
     video_parts, audio_parts = [], []
     for i, generator in enumerate(generators):
-        video_parts.append(_stream(video_x0[i : i + 1], mode.video, sampler, generator, **first_frame))
+        if video_x0 is not None:
+            video_parts.append(_stream(video_x0[i : i + 1], mode.video, sampler, generator, **first_frame))
         if audio_x0 is not None:
             audio_parts.append(_stream(audio_x0[i : i + 1], mode.audio, sampler, generator))
-    video = _cat(video_parts)
+    video = _cat(video_parts) if video_parts else None
     audio = _cat(audio_parts) if audio_parts else None
 
     # 3. The transformer call
@@ -178,27 +200,30 @@ def training_loss(
             audio_sigma=(audio.sigma * TIMESTEP_SCALE).to(device),
             audio_coords=audio_positions(b, audio.latent.shape[1], device=device),
         )
-    video_tokens, video_timesteps = video.latent, video.timesteps
-    video_coords = video_positions(b, frames, height, width, batch.fps, dtype=torch.float32)
-    if mode.reference:
-        video_tokens, video_timesteps, video_coords = append_reference_tokens(
-            video_tokens, video_timesteps, video_coords, batch.reference_latents.float().cpu(), batch.fps, height, width
+    if video is None:  # audio-only: a placeholder video token, cut off from the audio (see `audio_only_inputs`)
+        kwargs.update(audio_only_inputs(batch.video_context.to(dtype), batch.video_latents.shape[1], device, dtype))
+    else:
+        video_tokens, video_timesteps = video.latent, video.timesteps
+        video_coords = video_positions(b, frames, height, width, batch.fps, dtype=torch.float32)
+        if mode.reference:
+            video_tokens, video_timesteps, video_coords = append_reference_tokens(
+                video_tokens, video_timesteps, video_coords, batch.reference_latents.float().cpu(), batch.fps, height,
+                width,
+            )  # fmt: skip
+        kwargs.update(
+            hidden_states=video_tokens.to(device, dtype),
+            encoder_hidden_states=batch.video_context.to(dtype),
+            timestep=(video_timesteps * TIMESTEP_SCALE).to(device),
+            sigma=(video.sigma * TIMESTEP_SCALE).to(device),
+            video_coords=video_coords.to(device),
         )
-    video_prediction, audio_prediction = transformer(
-        hidden_states=video_tokens.to(device, dtype),
-        encoder_hidden_states=batch.video_context.to(dtype),
-        timestep=(video_timesteps * TIMESTEP_SCALE).to(device),
-        sigma=(video.sigma * TIMESTEP_SCALE).to(device),
-        video_coords=video_coords.to(device),
-        return_dict=False,
-        **kwargs,
-    )
-    video_prediction = video_prediction[:, : video.latent.shape[1]]  # the clip's tokens; reference tokens follow
+    video_prediction, audio_prediction = transformer(return_dict=False, **kwargs)
 
     # 4. Masked losses of the generated modalities, summed with weight 1
     total = torch.zeros(b, dtype=torch.float32, device=device)
     video_loss = audio_loss = None
     if mode.video is Stream.GENERATED:
+        video_prediction = video_prediction[:, : video.latent.shape[1]]  # the clip's tokens; reference tokens follow
         video_loss = masked_loss(video_prediction, video.target.to(device), video.loss_mask.to(device))
         total = total + video_loss
     if audio is not None and mode.audio is Stream.GENERATED:
