@@ -100,7 +100,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     out.add_argument("--checkpoints_total_limit", type=int, default=None)
     out.add_argument("--resume_from_checkpoint", default=None, help='a checkpoint-N folder, or "latest"')
     args = parser.parse_args(argv)
-    training_mode(args)  # an unbuilt or unknown mode fails before anything is loaded
+    try:  # every flag is checked before anything is loaded
+        check_args(args)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    return args
+
+
+class UsageError(ValueError):
+    """A bad flag value; the command line prints its one-line message and exits with status 2."""
+
+
+def check_args(args: argparse.Namespace) -> None:
+    training_mode(args)  # an unknown mode, or a first-frame probability the mode cannot take
+    if args.lora_targets is not None and not args.lora_targets.strip(" ,"):
+        raise ValueError(
+            f"--lora_targets {args.lora_targets!r} names no module; use one of {list(LORA_TARGET_PRESETS)}"
+        )
     for bucket in parse_buckets(args.resolution_buckets):
         reference_bucket(bucket, args.reference_downscale_factor)
     for name in ("max_train_steps", "train_batch_size", "gradient_accumulation_steps", "checkpointing_steps"):
@@ -109,7 +125,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.max_sequence_length < 128 or args.max_sequence_length % 128:
         raise ValueError(f"--max_sequence_length must be a multiple of 128 (the connectors' registers), got "
                          f"{args.max_sequence_length}")  # fmt: skip
-    return args
 
 
 def training_mode(args: argparse.Namespace) -> TrainingMode:
@@ -128,7 +143,7 @@ def find_checkpoint(output_dir: Path, spec: str | None) -> Path | None:
     if spec != "latest":
         path = Path(spec) if Path(spec).is_absolute() or Path(spec).exists() else output_dir / spec
         if not (path / ADAPTER_FILE).is_file():
-            raise ValueError(f"--resume_from_checkpoint {spec}: {path} is not a checkpoint folder (no {ADAPTER_FILE})")
+            raise UsageError(f"--resume_from_checkpoint {spec}: {path} is not a checkpoint folder (no {ADAPTER_FILE})")
         return path
     found = [p for p in output_dir.glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", p.name)]
     return max(found, key=lambda p: int(p.name.split("-")[1])) if found else None
@@ -193,7 +208,10 @@ def main(argv: list[str] | None = None) -> Path | None:
     set_seed(args.seed)
     transformer.requires_grad_(False)
     base_dtype = transformer.dtype  # the frozen weights' dtype; the adapters are float32
-    targets = resolve_lora_targets(args.lora_targets or mode.lora_targets, transformer)
+    try:  # a target that matches no layer of this transformer
+        targets = resolve_lora_targets(args.lora_targets or mode.lora_targets, transformer)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     transformer.add_adapter(lora_config(args.rank, args.lora_alpha, targets, args.lora_dropout))
     trainable = [p for p in transformer.parameters() if p.requires_grad]
     for parameter in trainable:
@@ -360,5 +378,8 @@ def _save_checkpoint(accelerator: Accelerator, output_dir: Path, step: int, limi
 if __name__ == "__main__":
     try:
         main()
-    except DataError as error:
+    except DataError as error:  # a bad input file: one line naming it
         sys.exit(f"error: {error}")
+    except UsageError as error:  # a bad flag: one line, argparse's exit status
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)

@@ -28,7 +28,7 @@ from peft.utils import set_peft_model_state_dict
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from ltx2_diffusers import LTX2AVPipeline, LTX2VideoTransformer3DModel
+from ltx2_diffusers import LTX2AVICLoRAPipeline, LTX2AVPipeline, LTX2VideoTransformer3DModel
 from ltx2_diffusers.loaders.lora import fuse_lora, load_lora_adapter, read_lora
 from ltx2_diffusers.loaders.transformer_keys import diffusers_to_original_keys
 from ltx2_diffusers.pipelines.guidance import GuidanceScales
@@ -170,18 +170,21 @@ def test_the_lora_moves_generation_towards_the_training_clip(trained, model_dir,
         )
 
     without = distances()
-    load_lora_adapter(pipe.transformer, trained / "pytorch_lora_weights.safetensors")
+    pipe.load_lora_weights(str(trained))  # the output folder, as diffusers' scripts' outputs load
+    assert pipe.transformer.peft_config  # an adapter is active
     with_lora = distances()
     # threshold: the mean squared distance to the clip shrinks by at least 15 % for video and for audio
     assert with_lora[0] < 0.85 * without[0] and with_lora[1] < 0.85 * without[1], (without, with_lora)
 
 
-def test_comfy_file_fused_by_ltx_core_equals_our_fusion(trained, model_dir):
+def assert_ltx_core_fuses_it_as_we_do(model_dir: Path, comfy_file: Path) -> None:
+    """ltx-core 1.0.0's `apply_loras` on the base weights (original names, bf16) and the package's `fuse_lora` give
+    the same weights bit for bit, and every LoRA layer changes its weight."""
     # ltx-core fuses into bf16 weights only (its released checkpoints' dtype); ltx-trainer saves bf16 LoRAs
     base = base_transformer(model_dir).to(torch.bfloat16)
     to_original = diffusers_to_original_keys(base.state_dict(), TRANSFORMER_CONFIG)
     original = {to_original[k].removeprefix("model.diffusion_model."): v.clone() for k, v in base.state_dict().items()}
-    comfy = {k: v.to(torch.bfloat16) for k, v in load_file(str(trained / "comfyui_lora_weights.safetensors")).items()}
+    comfy = {k: v.to(torch.bfloat16) for k, v in load_file(str(comfy_file)).items()}
     lora = {k.removeprefix("diffusion_model."): v for k, v in comfy.items()}  # ltx-core's Comfy renaming map
     expected = apply_loras(
         StateDict(original, torch.device("cpu"), 0, {torch.bfloat16}),
@@ -190,9 +193,15 @@ def test_comfy_file_fused_by_ltx_core_equals_our_fusion(trained, model_dir):
     fuse_lora(base, read_lora(comfy))
     got = {to_original[k].removeprefix("model.diffusion_model."): v for k, v in base.state_dict().items()}
     changed = [k for k in got if not torch.equal(got[k], original[k])]
-    assert len(changed) == len(comfy) // 2
+    trained_layers = sum(1 for k, v in comfy.items() if k.endswith("lora_B.weight") and v.abs().max() > 0)
+    assert len(changed) == trained_layers > 0
     for key, value in got.items():
         assert torch.equal(value, expected[key]), key
+
+
+def test_comfy_file_fused_by_ltx_core_equals_our_fusion(trained, model_dir):
+    assert_ltx_core_fuses_it_as_we_do(model_dir, trained / "comfyui_lora_weights.safetensors")
+    assert len(load_file(str(trained / "comfyui_lora_weights.safetensors"))) == 2 * 28 * 2
 
 
 def test_resume_latest_repeats_the_uninterrupted_losses(model_dir, tmp_path):
@@ -230,6 +239,7 @@ def test_every_mode_runs_and_writes_both_files(model_dir, one_clip, tmp_path, mo
     # every adapted layer gets a gradient, except, with a frozen stream, that stream's layers of the last block that
     # never reach the generated one (its feed-forward, its own cross-modal attention)
     assert all(trained) if mode in ("i2v", "audio") else sum(trained) > 0.8 * len(trained)
+    assert_ltx_core_fuses_it_as_we_do(model_dir, output_dir / "comfyui_lora_weights.safetensors")
 
 
 def test_t2v_trains_video_only_and_writes_both_files(model_dir, one_clip, tmp_path):
@@ -240,6 +250,7 @@ def test_t2v_trains_video_only_and_writes_both_files(model_dir, one_clip, tmp_pa
     assert [r["lr"] for r in log] == [1e-4] * 3
     keys = load_file(str(output_dir / "comfyui_lora_weights.safetensors"))
     assert len(keys) == 2 * 10 * 2 and all(".audio" not in k for k in keys)
+    assert_ltx_core_fuses_it_as_we_do(model_dir, output_dir / "comfyui_lora_weights.safetensors")
     assert sorted(p.name for p in output_dir.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-3"]  # limit 2
 
 
@@ -346,8 +357,14 @@ def test_ic_lora_trains_on_references_and_writes_the_downscale_factor(model_dir,
     log = read_log(output_dir)
     assert len(log) == 2 and "audio_loss" not in log[0]
     for name in ("comfyui_lora_weights.safetensors", "pytorch_lora_weights.safetensors"):
-        lora = read_lora(output_dir / name)  # what the IC-LoRA pipeline reads
+        lora = read_lora(output_dir / name)
         assert lora.reference_downscale_factor == 2 and lora.metadata["ltx2_training_mode"] == "ic_lora"
+        # the IC-LoRA pipeline loads it and takes its factor (no upsampler needed to load)
+        pipe = LTX2AVICLoRAPipeline(**LTX2AVPipeline.from_pretrained(model_dir).components, latent_upsampler=None)
+        assert pipe.reference_downscale_factor == 1
+        pipe.load_ic_lora(output_dir / name)
+        assert pipe.reference_downscale_factor == 2
+    assert_ltx_core_fuses_it_as_we_do(model_dir, output_dir / "comfyui_lora_weights.safetensors")
 
     # a clip cached without a reference cannot train ic_lora
     plain = write_dataset(tmp_path / "plain", num_clips=1)
