@@ -16,7 +16,6 @@ import argparse
 import dataclasses
 import json
 import logging
-import os
 import re
 import shutil
 import sys
@@ -28,9 +27,9 @@ from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 
-from ltx2_diffusers import LTX2AVPipeline, LTX2VideoTransformer3DModel
-from ltx2_diffusers.hub import CardInfo, write_model_card
+from ltx2_diffusers.hub import check_push
 from ltx2_diffusers.pipelines.presets import model_version_from_config
+from ltx2_diffusers.pipelines.validation import check_video_size
 from ltx2_diffusers.training.data import (
     DataError,
     batch_for_step,
@@ -43,8 +42,11 @@ from ltx2_diffusers.training.data import (
     reference_bucket,
 )
 from ltx2_diffusers.training.lora import LORA_TARGET_PRESETS, export_lora, lora_config, resolve_lora_targets
+from ltx2_diffusers.training.models import load_pipeline, load_transformer, resolve_model_source
 from ltx2_diffusers.training.objective import MODES, SigmaSampler, TrainingMode, get_mode
+from ltx2_diffusers.training.publish import LoRACard, push_lora, write_lora_card
 from ltx2_diffusers.training.step import collate, sample_generator, training_loss
+from ltx2_diffusers.training.validation import ValidationSettings, encode_validation_prompts, run_validation
 
 logger = logging.getLogger("train_lora")
 
@@ -56,7 +58,21 @@ SAVE_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.floa
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     model = parser.add_argument_group("model and data")
-    model.add_argument("--pretrained_model_name_or_path", required=True, help="a diffusers-layout LTX-2 folder")
+    model.add_argument(
+        "--pretrained_model_name_or_path",
+        required=True,
+        help="a diffusers-layout LTX-2 folder, its Hub id, or a Lightricks single .safetensors file",
+    )
+    model.add_argument(
+        "--text_encoder_path",
+        default=None,
+        help="with a single file: the Gemma-3 folder or Hub id (config, weights, tokenizer)",
+    )
+    model.add_argument(
+        "--trigger_word",
+        default=None,
+        help="put at the start of every caption when caching (and named in the model card)",
+    )
     model.add_argument("--train_data_dir", required=True, help="media + metadata.jsonl (file_name, text)")
     model.add_argument("--cache_dir", default=None, help="cached latents/embeddings (default: DATA/.ltx2_cache)")
     model.add_argument("--resolution_buckets", required=True, help='"WxHxF;WxHxF", e.g. "768x512x49;512x512x1"')
@@ -99,6 +115,36 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     out.add_argument("--checkpointing_steps", type=int, default=250)
     out.add_argument("--checkpoints_total_limit", type=int, default=None)
     out.add_argument("--resume_from_checkpoint", default=None, help='a checkpoint-N folder, or "latest"')
+    val = parser.add_argument_group("validation")
+    val.add_argument(
+        "--validation_prompt",
+        action="append",
+        default=None,
+        help="generate a clip for this prompt while training (repeat the flag for several)",
+    )
+    val.add_argument("--validation_steps", type=int, default=100, help="every N optimizer steps, and after the last")
+    val.add_argument("--validation_image", default=None, help="a first frame for the validation clips (i2v)")
+    val.add_argument("--validation_width", type=int, default=None, help="default: the first bucket's")
+    val.add_argument("--validation_height", type=int, default=None)
+    val.add_argument("--validation_num_frames", type=int, default=None)
+    val.add_argument("--validation_num_inference_steps", type=int, default=30)
+    val.add_argument(
+        "--validation_guidance_scale",
+        type=float,
+        default=None,
+        help="classifier-free guidance of both streams (default: the model version's)",
+    )
+    val.add_argument(
+        "--validation_stg_scale",
+        type=float,
+        default=None,
+        help="spatio-temporal guidance of both streams (default: the model version's)",
+    )
+    hub = parser.add_argument_group("Hub")
+    hub.add_argument("--push_to_hub", action="store_true", help="upload the LoRA, its card and a validation clip")
+    hub.add_argument("--hub_model_id", default=None, help="the repo to push to, namespace/name")
+    hub.add_argument("--hub_token", default=None, help="default: the logged-in token (HF_TOKEN, `hf auth login`)")
+    hub.add_argument("--hub_private", action="store_true", help="create the repo private")
     args = parser.parse_args(argv)
     try:  # every flag is checked before anything is loaded
         check_args(args)
@@ -125,6 +171,36 @@ def check_args(args: argparse.Namespace) -> None:
     if args.max_sequence_length < 128 or args.max_sequence_length % 128:
         raise ValueError(f"--max_sequence_length must be a multiple of 128 (the connectors' registers), got "
                          f"{args.max_sequence_length}")  # fmt: skip
+    if args.validation_prompt:
+        if args.mode == "ic_lora":
+            raise ValueError("--validation_prompt with --mode ic_lora: validation with a reference video is not built "
+                             "yet; drop --validation_prompt")  # fmt: skip
+        validation_settings(args)
+    if args.push_to_hub:
+        if args.hub_model_id is None:
+            raise ValueError("--push_to_hub needs --hub_model_id namespace/name (the repo to create or update)")
+        check_push(args.hub_model_id, args.hub_token)  # id, token, offline: before hours of training
+
+
+def validation_settings(args: argparse.Namespace) -> ValidationSettings | None:
+    """--validation_* flags; sizes default to the first bucket's (checked as the pipelines check them)."""
+    if not args.validation_prompt:
+        return None
+    bucket = parse_buckets(args.resolution_buckets)[0]
+    settings = ValidationSettings(
+        prompts=tuple(args.validation_prompt),
+        every_steps=args.validation_steps,
+        width=args.validation_width or bucket.width,
+        height=args.validation_height or bucket.height,
+        num_frames=args.validation_num_frames or bucket.num_frames,
+        num_inference_steps=args.validation_num_inference_steps,
+        guidance_scale=args.validation_guidance_scale,
+        stg_scale=args.validation_stg_scale,
+        seed=args.seed,
+        image=args.validation_image,
+    )
+    check_video_size(settings.height, settings.width, settings.num_frames)
+    return settings
 
 
 def training_mode(args: argparse.Namespace) -> TrainingMode:
@@ -149,30 +225,38 @@ def find_checkpoint(output_dir: Path, spec: str | None) -> Path | None:
     return max(found, key=lambda p: int(p.name.split("-")[1])) if found else None
 
 
-def load_models(args: argparse.Namespace, cache_dir: Path, accelerator: Accelerator, weight_dtype: torch.dtype):
-    """Phase 1: cache what is missing (main process first; the pipeline without its transformer), then return the
-    transformer alone: training never holds Gemma, the connectors or the VAEs."""
+def load_models(args: argparse.Namespace, cache_dir: Path, accelerator: Accelerator,
+                weight_dtype: torch.dtype, validation: ValidationSettings | None):  # fmt: skip
+    """Phase 1: cache what is missing and encode the validation prompts (main process; the pipeline without its
+    transformer and vocoder), then return the transformer alone: training never holds Gemma, the connectors or the
+    VAEs. Returns (the model source, the transformer or None with --cache_only, the planned samples, the validation
+    prompt embeddings or None)."""
     buckets = parse_buckets(args.resolution_buckets)
     factor = args.reference_downscale_factor
-    planned = plan_cache(args.train_data_dir, cache_dir, buckets, factor)  # every process checks the inputs
+    # every process checks the inputs
+    planned = plan_cache(args.train_data_dir, cache_dir, buckets, factor, args.trigger_word)
     missing = [item for item in planned if not is_cached(item, args.max_sequence_length)]
-    if missing and accelerator.is_main_process:
-        pipe = LTX2AVPipeline.from_pretrained(
-            args.pretrained_model_name_or_path, transformer=None, vocoder=None, dtype=weight_dtype
-        ).to(accelerator.device)
-        report = cache_dataset(
-            pipe, args.train_data_dir, cache_dir, buckets, device=accelerator.device,
-            max_sequence_length=args.max_sequence_length, reference_downscale_factor=factor,
-        )  # fmt: skip
-        logger.info(f"cached {len(report.written)} samples, {len(report.skipped)} were cached already")
+    try:  # a Hub id is downloaded here (once the data checked out)
+        source = resolve_model_source(args.pretrained_model_name_or_path, args.text_encoder_path)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    prompts = None
+    if (missing or validation is not None) and accelerator.is_main_process:
+        pipe = load_pipeline(source, weight_dtype, vocoder=False).to(accelerator.device)
+        if missing:
+            report = cache_dataset(
+                pipe, args.train_data_dir, cache_dir, buckets, device=accelerator.device,
+                max_sequence_length=args.max_sequence_length, reference_downscale_factor=factor,
+                trigger_word=args.trigger_word,
+            )  # fmt: skip
+            logger.info(f"cached {len(report.written)} samples, {len(report.skipped)} were cached already")
+        if validation is not None and not args.cache_only:
+            prompts = encode_validation_prompts(pipe, validation, accelerator.device, args.max_sequence_length)
         del pipe
     accelerator.wait_for_everyone()
     if args.cache_only:
-        return None, planned
-    transformer = LTX2VideoTransformer3DModel.from_pretrained(
-        args.pretrained_model_name_or_path, subfolder="transformer", dtype=weight_dtype
-    )
-    return transformer, planned
+        return source, None, planned, None
+    return source, load_transformer(source, weight_dtype), planned, prompts
 
 
 def main(argv: list[str] | None = None) -> Path | None:
@@ -193,11 +277,14 @@ def main(argv: list[str] | None = None) -> Path | None:
         output_dir.mkdir(parents=True, exist_ok=True)
 
     resume = find_checkpoint(output_dir, args.resume_from_checkpoint)  # a wrong folder fails before any loading
+    validation = validation_settings(args)
 
     # 1. Cache, then the transformer alone
     # frozen weights in the mixed-precision dtype, as diffusers' scripts and ltx-trainer (bf16) load them
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
-    transformer, planned = load_models(args, cache_dir, accelerator, weight_dtype)
+    source, transformer, planned, validation_prompts = load_models(
+        args, cache_dir, accelerator, weight_dtype, validation
+    )
     if transformer is None:
         return None
     samples = [item.cache_path for item in planned]
@@ -308,35 +395,36 @@ def main(argv: list[str] | None = None) -> Path | None:
                 log.write(json.dumps(record) + "\n")
         if step % args.checkpointing_steps == 0 or step == args.max_train_steps:
             _save_checkpoint(accelerator, output_dir, step, args.checkpoints_total_limit)
+        if validation is not None and validation.due(step, args.max_train_steps):
+            if accelerator.is_main_process:  # the live adapter, its current weights; decoders loaded and freed
+                clips = run_validation(unwrapped, source, *validation_prompts, validation, step, output_dir,
+                                       accelerator.device, base_dtype)  # fmt: skip
+                logger.info(f"validation clips at step {step}: {', '.join(map(str, clips))}")
+            accelerator.wait_for_everyone()
 
-    # 5. The LoRA files
+    # 5. The LoRA files, the card, the push
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         metadata = {"ltx2_training_mode": mode.name, "base_model": str(args.pretrained_model_name_or_path)}
         if mode.reference:  # read by the IC-LoRA pipeline (LTX2LoRA.reference_downscale_factor)
             metadata["reference_downscale_factor"] = str(args.reference_downscale_factor)
+        if args.trigger_word:
+            metadata["trigger_word"] = args.trigger_word
         paths = export_lora(unwrapped, output_dir, dtype=SAVE_DTYPES[args.lora_save_dtype], metadata=metadata)
-        write_lora_card(output_dir, args, mode, model_version_from_config(unwrapped.config))
+        clip = sorted((output_dir / "validation").glob(f"step_{args.max_train_steps:06d}_*.mp4"))[:1]
+        card = LoRACard(
+            mode.name, mode.description, model_version_from_config(unwrapped.config), source.hub_id, args.rank,
+            args.max_train_steps, args.trigger_word, (args.validation_prompt or [None])[0],
+            clip[0].relative_to(output_dir).as_posix() if clip else None,
+        )  # fmt: skip
+        write_lora_card(output_dir, card)
         logger.info(f"wrote {paths[0]} and {paths[1]}")
+        if args.push_to_hub:
+            url = push_lora(output_dir, card, args.hub_model_id, token=args.hub_token, private=args.hub_private or None,
+                            clip=clip[0] if clip else None)  # fmt: skip
+            logger.info(f"pushed to {url}")
     accelerator.end_training()
     return output_dir
-
-
-def write_lora_card(output_dir: Path, args: argparse.Namespace, mode: TrainingMode, model_version: str) -> None:
-    """The LoRA's model card (hub.py): base model (a Hub id trained on, else the version's Lightricks repo), the
-    weights' license, the mode, and a snippet that loads it; kept if the folder holds a README of the user's."""
-    base = str(args.pretrained_model_name_or_path)
-    info = CardInfo(
-        "lora",
-        "LoRA",
-        model_version,
-        base_model=None if os.path.exists(base) else base,
-        extra_tags=(f"ltx2-{mode.name}",),
-        description=f"A LoRA trained with ltx2-diffusers' scripts/train_lora.py (mode `{mode.name}`, rank "
-        f"{args.rank}, {args.max_train_steps} steps). `comfyui_lora_weights.safetensors` holds the same LoRA in the "
-        "ltx-trainer / ComfyUI key format.",
-    )
-    write_model_card(output_dir, info)
 
 
 def _mean(accelerator: Accelerator, values: list[torch.Tensor]) -> float:

@@ -270,12 +270,15 @@ def plan_cache(
     cache_dir: str | os.PathLike,
     buckets: tuple[Bucket, ...],
     reference_downscale_factor: int = 1,
+    trigger_word: str | None = None,
 ) -> list[PlannedSample]:
     """Read metadata.jsonl and probe every file (and reference video); raises a DataError naming the first bad file
-    before any encoding."""
+    before any encoding. A `trigger_word` starts every caption ("<trigger> <caption>", ltx-trainer's --lora-trigger)."""
     planned = []
     max_frames = max(b.num_frames for b in buckets)
     for sample in read_metadata(data_dir):
+        if trigger_word:
+            sample = replace(sample, text=f"{trigger_word} {sample.text}")
         info = probe_media(sample, max_frames=max_frames)
         if sample.audio_path is not None:
             probe_audio(replace(sample, path=sample.audio_path))
@@ -401,13 +404,14 @@ def cache_dataset(
     device: torch.device | str = "cpu",
     max_sequence_length: int = 1024,
     reference_downscale_factor: int = 1,
+    trigger_word: str | None = None,
 ) -> CacheReport:
     """Encode every sample of `data_dir` not yet cached into `cache_dir` (see the module docstring).
 
     pipe: an `LTX2AVPipeline` (its vae, audio_vae, text_encoder, tokenizer and connectors are used).
     """
     device = torch.device(device)
-    planned = plan_cache(data_dir, cache_dir, buckets, reference_downscale_factor)
+    planned = plan_cache(data_dir, cache_dir, buckets, reference_downscale_factor, trigger_word)
     written, skipped = [], []
     for item in planned:
         if is_cached(item, max_sequence_length):
