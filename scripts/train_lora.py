@@ -42,6 +42,14 @@ from ltx2_diffusers.training.data import (
     reference_bucket,
 )
 from ltx2_diffusers.training.lora import LORA_TARGET_PRESETS, export_lora, lora_config, resolve_lora_targets
+from ltx2_diffusers.training.memory import (
+    MemoryPlan,
+    ModelSizes,
+    bucket_tokens,
+    check_bitsandbytes,
+    make_optimizer,
+    plan_memory,
+)
 from ltx2_diffusers.training.models import load_pipeline, load_transformer, resolve_model_source
 from ltx2_diffusers.training.objective import MODES, SigmaSampler, TrainingMode, get_mode
 from ltx2_diffusers.training.publish import LoRACard, push_lora, write_lora_card
@@ -104,6 +112,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     opt.add_argument("--adam_weight_decay", type=float, default=0.01)
     opt.add_argument("--adam_epsilon", type=float, default=1e-8)
     opt.add_argument("--gradient_checkpointing", action="store_true")
+    opt.add_argument("--use_8bit_adam", action="store_true", help="bitsandbytes' AdamW8bit (ltx-trainer's adamw8bit)")
+    opt.add_argument(
+        "--vram",
+        type=float,
+        default=None,
+        help="GPU memory budget in GiB: turns on gradient checkpointing, then 8-bit AdamW, as needed",
+    )
     opt.add_argument("--mixed_precision", choices=("no", "fp16", "bf16"), default=None)
     opt.add_argument("--seed", type=int, default=42)
     opt.add_argument("--timestep_sampling", choices=("shifted_logit_normal", "uniform"), default="shifted_logit_normal")
@@ -171,6 +186,10 @@ def check_args(args: argparse.Namespace) -> None:
     if args.max_sequence_length < 128 or args.max_sequence_length % 128:
         raise ValueError(f"--max_sequence_length must be a multiple of 128 (the connectors' registers), got "
                          f"{args.max_sequence_length}")  # fmt: skip
+    if args.use_8bit_adam:
+        check_bitsandbytes()
+    if args.vram is not None and args.vram <= 0:
+        raise ValueError(f"--vram must be a positive number of GiB, got {args.vram}")
     if args.validation_prompt:
         if args.mode == "ic_lora":
             raise ValueError("--validation_prompt with --mode ic_lora: validation with a reference video is not built "
@@ -201,6 +220,27 @@ def validation_settings(args: argparse.Namespace) -> ValidationSettings | None:
     )
     check_video_size(settings.height, settings.width, settings.num_frames)
     return settings
+
+
+def memory_plan(args: argparse.Namespace, mode: TrainingMode, transformer, lora_params: int) -> MemoryPlan:
+    """--vram: `plan_memory` on the loaded transformer, its adapters and the largest bucket (per process)."""
+    buckets = parse_buckets(args.resolution_buckets)
+    factor = args.reference_downscale_factor if mode.reference else None
+    tokens = [bucket_tokens(b.width, b.height, b.num_frames, mode.needs_audio, factor) for b in buckets]
+    video_tokens, audio_tokens = max(tokens, key=lambda t: t[0] * 4 + t[1])
+    config = transformer.config
+    sizes = ModelSizes(
+        base_bytes=sum(p.numel() * p.element_size() for p in transformer.parameters() if not p.requires_grad),
+        lora_params=lora_params, num_layers=config.num_layers,
+        video_width=config.num_attention_heads * config.attention_head_dim if mode.has_video else 0,
+        audio_width=config.audio_num_attention_heads * config.audio_attention_head_dim,
+        video_tokens=video_tokens, audio_tokens=audio_tokens, batch_size=args.train_batch_size,
+    )  # fmt: skip
+    try:
+        return plan_memory(args.vram, sizes, gradient_checkpointing=args.gradient_checkpointing,
+                           use_8bit_adam=args.use_8bit_adam)  # fmt: skip
+    except ValueError as error:
+        raise UsageError(str(error)) from None
 
 
 def training_mode(args: argparse.Namespace) -> TrainingMode:
@@ -303,11 +343,20 @@ def main(argv: list[str] | None = None) -> Path | None:
     trainable = [p for p in transformer.parameters() if p.requires_grad]
     for parameter in trainable:
         parameter.data = parameter.data.float()
+    if args.vram is not None:  # the savings this budget needs, from the loaded model's sizes
+        plan = memory_plan(args, mode, transformer, sum(p.numel() for p in trainable))
+        args.gradient_checkpointing, args.use_8bit_adam = plan.gradient_checkpointing, plan.use_8bit_adam
+        logger.info(f"--vram {args.vram:g}: {plan.describe()}")
     if args.gradient_checkpointing:
         transformer.enable_gradient_checkpointing()
     transformer.train()
-    optimizer = torch.optim.AdamW(trainable, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
-                                  weight_decay=args.adam_weight_decay, eps=args.adam_epsilon, foreach=True)  # fmt: skip
+    try:
+        optimizer = make_optimizer(
+            trainable, use_8bit_adam=args.use_8bit_adam, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
+            weight_decay=args.adam_weight_decay, eps=args.adam_epsilon,
+        )  # fmt: skip
+    except ValueError as error:  # 8-bit AdamW without bitsandbytes
+        raise UsageError(str(error)) from None
     # The prepared scheduler steps once per process per optimizer step (accelerate), so its length is scaled by the
     # process count; ltx-trainer does not, and its decay ends early under N processes (trap T9).
     total = args.max_train_steps * accelerator.num_processes
