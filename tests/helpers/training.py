@@ -92,3 +92,42 @@ def write_dataset(folder: Path, num_clips: int = 2, captions: list[str] | None =
         lines.append(json.dumps({"file_name": f"clip{i}.mp4", "text": captions[i]}))
     (folder / "metadata.jsonl").write_text("\n".join(lines) + "\n")
     return folder
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _process(rank: int, world_size: int, port: int, main, argv: list[str]) -> None:
+    import os
+
+    from accelerate.state import AcceleratorState
+
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port), ACCELERATE_USE_CPU="true")  # fmt: skip
+    AcceleratorState._reset_state(reset_partial_state=True)  # the parent's single-process state, inherited
+    main(argv)
+
+
+def run_in_processes(main, argv: list[str], world_size: int = 2, timeout: float = 300) -> None:
+    """`main(argv)` in `world_size` forked CPU processes joined by torch.distributed (gloo), as `accelerate launch
+    --cpu --num_processes N` would start them; forked, so the children start without importing torch again."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    port = free_port()
+    processes = [context.Process(target=_process, args=(r, world_size, port, main, argv)) for r in range(world_size)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout)
+    codes = [process.exitcode for process in processes]
+    for process in processes:
+        if process.is_alive():
+            process.kill()
+    if codes != [0] * world_size:
+        raise RuntimeError(f"the training processes exited with {codes}")
