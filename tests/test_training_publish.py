@@ -6,12 +6,15 @@ from pathlib import Path
 
 import av
 import pytest
+import torch
 from helpers.fake_hub import running_fake_hub
 from helpers.training import BUCKETS, MAX_SEQUENCE_LENGTH, save_training_pipeline, write_dataset
 from huggingface_hub import ModelCard, constants
 from safetensors import safe_open
 
 from ltx2_diffusers.hub import LICENSE_NAME
+from ltx2_diffusers.training import validation
+from ltx2_diffusers.training.models import load_validation_pipeline
 
 SCRIPT = Path(__file__).parents[1] / "scripts" / "train_lora.py"
 spec = importlib.util.spec_from_file_location("train_lora_publish", SCRIPT)
@@ -37,6 +40,15 @@ VALIDATION = ("--validation_prompt", "a test pattern", "--validation_steps", "1"
 
 def test_validation_clips_trigger_word_card_and_push(model_dir, tmp_path, monkeypatch):
     data_dir = write_dataset(tmp_path / "data", num_clips=1)
+    built = []  # what each validation ran on: the live adapter's B weights, and whether Gemma was loaded
+
+    def spy(source, transformer, dtype):
+        pipe = load_validation_pipeline(source, transformer, dtype)
+        b = [p.detach().clone() for n, p in transformer.named_parameters() if "lora_B" in n]
+        built.append((pipe.text_encoder, pipe.transformer is transformer, b))
+        return pipe
+
+    monkeypatch.setattr(validation, "load_validation_pipeline", spy)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     with running_fake_hub() as hub:
         monkeypatch.setattr(constants, "ENDPOINT", hub.url)
@@ -45,7 +57,11 @@ def test_validation_clips_trigger_word_card_and_push(model_dir, tmp_path, monkey
                                            "--hub_token", "hf_test"))  # fmt: skip
         assert hub.unexpected == []
 
-    # 1. one clip per validation (steps 1 and 2), 64 x 64 x 9 at 24 fps with a stereo soundtrack
+    # 1. one clip per validation (steps 1 and 2), 64 x 64 x 9 at 24 fps with a stereo soundtrack, made by the
+    # training transformer with its adapter as trained so far, without Gemma (the prompts were encoded before)
+    assert [(gemma, same) for gemma, same, _ in built] == [(None, True), (None, True)]
+    assert all(b.abs().max() > 0 for b in built[0][2])  # step 1 trained the adapter already
+    assert any(not torch.equal(x, y) for x, y in zip(built[0][2], built[1][2], strict=True))  # and step 2 moved it
     clips = sorted(p.name for p in (output_dir / "validation").iterdir())
     assert clips == ["step_000001_0.mp4", "step_000002_0.mp4"]
     with av.open(str(output_dir / "validation" / clips[-1])) as container:
