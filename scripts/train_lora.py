@@ -1,15 +1,20 @@
 #!/usr/bin/env python
 """Train a LoRA for an LTX-2 / LTX-2.3 transformer, in the shape of diffusers' `examples/` training scripts.
 
-    python scripts/train_lora.py --pretrained_model_name_or_path path/to/diffusers_folder \
+    python scripts/train_lora.py --pretrained_model_name_or_path Lightricks/LTX-2 \
         --train_data_dir data/ --resolution_buckets 768x512x49 --mode t2av --output_dir out/ --max_train_steps 2000
     accelerate launch scripts/train_lora.py ...      (several processes; see docs/training.md)
 
-1. Cache: video latents, audio latents and text contexts of every sample into --cache_dir (skips what is cached).
+The model: a diffusers folder, its Hub id, or a Lightricks single file (+ --text_encoder_path, a Gemma folder).
+1. Cache: video latents, audio latents and text contexts of every sample into --cache_dir (skips what is cached);
+   the validation prompts are encoded then too, and Gemma is freed.
 2. Train: peft LoRA on the transformer, ltx-trainer's objective (ltx2_diffusers/training/objective.py), accelerate
-   for devices, mixed precision, gradient accumulation and checkpoints (`checkpoint-N/`, --resume_from_checkpoint).
+   for devices, mixed precision, gradient accumulation and checkpoints (`checkpoint-N/`, --resume_from_checkpoint);
+   --vram picks gradient checkpointing / 8-bit AdamW; --validation_prompt writes clips with sound as it goes.
 3. Write OUTPUT_DIR/pytorch_lora_weights.safetensors (diffusers / peft names), OUTPUT_DIR/comfyui_lora_weights.
-   safetensors (ltx-trainer / ComfyUI names) and OUTPUT_DIR/training_log.jsonl (one JSON object per optimizer step).
+   safetensors (ltx-trainer / ComfyUI names), OUTPUT_DIR/training_log.jsonl (one JSON object per optimizer step) and
+   the model card OUTPUT_DIR/README.md; --push_to_hub uploads the LoRA, the card and the last validation clip.
+A bad input file or flag stops the command with one line naming it (exit status 1 for a file, 2 for a flag).
 """
 
 import argparse
@@ -191,7 +196,7 @@ def check_args(args: argparse.Namespace) -> None:
     if args.vram is not None and args.vram <= 0:
         raise ValueError(f"--vram must be a positive number of GiB, got {args.vram}")
     if args.validation_prompt:
-        if args.mode == "ic_lora":
+        if training_mode(args).reference:
             raise ValueError("--validation_prompt with --mode ic_lora: validation with a reference video is not built "
                              "yet; drop --validation_prompt")  # fmt: skip
         validation_settings(args)
@@ -276,12 +281,14 @@ def load_models(args: argparse.Namespace, cache_dir: Path, accelerator: Accelera
     # every process checks the inputs
     planned = plan_cache(args.train_data_dir, cache_dir, buckets, factor, args.trigger_word)
     missing = [item for item in planned if not is_cached(item, args.max_sequence_length)]
-    try:  # a Hub id is downloaded here (once the data checked out)
-        source = resolve_model_source(args.pretrained_model_name_or_path, args.text_encoder_path)
+    try:  # a Hub id is downloaded here (once the data checked out), by the main process first
+        with accelerator.main_process_first():
+            source = resolve_model_source(args.pretrained_model_name_or_path, args.text_encoder_path)
     except ValueError as error:
         raise UsageError(str(error)) from None
     prompts = None
-    if (missing or validation is not None) and accelerator.is_main_process:
+    needs_prompts = validation is not None and not args.cache_only
+    if (missing or needs_prompts) and accelerator.is_main_process:
         pipe = load_pipeline(source, weight_dtype, vocoder=False).to(accelerator.device)
         if missing:
             report = cache_dataset(
@@ -290,7 +297,7 @@ def load_models(args: argparse.Namespace, cache_dir: Path, accelerator: Accelera
                 trigger_word=args.trigger_word,
             )  # fmt: skip
             logger.info(f"cached {len(report.written)} samples, {len(report.skipped)} were cached already")
-        if validation is not None and not args.cache_only:
+        if needs_prompts:
             prompts = encode_validation_prompts(pipe, validation, accelerator.device, args.max_sequence_length)
         del pipe
     accelerator.wait_for_everyone()
