@@ -35,17 +35,8 @@ from safetensors.torch import load_file, save_file
 from ltx2_diffusers.hub import check_push
 from ltx2_diffusers.pipelines.presets import model_version_from_config
 from ltx2_diffusers.pipelines.validation import check_video_size
-from ltx2_diffusers.training.data import (
-    DataError,
-    batch_for_step,
-    cache_dataset,
-    cached_shape_key,
-    is_cached,
-    load_cached,
-    parse_buckets,
-    plan_cache,
-    reference_bucket,
-)
+from ltx2_diffusers.training.buckets import batch_for_step, parse_buckets, reference_bucket
+from ltx2_diffusers.training.data import cache_dataset, cached_shape_key, is_cached, load_cached, plan_cache
 from ltx2_diffusers.training.lora import LORA_TARGET_PRESETS, export_lora, lora_config, resolve_lora_targets
 from ltx2_diffusers.training.memory import (
     MemoryPlan,
@@ -55,6 +46,7 @@ from ltx2_diffusers.training.memory import (
     make_optimizer,
     plan_memory,
 )
+from ltx2_diffusers.training.metadata import DataError
 from ltx2_diffusers.training.models import load_pipeline, load_transformer, resolve_model_source
 from ltx2_diffusers.training.objective import MODES, SigmaSampler, TrainingMode, get_mode
 from ltx2_diffusers.training.publish import LoRACard, push_lora, write_lora_card

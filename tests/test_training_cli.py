@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from helpers.training import BUCKETS, MAX_SEQUENCE_LENGTH, write_clip, write_dataset
 
-from ltx2_diffusers.training.data import DataError
+from ltx2_diffusers.training.metadata import DataError
 
 SCRIPT = Path(__file__).parents[1] / "scripts" / "train_lora.py"
 spec = importlib.util.spec_from_file_location("train_lora_cli", SCRIPT)

@@ -30,8 +30,9 @@ from ltx2_diffusers import LTX2AVICLoRAPipeline, LTX2AVPipeline, LTX2VideoTransf
 from ltx2_diffusers.loaders.lora import fuse_lora, load_lora_adapter, read_lora
 from ltx2_diffusers.loaders.transformer_keys import diffusers_to_original_keys
 from ltx2_diffusers.pipelines.guidance import GuidanceScales
-from ltx2_diffusers.training.data import DataError, load_cached
+from ltx2_diffusers.training.data import load_cached
 from ltx2_diffusers.training.lora import lora_config, resolve_lora_targets
+from ltx2_diffusers.training.metadata import DataError
 from ltx2_diffusers.training.objective import MODES, SigmaSampler
 from ltx2_diffusers.training.step import collate, sample_generator, training_loss
 

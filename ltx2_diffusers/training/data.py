@@ -9,16 +9,10 @@ Caching runs in two phases:
 2. `cache_dataset` encodes each planned sample (video VAE latents, audio VAE latents from the clip's audio track,
    text contexts from Gemma + the connectors) and writes `<cache_dir>/<file_name>.safetensors` atomically (a temporary
    file, then a rename). A rerun skips every file already cached for the same caption, bucket and sources.
-Training then reads only the cache: it never loads Gemma or the VAE encoders.
-
-Buckets (spec §2.4): `WxHxF` with W, H multiples of 32 and F = 8k + 1; an image is a 1-frame clip. Among the buckets
-a clip can fill without upscaling (enough frames, at least the bucket's width and height), the one closest in aspect
-ratio wins, then the one with more frames, then the larger area (ltx-trainer's order). The clip is cover-resized,
-centre-cropped and cut to the bucket's first F frames at its own frame rate.
+Training then reads only the cache: it never loads Gemma or the VAE encoders. Each clip is cached at its bucket
+(`buckets.py`): cover-resized, centre-cropped and cut to the bucket's first F frames at its own frame rate.
 """
 
-import json
-import math
 import os
 import tempfile
 from dataclasses import dataclass, replace
@@ -34,129 +28,14 @@ from torch import Tensor
 from ..models.autoencoder_kl_ltx2 import normalize_latents
 from ..pipelines.inputs import audio_waveform, image_to_uint8, video_to_pixels
 from ..pipelines.text_encoding import encode_prompts
-from ..pipelines.validation import check_video_size
+from .buckets import Bucket, MediaInfo, choose_bucket, reference_bucket
+from .metadata import DataError, Sample, read_metadata
 
 logger = logging.get_logger(__name__)
 
-METADATA_FILE = "metadata.jsonl"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-METADATA_KEYS = ("file_name", "text", "reference_file_name", "audio_file_name")
 DEFAULT_FPS = 24.0  # ltx-trainer's default when a file does not state its frame rate
 CACHE_FORMAT = "1"
-
-
-class DataError(ValueError):
-    """A problem with one input file or metadata line; the message names it."""
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Metadata
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One line of metadata.jsonl: `path` = data_dir / file_name; `line` counts from 1."""
-
-    file_name: str
-    text: str
-    path: Path
-    line: int
-    reference_path: Path | None = None  # IC-LoRA: data_dir / reference_file_name
-    audio_path: Path | None = None  # the soundtrack, when not the video's own: data_dir / audio_file_name
-
-    @property
-    def where(self) -> str:
-        return f"{self.path} ({METADATA_FILE} line {self.line})"
-
-
-def read_metadata(data_dir: str | os.PathLike) -> list[Sample]:
-    """The samples of `data_dir/metadata.jsonl`, checked line by line; a DataError names the file and line."""
-    data_dir = Path(data_dir)
-    metadata = data_dir / METADATA_FILE
-    if not metadata.is_file():
-        raise DataError(
-            f"{metadata} does not exist: a training folder needs a {METADATA_FILE} with one JSON object a line, "
-            '{"file_name": "clip.mp4", "text": "the caption"}'
-        )
-    samples, seen = [], {}
-    for number, raw in enumerate(metadata.read_text(encoding="utf-8").splitlines(), start=1):
-        if not raw.strip():
-            continue
-        where = f"{metadata} line {number}"
-        try:
-            entry = json.loads(raw)
-        except json.JSONDecodeError as error:
-            raise DataError(f"{where} is not valid JSON ({error.msg} at column {error.colno})") from None
-        if not isinstance(entry, dict):
-            raise DataError(f"{where} is a JSON {type(entry).__name__}, expected an object with file_name and text")
-        unknown = [key for key in entry if key not in METADATA_KEYS]
-        if unknown:
-            raise DataError(f"{where}: unknown keys {unknown}; expected {list(METADATA_KEYS)}")
-        file_name, text = entry.get("file_name"), entry.get("text")
-        if not isinstance(file_name, str) or not file_name:
-            raise DataError(f"{where} has no file_name (a path relative to {data_dir})")
-        if not isinstance(text, str) or not text.strip():
-            raise DataError(f'{where} ({file_name}) has no caption: add a non-empty "text"')
-        path = data_dir / file_name
-        if not path.is_file():
-            raise DataError(f"{path} ({METADATA_FILE} line {number}) does not exist")
-        if file_name in seen:
-            raise DataError(f"{where}: {file_name} is listed twice (also on line {seen[file_name]})")
-        seen[file_name] = number
-        extra = {}
-        for key, field_name in (("reference_file_name", "reference_path"), ("audio_file_name", "audio_path")):
-            value = entry.get(key)
-            if value is not None and (not isinstance(value, str) or not (data_dir / value).is_file()):
-                raise DataError(f"{data_dir / str(value)} ({key}, {METADATA_FILE} line {number}) does not exist")
-            extra[field_name] = None if value is None else data_dir / value
-        samples.append(Sample(file_name, text.strip(), path, number, **extra))
-    if not samples:
-        raise DataError(f"{metadata} lists no samples")
-    return samples
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Buckets
-
-
-@dataclass(frozen=True)
-class Bucket:
-    width: int
-    height: int
-    num_frames: int
-
-    def __str__(self) -> str:
-        return f"{self.width}x{self.height}x{self.num_frames}"
-
-
-_BUCKET_NAMES = {"height": "height", "width": "width", "num_frames": "frames"}  # validation's names -> a bucket's
-
-
-def parse_buckets(text: str) -> tuple[Bucket, ...]:
-    """ "768x512x49;512x512x1" -> buckets (width x height x frames), each checked against the VAE's grid."""
-    buckets = []
-    for item in text.replace(",", ";").split(";"):
-        item = item.strip()
-        parts = item.lower().split("x")
-        if len(parts) != 3 or not all(p.isdigit() for p in parts):
-            raise ValueError(f"resolution bucket {item!r} is not WIDTHxHEIGHTxFRAMES, e.g. 768x512x49")
-        width, height, frames = (int(p) for p in parts)
-        names = {key: f"resolution bucket {item}: {label}" for key, label in _BUCKET_NAMES.items()}
-        check_video_size(height, width, frames, names=names)
-        buckets.append(Bucket(width, height, frames))
-    if not buckets:
-        raise ValueError("no resolution buckets given")
-    return tuple(dict.fromkeys(buckets))
-
-
-@dataclass(frozen=True)
-class MediaInfo:
-    width: int
-    height: int
-    num_frames: int
-    fps: float
-    has_audio: bool
-    is_image: bool
 
 
 def probe_media(sample: Sample, max_frames: int | None = None) -> MediaInfo:
@@ -200,26 +79,6 @@ def probe_audio(sample: Sample) -> None:
         raise DataError(f"{sample.where}: cannot read the audio ({error})") from None
 
 
-def choose_bucket(info: MediaInfo, buckets: tuple[Bucket, ...], where: str) -> Bucket:
-    """The bucket for a clip: among those with <= its frames and <= its width and height, the closest aspect ratio,
-    then more frames, then larger area (ltx-trainer's order, spec §2.4; upscaling is refused here, see module doc)."""
-    fitting = [
-        b for b in buckets if b.num_frames <= info.num_frames and b.width <= info.width and b.height <= info.height
-    ]
-    if not fitting:
-        smallest = min(buckets, key=lambda b: (b.num_frames, b.width * b.height))
-        kind = "image" if info.is_image else "clip"
-        raise DataError(
-            f"{where}: the {kind} ({info.width}x{info.height}, {info.num_frames} frame(s)) fits no resolution bucket "
-            f"({'; '.join(map(str, buckets))}); a bucket must not need more frames or pixels than the clip has, so "
-            f"add a bucket such as {min(smallest.width, info.width // 32 * 32) or 32}x"
-            f"{min(smallest.height, info.height // 32 * 32) or 32}x{(info.num_frames - 1) // 8 * 8 + 1}, "
-            "or drop the file"
-        )
-    aspect = math.log(info.width / info.height)
-    return min(fitting, key=lambda b: (abs(aspect - math.log(b.width / b.height)), -b.num_frames, -b.width * b.height))
-
-
 # ----------------------------------------------------------------------------------------------------------------------
 # Cache
 
@@ -253,16 +112,6 @@ class PlannedSample:
 
 def cache_path_for(cache_dir: Path, file_name: str) -> Path:
     return cache_dir / (file_name + ".safetensors")
-
-
-def reference_bucket(bucket: Bucket, downscale_factor: int) -> Bucket:
-    """The IC-LoRA reference's size: the bucket's sides divided by `downscale_factor`, same frames (spec §2.4)."""
-    if downscale_factor < 1 or bucket.width % (32 * downscale_factor) or bucket.height % (32 * downscale_factor):
-        raise ValueError(
-            f"--reference_downscale_factor {downscale_factor}: bucket {bucket} divided by it must keep both sides "
-            f"positive multiples of 32; use a factor that divides {bucket.width // 32} and {bucket.height // 32}"
-        )
-    return Bucket(bucket.width // downscale_factor, bucket.height // downscale_factor, bucket.num_frames)
 
 
 def plan_cache(
@@ -481,31 +330,3 @@ def cached_shape_key(path: str | os.PathLike, with_audio: bool) -> tuple:
         fps = float((handle.metadata() or {}).get("fps", "nan"))
     audio = shape.get("audio_latents") if with_audio else None
     return shape.get("video_latents"), audio, shape.get("video_context"), fps, shape.get("reference_latents")
-
-
-def epoch_batches(shape_keys: list[tuple], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
-    """The batches of one epoch: samples grouped by shape (one bucket per batch), shuffled within each group, cut
-    into full batches (an incomplete last batch of a group is dropped, as ltx-trainer's `drop_last`), and the
-    batches shuffled; a pure function of (seed, epoch), the same in every process."""
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    groups: dict[tuple, list[int]] = {}
-    for index, key in enumerate(shape_keys):
-        groups.setdefault(key, []).append(index)
-    batches = []
-    for key in sorted(groups, key=repr):
-        members = groups[key]
-        order = [members[i] for i in torch.randperm(len(members), generator=generator).tolist()]
-        batches += [order[i : i + batch_size] for i in range(0, len(order) - batch_size + 1, batch_size)]
-    if not batches:
-        sizes = sorted(len(m) for m in groups.values())
-        raise DataError(
-            f"no resolution bucket holds a global batch of {batch_size} samples (--train_batch_size x processes; "
-            f"samples per bucket: {sizes}); lower the batch size or add samples"
-        )
-    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
-
-
-def batch_for_step(shape_keys: list[tuple], batch_size: int, seed: int, index: int) -> list[int]:
-    """Sample indices of the `index`-th batch of the run (epochs follow each other; `epoch_batches`)."""
-    per_epoch = len(epoch_batches(shape_keys, batch_size, seed, 0))
-    return epoch_batches(shape_keys, batch_size, seed, index // per_epoch)[index % per_epoch]

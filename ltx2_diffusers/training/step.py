@@ -17,7 +17,8 @@ from torch import Tensor, nn
 from ..models.autoencoder_kl_ltx2_audio import pack_audio_latents
 from ..models.rope import audio_positions, video_positions
 from ..pipelines.conditioning import patchify_video
-from .data import CachedSample, DataError
+from .data import CachedSample
+from .metadata import DataError
 from .objective import SigmaSampler, Stream, StreamInputs, TrainingMode, frozen_stream, generated_stream, masked_loss
 
 TIMESTEP_SCALE = 1000.0  # the transformer takes timesteps = 1000 x sigma (diffusers' convention)
