@@ -35,10 +35,11 @@ from safetensors.torch import load_file, save_file
 from ltx2_diffusers.hub import check_push
 from ltx2_diffusers.pipelines.presets import model_version_from_config
 from ltx2_diffusers.pipelines.validation import check_video_size
-from ltx2_diffusers.training.buckets import batch_for_step, parse_buckets, reference_bucket
+from ltx2_diffusers.training.buckets import batch_for_step, parse_audio_durations, parse_buckets, reference_bucket
 from ltx2_diffusers.training.data import cache_dataset, cached_shape_key, is_cached, load_cached, plan_cache
 from ltx2_diffusers.training.lora import LORA_TARGET_PRESETS, export_lora, lora_config, resolve_lora_targets
 from ltx2_diffusers.training.memory import (
+    AUDIO_TOKENS_PER_SECOND,
     MemoryPlan,
     ModelSizes,
     bucket_tokens,
@@ -81,6 +82,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     model.add_argument("--train_data_dir", required=True, help="media + metadata.jsonl (file_name, text)")
     model.add_argument("--cache_dir", default=None, help="cached latents/embeddings (default: DATA/.ltx2_cache)")
     model.add_argument("--resolution_buckets", required=True, help='"WxHxF;WxHxF", e.g. "768x512x49;512x512x1"')
+    model.add_argument("--audio_durations", default=None,
+                       help='"2.0;4.0": the seconds audio files (wav, flac, ...) are cut to (--mode audio)')  # fmt: skip
     model.add_argument("--max_sequence_length", type=int, default=1024, help="caption tokens (multiple of 128)")
     model.add_argument("--cache_only", action="store_true", help="stop after caching")
     model.add_argument("--mode", default="t2av", help=f"what is trained: {', '.join(MODES)}")
@@ -177,6 +180,7 @@ def check_args(args: argparse.Namespace) -> None:
         )
     for bucket in parse_buckets(args.resolution_buckets):
         reference_bucket(bucket, args.reference_downscale_factor)
+    parse_audio_durations(args.audio_durations)
     for name in ("max_train_steps", "train_batch_size", "gradient_accumulation_steps", "checkpointing_steps"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}")
@@ -225,6 +229,9 @@ def memory_plan(args: argparse.Namespace, mode: TrainingMode, transformer, lora_
     factor = args.reference_downscale_factor if mode.reference else None
     tokens = [bucket_tokens(b.width, b.height, b.num_frames, mode.needs_audio, factor) for b in buckets]
     video_tokens, audio_tokens = max(tokens, key=lambda t: t[0] * 4 + t[1])
+    durations = parse_audio_durations(args.audio_durations)  # audio-only files: 25 tokens a second
+    if durations and mode.needs_audio:
+        audio_tokens = max(audio_tokens, round(max(d.seconds for d in durations) * AUDIO_TOKENS_PER_SECOND))
     config = transformer.config
     sizes = ModelSizes(
         base_bytes=sum(p.numel() * p.element_size() for p in transformer.parameters() if not p.requires_grad),
@@ -271,7 +278,12 @@ def load_models(args: argparse.Namespace, cache_dir: Path, accelerator: Accelera
     buckets = parse_buckets(args.resolution_buckets)
     factor = args.reference_downscale_factor
     # every process checks the inputs
-    planned = plan_cache(args.train_data_dir, cache_dir, buckets, factor, args.trigger_word)
+    durations = parse_audio_durations(args.audio_durations)
+    planned = plan_cache(args.train_data_dir, cache_dir, buckets, factor, args.trigger_word, durations)
+    audio_files = [item.sample.where for item in planned if item.info.is_audio]
+    if audio_files and training_mode(args).has_video:
+        raise DataError(f"{audio_files[0]}: an audio file, but --mode {args.mode} trains video; use --mode audio, or "
+                        "drop the line")  # fmt: skip
     missing = [item for item in planned if not is_cached(item, args.max_sequence_length)]
     try:  # a Hub id is downloaded here (once the data checked out), by the main process first
         with accelerator.main_process_first():
@@ -286,7 +298,7 @@ def load_models(args: argparse.Namespace, cache_dir: Path, accelerator: Accelera
             report = cache_dataset(
                 pipe, args.train_data_dir, cache_dir, buckets, device=accelerator.device,
                 max_sequence_length=args.max_sequence_length, reference_downscale_factor=factor,
-                trigger_word=args.trigger_word,
+                trigger_word=args.trigger_word, audio_durations=durations,
             )  # fmt: skip
             logger.info(f"cached {len(report.written)} samples, {len(report.skipped)} were cached already")
         if needs_prompts:
@@ -351,8 +363,8 @@ def main(argv: list[str] | None = None) -> Path | None:
     transformer.train()
     try:
         optimizer = make_optimizer(
-            trainable, use_8bit_adam=args.use_8bit_adam, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
-            weight_decay=args.adam_weight_decay, eps=args.adam_epsilon,
+            trainable, use_8bit_adam=args.use_8bit_adam, lr=args.learning_rate,
+            betas=(args.adam_beta1, args.adam_beta2), weight_decay=args.adam_weight_decay, eps=args.adam_epsilon,
         )  # fmt: skip
     except ValueError as error:  # 8-bit AdamW without bitsandbytes
         raise UsageError(str(error)) from None

@@ -2,6 +2,7 @@
 at timestep 0 and out of the loss, float32 positions at the clip's fps) and the per-mode losses."""
 
 import dataclasses
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -19,6 +20,7 @@ class Spy(nn.Module):
         super().__init__()
         self.offset = nn.Parameter(torch.zeros(()))
         self.calls = []
+        self.config = SimpleNamespace(in_channels=128)  # what `video_in_channels` reads
 
     def forward(self, hidden_states, audio_hidden_states=None, **kwargs):
         self.calls.append({"hidden_states": hidden_states, "audio_hidden_states": audio_hidden_states, **kwargs})

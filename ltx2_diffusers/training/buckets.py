@@ -45,13 +45,47 @@ def parse_buckets(text: str) -> tuple[Bucket, ...]:
 
 
 @dataclass(frozen=True)
+class AudioBucket:
+    """The length an audio-only sample is cut to (`--audio_durations`, ltx-trainer's `--audio-durations`)."""
+
+    seconds: float
+
+    def __str__(self) -> str:
+        return f"{self.seconds:g}s"
+
+
+def parse_audio_durations(text: str | None) -> tuple[AudioBucket, ...]:
+    """ "2.0;4.0" -> audio buckets in seconds (positive); None or "" -> none."""
+    if not text:
+        return ()
+    buckets = []
+    for item in text.replace(",", ";").split(";"):
+        try:
+            seconds = float(item)
+        except ValueError:
+            seconds = float("nan")
+        if not seconds > 0 or seconds == float("inf"):
+            raise ValueError(f"--audio_durations: {item.strip()!r} is not a positive number of seconds, e.g. 2.0;4.0")
+        buckets.append(AudioBucket(seconds))
+    return tuple(dict.fromkeys(buckets))
+
+
+@dataclass(frozen=True)
 class MediaInfo:
+    """width, height, num_frames, fps: of the video (an image: 1 frame at fps 1; an audio file: 0, 0, 0, 0.0);
+    duration: seconds of an audio-only file, None otherwise."""
+
     width: int
     height: int
     num_frames: int
     fps: float
     has_audio: bool
     is_image: bool
+    duration: float | None = None
+
+    @property
+    def is_audio(self) -> bool:
+        return self.duration is not None
 
 
 def choose_bucket(info: MediaInfo, buckets: tuple[Bucket, ...], where: str) -> Bucket:
@@ -72,6 +106,21 @@ def choose_bucket(info: MediaInfo, buckets: tuple[Bucket, ...], where: str) -> B
         )
     aspect = math.log(info.width / info.height)
     return min(fitting, key=lambda b: (abs(aspect - math.log(b.width / b.height)), -b.num_frames, -b.width * b.height))
+
+
+def choose_audio_bucket(duration: float, buckets: tuple[AudioBucket, ...], where: str) -> AudioBucket:
+    """The longest audio bucket the file fills (ltx-trainer's rule, spec §2.5); shorter files are refused."""
+    fitting = [b for b in buckets if b.seconds <= duration + 1e-6]
+    if not buckets:
+        raise DataError(
+            f'{where}: an audio file; audio-only samples need --audio_durations (seconds, e.g. "2.0;4.0") to be cut to'
+        )
+    if not fitting:
+        raise DataError(
+            f"{where}: the audio ({duration:.2f} s) is shorter than every --audio_durations bucket "
+            f"({'; '.join(map(str, buckets))}); add a bucket of at most {duration:.2f} s or drop the file"
+        )
+    return max(fitting, key=lambda b: b.seconds)
 
 
 def reference_bucket(bucket: Bucket, downscale_factor: int) -> Bucket:

@@ -1,8 +1,9 @@
 """Training data: `metadata.jsonl` + media -> one cached safetensors file per sample (ltx-trainer spec §2).
 
 A data folder holds media files and `metadata.jsonl`, one JSON object a line: `file_name` (a video, its audio track
-used when present, or an image), `text` (the caption), and optionally `reference_file_name` (an IC-LoRA reference
-video, cached at the bucket's size / the downscale factor) and `audio_file_name` (the soundtrack from another file).
+used when present, an image, or an audio file cut to its `--audio_durations` bucket), `text` (the caption), and
+optionally `reference_file_name` (an IC-LoRA reference video, cached at the bucket's size / the downscale factor) and
+`audio_file_name` (the soundtrack from another file).
 Caching runs in two phases:
 1. `plan_cache` reads and checks everything first (metadata lines, files present, media readable, a bucket for each
    clip), so a bad input fails with one message naming the file before anything is written;
@@ -28,12 +29,13 @@ from torch import Tensor
 from ..models.autoencoder_kl_ltx2 import normalize_latents
 from ..pipelines.inputs import audio_waveform, image_to_uint8, video_to_pixels
 from ..pipelines.text_encoding import encode_prompts
-from .buckets import Bucket, MediaInfo, choose_bucket, reference_bucket
+from .buckets import AudioBucket, Bucket, MediaInfo, choose_audio_bucket, choose_bucket, reference_bucket
 from .metadata import DataError, Sample, read_metadata
 
 logger = logging.get_logger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac")  # audio-only samples (--mode audio)
 DEFAULT_FPS = 24.0  # ltx-trainer's default when a file does not state its frame rate
 CACHE_FORMAT = "1"
 
@@ -49,6 +51,8 @@ def probe_media(sample: Sample, max_frames: int | None = None) -> MediaInfo:
         except (ValueError, TypeError) as error:  # the one image reader names every problem with a ValueError
             raise DataError(f"{sample.where}: cannot read the image ({error})") from None
         return MediaInfo(width, height, 1, 1.0, has_audio=False, is_image=True)
+    if sample.path.suffix.lower() in AUDIO_SUFFIXES:
+        return MediaInfo(0, 0, 0, 0.0, has_audio=True, is_image=False, duration=probe_audio(sample))
     try:
         with av.open(str(sample.path)) as container:
             if not container.streams.video:
@@ -69,14 +73,20 @@ def probe_media(sample: Sample, max_frames: int | None = None) -> MediaInfo:
     return MediaInfo(width, height, num_frames, fps, has_audio, is_image=False)
 
 
-def probe_audio(sample: Sample) -> None:
-    """A DataError naming the file unless it opens and has an audio stream."""
+def probe_audio(sample: Sample) -> float:
+    """The duration in seconds of the file's first audio stream; a DataError naming the file unless it opens, has an
+    audio stream and its first frame decodes."""
     try:
         with av.open(str(sample.path)) as container:
             if not container.streams.audio:
                 raise DataError(f"{sample.where} has no audio stream")
-    except av.FFmpegError as error:
-        raise DataError(f"{sample.where}: cannot read the audio ({error})") from None
+            stream = container.streams.audio[0]
+            next(container.decode(stream))
+            if stream.duration is not None:
+                return float(stream.duration * stream.time_base)
+            return float(container.duration or 0) / av.time_base
+    except (av.FFmpegError, StopIteration) as error:
+        raise DataError(f"{sample.where}: cannot read the audio ({error or 'no decodable frame'})") from None
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -87,7 +97,7 @@ def probe_audio(sample: Sample) -> None:
 class PlannedSample:
     sample: Sample
     info: MediaInfo
-    bucket: Bucket
+    bucket: Bucket | AudioBucket  # an AudioBucket for an audio-only file
     cache_path: Path
     reference_info: MediaInfo | None = None
     reference_downscale_factor: int = 1
@@ -120,6 +130,7 @@ def plan_cache(
     buckets: tuple[Bucket, ...],
     reference_downscale_factor: int = 1,
     trigger_word: str | None = None,
+    audio_durations: tuple[AudioBucket, ...] = (),
 ) -> list[PlannedSample]:
     """Read metadata.jsonl and probe every file (and reference video); raises a DataError naming the first bad file
     before any encoding. A `trigger_word` starts every caption ("<trigger> <caption>", ltx-trainer's --lora-trigger)."""
@@ -129,6 +140,12 @@ def plan_cache(
         if trigger_word:
             sample = replace(sample, text=f"{trigger_word} {sample.text}")
         info = probe_media(sample, max_frames=max_frames)
+        if info.is_audio:  # an audio-only sample: cut to its --audio_durations bucket, no video, no reference
+            if sample.reference_path is not None or sample.audio_path is not None:
+                raise DataError(f"{sample.where}: an audio file takes no reference_file_name or audio_file_name")
+            bucket = choose_audio_bucket(info.duration, audio_durations, sample.where)
+            planned.append(PlannedSample(sample, info, bucket, cache_path_for(Path(cache_dir), sample.file_name)))
+            continue
         if sample.audio_path is not None:
             probe_audio(replace(sample, path=sample.audio_path))
             info = replace(info, has_audio=True)
@@ -170,7 +187,7 @@ def load_clip_audio(item: PlannedSample) -> tuple[Tensor, int]:
     (2, S) float32 and its sample rate. Shorter tracks are zero-padded at the end (with a warning), as ltx-trainer
     does; more than two channels are averaged first. (ltx-trainer cuts explicit audio files to
     max_bucket_frames / 25 s whatever the fps, trap T17; here both sources are cut to the clip's own duration.)"""
-    duration = item.bucket.num_frames / item.info.fps
+    duration = item.bucket.seconds if item.info.is_audio else item.bucket.num_frames / item.info.fps
     source = item.sample if item.sample.audio_path is None else replace(item.sample, path=item.sample.audio_path)
     try:
         waveform, sample_rate = audio_waveform(source.path, name=source.path.name, max_duration=duration)
@@ -203,8 +220,9 @@ def encode_sample(pipe, item: PlannedSample, device: torch.device, max_sequence_
         latent = pipe.vae.encode(pixels.to(device, pipe.vae.dtype)).latent_dist.mode()  # the mean, as ltx-core's
         return normalize_latents(latent, pipe.vae.latents_mean, pipe.vae.latents_std)[0]
 
-    sample = item.sample
-    tensors = {"video_latents": encode_video(load_pixels(sample.path, item.info.is_image, item.bucket, sample.where))}
+    sample, tensors = item.sample, {}
+    if not item.info.is_audio:
+        tensors["video_latents"] = encode_video(load_pixels(sample.path, item.info.is_image, item.bucket, sample.where))
     if item.reference_info is not None:
         size = reference_bucket(item.bucket, item.reference_downscale_factor)
         reference = replace(sample, path=sample.reference_path)
@@ -254,13 +272,14 @@ def cache_dataset(
     max_sequence_length: int = 1024,
     reference_downscale_factor: int = 1,
     trigger_word: str | None = None,
+    audio_durations: tuple[AudioBucket, ...] = (),
 ) -> CacheReport:
     """Encode every sample of `data_dir` not yet cached into `cache_dir` (see the module docstring).
 
     pipe: an `LTX2AVPipeline` (its vae, audio_vae, text_encoder, tokenizer and connectors are used).
     """
     device = torch.device(device)
-    planned = plan_cache(data_dir, cache_dir, buckets, reference_downscale_factor, trigger_word)
+    planned = plan_cache(data_dir, cache_dir, buckets, reference_downscale_factor, trigger_word, audio_durations)
     written, skipped = [], []
     for item in planned:
         if is_cached(item, max_sequence_length):
@@ -270,13 +289,12 @@ def cache_dataset(
             tensors = encode_sample(pipe, item, device, max_sequence_length)
         except (av.FFmpegError, OSError) as error:  # a file that changed or broke after planning
             raise DataError(f"{item.sample.where}: cannot read the media ({error})") from None
-        metadata = {
-            **item.fingerprint(max_sequence_length),
-            "fps": repr(item.info.fps),
-            "num_frames": str(item.bucket.num_frames),
-            "height": str(item.bucket.height),
-            "width": str(item.bucket.width),
-        }
+        metadata = item.fingerprint(max_sequence_length)
+        if item.info.is_audio:
+            metadata["duration"] = repr(item.bucket.seconds)
+        else:
+            metadata.update(fps=repr(item.info.fps), num_frames=str(item.bucket.num_frames),
+                            height=str(item.bucket.height), width=str(item.bucket.width))  # fmt: skip
         write_atomic(item.cache_path, tensors, metadata)
         written.append(item.cache_path)
         logger.info(f"cached {item.sample.file_name} at {item.bucket} -> {item.cache_path}")
@@ -289,22 +307,24 @@ def cache_dataset(
 
 @dataclass(frozen=True)
 class CachedSample:
-    """A cached sample: tensors as written by `encode_sample`, plus the clip's fps and bucket."""
+    """A cached sample: tensors as written by `encode_sample`, plus the clip's fps. An audio-only sample has no
+    video_latents and no fps (None)."""
 
     path: Path
-    video_latents: Tensor
+    video_latents: Tensor | None
     audio_latents: Tensor | None
     video_context: Tensor
     audio_context: Tensor
-    fps: float
+    fps: float | None
     reference_latents: Tensor | None = None
 
     def shape_key(self, with_audio: bool) -> tuple:
         """Samples with equal keys can share a batch (`cached_shape_key` of the file); the audio shape counts only
         when the mode uses audio."""
+        video = None if self.video_latents is None else tuple(self.video_latents.shape)
         audio = None if self.audio_latents is None or not with_audio else tuple(self.audio_latents.shape)
         reference = None if self.reference_latents is None else tuple(self.reference_latents.shape)
-        return tuple(self.video_latents.shape), audio, tuple(self.video_context.shape), self.fps, reference
+        return video, audio, tuple(self.video_context.shape), self.fps, reference
 
 
 def load_cached(path: str | os.PathLike) -> CachedSample:
@@ -314,19 +334,24 @@ def load_cached(path: str | os.PathLike) -> CachedSample:
         metadata = handle.metadata() or {}
         for name in handle.keys():
             tensors[name] = handle.get_tensor(name)
-    missing = [name for name in ("video_latents", "video_context", "audio_context") if name not in tensors]
+    media = ("audio_latents",) if "duration" in metadata else ("video_latents",)  # an audio-only sample, or a clip
+    missing = [name for name in (*media, "video_context", "audio_context") if name not in tensors]
     if missing or metadata.get("format") != CACHE_FORMAT:
         raise DataError(f"{path} is not a training cache file of format {CACHE_FORMAT} (missing {missing}); re-cache")
     return CachedSample(
-        path, tensors["video_latents"], tensors.get("audio_latents"), tensors["video_context"],
-        tensors["audio_context"], float(metadata["fps"]), tensors.get("reference_latents"),
+        path, tensors.get("video_latents"), tensors.get("audio_latents"), tensors["video_context"],
+        tensors["audio_context"], _fps(metadata), tensors.get("reference_latents"),
     )  # fmt: skip
+
+
+def _fps(metadata: dict[str, str]) -> float | None:
+    return None if "duration" in metadata else float(metadata["fps"])
 
 
 def cached_shape_key(path: str | os.PathLike, with_audio: bool) -> tuple:
     """`CachedSample.shape_key` from the file's header alone (no tensor is read)."""
     with safe_open(str(path), framework="pt") as handle:
         shape = {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
-        fps = float((handle.metadata() or {}).get("fps", "nan"))
+        fps = _fps(handle.metadata() or {})
     audio = shape.get("audio_latents") if with_audio else None
     return shape.get("video_latents"), audio, shape.get("video_context"), fps, shape.get("reference_latents")

@@ -1,7 +1,7 @@
 """metadata.jsonl of a training folder: one JSON object a line, read and checked line by line (docs/training.md).
 
-`file_name` (a video, its audio track used when present, or an image), `text` (the caption), and optionally
-`reference_file_name` (an IC-LoRA reference video) and `audio_file_name` (the soundtrack from another file).
+`file_name` (a video, its audio track used when present, an image, or an audio file), `text` (the caption), and
+optionally `reference_file_name` (an IC-LoRA reference video) and `audio_file_name` (the soundtrack from another file).
 """
 
 import json

@@ -26,15 +26,15 @@ TIMESTEP_SCALE = 1000.0  # the transformer takes timesteps = 1000 x sigma (diffu
 
 @dataclass(frozen=True)
 class Batch:
-    """Cached samples stacked: video_latents (B, 128, F', H', W'), audio_latents (B, 8, T_a, 16) or None,
-    video_context (B, L, D_v), audio_context (B, L, D_a), fps of the clips, and for IC-LoRA reference_latents
-    (B, 128, F', H'/s, W'/s)."""
+    """Cached samples stacked: video_latents (B, 128, F', H', W') or None (a mode without video), audio_latents
+    (B, 8, T_a, 16) or None, video_context (B, L, D_v), audio_context (B, L, D_a), fps of the clips (None without
+    video), and for IC-LoRA reference_latents (B, 128, F', H'/s, W'/s)."""
 
-    video_latents: Tensor
+    video_latents: Tensor | None
     audio_latents: Tensor | None
     video_context: Tensor
     audio_context: Tensor
-    fps: float
+    fps: float | None
     reference_latents: Tensor | None = None
 
 
@@ -46,6 +46,13 @@ def collate(samples: Sequence[CachedSample], mode: TrainingMode, device: torch.d
             raise DataError(
                 f"{silent[0]}: cached without audio (its clip has no audio track), but --mode {mode.name} trains "
                 "audio; give the clip a soundtrack or use a video-only mode (t2v)"
+            )
+    if mode.has_video:
+        audio_only = [s.path for s in samples if s.video_latents is None]
+        if audio_only:
+            raise DataError(
+                f"{audio_only[0]}: an audio-only sample (cached from an audio file), but --mode {mode.name} trains "
+                "video; use --mode audio, or drop the file from metadata.jsonl"
             )
     if mode.reference:
         missing = [s.path for s in samples if s.reference_latents is None]
@@ -64,9 +71,10 @@ def collate(samples: Sequence[CachedSample], mode: TrainingMode, device: torch.d
         return torch.stack(tensors).to(device)
 
     audio = stack([s.audio_latents for s in samples]) if mode.needs_audio else None
+    video = stack([s.video_latents for s in samples]) if mode.has_video else None
     return Batch(
-        stack([s.video_latents for s in samples]), audio, stack([s.video_context for s in samples]),
-        stack([s.audio_context for s in samples]), samples[0].fps,
+        video, audio, stack([s.video_context for s in samples]), stack([s.audio_context for s in samples]),
+        samples[0].fps if mode.has_video else None,
         stack([s.reference_latents for s in samples]) if mode.reference else None,
     )  # fmt: skip
 
@@ -122,6 +130,11 @@ def append_reference_tokens(
     )
 
 
+def video_in_channels(transformer: nn.Module) -> int:
+    """The video token width a transformer takes (through a DDP wrapper's `module`)."""
+    return getattr(transformer, "module", transformer).config.in_channels
+
+
 def audio_only_inputs(video_context: Tensor, video_channels: int, device: torch.device, dtype: torch.dtype) -> dict:
     """The video keyword arguments of an audio-only transformer call (`--mode audio`, ltx-trainer's `video=None`).
 
@@ -130,7 +143,7 @@ def audio_only_inputs(video_context: Tensor, video_channels: int, device: torch.
     attentions in every block: the audio stream then sees nothing of the video, and its output is exactly the
     audio-only model's (tested against ltx-core's `video=None` call). The placeholder's output is not used and its
     cost is one token. video_context: (B, L, D_v), of which the first token is kept; video_channels: the
-    transformer's video input channels (the cached video latents', 128).
+    transformer's video input channels (`video_in_channels`).
     """
     batch = video_context.shape[0]
     return dict(
@@ -169,8 +182,9 @@ def training_loss(
     (`sample_generator`); dtype: the base weights' dtype, which the tokens and contexts are cast to (autocast handles
     the rest under mixed precision).
     """
-    device = batch.video_latents.device
-    b, _, frames, height, width = batch.video_latents.shape
+    device, b = batch.video_context.device, batch.video_context.shape[0]
+    if mode.has_video:
+        _, _, frames, height, width = batch.video_latents.shape
     if len(generators) != b:
         raise ValueError(f"got {len(generators)} generators for a batch of {b}: pass one per sample")
 
@@ -181,7 +195,8 @@ def training_loss(
 
     # 2. Noise by mode, per sample from its own generator: video first, then audio (ltx-trainer's order, spec §3.5).
     # A 1-frame clip (an image) has no later frame to generate from its first: it is not first-frame conditioned.
-    first_frame = dict(first_frame_tokens=height * width, first_frame_p=mode.first_frame_p if frames > 1 else 0.0)
+    if mode.has_video:
+        first_frame = dict(first_frame_tokens=height * width, first_frame_p=mode.first_frame_p if frames > 1 else 0.0)
     video_parts, audio_parts = [], []
     for i, generator in enumerate(generators):
         if video_x0 is not None:
@@ -202,7 +217,7 @@ def training_loss(
             audio_coords=audio_positions(b, audio.latent.shape[1], device=device),
         )
     if video is None:  # audio-only: a placeholder video token, cut off from the audio (see `audio_only_inputs`)
-        kwargs.update(audio_only_inputs(batch.video_context.to(dtype), batch.video_latents.shape[1], device, dtype))
+        kwargs.update(audio_only_inputs(batch.video_context.to(dtype), video_in_channels(transformer), device, dtype))
     else:
         video_tokens, video_timesteps = video.latent, video.timesteps
         video_coords = video_positions(b, frames, height, width, batch.fps, dtype=torch.float32)

@@ -131,3 +131,21 @@ def run_in_processes(main, argv: list[str], world_size: int = 2, timeout: float 
             process.kill()
     if codes != [0] * world_size:
         raise RuntimeError(f"the training processes exited with {codes}")
+
+
+def write_audio(path: Path, seconds: float, frequency: float = 330.0, sample_rate: int = SAMPLE_RATE) -> Path:
+    """An audio-only file (by its suffix: .wav as 16-bit PCM) holding a stereo sine tone `seconds` long."""
+    import av
+
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    tone = (0.3 * np.sin(2 * np.pi * frequency * t) * 32767).astype(np.int16)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("pcm_s16le", rate=sample_rate, layout="stereo")
+        frame = av.AudioFrame.from_ndarray(np.stack([tone, tone]).reshape(1, -1, order="F"), format="s16",
+                                           layout="stereo")  # fmt: skip
+        frame.sample_rate = sample_rate
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return path
