@@ -15,10 +15,14 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from transformers import AutoTokenizer, Gemma3ForConditionalGeneration
 
+from ..conversion import MODEL_CLASSES
 from ..hub import local_or_snapshot_folder, resolve_single_file
+from ..loaders.plan import plan_checkpoint
 from ..models.transformer_ltx2 import LTX2VideoTransformer3DModel
 from ..pipelines.pipeline_ltx2_av import LTX2AVPipeline
+from ..schedulers.scheduling_ltx2 import LTX2Scheduler
 
 # The pipeline folders a training run reads from a Hub snapshot (not the repos' original single files).
 SNAPSHOT_PATTERNS = (
@@ -95,10 +99,6 @@ def load_pipeline(
         return LTX2AVPipeline.from_pretrained(
             source.path, transformer=transformer, dtype=dtype, **skip, **({} if vocoder else {"vocoder": None})
         )
-    from ..conversion import MODEL_CLASSES
-    from ..loaders.plan import plan_checkpoint
-    from ..schedulers.scheduling_ltx2 import LTX2Scheduler
-
     wanted = ("vae", "audio_vae", "connectors", *(("vocoder",) if vocoder else ()))
     plans = plan_checkpoint(source.path, MODEL_CLASSES, components=wanted)[0]
     missing = [name for name in wanted if name not in plans]
@@ -110,8 +110,6 @@ def load_pipeline(
     }
     gemma = tokenizer = None
     if text_encoder:
-        from transformers import AutoTokenizer, Gemma3ForConditionalGeneration
-
         gemma = Gemma3ForConditionalGeneration.from_pretrained(source.text_encoder_path, dtype=dtype)
         tokenizer = AutoTokenizer.from_pretrained(source.text_encoder_path)
     # validation samples with an explicit step count: the dev schedule (the file name need not say dev/distilled)
