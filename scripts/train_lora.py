@@ -48,7 +48,12 @@ from ltx2_diffusers.training.memory import (
     plan_memory,
 )
 from ltx2_diffusers.training.metadata import DataError
-from ltx2_diffusers.training.models import load_pipeline, load_transformer, resolve_model_source
+from ltx2_diffusers.training.models import (
+    load_pipeline,
+    load_transformer,
+    resolve_model_source,
+    transformer_on_meta,
+)
 from ltx2_diffusers.training.objective import MODES, SigmaSampler, TrainingMode, get_mode
 from ltx2_diffusers.training.publish import LoRACard, push_lora, write_lora_card
 from ltx2_diffusers.training.step import collate, sample_generator, training_loss
@@ -223,8 +228,31 @@ def validation_settings(args: argparse.Namespace) -> ValidationSettings | None:
     return settings
 
 
-def memory_plan(args: argparse.Namespace, mode: TrainingMode, transformer, lora_params: int) -> MemoryPlan:
-    """--vram: `plan_memory` on the loaded transformer, its adapters and the largest bucket (per process)."""
+def check_model(args: argparse.Namespace, mode: TrainingMode, source, weight_dtype: torch.dtype) -> None:
+    """Before caching, on the transformer built on the meta device (no weights read): every LoRA target matches a
+    layer, and with --vram the memory plan fits (it sets --gradient_checkpointing / --use_8bit_adam)."""
+    transformer = transformer_on_meta(source)
+    transformer.requires_grad_(False)
+    try:  # a target that matches no layer of this transformer
+        targets = resolve_lora_targets(args.lora_targets or mode.lora_targets, transformer)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    if args.vram is None:
+        return
+    transformer.add_adapter(lora_config(args.rank, args.lora_alpha, targets, args.lora_dropout))
+    plan = memory_plan(args, mode, transformer, weight_dtype)
+    args.gradient_checkpointing, args.use_8bit_adam = plan.gradient_checkpointing, plan.use_8bit_adam
+    logger.info(f"--vram {args.vram:g}: {plan.describe()}")
+    if args.use_8bit_adam:  # chosen by the plan: bitsandbytes must be there
+        try:
+            check_bitsandbytes()
+        except ValueError as error:
+            raise UsageError(f"{error} (--vram {args.vram:g} needs 8-bit AdamW)") from None
+
+
+def memory_plan(args: argparse.Namespace, mode: TrainingMode, transformer, weight_dtype: torch.dtype) -> MemoryPlan:
+    """--vram: `plan_memory` on the transformer with its adapters (the frozen weights in `weight_dtype`) and the
+    largest bucket, per process."""
     buckets = parse_buckets(args.resolution_buckets)
     factor = args.reference_downscale_factor if mode.reference else None
     tokens = [bucket_tokens(b.width, b.height, b.num_frames, mode.needs_audio, factor) for b in buckets]
@@ -233,9 +261,10 @@ def memory_plan(args: argparse.Namespace, mode: TrainingMode, transformer, lora_
     if durations and mode.needs_audio:
         audio_tokens = max(audio_tokens, round(max(d.seconds for d in durations) * AUDIO_TOKENS_PER_SECOND))
     config = transformer.config
+    parameters = list(transformer.parameters())
     sizes = ModelSizes(
-        base_bytes=sum(p.numel() * p.element_size() for p in transformer.parameters() if not p.requires_grad),
-        lora_params=lora_params, num_layers=config.num_layers,
+        base_bytes=sum(p.numel() for p in parameters if not p.requires_grad) * weight_dtype.itemsize,
+        lora_params=sum(p.numel() for p in parameters if p.requires_grad), num_layers=config.num_layers,
         video_width=config.num_attention_heads * config.attention_head_dim if mode.has_video else 0,
         audio_width=config.audio_num_attention_heads * config.audio_attention_head_dim,
         video_tokens=video_tokens, audio_tokens=audio_tokens, batch_size=args.train_batch_size,
@@ -290,6 +319,7 @@ def load_models(args: argparse.Namespace, cache_dir: Path, accelerator: Accelera
             source = resolve_model_source(args.pretrained_model_name_or_path, args.text_encoder_path)
     except ValueError as error:
         raise UsageError(str(error)) from None
+    check_model(args, training_mode(args), source, weight_dtype)  # targets and --vram, before hours of caching
     prompts = None
     needs_prompts = validation is not None and not args.cache_only
     if (missing or needs_prompts) and accelerator.is_main_process:
@@ -354,20 +384,13 @@ def main(argv: list[str] | None = None) -> Path | None:
     trainable = [p for p in transformer.parameters() if p.requires_grad]
     for parameter in trainable:
         parameter.data = parameter.data.float()
-    if args.vram is not None:  # the savings this budget needs, from the loaded model's sizes
-        plan = memory_plan(args, mode, transformer, sum(p.numel() for p in trainable))
-        args.gradient_checkpointing, args.use_8bit_adam = plan.gradient_checkpointing, plan.use_8bit_adam
-        logger.info(f"--vram {args.vram:g}: {plan.describe()}")
     if args.gradient_checkpointing:
         transformer.enable_gradient_checkpointing()
     transformer.train()
-    try:
-        optimizer = make_optimizer(
-            trainable, use_8bit_adam=args.use_8bit_adam, lr=args.learning_rate,
-            betas=(args.adam_beta1, args.adam_beta2), weight_decay=args.adam_weight_decay, eps=args.adam_epsilon,
-        )  # fmt: skip
-    except ValueError as error:  # 8-bit AdamW without bitsandbytes
-        raise UsageError(str(error)) from None
+    optimizer = make_optimizer(
+        trainable, use_8bit_adam=args.use_8bit_adam, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
+        weight_decay=args.adam_weight_decay, eps=args.adam_epsilon,
+    )  # fmt: skip
     # The prepared scheduler steps once per process per optimizer step (accelerate), so its length is scaled by the
     # process count; ltx-trainer does not, and its decay ends early under N processes (trap T9).
     total = args.max_train_steps * accelerator.num_processes

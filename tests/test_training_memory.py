@@ -81,18 +81,24 @@ def run_args(tmp_path_factory):
                 "--output_dir", str(output_dir), "--rank", "4", "--max_train_steps", "1",
                 "--checkpointing_steps", "100", *extra]  # fmt: skip
 
+    args.data_dir = data_dir
     return args
 
 
-def test_vram_plans_on_the_loaded_model(run_args, tmp_path, caplog):
+def test_vram_plans_on_the_model_before_caching(run_args, tmp_path, caplog):
+    """The plan (and the LoRA targets) are checked on the transformer built on the meta device: a budget that
+    cannot fit, or a target that matches nothing, stops the run before anything is cached or loaded."""
+    with pytest.raises(train_lora.UsageError, match=r"--vram 0\.5: one training step is predicted at 1\.0 GiB even"):
+        train_lora.main(run_args(tmp_path / "tight", "--vram", "0.5"))
+    with pytest.raises(train_lora.UsageError, match=r"--lora_targets 'attn9\.to_q': \['attn9\.to_q'\] match no"):
+        train_lora.main(run_args(tmp_path / "target", "--lora_targets", "attn9.to_q"))
+    assert not (run_args.data_dir / ".ltx2_cache").exists()
+    with pytest.raises(train_lora.UsageError, match=r"--vram must be a positive number of GiB, got -1\.0"):
+        train_lora.main(run_args(tmp_path / "bad", "--vram", "-1"))
     with caplog.at_level(logging.INFO, logger="train_lora"):
         train_lora.main(run_args(tmp_path / "roomy", "--vram", "80"))
     assert any(r.getMessage().startswith("--vram 80: predicted peak 1.0 GiB with no memory savings")
                for r in caplog.records)  # fmt: skip
-    with pytest.raises(train_lora.UsageError, match=r"--vram 0\.5: one training step is predicted at 1\.0 GiB even"):
-        train_lora.main(run_args(tmp_path / "tight", "--vram", "0.5"))
-    with pytest.raises(train_lora.UsageError, match=r"--vram must be a positive number of GiB, got -1\.0"):
-        train_lora.main(run_args(tmp_path / "bad", "--vram", "-1"))
 
 
 @pytest.mark.skipif(HAS_BNB, reason="bitsandbytes is installed")

@@ -84,6 +84,17 @@ def load_transformer(source: ModelSource, dtype: torch.dtype) -> LTX2VideoTransf
     return LTX2VideoTransformer3DModel.from_pretrained(source.path, subfolder="transformer", dtype=dtype)
 
 
+def transformer_on_meta(source: ModelSource) -> LTX2VideoTransformer3DModel:
+    """The source's transformer built on the meta device from its config alone (no weights read): what the LoRA
+    targets and the memory plan are checked against before caching."""
+    if source.single_file:
+        config = plan_checkpoint(source.path, MODEL_CLASSES, components=("transformer",))[0]["transformer"].config
+    else:
+        config = LTX2VideoTransformer3DModel.load_config(source.path, subfolder="transformer")
+    with torch.device("meta"):
+        return LTX2VideoTransformer3DModel.from_config(config)
+
+
 def load_pipeline(
     source: ModelSource,
     dtype: torch.dtype,
