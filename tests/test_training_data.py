@@ -13,19 +13,16 @@ from PIL import Image
 import ltx2_diffusers.training.data as data
 from ltx2_diffusers.models.autoencoder_kl_ltx2 import normalize_latents
 from ltx2_diffusers.pipelines.text_encoding import encode_prompts
-from ltx2_diffusers.training.data import (
+from ltx2_diffusers.training.buckets import (
     Bucket,
-    DataError,
     MediaInfo,
     batch_for_step,
-    cache_dataset,
-    cached_shape_key,
     choose_bucket,
     epoch_batches,
-    load_cached,
     parse_buckets,
-    write_atomic,
 )
+from ltx2_diffusers.training.data import cache_dataset, cached_shape_key, load_cached, write_atomic
+from ltx2_diffusers.training.metadata import DataError
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 at timestep 0 and out of the loss, float32 positions at the clip's fps) and the per-mode losses."""
 
 import dataclasses
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -19,6 +20,7 @@ class Spy(nn.Module):
         super().__init__()
         self.offset = nn.Parameter(torch.zeros(()))
         self.calls = []
+        self.config = SimpleNamespace(in_channels=128)  # what `video_in_channels` reads
 
     def forward(self, hidden_states, audio_hidden_states=None, **kwargs):
         self.calls.append({"hidden_states": hidden_states, "audio_hidden_states": audio_hidden_states, **kwargs})
@@ -164,3 +166,42 @@ def test_ic_lora_appends_clean_reference_tokens_with_scaled_positions():
     torch.testing.assert_close(call["video_coords"][:, :, :clip_tokens], video_positions(1, 2, 2, 4, 25.0))
     video = generated_stream(batch.video_latents.flatten(2).transpose(1, 2), SigmaSampler(), sample_generator(3, 0, 0))
     torch.testing.assert_close(result.video, video.target.pow(2).mean(dim=(1, 2)))  # the clip's tokens only
+
+
+def test_audio_mode_calls_the_model_with_one_isolated_placeholder_video_token():
+    batch = make_batch()
+    call, result = run("audio", batch)
+    audio = generated_stream(audio_tokens(batch), SigmaSampler(), sample_generator(3, 0, 0))  # audio draws first
+    torch.testing.assert_close(call["audio_hidden_states"], audio.latent)
+    torch.testing.assert_close(call["audio_sigma"], 1000 * audio.sigma)
+    assert call["isolate_modalities"] is True  # no audio<->video attention: the audio sees no video at all
+    assert call["hidden_states"].shape == (1, 1, 128) and not call["hidden_states"].any()
+    assert call["encoder_hidden_states"].shape == (1, 1, 32)
+    assert (call["timestep"] == 0).all() and (call["sigma"] == 0).all()
+    assert result.video is None and result.video_sigma is None
+    torch.testing.assert_close(result.audio, audio.target.pow(2).mean(dim=(1, 2)))
+    torch.testing.assert_close(result.loss, result.audio)
+    assert MODES["audio"].lora_targets == "audio"  # ltx-trainer's t2a_lora.yaml adapts audio attention + FFN
+
+
+@pytest.mark.parametrize("layout", ["ltx2", "ltx23"])
+def test_the_audio_only_call_equals_ltx_core_without_video(layout):
+    """ltx-trainer's text-to-audio calls ltx-core's LTXModel with video=None; our placeholder call gives the same
+    audio velocities (fp32, tiny random weights through our key map)."""
+    from _transformer_helpers import build_pair, empty_perturbations, make_inputs
+
+    from ltx2_diffusers.training.step import audio_only_inputs
+
+    reference, ours = build_pair(layout)
+    inputs = make_inputs(layout, 2, video_sigma=[0.9, 0.4], audio_sigma=[0.3, 0.8])
+    _, audio = inputs.ltx_core()
+    with torch.no_grad():
+        video_expected, expected = reference(None, audio, empty_perturbations(2))
+        kwargs = {k: v for k, v in inputs.ours().items() if k.startswith("audio_")}
+        placeholder = audio_only_inputs(inputs.video_context, ours.config.in_channels, torch.device("cpu"),
+                                        torch.float32)  # fmt: skip
+        _, got = ours(**kwargs, **placeholder, return_dict=False)
+        _, joint = ours(**inputs.ours())
+    assert video_expected is None
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-4)
+    assert (joint - expected).abs().max() > 1e-3  # with the video present the audio differs: the test can fail

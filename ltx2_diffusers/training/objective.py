@@ -34,6 +34,8 @@ class TrainingMode:
 
     first_frame_p: per-sample probability that latent frame 0 of the video is given clean (timestep 0, no loss).
     reference: IC-LoRA: the sample's reference video latents join the video tokens, clean at timestep 0, no loss.
+    lora_targets: the `--lora_targets` preset used when none is given: the layers that get a gradient in this mode
+    (ltx-trainer's config of the mode, spec §1.5: video-only calls adapt video layers, audio-only calls audio ones).
     """
 
     name: str
@@ -42,6 +44,7 @@ class TrainingMode:
     first_frame_p: float = 0.0
     description: str = ""
     reference: bool = False
+    lora_targets: str = "all"
 
     def __post_init__(self):
         if Stream.GENERATED not in (self.video, self.audio):
@@ -57,9 +60,19 @@ class TrainingMode:
     def needs_audio(self) -> bool:
         return self.audio is not Stream.ABSENT
 
+    @property
+    def has_video(self) -> bool:
+        return self.video is not Stream.ABSENT
+
 
 MODES: dict[str, TrainingMode] = {
-    "t2v": TrainingMode("t2v", Stream.GENERATED, Stream.ABSENT, description="text to video, video-only model calls"),
+    "t2v": TrainingMode(
+        "t2v",
+        Stream.GENERATED,
+        Stream.ABSENT,
+        description="text to video, video-only model calls",
+        lora_targets="video",
+    ),  # fmt: skip
     "t2av": TrainingMode("t2av", Stream.GENERATED, Stream.GENERATED, description="text to video with audio, joint"),
     # ltx-trainer's i2v_lora.yaml: first frame given with probability 0.5, audio generated too
     "i2v": TrainingMode(
@@ -79,21 +92,24 @@ MODES: dict[str, TrainingMode] = {
         first_frame_p=0.2,
         reference=True,
         description="IC-LoRA video to video: a reference video's latents condition the clip",
+        lora_targets="video",
+    ),  # fmt: skip
+    # ltx-trainer's t2a_lora.yaml: no video at all, audio attention + FFN adapted
+    "audio": TrainingMode(
+        "audio",
+        Stream.ABSENT,
+        Stream.GENERATED,
+        description="text to audio, audio-only model calls",
+        lora_targets="audio",
     ),  # fmt: skip
 }
-# The modes of issue 10 that are not built yet; `--mode` with one of these says so. `audio` (text to audio) needs a
-# transformer call without video tokens, which LTX2VideoTransformer3DModel does not take yet.
-PLANNED_MODES: tuple[str, ...] = ("audio",)
 
 
 def get_mode(name: str) -> TrainingMode:
-    """The `TrainingMode` called `name`; a planned or unknown name raises a ValueError listing what exists."""
-    if name in MODES:
-        return MODES[name]
-    available = ", ".join(MODES)
-    if name in PLANNED_MODES:
-        raise ValueError(f"--mode {name} is not built yet. Modes that exist: {available}.")
-    raise ValueError(f"unknown --mode {name!r}. Modes that exist: {available} (planned: {', '.join(PLANNED_MODES)}).")
+    """The `TrainingMode` called `name`; an unknown name raises a ValueError listing what exists."""
+    if name not in MODES:
+        raise ValueError(f"unknown --mode {name!r}. Modes that exist: {', '.join(MODES)}.")
+    return MODES[name]
 
 
 # ----------------------------------------------------------------------------------------------------------------------

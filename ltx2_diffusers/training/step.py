@@ -17,7 +17,8 @@ from torch import Tensor, nn
 from ..models.autoencoder_kl_ltx2_audio import pack_audio_latents
 from ..models.rope import audio_positions, video_positions
 from ..pipelines.conditioning import patchify_video
-from .data import CachedSample, DataError
+from .data import CachedSample
+from .metadata import DataError
 from .objective import SigmaSampler, Stream, StreamInputs, TrainingMode, frozen_stream, generated_stream, masked_loss
 
 TIMESTEP_SCALE = 1000.0  # the transformer takes timesteps = 1000 x sigma (diffusers' convention)
@@ -25,15 +26,15 @@ TIMESTEP_SCALE = 1000.0  # the transformer takes timesteps = 1000 x sigma (diffu
 
 @dataclass(frozen=True)
 class Batch:
-    """Cached samples stacked: video_latents (B, 128, F', H', W'), audio_latents (B, 8, T_a, 16) or None,
-    video_context (B, L, D_v), audio_context (B, L, D_a), fps of the clips, and for IC-LoRA reference_latents
-    (B, 128, F', H'/s, W'/s)."""
+    """Cached samples stacked: video_latents (B, 128, F', H', W') or None (a mode without video), audio_latents
+    (B, 8, T_a, 16) or None, video_context (B, L, D_v), audio_context (B, L, D_a), fps of the clips (None without
+    video), and for IC-LoRA reference_latents (B, 128, F', H'/s, W'/s)."""
 
-    video_latents: Tensor
+    video_latents: Tensor | None
     audio_latents: Tensor | None
     video_context: Tensor
     audio_context: Tensor
-    fps: float
+    fps: float | None
     reference_latents: Tensor | None = None
 
 
@@ -45,6 +46,13 @@ def collate(samples: Sequence[CachedSample], mode: TrainingMode, device: torch.d
             raise DataError(
                 f"{silent[0]}: cached without audio (its clip has no audio track), but --mode {mode.name} trains "
                 "audio; give the clip a soundtrack or use a video-only mode (t2v)"
+            )
+    if mode.has_video:
+        audio_only = [s.path for s in samples if s.video_latents is None]
+        if audio_only:
+            raise DataError(
+                f"{audio_only[0]}: an audio-only sample (cached from an audio file), but --mode {mode.name} trains "
+                "video; use --mode audio, or drop the file from metadata.jsonl"
             )
     if mode.reference:
         missing = [s.path for s in samples if s.reference_latents is None]
@@ -63,9 +71,10 @@ def collate(samples: Sequence[CachedSample], mode: TrainingMode, device: torch.d
         return torch.stack(tensors).to(device)
 
     audio = stack([s.audio_latents for s in samples]) if mode.needs_audio else None
+    video = stack([s.video_latents for s in samples]) if mode.has_video else None
     return Batch(
-        stack([s.video_latents for s in samples]), audio, stack([s.video_context for s in samples]),
-        stack([s.audio_context for s in samples]), samples[0].fps,
+        video, audio, stack([s.video_context for s in samples]), stack([s.audio_context for s in samples]),
+        samples[0].fps if mode.has_video else None,
         stack([s.reference_latents for s in samples]) if mode.reference else None,
     )  # fmt: skip
 
@@ -121,6 +130,32 @@ def append_reference_tokens(
     )
 
 
+def video_in_channels(transformer: nn.Module) -> int:
+    """The video token width a transformer takes (through a DDP wrapper's `module`)."""
+    return getattr(transformer, "module", transformer).config.in_channels
+
+
+def audio_only_inputs(video_context: Tensor, video_channels: int, device: torch.device, dtype: torch.dtype) -> dict:
+    """The video keyword arguments of an audio-only transformer call (`--mode audio`, ltx-trainer's `video=None`).
+
+    `LTX2VideoTransformer3DModel` always runs a video stream, so the call gets ONE placeholder video token per sample
+    (zeros, timestep and sigma 0, a one-token context) and `isolate_modalities=True`, which skips both audio<->video
+    attentions in every block: the audio stream then sees nothing of the video, and its output is exactly the
+    audio-only model's (tested against ltx-core's `video=None` call). The placeholder's output is not used and its
+    cost is one token. video_context: (B, L, D_v), of which the first token is kept; video_channels: the
+    transformer's video input channels (`video_in_channels`).
+    """
+    batch = video_context.shape[0]
+    return dict(
+        hidden_states=torch.zeros(batch, 1, video_channels, device=device, dtype=dtype),
+        encoder_hidden_states=video_context[:, :1].to(device),
+        timestep=torch.zeros(batch, 1, device=device),
+        sigma=torch.zeros(batch, device=device),
+        video_coords=video_positions(batch, 1, 1, 1, 1.0, device=device, dtype=torch.float32),
+        isolate_modalities=True,
+    )
+
+
 @dataclass(frozen=True)
 class StepLoss:
     """loss: (B,) per-sample total; video / audio: (B,) per modality, None when not generated; video_sigma /
@@ -147,25 +182,28 @@ def training_loss(
     (`sample_generator`); dtype: the base weights' dtype, which the tokens and contexts are cast to (autocast handles
     the rest under mixed precision).
     """
-    device = batch.video_latents.device
-    b, _, frames, height, width = batch.video_latents.shape
+    device, b = batch.video_context.device, batch.video_context.shape[0]
+    if mode.has_video:
+        _, _, frames, height, width = batch.video_latents.shape
     if len(generators) != b:
         raise ValueError(f"got {len(generators)} generators for a batch of {b}: pass one per sample")
 
     # 1. Clean tokens (float32 on the CPU, where the generators draw; moved after)
-    video_x0 = patchify_video(batch.video_latents.float().cpu())  # (B, F'H'W', 128)
+    video_x0 = patchify_video(batch.video_latents.float().cpu()) if mode.has_video else None  # (B, F'H'W', 128)
     has_audio = batch.audio_latents is not None and mode.audio is not Stream.ABSENT
     audio_x0 = pack_audio_latents(batch.audio_latents.float().cpu()) if has_audio else None
 
     # 2. Noise by mode, per sample from its own generator: video first, then audio (ltx-trainer's order, spec §3.5).
     # A 1-frame clip (an image) has no later frame to generate from its first: it is not first-frame conditioned.
-    first_frame = dict(first_frame_tokens=height * width, first_frame_p=mode.first_frame_p if frames > 1 else 0.0)
+    if mode.has_video:
+        first_frame = dict(first_frame_tokens=height * width, first_frame_p=mode.first_frame_p if frames > 1 else 0.0)
     video_parts, audio_parts = [], []
     for i, generator in enumerate(generators):
-        video_parts.append(_stream(video_x0[i : i + 1], mode.video, sampler, generator, **first_frame))
+        if video_x0 is not None:
+            video_parts.append(_stream(video_x0[i : i + 1], mode.video, sampler, generator, **first_frame))
         if audio_x0 is not None:
             audio_parts.append(_stream(audio_x0[i : i + 1], mode.audio, sampler, generator))
-    video = _cat(video_parts)
+    video = _cat(video_parts) if video_parts else None
     audio = _cat(audio_parts) if audio_parts else None
 
     # 3. The transformer call
@@ -178,27 +216,30 @@ def training_loss(
             audio_sigma=(audio.sigma * TIMESTEP_SCALE).to(device),
             audio_coords=audio_positions(b, audio.latent.shape[1], device=device),
         )
-    video_tokens, video_timesteps = video.latent, video.timesteps
-    video_coords = video_positions(b, frames, height, width, batch.fps, dtype=torch.float32)
-    if mode.reference:
-        video_tokens, video_timesteps, video_coords = append_reference_tokens(
-            video_tokens, video_timesteps, video_coords, batch.reference_latents.float().cpu(), batch.fps, height, width
+    if video is None:  # audio-only: a placeholder video token, cut off from the audio (see `audio_only_inputs`)
+        kwargs.update(audio_only_inputs(batch.video_context.to(dtype), video_in_channels(transformer), device, dtype))
+    else:
+        video_tokens, video_timesteps = video.latent, video.timesteps
+        video_coords = video_positions(b, frames, height, width, batch.fps, dtype=torch.float32)
+        if mode.reference:
+            video_tokens, video_timesteps, video_coords = append_reference_tokens(
+                video_tokens, video_timesteps, video_coords, batch.reference_latents.float().cpu(), batch.fps, height,
+                width,
+            )  # fmt: skip
+        kwargs.update(
+            hidden_states=video_tokens.to(device, dtype),
+            encoder_hidden_states=batch.video_context.to(dtype),
+            timestep=(video_timesteps * TIMESTEP_SCALE).to(device),
+            sigma=(video.sigma * TIMESTEP_SCALE).to(device),
+            video_coords=video_coords.to(device),
         )
-    video_prediction, audio_prediction = transformer(
-        hidden_states=video_tokens.to(device, dtype),
-        encoder_hidden_states=batch.video_context.to(dtype),
-        timestep=(video_timesteps * TIMESTEP_SCALE).to(device),
-        sigma=(video.sigma * TIMESTEP_SCALE).to(device),
-        video_coords=video_coords.to(device),
-        return_dict=False,
-        **kwargs,
-    )
-    video_prediction = video_prediction[:, : video.latent.shape[1]]  # the clip's tokens; reference tokens follow
+    video_prediction, audio_prediction = transformer(return_dict=False, **kwargs)
 
     # 4. Masked losses of the generated modalities, summed with weight 1
     total = torch.zeros(b, dtype=torch.float32, device=device)
     video_loss = audio_loss = None
     if mode.video is Stream.GENERATED:
+        video_prediction = video_prediction[:, : video.latent.shape[1]]  # the clip's tokens; reference tokens follow
         video_loss = masked_loss(video_prediction, video.target.to(device), video.loss_mask.to(device))
         total = total + video_loss
     if audio is not None and mode.audio is Stream.GENERATED:

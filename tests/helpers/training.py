@@ -92,3 +92,60 @@ def write_dataset(folder: Path, num_clips: int = 2, captions: list[str] | None =
         lines.append(json.dumps({"file_name": f"clip{i}.mp4", "text": captions[i]}))
     (folder / "metadata.jsonl").write_text("\n".join(lines) + "\n")
     return folder
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _process(rank: int, world_size: int, port: int, main, argv: list[str]) -> None:
+    import os
+
+    from accelerate.state import AcceleratorState
+
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port), ACCELERATE_USE_CPU="true")  # fmt: skip
+    AcceleratorState._reset_state(reset_partial_state=True)  # the parent's single-process state, inherited
+    main(argv)
+
+
+def run_in_processes(main, argv: list[str], world_size: int = 2, timeout: float = 300) -> None:
+    """`main(argv)` in `world_size` forked CPU processes joined by torch.distributed (gloo), as `accelerate launch
+    --cpu --num_processes N` would start them; forked, so the children start without importing torch again."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    port = free_port()
+    processes = [context.Process(target=_process, args=(r, world_size, port, main, argv)) for r in range(world_size)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout)
+    codes = [process.exitcode for process in processes]
+    for process in processes:
+        if process.is_alive():
+            process.kill()
+    if codes != [0] * world_size:
+        raise RuntimeError(f"the training processes exited with {codes}")
+
+
+def write_audio(path: Path, seconds: float, frequency: float = 330.0, sample_rate: int = SAMPLE_RATE) -> Path:
+    """An audio-only file (by its suffix: .wav as 16-bit PCM) holding a stereo sine tone `seconds` long."""
+    import av
+
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    tone = (0.3 * np.sin(2 * np.pi * frequency * t) * 32767).astype(np.int16)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("pcm_s16le", rate=sample_rate, layout="stereo")
+        frame = av.AudioFrame.from_ndarray(np.stack([tone, tone]).reshape(1, -1, order="F"), format="s16",
+                                           layout="stereo")  # fmt: skip
+        frame.sample_rate = sample_rate
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return path
