@@ -1,6 +1,7 @@
-"""The LTX-2 / LTX-2.3 asymmetric dual-stream (video + audio) diffusion transformer (spec §1).
+"""The LTX-2 / LTX-2.3 / LTX-2.5 asymmetric dual-stream (video + audio) diffusion transformer (spec §1).
 
-Numerics follow ltx-core 1.0.0's `LTXModel`; config keys, parameter names and `forward`'s keyword arguments follow
+Numerics follow ltx-core 1.2.0's `LTXModel` by default and 1.0.0's on request (`set_reference("1.0")`: the two differ
+only in the audio<->video AdaLN, 1.2 spec §5.1); config keys, parameter names and `forward`'s keyword arguments follow
 diffusers' in-tree `LTX2VideoTransformer3DModel`, so this class loads its folders and replaces it in its pipelines.
 """
 
@@ -28,7 +29,14 @@ from .embeddings import AdaLayerNormSingle, TwoLayerMLP
 from .perturbations import Perturbations, perturbation_plan
 from .rope import AudioCoordinates, VideoCoordinates, rope_cos_sin, video_positions
 from .transformer_ltx2_block import BlockPerturbation, FeedForward, LTX2VideoTransformerBlock, StreamInputs
-from .transformer_ltx2_checks import check_config, check_coords, per_sample, per_token_timestep
+from .transformer_ltx2_checks import (
+    REFERENCES,
+    check_config,
+    check_coords,
+    check_reference,
+    per_sample,
+    per_token_timestep,
+)
 
 # The block and its inputs live in transformer_ltx2_block.py; importing them from here keeps working.
 __all__ = [
@@ -50,7 +58,7 @@ class LTX2TransformerOutput(BaseOutput):
 
 
 class LTX2VideoTransformer3DModel(FromLTX2SingleFileMixin, ModelCardMixin, ModelMixin, ConfigMixin, PeftAdapterMixin, CacheMixin):
-    r"""LTX-2 (19B) / LTX-2.3 (22B) audio-video transformer: velocity for video and audio tokens (spec §1).
+    r"""LTX-2 (19B) / LTX-2.3 (22B) / LTX-2.5 (22B) audio-video transformer: velocity for video and audio tokens.
 
     Config keys and defaults are those of diffusers' `LTX2VideoTransformer3DModel`, so a config dict builds the same
     model in both; the defaults are the released LTX-2 values except `rope_type`, whose default is diffusers'
@@ -58,6 +66,13 @@ class LTX2VideoTransformer3DModel(FromLTX2SingleFileMixin, ModelCardMixin, Model
     Video stream: `num_attention_heads` x `attention_head_dim`; audio stream: `audio_num_attention_heads` x
     `audio_attention_head_dim`; `num_layers` shared blocks. LTX-2.3 = `gated_attn`, `audio_gated_attn`,
     `cross_attn_mod`, `audio_cross_attn_mod` True and `use_prompt_embeddings` False (no caption projection).
+    LTX-2.5 = LTX-2.3 with `ff_bias` False (no video FFN biases) and `use_keyframes_abs_pos_embedding` True (a learned
+    vector added to the video tokens that `video_keyframes_mask` marks, right after `proj_in`; 1.2 spec §2.3).
+    `audio_ff_bias` and `use_prompt_adaln_single` (False: text K/V modulated by the static per-block table only) are
+    the other two options ltx-core 1.2.0 and diffusers share.
+
+    Reference behaviour (not a config key): `reference` is "1.2" (ltx-core 1.2.0, the default) or "1.0" (1.0.0); see
+    `set_reference` and `forward(reference=...)`.
 
     Keys kept only for format compatibility: `patch_size`, `patch_size_t`, `audio_patch_size`, `audio_patch_size_t`
     (must be 1), `activation_fn` ("gelu-approximate"), `qk_norm` ("rms_norm_across_heads"), `norm_elementwise_affine`
@@ -180,6 +195,14 @@ class LTX2VideoTransformer3DModel(FromLTX2SingleFileMixin, ModelCardMixin, Model
 
         self.gradient_checkpointing = False
         self.sdpa_backend: str | None = None
+        self.reference = REFERENCES[0]  # "1.2"; runtime state like sdpa_backend, never saved in the config
+
+    def set_reference(self, version: str) -> None:
+        """Which ltx-core release the audio<->video AdaLN follows (1.2 spec §5.1), for every later forward:
+        "1.2" (default): scale/shift from each stream's own per-token timestep, gate from the partner's sigma;
+        "1.0": scale/shift and gate both from the partner's sigma (ltx-core 1.0.0, bit for bit).
+        The two agree when both streams share one sigma and no token is conditioned (plain text-to-video)."""
+        self.reference = check_reference(version)
 
     @property
     def rope(self) -> VideoCoordinates:
@@ -342,6 +365,7 @@ class LTX2VideoTransformer3DModel(FromLTX2SingleFileMixin, ModelCardMixin, Model
         return_dict: bool = True,
         audio_self_attention_mask: Tensor | None = None,
         perturbations: Perturbations | None = None,
+        reference: str | None = None,
     ) -> LTX2TransformerOutput | tuple[Tensor, Tensor | None]:
         """Velocities for the video tokens and, when audio is given, the audio tokens.
 
@@ -375,8 +399,8 @@ class LTX2VideoTransformer3DModel(FromLTX2SingleFileMixin, ModelCardMixin, Model
                 indices outside [0, num_layers) are ignored, as diffusers ignores them (its pipelines pass [28] by
                 default, whatever the model's depth). Unlike diffusers, STG works whatever `perturbed_attn` says. A
                 mask without blocks raises (it would do nothing).
-            use_cross_timestep: True (the reference): cross-modal AdaLN from the partner's sigma. False is diffusers'
-                legacy path (each stream's own timestep).
+            use_cross_timestep: True (the reference): cross-modal AdaLN as `reference` says. False is diffusers'
+                legacy path (scale/shift and gate from each stream's own timestep), whatever `reference` is.
             attention_kwargs: only {"scale": LoRA strength} (peft); other keys raise.
             video_self_attention_mask / audio_self_attention_mask: (B, T, T) weights in [0, 1] on self-attention,
                 applied as a log-bias (log w; w <= 0 masks), as the reference does (diffusers uses (1 - w) * -1e4).
@@ -385,12 +409,17 @@ class LTX2VideoTransformer3DModel(FromLTX2SingleFileMixin, ModelCardMixin, Model
                 guidance; exclusive with the two diffusers STG arguments. Here a mask left as None means "no sample
                 perturbed" (never "all samples"), whatever block lists are given, and a block index outside
                 [0, num_layers) raises: our own API names blocks of this model, so a wrong index is a bug to report.
+            reference: "1.2" or "1.0" for this call only; None uses the model's (`set_reference`, default "1.2").
+                It selects the audio<->video AdaLN rule: 1.2 feeds the scale/shift AdaLN each stream's own `timestep`
+                (per token: conditioned tokens get their own modulation) and the gate AdaLN the partner's sigma;
+                1.0 feeds both the partner's sigma (1.2 spec §5.1, trap 5).
 
         Returns:
             `LTX2TransformerOutput(sample (B, T_v, out_channels), audio_sample (B, T_a, audio_out_channels) | None)`,
             or that pair as a tuple when `return_dict` is False.
         """
         cfg = self.config
+        reference = self.reference if reference is None else check_reference(reference)
         if encoder_hidden_states is None or timestep is None:
             raise TypeError("forward needs encoder_hidden_states and timestep")
         if attention_kwargs:
@@ -468,13 +497,21 @@ class LTX2VideoTransformer3DModel(FromLTX2SingleFileMixin, ModelCardMixin, Model
                 audio_sigma, audio_rope, audio_self_attention_mask, self.audio_proj_in, self.audio_time_embed,
                 getattr(self, "audio_caption_projection", None), getattr(self, "audio_prompt_adaln", None),
             )  # fmt: skip
+            # (scale/shift timestep, gate timestep) per stream: 1.2.0 own timestep + partner sigma, 1.0.0 partner
+            # sigma twice, diffusers' legacy own timestep twice
+            if not use_cross_timestep:
+                video_av, audio_av = (timestep, timestep), (audio_timestep, audio_timestep)
+            elif reference == "1.0":
+                video_av, audio_av = (audio_sigma, audio_sigma), (sigma, sigma)
+            else:
+                video_av, audio_av = (timestep, audio_sigma), (audio_timestep, sigma)
             video_inputs = self._with_cross_modal(
-                video_inputs, audio_sigma if use_cross_timestep else timestep, video_cross_rope,
-                self.av_cross_attn_video_scale_shift, self.av_cross_attn_video_a2v_gate,
+                video_inputs, *video_av, video_cross_rope, self.av_cross_attn_video_scale_shift,
+                self.av_cross_attn_video_a2v_gate,
             )  # fmt: skip
             audio_inputs = self._with_cross_modal(
-                audio_inputs, sigma if use_cross_timestep else audio_timestep, audio_cross_rope,
-                self.av_cross_attn_audio_scale_shift, self.av_cross_attn_audio_v2a_gate,
+                audio_inputs, *audio_av, audio_cross_rope, self.av_cross_attn_audio_scale_shift,
+                self.av_cross_attn_audio_v2a_gate,
             )  # fmt: skip
 
         # 4. Blocks, with the perturbation plan settled on the host
@@ -550,18 +587,21 @@ class LTX2VideoTransformer3DModel(FromLTX2SingleFileMixin, ModelCardMixin, Model
     def _with_cross_modal(
         self,
         inputs: StreamInputs,
-        partner_timestep: Tensor,
+        scale_shift_timestep: Tensor,
+        gate_timestep: Tensor,
         cross_rope: tuple[Tensor, Tensor],
         scale_shift_adaln: AdaLayerNormSingle,
         gate_adaln: AdaLayerNormSingle,
     ) -> StreamInputs:
+        """scale_shift_timestep: (B,) or (B, N); gate_timestep: (B,) or (B, N), scaled here by
+        cross_attn_timestep_scale_multiplier / timestep_scale_multiplier (1 for released checkpoints)."""
         cfg = self.config
         gate_factor = cfg.cross_attn_timestep_scale_multiplier / cfg.timestep_scale_multiplier
         dtype = inputs.temb.dtype
         return replace(
             inputs,
-            cross_temb=scale_shift_adaln(partner_timestep, dtype)[0],
-            cross_gate_temb=gate_adaln(partner_timestep * gate_factor, dtype)[0],
+            cross_temb=scale_shift_adaln(scale_shift_timestep, dtype)[0],
+            cross_gate_temb=gate_adaln(gate_timestep * gate_factor, dtype)[0],
             cross_rope=cross_rope,
         )
 

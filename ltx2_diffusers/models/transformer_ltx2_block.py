@@ -1,7 +1,8 @@
-"""One dual-stream block of the LTX-2 / LTX-2.3 transformer (spec §1.5) and the per-forward inputs it reads.
+"""One dual-stream block of the LTX-2 / LTX-2.3 / LTX-2.5 transformer (spec §1.5) and the per-forward inputs it reads.
 
 The block runs, per stream: AdaLN self-attention (with spatio-temporal guidance as data), text cross-attention
-(LTX-2.3: AdaLN on query and text), audio<->video attention driven by the partner modality's sigma, and the
+(LTX-2.3: AdaLN on query and text), audio<->video attention (AdaLN rows prepared by the model: the rule differs
+between ltx-core 1.0.0 and 1.2.0), and the
 feed-forward. Everything the two streams share lives in functions, so parameters keep diffusers' flat names.
 """
 
@@ -29,7 +30,9 @@ class StreamInputs:
     context: (B, L, D) text context; context_bias: additive text mask (B, 1, 1|T, L) or None (the fast path).
     rope: self-attention cos/sin; self_attn_bias: (B, 1, T, T) log-bias of a [0, 1] weight mask, or None.
     prompt_temb: (B, 1, 2*D) text K/V modulation (LTX-2.3), None when the model has none or uses the table alone.
-    cross_temb / cross_gate_temb: (B, N', 4*D) / (B, N', D) audio<->video AdaLN from the partner's sigma.
+    cross_temb / cross_gate_temb: (B, N', 4*D) / (B, N", D) audio<->video AdaLN: scale/shift rows from the stream's
+        own timestep (ltx-core 1.2.0, N' = 1 or T) or the partner's sigma (1.0.0); the gate from the partner's sigma
+        (N" = 1), except on diffusers' legacy path (use_cross_timestep=False: both from the own timestep).
     cross_rope: cos/sin on the time axis for audio<->video attention.
     """
 
@@ -212,7 +215,7 @@ class LTX2VideoTransformerBlock(nn.Module):
         attn: Attention,
         keep: Tensor | None,
     ) -> Tensor:
-        """Gated update of the query stream from the other stream, both modulated by the partner sigma's AdaLN.
+        """Gated update of the query stream from the other stream, each modulated by its own `cross_temb` rows.
 
         keep: (B, 1, 1), 0 for the samples whose update is switched off (modality isolation), or None (all keep it).
         """

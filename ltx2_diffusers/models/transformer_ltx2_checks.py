@@ -5,6 +5,18 @@ from typing import Any
 
 from torch import Tensor
 
+# ltx-core releases whose numerics the transformer reproduces; the first is the default (1.2 spec §5.1)
+REFERENCES = ("1.2", "1.0")
+
+
+def check_reference(version: str) -> str:
+    if version not in REFERENCES:
+        raise ValueError(
+            f"reference={version!r} is not supported; expected one of {list(REFERENCES)}: \"1.2\" follows ltx-core "
+            "1.2.0 (the default), \"1.0\" reproduces ltx-core 1.0.0 bit for bit"
+        )
+    return version
+
 
 def per_token_timestep(timestep: Tensor, batch_size: int, num_tokens: int, name: str) -> Tensor:
     """(B,), (B, 1), (B, T) or (B, T, 1) -> (B, 1) or (B, T)."""
