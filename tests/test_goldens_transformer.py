@@ -1,4 +1,5 @@
-"""Our transformer against ltx-core 1.2.0's on its own tiny random weights (1.2 spec §10, G1, G2, G4), without ltx-core:
+"""Our transformer and connectors against ltx-core 1.2.0's on tiny random weights (1.2 spec §10, G1, G2, G4, and G8's
+connector half), without ltx-core:
 tests/goldens/transformer/*.safetensors hold the weights (original names), the metadata, the inputs and 1.2.0's outputs,
 written by scripts/goldens/transformer.py. The weights go through our key map and the config through our metadata
 reader, as a Lightricks file would. Tolerance: the 1.0.0 parity tests' (atol 1e-4 on O(1) outputs, fp32).
@@ -10,8 +11,10 @@ import pytest
 import torch
 from safetensors import safe_open
 
+from ltx2_diffusers.loaders import connector_keys
 from ltx2_diffusers.loaders import metadata as md
 from ltx2_diffusers.loaders.transformer_keys import original_to_diffusers_keys
+from ltx2_diffusers.models.connectors import LTX2TextConnectors
 from ltx2_diffusers.models.perturbations import Perturbations
 from ltx2_diffusers.models.transformer_ltx2 import LTX2VideoTransformer3DModel
 
@@ -110,3 +113,27 @@ def test_ltx25_keyframe_marker_and_static_prompt_table():
     static, inputs, outputs, _ = load("25", use_prompt_adaln_single=False)
     assert not hasattr(static, "prompt_adaln")
     assert_golden(run(static, inputs), outputs, "static_prompt")
+
+
+def test_ltx25_connectors_match_ltx_core_1_2():
+    # V2 features of a Gemma-4-like stack (width 8, 4 hidden states), connector_ff_bias false, two prompts of 5 and
+    # 100 tokens left-padded to 128: 1.2.0's batch-safe processor (valid tokens first, registers at p mod 128)
+    with safe_open(GOLDENS / "connectors25.safetensors", "pt") as f:
+        metadata = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    original = md.parse_original_metadata(metadata)
+    weights = {k: v.float() for k, v in tensors.items() if not k.startswith(("input.", "output."))}
+    width = original["transformer"]["caption_channels"]
+    factor = weights["text_embedding_projection.video_aggregate_embed.weight"].shape[1] // width
+    config = md.connectors_config_from_original(original, factor)
+    assert (config["connector_ff_bias"], config["per_modality_projections"], factor) == (False, True, 4)
+    model = LTX2TextConnectors(**config).eval()
+    mapping = connector_keys.original_to_diffusers_keys(weights, config)
+    model.load_state_dict({mapping[k]: v for k, v in weights.items()}, strict=True)
+    hidden = [tensors[f"input.hidden_states.{i}"].float() for i in range(factor)]
+    with torch.no_grad():
+        video, audio, mask = model(hidden, tensors["input.attention_mask"])
+    assert tensors["output.video"].abs().max() > 0.1
+    torch.testing.assert_close(video, tensors["output.video"], **TOLERANCE)
+    torch.testing.assert_close(audio, tensors["output.audio"], **TOLERANCE)
+    assert torch.equal(mask, tensors["output.attention_mask"].to(mask.dtype))

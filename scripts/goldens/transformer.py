@@ -15,6 +15,9 @@ seeded inputs in float32 on the CPU, and writes one safetensors file holding:
 Cases: "plain" (B = 2, unequal video/audio sigmas, the first latent frame conditioned: the A<->V rule of 1.2.0 differs
 from 1.0.0 there), "perturbed" (per-sample STG in block 1 and audio<->video isolation), and for 2.5 "no_keyframes"
 (keyframes_mask None) and "static_prompt" (use_prompt_adaln_single=False: the same weights minus the prompt AdaLN).
+Also connectors25.safetensors: LTX-2.5's text connectors (1.2 spec §3.4-3.5, G8 without Gemma): a Gemma-4-like stack
+of hidden states (width 8, 3 layers + embeddings) through ltx-core 1.2.0's V2 feature extractor and its batch-safe
+embeddings processor (two prompts of different lengths, left padded), with `connector_ff_bias` false.
 Only tensors are written; nothing of ltx-core is copied into this repository.
 """
 
@@ -32,6 +35,12 @@ from ltx_core.guidance.perturbations import (
 )
 from ltx_core.model.transformer.modality import Modality
 from ltx_core.model.transformer.model_configurator import LTXModelConfigurator
+from ltx_core.text_encoders.gemma.embeddings_connector import (
+    AudioEmbeddings1DConnectorConfigurator,
+    Embeddings1DConnectorConfigurator,
+)
+from ltx_core.text_encoders.gemma.embeddings_processor import EmbeddingsProcessor
+from ltx_core.text_encoders.gemma.feature_extractor import FeatureExtractorV2
 from ltx_core.tools import AudioLatentTools, VideoLatentTools
 from ltx_core.types import AudioLatentShape, VideoLatentShape
 from safetensors.torch import save_file
@@ -187,6 +196,67 @@ def golden(version: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     return tensors, metadata
 
 
+# A Gemma-4-like text encoder in miniature: hidden size 8, 3 layers (4 hidden states); 128 tokens (ltx-core's 128
+# registers need a multiple of 128); the connectors at small stream widths (video 2 x 4, audio 2 x 2)
+GEMMA_WIDTH, GEMMA_STATES, TEXT_LENGTH, PROMPT_LENGTHS = 8, 4, 128, (5, 100)
+CONNECTOR_SECTION = {
+    **SECTIONS["2.5"], "num_attention_heads": 2, "attention_head_dim": 4, "audio_num_attention_heads": 2,
+    "audio_attention_head_dim": 2, "cross_attention_dim": 8, "audio_cross_attention_dim": 4,
+    "caption_channels": GEMMA_WIDTH, "connector_num_attention_heads": 2, "connector_attention_head_dim": 4,
+    "audio_connector_num_attention_heads": 2, "audio_connector_attention_head_dim": 2, "connector_num_layers": 2,
+    "connector_positional_embedding_max_pos": [4096], "connector_apply_gated_attention": True,
+    "connector_ff_bias": False,
+}  # fmt: skip
+
+
+def connectors_golden() -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    metadata = {"config": {"transformer": CONNECTOR_SECTION}}
+    flat = GEMMA_WIDTH * GEMMA_STATES
+    processor = EmbeddingsProcessor(
+        feature_extractor=FeatureExtractorV2(
+            torch.nn.Linear(flat, 8), GEMMA_WIDTH, audio_aggregate_embed=torch.nn.Linear(flat, 4)
+        ),
+        video_connector=Embeddings1DConnectorConfigurator.from_metadata(metadata),
+        audio_connector=AudioEmbeddings1DConnectorConfigurator.from_metadata(metadata),
+    )
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for param in processor.parameters():
+            scale = 1.0 if param.ndim < 2 else param.shape[1] ** -0.5
+            param.copy_((torch.randn(param.shape, generator=generator) * scale).to(param.dtype).bfloat16())
+    processor = processor.float().eval()
+    # Gemma-like layers: different offsets and scales per layer, so the per-token RMS norm matters
+    hidden = tuple(
+        (torch.randn(2, TEXT_LENGTH, GEMMA_WIDTH, generator=generator) * (1 + 2 * i) + i).bfloat16().float()
+        for i in range(GEMMA_STATES)
+    )
+    mask = torch.zeros(2, TEXT_LENGTH, dtype=torch.int64)
+    for row, length in enumerate(PROMPT_LENGTHS):
+        mask[row, TEXT_LENGTH - length :] = 1
+    with torch.no_grad():
+        out = processor.process_hidden_states(hidden, mask, padding_side="left")
+    names = {
+        "feature_extractor.": "text_embedding_projection.",
+        "video_connector.": "model.diffusion_model.video_embeddings_connector.",
+        "audio_connector.": "model.diffusion_model.audio_embeddings_connector.",
+    }
+    tensors = {}
+    for key, value in processor.state_dict().items():
+        prefix = next(p for p in names if key.startswith(p))
+        tensors[names[prefix] + key.removeprefix(prefix)] = value.bfloat16().contiguous()
+    tensors.update({f"input.hidden_states.{i}": h.bfloat16().contiguous() for i, h in enumerate(hidden)})
+    tensors["input.attention_mask"] = mask
+    tensors["output.video"], tensors["output.audio"] = out.video_encoding.contiguous(), out.audio_encoding.contiguous()
+    tensors["output.attention_mask"] = out.attention_mask.contiguous()
+    header = {
+        "config": json.dumps({"transformer": CONNECTOR_SECTION}),
+        "model_version": MODEL_VERSIONS["2.5"],
+        "generator": "scripts/goldens/transformer.py",
+        "reference": "ltx-core 1.2.0 (Lightricks/LTX-2 v1.2.0)",
+    }
+    return tensors, header
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(Path(__file__).resolve().parents[2] / "tests/goldens/transformer"))
@@ -198,6 +268,9 @@ def main() -> None:
         path = out / f"ltx{version.replace('.', '')}.safetensors"
         save_file(tensors, str(path), metadata=metadata)
         print(f"{path}: {len(tensors)} tensors, {path.stat().st_size} bytes")
+    tensors, metadata = connectors_golden()
+    save_file(tensors, str(out / "connectors25.safetensors"), metadata=metadata)
+    print(f"{out / 'connectors25.safetensors'}: {(out / 'connectors25.safetensors').stat().st_size} bytes")
 
 
 if __name__ == "__main__":
