@@ -1,5 +1,5 @@
 """Our transformer and connectors against ltx-core 1.2.0's on tiny random weights (1.2 spec §10, G1, G2, G4, and G8's
-connector half), without ltx-core:
+connector half; G3, the audio-only model), without ltx-core:
 tests/goldens/transformer/*.safetensors hold the weights (original names), the metadata, the inputs and 1.2.0's outputs,
 written by scripts/goldens/transformer.py. The weights go through our key map and the config through our metadata
 reader, as a Lightricks file would. Tolerance: the 1.0.0 parity tests' (atol 1e-4 on O(1) outputs, fp32).
@@ -102,6 +102,24 @@ def test_per_sample_stg_and_modality_isolation_match_ltx_core_1_2(version):
         skip_v2a_mask=torch.tensor([0.0, 1.0]),
     )
     assert_golden(run(model, inputs, perturbations=perturbations), outputs, "perturbed")
+
+
+def test_audio_only_call_matches_ltx_core_1_2_audio_only_model():
+    # G3: ltx-core 1.2.0's audio-only model (its T2A pipeline) = our model called without video
+    model, inputs, outputs, _ = load("23")
+    with torch.no_grad():
+        video, audio = model(
+            None,
+            audio_hidden_states=inputs["audio"],
+            audio_encoder_hidden_states=inputs["audio_context"],
+            audio_timestep=inputs["audio_timesteps"] * 1000,
+            audio_sigma=inputs["audio_sigma"] * 1000,
+            audio_coords=inputs["audio_positions"],
+            return_dict=False,
+        )
+    assert video is None
+    torch.testing.assert_close(audio, outputs["audio_only.audio"], **TOLERANCE)
+    assert (audio - outputs["plain.audio"]).abs().max() > 1e-3  # without video the audio stream differs
 
 
 def test_ltx25_keyframe_marker_and_static_prompt_table():

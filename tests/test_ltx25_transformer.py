@@ -309,3 +309,26 @@ def test_split_ltx25_transformer_file_loads_the_transformer_without_the_projecti
     write_ltx25_file(source, section, connector_tensors(section, text_proj_in_factor=4, seed=9, projections=False))
     model = LTX2VideoTransformer3DModel.from_single_file(source)
     assert model.config.use_keyframes_abs_pos_embedding is True and model.config.ff_bias is False
+
+
+def test_one_stream_calls_and_their_errors():
+    model = randomize_(LTX2VideoTransformer3DModel(**LTX25), seed=10)
+    inputs = transformer_inputs()
+    audio_only = {k: v for k, v in inputs.items() if k.startswith("audio_") or k in ("return_dict",)}
+    video, audio = outputs(model, hidden_states=None, **audio_only)
+    assert video is None and audio.shape == (2, AUDIO_TOKENS, 8)
+    # not the audio of the audio-video call, where video reaches audio through V2A (the golden test pins the values)
+    assert (audio - outputs(model, **inputs)[1]).abs().max() > 1e-3
+    with pytest.raises(TypeError, match=r"forward needs hidden_states \(video\), audio_hidden_states, or both"):
+        outputs(model, hidden_states=None, encoder_hidden_states=inputs["encoder_hidden_states"], timestep=inputs["sigma"])
+    with pytest.raises(TypeError, match="audio_hidden_states was given without audio_encoder_hidden_states"):
+        outputs(model, hidden_states=None, audio_hidden_states=inputs["audio_hidden_states"], audio_timestep=inputs[
+            "audio_timestep"])  # fmt: skip
+    with pytest.raises(TypeError, match=r"an audio-only call needs audio_timestep \(or timestep\)"):
+        outputs(model, **{**audio_only, "audio_timestep": None}, hidden_states=None)
+    with pytest.raises(ValueError, match="the timestep is per token, so audio_sigma must be given"):
+        outputs(model, **{**audio_only, "audio_sigma": None}, hidden_states=None)
+    with pytest.raises(TypeError, match=r"forward needs timestep for the video stream"):
+        outputs(model, **{**inputs, "timestep": None})
+    with pytest.raises(ValueError, match="video and audio batch sizes differ: 2 and 1"):
+        outputs(model, **{**inputs, "audio_hidden_states": inputs["audio_hidden_states"][:1]})

@@ -28,14 +28,20 @@ from .attention import Attention, resolve_sdpa_backend, sdpa_backend, self_atten
 from .embeddings import AdaLayerNormSingle, TwoLayerMLP
 from .perturbations import Perturbations, perturbation_plan
 from .rope import AudioCoordinates, VideoCoordinates, rope_cos_sin, video_positions
-from .transformer_ltx2_block import BlockPerturbation, FeedForward, LTX2VideoTransformerBlock, StreamInputs
+from .transformer_ltx2_block import (
+    BlockPerturbation,
+    FeedForward,
+    LTX2VideoTransformerBlock,
+    StreamInputs,
+    av_adaln_timesteps,
+)
 from .transformer_ltx2_checks import (
     REFERENCES,
     check_config,
     check_coords,
     check_reference,
-    per_sample,
-    per_token_timestep,
+    check_streams,
+    stream_timesteps,
 )
 
 # The block and its inputs live in transformer_ltx2_block.py; importing them from here keeps working.
@@ -51,9 +57,9 @@ __all__ = [
 
 @dataclass
 class LTX2TransformerOutput(BaseOutput):
-    """sample: (B, T_v, out_channels) video velocity; audio_sample: (B, T_a, audio_out_channels) or None."""
+    """sample: (B, T_v, out_channels) video velocity or None; audio_sample: (B, T_a, audio_out_channels) or None."""
 
-    sample: Tensor
+    sample: Tensor | None
     audio_sample: Tensor | None = None
 
 
@@ -338,7 +344,7 @@ class LTX2VideoTransformer3DModel(FromLTX2SingleFileMixin, ModelCardMixin, Model
     @apply_lora_scale("attention_kwargs")
     def forward(
         self,
-        hidden_states: Tensor,
+        hidden_states: Tensor | None,
         audio_hidden_states: Tensor | None = None,
         encoder_hidden_states: Tensor | None = None,
         audio_encoder_hidden_states: Tensor | None = None,
@@ -366,23 +372,24 @@ class LTX2VideoTransformer3DModel(FromLTX2SingleFileMixin, ModelCardMixin, Model
         audio_self_attention_mask: Tensor | None = None,
         perturbations: Perturbations | None = None,
         reference: str | None = None,
-    ) -> LTX2TransformerOutput | tuple[Tensor, Tensor | None]:
-        """Velocities for the video tokens and, when audio is given, the audio tokens.
+    ) -> LTX2TransformerOutput | tuple[Tensor | None, Tensor | None]:
+        """Velocities for the video tokens and/or the audio tokens (one stream may be None).
 
         Units follow diffusers: `timestep`, `audio_timestep`, `sigma` and `audio_sigma` are all timesteps, i.e.
         1000 x the noise level (diffusers' pipelines pass `sigma=timestep`).
 
         Args:
-            hidden_states: (B, T_v, in_channels) video tokens, (f, h, w) order; appended conditioning tokens last.
-            audio_hidden_states: (B, T_a, audio_in_channels), or None for a video-only call (audio and cross-modal
-                sub-layers are skipped; `audio_sample` is None).
+            hidden_states: (B, T_v, in_channels) video tokens, (f, h, w) order, appended conditioning tokens last; or
+                None for an audio-only call (ltx-core 1.2.0's audio-only model: `sample` is None).
+            audio_hidden_states: (B, T_a, audio_in_channels), or None for a video-only call. A one-stream call skips
+                the other stream's and the audio<->video sub-layers.
             encoder_hidden_states / audio_encoder_hidden_states: (B, L, C) text contexts from the connectors
                 (C = caption_channels with the LTX-2 caption projection, the stream width on LTX-2.3).
             timestep: (B,) per sample or (B, T_v) per token (conditioning tokens at their own noise level).
-            audio_timestep: (B,) or (B, T_a); defaults to `timestep` when that is per sample.
-            sigma / audio_sigma: (B,) the step's timestep per modality (spec §1.7). The audio<->video AdaLN of each
-                stream uses the partner's value; LTX-2.3's prompt AdaLN uses the stream's own. Default: `timestep`
-                when it is per sample; `audio_sigma` defaults to `sigma`.
+            audio_timestep: (B,) or (B, T_a); defaults to `timestep` when that is per sample (or audio-only).
+            sigma / audio_sigma: (B,) the step's timestep per modality (spec §1.7), read by the audio<->video gate
+                (the partner's) and LTX-2.3's prompt AdaLN (the own). Default: the per-sample timestep; `audio_sigma`
+                defaults to `sigma`.
             encoder_attention_mask / audio_encoder_attention_mask: (B, L) 1 = attend, or an additive (B, 1, L) bias.
                 Leave None (the fast path): the connectors' registers make the mask all ones.
             num_frames, height, width, fps: latent video size, used to build positions when `video_coords` is None
@@ -409,50 +416,32 @@ class LTX2VideoTransformer3DModel(FromLTX2SingleFileMixin, ModelCardMixin, Model
                 guidance; exclusive with the two diffusers STG arguments. Here a mask left as None means "no sample
                 perturbed" (never "all samples"), whatever block lists are given, and a block index outside
                 [0, num_layers) raises: our own API names blocks of this model, so a wrong index is a bug to report.
-            reference: "1.2" or "1.0" for this call only; None uses the model's (`set_reference`, default "1.2").
-                It selects the audio<->video AdaLN rule: 1.2 feeds the scale/shift AdaLN each stream's own `timestep`
-                (per token: conditioned tokens get their own modulation) and the gate AdaLN the partner's sigma;
-                1.0 feeds both the partner's sigma (1.2 spec §5.1, trap 5).
+            reference: "1.2" or "1.0" for this call only; None uses the model's (`set_reference`, default "1.2"):
+                the audio<->video AdaLN rule (`av_adaln_timesteps`; 1.2 spec §5.1, trap 5).
 
         Returns:
-            `LTX2TransformerOutput(sample (B, T_v, out_channels), audio_sample (B, T_a, audio_out_channels) | None)`,
-            or that pair as a tuple when `return_dict` is False.
+            `LTX2TransformerOutput(sample (B, T_v, out_channels) | None, audio_sample (B, T_a, audio_out_channels) |
+            None)`, or that pair as a tuple when `return_dict` is False.
         """
         cfg = self.config
         reference = self.reference if reference is None else check_reference(reference)
-        if encoder_hidden_states is None or timestep is None:
-            raise TypeError("forward needs encoder_hidden_states and timestep")
         if attention_kwargs:
             raise ValueError(f"attention_kwargs keys {sorted(attention_kwargs)} are not used; only 'scale' (LoRA) is")
-        if hidden_states.ndim != 3:
-            raise ValueError(f"hidden_states must be (B, T, C) tokens, got shape {tuple(hidden_states.shape)}")
-        has_audio = audio_hidden_states is not None
-        if has_audio and audio_encoder_hidden_states is None:
-            raise ValueError("audio_hidden_states was given without audio_encoder_hidden_states")
-        batch_size, num_tokens = hidden_states.shape[:2]
-        device, dtype = hidden_states.device, hidden_states.dtype
+        has_video, has_audio = hidden_states is not None, audio_hidden_states is not None
+        check_streams(hidden_states, encoder_hidden_states, audio_hidden_states, audio_encoder_hidden_states, timestep)
+        first = hidden_states if has_video else audio_hidden_states
+        batch_size, device, dtype = first.shape[0], first.device, first.dtype
+        num_tokens = hidden_states.shape[1] if has_video else None
 
         # 1. Timesteps and sigmas, all in timestep units
-        timestep = per_token_timestep(timestep, batch_size, num_tokens, "timestep")
-        if has_audio:
-            if audio_timestep is None and timestep.shape[1] != 1:
-                raise ValueError("timestep is per token, so audio_timestep must be given: (B,) or (B, T_a)")
-            audio_timestep = timestep if audio_timestep is None else audio_timestep
-            audio_timestep = per_token_timestep(
-                audio_timestep, batch_size, audio_hidden_states.shape[1], "audio_timestep"
-            )
-        if sigma is None and timestep.shape[1] == 1:
-            sigma = timestep[:, 0]
-        audio_sigma = sigma if audio_sigma is None else audio_sigma
-        needs_sigma = has_audio or (cfg.cross_attn_mod and cfg.use_prompt_adaln_single)
-        if needs_sigma and sigma is None:
-            raise ValueError("timestep is per token, so sigma must be given: the step's timestep (1000 * sigma), (B,)")
-        if needs_sigma:
-            sigma = per_sample(sigma, batch_size, "sigma").to(device)
-            audio_sigma = per_sample(audio_sigma, batch_size, "audio_sigma").to(device)
+        needs_sigma = (has_video and has_audio) or (cfg.cross_attn_mod and cfg.use_prompt_adaln_single)
+        timestep, audio_timestep, sigma, audio_sigma = stream_timesteps(
+            timestep, audio_timestep, sigma, audio_sigma, batch_size, num_tokens,
+            audio_hidden_states.shape[1] if has_audio else None, needs_sigma, device,
+        )  # fmt: skip
 
         # 2. Positions and RoPE tables, once per forward
-        if video_coords is None:
+        if has_video and video_coords is None:
             if None in (num_frames, height, width) or num_frames * height * width != num_tokens:
                 raise ValueError(
                     f"Pass video_coords (B, 3, T_v, 2), or latent num_frames, height, width whose product is "
@@ -462,9 +451,10 @@ class LTX2VideoTransformer3DModel(FromLTX2SingleFileMixin, ModelCardMixin, Model
                 batch_size, num_frames, height, width, fps, device=device, dtype=dtype,
                 scale_factors=tuple(cfg.vae_scale_factors), causal_offset=cfg.causal_offset,
             )  # fmt: skip
-        check_coords(video_coords, (batch_size, 3, num_tokens), "video_coords")
-        video_max_pos = (cfg.pos_embed_max_pos, cfg.base_height, cfg.base_width)
-        video_rope = self._rope(video_coords, self.inner_dim, cfg.num_attention_heads, video_max_pos, dtype)
+        if has_video:
+            check_coords(video_coords, (batch_size, 3, num_tokens), "video_coords")
+            video_max_pos = (cfg.pos_embed_max_pos, cfg.base_height, cfg.base_width)
+            video_rope = self._rope(video_coords, self.inner_dim, cfg.num_attention_heads, video_max_pos, dtype)
         if has_audio:
             num_audio_tokens = audio_hidden_states.shape[1]
             if audio_coords is None:
@@ -475,21 +465,23 @@ class LTX2VideoTransformer3DModel(FromLTX2SingleFileMixin, ModelCardMixin, Model
             audio_rope = self._rope(
                 audio_coords, self.audio_inner_dim, cfg.audio_num_attention_heads, (cfg.audio_pos_embed_max_pos,), dtype
             )
-            # Cross-modal RoPE: time axis only, at the audio attention width, on a shared normaliser
+        if has_video and has_audio:  # cross-modal RoPE: time axis only, at the audio width, on a shared normaliser
             cross_max_pos = (max(cfg.pos_embed_max_pos, cfg.audio_pos_embed_max_pos),)
             heads, width_ = cfg.audio_num_attention_heads, cfg.audio_cross_attention_dim
             video_cross_rope = self._rope(video_coords[:, 0:1], width_, heads, cross_max_pos, dtype)
             audio_cross_rope = self._rope(audio_coords[:, 0:1], width_, heads, cross_max_pos, dtype)
 
-        # 3. Per-stream inputs: token projection, AdaLN, text context, masks; the cross-modal AdaLN of each stream is
-        # driven by its partner's sigma (spec §1.7)
-        video, video_inputs, video_embedded = self._prepare_stream(
-            hidden_states, encoder_hidden_states, encoder_attention_mask, timestep, sigma, video_rope,
-            video_self_attention_mask, self.proj_in, self.time_embed, getattr(self, "caption_projection", None),
-            getattr(self, "prompt_adaln", None),
-        )  # fmt: skip
-        if cfg.use_keyframes_abs_pos_embedding and video_keyframes_mask is not None:
-            video = video + (video_keyframes_mask > 0).to(dtype) * self.keyframes_abs_pos_embedding.to(dtype)
+        # 3. Per-stream inputs: token projection (LTX-2.5: + keyframe marker), AdaLN, text context, masks; then the
+        # audio<->video AdaLN, whose timesteps depend on the reference (1.2 spec §5.1)
+        video, video_inputs, video_embedded = None, None, None
+        if has_video:
+            video, video_inputs, video_embedded = self._prepare_stream(
+                hidden_states, encoder_hidden_states, encoder_attention_mask, timestep, sigma, video_rope,
+                video_self_attention_mask, self.proj_in, self.time_embed, getattr(self, "caption_projection", None),
+                getattr(self, "prompt_adaln", None),
+            )  # fmt: skip
+            if cfg.use_keyframes_abs_pos_embedding and video_keyframes_mask is not None:
+                video = video + (video_keyframes_mask > 0).to(dtype) * self.keyframes_abs_pos_embedding.to(dtype)
         audio, audio_inputs, audio_embedded = None, None, None
         if has_audio:
             audio, audio_inputs, audio_embedded = self._prepare_stream(
@@ -497,14 +489,9 @@ class LTX2VideoTransformer3DModel(FromLTX2SingleFileMixin, ModelCardMixin, Model
                 audio_sigma, audio_rope, audio_self_attention_mask, self.audio_proj_in, self.audio_time_embed,
                 getattr(self, "audio_caption_projection", None), getattr(self, "audio_prompt_adaln", None),
             )  # fmt: skip
-            # (scale/shift timestep, gate timestep) per stream: 1.2.0 own timestep + partner sigma, 1.0.0 partner
-            # sigma twice, diffusers' legacy own timestep twice
-            if not use_cross_timestep:
-                video_av, audio_av = (timestep, timestep), (audio_timestep, audio_timestep)
-            elif reference == "1.0":
-                video_av, audio_av = (audio_sigma, audio_sigma), (sigma, sigma)
-            else:
-                video_av, audio_av = (timestep, audio_sigma), (audio_timestep, sigma)
+        if has_video and has_audio:
+            rule = "diffusers" if not use_cross_timestep else reference
+            video_av, audio_av = av_adaln_timesteps(rule, timestep, audio_timestep, sigma, audio_sigma)
             video_inputs = self._with_cross_modal(
                 video_inputs, *video_av, video_cross_rope, self.av_cross_attn_video_scale_shift,
                 self.av_cross_attn_video_a2v_gate,
@@ -530,8 +517,9 @@ class LTX2VideoTransformer3DModel(FromLTX2SingleFileMixin, ModelCardMixin, Model
                     video, audio = block(video, audio, video_inputs, audio_inputs, block_plan)
 
         # 5. Output heads
-        video_out = self._output(video, video_embedded, self.scale_shift_table, self.proj_out)
-        audio_out = None
+        video_out, audio_out = None, None
+        if has_video:
+            video_out = self._output(video, video_embedded, self.scale_shift_table, self.proj_out)
         if has_audio:
             audio_out = self._output(audio, audio_embedded, self.audio_scale_shift_table, self.audio_proj_out)
         if not return_dict:

@@ -14,7 +14,8 @@ seeded inputs in float32 on the CPU, and writes one safetensors file holding:
   - the outputs (`output.<case>.video` / `.audio`).
 Cases: "plain" (B = 2, unequal video/audio sigmas, the first latent frame conditioned: the A<->V rule of 1.2.0 differs
 from 1.0.0 there), "perturbed" (per-sample STG in block 1 and audio<->video isolation), and for 2.5 "no_keyframes"
-(keyframes_mask None) and "static_prompt" (use_prompt_adaln_single=False: the same weights minus the prompt AdaLN).
+(keyframes_mask None) and "static_prompt" (use_prompt_adaln_single=False: the same weights minus the prompt AdaLN),
+and for 2.3 "audio_only" (G3: ltx-core's audio-only model on the same weights, no video).
 Also connectors25.safetensors: LTX-2.5's text connectors (1.2 spec §3.4-3.5, G8 without Gemma): a Gemma-4-like stack
 of hidden states (width 8, 3 layers + embeddings) through ltx-core 1.2.0's V2 feature extractor and its batch-safe
 embeddings processor (two prompts of different lengths, left padded), with `connector_ff_bias` false.
@@ -34,7 +35,7 @@ from ltx_core.guidance.perturbations import (
     PerturbationType,
 )
 from ltx_core.model.transformer.modality import Modality
-from ltx_core.model.transformer.model_configurator import LTXModelConfigurator
+from ltx_core.model.transformer.model_configurator import LTXAudioOnlyModelConfigurator, LTXModelConfigurator
 from ltx_core.text_encoders.gemma.embeddings_connector import (
     AudioEmbeddings1DConnectorConfigurator,
     Embeddings1DConnectorConfigurator,
@@ -134,8 +135,8 @@ def make_inputs(section: dict, seed: int) -> dict[str, torch.Tensor]:
     }
 
 
-def run(model, inputs: dict, perturbations=None, keyframes=True) -> tuple[torch.Tensor, torch.Tensor]:
-    video = Modality(
+def run(model, inputs: dict, perturbations=None, keyframes=True, with_video=True) -> tuple[torch.Tensor, torch.Tensor]:
+    video = None if not with_video else Modality(
         latent=inputs["video"], sigma=inputs["video_sigma"], timesteps=inputs["video_timesteps"],
         positions=inputs["video_positions"], context=inputs["video_context"],
         keyframes_mask=inputs["keyframes_mask"] if keyframes else None,
@@ -174,6 +175,12 @@ def golden(version: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     inputs = make_inputs(section, SEED[version])
     tensors.update({f"input.{k}": v for k, v in inputs.items()})
     cases = {"plain": run(model, inputs), "perturbed": run(model, inputs, perturbations(section["num_layers"]))}
+    if version == "2.3":  # G3: ltx-core's audio-only model (T2A) on the same weights, video=None
+        audio_only = LTXAudioOnlyModelConfigurator.from_metadata({"config": {"transformer": section}})
+        audio_only.to_empty(device="cpu")
+        wanted = audio_only.state_dict().keys()
+        audio_only.load_state_dict({k: v for k, v in model.state_dict().items() if k in wanted}, strict=True)
+        tensors["output.audio_only.audio"] = run(audio_only.eval(), inputs, with_video=False)[1].contiguous()
     if version == "2.5":
         cases["no_keyframes"] = run(model, inputs, keyframes=False)
         static = LTXModelConfigurator.from_metadata(
