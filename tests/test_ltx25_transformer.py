@@ -256,6 +256,15 @@ def test_ltx25_model_version(model_version, expected):
     assert md.parse_version_tuple("2.4-rc2") == (2, 4) and md.parse_version_tuple("") == ()
 
 
+def test_model_version_of_a_transformer_config():
+    assert md.model_version_of_transformer(LTX25) == "2.5"
+    assert md.model_version_of_transformer({**LTX25, "ff_bias": True}) == "2.5"  # the keyframe embedding alone
+    assert md.model_version_of_transformer({**LTX25, "ff_bias": True, "use_keyframes_abs_pos_embedding": False}) == (
+        "2.3"
+    )
+    assert md.model_version_of_transformer({"use_prompt_embeddings": True}) == "2"
+
+
 def test_ltx25_features_under_an_older_model_version_fail():
     config = {"transformer": {"caption_proj_before_connector": True, "use_keyframes_abs_pos_embedding": True}}
     with pytest.raises(ValueError, match=r"model_version='2\.3\.0' contradicts the config, which has LTX-2\.5's"):

@@ -83,6 +83,14 @@ def parse_version_tuple(version: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
+def model_version_of_transformer(transformer: Mapping[str, Any]) -> str:
+    """LTX2 / LTX2_3 / LTX2_5 of our transformer config (for metadata rebuilt from a folder): LTX-2.5's bias-free
+    video FFN or keyframe embedding, else LTX-2.3's V2 text path (no caption projection), else LTX-2."""
+    if transformer.get("ff_bias", True) is False or transformer.get("use_keyframes_abs_pos_embedding", False):
+        return LTX2_5
+    return LTX2 if transformer.get("use_prompt_embeddings", True) else LTX2_3
+
+
 def detect_model_version(metadata: Mapping[str, str], config: Mapping[str, Any]) -> str:
     """LTX2 ("2"), LTX2_3 ("2.3") or LTX2_5 ("2.5"), from `model_version` (as ltx-pipelines reads it: 2.4 and newer
     count as 2.5, the newest family) checked against the config; without `model_version`, from the config alone
