@@ -111,6 +111,7 @@ def build_pair(layout: str, seed: int = 0, video_only: bool = False):
     init_every_parameter(reference, seed)
     reference.eval()
     ours = LTX2VideoTransformer3DModel(**OUR_CONFIGS[layout]).eval()
+    ours.set_reference("1.0")  # the oracle here is ltx-core 1.0.0
     original = {"model.diffusion_model." + k: v for k, v in reference.state_dict().items()}
     mapping = original_to_diffusers_keys(original, OUR_CONFIGS[layout])
     converted = {mapping[k]: v for k, v in original.items()}

@@ -408,6 +408,7 @@ def our_pipeline(tiny: dict, version: str) -> LTX2AVPipeline:
             checkpoint, text_encoder=tiny["gemma"], tokenizer=tiny["tokenizer"], torch_dtype=DTYPE
         )
         pipe.set_progress_bar_config(disable=True)
+        pipe.transformer.set_reference("1.0")  # the oracle is ltx-pipelines 1.0.0
         tiny["cache"][key] = pipe
     return tiny["cache"][key]
 

@@ -79,6 +79,7 @@ def runs(tmp_path_factory):
     0.7, 0.9), 2 guided stage-1 steps with every guidance term on (the LTX-2 preset, STG on the tiny model's last
     block), the 3 distilled refinement steps."""
     pipe = small_pipeline(LTX2AVKeyframeInterpolationPipeline)
+    pipe.transformer.set_reference("1.0")  # the oracle is ltx-pipelines 1.0.0
     directory = tmp_path_factory.mktemp("binary")
     paths = [binary_image(directory / f"key{i}.png", SIZE["height"], seed=i) for i in range(3)]
     keyframes = [(paths[0], 0, 1.0), (paths[1], 4, 0.7), (paths[2], 8, 0.9)]

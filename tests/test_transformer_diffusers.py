@@ -43,6 +43,7 @@ def test_diffusers_folder_loads_strictly_and_matches(layout, tmp_path):
     assert all(not info[key] for key in ("missing_keys", "unexpected_keys", "mismatched_keys", "error_msgs")), info
     assert set(ours.state_dict()) == set(theirs.state_dict())
     ours.load_state_dict(theirs.state_dict(), strict=True)  # the strict check, independent of from_pretrained
+    ours.set_reference("1.0")  # diffusers 0.42.1's use_cross_timestep=True is ltx-core 1.0.0's A<->V rule
     inputs = make_inputs(layout, 2, video_sigma=[0.9, 0.4], audio_sigma=[0.3, 0.8])
     with torch.no_grad():
         expected = theirs(**diffusers_kwargs(inputs))
@@ -73,6 +74,7 @@ def test_diffusers_guidance_arguments_mean_the_same():
     theirs = diffusers_model("ltx23")
     ours = LTX2VideoTransformer3DModel(**OUR_CONFIGS["ltx23"]).eval()
     ours.load_state_dict(theirs.state_dict(), strict=True)
+    ours.set_reference("1.0")  # diffusers 0.42.1's use_cross_timestep=True is ltx-core 1.0.0's A<->V rule
     inputs = make_inputs("ltx23", 2, video_sigma=[0.9, 0.4], audio_sigma=[0.3, 0.8])
     for extra in [
         dict(spatio_temporal_guidance_blocks=[1], perturbation_mask=torch.tensor([0.0, 1.0])),

@@ -25,45 +25,25 @@ from .metadata_audio import (  # also part of this module's API (md.audio_vae_co
     original_vocoder_section,
     vocoder_config_from_original,
 )
-from .metadata_rules import _one_of, _require, _section
+from .metadata_rules import _section
+from .metadata_transformer import (  # also part of this module's API (md.transformer_config_from_original, ...)
+    _V2_TEXT_KEYS,  # noqa: F401
+    CONNECTOR_2_5_KEYS,  # noqa: F401
+    CONNECTOR_NUM_REGISTERS,  # noqa: F401
+    GEMMA_3_12B_HIDDEN_SIZE,  # noqa: F401
+    GEMMA_3_12B_PROJ_IN_FACTOR,  # noqa: F401
+    TRANSFORMER_2_5_KEYS,  # noqa: F401
+    TRANSFORMER_ASSERTED,  # noqa: F401
+    _uses_v2_text_path,  # noqa: F401
+    connectors_config_from_original,
+    original_transformer_section,
+    transformer_config_from_original,
+)
 
 # Stored at the root of a converted folder: the source file's `__metadata__`, verbatim.
 ORIGINAL_METADATA_FILENAME = "ltx2_original_metadata.json"
 
-LTX2, LTX2_3 = "2", "2.3"
-
-# Values ltx-core's configurator asserts (`check_config_value`): a missing key fails unless the expected value is None.
-TRANSFORMER_ASSERTED: dict[str, Any] = {
-    "dropout": 0.0,
-    "attention_bias": True,
-    "num_vector_embeds": None,
-    "activation_fn": "gelu-approximate",
-    "num_embeds_ada_norm": 1000,
-    "use_linear_projection": False,
-    "only_cross_attention": False,
-    "cross_attention_norm": True,
-    "double_self_attention": False,
-    "upcast_attention": False,
-    "standardization_norm": "rms_norm",
-    "norm_elementwise_affine": False,
-    "qk_norm": "rms_norm",
-    "positional_embedding_type": "rope",
-    "use_middle_indices_grid": True,
-    "use_audio_video_cross_attention": True,
-    "share_ff": False,
-    "av_cross_ada_norm": True,
-}
-# ltx-core's "V2" text path (LTX-2.3): the projection moves out of the transformer into the connectors.
-_V2_TEXT_KEYS: dict[str, bool] = {
-    "caption_proj_before_connector": True,
-    "caption_projection_first_linear": False,
-    "caption_proj_input_norm": False,
-    "caption_projection_second_linear": False,
-}
-GEMMA_3_12B_HIDDEN_SIZE = 3840
-GEMMA_3_12B_PROJ_IN_FACTOR = 49  # 48 layers + the embedding layer, all concatenated before the projection
-CONNECTOR_NUM_REGISTERS = 128  # hard-coded in ltx-core 1.0.0; `connector_num_learnable_registers` is ignored there
-
+LTX2, LTX2_3, LTX2_5 = "2", "2.3", "2.5"
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Reading
@@ -91,205 +71,54 @@ def parse_original_metadata(metadata: Mapping[str, str] | None, source: str = "t
     return config
 
 
+def parse_version_tuple(version: str) -> tuple[int, ...]:
+    """ltx-pipelines 1.2.0's reading of `model_version`: "-" counts as ".", each part keeps its leading digits and the
+    first part without any ends the version ("2.4-rc2" -> (2, 4), "2.3.0" -> (2, 3, 0), "" -> ())."""
+    parts = []
+    for part in version.replace("-", ".").split("."):
+        digits = part[: len(part) - len(part.lstrip("0123456789"))]
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts)
+
+
+def model_version_of_transformer(transformer: Mapping[str, Any]) -> str:
+    """LTX2 / LTX2_3 / LTX2_5 of our transformer config (for metadata rebuilt from a folder): LTX-2.5's bias-free
+    video FFN or keyframe embedding, else LTX-2.3's V2 text path (no caption projection), else LTX-2."""
+    if transformer.get("ff_bias", True) is False or transformer.get("use_keyframes_abs_pos_embedding", False):
+        return LTX2_5
+    return LTX2 if transformer.get("use_prompt_embeddings", True) else LTX2_3
+
+
 def detect_model_version(metadata: Mapping[str, str], config: Mapping[str, Any]) -> str:
-    """LTX2 ("2") or LTX2_3 ("2.3"), from `model_version` (as ltx-pipelines reads it) checked against the config."""
+    """LTX2 ("2"), LTX2_3 ("2.3") or LTX2_5 ("2.5"), from `model_version` (as ltx-pipelines reads it: 2.4 and newer
+    count as 2.5, the newest family) checked against the config; without `model_version`, from the config alone
+    (the V2 text path or a BWE vocoder: 2.3; also a bias-free video FFN or the keyframe embedding: 2.5)."""
     transformer = config.get("transformer", {})
     vocoder = config.get("vocoder", {})
     config_says_2_3 = bool(transformer.get("caption_proj_before_connector", False)) or "bwe" in vocoder
+    config_says_2_5 = transformer.get("ff_bias", True) is False or bool(
+        transformer.get("use_keyframes_abs_pos_embedding", False)
+    )
     version = metadata.get("model_version")
     if version is None:
-        return LTX2_3 if config_says_2_3 else LTX2
-    says_2_3 = version.startswith(LTX2_3)
-    if "transformer" in config and says_2_3 != config_says_2_3:
+        return LTX2_5 if config_says_2_5 else LTX2_3 if config_says_2_3 else LTX2
+    number = parse_version_tuple(version)
+    says_2_3 = number >= (2, 3)
+    if "transformer" in config and says_2_3 != (config_says_2_3 or config_says_2_5):
         raise ValueError(
             f"model_version={version!r} contradicts the config, which describes an LTX-{LTX2_3 if config_says_2_3 else LTX2}"
             " model (caption_proj_before_connector / vocoder 'bwe'). The file's metadata is inconsistent."
         )
+    if number >= (2, 4):
+        return LTX2_5
+    if config_says_2_5:
+        raise ValueError(
+            f"model_version={version!r} contradicts the config, which has LTX-2.5's ff_bias=false or "
+            "use_keyframes_abs_pos_embedding=true. The file's metadata is inconsistent."
+        )
     return LTX2_3 if says_2_3 else LTX2
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Transformer and connectors (spec §1.1, §5.4)
-
-
-def transformer_config_from_original(
-    config: Mapping[str, Any], audio_vae_config: Mapping[str, Any] | None = None
-) -> dict:
-    """`config.transformer` -> LTX2VideoTransformer3DModel config. `audio_vae_config`: our audio VAE config, whose
-    sample rate and hop length set the audio token positions (16 kHz / 160 when absent, as ltx-core hard-codes)."""
-    t = _section(config, "transformer")
-    for name, expected in TRANSFORMER_ASSERTED.items():
-        _require(t, name, expected, "transformer")
-    video_max_pos = t.get("positional_embedding_max_pos", [20, 2048, 2048])
-    audio_max_pos = t.get("audio_positional_embedding_max_pos", [20])
-    if len(video_max_pos) != 3 or len(audio_max_pos) != 1:
-        raise ValueError(
-            f"positional_embedding_max_pos={video_max_pos} / audio_positional_embedding_max_pos={audio_max_pos}: "
-            "expected 3 values (time, height, width) and 1 value (time)."
-        )
-    gated = bool(t.get("apply_gated_attention", False))
-    cross_adaln = bool(t.get("cross_attention_adaln", False))
-    audio_vae_config = audio_vae_config or {}
-    return {
-        "in_channels": t.get("in_channels", 128),
-        "out_channels": t.get("out_channels", 128),
-        "patch_size": 1,
-        "patch_size_t": 1,
-        "num_attention_heads": t.get("num_attention_heads", 32),
-        "attention_head_dim": t.get("attention_head_dim", 128),
-        "cross_attention_dim": t.get("cross_attention_dim", 4096),
-        "vae_scale_factors": [8, 32, 32],  # ltx-core hard-codes the video VAE's compression for RoPE positions
-        "pos_embed_max_pos": video_max_pos[0],
-        "base_height": video_max_pos[1],
-        "base_width": video_max_pos[2],
-        "gated_attn": gated,
-        "cross_attn_mod": cross_adaln,
-        "audio_in_channels": t.get("audio_in_channels", 128),
-        "audio_out_channels": t.get("audio_out_channels", 128),
-        "audio_patch_size": 1,
-        "audio_patch_size_t": 1,
-        "audio_num_attention_heads": t.get("audio_num_attention_heads", 32),
-        "audio_attention_head_dim": t.get("audio_attention_head_dim", 64),
-        "audio_cross_attention_dim": t.get("audio_cross_attention_dim", 2048),
-        "audio_scale_factor": 4,
-        "audio_pos_embed_max_pos": audio_max_pos[0],
-        "audio_sampling_rate": audio_vae_config.get("sample_rate", 16000),
-        "audio_hop_length": audio_vae_config.get("mel_hop_length", 160),
-        "audio_gated_attn": gated,
-        "audio_cross_attn_mod": cross_adaln,
-        "num_layers": t.get("num_layers", 48),
-        "activation_fn": "gelu-approximate",
-        "qk_norm": "rms_norm_across_heads",
-        "norm_elementwise_affine": False,
-        "norm_eps": t.get("norm_eps", 1e-6),
-        "caption_channels": t.get("caption_channels", GEMMA_3_12B_HIDDEN_SIZE),
-        "attention_bias": True,
-        "attention_out_bias": True,
-        "rope_theta": t.get("positional_embedding_theta", 10000.0),
-        "rope_double_precision": t.get("frequencies_precision", False) == "float64",
-        "causal_offset": 1,
-        "timestep_scale_multiplier": t.get("timestep_scale_multiplier", 1000),
-        # ltx-core's code defaults (1, "interleaved") differ from both released files (1000, "split"), spec §1.1
-        "cross_attn_timestep_scale_multiplier": t.get("av_ca_timestep_scale_multiplier", 1),
-        "rope_type": _one_of(t.get("rope_type", "interleaved"), ("interleaved", "split"), "rope_type"),
-        "use_prompt_embeddings": not _uses_v2_text_path(t),
-        # ltx-core can always skip self-attention for STG; diffusers' flag False would make STG a silent no-op
-        "perturbed_attn": True,
-        "ff_bias": True,
-        "audio_ff_bias": True,
-        "use_prompt_adaln_single": True,
-        "use_keyframes_abs_pos_embedding": False,
-    }
-
-
-def _uses_v2_text_path(t: Mapping[str, Any]) -> bool:
-    present = t.keys() & _V2_TEXT_KEYS.keys()
-    if not present:
-        return False
-    wrong = {k: t.get(k, "missing") for k, v in _V2_TEXT_KEYS.items() if t.get(k, "missing") != v}
-    if wrong:
-        raise ValueError(
-            f"config.transformer has a partial or unknown text-projection setup {wrong}; ltx-core 1.0.0 knows only "
-            f"none of these keys (LTX-2) or exactly {_V2_TEXT_KEYS} (LTX-2.3)."
-        )
-    return True
-
-
-def connectors_config_from_original(config: Mapping[str, Any], text_proj_in_factor: int | None = None) -> dict:
-    """The `connector_*` keys of `config.transformer` -> LTX2TextConnectors config.
-
-    text_proj_in_factor: Gemma's hidden-state count (layers + 1), read by the converter from the projection weight's
-    shape; None means Gemma-3-12B's 49, which ltx-core hard-codes.
-    """
-    t = _section(config, "transformer")
-    v2 = _uses_v2_text_path(t)
-    max_pos = t.get("connector_positional_embedding_max_pos", [1])  # the code default [1] is not the released [4096]
-    heads = t.get("connector_num_attention_heads", 30)
-    head_dim = t.get("connector_attention_head_dim", 128)
-    layers = t.get("connector_num_layers", 2)
-    gated = bool(t.get("connector_apply_gated_attention", False))  # one flag for both connectors in ltx-core
-    return {
-        "caption_channels": t.get("caption_channels", GEMMA_3_12B_HIDDEN_SIZE),
-        "text_proj_in_factor": GEMMA_3_12B_PROJ_IN_FACTOR if text_proj_in_factor is None else int(text_proj_in_factor),
-        "video_connector_num_attention_heads": heads,
-        "video_connector_attention_head_dim": head_dim,
-        "video_connector_num_layers": layers,
-        "video_connector_num_learnable_registers": CONNECTOR_NUM_REGISTERS,
-        "video_gated_attn": gated,
-        "audio_connector_num_attention_heads": t.get("audio_connector_num_attention_heads", heads),
-        "audio_connector_attention_head_dim": t.get("audio_connector_attention_head_dim", head_dim),
-        "audio_connector_num_layers": t.get("audio_connector_num_layers", layers),
-        "audio_connector_num_learnable_registers": CONNECTOR_NUM_REGISTERS,
-        "audio_gated_attn": gated,
-        "connector_rope_base_seq_len": max_pos[0],
-        "rope_theta": 10000.0,
-        "rope_double_precision": t.get("frequencies_precision", False) == "float64",
-        "causal_temporal_positioning": False,
-        "rope_type": _one_of(t.get("rope_type", "interleaved"), ("interleaved", "split"), "rope_type"),
-        "per_modality_projections": v2,
-        "video_hidden_dim": t.get("num_attention_heads", 32) * t.get("attention_head_dim", 128),
-        "audio_hidden_dim": t.get("audio_num_attention_heads", 32) * t.get("audio_attention_head_dim", 64),
-        "proj_bias": v2,
-    }
-
-
-def original_transformer_section(transformer: Mapping[str, Any], connectors: Mapping[str, Any] | None) -> dict:
-    """Our transformer (+ connectors) configs -> `config.transformer`, with every key ltx-core reads or asserts."""
-    t = transformer
-    if t["gated_attn"] != t["audio_gated_attn"] or t["cross_attn_mod"] != t["audio_cross_attn_mod"]:
-        raise ValueError(
-            "gated_attn/cross_attn_mod differ between video and audio; ltx-core has one flag for both "
-            "(apply_gated_attention / cross_attention_adaln), so this config has no original form."
-        )
-    section: dict[str, Any] = dict(TRANSFORMER_ASSERTED)
-    section.pop("num_vector_embeds")  # asserted None: absent is what the released files do
-    section.update(
-        {
-            "num_attention_heads": t["num_attention_heads"],
-            "attention_head_dim": t["attention_head_dim"],
-            "in_channels": t["in_channels"],
-            "out_channels": t["out_channels"],
-            "num_layers": t["num_layers"],
-            "cross_attention_dim": t["cross_attention_dim"],
-            "norm_eps": t["norm_eps"],
-            "attention_type": "default",
-            "positional_embedding_theta": t["rope_theta"],
-            "positional_embedding_max_pos": [t["pos_embed_max_pos"], t["base_height"], t["base_width"]],
-            "timestep_scale_multiplier": t["timestep_scale_multiplier"],
-            "audio_num_attention_heads": t["audio_num_attention_heads"],
-            "audio_attention_head_dim": t["audio_attention_head_dim"],
-            "audio_in_channels": t["audio_in_channels"],
-            "audio_out_channels": t["audio_out_channels"],
-            "audio_cross_attention_dim": t["audio_cross_attention_dim"],
-            "audio_positional_embedding_max_pos": [t["audio_pos_embed_max_pos"]],
-            "av_ca_timestep_scale_multiplier": t["cross_attn_timestep_scale_multiplier"],
-            "rope_type": t["rope_type"],
-            "apply_gated_attention": t["gated_attn"],
-            "cross_attention_adaln": t["cross_attn_mod"],
-            "caption_channels": t["caption_channels"],
-        }
-    )
-    if t["rope_double_precision"]:
-        section["frequencies_precision"] = "float64"
-    if not t["use_prompt_embeddings"]:
-        section.update(_V2_TEXT_KEYS)
-    if connectors is not None:
-        c = connectors
-        if c["video_gated_attn"] != c["audio_gated_attn"]:
-            raise ValueError("video_gated_attn != audio_gated_attn: ltx-core has one connector_apply_gated_attention.")
-        section.update(
-            {
-                "connector_num_attention_heads": c["video_connector_num_attention_heads"],
-                "connector_attention_head_dim": c["video_connector_attention_head_dim"],
-                "connector_num_layers": c["video_connector_num_layers"],
-                "connector_positional_embedding_max_pos": [c["connector_rope_base_seq_len"]],
-                "connector_apply_gated_attention": c["video_gated_attn"],
-                "audio_connector_num_attention_heads": c["audio_connector_num_attention_heads"],
-                "audio_connector_attention_head_dim": c["audio_connector_attention_head_dim"],
-                "audio_connector_num_layers": c["audio_connector_num_layers"],
-            }
-        )
-    return section
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -82,10 +82,11 @@ class LTX2ConnectorBlock1d(nn.Module):
     self-attention with the connector's additive padding mask, or no mask when registers fill the padding.
     """
 
-    def __init__(self, dim: int, heads: int, head_dim: int, rope_type: str, gated: bool):
+    def __init__(self, dim: int, heads: int, head_dim: int, rope_type: str, gated: bool, ff_bias: bool = True):
         super().__init__()
         self.attn1 = Attention(dim, heads, head_dim, gated=gated, eps=RMS_EPS, rope_type=rope_type)
-        self.ff = FeedForward(dim, activation_fn="gelu-approximate")  # net.0.proj, net.2: 4x GELU-tanh
+        # net.0.proj, net.2: 4x GELU-tanh
+        self.ff = FeedForward(dim, activation_fn="gelu-approximate", bias=ff_bias)
 
     def forward(self, x: Tensor, rope: tuple[Tensor, Tensor], attention_bias: Tensor | None) -> Tensor:
         """x: (B, T, dim); rope: per-head cos/sin; attention_bias: (B, 1, 1, T) additive or None. Returns (B, T, dim)."""
@@ -109,6 +110,7 @@ class LTX2ConnectorTransformer1d(nn.Module):
         rope_double_precision: bool,
         rope_type: str,
         gated_attention: bool,
+        ff_bias: bool = True,
     ):
         super().__init__()
         self.num_attention_heads = num_attention_heads
@@ -122,7 +124,9 @@ class LTX2ConnectorTransformer1d(nn.Module):
             # Uniform in [-1, 1) as in the reference; checkpoints overwrite it.
             self.learnable_registers = nn.Parameter(torch.rand(num_learnable_registers, self.inner_dim) * 2.0 - 1.0)
         self.transformer_blocks = nn.ModuleList(
-            LTX2ConnectorBlock1d(self.inner_dim, num_attention_heads, attention_head_dim, rope_type, gated_attention)
+            LTX2ConnectorBlock1d(
+                self.inner_dim, num_attention_heads, attention_head_dim, rope_type, gated_attention, ff_bias
+            )
             for _ in range(num_layers)
         )
         self.gradient_checkpointing = False
@@ -190,6 +194,12 @@ class LTX2TextConnectors(FromLTX2SingleFileMixin, ModelCardMixin, ModelMixin, Co
         per_modality_projections: False = V1 feature extractor (LTX-2), True = V2 (LTX-2.3).
         video_hidden_dim, audio_hidden_dim: V2 projection widths (4096, 2048); they must equal the connector widths.
         proj_bias: bias on the input projection(s) (False on LTX-2, True on LTX-2.3).
+        connector_ff_bias: biases on both connectors' feed-forward layers (ltx-core 1.2.0's `connector_ff_bias`,
+            default True). Not a key of diffusers 0.42.1's class, which always has them: with True (every released
+            file so far) a saved folder loads there too; with False only here.
+
+    LTX-2.5 uses the V2 layout with Gemma-4's hidden size as `caption_channels` and its layer count + 1 as
+    `text_proj_in_factor` (1.2 spec §3.4-3.5); nothing else changes.
     """
 
     _supports_gradient_checkpointing = True
@@ -218,6 +228,7 @@ class LTX2TextConnectors(FromLTX2SingleFileMixin, ModelCardMixin, ModelMixin, Co
         video_hidden_dim: int = 4096,
         audio_hidden_dim: int = 2048,
         proj_bias: bool = False,
+        connector_ff_bias: bool = True,
     ):
         super().__init__()
         if rope_type not in ROPE_TYPES:
@@ -252,6 +263,7 @@ class LTX2TextConnectors(FromLTX2SingleFileMixin, ModelCardMixin, ModelMixin, Co
             "rope_theta": rope_theta,
             "rope_double_precision": rope_double_precision,
             "rope_type": rope_type,
+            "ff_bias": connector_ff_bias,
         }
         self.video_connector = LTX2ConnectorTransformer1d(
             video_connector_num_attention_heads,

@@ -1,6 +1,7 @@
-"""The LTX-2 / LTX-2.3 asymmetric dual-stream (video + audio) diffusion transformer (spec §1).
+"""The LTX-2 / LTX-2.3 / LTX-2.5 asymmetric dual-stream (video + audio) diffusion transformer (spec §1).
 
-Numerics follow ltx-core 1.0.0's `LTXModel`; config keys, parameter names and `forward`'s keyword arguments follow
+Numerics follow ltx-core 1.2.0's `LTXModel` by default and 1.0.0's on request (`set_reference("1.0")`: the two differ
+only in the audio<->video AdaLN, 1.2 spec §5.1); config keys, parameter names and `forward`'s keyword arguments follow
 diffusers' in-tree `LTX2VideoTransformer3DModel`, so this class loads its folders and replaces it in its pipelines.
 """
 
@@ -27,8 +28,21 @@ from .attention import Attention, resolve_sdpa_backend, sdpa_backend, self_atten
 from .embeddings import AdaLayerNormSingle, TwoLayerMLP
 from .perturbations import Perturbations, perturbation_plan
 from .rope import AudioCoordinates, VideoCoordinates, rope_cos_sin, video_positions
-from .transformer_ltx2_block import BlockPerturbation, FeedForward, LTX2VideoTransformerBlock, StreamInputs
-from .transformer_ltx2_checks import check_config, check_coords, per_sample, per_token_timestep
+from .transformer_ltx2_block import (
+    BlockPerturbation,
+    FeedForward,
+    LTX2VideoTransformerBlock,
+    StreamInputs,
+    av_adaln_timesteps,
+)
+from .transformer_ltx2_checks import (
+    REFERENCES,
+    check_config,
+    check_coords,
+    check_reference,
+    check_streams,
+    stream_timesteps,
+)
 
 # The block and its inputs live in transformer_ltx2_block.py; importing them from here keeps working.
 __all__ = [
@@ -43,14 +57,14 @@ __all__ = [
 
 @dataclass
 class LTX2TransformerOutput(BaseOutput):
-    """sample: (B, T_v, out_channels) video velocity; audio_sample: (B, T_a, audio_out_channels) or None."""
+    """sample: (B, T_v, out_channels) video velocity or None; audio_sample: (B, T_a, audio_out_channels) or None."""
 
-    sample: Tensor
+    sample: Tensor | None
     audio_sample: Tensor | None = None
 
 
 class LTX2VideoTransformer3DModel(FromLTX2SingleFileMixin, ModelCardMixin, ModelMixin, ConfigMixin, PeftAdapterMixin, CacheMixin):
-    r"""LTX-2 (19B) / LTX-2.3 (22B) audio-video transformer: velocity for video and audio tokens (spec §1).
+    r"""LTX-2 (19B) / LTX-2.3 (22B) / LTX-2.5 (22B) audio-video transformer: velocity for video and audio tokens.
 
     Config keys and defaults are those of diffusers' `LTX2VideoTransformer3DModel`, so a config dict builds the same
     model in both; the defaults are the released LTX-2 values except `rope_type`, whose default is diffusers'
@@ -58,6 +72,13 @@ class LTX2VideoTransformer3DModel(FromLTX2SingleFileMixin, ModelCardMixin, Model
     Video stream: `num_attention_heads` x `attention_head_dim`; audio stream: `audio_num_attention_heads` x
     `audio_attention_head_dim`; `num_layers` shared blocks. LTX-2.3 = `gated_attn`, `audio_gated_attn`,
     `cross_attn_mod`, `audio_cross_attn_mod` True and `use_prompt_embeddings` False (no caption projection).
+    LTX-2.5 = LTX-2.3 with `ff_bias` False (no video FFN biases) and `use_keyframes_abs_pos_embedding` True (a learned
+    vector added to the video tokens that `video_keyframes_mask` marks, right after `proj_in`; 1.2 spec §2.3).
+    `audio_ff_bias` and `use_prompt_adaln_single` (False: text K/V modulated by the static per-block table only) are
+    the other two options ltx-core 1.2.0 and diffusers share.
+
+    Reference behaviour (not a config key): `reference` is "1.2" (ltx-core 1.2.0, the default) or "1.0" (1.0.0); see
+    `set_reference` and `forward(reference=...)`.
 
     Keys kept only for format compatibility: `patch_size`, `patch_size_t`, `audio_patch_size`, `audio_patch_size_t`
     (must be 1), `activation_fn` ("gelu-approximate"), `qk_norm` ("rms_norm_across_heads"), `norm_elementwise_affine`
@@ -180,6 +201,14 @@ class LTX2VideoTransformer3DModel(FromLTX2SingleFileMixin, ModelCardMixin, Model
 
         self.gradient_checkpointing = False
         self.sdpa_backend: str | None = None
+        self.reference = REFERENCES[0]  # "1.2"; runtime state like sdpa_backend, never saved in the config
+
+    def set_reference(self, version: str) -> None:
+        """Which ltx-core release the audio<->video AdaLN follows (1.2 spec §5.1), for every later forward:
+        "1.2" (default): scale/shift from each stream's own per-token timestep, gate from the partner's sigma;
+        "1.0": scale/shift and gate both from the partner's sigma (ltx-core 1.0.0, bit for bit).
+        The two agree when both streams share one sigma and no token is conditioned (plain text-to-video)."""
+        self.reference = check_reference(version)
 
     @property
     def rope(self) -> VideoCoordinates:
@@ -315,7 +344,7 @@ class LTX2VideoTransformer3DModel(FromLTX2SingleFileMixin, ModelCardMixin, Model
     @apply_lora_scale("attention_kwargs")
     def forward(
         self,
-        hidden_states: Tensor,
+        hidden_states: Tensor | None,
         audio_hidden_states: Tensor | None = None,
         encoder_hidden_states: Tensor | None = None,
         audio_encoder_hidden_states: Tensor | None = None,
@@ -342,23 +371,25 @@ class LTX2VideoTransformer3DModel(FromLTX2SingleFileMixin, ModelCardMixin, Model
         return_dict: bool = True,
         audio_self_attention_mask: Tensor | None = None,
         perturbations: Perturbations | None = None,
-    ) -> LTX2TransformerOutput | tuple[Tensor, Tensor | None]:
-        """Velocities for the video tokens and, when audio is given, the audio tokens.
+        reference: str | None = None,
+    ) -> LTX2TransformerOutput | tuple[Tensor | None, Tensor | None]:
+        """Velocities for the video tokens and/or the audio tokens (one stream may be None).
 
         Units follow diffusers: `timestep`, `audio_timestep`, `sigma` and `audio_sigma` are all timesteps, i.e.
         1000 x the noise level (diffusers' pipelines pass `sigma=timestep`).
 
         Args:
-            hidden_states: (B, T_v, in_channels) video tokens, (f, h, w) order; appended conditioning tokens last.
-            audio_hidden_states: (B, T_a, audio_in_channels), or None for a video-only call (audio and cross-modal
-                sub-layers are skipped; `audio_sample` is None).
+            hidden_states: (B, T_v, in_channels) video tokens, (f, h, w) order, appended conditioning tokens last; or
+                None for an audio-only call (ltx-core 1.2.0's audio-only model: `sample` is None).
+            audio_hidden_states: (B, T_a, audio_in_channels), or None for a video-only call. A one-stream call skips
+                the other stream's and the audio<->video sub-layers.
             encoder_hidden_states / audio_encoder_hidden_states: (B, L, C) text contexts from the connectors
                 (C = caption_channels with the LTX-2 caption projection, the stream width on LTX-2.3).
             timestep: (B,) per sample or (B, T_v) per token (conditioning tokens at their own noise level).
-            audio_timestep: (B,) or (B, T_a); defaults to `timestep` when that is per sample.
-            sigma / audio_sigma: (B,) the step's timestep per modality (spec §1.7). The audio<->video AdaLN of each
-                stream uses the partner's value; LTX-2.3's prompt AdaLN uses the stream's own. Default: `timestep`
-                when it is per sample; `audio_sigma` defaults to `sigma`.
+            audio_timestep: (B,) or (B, T_a); defaults to `timestep` when that is per sample (or audio-only).
+            sigma / audio_sigma: (B,) the step's timestep per modality (spec §1.7), read by the audio<->video gate
+                (the partner's) and LTX-2.3's prompt AdaLN (the own). Default: the per-sample timestep; `audio_sigma`
+                defaults to `sigma`.
             encoder_attention_mask / audio_encoder_attention_mask: (B, L) 1 = attend, or an additive (B, 1, L) bias.
                 Leave None (the fast path): the connectors' registers make the mask all ones.
             num_frames, height, width, fps: latent video size, used to build positions when `video_coords` is None
@@ -375,8 +406,8 @@ class LTX2VideoTransformer3DModel(FromLTX2SingleFileMixin, ModelCardMixin, Model
                 indices outside [0, num_layers) are ignored, as diffusers ignores them (its pipelines pass [28] by
                 default, whatever the model's depth). Unlike diffusers, STG works whatever `perturbed_attn` says. A
                 mask without blocks raises (it would do nothing).
-            use_cross_timestep: True (the reference): cross-modal AdaLN from the partner's sigma. False is diffusers'
-                legacy path (each stream's own timestep).
+            use_cross_timestep: True (the reference): cross-modal AdaLN as `reference` says. False is diffusers'
+                legacy path (scale/shift and gate from each stream's own timestep), whatever `reference` is.
             attention_kwargs: only {"scale": LoRA strength} (peft); other keys raise.
             video_self_attention_mask / audio_self_attention_mask: (B, T, T) weights in [0, 1] on self-attention,
                 applied as a log-bias (log w; w <= 0 masks), as the reference does (diffusers uses (1 - w) * -1e4).
@@ -385,45 +416,32 @@ class LTX2VideoTransformer3DModel(FromLTX2SingleFileMixin, ModelCardMixin, Model
                 guidance; exclusive with the two diffusers STG arguments. Here a mask left as None means "no sample
                 perturbed" (never "all samples"), whatever block lists are given, and a block index outside
                 [0, num_layers) raises: our own API names blocks of this model, so a wrong index is a bug to report.
+            reference: "1.2" or "1.0" for this call only; None uses the model's (`set_reference`, default "1.2"):
+                the audio<->video AdaLN rule (`av_adaln_timesteps`; 1.2 spec §5.1, trap 5).
 
         Returns:
-            `LTX2TransformerOutput(sample (B, T_v, out_channels), audio_sample (B, T_a, audio_out_channels) | None)`,
-            or that pair as a tuple when `return_dict` is False.
+            `LTX2TransformerOutput(sample (B, T_v, out_channels) | None, audio_sample (B, T_a, audio_out_channels) |
+            None)`, or that pair as a tuple when `return_dict` is False.
         """
         cfg = self.config
-        if encoder_hidden_states is None or timestep is None:
-            raise TypeError("forward needs encoder_hidden_states and timestep")
+        reference = self.reference if reference is None else check_reference(reference)
         if attention_kwargs:
             raise ValueError(f"attention_kwargs keys {sorted(attention_kwargs)} are not used; only 'scale' (LoRA) is")
-        if hidden_states.ndim != 3:
-            raise ValueError(f"hidden_states must be (B, T, C) tokens, got shape {tuple(hidden_states.shape)}")
-        has_audio = audio_hidden_states is not None
-        if has_audio and audio_encoder_hidden_states is None:
-            raise ValueError("audio_hidden_states was given without audio_encoder_hidden_states")
-        batch_size, num_tokens = hidden_states.shape[:2]
-        device, dtype = hidden_states.device, hidden_states.dtype
+        has_video, has_audio = hidden_states is not None, audio_hidden_states is not None
+        check_streams(hidden_states, encoder_hidden_states, audio_hidden_states, audio_encoder_hidden_states, timestep)
+        first = hidden_states if has_video else audio_hidden_states
+        batch_size, device, dtype = first.shape[0], first.device, first.dtype
+        num_tokens = hidden_states.shape[1] if has_video else None
 
         # 1. Timesteps and sigmas, all in timestep units
-        timestep = per_token_timestep(timestep, batch_size, num_tokens, "timestep")
-        if has_audio:
-            if audio_timestep is None and timestep.shape[1] != 1:
-                raise ValueError("timestep is per token, so audio_timestep must be given: (B,) or (B, T_a)")
-            audio_timestep = timestep if audio_timestep is None else audio_timestep
-            audio_timestep = per_token_timestep(
-                audio_timestep, batch_size, audio_hidden_states.shape[1], "audio_timestep"
-            )
-        if sigma is None and timestep.shape[1] == 1:
-            sigma = timestep[:, 0]
-        audio_sigma = sigma if audio_sigma is None else audio_sigma
-        needs_sigma = has_audio or (cfg.cross_attn_mod and cfg.use_prompt_adaln_single)
-        if needs_sigma and sigma is None:
-            raise ValueError("timestep is per token, so sigma must be given: the step's timestep (1000 * sigma), (B,)")
-        if needs_sigma:
-            sigma = per_sample(sigma, batch_size, "sigma").to(device)
-            audio_sigma = per_sample(audio_sigma, batch_size, "audio_sigma").to(device)
+        needs_sigma = (has_video and has_audio) or (cfg.cross_attn_mod and cfg.use_prompt_adaln_single)
+        timestep, audio_timestep, sigma, audio_sigma = stream_timesteps(
+            timestep, audio_timestep, sigma, audio_sigma, batch_size, num_tokens,
+            audio_hidden_states.shape[1] if has_audio else None, needs_sigma, device,
+        )  # fmt: skip
 
         # 2. Positions and RoPE tables, once per forward
-        if video_coords is None:
+        if has_video and video_coords is None:
             if None in (num_frames, height, width) or num_frames * height * width != num_tokens:
                 raise ValueError(
                     f"Pass video_coords (B, 3, T_v, 2), or latent num_frames, height, width whose product is "
@@ -433,9 +451,10 @@ class LTX2VideoTransformer3DModel(FromLTX2SingleFileMixin, ModelCardMixin, Model
                 batch_size, num_frames, height, width, fps, device=device, dtype=dtype,
                 scale_factors=tuple(cfg.vae_scale_factors), causal_offset=cfg.causal_offset,
             )  # fmt: skip
-        check_coords(video_coords, (batch_size, 3, num_tokens), "video_coords")
-        video_max_pos = (cfg.pos_embed_max_pos, cfg.base_height, cfg.base_width)
-        video_rope = self._rope(video_coords, self.inner_dim, cfg.num_attention_heads, video_max_pos, dtype)
+        if has_video:
+            check_coords(video_coords, (batch_size, 3, num_tokens), "video_coords")
+            video_max_pos = (cfg.pos_embed_max_pos, cfg.base_height, cfg.base_width)
+            video_rope = self._rope(video_coords, self.inner_dim, cfg.num_attention_heads, video_max_pos, dtype)
         if has_audio:
             num_audio_tokens = audio_hidden_states.shape[1]
             if audio_coords is None:
@@ -446,21 +465,23 @@ class LTX2VideoTransformer3DModel(FromLTX2SingleFileMixin, ModelCardMixin, Model
             audio_rope = self._rope(
                 audio_coords, self.audio_inner_dim, cfg.audio_num_attention_heads, (cfg.audio_pos_embed_max_pos,), dtype
             )
-            # Cross-modal RoPE: time axis only, at the audio attention width, on a shared normaliser
+        if has_video and has_audio:  # cross-modal RoPE: time axis only, at the audio width, on a shared normaliser
             cross_max_pos = (max(cfg.pos_embed_max_pos, cfg.audio_pos_embed_max_pos),)
             heads, width_ = cfg.audio_num_attention_heads, cfg.audio_cross_attention_dim
             video_cross_rope = self._rope(video_coords[:, 0:1], width_, heads, cross_max_pos, dtype)
             audio_cross_rope = self._rope(audio_coords[:, 0:1], width_, heads, cross_max_pos, dtype)
 
-        # 3. Per-stream inputs: token projection, AdaLN, text context, masks; the cross-modal AdaLN of each stream is
-        # driven by its partner's sigma (spec §1.7)
-        video, video_inputs, video_embedded = self._prepare_stream(
-            hidden_states, encoder_hidden_states, encoder_attention_mask, timestep, sigma, video_rope,
-            video_self_attention_mask, self.proj_in, self.time_embed, getattr(self, "caption_projection", None),
-            getattr(self, "prompt_adaln", None),
-        )  # fmt: skip
-        if cfg.use_keyframes_abs_pos_embedding and video_keyframes_mask is not None:
-            video = video + (video_keyframes_mask > 0).to(dtype) * self.keyframes_abs_pos_embedding.to(dtype)
+        # 3. Per-stream inputs: token projection (LTX-2.5: + keyframe marker), AdaLN, text context, masks; then the
+        # audio<->video AdaLN, whose timesteps depend on the reference (1.2 spec §5.1)
+        video, video_inputs, video_embedded = None, None, None
+        if has_video:
+            video, video_inputs, video_embedded = self._prepare_stream(
+                hidden_states, encoder_hidden_states, encoder_attention_mask, timestep, sigma, video_rope,
+                video_self_attention_mask, self.proj_in, self.time_embed, getattr(self, "caption_projection", None),
+                getattr(self, "prompt_adaln", None),
+            )  # fmt: skip
+            if cfg.use_keyframes_abs_pos_embedding and video_keyframes_mask is not None:
+                video = video + (video_keyframes_mask > 0).to(dtype) * self.keyframes_abs_pos_embedding.to(dtype)
         audio, audio_inputs, audio_embedded = None, None, None
         if has_audio:
             audio, audio_inputs, audio_embedded = self._prepare_stream(
@@ -468,13 +489,16 @@ class LTX2VideoTransformer3DModel(FromLTX2SingleFileMixin, ModelCardMixin, Model
                 audio_sigma, audio_rope, audio_self_attention_mask, self.audio_proj_in, self.audio_time_embed,
                 getattr(self, "audio_caption_projection", None), getattr(self, "audio_prompt_adaln", None),
             )  # fmt: skip
+        if has_video and has_audio:
+            rule = "diffusers" if not use_cross_timestep else reference
+            video_av, audio_av = av_adaln_timesteps(rule, timestep, audio_timestep, sigma, audio_sigma)
             video_inputs = self._with_cross_modal(
-                video_inputs, audio_sigma if use_cross_timestep else timestep, video_cross_rope,
-                self.av_cross_attn_video_scale_shift, self.av_cross_attn_video_a2v_gate,
+                video_inputs, *video_av, video_cross_rope, self.av_cross_attn_video_scale_shift,
+                self.av_cross_attn_video_a2v_gate,
             )  # fmt: skip
             audio_inputs = self._with_cross_modal(
-                audio_inputs, sigma if use_cross_timestep else audio_timestep, audio_cross_rope,
-                self.av_cross_attn_audio_scale_shift, self.av_cross_attn_audio_v2a_gate,
+                audio_inputs, *audio_av, audio_cross_rope, self.av_cross_attn_audio_scale_shift,
+                self.av_cross_attn_audio_v2a_gate,
             )  # fmt: skip
 
         # 4. Blocks, with the perturbation plan settled on the host
@@ -493,8 +517,9 @@ class LTX2VideoTransformer3DModel(FromLTX2SingleFileMixin, ModelCardMixin, Model
                     video, audio = block(video, audio, video_inputs, audio_inputs, block_plan)
 
         # 5. Output heads
-        video_out = self._output(video, video_embedded, self.scale_shift_table, self.proj_out)
-        audio_out = None
+        video_out, audio_out = None, None
+        if has_video:
+            video_out = self._output(video, video_embedded, self.scale_shift_table, self.proj_out)
         if has_audio:
             audio_out = self._output(audio, audio_embedded, self.audio_scale_shift_table, self.audio_proj_out)
         if not return_dict:
@@ -550,18 +575,21 @@ class LTX2VideoTransformer3DModel(FromLTX2SingleFileMixin, ModelCardMixin, Model
     def _with_cross_modal(
         self,
         inputs: StreamInputs,
-        partner_timestep: Tensor,
+        scale_shift_timestep: Tensor,
+        gate_timestep: Tensor,
         cross_rope: tuple[Tensor, Tensor],
         scale_shift_adaln: AdaLayerNormSingle,
         gate_adaln: AdaLayerNormSingle,
     ) -> StreamInputs:
+        """scale_shift_timestep: (B,) or (B, N); gate_timestep: (B,) or (B, N), scaled here by
+        cross_attn_timestep_scale_multiplier / timestep_scale_multiplier (1 for released checkpoints)."""
         cfg = self.config
         gate_factor = cfg.cross_attn_timestep_scale_multiplier / cfg.timestep_scale_multiplier
         dtype = inputs.temb.dtype
         return replace(
             inputs,
-            cross_temb=scale_shift_adaln(partner_timestep, dtype)[0],
-            cross_gate_temb=gate_adaln(partner_timestep * gate_factor, dtype)[0],
+            cross_temb=scale_shift_adaln(scale_shift_timestep, dtype)[0],
+            cross_gate_temb=gate_adaln(gate_timestep * gate_factor, dtype)[0],
             cross_rope=cross_rope,
         )
 

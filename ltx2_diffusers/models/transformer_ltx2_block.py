@@ -1,7 +1,8 @@
-"""One dual-stream block of the LTX-2 / LTX-2.3 transformer (spec §1.5) and the per-forward inputs it reads.
+"""One dual-stream block of the LTX-2 / LTX-2.3 / LTX-2.5 transformer (spec §1.5) and the per-forward inputs it reads.
 
 The block runs, per stream: AdaLN self-attention (with spatio-temporal guidance as data), text cross-attention
-(LTX-2.3: AdaLN on query and text), audio<->video attention driven by the partner modality's sigma, and the
+(LTX-2.3: AdaLN on query and text), audio<->video attention (AdaLN rows prepared by the model: the rule differs
+between ltx-core 1.0.0 and 1.2.0), and the
 feed-forward. Everything the two streams share lives in functions, so parameters keep diffusers' flat names.
 """
 
@@ -21,6 +22,22 @@ SELF_ATTN, FEED_FORWARD, TEXT_QUERY = slice(0, 3), slice(3, 6), slice(6, 9)
 A2V, V2A = slice(0, 2), slice(2, 4)
 
 
+def av_adaln_timesteps(
+    rule: str, timestep: Tensor, audio_timestep: Tensor, sigma: Tensor, audio_sigma: Tensor
+) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+    """Inputs of the audio<->video AdaLN, ((scale/shift, gate) of video, (scale/shift, gate) of audio):
+    "1.2" (ltx-core 1.2.0): each stream's own per-token timestep for scale/shift, the partner's sigma for the gate;
+    "1.0" (ltx-core 1.0.0): the partner's sigma for both; "diffusers" (use_cross_timestep=False): the own timestep
+    for both (1.2 spec §5.1, trap 5)."""
+    if rule == "1.2":
+        return (timestep, audio_sigma), (audio_timestep, sigma)
+    if rule == "1.0":
+        return (audio_sigma, audio_sigma), (sigma, sigma)
+    if rule == "diffusers":
+        return (timestep, timestep), (audio_timestep, audio_timestep)
+    raise ValueError(f"unknown audio<->video AdaLN rule {rule!r}; expected '1.2', '1.0' or 'diffusers'")
+
+
 @dataclass(frozen=True)
 class StreamInputs:
     """Everything one stream's blocks read besides its hidden states; built once per forward.
@@ -29,7 +46,9 @@ class StreamInputs:
     context: (B, L, D) text context; context_bias: additive text mask (B, 1, 1|T, L) or None (the fast path).
     rope: self-attention cos/sin; self_attn_bias: (B, 1, T, T) log-bias of a [0, 1] weight mask, or None.
     prompt_temb: (B, 1, 2*D) text K/V modulation (LTX-2.3), None when the model has none or uses the table alone.
-    cross_temb / cross_gate_temb: (B, N', 4*D) / (B, N', D) audio<->video AdaLN from the partner's sigma.
+    cross_temb / cross_gate_temb: (B, N', 4*D) / (B, N", D) audio<->video AdaLN: scale/shift rows from the stream's
+        own timestep (ltx-core 1.2.0, N' = 1 or T) or the partner's sigma (1.0.0); the gate from the partner's sigma
+        (N" = 1), except on diffusers' legacy path (use_cross_timestep=False: both from the own timestep).
     cross_rope: cos/sin on the time axis for audio<->video attention.
     """
 
@@ -138,12 +157,14 @@ class LTX2VideoTransformerBlock(nn.Module):
         audio_inputs: StreamInputs | None,
         perturbation: BlockPerturbation,
     ) -> tuple[Tensor, Tensor | None]:
-        """video: (B, T_v, D), audio: (B, T_a, D_a) or None (video-only call). Returns both updated."""
+        """video: (B, T_v, D) or None (audio-only call), audio: (B, T_a, D_a) or None (video-only call). Returns both
+        updated."""
         # 1-2. Each stream: self-attention, then text cross-attention
-        video = self._self_and_text_attention(
-            video, video_inputs, perturbation.video_keep, self.attn1, self.attn2, self.scale_shift_table,
-            getattr(self, "prompt_scale_shift_table", None),
-        )  # fmt: skip
+        if video is not None:
+            video = self._self_and_text_attention(
+                video, video_inputs, perturbation.video_keep, self.attn1, self.attn2, self.scale_shift_table,
+                getattr(self, "prompt_scale_shift_table", None),
+            )  # fmt: skip
         if audio is not None:
             audio = self._self_and_text_attention(
                 audio, audio_inputs, perturbation.audio_keep, self.audio_attn1, self.audio_attn2,
@@ -151,7 +172,7 @@ class LTX2VideoTransformerBlock(nn.Module):
             )  # fmt: skip
 
         # 3. Audio<->video attention. V2A reads the video state from before the A2V update (spec §13.7).
-        if audio is not None and (perturbation.run_a2v or perturbation.run_v2a):
+        if video is not None and audio is not None and (perturbation.run_a2v or perturbation.run_v2a):
             video_normed, audio_normed = rms_norm(video, self.eps), rms_norm(audio, self.eps)
             video_table, audio_table = (
                 self.video_a2v_cross_attn_scale_shift_table,
@@ -169,8 +190,9 @@ class LTX2VideoTransformerBlock(nn.Module):
                 )  # fmt: skip
 
         # 4. Feed-forward
-        shift, scale, gate = modulation_rows(self.scale_shift_table, video_inputs.temb, FEED_FORWARD)
-        video = video + self.ff(modulate(video, shift, scale, self.eps)) * gate
+        if video is not None:
+            shift, scale, gate = modulation_rows(self.scale_shift_table, video_inputs.temb, FEED_FORWARD)
+            video = video + self.ff(modulate(video, shift, scale, self.eps)) * gate
         if audio is not None:
             shift, scale, gate = modulation_rows(self.audio_scale_shift_table, audio_inputs.temb, FEED_FORWARD)
             audio = audio + self.audio_ff(modulate(audio, shift, scale, self.eps)) * gate
@@ -212,7 +234,7 @@ class LTX2VideoTransformerBlock(nn.Module):
         attn: Attention,
         keep: Tensor | None,
     ) -> Tensor:
-        """Gated update of the query stream from the other stream, both modulated by the partner sigma's AdaLN.
+        """Gated update of the query stream from the other stream, each modulated by its own `cross_temb` rows.
 
         keep: (B, 1, 1), 0 for the samples whose update is switched off (modality isolation), or None (all keep it).
         """
