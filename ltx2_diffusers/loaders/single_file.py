@@ -484,9 +484,7 @@ def _rebuilt_metadata(stored: dict | None, components: dict, report: ConversionR
             return dict(stored)
         report.notes.append("the stored original metadata no longer matches the configs: metadata rebuilt from them")
     config = md.original_config_from_components(components)
-    version = None
-    if "transformer" in components:
-        version = md.LTX2 if components["transformer"][1]["use_prompt_embeddings"] else md.LTX2_3
+    version = md.model_version_of_transformer(components["transformer"][1]) if "transformer" in components else None
     return md.original_metadata(config, version and f"{version}.0")
 
 
