@@ -1,14 +1,21 @@
 """Attention of LTX-2: one module for the transformer's self-, text- and audio<->video attention (spec §1.2, §1.8,
 §1.11) and for the text connectors' self-attention (spec §5.5).
 
-All attention goes through `torch.nn.functional.scaled_dot_product_attention`. Which SDPA kernel runs is chosen with
-`sdpa_backend(name)` around the call (the transformer does this for its whole block loop when
-`set_attention_backend` was called): "cudnn" is the fastest on Hopper, "flash" and "efficient" are the others, "math"
-is the slow reference. Choose the backend before compiling blocks, and keep it while they run.
+Attention goes through `attention(q, k, v, mask)`: `torch.nn.functional.scaled_dot_product_attention`, or a kernel
+from another package. Which kernel runs is chosen with `sdpa_backend(name)` around the call (the transformer does this
+for its whole block loop when `set_attention_backend` was called):
+- PyTorch's SDPA kernels: "cudnn" is the fastest on Hopper, "flash" and "efficient" are the others, "math" is the slow
+  reference. PyTorch raises when the named kernel cannot run.
+- Kernels of other packages (`EXTERNAL_BACKENDS`), CUDA only, each used only when its package imports:
+  "flash_attn_2" (`flash_attn.flash_attn_func`), "flash_attn_4" (`flash_attn.cute.flash_attn_func`, Hopper and
+  Blackwell) and "sageattention" (`sageattention.sageattn`: 8-bit Q K^T, approximate). They take no mask and only
+  half precision: a call with a mask or in float32 runs SDPA instead (rare: the standard path has no mask).
+Choose the backend before compiling blocks, and keep it while they run.
 """
 
 import contextlib
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -33,27 +40,107 @@ DIFFUSERS_BACKEND_NAMES: dict[str, str | None] = {
 }
 
 
+Kernel = Callable[[Tensor, Tensor, Tensor], Tensor]  # (q, k, v), each (B, H, T|S, d) -> (B, H, T, d)
+
+
+def _load_flash_attn_2() -> Kernel:
+    from flash_attn import flash_attn_func  # takes and returns (B, T, H, d)
+
+    def kernel(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        return flash_attn_func(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2)
+
+    return kernel
+
+
+def _load_flash_attn_4() -> Kernel:
+    from flash_attn.cute import flash_attn_func  # takes (B, T, H, d); returns out or (out, lse) by version
+
+    def kernel(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        out = flash_attn_func(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        return (out[0] if isinstance(out, tuple) else out).transpose(1, 2)
+
+    return kernel
+
+
+def _load_sage() -> Kernel:
+    from sageattention import sageattn
+
+    def kernel(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        return sageattn(q, k, v, tensor_layout="HND", is_causal=False)
+
+    return kernel
+
+
+# name -> (loader, the package that provides it)
+EXTERNAL_BACKENDS: dict[str, tuple[Callable[[], Kernel], str]] = {
+    "flash_attn_2": (_load_flash_attn_2, "flash-attn"),
+    "flash_attn_4": (_load_flash_attn_4, "flash-attn-4 (flash_attn.cute)"),
+    "sageattention": (_load_sage, "sageattention"),
+}
+_external_kernel: Kernel | None = None  # set by `sdpa_backend` for the duration of a block loop
+
+
+@functools.cache
+def load_external_kernel(name: str) -> Kernel:
+    """The kernel of an `EXTERNAL_BACKENDS` entry; a clear error when its package does not import."""
+    loader, package = EXTERNAL_BACKENDS[name]
+    try:
+        return loader()
+    except ImportError as error:
+        raise ValueError(
+            f"attention backend {name!r} needs the {package} package, which does not import here ({error}). "
+            f"Install it on a CUDA machine, or choose one of PyTorch's kernels {sorted(SDPA_BACKENDS)}."
+        ) from error
+
+
+def external_backend_importable(name: str) -> bool:
+    try:
+        load_external_kernel(name)
+    except ValueError:
+        return False
+    return True
+
+
 def resolve_sdpa_backend(name: str | None) -> str | None:
     """Our backend name for `name` (ours or diffusers' native one); None = PyTorch's own choice."""
-    if name is None or name in SDPA_BACKENDS:
+    if name is None or name in SDPA_BACKENDS or name in EXTERNAL_BACKENDS:
         return name
     if name in DIFFUSERS_BACKEND_NAMES:
         return DIFFUSERS_BACKEND_NAMES[name]
     raise ValueError(
-        f"Unknown attention backend {name!r}. This model runs attention through torch SDPA; choose one of "
-        f"{sorted(SDPA_BACKENDS)} (or diffusers' {sorted(DIFFUSERS_BACKEND_NAMES)}), or None for PyTorch's choice."
+        f"Unknown attention backend {name!r}. Choose one of torch SDPA's {sorted(SDPA_BACKENDS)} (or diffusers' "
+        f"{sorted(DIFFUSERS_BACKEND_NAMES)}), another package's {sorted(EXTERNAL_BACKENDS)}, or None for PyTorch's "
+        "choice."
     )
 
 
 @contextlib.contextmanager
 def sdpa_backend(name: str | None) -> Iterator[None]:
-    """Run SDPA with exactly the named kernel inside the block (no silent fallback: PyTorch raises if it can't)."""
+    """Run attention with exactly the named kernel inside the block (no silent fallback: PyTorch raises if an SDPA
+    kernel can't run; another package's kernel raises here if it does not import)."""
+    global _external_kernel
     name = resolve_sdpa_backend(name)
     if name is None:
         yield
         return
-    with sdpa_kernel([SDPA_BACKENDS[name]]):
+    if name in SDPA_BACKENDS:
+        with sdpa_kernel([SDPA_BACKENDS[name]]):
+            yield
+        return
+    previous, _external_kernel = _external_kernel, load_external_kernel(name)
+    try:
         yield
+    finally:
+        _external_kernel = previous
+
+
+def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
+    """softmax(q k^T / sqrt(d) + mask) v for (B, H, T, d) q and (B, H, S, d) k, v. Another package's kernel when one
+    is active (`sdpa_backend`), the call has no mask and is in half precision; SDPA otherwise."""
+    kernel = _external_kernel
+    if kernel is not None and mask is None and q.dtype in (torch.bfloat16, torch.float16):
+        return kernel(q, k, v)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
 
 class Attention(nn.Module):
@@ -161,7 +248,7 @@ class Attention(nn.Module):
         if rope is not None:
             q = apply_rope(q, *rope, self.rope_type)
             k = apply_rope(k, *(rope if context_rope is None else context_rope), self.rope_type)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        out = attention(q, k, v, mask)
         if keep is not None:
             # v + keep * (out - v), as a lerp: exact at keep = 0 and 1, and no branch on values (one compiled graph)
             out = torch.lerp(v, out, keep)
