@@ -59,7 +59,7 @@ class Workload:
 
 
 WORKLOADS = {"distilled": Workload(512, 768, 121, None), "dev": Workload(1024, 1536, 121, 40)}
-TINY_WORKLOADS = {"distilled": Workload(128, 128, 9, None), "dev": Workload(128, 128, 9, 2)}
+TINY_WORKLOADS = {"distilled": Workload(64, 64, 9, None), "dev": Workload(64, 64, 9, 2)}
 
 # Gemma-3 12B (google/gemma-3-12b-it's config): 48 layers of 3840, 16 heads (8 KV) of 256, 5 local : 1 global
 GEMMA_3_12B_TEXT = dict(
