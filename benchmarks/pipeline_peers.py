@@ -13,6 +13,7 @@ dicts, renamed through our key maps), so three implementations fit on one GPU an
 """
 
 import contextlib
+import copy
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -130,8 +131,9 @@ def ltx_tiny_patches(device: torch.device, tiny: bool) -> Iterator[None]:
         torch.cuda.synchronize, text_config.hidden_size, text_config.num_hidden_layers = saved
 
 
-def build_ltx(pipe, workload: str, device: torch.device, dtype: torch.dtype, tiny: bool):
-    """ltx-pipelines' two-stage pipeline for `workload`, its ledger holding our pipeline's tensors."""
+def build_ltx(pipe, workload: str, device: torch.device, tiny: bool):
+    """ltx-pipelines' two-stage pipeline for `workload`, its ledger holding our pipeline's tensors. It computes in
+    bf16 only: a float32 pipeline (the tiny run) gives it bf16 copies instead."""
     from ltx_core.model.audio_vae import (
         AUDIO_VAE_DECODER_COMFY_KEYS_FILTER,
         VOCODER_COMFY_KEYS_FILTER,
@@ -159,7 +161,8 @@ def build_ltx(pipe, workload: str, device: torch.device, dtype: torch.dtype, tin
     config = md.original_config_from_components(
         {name: (type(getattr(pipe, name)).__name__, dict(getattr(pipe, name).config)) for name in COMPONENTS}
     )
-    tensors = original_state_dict(pipe)
+    dtype = torch.bfloat16
+    tensors = {name: tensor.to(dtype) for name, tensor in original_state_dict(pipe).items()}  # bf16: the same tensor
     with torch.device("meta"):
         transformer = LTXModelConfigurator.from_config(config)
     modules = {"transformer": X0Model(load_shared(transformer, renamed(tensors, LTXV_MODEL_COMFY_RENAMING_MAP)))}
@@ -179,11 +182,12 @@ def build_ltx(pipe, workload: str, device: torch.device, dtype: torch.dtype, tin
     up_names = upsampler_keys.diffusers_to_original_keys(list(up_state), dict(upsampler.config))
     up_config = md.original_upsampler_config(dict(upsampler.config))
     module = build_on(device, dtype, lambda: LatentUpsamplerConfigurator.from_config(up_config))
-    modules["upsampler"] = load_shared(module, {up_names[k]: v for k, v in up_state.items()})
+    modules["upsampler"] = load_shared(module, {up_names[k]: v.to(dtype) for k, v in up_state.items()})
     tokenizer_dir = Path(tempfile.mkdtemp(prefix="ltx-tokenizer-"))
     pipe.tokenizer.save_pretrained(tokenizer_dir)
+    gemma = pipe.text_encoder if pipe.text_encoder.dtype == dtype else copy.deepcopy(pipe.text_encoder).to(dtype)
     modules["text_encoder"] = GemmaTextEncoder(
-        model=pipe.text_encoder, tokenizer=LTXVGemmaTokenizer(str(tokenizer_dir), 1024), dtype=dtype
+        model=gemma, tokenizer=LTXVGemmaTokenizer(str(tokenizer_dir), 1024), dtype=dtype
     )
     ledger = PrebuiltLedger(modules)
     cls = DistilledPipeline if workload == "distilled" else TI2VidTwoStagesPipeline
