@@ -246,7 +246,9 @@ def build_diffusers(pipe, workload: str, device: torch.device, dtype: torch.dtyp
 
     components = dict(
         # the real compression (8x in time, 32x in space): from four resampling blocks diffusers would derive 16 / 64
-        vae=shared(diffusers.AutoencoderKLLTX2Video, pipe.vae, spatial_compression_ratio=32, temporal_compression_ratio=8),
+        vae=shared(
+            diffusers.AutoencoderKLLTX2Video, pipe.vae, spatial_compression_ratio=32, temporal_compression_ratio=8
+        ),
         audio_vae=shared(diffusers.AutoencoderKLLTX2Audio, pipe.audio_vae),
         text_encoder=pipe.text_encoder,
         tokenizer=pipe.tokenizer,
@@ -303,8 +305,6 @@ def run_diffusers(peers, workload: str, prompt: str, size: dict, steps: int | No
             noise_scale=sigmas[0], generator=generator, output_type="np", return_dict=False, **unguided,
         )  # fmt: skip
     finite = bool(torch.isfinite(torch.as_tensor(video)).all()) and bool(torch.isfinite(audio).all())
-    encode_video(
-        video[0], fps=frame_rate, audio=audio[0].float().cpu(), audio_sample_rate=stage_2.vocoder.config.output_sampling_rate,
-        output_path=str(out),
-    )  # fmt: skip
+    rate = stage_2.vocoder.config.output_sampling_rate
+    encode_video(video[0], fps=frame_rate, audio=audio[0].float().cpu(), audio_sample_rate=rate, output_path=str(out))
     return finite

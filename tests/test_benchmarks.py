@@ -41,8 +41,9 @@ def bench():
 def test_tiny_cpu_run_reports_every_implementation(tmp_path, bench):
     report_path, out_dir = tmp_path / "report.json", tmp_path / "out"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, str(SCRIPT), "--tiny", "--device", "cpu", "--workload", "distilled", "--impl",
-               "ours,ltx,diffusers", "--iters", "1", "--cold", "--out-dir", str(out_dir), "--json", str(report_path)]  # fmt: skip
+    command = [sys.executable, str(SCRIPT), "--tiny", "--device", "cpu", "--workload", "distilled",
+               "--impl", "ours,ltx,diffusers", "--iters", "1", "--cold", "--out-dir", str(out_dir),
+               "--json", str(report_path)]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(report_path.read_text())

@@ -99,22 +99,27 @@ def test_enable_fast_compile_wraps_every_block():
 def test_external_kernel_runs_for_half_precision_calls_without_mask(monkeypatch):
     seen = []
 
-    def stand_in(q, k, v):
+    def stand_in(q, k, v):  # takes and returns (B, T, H, d), as flash-attn does
         seen.append((q.dtype, tuple(q.shape), tuple(k.shape)))
-        return F.scaled_dot_product_attention(q, k, v) + 1  # +1: the result visibly comes from here
+        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        return out.transpose(1, 2) + 1  # +1: the result visibly comes from here
 
     monkeypatch.setitem(attention_module.EXTERNAL_BACKENDS, "flash_attn_2", (lambda: stand_in, "flash-attn"))
     attention_module.load_external_kernel.cache_clear()
-    q, k, v = (torch.randn(1, 2, 5, 8, dtype=torch.bfloat16) for _ in range(3))
+    q, k, v = (torch.randn(1, 2, 5, 8, dtype=torch.bfloat16) for _ in range(3))  # (B, H, T, d)
     try:
         with sdpa_backend("flash_attn_2"):
             out = attention_module.attention(q, k, v, None)
             float32 = attention_module.attention(q.float(), k.float(), v.float(), None)  # SDPA: no half precision
             masked = attention_module.attention(q, k, v, torch.zeros(1, 1, 5, 5, dtype=torch.bfloat16))  # SDPA
         after = attention_module.attention(q, k, v, None)  # outside the block: SDPA again
+        with sdpa_backend("flash_attn_2"):  # one graph under fullgraph compilation: the kernel is a custom op
+            compiled = torch.compile(attention_module.attention, fullgraph=True, backend="eager")(q, k, v, None)
     finally:
         attention_module.load_external_kernel.cache_clear()
-    assert seen == [(torch.bfloat16, (1, 2, 5, 8), (1, 2, 5, 8))]
+    assert seen[0] == (torch.bfloat16, (1, 5, 2, 8), (1, 5, 2, 8))
+    assert len(seen) == 2  # the direct call and the compiled one
+    torch.testing.assert_close(compiled, out)
     torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, v) + 1)
     torch.testing.assert_close(float32, F.scaled_dot_product_attention(q.float(), k.float(), v.float()))
     torch.testing.assert_close(masked, after)

@@ -40,24 +40,21 @@ DIFFUSERS_BACKEND_NAMES: dict[str, str | None] = {
 }
 
 
-Kernel = Callable[[Tensor, Tensor, Tensor], Tensor]  # (q, k, v), each (B, H, T|S, d) -> (B, H, T, d)
+Kernel = Callable[[Tensor, Tensor, Tensor], Tensor]  # q (B, T, H, d), k and v (B, S, H, d) -> (B, T, H, d)
 
 
 def _load_flash_attn_2() -> Kernel:
-    from flash_attn import flash_attn_func  # takes and returns (B, T, H, d)
+    from flash_attn import flash_attn_func
 
-    def kernel(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-        return flash_attn_func(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2)
-
-    return kernel
+    return flash_attn_func
 
 
 def _load_flash_attn_4() -> Kernel:
-    from flash_attn.cute import flash_attn_func  # takes (B, T, H, d); returns out or (out, lse) by version
+    from flash_attn.cute import flash_attn_func  # returns out, or (out, lse), by version
 
     def kernel(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-        out = flash_attn_func(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
-        return (out[0] if isinstance(out, tuple) else out).transpose(1, 2)
+        out = flash_attn_func(q, k, v)
+        return out[0] if isinstance(out, tuple) else out
 
     return kernel
 
@@ -66,7 +63,7 @@ def _load_sage() -> Kernel:
     from sageattention import sageattn
 
     def kernel(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-        return sageattn(q, k, v, tensor_layout="HND", is_causal=False)
+        return sageattn(q, k, v, tensor_layout="NHD", is_causal=False)
 
     return kernel
 
@@ -77,7 +74,7 @@ EXTERNAL_BACKENDS: dict[str, tuple[Callable[[], Kernel], str]] = {
     "flash_attn_4": (_load_flash_attn_4, "flash-attn-4 (flash_attn.cute)"),
     "sageattention": (_load_sage, "sageattention"),
 }
-_external_kernel: Kernel | None = None  # set by `sdpa_backend` for the duration of a block loop
+_external_backend: str | None = None  # set by `sdpa_backend` for the duration of a block loop
 
 
 @functools.cache
@@ -101,6 +98,18 @@ def external_backend_importable(name: str) -> bool:
     return True
 
 
+# A custom op, so torch.compile(fullgraph=True) keeps the call whole whether or not the package's kernel traces.
+@torch.library.custom_op("ltx2_diffusers::external_attention", mutates_args=())
+def external_attention(q: Tensor, k: Tensor, v: Tensor, backend: str) -> Tensor:
+    """softmax(q k^T / sqrt(d)) v by another package's kernel: q (B, T, H, d), k and v (B, S, H, d) -> (B, T, H, d)"""
+    return load_external_kernel(backend)(q, k, v).contiguous()
+
+
+@external_attention.register_fake
+def _(q: Tensor, k: Tensor, v: Tensor, backend: str) -> Tensor:
+    return q.new_empty(q.shape)
+
+
 def resolve_sdpa_backend(name: str | None) -> str | None:
     """Our backend name for `name` (ours or diffusers' native one); None = PyTorch's own choice."""
     if name is None or name in SDPA_BACKENDS or name in EXTERNAL_BACKENDS:
@@ -118,7 +127,7 @@ def resolve_sdpa_backend(name: str | None) -> str | None:
 def sdpa_backend(name: str | None) -> Iterator[None]:
     """Run attention with exactly the named kernel inside the block (no silent fallback: PyTorch raises if an SDPA
     kernel can't run; another package's kernel raises here if it does not import)."""
-    global _external_kernel
+    global _external_backend
     name = resolve_sdpa_backend(name)
     if name is None:
         yield
@@ -127,19 +136,20 @@ def sdpa_backend(name: str | None) -> Iterator[None]:
         with sdpa_kernel([SDPA_BACKENDS[name]]):
             yield
         return
-    previous, _external_kernel = _external_kernel, load_external_kernel(name)
+    load_external_kernel(name)  # refused here, before any block runs, when its package does not import
+    previous, _external_backend = _external_backend, name
     try:
         yield
     finally:
-        _external_kernel = previous
+        _external_backend = previous
 
 
 def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
     """softmax(q k^T / sqrt(d) + mask) v for (B, H, T, d) q and (B, H, S, d) k, v. Another package's kernel when one
     is active (`sdpa_backend`), the call has no mask and is in half precision; SDPA otherwise."""
-    kernel = _external_kernel
-    if kernel is not None and mask is None and q.dtype in (torch.bfloat16, torch.float16):
-        return kernel(q, k, v)
+    backend = _external_backend
+    if backend is not None and mask is None and q.dtype in (torch.bfloat16, torch.float16):
+        return external_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), backend).transpose(1, 2)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
 

@@ -179,8 +179,8 @@ class LTX2CacheMixin(CacheMixin):
             raise ValueError(
                 "TaylorSeerCacheConfig(use_lite_mode=True) predicts only `proj_out`, so this transformer's audio head "
                 "would read zeroed blocks. Use the same scheme for both heads: TaylorSeerCacheConfig("
-                r"cache_identifiers=['proj_out', 'audio_proj_out'], skip_predict_identifiers=['transformer_blocks\.\d+'],"
-                " ...)."
+                "cache_identifiers=['proj_out', 'audio_proj_out'], "
+                r"skip_predict_identifiers=['transformer_blocks\.\d+'], ...)."
             )
         if isinstance(config, MagCacheConfig):
             if self.is_cache_enabled:
