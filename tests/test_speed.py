@@ -21,11 +21,12 @@ def present(*names):
 @pytest.mark.parametrize(
     ("capability", "packages", "expected"),
     [
-        (HOPPER, (), "cudnn"),
-        (HOPPER, ("flash_attn_4", "flash_attn_2"), "cudnn"),
-        (AMPERE, (), "flash"),
-        (ADA, ("flash_attn_2",), "flash"),
-        ((7, 5), (), "efficient"),
+        (HOPPER, (), "cudnn_first"),
+        (HOPPER, ("flash_attn_4", "flash_attn_2"), "cudnn_first"),
+        ((10, 0), (), "cudnn_first"),
+        (AMPERE, (), "flash_first"),
+        (ADA, ("flash_attn_2",), "flash_first"),
+        ((7, 5), (), "flash_first"),
     ],
 )
 def test_auto_choice_per_capability(capability, packages, expected):
@@ -34,13 +35,17 @@ def test_auto_choice_per_capability(capability, packages, expected):
     assert notes[-1].startswith(f"attention: {expected} (fastest available for CUDA capability {capability})")
 
 
-def test_auto_skips_what_cannot_run_and_says_why():
-    backend, notes = choose_attention_backend("auto", "cuda", HOPPER, lambda name: name == "flash_attn_2")
-    assert backend == "flash_attn_2"
-    assert notes[:2] == (
-        "attention: skipped cudnn: cudnn needs a PyTorch build with cuDNN",
+def test_auto_leaves_old_gpus_to_pytorch_and_explains_skips(monkeypatch):
+    assert choose_attention_backend("auto", "cuda", (3, 7)) == (
+        None,
+        ("attention: PyTorch's own SDPA choice (no listed kernel can run)",),
+    )
+    monkeypatch.setattr("ltx2_diffusers.pipelines.speed.AUTO_ATTENTION_ORDER", ((HOPPER, ("flash_attn_4", "cudnn")),))
+    backend, notes = choose_attention_backend("auto", "cuda", HOPPER, lambda name: name == "cudnn")
+    assert backend == "cudnn"
+    assert notes[0] == (
         "attention: skipped flash_attn_4: flash_attn_4 needs the flash-attn-4 (flash_attn.cute) package, which does "
-        "not import here",
+        "not import here"
     )
 
 
@@ -50,7 +55,7 @@ def test_requested_backend_is_used_or_falls_back_with_a_note():
         ("attention: sageattention (requested)",),
     )
     backend, notes = choose_attention_backend("flash_attn_4", "cuda", AMPERE, present("flash_attn_4"))
-    assert backend == "flash"
+    assert backend == "flash_first"
     assert notes[0] == (
         "attention: flash_attn_4 requested, but flash_attn_4 needs CUDA capability (9, 0) or newer (this GPU: (8, 0)); "
         "falling back to the automatic choice"
@@ -63,7 +68,7 @@ def test_requested_backend_is_used_or_falls_back_with_a_note():
         "attention: PyTorch's own SDPA choice (cpu: no faster kernel to pick)",
     )
     assert choose_attention_backend("math", "cpu", None) == ("math", ("attention: math (requested)",))
-    with pytest.raises(ValueError, match=r"Unknown attention backend 'sage'; choose 'auto' or one of \['cudnn'"):
+    with pytest.raises(ValueError, match=r"Unknown attention backend 'sage'; choose 'auto' or one of \['cudnn_first'"):
         choose_attention_backend("sage", "cuda", HOPPER)
 
 
@@ -94,6 +99,19 @@ def test_enable_fast_compile_wraps_every_block():
     settings = pipe.enable_fast(compile=True)  # compiles lazily: nothing runs here
     assert settings.compiled and settings.notes[-1].startswith("compile: every transformer block, fullgraph")
     assert all(block._compiled_call_impl is not None for block in pipe.transformer.transformer_blocks)
+
+
+@pytest.mark.parametrize("name", ["cudnn_first", "flash_first"])
+def test_priority_lists_run_the_first_kernel_that_can(name):
+    q, k, v = (torch.randn(1, 2, 5, 8) for _ in range(3))
+    expected = F.scaled_dot_product_attention(q, k, v)
+    with sdpa_backend(name):  # no cuDNN on CPU: the next kernel of the list takes the call, nothing raises
+        got = attention_module.attention(q, k, v, None)
+        masked = attention_module.attention(q, k, v, torch.zeros(1, 1, 5, 5))
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(masked, expected)
+    with pytest.raises(RuntimeError), sdpa_backend("cudnn"):  # the strict name refuses instead
+        attention_module.attention(q, k, v, None)
 
 
 def test_external_kernel_runs_for_half_precision_calls_without_mask(monkeypatch):
@@ -157,7 +175,7 @@ def test_enable_fast_on_gpu_picks_the_kernel_and_compiled_blocks_stay_close():
     call = dict(height=128, width=128, num_frames=9, num_inference_steps=2, output_type="latent")
     eager = pipe("a cat", generator=torch.Generator("cuda").manual_seed(0), **call)
     settings = pipe.enable_fast(compile=True)
-    expected = "cudnn" if torch.cuda.get_device_capability() >= (9, 0) else "flash"
+    expected = "cudnn_first" if torch.cuda.get_device_capability() >= (9, 0) else "flash_first"
     assert (settings.attention_backend, settings.compiled) == (expected, True)
     fast = pipe("a cat", generator=torch.Generator("cuda").manual_seed(0), **call)
     for got, reference in ((fast.frames, eager.frames), (fast.audio, eager.audio)):

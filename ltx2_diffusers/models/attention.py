@@ -5,7 +5,9 @@ Attention goes through `attention(q, k, v, mask)`: `torch.nn.functional.scaled_d
 from another package. Which kernel runs is chosen with `sdpa_backend(name)` around the call (the transformer does this
 for its whole block loop when `set_attention_backend` was called):
 - PyTorch's SDPA kernels: "cudnn" is the fastest on Hopper, "flash" and "efficient" are the others, "math" is the slow
-  reference. PyTorch raises when the named kernel cannot run.
+  reference. PyTorch raises when the named kernel cannot run. "cudnn_first" / "flash_first" are priority lists
+  (`SDPA_PRIORITIES`): each call runs the first kernel of the list that can take it (`pipe.enable_fast()` uses them,
+  so a call cuDNN cannot run, e.g. with some masks, still runs).
 - Kernels of other packages (`EXTERNAL_BACKENDS`), CUDA only, each used only when its package imports:
   "flash_attn_2" (`flash_attn.flash_attn_func`), "flash_attn_4" (`flash_attn.cute.flash_attn_func`, Hopper and
   Blackwell) and "sageattention" (`sageattention.sageattn`: 8-bit Q K^T, approximate). They take no mask and only
@@ -29,6 +31,12 @@ SDPA_BACKENDS: dict[str, SDPBackend] = {
     "flash": SDPBackend.FLASH_ATTENTION,
     "efficient": SDPBackend.EFFICIENT_ATTENTION,
     "math": SDPBackend.MATH,
+}
+# Priority lists: the first kernel that can run the call (PyTorch's sdpa_kernel(..., set_priority=True))
+SDPA_PRIORITIES: dict[str, tuple[SDPBackend, ...]] = {
+    "cudnn_first": (SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION,
+                    SDPBackend.MATH),  # fmt: skip
+    "flash_first": (SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH),
 }
 # diffusers' names for the same native kernels, so `set_attention_backend("_native_cudnn")` keeps working
 DIFFUSERS_BACKEND_NAMES: dict[str, str | None] = {
@@ -112,14 +120,14 @@ def _(q: Tensor, k: Tensor, v: Tensor, backend: str) -> Tensor:
 
 def resolve_sdpa_backend(name: str | None) -> str | None:
     """Our backend name for `name` (ours or diffusers' native one); None = PyTorch's own choice."""
-    if name is None or name in SDPA_BACKENDS or name in EXTERNAL_BACKENDS:
+    if name is None or name in SDPA_BACKENDS or name in SDPA_PRIORITIES or name in EXTERNAL_BACKENDS:
         return name
     if name in DIFFUSERS_BACKEND_NAMES:
         return DIFFUSERS_BACKEND_NAMES[name]
     raise ValueError(
         f"Unknown attention backend {name!r}. Choose one of torch SDPA's {sorted(SDPA_BACKENDS)} (or diffusers' "
-        f"{sorted(DIFFUSERS_BACKEND_NAMES)}), another package's {sorted(EXTERNAL_BACKENDS)}, or None for PyTorch's "
-        "choice."
+        f"{sorted(DIFFUSERS_BACKEND_NAMES)}), a priority list {sorted(SDPA_PRIORITIES)}, another package's "
+        f"{sorted(EXTERNAL_BACKENDS)}, or None for PyTorch's choice."
     )
 
 
@@ -134,6 +142,10 @@ def sdpa_backend(name: str | None) -> Iterator[None]:
         return
     if name in SDPA_BACKENDS:
         with sdpa_kernel([SDPA_BACKENDS[name]]):
+            yield
+        return
+    if name in SDPA_PRIORITIES:
+        with sdpa_kernel(list(SDPA_PRIORITIES[name]), set_priority=True):
             yield
         return
     load_external_kernel(name)  # refused here, before any block runs, when its package does not import

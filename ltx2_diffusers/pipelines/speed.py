@@ -4,9 +4,10 @@ What it does, in this order (FP8 before compiling: compiled graphs capture the l
 1. FP8 block linears (`fp8="rowwise"` / `"tensorwise"`, models/fp8.py), only on CUDA capability 8.9+ (Ada, Hopper,
    Blackwell); elsewhere FP8 would be emulated in float32, slower than bf16, so it is left off with a note.
 2. Attention: `attention_backend="auto"` walks `AUTO_ATTENTION_ORDER` for the device's CUDA capability and takes the
-   first kernel that can run (PyTorch's SDPA kernels by capability; other packages' kernels only when they import,
-   models/attention.py). A named backend that cannot run here falls back to the "auto" choice, with a note saying
-   why. On CPU nothing is set: PyTorch's own choice, outputs unchanged.
+   first kernel that can run: "cudnn_first" on Hopper and newer, "flash_first" before (priority lists of PyTorch's
+   SDPA kernels, which never refuse a call). A named backend ("cudnn", "flash_attn_4", "sageattention", ...; other
+   packages' kernels only when they import, models/attention.py) that cannot run here falls back to the "auto"
+   choice, with a note saying why. On CPU nothing is set: PyTorch's own choice, outputs unchanged.
 3. `compile=True`: every transformer block through `torch.compile(fullgraph=True, dynamic=False)`. Warm-up cost:
    the first call at each new token shape compiles (every block shares one graph per shape; a two-stage call has
    two shapes, and a different guidance batch is another); that time shows in the benchmark's "first call" column
@@ -22,21 +23,25 @@ from dataclasses import dataclass
 
 import torch
 
-from ..models.attention import EXTERNAL_BACKENDS, SDPA_BACKENDS, external_backend_importable
+from ..models.attention import EXTERNAL_BACKENDS, SDPA_BACKENDS, SDPA_PRIORITIES, external_backend_importable
 
 logger = logging.getLogger(__name__)
 
 # Fastest first, per CUDA capability (major, minor) from which an entry applies; the last entry whose capability the
-# device reaches is used. Measured: cuDNN SDPA is the fastest of PyTorch's kernels on the H100 (docs/performance.md,
-# "Transformer"); flash-attn 4 / 2 follow until `benchmarks/pipeline.py --attention` shows them ahead at equal
-# accuracy. SageAttention is never chosen automatically: its 8-bit Q K^T changes the numbers.
+# device reaches is used. Measured: cuDNN SDPA is the fastest kernel on the H100 (docs/performance.md, "Transformer").
+# The priority lists never refuse a call ("cudnn_first": cuDNN, else flash, efficient, math; models/attention.py).
+# Other packages' kernels (flash_attn_4, flash_attn_2) join a row only once `benchmarks/pipeline.py --fast
+# --attention NAME` shows them faster at equal accuracy; until then they run when named. SageAttention is never
+# chosen automatically: its 8-bit Q K^T changes the numbers.
 AUTO_ATTENTION_ORDER: tuple[tuple[tuple[int, int], tuple[str, ...]], ...] = (
-    ((0, 0), ("efficient",)),
-    ((8, 0), ("flash", "flash_attn_2", "efficient")),
-    ((9, 0), ("cudnn", "flash_attn_4", "flash_attn_2", "flash", "efficient")),
+    ((0, 0), ()),  # PyTorch's own choice
+    ((5, 0), ("flash_first",)),
+    ((9, 0), ("cudnn_first",)),
 )
 # The lowest CUDA capability each kernel runs on.
 MIN_CAPABILITY: dict[str, tuple[int, int]] = {
+    "cudnn_first": (5, 0),
+    "flash_first": (5, 0),
     "math": (0, 0),
     "efficient": (5, 0),
     "flash": (8, 0),
@@ -72,8 +77,8 @@ def backend_unusable_reason(
     name: str, device_type: str, capability: tuple[int, int] | None, present: Callable[[str], bool]
 ) -> str | None:
     """Why `name` cannot run on this device, or None when it can. present: `kernel_present` (or a stand-in)."""
-    if name not in SDPA_BACKENDS and name not in EXTERNAL_BACKENDS:
-        known = sorted(SDPA_BACKENDS) + sorted(EXTERNAL_BACKENDS)
+    if name not in MIN_CAPABILITY:
+        known = sorted(SDPA_PRIORITIES) + sorted(SDPA_BACKENDS) + sorted(EXTERNAL_BACKENDS)
         raise ValueError(f"Unknown attention backend {name!r}; choose 'auto' or one of {known}")
     if name == "math":
         return None  # the reference kernel runs everywhere
