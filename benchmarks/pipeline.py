@@ -337,6 +337,10 @@ def run(args) -> dict:
         unknown = sorted(set(value) - set(known))
         if unknown:
             raise SystemExit(f"{flag}: unknown {unknown}; choose from {sorted(known)}")
+    peers = [impl for impl in impls if impl != "ours"]
+    if peers and (args.fp8 or args.vram is not None):
+        raise SystemExit(f"--fp8 / --vram change where and how our weights are stored, and the peers {peers} share "
+                         "those tensors: run them with --impl ours")  # fmt: skip
     if args.cap is not None:
         if device.type != "cuda":
             raise SystemExit("--cap needs a CUDA device (it caps torch's allocator on the GPU)")

@@ -82,6 +82,13 @@ def test_memory_budget_flag_says_when_the_pipeline_has_none(bench):
     assert bench.apply_options(pipe, args) == {"memory_budget": "plan"} and seen == ["24.0GB"]
 
 
+def test_storage_options_are_refused_with_peers_before_anything_is_built(bench, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["pipeline.py", "--tiny", "--device", "cpu", "--fp8", "rowwise"])
+    monkeypatch.setattr(bench, "build_ours", lambda *a: pytest.fail("built before checking the arguments"))
+    with pytest.raises(SystemExit, match=r"--fp8 / --vram .* the peers \['ltx', 'diffusers'\] .* --impl ours"):
+        bench.main()
+
+
 def test_cache_flag_names_the_caches_it_knows(bench):
     with pytest.raises(SystemExit, match=r"--cache 'teacache': use fbc:THRESHOLD .* or taylorseer:INTERVAL"):
         bench.enable_step_cache(SimpleNamespace(), "teacache")
