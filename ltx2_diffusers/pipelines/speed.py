@@ -132,10 +132,12 @@ def enable_fast(pipe, attention_backend: str = "auto", compile: bool = False, fp
     fp8_used = None
     if fp8 is not None:
         if capability is not None and capability >= FP8_MIN_CAPABILITY:
-            if not transformer.is_fp8:
+            if transformer.is_fp8:
+                notes.append("fp8: the transformer was FP8 already; left as it is")
+            else:
                 transformer.enable_fp8(fp8)
-            fp8_used = fp8
-            notes.append(f"fp8: {fp8} block linears")
+                fp8_used = fp8
+                notes.append(f"fp8: {fp8} block linears")
         else:
             notes.append(
                 f"fp8: left off: {device} has no FP8 matmul (needs CUDA capability {FP8_MIN_CAPABILITY}+), and "
