@@ -1,14 +1,23 @@
 """Attention of LTX-2: one module for the transformer's self-, text- and audio<->video attention (spec §1.2, §1.8,
 §1.11) and for the text connectors' self-attention (spec §5.5).
 
-All attention goes through `torch.nn.functional.scaled_dot_product_attention`. Which SDPA kernel runs is chosen with
-`sdpa_backend(name)` around the call (the transformer does this for its whole block loop when
-`set_attention_backend` was called): "cudnn" is the fastest on Hopper, "flash" and "efficient" are the others, "math"
-is the slow reference. Choose the backend before compiling blocks, and keep it while they run.
+Attention goes through `attention(q, k, v, mask)`: `torch.nn.functional.scaled_dot_product_attention`, or a kernel
+from another package. Which kernel runs is chosen with `sdpa_backend(name)` around the call (the transformer does this
+for its whole block loop when `set_attention_backend` was called):
+- PyTorch's SDPA kernels: "cudnn" is the fastest on Hopper, "flash" and "efficient" are the others, "math" is the slow
+  reference. PyTorch raises when the named kernel cannot run. "cudnn_first" / "flash_first" are priority lists
+  (`SDPA_PRIORITIES`): each call runs the first kernel of the list that can take it (`pipe.enable_fast()` uses them,
+  so a call cuDNN cannot run, e.g. with some masks, still runs).
+- Kernels of other packages (`EXTERNAL_BACKENDS`), CUDA only, each used only when its package imports:
+  "flash_attn_2" (`flash_attn.flash_attn_func`), "flash_attn_4" (`flash_attn.cute.flash_attn_func`, Hopper and
+  Blackwell) and "sageattention" (`sageattention.sageattn`: 8-bit Q K^T, approximate). They take no mask and only
+  half precision: a call with a mask or in float32 runs SDPA instead (rare: the standard path has no mask).
+Choose the backend before compiling blocks, and keep it while they run.
 """
 
 import contextlib
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +32,12 @@ SDPA_BACKENDS: dict[str, SDPBackend] = {
     "efficient": SDPBackend.EFFICIENT_ATTENTION,
     "math": SDPBackend.MATH,
 }
+# Priority lists: the first kernel that can run the call (PyTorch's sdpa_kernel(..., set_priority=True))
+SDPA_PRIORITIES: dict[str, tuple[SDPBackend, ...]] = {
+    "cudnn_first": (SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION,
+                    SDPBackend.MATH),  # fmt: skip
+    "flash_first": (SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH),
+}
 # diffusers' names for the same native kernels, so `set_attention_backend("_native_cudnn")` keeps working
 DIFFUSERS_BACKEND_NAMES: dict[str, str | None] = {
     "native": None,
@@ -33,27 +48,121 @@ DIFFUSERS_BACKEND_NAMES: dict[str, str | None] = {
 }
 
 
+Kernel = Callable[[Tensor, Tensor, Tensor], Tensor]  # q (B, T, H, d), k and v (B, S, H, d) -> (B, T, H, d)
+
+
+def _load_flash_attn_2() -> Kernel:
+    from flash_attn import flash_attn_func
+
+    return flash_attn_func
+
+
+def _load_flash_attn_4() -> Kernel:
+    from flash_attn.cute import flash_attn_func  # returns out, or (out, lse), by version
+
+    def kernel(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        out = flash_attn_func(q, k, v)
+        return out[0] if isinstance(out, tuple) else out
+
+    return kernel
+
+
+def _load_sage() -> Kernel:
+    from sageattention import sageattn
+
+    def kernel(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        return sageattn(q, k, v, tensor_layout="NHD", is_causal=False)
+
+    return kernel
+
+
+# name -> (loader, the package that provides it)
+EXTERNAL_BACKENDS: dict[str, tuple[Callable[[], Kernel], str]] = {
+    "flash_attn_2": (_load_flash_attn_2, "flash-attn"),
+    "flash_attn_4": (_load_flash_attn_4, "flash-attn-4 (flash_attn.cute)"),
+    "sageattention": (_load_sage, "sageattention"),
+}
+_external_backend: str | None = None  # set by `sdpa_backend` for the duration of a block loop
+
+
+@functools.cache
+def load_external_kernel(name: str) -> Kernel:
+    """The kernel of an `EXTERNAL_BACKENDS` entry; a clear error when its package does not import."""
+    loader, package = EXTERNAL_BACKENDS[name]
+    try:
+        return loader()
+    except ImportError as error:
+        raise ValueError(
+            f"attention backend {name!r} needs the {package} package, which does not import here ({error}). "
+            f"Install it on a CUDA machine, or choose one of PyTorch's kernels {sorted(SDPA_BACKENDS)}."
+        ) from error
+
+
+def external_backend_importable(name: str) -> bool:
+    try:
+        load_external_kernel(name)
+    except ValueError:
+        return False
+    return True
+
+
+# A custom op, so torch.compile(fullgraph=True) keeps the call whole whether or not the package's kernel traces.
+@torch.library.custom_op("ltx2_diffusers::external_attention", mutates_args=())
+def external_attention(q: Tensor, k: Tensor, v: Tensor, backend: str) -> Tensor:
+    """softmax(q k^T / sqrt(d)) v by another package's kernel: q (B, T, H, d), k and v (B, S, H, d) -> (B, T, H, d)"""
+    return load_external_kernel(backend)(q, k, v).contiguous()
+
+
+@external_attention.register_fake
+def _(q: Tensor, k: Tensor, v: Tensor, backend: str) -> Tensor:
+    return q.new_empty(q.shape)
+
+
 def resolve_sdpa_backend(name: str | None) -> str | None:
     """Our backend name for `name` (ours or diffusers' native one); None = PyTorch's own choice."""
-    if name is None or name in SDPA_BACKENDS:
+    if name is None or name in SDPA_BACKENDS or name in SDPA_PRIORITIES or name in EXTERNAL_BACKENDS:
         return name
     if name in DIFFUSERS_BACKEND_NAMES:
         return DIFFUSERS_BACKEND_NAMES[name]
     raise ValueError(
-        f"Unknown attention backend {name!r}. This model runs attention through torch SDPA; choose one of "
-        f"{sorted(SDPA_BACKENDS)} (or diffusers' {sorted(DIFFUSERS_BACKEND_NAMES)}), or None for PyTorch's choice."
+        f"Unknown attention backend {name!r}. Choose one of torch SDPA's {sorted(SDPA_BACKENDS)} (or diffusers' "
+        f"{sorted(DIFFUSERS_BACKEND_NAMES)}), a priority list {sorted(SDPA_PRIORITIES)}, another package's "
+        f"{sorted(EXTERNAL_BACKENDS)}, or None for PyTorch's choice."
     )
 
 
 @contextlib.contextmanager
 def sdpa_backend(name: str | None) -> Iterator[None]:
-    """Run SDPA with exactly the named kernel inside the block (no silent fallback: PyTorch raises if it can't)."""
+    """Run attention with exactly the named kernel inside the block (no silent fallback: PyTorch raises if an SDPA
+    kernel can't run; another package's kernel raises here if it does not import)."""
+    global _external_backend
     name = resolve_sdpa_backend(name)
     if name is None:
         yield
         return
-    with sdpa_kernel([SDPA_BACKENDS[name]]):
+    if name in SDPA_BACKENDS:
+        with sdpa_kernel([SDPA_BACKENDS[name]]):
+            yield
+        return
+    if name in SDPA_PRIORITIES:
+        with sdpa_kernel(list(SDPA_PRIORITIES[name]), set_priority=True):
+            yield
+        return
+    load_external_kernel(name)  # refused here, before any block runs, when its package does not import
+    previous, _external_backend = _external_backend, name
+    try:
         yield
+    finally:
+        _external_backend = previous
+
+
+def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
+    """softmax(q k^T / sqrt(d) + mask) v for (B, H, T, d) q and (B, H, S, d) k, v. Another package's kernel when one
+    is active (`sdpa_backend`), the call has no mask and is in half precision; SDPA otherwise."""
+    backend = _external_backend
+    if backend is not None and mask is None and q.dtype in (torch.bfloat16, torch.float16):
+        return external_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), backend).transpose(1, 2)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
 
 class Attention(nn.Module):
@@ -164,7 +273,7 @@ class Attention(nn.Module):
             q = apply_rope(q, *rope, self.rope_type)
             k = apply_rope(k, *(rope if context_rope is None else context_rope), self.rope_type)
         if self.parallel_attention is None:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            out = attention(q, k, v, mask)
         else:
             out = self.parallel_attention(q, k, v, mask)
         if keep is not None:

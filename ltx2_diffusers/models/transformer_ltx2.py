@@ -15,7 +15,6 @@ import torch
 import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.loaders import PeftAdapterMixin
-from diffusers.models.cache_utils import CacheMixin
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput, apply_lora_scale
 from torch import Tensor, nn
@@ -25,6 +24,7 @@ from ..loaders.from_single_file import FromLTX2SingleFileMixin, load_component_f
 from . import fp8
 from . import fp8 as fp8_layers  # `fp8` is also from_single_file's argument
 from .attention import Attention, resolve_sdpa_backend, sdpa_backend, self_attention_bias, text_bias
+from .cache_support import LTX2CacheMixin as CacheMixin  # diffusers' CacheMixin + our block's step caches
 from .embeddings import AdaLayerNormSingle, TwoLayerMLP
 from .perturbations import Perturbations, perturbation_plan
 from .rope import AudioCoordinates, VideoCoordinates, rope_cos_sin, video_positions

@@ -40,6 +40,7 @@ from .presets import (
     parse_kind,
     sampling_preset,
 )
+from .speed import FastSettings, enable_fast
 from .text_encoding import PromptEmbeddings, encode_prompts
 
 
@@ -477,6 +478,15 @@ class LTX2AVPipelineBase(PipelineCardMixin, DiffusionPipeline, LTX2LoraLoaderMix
     ) -> Tensor:
         """An image -> normalised video latent (1, 128, 1, H/32, W/32), as the transformer sees latents."""
         return encode_image(self.vae, image, height, width, device, crf)
+
+    def enable_fast(
+        self, attention_backend: str = "auto", compile: bool = False, fp8: str | None = None
+    ) -> FastSettings:
+        """The fastest attention kernel for the transformer's device ("auto", or a backend name: "cudnn", "flash",
+        "flash_attn_2", "flash_attn_4", "sageattention", ...), opt-in compiled blocks (the first call at each shape
+        compiles) and opt-in FP8 block linears ("rowwise" / "tensorwise", CUDA 8.9+). Call after moving the pipeline
+        to its device. On CPU it changes nothing. Returns what it chose and why (pipelines/speed.py)."""
+        return enable_fast(self, attention_backend=attention_backend, compile=compile, fp8=fp8)
 
 
 class LTX2AVTwoStagePipelineBase(LTX2AVPipelineBase):
