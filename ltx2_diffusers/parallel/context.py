@@ -23,9 +23,9 @@ from dataclasses import dataclass, field, fields, replace
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..models.attention import attention
 from .comm import all_to_all, gather_pieces, piece, split_sizes
 
 MODES = ("ulysses", "ring")
@@ -61,7 +61,7 @@ def ulysses_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, q_si
     q_all, k_all, v_all = to_head_group(q, q_sizes), to_head_group(k, k_sizes), to_head_group(v, k_sizes)
     if mask is not None and mask.shape[1] != 1:
         mask = mask[:, split.rank * group_heads : (split.rank + 1) * group_heads]
-    out = F.scaled_dot_product_attention(q_all, k_all, v_all, attn_mask=mask)  # (B, H/P, T_q, d)
+    out = attention(q_all, k_all, v_all, mask)  # (B, H/P, T_q, d): the kernel the model would use
     sent = [p.contiguous() for p in out.split(q_sizes, dim=2)]
     received = all_to_all(sent, [(batch, group_heads, q_sizes[split.rank], dim)] * split.world, split.group)
     return torch.cat(received, dim=1)
