@@ -130,7 +130,8 @@ def test_audio_reference_tokens_follow_the_generated_ones():
     assert appended.latent.shape == (2, 8, 128) and appended.num_output_tokens == 5
     assert torch.equal(appended.output_tokens(), state.latent) and appended.attention_mask is None
     assert torch.equal(appended.clean_latent[:, 5:], reference.transpose(1, 2).flatten(2).expand(2, -1, -1))
-    assert appended.denoise_mask[:, 5:].abs().max() == 0 and torch.equal(appended.denoise_mask[:, :5], state.denoise_mask)
+    assert appended.denoise_mask[:, 5:].abs().max() == 0
+    assert torch.equal(appended.denoise_mask[:, :5], state.denoise_mask)
     # three 40 ms tokens, the first clamped by the causal VAE ([0, 0.01) s), then shifted to end at -0.04 s
     expected = torch.tensor([[0.0, 0.01], [0.01, 0.05], [0.05, 0.09]]) - 0.13
     torch.testing.assert_close(appended.positions[0, 0, 5:], expected)
