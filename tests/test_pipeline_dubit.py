@@ -107,6 +107,8 @@ def test_stage_state_parity_fails_with_a_wrong_reference_gap(golden, monkeypatch
 
 def test_denoised_latents_equal_ltx_pipelines_1_2(golden):
     """Needs the transformer's 1.2.0 audio<->video AdaLN rule (its `set_reference`) and `denoise(reference=...)`."""
+    # 8 + 3 float32 steps of O(1) latents: 5e-4 covers the kernels' rounding (measured 1.9e-4 with the ltx25 + ref12
+    # branches merged); 1.0.0's AdaLN rule is 0.23 off
     transformer, tensors, metadata = golden
     if not hasattr(transformer, "set_reference"):
         pytest.skip("the transformer follows ltx-core 1.0.0's audio<->video AdaLN only (no set_reference yet)")
@@ -115,12 +117,12 @@ def test_denoised_latents_equal_ltx_pipelines_1_2(golden):
     (video, audio), _ = golden_stages(tensors, metadata)
     video, audio = denoise(transformer, video, audio, contexts, tensors["input.stage_1_sigmas"], neutral, neutral)
     expected_video, expected_audio = tensors["stage1.video_latent"], tensors["stage1.audio_latent"]
-    torch.testing.assert_close(video.output_tokens(), expected_video.flatten(2).transpose(1, 2), rtol=0, atol=1e-4)
-    torch.testing.assert_close(audio.output_tokens(), expected_audio.transpose(1, 2).flatten(2), rtol=0, atol=1e-4)
+    torch.testing.assert_close(video.output_tokens(), expected_video.flatten(2).transpose(1, 2), rtol=0, atol=5e-4)
+    torch.testing.assert_close(audio.output_tokens(), expected_audio.transpose(1, 2).flatten(2), rtol=0, atol=5e-4)
     _, (video, audio) = golden_stages(tensors, metadata)
     video, _ = denoise(transformer, video, audio, contexts, tensors["input.stage_2_sigmas"], neutral, neutral)
     expected = tensors["stage2.video_latent"].flatten(2).transpose(1, 2)
-    torch.testing.assert_close(video.output_tokens(), expected, rtol=0, atol=1e-4)
+    torch.testing.assert_close(video.output_tokens(), expected, rtol=0, atol=5e-4)
 
 
 def test_audio_reference_tokens_follow_the_generated_ones():
