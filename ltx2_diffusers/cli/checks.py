@@ -85,6 +85,8 @@ def check_args(args: argparse.Namespace) -> Checked:
         checked.frames, checked.height, checked.width, checked.fps = _check_extend(args)
     elif "v2a" in command.features:  # the clip's own size and fps; its whole length gets new sound
         checked.frames, checked.height, checked.width, checked.fps = _check_source_clip(args)
+    elif "dubit" in command.features:  # the reference clip's frames and fps, the size of the flags
+        checked.frames, checked.height, checked.width, checked.fps = _check_dub_it(args)
     else:
         checked.frames, checked.height, checked.width, checked.fps = _check_retake(args)
     _check_size_guard(args, checked)
@@ -331,6 +333,24 @@ def _check_extend(args: argparse.Namespace) -> tuple[int, int, int, float]:
     new = defaults["num_frames"].default if args.new_frames is None else args.new_frames
     check_extension(clip, context, new, args.backwards, not args.no_audio_context, "pil")
     return context + new, *clip.frames.shape[1:3], clip.frame_rate
+
+
+def _check_dub_it(args: argparse.Namespace) -> tuple[int, int, int, float]:
+    """The --reference-video clip read as the Dub-It pipeline reads it (frames snapped down to 8k + 1, its fps, an
+    audible soundtrack), the output size, and one LoRA only: the --ic-lora."""
+    from ..pipelines.pipeline_ltx2_av_dubit import read_dub_it_reference
+
+    if args.lora:
+        raise CLIError("--lora", "Dub-It takes exactly one LoRA, its IC-LoRA: pass it with --ic-lora alone")
+    if not os.path.isfile(args.reference_video):
+        raise CLIError("--reference-video", f"{args.reference_video}: no such file")
+    try:
+        reference = read_dub_it_reference(args.reference_video)
+    except ValueError as error:
+        raise CLIError("--reference-video", str(error)) from None
+    check_video_size(args.height, args.width, reference.num_frames, 64, FLAGS)
+    check_strength(args.reference_strength, "--reference-strength")
+    return reference.num_frames, args.height, args.width, reference.frame_rate
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -106,6 +106,16 @@ COMMANDS: dict[str, Command] = {
             f"{TINY2}",
         ),
         Command(
+            "dub-it",
+            "LTX2AVDubItPipeline",
+            "new speech for a clip with sound, its voice and lip sync kept, through the Dub-It IC-LoRA (DubItPipeline)",
+            size_multiple=64,
+            kind="distilled",
+            features=frozenset({"enhance", "dubit"}) | _TWO_STAGE,
+            example='ltx2-diffusers dub-it "he says: see you tomorrow" -o dubbed.mp4 --ic-lora dub-it.safetensors '
+            "--reference-video talk.mp4 --model tiny --height 128 --width 128",
+        ),
+        Command(
             "keyframes",
             "LTX2AVKeyframeInterpolationPipeline",
             "interpolate between keyframe images placed at pixel frames (KeyframeInterpolationPipeline)",
@@ -265,6 +275,20 @@ def _add_common(sub: argparse.ArgumentParser, command: Command) -> None:
         )
         size.add_argument(
             "--fps", type=float, default=PRESET.frame_rate, help="frames per second (default %(default)g)"
+        )
+    if "dubit" in f:  # frames and fps are the reference clip's (its frame count snapped down to 8k + 1)
+        model.add_argument("--ic-lora", required=True, metavar="PATH[:SCALE]", help="the Dub-It IC-LoRA .safetensors")
+        for side in ("height", "width"):
+            default = getattr(PRESET, f"two_stage_{side}")
+            size.add_argument(f"--{side}", type=int, default=default, help="multiple of 64 (default %(default)s)")
+        dub = sub.add_argument_group("dubbing")
+        dub.add_argument(
+            "--reference-video",
+            required=True,
+            help="the clip to dub, with sound: its frames, fps and voice are kept, the speech follows the prompt",
+        )
+        dub.add_argument(
+            "--reference-strength", type=float, default=1.0, help="1 keeps the reference frames' tokens clean"
         )
     size.add_argument(
         "--allow-large",

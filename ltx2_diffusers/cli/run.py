@@ -54,6 +54,9 @@ def call_arguments(args: argparse.Namespace, c: Checked) -> list[tuple[str, obje
             kw.append(("skip_stage_2", True, "--skip-stage-2"))
     if "duration" in f:
         kw += [("num_frames", c.frames, "--frames"), ("frame_rate", c.fps, "--fps")]
+    if "dubit" in f:  # frames and fps come from the reference clip
+        kw += [("reference_video", args.reference_video, "--reference-video"), ("height", c.height, "--height")]
+        kw += [("width", c.width, "--width"), ("reference_strength", args.reference_strength, "--reference-strength")]
     if "v2a" in f:
         kw.append(("video", args.video, "--video"))
     if "retake" in f:
