@@ -41,8 +41,11 @@ def _subcommand_argv(name: str, inputs: dict[str, Path]) -> list[str]:
         "retake": ["--steps", "1", "--video", str(inputs["clip"]), "--start", "0.1", "--end", "0.3"],
         "extend": ["--steps", "1", "--video", str(inputs["clip"]), "--new-frames", "8", "--context-frames", "9"],
         "video-to-audio": ["--steps", "1", "--video", str(inputs["clip"])],
+        "dub-it": ["--ic-lora", str(inputs["ic"]), "--reference-video", str(inputs["clip"])],
     }[name]
     size = ["--model", "tiny"] if name in ("retake", "extend", "video-to-audio") else SMALL
+    if name == "dub-it":
+        size = ["--model", "tiny", "--height", "64", "--width", "64"]
     return [name, "a cat", *size, *extra]
 
 
