@@ -42,7 +42,7 @@ from .pipeline_utils import (
     resolve_guidance,
     resolve_sigmas,
 )
-from .presets import sampling_preset
+from .presets import DEFAULT_REFERENCE, check_reference_for, sampling_preset
 from .refinement import (  # noqa: F401  (refine_latents / upsample_and_renoise: import paths kept)
     StageAdapters,
     check_adapter,
@@ -105,6 +105,7 @@ class LTX2AVTwoStagePipeline(LTX2AVTwoStagePipelineBase):
         callback_on_step_end: Callable | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("video_latents",),
         allow_large: bool = False,
+        reference: str = DEFAULT_REFERENCE,
     ) -> LTX2PipelineOutput | tuple:
         """Generate `num_frames` frames of `height` x `width` video (multiples of 64) with a stereo soundtrack.
 
@@ -126,7 +127,7 @@ class LTX2AVTwoStagePipeline(LTX2AVTwoStagePipelineBase):
         """
         # 1. Defaults of the model version and kind (torch-free presets), then every argument checked before any
         #    encoder runs
-        preset = sampling_preset(self.model_version, self.kind)
+        preset = sampling_preset(self.model_version, self.kind, check_reference_for(self.model_version, reference))
         height = preset.two_stage_height if height is None else height
         width = preset.two_stage_width if width is None else width
         num_frames = preset.num_frames if num_frames is None else num_frames
@@ -178,6 +179,7 @@ class LTX2AVTwoStagePipeline(LTX2AVTwoStagePipelineBase):
             num_videos_per_prompt=num_videos_per_prompt,
             device=device,
             dtype=dtype,
+            reference=reference,
         )
 
         with StageAdapters(transformer) as adapters:
@@ -204,6 +206,7 @@ class LTX2AVTwoStagePipeline(LTX2AVTwoStagePipelineBase):
                 **self.latent_layout,
                 video_noise=latents,
                 audio_noise=audio_latents,
+                reference=reference,
             )
             video, audio = denoise(
                 transformer,
@@ -215,6 +218,7 @@ class LTX2AVTwoStagePipeline(LTX2AVTwoStagePipelineBase):
                 audio_guidance,
                 progress_bar=self.progress_bar,
                 callback=callback,
+                reference=reference,
             )
             video_latents = unpatchify_video(video.output_tokens(), *latent_grid(*half, num_frames))
             audio_latents = unpack_audio_latents(audio.output_tokens(), self.audio_vae.config.latent_channels)
@@ -239,6 +243,7 @@ class LTX2AVTwoStagePipeline(LTX2AVTwoStagePipelineBase):
                 conditions=conditions,
                 progress_bar=self.progress_bar,
                 callback=callback,
+                reference=reference,
             )
 
         # 5. Latents -> frames and waveform

@@ -40,7 +40,7 @@ from .pipeline_utils import (
     resolve_guidance,
     resolve_sigmas,
 )
-from .presets import hq_preset
+from .presets import DEFAULT_REFERENCE, check_reference_for, hq_preset
 from .refinement import StageAdapters, check_adapter, check_upsampler, refine_latents
 from .text_encoding import PromptEmbeddings
 from .validation import check_call_inputs, check_number, check_sigmas
@@ -99,6 +99,7 @@ class LTX2AVTwoStageHQPipeline(LTX2AVTwoStagePipelineBase):
         callback_on_step_end: Callable | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("video_latents",),
         allow_large: bool = False,
+        reference: str = DEFAULT_REFERENCE,
     ) -> LTX2PipelineOutput | tuple:
         """Generate `num_frames` frames of `height` x `width` video (multiples of 64) with a stereo soundtrack.
 
@@ -119,7 +120,7 @@ class LTX2AVTwoStageHQPipeline(LTX2AVTwoStagePipelineBase):
         (B, 8, T_a, 16) latents.
         """
         # 1. The HQ defaults (torch-free presets), then every argument checked before any encoder runs
-        preset = hq_preset(self.model_version)
+        preset = hq_preset(self.model_version, check_reference_for(self.model_version, reference))
         height = preset.two_stage_height if height is None else height
         width = preset.two_stage_width if width is None else width
         num_frames = preset.num_frames if num_frames is None else num_frames
@@ -179,6 +180,7 @@ class LTX2AVTwoStageHQPipeline(LTX2AVTwoStagePipelineBase):
             num_videos_per_prompt=num_videos_per_prompt,
             device=device,
             dtype=dtype,
+            reference=reference,
         )
 
         with StageAdapters(transformer) as adapters:
@@ -206,6 +208,7 @@ class LTX2AVTwoStageHQPipeline(LTX2AVTwoStagePipelineBase):
                 **self.latent_layout,
                 video_noise=latents,
                 audio_noise=audio_latents,
+                reference=reference,
             )
             video, audio = denoise(
                 transformer,
@@ -218,6 +221,7 @@ class LTX2AVTwoStageHQPipeline(LTX2AVTwoStagePipelineBase):
                 sampler=res2s_sample,
                 progress_bar=self.progress_bar,
                 callback=callback,
+                reference=reference,
             )
             video_latents = unpatchify_video(video.output_tokens(), *grid)
             audio_latents = unpack_audio_latents(audio.output_tokens(), self.audio_vae.config.latent_channels)
@@ -241,6 +245,7 @@ class LTX2AVTwoStageHQPipeline(LTX2AVTwoStagePipelineBase):
                 sampler=res2s_sample,
                 progress_bar=self.progress_bar,
                 callback=callback,
+                reference=reference,
             )
 
         # 5. Latents -> frames and waveform
