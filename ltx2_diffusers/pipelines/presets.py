@@ -279,6 +279,31 @@ def parse_model_version(value: "str | int | float", name: str = "model_version")
     return version
 
 
+def checkpoint_model_version(model_version: str | None) -> str:
+    """A checkpoint's `model_version` metadata -> the preset version the 1.2.0 reference uses for it (delta spec §1.4,
+    trap 27): "-" read as ".", parsing stops at the first non-numeric component ("2.3.rc1" -> 2.3), and the newest
+    row at or below the version wins, so absent or unparsable metadata is LTX-2 ("2.0") and versions above 2.5 get
+    2.5's defaults. A 2.4.x file has defaults of its own in the reference (2.5's without the ancestral distilled
+    sampler), which no preset here holds: refused."""
+    if model_version is not None and not isinstance(model_version, str):
+        raise TypeError(f"model_version metadata must be a string or None, got {type(model_version).__name__}")
+    parsed = []
+    for part in (model_version or "").replace("-", ".").split("."):
+        if not part.isdigit():
+            break
+        parsed.append(int(part))
+    version = tuple(parsed)
+    if version >= (2, 5):
+        return "2.5"
+    if version >= (2, 4):
+        raise ValueError(
+            f"model_version={model_version!r} is an LTX-2.4 build, for which this package has no preset (the 1.2.0 "
+            "reference gives it LTX-2.5's defaults with the plain Euler distilled sampler); the supported versions "
+            f"are {', '.join(MODEL_VERSIONS)}"
+        )
+    return "2.3" if version >= (2, 3) else "2.0"
+
+
 _KIND_SPELLINGS = {"dev": "dev", "distilled": "distilled", "distill": "distilled"}
 
 
