@@ -73,7 +73,7 @@ def test_conditioning_and_noiser_equal_ltx_core_1_2(case, dtype):
     and the noiser lerps from clean_latent in float32 - at full noise and at the refinement stage's 0.909375."""
     golden, state, noised = _conditioned(case, dtype)
     prefix = f"{case}_{'fp32' if dtype == torch.float32 else 'bf16'}"
-    for name in ("latent", "clean_latent", "denoise_mask"):
+    for name in ("latent", "clean_latent", "denoise_mask", "keyframes_mask"):
         torch.testing.assert_close(getattr(state, name), golden[f"{prefix}_conditioned_{name}"], rtol=0, atol=0)
     if dtype == torch.float32:  # bf16 states round the grid's positions to bf16 (spec §13.2); the reference later
         torch.testing.assert_close(state.positions, golden[f"{prefix}_conditioned_positions"], rtol=0, atol=0)

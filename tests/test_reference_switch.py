@@ -213,6 +213,24 @@ def test_frozen_audio_gets_sigma_0_in_1_2(reference):
     assert not kwargs["audio_timestep"].any()  # per-token timesteps are 0 either way (mask 0)
 
 
+@pytest.mark.parametrize("embedding", [True, False], ids=["ltx2.5", "ltx2"])
+def test_keyframe_marks_reach_an_ltx25_transformer_only(embedding):
+    """The first latent frame is marked (always, as 1.2.0 does), appended keyframes are not; only a transformer with
+    `use_keyframes_abs_pos_embedding` gets them (diffusers' `video_keyframes_mask`)."""
+    state = video_latent_state(1, *GRID, 24.0, num_channels=8, dtype=torch.float32)
+    state = append_keyframes(state, torch.ones(1, 8, 1, 1, 2), frame_index=8, strength=1.0, fps=24.0, grid=GRID)
+    assert state.keyframes_mask.flatten().tolist() == [1, 1, 0, 0, 0, 0]
+    _, audio = _frozen_states()
+    spy = _SpyTransformer(with_switch=False)
+    spy.config.use_keyframes_abs_pos_embedding = embedding
+    contexts = torch.zeros(1, 4, 8)
+    transformer_x0(spy, state, audio, contexts, contexts, torch.tensor(0.5))
+    if embedding:
+        assert torch.equal(spy.calls[0]["video_keyframes_mask"], state.keyframes_mask)
+    else:
+        assert "video_keyframes_mask" not in spy.calls[0]
+
+
 @pytest.mark.parametrize("with_switch", [True, False], ids=["set_reference", "no_switch"])
 def test_denoise_switches_a_transformer_that_has_set_reference(with_switch):
     video, audio = _frozen_states()

@@ -68,6 +68,10 @@ class LatentState:
     attention_mask: (B, T, T) self-attention weights in [0, 1] (0 blocks), or None for full attention.
     frozen: the stream is held at its clean value (denoise mask 0) through every step, e.g. the input audio of
         audio-to-video; with reference "1.2" its step sigma is 0 too (delta spec §5.2).
+    keyframes_mask: video (B, T, 1) float32, 1 on tokens whose latent frame holds a single pixel frame: the first
+        latent frame of the generated grid, always (1.2.0's `VideoLatentTools`, trap 3); appended keyframes and
+        references are never marked. LTX-2.5's transformer adds its keyframe embedding there; others ignore it.
+        None for audio.
     """
 
     latent: Tensor
@@ -77,6 +81,7 @@ class LatentState:
     num_output_tokens: int
     attention_mask: Tensor | None = None
     frozen: bool = False
+    keyframes_mask: Tensor | None = None
 
     def output_tokens(self) -> Tensor:
         """(B, num_output_tokens, C): the sample without appended conditioning tokens."""
@@ -105,7 +110,9 @@ def video_latent_state(
     positions = video_positions(
         batch_size, latent_frames, latent_height, latent_width, fps, device=tokens.device, dtype=dtype
     )
-    return _unconditioned_state(tokens, positions)
+    keyframes_mask = torch.zeros(*tokens.shape[:2], 1, dtype=torch.float32, device=tokens.device)
+    keyframes_mask[:, : latent_height * latent_width] = 1.0  # the causal first frame: one pixel frame
+    return replace(_unconditioned_state(tokens, positions), keyframes_mask=keyframes_mask)
 
 
 def audio_latent_state(
@@ -202,6 +209,7 @@ def clear_conditioning(state: LatentState) -> LatentState:
         positions=state.positions[:, :, :n],
         num_output_tokens=n,
         frozen=state.frozen,
+        keyframes_mask=None if state.keyframes_mask is None else state.keyframes_mask[:, :n],
     )
 
 
@@ -318,6 +326,9 @@ def _append(
         num_output_tokens=state.num_output_tokens,
         attention_mask=grow_attention_mask(state, tokens.shape[1], attention_strength, dtype=tokens.dtype),
         frozen=state.frozen,
+        keyframes_mask=None
+        if state.keyframes_mask is None
+        else torch.cat([state.keyframes_mask, state.keyframes_mask.new_zeros(*tokens.shape[:2], 1)], dim=1),
     )
 
 

@@ -244,7 +244,8 @@ def transformer_x0(
 
     video, audio: states whose batch matches the contexts' (N, S, D). sigma: 0-dim float32, the step's noise level.
     reference "1.2": a `frozen` stream's step sigma is 0 (its prompt AdaLN and the partner's A<->V gate see 0, delta
-    spec §5.2); "1.0": every stream gets the step's sigma.
+    spec §5.2); "1.0": every stream gets the step's sigma. A transformer built with `use_keyframes_abs_pos_embedding`
+    (LTX-2.5) also gets the video state's `keyframes_mask` as `video_keyframes_mask`.
     Returns video (N, T_v, C) and audio (N, T_a, C') x0 in the latents' dtype.
     """
     video_sigma, audio_sigma = video.denoise_mask * sigma, audio.denoise_mask * sigma  # (N, T, 1) float32
@@ -253,6 +254,10 @@ def transformer_x0(
     frozen_timestep = torch.zeros_like(step_timestep)
     video_step = frozen_timestep if video.frozen and reference == "1.2" else step_timestep
     audio_step = frozen_timestep if audio.frozen and reference == "1.2" else step_timestep
+    # LTX-2.5 (diffusers' `use_keyframes_abs_pos_embedding`): its keyframe embedding goes on the marked tokens
+    keyframes = {}
+    if getattr(transformer.config, "use_keyframes_abs_pos_embedding", False):
+        keyframes["video_keyframes_mask"] = video.keyframes_mask
     video_velocity, audio_velocity = transformer(
         hidden_states=video.latent,
         audio_hidden_states=audio.latent,
@@ -268,6 +273,7 @@ def transformer_x0(
         use_cross_timestep=True,  # ltx-core 1.0.0: the A<->V AdaLN reads the partner modality's sigma (spec §13.6)
         perturbations=perturbations,
         return_dict=False,
+        **keyframes,
     )
     return (
         x0_from_velocity(video.latent, video_velocity, video_sigma),
@@ -284,6 +290,7 @@ def _repeated(state: LatentState, plan: GuidancePlan) -> LatentState:
         positions=plan.repeat(state.positions),
         attention_mask=None if state.attention_mask is None else plan.repeat(state.attention_mask),
         frozen=state.frozen,
+        keyframes_mask=None if state.keyframes_mask is None else plan.repeat(state.keyframes_mask),
     )
 
 

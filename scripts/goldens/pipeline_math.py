@@ -6,8 +6,9 @@ repository's `tests/` on the path for the tiny Gemma-4 builder); stand-alone:
     PYTHONPATH=tests /path/to/oracle/python scripts/goldens/pipeline_math.py --out tests/goldens/pipeline_math
 Only tensors and numbers the reference computed are written (never its code):
 - g5_guidance.safetensors    G5: `MultiModalGuider.calculate` on random bf16 predictions, three guider settings.
-- g7_conditioning.safetensors G7: `VideoLatentTools` states after latent-index, keyframe-index and reference-latent
-                             conditioning and `GaussianNoiser`, at noise scale 1 and 0.909375 (with an initial latent).
+- g7_conditioning.safetensors G7: `VideoLatentTools` states (latent, clean latent, masks, positions, keyframe marks)
+                             after latent-index, keyframe-index and reference-latent conditioning, and `GaussianNoiser`,
+                             at noise scale 1 and 0.909375 (with an initial latent).
 - g8_text.safetensors        G8/G9: `LTXGemmaTokenizer` ids and mask (tiny Gemma-4, 64 tokens), the Gemma hidden states
                              of `LTXGemmaTextEncoder.encode`, and V2 / V1 features with the projections' weights.
 - g16_metadata.json          G16: `detect_params` / `detect_model_version` for synthetic headers.
@@ -87,7 +88,7 @@ def conditioning() -> tuple[dict, dict]:
             for item in items:
                 state = item.apply_to(state, tools)
             noised = GaussianNoiser(torch.Generator().manual_seed(3))(state, noise_scale)
-            for name in ("latent", "clean_latent", "denoise_mask", "positions"):
+            for name in ("latent", "clean_latent", "denoise_mask", "positions", "keyframes_mask"):
                 tensors[f"{case}_{dtype_name}_conditioned_{name}"] = getattr(state, name)
             tensors[f"{case}_{dtype_name}_noised_latent"] = noised.latent
     settings = {
