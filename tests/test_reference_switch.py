@@ -61,6 +61,16 @@ def test_reference_values_and_errors():
     assert presets.check_reference_for("2.5", "1.2") == "1.2" and presets.check_reference_for("2.0", "1.0") == "1.0"
 
 
+def test_ltx25_configs_read_as_2_5_with_its_defaults():
+    base = {"gated_attn": True, "use_prompt_embeddings": False}
+    assert presets.model_version_from_config(base) == "2.3"
+    assert presets.model_version_from_config({**base, "use_keyframes_abs_pos_embedding": True}) == "2.5"
+    assert presets.model_version_from_config({**base, "ff_bias": False}) == "2.5"
+    dev, distilled = presets.sampling_preset("2.5", "dev"), presets.sampling_preset("2.5", "distilled")
+    assert (dev.num_inference_steps, dev.image_crf, dev.video_guidance.stg_blocks) == (30, 18, (28,))
+    assert distilled.sampler == "euler_ancestral" and distilled.image_crf == 18
+
+
 def test_every_pipeline_takes_reference_defaulting_to_1_2():
     for name in PIPELINES:
         parameter = inspect.signature(getattr(ltx2_diffusers, name).__call__).parameters["reference"]

@@ -328,8 +328,10 @@ def kind_from_name(name_or_path: "str | os.PathLike") -> str:
 
 
 def model_version_from_config(config) -> str:
-    """The model version of a transformer config (attributes or a mapping): "2.3" when it has gated attention or no
-    prompt embeddings in the transformer (LTX-2.3 moved the prompt projection into the connectors), else "2.0"."""
+    """The model version of a transformer config (attributes or a mapping): "2.5" when it has LTX-2.5's keyframe
+    embedding (`use_keyframes_abs_pos_embedding`) or bias-free video FFNs (`ff_bias=False`), keys older configs leave
+    out (read as diffusers' defaults, False and True); else "2.3" when it has gated attention or no prompt embeddings
+    in the transformer (LTX-2.3 moved the prompt projection into the connectors); else "2.0"."""
 
     def read(key: str):
         if isinstance(config, dict):
@@ -340,6 +342,11 @@ def model_version_from_config(config) -> str:
             raise ValueError(f"the transformer config has no {key!r}, which tells LTX-2 from LTX-2.3")
         return getattr(config, key)
 
+    def read_optional(key: str, default: bool) -> bool:
+        return config.get(key, default) if isinstance(config, dict) else getattr(config, key, default)
+
+    if read_optional("use_keyframes_abs_pos_embedding", False) or not read_optional("ff_bias", True):
+        return "2.5"
     return "2.3" if read("gated_attn") or not read("use_prompt_embeddings") else "2.0"
 
 
