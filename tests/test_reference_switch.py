@@ -144,7 +144,7 @@ def test_guidance_arithmetic_float32_versus_bf16():
 
 
 def _state_with_image(reference: str, strength: float):
-    """A 2x1x2 video state whose initial latent is 2 (the refinement stage's upsampled latent), frame 0 an image of 5."""
+    """A 2x1x2 video state whose initial latent is 2 (a refinement stage's upsampled latent), frame 0 an image of 5."""
     initial = torch.full((1, 4, *GRID), 2.0)
     state = video_latent_state(1, *GRID, 24.0, num_channels=4, dtype=torch.float32, initial_latent=initial)
     image = torch.full((1, 4, 1, 1, 2), 5.0)

@@ -347,7 +347,8 @@ def append_keyframes(
 
     latent: (B or 1, C, f, H', W') normalised VAE latent of an image (f = 1) or a short clip (8(f - 1) + 1 frames),
     same H', W' as the video. grid: the video's latent (F', H', W'). New tokens: clean_latent = the condition, latent =
-    zeros (reference "1.0": the condition), denoise_mask = 1 - strength, positions `keyframe_positions`. attention_strength: None (full attention, or the
+    zeros (reference "1.0": the condition), denoise_mask = 1 - strength, positions `keyframe_positions`.
+    attention_strength: None (full attention, or the
     existing mask padded with ones), or the weight between the new tokens and the generated ones (scalar, (M,), (1, M)
     or (B, M)); see `grow_attention_mask`.
     """

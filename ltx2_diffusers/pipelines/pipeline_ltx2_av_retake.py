@@ -128,7 +128,8 @@ def prepare_retake_latents(
     window = (start_time, end_time) if regenerate_video else (0.0, 0.0)
     bounds = video_time_bounds(batch_size, latent_frames, latent_height, latent_width, frame_rate).to(device)
     video_noise = None if video_noise is None else patchify_video(video_noise)
-    video = add_noise(replace(video, denoise_mask=temporal_region_mask(bounds, *window)), generator, 1.0, video_noise, reference)
+    video = replace(video, denoise_mask=temporal_region_mask(bounds, *window))
+    video = add_noise(video, generator, 1.0, video_noise, reference)
     audio = audio_latent_state(
         batch_size,
         num_audio_frames,

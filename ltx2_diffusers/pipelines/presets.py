@@ -25,7 +25,8 @@ KINDS: tuple[str, ...] = ("dev", "distilled")
 SAMPLERS: tuple[str, ...] = ("euler", "euler_ancestral", "res2s")
 
 # ltx-pipelines 1.0.0's DEFAULT_NEGATIVE_PROMPT (spec §9), verbatim: results only match the reference's with the exact
-# string. 1.2.0 puts five caption tags in front of it (delta spec §5.14); `default_negative_prompt(reference)` picks one.
+# string. 1.2.0 puts five caption tags in front of it (delta spec §5.14); `default_negative_prompt(reference)` picks
+# one.
 NEGATIVE_PROMPT_1_0 = (
     "blurry, out of focus, overexposed, underexposed, low contrast, washed out colors, excessive noise, grainy "
     "texture, poor lighting, flickering, motion blur, distorted proportions, unnatural skin tones, deformed facial "

@@ -5,10 +5,10 @@ Same math as the reference (spec §5.1-§5.6, delta spec §3): each prompt is st
 states returned, and turned into a video and an audio context by `LTX2TextConnectors`. The text encoder is Gemma-3
 (LTX-2, LTX-2.3: `Gemma3ForConditionalGeneration`) or Gemma-4 "unified" (LTX-2.5:
 `Gemma4UnifiedForConditionalGeneration`, whose tokenizer adds no `<bos>` itself). `reference` picks the tokenization
-rule: "1.2" (default) guarantees exactly one leading `<bos>` (prepended when the tokenizer gives none, delta spec §3.3);
-"1.0" leaves it to the tokenizer, as 1.0.0 did. Differences from the reference, all on the cost side:
-- a batch of prompts (positives and negatives together) goes through Gemma in one call; the reference encodes one
-  prompt per call, and its connectors are only right at batch size 1 (ours are right at any batch size);
+rule: "1.2" (default) guarantees exactly one leading `<bos>` (prepended when the tokenizer gives none, delta spec
+§3.3); "1.0" leaves it to the tokenizer, as 1.0.0 did. Differences from the reference, all on the cost side:
+- a batch of prompts (positives and negatives together) goes through Gemma in one call (as 1.2.0 does; 1.0.0 encodes
+  one prompt per call), and the connectors run on the whole batch (1.0.0's are only right at batch size 1);
 - the LM head sees only the last token (`logits_to_keep=1`, not 1024 x 262k logits per prompt), no vision tower
   runs, no KV cache is built;
 - Gemma runs under `torch.no_grad()` (it is frozen), the connectors in the caller's grad mode, so connector LoRAs
@@ -196,7 +196,8 @@ def gemma_language_model(text_encoder: nn.Module) -> nn.Module:
     if _is(text_encoder, Gemma3TextModel, Gemma4UnifiedTextModel):
         return text_encoder
     raise TypeError(
-        f"text_encoder is a {type(text_encoder).__name__}; expected a Gemma-3 model or a Gemma-4 unified model from transformers: {_GEMMA_FAMILIES}."
+        f"text_encoder is a {type(text_encoder).__name__}; expected a Gemma-3 model or a Gemma-4 unified model "
+        f"from transformers: {_GEMMA_FAMILIES}."
     )
 
 
