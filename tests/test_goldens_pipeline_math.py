@@ -3,6 +3,8 @@
 G16). ltx-core 1.2.0 is not imported: the goldens are the oracle, so these run wherever the suite runs."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -156,3 +158,10 @@ def test_checkpoint_model_version_picks_ltx_pipelines_1_2_rows():
         got = (dev.num_inference_steps, dev.image_crf, list(dev.video_guidance.stg_blocks))
         assert got == (expected["num_inference_steps"], expected["default_image_crf"], expected["video_stg_blocks"])
         assert (distilled.sampler == "euler_ancestral") == expected["distilled_ancestral"], metadata
+
+
+def test_make_goldens_refuses_a_folder_that_is_not_an_ltx2_checkout(tmp_path):
+    script = Path(__file__).parent.parent / "scripts" / "make_goldens.py"
+    result = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert f"{tmp_path} is not an LTX-2 checkout: expected packages/ltx-core/src/ltx_core" in result.stderr
