@@ -270,7 +270,7 @@ def transformer_x0(
         video_coords=video.positions,
         audio_coords=audio.positions,
         video_self_attention_mask=video.attention_mask,  # (N, T_v, T_v) weights, only with attention-strength items
-        use_cross_timestep=True,  # ltx-core 1.0.0: the A<->V AdaLN reads the partner modality's sigma (spec §13.6)
+        use_cross_timestep=True,  # the reference's A<->V AdaLN inputs (spec §13.6); 1.0 vs 1.2: `set_reference`
         perturbations=perturbations,
         return_dict=False,
         **keyframes,
@@ -289,7 +289,6 @@ def _repeated(state: LatentState, plan: GuidancePlan) -> LatentState:
         denoise_mask=plan.repeat(state.denoise_mask),
         positions=plan.repeat(state.positions),
         attention_mask=None if state.attention_mask is None else plan.repeat(state.attention_mask),
-        frozen=state.frozen,
         keyframes_mask=None if state.keyframes_mask is None else plan.repeat(state.keyframes_mask),
     )
 
