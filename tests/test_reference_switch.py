@@ -139,7 +139,7 @@ def test_guidance_arithmetic_float32_versus_bf16():
     )
     assert new.dtype == old.dtype == torch.bfloat16
     assert torch.equal(new, exact.bfloat16()) and not torch.equal(old, new)
-    with pytest.raises(ValueError, match="reference='2' must be '1.2' or '1.0'"):
+    with pytest.raises(ValueError, match="reference='2' is not a reference version"):
         combine_guidance(cond, uncond, None, None, scales, "2")
 
 
@@ -167,8 +167,10 @@ def test_image_conditioning_and_noiser_rules():
     torch.testing.assert_close(noised_new[:, 2:], noised_old[:, 2:])  # unconditioned tokens: 0.5 * 2 + 0.5 * 1
     full_new = add_noise(_state_with_image("1.2", 1.0), None, 1.0, noise, "1.2").latent
     assert torch.equal(full_new, add_noise(_state_with_image("1.0", 1.0), None, 1.0, noise, "1.0").latent)
-    with pytest.raises(ValueError, match="reference='x' must be '1.2' or '1.0'"):
+    with pytest.raises(ValueError, match="reference='x' is not a reference version"):
         add_noise(new, None, 0.5, noise, reference="x")
+    with pytest.raises(ValueError, match="reference='1.O' is not a reference version"):
+        _state_with_image("1.O", 0.6)
 
 
 def test_appended_keyframe_placeholders_and_time_extent():

@@ -28,6 +28,7 @@ from torch import Tensor
 from ..models.autoencoder_kl_ltx2_audio import pack_audio_latents
 from ..models.rope import audio_positions, video_positions
 from .inputs import VideoInput, video_to_pixels
+from .presets import check_reference
 
 VIDEO_TIME_SCALE = 8  # pixel frames per latent frame (after the first, which holds one)
 
@@ -189,12 +190,10 @@ def add_noise(
     ):
         raise ValueError(f"noise has shape {tuple(noise.shape)}, expected (B, T, C) = {tuple(state.latent.shape)}")
     noise = noise.to(state.latent.device, state.latent.dtype)
-    if reference == "1.2":
+    if check_reference(reference) == "1.2":
         noised = torch.lerp(state.latent.float(), noise.float(), noise_scale)
         noised = torch.lerp(state.clean_latent.float(), noised, state.denoise_mask)
         return replace(state, latent=noised.to(state.latent.dtype))
-    if reference != "1.0":
-        raise ValueError(f"reference={reference!r} must be '1.2' or '1.0'")
     mask = state.denoise_mask * noise_scale
     return replace(state, latent=(noise * mask + state.latent * (1 - mask)).to(state.latent.dtype))
 
@@ -266,6 +265,7 @@ def replace_frames(
     Image-to-video uses latent_index 0 with the encoded first frame.
     """
     _check_strength(strength)
+    check_reference(reference)
     tokens = _condition_tokens(state, latent, grid, "replace_frames")
     _check_video_size(latent, grid, "replace_frames")
     num_frames, height, width = grid
@@ -305,7 +305,7 @@ def keyframe_positions(
         batch_size, latent_frames, latent_height, latent_width, 1.0, causal_offset=causal_offset, dtype=torch.float32
     )
     positions[:, 0] += frame_index
-    if reference == "1.2" and latent_frames == 1:
+    if check_reference(reference) == "1.2" and latent_frames == 1:
         positions[:, 0, :, 1] = positions[:, 0, :, 0] + 1
     positions[:, 0] /= fps
     return positions
@@ -317,7 +317,7 @@ def _append(
     # The reference builds the new tokens' mask in the condition latent's dtype (bf16 in its pipelines) before the
     # concatenation promotes it to float32: 1 - strength is rounded to bf16 (e.g. 0.3 -> 0.30078125).
     mask = torch.full((*tokens.shape[:2], 1), 1.0 - strength, dtype=tokens.dtype, device=tokens.device)
-    placeholders = tokens if reference == "1.0" else torch.zeros_like(tokens)  # 1.2.0: zeros in the noisy latent
+    placeholders = tokens if check_reference(reference) == "1.0" else torch.zeros_like(tokens)  # 1.2.0: zeros in the noisy latent
     return LatentState(
         latent=torch.cat([state.latent, placeholders], dim=1),
         clean_latent=torch.cat([state.clean_latent, tokens], dim=1),

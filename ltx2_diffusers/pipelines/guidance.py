@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from ..models.perturbations import Perturbations
+from .presets import check_reference
 
 PASSES: tuple[str, ...] = ("cond", "uncond", "perturbed", "isolated")  # batch order of the pass groups
 
@@ -124,8 +125,7 @@ def combine_guidance(
     The rescale std is taken per sample: the reference guides one sample per call, a batch-wide std would couple
     prompts.
     """
-    if reference not in ("1.2", "1.0"):
-        raise ValueError(f"reference={reference!r} must be '1.2' or '1.0'")
+    check_reference(reference)
     missing = {
         "uncond": uncond is None and scales.needs_uncond,
         "perturbed": perturbed is None and scales.needs_perturbed,
