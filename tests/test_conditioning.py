@@ -83,19 +83,23 @@ def test_initial_states_and_noise_match_ltx_core():
     core_gen = torch.Generator().manual_seed(10)
     noiser = GaussianNoiser(core_gen)
     core_v, core_a = noiser(core_state), noiser(core_audio)
-    ours_state = replace_frames(ours_video_state(), image, strength=0.6, grid=GRID)
+    ours_state = replace_frames(ours_video_state(), image, strength=0.6, grid=GRID, reference="1.0")
     ours_gen = torch.Generator().manual_seed(10)
-    assert_same_state(add_noise(ours_state, ours_gen), core_v)
-    assert_same_state(add_noise(ours_audio, ours_gen), core_a)
+    assert_same_state(add_noise(ours_state, ours_gen, reference="1.0"), core_v)
+    assert_same_state(add_noise(ours_audio, ours_gen, reference="1.0"), core_a)
     core_scaled = GaussianNoiser(torch.Generator().manual_seed(3))(core_state, noise_scale=0.909375)
-    assert_same_state(add_noise(ours_state, torch.Generator().manual_seed(3), noise_scale=0.909375), core_scaled)
+    assert_same_state(
+        add_noise(ours_state, torch.Generator().manual_seed(3), noise_scale=0.909375, reference="1.0"), core_scaled
+    )
 
 
 @pytest.mark.parametrize("strength, latent_index, frames", [(1.0, 0, 1), (0.6, 0, 1), (0.8, 1, 2)])
 def test_replace_frames_matches_latent_index_condition(strength, latent_index, frames):
     latent = torch.randn(1, C, frames, H, W).bfloat16()
     core = VideoConditionByLatentIndex(latent, strength, latent_index).apply_to(core_video_state(), core_video_tools())
-    ours = replace_frames(ours_video_state(), latent, strength=strength, grid=GRID, latent_index=latent_index)
+    ours = replace_frames(
+        ours_video_state(), latent, strength=strength, grid=GRID, latent_index=latent_index, reference="1.0"
+    )
     assert_same_state(ours, core)
 
 
@@ -103,7 +107,9 @@ def test_replace_frames_matches_latent_index_condition(strength, latent_index, f
 def test_append_keyframes_matches_keyframe_condition(frame_index, frames, strength):
     latent = torch.randn(1, C, frames, H, W).bfloat16()
     core = VideoConditionByKeyframeIndex(latent, frame_index, strength).apply_to(core_video_state(), core_video_tools())
-    ours = append_keyframes(ours_video_state(), latent, frame_index=frame_index, strength=strength, fps=FPS, grid=GRID)
+    ours = append_keyframes(
+        ours_video_state(), latent, frame_index=frame_index, strength=strength, fps=FPS, grid=GRID, reference="1.0"
+    )
     assert_same_state(ours, core)
     assert ours.positions.dtype == torch.float32 and ours.num_output_tokens == F * H * W
     if frame_index > 0 and frames == 1:  # spec §13.16: [k, k + 8) / fps, no causal shift
@@ -114,7 +120,7 @@ def test_append_keyframes_matches_keyframe_condition(frame_index, frames, streng
 
 
 def test_keyframe_positions_are_float32_pixel_frames_over_fps():
-    pos = keyframe_positions(1, 1, 2, 2, frame_index=5, fps=25.0)
+    pos = keyframe_positions(1, 1, 2, 2, frame_index=5, fps=25.0, reference="1.0")
     assert pos.shape == (1, 3, 4, 2) and pos.dtype == torch.float32
     torch.testing.assert_close(pos[0, 0, 0], torch.tensor([5 / 25, 13 / 25]))
     torch.testing.assert_close(pos[0, 1, 2], torch.tensor([32.0, 64.0]))
@@ -135,9 +141,13 @@ def test_attention_strength_masks_match_wrapper_chain():
     core = VideoConditionByKeyframeIndex(k3, 4, 1.0).apply_to(core, tools)
 
     ours = ours_video_state()
-    ours = append_keyframes(ours, k1, frame_index=8, strength=1.0, fps=FPS, grid=GRID, attention_strength=0.5)
-    ours = append_keyframes(ours, k2, frame_index=16, strength=0.8, fps=FPS, grid=GRID, attention_strength=weights)
-    ours = append_keyframes(ours, k3, frame_index=4, strength=1.0, fps=FPS, grid=GRID)
+    ours = append_keyframes(
+        ours, k1, frame_index=8, strength=1.0, fps=FPS, grid=GRID, attention_strength=0.5, reference="1.0"
+    )
+    ours = append_keyframes(
+        ours, k2, frame_index=16, strength=0.8, fps=FPS, grid=GRID, attention_strength=weights, reference="1.0"
+    )
+    ours = append_keyframes(ours, k3, frame_index=4, strength=1.0, fps=FPS, grid=GRID, reference="1.0")
     assert_same_state(ours, core)
     n = F * H * W
     assert ours.attention_mask.shape == (1, n + 3 * H * W, n + 3 * H * W)
@@ -149,7 +159,14 @@ def test_append_reference_matches_reference_condition():
     item = ConditioningItemAttentionStrengthWrapper(VideoConditionByReferenceLatent(ref, 2, 1.0), 0.3)
     core = item.apply_to(core_video_state(), core_video_tools())
     ours = append_reference(
-        ours_video_state(), ref, fps=FPS, grid=GRID, strength=1.0, downscale_factor=2, attention_strength=0.3
+        ours_video_state(),
+        ref,
+        fps=FPS,
+        grid=GRID,
+        strength=1.0,
+        downscale_factor=2,
+        attention_strength=0.3,
+        reference="1.0",
     )
     assert_same_state(ours, core)
 
@@ -183,7 +200,7 @@ def test_bad_conditioning_input_fails_clearly(call, match):
 
 def test_batch_one_condition_broadcasts_to_batch():
     latent = torch.randn(1, C, 1, H, W).bfloat16()
-    ours = replace_frames(ours_video_state(2), latent, strength=1.0, grid=GRID)
+    ours = replace_frames(ours_video_state(2), latent, strength=1.0, grid=GRID, reference="1.0")
     torch.testing.assert_close(ours.latent[0, : H * W], ours.latent[1, : H * W], rtol=0, atol=0)
 
 

@@ -53,7 +53,7 @@ def test_guided_denoise_matches_ltx_pipelines(pair, conditioning):
         expected_video, expected_audio = euler_denoising_loop(
             sigmas, to_core(video), to_core(audio), EulerDiffusionStep(), core_denoise
         )
-        got_video, got_audio = denoise(ours, video, audio, contexts, sigmas, VIDEO, AUDIO)
+        got_video, got_audio = denoise(ours, video, audio, contexts, sigmas, VIDEO, AUDIO, reference="1.0")
 
     assert got_video.latent.shape == (1, FRAMES * HEIGHT * WIDTH + 12 * (conditioning == "image+keyframe"), CHANNELS)
     assert expected_video.latent.abs().max() > 0.5 and expected_audio.latent.abs().max() > 0.5
@@ -70,8 +70,10 @@ def test_the_loop_is_not_trivially_equal(pair):
     contexts = make_contexts(1)
     sigmas = ltx2_sigmas(3)
     with torch.no_grad():
-        full, _ = denoise(ours, video, audio, contexts, sigmas, VIDEO, AUDIO)
-        no_stg, _ = denoise(ours, video, audio, contexts, sigmas, GuidanceScales(3.0, 0.0, 3.0, 0.7), AUDIO)
+        full, _ = denoise(ours, video, audio, contexts, sigmas, VIDEO, AUDIO, reference="1.0")
+        no_stg, _ = denoise(
+            ours, video, audio, contexts, sigmas, GuidanceScales(3.0, 0.0, 3.0, 0.7), AUDIO, reference="1.0"
+        )
     assert (full.latent - no_stg.latent).abs().max() > 1e-2
 
 
@@ -97,12 +99,15 @@ def test_batched_guidance_call_equals_separate_calls(pair, conditioning):
     }
     with torch.no_grad():
         outputs = {
-            name: transformer_x0(ours, video, audio, *args[:2], sigma, args[2]) for name, args in separate.items()
+            name: transformer_x0(ours, video, audio, *args[:2], sigma, args[2], reference="1.0")
+            for name, args in separate.items()
         }
-        batched_video, batched_audio = guided_x0(ours, video, audio, contexts, sigma, plan, VIDEO, AUDIO)
+        batched_video, batched_audio = guided_x0(
+            ours, video, audio, contexts, sigma, plan, VIDEO, AUDIO, reference="1.0"
+        )
     for index, (scales, batched) in enumerate(((VIDEO, batched_video), (AUDIO, batched_audio))):
         passes = [outputs[name][index] for name in ("cond", "uncond", "perturbed", "isolated")]
-        expected = combine_guidance(*passes, scales)
+        expected = combine_guidance(*passes, scales, reference="1.0")
         torch.testing.assert_close(batched, expected, rtol=0, atol=1e-5)
         assert (passes[0] - passes[2]).abs().max() > 1e-3  # each perturbation really changes the prediction
         assert (passes[0] - passes[3]).abs().max() > 1e-3
@@ -132,7 +137,7 @@ def test_guided_denoise_is_bit_exact_with_ltx_pipelines_in_bf16(conditioning):
         expected_video, expected_audio = euler_denoising_loop(
             sigmas, to_core(video), to_core(audio), EulerDiffusionStep(), core_denoise
         )
-        got_video, got_audio = denoise(ours, video, audio, contexts, sigmas, VIDEO, AUDIO)
+        got_video, got_audio = denoise(ours, video, audio, contexts, sigmas, VIDEO, AUDIO, reference="1.0")
     assert got_video.latent.dtype == torch.bfloat16
     assert torch.equal(got_video.latent, expected_video.latent)
     assert torch.equal(got_audio.latent, expected_audio.latent)
@@ -171,6 +176,7 @@ def test_prepare_latents_matches_ltx_pipelines_noised_states():
         device=device,
         dtype=dtype,
         conditions=[VideoCondition(image, 0, 1.0), VideoCondition(keyframe, 8, 0.7)],
+        reference="1.0",
     )
     assert video.num_output_tokens == 3 * 4 * 3 and video.latent.shape == (1, 36 + 12, 128)
     assert audio.latent.shape == (1, 18, 128)  # round(17 / 24 * 25) = 18

@@ -31,7 +31,7 @@ def core_params(s: GuidanceScales) -> MultiModalGuiderParams:
 def test_combine_matches_multimodal_guider_in_bf16(scales):
     cond, uncond, perturbed, isolated = (torch.randn(1, 40, 16).bfloat16() for _ in range(4))
     expected = MultiModalGuider(core_params(scales)).calculate(cond, uncond, perturbed, isolated)
-    ours = combine_guidance(cond, uncond, perturbed, isolated, scales)
+    ours = combine_guidance(cond, uncond, perturbed, isolated, scales, reference="1.0")
     assert ours.dtype == torch.bfloat16
     torch.testing.assert_close(ours, expected, rtol=0, atol=0)
 
@@ -40,7 +40,9 @@ def test_combine_with_passes_that_did_not_run_matches_reference_zeros():
     cond, uncond = torch.randn(1, 30, 8).bfloat16(), torch.randn(1, 30, 8).bfloat16()
     scales = GuidanceScales(cfg=4.0, rescale=0.5)
     expected = MultiModalGuider(core_params(scales)).calculate(cond, uncond, 0.0, 0.0)
-    torch.testing.assert_close(combine_guidance(cond, uncond, None, None, scales), expected, rtol=0, atol=0)
+    torch.testing.assert_close(
+        combine_guidance(cond, uncond, None, None, scales, reference="1.0"), expected, rtol=0, atol=0
+    )
     with pytest.raises(ValueError, match=r"None for \['uncond'\]"):
         combine_guidance(cond, None, None, None, scales)
 
@@ -49,9 +51,9 @@ def test_rescale_is_per_sample():
     cond, uncond = torch.randn(2, 30, 8), torch.randn(2, 30, 8)
     cond[1] *= 5.0
     scales = GuidanceScales(cfg=3.0, rescale=0.7)
-    both = combine_guidance(cond, uncond, None, None, scales)
+    both = combine_guidance(cond, uncond, None, None, scales, reference="1.0")
     for i in range(2):
-        alone = combine_guidance(cond[i : i + 1], uncond[i : i + 1], None, None, scales)
+        alone = combine_guidance(cond[i : i + 1], uncond[i : i + 1], None, None, scales, reference="1.0")
         torch.testing.assert_close(both[i : i + 1], alone)
 
 
@@ -203,5 +205,5 @@ def test_batched_plan_equals_reference_sequential_passes(video, audio):
         plan.repeat(v_latent), plan.repeat(a_latent), plan.contexts(v_pos, v_neg), plan.contexts(a_pos, a_neg),
         plan.perturbations,
     )  # fmt: skip
-    torch.testing.assert_close(plan.guide(out_v, video), expected_v, rtol=0, atol=0)
-    torch.testing.assert_close(plan.guide(out_a, audio), expected_a, rtol=0, atol=0)
+    torch.testing.assert_close(plan.guide(out_v, video, reference="1.0"), expected_v, rtol=0, atol=0)
+    torch.testing.assert_close(plan.guide(out_a, audio, reference="1.0"), expected_a, rtol=0, atol=0)

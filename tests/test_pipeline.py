@@ -154,7 +154,7 @@ def test_defaults_equal_ltx_pipelines_constants():
                 guider.rescale_scale,
             )
             assert (list(scales.stg_blocks), scales.skip_step) == (guider.stg_blocks, guider.skip_step)
-        assert ours.negative_prompt == reference.DEFAULT_NEGATIVE_PROMPT
+        assert sampling_preset(version, reference="1.0").negative_prompt == reference.DEFAULT_NEGATIVE_PROMPT
     assert DEFAULT_IMAGE_CRF == reference.DEFAULT_IMAGE_CRF == 33
     call = inspect.signature(LTX2AVPipeline.__call__).parameters
     for name in ("height", "width", "num_frames", "frame_rate", "image_crf"):
@@ -171,7 +171,7 @@ def test_defaults_follow_the_model_version():
     assert preset("2.0").video_guidance == GuidanceScales(3.0, 1.0, 3.0, 0.7, (29,))
     assert preset("2.0").audio_guidance == GuidanceScales(7.0, 1.0, 3.0, 0.7, (29,))
     assert preset("2.3").video_guidance.stg_blocks == (28,)
-    assert DEFAULT_NEGATIVE_PROMPT.startswith("blurry, out of focus, overexposed")
+    assert DEFAULT_NEGATIVE_PROMPT.startswith("has_subtitles, has_blurbox, transition from black")  # 1.2.0's
     assert DEFAULT_NEGATIVE_PROMPT.endswith("stylized filters, or AI artifacts.")
     assert build_tiny_pipeline(model_version="2.0").model_version == "2.0"
     ltx23 = build_tiny_pipeline(model_version="2.3")

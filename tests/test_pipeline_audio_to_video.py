@@ -11,7 +11,6 @@
 (4) Input errors.
 """
 
-
 import numpy as np
 import pytest
 import torch
@@ -94,6 +93,7 @@ def test_initial_states_equal_the_reference_bit_for_bit(stage):
         1, height, width, FRAMES, FPS, generator=ours_generator, device=CPU, dtype=torch.bfloat16,
         conditions=[VideoCondition(image, 0, 0.8)] if with_image else [], noise_scale=noise_scale,
         initial_video_latent=initial, initial_audio_latent=audio, freeze_audio=True,
+        reference="1.0",
     )  # fmt: skip
 
     for name in ("latent", "clean_latent", "denoise_mask", "positions"):

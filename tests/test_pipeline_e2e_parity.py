@@ -51,7 +51,7 @@ from ltx2_diffusers.loaders import metadata as md
 from ltx2_diffusers.pipelines import condition_encoding, decoding, pipeline_utils
 from ltx2_diffusers.pipelines.guidance import GuidanceScales
 from ltx2_diffusers.pipelines.pipeline_base import with_guidance_scales
-from ltx2_diffusers.pipelines.presets import sampling_preset
+from ltx2_diffusers.pipelines.presets import default_negative_prompt, sampling_preset
 from ltx2_diffusers.utils.tiny_gemma import (
     TINY_GEMMA_HIDDEN_SIZE,
     TINY_GEMMA_NUM_HIDDEN_STATES,
@@ -352,6 +352,7 @@ def run_ours(
             audio_guidance=audio_guidance,
             generator=torch.Generator().manual_seed(SEED),
             output_type="pil",
+            reference="1.0",
             **image,
         )
     frames = np.stack([np.asarray(frame) for frame in output.frames[0]])
@@ -459,7 +460,8 @@ def test_version_defaults_equal_the_reference_presets(tiny, version):
     assert pipe.model_version == ("2.3" if version == md.LTX2_3 else "2.0")
     ours = pipe.sampling_defaults
     assert ours.num_inference_steps == params.num_inference_steps
-    assert ours.negative_prompt == DEFAULT_NEGATIVE_PROMPT
+    assert ours.negative_prompt == default_negative_prompt("1.2")  # the default; 1.0.0's with reference="1.0":
+    assert default_negative_prompt("1.0") == DEFAULT_NEGATIVE_PROMPT
     pairs = ((ours.video_guidance, params.video_guider_params), (ours.audio_guidance, params.audio_guider_params))
     for scales, core in pairs:
         assert (scales.cfg, scales.stg, scales.modality, scales.rescale, scales.skip_step) == (

@@ -110,6 +110,7 @@ def runs(tmp_path_factory):
             PROMPT, keyframes=keyframes, image_crf=0, num_inference_steps=STEPS,
             spatio_temporal_guidance_blocks=[STG_BLOCK],  # the preset's guidance otherwise (diffusers' keyword)
             generator=torch.Generator().manual_seed(SEED), output_type="latent", return_dict=False, **SIZE,
+            reference="1.0",
         )  # fmt: skip
     assert defaults.video_guidance.stg_blocks == (29,)  # the reference's LTX-2 STG block, not in the 4-block model
     return reference, stages, (video, audio)

@@ -86,6 +86,7 @@ def test_region_mask_and_initial_state_equal_ltx_pipelines(window, fps, regenera
         video_latent, audio_latent, frame_rate=fps, start_time=window[0], end_time=window[1],
         regenerate_video=regenerate[0], regenerate_audio=regenerate[1], num_audio_frames=num_audio,
         generator=torch.Generator().manual_seed(7), dtype=torch.bfloat16,
+        reference="1.0",
     )  # fmt: skip
     for ours, theirs in ((video, expected_video), (audio, expected_audio)):
         for name in ("latent", "clean_latent", "denoise_mask", "positions"):
@@ -108,6 +109,7 @@ def test_no_audio_stream_generates_all_audio_as_ltx_pipelines():
     video, audio = prepare_retake_latents(
         video_latent, None, frame_rate=24.0, start_time=0.2, end_time=0.4, num_audio_frames=18,
         generator=torch.Generator().manual_seed(3), dtype=torch.bfloat16,
+        reference="1.0",
     )  # fmt: skip
     assert torch.equal(video.latent, expected_video.latent)
     assert torch.equal(audio.latent, expected_audio.latent) and torch.equal(audio.denoise_mask, torch.ones(1, 18, 1))
@@ -164,6 +166,7 @@ def test_retake_denoising_matches_ltx_pipelines(dtype):
     video, audio = prepare_retake_latents(
         video_latent, audio_latent, frame_rate=FPS, start_time=0.1, end_time=0.3, num_audio_frames=AUDIO_TOKENS,
         audio_channels=2, audio_mel_bins=4, generator=torch.Generator().manual_seed(6), dtype=dtype,
+        reference="1.0",
     )  # fmt: skip
     assert torch.equal(video.latent, core_video.latent) and torch.equal(audio.latent, core_audio.latent)
     assert video.denoise_mask.flatten().tolist() == [0.0] * 12 + [1.0] * 12
@@ -173,7 +176,9 @@ def test_retake_denoising_matches_ltx_pipelines(dtype):
             sigmas, CoreLatentState(*vars(core_video).values()), CoreLatentState(*vars(core_audio).values()),
             EulerDiffusionStep(), core_denoise,
         )  # fmt: skip
-        got_video, got_audio = denoise(ours, video, audio, contexts, sigmas, video_guidance, audio_guidance)
+        got_video, got_audio = denoise(
+            ours, video, audio, contexts, sigmas, video_guidance, audio_guidance, reference="1.0"
+        )
     if dtype == torch.float32:  # max abs difference a few 1e-6
         torch.testing.assert_close(got_video.latent, expected_video.latent, rtol=0, atol=5e-5)
         torch.testing.assert_close(got_audio.latent, expected_audio.latent, rtol=0, atol=5e-5)

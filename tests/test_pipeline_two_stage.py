@@ -89,6 +89,7 @@ def test_stage_2_matches_ltx_pipelines(conditioning):
             sigmas=sigmas,
             generator=torch.Generator().manual_seed(5),
             conditions=[VideoCondition(image, 0, 0.8)] if conditioning == "image" else [],
+            reference="1.0",
         )
 
     assert got_video.shape == (1, 128, 2, 4, 4) and got_audio.shape == audio_1.shape
@@ -100,6 +101,7 @@ def test_stage_2_matches_ltx_pipelines(conditioning):
         other, _ = refine_latents(
             transformer, upsampler, video_1, audio_1, TextContexts(context_v, context_a), latents_mean=mean,
             latents_std=std, frame_rate=FPS, sigmas=sigmas, generator=torch.Generator().manual_seed(6),
+            reference="1.0",
         )  # fmt: skip
     assert (other - expected_video.latent).abs().max() > 1e-2
 
@@ -193,7 +195,6 @@ def _random_lora(transformer, seed: int, modules: tuple[str, ...]) -> LTX2LoRA:
             a = torch.randn(2, module.in_features, generator=generator) / module.in_features**0.5
             layers[name] = (a, 0.5 * torch.randn(module.out_features, 2, generator=generator))
     return LTX2LoRA(layers)
-
 
 
 def test_stage_2_adapter_applies_in_stage_2_only():

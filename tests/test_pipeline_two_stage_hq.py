@@ -92,8 +92,10 @@ def test_stage_1_res2s_matches_ltx_pipelines(pair, conditioning):
             sigmas, to_core(video), to_core(audio), Res2sDiffusionStep(), core_denoise, model_dtype=torch.float32
         )
         args = (ours, video, audio, contexts, sigmas)
-        got_video, got_audio = denoise(*args, HQ_VIDEO_GUIDANCE, HQ_AUDIO_GUIDANCE, sampler=res2s_sample)
-        no_cfg, _ = denoise(*args, GuidanceScales(), HQ_AUDIO_GUIDANCE, sampler=res2s_sample)
+        got_video, got_audio = denoise(
+            *args, HQ_VIDEO_GUIDANCE, HQ_AUDIO_GUIDANCE, sampler=res2s_sample, reference="1.0"
+        )
+        no_cfg, _ = denoise(*args, GuidanceScales(), HQ_AUDIO_GUIDANCE, sampler=res2s_sample, reference="1.0")
 
     assert got_video.latent.dtype == torch.float32
     assert expected_video.latent.abs().max() > 0.5 and expected_audio.latent.abs().max() > 0.5
@@ -233,6 +235,7 @@ def test_stage_2_res2s_matches_ltx_pipelines():
             generator=torch.Generator().manual_seed(5),
             conditions=[VideoCondition(image, 0, 0.8)],
             sampler=res2s_sample,
+            reference="1.0",
         )
 
     assert got_video.shape == (1, 128, 2, 4, 4) and got_audio.shape == audio_1.shape

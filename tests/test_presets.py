@@ -132,10 +132,10 @@ def test_reference_values_spec_6_2():
     assert (HQ_PRESET.height, HQ_PRESET.width) == (544, 960)
     assert presets.DISTILLED_SIGMAS == (1.0, 0.99375, 0.9875, 0.98125, 0.975, 0.909375, 0.725, 0.421875, 0.0)
     assert presets.STAGE_2_DISTILLED_SIGMAS == (0.909375, 0.725, 0.421875, 0.0)
-    assert presets.DEFAULT_NEGATIVE_PROMPT.startswith("blurry, out of focus, overexposed, underexposed")
-    assert presets.DEFAULT_NEGATIVE_PROMPT.endswith("stylized filters, or AI artifacts.")
-    assert len(presets.DEFAULT_NEGATIVE_PROMPT.split(", ")) == 58
-    assert "mismatched lip sync, silent or muted audio, distorted voice" in presets.DEFAULT_NEGATIVE_PROMPT
+    assert presets.NEGATIVE_PROMPT_1_0.startswith("blurry, out of focus, overexposed, underexposed")
+    assert presets.NEGATIVE_PROMPT_1_0.endswith("stylized filters, or AI artifacts.")
+    assert len(presets.NEGATIVE_PROMPT_1_0.split(", ")) == 58
+    assert "mismatched lip sync, silent or muted audio, distorted voice" in presets.NEGATIVE_PROMPT_1_0
     assert sampling_preset("2.5", "distilled").sampler == "euler_ancestral"
     assert sampling_preset("2.3", "distilled").sampler == "euler"
     assert hq_preset("2.5").image_crf == 18 and hq_preset().image_crf == 33

@@ -212,7 +212,7 @@ def test_bad_inputs_fail_with_clear_messages():
         encode_prompts(gemma, tokenizer, connectors, ["a"], max_sequence_length=0)
     tokenizer.pad_token = None
     with pytest.raises(ValueError, match="tokenizer.pad_token = tokenizer.eos_token"):
-        encode_prompts(gemma, tokenizer, connectors, ["a"])
+        encode_prompts(gemma, tokenizer, connectors, ["a"], reference="1.0")
 
 
 def test_tiny_tokenizer_fits_the_default_negative_prompt_without_warnings(caplog):

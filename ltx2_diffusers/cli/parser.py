@@ -298,6 +298,12 @@ def _add_common(sub: argparse.ArgumentParser, command: Command) -> None:
 
     sampling = sub.add_argument_group("sampling")
     sampling.add_argument("--seed", type=int, default=PRESET.seed, help="random seed, >= 0 (default %(default)s)")
+    sampling.add_argument(  # presets.REFERENCES; not --reference, which ic-lora's reference video already uses
+        "--reference-version",
+        choices=("1.2", "1.0"),
+        help="the ltx-pipelines release whose numerics to follow: 1.2 (the pipelines' default) or 1.0 (1.0.0 bit "
+        "for bit; not for LTX-2.5)",
+    )
     if "steps" in f:
         sampling.add_argument("--steps", type=int, help="denoising steps (default: the model version's)")
     if "negative" in f:

@@ -28,6 +28,8 @@ def call_arguments(args: argparse.Namespace, c: Checked) -> list[tuple[str, obje
 
     f = c.command.features
     kw: list[tuple[str, object, str]] = [("prompt", args.prompt, "prompt")]
+    if args.reference_version is not None:
+        kw.append(("reference", args.reference_version, "--reference-version"))
     if c.command.height is not None:
         kw += [("height", c.height, "--height"), ("width", c.width, "--width")]
         kw += [("num_frames", c.frames, "--frames"), ("frame_rate", c.fps, "--fps")]

@@ -128,5 +128,5 @@ def prepare_latents_with_audio_reference(
     audio = append_audio_reference(audio, audio_reference.latent, audio_reference.strength)
     audio = add_noise(audio, generator, 0.0 if freeze_audio else noise_scale)
     if freeze_audio:
-        audio = replace(audio, denoise_mask=torch.zeros_like(audio.denoise_mask))
+        audio = replace(audio, denoise_mask=torch.zeros_like(audio.denoise_mask), frozen=True)  # sigma 0 (1.2.0)
     return video, audio

@@ -10,6 +10,11 @@ a per-token denoise mask and RoPE positions. Conditioning edits that state befor
 A conditioning token gets denoise mask 1 - strength: its timestep is sigma · mask, the noiser mixes in noise by the mask,
 and the sampler blends its x0 with the clean value by the mask, so strength 1 keeps it exactly clean.
 
+`reference` ("1.2", the default, or "1.0") picks the ltx-core release these follow where 1.2.0 changed outputs (delta
+spec §5.5-§5.8): 1.2.0 writes conditions only into `clean_latent` (the noisy `latent` keeps its value, zeros for
+appended tokens), noises as two float32 lerps from `clean_latent`, and gives a single-frame keyframe the time extent of
+one pixel frame. With strength 1, or at the first stage's full noise, both give the same tokens.
+
 Image and video preparation (spec §7.6) is `inputs.py`'s.
 """
 
@@ -23,6 +28,7 @@ from torch import Tensor
 from ..models.autoencoder_kl_ltx2_audio import pack_audio_latents
 from ..models.rope import audio_positions, video_positions
 from .inputs import VideoInput, video_to_pixels
+from .presets import check_reference
 
 VIDEO_TIME_SCALE = 8  # pixel frames per latent frame (after the first, which holds one)
 
@@ -61,6 +67,12 @@ class LatentState:
     positions: RoPE bounds, video (B, 3, T, 2) in (seconds, pixels, pixels), audio (B, 1, T, 2) in seconds.
     num_output_tokens: the leading tokens that form the output grid; appended conditioning tokens follow.
     attention_mask: (B, T, T) self-attention weights in [0, 1] (0 blocks), or None for full attention.
+    frozen: the stream is held at its clean value (denoise mask 0) through every step, e.g. the input audio of
+        audio-to-video; with reference "1.2" its step sigma is 0 too (delta spec §5.2).
+    keyframes_mask: video (B, T, 1) float32, 1 on tokens whose latent frame holds a single pixel frame: the first
+        latent frame of the generated grid, always (1.2.0's `VideoLatentTools`, trap 3); appended keyframes and
+        references are never marked. LTX-2.5's transformer adds its keyframe embedding there; others ignore it.
+        None for audio.
     """
 
     latent: Tensor
@@ -69,6 +81,8 @@ class LatentState:
     positions: Tensor
     num_output_tokens: int
     attention_mask: Tensor | None = None
+    frozen: bool = False
+    keyframes_mask: Tensor | None = None
 
     def output_tokens(self) -> Tensor:
         """(B, num_output_tokens, C): the sample without appended conditioning tokens."""
@@ -97,7 +111,9 @@ def video_latent_state(
     positions = video_positions(
         batch_size, latent_frames, latent_height, latent_width, fps, device=tokens.device, dtype=dtype
     )
-    return _unconditioned_state(tokens, positions)
+    keyframes_mask = torch.zeros(*tokens.shape[:2], 1, dtype=torch.float32, device=tokens.device)
+    keyframes_mask[:, : latent_height * latent_width] = 1.0  # the causal first frame: one pixel frame
+    return replace(_unconditioned_state(tokens, positions), keyframes_mask=keyframes_mask)
 
 
 def audio_latent_state(
@@ -152,9 +168,16 @@ def draw_noise(like: Tensor, generator: Generators) -> Tensor:
 
 
 def add_noise(
-    state: LatentState, generator: Generators, noise_scale: float = 1.0, noise: Tensor | None = None
+    state: LatentState,
+    generator: Generators,
+    noise_scale: float = 1.0,
+    noise: Tensor | None = None,
+    reference: str = "1.2",
 ) -> LatentState:
-    """latent <- n·m + latent·(1 - m), m = denoise_mask · noise_scale (ltx-core's `GaussianNoiser`, spec §6.3).
+    """Mix noise n into the state by its denoise mask m and `noise_scale` s (ltx-core's `GaussianNoiser`).
+
+    reference "1.2": latent <- lerp(clean_latent, lerp(latent, n, s), m) in float32, cast to the latent's dtype (delta
+    spec §5.5); "1.0": latent <- n·(m·s) + latent·(1 - m·s) in the latent's dtype mixed with float32 (spec §6.3).
 
     n is drawn as `torch.randn` of the token tensor's shape (B, T, C), conditioning tokens included, in the latent's
     dtype and device, from `generator` (or a list, one per sample): the same generator and call order (video, then
@@ -167,6 +190,10 @@ def add_noise(
     ):
         raise ValueError(f"noise has shape {tuple(noise.shape)}, expected (B, T, C) = {tuple(state.latent.shape)}")
     noise = noise.to(state.latent.device, state.latent.dtype)
+    if check_reference(reference) == "1.2":
+        noised = torch.lerp(state.latent.float(), noise.float(), noise_scale)
+        noised = torch.lerp(state.clean_latent.float(), noised, state.denoise_mask)
+        return replace(state, latent=noised.to(state.latent.dtype))
     mask = state.denoise_mask * noise_scale
     return replace(state, latent=(noise * mask + state.latent * (1 - mask)).to(state.latent.dtype))
 
@@ -180,6 +207,8 @@ def clear_conditioning(state: LatentState) -> LatentState:
         denoise_mask=torch.ones_like(state.denoise_mask[:, :n]),
         positions=state.positions[:, :, :n],
         num_output_tokens=n,
+        frozen=state.frozen,
+        keyframes_mask=None if state.keyframes_mask is None else state.keyframes_mask[:, :n],
     )
 
 
@@ -220,16 +249,23 @@ def _check_video_size(latent: Tensor, grid: tuple[int, int, int], what: str) -> 
 
 
 def replace_frames(
-    state: LatentState, latent: Tensor, *, strength: float, grid: tuple[int, int, int], latent_index: int = 0
+    state: LatentState,
+    latent: Tensor,
+    *,
+    strength: float,
+    grid: tuple[int, int, int],
+    latent_index: int = 0,
+    reference: str = "1.2",
 ) -> LatentState:
     """Encoded frames replace latent frames [latent_index, latent_index + f) in place (`VideoConditionByLatentIndex`).
 
     state: the video state (output tokens first). latent: (B or 1, C, f, H', W') normalised VAE latent of the image /
     frames, same H', W' as the video. grid: the video's latent (F', H', W'). The replaced tokens get
-    latent = clean_latent = the condition, denoise_mask = 1 - strength; positions are unchanged. Image-to-video uses
-    latent_index 0 with the encoded first frame.
+    clean_latent = the condition (reference "1.0": latent too), denoise_mask = 1 - strength; positions are unchanged.
+    Image-to-video uses latent_index 0 with the encoded first frame.
     """
     _check_strength(strength)
+    check_reference(reference)
     tokens = _condition_tokens(state, latent, grid, "replace_frames")
     _check_video_size(latent, grid, "replace_frames")
     num_frames, height, width = grid
@@ -241,41 +277,58 @@ def replace_frames(
     start = latent_index * height * width
     stop = start + tokens.shape[1]
     latent_tokens, clean, mask = state.latent.clone(), state.clean_latent.clone(), state.denoise_mask.clone()
-    latent_tokens[:, start:stop] = tokens
+    if reference == "1.0":  # 1.2.0 leaves the noisy latent (zeros, or the upsampled stage-1 latent) as it is
+        latent_tokens[:, start:stop] = tokens
     clean[:, start:stop] = tokens
     mask[:, start:stop] = 1.0 - strength
     return replace(state, latent=latent_tokens, clean_latent=clean, denoise_mask=mask)
 
 
 def keyframe_positions(
-    batch_size: int, latent_frames: int, latent_height: int, latent_width: int, frame_index: int, fps: float
+    batch_size: int,
+    latent_frames: int,
+    latent_height: int,
+    latent_width: int,
+    frame_index: int,
+    fps: float,
+    reference: str = "1.2",
 ) -> Tensor:
     """(B, 3, f·H'·W', 2) float32 positions of keyframe tokens placed at pixel frame `frame_index` (spec §7.2).
 
     The keyframe's own grid in pixels, the causal shift only when frame_index == 0, then + frame_index on the time axis
-    and / fps. So a single image at frame k > 0 covers [k, k + 8) / fps, not the [k - 7, k + 1) of a video frame:
-    1.0.0 behaviour, kept for parity (spec §13.16).
+    and / fps. Reference "1.0": a single image at frame k > 0 covers [k, k + 8) / fps (spec §13.16); "1.2": a
+    single-frame keyframe (f = 1) covers one pixel frame, [k, k + 1) / fps (delta spec §5.8, trap 9).
     """
     # fps=1 keeps pixel frames (exact in float32) so the offset is added before the division, as the reference does.
     causal_offset = 1 if frame_index == 0 else VIDEO_TIME_SCALE  # offset 8 = no causal shift
     positions = video_positions(
         batch_size, latent_frames, latent_height, latent_width, 1.0, causal_offset=causal_offset, dtype=torch.float32
     )
-    positions[:, 0] = (positions[:, 0] + frame_index) / fps
+    positions[:, 0] += frame_index
+    if check_reference(reference) == "1.2" and latent_frames == 1:
+        positions[:, 0, :, 1] = positions[:, 0, :, 0] + 1
+    positions[:, 0] /= fps
     return positions
 
 
-def _append(state: LatentState, tokens: Tensor, positions: Tensor, strength: float, attention_strength) -> LatentState:
+def _append(
+    state: LatentState, tokens: Tensor, positions: Tensor, strength: float, attention_strength, reference: str
+) -> LatentState:
     # The reference builds the new tokens' mask in the condition latent's dtype (bf16 in its pipelines) before the
     # concatenation promotes it to float32: 1 - strength is rounded to bf16 (e.g. 0.3 -> 0.30078125).
     mask = torch.full((*tokens.shape[:2], 1), 1.0 - strength, dtype=tokens.dtype, device=tokens.device)
+    placeholders = tokens if check_reference(reference) == "1.0" else torch.zeros_like(tokens)  # 1.2.0: zeros in the noisy latent
     return LatentState(
-        latent=torch.cat([state.latent, tokens], dim=1),
+        latent=torch.cat([state.latent, placeholders], dim=1),
         clean_latent=torch.cat([state.clean_latent, tokens], dim=1),
         denoise_mask=torch.cat([state.denoise_mask, mask], dim=1),
         positions=torch.cat([state.positions, positions.to(state.positions.device)], dim=2),
         num_output_tokens=state.num_output_tokens,
         attention_mask=grow_attention_mask(state, tokens.shape[1], attention_strength, dtype=tokens.dtype),
+        frozen=state.frozen,
+        keyframes_mask=None
+        if state.keyframes_mask is None
+        else torch.cat([state.keyframes_mask, state.keyframes_mask.new_zeros(*tokens.shape[:2], 1)], dim=1),
     )
 
 
@@ -288,12 +341,14 @@ def append_keyframes(
     fps: float,
     grid: tuple[int, int, int],
     attention_strength: float | Tensor | None = None,
+    reference: str = "1.2",
 ) -> LatentState:
     """Append encoded frames as keyframe tokens at pixel frame `frame_index` (`VideoConditionByKeyframeIndex`).
 
     latent: (B or 1, C, f, H', W') normalised VAE latent of an image (f = 1) or a short clip (8(f - 1) + 1 frames),
-    same H', W' as the video. grid: the video's latent (F', H', W'). New tokens: latent = clean_latent = the condition,
-    denoise_mask = 1 - strength, positions `keyframe_positions`. attention_strength: None (full attention, or the
+    same H', W' as the video. grid: the video's latent (F', H', W'). New tokens: clean_latent = the condition, latent =
+    zeros (reference "1.0": the condition), denoise_mask = 1 - strength, positions `keyframe_positions`.
+    attention_strength: None (full attention, or the
     existing mask padded with ones), or the weight between the new tokens and the generated ones (scalar, (M,), (1, M)
     or (B, M)); see `grow_attention_mask`.
     """
@@ -311,8 +366,8 @@ def append_keyframes(
         )
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
-    positions = keyframe_positions(tokens.shape[0], *latent.shape[2:], frame_index, fps)
-    return _append(state, tokens, positions, strength, attention_strength)
+    positions = keyframe_positions(tokens.shape[0], *latent.shape[2:], frame_index, fps, reference)
+    return _append(state, tokens, positions, strength, attention_strength, reference)
 
 
 def append_reference(
@@ -324,12 +379,13 @@ def append_reference(
     strength: float = 1.0,
     downscale_factor: int = 1,
     attention_strength: float | Tensor | None = None,
+    reference: str = "1.2",
 ) -> LatentState:
     """Append an IC-LoRA reference video's tokens (`VideoConditionByReferenceLatent`, spec §7.3).
 
     latent: (B or 1, C, f, h', w') normalised reference latent, possibly at 1/downscale_factor of the video's size.
     Positions: its own grid with the causal shift, time / fps, space x downscale_factor (the LoRA's
-    `reference_downscale_factor`) so it lines up with the target grid.
+    `reference_downscale_factor`) so it lines up with the target grid. Noisy-latent placeholders as `append_keyframes`.
     """
     _check_strength(strength)
     tokens = _condition_tokens(state, latent, grid, "append_reference")
@@ -338,7 +394,7 @@ def append_reference(
     positions = video_positions(tokens.shape[0], *latent.shape[2:], fps, dtype=torch.float32)
     if downscale_factor != 1:
         positions[:, 1:] *= downscale_factor
-    return _append(state, tokens, positions, strength, attention_strength)
+    return _append(state, tokens, positions, strength, attention_strength, reference)
 
 
 def grow_attention_mask(
@@ -391,9 +447,7 @@ def _cross_weights(strength: float | Tensor, batch: int, num_new: int, dtype: to
 # IC-LoRA attention masks
 
 
-def mask_from_frames(
-    frames: VideoInput, height: int, width: int, dtype: torch.dtype = torch.bfloat16
-) -> Tensor:
+def mask_from_frames(frames: VideoInput, height: int, width: int, dtype: torch.dtype = torch.bfloat16) -> Tensor:
     """A mask video (any form `inputs.video_frames` takes) -> (1, 1, F, height, width) weights in [0, 1]: frames
     prepared as for conditioning (`inputs.video_to_pixels`), cast to `dtype` (bf16 in ltx-pipelines' IC-LoRA
     pipeline), grey = channel mean, mapped from [-1, 1] to [0, 1]."""

@@ -13,6 +13,10 @@ Data flow (spec §0, §6, §7, §9):
 
 Tokens: video (B, F'*H'*W', 128) in (f, h, w) order; audio (B, T_a, 8*16) with features channel-major (c, mel).
 Latents between stages are "normalised" (the transformer's space); decoding un-normalises with the VAEs' statistics.
+
+`reference` ("1.2" default, "1.0") follows ltx-core 1.2.0 or 1.0.0 where they differ (docs/pipelines.md, "Reference
+versions"): conditioning and noise (`conditioning.py`), the guidance arithmetic (`guidance.py`), a frozen stream's
+sigma, and the transformer's audio<->video AdaLN rule (`transformer.set_reference`, where the transformer has it).
 """
 
 from collections.abc import Callable, Sequence
@@ -40,6 +44,7 @@ from .conditioning import (
     video_latent_state,
 )
 from .guidance import GuidancePlan, GuidanceScales, GuidanceSchedule, guidance_at, plan_guidance
+from .presets import DEFAULT_REFERENCE, check_reference
 from .validation import check_generator as check_generator_argument
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -131,6 +136,7 @@ def prepare_latents(
     video_noise: Tensor | None = None,
     audio_noise: Tensor | None = None,
     freeze_audio: bool = False,
+    reference: str = DEFAULT_REFERENCE,
 ) -> tuple[LatentState, LatentState]:
     """Noised starting states: video (B, F'H'W' [+ keyframe tokens], 128) and audio (B, T_a, 8*16) tokens.
 
@@ -143,8 +149,10 @@ def prepare_latents(
       `latents=` / `audio_latents=`), used instead of a draw (appended conditioning tokens get zero noise).
     - freeze_audio: the audio stays the clean `initial_audio_latent` (denoise mask 0) through every step. Its noise
       is drawn all the same and discarded: ltx-pipelines' `denoise_video_only` draws it at scale 0, and the draw moves
-      the generator on for every later draw.
+      the generator on for every later draw. The state is marked `frozen`.
+    reference: "1.2" or "1.0", the ltx-core release whose conditioning and noiser to follow (module docstring).
     """
+    check_reference(reference)
     check_generator(generator, batch_size, device)
     grid = latent_grid(height, width, num_frames)
     video = video_latent_state(
@@ -166,12 +174,19 @@ def prepare_latents(
                 strength=cond.strength,
                 downscale_factor=cond.downscale_factor,
                 attention_strength=cond.attention_strength,
+                reference=reference,
             )
         elif cond.frame_index == 0 and not cond.append:
-            video = replace_frames(video, cond.latent, strength=cond.strength, grid=grid)
+            video = replace_frames(video, cond.latent, strength=cond.strength, grid=grid, reference=reference)
         else:
             video = append_keyframes(
-                video, cond.latent, frame_index=cond.frame_index, strength=cond.strength, fps=frame_rate, grid=grid
+                video,
+                cond.latent,
+                frame_index=cond.frame_index,
+                strength=cond.strength,
+                fps=frame_rate,
+                grid=grid,
+                reference=reference,
             )
     video_noise = _tokens_of(video_noise, 5, "latents")
     if video_noise is not None and video.latent.shape[1] > video_noise.shape[1]:  # appended tokens: no noise needed
@@ -180,7 +195,7 @@ def prepare_latents(
             [video_noise, video_noise.new_zeros(video_noise.shape[0], extra, video_noise.shape[2])], 1
         )
         video_noise = video_noise.expand(batch_size, -1, -1)
-    video = add_noise(video, generator, noise_scale, video_noise)
+    video = add_noise(video, generator, noise_scale, video_noise, reference)
     audio = audio_latent_state(
         batch_size,
         audio_latent_frames(num_frames, frame_rate),
@@ -190,11 +205,11 @@ def prepare_latents(
         device=device,
         initial_latent=None if initial_audio_latent is None else initial_audio_latent.to(device, dtype),
     )
-    noised_audio = add_noise(audio, generator, noise_scale, _tokens_of(audio_noise, 4, "audio_latents"))
+    noised_audio = add_noise(audio, generator, noise_scale, _tokens_of(audio_noise, 4, "audio_latents"), reference)
     if freeze_audio:
         if initial_audio_latent is None:
             raise ValueError("freeze_audio keeps the initial audio latent clean: pass initial_audio_latent")
-        return video, replace(audio, denoise_mask=torch.zeros_like(audio.denoise_mask))
+        return video, replace(audio, denoise_mask=torch.zeros_like(audio.denoise_mask), frozen=True)
     return video, noised_audio
 
 
@@ -223,15 +238,26 @@ def transformer_x0(
     audio_context: Tensor,
     sigma: Tensor,
     perturbations: Perturbations | None = None,
+    reference: str = DEFAULT_REFERENCE,
 ) -> tuple[Tensor, Tensor]:
     """x0 predictions of one transformer call: x0 = x - v * sigma * mask per token (ltx-core's `X0Model`).
 
     video, audio: states whose batch matches the contexts' (N, S, D). sigma: 0-dim float32, the step's noise level.
+    reference "1.2": a `frozen` stream's step sigma is 0 (its prompt AdaLN and the partner's A<->V gate see 0, delta
+    spec §5.2); "1.0": every stream gets the step's sigma. A transformer built with `use_keyframes_abs_pos_embedding`
+    (LTX-2.5) also gets the video state's `keyframes_mask` as `video_keyframes_mask`.
     Returns video (N, T_v, C) and audio (N, T_a, C') x0 in the latents' dtype.
     """
     video_sigma, audio_sigma = video.denoise_mask * sigma, audio.denoise_mask * sigma  # (N, T, 1) float32
     scale = transformer.config.timestep_scale_multiplier  # the transformer takes timesteps = 1000 * sigma
     step_timestep = (sigma * scale).expand(video.latent.shape[0])
+    frozen_timestep = torch.zeros_like(step_timestep)
+    video_step = frozen_timestep if video.frozen and reference == "1.2" else step_timestep
+    audio_step = frozen_timestep if audio.frozen and reference == "1.2" else step_timestep
+    # LTX-2.5 (diffusers' `use_keyframes_abs_pos_embedding`): its keyframe embedding goes on the marked tokens
+    keyframes = {}
+    if getattr(transformer.config, "use_keyframes_abs_pos_embedding", False):
+        keyframes["video_keyframes_mask"] = video.keyframes_mask
     video_velocity, audio_velocity = transformer(
         hidden_states=video.latent,
         audio_hidden_states=audio.latent,
@@ -239,14 +265,15 @@ def transformer_x0(
         audio_encoder_hidden_states=audio_context,
         timestep=(video_sigma * scale).squeeze(-1),
         audio_timestep=(audio_sigma * scale).squeeze(-1),
-        sigma=step_timestep,
-        audio_sigma=step_timestep,
+        sigma=video_step,
+        audio_sigma=audio_step,
         video_coords=video.positions,
         audio_coords=audio.positions,
         video_self_attention_mask=video.attention_mask,  # (N, T_v, T_v) weights, only with attention-strength items
-        use_cross_timestep=True,  # ltx-core 1.0.0: the A<->V AdaLN reads the partner modality's sigma (spec §13.6)
+        use_cross_timestep=True,  # the reference's A<->V AdaLN inputs (spec §13.6); 1.0 vs 1.2: `set_reference`
         perturbations=perturbations,
         return_dict=False,
+        **keyframes,
     )
     return (
         x0_from_velocity(video.latent, video_velocity, video_sigma),
@@ -262,6 +289,7 @@ def _repeated(state: LatentState, plan: GuidancePlan) -> LatentState:
         denoise_mask=plan.repeat(state.denoise_mask),
         positions=plan.repeat(state.positions),
         attention_mask=None if state.attention_mask is None else plan.repeat(state.attention_mask),
+        keyframes_mask=None if state.keyframes_mask is None else plan.repeat(state.keyframes_mask),
     )
 
 
@@ -274,6 +302,7 @@ def guided_x0(
     plan: GuidancePlan,
     video_guidance: GuidanceScales,
     audio_guidance: GuidanceScales,
+    reference: str = DEFAULT_REFERENCE,
     with_uncond: bool = False,
 ) -> tuple[Tensor, ...]:
     """Guided video and audio x0 at `sigma`: every pass of `plan` in ONE transformer call, then per-modality guidance.
@@ -290,8 +319,9 @@ def guided_x0(
         plan.contexts(contexts.audio, contexts.negative_audio),
         sigma,
         plan.perturbations,
+        reference,
     )
-    guided = plan.guide(video_x0, video_guidance), plan.guide(audio_x0, audio_guidance)
+    guided = plan.guide(video_x0, video_guidance, reference), plan.guide(audio_x0, audio_guidance, reference)
     if not with_uncond:
         return guided
     if "uncond" not in plan.passes:
@@ -309,6 +339,7 @@ def guided_model(
     contexts: TextContexts,
     video_guidance: GuidanceScales | GuidanceSchedule,
     audio_guidance: GuidanceScales | GuidanceSchedule,
+    reference: str = DEFAULT_REFERENCE,
 ) -> ModelX0:
     """The sampler's model: model_x0((video, audio) samples, sigma) -> guided (video, audio) x0 (`guided_x0`).
 
@@ -335,6 +366,7 @@ def guided_model(
                 plan,
                 video_scales,
                 audio_scales,
+                reference,
                 with_uncond,
             )
         elif last_x0 is None:
@@ -363,6 +395,7 @@ def denoise(
     sampler: Sampler = euler_sample,
     progress_bar: Callable[..., Any] | None = None,
     callback: StepCallback | None = None,
+    reference: str = DEFAULT_REFERENCE,
 ) -> tuple[LatentState, LatentState]:
     """Denoise video and audio from sigmas[0] to sigmas[-1] with `sampler` on guided x0 predictions.
 
@@ -372,8 +405,12 @@ def denoise(
     sigmas: (N + 1,) float32. video_guidance / audio_guidance: constant `GuidanceScales` or a sigma-binned
     `GuidanceSchedule`. progress_bar: a context-manager factory called as `progress_bar(total=N)` (the pipeline's).
     callback(step_index, sigma, {"video_latents": (B, T_v, C), "audio_latents": (B, T_a, C')}) after each step may
-    return a dict with replacements for those tensors. Returns the final states.
+    return a dict with replacements for those tensors. reference: "1.2" or "1.0" (module docstring); a transformer
+    with `set_reference` is switched to it first. Returns the final states.
     """
+    check_reference(reference)
+    if hasattr(transformer, "set_reference"):  # the audio<->video AdaLN rule lives in the transformer
+        transformer.set_reference(reference)
     if sampler is not euler_sample and any(
         s.skip_step for g in (video_guidance, audio_guidance) for s in _all_scales(g)
     ):
@@ -382,7 +419,7 @@ def denoise(
             "makes several per step, each guided: pass GuidanceScales with skip_step=0"
         )
     sigmas = torch.as_tensor(sigmas, dtype=torch.float32).cpu()  # read as host floats: no device sync in the loop
-    model_x0 = guided_model(transformer, video, audio, contexts, video_guidance, audio_guidance)
+    model_x0 = guided_model(transformer, video, audio, contexts, video_guidance, audio_guidance, reference)
     streams = [SamplerStream(s.latent, s.denoise_mask, s.clean_latent) for s in (video, audio)]
     with progress_bar(total=len(sigmas) - 1) if progress_bar is not None else nullcontext() as progress:
 

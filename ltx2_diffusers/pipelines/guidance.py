@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from ..models.perturbations import Perturbations
+from .presets import check_reference
 
 PASSES: tuple[str, ...] = ("cond", "uncond", "perturbed", "isolated")  # batch order of the pass groups
 
@@ -109,14 +110,22 @@ def guidance_at(guidance: GuidanceScales | GuidanceSchedule, sigma: float) -> Gu
 
 
 def combine_guidance(
-    cond: Tensor, uncond: Tensor | None, perturbed: Tensor | None, isolated: Tensor | None, scales: GuidanceScales
+    cond: Tensor,
+    uncond: Tensor | None,
+    perturbed: Tensor | None,
+    isolated: Tensor | None,
+    scales: GuidanceScales,
+    reference: str = "1.2",
 ) -> Tensor:
     """x0 = c + (cfg - 1)(c - u) + stg (c - p) + (modality - 1)(c - m), then the rescale; shapes (B, T, C).
 
-    Pass None for a pass that did not run (its scale must then be neutral). Computed in the predictions' dtype (bf16
-    in the pipelines), with the reference's operation order, as 1.0.0 does (spec §13.4): upcasting breaks parity.
-    The rescale std is taken per sample: 1.0.0 guides one sample per call, a batch-wide std would couple prompts.
+    Pass None for a pass that did not run (its scale must then be neutral). With the reference's operation order;
+    reference "1.2": in float32, the result cast back to the predictions' dtype (1.2.0's `MultiModalGuider`, delta spec
+    §5.3); "1.0": in the predictions' dtype (bf16 in the pipelines), as 1.0.0 does (spec §13.4).
+    The rescale std is taken per sample: the reference guides one sample per call, a batch-wide std would couple
+    prompts.
     """
+    check_reference(reference)
     missing = {
         "uncond": uncond is None and scales.needs_uncond,
         "perturbed": perturbed is None and scales.needs_perturbed,
@@ -125,9 +134,12 @@ def combine_guidance(
     if any(missing.values()):
         names = [name for name, is_missing in missing.items() if is_missing]
         raise ValueError(f"combine_guidance got None for {names}, but {scales} needs those passes")
+    dtype = cond.dtype
     uncond = cond if uncond is None else uncond
     perturbed = cond if perturbed is None else perturbed
     isolated = cond if isolated is None else isolated
+    if reference == "1.2":
+        cond, uncond, perturbed, isolated = cond.float(), uncond.float(), perturbed.float(), isolated.float()
     x0 = (
         cond
         + (scales.cfg - 1) * (cond - uncond)
@@ -138,7 +150,7 @@ def combine_guidance(
         dims = tuple(range(1, x0.ndim))
         ratio = cond.std(dim=dims, keepdim=True) / x0.std(dim=dims, keepdim=True)
         x0 = x0 * (scales.rescale * ratio + (1 - scales.rescale))
-    return x0
+    return x0.to(dtype)
 
 
 @dataclass(frozen=True)
@@ -191,11 +203,11 @@ class GuidancePlan:
             )
         return {name: output[self.samples_of(name)] for name in self.passes}
 
-    def guide(self, output: Tensor, scales: GuidanceScales) -> Tensor:
+    def guide(self, output: Tensor, scales: GuidanceScales, reference: str = "1.2") -> Tensor:
         """split + combine_guidance for one modality's batched x0 output -> (B, ...) guided x0."""
         parts = self.split(output)
         return combine_guidance(
-            parts["cond"], parts.get("uncond"), parts.get("perturbed"), parts.get("isolated"), scales
+            parts["cond"], parts.get("uncond"), parts.get("perturbed"), parts.get("isolated"), scales, reference
         )
 
     def _check_batch(self, x: Tensor, what: str) -> None:

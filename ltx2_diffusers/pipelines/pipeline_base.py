@@ -34,6 +34,7 @@ from .guidance import GuidanceScales, GuidanceSchedule
 from .inputs import ImageInput
 from .presets import (
     DEFAULT_IMAGE_CRF,
+    DEFAULT_REFERENCE,
     SamplingPreset,
     kind_from_name,
     model_version_from_config,
@@ -464,13 +465,17 @@ class LTX2AVPipelineBase(PipelineCardMixin, DiffusionPipeline, LTX2LoraLoaderMix
     # Convenience wrappers over the stage functions, for callers that hold a pipeline
 
     @torch.no_grad()
-    def encode_prompt(self, prompt: str | list[str], device: torch.device | None = None) -> PromptEmbeddings:
+    def encode_prompt(
+        self, prompt: str | list[str], device: torch.device | None = None, reference: str = DEFAULT_REFERENCE
+    ) -> PromptEmbeddings:
         """Prompts -> `PromptEmbeddings` (video and audio contexts), to pass later as `prompt_embeds=` /
-        `negative_prompt_embeds=` so Gemma can be freed (`pipe.text_encoder = None`) or skipped."""
+        `negative_prompt_embeds=` so Gemma can be freed (`pipe.text_encoder = None`) or skipped. `reference`: the
+        tokenisation rule of the reference version the call will use ("1.2": one BOS, stripped; "1.0")."""
         device = self._execution_device if device is None else device
         return encode_prompts(
-            self.text_encoder, self.tokenizer, self.connectors, prompt, device=device, dtype=self.transformer.dtype
-        )
+            self.text_encoder, self.tokenizer, self.connectors, prompt, device=device, dtype=self.transformer.dtype,
+            reference=reference,
+        )  # fmt: skip
 
     @torch.no_grad()
     def encode_image(

@@ -31,7 +31,7 @@ from .pipeline_utils import (
     resolve_guidance,
     resolve_sigmas,
 )
-from .presets import DEFAULT_NEGATIVE_PROMPT, sampling_preset
+from .presets import DEFAULT_NEGATIVE_PROMPT, DEFAULT_REFERENCE, check_reference_for, sampling_preset
 from .text_encoding import PromptEmbeddings
 from .validation import check_call_inputs
 
@@ -87,6 +87,7 @@ class LTX2AVPipeline(LTX2AVPipelineBase):
         callback_on_step_end: Callable | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("video_latents",),
         allow_large: bool = False,
+        reference: str = DEFAULT_REFERENCE,
     ) -> LTX2PipelineOutput | tuple:
         """Generate `num_frames` frames of `height` x `width` video with a stereo soundtrack.
 
@@ -121,13 +122,16 @@ class LTX2AVPipeline(LTX2AVPipelineBase):
         with tensor names from `callback_on_step_end_tensor_inputs` ("video_latents", "audio_latents": token layout).
         allow_large: let through clips above 524,288 video tokens per sample or 64 GiB of decoded frames, and more
             than 1000 steps (refused by default as likely typos; `validation.check_work`).
+        reference: "1.2" (default) follows ltx-core / ltx-pipelines 1.2.0, "1.0" reproduces 1.0.0 bit for bit (its
+            guidance arithmetic, noiser, conditioning, tokenization, default negative prompt and the transformer's
+            audio<->video AdaLN rule; docs/pipelines.md, "Reference versions"). LTX-2.5 runs with "1.2" only.
         Every argument is checked (`validation.check_call_inputs`) before any encoder runs.
         Returns `LTX2PipelineOutput(frames, audio, audio_sample_rate)` or `(frames, audio)`; with output_type="latent"
         the video (B, 128, F', H/32, W/32) and audio (B, 8, T_a, 16) latents.
         """
         # 1. Defaults of the model version and kind (torch-free presets), then every argument checked before any
         #    encoder runs
-        preset = sampling_preset(self.model_version, self.kind)
+        preset = sampling_preset(self.model_version, self.kind, check_reference_for(self.model_version, reference))
         height, width = preset.height if height is None else height, preset.width if width is None else width
         num_frames = preset.num_frames if num_frames is None else num_frames
         frame_rate = preset.frame_rate if frame_rate is None else frame_rate
@@ -150,6 +154,7 @@ class LTX2AVPipeline(LTX2AVPipelineBase):
         prompts, negative_prompts = as_list(prompt), as_list(negative_prompt)
         image_crf = preset.image_crf if image_crf is None else image_crf
         video_guidance, audio_guidance = resolve_guidance(video_guidance, audio_guidance, preset, keywords)
+        self.check_memory_budget(height, width, num_frames, batch_size, video_guidance, audio_guidance, frame_rate)
         sigmas = resolve_sigmas(self.scheduler, num_inference_steps, sigmas, timesteps, preset.num_inference_steps)
         names = callback_tensor_names(callback_on_step_end, callback_on_step_end_tensor_inputs)
         device, dtype = self._execution_device, self.transformer.dtype
@@ -170,6 +175,7 @@ class LTX2AVPipeline(LTX2AVPipelineBase):
             num_videos_per_prompt=num_videos_per_prompt,
             device=device,
             dtype=dtype,
+            reference=reference,
         )
 
         # 3. Images -> condition latents
@@ -189,6 +195,7 @@ class LTX2AVPipeline(LTX2AVPipelineBase):
             **self.latent_layout,
             video_noise=latents,
             audio_noise=audio_latents,
+            reference=reference,
         )
 
         # 5. Denoise: Euler, every guidance pass of a step in one batched transformer call
@@ -202,6 +209,7 @@ class LTX2AVPipeline(LTX2AVPipelineBase):
             audio_guidance,
             progress_bar=self.progress_bar,
             callback=StepCallbacks(self, callback_on_step_end, names),
+            reference=reference,
         )
 
         # 6. Latents -> frames and waveform

@@ -45,7 +45,7 @@ from .pipeline_utils import (
     resolve_guidance,
     resolve_sigmas,
 )
-from .presets import sampling_preset
+from .presets import DEFAULT_REFERENCE, check_reference_for, sampling_preset
 from .refinement import StageAdapters, check_adapter, check_upsampler, refine_latents
 from .text_encoding import PromptEmbeddings
 from .validation import check_call_inputs, check_media, check_sigmas
@@ -137,6 +137,7 @@ class LTX2AVAudioToVideoPipeline(LTX2AVTwoStagePipelineBase):
         callback_on_step_end: Callable | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("video_latents",),
         allow_large: bool = False,
+        reference: str = DEFAULT_REFERENCE,
     ) -> LTX2PipelineOutput | tuple:
         """Generate `num_frames` frames of `height` x `width` video (multiples of 64) that follow `audio`.
 
@@ -154,7 +155,7 @@ class LTX2AVAudioToVideoPipeline(LTX2AVTwoStagePipelineBase):
         """
         # 1. Defaults of the model version and kind (torch-free presets), then every argument checked before any
         #    encoder runs
-        preset = sampling_preset(self.model_version, self.kind)
+        preset = sampling_preset(self.model_version, self.kind, check_reference_for(self.model_version, reference))
         height = preset.two_stage_height if height is None else height
         width = preset.two_stage_width if width is None else width
         num_frames = preset.num_frames if num_frames is None else num_frames
@@ -184,6 +185,7 @@ class LTX2AVAudioToVideoPipeline(LTX2AVTwoStagePipelineBase):
         prompts, negative_prompts = as_list(prompt), as_list(negative_prompt)
         image_crf = preset.image_crf if image_crf is None else image_crf
         video_guidance, _ = resolve_guidance(video_guidance, None, preset, keywords)
+        self.check_memory_budget(height, width, num_frames, batch_size, video_guidance, None, frame_rate)
         audio_guidance = GuidanceScales()  # the audio is not denoised
         sigmas = resolve_sigmas(self.scheduler, num_inference_steps, sigmas, timesteps, preset.num_inference_steps)
         stage_2_sigmas = self.scheduler.get_sigmas(
@@ -222,6 +224,7 @@ class LTX2AVAudioToVideoPipeline(LTX2AVTwoStagePipelineBase):
             num_videos_per_prompt=num_videos_per_prompt,
             device=device,
             dtype=dtype,
+            reference=reference,
         )
 
         with StageAdapters(transformer) as adapters:
@@ -251,6 +254,7 @@ class LTX2AVAudioToVideoPipeline(LTX2AVTwoStagePipelineBase):
                 initial_audio_latent=audio_latents,
                 freeze_audio=True,
                 video_noise=latents,
+                reference=reference,
             )
             video, _ = denoise(
                 transformer,
@@ -262,6 +266,7 @@ class LTX2AVAudioToVideoPipeline(LTX2AVTwoStagePipelineBase):
                 audio_guidance,
                 progress_bar=self.progress_bar,
                 callback=callback,
+                reference=reference,
             )
             video_latents = unpatchify_video(video.output_tokens(), *latent_grid(*half, num_frames))
 
@@ -286,6 +291,7 @@ class LTX2AVAudioToVideoPipeline(LTX2AVTwoStagePipelineBase):
                 freeze_audio=True,
                 progress_bar=self.progress_bar,
                 callback=callback,
+                reference=reference,
             )
 
         # 6. Latents -> frames; the soundtrack is the input audio (or, given only as latents, those decoded)

@@ -39,7 +39,7 @@ from .pipeline_utils import (
     resolve_guidance,
     resolve_sigmas,
 )
-from .presets import sampling_preset
+from .presets import DEFAULT_REFERENCE, check_reference_for, sampling_preset
 from .refinement import StageAdapters, check_adapter, check_upsampler, refine_latents
 from .text_encoding import PromptEmbeddings
 from .validation import check_call_inputs, check_sigmas
@@ -103,6 +103,7 @@ class LTX2AVKeyframeInterpolationPipeline(LTX2AVTwoStagePipelineBase):
         callback_on_step_end: Callable | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("video_latents",),
         allow_large: bool = False,
+        reference: str = DEFAULT_REFERENCE,
     ) -> LTX2PipelineOutput | tuple:
         """Generate `num_frames` frames of `height` x `width` video (multiples of 64) through the keyframes, with sound.
 
@@ -125,12 +126,14 @@ class LTX2AVKeyframeInterpolationPipeline(LTX2AVTwoStagePipelineBase):
             step index (stage 1's steps, then stage 2's); tensors in token layout ("video_latents" includes the
             appended keyframe tokens), at half size in stage 1. Returned tensors replace the named ones.
         allow_large: let clips above `validation`'s work limits through.
+        reference: "1.2" (default) or "1.0", the ltx-pipelines release to follow (`LTX2AVPipeline.__call__`); with
+            "1.2" a keyframe at frame k > 0 spans one pixel frame, [k, k + 1), instead of 1.0.0's [k, k + 8).
         Returns `LTX2PipelineOutput(frames, audio, audio_sample_rate)` or `(frames, audio)`; with
         output_type="latent" the full-resolution video (B, 128, F', H/32, W/32) and audio (B, 8, T_a, 16) latents.
         """
         # 1. Defaults of the model version and kind (torch-free presets), then every argument checked before any
         #    encoder runs
-        preset = sampling_preset(self.model_version, self.kind)
+        preset = sampling_preset(self.model_version, self.kind, check_reference_for(self.model_version, reference))
         height = preset.two_stage_height if height is None else height
         width = preset.two_stage_width if width is None else width
         keywords = guidance_keywords(
@@ -153,6 +156,7 @@ class LTX2AVKeyframeInterpolationPipeline(LTX2AVTwoStagePipelineBase):
         image_crf = preset.image_crf if image_crf is None else image_crf
         stage_2_sigmas = preset.stage_2_sigmas if stage_2_sigmas is None else stage_2_sigmas
         video_scales, audio_scales = resolve_guidance(video_guidance, audio_guidance, preset, keywords)
+        self.check_memory_budget(height, width, num_frames, batch_size, video_scales, audio_scales, frame_rate)
         names = callback_tensor_names(callback_on_step_end, callback_on_step_end_tensor_inputs)
         check_keyframes_given(keyframes, num_frames)
         check_sigmas(stage_2_sigmas, name="stage_2_sigmas")
@@ -179,6 +183,7 @@ class LTX2AVKeyframeInterpolationPipeline(LTX2AVTwoStagePipelineBase):
             num_videos_per_prompt=num_videos_per_prompt,
             device=device,
             dtype=dtype,
+            reference=reference,
         )
 
         with StageAdapters(transformer) as adapters:
@@ -202,6 +207,7 @@ class LTX2AVKeyframeInterpolationPipeline(LTX2AVTwoStagePipelineBase):
                 **self.latent_layout,
                 video_noise=latents,
                 audio_noise=audio_latents,
+                reference=reference,
             )
             video, audio = denoise(
                 transformer,
@@ -213,6 +219,7 @@ class LTX2AVKeyframeInterpolationPipeline(LTX2AVTwoStagePipelineBase):
                 audio_scales,
                 progress_bar=self.progress_bar,
                 callback=callback,
+                reference=reference,
             )
             video_latents = unpatchify_video(video.output_tokens(), *latent_grid(*half, num_frames))
             audio_latents = unpack_audio_latents(audio.output_tokens(), self.audio_vae.config.latent_channels)
@@ -238,6 +245,7 @@ class LTX2AVKeyframeInterpolationPipeline(LTX2AVTwoStagePipelineBase):
                 conditions=conditions,
                 progress_bar=self.progress_bar,
                 callback=callback,
+                reference=reference,
             )
 
         # 5. Latents -> frames and waveform

@@ -58,7 +58,7 @@ from .pipeline_utils import (
     resolve_guidance,
     resolve_sigmas,
 )
-from .presets import retake_preset
+from .presets import DEFAULT_REFERENCE, check_reference_for, retake_preset
 from .text_encoding import PromptEmbeddings
 from .validation import check_call_inputs
 
@@ -100,6 +100,7 @@ def prepare_retake_latents(
     dtype: torch.dtype,
     video_noise: Tensor | None = None,
     audio_noise: Tensor | None = None,
+    reference: str = DEFAULT_REFERENCE,
 ) -> tuple[LatentState, LatentState]:
     """Noised starting states of a retake: ltx-pipelines' `noise_video_state` / `noise_audio_state` with the source
     latents as initial latents and a `TemporalRegionMask` (spec §7.5).
@@ -108,7 +109,8 @@ def prepare_retake_latents(
     source latent, or None (no audio stream: the audio starts from zeros with mask 1 everywhere, generated from
     scratch, as the reference does whatever `regenerate_audio` says). A modality whose `regenerate_*` is False gets
     mask 0 everywhere (the reference's window [0, 0)). Noise: video first, then audio, mixed in by the masks;
-    `video_noise` / `audio_noise` ((B or 1, C, F', H', W') / (B or 1, C_a, T_a, mel)) replace the draws.
+    `video_noise` / `audio_noise` ((B or 1, C, F', H', W') / (B or 1, C_a, T_a, mel)) replace the draws. `reference`:
+    the noiser's rule (`conditioning.add_noise`).
     """
     batch_size, _, latent_frames, latent_height, latent_width = video_latent.shape
     device = video_latent.device
@@ -126,7 +128,8 @@ def prepare_retake_latents(
     window = (start_time, end_time) if regenerate_video else (0.0, 0.0)
     bounds = video_time_bounds(batch_size, latent_frames, latent_height, latent_width, frame_rate).to(device)
     video_noise = None if video_noise is None else patchify_video(video_noise)
-    video = add_noise(replace(video, denoise_mask=temporal_region_mask(bounds, *window)), generator, 1.0, video_noise)
+    video = replace(video, denoise_mask=temporal_region_mask(bounds, *window))
+    video = add_noise(video, generator, 1.0, video_noise, reference)
     audio = audio_latent_state(
         batch_size,
         num_audio_frames,
@@ -141,7 +144,7 @@ def prepare_retake_latents(
         bounds = audio_positions(batch_size, num_audio_frames, device=device)[:, 0]
         audio = replace(audio, denoise_mask=temporal_region_mask(bounds, *window))
     audio_noise = None if audio_noise is None else pack_audio_latents(audio_noise)
-    return video, add_noise(audio, generator, 1.0, audio_noise)
+    return video, add_noise(audio, generator, 1.0, audio_noise, reference)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -242,6 +245,7 @@ class LTX2AVRetakePipeline(LTX2AVPipelineBase):
         callback_on_step_end: Callable | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("video_latents",),
         allow_large: bool = False,
+        reference: str = DEFAULT_REFERENCE,
     ) -> LTX2PipelineOutput | tuple:
         """Regenerate [start_time, end_time) seconds of `video` (and its audio) to match `prompt`.
 
@@ -261,6 +265,7 @@ class LTX2AVRetakePipeline(LTX2AVPipelineBase):
             scalar guidance keywords and `timesteps` as in `LTX2AVPipeline.__call__`.
         latents / audio_latents: the noise inside the window instead of a draw ((B or 1, 128, F', H/32, W/32) and
             (B or 1, 8, T_a, 16)).
+        reference: "1.2" (default) or "1.0", the ltx-pipelines release to follow (`LTX2AVPipeline.__call__`).
         Returns `LTX2PipelineOutput(frames, audio, audio_sample_rate)` (the whole clip) or `(frames, audio)`.
         """
         # 1. The source clip read (`inputs`), the defaults of the model version and kind (the retake's presets), then
@@ -307,10 +312,11 @@ class LTX2AVRetakePipeline(LTX2AVPipelineBase):
             raise ValueError(
                 "regenerate_video and regenerate_audio are both False, so nothing would change: set one of them"
             )
-        preset = retake_preset(self.model_version, self.kind)
+        preset = retake_preset(self.model_version, self.kind, check_reference_for(self.model_version, reference))
         negative_prompt = preset.negative_prompt if negative_prompt is None else negative_prompt
         prompts = None if prompt is None else [prompt]
         video_guidance, audio_guidance = resolve_guidance(video_guidance, audio_guidance, preset, keywords)
+        self.check_memory_budget(height, width, num_frames, batch_size, video_guidance, audio_guidance, frame_rate)
         sigmas = resolve_sigmas(self.scheduler, num_inference_steps, sigmas, timesteps, preset.num_inference_steps)
         names = callback_tensor_names(callback_on_step_end, callback_on_step_end_tensor_inputs)
         device, dtype = self._execution_device, self.transformer.dtype
@@ -337,6 +343,7 @@ class LTX2AVRetakePipeline(LTX2AVPipelineBase):
             num_videos_per_prompt=num_videos_per_prompt,
             device=device,
             dtype=dtype,
+            reference=reference,
         )
 
         # 4. Noise inside the window only
@@ -355,6 +362,7 @@ class LTX2AVRetakePipeline(LTX2AVPipelineBase):
             dtype=dtype,
             video_noise=latents,
             audio_noise=audio_latents,
+            reference=reference,
         )
 
         # 5. Denoise: Euler; tokens outside the window keep the source latents (denoise mask 0)
@@ -368,6 +376,7 @@ class LTX2AVRetakePipeline(LTX2AVPipelineBase):
             audio_guidance,
             progress_bar=self.progress_bar,
             callback=StepCallbacks(self, callback_on_step_end, names),
+            reference=reference,
         )
 
         # 6. Latents -> the whole clip

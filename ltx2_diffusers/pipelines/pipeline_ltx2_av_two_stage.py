@@ -22,12 +22,12 @@ import torch
 from torch import Tensor
 
 from ..models.autoencoder_kl_ltx2_audio import unpack_audio_latents
+from ..models.latent_upsampler import stage_1_size
 from .condition_encoding import Keyframes, encode_conditions
 from .conditioning import Generators, unpatchify_video
 from .decoding import decode_frames, decode_waveform
 from .denoising import denoise, latent_grid, prepare_latents
 from .guidance import GuidanceScales, GuidanceSchedule
-from ..models.latent_upsampler import stage_1_size
 from .inputs import ImageInput, half_size_image
 from .pipeline_base import LTX2AVTwoStagePipelineBase
 from .pipeline_output import LTX2PipelineOutput
@@ -43,7 +43,7 @@ from .pipeline_utils import (
     resolve_guidance,
     resolve_sigmas,
 )
-from .presets import sampling_preset
+from .presets import DEFAULT_REFERENCE, check_reference_for, sampling_preset
 from .refinement import (  # noqa: F401  (refine_latents / upsample_and_renoise: import paths kept)
     StageAdapters,
     check_adapter,
@@ -106,6 +106,7 @@ class LTX2AVTwoStagePipeline(LTX2AVTwoStagePipelineBase):
         callback_on_step_end: Callable | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("video_latents",),
         allow_large: bool = False,
+        reference: str = DEFAULT_REFERENCE,
     ) -> LTX2PipelineOutput | tuple:
         """Generate `num_frames` frames of `height` x `width` video (multiples of 64) with a stereo soundtrack.
 
@@ -127,7 +128,7 @@ class LTX2AVTwoStagePipeline(LTX2AVTwoStagePipelineBase):
         """
         # 1. Defaults of the model version and kind (torch-free presets), then every argument checked before any
         #    encoder runs
-        preset = sampling_preset(self.model_version, self.kind)
+        preset = sampling_preset(self.model_version, self.kind, check_reference_for(self.model_version, reference))
         height = preset.two_stage_height if height is None else height
         width = preset.two_stage_width if width is None else width
         num_frames = preset.num_frames if num_frames is None else num_frames
@@ -155,6 +156,7 @@ class LTX2AVTwoStagePipeline(LTX2AVTwoStagePipelineBase):
         prompts, negative_prompts = as_list(prompt), as_list(negative_prompt)
         image_crf = preset.image_crf if image_crf is None else image_crf
         video_guidance, audio_guidance = resolve_guidance(video_guidance, audio_guidance, preset, keywords)
+        self.check_memory_budget(height, width, num_frames, batch_size, video_guidance, audio_guidance, frame_rate)
         sigmas = resolve_sigmas(self.scheduler, num_inference_steps, sigmas, timesteps, preset.num_inference_steps)
         stage_2_sigmas = self.scheduler.get_sigmas(
             sigmas=preset.stage_2_sigmas if stage_2_sigmas is None else stage_2_sigmas
@@ -180,6 +182,7 @@ class LTX2AVTwoStagePipeline(LTX2AVTwoStagePipelineBase):
             num_videos_per_prompt=num_videos_per_prompt,
             device=device,
             dtype=dtype,
+            reference=reference,
         )
 
         with StageAdapters(transformer) as adapters:
@@ -206,6 +209,7 @@ class LTX2AVTwoStagePipeline(LTX2AVTwoStagePipelineBase):
                 **self.latent_layout,
                 video_noise=latents,
                 audio_noise=audio_latents,
+                reference=reference,
             )
             video, audio = denoise(
                 transformer,
@@ -217,6 +221,7 @@ class LTX2AVTwoStagePipeline(LTX2AVTwoStagePipelineBase):
                 audio_guidance,
                 progress_bar=self.progress_bar,
                 callback=callback,
+                reference=reference,
             )
             video_latents = unpatchify_video(video.output_tokens(), *latent_grid(*half, num_frames))
             audio_latents = unpack_audio_latents(audio.output_tokens(), self.audio_vae.config.latent_channels)
@@ -241,6 +246,7 @@ class LTX2AVTwoStagePipeline(LTX2AVTwoStagePipelineBase):
                 conditions=conditions,
                 progress_bar=self.progress_bar,
                 callback=callback,
+                reference=reference,
             )
 
         # 5. Latents -> frames and waveform

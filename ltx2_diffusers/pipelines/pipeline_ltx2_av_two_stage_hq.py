@@ -40,7 +40,7 @@ from .pipeline_utils import (
     resolve_guidance,
     resolve_sigmas,
 )
-from .presets import hq_preset
+from .presets import DEFAULT_REFERENCE, check_reference_for, hq_preset
 from .refinement import StageAdapters, check_adapter, check_upsampler, refine_latents
 from .text_encoding import PromptEmbeddings
 from .validation import check_call_inputs, check_number, check_sigmas
@@ -99,6 +99,7 @@ class LTX2AVTwoStageHQPipeline(LTX2AVTwoStagePipelineBase):
         callback_on_step_end: Callable | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("video_latents",),
         allow_large: bool = False,
+        reference: str = DEFAULT_REFERENCE,
     ) -> LTX2PipelineOutput | tuple:
         """Generate `num_frames` frames of `height` x `width` video (multiples of 64) with a stereo soundtrack.
 
@@ -119,7 +120,7 @@ class LTX2AVTwoStageHQPipeline(LTX2AVTwoStagePipelineBase):
         (B, 8, T_a, 16) latents.
         """
         # 1. The HQ defaults (torch-free presets), then every argument checked before any encoder runs
-        preset = hq_preset(self.model_version)
+        preset = hq_preset(self.model_version, check_reference_for(self.model_version, reference))
         height = preset.two_stage_height if height is None else height
         width = preset.two_stage_width if width is None else width
         num_frames = preset.num_frames if num_frames is None else num_frames
@@ -150,6 +151,7 @@ class LTX2AVTwoStageHQPipeline(LTX2AVTwoStagePipelineBase):
         prompts, negative_prompts = as_list(prompt), as_list(negative_prompt)
         image_crf = preset.image_crf if image_crf is None else image_crf
         video_guidance, audio_guidance = resolve_guidance(video_guidance, audio_guidance, preset, keywords)
+        self.check_memory_budget(height, width, num_frames, batch_size, video_guidance, audio_guidance, frame_rate)
         num_inference_steps = preset.num_inference_steps if num_inference_steps is None else num_inference_steps
         half, grid = (height // 2, width // 2), latent_grid(height // 2, width // 2, num_frames)
         if sigmas is None and timesteps is None:  # the HQ shift: the stage-1 latent's real token count
@@ -179,6 +181,7 @@ class LTX2AVTwoStageHQPipeline(LTX2AVTwoStagePipelineBase):
             num_videos_per_prompt=num_videos_per_prompt,
             device=device,
             dtype=dtype,
+            reference=reference,
         )
 
         with StageAdapters(transformer) as adapters:
@@ -206,6 +209,7 @@ class LTX2AVTwoStageHQPipeline(LTX2AVTwoStagePipelineBase):
                 **self.latent_layout,
                 video_noise=latents,
                 audio_noise=audio_latents,
+                reference=reference,
             )
             video, audio = denoise(
                 transformer,
@@ -218,6 +222,7 @@ class LTX2AVTwoStageHQPipeline(LTX2AVTwoStagePipelineBase):
                 sampler=res2s_sample,
                 progress_bar=self.progress_bar,
                 callback=callback,
+                reference=reference,
             )
             video_latents = unpatchify_video(video.output_tokens(), *grid)
             audio_latents = unpack_audio_latents(audio.output_tokens(), self.audio_vae.config.latent_channels)
@@ -241,6 +246,7 @@ class LTX2AVTwoStageHQPipeline(LTX2AVTwoStagePipelineBase):
                 sampler=res2s_sample,
                 progress_bar=self.progress_bar,
                 callback=callback,
+                reference=reference,
             )
 
         # 5. Latents -> frames and waveform

@@ -14,7 +14,7 @@ from .denoising import TextContexts
 from .guidance import GuidanceScales, GuidanceSchedule
 from .inputs import ImageInput
 from .pipeline_output import LTX2PipelineOutput
-from .presets import SamplingPreset, guidance_with_scalars
+from .presets import DEFAULT_REFERENCE, SamplingPreset, guidance_with_scalars
 from .prompt_enhancement import DEFAULT_SEED
 from .prompt_enhancement import enhance_prompt as enhance_prompt_with_gemma
 from .text_encoding import PromptEmbeddings, encode_prompts
@@ -63,11 +63,13 @@ def prompt_contexts(
     num_videos_per_prompt: int,
     device: torch.device,
     dtype: torch.dtype,
+    reference: str = DEFAULT_REFERENCE,
 ) -> TextContexts:
     """Prompts (or precomputed embeddings) -> the transformer's contexts, each prompt `num_videos_per_prompt` times.
 
     What is missing is encoded with Gemma, positives and negatives in one batch; negatives only when `needs_negative`
-    (a classifier-free guidance scale != 1). Without a text_encoder every needed embedding must be given."""
+    (a classifier-free guidance scale != 1). Without a text_encoder every needed embedding must be given. `reference`:
+    the tokenization rule (`text_encoding.tokenize_prompts`)."""
     count = len(prompt_embeds) if prompt_embeds is not None else len(prompts)
     texts = list(prompts) if prompt_embeds is None else []
     encode_negatives = needs_negative and negative_prompt_embeds is None
@@ -79,7 +81,9 @@ def prompt_contexts(
                 "the pipeline has no text_encoder: pass prompt_embeds (and negative_prompt_embeds when guidance uses "
                 "a negative prompt) from pipe.encode_prompt, or load the text encoder"
             )
-        encoded = encode_prompts(pipe.text_encoder, pipe.tokenizer, pipe.connectors, texts, device=device, dtype=dtype)
+        encoded = encode_prompts(
+            pipe.text_encoder, pipe.tokenizer, pipe.connectors, texts, device=device, dtype=dtype, reference=reference
+        )
         if prompt_embeds is None:
             prompt_embeds = encoded[:count]
         if encode_negatives:

@@ -7,9 +7,11 @@ Two vocabularies, each with one spelling per value:
 - kinds `KINDS` = ("dev", "distilled"): the full model, guided over the shifted schedule, or the distilled one, one
   conditional pass per step over its 8 fixed sigmas. `parse_kind` maps "Dev", " distilled ", "distill" onto them.
 
-`sampling_preset(version, kind)` is what a pipeline uses for every argument the caller leaves at None;
+`sampling_preset(version, kind, reference)` is what a pipeline uses for every argument the caller leaves at None;
 `retake_preset` and `hq_preset` are the two pipelines whose reference call has other defaults. Guidance is stored as
 `GuidancePreset` (the fields of `guidance.GuidanceScales`, which needs torch): `GuidanceScales(**preset.as_kwargs())`.
+`REFERENCES` = ("1.2", "1.0") names the ltx-core / ltx-pipelines release whose numerics a call follows (the
+`reference=` argument of every pipeline, the CLI's `--reference`); here it only picks the default negative prompt.
 Importing this module imports neither torch nor diffusers (the CLI reads it before deciding to load anything).
 """
 
@@ -22,8 +24,10 @@ MODEL_VERSIONS: tuple[str, ...] = ("2.0", "2.3", "2.5")
 KINDS: tuple[str, ...] = ("dev", "distilled")
 SAMPLERS: tuple[str, ...] = ("euler", "euler_ancestral", "res2s")
 
-# ltx-pipelines' DEFAULT_NEGATIVE_PROMPT (spec §9), verbatim: results only match the reference's with the exact string.
-DEFAULT_NEGATIVE_PROMPT = (
+# ltx-pipelines 1.0.0's DEFAULT_NEGATIVE_PROMPT (spec §9), verbatim: results only match the reference's with the exact
+# string. 1.2.0 puts five caption tags in front of it (delta spec §5.14); `default_negative_prompt(reference)` picks
+# one.
+NEGATIVE_PROMPT_1_0 = (
     "blurry, out of focus, overexposed, underexposed, low contrast, washed out colors, excessive noise, grainy "
     "texture, poor lighting, flickering, motion blur, distorted proportions, unnatural skin tones, deformed facial "
     "features, asymmetrical face, missing facial features, extra limbs, disfigured hands, wrong hand count, artifacts "
@@ -35,6 +39,43 @@ DEFAULT_NEGATIVE_PROMPT = (
     "jittery movement, awkward pauses, incorrect timing, unnatural transitions, inconsistent framing, tilted camera, "
     "flat lighting, inconsistent tone, cinematic oversaturation, stylized filters, or AI artifacts."
 )
+NEGATIVE_PROMPT_1_2 = (
+    "has_subtitles, has_blurbox, transition from black, transition to black, speech_ending_short, "
+    + NEGATIVE_PROMPT_1_0
+)
+
+# Which ltx-core / ltx-pipelines release the numerics follow (docs/pipelines.md, "Reference versions"): "1.2" (the
+# default: its output-changing fixes, delta spec §5) or "1.0" (the PyPI release, bit for bit as before those fixes).
+REFERENCES: tuple[str, ...] = ("1.2", "1.0")
+DEFAULT_REFERENCE = "1.2"
+DEFAULT_NEGATIVE_PROMPT = NEGATIVE_PROMPT_1_2  # the default reference's
+
+
+def check_reference(reference: str, name: str = "reference") -> str:
+    """`reference` if it is one of `REFERENCES` ("1.2", "1.0"), else a ValueError that says what to pass."""
+    if not isinstance(reference, str) or reference not in REFERENCES:
+        raise ValueError(
+            f"{name}={reference!r} is not a reference version: pass '1.2' (ltx-core / ltx-pipelines 1.2.0, the "
+            "default) or '1.0' (1.0.0's numerics, bit for bit)"
+        )
+    return reference
+
+
+def check_reference_for(model_version: str, reference: str) -> str:
+    """`reference` checked for a model version: LTX-2.5 only exists in 1.2.0, so "1.0" is refused for it."""
+    check_reference(reference)
+    if reference == "1.0" and parse_model_version(model_version) == "2.5":
+        raise ValueError(
+            "reference='1.0' reproduces ltx-core 1.0.0, which cannot run LTX-2.5 (it came with 1.2.0): use "
+            "reference='1.2' for LTX-2.5 checkpoints"
+        )
+    return reference
+
+
+def default_negative_prompt(reference: str = DEFAULT_REFERENCE) -> str:
+    """The reference's default negative prompt: 1.2.0's (five caption tags, then 1.0.0's) or 1.0.0's."""
+    return NEGATIVE_PROMPT_1_0 if check_reference(reference) == "1.0" else NEGATIVE_PROMPT_1_2
+
 
 # The distilled checkpoints were trained for these exact noise levels (spec §6.1): 8 steps, and the 3 steps of the
 # two-stage pipelines' refinement stage, which starts from the upsampled stage-1 latent re-noised to its first value.
@@ -239,6 +280,31 @@ def parse_model_version(value: "str | int | float", name: str = "model_version")
     return version
 
 
+def checkpoint_model_version(model_version: str | None) -> str:
+    """A checkpoint's `model_version` metadata -> the preset version the 1.2.0 reference uses for it (delta spec §1.4,
+    trap 27): "-" read as ".", parsing stops at the first non-numeric component ("2.3.rc1" -> 2.3), and the newest
+    row at or below the version wins, so absent or unparsable metadata is LTX-2 ("2.0") and versions above 2.5 get
+    2.5's defaults. A 2.4.x file has defaults of its own in the reference (2.5's without the ancestral distilled
+    sampler), which no preset here holds: refused."""
+    if model_version is not None and not isinstance(model_version, str):
+        raise TypeError(f"model_version metadata must be a string or None, got {type(model_version).__name__}")
+    parsed = []
+    for part in (model_version or "").replace("-", ".").split("."):
+        if not part.isdigit():
+            break
+        parsed.append(int(part))
+    version = tuple(parsed)
+    if version >= (2, 5):
+        return "2.5"
+    if version >= (2, 4):
+        raise ValueError(
+            f"model_version={model_version!r} is an LTX-2.4 build, for which this package has no preset (the 1.2.0 "
+            "reference gives it LTX-2.5's defaults with the plain Euler distilled sampler); the supported versions "
+            f"are {', '.join(MODEL_VERSIONS)}"
+        )
+    return "2.3" if version >= (2, 3) else "2.0"
+
+
 _KIND_SPELLINGS = {"dev": "dev", "distilled": "distilled", "distill": "distilled"}
 
 
@@ -263,8 +329,10 @@ def kind_from_name(name_or_path: "str | os.PathLike") -> str:
 
 
 def model_version_from_config(config) -> str:
-    """The model version of a transformer config (attributes or a mapping): "2.3" when it has gated attention or no
-    prompt embeddings in the transformer (LTX-2.3 moved the prompt projection into the connectors), else "2.0"."""
+    """The model version of a transformer config (attributes or a mapping): "2.5" when it has LTX-2.5's keyframe
+    embedding (`use_keyframes_abs_pos_embedding`) or bias-free video FFNs (`ff_bias=False`), keys older configs leave
+    out (read as diffusers' defaults, False and True); else "2.3" when it has gated attention or no prompt embeddings
+    in the transformer (LTX-2.3 moved the prompt projection into the connectors); else "2.0"."""
 
     def read(key: str):
         if isinstance(config, dict):
@@ -275,6 +343,11 @@ def model_version_from_config(config) -> str:
             raise ValueError(f"the transformer config has no {key!r}, which tells LTX-2 from LTX-2.3")
         return getattr(config, key)
 
+    def read_optional(key: str, default: bool) -> bool:
+        return config.get(key, default) if isinstance(config, dict) else getattr(config, key, default)
+
+    if read_optional("use_keyframes_abs_pos_embedding", False) or not read_optional("ff_bias", True):
+        return "2.5"
     return "2.3" if read("gated_attn") or not read("use_prompt_embeddings") else "2.0"
 
 
@@ -282,22 +355,37 @@ def model_version_from_config(config) -> str:
 # Lookups
 
 
-def sampling_preset(model_version: "str | int | float", kind: str = "dev") -> SamplingPreset:
-    """The defaults for a model version and kind, both in any spelling `parse_model_version` / `parse_kind` take."""
-    return PRESETS[parse_model_version(model_version), parse_kind(kind)]
+def sampling_preset(
+    model_version: "str | int | float", kind: str = "dev", reference: str = DEFAULT_REFERENCE
+) -> SamplingPreset:
+    """The defaults for a model version and kind, both in any spelling `parse_model_version` / `parse_kind` take, with
+    the `reference` release's default negative prompt ("1.2" or "1.0", `default_negative_prompt`)."""
+    preset = PRESETS[parse_model_version(model_version), parse_kind(kind)]  # holds the default reference's prompt
+    if check_reference(reference) == DEFAULT_REFERENCE:
+        return preset
+    return replace(preset, negative_prompt=default_negative_prompt(reference))
 
 
-def retake_preset(model_version: "str | int | float", kind: str = "dev") -> SamplingPreset:
-    """The retake pipeline's defaults: the version's guidance, but 40 steps (dev) and an empty negative prompt."""
-    preset = sampling_preset(model_version, kind)
+def retake_preset(
+    model_version: "str | int | float", kind: str = "dev", reference: str = DEFAULT_REFERENCE
+) -> SamplingPreset:
+    """The retake pipeline's defaults: the version's guidance, but 40 steps (dev) and an empty negative prompt (in
+    both references)."""
+    preset = sampling_preset(model_version, kind, reference)
     steps = preset.num_inference_steps if preset.sigmas is not None else RETAKE_NUM_INFERENCE_STEPS
     return replace(preset, num_inference_steps=steps, negative_prompt=RETAKE_NEGATIVE_PROMPT)
 
 
-def hq_preset(model_version: "str | int | float" = "2.3") -> SamplingPreset:
-    """The HQ two-stage pipeline's defaults (`HQ_PRESET`), with the model version's image CRF."""
+def hq_preset(model_version: "str | int | float" = "2.3", reference: str = DEFAULT_REFERENCE) -> SamplingPreset:
+    """The HQ two-stage pipeline's defaults (`HQ_PRESET`), with the model version's image CRF and the reference's
+    default negative prompt."""
     version = parse_model_version(model_version)
-    return replace(HQ_PRESET, model_version=version, image_crf=_IMAGE_CRF[version])
+    return replace(
+        HQ_PRESET,
+        model_version=version,
+        image_crf=_IMAGE_CRF[version],
+        negative_prompt=default_negative_prompt(reference),
+    )
 
 
 _GUIDANCE_NAMES = {

@@ -13,6 +13,7 @@ from ..schedulers.scheduling_ltx2 import Sampler, euler_sample
 from .conditioning import Generators, LatentState, unpatchify_video
 from .denoising import StepCallback, TextContexts, VideoCondition, denoise, prepare_latents
 from .guidance import GuidanceScales
+from .presets import DEFAULT_REFERENCE
 
 
 def check_upsampler(upsampler: torch.nn.Module | None) -> None:
@@ -54,6 +55,7 @@ def upsample_and_renoise(
     dtype: torch.dtype,
     conditions: Sequence[VideoCondition] = (),
     freeze_audio: bool = False,
+    reference: str = DEFAULT_REFERENCE,
 ) -> tuple[LatentState, LatentState, tuple[int, int, int]]:
     """The start of every refinement stage: x2 upsample of the video latents, then video and audio states re-noised
     to `noise_scale` (video noise drawn before audio noise) with the full-size `conditions` (`freeze_audio`: the
@@ -84,6 +86,7 @@ def upsample_and_renoise(
         initial_video_latent=upsampled,
         initial_audio_latent=audio_latents.expand(batch_size, -1, -1, -1),
         freeze_audio=freeze_audio,
+        reference=reference,
     )
     return video, audio, (latent_frames, latent_height, latent_width)
 
@@ -105,6 +108,7 @@ def refine_latents(
     freeze_audio: bool = False,
     progress_bar: Callable | None = None,
     callback: StepCallback | None = None,
+    reference: str = DEFAULT_REFERENCE,
 ) -> tuple[Tensor, Tensor]:
     """Stage 2 of the two-stage pipelines: upsample the video latent x2 in space and refine video and audio.
 
@@ -115,6 +119,7 @@ def refine_latents(
     the HQ pipeline) over one positive transformer pass per prediction (ltx-pipelines' `simple_denoising_func`; the
     negative contexts are not used). conditions: image / keyframe latents encoded at the FULL size.
     freeze_audio: the audio latents pass through unchanged (audio-to-video).
+    reference: "1.2" or "1.0", the ltx-core release to follow (`denoising` module docstring).
     Returns video (B, C, F', 2H', 2W') and audio (B, C_a, T_a, mel) latents, normalised, in the transformer's dtype.
     """
     sigmas = torch.as_tensor(sigmas, dtype=torch.float32).cpu()
@@ -130,6 +135,7 @@ def refine_latents(
         dtype=transformer.dtype,
         conditions=conditions,
         freeze_audio=freeze_audio,
+        reference=reference,
     )
     positive = TextContexts(contexts.video, contexts.audio)
     neutral = GuidanceScales()  # cfg 1, no STG, no modality guidance: the plan runs the positive pass only
@@ -144,6 +150,7 @@ def refine_latents(
         sampler=sampler,
         progress_bar=progress_bar,
         callback=callback,
+        reference=reference,
     )
     audio_channels = audio_latents.shape[1]
     return unpatchify_video(video.output_tokens(), *grid), unpack_audio_latents(audio.output_tokens(), audio_channels)

@@ -67,13 +67,15 @@ def make_states(batch_size: int, conditioning: str, seed: int = 3):
     image = torch.randn(1, CHANNELS, 1, HEIGHT, WIDTH, generator=generator)
     if conditioning in ("image", "image+keyframe"):
         strength = 1.0 if conditioning == "image" else 0.6  # 0.6: the tokens' sigma is 0.4 sigma, per token
-        video = replace_frames(video, image, strength=strength, grid=GRID)
+        video = replace_frames(video, image, strength=strength, grid=GRID, reference="1.0")
     if conditioning == "image+keyframe":
         keyframe = torch.randn(1, CHANNELS, 1, HEIGHT, WIDTH, generator=generator)
-        video = append_keyframes(video, keyframe, frame_index=8, strength=0.8, fps=FPS, grid=GRID)
-    video = add_noise(video, generator)
+        video = append_keyframes(video, keyframe, frame_index=8, strength=0.8, fps=FPS, grid=GRID, reference="1.0")
+    video = add_noise(video, generator, reference="1.0")
     audio = add_noise(
-        audio_latent_state(batch_size, AUDIO_TOKENS, num_channels=2, num_mel_bins=4, dtype=torch.float32), generator
+        audio_latent_state(batch_size, AUDIO_TOKENS, num_channels=2, num_mel_bins=4, dtype=torch.float32),
+        generator,
+        reference="1.0",
     )
     return video, audio
 
@@ -121,10 +123,12 @@ def video_only_denoise(
         video_channels=transformer.config.in_channels, audio_channels=audio_latents.shape[1],
         audio_mel_bins=audio_latents.shape[3], noise_scale=noise_scale, initial_video_latent=initial_video_latent,
         initial_audio_latent=audio_latents, freeze_audio=True,
+        reference="1.0",
     )  # fmt: skip
     video, audio = denoise(
         transformer, video, audio, frozen_audio_contexts(contexts), torch.as_tensor(sigmas), video_guidance,
         GuidanceScales(),
+        reference="1.0",
     )  # fmt: skip
     grid = latent_grid(height, width, num_frames)
     return unpatchify_video(video.output_tokens(), *grid), unpack_audio_latents(
