@@ -540,6 +540,9 @@ def _check_device(args: argparse.Namespace) -> None:
         raise CLIError("--offload", f"moves components between the CPU and a GPU; the device is {device}")
     if args.vram is not None:
         _check_vram(args, device)
+    from .distributed import check as check_distributed
+
+    check_distributed(args)
     if args.fp8:
         if device.startswith("cuda"):
             capability = torch.cuda.get_device_capability(torch.device(device))

@@ -385,6 +385,15 @@ def _add_common(sub: argparse.ArgumentParser, command: Command) -> None:
         help="GPU memory budget in GiB (e.g. 24, 24GB): the memory planner keeps what fits on the GPU and streams the "
         "rest (FP8 block storage where the GPU supports it); a size that cannot fit is refused (docs/memory.md)",
     )
+    # under `torchrun --nproc_per_node N -m ltx2_diffusers.cli ...` (cli/distributed.py, docs/parallel.md)
+    run.add_argument("--context-parallel", type=int, metavar="N", help="under torchrun: ranks sharing the tokens")
+    run.add_argument(
+        "--guidance-parallel", type=int, metavar="N", help="under torchrun: ranks sharing a guided step's passes"
+    )
+    run.add_argument("--parallel-mode", choices=("ulysses", "ring"), help="context parallel kind (default ulysses)")
+    run.add_argument(
+        "--shard-weights", action="store_true", help="under torchrun: shard the transformer and Gemma over the ranks"
+    )
     tiling = run.add_mutually_exclusive_group()
     tiling.add_argument(
         "--vae-tiling",

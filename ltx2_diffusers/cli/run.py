@@ -7,6 +7,7 @@ import os
 import time
 from pathlib import Path
 
+from . import distributed
 from .checks import Checked, refuse_with_distilled, resolve_device
 from .parser import DTYPES, MODEL_CHOICES, CLIError
 
@@ -179,7 +180,11 @@ def prepare(pipe, args: argparse.Namespace, c: Checked, device: str) -> None:
     try:  # a LoRA of another model (names, shapes) is found here, once the transformer exists
         if c.loras:  # fused into the bf16 weights, before FP8 quantises them
             fuse_lora(pipe.transformer, [(path, scale) for path, scale in c.loras])
-        if not args.offload and args.vram is None:
+        if args.shard_weights:  # the sharded models go to the device shard by shard (enable_parallelism)
+            for name, component in pipe.components.items():
+                if isinstance(component, torch.nn.Module) and name not in ("transformer", "text_encoder"):
+                    component.to(device)
+        elif not args.offload and args.vram is None:
             pipe.to(device)
         if args.fp8:  # before the adapters: they stay live over the FP8 layers (models/fp8_lora.py)
             pipe.transformer.enable_fp8()
@@ -220,14 +225,23 @@ def prepare(pipe, args: argparse.Namespace, c: Checked, device: str) -> None:
 
 def run(args: argparse.Namespace, c: Checked) -> str:
     """Load, generate, write; returns the summary line. Everything that can be checked without weights was."""
-    import numpy as np
-    import torch
 
     start = time.perf_counter()
     cls = pipeline_class(c.command.name, c.command.pipeline)
     kw = call_arguments(args, c)
     check_call(cls, c.command.name, kw)
     device, dtype_name = resolve_device(args)
+    launch, device = distributed.start(args, device)  # under torchrun: this rank's device, the process group
+    try:
+        return _run(args, c, cls, kw, device, dtype_name, launch, start)
+    finally:
+        distributed.finish(launch)
+
+
+def _run(args, c: Checked, cls: type, kw, device: str, dtype_name: str, launch, start: float) -> str:
+    import numpy as np
+    import torch
+
     torch_dtype = getattr(torch, DTYPES[dtype_name])
     kind = c.command.kind or getattr(args, "kind", None)
     pipe = load_pipeline(
@@ -245,10 +259,13 @@ def run(args: argparse.Namespace, c: Checked) -> str:
     if getattr(pipe.scheduler.config, "fixed_sigmas", None) is not None:  # a folder whose scheduler is distilled
         refuse_with_distilled(args)
     prepare(pipe, args, c, device)
+    distributed.enable(pipe, args, launch)
     generator = torch.Generator(device=device).manual_seed(args.seed)  # noise drawn on the device, as the reference
     if "t2a" in c.command.features:  # sound alone: a WAV file
         output = pipe(**{keyword: value for keyword, value, _ in kw}, generator=generator, output_type="pt")
         audio, rate = output.audio[0], output.audio_sample_rate
+        if launch is not None and launch.rank != 0:
+            return f"rank {launch.rank}: done (rank 0 writes {c.output})"
         written = write(None, audio, rate, None, c.output, write_wav)
         return (
             f"wrote {os.path.abspath(written)}: stereo audio at {rate} Hz ({audio.shape[-1] / rate:.2f} s, 16-bit "
@@ -258,6 +275,8 @@ def run(args: argparse.Namespace, c: Checked) -> str:
     # "pil": uint8 frames made as the reference's decode_video makes them (truncated, in the decoder's dtype)
     frames, audio = np.stack([np.asarray(frame) for frame in output.frames[0]]), output.audio[0]
     rate = output.audio_sample_rate
+    if launch is not None and launch.rank != 0:
+        return f"rank {launch.rank}: done (rank 0 writes {c.output})"
     written = write(frames, audio, rate, c.fps, c.output)
     return describe_output(written, frames, audio, rate, c.fps, time.perf_counter() - start)
 
