@@ -10,7 +10,8 @@ The model: a diffusers folder, its Hub id, or a Lightricks single file (+ --text
    the validation prompts are encoded then too, and Gemma is freed.
 2. Train: peft LoRA on the transformer, ltx-trainer's objective (ltx2_diffusers/training/objective.py), accelerate
    for devices, mixed precision, gradient accumulation and checkpoints (`checkpoint-N/`, --resume_from_checkpoint);
-   --vram picks gradient checkpointing / 8-bit AdamW; --validation_prompt writes clips with sound as it goes.
+   --fp8_base keeps the frozen base in FP8 (the LoRA trains live over it); --vram picks gradient checkpointing /
+   8-bit AdamW / FP8 base; --validation_prompt writes clips with sound as it goes.
 3. Write OUTPUT_DIR/pytorch_lora_weights.safetensors (diffusers / peft names), OUTPUT_DIR/comfyui_lora_weights.
    safetensors (ltx-trainer / ComfyUI names), OUTPUT_DIR/training_log.jsonl (one JSON object per optimizer step) and
    the model card OUTPUT_DIR/README.md; --push_to_hub uploads the LoRA, the card and the last validation clip.
@@ -33,6 +34,7 @@ from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 
 from ltx2_diffusers.hub import check_push
+from ltx2_diffusers.models.fp8 import fp8_layer_names
 from ltx2_diffusers.pipelines.presets import model_version_from_config
 from ltx2_diffusers.pipelines.validation import check_video_size
 from ltx2_diffusers.training.buckets import batch_for_step, parse_audio_durations, parse_buckets, reference_bucket
@@ -44,6 +46,7 @@ from ltx2_diffusers.training.memory import (
     ModelSizes,
     bucket_tokens,
     check_bitsandbytes,
+    frozen_bytes,
     make_optimizer,
     plan_memory,
 )
@@ -122,8 +125,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--vram",
         type=float,
         default=None,
-        help="GPU memory budget in GiB: turns on gradient checkpointing, then 8-bit AdamW, as needed",
+        help="GPU memory budget in GiB: turns on gradient checkpointing, then 8-bit AdamW, then FP8 base weights, as "
+        "needed",
     )
+    opt.add_argument("--fp8_base", action="store_true",
+                     help="store the frozen block linears in FP8 (e4m3, torch._scaled_mm on Hopper / Ada, emulated on "
+                     "CPU; needs --mixed_precision bf16 on CUDA); the LoRA trains in float32 over them")  # fmt: skip
     opt.add_argument("--mixed_precision", choices=("no", "fp16", "bf16"), default=None)
     opt.add_argument("--seed", type=int, default=42)
     opt.add_argument("--timestep_sampling", choices=("shifted_logit_normal", "uniform"), default="shifted_logit_normal")
@@ -230,7 +237,7 @@ def validation_settings(args: argparse.Namespace) -> ValidationSettings | None:
 
 def check_model(args: argparse.Namespace, mode: TrainingMode, source, weight_dtype: torch.dtype) -> None:
     """Before caching, on the transformer built on the meta device (no weights read): every LoRA target matches a
-    layer, and with --vram the memory plan fits (it sets --gradient_checkpointing / --use_8bit_adam)."""
+    layer, and with --vram the memory plan fits (it sets --gradient_checkpointing / --use_8bit_adam / --fp8_base)."""
     transformer = transformer_on_meta(source)
     transformer.requires_grad_(False)
     try:  # a target that matches no layer of this transformer
@@ -239,9 +246,13 @@ def check_model(args: argparse.Namespace, mode: TrainingMode, source, weight_dty
         raise UsageError(str(error)) from None
     if args.vram is None:
         return
+    fp8_layers = fp8_layer_names(transformer)  # what --fp8_base converts (counted whether or not it is on)
+    if args.fp8_base:  # as training builds it: FP8 layers first, then the adapters over them
+        transformer.enable_fp8()
     transformer.add_adapter(lora_config(args.rank, args.lora_alpha, targets, args.lora_dropout))
-    plan = memory_plan(args, mode, transformer, weight_dtype)
+    plan = memory_plan(args, mode, transformer, weight_dtype, fp8_layers)
     args.gradient_checkpointing, args.use_8bit_adam = plan.gradient_checkpointing, plan.use_8bit_adam
+    args.fp8_base = plan.fp8_base
     logger.info(f"--vram {args.vram:g}: {plan.describe()}")
     if args.use_8bit_adam:  # chosen by the plan: bitsandbytes must be there
         try:
@@ -250,9 +261,10 @@ def check_model(args: argparse.Namespace, mode: TrainingMode, source, weight_dty
             raise UsageError(f"{error} (--vram {args.vram:g} needs 8-bit AdamW)") from None
 
 
-def memory_plan(args: argparse.Namespace, mode: TrainingMode, transformer, weight_dtype: torch.dtype) -> MemoryPlan:
-    """--vram: `plan_memory` on the transformer with its adapters (the frozen weights in `weight_dtype`) and the
-    largest bucket, per process."""
+def memory_plan(args: argparse.Namespace, mode: TrainingMode, transformer, weight_dtype: torch.dtype,
+                fp8_layers: list[str]) -> MemoryPlan:  # fmt: skip
+    """--vram: `plan_memory` on the transformer with its adapters (the frozen weights in `weight_dtype`, or with
+    `fp8_layers` in FP8) and the largest bucket, per process."""
     buckets = parse_buckets(args.resolution_buckets)
     factor = args.reference_downscale_factor if mode.reference else None
     tokens = [bucket_tokens(b.width, b.height, b.num_frames, mode.needs_audio, factor) for b in buckets]
@@ -262,8 +274,9 @@ def memory_plan(args: argparse.Namespace, mode: TrainingMode, transformer, weigh
         audio_tokens = max(audio_tokens, round(max(d.seconds for d in durations) * AUDIO_TOKENS_PER_SECOND))
     config = transformer.config
     parameters = list(transformer.parameters())
+    base_bytes, fp8_base_bytes = frozen_bytes(transformer, weight_dtype, fp8_layers)
     sizes = ModelSizes(
-        base_bytes=sum(p.numel() for p in parameters if not p.requires_grad) * weight_dtype.itemsize,
+        base_bytes=base_bytes, fp8_base_bytes=fp8_base_bytes,
         lora_params=sum(p.numel() for p in parameters if p.requires_grad), num_layers=config.num_layers,
         video_width=config.num_attention_heads * config.attention_head_dim if mode.has_video else 0,
         audio_width=config.audio_num_attention_heads * config.audio_attention_head_dim,
@@ -271,7 +284,7 @@ def memory_plan(args: argparse.Namespace, mode: TrainingMode, transformer, weigh
     )  # fmt: skip
     try:
         return plan_memory(args.vram, sizes, gradient_checkpointing=args.gradient_checkpointing,
-                           use_8bit_adam=args.use_8bit_adam)  # fmt: skip
+                           use_8bit_adam=args.use_8bit_adam, fp8_base=args.fp8_base)  # fmt: skip
     except ValueError as error:
         raise UsageError(str(error)) from None
 
@@ -380,6 +393,12 @@ def main(argv: list[str] | None = None) -> Path | None:
         targets = resolve_lora_targets(args.lora_targets or mode.lora_targets, transformer)
     except ValueError as error:
         raise UsageError(str(error)) from None
+    if args.fp8_base:  # the frozen block linears in FP8, before the adapters: peft puts FP8LoraLinear over them
+        if accelerator.device.type == "cuda" and base_dtype != torch.bfloat16:
+            raise UsageError(f"--fp8_base on CUDA computes in bfloat16 (torch._scaled_mm), but the model is in "
+                             f"{base_dtype}: add --mixed_precision bf16")  # fmt: skip
+        config = transformer.enable_fp8()
+        logger.info(f"FP8 base: {config.num_fp8_layers} block linears in float8_e4m3fn")
     transformer.add_adapter(lora_config(args.rank, args.lora_alpha, targets, args.lora_dropout))
     trainable = [p for p in transformer.parameters() if p.requires_grad]
     for parameter in trainable:
