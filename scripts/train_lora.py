@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, set_seed
-from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
+from peft.utils import set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 
 from ltx2_diffusers.hub import check_push
@@ -39,7 +39,14 @@ from ltx2_diffusers.pipelines.presets import model_version_from_config
 from ltx2_diffusers.pipelines.validation import check_video_size
 from ltx2_diffusers.training.buckets import batch_for_step, parse_audio_durations, parse_buckets, reference_bucket
 from ltx2_diffusers.training.data import cache_dataset, cached_shape_key, is_cached, load_cached, plan_cache
-from ltx2_diffusers.training.lora import LORA_TARGET_PRESETS, export_lora, lora_config, resolve_lora_targets
+from ltx2_diffusers.training.distributed import check_distributed, process_mean, sigma_bucket_losses
+from ltx2_diffusers.training.lora import (
+    LORA_TARGET_PRESETS,
+    adapter_state_dict,
+    export_lora,
+    lora_config,
+    resolve_lora_targets,
+)
 from ltx2_diffusers.training.memory import (
     AUDIO_TOKENS_PER_SECOND,
     MemoryPlan,
@@ -372,6 +379,10 @@ def main(argv: list[str] | None = None) -> Path | None:
 
     resume = find_checkpoint(output_dir, args.resume_from_checkpoint)  # a wrong folder fails before any loading
     validation = validation_settings(args)
+    try:  # FSDP where accelerate cannot run it, or with what it cannot shard
+        check_distributed(accelerator, fp8_base=args.fp8_base, validation=validation is not None)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
 
     # 1. Cache, then the transformer alone
     # frozen weights in the mixed-precision dtype, as diffusers' scripts and ltx-trainer (bf16) load them
@@ -418,18 +429,20 @@ def main(argv: list[str] | None = None) -> Path | None:
     else:
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     transformer, optimizer, schedule = accelerator.prepare(transformer, optimizer, schedule)
+    trainable = [p for p in transformer.parameters() if p.requires_grad]  # FSDP2 put DTensor parameters in their place
 
-    # 3. Checkpoints hold the adapter only (not the frozen base), plus accelerate's optimizer / schedule / RNG state
+    # 3. Checkpoints hold the adapter (not the frozen base), plus accelerate's optimizer / schedule / RNG state; under
+    # FSDP accelerate also saves and loads the sharded model itself (base included), before these hooks
     def save_hook(models, weights, folder):
-        if accelerator.is_main_process:
-            for model in models:
-                state = get_peft_model_state_dict(accelerator.unwrap_model(model))
+        for model in models:
+            state = adapter_state_dict(accelerator.unwrap_model(model))  # every process: FSDP gathers the shards
+            if accelerator.is_main_process:
                 save_file({k: v.detach().float().cpu().contiguous() for k, v in state.items()},
                           str(Path(folder) / ADAPTER_FILE))  # fmt: skip
         while weights:
             weights.pop()
 
-    def load_hook(models, folder):
+    def load_hook(models, folder):  # under FSDP accelerate hands no model here: it loaded them itself
         while models:
             model = models.pop()
             result = set_peft_model_state_dict(
@@ -486,12 +499,12 @@ def main(argv: list[str] | None = None) -> Path | None:
             sample_losses.append(result.loss.detach())
             sample_sigmas.append(result.video_sigma if result.video_sigma is not None else result.audio_sigma)
         step += 1
-        record = {"step": step, "loss": _mean(accelerator, losses), "lr": lr}
+        record = {"step": step, "loss": process_mean(accelerator, losses), "lr": lr}
         if video_losses:
-            record["video_loss"] = _mean(accelerator, video_losses)
+            record["video_loss"] = process_mean(accelerator, video_losses)
         if audio_losses:
-            record["audio_loss"] = _mean(accelerator, audio_losses)
-        record.update(_sigma_bucket_losses(accelerator, sample_losses, sample_sigmas))
+            record["audio_loss"] = process_mean(accelerator, audio_losses)
+        record.update(sigma_bucket_losses(accelerator, sample_losses, sample_sigmas))
         if accelerator.is_main_process:
             with open(output_dir / LOG_FILE, "a") as log:
                 log.write(json.dumps(record) + "\n")
@@ -506,13 +519,15 @@ def main(argv: list[str] | None = None) -> Path | None:
 
     # 5. The LoRA files, the card, the push
     accelerator.wait_for_everyone()
+    state = adapter_state_dict(unwrapped)  # every process: FSDP gathers the shards
     if accelerator.is_main_process:
         metadata = {"ltx2_training_mode": mode.name, "base_model": str(args.pretrained_model_name_or_path)}
         if mode.reference:  # read by the IC-LoRA pipeline (LTX2LoRA.reference_downscale_factor)
             metadata["reference_downscale_factor"] = str(args.reference_downscale_factor)
         if args.trigger_word:
             metadata["trigger_word"] = args.trigger_word
-        paths = export_lora(unwrapped, output_dir, dtype=SAVE_DTYPES[args.lora_save_dtype], metadata=metadata)
+        paths = export_lora(unwrapped, output_dir, dtype=SAVE_DTYPES[args.lora_save_dtype], metadata=metadata,
+                            state=state)  # fmt: skip
         clip = sorted((output_dir / "validation").glob(f"step_{args.max_train_steps:06d}_*.mp4"))[:1]
         card = LoRACard(
             mode.name, mode.description, model_version_from_config(unwrapped.config), source.hub_id, args.rank,
@@ -527,25 +542,6 @@ def main(argv: list[str] | None = None) -> Path | None:
             logger.info(f"pushed to {url}")
     accelerator.end_training()
     return output_dir
-
-
-def _mean(accelerator: Accelerator, values: list[torch.Tensor]) -> float:
-    """The mean over accumulation micro-steps and processes, as one float."""
-    return float(accelerator.gather(torch.stack(values).mean()[None]).mean())
-
-
-def _sigma_bucket_losses(accelerator: Accelerator, losses: list[torch.Tensor], sigmas: list[torch.Tensor]) -> dict:
-    """ltx-trainer's per-noise-level losses: the mean per-sample loss in each quarter of [0, 1] of the video sigma
-    (the audio sigma when no video is generated) that this step's samples hit, as `loss_sigma_0.25-0.50`."""
-    loss = accelerator.gather(torch.cat(losses).float()).cpu()
-    sigma = accelerator.gather(torch.cat(sigmas).float().to(accelerator.device)).cpu()
-    edges = (0.0, 0.25, 0.5, 0.75, 1.0)
-    found = {}
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        inside = (sigma >= lo) & ((sigma < hi) if hi < 1.0 else (sigma <= hi))
-        if inside.any():
-            found[f"loss_sigma_{lo:.2f}-{hi:.2f}"] = float(loss[inside].mean())
-    return found
 
 
 def _truncate_log(path: Path, last_step: int) -> None:
