@@ -39,7 +39,12 @@ from ltx2_diffusers.pipelines.presets import model_version_from_config
 from ltx2_diffusers.pipelines.validation import check_video_size
 from ltx2_diffusers.training.buckets import batch_for_step, parse_audio_durations, parse_buckets, reference_bucket
 from ltx2_diffusers.training.data import cache_dataset, cached_shape_key, is_cached, load_cached, plan_cache
-from ltx2_diffusers.training.distributed import check_distributed, process_mean, sigma_bucket_losses
+from ltx2_diffusers.training.distributed import (
+    check_distributed,
+    keep_fp8_out_of_ddp,
+    process_mean,
+    sigma_bucket_losses,
+)
 from ltx2_diffusers.training.lora import (
     LORA_TARGET_PRESETS,
     adapter_state_dict,
@@ -411,6 +416,8 @@ def main(argv: list[str] | None = None) -> Path | None:
         config = transformer.enable_fp8()
         logger.info(f"FP8 base: {config.num_fp8_layers} block linears in float8_e4m3fn")
     transformer.add_adapter(lora_config(args.rank, args.lora_alpha, targets, args.lora_dropout))
+    if args.fp8_base:  # the same on every process, named as peft left them: DDP must not broadcast float8
+        keep_fp8_out_of_ddp(transformer)
     trainable = [p for p in transformer.parameters() if p.requires_grad]
     for parameter in trainable:
         parameter.data = parameter.data.float()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers.training import BUCKETS, MAX_SEQUENCE_LENGTH, save_training_pipeline, write_dataset
+from helpers.training import BUCKETS, MAX_SEQUENCE_LENGTH, run_in_processes, save_training_pipeline, write_dataset
 from safetensors import safe_open
 from safetensors.torch import load_file
 
@@ -136,6 +136,45 @@ def test_resume_over_an_fp8_base_repeats_the_uninterrupted_losses(model_dir, dat
         assert ours.keys() == theirs.keys()
         for key in ours:
             assert torch.equal(ours[key], theirs[key]), key
+
+
+@pytest.mark.slow
+def test_two_ddp_processes_over_an_fp8_base_train_what_one_process_trains(model_dir, tmp_path):
+    """DDP would broadcast the float8 weights when it wraps the model (gloo has no float8: "Invalid scalar type"); the
+    script leaves the FP8 layers out of DDP. 2 processes x batch 1 against 1 x batch 2, the DDP test's tolerances."""
+    common = ("--fp8_base", "--max_train_steps", "2", "--learning_rate", "1e-3", "--checkpointing_steps", "100")
+    data_dir = write_dataset(tmp_path / "data", num_clips=2)  # a global batch of 2 needs 2 samples in the bucket
+    one = run(model_dir, data_dir, tmp_path / "one", *common, "--train_batch_size", "2")
+    two = tmp_path / "two"
+    run_in_processes(train_lora.main, ["--pretrained_model_name_or_path", str(model_dir), "--train_data_dir",
+                                       str(data_dir), "--resolution_buckets", BUCKETS, "--max_sequence_length",
+                                       str(MAX_SEQUENCE_LENGTH), "--output_dir", str(two), "--rank", "8",
+                                       "--lora_alpha", "8", "--mode", "t2av", "--lora_save_dtype", "fp32", *common,
+                                       "--train_batch_size", "1"])  # fmt: skip
+    for a, b in zip(read_log(one), read_log(two), strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+    ours, theirs = (load_file(str(d / FILES[0])) for d in (one, two))
+    assert ours.keys() == theirs.keys()
+    for key in ours:
+        torch.testing.assert_close(theirs[key], ours[key], rtol=0, atol=1e-4, msg=key)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (FP8 GEMMs: capability 8.9+)")
+def test_fp8_base_trains_in_bf16_on_a_gpu(model_dir, data_dir, tmp_path):
+    """On Hopper / Ada the base runs through torch._scaled_mm in bf16: a few steps, finite falling loss, both files."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    try:
+        output_dir = run(model_dir, data_dir, tmp_path / "gpu", "--fp8_base", "--mixed_precision", "bf16",
+                         "--gradient_checkpointing", "--max_train_steps", "20", "--learning_rate", "3e-3",
+                         "--checkpointing_steps", "100")  # fmt: skip
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
+    losses = [record["loss"] for record in read_log(output_dir)]
+    assert all(torch.isfinite(torch.tensor(losses))) and sum(losses[-5:]) < sum(losses[:5])
+    assert all((output_dir / name).is_file() for name in FILES)
 
 
 SIZES = ModelSizes(base_bytes=10 * GIB, fp8_base_bytes=6 * GIB, lora_params=100_000_000, num_layers=10,

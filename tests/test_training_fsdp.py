@@ -69,6 +69,7 @@ def test_an_fsdp_config_on_the_cpu_is_refused_with_the_reason(model_dir, data_di
     assert not (tmp_path / "two" / "training_log.jsonl").exists()
 
 
+@pytest.mark.slow
 def test_fsdp2_trains_the_same_lora_as_one_process_with_the_same_global_batch(model_dir, data_dir, tmp_path):
     """2 FSDP2 processes x batch 1 against 1 process x batch 2, 3 steps. Tolerance: losses to 1e-5 relative, LoRA
     tensors to 1e-4 absolute (the reduce-scatter sums gradients in another order), as the DDP test. Then a resume

@@ -61,6 +61,21 @@ def check_distributed(accelerator: Accelerator, *, fp8_base: bool, validation: b
         )
 
 
+def keep_fp8_out_of_ddp(transformer: torch.nn.Module) -> list[str]:
+    """DDP broadcasts every parameter and buffer of process 0 when it wraps the model (and the buffers before every
+    forward), and gloo has no float8 type ("Invalid scalar type"). Every process quantises the same weights in the same
+    way, so the FP8 layers' e4m3 weights and their scales are left out of DDP (they get no gradient either). Returns
+    the names left out."""
+    from ..models.fp8 import FP8Linear
+
+    names = []
+    for name, module in transformer.named_modules():
+        if isinstance(module, FP8Linear):
+            names += [f"{name}.{kind}" for kind in ("weight", "weight_scale")]
+    torch.nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(transformer, names)
+    return names
+
+
 def process_mean(accelerator: Accelerator, values: list[torch.Tensor]) -> float:
     """The mean over accumulation micro-steps and processes, as one float."""
     return float(accelerator.gather(torch.stack(values).mean()[None]).mean())
