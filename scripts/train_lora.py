@@ -20,6 +20,7 @@ A bad input file or flag stops the command with one line naming it (exit status 
 
 import argparse
 import dataclasses
+import importlib.util
 import json
 import logging
 import re
@@ -296,7 +297,8 @@ def memory_plan(args: argparse.Namespace, mode: TrainingMode, transformer, weigh
     )  # fmt: skip
     try:
         return plan_memory(args.vram, sizes, gradient_checkpointing=args.gradient_checkpointing,
-                           use_8bit_adam=args.use_8bit_adam, fp8_base=args.fp8_base)  # fmt: skip
+                           use_8bit_adam=args.use_8bit_adam, fp8_base=args.fp8_base,
+                           can_8bit_adam=importlib.util.find_spec("bitsandbytes") is not None)  # fmt: skip
     except ValueError as error:
         raise UsageError(str(error)) from None
 

@@ -5,6 +5,8 @@ and 8-bit AdamW."""
 
 import importlib.util
 import json
+import logging
+import re
 import shutil
 from pathlib import Path
 
@@ -195,6 +197,26 @@ def test_vram_picks_fp8_after_checkpointing_and_8bit_adam():
                        r"gradient checkpointing, 8-bit AdamW and FP8 base weights \(the frozen base weights alone take "
                        r"6\.0 GiB in FP8\)\. Block offloading is not built"):  # fmt: skip
         plan_memory(6, SIZES)
+
+
+def test_without_bitsandbytes_the_plan_goes_from_checkpointing_to_fp8():
+    checkpointed, fp8 = predict_gib(SIZES, True, False), predict_gib(SIZES, True, False, True)
+    plan = plan_memory((checkpointed + fp8) / 2, SIZES, can_8bit_adam=False)
+    assert (plan.gradient_checkpointing, plan.use_8bit_adam, plan.fp8_base) == (True, False, True)
+    with pytest.raises(ValueError, match=rf"predicted at {fp8:.1f} GiB even with gradient checkpointing and FP8 base "
+                       r"weights \(the frozen base weights alone take 6\.0 GiB in FP8\)\. 8-bit AdamW needs "
+                       r"bitsandbytes \(pip install bitsandbytes\)\. Block offloading"):  # fmt: skip
+        plan_memory(fp8 - 0.1, SIZES, can_8bit_adam=False)
+
+
+def test_vram_with_fp8_base_plans_on_the_fp8_model_and_trains(model_dir, data_dir, tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="train_lora"):
+        output_dir = run(model_dir, data_dir, tmp_path / "out", "--vram", "80", "--fp8_base", "--max_train_steps", "1",
+                         "--checkpointing_steps", "100")  # fmt: skip
+    assert any(re.fullmatch(r"--vram 80: predicted peak 1\.0 GiB with FP8 base weights", r.getMessage())
+               for r in caplog.records)  # fmt: skip
+    assert any(r.getMessage() == "FP8 base: 56 block linears in float8_e4m3fn" for r in caplog.records)
+    assert (output_dir / FILES[0]).is_file()
 
 
 def test_frozen_bytes_counts_the_block_linears_at_one_byte_before_and_after_fp8(model_dir):

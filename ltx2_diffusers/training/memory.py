@@ -6,7 +6,7 @@ step on one GPU and turns savings on, cheapest first, until the prediction fits 
 2. 8-bit AdamW (the adapters' optimizer state in 8 bits: 16 -> 10 bytes per LoRA parameter);
 3. FP8 base weights (`--fp8_base`: the frozen block linears in e4m3, 1 byte a weight plus a float32 scale per output
    channel, instead of 2 in bf16; the adapters stay in float32 and train live over them, models/fp8_lora.py).
-When even 1-3 do not fit, the plan says what the base weights alone take and refuses.
+Without bitsandbytes step 2 is skipped. When even 1-3 do not fit, the plan says what the base weights alone take and refuses.
 
 The prediction (GiB = 2**30 bytes), per process:
     base weights (their dtype's bytes; with FP8 the block linears' weights 1 byte + 4 per output channel) + LoRA parameters x (4 param + 4 grad + 8 AdamW, or 2 in 8 bits)
@@ -75,25 +75,30 @@ def predict_gib(sizes: ModelSizes, gradient_checkpointing: bool, use_8bit_adam: 
 
 
 def plan_memory(vram_gib: float, sizes: ModelSizes, *, gradient_checkpointing: bool = False,
-                use_8bit_adam: bool = False, fp8_base: bool = False) -> MemoryPlan:  # fmt: skip
+                use_8bit_adam: bool = False, fp8_base: bool = False, can_8bit_adam: bool = True) -> MemoryPlan:  # fmt: skip
     """The cheapest savings (beyond those already asked for) whose prediction fits `vram_gib`; a ValueError saying
-    what does not fit otherwise. FP8 base weights are a step only where `sizes.fp8_base_bytes` is known."""
+    what does not fit otherwise. 8-bit AdamW is a step only where `can_8bit_adam` (bitsandbytes is installed), FP8
+    base weights only where `sizes.fp8_base_bytes` is known."""
     if vram_gib <= 0:
         raise ValueError(f"--vram must be a positive number of GiB, got {vram_gib}")
-    steps = [(gradient_checkpointing, use_8bit_adam, fp8_base), (True, use_8bit_adam, fp8_base), (True, True, fp8_base)]
+    steps = [(gradient_checkpointing, use_8bit_adam, fp8_base), (True, use_8bit_adam, fp8_base)]
+    if can_8bit_adam:
+        steps.append((True, True, fp8_base))
     if sizes.fp8_base_bytes is not None:
-        steps.append((True, True, True))
+        steps.append((True, use_8bit_adam or can_8bit_adam, True))
     for checkpointing, eight_bit, fp8 in steps:
         predicted = predict_gib(sizes, checkpointing, eight_bit, fp8)
         if predicted <= vram_gib:
             return MemoryPlan(checkpointing, eight_bit, predicted, fp8)
-    fp8 = steps[-1][2]
+    _, eight_bit, fp8 = steps[-1]
+    savings = ["gradient checkpointing"] + ["8-bit AdamW"] * eight_bit + ["FP8 base weights"] * fp8
     base = (sizes.fp8_base_bytes if fp8 else sizes.base_bytes) / GIB
     raise ValueError(
-        f"--vram {vram_gib:g}: one training step is predicted at {predicted:.1f} GiB even with gradient checkpointing"
-        f"{', 8-bit AdamW and FP8 base weights' if fp8 else ' and 8-bit AdamW'} (the frozen base weights alone take "
-        f"{base:.1f} GiB{' in FP8' if fp8 else ''}). Block offloading is not built into the trainer yet; use smaller "
-        "buckets, a lower --rank or fewer --lora_targets, or a card with more memory"
+        f"--vram {vram_gib:g}: one training step is predicted at {predicted:.1f} GiB even with "
+        f"{', '.join(savings[:-1])} and {savings[-1]} (the frozen base weights alone take {base:.1f} GiB"
+        f"{' in FP8' if fp8 else ''}). {'' if eight_bit else f'8-bit AdamW needs bitsandbytes ({BNB_INSTALL}). '}"
+        "Block offloading is not built into the trainer yet; use smaller buckets, a lower --rank or fewer "
+        "--lora_targets, or a card with more memory"
     )
 
 
