@@ -389,6 +389,7 @@ def main(argv: list[str] | None = None) -> Path | None:
     try:  # FSDP where accelerate cannot run it, or with what it cannot shard
         check_distributed(accelerator, fp8_base=args.fp8_base, validation=validation is not None)
     except ValueError as error:
+        accelerator.wait_for_everyone()  # every process refuses alike: none leaves while another still connects
         raise UsageError(str(error)) from None
 
     # 1. Cache, then the transformer alone

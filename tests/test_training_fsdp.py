@@ -69,6 +69,25 @@ def test_an_fsdp_config_on_the_cpu_is_refused_with_the_reason(model_dir, data_di
     assert not (tmp_path / "two" / "training_log.jsonl").exists()
 
 
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (("--fp8_base",), r"--fp8_base with FSDP: FSDP shards the FP8 weights as parameters and its mixed precision "
+                          r"would cast them to bf16; train an FP8 base on one process per card with DDP"),
+        (("--validation_prompt", "a test"), r"--validation_prompt with FSDP: validation runs on the main process "
+                                            r"alone, which sharded weights cannot; drop --validation_prompt"),
+    ],
+)  # fmt: skip
+def test_what_fsdp_cannot_shard_is_refused_before_loading(model_dir, data_dir, tmp_path, extra, message):
+    errors = tmp_path / "errors"
+    errors.mkdir()
+    run_catching(train_lora, args(model_dir, data_dir, tmp_path / "out", "--max_train_steps", "1", *extra), errors,
+                 fsdp=True)  # fmt: skip
+    for rank in (0, 1):
+        assert re.match(message, (errors / f"{rank}.txt").read_text())
+    assert not (tmp_path / "out" / "training_log.jsonl").exists()
+
+
 @pytest.mark.slow
 def test_fsdp2_trains_the_same_lora_as_one_process_with_the_same_global_batch(model_dir, data_dir, tmp_path):
     """2 FSDP2 processes x batch 1 against 1 process x batch 2, 3 steps. Tolerance: losses to 1e-5 relative, LoRA

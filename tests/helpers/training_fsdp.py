@@ -48,13 +48,13 @@ def run_with_fsdp(script_module, argv: list[str], world_size: int = 2) -> None:
     run_in_processes(main, argv, world_size=world_size)
 
 
-def run_catching(script_module, argv: list[str], errors: Path, world_size: int = 2) -> None:
-    """`script_module.main(argv)` in forked processes; a ValueError's message is written to `errors/<rank>.txt` (and
-    the process exits 0), so a test can read what each process refused with."""
+def run_catching(script_module, argv: list[str], errors: Path, world_size: int = 2, fsdp: bool = False) -> None:
+    """`script_module.main(argv)` in forked processes (under FSDP2 as `run_with_fsdp` with `fsdp`); a ValueError's
+    message is written to `errors/<rank>.txt` (and the process exits 0), so a test can read what each refused with."""
 
     def main(args):
-        from accelerate import PartialState
-
+        if fsdp:
+            script_module.Accelerator = CPUFSDPAccelerator
         try:
             script_module.main(args)
         except ValueError as error:
