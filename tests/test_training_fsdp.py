@@ -4,15 +4,18 @@ with gloo (`helpers.training_fsdp`), trains the same LoRA as one process with th
 
 import importlib.util
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 from accelerate.state import AcceleratorState
 from helpers.training import BUCKETS, MAX_SEQUENCE_LENGTH, save_training_pipeline, write_dataset
-from helpers.training_fsdp import run_catching, run_with_fsdp
+from helpers.training_fsdp import FSDP_CONFIG, run_catching, run_with_fsdp
 from safetensors.torch import load_file
 
 SCRIPT = Path(__file__).parents[1] / "scripts" / "train_lora.py"
@@ -121,3 +124,27 @@ def test_fsdp2_trains_the_same_lora_as_one_process_with_the_same_global_batch(mo
     adapter_two = load_file(str(two / "checkpoint-2" / "adapter_model.safetensors"))
     assert adapter_one.keys() == adapter_two.keys()  # whole tensors, gathered from the shards
     assert all(adapter_one[k].shape == adapter_two[k].shape for k in adapter_one)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA devices")
+def test_accelerate_launch_with_the_fsdp_config_trains_on_two_gpus(model_dir, data_dir, tmp_path):
+    """The real command line on 2 GPUs: `accelerate launch --config_file fsdp.yaml` (docs/training.md) x batch 1
+    against `python scripts/train_lora.py` x batch 2 on one GPU, float32, 3 steps. Tolerance: losses 1e-4 relative,
+    LoRA 1e-3 absolute (GPU reductions in other orders)."""
+    config = tmp_path / "fsdp.yaml"
+    config.write_text(FSDP_CONFIG.format(num_processes=2, mixed_precision="no"))
+    env = {**os.environ, "PYTHONPATH": str(SCRIPT.parents[1]), "HF_HUB_OFFLINE": "1"}
+    common = ("--max_train_steps", "3", "--checkpointing_steps", "2")
+    one, two = tmp_path / "one", tmp_path / "two"
+    subprocess.run([sys.executable, str(SCRIPT), *args(model_dir, data_dir, one, *common, "--train_batch_size", "2")],
+                   env={**env, "CUDA_VISIBLE_DEVICES": "0"}, check=True)  # fmt: skip
+    subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config), str(SCRIPT),
+                    *args(model_dir, data_dir, two, *common, "--train_batch_size", "1")], env=env, check=True)  # fmt: skip
+    assert (two / "checkpoint-2" / "pytorch_model_fsdp_0").is_dir()  # accelerate really sharded the model
+    for a, b in zip(read_log(one), read_log(two), strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
+    ours, theirs = (load_file(str(d / "pytorch_lora_weights.safetensors")) for d in (one, two))
+    assert ours.keys() == theirs.keys()
+    for key in ours:
+        torch.testing.assert_close(theirs[key], ours[key], rtol=0, atol=1e-3, msg=key)

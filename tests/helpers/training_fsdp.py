@@ -14,6 +14,20 @@ from accelerate.utils import DistributedType
 from .training import run_in_processes
 
 BLOCK_CLASS = "LTX2VideoTransformerBlock"
+# docs/training.md's fsdp.yaml (for `accelerate launch --config_file`), with the number of processes to fill in
+FSDP_CONFIG = """compute_environment: LOCAL_MACHINE
+distributed_type: FSDP
+num_machines: 1
+num_processes: {num_processes}
+mixed_precision: '{mixed_precision}'
+fsdp_config:
+  fsdp_version: 2
+  fsdp_auto_wrap_policy: TRANSFORMER_BASED_WRAP
+  fsdp_transformer_layer_cls_to_wrap: LTX2VideoTransformerBlock
+  fsdp_reshard_after_forward: true
+  fsdp_state_dict_type: SHARDED_STATE_DICT
+  fsdp_cpu_ram_efficient_loading: false
+"""
 
 
 def fsdp2_plugin() -> FullyShardedDataParallelPlugin:
