@@ -10,7 +10,8 @@ The model: a diffusers folder, its Hub id, or a Lightricks single file (+ --text
    the validation prompts are encoded then too, and Gemma is freed.
 2. Train: peft LoRA on the transformer, ltx-trainer's objective (ltx2_diffusers/training/objective.py), accelerate
    for devices, mixed precision, gradient accumulation and checkpoints (`checkpoint-N/`, --resume_from_checkpoint);
-   --vram picks gradient checkpointing / 8-bit AdamW; --validation_prompt writes clips with sound as it goes.
+   --fp8_base keeps the frozen base in FP8 (the LoRA trains live over it); --vram picks gradient checkpointing /
+   8-bit AdamW / FP8 base; --validation_prompt writes clips with sound as it goes.
 3. Write OUTPUT_DIR/pytorch_lora_weights.safetensors (diffusers / peft names), OUTPUT_DIR/comfyui_lora_weights.
    safetensors (ltx-trainer / ComfyUI names), OUTPUT_DIR/training_log.jsonl (one JSON object per optimizer step) and
    the model card OUTPUT_DIR/README.md; --push_to_hub uploads the LoRA, the card and the last validation clip.
@@ -19,6 +20,7 @@ A bad input file or flag stops the command with one line naming it (exit status 
 
 import argparse
 import dataclasses
+import importlib.util
 import json
 import logging
 import re
@@ -29,21 +31,35 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, set_seed
-from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
+from peft.utils import set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 
 from ltx2_diffusers.hub import check_push
+from ltx2_diffusers.models.fp8 import fp8_layer_names
 from ltx2_diffusers.pipelines.presets import model_version_from_config
 from ltx2_diffusers.pipelines.validation import check_video_size
 from ltx2_diffusers.training.buckets import batch_for_step, parse_audio_durations, parse_buckets, reference_bucket
 from ltx2_diffusers.training.data import cache_dataset, cached_shape_key, is_cached, load_cached, plan_cache
-from ltx2_diffusers.training.lora import LORA_TARGET_PRESETS, export_lora, lora_config, resolve_lora_targets
+from ltx2_diffusers.training.distributed import (
+    check_distributed,
+    keep_fp8_out_of_ddp,
+    process_mean,
+    sigma_bucket_losses,
+)
+from ltx2_diffusers.training.lora import (
+    LORA_TARGET_PRESETS,
+    adapter_state_dict,
+    export_lora,
+    lora_config,
+    resolve_lora_targets,
+)
 from ltx2_diffusers.training.memory import (
     AUDIO_TOKENS_PER_SECOND,
     MemoryPlan,
     ModelSizes,
     bucket_tokens,
     check_bitsandbytes,
+    frozen_bytes,
     make_optimizer,
     plan_memory,
 )
@@ -122,8 +138,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--vram",
         type=float,
         default=None,
-        help="GPU memory budget in GiB: turns on gradient checkpointing, then 8-bit AdamW, as needed",
+        help="GPU memory budget in GiB: turns on gradient checkpointing, then 8-bit AdamW, then FP8 base weights, as "
+        "needed",
     )
+    opt.add_argument("--fp8_base", action="store_true",
+                     help="store the frozen block linears in FP8 (e4m3, torch._scaled_mm on Hopper / Ada, emulated on "
+                     "CPU; needs --mixed_precision bf16 on CUDA); the LoRA trains in float32 over them")  # fmt: skip
     opt.add_argument("--mixed_precision", choices=("no", "fp16", "bf16"), default=None)
     opt.add_argument("--seed", type=int, default=42)
     opt.add_argument("--timestep_sampling", choices=("shifted_logit_normal", "uniform"), default="shifted_logit_normal")
@@ -230,7 +250,7 @@ def validation_settings(args: argparse.Namespace) -> ValidationSettings | None:
 
 def check_model(args: argparse.Namespace, mode: TrainingMode, source, weight_dtype: torch.dtype) -> None:
     """Before caching, on the transformer built on the meta device (no weights read): every LoRA target matches a
-    layer, and with --vram the memory plan fits (it sets --gradient_checkpointing / --use_8bit_adam)."""
+    layer, and with --vram the memory plan fits (it sets --gradient_checkpointing / --use_8bit_adam / --fp8_base)."""
     transformer = transformer_on_meta(source)
     transformer.requires_grad_(False)
     try:  # a target that matches no layer of this transformer
@@ -239,9 +259,13 @@ def check_model(args: argparse.Namespace, mode: TrainingMode, source, weight_dty
         raise UsageError(str(error)) from None
     if args.vram is None:
         return
+    fp8_layers = fp8_layer_names(transformer)  # what --fp8_base converts (counted whether or not it is on)
+    if args.fp8_base:  # as training builds it: FP8 layers first, then the adapters over them
+        transformer.enable_fp8()
     transformer.add_adapter(lora_config(args.rank, args.lora_alpha, targets, args.lora_dropout))
-    plan = memory_plan(args, mode, transformer, weight_dtype)
+    plan = memory_plan(args, mode, transformer, weight_dtype, fp8_layers)
     args.gradient_checkpointing, args.use_8bit_adam = plan.gradient_checkpointing, plan.use_8bit_adam
+    args.fp8_base = plan.fp8_base
     logger.info(f"--vram {args.vram:g}: {plan.describe()}")
     if args.use_8bit_adam:  # chosen by the plan: bitsandbytes must be there
         try:
@@ -250,9 +274,10 @@ def check_model(args: argparse.Namespace, mode: TrainingMode, source, weight_dty
             raise UsageError(f"{error} (--vram {args.vram:g} needs 8-bit AdamW)") from None
 
 
-def memory_plan(args: argparse.Namespace, mode: TrainingMode, transformer, weight_dtype: torch.dtype) -> MemoryPlan:
-    """--vram: `plan_memory` on the transformer with its adapters (the frozen weights in `weight_dtype`) and the
-    largest bucket, per process."""
+def memory_plan(args: argparse.Namespace, mode: TrainingMode, transformer, weight_dtype: torch.dtype,
+                fp8_layers: list[str]) -> MemoryPlan:  # fmt: skip
+    """--vram: `plan_memory` on the transformer with its adapters (the frozen weights in `weight_dtype`, or with
+    `fp8_layers` in FP8) and the largest bucket, per process."""
     buckets = parse_buckets(args.resolution_buckets)
     factor = args.reference_downscale_factor if mode.reference else None
     tokens = [bucket_tokens(b.width, b.height, b.num_frames, mode.needs_audio, factor) for b in buckets]
@@ -262,8 +287,9 @@ def memory_plan(args: argparse.Namespace, mode: TrainingMode, transformer, weigh
         audio_tokens = max(audio_tokens, round(max(d.seconds for d in durations) * AUDIO_TOKENS_PER_SECOND))
     config = transformer.config
     parameters = list(transformer.parameters())
+    base_bytes, fp8_base_bytes = frozen_bytes(transformer, weight_dtype, fp8_layers)
     sizes = ModelSizes(
-        base_bytes=sum(p.numel() for p in parameters if not p.requires_grad) * weight_dtype.itemsize,
+        base_bytes=base_bytes, fp8_base_bytes=fp8_base_bytes,
         lora_params=sum(p.numel() for p in parameters if p.requires_grad), num_layers=config.num_layers,
         video_width=config.num_attention_heads * config.attention_head_dim if mode.has_video else 0,
         audio_width=config.audio_num_attention_heads * config.audio_attention_head_dim,
@@ -271,7 +297,8 @@ def memory_plan(args: argparse.Namespace, mode: TrainingMode, transformer, weigh
     )  # fmt: skip
     try:
         return plan_memory(args.vram, sizes, gradient_checkpointing=args.gradient_checkpointing,
-                           use_8bit_adam=args.use_8bit_adam)  # fmt: skip
+                           use_8bit_adam=args.use_8bit_adam, fp8_base=args.fp8_base,
+                           can_8bit_adam=importlib.util.find_spec("bitsandbytes") is not None)  # fmt: skip
     except ValueError as error:
         raise UsageError(str(error)) from None
 
@@ -359,6 +386,11 @@ def main(argv: list[str] | None = None) -> Path | None:
 
     resume = find_checkpoint(output_dir, args.resume_from_checkpoint)  # a wrong folder fails before any loading
     validation = validation_settings(args)
+    try:  # FSDP where accelerate cannot run it, or with what it cannot shard
+        check_distributed(accelerator, fp8_base=args.fp8_base, validation=validation is not None)
+    except ValueError as error:
+        accelerator.wait_for_everyone()  # every process refuses alike: none leaves while another still connects
+        raise UsageError(str(error)) from None
 
     # 1. Cache, then the transformer alone
     # frozen weights in the mixed-precision dtype, as diffusers' scripts and ltx-trainer (bf16) load them
@@ -380,7 +412,15 @@ def main(argv: list[str] | None = None) -> Path | None:
         targets = resolve_lora_targets(args.lora_targets or mode.lora_targets, transformer)
     except ValueError as error:
         raise UsageError(str(error)) from None
+    if args.fp8_base:  # the frozen block linears in FP8, before the adapters: peft puts FP8LoraLinear over them
+        if accelerator.device.type == "cuda" and base_dtype != torch.bfloat16:
+            raise UsageError(f"--fp8_base on CUDA computes in bfloat16 (torch._scaled_mm), but the model is in "
+                             f"{base_dtype}: add --mixed_precision bf16")  # fmt: skip
+        config = transformer.enable_fp8()
+        logger.info(f"FP8 base: {config.num_fp8_layers} block linears in float8_e4m3fn")
     transformer.add_adapter(lora_config(args.rank, args.lora_alpha, targets, args.lora_dropout))
+    if args.fp8_base:  # the same on every process, named as peft left them: DDP must not broadcast float8
+        keep_fp8_out_of_ddp(transformer)
     trainable = [p for p in transformer.parameters() if p.requires_grad]
     for parameter in trainable:
         parameter.data = parameter.data.float()
@@ -399,18 +439,20 @@ def main(argv: list[str] | None = None) -> Path | None:
     else:
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     transformer, optimizer, schedule = accelerator.prepare(transformer, optimizer, schedule)
+    trainable = [p for p in transformer.parameters() if p.requires_grad]  # FSDP2 put DTensor parameters in their place
 
-    # 3. Checkpoints hold the adapter only (not the frozen base), plus accelerate's optimizer / schedule / RNG state
+    # 3. Checkpoints hold the adapter (not the frozen base), plus accelerate's optimizer / schedule / RNG state; under
+    # FSDP accelerate also saves and loads the sharded model itself (base included), before these hooks
     def save_hook(models, weights, folder):
-        if accelerator.is_main_process:
-            for model in models:
-                state = get_peft_model_state_dict(accelerator.unwrap_model(model))
+        for model in models:
+            state = adapter_state_dict(accelerator.unwrap_model(model))  # every process: FSDP gathers the shards
+            if accelerator.is_main_process:
                 save_file({k: v.detach().float().cpu().contiguous() for k, v in state.items()},
                           str(Path(folder) / ADAPTER_FILE))  # fmt: skip
         while weights:
             weights.pop()
 
-    def load_hook(models, folder):
+    def load_hook(models, folder):  # under FSDP accelerate hands no model here: it loaded them itself
         while models:
             model = models.pop()
             result = set_peft_model_state_dict(
@@ -467,12 +509,12 @@ def main(argv: list[str] | None = None) -> Path | None:
             sample_losses.append(result.loss.detach())
             sample_sigmas.append(result.video_sigma if result.video_sigma is not None else result.audio_sigma)
         step += 1
-        record = {"step": step, "loss": _mean(accelerator, losses), "lr": lr}
+        record = {"step": step, "loss": process_mean(accelerator, losses), "lr": lr}
         if video_losses:
-            record["video_loss"] = _mean(accelerator, video_losses)
+            record["video_loss"] = process_mean(accelerator, video_losses)
         if audio_losses:
-            record["audio_loss"] = _mean(accelerator, audio_losses)
-        record.update(_sigma_bucket_losses(accelerator, sample_losses, sample_sigmas))
+            record["audio_loss"] = process_mean(accelerator, audio_losses)
+        record.update(sigma_bucket_losses(accelerator, sample_losses, sample_sigmas))
         if accelerator.is_main_process:
             with open(output_dir / LOG_FILE, "a") as log:
                 log.write(json.dumps(record) + "\n")
@@ -487,13 +529,15 @@ def main(argv: list[str] | None = None) -> Path | None:
 
     # 5. The LoRA files, the card, the push
     accelerator.wait_for_everyone()
+    state = adapter_state_dict(unwrapped)  # every process: FSDP gathers the shards
     if accelerator.is_main_process:
         metadata = {"ltx2_training_mode": mode.name, "base_model": str(args.pretrained_model_name_or_path)}
         if mode.reference:  # read by the IC-LoRA pipeline (LTX2LoRA.reference_downscale_factor)
             metadata["reference_downscale_factor"] = str(args.reference_downscale_factor)
         if args.trigger_word:
             metadata["trigger_word"] = args.trigger_word
-        paths = export_lora(unwrapped, output_dir, dtype=SAVE_DTYPES[args.lora_save_dtype], metadata=metadata)
+        paths = export_lora(unwrapped, output_dir, dtype=SAVE_DTYPES[args.lora_save_dtype], metadata=metadata,
+                            state=state)  # fmt: skip
         clip = sorted((output_dir / "validation").glob(f"step_{args.max_train_steps:06d}_*.mp4"))[:1]
         card = LoRACard(
             mode.name, mode.description, model_version_from_config(unwrapped.config), source.hub_id, args.rank,
@@ -508,25 +552,6 @@ def main(argv: list[str] | None = None) -> Path | None:
             logger.info(f"pushed to {url}")
     accelerator.end_training()
     return output_dir
-
-
-def _mean(accelerator: Accelerator, values: list[torch.Tensor]) -> float:
-    """The mean over accumulation micro-steps and processes, as one float."""
-    return float(accelerator.gather(torch.stack(values).mean()[None]).mean())
-
-
-def _sigma_bucket_losses(accelerator: Accelerator, losses: list[torch.Tensor], sigmas: list[torch.Tensor]) -> dict:
-    """ltx-trainer's per-noise-level losses: the mean per-sample loss in each quarter of [0, 1] of the video sigma
-    (the audio sigma when no video is generated) that this step's samples hit, as `loss_sigma_0.25-0.50`."""
-    loss = accelerator.gather(torch.cat(losses).float()).cpu()
-    sigma = accelerator.gather(torch.cat(sigmas).float().to(accelerator.device)).cpu()
-    edges = (0.0, 0.25, 0.5, 0.75, 1.0)
-    found = {}
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        inside = (sigma >= lo) & ((sigma < hi) if hi < 1.0 else (sigma <= hi))
-        if inside.any():
-            found[f"loss_sigma_{lo:.2f}-{hi:.2f}"] = float(loss[inside].mean())
-    return found
 
 
 def _truncate_log(path: Path, last_step: int) -> None:

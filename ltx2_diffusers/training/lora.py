@@ -79,11 +79,25 @@ def lora_config(rank: int, alpha: float, targets: tuple[str, ...], dropout: floa
     )
 
 
-def trained_layers(transformer: nn.Module, adapter_name: str = "default") -> dict[str, tuple[Tensor, Tensor]]:
-    """{diffusers module name: (A (r, in), B (out, r))} of the adapter, B multiplied by its alpha / r: the deltas
-    B @ A the adapter adds at strength 1, as plain tensors."""
-    config = transformer.peft_config[adapter_name]
+def adapter_state_dict(transformer: nn.Module, adapter_name: str = "default") -> dict[str, Tensor]:
+    """peft's state dict of the adapter (`<module>.lora_A.weight`, ...), every tensor whole. Under FSDP2 the
+    parameters are DTensor shards: each is gathered here, a collective, so every process must call this, in the
+    same order (the keys' order is the model's)."""
+    from torch.distributed.tensor import DTensor
+
     state = get_peft_model_state_dict(transformer, adapter_name=adapter_name)
+    return {key: value.full_tensor() if isinstance(value, DTensor) else value for key, value in state.items()}
+
+
+def trained_layers(
+    transformer: nn.Module, adapter_name: str = "default", state: dict[str, Tensor] | None = None
+) -> dict[str, tuple[Tensor, Tensor]]:
+    """{diffusers module name: (A (r, in), B (out, r))} of the adapter, B multiplied by its alpha / r: the deltas
+    B @ A the adapter adds at strength 1, as plain tensors. `state`: the adapter's state dict when already gathered
+    (`adapter_state_dict`, under FSDP); read from the model otherwise."""
+    config = transformer.peft_config[adapter_name]
+    if state is None:
+        state = adapter_state_dict(transformer, adapter_name)
     layers = {}
     for key, a in state.items():
         if not key.endswith(".lora_A.weight"):
@@ -120,14 +134,16 @@ def export_lora(
     adapter_name: str = "default",
     dtype: torch.dtype = torch.bfloat16,
     metadata: dict[str, str] | None = None,
+    state: dict[str, Tensor] | None = None,
 ) -> tuple[Path, Path]:
     """Write both LoRA files into `output_dir` (see the module docstring); returns (diffusers path, ComfyUI path).
 
     dtype: of the saved tensors (ltx-trainer saves bf16); `metadata` (strings) goes into both files' headers, e.g. an
-    IC-LoRA's `reference_downscale_factor`.
+    IC-LoRA's `reference_downscale_factor`. `state`: the gathered adapter state dict under FSDP (`adapter_state_dict`
+    called on every process, this on the main one).
     """
     output_dir = Path(output_dir)
-    layers = trained_layers(transformer, adapter_name)
+    layers = trained_layers(transformer, adapter_name, state)
     ranks = {a.shape[0] for a, _ in layers.values()}
     originals = original_module_names(sorted(layers))
     metadata = dict(metadata or {})

@@ -3,20 +3,24 @@
 `plan_memory` is a pure function of the model's sizes and the largest batch: it predicts the peak of one training
 step on one GPU and turns savings on, cheapest first, until the prediction fits the budget:
 1. gradient checkpointing (each block's activations recomputed in backward: ~20-30 % slower, ltx-trainer's docs);
-2. 8-bit AdamW (the adapters' optimizer state in 8 bits: 16 -> 10 bytes per LoRA parameter).
-FP8 base weights would come next (half the frozen weights' bytes), but peft cannot put adapters on the package's FP8
-layers yet; when even 1-2 do not fit, the plan says what the base weights alone take and refuses.
+2. 8-bit AdamW (the adapters' optimizer state in 8 bits: 16 -> 10 bytes per LoRA parameter);
+3. FP8 base weights (`--fp8_base`: the frozen block linears in e4m3, 1 byte a weight plus a float32 scale per output
+   channel, instead of 2 in bf16; the adapters stay in float32 and train live over them, models/fp8_lora.py).
+Without bitsandbytes step 2 is skipped. When even 1-3 do not fit, the plan says what the base weights alone take and refuses.
 
 The prediction (GiB = 2**30 bytes), per process:
-    base weights (their dtype's bytes) + LoRA parameters x (4 param + 4 grad + 8 AdamW, or 2 in 8 bits)
+    base weights (their dtype's bytes; with FP8 the block linears' weights 1 byte + 4 per output channel) + LoRA parameters x (4 param + 4 grad + 8 AdamW, or 2 in 8 bits)
     + activations: without checkpointing L blocks x 40 x tokens x width x 2 bytes, with it L x the block inputs
       (tokens x width x 2 bytes) plus one block's 40 x ... recomputed
     + 1 GiB (CUDA context, allocator slack)
 where tokens x width sums the video (F'H'W' x video width) and audio (25 per second x audio width) streams of the
 largest bucket times the batch. Calibrated on LTX-2 19B, LoRA rank 32 on attention + FFN, 512x768x49 with audio,
-checkpointing: 42.8 GiB predicted, 40.9 GiB measured on an H100 (docs/performance, DESIGN §3).
+checkpointing: 42.8 GiB predicted, 40.9 GiB measured on an H100 (docs/performance, DESIGN §3). The FP8 prediction
+is the bf16 one with the block linears' bytes halved (no FP8 training measurement yet): 23.8 GiB for that run with
+8-bit AdamW (18.1 GiB of FP8 base weights) (tests/test_training_fp8.py).
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 GIB = 2**30
@@ -30,7 +34,8 @@ BNB_INSTALL = "pip install bitsandbytes"
 class ModelSizes:
     """What the prediction needs of a model and a run: base_bytes (frozen weights as stored), lora_params (trainable
     adapter parameters), num_layers, video_width / audio_width (the streams' hidden sizes), video_tokens and
-    audio_tokens of the largest bucket, batch_size (per process)."""
+    audio_tokens of the largest bucket, batch_size (per process); fp8_base_bytes: the frozen weights with the block
+    linears in FP8 (`frozen_bytes`), None where FP8 is not on offer."""
 
     base_bytes: int
     lora_params: int
@@ -40,6 +45,7 @@ class ModelSizes:
     video_tokens: int
     audio_tokens: int
     batch_size: int = 1
+    fp8_base_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -47,40 +53,70 @@ class MemoryPlan:
     gradient_checkpointing: bool
     use_8bit_adam: bool
     predicted_gib: float
+    fp8_base: bool = False
 
     def describe(self) -> str:
         chosen = [name for name, on in (("gradient checkpointing", self.gradient_checkpointing),
-                                        ("8-bit AdamW", self.use_8bit_adam)) if on]  # fmt: skip
+                                        ("8-bit AdamW", self.use_8bit_adam),
+                                        ("FP8 base weights", self.fp8_base)) if on]  # fmt: skip
         return f"predicted peak {self.predicted_gib:.1f} GiB with {' + '.join(chosen) or 'no memory savings'}"
 
 
-def predict_gib(sizes: ModelSizes, gradient_checkpointing: bool, use_8bit_adam: bool) -> float:
+def predict_gib(sizes: ModelSizes, gradient_checkpointing: bool, use_8bit_adam: bool, fp8_base: bool = False) -> float:
     """The predicted peak of one training step (see the module docstring), in GiB."""
+    if fp8_base and sizes.fp8_base_bytes is None:
+        raise ValueError("fp8_base=True needs ModelSizes.fp8_base_bytes (frozen_bytes gives it)")
+    base = sizes.fp8_base_bytes if fp8_base else sizes.base_bytes
     lora_bytes = sizes.lora_params * (4 + 4 + (2 if use_8bit_adam else 8))
     width_tokens = sizes.batch_size * (sizes.video_tokens * sizes.video_width + sizes.audio_tokens * sizes.audio_width)
     block = ACTIVATION_FACTOR * width_tokens * 2
     activations = sizes.num_layers * width_tokens * 2 + block if gradient_checkpointing else sizes.num_layers * block
-    return (sizes.base_bytes + lora_bytes + activations) / GIB + OVERHEAD_GIB
+    return (base + lora_bytes + activations) / GIB + OVERHEAD_GIB
 
 
 def plan_memory(vram_gib: float, sizes: ModelSizes, *, gradient_checkpointing: bool = False,
-                use_8bit_adam: bool = False) -> MemoryPlan:  # fmt: skip
+                use_8bit_adam: bool = False, fp8_base: bool = False, can_8bit_adam: bool = True) -> MemoryPlan:  # fmt: skip
     """The cheapest savings (beyond those already asked for) whose prediction fits `vram_gib`; a ValueError saying
-    what does not fit otherwise."""
+    what does not fit otherwise. 8-bit AdamW is a step only where `can_8bit_adam` (bitsandbytes is installed), FP8
+    base weights only where `sizes.fp8_base_bytes` is known."""
     if vram_gib <= 0:
         raise ValueError(f"--vram must be a positive number of GiB, got {vram_gib}")
-    steps = [(gradient_checkpointing, use_8bit_adam), (True, use_8bit_adam), (True, True)]
-    for checkpointing, eight_bit in steps:
-        predicted = predict_gib(sizes, checkpointing, eight_bit)
+    steps = [(gradient_checkpointing, use_8bit_adam, fp8_base), (True, use_8bit_adam, fp8_base)]
+    if can_8bit_adam:
+        steps.append((True, True, fp8_base))
+    if sizes.fp8_base_bytes is not None:
+        steps.append((True, use_8bit_adam or can_8bit_adam, True))
+    for checkpointing, eight_bit, fp8 in steps:
+        predicted = predict_gib(sizes, checkpointing, eight_bit, fp8)
         if predicted <= vram_gib:
-            return MemoryPlan(checkpointing, eight_bit, predicted)
-    base = sizes.base_bytes / GIB
+            return MemoryPlan(checkpointing, eight_bit, predicted, fp8)
+    _, eight_bit, fp8 = steps[-1]
+    savings = ["gradient checkpointing"] + ["8-bit AdamW"] * eight_bit + ["FP8 base weights"] * fp8
+    base = (sizes.fp8_base_bytes if fp8 else sizes.base_bytes) / GIB
     raise ValueError(
-        f"--vram {vram_gib:g}: one training step is predicted at {predicted:.1f} GiB even with gradient checkpointing "
-        f"and 8-bit AdamW (the frozen base weights alone take {base:.1f} GiB). FP8 base weights and block offloading "
-        "are not built into the trainer yet; use smaller buckets, a lower --rank or fewer --lora_targets, or a card "
-        "with more memory"
+        f"--vram {vram_gib:g}: one training step is predicted at {predicted:.1f} GiB even with "
+        f"{', '.join(savings[:-1])} and {savings[-1]} (the frozen base weights alone take {base:.1f} GiB"
+        f"{' in FP8' if fp8 else ''}). {'' if eight_bit else f'8-bit AdamW needs bitsandbytes ({BNB_INSTALL}). '}"
+        "Block offloading is not built into the trainer yet; use smaller buckets, a lower --rank or fewer "
+        "--lora_targets, or a card with more memory"
     )
+
+
+def frozen_bytes(transformer, weight_dtype, fp8_layers: Iterable[str]) -> tuple[int, int]:
+    """(bytes of the frozen weights in `weight_dtype`, the same with the linears named in `fp8_layers` in FP8: 1 byte
+    a weight + a float32 scale per output channel). Counts the parameters that do not require a gradient, by name,
+    so it gives the same numbers before and after `enable_fp8` and with peft's adapters in place (`<layer>.base_layer.
+    weight`); a meta-device model is enough."""
+    fp8_layers = set(fp8_layers)
+    base = fp8 = 0
+    for name, parameter in transformer.named_parameters():
+        if parameter.requires_grad:
+            continue
+        size = parameter.numel() * weight_dtype.itemsize
+        base += size
+        layer, _, kind = name.replace(".base_layer.", ".").rpartition(".")
+        fp8 += parameter.numel() + 4 * parameter.shape[0] if kind == "weight" and layer in fp8_layers else size
+    return base, fp8
 
 
 def bucket_tokens(width: int, height: int, num_frames: int, with_audio: bool,
