@@ -222,3 +222,19 @@ def ycbcr420_10bit(signal: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         return (4.0 * (scale * values + offset)).round().clamp(0, 1023).to(torch.int32).to(torch.uint16)
 
     return codes(y, 219.0, 16.0), codes(cb, 224.0, 128.0), codes(cr, 224.0, 128.0)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The HDR IC-LoRA's working spaces: what its VAE codes in [0, 1] mean
+
+HDR_TRANSFERS = ("logc3", "acescct")  # an HDR LoRA file's `hdr_transform` metadata names one; LogC3 by default
+
+
+def linear_from_codes(codes: Tensor, transfer: str = "logc3") -> Tensor:
+    """Working-space codes in [0, 1] (..., 3), as the VAE decodes them -> scene-linear Rec.709, clamped at 0
+    (ltx-core's `to_hdr_linear`): LogC3 is defined on Rec.709 primaries, ACEScct on ACEScg (converted to Rec.709)."""
+    if transfer == "logc3":
+        return logc3_decode(codes).clamp(min=0.0)
+    if transfer == "acescct":
+        return acescg_to_rec709(acescct_decode(codes)).clamp(min=0.0)
+    raise ValueError(f"transfer={transfer!r} is not one of {HDR_TRANSFERS}")

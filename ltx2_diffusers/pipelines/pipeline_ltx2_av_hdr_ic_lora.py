@@ -1,0 +1,289 @@
+"""LTX2AVHDRICLoraPipeline: an SDR Rec.709 video -> the same shot as scene-linear HDR frames, through the HDR IC-LoRA
+(ltx-pipelines 1.2.0's `HDRICLoraPipeline`, spec 1.2 §6.1).
+
+The HDR IC-LoRA teaches the distilled model to re-generate its reference video in a log working space (ARRI LogC3, or
+ACEScct, as the LoRA file's `hdr_transform` metadata says), so that the decoded codes, inverted by the curve, give
+linear light with highlights above 1. Video only: like the reference, no audio tokens are made or denoised (the
+transformer runs its video half alone, `VideoOnlyTransformer`), so nothing of the audio stream is computed.
+1. The input video's frames (its first `num_frames`, 8k + 1 of them) in [-1, 1], as the reference loads them.
+2. Stage 1 at (H/2, W/2): noise, then the reference video's tokens at 1/`reference_downscale_factor` of that size
+   appended (`append_reference`), 8 distilled Euler steps with the IC-LoRA, one positive pass per step.
+3. Stage 2 at (H, W): x2 latent upsampling, re-noising to 0.909375, the reference again at the full size / factor,
+   WITH the IC-LoRA (unlike `LTX2AVICLoRAPipeline`'s stage 2, as the reference's HDR stage 2), two Euler steps
+   (0.909375, 0.725, 0).
+4. Decode to codes in [0, 1], invert the curve: (B, F, H, W, 3) float32 scene-linear Rec.709 (`utils.hdr`).
+`high_quality`: the reference's `--high-quality`: each input frame twice, 2F - 1 frames generated, every other kept.
+Write the frames with `utils.hdr_io.write_exr_frames` (and `write_hlg_mp4` for an HLG master).
+Differences from the reference: stage 2 runs untiled (the reference tiles it 2x2x2 with overlaps and draws each
+tile's noise from seed + tile index; here the call's generator goes on), sizes must be multiples of 64 (the reference
+pads the reference video by reflection to the next multiple and crops back), and the VAE decodes in its own dtype (the
+reference decodes in float32: load the VAE in float32 for its precision).
+"""
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from diffusers.utils import BaseOutput
+from torch import Tensor
+
+from ..loaders.lora import LoRAInput, LTX2LoRA, read_lora
+from ..models.latent_upsampler import upsample_latents
+from ..utils.hdr import HDR_TRANSFERS, linear_from_codes
+from .condition_encoding import encode_references
+from .conditioning import Generators, LatentState, add_noise, append_reference, unpatchify_video, video_latent_state
+from .decoding import decode_frames
+from .denoising import ReferenceCondition, TextContexts, denoise, latent_grid
+from .guidance import GuidanceScales
+from .inputs import VideoInput, video_frames
+from .pipeline_base import LTX2AVTwoStagePipelineBase
+from .pipeline_ltx2_av_ic_lora import LTX2AVICLoRAPipeline
+from .pipeline_utils import StepCallbacks, as_list, callback_tensor_names, prompt_contexts
+from .presets import STAGE_2_DISTILLED_SIGMAS, sampling_preset
+from .refinement import check_upsampler
+from .text_encoding import PromptEmbeddings
+from .validation import check_call_inputs, check_frame_count, check_sigmas, check_strength
+
+HDR_NUM_FRAMES = 161  # the reference's default clip length
+HDR_STAGE_2_SIGMAS = (*STAGE_2_DISTILLED_SIGMAS[:2], 0.0)  # the reference's HDR stage 2: two steps
+HDR_OUTPUT_TYPES = ("pt", "np", "latent")
+
+
+@dataclass
+class LTX2HDRPipelineOutput(BaseOutput):
+    """frames: "pt" -> float32 tensor (B, F, H, W, 3), "np" -> the same as an array: scene-linear Rec.709 light,
+    1.0 = diffuse white, channel-last as EXR frames are; "latent" -> normalised video latents (B, 128, F', H', W').
+    transfer: the working-space curve that was inverted ("logc3" or "acescct")."""
+
+    frames: np.ndarray | Tensor
+    transfer: str
+
+
+class VideoOnlyTransformer:
+    """The audio-video transformer without audio, for `denoise`: called with an EMPTY audio stream (0 tokens), it runs
+    with `audio_hidden_states=None`, so each block is the video stream's self-attention, text cross-attention and
+    feed-forward only (the reference's stages with `audio=None`). `config` is the transformer's."""
+
+    def __init__(self, transformer: torch.nn.Module):
+        self.transformer = transformer
+        self.config = transformer.config
+
+    def __call__(self, *, audio_hidden_states: Tensor, **kwargs) -> tuple[Tensor, Tensor]:
+        if audio_hidden_states.shape[1] != 0:
+            raise ValueError(
+                f"VideoOnlyTransformer runs without audio, but got {audio_hidden_states.shape[1]} audio tokens: pass "
+                "an empty audio state (`empty_audio_state`)"
+            )
+        for name in ("audio_encoder_hidden_states", "audio_timestep", "audio_sigma", "audio_coords"):
+            kwargs.pop(name, None)
+        video_velocity, _ = self.transformer(audio_hidden_states=None, **kwargs)
+        return video_velocity, audio_hidden_states  # the empty audio stream's "velocity": (B, 0, C)
+
+
+def empty_audio_state(batch_size: int, num_channels: int, dtype: torch.dtype, device: torch.device) -> LatentState:
+    """An audio stream of 0 tokens: (B, 0, C) latents, (B, 0, 1) mask, (B, 1, 0, 2) positions."""
+    tokens = torch.zeros(batch_size, 0, num_channels, dtype=dtype, device=device)
+    return LatentState(
+        latent=tokens,
+        clean_latent=tokens,
+        denoise_mask=torch.zeros(batch_size, 0, 1, dtype=torch.float32, device=device),
+        positions=torch.zeros(batch_size, 1, 0, 2, dtype=torch.float32, device=device),
+        num_output_tokens=0,
+    )
+
+
+def referenced_video_state(
+    batch_size: int,
+    grid: tuple[int, int, int],
+    frame_rate: float,
+    references: Sequence[ReferenceCondition],
+    *,
+    generator: Generators,
+    dtype: torch.dtype,
+    device: torch.device,
+    noise_scale: float = 1.0,
+    initial_latent: Tensor | None = None,
+) -> LatentState:
+    """A video state (zeros, or `initial_latent` (B, C, F', H', W')) with the reference tokens appended, noised to
+    `noise_scale` from `generator`: the only draw of a stage, as the reference draws no audio noise here."""
+    channels = 128 if initial_latent is None else initial_latent.shape[1]
+    video = video_latent_state(
+        batch_size, *grid, frame_rate, num_channels=channels, dtype=dtype, device=device, initial_latent=initial_latent
+    )
+    for ref in references:
+        video = append_reference(
+            video,
+            ref.latent,
+            fps=frame_rate,
+            grid=grid,
+            strength=ref.strength,
+            downscale_factor=ref.downscale_factor,
+            attention_strength=ref.attention_strength,
+        )
+    return add_noise(video, generator, noise_scale)
+
+
+def hdr_transfer_of(lora: LTX2LoRA) -> str:
+    """The working space an HDR LoRA file declares: `hdr_transform` = "logc3" / "acescct" (or "true", and a bare
+    `use_hdr_transform` flag: LogC3); LogC3 when the file says nothing, as the reference assumes."""
+    value = str(lora.metadata.get("hdr_transform", "")).lower()
+    if value in ("", "true"):
+        return "logc3"
+    if value not in HDR_TRANSFERS:
+        raise ValueError(f"{lora.source} declares hdr_transform={value!r}; the known transfers are {HDR_TRANSFERS}")
+    return value
+
+
+class LTX2AVHDRICLoraPipeline(LTX2AVTwoStagePipelineBase):
+    """SDR video -> scene-linear HDR frames with the HDR IC-LoRA, in two stages, video only.
+
+    Components: those of `LTX2AVTwoStagePipeline` (the audio VAE and vocoder are not used). Use the distilled
+    checkpoint and scheduler, and load the HDR IC-LoRA with `load_hdr_lora`.
+    """
+
+    reference_downscale_factor = LTX2AVICLoRAPipeline.reference_downscale_factor
+    _load_ic_lora = LTX2AVICLoRAPipeline.load_ic_lora
+
+    @property
+    def hdr_transfer(self) -> str:
+        """The working space of the HDR LoRA loaded last ("logc3" when none declares one)."""
+        return getattr(self, "_hdr_transfer", "logc3")
+
+    def load_hdr_lora(self, lora: LoRAInput, adapter_name: str = "hdr_lora", strength: float = 1.0) -> str:
+        """Load the HDR IC-LoRA as a peft adapter of the transformer (`LTX2AVICLoRAPipeline.load_ic_lora`: its
+        `reference_downscale_factor` goes with it) and take its working space from `hdr_transform`. Returns the
+        adapter name."""
+        lora = lora if isinstance(lora, LTX2LoRA) else read_lora(lora)
+        transfer = hdr_transfer_of(lora)
+        name = self._load_ic_lora(lora, adapter_name, strength)
+        self._hdr_transfer = transfer
+        return name
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        video: VideoInput,
+        prompt: str | list[str] | None = None,
+        *,
+        reference_strength: float = 1.0,
+        high_quality: bool = False,
+        hdr_transfer: str | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        num_frames: int = HDR_NUM_FRAMES,
+        frame_rate: float | None = None,
+        sigmas: Sequence[float] | None = None,
+        stage_2_sigmas: Sequence[float] = HDR_STAGE_2_SIGMAS,
+        generator: Generators = None,
+        prompt_embeds: PromptEmbeddings | None = None,
+        output_type: str = "pt",
+        return_dict: bool = True,
+        callback_on_step_end: Callable | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("video_latents",),
+        allow_large: bool = False,
+    ) -> LTX2HDRPipelineOutput | tuple:
+        """Re-generate `video` (SDR Rec.709: a path, uint8 (F, H, W, 3) frames, ...) as `num_frames` HDR frames.
+
+        prompt / prompt_embeds: the scene description (the reference takes precomputed embeddings of it).
+        reference_strength: in [0, 1]; 1 keeps the input's tokens clean. high_quality: see the module docstring.
+        hdr_transfer: "logc3" / "acescct"; None -> the loaded HDR LoRA's (`hdr_transfer`).
+        height, width: multiples of 64; None -> the video's own size. frame_rate: None -> the file's, else 24.
+        At most `num_frames` input frames are used (high_quality: (num_frames + 1) // 2), 8k + 1 of them.
+        Returns `LTX2HDRPipelineOutput(frames, transfer)` or `(frames,)`.
+        """
+        # 1. Arguments, and the input's frames (read here: its size and rate are the defaults), before any model runs
+        transfer = self.hdr_transfer if hdr_transfer is None else hdr_transfer
+        if transfer not in HDR_TRANSFERS:
+            raise ValueError(f"hdr_transfer={transfer!r} is not one of {HDR_TRANSFERS}")
+        if not isinstance(high_quality, bool):
+            raise TypeError(f"high_quality must be True or False, got {high_quality!r}")
+        check_strength(reference_strength, "reference_strength")
+        check_frame_count(num_frames)
+        generated_frames = 2 * num_frames - 1 if high_quality else num_frames
+        frames, file_rate = video_frames(video, "video", (generated_frames + 1) // 2 if high_quality else num_frames)
+        height = frames.shape[1] if height is None else height
+        width = frames.shape[2] if width is None else width
+        frame_rate = (
+            (file_rate or sampling_preset(self.model_version, self.kind).frame_rate)
+            if frame_rate is None
+            else frame_rate
+        )
+        batch_size = check_call_inputs(
+            prompt=prompt, prompt_embeds=prompt_embeds, height=height, width=width, num_frames=generated_frames,
+            frame_rate=frame_rate, size_multiple=64, sigmas=sigmas, output_type=output_type,
+            output_types=HDR_OUTPUT_TYPES, callback_on_step_end=callback_on_step_end,
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+            callback_tensor_inputs=("video_latents",), generator=generator, return_dict=return_dict,
+            allow_large=allow_large,
+        )  # fmt: skip
+        check_sigmas(stage_2_sigmas, name="stage_2_sigmas")
+        check_upsampler(self.latent_upsampler)
+        if high_quality:  # each frame twice, as the reference's --high-quality loads them
+            frames = np.repeat(frames, 2, axis=0)[:generated_frames]
+        check_frame_count(frames.shape[0], f"the input's frame count ({frames.shape[0]} frames are used)")
+        factor = self.reference_downscale_factor
+        sigmas = self.scheduler.get_sigmas(sigmas=sigmas) if sigmas is not None else self.scheduler.get_sigmas()
+        stage_2_sigmas = self.scheduler.get_sigmas(sigmas=stage_2_sigmas)
+        names = callback_tensor_names(callback_on_step_end, callback_on_step_end_tensor_inputs)
+        device, dtype, transformer = self._execution_device, self.transformer.dtype, self.transformer
+        callback = StepCallbacks(self, callback_on_step_end, names)
+        model = VideoOnlyTransformer(transformer)
+        no_audio = empty_audio_state(batch_size, transformer.config.audio_in_channels, dtype, device)
+        neutral = GuidanceScales()  # distilled: one positive pass per step
+
+        def video_callback(i: int, sigma: float, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+            return callback(i, sigma, {"video_latents": tensors["video_latents"]})
+
+        # 2. The prompt -> the video context (the audio context is not used)
+        contexts = prompt_contexts(
+            self, as_list(prompt), None, prompt_embeds=prompt_embeds, negative_prompt_embeds=None,
+            needs_negative=False, num_videos_per_prompt=1, device=device, dtype=dtype,
+        )  # fmt: skip
+        contexts = TextContexts(contexts.video, contexts.audio)
+
+        # 3. Stage 1 at half size: the input's tokens at half size / factor, 8 distilled steps with the IC-LoRA
+        half = (height // 2, width // 2)
+        references = encode_references(
+            self.vae, [(frames, reference_strength)], *half, generated_frames, factor, 1.0, None, device
+        )
+        grid = latent_grid(*half, generated_frames)
+        state = referenced_video_state(
+            batch_size, grid, frame_rate, references, generator=generator, dtype=dtype, device=device
+        )
+        state, _ = denoise(
+            model, state, no_audio, contexts, sigmas, neutral, neutral, progress_bar=self.progress_bar,
+            callback=video_callback,
+        )  # fmt: skip
+        video_latents = unpatchify_video(state.output_tokens(), *grid)
+
+        # 4. Stage 2 at full size: x2 upsampling, re-noising, the input's tokens at full size / factor, IC-LoRA kept
+        upsampler_dtype = next(self.latent_upsampler.parameters()).dtype
+        upsampled = upsample_latents(
+            self.latent_upsampler, video_latents.to(upsampler_dtype), self.vae.latents_mean, self.vae.latents_std
+        )
+        references = encode_references(
+            self.vae, [(frames, reference_strength)], height, width, generated_frames, factor, 1.0, None, device
+        )
+        grid = latent_grid(height, width, generated_frames)
+        state = referenced_video_state(
+            batch_size, grid, frame_rate, references, generator=generator, dtype=dtype, device=device,
+            noise_scale=float(stage_2_sigmas[0]), initial_latent=upsampled.to(dtype),
+        )  # fmt: skip
+        state, _ = denoise(
+            model, state, no_audio, contexts, stage_2_sigmas, neutral, neutral, progress_bar=self.progress_bar,
+            callback=video_callback,
+        )  # fmt: skip
+        video_latents = unpatchify_video(state.output_tokens(), *grid)
+
+        # 5. Decode to working-space codes, invert the curve; high_quality keeps every other frame
+        if output_type == "latent":
+            output = video_latents
+        else:
+            codes = decode_frames(self.vae, video_latents, "pt", generator).permute(0, 1, 3, 4, 2)  # (B, F, H, W, 3)
+            output = linear_from_codes(codes, transfer)[:, :: 2 if high_quality else 1].contiguous()
+            output = output.numpy() if output_type == "np" else output
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return (output,)
+        return LTX2HDRPipelineOutput(frames=output, transfer=transfer)

@@ -1,0 +1,191 @@
+"""LTX2AVHDRICLoraPipeline (tiny, CPU; a random HDR IC-LoRA with reference_downscale_factor 2 and hdr_transform).
+
+(1) Output: float32 scene-linear (B, F, H, W, 3) frames = the curve's inverse of the VAE's decode of the latents; the
+    transformer only ever runs video-only (no audio tokens, no audio noise), with the IC-LoRA on in BOTH stages.
+(2) high_quality: each input frame twice, 2F - 1 frames generated, F returned. ACEScct decodes through ACEScct.
+(3) The frames written as EXR files read back (skipped without OpenEXR).
+(4) Bad arguments and LoRA metadata are refused before any model runs.
+"""
+
+import numpy as np
+import pytest
+import torch
+from helpers.pipelines import adapters_enabled
+from safetensors.torch import save_file
+
+from ltx2_diffusers import LTX2AVHDRICLoraPipeline
+from ltx2_diffusers.loaders.lora import read_lora
+from ltx2_diffusers.pipelines.pipeline_ltx2_av_hdr_ic_lora import VideoOnlyTransformer, hdr_transfer_of
+from ltx2_diffusers.pipelines.tiny import build_tiny_two_stage_pipeline
+from ltx2_diffusers.schedulers.scheduling_ltx2 import LTX2Scheduler
+from ltx2_diffusers.utils import hdr
+
+FRAMES = 9
+# 128x128: stage 1 at 64x64 (2x2 latents), the input at 32x32 (1x1); one step per stage to stay fast on CPU
+FAST = {"num_frames": FRAMES, "height": 128, "width": 128, "sigmas": (1.0, 0.0), "stage_2_sigmas": (0.909375, 0.0)}
+
+
+def _input_frames(frames: int = FRAMES, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (frames, 40, 48, 3), dtype=np.uint8)
+
+
+def _hdr_lora_file(transformer, path, transfer: str = "logc3", seed: int = 0) -> str:
+    """A random rank-2 LoRA on attn1.to_q / to_v of every block, with the HDR IC-LoRA's metadata."""
+    generator = torch.Generator().manual_seed(seed)
+    tensors = {}
+    for name, module in transformer.named_modules():
+        if name.startswith("transformer_blocks.") and name.split(".", 2)[-1] in ("attn1.to_q", "attn1.to_v"):
+            tensors[f"{name}.lora_A.weight"] = torch.randn(2, module.in_features, generator=generator) / 4
+            tensors[f"{name}.lora_B.weight"] = 0.5 * torch.randn(module.out_features, 2, generator=generator)
+    save_file(tensors, str(path), metadata={"reference_downscale_factor": "2", "hdr_transform": transfer})
+    return str(path)
+
+
+def _hdr_pipe() -> LTX2AVHDRICLoraPipeline:
+    components = build_tiny_two_stage_pipeline(0).components
+    pipe = LTX2AVHDRICLoraPipeline(**{**components, "scheduler": LTX2Scheduler.distilled()})
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.fixture(scope="module")
+def pipe(tmp_path_factory) -> LTX2AVHDRICLoraPipeline:
+    pipe = _hdr_pipe()
+    assert pipe.load_hdr_lora(_hdr_lora_file(pipe.transformer, tmp_path_factory.mktemp("lora") / "hdr.safetensors"))
+    assert pipe.reference_downscale_factor == 2 and pipe.hdr_transfer == "logc3"
+    return pipe
+
+
+@pytest.fixture(scope="module")
+def result(pipe):
+    """One call, with every transformer call recorded, and the latents of the same call."""
+    calls, forward = [], pipe.transformer.forward
+
+    def spy(*args, **kwargs):
+        calls.append(
+            (kwargs.get("audio_hidden_states"), kwargs["hidden_states"].shape, adapters_enabled(pipe.transformer))
+        )
+        return forward(*args, **kwargs)
+
+    pipe.transformer.forward = spy
+    try:
+        output = pipe(_input_frames(), "a lamp", **FAST, generator=torch.Generator().manual_seed(0))
+    finally:
+        del pipe.transformer.forward
+    (latents,) = pipe(
+        _input_frames(), "a lamp", **FAST, output_type="latent", generator=torch.Generator().manual_seed(0),
+        return_dict=False,
+    )  # fmt: skip
+    return output, latents, calls
+
+
+@torch.no_grad()
+def test_output_is_the_inverse_curve_of_the_decode(pipe, result):
+    output, latents, _ = result
+    assert output.transfer == "logc3" and latents.shape == (1, 128, 2, 4, 4)
+    frames = output.frames
+    assert frames.dtype == torch.float32 and frames.shape == (1, FRAMES, 128, 128, 3)
+    assert torch.isfinite(frames).all() and frames.min() >= 0.0
+    pixels = pipe.vae.decode(latents * pipe.vae.latents_std.view(-1, 1, 1, 1) + pipe.vae.latents_mean.view(-1, 1, 1, 1))
+    codes = ((pixels[0].float() + 1.0) / 2.0).clamp(0.0, 1.0).permute(0, 2, 3, 4, 1)  # (1, F, H, W, 3)
+    torch.testing.assert_close(frames, hdr.logc3_decode(codes).clamp(min=0.0), rtol=1e-5, atol=1e-6)
+
+
+def test_video_only_with_the_ic_lora_in_both_stages(result):
+    _, _, calls = result
+    assert len(calls) == 2  # one step per stage
+    assert all(audio is None for audio, _, _ in calls)
+    # stage 1: 2x2x2 generated + 1x1x2 input tokens; stage 2: 2x4x4 + 2x2x2 (input at full size / 2)
+    assert [shape[1] for _, shape, _ in calls] == [8 + 2, 32 + 8]
+    assert all(enabled for _, _, enabled in calls)
+
+
+def test_no_audio_noise_is_drawn(pipe):
+    """Stage 1 draws only the video tokens' noise: (8 + 2) x 128 normals, then stage 2 (32 + 8) x 128."""
+    generator = torch.Generator().manual_seed(3)
+    pipe(_input_frames(), "a lamp", **FAST, output_type="latent", generator=generator)
+    expected = torch.Generator().manual_seed(3)
+    torch.randn(1, 10, 128, generator=expected)
+    torch.randn(1, 40, 128, generator=expected)
+    assert torch.equal(generator.get_state(), expected.get_state())
+
+
+def test_high_quality_generates_twice_the_frames(pipe):
+    calls, forward = [], pipe.transformer.forward
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs["hidden_states"].shape[1])
+        return forward(*args, **kwargs)
+
+    pipe.transformer.forward = spy
+    try:
+        frames = pipe(_input_frames(12), "a lamp", **FAST, high_quality=True).frames
+    finally:
+        del pipe.transformer.forward
+    assert frames.shape == (1, FRAMES, 128, 128, 3)
+    assert calls[0] == 3 * 2 * 2 + 3 * 1 * 1  # 17 generated frames = 3 latent frames; the input's 9 -> 17 too
+
+
+@torch.no_grad()
+def test_acescct_decodes_through_acescct(pipe, result, tmp_path):
+    """hdr_transfer="acescct" (an ACEScct LoRA's metadata gives it too): ACEScct codes of ACEScg -> Rec.709."""
+    lora = read_lora(_hdr_lora_file(pipe.transformer, tmp_path / "cct.safetensors", "acescct"))
+    assert hdr_transfer_of(lora) == "acescct"
+    generator = torch.Generator().manual_seed(0)
+    output = pipe(_input_frames(), "a lamp", **FAST, hdr_transfer="acescct", output_type="np", generator=generator)
+    assert output.transfer == "acescct" and isinstance(output.frames, np.ndarray)
+    latents = result[1]
+    pixels = pipe.vae.decode(latents * pipe.vae.latents_std.view(-1, 1, 1, 1) + pipe.vae.latents_mean.view(-1, 1, 1, 1))
+    codes = ((pixels[0].float() + 1.0) / 2.0).clamp(0.0, 1.0).permute(0, 2, 3, 4, 1)
+    expected = hdr.acescg_to_rec709(hdr.acescct_decode(codes)).clamp(min=0.0)
+    np.testing.assert_allclose(output.frames, expected.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_frames_round_trip_through_exr(result, tmp_path):
+    pytest.importorskip("OpenEXR")
+    from ltx2_diffusers.utils.hdr_io import read_exr_frames, write_exr_frames
+
+    frames = result[0].frames[0]
+    paths = write_exr_frames(tmp_path / "exr", frames, half=False)
+    assert len(paths) == FRAMES
+    torch.testing.assert_close(read_exr_frames(tmp_path / "exr"), frames, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"hdr_transfer": "pq"}, ValueError, r"hdr_transfer='pq' is not one of \('logc3', 'acescct'\)"),
+        ({"reference_strength": 1.5}, ValueError, r"reference_strength=1.5 is outside \[0, 1\]"),
+        ({"num_frames": 10}, ValueError, r"num_frames=10 is not of the form 8\*k \+ 1"),
+        ({"height": 96}, ValueError, "not a positive multiple of 64"),
+        ({"output_type": "pil"}, ValueError, r"output_type='pil' is not one of 'pt', 'np', 'latent'"),
+        ({"high_quality": "yes"}, TypeError, "high_quality must be True or False, got 'yes'"),
+        (
+            {"video": _input_frames(5)},
+            ValueError,
+            r"the input's frame count \(5 frames are used\)=5 is not of the form",
+        ),
+    ],
+)
+def test_errors_before_any_model_runs(pipe, monkeypatch, kwargs, error, message):
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model ran")
+
+    for module in (pipe.transformer, pipe.vae, pipe.text_encoder, pipe.latent_upsampler):
+        monkeypatch.setattr(module, "forward", refuse)
+    monkeypatch.setattr(pipe.vae, "encode", refuse)
+    arguments = {"video": _input_frames(), "prompt": "a lamp", **FAST, **kwargs}
+    with pytest.raises(error, match=message):
+        pipe(**arguments)
+
+
+def test_unknown_hdr_transform_metadata_is_refused(pipe, tmp_path):
+    before = dict(pipe.transformer.peft_config)
+    with pytest.raises(ValueError, match=r"declares hdr_transform='pq'; the known transfers are"):
+        pipe.load_hdr_lora(_hdr_lora_file(pipe.transformer, tmp_path / "pq.safetensors", "pq"), adapter_name="pq")
+    assert dict(pipe.transformer.peft_config) == before and pipe.hdr_transfer == "logc3"  # refused before loading
+
+
+def test_video_only_transformer_refuses_audio_tokens(pipe):
+    with pytest.raises(ValueError, match="runs without audio, but got 3 audio tokens"):
+        VideoOnlyTransformer(pipe.transformer)(audio_hidden_states=torch.zeros(1, 3, 128))
