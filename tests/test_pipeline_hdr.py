@@ -7,6 +7,9 @@
 (4) Bad arguments and LoRA metadata are refused before any model runs.
 """
 
+import re
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -189,3 +192,81 @@ def test_unknown_hdr_transform_metadata_is_refused(pipe, tmp_path):
 def test_video_only_transformer_refuses_audio_tokens(pipe):
     with pytest.raises(ValueError, match="runs without audio, but got 3 audio tokens"):
         VideoOnlyTransformer(pipe.transformer)(audio_hidden_states=torch.zeros(1, 3, 128))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The `hdr` subcommand
+
+
+@pytest.fixture(scope="module")
+def cli_inputs(tmp_path_factory) -> dict:
+    from helpers.cli_media import write_clip, write_lora
+
+    folder = tmp_path_factory.mktemp("hdr_cli")
+    metadata = {"reference_downscale_factor": "2", "hdr_transform": "logc3"}
+    return {
+        "clip": write_clip(folder / "shot.mp4", num_frames=9, size=128, sample_rate=None),
+        "lora": write_lora(folder / "hdr.safetensors", seed=3, metadata=metadata),
+        "exr_folder": folder,
+    }
+
+
+def _cli(inputs: dict, output, *extra: str) -> list[str]:
+    return ["hdr", "a lamp", "-o", str(output), "--input", str(inputs["clip"]), "--hdr-lora", str(inputs["lora"]),
+            "--model", "tiny", "--frames", "9", *extra]  # fmt: skip
+
+
+def test_cli_writes_exr_frames_and_an_hlg_mp4(cli_inputs, tmp_path, capsys):
+    pytest.importorskip("OpenEXR")
+    import av
+
+    from ltx2_diffusers.cli import main
+    from ltx2_diffusers.utils.hdr_io import exr_header, read_exr_frames
+
+    assert main(_cli(cli_inputs, tmp_path / "out", "--hlg", "--exr-space", "acescg")) == 0
+    frames = read_exr_frames(tmp_path / "out" / "shot_exr")
+    assert frames.shape == (FRAMES, 128, 128, 3) and frames.min() >= 0.0  # the input's size
+    assert exr_header(tmp_path / "out" / "shot_exr" / "frame_00000.exr")["colorSpace"] == "ACEScg"
+    with av.open(str(tmp_path / "out" / "shot.mp4")) as container:
+        context = container.streams.video[0].codec_context
+        assert (context.pix_fmt, context.color_trc, container.streams.video[0].frames) == ("yuv420p10le", 18, FRAMES)
+    assert "9 EXR frames, ACEScg" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--frames", "10"], r"--frames=10 is not of the form 8\*k \+ 1"),
+        (["--height", "96"], "not a positive multiple of 64"),
+        (["--input", "missing.mp4"], "--input: missing.mp4: no such file or folder"),
+    ],
+)
+def test_cli_errors_before_loading(cli_inputs, tmp_path, capsys, extra, message):
+    from ltx2_diffusers.cli import main
+
+    argv = _cli(cli_inputs, tmp_path / "out", *extra)
+    if "--input" in extra:  # the later --input wins in argparse
+        argv = [a for i, a in enumerate(argv) if not (a == "--input" and i < argv.index("--hdr-lora"))]
+        argv.remove(str(cli_inputs["clip"]))
+    assert main(argv) == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_without_openexr_says_how_to_install(cli_inputs, tmp_path, capsys, monkeypatch):
+    from ltx2_diffusers.cli import main
+
+    monkeypatch.setitem(sys.modules, "OpenEXR", None)
+    assert main(_cli(cli_inputs, tmp_path / "out")) == 2
+    assert 'writing EXR frames needs the OpenEXR package: pip install "ltx2-diffusers[hdr]"' in capsys.readouterr().err
+
+
+def test_cli_refuses_an_exr_folder_as_input(cli_inputs, tmp_path, capsys):
+    from ltx2_diffusers.cli import main
+
+    (tmp_path / "frames").mkdir()
+    (tmp_path / "frames" / "frame_00000.exr").write_bytes(b"")
+    argv = _cli(cli_inputs, tmp_path / "out")
+    argv[argv.index("--input") + 1] = str(tmp_path / "frames")
+    assert main(argv) == 2
+    assert "holds EXR frames: the HDR IC-LoRA re-grades SDR Rec.709 video" in capsys.readouterr().err

@@ -218,6 +218,10 @@ def run(args: argparse.Namespace, c: Checked) -> str:
     import numpy as np
     import torch
 
+    if "hdr" in c.command.features:  # EXR frames (+ an HLG mp4) per input video
+        from .hdr import run_hdr
+
+        return run_hdr(args, c)
     start = time.perf_counter()
     cls = pipeline_class(c.command.name, c.command.pipeline)
     kw = call_arguments(args, c)

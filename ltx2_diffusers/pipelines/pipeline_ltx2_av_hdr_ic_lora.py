@@ -160,6 +160,8 @@ class LTX2AVHDRICLoraPipeline(LTX2AVTwoStagePipelineBase):
         self._hdr_transfer = transfer
         return name
 
+    load_ic_lora = load_hdr_lora  # the name the CLI's `prepare` and `LTX2AVICLoRAPipeline` use
+
     @torch.no_grad()
     def __call__(
         self,
