@@ -270,3 +270,25 @@ def test_cli_refuses_an_exr_folder_as_input(cli_inputs, tmp_path, capsys):
     argv[argv.index("--input") + 1] = str(tmp_path / "frames")
     assert main(argv) == 2
     assert "holds EXR frames: the HDR IC-LoRA re-grades SDR Rec.709 video" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@torch.no_grad()
+def test_bf16_on_cuda_gives_the_inverse_curve_of_the_decode(tmp_path):
+    """The tiny pipeline in bf16 on the GPU, the VAE in float32 (as the reference decodes HDR): finite, non-negative
+    frames that are the LogC3 inverse of the VAE's decode of the call's latents."""
+    pipe = _hdr_pipe().to("cuda", torch.bfloat16)
+    pipe.vae.to(torch.float32)
+    pipe.load_hdr_lora(_hdr_lora_file(pipe.transformer, tmp_path / "hdr.safetensors"))
+    frames = pipe(_input_frames(), "a lamp", **FAST, generator=torch.Generator("cuda").manual_seed(0)).frames
+    assert frames.device.type == "cuda" and frames.dtype == torch.float32 and frames.shape == (1, FRAMES, 128, 128, 3)
+    assert torch.isfinite(frames).all() and frames.min() >= 0.0
+    (latents,) = pipe(
+        _input_frames(), "a lamp", **FAST, output_type="latent", generator=torch.Generator("cuda").manual_seed(0),
+        return_dict=False,
+    )  # fmt: skip
+    vae = pipe.vae
+    pixels = vae.decode(latents.float() * vae.latents_std.view(-1, 1, 1, 1) + vae.latents_mean.view(-1, 1, 1, 1))
+    codes = ((pixels[0].float() + 1.0) / 2.0).clamp(0.0, 1.0).permute(0, 2, 3, 4, 1)
+    torch.testing.assert_close(frames, hdr.logc3_decode(codes).clamp(min=0.0), rtol=1e-4, atol=1e-5)
