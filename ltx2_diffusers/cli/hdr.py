@@ -28,9 +28,9 @@ class HDRChecked:
     command: object
     model: str
     output: Path
-    inputs: list[Path]
+    inputs: list[tuple[Path, int, int, float]]  # (video, height, width, fps) each
     frames: int
-    height: int
+    height: int  # the largest input's, for the memory plan
     width: int
     fps: float
     ic_lora: tuple[str, float]
@@ -72,35 +72,34 @@ def _probe(path: Path) -> tuple[int, int, int, float]:
 
 
 def check_hdr(args: argparse.Namespace, command) -> HDRChecked:
-    """Every `hdr` argument, before any model loads: the LoRA, the inputs (each decodes, 8k + 1 usable frames, sizes
-    multiples of 64), the output folder (EXR frames never overwritten) and OpenEXR installed."""
+    """Every `hdr` argument, before any model loads: the LoRA, each input (it decodes, gives 8k + 1 usable frames, its
+    size or --height/--width is a multiple of 64), the output folder (EXR frames never overwritten), OpenEXR."""
     output = Path(args.output)
     if output.exists() and not output.is_dir():
         raise CLIError("-o/--output", f"{output} is a file: `hdr` writes a folder of EXR frames per input video")
-    inputs = _videos(args.input)
-    for video in inputs:
+    inputs = []
+    for video in _videos(args.input):
         if any((output / f"{video.stem}_exr").glob("*.exr")):
             raise CLIError("-o/--output", f"{output / (video.stem + '_exr')} already holds EXR frames: pick another -o")
-    frames, height, width, fps = _probe(inputs[0])
-    height, width = args.height or height, args.width or width
-    fps = args.fps or fps
-    generated = 2 * args.frames - 1 if args.high_quality else args.frames
-    checked = HDRChecked(
-        command, _check_model(args, command), output, inputs, args.frames, height, width, fps,
-        _lora_spec("--hdr-lora", args.hdr_lora), [_lora_spec("--lora", spec) for spec in args.lora],
-    )  # fmt: skip
-    check_call_inputs(
-        prompt=args.prompt, height=height, width=width, num_frames=args.frames, frame_rate=fps, size_multiple=64,
-        allow_large=args.allow_large, names=FLAGS,
-    )  # fmt: skip
-    _check_size_guard(args, checked)
-    for video in inputs:
-        count, *_ = _probe(video)
-        used = min(count, (generated + 1) // 2 if args.high_quality else args.frames)
+        count, height, width, fps = _probe(video)
+        height, width, fps = args.height or height, args.width or width, args.fps or fps
+        where = {**FLAGS, "height": f"{video}'s height (or --height)", "width": f"{video}'s width (or --width)"}
+        check_call_inputs(
+            prompt=args.prompt, height=height, width=width, num_frames=args.frames, frame_rate=fps, size_multiple=64,
+            allow_large=args.allow_large, names=where,
+        )  # fmt: skip
+        used = min(count, args.frames)  # the pipeline reads at most --frames (--high-quality: then doubles them)
         if (used - 1) % 8:
             raise CLIError(
                 "--input", f"{video} gives {used} frames; the video VAE needs 8k + 1: trim it or set --frames"
             )
+        inputs.append((video, height, width, fps))
+    _, height, width, fps = max(inputs, key=lambda i: i[1] * i[2])  # the largest sizes the memory plan
+    checked = HDRChecked(
+        command, _check_model(args, command), output, inputs, args.frames, height, width, fps,
+        _lora_spec("--hdr-lora", args.hdr_lora), [_lora_spec("--lora", spec) for spec in args.lora],
+    )  # fmt: skip
+    _check_size_guard(args, checked)
     if not 0 <= args.seed < 2**63:
         raise CLIError("--seed", f"{args.seed} is outside [0, 2**63): pass a non-negative seed")
     try:
@@ -132,14 +131,14 @@ def run_hdr(args: argparse.Namespace, c: HDRChecked) -> str:
     prepare(pipe, args, c, device)  # the HDR LoRA loads as c.ic_lora (`load_ic_lora`)
     space = HDRColorSpace(args.exr_space)
     written = []
-    for video in c.inputs:
-        generator = torch.Generator(device=device).manual_seed(args.seed)
+    for video, height, width, fps in c.inputs:
+        generator = torch.Generator(device=device).manual_seed(args.seed)  # each video as if run alone
         frames = pipe(
-            str(video), args.prompt, num_frames=c.frames, height=c.height, width=c.width, frame_rate=c.fps,
+            str(video), args.prompt, num_frames=c.frames, height=height, width=width, frame_rate=fps,
             high_quality=args.high_quality, generator=generator, allow_large=args.allow_large,
         ).frames[0]  # fmt: skip
         folder = write_exr_frames(c.output / f"{video.stem}_exr", from_rec709_linear(frames, space), space)[0].parent
         written.append(f"{os.path.abspath(folder)} ({frames.shape[0]} EXR frames, {space.exr_tag})")
         if args.hlg:
-            written.append(os.path.abspath(write_hlg_mp4(c.output / f"{video.stem}.mp4", frames, c.fps)))
+            written.append(os.path.abspath(write_hlg_mp4(c.output / f"{video.stem}.mp4", frames, fps)))
     return f"wrote {', '.join(map(str, written))}; took {time.perf_counter() - start:.1f} s"

@@ -191,7 +191,7 @@ class LTX2AVHDRICLoraPipeline(LTX2AVTwoStagePipelineBase):
         reference_strength: in [0, 1]; 1 keeps the input's tokens clean. high_quality: see the module docstring.
         hdr_transfer: "logc3" / "acescct"; None -> the loaded HDR LoRA's (`hdr_transfer`).
         height, width: multiples of 64; None -> the video's own size. frame_rate: None -> the file's, else 24.
-        At most `num_frames` input frames are used (high_quality: (num_frames + 1) // 2), 8k + 1 of them.
+        At most `num_frames` input frames are used (with high_quality too: each then twice), 8k + 1 of them.
         Returns `LTX2HDRPipelineOutput(frames, transfer)` or `(frames,)`.
         """
         # 1. Arguments, and the input's frames (read here: its size and rate are the defaults), before any model runs
@@ -203,14 +203,11 @@ class LTX2AVHDRICLoraPipeline(LTX2AVTwoStagePipelineBase):
         check_strength(reference_strength, "reference_strength")
         check_frame_count(num_frames)
         generated_frames = 2 * num_frames - 1 if high_quality else num_frames
-        frames, file_rate = video_frames(video, "video", (generated_frames + 1) // 2 if high_quality else num_frames)
+        frames, file_rate = video_frames(video, "video", num_frames)  # high_quality doubles them below
         height = frames.shape[1] if height is None else height
         width = frames.shape[2] if width is None else width
-        frame_rate = (
-            (file_rate or sampling_preset(self.model_version, self.kind).frame_rate)
-            if frame_rate is None
-            else frame_rate
-        )
+        if frame_rate is None:
+            frame_rate = file_rate or sampling_preset(self.model_version, self.kind).frame_rate
         batch_size = check_call_inputs(
             prompt=prompt, prompt_embeds=prompt_embeds, height=height, width=width, num_frames=generated_frames,
             frame_rate=frame_rate, size_multiple=64, sigmas=sigmas, output_type=output_type,

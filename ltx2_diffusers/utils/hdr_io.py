@@ -125,6 +125,14 @@ def hlg_planes(rec709: Tensor, white_signal: float = 0.75) -> tuple[Tensor, Tens
     return ycbcr420_10bit(hlg_signal(apply_matrix(rec709, REC709_TO_REC2020), white_signal))
 
 
+def _in_order(packets: list) -> list:
+    """Packets of an encode without B-frames, decode time = presentation time. Set here because FFmpeg's libx265
+    wrapper can hand flushed packets an uninitialised dts (seen with PyAV 18's FFmpeg), which the mp4 muxer refuses."""
+    for packet in packets:
+        packet.dts = packet.pts
+    return packets
+
+
 def write_hlg_mp4(
     path: str | os.PathLike,
     frames: Tensor | np.ndarray,
@@ -156,20 +164,21 @@ def write_hlg_mp4(
             stream.options = {
                 "crf": str(crf),
                 "preset": preset,
-                "x265-params": f"{vui}:repeat-headers=1:log-level=error",
+                "x265-params": f"{vui}:repeat-headers=1:bframes=0:log-level=error",
             }
             context = stream.codec_context
             context.color_primaries, context.color_trc = _AVCOL_PRI_BT2020, _AVCOL_TRC_ARIB_STD_B67
             context.colorspace, context.color_range = _AVCOL_SPC_BT2020_NCL, _AVCOL_RANGE_MPEG
-            for frame in frames:  # one frame at a time: memory stays that of one frame's planes
+            for index, frame in enumerate(frames):  # one frame at a time: memory stays that of one frame's planes
                 planes = [p[0].numpy() for p in hlg_planes(frame[None], white_signal)]
                 video_frame = av.VideoFrame(width, height, "yuv420p10le")
                 for plane, source in zip(video_frame.planes, planes):
                     rows = np.frombuffer(plane, dtype=np.uint16).reshape(plane.height, plane.line_size // 2)
                     rows[:, : source.shape[1]] = source
                 video_frame.colorspace, video_frame.color_range = _AVCOL_SPC_BT2020_NCL, _AVCOL_RANGE_MPEG
-                container.mux(stream.encode(video_frame))
-            container.mux(stream.encode())
+                video_frame.pts = index  # in the stream's 1/fps time base
+                container.mux(_in_order(stream.encode(video_frame)))
+            container.mux(_in_order(stream.encode()))
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
