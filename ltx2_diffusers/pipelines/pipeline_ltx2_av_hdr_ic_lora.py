@@ -124,6 +124,32 @@ def referenced_video_state(
     return add_noise(video, generator, noise_scale)
 
 
+def denoise_video_only(
+    transformer: torch.nn.Module,
+    video: LatentState,
+    contexts: TextContexts,
+    sigmas: Tensor,
+    *,
+    progress_bar: Callable | None = None,
+    callback: Callable | None = None,
+) -> LatentState:
+    """One distilled stage of the reference's `DiffusionStage` with `audio=None`: Euler over `sigmas`, one positive
+    pass per step (its `SimpleDenoiser(video_context, None)`), the transformer run video-only
+    (`VideoOnlyTransformer`, an empty audio stream). callback(step, sigma, {"video_latents": ...}) as `denoise`'s."""
+    batch_size, device = video.latent.shape[0], video.latent.device
+    no_audio = empty_audio_state(batch_size, transformer.config.audio_in_channels, video.latent.dtype, device)
+    neutral = GuidanceScales()  # cfg 1, no STG, no modality guidance: the plan runs the positive pass only
+
+    def video_callback(i: int, sigma: float, tensors: dict[str, Tensor]) -> dict[str, Tensor] | None:
+        return None if callback is None else callback(i, sigma, {"video_latents": tensors["video_latents"]})
+
+    video, _ = denoise(
+        VideoOnlyTransformer(transformer), video, no_audio, contexts, sigmas, neutral, neutral,
+        progress_bar=progress_bar, callback=video_callback,
+    )  # fmt: skip
+    return video
+
+
 def hdr_transfer_of(lora: LTX2LoRA) -> str:
     """The working space an HDR LoRA file declares: `hdr_transform` = "logc3" / "acescct" (or "true", and a bare
     `use_hdr_transform` flag: LogC3); LogC3 when the file says nothing, as the reference assumes."""
@@ -227,12 +253,6 @@ class LTX2AVHDRICLoraPipeline(LTX2AVTwoStagePipelineBase):
         names = callback_tensor_names(callback_on_step_end, callback_on_step_end_tensor_inputs)
         device, dtype, transformer = self._execution_device, self.transformer.dtype, self.transformer
         callback = StepCallbacks(self, callback_on_step_end, names)
-        model = VideoOnlyTransformer(transformer)
-        no_audio = empty_audio_state(batch_size, transformer.config.audio_in_channels, dtype, device)
-        neutral = GuidanceScales()  # distilled: one positive pass per step
-
-        def video_callback(i: int, sigma: float, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
-            return callback(i, sigma, {"video_latents": tensors["video_latents"]})
 
         # 2. The prompt -> the video context (the audio context is not used)
         contexts = prompt_contexts(
@@ -250,10 +270,9 @@ class LTX2AVHDRICLoraPipeline(LTX2AVTwoStagePipelineBase):
         state = referenced_video_state(
             batch_size, grid, frame_rate, references, generator=generator, dtype=dtype, device=device
         )
-        state, _ = denoise(
-            model, state, no_audio, contexts, sigmas, neutral, neutral, progress_bar=self.progress_bar,
-            callback=video_callback,
-        )  # fmt: skip
+        state = denoise_video_only(
+            transformer, state, contexts, sigmas, progress_bar=self.progress_bar, callback=callback
+        )
         video_latents = unpatchify_video(state.output_tokens(), *grid)
 
         # 4. Stage 2 at full size: x2 upsampling, re-noising, the input's tokens at full size / factor, IC-LoRA kept
@@ -269,10 +288,9 @@ class LTX2AVHDRICLoraPipeline(LTX2AVTwoStagePipelineBase):
             batch_size, grid, frame_rate, references, generator=generator, dtype=dtype, device=device,
             noise_scale=float(stage_2_sigmas[0]), initial_latent=upsampled.to(dtype),
         )  # fmt: skip
-        state, _ = denoise(
-            model, state, no_audio, contexts, stage_2_sigmas, neutral, neutral, progress_bar=self.progress_bar,
-            callback=video_callback,
-        )  # fmt: skip
+        state = denoise_video_only(
+            transformer, state, contexts, stage_2_sigmas, progress_bar=self.progress_bar, callback=callback
+        )
         video_latents = unpatchify_video(state.output_tokens(), *grid)
 
         # 5. Decode to working-space codes, invert the curve; high_quality keeps every other frame

@@ -5,20 +5,53 @@ Run with the 1.2.0 oracle venv (it imports ltx_core / ltx_pipelines 1.2.0 and Op
 
     /work/oracle12/venv/bin/python scripts/goldens/hdr.py tests/goldens/hdr
 
-Writes hdr.safetensors (inputs "in.<name>", outputs "out.<name>"; a few KB) and reference_frame.exr (4x6, half,
-written by ltx-pipelines' `save_exr_tensor` with ACEScg tags; its pixels are "in.exr_frame").
+Writes hdr.safetensors (inputs "in.<name>", outputs "out.<name>"; a few KB), reference_frame.exr (4x6, half,
+written by ltx-pipelines' `save_exr_tensor` with ACEScg tags; its pixels are "in.exr_frame"), and stage.safetensors:
+`HDRICLoraPipeline`'s stage 1 (`DiffusionStage` called with `video=ModalitySpec(context, [VideoConditionByReferenceLatent
+(latent, downscale_factor=2)])`, no audio, `SimpleDenoiser(video_context, None)`, a `GaussianNoiser` seeded by the
+pipeline's seed, the 8 distilled sigmas) on a tiny seeded audio-video model (2 blocks, LTX-2 layout; the IC-LoRA is
+weights, left out), in float32 on the CPU: the weights under their original names (bf16-exact values), the inputs
+and the stage's video latent. Only tensors are written; nothing of ltx-core or ltx-pipelines is copied.
 """
 
+import json
 import sys
+from contextlib import nullcontext
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 from ltx_core.color.hlg import HlgGpuConverter
 from ltx_core.color.primaries import Primaries
+from ltx_core.components.noisers import GaussianNoiser
+from ltx_core.conditioning import VideoConditionByReferenceLatent
 from ltx_core.hdr import HDRTransfer
+from ltx_core.model.transformer import LTXModelConfigurator, X0Model
+from ltx_core.types import VIDEO_SCALE_FACTORS
+from ltx_pipelines.utils.blocks import DiffusionStage
+from ltx_pipelines.utils.constants import DISTILLED_SIGMA_VALUES
+from ltx_pipelines.utils.denoisers import SimpleDenoiser
 from ltx_pipelines.utils.media_io.color_config import HDRColorSpace, decode_hdr_video
 from ltx_pipelines.utils.media_io.exr import save_exr_tensor
+from ltx_pipelines.utils.types import ModalitySpec
 from safetensors.torch import save_file
+
+# The tiny audio-video transformer: ltx-core's required keys plus small sizes (LTX-2 layout, captions projected inside)
+SECTION = {
+    "dropout": 0.0, "attention_bias": True, "activation_fn": "gelu-approximate", "num_embeds_ada_norm": 1000,
+    "use_linear_projection": False, "only_cross_attention": False, "cross_attention_norm": True,
+    "double_self_attention": False, "upcast_attention": False, "standardization_norm": "rms_norm",
+    "norm_elementwise_affine": False, "qk_norm": "rms_norm", "positional_embedding_type": "rope",
+    "use_middle_indices_grid": True, "use_audio_video_cross_attention": True, "share_ff": False,
+    "av_cross_ada_norm": True, "rope_type": "split", "frequencies_precision": "float64",
+    "av_ca_timestep_scale_multiplier": 1000, "positional_embedding_max_pos": [20, 2048, 2048],
+    "audio_positional_embedding_max_pos": [20], "timestep_scale_multiplier": 1000,
+    "positional_embedding_theta": 10000.0, "norm_eps": 1e-6,
+    "num_attention_heads": 2, "attention_head_dim": 8, "in_channels": 128, "out_channels": 128, "num_layers": 2,
+    "cross_attention_dim": 16, "audio_num_attention_heads": 2, "audio_attention_head_dim": 4,
+    "audio_in_channels": 128, "audio_out_channels": 128, "audio_cross_attention_dim": 8, "caption_channels": 32,
+}  # fmt: skip
+STAGE = {"width": 128, "height": 128, "frames": 17, "fps": 24.0, "seed": 10, "factor": 2, "text_tokens": 6}
 
 
 def main(folder: str) -> None:
@@ -71,5 +104,79 @@ def main(folder: str) -> None:
     save_file(tensors, str(out / "hdr.safetensors"), metadata={"source": "ltx-core / ltx-pipelines 1.2.0"})
 
 
+def tiny_model() -> torch.nn.Module:
+    """The audio-video model of SECTION, every tensor from a seeded N(0, 1), scaled for O(1) activations, bf16-exact."""
+    model = LTXModelConfigurator.from_metadata({"config": {"transformer": SECTION}})
+    generator = torch.Generator().manual_seed(0)
+    model.to_empty(device="cpu")
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            noise = torch.randn(param.shape, generator=generator)
+            if "_norm." in name:
+                param.copy_(1 + 0.1 * noise)
+            elif "table" in name:
+                param.copy_(0.3 * noise)
+            elif param.ndim == 2:
+                param.copy_(noise / param.shape[1] ** 0.5)
+            else:
+                param.copy_(0.1 * noise)
+            param.copy_(param.bfloat16())
+    return model.float().eval()
+
+
+class TinyStage(DiffusionStage):
+    """`DiffusionStage` around an already built model: only the transformer's construction differs."""
+
+    def __init__(self, model: torch.nn.Module):  # noqa: D107 (the parent's fields that __call__ reads)
+        self._model = X0Model(model).eval()
+        self._dtype, self._device = torch.float32, torch.device("cpu")
+        self._transformer_builder = SimpleNamespace(checkpoint="tiny seeded model")
+        self.video_scale_factors = VIDEO_SCALE_FACTORS  # 8x time, 32x space
+
+    @property
+    def supports_generated_keyframes(self) -> bool:
+        return False
+
+    def _transformer_ctx(self, **kwargs: object):
+        return nullcontext(self._model)
+
+
+def stage_golden(out: Path) -> None:
+    """HDRICLoraPipeline.__call__'s stage 1, from its conditionings on, with the tiny stage."""
+    model, s = tiny_model(), STAGE
+    generator = torch.Generator().manual_seed(1)
+    context = torch.randn(1, s["text_tokens"], SECTION["caption_channels"], generator=generator)
+    latent_frames = (s["frames"] - 1) // 8 + 1
+    size = (s["height"] // 32 // s["factor"], s["width"] // 32 // s["factor"])
+    reference = torch.randn(1, 128, latent_frames, *size, generator=generator)  # an encoded input video
+    sigmas = torch.tensor(DISTILLED_SIGMA_VALUES, dtype=torch.float32)
+    with torch.inference_mode():
+        video_state, audio_state = TinyStage(model)(
+            denoiser=SimpleDenoiser(context, None),
+            sigmas=sigmas,
+            noiser=GaussianNoiser(generator=torch.Generator(device="cpu").manual_seed(s["seed"])),
+            width=s["width"],
+            height=s["height"],
+            frames=s["frames"],
+            fps=s["fps"],
+            video=ModalitySpec(
+                context=context,
+                conditionings=[VideoConditionByReferenceLatent(latent=reference, downscale_factor=s["factor"])],
+            ),
+        )
+    assert audio_state is None
+    tensors = {f"model.diffusion_model.{k}": v.bfloat16().contiguous() for k, v in model.state_dict().items()}
+    tensors |= {
+        "input.video_context": context,
+        "input.reference_latent": reference,
+        "input.sigmas": sigmas,
+        "output.video_latent": video_state.latent.clone().contiguous(),
+    }
+    metadata = {"config": json.dumps({"transformer": SECTION}), "stage": json.dumps(STAGE)}
+    save_file(tensors, str(out / "stage.safetensors"), metadata=metadata)
+    print("stage video latent", tuple(video_state.latent.shape), "mean |x|", video_state.latent.abs().mean().item())
+
+
 if __name__ == "__main__":
     main(sys.argv[1])
+    stage_golden(Path(sys.argv[1]))
