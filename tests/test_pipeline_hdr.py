@@ -1,8 +1,9 @@
 """LTX2AVHDRICLoraPipeline (tiny, CPU; a random HDR IC-LoRA with reference_downscale_factor 2 and hdr_transform).
 
-(0) Parity with ltx-pipelines 1.2.0's `HDRICLoraPipeline` stage 1 without the oracle: tests/goldens/hdr/
-    stage.safetensors (scripts/goldens/hdr.py) holds a tiny audio-video model's weights, the video context, an encoded
-    input video and the stage's video latent: the reference tokens at 1/2 size, video-only noise, 8 distilled steps.
+(0) Parity with ltx-pipelines 1.2.0's `HDRICLoraPipeline` without the oracle: tests/goldens/hdr/stage.safetensors
+    (scripts/goldens/hdr.py) holds a tiny audio-video model's weights, the video context, encoded inputs and both
+    stages' video latents: stage 1 (the input's tokens at 1/2 size, video-only noise, 8 distilled steps) and the tiled
+    stage 2 (tiles, cut inputs, per-tile seeds, blending); and the default tiling's tiles on several latent grids.
 (1) Output: float32 scene-linear (B, F, H, W, 3) frames = the curve's inverse of the VAE's decode of the latents; the
     transformer only ever runs video-only (no audio tokens, no audio noise), with the IC-LoRA on in BOTH stages.
 (2) high_quality: each input frame twice, 2F - 1 frames generated, F returned. ACEScct decodes through ACEScct.
@@ -28,11 +29,14 @@ from ltx2_diffusers.loaders.transformer_keys import original_to_diffusers_keys
 from ltx2_diffusers.models.transformer_ltx2 import LTX2VideoTransformer3DModel
 from ltx2_diffusers.pipelines.conditioning import unpatchify_video
 from ltx2_diffusers.pipelines.denoising import ReferenceCondition, TextContexts, latent_grid
+from ltx2_diffusers.pipelines.latent_tiles import latent_tiles
 from ltx2_diffusers.pipelines.pipeline_ltx2_av_hdr_ic_lora import (
+    HDR_STAGE_2_TILES,
     VideoOnlyTransformer,
     denoise_video_only,
     hdr_transfer_of,
     referenced_video_state,
+    refine_in_tiles,
 )
 from ltx2_diffusers.pipelines.tiny import build_tiny_two_stage_pipeline, tiny_transformer_config
 from ltx2_diffusers.schedulers.scheduling_ltx2 import LTX2Scheduler
@@ -44,8 +48,9 @@ FRAMES = 9
 FAST = {"num_frames": FRAMES, "height": 128, "width": 128, "sigmas": (1.0, 0.0), "stage_2_sigmas": (0.909375, 0.0)}
 
 
-def _golden_stage_1(seed_offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """(our stage-1 video latent, the reference's) on the golden's tiny model and inputs."""
+@pytest.fixture(scope="module")
+def golden_stage() -> tuple[LTX2VideoTransformer3DModel, dict, dict]:
+    """(our transformer with the golden's weights, the golden's tensors, its stage settings)."""
     with safe_open(GOLDENS / "stage.safetensors", "pt") as f:
         stage = json.loads(f.metadata()["stage"])
         tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
@@ -53,25 +58,76 @@ def _golden_stage_1(seed_offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     transformer = LTX2VideoTransformer3DModel(**{**tiny_transformer_config("2.0"), "num_layers": 2}).eval()
     mapping = original_to_diffusers_keys(weights, transformer.config, set(transformer.state_dict()))
     transformer.load_state_dict({mapping[k]: v for k, v in weights.items()}, strict=True)
+    return transformer, tensors, stage
+
+
+def _contexts(tensors: dict) -> TextContexts:
+    context = tensors["input.video_context"]
+    return TextContexts(context, torch.zeros(1, context.shape[1], 8))  # the audio context is never read
+
+
+@torch.no_grad()
+def _golden_stage_1(golden_stage, seed_offset: int = 0) -> torch.Tensor:
+    transformer, tensors, stage = golden_stage
     grid = latent_grid(stage["height"], stage["width"], stage["frames"])
     reference = ReferenceCondition(tensors["input.reference_latent"], 1.0, stage["factor"])
     generator = torch.Generator().manual_seed(stage["seed"] + seed_offset)
     video = referenced_video_state(
         1, grid, stage["fps"], [reference], generator=generator, dtype=torch.float32, device=torch.device("cpu")
     )
-    context = tensors["input.video_context"]
-    contexts = TextContexts(context, torch.zeros(1, context.shape[1], 8))  # the audio context is never read
-    with torch.no_grad():
-        video = denoise_video_only(transformer, video, contexts, tensors["input.sigmas"])
-    return unpatchify_video(video.output_tokens(), *grid), tensors["output.video_latent"]
+    video = denoise_video_only(transformer, video, _contexts(tensors), tensors["input.sigmas"])
+    return unpatchify_video(video.output_tokens(), *grid)
 
 
-def test_stage_1_equals_ltx_pipelines_1_2():
-    latent, expected = _golden_stage_1()
+def test_stage_1_equals_ltx_pipelines_1_2(golden_stage):
+    expected = golden_stage[1]["output.video_latent"]
+    latent = _golden_stage_1(golden_stage)
     assert latent.shape == expected.shape == (1, 128, 3, 4, 4) and expected.abs().mean() > 0.5
     torch.testing.assert_close(latent, expected, rtol=0, atol=1e-5)  # bit for bit on the CPU here
-    other, _ = _golden_stage_1(seed_offset=1)  # the comparison can fail
-    assert (other - expected).abs().max() > 1e-2
+    assert (_golden_stage_1(golden_stage, seed_offset=1) - expected).abs().max() > 1e-2  # the comparison can fail
+
+
+@torch.no_grad()
+def test_tiled_stage_2_equals_ltx_pipelines_1_2(golden_stage):
+    """The default 2x2x2 tiling clamped to a 3x6x6 latent (overlaps 1 / 4 / 4), the input cut to each tile, noise
+    seeded seed + tile index, two steps, the tiles blended."""
+    transformer, tensors, stage = golden_stage
+    latent = tensors["input.upsampled_latent"]
+    tiles = latent_tiles(tuple(latent.shape[2:]), HDR_STAGE_2_TILES)
+    assert len(tiles) == 8
+    reference = ReferenceCondition(tensors["input.full_reference_latent"], 1.0, stage["factor"])
+    refined = refine_in_tiles(
+        transformer, latent, [reference], _contexts(tensors), tensors["input.stage_2_sigmas"], frame_rate=stage["fps"],
+        seed=stage["seed"], tiles=tiles,
+    )  # fmt: skip
+    expected = tensors["output.refined_latent"]
+    assert expected.abs().mean() > 0.5
+    torch.testing.assert_close(refined, expected, rtol=0, atol=1e-5)
+    whole = latent_tiles(tuple(latent.shape[2:]), ((1, 0), (1, 0), (1, 0)))  # untiled: another result
+    untiled = refine_in_tiles(
+        transformer, latent, [reference], _contexts(tensors), tensors["input.stage_2_sigmas"], frame_rate=stage["fps"],
+        seed=stage["seed"], tiles=whole,
+    )  # fmt: skip
+    assert (untiled - expected).abs().max() > 1e-2
+
+
+def test_tiles_equal_ltx_cores(golden_stage):
+    """Bounds and blend weights of the default stage-2 tiling, clamped to each latent grid, as ltx-core makes them;
+    the weights of overlapping tiles sum to 1 everywhere."""
+    tensors = golden_stage[1]
+    grids = [tuple(map(int, k.split(".")[1].split("x"))) for k in tensors if k.endswith(".bounds")]
+    assert len(grids) == 6
+    for grid in grids:
+        name = "x".join(map(str, grid))
+        tiles = latent_tiles(grid, HDR_STAGE_2_TILES)
+        bounds = torch.tensor([[v for s in (t.frames, t.height, t.width) for v in (s.start, s.stop)] for t in tiles])
+        assert torch.equal(bounds, tensors[f"tiles.{name}.bounds"]), grid
+        weights = torch.cat([t.weights.reshape(-1) for t in tiles])
+        torch.testing.assert_close(weights, tensors[f"tiles.{name}.weights"], rtol=0, atol=1e-7)
+        total = torch.zeros(grid)
+        for t in tiles:
+            total[t.frames, t.height, t.width] += t.weights
+        torch.testing.assert_close(total, torch.ones(grid))
 
 
 def _input_frames(frames: int = FRAMES, seed: int = 0) -> np.ndarray:
@@ -142,21 +198,30 @@ def test_output_is_the_inverse_curve_of_the_decode(pipe, result):
 
 def test_video_only_with_the_ic_lora_in_both_stages(result):
     _, _, calls = result
-    assert len(calls) == 2  # one step per stage
+    # one step per stage: stage 1, then stage 2 in 2 x 2 x 2 tiles of the 2x4x4 latent (1 frame, 3x3 cells each)
+    assert len(calls) == 1 + 8
     assert all(audio is None for audio, _, _ in calls)
-    # stage 1: 2x2x2 generated + 1x1x2 input tokens; stage 2: 2x4x4 + 2x2x2 (input at full size / 2)
-    assert [shape[1] for _, shape, _ in calls] == [8 + 2, 32 + 8]
+    # stage 1: 2x2x2 generated + 1x1x2 input tokens; stage 2: 3x3 per tile + the input cut to it (cells // 2)
+    assert [shape[1] for _, shape, _ in calls] == [8 + 2] + [9 + 1, 9 + 2, 9 + 2, 9 + 4] * 2
     assert all(enabled for _, _, enabled in calls)
 
 
 def test_no_audio_noise_is_drawn(pipe):
-    """Stage 1 draws only the video tokens' noise: (8 + 2) x 128 normals, then stage 2 (32 + 8) x 128."""
+    """The call's generator draws stage 1's video noise alone, (8 + 2) x 128 normals (no audio noise); stage 2's tiles
+    draw from generators seeded with its seed + tile index, as the reference's."""
     generator = torch.Generator().manual_seed(3)
     pipe(_input_frames(), "a lamp", **FAST, output_type="latent", generator=generator)
     expected = torch.Generator().manual_seed(3)
     torch.randn(1, 10, 128, generator=expected)
-    torch.randn(1, 40, 128, generator=expected)
     assert torch.equal(generator.get_state(), expected.get_state())
+
+
+def test_untiled_stage_2(pipe):
+    one = ((1, 0), (1, 0), (1, 0))
+    generator = torch.Generator().manual_seed(0)
+    (latent,) = pipe(_input_frames(), "a lamp", **FAST, stage_2_tiles=one, output_type="latent", generator=generator,
+                     return_dict=False)  # fmt: skip
+    assert latent.shape == (1, 128, 2, 4, 4) and torch.isfinite(latent).all()
 
 
 def test_high_quality_generates_twice_the_frames(pipe):
@@ -209,6 +274,7 @@ def test_frames_round_trip_through_exr(result, tmp_path):
         ({"height": 96}, ValueError, "not a positive multiple of 64"),
         ({"output_type": "pil"}, ValueError, r"output_type='pil' is not one of 'pt', 'np', 'latent'"),
         ({"high_quality": "yes"}, TypeError, "high_quality must be True or False, got 'yes'"),
+        ({"stage_2_tiles": ((2, 8), (2, 6))}, ValueError, r"stage_2_tiles must be three \(count >= 1, overlap >= 0\)"),
         (
             {"video": _input_frames(5)},
             ValueError,

@@ -8,20 +8,20 @@ transformer runs its video half alone, `VideoOnlyTransformer`), so nothing of th
 1. The input video's frames (its first `num_frames`, 8k + 1 of them) in [-1, 1], as the reference loads them.
 2. Stage 1 at (H/2, W/2): noise, then the reference video's tokens at 1/`reference_downscale_factor` of that size
    appended (`append_reference`), 8 distilled Euler steps with the IC-LoRA, one positive pass per step.
-3. Stage 2 at (H, W): x2 latent upsampling, re-noising to 0.909375, the reference again at the full size / factor,
-   WITH the IC-LoRA (unlike `LTX2AVICLoRAPipeline`'s stage 2, as the reference's HDR stage 2), two Euler steps
-   (0.909375, 0.725, 0).
+3. Stage 2 at (H, W): x2 latent upsampling, then in overlapping tiles of the latent (2 x 2 x 2 by default, overlaps
+   8 / 6 / 6 latent cells, `latent_tiles`): each re-noised to 0.909375 with noise seeded by the call's seed + tile
+   index, the reference cut to the tile, WITH the IC-LoRA (unlike `LTX2AVICLoRAPipeline`'s stage 2, as the
+   reference's HDR stage 2), two Euler steps (0.909375, 0.725, 0); the tiles blended (`refine_in_tiles`).
 4. Decode to codes in [0, 1], invert the curve: (B, F, H, W, 3) float32 scene-linear Rec.709 (`utils.hdr`).
 `high_quality`: the reference's `--high-quality`: each input frame twice, 2F - 1 frames generated, every other kept.
 Write the frames with `utils.hdr_io.write_exr_frames` (and `write_hlg_mp4` for an HLG master).
-Differences from the reference: stage 2 runs untiled (the reference tiles it 2x2x2 with overlaps and draws each
-tile's noise from seed + tile index; here the call's generator goes on), sizes must be multiples of 64 (the reference
-pads the reference video by reflection to the next multiple and crops back), and the VAE decodes in its own dtype (the
-reference decodes in float32: load the VAE in float32 for its precision).
+Differences from the reference: sizes must be multiples of 64 (the reference pads the input by reflection to the next
+multiple and crops back), and the VAE decodes in its own dtype (the reference decodes in float32: load the VAE in
+float32 for its precision). The stage-2 seed is the generator's `initial_seed()` (what `manual_seed` set).
 """
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -37,6 +37,7 @@ from .decoding import decode_frames
 from .denoising import ReferenceCondition, TextContexts, denoise, latent_grid
 from .guidance import GuidanceScales
 from .inputs import VideoInput, video_frames
+from .latent_tiles import LatentTile, latent_tiles
 from .pipeline_base import LTX2AVTwoStagePipelineBase
 from .pipeline_ltx2_av_ic_lora import LTX2AVICLoRAPipeline
 from .pipeline_utils import StepCallbacks, as_list, callback_tensor_names, prompt_contexts
@@ -48,6 +49,7 @@ from .validation import check_call_inputs, check_frame_count, check_sigmas, chec
 HDR_NUM_FRAMES = 161  # the reference's default clip length
 HDR_STAGE_2_SIGMAS = (*STAGE_2_DISTILLED_SIGMAS[:2], 0.0)  # the reference's HDR stage 2: two steps
 HDR_OUTPUT_TYPES = ("pt", "np", "latent")
+HDR_STAGE_2_TILES = ((2, 8), (2, 6), (2, 6))  # (count, overlap) per latent axis, frames / height / width (reference)
 
 
 @dataclass
@@ -150,6 +152,68 @@ def denoise_video_only(
     return video
 
 
+def refine_in_tiles(
+    transformer: torch.nn.Module,
+    latent: Tensor,
+    references: Sequence[ReferenceCondition],
+    contexts: TextContexts,
+    sigmas: Tensor,
+    *,
+    frame_rate: float,
+    seed: int,
+    tiles: Sequence[LatentTile],
+    progress_bar: Callable | None = None,
+    callback: Callable | None = None,
+) -> Tensor:
+    """The reference's HDR stage 2 (`_run_stage2_phase`): each tile of the upsampled latent (B, C, F', H', W') is
+    refined on its own as a clip of the tile's size (positions from 0, the references cut to the tile / their factor),
+    re-noised to sigmas[0] with noise from a generator seeded `seed` + tile index, and the results are summed with
+    the tiles' blend weights, in the latent's dtype, tile after tile. Returns the refined latent."""
+    refined = torch.zeros_like(latent)
+    for index, tile in enumerate(tiles):
+        cut = []
+        for ref in references:
+            f = ref.downscale_factor
+            rows, columns = (
+                slice(tile.height.start // f, tile.height.stop // f),
+                slice(tile.width.start // f, tile.width.stop // f),
+            )
+            cut.append(replace(ref, latent=ref.latent[:, :, tile.frames, rows, columns]))
+        state = referenced_video_state(
+            latent.shape[0], tile.grid, frame_rate, cut, dtype=latent.dtype, device=latent.device,
+            generator=torch.Generator(latent.device).manual_seed(seed + index), noise_scale=float(sigmas[0]),
+            initial_latent=latent[:, :, tile.frames, tile.height, tile.width],
+        )  # fmt: skip
+        state = denoise_video_only(transformer, state, contexts, sigmas, progress_bar=progress_bar, callback=callback)
+        weights = tile.weights.to(device=latent.device, dtype=latent.dtype)
+        refined[:, :, tile.frames, tile.height, tile.width] += (
+            unpatchify_video(state.output_tokens(), *tile.grid) * weights
+        )
+    return refined
+
+
+def generator_seed(generator: Generators) -> int:
+    """The seed of the call's generator (the first of a list; the global one's without): the reference seeds stage 2's
+    tiles with seed + tile index."""
+    first = generator[0] if isinstance(generator, list | tuple) else generator
+    return first.initial_seed() if first is not None else torch.initial_seed()
+
+
+def check_tiles(tiles: object) -> None:
+    """stage_2_tiles: three (count >= 1, overlap >= 0) int pairs, for the latent frames, height and width."""
+    ok = isinstance(tiles, tuple | list) and len(tiles) == 3
+    ok = ok and all(
+        isinstance(t, tuple | list) and len(t) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in t)
+        and t[0] >= 1 and t[1] >= 0
+        for t in tiles
+    )  # fmt: skip
+    if not ok:
+        raise ValueError(
+            f"stage_2_tiles must be three (count >= 1, overlap >= 0) pairs for the latent frames, height and width, "
+            f"got {tiles!r}; ((1, 0), (1, 0), (1, 0)) refines the whole latent at once"
+        )
+
+
 def hdr_transfer_of(lora: LTX2LoRA) -> str:
     """The working space an HDR LoRA file declares: `hdr_transform` = "logc3" / "acescct" (or "true", and a bare
     `use_hdr_transform` flag: LogC3); LogC3 when the file says nothing, as the reference assumes."""
@@ -203,6 +267,7 @@ class LTX2AVHDRICLoraPipeline(LTX2AVTwoStagePipelineBase):
         frame_rate: float | None = None,
         sigmas: Sequence[float] | None = None,
         stage_2_sigmas: Sequence[float] = HDR_STAGE_2_SIGMAS,
+        stage_2_tiles: tuple[tuple[int, int], ...] = HDR_STAGE_2_TILES,
         generator: Generators = None,
         prompt_embeds: PromptEmbeddings | None = None,
         output_type: str = "pt",
@@ -243,6 +308,7 @@ class LTX2AVHDRICLoraPipeline(LTX2AVTwoStagePipelineBase):
             allow_large=allow_large,
         )  # fmt: skip
         check_sigmas(stage_2_sigmas, name="stage_2_sigmas")
+        check_tiles(stage_2_tiles)
         check_upsampler(self.latent_upsampler)
         if high_quality:  # each frame twice, as the reference's --high-quality loads them
             frames = np.repeat(frames, 2, axis=0)[:generated_frames]
@@ -283,15 +349,11 @@ class LTX2AVHDRICLoraPipeline(LTX2AVTwoStagePipelineBase):
         references = encode_references(
             self.vae, [(frames, reference_strength)], height, width, generated_frames, factor, 1.0, None, device
         )
-        grid = latent_grid(height, width, generated_frames)
-        state = referenced_video_state(
-            batch_size, grid, frame_rate, references, generator=generator, dtype=dtype, device=device,
-            noise_scale=float(stage_2_sigmas[0]), initial_latent=upsampled.to(dtype),
+        tiles = latent_tiles(latent_grid(height, width, generated_frames), stage_2_tiles)
+        video_latents = refine_in_tiles(
+            transformer, upsampled.to(dtype), references, contexts, stage_2_sigmas, frame_rate=frame_rate,
+            seed=generator_seed(generator), tiles=tiles, progress_bar=self.progress_bar, callback=callback,
         )  # fmt: skip
-        state = denoise_video_only(
-            transformer, state, contexts, stage_2_sigmas, progress_bar=self.progress_bar, callback=callback
-        )
-        video_latents = unpatchify_video(state.output_tokens(), *grid)
 
         # 5. Decode to working-space codes, invert the curve; high_quality keeps every other frame
         if output_type == "latent":

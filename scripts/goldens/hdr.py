@@ -10,8 +10,10 @@ written by ltx-pipelines' `save_exr_tensor` with ACEScg tags; its pixels are "in
 `HDRICLoraPipeline`'s stage 1 (`DiffusionStage` called with `video=ModalitySpec(context, [VideoConditionByReferenceLatent
 (latent, downscale_factor=2)])`, no audio, `SimpleDenoiser(video_context, None)`, a `GaussianNoiser` seeded by the
 pipeline's seed, the 8 distilled sigmas) on a tiny seeded audio-video model (2 blocks, LTX-2 layout; the IC-LoRA is
-weights, left out), in float32 on the CPU: the weights under their original names (bf16-exact values), the inputs
-and the stage's video latent. Only tensors are written; nothing of ltx-core or ltx-pipelines is copied.
+weights, left out), in float32 on the CPU, then its stage 2 (`_run_stage2_phase`: the default 2x2x2 tiling clamped to
+a 3x6x6 latent, each tile refined with the input cut to it and noise seeded seed + tile index, the tiles blended):
+the weights under their original names (bf16-exact values), the inputs, both stages' video latents, and the default
+tiling's tiles (bounds and blend weights) on several latent grids. Only tensors are written; nothing of ltx-core or ltx-pipelines is copied.
 """
 
 import json
@@ -27,7 +29,15 @@ from ltx_core.components.noisers import GaussianNoiser
 from ltx_core.conditioning import VideoConditionByReferenceLatent
 from ltx_core.hdr import HDRTransfer
 from ltx_core.model.transformer import LTXModelConfigurator, X0Model
+from ltx_core.tiling import create_tiles, identity_mapping_operation
 from ltx_core.types import VIDEO_SCALE_FACTORS
+from ltx_pipelines.hdr_ic_lora import (
+    STAGE2_SIGMAS,
+    STAGE2_TILINGS,
+    HDRICLoraPipeline,
+    HdrLoraConfig,
+    _clamp_tile_to_latent,
+)
 from ltx_pipelines.utils.blocks import DiffusionStage
 from ltx_pipelines.utils.constants import DISTILLED_SIGMA_VALUES
 from ltx_pipelines.utils.denoisers import SimpleDenoiser
@@ -52,6 +62,7 @@ SECTION = {
     "audio_in_channels": 128, "audio_out_channels": 128, "audio_cross_attention_dim": 8, "caption_channels": 32,
 }  # fmt: skip
 STAGE = {"width": 128, "height": 128, "frames": 17, "fps": 24.0, "seed": 10, "factor": 2, "text_tokens": 6}
+TILE_GRIDS = [(3, 8, 8), (3, 4, 4), (5, 9, 12), (2, 1, 5), (1, 2, 2), (10, 14, 9)]  # latent (F', H', W')
 
 
 def main(folder: str) -> None:
@@ -172,9 +183,43 @@ def stage_golden(out: Path) -> None:
         "input.sigmas": sigmas,
         "output.video_latent": video_state.latent.clone().contiguous(),
     }
+    # Stage 2 (`_run_stage2_phase`, the default tiling clamped to the latent) on a 3x6x6 latent, input at 1/2 size
+    pipeline = HDRICLoraPipeline.__new__(HDRICLoraPipeline)  # only the fields _run_stage2_phase reads
+    pipeline.stage_2, pipeline.device, pipeline.dtype = TinyStage(model), torch.device("cpu"), torch.float32
+    pipeline._hdr_config = HdrLoraConfig(reference_downscale_factor=s["factor"])
+    upsampled = torch.randn(1, 128, latent_frames, 6, 6, generator=generator)
+    full_reference = torch.randn(1, 128, latent_frames, 3, 3, generator=generator)
+    stage_2_sigmas = torch.tensor(STAGE2_SIGMAS[0], dtype=torch.float32)
+    with torch.inference_mode():
+        refined = pipeline._run_stage2_phase(
+            latent=upsampled,
+            conditionings=[VideoConditionByReferenceLatent(latent=full_reference, downscale_factor=s["factor"])],
+            tiling=_clamp_tile_to_latent(STAGE2_TILINGS[0], tuple(upsampled.shape[2:])),
+            sigmas=stage_2_sigmas,
+            v_ctx=context,
+            frame_rate=s["fps"],
+            seed=s["seed"],
+        )
+    tensors |= {
+        "input.upsampled_latent": upsampled,
+        "input.full_reference_latent": full_reference,
+        "input.stage_2_sigmas": stage_2_sigmas,
+        "output.refined_latent": refined.clone().contiguous(),
+    }
+    # The tiles of the default stage-2 tiling on several latent grids: bounds (N, 6) and blend weights, flattened
+    for grid in TILE_GRIDS:
+        tiling = _clamp_tile_to_latent(STAGE2_TILINGS[0], grid)
+        splitters = list(tiling.to_splitters(VIDEO_SCALE_FACTORS, causal_temporal=False))
+        tiles = create_tiles(torch.Size(grid), splitters=splitters, mappers=[identity_mapping_operation] * 3)
+        name = "x".join(map(str, grid))
+        tensors[f"tiles.{name}.bounds"] = torch.tensor(
+            [[c for s_ in t.in_coords for c in (s_.start, s_.stop)] for t in tiles]
+        )
+        tensors[f"tiles.{name}.weights"] = torch.cat([t.blend_mask.reshape(-1) for t in tiles])
     metadata = {"config": json.dumps({"transformer": SECTION}), "stage": json.dumps(STAGE)}
     save_file(tensors, str(out / "stage.safetensors"), metadata=metadata)
     print("stage video latent", tuple(video_state.latent.shape), "mean |x|", video_state.latent.abs().mean().item())
+    print("refined latent", tuple(refined.shape), "mean |x|", refined.abs().mean().item())
 
 
 if __name__ == "__main__":
