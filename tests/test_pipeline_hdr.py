@@ -21,7 +21,7 @@ import pytest
 import torch
 from helpers.pipelines import adapters_enabled
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from ltx2_diffusers import LTX2AVHDRICLoraPipeline
 from ltx2_diffusers.loaders.lora import read_lora
@@ -37,6 +37,7 @@ from ltx2_diffusers.pipelines.pipeline_ltx2_av_hdr_ic_lora import (
     hdr_transfer_of,
     referenced_video_state,
     refine_in_tiles,
+    reflect_padded_pixels,
 )
 from ltx2_diffusers.pipelines.tiny import build_tiny_two_stage_pipeline, tiny_transformer_config
 from ltx2_diffusers.schedulers.scheduling_ltx2 import LTX2Scheduler
@@ -128,6 +129,35 @@ def test_tiles_equal_ltx_cores(golden_stage):
         for t in tiles:
             total[t.frames, t.height, t.width] += t.weights
         torch.testing.assert_close(total, torch.ones(grid))
+
+
+def test_input_frames_are_prepared_as_the_references():
+    """Shrunk to fit, reflect- (or replicate-) padded at the bottom and right, in [-1, 1]: ltx-pipelines 1.2.0's
+    `load_video_conditioning_hdr` values (tests/goldens/hdr/hdr.safetensors)."""
+    golden = load_file(GOLDENS / "hdr.safetensors")
+    frames = golden["in.sdr_frames"].numpy()  # (2, 20, 30, 3) uint8
+    sizes = [tuple(map(int, k.rsplit(".", 1)[1].split("x"))) for k in golden if k.startswith("out.reflect_pad.")]
+    assert sorted(sizes) == [(16, 16), (24, 40), (32, 32), (48, 48)]
+    for height, width in sizes:
+        expected = golden[f"out.reflect_pad.{height}x{width}"]
+        torch.testing.assert_close(reflect_padded_pixels(frames, height, width), expected, rtol=0, atol=1e-6)
+
+
+def test_sizes_off_the_64_grid_are_generated_aligned_and_cropped_back(pipe):
+    calls, forward = [], pipe.transformer.forward
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs["hidden_states"].shape[1])
+        return forward(*args, **kwargs)
+
+    pipe.transformer.forward = spy
+    try:
+        arguments = {**FAST, "height": 120, "width": 100}
+        frames = pipe(_input_frames(), "a lamp", **arguments, generator=torch.Generator().manual_seed(0)).frames
+    finally:
+        del pipe.transformer.forward
+    assert frames.shape == (1, FRAMES, 120, 100, 3)
+    assert calls[0] == 2 * 2 * 2 + 2 * 1 * 1  # generated at 128 x 128: stage 1 at 64 x 64
 
 
 def _input_frames(frames: int = FRAMES, seed: int = 0) -> np.ndarray:
@@ -271,7 +301,7 @@ def test_frames_round_trip_through_exr(result, tmp_path):
         ({"hdr_transfer": "pq"}, ValueError, r"hdr_transfer='pq' is not one of \('logc3', 'acescct'\)"),
         ({"reference_strength": 1.5}, ValueError, r"reference_strength=1.5 is outside \[0, 1\]"),
         ({"num_frames": 10}, ValueError, r"num_frames=10 is not of the form 8\*k \+ 1"),
-        ({"height": 96}, ValueError, "not a positive multiple of 64"),
+        ({"height": 0}, ValueError, r"height and width must be positive ints, got 0 x 128"),
         ({"output_type": "pil"}, ValueError, r"output_type='pil' is not one of 'pt', 'np', 'latent'"),
         ({"high_quality": "yes"}, TypeError, "high_quality must be True or False, got 'yes'"),
         ({"stage_2_tiles": ((2, 8), (2, 6))}, ValueError, r"stage_2_tiles must be three \(count >= 1, overlap >= 0\)"),
@@ -349,7 +379,8 @@ def test_cli_writes_exr_frames_and_an_hlg_mp4(cli_inputs, tmp_path, capsys):
     "extra, message",
     [
         (["--frames", "10"], r"--frames=10 is not of the form 8\*k \+ 1"),
-        (["--height", "96"], "not a positive multiple of 64"),
+        (["--height", "0"], "--height: 0: the output needs at least one pixel"),
+        (["--width", "99", "--hlg"], "--hlg: 4:2:0 HEVC needs an even height and width; .*shot.mp4 gives 99x128"),
         (["--input", "missing.mp4"], "--input: missing.mp4: no such file or folder"),
     ],
 )

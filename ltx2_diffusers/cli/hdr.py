@@ -74,6 +74,8 @@ def _probe(path: Path) -> tuple[int, int, int, float]:
 def check_hdr(args: argparse.Namespace, command) -> HDRChecked:
     """Every `hdr` argument, before any model loads: the LoRA, each input (it decodes, gives 8k + 1 usable frames, its
     size or --height/--width is a multiple of 64), the output folder (EXR frames never overwritten), OpenEXR."""
+    from ..pipelines.pipeline_ltx2_av_hdr_ic_lora import aligned  # the pipeline's rule (imports torch, as checks do)
+
     output = Path(args.output)
     if output.exists() and not output.is_dir():
         raise CLIError("-o/--output", f"{output} is a file: `hdr` writes a folder of EXR frames per input video")
@@ -82,11 +84,17 @@ def check_hdr(args: argparse.Namespace, command) -> HDRChecked:
         if any((output / f"{video.stem}_exr").glob("*.exr")):
             raise CLIError("-o/--output", f"{output / (video.stem + '_exr')} already holds EXR frames: pick another -o")
         count, height, width, fps = _probe(video)
-        height, width, fps = args.height or height, args.width or width, args.fps or fps
-        where = {**FLAGS, "height": f"{video}'s height (or --height)", "width": f"{video}'s width (or --width)"}
-        check_call_inputs(
-            prompt=args.prompt, height=height, width=width, num_frames=args.frames, frame_rate=fps, size_multiple=64,
-            allow_large=args.allow_large, names=where,
+        height = height if args.height is None else args.height
+        width = width if args.width is None else args.width
+        fps = fps if args.fps is None else args.fps
+        for flag, value in (("--height", height), ("--width", width)):
+            if value < 1:
+                raise CLIError(flag, f"{value}: the output needs at least one pixel")
+        if args.hlg and (height % 2 or width % 2):
+            raise CLIError("--hlg", f"4:2:0 HEVC needs an even height and width; {video} gives {width}x{height}")
+        check_call_inputs(  # the generated size: the next multiples of 64 (the frames are cropped back)
+            prompt=args.prompt, height=aligned(height), width=aligned(width), num_frames=args.frames, frame_rate=fps,
+            size_multiple=64, allow_large=args.allow_large, names=FLAGS,
         )  # fmt: skip
         used = min(count, args.frames)  # the pipeline reads at most --frames (--high-quality: then doubles them)
         if (used - 1) % 8:
@@ -95,6 +103,7 @@ def check_hdr(args: argparse.Namespace, command) -> HDRChecked:
             )
         inputs.append((video, height, width, fps))
     _, height, width, fps = max(inputs, key=lambda i: i[1] * i[2])  # the largest sizes the memory plan
+    height, width = aligned(height), aligned(width)
     checked = HDRChecked(
         command, _check_model(args, command), output, inputs, args.frames, height, width, fps,
         _lora_spec("--hdr-lora", args.hdr_lora), [_lora_spec("--lora", spec) for spec in args.lora],

@@ -15,9 +15,10 @@ transformer runs its video half alone, `VideoOnlyTransformer`), so nothing of th
 4. Decode to codes in [0, 1], invert the curve: (B, F, H, W, 3) float32 scene-linear Rec.709 (`utils.hdr`).
 `high_quality`: the reference's `--high-quality`: each input frame twice, 2F - 1 frames generated, every other kept.
 Write the frames with `utils.hdr_io.write_exr_frames` (and `write_hlg_mp4` for an HLG master).
-Differences from the reference: sizes must be multiples of 64 (the reference pads the input by reflection to the next
-multiple and crops back), and the VAE decodes in its own dtype (the reference decodes in float32: load the VAE in
-float32 for its precision). The stage-2 seed is the generator's `initial_seed()` (what `manual_seed` set).
+Sizes: generated at the next multiples of 64, the input shrunk to fit and reflect-padded at the bottom and right
+(`reflect_padded_pixels`), the frames cropped back, as the reference. Differences from the reference: the VAE decodes
+in its own dtype (the reference decodes in float32: load the VAE in float32 for its precision). The stage-2 seed is
+the generator's `initial_seed()` (what `manual_seed` set).
 """
 
 from collections.abc import Callable, Sequence
@@ -214,6 +215,29 @@ def check_tiles(tiles: object) -> None:
         )
 
 
+def reflect_padded_pixels(frames: np.ndarray, height: int, width: int) -> Tensor:
+    """(F, H, W, 3) uint8 frames -> (1, 3, F, height, width) pixels in [-1, 1], as the reference prepares HDR inputs
+    (`resize_and_reflect_pad`, `load_video_conditioning_hdr`): shrunk bilinearly to fit inside height x width with the
+    aspect kept (never enlarged), then padded at the bottom and right by reflection (by replication when a pad is as
+    large as the picture), so the picture keeps its framing at the top-left."""
+    pixels = torch.from_numpy(np.ascontiguousarray(frames)).to(torch.float32).permute(0, 3, 1, 2)  # (F, 3, H, W)
+    source_height, source_width = pixels.shape[2:]
+    if height < source_height or width < source_width:
+        scale = min(height / source_height, width / source_width)
+        size = (round(source_height * scale), round(source_width * scale))
+        pixels = torch.nn.functional.interpolate(pixels, size=size, mode="bilinear", align_corners=False)
+    pad_bottom, pad_right = height - pixels.shape[2], width - pixels.shape[3]
+    if pad_bottom > 0 or pad_right > 0:
+        mode = "reflect" if pad_bottom < pixels.shape[2] and pad_right < pixels.shape[3] else "replicate"
+        pixels = torch.nn.functional.pad(pixels, (0, pad_right, 0, pad_bottom), mode=mode)
+    return ((pixels / 255.0).clamp(0.0, 1.0) * 2.0 - 1.0).permute(1, 0, 2, 3).unsqueeze(0)
+
+
+def aligned(size: int, multiple: int = 64) -> int:
+    """The generated size for an output size: the next multiple of 64 (the output is cropped back)."""
+    return -(-size // multiple) * multiple
+
+
 def hdr_transfer_of(lora: LTX2LoRA) -> str:
     """The working space an HDR LoRA file declares: `hdr_transform` = "logc3" / "acescct" (or "true", and a bare
     `use_hdr_transform` flag: LogC3); LogC3 when the file says nothing, as the reference assumes."""
@@ -281,7 +305,9 @@ class LTX2AVHDRICLoraPipeline(LTX2AVTwoStagePipelineBase):
         prompt / prompt_embeds: the scene description (the reference takes precomputed embeddings of it).
         reference_strength: in [0, 1]; 1 keeps the input's tokens clean. high_quality: see the module docstring.
         hdr_transfer: "logc3" / "acescct"; None -> the loaded HDR LoRA's (`hdr_transfer`).
-        height, width: multiples of 64; None -> the video's own size. frame_rate: None -> the file's, else 24.
+        height, width: the output size; None -> the video's own. Generated at the next multiples of 64 with the input
+            shrunk to fit and reflect-padded (bottom, right), then cropped back, as the reference.
+        frame_rate: None -> the file's, else 24.
         At most `num_frames` input frames are used (with high_quality too: each then twice), 8k + 1 of them.
         Returns `LTX2HDRPipelineOutput(frames, transfer)` or `(frames,)`.
         """
@@ -299,6 +325,9 @@ class LTX2AVHDRICLoraPipeline(LTX2AVTwoStagePipelineBase):
         width = frames.shape[2] if width is None else width
         if frame_rate is None:
             frame_rate = file_rate or sampling_preset(self.model_version, self.kind).frame_rate
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (height, width)):
+            raise ValueError(f"height and width must be positive ints, got {height!r} x {width!r}")
+        out_height, out_width, height, width = height, width, aligned(height), aligned(width)
         batch_size = check_call_inputs(
             prompt=prompt, prompt_embeds=prompt_embeds, height=height, width=width, num_frames=generated_frames,
             frame_rate=frame_rate, size_multiple=64, sigmas=sigmas, output_type=output_type,
@@ -329,8 +358,9 @@ class LTX2AVHDRICLoraPipeline(LTX2AVTwoStagePipelineBase):
 
         # 3. Stage 1 at half size: the input's tokens at half size / factor, 8 distilled steps with the IC-LoRA
         half = (height // 2, width // 2)
+        pixels = reflect_padded_pixels(frames, half[0] // factor, half[1] // factor)
         references = encode_references(
-            self.vae, [(frames, reference_strength)], *half, generated_frames, factor, 1.0, None, device
+            self.vae, [(pixels, reference_strength)], *half, generated_frames, factor, 1.0, None, device
         )
         grid = latent_grid(*half, generated_frames)
         state = referenced_video_state(
@@ -346,8 +376,9 @@ class LTX2AVHDRICLoraPipeline(LTX2AVTwoStagePipelineBase):
         upsampled = upsample_latents(
             self.latent_upsampler, video_latents.to(upsampler_dtype), self.vae.latents_mean, self.vae.latents_std
         )
+        pixels = reflect_padded_pixels(frames, height // factor, width // factor)
         references = encode_references(
-            self.vae, [(frames, reference_strength)], height, width, generated_frames, factor, 1.0, None, device
+            self.vae, [(pixels, reference_strength)], height, width, generated_frames, factor, 1.0, None, device
         )
         tiles = latent_tiles(latent_grid(height, width, generated_frames), stage_2_tiles)
         video_latents = refine_in_tiles(
@@ -360,7 +391,8 @@ class LTX2AVHDRICLoraPipeline(LTX2AVTwoStagePipelineBase):
             output = video_latents
         else:
             codes = decode_frames(self.vae, video_latents, "pt", generator).permute(0, 1, 3, 4, 2)  # (B, F, H, W, 3)
-            output = linear_from_codes(codes, transfer)[:, :: 2 if high_quality else 1].contiguous()
+            codes = codes[:, :: 2 if high_quality else 1, :out_height, :out_width]  # the aligned size cropped back
+            output = linear_from_codes(codes, transfer).contiguous()
             output = output.numpy() if output_type == "np" else output
         self.maybe_free_model_hooks()
         if not return_dict:

@@ -43,6 +43,8 @@ from ltx_pipelines.utils.constants import DISTILLED_SIGMA_VALUES
 from ltx_pipelines.utils.denoisers import SimpleDenoiser
 from ltx_pipelines.utils.media_io.color_config import HDRColorSpace, decode_hdr_video
 from ltx_pipelines.utils.media_io.exr import save_exr_tensor
+from ltx_pipelines.utils.media_io.range_map import to_vae_range
+from ltx_pipelines.utils.media_io.resize import resize_and_reflect_pad
 from ltx_pipelines.utils.types import ModalitySpec
 from safetensors.torch import save_file
 
@@ -104,6 +106,13 @@ def main(folder: str) -> None:
         ),
         "out.acescct_to_acescg_linear": decode_hdr_video(decoded, HDRTransfer.ACESCCT, Primaries.ACESCG),
     }
+    # The HDR IC-LoRA's input frames: `load_video_conditioning_hdr` per frame (shrink to fit, reflect / replicate pad
+    # at the bottom and right, /255, clamp, to [-1, 1]), at target sizes that shrink, only pad, and need replication
+    sdr = torch.randint(0, 256, (2, 20, 30, 3), generator=generator, dtype=torch.uint8)
+    tensors["in.sdr_frames"] = sdr
+    for height, width in ((16, 16), (32, 32), (24, 40), (48, 48)):
+        frames = [to_vae_range((resize_and_reflect_pad(f.float(), height, width) / 255.0).clamp(0, 1)) for f in sdr]
+        tensors[f"out.reflect_pad.{height}x{width}"] = torch.cat(frames, dim=2)
     converter = HlgGpuConverter.create(Primaries.REC709, device=torch.device("cpu"))
     tensors["out.hlg_signal"] = converter.to_hlg_signal_(chw).permute(0, 2, 3, 1)
     y, u, v = converter(rgb)
