@@ -11,6 +11,7 @@
 (4) Bad arguments and LoRA metadata are refused before any model runs.
 """
 
+import copy
 import json
 import re
 import sys
@@ -33,6 +34,7 @@ from ltx2_diffusers.pipelines.latent_tiles import latent_tiles
 from ltx2_diffusers.pipelines.pipeline_ltx2_av_hdr_ic_lora import (
     HDR_STAGE_2_TILES,
     VideoOnlyTransformer,
+    decode_linear,
     denoise_video_only,
     hdr_transfer_of,
     referenced_video_state,
@@ -246,6 +248,19 @@ def test_no_audio_noise_is_drawn(pipe):
     assert torch.equal(generator.get_state(), expected.get_state())
 
 
+@torch.no_grad()
+def test_a_bf16_vae_decodes_in_float32_and_stays_bf16(pipe):
+    """decode_linear: a bf16 VAE decodes in float32 exactly as a float32 copy of it would, and is bf16 after."""
+    vae = copy.deepcopy(pipe.vae).to(torch.bfloat16)
+    latents = torch.randn(1, 128, 1, 2, 2, generator=torch.Generator().manual_seed(0))
+    frames = decode_linear(vae, latents, "logc3")
+    assert vae.dtype == torch.bfloat16 and frames.dtype == torch.float32 and frames.shape == (1, 1, 64, 64, 3)
+    upcast = copy.deepcopy(vae).to(torch.float32)
+    expected = decode_linear(upcast, latents, "logc3", decode_dtype=None)
+    torch.testing.assert_close(frames, expected, rtol=0, atol=0)
+    assert (decode_linear(vae, latents, "logc3", decode_dtype=None) - expected).abs().max() > 1e-3  # bf16 differs
+
+
 def test_untiled_stage_2(pipe):
     one = ((1, 0), (1, 0), (1, 0))
     generator = torch.Generator().manual_seed(0)
@@ -304,6 +319,7 @@ def test_frames_round_trip_through_exr(result, tmp_path):
         ({"height": 0}, ValueError, r"height and width must be positive ints, got 0 x 128"),
         ({"output_type": "pil"}, ValueError, r"output_type='pil' is not one of 'pt', 'np', 'latent'"),
         ({"high_quality": "yes"}, TypeError, "high_quality must be True or False, got 'yes'"),
+        ({"decode_dtype": torch.int8}, TypeError, "decode_dtype must be a floating torch.dtype or None"),
         ({"stage_2_tiles": ((2, 8), (2, 6))}, ValueError, r"stage_2_tiles must be three \(count >= 1, overlap >= 0\)"),
         (
             {"video": _input_frames(5)},
@@ -419,19 +435,18 @@ def test_cli_refuses_an_exr_folder_as_input(cli_inputs, tmp_path, capsys):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @torch.no_grad()
 def test_bf16_on_cuda_gives_the_inverse_curve_of_the_decode(tmp_path):
-    """The tiny pipeline in bf16 on the GPU, the VAE in float32 (as the reference decodes HDR): finite, non-negative
-    frames that are the LogC3 inverse of the VAE's decode of the call's latents."""
+    """The tiny pipeline in bf16 on the GPU: finite, non-negative frames that are the LogC3 inverse of the float32 VAE's
+    decode of the call's latents (the bf16 VAE decodes in float32 and is bf16 again after the call)."""
     pipe = _hdr_pipe().to("cuda", torch.bfloat16)
-    pipe.vae.to(torch.float32)
     pipe.load_hdr_lora(_hdr_lora_file(pipe.transformer, tmp_path / "hdr.safetensors"))
     frames = pipe(_input_frames(), "a lamp", **FAST, generator=torch.Generator("cuda").manual_seed(0)).frames
     assert frames.device.type == "cuda" and frames.dtype == torch.float32 and frames.shape == (1, FRAMES, 128, 128, 3)
-    assert torch.isfinite(frames).all() and frames.min() >= 0.0
+    assert torch.isfinite(frames).all() and frames.min() >= 0.0 and pipe.vae.dtype == torch.bfloat16  # restored
     (latents,) = pipe(
         _input_frames(), "a lamp", **FAST, output_type="latent", generator=torch.Generator("cuda").manual_seed(0),
         return_dict=False,
     )  # fmt: skip
-    vae = pipe.vae
+    vae = pipe.vae.to(torch.float32)
     pixels = vae.decode(latents.float() * vae.latents_std.view(-1, 1, 1, 1) + vae.latents_mean.view(-1, 1, 1, 1))
     codes = ((pixels[0].float() + 1.0) / 2.0).clamp(0.0, 1.0).permute(0, 2, 3, 4, 1)
     torch.testing.assert_close(frames, hdr.logc3_decode(codes).clamp(min=0.0), rtol=1e-4, atol=1e-5)

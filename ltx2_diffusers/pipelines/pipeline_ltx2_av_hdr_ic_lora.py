@@ -16,9 +16,8 @@ transformer runs its video half alone, `VideoOnlyTransformer`), so nothing of th
 `high_quality`: the reference's `--high-quality`: each input frame twice, 2F - 1 frames generated, every other kept.
 Write the frames with `utils.hdr_io.write_exr_frames` (and `write_hlg_mp4` for an HLG master).
 Sizes: generated at the next multiples of 64, the input shrunk to fit and reflect-padded at the bottom and right
-(`reflect_padded_pixels`), the frames cropped back, as the reference. Differences from the reference: the VAE decodes
-in its own dtype (the reference decodes in float32: load the VAE in float32 for its precision). The stage-2 seed is
-the generator's `initial_seed()` (what `manual_seed` set).
+(`reflect_padded_pixels`), the frames cropped back, and the VAE decodes in float32, as the reference. The stage-2
+seed is the generator's `initial_seed()` (what `manual_seed` set).
 """
 
 from collections.abc import Callable, Sequence
@@ -238,6 +237,25 @@ def aligned(size: int, multiple: int = 64) -> int:
     return -(-size // multiple) * multiple
 
 
+def decode_linear(
+    vae: torch.nn.Module,
+    latents: Tensor,
+    transfer: str,
+    decode_dtype: torch.dtype | None = torch.float32,
+    generator: Generators = None,
+) -> Tensor:
+    """Normalised video latents (B, 128, F', H', W') -> scene-linear Rec.709 (B, F, H, W, 3) float32: the VAE's codes
+    in [0, 1] through the inverse curve. The VAE decodes in `decode_dtype` (None: its own) and returns to its dtype;
+    bf16 -> float32 -> bf16 is exact, so its weights come back unchanged."""
+    vae_dtype = vae.dtype
+    vae.to(decode_dtype or vae_dtype)
+    try:
+        codes = decode_frames(vae, latents, "pt", generator).permute(0, 1, 3, 4, 2)  # (B, F, H, W, 3) in [0, 1]
+    finally:
+        vae.to(vae_dtype)
+    return linear_from_codes(codes, transfer)
+
+
 def hdr_transfer_of(lora: LTX2LoRA) -> str:
     """The working space an HDR LoRA file declares: `hdr_transform` = "logc3" / "acescct" (or "true", and a bare
     `use_hdr_transform` flag: LogC3); LogC3 when the file says nothing, as the reference assumes."""
@@ -292,6 +310,7 @@ class LTX2AVHDRICLoraPipeline(LTX2AVTwoStagePipelineBase):
         sigmas: Sequence[float] | None = None,
         stage_2_sigmas: Sequence[float] = HDR_STAGE_2_SIGMAS,
         stage_2_tiles: tuple[tuple[int, int], ...] = HDR_STAGE_2_TILES,
+        decode_dtype: torch.dtype | None = torch.float32,
         generator: Generators = None,
         prompt_embeds: PromptEmbeddings | None = None,
         output_type: str = "pt",
@@ -308,6 +327,8 @@ class LTX2AVHDRICLoraPipeline(LTX2AVTwoStagePipelineBase):
         height, width: the output size; None -> the video's own. Generated at the next multiples of 64 with the input
             shrunk to fit and reflect-padded (bottom, right), then cropped back, as the reference.
         frame_rate: None -> the file's, else 24.
+        decode_dtype: the VAE decodes in it (float32, as the reference: the inverse curve multiplies errors of the
+            highest codes by up to ~500), then returns to its dtype; None decodes in the VAE's own dtype.
         At most `num_frames` input frames are used (with high_quality too: each then twice), 8k + 1 of them.
         Returns `LTX2HDRPipelineOutput(frames, transfer)` or `(frames,)`.
         """
@@ -315,6 +336,8 @@ class LTX2AVHDRICLoraPipeline(LTX2AVTwoStagePipelineBase):
         transfer = self.hdr_transfer if hdr_transfer is None else hdr_transfer
         if transfer not in HDR_TRANSFERS:
             raise ValueError(f"hdr_transfer={transfer!r} is not one of {HDR_TRANSFERS}")
+        if decode_dtype is not None and not (isinstance(decode_dtype, torch.dtype) and decode_dtype.is_floating_point):
+            raise TypeError(f"decode_dtype must be a floating torch.dtype or None, got {decode_dtype!r}")
         if not isinstance(high_quality, bool):
             raise TypeError(f"high_quality must be True or False, got {high_quality!r}")
         check_strength(reference_strength, "reference_strength")
@@ -390,9 +413,8 @@ class LTX2AVHDRICLoraPipeline(LTX2AVTwoStagePipelineBase):
         if output_type == "latent":
             output = video_latents
         else:
-            codes = decode_frames(self.vae, video_latents, "pt", generator).permute(0, 1, 3, 4, 2)  # (B, F, H, W, 3)
-            codes = codes[:, :: 2 if high_quality else 1, :out_height, :out_width]  # the aligned size cropped back
-            output = linear_from_codes(codes, transfer).contiguous()
+            linear = decode_linear(self.vae, video_latents, transfer, decode_dtype, generator)
+            output = linear[:, :: 2 if high_quality else 1, :out_height, :out_width].contiguous()  # cropped back
             output = output.numpy() if output_type == "np" else output
         self.maybe_free_model_hooks()
         if not return_dict:
