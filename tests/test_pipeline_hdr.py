@@ -340,6 +340,13 @@ def test_errors_before_any_model_runs(pipe, monkeypatch, kwargs, error, message)
         pipe(**arguments)
 
 
+def test_a_scheduler_without_fixed_sigmas_is_refused(pipe, monkeypatch):
+    monkeypatch.setattr(pipe, "scheduler", LTX2Scheduler())
+    arguments = {**FAST, "sigmas": None}
+    with pytest.raises(ValueError, match="runs on the distilled checkpoint's fixed sigmas.*kind='distilled'"):
+        pipe(_input_frames(), "a lamp", **arguments)
+
+
 def test_unknown_hdr_transform_metadata_is_refused(pipe, tmp_path):
     before = dict(pipe.transformer.peft_config)
     with pytest.raises(ValueError, match=r"declares hdr_transform='pq'; the known transfers are"):

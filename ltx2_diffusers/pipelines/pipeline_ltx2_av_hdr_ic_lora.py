@@ -362,6 +362,11 @@ class LTX2AVHDRICLoraPipeline(LTX2AVTwoStagePipelineBase):
         check_sigmas(stage_2_sigmas, name="stage_2_sigmas")
         check_tiles(stage_2_tiles)
         check_upsampler(self.latent_upsampler)
+        if sigmas is None and self.scheduler.config.fixed_sigmas is None:
+            raise ValueError(
+                "the HDR IC-LoRA runs on the distilled checkpoint's fixed sigmas, but this pipeline's scheduler has "
+                "none: load it with kind='distilled' (scheduler=LTX2Scheduler.distilled()) or pass sigmas="
+            )
         if high_quality:  # each frame twice, as the reference's --high-quality loads them
             frames = np.repeat(frames, 2, axis=0)[:generated_frames]
         check_frame_count(frames.shape[0], f"the input's frame count ({frames.shape[0]} frames are used)")
