@@ -169,6 +169,17 @@ COMMANDS: dict[str, Command] = {
             example='ltx2-diffusers video-to-audio "footsteps on gravel" -o foley.mp4 --video walk.mp4 --model tiny '
             "--steps 2",
         ),
+        Command(
+            "hdr",
+            "LTX2AVHDRICLoraPipeline",
+            "SDR videos -> scene-linear HDR EXR frames (and a BT.2020 / HLG mp4) through the HDR IC-LoRA, video only "
+            "(HDRICLoraPipeline)",
+            size_multiple=64,
+            kind="distilled",
+            features=frozenset({"hdr"}) | _TWO_STAGE,
+            example='ltx2-diffusers hdr "a sunlit kitchen" -o hdr_out --input clip.mp4 --hdr-lora hdr.safetensors '
+            "--hlg --model tiny --frames 9 --height 128 --width 128",
+        ),
     )
 }
 
@@ -226,6 +237,7 @@ def _add_common(sub: argparse.ArgumentParser, command: Command) -> None:
     f = command.features
     sub.add_argument("prompt", help="what to generate")
     kinds = "a .wav file (16-bit PCM stereo)" if "t2a" in f else "a .mp4, .mov or .mkv file"
+    kinds = "a folder: <stem>_exr/frame_00000.exr ... (and <stem>.mp4) per input video" if "hdr" in f else kinds
     sub.add_argument("-o", "--output", required=True, help=f"output: {kinds} (its folder is created)")
     model = sub.add_argument_group("model")
     model.add_argument(
@@ -374,6 +386,25 @@ def _add_common(sub: argparse.ArgumentParser, command: Command) -> None:
         ext.add_argument("--extensions", type=int, help="extensions in a row (default 1)")
         ext.add_argument("--backwards", action="store_true", help="add the new frames before the clip")
         ext.add_argument("--no-audio-context", action="store_true", help="generate the new sound without context")
+
+    if "hdr" in f:  # defaults: the reference's (161 frames) and the input video's size and rate
+        hdr = sub.add_argument_group("HDR")
+        hdr.add_argument("--input", required=True, help="an SDR Rec.709 video, or a folder of them (each in turn)")
+        hdr.add_argument("--hdr-lora", required=True, metavar="PATH[:SCALE]", help="the HDR IC-LoRA .safetensors")
+        hdr.add_argument("--frames", type=int, default=161, help="frames to generate, 8k + 1 (default %(default)s)")
+        hdr.add_argument("--height", type=int, help="multiple of 64 (default: the input's height)")
+        hdr.add_argument("--width", type=int, help="multiple of 64 (default: the input's width)")
+        hdr.add_argument("--fps", type=float, help="frame rate (default: the input's)")
+        hdr.add_argument(
+            "--high-quality", action="store_true", help="2F - 1 frames from doubled inputs, every other kept"
+        )
+        hdr.add_argument(
+            "--exr-space",
+            choices=("srgb_linear", "acescg", "acescct"),
+            default="srgb_linear",
+            help="EXR pixels: linear Rec.709 (tagged sRGB), linear ACEScg or ACEScct codes (default %(default)s)",
+        )
+        hdr.add_argument("--hlg", action="store_true", help="also write <stem>.mp4: BT.2020 / HLG 10-bit HEVC")
 
     run = sub.add_argument_group("device")
     run.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
