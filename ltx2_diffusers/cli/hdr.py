@@ -75,7 +75,11 @@ def check_hdr(args: argparse.Namespace, command) -> HDRChecked:
     """Every `hdr` argument, before any model loads: the LoRA, each input (it decodes, gives 8k + 1 usable frames, its
     size or --height/--width is a multiple of 64), the output folder (EXR frames never overwritten), OpenEXR."""
     from ..pipelines.pipeline_ltx2_av_hdr_ic_lora import aligned  # the pipeline's rule (imports torch, as checks do)
+    from .distributed import launch
 
+    if launch() is not None:
+        raise CLIError("--input", "`hdr` does not run under torchrun yet (each rank would write the frames): run it as "
+                       "one process")  # fmt: skip
     output = Path(args.output)
     if output.exists() and not output.is_dir():
         raise CLIError("-o/--output", f"{output} is a file: `hdr` writes a folder of EXR frames per input video")

@@ -392,8 +392,8 @@ def _add_common(sub: argparse.ArgumentParser, command: Command) -> None:
         hdr.add_argument("--input", required=True, help="an SDR Rec.709 video, or a folder of them (each in turn)")
         hdr.add_argument("--hdr-lora", required=True, metavar="PATH[:SCALE]", help="the HDR IC-LoRA .safetensors")
         hdr.add_argument("--frames", type=int, default=161, help="frames to generate, 8k + 1 (default %(default)s)")
-        hdr.add_argument("--height", type=int, help="multiple of 64 (default: the input's height)")
-        hdr.add_argument("--width", type=int, help="multiple of 64 (default: the input's width)")
+        hdr.add_argument("--height", type=int, help="output height (generated at the next multiple of 64, cropped back)")
+        hdr.add_argument("--width", type=int, help="output width (generated at the next multiple of 64, cropped back)")
         hdr.add_argument("--fps", type=float, help="frame rate (default: the input's)")
         hdr.add_argument(
             "--high-quality", action="store_true", help="2F - 1 frames from doubled inputs, every other kept"

@@ -187,7 +187,11 @@ class ContextParallel:
         video, audio, *rest = args
         split = self.split
         if video.shape[1] < split.world or (audio is not None and audio.shape[1] < split.world):
-            raise ValueError(f"context parallel over {split.world} ranks needs at least that many tokens per stream")
+            raise ValueError(
+                f"context parallel over {split.world} ranks needs at least that many tokens per stream (video "
+                f"{video.shape[1]}, audio {0 if audio is None else audio.shape[1]}): use a smaller context degree "
+                "(--context-parallel), or guidance parallel (--guidance-parallel) for calls this short"
+            )
         split.sizes = {"video": split_sizes(video.shape[1], split.world)}
         video = piece(video, 1, split.rank, split.world)
         if audio is not None:
