@@ -56,7 +56,8 @@ def with_guidance_scales(preset: SamplingPreset) -> SamplingPreset:
 
 
 COMPONENTS = ("scheduler", "vae", "audio_vae", "text_encoder", "tokenizer", "connectors", "transformer", "vocoder")
-OPTIONAL_COMPONENTS = ("processor",)  # a Gemma3Processor: only image-to-video prompt enhancement needs it
+# processor: a Gemma3Processor, only image-to-video prompt enhancement needs it; the two LTX-2.5 models
+OPTIONAL_COMPONENTS = ("processor", "diffusion_decoder", "duration_head")
 
 
 def scheduler_for_kind(kind: str) -> LTX2Scheduler:
@@ -102,15 +103,31 @@ class LTX2AVPipelineBase(PipelineCardMixin, DiffusionPipeline, LTX2LoraLoaderMix
     Components keep diffusers' LTX2Pipeline names: `transformer`, `vae`, `audio_vae`, `vocoder`, `connectors`,
     `text_encoder` (Gemma-3; None when every call passes `prompt_embeds`), `tokenizer`, `scheduler` (`LTX2Scheduler`;
     diffusers' `FlowMatchEulerDiscreteScheduler` is converted), the optional `processor` (`Gemma3Processor`, for
-    image-to-video prompt enhancement) and, in the two-stage pipelines, `latent_upsampler`.
+    image-to-video prompt enhancement) and, in the two-stage pipelines, `latent_upsampler`. LTX-2.5 adds, as
+    diffusers' LTX2Pipeline does, the optional `diffusion_decoder` (`LTX2VideoDiffusionDecoderModel`: decodes the
+    video when present; `vae` keeps encoding images) and `duration_head` (`LTX2DurationHead`: `num_frames=None`
+    predicts the clip length).
     """
 
-    model_cpu_offload_seq = "text_encoder->connectors->transformer->vae->audio_vae->vocoder"
+    model_cpu_offload_seq = (
+        "text_encoder->connectors->duration_head->transformer->vae->diffusion_decoder->audio_vae->vocoder"
+    )
     _callback_tensor_inputs = ["video_latents", "audio_latents"]
-    _optional_components = ["processor", "text_encoder", "tokenizer"]
+    _optional_components = ["processor", "text_encoder", "tokenizer", "diffusion_decoder", "duration_head"]
 
     def __init__(
-        self, scheduler, vae, audio_vae, text_encoder, tokenizer, connectors, transformer, vocoder, processor=None
+        self,
+        scheduler,
+        vae,
+        audio_vae,
+        text_encoder,
+        tokenizer,
+        connectors,
+        transformer,
+        vocoder,
+        processor=None,
+        diffusion_decoder=None,
+        duration_head=None,
     ):
         super().__init__()
         self.register_modules(
@@ -123,6 +140,8 @@ class LTX2AVPipelineBase(PipelineCardMixin, DiffusionPipeline, LTX2LoraLoaderMix
             transformer=transformer,
             vocoder=vocoder,
             processor=processor,
+            diffusion_decoder=diffusion_decoder,
+            duration_head=duration_head,
         )
 
     def register_modules(self, **kwargs):
@@ -174,7 +193,7 @@ class LTX2AVPipelineBase(PipelineCardMixin, DiffusionPipeline, LTX2LoraLoaderMix
         dtype = as_torch_dtype(torch_dtype if dtype is None else dtype)
         if dtype is not None:
             kwargs["dtype"] = dtype
-        for name in ("transformer", "vae", "audio_vae", "connectors", "vocoder"):
+        for name in ("transformer", "vae", "audio_vae", "connectors", "vocoder", "diffusion_decoder", "duration_head"):
             if name in kwargs or name not in index or index[name][1] is None:
                 continue
             class_name = index[name][1]
@@ -406,6 +425,11 @@ class LTX2AVPipelineBase(PipelineCardMixin, DiffusionPipeline, LTX2LoraLoaderMix
         return applied.device if applied is not None else super()._execution_device
 
     @property
+    def video_decoder(self) -> torch.nn.Module:
+        """What decodes the video latents: LTX-2.5's `diffusion_decoder` when the pipeline has one, else `vae`."""
+        return self.vae if getattr(self, "diffusion_decoder", None) is None else self.diffusion_decoder
+
+    @property
     def model_version(self) -> str:
         """ "2.0" or "2.3", from the transformer's config (`presets.model_version_from_config`)."""
         return model_version_from_config(self.transformer.config)
@@ -499,7 +523,10 @@ class LTX2AVTwoStagePipelineBase(LTX2AVPipelineBase):
     pipelines with a refinement stage. Build from a one-stage pipeline with
     `Pipeline(**pipe.components, latent_upsampler=upsampler)`."""
 
-    model_cpu_offload_seq = "text_encoder->connectors->transformer->latent_upsampler->vae->audio_vae->vocoder"
+    model_cpu_offload_seq = (
+        "text_encoder->connectors->duration_head->transformer->latent_upsampler->vae->diffusion_decoder->audio_vae->"
+        "vocoder"
+    )
     _optional_components = [*LTX2AVPipelineBase._optional_components, "latent_upsampler"]  # None: refused at call
 
     def __init__(
@@ -514,8 +541,11 @@ class LTX2AVTwoStagePipelineBase(LTX2AVPipelineBase):
         vocoder,
         latent_upsampler=None,
         processor=None,
+        diffusion_decoder=None,
+        duration_head=None,
     ):
         super().__init__(
-            scheduler, vae, audio_vae, text_encoder, tokenizer, connectors, transformer, vocoder, processor
-        )
+            scheduler, vae, audio_vae, text_encoder, tokenizer, connectors, transformer, vocoder, processor,
+            diffusion_decoder, duration_head,
+        )  # fmt: skip
         self.register_modules(latent_upsampler=latent_upsampler)
