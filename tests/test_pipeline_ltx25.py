@@ -126,3 +126,16 @@ def test_cli_runs_tiny_ltx25_distilled_to_an_mp4_with_sound(tmp_path, capsys):
         video, audio = container.streams.video[0], container.streams.audio[0]
         assert (video.codec_context.name, audio.codec_context.name, audio.rate) == ("h264", "aac", 48000)
         assert sum(1 for _ in container.decode(video=0)) == 9
+
+
+def test_ltx25_folder_round_trip_keeps_the_diffusion_decoder_and_duration_head(tmp_path):
+    from ltx2_diffusers import LTX2AVPipeline
+
+    original = build_tiny_pipeline(seed=1, model_version="2.5")
+    original.save_pretrained(tmp_path)
+    loaded = LTX2AVPipeline.from_pretrained(tmp_path)
+    for name in ("diffusion_decoder", "duration_head", "vae"):
+        ours, theirs = getattr(original, name).state_dict(), getattr(loaded, name).state_dict()
+        assert type(getattr(loaded, name)) is type(getattr(original, name)) and ours.keys() == theirs.keys()
+        assert all(torch.equal(ours[key], theirs[key]) for key in ours), name
+    assert loaded.model_version == "2.5" and loaded.video_decoder is loaded.diffusion_decoder
