@@ -80,6 +80,7 @@ def load_component_from_single_file(
     device_map: Any = None,
     fp8: str = "dequantize",
     fp8_layer: FP8LayerBuilder | None = None,
+    text_encoder_file: str | os.PathLike | None = None,
 ) -> Any:
     """One model from a Lightricks single file (or, for the latent upsampler, its own file), through the same key map
     and metadata config as the converter; loaded strictly. `cls` is any class named as ours or diffusers' in-tree
@@ -91,6 +92,8 @@ def load_component_from_single_file(
     fp8: what to do with a scaled-fp8 file's weights (fp8_files.py): "dequantize" (weight.float() * scale, in
     `torch_dtype`, bf16 when None, as ltx-core folds them) or "keep" (e4m3 with its scale, through `fp8_layer`, which
     the transformer's from_single_file passes: FP8Linear layers of models/fp8.py).
+    text_encoder_file: LTX-2.5's text-encoder file, whose `text_embedding_projection.*` completes the connectors of
+    its split transformer file (only for `LTX2TextConnectors`).
     """
     if fp8 not in FP8_CHOICES:
         raise ValueError(f"fp8={fp8!r}; expected one of {FP8_CHOICES}.")
@@ -101,10 +104,15 @@ def load_component_from_single_file(
     if class_name is None:
         raise TypeError(f"{cls.__name__} is not an LTX-2 model class; expected one of {sorted(COMPONENT_OF_CLASS)}.")
     component = COMPONENT_OF_CLASS[class_name]
+    if text_encoder_file is not None and component != "connectors":
+        raise ValueError(
+            f"text_encoder_file completes the text connectors of an LTX-2.5 transformer file; {cls.__name__} takes "
+            "none: drop it (load LTX2TextConnectors with it)"
+        )
     if component == "latent_upsampler":
         plan = plan_upsampler(path, cls)[0]
     else:
-        plans = plan_checkpoint(path, {class_name: cls}, components=(component,))[0]
+        plans = plan_checkpoint(path, {class_name: cls}, (component,), text_encoder_file)[0]
         if component not in plans:
             raise ValueError(f"{path} holds no {component} weights (no keys under {KEY_MAPS[component].prefixes}).")
         plan = plans[component]
@@ -143,7 +151,8 @@ def load_component_from_single_file(
 class FromLTX2SingleFileMixin:
     """Adds `from_single_file(path, torch_dtype=None, device=None, device_map=None, fp8="dequantize")` to an LTX-2
     model class: the model from a Lightricks single file (the upscaler: from its own file), through the converter's key
-    maps and metadata configs, loaded straight onto the device (`load_component_from_single_file`)."""
+    maps and metadata configs, loaded straight onto the device (`load_component_from_single_file`; the connectors of
+    an LTX-2.5 transformer file take `text_encoder_file`, the text-encoder file holding their projection)."""
 
     @classmethod
     def from_single_file(
@@ -154,10 +163,12 @@ class FromLTX2SingleFileMixin:
         device: str | torch.device | None = None,
         device_map: Any = None,
         fp8: str = "dequantize",
+        text_encoder_file: str | os.PathLike | None = None,
     ):
         return load_component_from_single_file(
-            cls, path, torch_dtype=torch_dtype, device=device, device_map=device_map, fp8=fp8
-        )
+            cls, path, torch_dtype=torch_dtype, device=device, device_map=device_map, fp8=fp8,
+            text_encoder_file=text_encoder_file,
+        )  # fmt: skip
 
 
 def pipeline_from_single_file(
@@ -171,20 +182,23 @@ def pipeline_from_single_file(
     torch_dtype: torch.dtype | None = None,
     device: str | torch.device | None = None,
     pipeline_class: type | None = None,
+    text_encoder_file: str | os.PathLike | None = None,
 ) -> Any:
     """The LTX-2 pipeline from a Lightricks single file: every component it holds, loaded strictly (each through its
     class's `from_single_file`, so the transformer's FP8 handling applies), plus the given Gemma `text_encoder` /
     `tokenizer` objects (None leaves them out) and the optional `processor` (a `Gemma3Processor`, for image-to-video
     prompt enhancement). `classes`: {class name: class} for the models and "LTX2Scheduler"
     (`ltx2_diffusers.conversion` passes ours). The upscaler is not part of the pipeline: load it with
-    `LTX2LatentUpsamplerModel.from_single_file(upscaler_file)`."""
+    `LTX2LatentUpsamplerModel.from_single_file(upscaler_file)`. text_encoder_file: LTX-2.5's text-encoder file,
+    for the connectors of its split transformer file."""
     classes = require_classes(classes, "pipeline_from_single_file")
     path = resolve_single_file(path)
-    plans = plan_checkpoint(path, classes)[0]
+    plans = plan_checkpoint(path, classes, text_encoder_file=text_encoder_file)[0]
     components: dict[str, Any] = {}
     for component, plan in plans.items():
         cls = classes[plan.class_name]
-        components[component] = cls.from_single_file(path, torch_dtype=torch_dtype, device=device)
+        extra = {"text_encoder_file": text_encoder_file} if component == "connectors" and text_encoder_file else {}
+        components[component] = cls.from_single_file(path, torch_dtype=torch_dtype, device=device, **extra)
     if "transformer" in plans:
         components["scheduler"] = classes["LTX2Scheduler"](**md.scheduler_config(kind or md.model_kind_from_name(path)))
     components["text_encoder"], components["tokenizer"] = text_encoder, tokenizer
