@@ -139,3 +139,20 @@ def test_ltx25_folder_round_trip_keeps_the_diffusion_decoder_and_duration_head(t
         assert type(getattr(loaded, name)) is type(getattr(original, name)) and ours.keys() == theirs.keys()
         assert all(torch.equal(ours[key], theirs[key]) for key in ours), name
     assert loaded.model_version == "2.5" and loaded.video_decoder is loaded.diffusion_decoder
+
+
+def test_hq_predicts_the_length_and_shifts_its_sigmas_for_it():
+    from ltx2_diffusers.pipelines.pipeline_ltx2_av_two_stage_hq import LTX2AVTwoStageHQPipeline
+
+    hq = LTX2AVTwoStageHQPipeline(**build_tiny_two_stage_pipeline(seed=5, model_version="2.5").components)
+    hq.set_progress_bar_config(disable=True)
+
+    def call(**kwargs):
+        return hq(PROMPT, height=128, width=128, num_inference_steps=2, generator=torch.Generator().manual_seed(1),
+                  output_type="latent", **kwargs).frames  # fmt: skip
+
+    predicted = call(min_seconds=0.5, max_seconds=1.5)
+    frames = 8 * (predicted.shape[2] - 1) + 1
+    assert 12 <= frames <= 36
+    # the same as asking for that length: the HQ shift follows the predicted token count, not the longest clip
+    torch.testing.assert_close(predicted, call(num_frames=frames), rtol=0, atol=0)
