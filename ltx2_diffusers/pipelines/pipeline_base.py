@@ -431,7 +431,7 @@ class LTX2AVPipelineBase(PipelineCardMixin, DiffusionPipeline, LTX2LoraLoaderMix
 
     @property
     def model_version(self) -> str:
-        """ "2.0" or "2.3", from the transformer's config (`presets.model_version_from_config`)."""
+        """ "2.0", "2.3" or "2.5", from the transformer's config (`presets.model_version_from_config`)."""
         return model_version_from_config(self.transformer.config)
 
     @property
