@@ -102,3 +102,38 @@ def test_distilled_golden_needs_the_seed_offset(pipe, monkeypatch):
     monkeypatch.setattr(ltx25, "ANCESTRAL_SEED_OFFSET", 0)  # the loop's noise would then repeat the initial noise
     out, tensors = run(pipe, "distilled")
     assert (out.frames - tensors["output.video_latent"]).abs().max() > 1e-2
+
+
+def test_distilled_two_stage_equals_ltx_pipelines_1_2(pipe, monkeypatch):
+    """`DistilledPipeline`'s two stages through our two-stage pipeline: the upsampler's output is the golden's
+    upscaled latent (the upsampler is not LTX-2.5-specific and has its own parity tests), the rest runs as is."""
+    import ltx2_diffusers.pipelines.refinement as refinement
+    from ltx2_diffusers.pipelines.pipeline_ltx2_av_two_stage import LTX2AVTwoStagePipeline
+    from ltx2_diffusers.pipelines.tiny import build_tiny_two_stage_pipeline
+
+    tensors, metadata = read("distilled")
+    seen = []
+
+    def upscaled(upsampler, latents, mean, std):
+        seen.append(latents.clone())
+        return tensors["input.upscaled_video_latent"]
+
+    monkeypatch.setattr(refinement, "upsample_latents", upscaled)
+    upsampler = build_tiny_two_stage_pipeline(seed=0, model_version="2.5", duration_head=False).latent_upsampler
+    two = LTX2AVTwoStagePipeline(**{**pipe.components, "latent_upsampler": upsampler})
+    two.set_progress_bar_config(disable=True)
+    two.scheduler = scheduler_for_kind("distilled")
+    out = two(
+        prompt_embeds=embeds(tensors),
+        height=2 * int(metadata["height"]),
+        width=2 * int(metadata["width"]),
+        num_frames=int(metadata["num_frames"]),
+        frame_rate=float(metadata["frame_rate"]),
+        generator=torch.Generator().manual_seed(int(tensors["input.seed"])),
+        output_type="latent",
+    )
+    torch.testing.assert_close(seen[0], tensors["output.video_latent"], rtol=0, atol=1e-4)  # stage 1
+    for got, name in ((out.frames, "video"), (out.audio, "audio")):
+        expected = tensors[f"output.stage_2.{name}_latent"]
+        assert expected.abs().mean() > 0.5 and got.shape == expected.shape
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-4)

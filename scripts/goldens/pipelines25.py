@@ -10,6 +10,10 @@ whose parameters are drawn from a seeded generator (bf16-exact), in float32 on t
   - distilled.safetensors: `DistilledPipeline`'s stage 1 for a 2.5 checkpoint: `SimpleDenoiser`, `DISTILLED_SIGMAS`,
     a `GaussianNoiser` seeded with the pipeline seed, and `EulerAncestralDiffusionStep(eta=1, s_noise=1)` with
     `euler_ancestral_denoising_loop(noise_seed=seed + 10000)` (spec 1.2 §6.1, trap 22);
+    and its stage 2 at twice the size: the stage-1 video latent through a seeded tiny x2 `LatentUpsampler`
+    (`upsample_video`, identity latent statistics; the upscaled latent is stored, not the upsampler), then
+    `STAGE_2_DISTILLED_SIGMAS` with noise_scale 0.909375 from the upscaled video / stage-1 audio, `SimpleDenoiser`,
+    Euler, the same noiser (its generator continues after stage 1's draws);
   - one_stage.safetensors: `TI2VidOneStagePipeline`'s stage: `FactoryGuidedDenoiser` with video and audio
     `MultiModalGuider`s (CFG, STG at block 1, modality isolation, rescale), `LTX2Scheduler` sigmas, Euler.
 The Gemma + connectors half is replaced by seeded contexts (at the stream widths, LTX-2.3+'s text path), and the
@@ -32,9 +36,11 @@ from ltx_core.components.guiders import MultiModalGuiderParams, create_multimoda
 from ltx_core.components.noisers import GaussianNoiser
 from ltx_core.components.schedulers import LTX2Scheduler
 from ltx_core.model.transformer import LTXModelConfigurator, X0Model
+from ltx_core.model.upsampler import LatentUpsamplerConfigurator, upsample_video
+from ltx_core.model.video_vae.ops import PerChannelStatistics
 from ltx_core.types import VIDEO_SCALE_FACTORS
 from ltx_pipelines.utils.blocks import DiffusionStage
-from ltx_pipelines.utils.constants import DISTILLED_SIGMAS
+from ltx_pipelines.utils.constants import DISTILLED_SIGMAS, STAGE_2_DISTILLED_SIGMAS
 from ltx_pipelines.utils.denoisers import FactoryGuidedDenoiser, SimpleDenoiser
 from ltx_pipelines.utils.samplers import euler_ancestral_denoising_loop
 from ltx_pipelines.utils.types import ModalitySpec
@@ -108,8 +114,40 @@ def contexts() -> dict[str, torch.Tensor]:
     return {"video": video[0], "negative_video": video[1], "audio": audio[0], "negative_audio": audio[1]}
 
 
-def run(model, case: str, ctx: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def upscale(latent: torch.Tensor) -> torch.Tensor:
+    """The reference's x2 upsampling of a video latent with a seeded tiny upsampler and identity statistics."""
+    metadata = {"config": {"in_channels": 128, "mid_channels": 32, "num_blocks_per_stage": 1, "dims": 3}}
+    upsampler = LatentUpsamplerConfigurator.from_metadata(metadata)
+    generator = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for param in upsampler.parameters():
+            param.copy_(torch.randn(param.shape, generator=generator) * (0.5 / max(param[0].numel(), 1) ** 0.5))
+    encoder = SimpleNamespace(per_channel_statistics=PerChannelStatistics(128))
+    with torch.inference_mode():
+        return upsample_video(latent=latent, video_encoder=encoder, upsampler=upsampler.eval()).clone()
+
+
+def stage_2(model, ctx: dict, noiser, video: torch.Tensor, audio: torch.Tensor):
+    """`DistilledPipeline`'s stage 2 from the upscaled video and the stage-1 audio."""
+    sigmas = STAGE_2_DISTILLED_SIGMAS.to(torch.float32)
+    with torch.inference_mode():
+        video_state, audio_state = TinyStage(model)(
+            denoiser=SimpleDenoiser(ctx["video"], ctx["audio"]),
+            sigmas=sigmas,
+            noiser=noiser,
+            width=2 * WIDTH,
+            height=2 * HEIGHT,
+            frames=NUM_FRAMES,
+            fps=FRAME_RATE,
+            video=ModalitySpec(context=ctx["video"], noise_scale=sigmas[0].item(), initial_latent=video),
+            audio=ModalitySpec(context=ctx["audio"], noise_scale=sigmas[0].item(), initial_latent=audio),
+        )
+    return video_state.latent.clone(), audio_state.latent.clone()
+
+
+def run(model, case: str, ctx: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
     generator = torch.Generator(device="cpu").manual_seed(SEED)
+    noiser = GaussianNoiser(generator=generator)
     if case == "distilled":
         sigmas = DISTILLED_SIGMAS.to(torch.float32)
         denoiser = SimpleDenoiser(ctx["video"], ctx["audio"])
@@ -134,7 +172,7 @@ def run(model, case: str, ctx: dict) -> tuple[torch.Tensor, torch.Tensor, torch.
         video_state, audio_state = TinyStage(model)(
             denoiser=denoiser,
             sigmas=sigmas,
-            noiser=GaussianNoiser(generator=generator),
+            noiser=noiser,
             width=WIDTH,
             height=HEIGHT,
             frames=NUM_FRAMES,
@@ -143,7 +181,13 @@ def run(model, case: str, ctx: dict) -> tuple[torch.Tensor, torch.Tensor, torch.
             audio=ModalitySpec(context=ctx["audio"]),
             **sampler,
         )
-    return sigmas, video_state.latent.clone(), audio_state.latent.clone()
+    video, audio, extra = video_state.latent.clone(), audio_state.latent.clone(), {}
+    if case == "distilled":
+        upscaled = upscale(video)
+        final_video, final_audio = stage_2(model, ctx, noiser, upscaled, audio)
+        extra = {"input.upscaled_video_latent": upscaled, "output.stage_2.video_latent": final_video,
+                 "output.stage_2.audio_latent": final_audio}  # fmt: skip
+    return sigmas, video, audio, extra
 
 
 def main() -> None:
@@ -154,12 +198,13 @@ def main() -> None:
     model, ctx = build(seed=5), contexts()
     weights = {f"model.diffusion_model.{k}": v.bfloat16().contiguous() for k, v in model.state_dict().items()}
     for case in ("distilled", "one_stage"):
-        sigmas, video, audio = run(model, case, ctx)
+        sigmas, video, audio, extra = run(model, case, ctx)
         print(case, "video", tuple(video.shape), video.abs().mean().item(), "audio", tuple(audio.shape))
         tensors = {} if case == "one_stage" else dict(weights)  # the weights once, in distilled.safetensors
         tensors.update({f"input.{k}_context": v.contiguous() for k, v in ctx.items()})
         tensors.update({"input.sigmas": sigmas.contiguous(), "input.seed": torch.tensor(SEED)})
         tensors.update({"output.video_latent": video.contiguous(), "output.audio_latent": audio.contiguous()})
+        tensors.update({k: v.contiguous() for k, v in extra.items()})
         metadata = {
             "config": json.dumps({"transformer": SECTION}),
             "model_version": "2.5.0",
