@@ -17,7 +17,7 @@ from ltx2_diffusers import (
     LTX2VocoderWithBWE,
 )
 from ltx2_diffusers.conversion import convert_diffusers_to_original, convert_original_to_diffusers
-from ltx2_diffusers.pipelines.tiny import build_tiny_pipeline
+from ltx2_diffusers.pipelines.tiny import TINY_DURATION_HEAD_CONFIG, build_tiny_pipeline
 
 
 @pytest.fixture(scope="module")
@@ -108,3 +108,32 @@ def test_split_file_errors(split, tmp_path):
     save_file(tensors, tmp_path / "diffusion-vae.safetensors", metadata={**metadata, "config": json.dumps(config)})
     with pytest.raises(ValueError, match=r"decoder is a CausalDiffusionVAE \(LTX-2.5's diffusion decoder\)"):
         AutoencoderKLLTX2Video.from_single_file(tmp_path / "diffusion-vae.safetensors")
+
+
+def test_duration_head_and_diffusion_vae_files_load(tmp_path):
+    from ltx2_diffusers import LTX2DurationHead, LTX2VideoDiffusionDecoderModel
+    from ltx2_diffusers.loaders import diffusion_decoder_keys, duration_head_keys
+    from ltx2_diffusers.loaders.from_single_file import load_component_from_single_file
+
+    pipe = build_tiny_pipeline(seed=6, model_version="2.5")
+    head, decoder = pipe.duration_head, pipe.diffusion_decoder
+    with torch.no_grad():
+        decoder.latents_mean.normal_(), decoder.latents_std.uniform_(0.5, 1.5)
+    head_file = tmp_path / "ltx-2.5-duration-head-bf16.safetensors"
+    save_file(duration_head_keys.diffusers_to_original(head.state_dict()), head_file,
+              metadata={"config": json.dumps(duration_head_keys.config_to_original(head.config))})  # fmt: skip
+    vae_file = tmp_path / "ltx-2.5-video-vae-bf16.safetensors"
+    tensors = {**diffusion_decoder_keys.diffusers_to_original(decoder.state_dict()),
+               "encoder.conv_in.conv.weight": torch.zeros(4, 3)}  # the conv encoder beside it: not the decoder's
+    save_file(tensors, vae_file, metadata={"config": json.dumps({"vae": diffusion_decoder_keys.config_to_original(
+        decoder.config)}), "model_version": "2.5.0"})  # fmt: skip
+
+    loaded_head = load_component_from_single_file(LTX2DurationHead, head_file, torch_dtype=torch.float32)
+    assert_same_weights(loaded_head, head)
+    assert {k: loaded_head.config[k] for k in TINY_DURATION_HEAD_CONFIG} == TINY_DURATION_HEAD_CONFIG
+    loaded_decoder = load_component_from_single_file(LTX2VideoDiffusionDecoderModel, vae_file)
+    assert_same_weights(loaded_decoder, decoder)
+    with pytest.raises(ValueError, match=r"holds no duration_head.\* tensors: not an LTX-2.5 duration-head file"):
+        load_component_from_single_file(LTX2DurationHead, vae_file)
+    with pytest.raises(ValueError, match=r"config.vae is a convolutional CausalVideoAutoencoder"):
+        load_component_from_single_file(LTX2VideoDiffusionDecoderModel, head_file)  # no config.vae section

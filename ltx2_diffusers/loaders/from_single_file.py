@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from ..hub import resolve_single_file
-from . import fp8_files
+from . import diffusion_decoder_keys, duration_head_keys, fp8_files
 from . import metadata as md
 from .plan import (
     COMPONENT_OF_CLASS,
@@ -23,7 +23,7 @@ from .plan import (
     plan_upsampler,
     require_classes,
 )
-from .safetensors_io import read_tensor
+from .safetensors_io import read_header, read_tensor
 
 PIPELINE_CLASS = "LTX2AVPipeline"
 FP8_CHOICES = ("dequantize", "keep")
@@ -100,6 +100,11 @@ def load_component_from_single_file(
     path = resolve_single_file(path)  # a Hub file (ORG/NAME/FILE or its URL): from the cache, or downloaded
     device = target_device(device, device_map)
     # the class itself or, for a subclass, the LTX-2 class it extends
+    ltx25 = next((k.__name__ for k in cls.__mro__ if k.__name__ in LTX25_LOADERS), None)
+    if ltx25 is not None:  # LTX-2.5's files of their own, each through its state-dict key map
+        if fp8 != "dequantize" or text_encoder_file is not None:
+            raise ValueError(f"{cls.__name__}.from_single_file takes neither fp8= nor text_encoder_file=")
+        return LTX25_LOADERS[ltx25](cls, path, torch_dtype=torch_dtype, device=device)
     class_name = next((k.__name__ for k in cls.__mro__ if k.__name__ in COMPONENT_OF_CLASS), None)
     if class_name is None:
         raise TypeError(f"{cls.__name__} is not an LTX-2 model class; expected one of {sorted(COMPONENT_OF_CLASS)}.")
@@ -146,6 +151,59 @@ def load_component_from_single_file(
     if torch_dtype is not None:
         model = model.to(torch_dtype)  # the computed buffers too, as from_pretrained(torch_dtype=...) does
     return model.eval()
+
+
+def _strict_model(cls: type, config: dict, state_dict: dict, path, torch_dtype, device: torch.device):
+    model = cls.from_config(config)
+    missing, unexpected = model.load_state_dict(state_dict, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{path}: the file's tensors do not fit {cls.__name__} with its metadata config: missing "
+                         f"{sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}.")  # fmt: skip
+    model = model.to(device)
+    return (model if torch_dtype is None else model.to(torch_dtype)).eval()
+
+
+def load_diffusion_decoder_from_single_file(cls: type, path, *, torch_dtype=None, device=None):
+    """LTX-2.5's diffusion decoder from its video VAE file (`vae/ltx-2.5-video-vae-bf16.safetensors`: `decoder.*`,
+    `per_channel_statistics.*` and the conv `encoder.*`, which is not this model's) or a monolith's `vae.*`, config from
+    `config.vae` (`_class_name` "CausalDiffusionVAE"), through `diffusion_decoder_keys` (q, k, v split, gates
+    folded); loaded strictly."""
+    path = resolve_single_file(path)
+    entries, metadata = read_header(path)
+    config = md.parse_original_metadata(metadata, str(path))
+    vae = config.get("vae", {})
+    if vae.get("_class_name", "CausalVideoAutoencoder") == "CausalVideoAutoencoder":
+        raise ValueError(
+            f"{path}: its config.vae is a convolutional CausalVideoAutoencoder, not LTX-2.5's diffusion VAE "
+            "(CausalDiffusionVAE): load it with AutoencoderKLLTX2Video"
+        )
+    keys = [k for k in entries if diffusion_decoder_keys.is_original_decoder_key(k)]
+    state = diffusion_decoder_keys.original_to_diffusers({k: read_tensor(entries[k]) for k in keys})
+    decoder_config = diffusion_decoder_keys.config_from_original(vae)
+    return _strict_model(cls, decoder_config, state, path, torch_dtype, target_device(device))
+
+
+def load_duration_head_from_single_file(cls: type, path, *, torch_dtype=None, device=None):
+    """LTX-2.5's duration head from its file (`model_patches/ltx-2.5-duration-head-bf16.safetensors`, `duration_head.*`;
+    sizes from the tensors, checked against `config.duration_head` / `config.transformer` where stated), through
+    `duration_head_keys`; loaded strictly."""
+    path = resolve_single_file(path)
+    entries, metadata = read_header(path)
+    config = md.parse_original_metadata(metadata, str(path)) if metadata and "config" in metadata else {}
+    keys = [k for k in entries if k.startswith(duration_head_keys.PREFIX)]
+    if not keys:
+        raise ValueError(f"{path} holds no {duration_head_keys.PREFIX}* tensors: not an LTX-2.5 duration-head file.")
+    original = {k: read_tensor(entries[k]) for k in keys}
+    head_config = duration_head_keys.config_from_original(config, original)
+    state = duration_head_keys.original_to_diffusers(original)
+    return _strict_model(cls, head_config, state, path, torch_dtype, target_device(device))
+
+
+# LTX-2.5's own files, outside the plan's key-name maps: class name -> loader
+LTX25_LOADERS: dict[str, Callable[..., Any]] = {
+    "LTX2VideoDiffusionDecoderModel": load_diffusion_decoder_from_single_file,
+    "LTX2DurationHead": load_duration_head_from_single_file,
+}
 
 
 class FromLTX2SingleFileMixin:
