@@ -137,3 +137,33 @@ def test_duration_head_and_diffusion_vae_files_load(tmp_path):
         load_component_from_single_file(LTX2DurationHead, vae_file)
     with pytest.raises(ValueError, match=r"config.vae is a convolutional CausalVideoAutoencoder"):
         load_component_from_single_file(LTX2VideoDiffusionDecoderModel, head_file)  # no config.vae section
+
+
+def test_pipeline_from_split_files(split, tmp_path):
+    from ltx2_diffusers import LTX2AVPipeline, LTX2DurationHead, LTX2VideoDiffusionDecoderModel
+    from ltx2_diffusers.conversion import MODEL_CLASSES
+    from ltx2_diffusers.loaders import diffusion_decoder_keys, duration_head_keys
+    from ltx2_diffusers.loaders.from_single_file import pipeline_from_split_files
+
+    pipe, files, _ = split
+    other = build_tiny_pipeline(seed=6, model_version="2.5")  # a decoder and a head of the tiny 2.5's sizes
+    save_file(duration_head_keys.diffusers_to_original(other.duration_head.state_dict()), tmp_path / "head.safetensors",
+              metadata={"config": json.dumps(duration_head_keys.config_to_original(other.duration_head.config))})
+    save_file(diffusion_decoder_keys.diffusers_to_original(other.diffusion_decoder.state_dict()),
+              tmp_path / "vae.safetensors", metadata={"config": json.dumps(
+                  {"vae": diffusion_decoder_keys.config_to_original(other.diffusion_decoder.config)})})  # fmt: skip
+    classes = {**MODEL_CLASSES, "LTX2VideoDiffusionDecoderModel": LTX2VideoDiffusionDecoderModel,
+               "LTX2DurationHead": LTX2DurationHead}  # fmt: skip
+    loaded = pipeline_from_split_files(
+        transformer=files["transformer"], text_encoder_file=files["text_encoder"], video_vae=files["vae"],
+        audio_vae=files["audio"], diffusion_vae=tmp_path / "vae.safetensors", duration_head=tmp_path / "head.safetensors",
+        classes=classes, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer, pipeline_class=LTX2AVPipeline,
+    )  # fmt: skip
+    for name in ("transformer", "connectors", "vae", "audio_vae", "vocoder"):
+        assert_same_weights(getattr(loaded, name), getattr(pipe, name))
+    assert_same_weights(loaded.diffusion_decoder, other.diffusion_decoder)
+    assert_same_weights(loaded.duration_head, other.duration_head)
+    assert loaded.model_version == "2.5" and loaded.kind == "dev" and loaded.video_decoder is loaded.diffusion_decoder
+    out = loaded("a cat", height=64, width=64, min_seconds=0.5, max_seconds=1.0, num_inference_steps=1,
+                 generator=torch.Generator().manual_seed(0), output_type="latent")  # fmt: skip
+    assert out.frames.shape == (1, 128, 3, 2, 2)  # [12, 24] frames at 24 fps: 17

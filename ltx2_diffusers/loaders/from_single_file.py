@@ -266,3 +266,62 @@ def pipeline_from_single_file(
     if pipeline_class is None:
         raise TypeError(f"pipeline_from_single_file: pass pipeline_class (e.g. {PIPELINE_CLASS}).")
     return pipeline_class(**components)
+
+
+def pipeline_from_split_files(
+    *,
+    transformer: str | os.PathLike,
+    text_encoder_file: str | os.PathLike,
+    video_vae: str | os.PathLike,
+    audio_vae: str | os.PathLike,
+    diffusion_vae: str | os.PathLike | None = None,
+    duration_head: str | os.PathLike | None = None,
+    classes: ModelClasses | None = None,
+    text_encoder: Any = None,
+    tokenizer: Any = None,
+    kind: str | None = None,
+    torch_dtype: torch.dtype | None = None,
+    device: str | torch.device | None = None,
+    pipeline_class: type | None = None,
+) -> Any:
+    """An LTX-2.5 pipeline from its split per-component files (spec 1.2 §1.2), in diffusers' layout: `transformer`
+    and `connectors` from the transformer file (+ `text_encoder_file`'s projection), `vae` from the conv video VAE
+    file (`ltx-2.5-video-vae-conv-bf16.safetensors`: the encoder conditions on images), the optional
+    `diffusion_decoder` from the diffusion VAE file (`ltx-2.5-video-vae-bf16.safetensors`), `audio_vae` and `vocoder`
+    from the audio file, the optional `duration_head` from its file; the scheduler by `kind` (None: from the
+    transformer file's name). Gemma-4 (`text_encoder`, `tokenizer`) is passed as objects. `classes` must hold our
+    model classes, LTX2VideoDiffusionDecoderModel and LTX2DurationHead included, and "LTX2Scheduler"."""
+    classes = require_classes(classes, "pipeline_from_split_files")
+    needed = ["LTX2VideoTransformer3DModel", "LTX2TextConnectors", "AutoencoderKLLTX2Video", "AutoencoderKLLTX2Audio",
+              "LTX2Scheduler", *(["LTX2VideoDiffusionDecoderModel"] if diffusion_vae is not None else []),
+              *(["LTX2DurationHead"] if duration_head is not None else [])]  # fmt: skip
+    absent = [name for name in needed if name not in classes]
+    if absent:
+        raise TypeError(f"pipeline_from_split_files: classes lacks {absent}")
+    transformer = resolve_single_file(transformer)
+    load = {"torch_dtype": torch_dtype, "device": device}
+    components: dict[str, Any] = {
+        "transformer": load_component_from_single_file(classes["LTX2VideoTransformer3DModel"], transformer, **load),
+        "connectors": load_component_from_single_file(
+            classes["LTX2TextConnectors"], transformer, text_encoder_file=text_encoder_file, **load
+        ),
+        "vae": load_component_from_single_file(classes["AutoencoderKLLTX2Video"], video_vae, **load),
+        "audio_vae": load_component_from_single_file(classes["AutoencoderKLLTX2Audio"], audio_vae, **load),
+    }
+    audio_plans = plan_checkpoint(resolve_single_file(audio_vae), classes, ("vocoder",))[0]
+    if "vocoder" not in audio_plans:
+        raise ValueError(f"{audio_vae} holds no vocoder.* tensors: pass LTX-2.5's audio VAE file (audio VAE + vocoder)")
+    components["vocoder"] = load_component_from_single_file(classes[audio_plans["vocoder"].class_name], audio_vae,
+                                                            **load)  # fmt: skip
+    if diffusion_vae is not None:
+        decoder_class = classes["LTX2VideoDiffusionDecoderModel"]
+        components["diffusion_decoder"] = load_diffusion_decoder_from_single_file(decoder_class, diffusion_vae, **load)
+    if duration_head is not None:
+        head_class = classes["LTX2DurationHead"]
+        components["duration_head"] = load_duration_head_from_single_file(head_class, duration_head, **load)
+    components["scheduler"] = classes["LTX2Scheduler"](**md.scheduler_config(kind or md.model_kind_from_name(transformer)))
+    components["text_encoder"], components["tokenizer"] = text_encoder, tokenizer
+    pipeline_class = pipeline_class or classes.get(PIPELINE_CLASS)
+    if pipeline_class is None:
+        raise TypeError(f"pipeline_from_split_files: pass pipeline_class (e.g. {PIPELINE_CLASS}).")
+    return pipeline_class(**components)
