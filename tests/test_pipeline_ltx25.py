@@ -156,3 +156,23 @@ def test_hq_predicts_the_length_and_shifts_its_sigmas_for_it():
     assert 12 <= frames <= 36
     # the same as asking for that length: the HQ shift follows the predicted token count, not the longest clip
     torch.testing.assert_close(predicted, call(num_frames=frames), rtol=0, atol=0)
+
+
+def test_extend_decodes_its_segments_with_the_diffusion_decoder(tmp_path, monkeypatch, capsys):
+    from helpers.cli_media import write_clip
+
+    import ltx2_diffusers.pipelines.pipeline_ltx2_av_extend as extend
+
+    calls = []
+    original = extend.diffusion_decode_video
+
+    def spy(decoder, latents, generator=None):
+        calls.append(type(decoder).__name__)
+        return original(decoder, latents, generator)
+
+    monkeypatch.setattr(extend, "diffusion_decode_video", spy)
+    clip = write_clip(tmp_path / "clip.mp4")
+    argv = ["extend", "a cat", "--model", "tiny-2.5", "--steps", "1", "--video", str(clip), "--new-frames", "8",
+            "--context-frames", "9", "-o", str(tmp_path / "out.mp4")]  # fmt: skip
+    assert main(argv) == 0, capsys.readouterr()
+    assert calls == ["LTX2VideoDiffusionDecoderModel"]
