@@ -176,3 +176,18 @@ def test_extend_decodes_its_segments_with_the_diffusion_decoder(tmp_path, monkey
             "--context-frames", "9", "-o", str(tmp_path / "out.mp4")]  # fmt: skip
     assert main(argv) == 0, capsys.readouterr()
     assert calls == ["LTX2VideoDiffusionDecoderModel"]
+
+
+def test_text_to_audio_predicts_the_length_from_the_audio_context(pipe):
+    from ltx2_diffusers.models.autoencoder_kl_ltx2_audio import audio_latent_frames
+    from ltx2_diffusers.pipelines.pipeline_ltx2_text_to_audio import LTX2TextToAudioPipeline
+
+    t2a = LTX2TextToAudioPipeline(**pipe.components)
+    t2a.set_progress_bar_config(disable=True)
+    out = t2a(PROMPT, min_seconds=0.5, max_seconds=1.5, num_inference_steps=1, output_type="latent",
+              generator=torch.Generator().manual_seed(0))  # fmt: skip
+    embeds = pipe.encode_prompt(PROMPT)
+    frames = predict_num_frames(pipe.duration_head, None, embeds.audio_context, 24, 0.5, 1.5)
+    assert out.audio.shape == (1, 8, audio_latent_frames(frames, 24), 16)
+    with pytest.raises(ValueError, match=r"latents / audio_latents fix the clip length"):
+        t2a(PROMPT, audio_latents=torch.zeros(1, 8, 18, 16))

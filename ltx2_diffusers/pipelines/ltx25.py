@@ -45,22 +45,20 @@ class AutoDuration:
     def _min_frames(self) -> int:
         return round(self.min_seconds * self.frame_rate)
 
-    def predict(self, pipe, video_context: Tensor, audio_context: Tensor) -> int:
-        """The clip length for the first prompt's contexts (B, L, D); every prompt must be the same one."""
-        if video_context.shape[0] > 1 and not _same_rows(video_context, audio_context):
+    def predict(self, pipe, video_context: Tensor | None, audio_context: Tensor) -> int:
+        """The clip length for the first prompt's contexts (B, L, D); every prompt must be the same one. Text-to-audio
+        passes no video context, as the reference's does."""
+        rows = [c for c in (video_context, audio_context) if c is not None]
+        if rows[0].shape[0] > 1 and not all(bool((c == c[:1]).all()) for c in rows):
             raise ValueError(
                 f"num_frames=None predicts one clip length from one prompt, but the batch holds "
-                f"{video_context.shape[0]} different prompts: pass num_frames, or call once per prompt"
+                f"{rows[0].shape[0]} different prompts: pass num_frames, or call once per prompt"
             )
         head = pipe.duration_head
+        video = None if video_context is None else video_context[:1].to(head.dtype)
         return predict_num_frames(
-            head, video_context[:1].to(head.dtype), audio_context[:1].to(head.dtype), self.frame_rate,
-            self.min_seconds, self.max_seconds,
-        )  # fmt: skip
-
-
-def _same_rows(video_context: Tensor, audio_context: Tensor) -> bool:
-    return bool((video_context == video_context[:1]).all() and (audio_context == audio_context[:1]).all())
+            head, video, audio_context[:1].to(head.dtype), self.frame_rate, self.min_seconds, self.max_seconds
+        )
 
 
 def auto_duration(
