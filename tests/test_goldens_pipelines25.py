@@ -2,7 +2,8 @@
 
 tests/goldens/pipelines25/ (scripts/goldens/pipelines25.py) holds a tiny seeded LTX-2.5 audio-video transformer
 (original names, bf16-exact), seeded contexts, sigmas, the seed and the denoised stage states of
-  - distilled.safetensors: `DistilledPipeline`'s stage 1 (Euler-ancestral, eta 1, noise seeded seed + 10000);
+  - distilled.safetensors: `DistilledPipeline`'s stage 1 (Euler-ancestral, eta 1, noise seeded seed + 10000) and its
+    stage 2 from the stored upscaled latent (Euler over the stage-2 sigmas, the same noiser);
   - one_stage.safetensors: `TI2VidOneStagePipeline`'s stage (guided: CFG, STG, modality isolation, rescale; Euler).
 Our one-stage pipeline runs with the same weights, contexts (as `prompt_embeds`), sigmas and seed: with a distilled
 scheduler it must take the ancestral sampler and no guidance, with the dev one the guided Euler stage.
