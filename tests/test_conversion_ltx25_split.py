@@ -167,3 +167,21 @@ def test_pipeline_from_split_files(split, tmp_path):
     out = loaded("a cat", height=64, width=64, min_seconds=0.5, max_seconds=1.0, num_inference_steps=1,
                  generator=torch.Generator().manual_seed(0), output_type="latent")  # fmt: skip
     assert out.frames.shape == (1, 128, 3, 2, 2)  # [12, 24] frames at 24 fps: 17
+
+
+def test_pipelines_from_split_files(split):
+    from ltx2_diffusers import LTX2AVPipeline
+    from ltx2_diffusers.pipelines.pipeline_ltx2_av_two_stage import LTX2AVTwoStagePipeline
+    from ltx2_diffusers.pipelines.tiny import build_tiny_two_stage_pipeline
+
+    pipe, files, _ = split
+    upsampler = build_tiny_two_stage_pipeline(model_version="2.5", duration_head=False).latent_upsampler
+    paths = {"transformer": files["transformer"], "text_encoder_file": files["text_encoder"],
+             "video_vae": files["vae"], "audio_vae": files["audio"]}  # fmt: skip
+    two = LTX2AVTwoStagePipeline.from_split_files(**paths, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer,
+                                                  latent_upsampler=upsampler, kind="distilled")  # fmt: skip
+    assert two.latent_upsampler is upsampler and two.kind == "distilled" and two.model_version == "2.5"
+    assert two.diffusion_decoder is None and two.duration_head is None and two.video_decoder is two.vae
+    assert_same_weights(two.connectors, pipe.connectors)
+    with pytest.raises(ValueError, match=r"LTX2AVPipeline has no latent_upsampler: drop latent_upsampler="):
+        LTX2AVPipeline.from_split_files(**paths, latent_upsampler=upsampler)

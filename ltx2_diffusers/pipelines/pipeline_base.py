@@ -260,6 +260,47 @@ class LTX2AVPipelineBase(PipelineCardMixin, DiffusionPipeline, LTX2LoraLoaderMix
             pipe.register_modules(latent_upsampler=latent_upsampler)
         return pipe
 
+    @classmethod
+    def from_split_files(
+        cls,
+        *,
+        transformer: str | os.PathLike,
+        text_encoder_file: str | os.PathLike,
+        video_vae: str | os.PathLike,
+        audio_vae: str | os.PathLike,
+        diffusion_vae: str | os.PathLike | None = None,
+        duration_head: str | os.PathLike | None = None,
+        text_encoder=None,
+        tokenizer=None,
+        latent_upsampler: "str | os.PathLike | torch.nn.Module | None" = None,
+        kind: str | None = None,
+        torch_dtype: torch.dtype | None = None,
+    ):
+        """The pipeline from LTX-2.5's split per-component files (`loaders.from_single_file.pipeline_from_split_files`:
+        transformer file + the text-encoder file's projection, conv video VAE file, optional diffusion VAE and
+        duration-head files, audio file); Gemma-4 as objects; two-stage pipelines take the upsampler as a model or the
+        path of its file."""
+        from ..conversion import MODEL_CLASSES
+        from ..loaders.from_single_file import pipeline_from_split_files
+        from ..models.diffusion_video_decoder import LTX2VideoDiffusionDecoderModel
+        from ..models.duration_head import LTX2DurationHead
+        from ..models.latent_upsampler import LTX2LatentUpsamplerModel
+
+        if latent_upsampler is not None and not cls._takes_upsampler():
+            raise ValueError(f"{cls.__name__} has no latent_upsampler: drop latent_upsampler=")
+        classes = {**MODEL_CLASSES, "LTX2VideoDiffusionDecoderModel": LTX2VideoDiffusionDecoderModel,
+                   "LTX2DurationHead": LTX2DurationHead}  # fmt: skip
+        pipe = pipeline_from_split_files(
+            transformer=transformer, text_encoder_file=text_encoder_file, video_vae=video_vae, audio_vae=audio_vae,
+            diffusion_vae=diffusion_vae, duration_head=duration_head, classes=classes, text_encoder=text_encoder,
+            tokenizer=tokenizer, kind=kind, torch_dtype=torch_dtype, pipeline_class=cls,
+        )  # fmt: skip
+        if isinstance(latent_upsampler, str | os.PathLike):
+            latent_upsampler = LTX2LatentUpsamplerModel.from_single_file(latent_upsampler, torch_dtype=torch_dtype)
+        if latent_upsampler is not None:
+            pipe.register_modules(latent_upsampler=latent_upsampler)
+        return pipe
+
     # ------------------------------------------------------------------------------------------------------------------
     # Switches and properties
 
