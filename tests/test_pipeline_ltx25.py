@@ -191,3 +191,24 @@ def test_text_to_audio_predicts_the_length_from_the_audio_context(pipe):
     assert out.audio.shape == (1, 8, audio_latent_frames(frames, 24), 16)
     with pytest.raises(ValueError, match=r"latents / audio_latents fix the clip length"):
         t2a(PROMPT, audio_latents=torch.zeros(1, 8, 18, 16))
+
+
+@pytest.mark.gpu
+def test_tiny_ltx25_distilled_two_stage_bf16_on_gpu_with_model_cpu_offload():
+    """The whole LTX-2.5 path on CUDA in bf16 (duration head, ancestral stage 1, diffusion decoder), and model CPU
+    offload through the offload sequence with the two 2.5 components gives the same clip."""
+
+    def build():
+        two = build_tiny_two_stage_pipeline(seed=4, model_version="2.5")
+        two.scheduler = scheduler_for_kind("distilled")
+        return two.to(torch.bfloat16)
+
+    def generate(two):
+        return two(PROMPT, height=128, width=128, min_seconds=0.5, max_seconds=1.5, output_type="pt",
+                   generator=torch.Generator("cuda").manual_seed(3)).frames  # fmt: skip
+
+    on_gpu = generate(build().to("cuda"))
+    assert on_gpu.shape[1] % 8 == 1 and 12 <= on_gpu.shape[1] <= 36 and torch.isfinite(on_gpu).all()
+    offloaded = build()
+    offloaded.enable_model_cpu_offload()
+    torch.testing.assert_close(generate(offloaded).cpu(), on_gpu.cpu(), rtol=0, atol=0)
