@@ -153,9 +153,13 @@ def refuse_with_distilled(args: argparse.Namespace) -> None:
             raise CLIError(flag, "does not apply to a distilled checkpoint (its 8 fixed sigmas, no guidance)")
 
 
+# the random tiny pipeline: LTX-2 by default, or the LTX-2.3 / LTX-2.5 layout (`pipelines.tiny`)
+TINY_MODELS = {"tiny": "2.0", "tiny-2.3": "2.3", "tiny-2.5": "2.5"}
+
+
 def _check_model(args: argparse.Namespace, command: Command) -> str:
     model = args.model
-    if model == "tiny":
+    if model in TINY_MODELS:
         kind = "tiny"
     elif model.endswith(".safetensors"):
         if not os.path.isfile(model):

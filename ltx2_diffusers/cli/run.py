@@ -114,7 +114,7 @@ def load_pipeline(
     """--model -> a `cls` pipeline: the tiny random one, a Lightricks single file (+ Gemma folder, + upsampler file),
     or a diffusers-layout folder / Hub id. `kind` ("dev" / "distilled") replaces the scheduler when given."""
     if model_kind == "tiny":
-        return _tiny(cls, torch_dtype, kind)
+        return _tiny(cls, torch_dtype, kind, model)
     if model_kind == "file":
         from transformers import AutoTokenizer, Gemma3ForConditionalGeneration, Gemma3Processor
 
@@ -142,16 +142,19 @@ def load_pipeline(
         ) from None
 
 
-def _tiny(cls: type, torch_dtype, kind: str | None):
-    """The random tiny pipeline of `cls`: the components its constructor takes, the scheduler of `kind`."""
+def _tiny(cls: type, torch_dtype, kind: str | None, model: str = "tiny"):
+    """The random tiny pipeline of `cls` (`--model tiny`, `tiny-2.3`, `tiny-2.5`: the model version's layout): the
+    components its constructor takes, the scheduler of `kind`."""
     import torch
 
     from ..pipelines.pipeline_base import scheduler_for_kind
     from ..pipelines.tiny import build_tiny_pipeline, build_tiny_two_stage_pipeline
+    from .checks import TINY_MODELS
 
     accepted = inspect.signature(cls.__init__).parameters
     any_name = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
-    base = build_tiny_two_stage_pipeline() if "latent_upsampler" in accepted or any_name else build_tiny_pipeline()
+    build = build_tiny_two_stage_pipeline if "latent_upsampler" in accepted or any_name else build_tiny_pipeline
+    base = build(model_version=TINY_MODELS[model])
     components = {name: value for name, value in base.components.items() if any_name or name in accepted}
     if kind is not None:
         components["scheduler"] = scheduler_for_kind(kind)

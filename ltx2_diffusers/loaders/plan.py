@@ -134,11 +134,83 @@ def _text_proj_in_factor(entries: Mapping[str, TensorEntry], caption_channels: i
     return None
 
 
+# LTX-2.5's split files (spec 1.2 §1.2): the transformer file holds the connector blocks, the text-encoder file
+# (Gemma-4 + projection) the connectors' feature-extractor projection; the video VAE file names its tensors bare.
+PROJECTION_PREFIX = "text_embedding_projection."
+CONNECTOR_BLOCK_PREFIXES = connector_keys.ORIGINAL_PREFIXES[:2]
+SPLIT_VAE_PREFIXES = ("encoder.", "decoder.", "per_channel_statistics.")
+
+
+def projection_entries(
+    path: str | os.PathLike, entries: Mapping[str, TensorEntry], text_encoder_file: str | os.PathLike | None,
+    components: tuple[str, ...] | None,
+) -> dict[str, TensorEntry]:
+    """The connectors' `text_embedding_projection.*` tensors a file lacks, from LTX-2.5's text-encoder file: {} when
+    the file holds them itself (a monolith) or the connectors are not wanted. A file with connector blocks and no
+    projection (LTX-2.5's transformer file) needs `text_encoder_file`; a file with both may not be given one."""
+    has_blocks = any(k.startswith(CONNECTOR_BLOCK_PREFIXES) for k in entries)
+    has_projection = any(k.startswith(PROJECTION_PREFIX) for k in entries)
+    if text_encoder_file is None:
+        if has_blocks and not has_projection and (components is None or "connectors" in components):
+            raise ValueError(
+                f"{path} holds the text connectors' blocks but not their {PROJECTION_PREFIX}* projection: an LTX-2.5 "
+                "split transformer file, whose projection lives in the text-encoder file (e.g. text_encoders/"
+                "gemma4-12b-with-proj-ltx-2.5-bf16.safetensors). Pass text_encoder_file= (that file), or load only "
+                "the transformer (LTX2VideoTransformer3DModel.from_single_file)."
+            )
+        return {}
+    if has_projection:
+        raise ValueError(
+            f"{path} holds its own {PROJECTION_PREFIX}* tensors, so text_encoder_file={str(text_encoder_file)!r} "
+            "would give them twice: drop text_encoder_file."
+        )
+    if not has_blocks:
+        raise ValueError(
+            f"text_encoder_file is given, but {path} holds no text-connector blocks "
+            f"({CONNECTOR_BLOCK_PREFIXES[0]}*) for its projection: pass the LTX-2.5 transformer file."
+        )
+    companion = read_header(text_encoder_file)[0]
+    found = {k: e for k, e in companion.items() if k.startswith(PROJECTION_PREFIX)}
+    if not found:
+        raise ValueError(
+            f"{text_encoder_file} holds no {PROJECTION_PREFIX}* tensors: not an LTX-2.5 text-encoder file with the "
+            "projection (text_encoders/gemma4-12b-with-proj-ltx-2.5-bf16.safetensors)."
+        )
+    return found
+
+
+def split_vae_entries(entries: dict[str, TensorEntry], config: Mapping) -> dict[str, TensorEntry]:
+    """An LTX-2.5 split video VAE file (`config.vae` only, tensors named `encoder.*` / `decoder.*` /
+    `per_channel_statistics.*`) -> its tensors under the monolith's `vae.` names; any other file as it is."""
+    if set(config) & {"transformer", "audio_vae", "vocoder"} or "vae" not in config:
+        return entries
+    bare = [k for k in entries if k.startswith(SPLIT_VAE_PREFIXES)]
+    if not bare:
+        return entries
+    if len(bare) != len(entries):
+        other = sorted(set(entries) - set(bare))[:5]
+        raise ValueError(f"a split video VAE file names its tensors encoder.* / decoder.* / per_channel_statistics.*; "
+                         f"this one also has {other}")  # fmt: skip
+    if config["vae"].get("_class_name", "CausalVideoAutoencoder") != "CausalVideoAutoencoder":
+        raise ValueError(
+            f"the video VAE file's decoder is a {config['vae']['_class_name']} (LTX-2.5's diffusion decoder), not the "
+            "convolutional CausalVideoAutoencoder: load it with LTX2VideoDiffusionDecoderModel's loader "
+            "(loaders/diffusion_decoder_keys.py), or use the conv VAE file (ltx-2.5-video-vae-conv-bf16.safetensors)"
+        )
+    return {f"vae.{k}": e for k, e in entries.items()}
+
+
 @validation.names_the_file_on_malformed_config
 def plan_checkpoint(
-    path: str | os.PathLike, classes: ModelClasses, components: tuple[str, ...] | None = None
+    path: str | os.PathLike,
+    classes: ModelClasses,
+    components: tuple[str, ...] | None = None,
+    text_encoder_file: str | os.PathLike | None = None,
 ) -> tuple[dict[str, ComponentPlan], list[str], dict, dict]:
-    """Read a combined Lightricks file: ({component: ComponentPlan}, unknown keys, `__metadata__`, parsed config)."""
+    """Read a combined Lightricks file, or one of LTX-2.5's split per-component files (transformer, conv video VAE,
+    audio VAE + vocoder): ({component: ComponentPlan}, unknown keys, `__metadata__`, parsed config).
+    text_encoder_file: LTX-2.5's text-encoder file, for the connectors of a transformer file (`projection_entries`).
+    """
     entries, metadata = read_header(path)
     lora = next((k for k in entries if ".lora_A." in k or ".lora_B." in k), None)
     if lora is not None:
@@ -158,6 +230,8 @@ def plan_checkpoint(
             f"{sorted(config)}): this is not an LTX-2 checkpoint."
         )
     md.detect_model_version(metadata, config)
+    entries = split_vae_entries(entries, config)
+    entries = {**entries, **projection_entries(path, entries, text_encoder_file, components)}
     fp8 = find_scaled_fp8(entries, str(path))
     scale_keys = fp8.keys()
     grouped, unknown = split_by_component([k for k in entries if k not in scale_keys], MODEL_COMPONENTS)

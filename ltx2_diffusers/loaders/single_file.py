@@ -188,6 +188,7 @@ def convert_original_to_diffusers(
     max_shard_size: int = DEFAULT_MAX_SHARD_SIZE,
     overwrite: bool = False,
     classes: ModelClasses | None = None,
+    text_encoder_file: str | os.PathLike | None = None,
 ) -> ConversionReport:
     """Lightricks single file (+ upscaler file) -> a pipeline folder (model_index.json, one folder per component).
 
@@ -198,6 +199,8 @@ def convert_original_to_diffusers(
     text_encoder: a local Gemma-3 folder copied (or symlinked, `link_text_encoder`) into text_encoder/ and tokenizer/.
     A file holding only some components converts those. Nothing is left at `output_dir` if anything fails.
     classes: {class name: model class} (`ltx2_diffusers.conversion` passes ours).
+    text_encoder_file: LTX-2.5's text-encoder file (Gemma-4 + projection), whose `text_embedding_projection.*`
+    completes the connectors of its split transformer file (only the projection is read from it).
     """
     classes = require_classes(classes, "convert_original_to_diffusers")
     if checkpoint is None and upsampler is None:
@@ -207,13 +210,13 @@ def convert_original_to_diffusers(
     if kind is not None and kind not in md.SCHEDULER_KINDS:
         raise ValueError(f"kind={kind!r}; expected one of {md.SCHEDULER_KINDS} (or None: from the file name).")
     output = Path(output_dir)
-    inputs = [p for p in (checkpoint, upsampler, text_encoder) if p is not None]
+    inputs = [p for p in (checkpoint, upsampler, text_encoder, text_encoder_file) if p is not None]
     output_notes = prepare_output(output, overwrite=overwrite, inputs=inputs)  # before any work: fail fast
     if checkpoint is not None and upsampler is None and _is_upsampler_file(checkpoint):
         checkpoint, upsampler = None, checkpoint  # an upscaler file given as the checkpoint: convert it on its own
     plans, unknown, metadata, config = {}, [], None, None
     if checkpoint is not None:
-        plans, unknown, metadata, config = plan_checkpoint(checkpoint, classes)
+        plans, unknown, metadata, config = plan_checkpoint(checkpoint, classes, text_encoder_file=text_encoder_file)
         if unknown and not allow_unknown:
             raise ValueError(
                 f"{checkpoint} has {len(unknown)} keys no LTX-2 component claims, e.g. {unknown[:5]}. If the file is "

@@ -56,7 +56,8 @@ def with_guidance_scales(preset: SamplingPreset) -> SamplingPreset:
 
 
 COMPONENTS = ("scheduler", "vae", "audio_vae", "text_encoder", "tokenizer", "connectors", "transformer", "vocoder")
-OPTIONAL_COMPONENTS = ("processor",)  # a Gemma3Processor: only image-to-video prompt enhancement needs it
+# processor: a Gemma3Processor, only image-to-video prompt enhancement needs it; the two LTX-2.5 models
+OPTIONAL_COMPONENTS = ("processor", "diffusion_decoder", "duration_head")
 
 
 def scheduler_for_kind(kind: str) -> LTX2Scheduler:
@@ -102,15 +103,31 @@ class LTX2AVPipelineBase(PipelineCardMixin, DiffusionPipeline, LTX2LoraLoaderMix
     Components keep diffusers' LTX2Pipeline names: `transformer`, `vae`, `audio_vae`, `vocoder`, `connectors`,
     `text_encoder` (Gemma-3; None when every call passes `prompt_embeds`), `tokenizer`, `scheduler` (`LTX2Scheduler`;
     diffusers' `FlowMatchEulerDiscreteScheduler` is converted), the optional `processor` (`Gemma3Processor`, for
-    image-to-video prompt enhancement) and, in the two-stage pipelines, `latent_upsampler`.
+    image-to-video prompt enhancement) and, in the two-stage pipelines, `latent_upsampler`. LTX-2.5 adds, as
+    diffusers' LTX2Pipeline does, the optional `diffusion_decoder` (`LTX2VideoDiffusionDecoderModel`: decodes the
+    video when present; `vae` keeps encoding images) and `duration_head` (`LTX2DurationHead`: `num_frames=None`
+    predicts the clip length).
     """
 
-    model_cpu_offload_seq = "text_encoder->connectors->transformer->vae->audio_vae->vocoder"
+    model_cpu_offload_seq = (
+        "text_encoder->connectors->duration_head->transformer->vae->diffusion_decoder->audio_vae->vocoder"
+    )
     _callback_tensor_inputs = ["video_latents", "audio_latents"]
-    _optional_components = ["processor", "text_encoder", "tokenizer"]
+    _optional_components = ["processor", "text_encoder", "tokenizer", "diffusion_decoder", "duration_head"]
 
     def __init__(
-        self, scheduler, vae, audio_vae, text_encoder, tokenizer, connectors, transformer, vocoder, processor=None
+        self,
+        scheduler,
+        vae,
+        audio_vae,
+        text_encoder,
+        tokenizer,
+        connectors,
+        transformer,
+        vocoder,
+        processor=None,
+        diffusion_decoder=None,
+        duration_head=None,
     ):
         super().__init__()
         self.register_modules(
@@ -123,6 +140,8 @@ class LTX2AVPipelineBase(PipelineCardMixin, DiffusionPipeline, LTX2LoraLoaderMix
             transformer=transformer,
             vocoder=vocoder,
             processor=processor,
+            diffusion_decoder=diffusion_decoder,
+            duration_head=duration_head,
         )
 
     def register_modules(self, **kwargs):
@@ -174,7 +193,7 @@ class LTX2AVPipelineBase(PipelineCardMixin, DiffusionPipeline, LTX2LoraLoaderMix
         dtype = as_torch_dtype(torch_dtype if dtype is None else dtype)
         if dtype is not None:
             kwargs["dtype"] = dtype
-        for name in ("transformer", "vae", "audio_vae", "connectors", "vocoder"):
+        for name in ("transformer", "vae", "audio_vae", "connectors", "vocoder", "diffusion_decoder", "duration_head"):
             if name in kwargs or name not in index or index[name][1] is None:
                 continue
             class_name = index[name][1]
@@ -235,6 +254,47 @@ class LTX2AVPipelineBase(PipelineCardMixin, DiffusionPipeline, LTX2LoraLoaderMix
             torch_dtype=torch_dtype,
             pipeline_class=cls,
         )
+        if isinstance(latent_upsampler, str | os.PathLike):
+            latent_upsampler = LTX2LatentUpsamplerModel.from_single_file(latent_upsampler, torch_dtype=torch_dtype)
+        if latent_upsampler is not None:
+            pipe.register_modules(latent_upsampler=latent_upsampler)
+        return pipe
+
+    @classmethod
+    def from_split_files(
+        cls,
+        *,
+        transformer: str | os.PathLike,
+        text_encoder_file: str | os.PathLike,
+        video_vae: str | os.PathLike,
+        audio_vae: str | os.PathLike,
+        diffusion_vae: str | os.PathLike | None = None,
+        duration_head: str | os.PathLike | None = None,
+        text_encoder=None,
+        tokenizer=None,
+        latent_upsampler: "str | os.PathLike | torch.nn.Module | None" = None,
+        kind: str | None = None,
+        torch_dtype: torch.dtype | None = None,
+    ):
+        """The pipeline from LTX-2.5's split per-component files (`loaders.from_single_file.pipeline_from_split_files`:
+        transformer file + the text-encoder file's projection, conv video VAE file, optional diffusion VAE and
+        duration-head files, audio file); Gemma-4 as objects; two-stage pipelines take the upsampler as a model or the
+        path of its file."""
+        from ..conversion import MODEL_CLASSES
+        from ..loaders.from_single_file import pipeline_from_split_files
+        from ..models.diffusion_video_decoder import LTX2VideoDiffusionDecoderModel
+        from ..models.duration_head import LTX2DurationHead
+        from ..models.latent_upsampler import LTX2LatentUpsamplerModel
+
+        if latent_upsampler is not None and not cls._takes_upsampler():
+            raise ValueError(f"{cls.__name__} has no latent_upsampler: drop latent_upsampler=")
+        classes = {**MODEL_CLASSES, "LTX2VideoDiffusionDecoderModel": LTX2VideoDiffusionDecoderModel,
+                   "LTX2DurationHead": LTX2DurationHead}  # fmt: skip
+        pipe = pipeline_from_split_files(
+            transformer=transformer, text_encoder_file=text_encoder_file, video_vae=video_vae, audio_vae=audio_vae,
+            diffusion_vae=diffusion_vae, duration_head=duration_head, classes=classes, text_encoder=text_encoder,
+            tokenizer=tokenizer, kind=kind, torch_dtype=torch_dtype, pipeline_class=cls,
+        )  # fmt: skip
         if isinstance(latent_upsampler, str | os.PathLike):
             latent_upsampler = LTX2LatentUpsamplerModel.from_single_file(latent_upsampler, torch_dtype=torch_dtype)
         if latent_upsampler is not None:
@@ -406,8 +466,13 @@ class LTX2AVPipelineBase(PipelineCardMixin, DiffusionPipeline, LTX2LoraLoaderMix
         return applied.device if applied is not None else super()._execution_device
 
     @property
+    def video_decoder(self) -> torch.nn.Module:
+        """What decodes the video latents: LTX-2.5's `diffusion_decoder` when the pipeline has one, else `vae`."""
+        return self.vae if getattr(self, "diffusion_decoder", None) is None else self.diffusion_decoder
+
+    @property
     def model_version(self) -> str:
-        """ "2.0" or "2.3", from the transformer's config (`presets.model_version_from_config`)."""
+        """ "2.0", "2.3" or "2.5", from the transformer's config (`presets.model_version_from_config`)."""
         return model_version_from_config(self.transformer.config)
 
     @property
@@ -499,7 +564,10 @@ class LTX2AVTwoStagePipelineBase(LTX2AVPipelineBase):
     pipelines with a refinement stage. Build from a one-stage pipeline with
     `Pipeline(**pipe.components, latent_upsampler=upsampler)`."""
 
-    model_cpu_offload_seq = "text_encoder->connectors->transformer->latent_upsampler->vae->audio_vae->vocoder"
+    model_cpu_offload_seq = (
+        "text_encoder->connectors->duration_head->transformer->latent_upsampler->vae->diffusion_decoder->audio_vae->"
+        "vocoder"
+    )
     _optional_components = [*LTX2AVPipelineBase._optional_components, "latent_upsampler"]  # None: refused at call
 
     def __init__(
@@ -514,8 +582,11 @@ class LTX2AVTwoStagePipelineBase(LTX2AVPipelineBase):
         vocoder,
         latent_upsampler=None,
         processor=None,
+        diffusion_decoder=None,
+        duration_head=None,
     ):
         super().__init__(
-            scheduler, vae, audio_vae, text_encoder, tokenizer, connectors, transformer, vocoder, processor
-        )
+            scheduler, vae, audio_vae, text_encoder, tokenizer, connectors, transformer, vocoder, processor,
+            diffusion_decoder, duration_head,
+        )  # fmt: skip
         self.register_modules(latent_upsampler=latent_upsampler)

@@ -17,6 +17,7 @@ from .decoding import decode_frames, decode_waveform
 from .denoising import denoise, latent_grid, prepare_latents
 from .guidance import GuidanceScales, GuidanceSchedule
 from .inputs import ImageInput
+from .ltx25 import auto_duration, stage_1_sampler
 from .pipeline_base import LTX2AVPipelineBase
 from .pipeline_output import LTX2PipelineOutput
 from .pipeline_utils import (
@@ -62,6 +63,8 @@ class LTX2AVPipeline(LTX2AVPipelineBase):
         width: int | None = None,
         num_frames: int | None = None,
         frame_rate: float | None = None,
+        min_seconds: float | None = None,
+        max_seconds: float | None = None,
         num_inference_steps: int | None = None,
         sigmas: Sequence[float] | None = None,
         timesteps: Sequence[float] | None = None,
@@ -101,7 +104,8 @@ class LTX2AVPipeline(LTX2AVPipelineBase):
             `inputs.image_to_uint8` reads (16-bit PNGs keep their grey levels).
         keyframes: (image, pixel_frame_index, strength) triples, appended as keyframe tokens at those frames.
         height / width / num_frames / frame_rate: None -> the preset's 512 x 768, 121 frames at 24 fps; height and
-            width multiples of 32, num_frames 8k + 1.
+            width multiples of 32, num_frames 8k + 1. With a `duration_head` (LTX-2.5), num_frames=None predicts the
+            clip length from the first prompt (`pipelines.ltx25`), within [min_seconds, max_seconds] (None: 1 and 20).
         enhance_prompt: let Gemma rewrite the FIRST prompt into a detailed description before encoding (the
             reference's opt-in `--enhance-prompt`); with an `image` (else the first keyframe's) Gemma sees it, which
             needs the pipeline's `processor` (a `Gemma3Processor`). Sampled, so it changes with the seed.
@@ -133,8 +137,11 @@ class LTX2AVPipeline(LTX2AVPipelineBase):
         #    encoder runs
         preset = sampling_preset(self.model_version, self.kind, check_reference_for(self.model_version, reference))
         height, width = preset.height if height is None else height, preset.width if width is None else width
-        num_frames = preset.num_frames if num_frames is None else num_frames
         frame_rate = preset.frame_rate if frame_rate is None else frame_rate
+        duration = auto_duration(
+            self, num_frames, frame_rate, min_seconds, max_seconds, latents=latents, audio_latents=audio_latents
+        )
+        num_frames = (preset.num_frames if duration is None else duration.longest) if num_frames is None else num_frames
         keywords = guidance_keywords(
             guidance_scale, stg_scale, modality_scale, guidance_rescale, audio_guidance_scale, audio_stg_scale,
             audio_modality_scale, audio_guidance_rescale, spatio_temporal_guidance_blocks,
@@ -177,6 +184,8 @@ class LTX2AVPipeline(LTX2AVPipelineBase):
             dtype=dtype,
             reference=reference,
         )
+        if duration is not None:  # LTX-2.5: the clip length from the prompt (checked above for the longest)
+            num_frames = duration.predict(self, contexts.video, contexts.audio)
 
         # 3. Images -> condition latents
         conditions = encode_conditions(self.vae, image, image_strength, keyframes, height, width, image_crf, device)
@@ -210,11 +219,12 @@ class LTX2AVPipeline(LTX2AVPipelineBase):
             progress_bar=self.progress_bar,
             callback=StepCallbacks(self, callback_on_step_end, names),
             reference=reference,
+            sampler=stage_1_sampler(preset, generator),
         )
 
         # 6. Latents -> frames and waveform
         video_latents = unpatchify_video(video.output_tokens(), *latent_grid(height, width, num_frames))
         audio_latents = unpack_audio_latents(audio.output_tokens(), self.audio_vae.config.latent_channels)
-        frames = decode_frames(self.vae, video_latents, output_type, generator)
+        frames = decode_frames(self.video_decoder, video_latents, output_type, generator)
         waveform, sample_rate = decode_waveform(self.audio_vae, self.vocoder, audio_latents, output_type)
         return pipeline_output(self, frames, waveform, sample_rate, return_dict)

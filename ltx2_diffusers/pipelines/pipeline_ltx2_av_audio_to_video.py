@@ -295,7 +295,7 @@ class LTX2AVAudioToVideoPipeline(LTX2AVTwoStagePipelineBase):
             )
 
         # 6. Latents -> frames; the soundtrack is the input audio (or, given only as latents, those decoded)
-        frames = decode_frames(self.vae, video_latents, output_type, generator)
+        frames = decode_frames(self.video_decoder, video_latents, output_type, generator)
         if output_type == "latent":
             waveform, sample_rate = audio_latents, None
         elif waveform is not None:

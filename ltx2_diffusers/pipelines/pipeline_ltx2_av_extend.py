@@ -44,6 +44,7 @@ from .conditioning import (
 )
 from .decoding import postprocess_frames
 from .denoising import TextContexts, check_generator, decode_audio, decode_video, denoise, latent_grid
+from .diffusion_decoding import diffusion_decode_video
 from .guidance import GuidanceScales, GuidanceSchedule
 from .inputs import AudioInput, VideoInput, audio_waveform, video_frames, video_to_pixels
 from .pipeline_base import LTX2AVPipelineBase
@@ -353,7 +354,11 @@ class LTX2AVExtendPipeline(LTX2AVPipelineBase):
         )  # fmt: skip
 
         # c. Decode the segment, keep its new part, join it to the clip
-        pixels = decode_video(self.vae, unpatchify_video(video.output_tokens(), *grid), generator)
+        latents = unpatchify_video(video.output_tokens(), *grid)
+        if getattr(self, "diffusion_decoder", None) is None:
+            pixels = decode_video(self.vae, latents, generator)
+        else:  # LTX-2.5's diffusion decoder
+            pixels = diffusion_decode_video(self.diffusion_decoder, latents, generator)
         new = slice(0, segment.new_frames) if segment.backwards else slice(segment.context_frames, None)
         new_frames = np.stack([np.asarray(image) for image in postprocess_frames(pixels[:, :, new], "pil")[0]])
         audio_latents = unpack_audio_latents(audio.output_tokens(), layout["audio_channels"])

@@ -382,6 +382,6 @@ class LTX2AVRetakePipeline(LTX2AVPipelineBase):
         # 6. Latents -> the whole clip
         video_latents = unpatchify_video(video_state.output_tokens(), *video_latent.shape[2:])
         audio_latents = unpack_audio_latents(audio_state.output_tokens(), self.audio_vae.config.latent_channels)
-        frames = decode_frames(self.vae, video_latents, output_type, generator)
+        frames = decode_frames(self.video_decoder, video_latents, output_type, generator)
         waveform, sample_rate = decode_waveform(self.audio_vae, self.vocoder, audio_latents, output_type)
         return pipeline_output(self, frames, waveform, sample_rate, return_dict)

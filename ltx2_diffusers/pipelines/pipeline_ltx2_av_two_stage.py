@@ -29,6 +29,7 @@ from .decoding import decode_frames, decode_waveform
 from .denoising import denoise, latent_grid, prepare_latents
 from .guidance import GuidanceScales, GuidanceSchedule
 from .inputs import ImageInput, half_size_image
+from .ltx25 import auto_duration, stage_1_sampler
 from .pipeline_base import LTX2AVTwoStagePipelineBase
 from .pipeline_output import LTX2PipelineOutput
 from .pipeline_utils import (
@@ -78,6 +79,8 @@ class LTX2AVTwoStagePipeline(LTX2AVTwoStagePipelineBase):
         width: int | None = None,
         num_frames: int | None = None,
         frame_rate: float | None = None,
+        min_seconds: float | None = None,
+        max_seconds: float | None = None,
         num_inference_steps: int | None = None,
         sigmas: Sequence[float] | None = None,
         timesteps: Sequence[float] | None = None,
@@ -121,6 +124,9 @@ class LTX2AVTwoStagePipeline(LTX2AVTwoStagePipelineBase):
         stage_2_sigmas: the refinement schedule (None: the preset's `STAGE_2_DISTILLED_SIGMAS`); its first value is
             also the re-noising level.
         height / width: None -> the preset's 1024 x 1536 (twice its stage-1 size).
+        num_frames / min_seconds / max_seconds: as `LTX2AVPipeline` (None predicts the length with a duration_head).
+        Stage 1 samples with the preset's sampler: Euler, or for LTX-2.5 distilled Euler-ancestral seeded with the
+        generator's seed + 10000 (the reference's DistilledPipeline).
         callback_on_step_end: called after every step of both stages with a running step index (stage 1's steps,
             then stage 2's); the latents are at half size in stage 1.
         Returns `LTX2PipelineOutput(frames, audio, audio_sample_rate)` or `(frames, audio)`; with
@@ -131,8 +137,11 @@ class LTX2AVTwoStagePipeline(LTX2AVTwoStagePipelineBase):
         preset = sampling_preset(self.model_version, self.kind, check_reference_for(self.model_version, reference))
         height = preset.two_stage_height if height is None else height
         width = preset.two_stage_width if width is None else width
-        num_frames = preset.num_frames if num_frames is None else num_frames
         frame_rate = preset.frame_rate if frame_rate is None else frame_rate
+        duration = auto_duration(
+            self, num_frames, frame_rate, min_seconds, max_seconds, latents=latents, audio_latents=audio_latents
+        )
+        num_frames = (preset.num_frames if duration is None else duration.longest) if num_frames is None else num_frames
         keywords = guidance_keywords(
             guidance_scale, stg_scale, modality_scale, guidance_rescale, audio_guidance_scale, audio_stg_scale,
             audio_modality_scale, audio_guidance_rescale, spatio_temporal_guidance_blocks,
@@ -184,6 +193,8 @@ class LTX2AVTwoStagePipeline(LTX2AVTwoStagePipelineBase):
             dtype=dtype,
             reference=reference,
         )
+        if duration is not None:  # LTX-2.5: the clip length from the prompt (checked above for the longest)
+            num_frames = duration.predict(self, contexts.video, contexts.audio)
 
         with StageAdapters(transformer) as adapters:
             # 3. Stage 1 at half size: conditions, noise, guided Euler (without the stage-2 adapter)
@@ -222,6 +233,7 @@ class LTX2AVTwoStagePipeline(LTX2AVTwoStagePipelineBase):
                 progress_bar=self.progress_bar,
                 callback=callback,
                 reference=reference,
+                sampler=stage_1_sampler(preset, generator),
             )
             video_latents = unpatchify_video(video.output_tokens(), *latent_grid(*half, num_frames))
             audio_latents = unpack_audio_latents(audio.output_tokens(), self.audio_vae.config.latent_channels)
@@ -250,6 +262,6 @@ class LTX2AVTwoStagePipeline(LTX2AVTwoStagePipelineBase):
             )
 
         # 5. Latents -> frames and waveform
-        frames = decode_frames(self.vae, video_latents, output_type, generator)
+        frames = decode_frames(self.video_decoder, video_latents, output_type, generator)
         waveform, sample_rate = decode_waveform(self.audio_vae, self.vocoder, audio_latents, output_type)
         return pipeline_output(self, frames, waveform, sample_rate, return_dict)

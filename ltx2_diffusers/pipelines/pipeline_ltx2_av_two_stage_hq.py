@@ -26,6 +26,7 @@ from .decoding import decode_frames, decode_waveform
 from .denoising import denoise, latent_grid, prepare_latents
 from .guidance import GuidanceScales, GuidanceSchedule
 from .inputs import ImageInput, half_size_image
+from .ltx25 import auto_duration
 from .pipeline_base import LTX2AVTwoStagePipelineBase
 from .pipeline_output import LTX2PipelineOutput
 from .pipeline_utils import (
@@ -70,6 +71,8 @@ class LTX2AVTwoStageHQPipeline(LTX2AVTwoStagePipelineBase):
         width: int | None = None,
         num_frames: int | None = None,
         frame_rate: float | None = None,
+        min_seconds: float | None = None,
+        max_seconds: float | None = None,
         num_inference_steps: int | None = None,
         sigmas: Sequence[float] | None = None,
         timesteps: Sequence[float] | None = None,
@@ -123,8 +126,11 @@ class LTX2AVTwoStageHQPipeline(LTX2AVTwoStagePipelineBase):
         preset = hq_preset(self.model_version, check_reference_for(self.model_version, reference))
         height = preset.two_stage_height if height is None else height
         width = preset.two_stage_width if width is None else width
-        num_frames = preset.num_frames if num_frames is None else num_frames
         frame_rate = preset.frame_rate if frame_rate is None else frame_rate
+        duration = auto_duration(
+            self, num_frames, frame_rate, min_seconds, max_seconds, latents=latents, audio_latents=audio_latents
+        )  # LTX-2.5 with a duration head: num_frames=None predicts it (`LTX2AVPipeline`)
+        num_frames = (preset.num_frames if duration is None else duration.longest) if num_frames is None else num_frames
         keywords = guidance_keywords(
             guidance_scale, stg_scale, modality_scale, guidance_rescale, audio_guidance_scale, audio_stg_scale,
             audio_modality_scale, audio_guidance_rescale, spatio_temporal_guidance_blocks,
@@ -154,10 +160,15 @@ class LTX2AVTwoStageHQPipeline(LTX2AVTwoStagePipelineBase):
         self.check_memory_budget(height, width, num_frames, batch_size, video_guidance, audio_guidance, frame_rate)
         num_inference_steps = preset.num_inference_steps if num_inference_steps is None else num_inference_steps
         half, grid = (height // 2, width // 2), latent_grid(height // 2, width // 2, num_frames)
-        if sigmas is None and timesteps is None:  # the HQ shift: the stage-1 latent's real token count
+        shifted = sigmas is None and timesteps is None  # the HQ shift: the stage-1 latent's real token count
+
+        def shifted_sigmas(grid: tuple[int, int, int]):
             cfg, num_tokens = self.scheduler.config, grid[0] * grid[1] * grid[2]
-            sigmas = ltx2_sigmas(num_inference_steps, num_tokens, cfg.base_shift, cfg.max_shift, cfg.shift_terminal)
-        sigmas = resolve_sigmas(self.scheduler, None, sigmas, timesteps, num_inference_steps)
+            return ltx2_sigmas(num_inference_steps, num_tokens, cfg.base_shift, cfg.max_shift, cfg.shift_terminal)
+
+        sigmas = resolve_sigmas(
+            self.scheduler, None, shifted_sigmas(grid) if shifted else sigmas, timesteps, num_inference_steps
+        )
         stage_2_sigmas = self.scheduler.get_sigmas(
             sigmas=preset.stage_2_sigmas if stage_2_sigmas is None else stage_2_sigmas
         )
@@ -183,6 +194,11 @@ class LTX2AVTwoStageHQPipeline(LTX2AVTwoStagePipelineBase):
             dtype=dtype,
             reference=reference,
         )
+        if duration is not None:  # LTX-2.5: the predicted length, and the HQ shift for its token count
+            num_frames = duration.predict(self, contexts.video, contexts.audio)
+            grid = latent_grid(height // 2, width // 2, num_frames)
+            if shifted:
+                sigmas = resolve_sigmas(self.scheduler, None, shifted_sigmas(grid), None, num_inference_steps)
 
         with StageAdapters(transformer) as adapters:
             # 3. Stage 1 at half size: conditions, noise, guided res_2s (the distilled adapter at its stage-1 scale)
@@ -250,6 +266,6 @@ class LTX2AVTwoStageHQPipeline(LTX2AVTwoStagePipelineBase):
             )
 
         # 5. Latents -> frames and waveform
-        frames = decode_frames(self.vae, video_latents, output_type, generator)
+        frames = decode_frames(self.video_decoder, video_latents, output_type, generator)
         waveform, sample_rate = decode_waveform(self.audio_vae, self.vocoder, audio_latents, output_type)
         return pipeline_output(self, frames, waveform, sample_rate, return_dict)

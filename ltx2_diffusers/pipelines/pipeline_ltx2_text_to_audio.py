@@ -27,6 +27,7 @@ from .conditioning import Generators, LatentState, add_noise, audio_latent_state
 from .decoding import decode_waveform
 from .denoising import denoise
 from .guidance import GuidanceScales, GuidanceSchedule
+from .ltx25 import auto_duration
 from .pipeline_base import LTX2AVPipelineBase
 from .pipeline_output import LTX2PipelineOutput
 from .pipeline_utils import (
@@ -128,6 +129,8 @@ class LTX2TextToAudioPipeline(LTX2AVPipelineBase):
         *,
         num_frames: int | None = None,
         frame_rate: float | None = None,
+        min_seconds: float | None = None,
+        max_seconds: float | None = None,
         enhance_prompt: bool = False,
         enhance_prompt_seed: int | None = None,
         num_inference_steps: int | None = None,
@@ -152,7 +155,8 @@ class LTX2TextToAudioPipeline(LTX2AVPipelineBase):
 
         num_frames / frame_rate: the duration, as the reference's text-to-audio takes it (num_frames = 8k + 1; None:
             the model version's 121 frames at 24 fps, 5.04 s); the audio has round(num_frames / frame_rate * 25)
-            latent frames of 40 ms.
+            latent frames of 40 ms. With a `duration_head` (LTX-2.5) num_frames=None predicts the length from the
+            prompt's audio context, within [min_seconds, max_seconds] (None: 1 and 20 s), as the reference's T2A.
         negative_prompt: None -> the model version's default negative prompt; used only when audio cfg != 1.
         audio_guidance: None -> the model version's audio guider (LTX-2 / 2.3: cfg 7, STG 1 in its STG block,
             rescale 0.7) with modality guidance off; the scalar keywords change single terms of it. With a distilled
@@ -165,8 +169,10 @@ class LTX2TextToAudioPipeline(LTX2AVPipelineBase):
         # 1. Defaults of the model version and kind, then every argument checked before any encoder runs
         preset = sampling_preset(self.model_version, self.kind)
         preset = replace(preset, audio_guidance=replace(preset.audio_guidance, modality=1.0))
-        num_frames = preset.num_frames if num_frames is None else num_frames
         frame_rate = preset.frame_rate if frame_rate is None else frame_rate
+        check_frame_rate(frame_rate)
+        duration = auto_duration(self, num_frames, frame_rate, min_seconds, max_seconds, audio_latents=audio_latents)
+        num_frames = (preset.num_frames if duration is None else duration.longest) if num_frames is None else num_frames
         keywords = guidance_keywords(
             audio_guidance_scale=audio_guidance_scale, audio_stg_scale=audio_stg_scale,
             audio_guidance_rescale=audio_guidance_rescale, spatio_temporal_guidance_blocks=spatio_temporal_guidance_blocks,
@@ -211,6 +217,8 @@ class LTX2TextToAudioPipeline(LTX2AVPipelineBase):
             device=device,
             dtype=dtype,
         )
+        if duration is not None:  # LTX-2.5: the length from the prompt's audio context (video_encoding=None there)
+            num_frames = duration.predict(self, None, contexts.audio)
 
         # 3. Audio noise (the only draw) and an empty video stream
         audio = audio_latent_state(

@@ -2,8 +2,8 @@
 
 Two vocabularies, each with one spelling per value:
 - model versions `MODEL_VERSIONS` = ("2.0", "2.3", "2.5"): LTX-2 (19B), LTX-2.3 (22B), LTX-2.5 (the 1.2.0 reference's
-  `LTX_2_4_PARAMS` row, which 2.5 checkpoints use; no pipeline here runs 2.5 yet). `parse_model_version` maps user
-  spellings ("2", 2.3, "ltx-2", "LTX-2.3", "ltx-2.3-22b-dev", "2.3.0") onto them.
+  `LTX_2_4_PARAMS` row, which 2.5 checkpoints use; every pipeline runs it, docs/pipelines.md "LTX-2.5").
+  `parse_model_version` maps user spellings ("2", 2.3, "ltx-2", "LTX-2.3", "ltx-2.3-22b-dev", "2.3.0") onto them.
 - kinds `KINDS` = ("dev", "distilled"): the full model, guided over the shifted schedule, or the distilled one, one
   conditional pass per step over its 8 fixed sigmas. `parse_kind` maps "Dev", " distilled ", "distill" onto them.
 

@@ -5,6 +5,11 @@ Same architecture and the SAME compression as the real model, only narrow: the v
 the vocoder upsamples 240x to 24 kHz (LTX-2.3: 160x to 16 kHz, then bandwidth extension to 48 kHz), so real-looking sizes work: 17 frames at 128x128 are 3x4x4 = 48 video tokens
 and 18 audio tokens. The transformer has 30 blocks (so the real defaults' STG blocks 29 / 28 exist) of width 16.
 The text encoder is the tiny Gemma-3 of `utils/tiny_gemma.py`, with its processor. Weights are random: the output is noise with sound.
+
+LTX-2.5 (`model_version="2.5"`) arranges its components as diffusers 0.42.1's LTX2Pipeline does: `vae` is the
+convolutional video VAE (its encoder conditions on images and feeds the upsampler, as the reference builds the encoder
+from the 2.5 VAE file), `diffusion_decoder` the diffusion video decoder that decodes the final latents, and
+`duration_head` predicts the clip length when `num_frames` is None; the text encoder is a tiny Gemma-4 unified.
 """
 
 import torch
@@ -13,17 +18,20 @@ from ..utils.tiny_gemma import (
     TINY_GEMMA_HIDDEN_SIZE,
     TINY_GEMMA_NUM_HIDDEN_STATES,
     build_tiny_gemma,
+    build_tiny_gemma4,
     build_tiny_gemma_processor,
 )
 from .pipeline_ltx2_av import LTX2AVPipeline
 
 TINY_NUM_LAYERS = 30
+TINY_MODEL_VERSIONS = ("2.0", "2.3", "2.5")
 
 
 def tiny_transformer_config(model_version: str = "2.0") -> dict:
-    """LTX2VideoTransformer3DModel config: video 2 heads x 8, audio 2 heads x 4, 30 blocks, 128 latent channels."""
-    is_23 = model_version == "2.3"
-    return {
+    """LTX2VideoTransformer3DModel config: video 2 heads x 8, audio 2 heads x 4, 30 blocks, 128 latent channels.
+    LTX-2.5 is LTX-2.3's layout plus the keyframe embedding, bias-free video FFNs and the prompt AdaLN."""
+    is_23 = model_version in ("2.3", "2.5")
+    config = {
         "in_channels": 128,
         "out_channels": 128,
         "num_attention_heads": 2,
@@ -45,11 +53,16 @@ def tiny_transformer_config(model_version: str = "2.0") -> dict:
         "use_prompt_embeddings": not is_23,
         "perturbed_attn": True,
     }
+    if model_version == "2.5":
+        config.update(ff_bias=False, use_keyframes_abs_pos_embedding=True, use_prompt_adaln_single=True)
+    return config
 
 
 def tiny_connectors_config(model_version: str = "2.0") -> dict:
-    """LTX2TextConnectors config for the tiny Gemma (hidden 32, 3 hidden states): 1 block, 2 heads, 128 registers."""
-    is_23 = model_version == "2.3"
+    """LTX2TextConnectors config for the tiny Gemma (hidden 32, 3 hidden states): 1 block, 2 heads, 128 registers.
+    LTX-2.5's connectors are LTX-2.3's (per-modality projections, gated attention) with the FFN biases ltx-core 1.2.0
+    defaults to (`connector_ff_bias=True`; the released value is not known, spec §1.3)."""
+    is_23 = model_version in ("2.3", "2.5")
     config = {
         "caption_channels": TINY_GEMMA_HIDDEN_SIZE,
         "text_proj_in_factor": TINY_GEMMA_NUM_HIDDEN_STATES,
@@ -71,6 +84,10 @@ def tiny_connectors_config(model_version: str = "2.0") -> dict:
             video_gated_attn=True,
             audio_gated_attn=True,
         )
+    if model_version == "2.5":
+        # the original format's V2 projections carry biases (what the converter reads a V2 file as); the tiny 2.3
+        # keeps its bias-free ones so the weights its goldens were made with stay the same
+        config.update(proj_bias=True)
     return config
 
 
@@ -88,6 +105,31 @@ TINY_VAE_CONFIG = {
     "upsample_factor": (2, 2, 2),
     "patch_size": 4,
     "patch_size_t": 1,
+}
+
+# LTX-2.5's diffusion decoder, narrow: the real strides (x2 spatial, x2 temporal, x2x2x2, x2x2x2, patch 4) and the
+# real stage-5 velocity model with 2 Euler steps; small kernels so 17 frames at 128 x 128 (3 x 4 x 4 latents) decode.
+TINY_DIFFUSION_DECODER_CONFIG = {
+    "latent_channels": 128,
+    "decoder_head_dim": 8,
+    "decoder_stage_channels": (32, 16, 16, 16, 8),
+    "decoder_stage_depths": (1, 1, 1, 1, 1),
+    "decoder_stage_kernels": ((3, 3, 3),) * 4,
+    "decoder_upsample_channel_reductions": (2, 1, 1, 2),
+    "decoder_stage5_kernel": (3, 3, 3),
+    "decoder_t_emb_dim": 16,
+    "decoder_num_inference_steps": 2,
+    "decoder_model_output_type": "v",
+}
+
+# LTX-2.5's duration head over the tiny connectors' outputs (video 16, audio 8 wide).
+TINY_DURATION_HEAD_CONFIG = {
+    "video_cross_attention_dim": 16,
+    "audio_cross_attention_dim": 8,
+    "pooler_hidden_dim": 16,
+    "num_queries": 1,
+    "num_pooler_heads": 4,
+    "mlp_hidden_dim": 16,
 }
 
 # base_channels sizes the latent statistics (one per token feature, 8 channels x 16 mel bins): it must stay 128.
@@ -120,38 +162,56 @@ TINY_VOCODER_BWE_CONFIG = {
 }
 
 
-def build_tiny_pipeline(seed: int = 0, model_version: str = "2.0") -> LTX2AVPipeline:
+def build_tiny_pipeline(
+    seed: int = 0, model_version: str = "2.0", duration_head: bool | None = None
+) -> LTX2AVPipeline:
     """A random tiny LTX2AVPipeline in fp32 on the CPU; the same seed gives the same weights.
 
-    model_version "2.0" (LTX-2) or "2.3" (LTX-2.3 layout: gated attention, per-modality connector projections) picks
-    the architecture and therefore the pipeline's default steps and guidance.
+    model_version "2.0" (LTX-2), "2.3" (LTX-2.3 layout: gated attention, per-modality connector projections) or
+    "2.5" (LTX-2.5: 2.3's layout plus keyframe embedding and bias-free video FFNs, a Gemma-4 unified text encoder,
+    the diffusion video decoder as `diffusion_decoder` beside the convolutional `vae`, and, with `duration_head`, a
+    duration head) picks the architecture and therefore the pipeline's default steps and guidance.
+    duration_head: None -> one for LTX-2.5 only; False builds LTX-2.5 without it (num_frames then defaults to 121).
     """
     from .. import (
         AutoencoderKLLTX2Audio,
         AutoencoderKLLTX2Video,
+        LTX2DurationHead,
         LTX2Scheduler,
         LTX2TextConnectors,
+        LTX2VideoDiffusionDecoderModel,
         LTX2VideoTransformer3DModel,
         LTX2Vocoder,
         LTX2VocoderWithBWE,
     )
 
-    if model_version not in ("2.0", "2.3"):
-        raise ValueError(f"model_version must be '2.0' or '2.3', got {model_version!r}")
+    if model_version not in TINY_MODEL_VERSIONS:
+        raise ValueError(f"model_version must be one of {TINY_MODEL_VERSIONS}, got {model_version!r}")
+    if duration_head and model_version != "2.5":
+        raise ValueError(f"duration_head=True: only LTX-2.5 has a duration head, not {model_version!r}; drop it")
+    duration_head = model_version == "2.5" if duration_head is None else duration_head
+    is_25 = model_version == "2.5"
+    extra = {}
     with torch.random.fork_rng(devices=[]):  # neither depend on nor disturb the caller's RNG
         torch.manual_seed(seed)
-        text_encoder, tokenizer = build_tiny_gemma(seed)
+        text_encoder, tokenizer = build_tiny_gemma4(seed) if is_25 else build_tiny_gemma(seed)
         transformer = LTX2VideoTransformer3DModel(**tiny_transformer_config(model_version))
         connectors = LTX2TextConnectors(**tiny_connectors_config(model_version))
         vae = AutoencoderKLLTX2Video(**TINY_VAE_CONFIG)
         audio_vae = AutoencoderKLLTX2Audio(**TINY_AUDIO_VAE_CONFIG)
-        if model_version == "2.3":
+        if model_version in ("2.3", "2.5"):
             vocoder = LTX2VocoderWithBWE(**TINY_VOCODER_BWE_CONFIG)
         else:
             vocoder = LTX2Vocoder(**TINY_VOCODER_CONFIG)
-        # Several parameters start at zero (AdaLN tables, registers): give every one small random values so each
-        # path carries signal and tests can see a wrong wire.
-        for module in (transformer, connectors):
+        randomized = [transformer, connectors]
+        if is_25:
+            extra["diffusion_decoder"] = LTX2VideoDiffusionDecoderModel(**TINY_DIFFUSION_DECODER_CONFIG).eval()
+            if duration_head:
+                extra["duration_head"] = LTX2DurationHead(**TINY_DURATION_HEAD_CONFIG).eval()
+                randomized.append(extra["duration_head"])
+        # Several parameters start at zero (AdaLN tables, registers, the keyframe embedding, the duration head's
+        # query): give every one small random values so each path carries signal and tests can see a wrong wire.
+        for module in randomized:
             for parameter in module.parameters():
                 parameter.data.normal_(0.0, 0.05)
     pipe = LTX2AVPipeline(
@@ -163,7 +223,9 @@ def build_tiny_pipeline(seed: int = 0, model_version: str = "2.0") -> LTX2AVPipe
         connectors=connectors.eval(),
         transformer=transformer.eval(),
         vocoder=vocoder.eval(),
-        processor=build_tiny_gemma_processor(tokenizer),  # image-to-video prompt enhancement
+        # image-to-video prompt enhancement (Gemma-3 only: the tiny Gemma-4 has no vision tower)
+        processor=None if is_25 else build_tiny_gemma_processor(tokenizer),
+        **extra,
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe
@@ -181,13 +243,13 @@ TINY_LATENT_UPSAMPLER_CONFIG = {
 }
 
 
-def build_tiny_two_stage_pipeline(seed: int = 0, model_version: str = "2.0"):
+def build_tiny_two_stage_pipeline(seed: int = 0, model_version: str = "2.0", duration_head: bool | None = None):
     """`build_tiny_pipeline`'s components plus a random tiny spatial x2 latent upsampler, as an
     LTX2AVTwoStagePipeline (fp32, CPU). Outputs must be multiples of 64 in height and width (e.g. 128x128)."""
     from ..models.latent_upsampler import LTX2LatentUpsamplerModel
     from .pipeline_ltx2_av_two_stage import LTX2AVTwoStagePipeline
 
-    one_stage = build_tiny_pipeline(seed, model_version)
+    one_stage = build_tiny_pipeline(seed, model_version, duration_head)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed + 1)
         upsampler = LTX2LatentUpsamplerModel(**TINY_LATENT_UPSAMPLER_CONFIG).eval()

@@ -1,4 +1,5 @@
-"""A tiny, randomly initialised Gemma-3 and tokenizer built offline, for tests and the CLI's `--model tiny`.
+"""A tiny, randomly initialised Gemma-3 and tokenizer built offline, for tests and the CLI's `--model tiny`; and the
+tiny Gemma-4 "unified" text encoder of the tiny LTX-2.5 (`build_tiny_gemma4`).
 
 The real text encoder is Gemma-3 12B (`Gemma3ForConditionalGeneration`, hidden size 3840, 48 layers, so 49 hidden
 states). The tiny one has the same class and the same special-token conventions (pad 0, eos 1, bos 2, unk 3, left
@@ -95,7 +96,7 @@ def _tiny_words() -> list[str]:
     return sorted({word for word in words if word and all(c in string.printable for c in word)})
 
 
-def build_tiny_gemma_tokenizer() -> GemmaTokenizer:
+def build_tiny_gemma_tokenizer(add_bos_token: bool = True) -> GemmaTokenizer:
     """A small Gemma BPE tokenizer: left padding, `<bos>` prepended, bytes for anything outside ASCII. Printable ASCII
     characters are tokens, and a few hundred words (`_tiny_words`) are whole tokens after a space."""
     byte_tokens = [f"<0x{value:02X}>" for value in range(256)]
@@ -116,7 +117,7 @@ def build_tiny_gemma_tokenizer() -> GemmaTokenizer:
     tokenizer = GemmaTokenizer(
         vocab=vocab,
         merges=merges,
-        add_bos_token=True,
+        add_bos_token=add_bos_token,
         model_max_length=TINY_GEMMA_MAX_POSITIONS,
         extra_special_tokens=markers,
     )
@@ -186,3 +187,39 @@ def build_tiny_gemma_processor(tokenizer: GemmaTokenizer | None = None) -> Gemma
     return Gemma3Processor(
         image_processor=image_processor, tokenizer=tokenizer, image_seq_length=TINY_GEMMA_IMAGE_TOKENS
     )
+
+
+def build_tiny_gemma4(seed: int = 0):
+    """A random text-only `Gemma4UnifiedForConditionalGeneration` (LTX-2.5's text encoder class; hidden 32, 2 layers
+    of 2 heads x 16, one sliding and one full attention layer, so 3 hidden states like `build_tiny_gemma`) and its
+    tokenizer, fp32, eval. The tokenizer is `build_tiny_gemma`'s vocabulary but, like Gemma-4's, adds no `<bos>`
+    itself (the 1.2.0 tokenization rule prepends exactly one). Needs transformers >= 5.10.1 (Gemma-4 unified)."""
+    try:
+        from transformers import Gemma4UnifiedConfig, Gemma4UnifiedForConditionalGeneration
+    except ImportError as error:
+        raise ImportError(
+            "the tiny LTX-2.5 text encoder is a Gemma-4 unified model, which needs transformers >= 5.10.1 (and < 5.15, "
+            "as ltx-core 1.2.0 pins it): upgrade transformers"
+        ) from error
+    tokenizer = build_tiny_gemma_tokenizer(add_bos_token=False)
+    text_config = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": TINY_GEMMA_HIDDEN_SIZE,
+        "intermediate_size": 64,
+        "num_hidden_layers": TINY_GEMMA_NUM_LAYERS,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "head_dim": 16,
+        "global_head_dim": 16,
+        "sliding_window": 16,
+        "layer_types": ["sliding_attention", "full_attention"],
+        "max_position_embeddings": TINY_GEMMA_MAX_POSITIONS,
+        "pad_token_id": tokenizer.pad_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "bos_token_id": tokenizer.bos_token_id,
+    }
+    config = Gemma4UnifiedConfig(text_config=text_config, vision_config=None, audio_config=None)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = Gemma4UnifiedForConditionalGeneration(config)
+    return model.eval(), tokenizer
