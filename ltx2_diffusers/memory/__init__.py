@@ -1,6 +1,7 @@
 """Memory budgets: `planner` decides where weights live (pure, torch-free), `placement` carries a plan out;
 `multidevice` / `placement_multidevice` do the same over several devices of one process."""
 
+from .multidevice import MultiDevicePlan, plan_multi_device
 from .planner import (
     GIB,
     LTX2_19B_SIZES,
@@ -15,7 +16,6 @@ from .planner import (
     plan_memory,
     stage_peaks,
 )
-from .multidevice import MultiDevicePlan, plan_multi_device
 from .sizes import component_sizes
 
 __all__ = [
