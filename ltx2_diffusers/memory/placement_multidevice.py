@@ -12,6 +12,22 @@ from .multidevice import MultiDevicePlan
 from .placement import AppliedPlan, _move, apply_plan
 
 
+def budget_devices(budget, device) -> list[torch.device]:
+    """The devices of a multi-device budget: as many as budgets, each CUDA device once."""
+    if not isinstance(budget, list | tuple) or not isinstance(device, list | tuple) or len(budget) != len(device):
+        raise ValueError(
+            f"several devices need a list of budgets and a list of as many devices, got budget={budget!r} and "
+            f"device={device!r}: e.g. enable_memory_budget(['24GB', '24GB'], device=['cuda:0', 'cuda:1'])"
+        )
+    if len(device) < 2:
+        raise ValueError(f"device={device!r}: a multi-device budget needs two or more devices; pass one as a string")
+    devices = [torch.device(d) for d in device]
+    cuda = [d for d in devices if d.type == "cuda"]
+    if any(d.index is None for d in cuda) or len(set(cuda)) != len(cuda):
+        raise ValueError(f"device={device!r}: name each CUDA device once with its index ('cuda:0', 'cuda:1', ...)")
+    return devices
+
+
 def to_device(value, device: torch.device):
     """`value` with every tensor on `device`: tensors, tuples / lists / dicts and dataclasses (`StreamInputs`,
     `BlockPerturbation`) recursively; anything else (None, bools, numbers) as is. What the range hooks call."""

@@ -27,7 +27,7 @@ from ..memory import (
 from ..memory import plan_memory as plan_placement
 from ..memory.multidevice import MultiDevicePlan, check_any_request, check_any_transformer_call, plan_multi_device
 from ..memory.placement import AppliedPlan, apply_plan
-from ..memory.placement_multidevice import apply_multi_device_plan
+from ..memory.placement_multidevice import apply_multi_device_plan, budget_devices
 from ..schedulers.scheduling_ltx2 import LTX2Scheduler, as_ltx2_scheduler
 from .condition_encoding import encode_image
 from .guidance import GuidanceScales, GuidanceSchedule
@@ -80,22 +80,6 @@ def resolve_scheduler(folder: str, index: dict, name_or_path: str | os.PathLike,
 
 _DTYPE_NAMES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16", "float16": "float16",
                 "half": "float16", "fp32": "float32", "float32": "float32", "float": "float32"}
-
-
-def _budget_devices(budget, device) -> list[torch.device]:
-    """The devices of a multi-device budget: as many as budgets, each CUDA device once."""
-    if not isinstance(budget, list | tuple) or not isinstance(device, list | tuple) or len(budget) != len(device):
-        raise ValueError(
-            f"several devices need a list of budgets and a list of as many devices, got budget={budget!r} and "
-            f"device={device!r}: e.g. enable_memory_budget(['24GB', '24GB'], device=['cuda:0', 'cuda:1'])"
-        )
-    if len(device) < 2:
-        raise ValueError(f"device={device!r}: a multi-device budget needs two or more devices; pass one as a string")
-    devices = [torch.device(d) for d in device]
-    cuda = [d for d in devices if d.type == "cuda"]
-    if any(d.index is None for d in cuda) or len(set(cuda)) != len(cuda):
-        raise ValueError(f"device={device!r}: name each CUDA device once with its index ('cuda:0', 'cuda:1', ...)")
-    return devices
 
 
 def as_torch_dtype(dtype: "torch.dtype | str | None") -> "torch.dtype | None":
@@ -380,7 +364,7 @@ class LTX2AVPipelineBase(PipelineCardMixin, DiffusionPipeline, LTX2LoraLoaderMix
             check_any_request(applied.plan, request)
             return applied.plan.for_request(request)
         if isinstance(budget, list | tuple) or isinstance(device, list | tuple):
-            devices = _budget_devices(budget, device)
+            devices = budget_devices(budget, device)
             supported = all(d.type == "cuda" and torch.cuda.get_device_capability(d) >= (8, 9) for d in devices)
             return plan_multi_device(
                 [parse_budget(b) for b in budget], component_sizes(self), request, devices=[str(d) for d in devices],
