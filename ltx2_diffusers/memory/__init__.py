@@ -1,5 +1,7 @@
-"""Memory budgets: `planner` decides where weights live (pure, torch-free), `placement` carries a plan out."""
+"""Memory budgets: `planner` decides where weights live (pure, torch-free), `placement` carries a plan out;
+`multidevice` / `placement_multidevice` do the same over several devices of one process."""
 
+from .multidevice import MultiDevicePlan, plan_multi_device
 from .planner import (
     GIB,
     LTX2_19B_SIZES,
@@ -22,6 +24,7 @@ __all__ = [
     "ComponentSizes",
     "MemoryPlan",
     "MemoryRequest",
+    "MultiDevicePlan",
     "Placement",
     "check_request",
     "check_transformer_call",
@@ -29,5 +32,6 @@ __all__ = [
     "count_guidance_passes",
     "parse_budget",
     "plan_memory",
+    "plan_multi_device",
     "stage_peaks",
 ]

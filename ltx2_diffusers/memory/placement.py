@@ -312,10 +312,17 @@ def _hook_all(modules: Sequence[nn.Module], callback: Callable[[], None]) -> lis
     return [m.register_forward_pre_hook(lambda *_: callback()) for m in modules]
 
 
-def apply_plan(pipe, plan: MemoryPlan, device: torch.device | str, check_call: Callable | None = None) -> AppliedPlan:
+def apply_plan(
+    pipe,
+    plan: MemoryPlan,
+    device: torch.device | str,
+    check_call: Callable | None = None,
+    placed_elsewhere: frozenset[int] = frozenset(),
+) -> AppliedPlan:
     """Place `pipe`'s weights as `plan` says (FP8 first, then everything leaving the device, then everything joining
     it, so a pipeline that starts on the device never holds more than it did). check_call(transformer, args, kwargs):
-    run before every transformer call (the pipeline's request check)."""
+    run before every transformer call (the pipeline's request check). placed_elsewhere: ids of tensors left where they
+    are (the blocks a multi-device plan put on other devices)."""
     device = torch.device(device)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
@@ -392,6 +399,7 @@ def apply_plan(pipe, plan: MemoryPlan, device: torch.device | str, check_call: C
     # 2. Onto the device: everything the plan keeps resident
     packed = {id(t) for pack in applied.packs for t in pack.tensors}
     packed |= {id(t) for s in applied.streamers for pack in s.packs for t in pack.tensors}
+    packed |= placed_elsewhere
     resident = [transformer]
     if text_encoder is not None and p.text_encoder == "resident":
         resident.append(text_encoder)

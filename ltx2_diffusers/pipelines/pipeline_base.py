@@ -20,14 +20,14 @@ from ..loaders.safetensors_io import read_json
 from ..memory import (
     MemoryPlan,
     MemoryRequest,
-    check_request,
-    check_transformer_call,
     component_sizes,
     count_guidance_passes,
     parse_budget,
 )
 from ..memory import plan_memory as plan_placement
+from ..memory.multidevice import MultiDevicePlan, check_any_request, check_any_transformer_call, plan_multi_device
 from ..memory.placement import AppliedPlan, apply_plan
+from ..memory.placement_multidevice import apply_multi_device_plan, budget_devices
 from ..schedulers.scheduling_ltx2 import LTX2Scheduler, as_ltx2_scheduler
 from .condition_encoding import encode_image
 from .guidance import GuidanceScales, GuidanceSchedule
@@ -336,8 +336,8 @@ class LTX2AVPipelineBase(PipelineCardMixin, DiffusionPipeline, LTX2LoraLoaderMix
 
     def enable_memory_budget(
         self,
-        budget: int | float | str,
-        device: torch.device | str = "cuda",
+        budget: "int | float | str | list[int | float | str]",
+        device: "torch.device | str | list[torch.device | str]" = "cuda",
         fp8: bool | str = "auto",
         *,
         height: int | None = None,
@@ -359,6 +359,11 @@ class LTX2AVPipelineBase(PipelineCardMixin, DiffusionPipeline, LTX2LoraLoaderMix
         refused before any work. An impossible
         budget raises a ValueError before any weight moves. Load the pipeline on the CPU (the default) and do not
         call `.to(device)`: weights go where the plan says. `disable_memory_budget()` undoes it. Inference only.
+
+        Several devices in one process: a list of budgets and the same number of devices (`budget=["24GB", "24GB"],
+        device=["cuda:0", "cuda:1"]`) splits the transformer's blocks into one contiguous range per device (the first
+        device also holds everything else and runs the pipeline); every block stays resident (no block streaming).
+        Returns a `MultiDevicePlan` then.
         """
         if self._memory_placement is not None:
             raise ValueError(
@@ -374,7 +379,10 @@ class LTX2AVPipelineBase(PipelineCardMixin, DiffusionPipeline, LTX2LoraLoaderMix
             height, width, num_frames, budget=budget, device=device, fp8=fp8, frame_rate=frame_rate,
             batch_size=batch_size, guidance_passes=guidance_passes, encode_frames=encode_frames,
         )  # fmt: skip
-        self._memory_placement = apply_plan(self, plan, device, check_call=self._check_transformer_call)
+        if isinstance(plan, MultiDevicePlan):
+            self._memory_placement = apply_multi_device_plan(self, plan, device, check_call=self._check_transformer_call)
+        else:
+            self._memory_placement = apply_plan(self, plan, device, check_call=self._check_transformer_call)
         return plan
 
     def memory_plan(
@@ -383,17 +391,18 @@ class LTX2AVPipelineBase(PipelineCardMixin, DiffusionPipeline, LTX2LoraLoaderMix
         width: int | None = None,
         num_frames: int | None = None,
         *,
-        budget: int | float | str | None = None,
-        device: torch.device | str | None = None,
+        budget: "int | float | str | list[int | float | str] | None" = None,
+        device: "torch.device | str | list[torch.device | str] | None" = None,
         fp8: bool | str = "auto",
         frame_rate: float | None = None,
         batch_size: int = 1,
         guidance_passes: int | None = None,
         encode_frames: int = 1,
-    ) -> MemoryPlan:
+    ) -> "MemoryPlan | MultiDevicePlan":
         """The plan for one request (None: the preset's size, frames and guidance), with its predicted peak per stage
         (`plan.summary()`). With a budget enabled (and no `budget=`): the placement in use, checked against this
-        request (a ValueError if it would not fit). Otherwise `budget` is required and nothing moves."""
+        request (a ValueError if it would not fit). Otherwise `budget` is required and nothing moves. A list of
+        budgets with a list of as many devices plans over several devices (`plan_multi_device`)."""
         preset = self.sampling_defaults
         two_stage = self._takes_upsampler()
         if guidance_passes is None:
@@ -412,8 +421,15 @@ class LTX2AVPipelineBase(PipelineCardMixin, DiffusionPipeline, LTX2LoraLoaderMix
         if budget is None:
             if applied is None:
                 raise ValueError("no memory budget is enabled: pass budget= (e.g. '24GB') to plan for one")
-            check_request(applied.plan, request)
+            check_any_request(applied.plan, request)
             return applied.plan.for_request(request)
+        if isinstance(budget, list | tuple) or isinstance(device, list | tuple):
+            devices = budget_devices(budget, device)
+            supported = all(d.type == "cuda" and torch.cuda.get_device_capability(d) >= (8, 9) for d in devices)
+            return plan_multi_device(
+                [parse_budget(b) for b in budget], component_sizes(self), request, devices=[str(d) for d in devices],
+                fp8=fp8, fp8_supported=supported,
+            )  # fmt: skip
         device = torch.device(device if device is not None else "cuda")
         supported = device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 9)
         return plan_placement(parse_budget(budget), component_sizes(self), request, fp8=fp8, fp8_supported=supported)
@@ -445,11 +461,11 @@ class LTX2AVPipelineBase(PipelineCardMixin, DiffusionPipeline, LTX2LoraLoaderMix
         passes = count_guidance_passes(video_guidance, audio_guidance)
         request = MemoryRequest(height, width, num_frames, frame_rate, batch_size, passes, self._takes_upsampler(),
                                 encode_frames)  # fmt: skip
-        check_request(self._memory_placement.plan, request)
+        check_any_request(self._memory_placement.plan, request)
 
     def _check_transformer_call(self, transformer, args, kwargs) -> None:
         hidden_states = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
-        check_transformer_call(self._memory_placement.plan, hidden_states.shape[0], hidden_states.shape[1])
+        check_any_transformer_call(self._memory_placement.plan, hidden_states.shape[0], hidden_states.shape[1])
 
     @property
     def _memory_placement(self) -> AppliedPlan | None:
