@@ -233,6 +233,11 @@ def test_original_file_converts_both_ways_byte_identically_and_loads(models, tmp
         encoder = {k: handle.get_tensor(k) for k in handle.keys() if k not in decoder_keys}
     loaded = LTX2VideoDiffusionDecoderModel(**config)
     loaded.load_state_dict(state_dict, strict=True)
+    from_file = LTX2VideoDiffusionDecoderModel.from_single_file(tmp_path / "vae.safetensors")
+    assert from_file.config == loaded.config  # the class's own single-file loader: same config, same tensors
+    loaded_state = from_file.state_dict()
+    assert loaded_state.keys() == state_dict.keys()
+    assert all(torch.equal(loaded_state[k], state_dict[k]) for k in state_dict)
     written = {**diffusion_decoder_keys.diffusers_to_original(loaded.state_dict()), **encoder}
     metadata_back = {"config": json.dumps({"vae": diffusion_decoder_keys.config_to_original(loaded.config)}),
                      "model_version": "2.5.0"}

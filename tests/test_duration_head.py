@@ -59,6 +59,20 @@ def test_original_keys_round_trip_exactly(heads):
     assert duration_head_keys.config_from_original(metadata, original) == TINY
 
 
+def test_from_single_file(heads, tmp_path):
+    import json
+
+    from safetensors.torch import save_file
+
+    _, ours = heads
+    original = duration_head_keys.diffusers_to_original(ours.state_dict())
+    config = json.dumps(duration_head_keys.config_to_original(ours.config))
+    save_file({k: v.contiguous() for k, v in original.items()}, tmp_path / "head.safetensors", metadata={"config": config})
+    loaded = LTX2DurationHead.from_single_file(tmp_path / "head.safetensors")
+    assert {k: loaded.config[k] for k in TINY} == TINY
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in ours.state_dict().items())
+
+
 def test_original_config_errors(heads):
     _, ours = heads
     original = duration_head_keys.diffusers_to_original(ours.state_dict())

@@ -178,8 +178,8 @@ def test_defaults_follow_the_model_version():
     assert ltx23.model_version == "2.3" and ltx23.audio_sample_rate == 48000
     out = run(ltx23, output_type="np")  # LTX-2.3 layout end to end: 33 mel frames -> 16 kHz -> 48 kHz
     assert out.frames.shape == (1, 9, 64, 64, 3) and out.audio.shape == (1, 2, 33 * 480)
-    with pytest.raises(ValueError, match="model_version must be '2.0' or '2.3'"):
-        build_tiny_pipeline(model_version="2.5")
+    with pytest.raises(ValueError, match=r"model_version must be one of \('2.0', '2.3', '2.5'\), got '2.4'"):
+        build_tiny_pipeline(model_version="2.4")
 
 
 class _Stop(Exception):

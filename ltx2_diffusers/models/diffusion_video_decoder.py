@@ -17,6 +17,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import Tensor, nn
 
+from ..loaders.from_single_file import FromLTX2SingleFileMixin
 from .embeddings import CombinedTimestepEmbedding
 from .neighborhood_attention import apply_rope_3d, neighborhood_attention
 
@@ -225,7 +226,7 @@ class DiffusionDecoder3d(nn.Module):
         return unpatchify_pixels(x, self.patch_size)
 
 
-class LTX2VideoDiffusionDecoderModel(ModelMixin, ConfigMixin):
+class LTX2VideoDiffusionDecoderModel(FromLTX2SingleFileMixin, ModelMixin, ConfigMixin):
     r"""LTX-2.5's diffusion video decoder: normalised video latents (B, 128, F', H', W') -> pixels
     (B, 3, 8(F'-1)+1, 32H', 32W') in [-1, 1] by `pipelines.diffusion_decoding.diffusion_decode_video`.
 

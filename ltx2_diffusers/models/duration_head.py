@@ -13,6 +13,8 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import Tensor, nn
 
+from ..loaders.from_single_file import FromLTX2SingleFileMixin
+
 logger = logging.getLogger(__name__)
 
 FRAME_STEP = 8  # the causal video VAE's temporal grid: clips have 8k + 1 frames
@@ -40,7 +42,7 @@ class DurationAttentionPooler(nn.Module):
         return self.to_out(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).flatten(2))
 
 
-class LTX2DurationHead(ModelMixin, ConfigMixin):
+class LTX2DurationHead(FromLTX2SingleFileMixin, ModelMixin, ConfigMixin):
     r"""Predicts the natural length of the shot a prompt describes: seconds = exp(MLP(pool(tokens))) (trap 24).
 
     tokens = [video_input_proj(video context) + video_modality_emb ; audio_input_proj(audio context) +
