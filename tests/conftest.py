@@ -4,6 +4,10 @@ import pytest
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# One intra-op thread for the whole run: the multi-process training tests fork (tests/helpers/training.py), and a
+# child forked after GNU OpenMP started its thread pool waits forever at its first parallel region. CI has 2 cores
+# and runs one test at a time, so this costs little.
+torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(config, items):
