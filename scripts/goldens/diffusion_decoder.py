@@ -1,7 +1,7 @@
 """Golden tensors G10-G12 (spec §10) from ltx-core 1.2.0: the duration head, the diffusion video decoder, and the
 reference's eager neighbourhood attention. Run with the 1.2.0 oracle's python (ltx-core importable, natten absent):
 
-    /work/oracle12/venv/bin/python scripts/goldens/diffusion_decoder.py [OUT_DIR]
+    ORACLE_PYTHON scripts/goldens/diffusion_decoder.py [OUT_DIR]
 
 Writes OUT_DIR (default tests/goldens/diffusion_decoder/) *.safetensors. Every model is tiny and random (fixed seeds),
 weights stored with the tensors in the original checkpoint layout so the test loads them through our key maps. Decoded

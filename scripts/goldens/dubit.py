@@ -2,7 +2,7 @@
 
 Run with the 1.2.0 oracle's Python (ltx-core / ltx-pipelines 1.2.0 importable), from the repository root:
 
-    /work/oracle12/venv/bin/python scripts/goldens/dubit.py [--out tests/goldens/dubit]
+    ORACLE_PYTHON scripts/goldens/dubit.py [--out tests/goldens/dubit]
 
 `DubItPipeline.__call__` after its encoders is two `DiffusionStage` calls with a `SimpleDenoiser` (no guidance) and
 one `GaussianNoiser` over both:

@@ -3,7 +3,7 @@ primaries, HLG mapping and 10-bit Y'CbCr packing on fixed inputs, and one EXR fr
 
 Run with the 1.2.0 oracle venv (it imports ltx_core / ltx_pipelines 1.2.0 and OpenImageIO; the test does not):
 
-    /work/oracle12/venv/bin/python scripts/goldens/hdr.py tests/goldens/hdr
+    ORACLE_PYTHON scripts/goldens/hdr.py tests/goldens/hdr
 
 Writes hdr.safetensors (inputs "in.<name>", outputs "out.<name>"; a few KB), reference_frame.exr (4x6, half,
 written by ltx-pipelines' `save_exr_tensor` with ACEScg tags; its pixels are "in.exr_frame"), and stage.safetensors:

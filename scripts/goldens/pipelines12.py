@@ -2,7 +2,7 @@
 
 Run with the 1.2.0 oracle's Python (ltx-core / ltx-pipelines 1.2.0 importable):
 
-    /work/oracle12/venv/bin/python scripts/goldens/pipelines12.py [--out tests/goldens/pipelines12]
+    ORACLE_PYTHON scripts/goldens/pipelines12.py [--out tests/goldens/pipelines12]
 
 `T2AOneStagePipeline.__call__` is: prompts -> audio contexts, sigmas, then ONE `DiffusionStage` call with
 `video=None` on an audio-only transformer (`LTXAudioOnlyModelConfigurator`), a `FactoryGuidedDenoiser` with the

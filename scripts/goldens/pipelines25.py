@@ -2,7 +2,7 @@
 
 Run with the 1.2.0 oracle's Python (ltx-core / ltx-pipelines 1.2.0 importable):
 
-    /work/oracle12/venv/bin/python scripts/goldens/pipelines25.py [--out tests/goldens/pipelines25]
+    ORACLE_PYTHON scripts/goldens/pipelines25.py [--out tests/goldens/pipelines25]
 
 Two stage calls, each exactly as its pipeline makes it, on a tiny audio-video `LTXModel` of LTX-2.5's layout (2
 blocks, video width 16, audio 8; bias-free video FFN, keyframe embedding, gated attention, AdaLN text cross-attention)

@@ -2,7 +2,7 @@
 
 Run with the 1.2.0 oracle venv (it imports ltx_core / ltx_pipelines 1.2.0; the test that reads the file does not):
 
-    /work/oracle12/venv/bin/python scripts/goldens/samplers.py tests/goldens/samplers/samplers.safetensors
+    ORACLE_PYTHON scripts/goldens/samplers.py tests/goldens/samplers/samplers.safetensors
 
 Toy denoiser: guided x0 = 0.5 x, unconditional x0 = 0.3 x (the CFG++ direction), for a video (1, 24, 8) and an audio
 (1, 10, 8) stream with frozen tokens (denoise mask 0), one partly conditioned token (0.4) and random clean latents,

@@ -2,7 +2,7 @@
 
 Run with the 1.2.0 oracle's Python (ltx-core 1.2.0 importable, e.g. installed from Lightricks/LTX-2 at v1.2.0):
 
-    /work/oracle12/venv/bin/python scripts/goldens/transformer.py [--out tests/goldens/transformer]
+    ORACLE_PYTHON scripts/goldens/transformer.py [--out tests/goldens/transformer]
 
 For each layout (LTX-2 "2.0", LTX-2.3 "2.3", LTX-2.5 "2.5") it builds a tiny `LTXModel` through ltx-core's own
 configurator from a `config.transformer` metadata section, fills every parameter from a seeded generator, runs it on
