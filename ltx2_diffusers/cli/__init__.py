@@ -25,10 +25,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "push":
         return _push(prog, args)
     try:
-        from .checks import check_args
         from .run import WriteError, run
 
-        summary = run(args, check_args(args))
+        if "hdr" in COMMANDS[args.command].features:  # EXR frames into a folder: its own checks and run
+            from .hdr import check_hdr, run_hdr
+
+            summary = run_hdr(args, check_hdr(args, COMMANDS[args.command]))
+        else:
+            from .checks import check_args
+
+            summary = run(args, check_args(args))
     except CLIError as error:
         return _fail(prog, str(error), 2)
     except (ValueError, TypeError) as error:  # the pipeline's own checks of its call arguments

@@ -78,10 +78,6 @@ def check_args(args: argparse.Namespace) -> Checked:
         raise CLIError("prompt", "the prompt is empty: say what to generate")
     if "t2a" in command.features:
         return _check_text_to_audio(args, command)
-    if "hdr" in command.features:  # EXR frames into a folder, sizes from the input videos
-        from .hdr import check_hdr
-
-        return check_hdr(args, command)
     checked = Checked(command, _check_model(args, command), _check_output(args.output))
     if command.height is not None:
         checked.frames, checked.height, checked.width, checked.fps = _check_size(args, command)

@@ -77,6 +77,8 @@ def check_hdr(args: argparse.Namespace, command) -> HDRChecked:
     from ..pipelines.pipeline_ltx2_av_hdr_ic_lora import aligned  # the pipeline's rule (imports torch, as checks do)
     from .distributed import launch
 
+    if not args.prompt.strip():
+        raise CLIError("prompt", "the prompt is empty: say what to generate")
     if launch() is not None:
         raise CLIError("--input", "`hdr` does not run under torchrun yet (each rank would write the frames): run it as "
                        "one process")  # fmt: skip

@@ -229,10 +229,6 @@ def prepare(pipe, args: argparse.Namespace, c: Checked, device: str) -> None:
 def run(args: argparse.Namespace, c: Checked) -> str:
     """Load, generate, write; returns the summary line. Everything that can be checked without weights was."""
 
-    if "hdr" in c.command.features:  # EXR frames (+ an HLG mp4) per input video
-        from .hdr import run_hdr
-
-        return run_hdr(args, c)
     start = time.perf_counter()
     cls = pipeline_class(c.command.name, c.command.pipeline)
     kw = call_arguments(args, c)
