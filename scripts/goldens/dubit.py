@@ -48,6 +48,7 @@ from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).parent))
 from pipelines12 import SECTION, TinyStage  # noqa: E402 (the tiny LTX-2 transformer section, the stage shell)
+from seeded import fill_seeded_  # scripts/goldens/seeded.py (the script's own folder is on sys.path)
 
 NUM_FRAMES, FRAME_RATE, HEIGHT, WIDTH = 9, 24.0, 128, 128  # stage 1 at 64x64: 2x2x2 video latents, 9 audio frames
 DOWNSCALE, REFERENCE_STRENGTH, SEED, TEXT_TOKENS, REFERENCE_AUDIO_FRAMES = 2, 1.0, 42, 6, 7
@@ -57,20 +58,7 @@ def build(seed: int) -> torch.nn.Module:
     """The audio-video model of `config.transformer` = SECTION, every tensor from a seeded N(0, 1), scaled to O(1)
     activations and rounded to bf16-exact values."""
     model = LTXModelConfigurator.from_metadata({"config": {"transformer": SECTION}})
-    generator = torch.Generator().manual_seed(seed)
-    model.to_empty(device="cpu")
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            noise = torch.randn(param.shape, generator=generator)
-            if "_norm." in name:
-                param.copy_(1 + 0.1 * noise)
-            elif "table" in name:
-                param.copy_(0.3 * noise)
-            elif param.ndim == 2:
-                param.copy_(noise / param.shape[1] ** 0.5)
-            else:
-                param.copy_(0.1 * noise)
-            param.copy_(param.bfloat16())
+    fill_seeded_(model, seed)
     return model.float().eval()
 
 

@@ -47,6 +47,7 @@ from ltx_pipelines.utils.media_io.range_map import to_vae_range
 from ltx_pipelines.utils.media_io.resize import resize_and_reflect_pad
 from ltx_pipelines.utils.types import ModalitySpec
 from safetensors.torch import save_file
+from seeded import fill_seeded_  # scripts/goldens/seeded.py (the script's own folder is on sys.path)
 
 # The tiny audio-video transformer: ltx-core's required keys plus small sizes (LTX-2 layout, captions projected inside)
 SECTION = {
@@ -127,20 +128,7 @@ def main(folder: str) -> None:
 def tiny_model() -> torch.nn.Module:
     """The audio-video model of SECTION, every tensor from a seeded N(0, 1), scaled for O(1) activations, bf16-exact."""
     model = LTXModelConfigurator.from_metadata({"config": {"transformer": SECTION}})
-    generator = torch.Generator().manual_seed(0)
-    model.to_empty(device="cpu")
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            noise = torch.randn(param.shape, generator=generator)
-            if "_norm." in name:
-                param.copy_(1 + 0.1 * noise)
-            elif "table" in name:
-                param.copy_(0.3 * noise)
-            elif param.ndim == 2:
-                param.copy_(noise / param.shape[1] ** 0.5)
-            else:
-                param.copy_(0.1 * noise)
-            param.copy_(param.bfloat16())
+    fill_seeded_(model, 0)
     return model.float().eval()
 
 

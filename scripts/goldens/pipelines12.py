@@ -36,6 +36,7 @@ from ltx_pipelines.utils.blocks import DiffusionStage
 from ltx_pipelines.utils.denoisers import FactoryGuidedDenoiser
 from ltx_pipelines.utils.types import ModalitySpec
 from safetensors.torch import save_file
+from seeded import fill_seeded_  # scripts/goldens/seeded.py (the script's own folder is on sys.path)
 
 NUM_FRAMES, FRAME_RATE = 17, 24.0  # 17 / 24 s of audio: 18 audio latent frames
 NUM_STEPS, SEED, TEXT_TOKENS, CAPTION_CHANNELS = 4, 42, 6, 32
@@ -71,20 +72,7 @@ def build(section: dict, seed: int) -> torch.nn.Module:
     """The audio-only model of `config.transformer` = section, every tensor drawn from a seeded N(0, 1) and scaled to
     keep O(1) activations, rounded to bf16-exact values."""
     model = LTXAudioOnlyModelConfigurator.from_metadata({"config": {"transformer": section}})
-    generator = torch.Generator().manual_seed(seed)
-    model.to_empty(device="cpu")
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            noise = torch.randn(param.shape, generator=generator)
-            if "_norm." in name:
-                param.copy_(1 + 0.1 * noise)
-            elif "table" in name:
-                param.copy_(0.3 * noise)
-            elif param.ndim == 2:
-                param.copy_(noise / param.shape[1] ** 0.5)
-            else:
-                param.copy_(0.1 * noise)
-            param.copy_(param.bfloat16())
+    fill_seeded_(model, seed)
     return model.float().eval()
 
 

@@ -45,6 +45,7 @@ from ltx_pipelines.utils.denoisers import FactoryGuidedDenoiser, SimpleDenoiser
 from ltx_pipelines.utils.samplers import euler_ancestral_denoising_loop
 from ltx_pipelines.utils.types import ModalitySpec
 from safetensors.torch import save_file
+from seeded import fill_seeded_  # scripts/goldens/seeded.py (the script's own folder is on sys.path)
 
 NUM_FRAMES, FRAME_RATE, HEIGHT, WIDTH = 17, 24.0, 64, 64  # latents 3 x 2 x 2, 18 audio frames
 SEED, TEXT_TOKENS, ONE_STAGE_STEPS = 42, 6, 3
@@ -75,20 +76,7 @@ def build(seed: int) -> torch.nn.Module:
     """The AV model of `config.transformer` = SECTION, every tensor from a seeded N(0, 1), scaled to keep O(1)
     activations, rounded to bf16-exact values."""
     model = LTXModelConfigurator.from_metadata({"config": {"transformer": SECTION}})
-    generator = torch.Generator().manual_seed(seed)
-    model.to_empty(device="cpu")
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            noise = torch.randn(param.shape, generator=generator)
-            if "_norm." in name:
-                param.copy_(1 + 0.1 * noise)
-            elif "table" in name or "keyframes_abs_pos_embedding" in name:
-                param.copy_(0.3 * noise)
-            elif param.ndim == 2:
-                param.copy_(noise / param.shape[1] ** 0.5)
-            else:
-                param.copy_(0.1 * noise)
-            param.copy_(param.bfloat16())
+    fill_seeded_(model, seed)
     return model.float().eval()
 
 

@@ -45,6 +45,7 @@ from ltx_core.text_encoders.gemma.feature_extractor import FeatureExtractorV2
 from ltx_core.tools import AudioLatentTools, VideoLatentTools
 from ltx_core.types import AudioLatentShape, VideoLatentShape
 from safetensors.torch import save_file
+from seeded import fill_seeded_  # scripts/goldens/seeded.py (the script's own folder is on sys.path)
 
 FRAMES, HEIGHT, WIDTH, FPS = 2, 3, 4, 24.0  # video latent: 24 tokens, the first 12 are latent frame 0
 AUDIO_FRAMES, AUDIO_CHANNELS, MEL_BINS = 5, 2, 4  # 5 audio tokens of 8 features
@@ -84,20 +85,7 @@ def build(section: dict, seed: int) -> torch.nn.Module:
     """ltx-core's model for `config.transformer` = section, every tensor drawn from N(0, 1) and scaled to keep O(1)
     activations (ltx-core leaves caption projections on meta and zero-initialises the keyframe embedding)."""
     model = LTXModelConfigurator.from_metadata({"config": {"transformer": section}})
-    generator = torch.Generator().manual_seed(seed)
-    model.to_empty(device="cpu")
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            noise = torch.randn(param.shape, generator=generator)
-            if "_norm." in name:  # q/k RMSNorm weights
-                param.copy_(1 + 0.1 * noise)
-            elif "table" in name or "keyframes_abs_pos_embedding" in name:
-                param.copy_(0.3 * noise)
-            elif param.ndim == 2:  # linear weights
-                param.copy_(noise / param.shape[1] ** 0.5)
-            else:  # biases
-                param.copy_(0.1 * noise)
-            param.copy_(param.bfloat16())  # bf16-exact values: the file stores them in half the bytes
+    fill_seeded_(model, seed)
     return model.eval()
 
 
