@@ -221,6 +221,26 @@ def test_user_comfyui_lora_loads_onto_an_fp8_pipeline(tmp_path):
     assert relative_error(run_text_and_transformer(pipe.connectors, pipe.transformer)[2], live) < 0.02
 
 
+def test_model_level_fuse_refuses_before_merging_any_layer():
+    """An adapter on a plain layer that comes before the FP8 ones (block 0's audio value projection stays bf16 in
+    the tiny model): peft would merge it, then fail on the first FP8 layer, leaving the model half fused."""
+    transformer, _ = fp8_models()
+    plain = "transformer_blocks.0.audio_attn1.to_v"
+    assert not isinstance(transformer.get_submodule(plain), FP8Linear)
+    assert isinstance(transformer.get_submodule("transformer_blocks.1.attn1.to_q"), FP8Linear)
+    config = LoraConfig(r=2, target_modules=[plain, "transformer_blocks.1.attn1.to_q"], init_lora_weights=False)
+    transformer.add_adapter(config, adapter_name="style")
+    before = snapshot(fp8_tensors(transformer))
+    plain_weight = transformer.get_submodule(plain).base_layer.weight.clone()
+    with pytest.raises(ValueError, match=r"\['style'\] over an FP8 layer: merging a LoRA into an FP8 weight is refused"):
+        transformer.fuse_lora()
+    assert_fp8_untouched(transformer, before)  # also: no layer marked merged
+    assert torch.equal(transformer.get_submodule(plain).base_layer.weight, plain_weight)
+    transformer.disable_fp8()  # the documented way: fusing works once the layers are plain again
+    transformer.fuse_lora()
+    assert all(m.merged for m in transformer.modules() if hasattr(m, "merged") and m.lora_A)
+
+
 @pytest.mark.filterwarnings("ignore:Already found a `peft_config`")
 def test_adapter_weights_follow_the_model_dtype_and_dora_is_refused():
     transformer, connectors = tiny_models("2.0", num_layers=2)

@@ -66,6 +66,16 @@ class FP8LoraLinear(LoraLinear):
         return "fp8_" + super().__repr__()
 
 
+def refuse_merge_over_fp8(model: nn.Module, adapter_names: list[str] | None = None) -> None:
+    """Raise `MERGE_REFUSED` before anything merges when `model` has an adapter (of `adapter_names`, default the
+    active ones) over an FP8 layer, so a model-level fuse never leaves some layers merged and others not."""
+    for module in model.modules():
+        if isinstance(module, FP8LoraLinear) and not isinstance(module.get_base_layer(), nn.Linear):
+            names = [n for n in (adapter_names or module.active_adapters) if n in module.lora_A]
+            if names:
+                raise ValueError(MERGE_REFUSED.format(adapters=f"adapter(s) {names} over an FP8 layer"))
+
+
 def register_lora_layer(base_type: type[nn.Module], lora_type: type[BaseTunerLayer]) -> None:
     """From now on, peft adapts `base_type` layers with `lora_type`, whatever `LoraConfig` is used (the user's in
     `add_adapter`, the one diffusers' `load_lora_adapter` builds). Idempotent. A mapping the config already has for

@@ -26,6 +26,7 @@ from . import fp8 as fp8_layers  # `fp8` is also from_single_file's argument
 from .attention import Attention, resolve_sdpa_backend, sdpa_backend, self_attention_bias, text_bias
 from .cache_support import LTX2CacheMixin as CacheMixin  # diffusers' CacheMixin + our block's step caches
 from .embeddings import AdaLayerNormSingle, TwoLayerMLP
+from .fp8_lora import refuse_merge_over_fp8
 from .perturbations import Perturbations, perturbation_plan
 from .rope import AudioCoordinates, VideoCoordinates, rope_cos_sin, video_positions
 from .transformer_ltx2_block import (
@@ -245,13 +246,8 @@ class LTX2VideoTransformer3DModel(FromLTX2SingleFileMixin, ModelCardMixin, Model
 
     @classmethod
     def from_single_file(
-        cls,
-        path,
-        *,
-        torch_dtype: torch.dtype | None = None,
-        device: str | torch.device | None = None,
-        device_map: Any = None,
-        fp8: str = "dequantize",
+        cls, path, *, torch_dtype: torch.dtype | None = None, device: str | torch.device | None = None,
+        device_map: Any = None, fp8: str = "dequantize",
     ) -> "LTX2VideoTransformer3DModel":
         """The transformer of a Lightricks single file, loaded straight onto `device` (loaders/from_single_file.py).
         A scaled-fp8 file (`ltx-2.3-22b-*-fp8`, ComfyUI's scaled fp8): fp8="dequantize" gives weight * scale in
@@ -275,6 +271,10 @@ class LTX2VideoTransformer3DModel(FromLTX2SingleFileMixin, ModelCardMixin, Model
 
     def disable_fp8(self) -> None:
         fp8.disable_fp8(self)
+
+    def fuse_lora(self, *args, **kwargs) -> None:  # diffusers' model-level fuse, refused whole over FP8 layers
+        refuse_merge_over_fp8(self, kwargs.get("adapter_names"))
+        super().fuse_lora(*args, **kwargs)
 
     @property
     def is_fp8(self) -> bool:
