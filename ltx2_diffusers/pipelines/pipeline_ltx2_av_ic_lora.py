@@ -1,10 +1,11 @@
 """LTX2AVICLoRAPipeline: video + audio conditioned on reference videos through an IC-LoRA (spec §7.3, §7.4, §9).
 
 ltx-pipelines' `ICLoraPipeline` in diffusers' shape, on the distilled checkpoint with `LTX2Scheduler.distilled()`:
-1. Stage 1 at (H/2, W/2) (2/3 of the output with the x1.5 upsampler), 8 distilled steps, one positive pass per step, with the transformer's active adapters (the
-   IC-LoRA, `load_ic_lora`). Conditions: images / keyframes as in the two-stage pipeline, then each reference video
-   (depth, pose, edges, ...) encoded at 1/`reference_downscale_factor` of the stage-1 size and appended as tokens of
-   its own grid (`ReferenceCondition`), optionally with an attention strength (a scalar, or a mask video).
+1. Stage 1 at (H/2, W/2) (2/3 of the output with the x1.5 upsampler), 8 distilled steps, one positive pass per step,
+   with the transformer's active adapters (the IC-LoRA, `load_ic_lora`). Conditions: images / keyframes as in the
+   two-stage pipeline, then each reference video (depth, pose, edges, ...) encoded at 1/`reference_downscale_factor` of
+   the stage-1 size and appended as tokens of its own grid (`ReferenceCondition`), optionally with an attention strength
+   (a scalar, or a mask video).
 2. Stage 2 as `LTX2AVTwoStagePipeline`'s (`refine_latents`) with every adapter switched off (the reference's stage-2
    model carries no LoRA) and image conditions only; `skip_stage_2=True` decodes the half-size stage-1 result instead.
 One generator draws all noise in the reference's order: stage-1 video (reference tokens included), stage-1 audio,
@@ -178,7 +179,8 @@ class LTX2AVICLoRAPipeline(LTX2AVTwoStagePipelineBase):
             prompt=prompt, negative_prompt=negative_prompt, prompt_embeds=prompt_embeds,
             negative_prompt_embeds=negative_prompt_embeds, num_videos_per_prompt=num_videos_per_prompt,
             enhance_prompt=enhance_prompt, height=height, width=width, num_frames=num_frames, frame_rate=frame_rate,
-            size_multiple=size_multiple, image=image, image_strength=image_strength, image_crf=image_crf, keyframes=keyframes,
+            size_multiple=size_multiple, image=image, image_strength=image_strength, image_crf=image_crf,
+            keyframes=keyframes,
             num_inference_steps=num_inference_steps, sigmas=sigmas, video_guidance=video_guidance,
             audio_guidance=audio_guidance, guidance_keywords=keywords, output_type=output_type,
             callback_on_step_end=callback_on_step_end,

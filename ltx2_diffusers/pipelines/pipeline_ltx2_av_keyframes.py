@@ -4,11 +4,12 @@ ltx-pipelines' `KeyframeInterpolationPipeline` (spec §4, §7.2) in diffusers' s
 difference: EVERY keyframe, frame 0 included, is appended as guiding tokens positioned at its pixel frame
 (`condition_encoding.encode_keyframes`, ltx-core's `VideoConditionByKeyframeIndex`) in both stages; nothing replaces
 latent frames in place, as image-to-video does.
-1. Stage 1 at (H/2, W/2) (2/3 of the output with the x1.5 upsampler): prompts -> contexts (once for both stages), the keyframes encoded at half size and appended,
-   noise, guided Euler with the model version's defaults (a single unguided pass per step on a distilled scheduler).
-2. Stage 2 (`refine_latents`): the latent upsampler (x2 or x1.5) on the stage-1 video latent, the keyframes re-encoded at full
-   size and appended again, video and audio re-noised to `stage_2_sigmas[0]`, Euler on one positive pass per step,
-   with the distilled LoRA switched on when `stage_2_adapter` names it.
+1. Stage 1 at (H/2, W/2) (2/3 of the output with the x1.5 upsampler): prompts -> contexts (once for both stages), the
+   keyframes encoded at that size and appended, noise, guided Euler with the model version's defaults (a single unguided
+   pass per step on a distilled scheduler).
+2. Stage 2 (`refine_latents`): the latent upsampler (x2 or x1.5) on the stage-1 video latent, the keyframes re-encoded
+   at full size and appended again, video and audio re-noised to `stage_2_sigmas[0]`, Euler on one positive pass per
+   step, with the distilled LoRA switched on when `stage_2_adapter` names it.
 3. The VAEs and the vocoder decode the full-size latents.
 One generator draws all noise in the reference's order: stage-1 video, stage-1 audio, stage-2 video, stage-2 audio.
 """
@@ -57,8 +58,8 @@ def check_keyframes_given(keyframes: Keyframes, num_frames: int) -> None:
 class LTX2AVKeyframeInterpolationPipeline(LTX2AVTwoStagePipelineBase):
     """Keyframes -> the video through them (+ stereo audio), at half size first, then upsampled x2 and refined.
 
-    Components: those of `LTX2AVTwoStagePipeline` (`latent_upsampler` the spatial x2 one, or the x1.5 one). Build one with
-    `LTX2AVKeyframeInterpolationPipeline(**two_stage_pipe.components)`, `from_pretrained` or `from_single_file`.
+    Components: those of `LTX2AVTwoStagePipeline` (`latent_upsampler` the spatial x2 one, or the x1.5 one). Build one
+    with `LTX2AVKeyframeInterpolationPipeline(**two_stage_pipe.components)`, `from_pretrained` or `from_single_file`.
     """
 
     @torch.no_grad()
@@ -225,8 +226,8 @@ class LTX2AVKeyframeInterpolationPipeline(LTX2AVTwoStagePipelineBase):
             video_latents = unpatchify_video(video.output_tokens(), *latent_grid(*half, num_frames))
             audio_latents = unpack_audio_latents(audio.output_tokens(), self.audio_vae.config.latent_channels)
 
-            # 4. Stage 2: upsample (x2 or x1.5), the keyframes appended again at full size, re-noise, refine with one positive
-            #    pass per step (the stage-2 adapter on)
+            # 4. Stage 2: upsample (x2 or x1.5), the keyframes appended again at full size, re-noise, refine with one
+            #    positive pass per step (the stage-2 adapter on)
             if stage_2_adapter is not None:
                 adapters.use(
                     [*adapters.others(stage_2_adapter), stage_2_adapter], {stage_2_adapter: stage_2_adapter_scale}

@@ -2,11 +2,12 @@
 
 ltx-pipelines' `TI2VidTwoStagesHQPipeline` in diffusers' shape. The story of `LTX2AVTwoStagePipeline` with
 `sampler=res2s_sample` in both stages, and:
-1. Stage 1 at (H/2, W/2) (2/3 of the output with the x1.5 upsampler): the LTX-2 schedule shifted by the stage-1 latent's real token count F'·H'·W' (the other
-   pipelines fix it at 4096), constant guidance at the HQ defaults (`presets.hq_preset`: 15
-   steps, no STG, rescale 0.45 for video and 1.0 for audio) and the distilled LoRA at strength 0.25.
-2. Stage 2: upsample (x2 or x1.5, `refine_latents`), re-noise to `STAGE_2_DISTILLED_SIGMAS[0]`, then res_2s over those sigmas with one positive
-   pass per prediction, the distilled LoRA at strength 0.5.
+1. Stage 1 at (H/2, W/2) (2/3 of the output with the x1.5 upsampler): the LTX-2 schedule shifted by the stage-1 latent's
+   real token count F'·H'·W' (the other pipelines fix it at 4096), constant guidance at the HQ defaults
+   (`presets.hq_preset`: 15 steps, no STG, rescale 0.45 for video and 1.0 for audio) and the distilled LoRA at strength
+   0.25.
+2. Stage 2: upsample (x2 or x1.5, `refine_latents`), re-noise to `STAGE_2_DISTILLED_SIGMAS[0]`, then res_2s over
+   those sigmas with one positive pass per prediction, the distilled LoRA at strength 0.5.
 3. Decode as the other pipelines.
 
 The res_2s SDE noise comes from fixed seeds (the reference never passes one), so it is the same for every user seed;
@@ -110,8 +111,8 @@ class LTX2AVTwoStageHQPipeline(LTX2AVTwoStagePipelineBase):
         Defaults (None) come from `presets.hq_preset(model_version)`: 1088 x 1920, 15 steps, the adapter scales
         0.25 / 0.5, `STAGE_2_DISTILLED_SIGMAS`.
         num_inference_steps: stage-1 res_2s steps; the schedule is shifted by the stage-1 token count
-            F'·(H/64)·(W/64) (F'·(H/48)·(W/48) with the x1.5 upsampler; `ltx2_sigmas(steps, num_tokens)` with the scheduler's shifts). sigmas / timesteps:
-            an explicit schedule instead (see `LTX2AVPipeline.__call__`).
+            F'·(H/64)·(W/64) (F'·(H/48)·(W/48) with the x1.5 upsampler; `ltx2_sigmas(steps, num_tokens)` with the
+            scheduler's shifts). sigmas / timesteps: an explicit schedule instead (see `LTX2AVPipeline.__call__`).
         video_guidance / audio_guidance (or diffusers' scalar keywords): stage-1 guidance, default the reference's HQ
             parameters. `skip_step` is not supported (res_2s makes two guided predictions per step).
         distilled_adapter: a peft adapter of the transformer (the distilled LoRA, `load_lora_adapter`), active at
@@ -141,7 +142,8 @@ class LTX2AVTwoStageHQPipeline(LTX2AVTwoStagePipelineBase):
             prompt=prompt, negative_prompt=negative_prompt, prompt_embeds=prompt_embeds,
             negative_prompt_embeds=negative_prompt_embeds, num_videos_per_prompt=num_videos_per_prompt,
             enhance_prompt=enhance_prompt, height=height, width=width, num_frames=num_frames, frame_rate=frame_rate,
-            size_multiple=size_multiple, image=image, image_strength=image_strength, image_crf=image_crf, keyframes=keyframes,
+            size_multiple=size_multiple, image=image, image_strength=image_strength, image_crf=image_crf,
+            keyframes=keyframes,
             num_inference_steps=num_inference_steps, sigmas=sigmas, video_guidance=video_guidance,
             audio_guidance=audio_guidance, guidance_keywords=keywords, output_type=output_type,
             callback_on_step_end=callback_on_step_end,

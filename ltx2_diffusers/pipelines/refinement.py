@@ -140,7 +140,8 @@ def refine_latents(
     negative contexts are not used). conditions: image / keyframe latents encoded at the FULL size.
     freeze_audio: the audio latents pass through unchanged (audio-to-video).
     reference: "1.2" or "1.0", the ltx-core release to follow (`denoising` module docstring).
-    Returns video (B, C, F', s H', s W') (s the upsampler's scale) and audio (B, C_a, T_a, mel) latents, normalised, in the transformer's dtype.
+    Returns video (B, C, F', s H', s W') (s the upsampler's scale) and audio (B, C_a, T_a, mel) latents, normalised,
+    in the transformer's dtype.
     """
     sigmas = torch.as_tensor(sigmas, dtype=torch.float32).cpu()
     video, audio, grid = upsample_and_renoise(
