@@ -110,7 +110,7 @@ def referenced_video_state(
 ) -> LatentState:
     """A video state (zeros, or `initial_latent` (B, C, F', H', W')) with the reference tokens appended, noised to
     `noise_scale` from `generator`: the only draw of a stage, as the reference draws no audio noise here. `reference`:
-    the noiser's rule ("1.2" or "1.0", `conditioning.add_noise`)."""
+    the placeholders' and the noiser's rules ("1.2" or "1.0", `conditioning.append_reference` / `add_noise`)."""
     channels = 128 if initial_latent is None else initial_latent.shape[1]
     video = video_latent_state(
         batch_size, *grid, frame_rate, num_channels=channels, dtype=dtype, device=device, initial_latent=initial_latent
@@ -124,6 +124,7 @@ def referenced_video_state(
             strength=ref.strength,
             downscale_factor=ref.downscale_factor,
             attention_strength=ref.attention_strength,
+            reference=reference,
         )
     return add_noise(video, generator, noise_scale, reference=reference)
 
