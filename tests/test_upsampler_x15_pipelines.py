@@ -1,5 +1,6 @@
-"""The x1.5 spatial latent upsampler (LTX-2.3's rational one) in every two-stage pipeline: plain, HQ, keyframes and
-IC-LoRA share `refinement.two_stage_size_multiple` / `stage_1_pixel_size` / `refine_latents`.
+"""The x1.5 spatial latent upsampler (LTX-2.3's rational one) in every two-stage pipeline: plain, HQ, keyframes,
+IC-LoRA and Dub-It share `refinement.two_stage_size_multiple` / `stage_1_pixel_size` (and all but Dub-It
+`refine_latents`); HDR, whose stage-2 tiles are laid out for x2, refuses it.
 
 For each pipeline on the tiny model with a tiny x1.5 upsampler: stage 1 runs at 2/3 of the output size (96 x 96 ->
 64 x 64 pixels, 2 x 2 latents), the stage-1 latent reaches the upsampler exactly (un-normalised with the VAE's
@@ -8,11 +9,16 @@ size. Sizes that the x1.5 scale does not divide are refused with an error naming
 (ltx-pipelines 1.2.0 always runs stage 1 at output // 2, so it offers no x1.5 two-stage run to compare against.)
 """
 
+import copy
+
 import numpy as np
 import pytest
 import torch
+from helpers.cli_media import write_lora
 
 from ltx2_diffusers import (
+    LTX2AVDubItPipeline,
+    LTX2AVHDRICLoraPipeline,
     LTX2AVICLoRAPipeline,
     LTX2AVKeyframeInterpolationPipeline,
     LTX2AVTwoStageHQPipeline,
@@ -23,6 +29,7 @@ from ltx2_diffusers.models.latent_upsampler import upsample_latents
 from ltx2_diffusers.pipelines.conditioning import unpatchify_video
 from ltx2_diffusers.pipelines.guidance import GuidanceScales
 from ltx2_diffusers.pipelines.tiny import TINY_LATENT_UPSAMPLER_CONFIG, build_tiny_two_stage_pipeline
+from ltx2_diffusers.schedulers.scheduling_ltx2 import LTX2Scheduler
 
 NEUTRAL = {"video_guidance": GuidanceScales(), "audio_guidance": GuidanceScales()}
 FAST = {"num_frames": 9, "frame_rate": 24.0, "sigmas": (1.0, 0.0), "stage_2_sigmas": (0.909375, 0.0), **NEUTRAL}
@@ -63,10 +70,9 @@ def _pipe(components, name):
     return pipe
 
 
-@pytest.mark.filterwarnings("ignore:reference_videos are given but no LoRA is loaded")
-@pytest.mark.parametrize("name", list(CASES))
-def test_x15_stage_1_size_upsampled_latent_and_output(components, name):
-    pipe = _pipe(components, name)
+def _check_x15_call(pipe, **kwargs) -> None:
+    """One call at 96 x 96 with the x1.5 upsampler: stage 1 at 64 x 64, the upsampler fed the stage-1 latent and its
+    result equal to calling it directly, the output latent 3 x 3."""
     upsampler, seen, stage_1 = pipe.latent_upsampler, [], {}
     hook = upsampler.register_forward_hook(lambda module, args, out: seen.append((args[0].clone(), out.clone())))
 
@@ -77,7 +83,7 @@ def test_x15_stage_1_size_upsampled_latent_and_output(components, name):
 
     try:
         video, audio = pipe(
-            "a cat", height=OUTPUT[0], width=OUTPUT[1], **FAST, **CASES[name][1](), output_type="latent",
+            **kwargs, height=OUTPUT[0], width=OUTPUT[1], output_type="latent",
             generator=torch.Generator().manual_seed(0), callback_on_step_end=grab, return_dict=False,
         )  # fmt: skip
     finally:
@@ -93,6 +99,46 @@ def test_x15_stage_1_size_upsampled_latent_and_output(components, name):
     assert direct.shape == (1, 128, 2, 3, 3)
     torch.testing.assert_close((upsampler_output - mean) / std, direct)
     assert video.shape == (1, 128, 2, OUTPUT[0] // 32, OUTPUT[1] // 32) and audio.shape[:2] == (1, 8)
+
+
+@pytest.mark.filterwarnings("ignore:reference_videos are given but no LoRA is loaded")
+@pytest.mark.parametrize("name", list(CASES))
+def test_x15_stage_1_size_upsampled_latent_and_output(components, name):
+    _check_x15_call(_pipe(components, name), prompt="a cat", **FAST, **CASES[name][1]())
+
+
+@pytest.fixture(scope="module")
+def distilled_with_lora(components, tmp_path_factory):
+    """The x1.5 components on a transformer of their own (a copy) with the distilled scheduler and one random LoRA,
+    as Dub-It and HDR run."""
+    transformer = copy.deepcopy(components["transformer"])
+    lora = write_lora(tmp_path_factory.mktemp("x15") / "ic.safetensors", metadata={"reference_downscale_factor": "1"})
+    return {**components, "transformer": transformer, "scheduler": LTX2Scheduler.distilled()}, lora
+
+
+def test_x15_dub_it(distilled_with_lora):
+    components, lora = distilled_with_lora
+    pipe = LTX2AVDubItPipeline(**components)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.load_ic_lora(lora)
+    try:
+        voice = 0.3 * torch.sin(torch.arange(8000) / 16000 * 2 * torch.pi * 220)[None]
+        frames = np.random.default_rng(2).integers(0, 256, (9, 48, 40, 3), dtype=np.uint8)
+        _check_x15_call(
+            pipe, reference_video=frames, prompt="hi", reference_audio=voice, reference_audio_sample_rate=16000,
+            frame_rate=24.0, sigmas=FAST["sigmas"], stage_2_sigmas=FAST["stage_2_sigmas"],
+        )  # fmt: skip
+    finally:
+        pipe.transformer.delete_adapters(["dub_it"])
+
+
+def test_hdr_refuses_the_x15_upsampler(distilled_with_lora, monkeypatch):
+    components, _ = distilled_with_lora
+    pipe = LTX2AVHDRICLoraPipeline(**components)
+    monkeypatch.setattr(pipe.vae, "forward", lambda *a, **k: pytest.fail("a model ran"))
+    frames = np.zeros((9, 64, 64, 3), dtype=np.uint8)
+    with pytest.raises(ValueError, match=r"the HDR pipeline needs the spatial x2 latent upsampler .* got a x1\.5 one"):
+        pipe(frames, "a lamp", num_frames=9, sigmas=(1.0, 0.0), output_type="latent")
 
 
 def test_x15_decoded_output_size(components):
