@@ -145,12 +145,14 @@ def run_hdr(args: argparse.Namespace, c: HDRChecked) -> str:
         raise CLIError("--model", f"{args.model} has no latent_upsampler/, which `hdr` needs in stage 2")
     prepare(pipe, args, c, device)  # the HDR LoRA loads as c.ic_lora (`load_ic_lora`)
     space = HDRColorSpace(args.exr_space)
+    # --reference-version: the release whose numerics to follow; left out, the pipeline's default applies
+    version = {} if args.reference_version is None else {"reference": args.reference_version}
     written = []
     for video, height, width, fps in c.inputs:
         generator = torch.Generator(device=device).manual_seed(args.seed)  # each video as if run alone
         frames = pipe(
             str(video), args.prompt, num_frames=c.frames, height=height, width=width, frame_rate=fps,
-            high_quality=args.high_quality, generator=generator, allow_large=args.allow_large,
+            high_quality=args.high_quality, generator=generator, allow_large=args.allow_large, **version,
         ).frames[0]  # fmt: skip
         folder = write_exr_frames(c.output / f"{video.stem}_exr", from_rec709_linear(frames, space), space)[0].parent
         written.append(f"{os.path.abspath(folder)} ({frames.shape[0]} EXR frames, {space.exr_tag})")

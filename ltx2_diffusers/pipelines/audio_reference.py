@@ -23,6 +23,7 @@ from ..models.autoencoder_kl_ltx2_audio import audio_latent_frames, pack_audio_l
 from ..models.rope import audio_positions
 from .conditioning import Generators, LatentState, add_noise, audio_latent_state, grow_attention_mask
 from .denoising import ReferenceCondition, VideoCondition, prepare_latents
+from .presets import DEFAULT_REFERENCE
 
 REFERENCE_GAP_SECONDS = 0.04  # between the reference's last token and the generated audio's first (1 latent frame)
 
@@ -94,6 +95,7 @@ def prepare_latents_with_audio_reference(
     initial_audio_latent: Tensor | None = None,
     video_noise: Tensor | None = None,
     freeze_audio: bool = False,
+    reference: str = DEFAULT_REFERENCE,
 ) -> tuple[LatentState, LatentState]:
     """Noised starting states as `prepare_latents` makes them, the audio with `audio_reference`'s tokens appended:
     video (B, T_v [+ condition tokens], 128), audio (B, T_a + T_ref, C_a * mel).
@@ -101,6 +103,7 @@ def prepare_latents_with_audio_reference(
     Draw order (one generator, the reference's `DiffusionStage`): the video's noise, then the audio's over all
     T_a + T_ref tokens. freeze_audio (stage 2): the audio stays `initial_audio_latent` with denoise mask 0 everywhere;
     its noise is drawn all the same, at scale 0, as the reference's frozen stream draws it.
+    reference: "1.2" or "1.0", the ltx-core release whose conditioning and noiser to follow (`prepare_latents`).
     """
     num_audio_frames = audio_latent_frames(num_frames, frame_rate)
     # The video state and its draw are every pipeline's; prepare_latents' own audio draw is skipped by handing it
@@ -110,7 +113,7 @@ def prepare_latents_with_audio_reference(
         batch_size, height, width, num_frames, frame_rate, generator=generator, device=device, dtype=dtype,
         conditions=conditions, video_channels=video_channels, audio_channels=audio_channels,
         audio_mel_bins=audio_mel_bins, noise_scale=noise_scale, initial_video_latent=initial_video_latent,
-        video_noise=video_noise, audio_noise=skipped_draw,
+        video_noise=video_noise, audio_noise=skipped_draw, reference=reference,
     )  # fmt: skip
     if freeze_audio and initial_audio_latent is None:
         raise ValueError("freeze_audio keeps the initial audio latent clean: pass initial_audio_latent")
@@ -126,7 +129,7 @@ def prepare_latents_with_audio_reference(
         else initial_audio_latent.to(device, dtype).expand(batch_size, -1, -1, -1),
     )
     audio = append_audio_reference(audio, audio_reference.latent, audio_reference.strength)
-    audio = add_noise(audio, generator, 0.0 if freeze_audio else noise_scale)
+    audio = add_noise(audio, generator, 0.0 if freeze_audio else noise_scale, reference=reference)
     if freeze_audio:
         audio = replace(audio, denoise_mask=torch.zeros_like(audio.denoise_mask), frozen=True)  # sigma 0 (1.2.0)
     return video, audio

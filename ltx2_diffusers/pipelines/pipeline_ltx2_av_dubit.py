@@ -5,11 +5,12 @@ one Dub-It IC-LoRA, active in both stages, and no guidance (one positive pass pe
 1. The reference clip gives everything but the words: its frame count (snapped down to 8k + 1) and frame rate are the
    output's; its frames are the IC-LoRA's reference video; its soundtrack, encoded whole by the audio VAE, is appended
    to the audio stream as frozen reference tokens in the past (`audio_reference.py`): the voice to keep.
-2. Stage 1 at (H/2, W/2), 8 distilled steps: video + the reference video's tokens at 1/`reference_downscale_factor` of
-   the stage size (strength `reference_strength`); audio + the reference audio tokens. Both streams are generated.
-3. Stage 2: the video latent upsampled x2, re-noised to 0.909375 and refined in 3 steps with the reference video
-   encoded at full size / factor. The audio is FROZEN at its stage-1 latent, and that latent itself is appended again
-   as the audio reference (the reference pipeline's choice).
+2. Stage 1 at (H/2, W/2) (2/3 of the output with the x1.5 upsampler), 8 distilled steps: video + the reference
+   video's tokens at 1/`reference_downscale_factor` of the stage size (strength `reference_strength`); audio + the
+   reference audio tokens. Both streams are generated.
+3. Stage 2: the video latent upsampled (x2 or x1.5), re-noised to 0.909375 and refined in 3 steps with the reference
+   video encoded at full size / factor. The audio is FROZEN at its stage-1 latent, and that latent itself is appended
+   again as the audio reference (the reference pipeline's choice).
 4. The stage-2 video and the stage-1 audio are decoded: the output has the reference's frames count and fps, and the
    new sound.
 One generator draws all noise in the reference's order: stage-1 video, stage-1 audio (reference tokens included),
@@ -46,8 +47,8 @@ from .pipeline_utils import (
     prompt_contexts,
     resolve_sigmas,
 )
-from .presets import sampling_preset
-from .refinement import check_upsampler
+from .presets import DEFAULT_REFERENCE, check_reference_for, sampling_preset
+from .refinement import stage_1_pixel_size, two_stage_size_multiple
 from .text_encoding import PromptEmbeddings
 from .validation import check_call_inputs, check_frame_rate, check_sigmas, check_strength
 
@@ -191,6 +192,7 @@ class LTX2AVDubItPipeline(LTX2AVTwoStagePipelineBase):
         callback_on_step_end: Callable | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("video_latents",),
         allow_large: bool = False,
+        reference: str = DEFAULT_REFERENCE,
     ) -> LTX2PipelineOutput | tuple:
         """Dub `reference_video`: its frames and voice, new speech and lip movement following `prompt`.
 
@@ -200,22 +202,29 @@ class LTX2AVDubItPipeline(LTX2AVTwoStagePipelineBase):
         reference_audio: the voice, instead of the file's sound: a path, or a waveform with
             `reference_audio_sample_rate`. The whole track is used. Missing or silent audio is refused.
         reference_strength: in [0, 1], how clean the IC-LoRA's reference video tokens stay (1: exactly).
-        height, width: the output size, multiples of 64 (None: the model version's two-stage default).
+        height, width: the output size, multiples of 64 (96 with the x1.5 upsampler, whose stage 1 runs at 2/3 of
+            it; None: the model version's two-stage default).
         sigmas / stage_2_sigmas: None -> the distilled 8 + 3 steps.
-        latents: the stage-1 video noise (B or 1, 128, F', H/64, W/64) instead of a draw.
+        latents: the stage-1 video noise (B or 1, 128, F', H/64, W/64; H/48, W/48 with x1.5) instead of a draw.
+        reference: "1.2" (default) or "1.0", the ltx-pipelines RELEASE whose shared numerics to follow
+            (`LTX2AVPipeline.__call__`; not the clip, which is `reference_video`): with "1.2" the frozen reference
+            tokens and the frozen stage-2 audio are seen at sigma 0 and the audio<->video AdaLN follows each
+            stream's own timestep; also the noiser and the tokenization.
         Returns `LTX2PipelineOutput(frames, audio, audio_sample_rate)` or `(frames, audio)`; write the frames at the
         reference's fps (`read_dub_it_reference(...).frame_rate`).
         """
         # 1. The reference clip read, the model version's defaults, every argument checked before any model runs
-        reference = read_dub_it_reference(reference_video, reference_audio, reference_audio_sample_rate, frame_rate)
-        preset = sampling_preset(self.model_version, self.kind)
+        preset = sampling_preset(self.model_version, self.kind, check_reference_for(self.model_version, reference))
+        clip = read_dub_it_reference(reference_video, reference_audio, reference_audio_sample_rate, frame_rate)
         height = preset.two_stage_height if height is None else height
         width = preset.two_stage_width if width is None else width
-        num_frames, frame_rate = reference.num_frames, reference.frame_rate
+        num_frames, frame_rate = clip.num_frames, clip.frame_rate
+        size_multiple = two_stage_size_multiple(self.latent_upsampler, height, width)
         batch_size = check_call_inputs(
             prompt=prompt, prompt_embeds=prompt_embeds, num_videos_per_prompt=num_videos_per_prompt,
             enhance_prompt=enhance_prompt, height=height, width=width, num_frames=num_frames, frame_rate=frame_rate,
-            size_multiple=64, sigmas=sigmas, output_type=output_type, callback_on_step_end=callback_on_step_end,
+            size_multiple=size_multiple, sigmas=sigmas, output_type=output_type,
+            callback_on_step_end=callback_on_step_end,
             callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs, generator=generator,
             return_dict=return_dict, allow_large=allow_large,
         )  # fmt: skip
@@ -227,7 +236,6 @@ class LTX2AVDubItPipeline(LTX2AVTwoStagePipelineBase):
                 "is the dev one: load the distilled model, or pass kind='distilled' to from_pretrained"
             )
         self.check_ic_lora()
-        check_upsampler(self.latent_upsampler)
         factor = self.reference_downscale_factor
         sigmas = resolve_sigmas(self.scheduler, None, sigmas, None, preset.num_inference_steps)
         stage_2_sigmas = self.scheduler.get_sigmas(
@@ -236,42 +244,42 @@ class LTX2AVDubItPipeline(LTX2AVTwoStagePipelineBase):
         names = callback_tensor_names(callback_on_step_end, callback_on_step_end_tensor_inputs)
         device, dtype, transformer = self._execution_device, self.transformer.dtype, self.transformer
         layout = self.latent_layout
-        half = (height // 2, width // 2)
+        half = stage_1_pixel_size(self.latent_upsampler, height, width)
         callback = StepCallbacks(self, callback_on_step_end, names)
         no_guidance = GuidanceScales()  # one positive pass per step: the reference's SimpleDenoiser
 
         # 2. Prompts (optionally enhanced first, seeing the reference's first frame) -> contexts, once for both stages
         prompts = as_list(prompt)
         if prompts is not None:
-            first_frame = reference.frames[0]
+            first_frame = clip.frames[0]
             prompts = maybe_enhance_prompt(
                 self, prompts, enhance_prompt, first_frame, enhance_prompt_seed, generator, device
             )
         contexts = prompt_contexts(
             self, prompts, None, prompt_embeds=prompt_embeds, negative_prompt_embeds=None, needs_negative=False,
-            num_videos_per_prompt=num_videos_per_prompt, device=device, dtype=dtype,
+            num_videos_per_prompt=num_videos_per_prompt, device=device, dtype=dtype, reference=reference,
         )  # fmt: skip
         contexts = TextContexts(contexts.video, contexts.audio)
 
         # 3. The reference: its frames at the stage-1 size / factor, its whole soundtrack as audio reference tokens
-        video_reference = [(reference.frames, reference_strength)]
+        video_reference = [(clip.frames, reference_strength)]
         conditions = encode_references(self.vae, video_reference, *half, num_frames, factor, 1.0, None, device)
-        audio_reference = AudioReference(self.encode_reference_audio(reference.waveform, reference.sample_rate, device))
+        audio_reference = AudioReference(self.encode_reference_audio(clip.waveform, clip.sample_rate, device))
 
         # 4. Stage 1 at half size with the IC-LoRA: noise (video, then audio with its reference tokens), then Euler
         video, audio = prepare_latents_with_audio_reference(
             batch_size, *half, num_frames, frame_rate, audio_reference=audio_reference, generator=generator,
-            device=device, dtype=dtype, conditions=conditions, **layout, video_noise=latents,
+            device=device, dtype=dtype, conditions=conditions, **layout, video_noise=latents, reference=reference,
         )  # fmt: skip
         video, audio = denoise(
             transformer, video, audio, contexts, sigmas, no_guidance, no_guidance,
-            progress_bar=self.progress_bar, callback=callback,
+            progress_bar=self.progress_bar, callback=callback, reference=reference,
         )  # fmt: skip
         video_latents = unpatchify_video(video.output_tokens(), *latent_grid(*half, num_frames))
         audio_latents = unpack_audio_latents(audio.output_tokens(), layout["audio_channels"])
 
-        # 5. Stage 2 with the IC-LoRA: x2 upsampling, re-noise, refine the video next to the frozen stage-1 audio,
-        #    which is also its own audio reference
+        # 5. Stage 2 with the IC-LoRA: upsampling (x2 or x1.5), re-noise, refine the video next to the frozen stage-1
+        #    audio, which is also its own audio reference
         upsampler_dtype = next(self.latent_upsampler.parameters()).dtype
         upsampled = upsample_latents(
             self.latent_upsampler, video_latents.to(upsampler_dtype), self.vae.latents_mean, self.vae.latents_std
@@ -281,11 +289,11 @@ class LTX2AVDubItPipeline(LTX2AVTwoStagePipelineBase):
             batch_size, height, width, num_frames, frame_rate, audio_reference=AudioReference(audio_latents),
             generator=generator, device=device, dtype=dtype, conditions=conditions, **layout,
             noise_scale=float(stage_2_sigmas[0]), initial_video_latent=upsampled, initial_audio_latent=audio_latents,
-            freeze_audio=True,
+            freeze_audio=True, reference=reference,
         )  # fmt: skip
         video, _ = denoise(
             transformer, video, audio, contexts, stage_2_sigmas, no_guidance, no_guidance,
-            progress_bar=self.progress_bar, callback=callback,
+            progress_bar=self.progress_bar, callback=callback, reference=reference,
         )  # fmt: skip
         video_latents = unpatchify_video(video.output_tokens(), *latent_grid(height, width, num_frames))
 

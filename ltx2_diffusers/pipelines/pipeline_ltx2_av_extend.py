@@ -59,7 +59,7 @@ from .pipeline_utils import (
     resolve_guidance,
     resolve_sigmas,
 )
-from .presets import sampling_preset
+from .presets import DEFAULT_REFERENCE, check_reference_for, sampling_preset
 from .text_encoding import PromptEmbeddings
 from .validation import check_call_inputs, check_frame_count, check_int
 
@@ -319,8 +319,10 @@ class LTX2AVExtendPipeline(LTX2AVPipelineBase):
         audio_guidance: GuidanceScales | GuidanceSchedule,
         generator: Generators,
         callback: StepCallbacks,
+        reference: str = DEFAULT_REFERENCE,
     ) -> Clip:
-        """One extension of `clip` (audio at the vocoder's rate) over `segment`: the new clip."""
+        """One extension of `clip` (audio at the vocoder's rate) over `segment`: the new clip. `reference`: the
+        noiser's and the denoising's rules ("1.2" or "1.0", `denoising` module docstring)."""
         device, dtype, layout = self._execution_device, self.transformer.dtype, self.latent_layout
         fps, rate = clip.frame_rate, clip.sample_rate
         height, width = clip.frames.shape[1:3]
@@ -342,15 +344,15 @@ class LTX2AVExtendPipeline(LTX2AVPipelineBase):
             1, *grid, fps, num_channels=layout["video_channels"], dtype=dtype, device=device,
             initial_latent=video_latent.to(dtype),
         )  # fmt: skip
-        video = add_noise(replace(video, denoise_mask=video_mask.to(device)), generator)
+        video = add_noise(replace(video, denoise_mask=video_mask.to(device)), generator, reference=reference)
         audio = audio_latent_state(
             1, num_audio, num_channels=layout["audio_channels"], num_mel_bins=layout["audio_mel_bins"], dtype=dtype,
             device=device, initial_latent=None if audio_latent is None else audio_latent.to(dtype),
         )  # fmt: skip
-        audio = add_noise(replace(audio, denoise_mask=audio_mask.to(device)), generator)
+        audio = add_noise(replace(audio, denoise_mask=audio_mask.to(device)), generator, reference=reference)
         video, audio = denoise(
             self.transformer, video, audio, contexts, sigmas, video_guidance, audio_guidance,
-            progress_bar=self.progress_bar, callback=callback,
+            progress_bar=self.progress_bar, callback=callback, reference=reference,
         )  # fmt: skip
 
         # c. Decode the segment, keep its new part, join it to the clip
@@ -394,6 +396,7 @@ class LTX2AVExtendPipeline(LTX2AVPipelineBase):
         callback_on_step_end: Callable | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("video_latents",),
         allow_large: bool = False,
+        reference: str = DEFAULT_REFERENCE,
     ) -> LTX2PipelineOutput | tuple:
         """Extend `video` by `num_extensions` x `num_frames` frames (after it, or before it with `backwards`).
 
@@ -408,12 +411,16 @@ class LTX2AVExtendPipeline(LTX2AVPipelineBase):
             under its own frames).
         num_inference_steps / sigmas / video_guidance / audio_guidance: None -> the model version's one-stage
             defaults (with a distilled scheduler: its 8 sigmas, no guidance).
+        reference: "1.2" (default) or "1.0", the ltx-pipelines release whose shared numerics to follow
+            (`LTX2AVPipeline.__call__`): the default negative prompt, tokenization, noiser, guidance arithmetic and
+            the transformer's audio<->video AdaLN on the frozen context tokens.
         Returns `LTX2PipelineOutput(frames, audio, audio_sample_rate)` of the WHOLE clip (batch of one): frames by
         `output_type` ("pil", "np", "pt"; kept as uint8 between extensions, so the input's frames come back
         exactly), audio (1, 2, S) at the vocoder's rate (the input's samples exactly when they were at that rate,
         else resampled).
         """
         # 1. The clip read (`inputs`), then every argument checked before any model runs
+        check_reference_for(self.model_version, reference)
         clip = read_clip(video, frame_rate, audio, audio_sample_rate)
         num_extensions = check_int(num_extensions, "num_extensions")
         check_extension(clip, context_frames, num_frames, backwards, audio_context, output_type)
@@ -434,7 +441,7 @@ class LTX2AVExtendPipeline(LTX2AVPipelineBase):
         )  # fmt: skip
         if count not in (1, num_extensions):
             raise ValueError(f"got {count} prompts for num_extensions={num_extensions}: pass one, or one per extension")
-        preset = sampling_preset(self.model_version, self.kind)
+        preset = sampling_preset(self.model_version, self.kind, reference)
         negative_prompt = preset.negative_prompt if negative_prompt is None else negative_prompt
         video_guidance, audio_guidance = resolve_guidance(video_guidance, audio_guidance, preset, {})
         sigmas = resolve_sigmas(self.scheduler, num_inference_steps, sigmas, None, preset.num_inference_steps)
@@ -446,7 +453,7 @@ class LTX2AVExtendPipeline(LTX2AVPipelineBase):
         contexts = prompt_contexts(
             self, prompts, [negative_prompt], prompt_embeds=prompt_embeds,
             negative_prompt_embeds=negative_prompt_embeds, needs_negative=needs_uncond(video_guidance, audio_guidance),
-            num_videos_per_prompt=1, device=device, dtype=dtype,
+            num_videos_per_prompt=1, device=device, dtype=dtype, reference=reference,
         )  # fmt: skip
 
         # 3. Extend, one segment at a time: encode the context, denoise the new part, decode, join
@@ -457,7 +464,7 @@ class LTX2AVExtendPipeline(LTX2AVPipelineBase):
             k = i if count > 1 else 0
             step_contexts = TextContexts(*(None if c is None else c[k : k + 1] for c in astuple_shallow(contexts)))
             clip = self.extend_once(
-                clip, segment, step_contexts, sigmas, video_guidance, audio_guidance, generator, callback
+                clip, segment, step_contexts, sigmas, video_guidance, audio_guidance, generator, callback, reference
             )
 
         # 4. The whole clip by output type

@@ -41,7 +41,7 @@ from .latent_tiles import LatentTile, latent_tiles
 from .pipeline_base import LTX2AVTwoStagePipelineBase
 from .pipeline_ltx2_av_ic_lora import LTX2AVICLoRAPipeline
 from .pipeline_utils import StepCallbacks, as_list, callback_tensor_names, prompt_contexts
-from .presets import STAGE_2_DISTILLED_SIGMAS, sampling_preset
+from .presets import DEFAULT_REFERENCE, STAGE_2_DISTILLED_SIGMAS, check_reference_for, sampling_preset
 from .refinement import check_upsampler
 from .text_encoding import PromptEmbeddings
 from .validation import check_call_inputs, check_frame_count, check_sigmas, check_strength
@@ -106,9 +106,11 @@ def referenced_video_state(
     device: torch.device,
     noise_scale: float = 1.0,
     initial_latent: Tensor | None = None,
+    reference: str = DEFAULT_REFERENCE,
 ) -> LatentState:
     """A video state (zeros, or `initial_latent` (B, C, F', H', W')) with the reference tokens appended, noised to
-    `noise_scale` from `generator`: the only draw of a stage, as the reference draws no audio noise here."""
+    `noise_scale` from `generator`: the only draw of a stage, as the reference draws no audio noise here. `reference`:
+    the placeholders' and the noiser's rules ("1.2" or "1.0", `conditioning.append_reference` / `add_noise`)."""
     channels = 128 if initial_latent is None else initial_latent.shape[1]
     video = video_latent_state(
         batch_size, *grid, frame_rate, num_channels=channels, dtype=dtype, device=device, initial_latent=initial_latent
@@ -122,8 +124,9 @@ def referenced_video_state(
             strength=ref.strength,
             downscale_factor=ref.downscale_factor,
             attention_strength=ref.attention_strength,
+            reference=reference,
         )
-    return add_noise(video, generator, noise_scale)
+    return add_noise(video, generator, noise_scale, reference=reference)
 
 
 def denoise_video_only(
@@ -134,6 +137,7 @@ def denoise_video_only(
     *,
     progress_bar: Callable | None = None,
     callback: Callable | None = None,
+    reference: str = DEFAULT_REFERENCE,
 ) -> LatentState:
     """One distilled stage of the reference's `DiffusionStage` with `audio=None`: Euler over `sigmas`, one positive
     pass per step (its `SimpleDenoiser(video_context, None)`), the transformer run video-only
@@ -147,7 +151,7 @@ def denoise_video_only(
 
     video, _ = denoise(
         VideoOnlyTransformer(transformer), video, no_audio, contexts, sigmas, neutral, neutral,
-        progress_bar=progress_bar, callback=video_callback,
+        progress_bar=progress_bar, callback=video_callback, reference=reference,
     )  # fmt: skip
     return video
 
@@ -164,6 +168,7 @@ def refine_in_tiles(
     tiles: Sequence[LatentTile],
     progress_bar: Callable | None = None,
     callback: Callable | None = None,
+    reference: str = DEFAULT_REFERENCE,
 ) -> Tensor:
     """The reference's HDR stage 2 (`_run_stage2_phase`): each tile of the upsampled latent (B, C, F', H', W') is
     refined on its own as a clip of the tile's size (positions from 0, the references cut to the tile / their factor),
@@ -182,9 +187,11 @@ def refine_in_tiles(
         state = referenced_video_state(
             latent.shape[0], tile.grid, frame_rate, cut, dtype=latent.dtype, device=latent.device,
             generator=torch.Generator(latent.device).manual_seed(seed + index), noise_scale=float(sigmas[0]),
-            initial_latent=latent[:, :, tile.frames, tile.height, tile.width],
+            initial_latent=latent[:, :, tile.frames, tile.height, tile.width], reference=reference,
         )  # fmt: skip
-        state = denoise_video_only(transformer, state, contexts, sigmas, progress_bar=progress_bar, callback=callback)
+        state = denoise_video_only(
+            transformer, state, contexts, sigmas, progress_bar=progress_bar, callback=callback, reference=reference
+        )
         weights = tile.weights.to(device=latent.device, dtype=latent.dtype)
         refined[:, :, tile.frames, tile.height, tile.width] += (
             unpatchify_video(state.output_tokens(), *tile.grid) * weights
@@ -318,6 +325,7 @@ class LTX2AVHDRICLoraPipeline(LTX2AVTwoStagePipelineBase):
         callback_on_step_end: Callable | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("video_latents",),
         allow_large: bool = False,
+        reference: str = DEFAULT_REFERENCE,
     ) -> LTX2HDRPipelineOutput | tuple:
         """Re-generate `video` (SDR Rec.709: a path, uint8 (F, H, W, 3) frames, ...) as `num_frames` HDR frames.
 
@@ -330,9 +338,13 @@ class LTX2AVHDRICLoraPipeline(LTX2AVTwoStagePipelineBase):
         decode_dtype: the VAE decodes in it (float32, as the reference: the inverse curve multiplies errors of the
             highest codes by up to ~500), then returns to its dtype; None decodes in the VAE's own dtype.
         At most `num_frames` input frames are used (with high_quality too: each then twice), 8k + 1 of them.
+        reference: "1.2" (default) or "1.0", the ltx-pipelines release whose shared numerics to follow
+            (`LTX2AVPipeline.__call__`). Video alone, no guidance: only the noiser's rounding (1.2.0 mixes in float32)
+            and the tokenization rule can differ, so in float32 both give the same frames up to rounding.
         Returns `LTX2HDRPipelineOutput(frames, transfer)` or `(frames,)`.
         """
         # 1. Arguments, and the input's frames (read here: its size and rate are the defaults), before any model runs
+        check_reference_for(self.model_version, reference)
         transfer = self.hdr_transfer if hdr_transfer is None else hdr_transfer
         if transfer not in HDR_TRANSFERS:
             raise ValueError(f"hdr_transfer={transfer!r} is not one of {HDR_TRANSFERS}")
@@ -347,7 +359,7 @@ class LTX2AVHDRICLoraPipeline(LTX2AVTwoStagePipelineBase):
         height = frames.shape[1] if height is None else height
         width = frames.shape[2] if width is None else width
         if frame_rate is None:
-            frame_rate = file_rate or sampling_preset(self.model_version, self.kind).frame_rate
+            frame_rate = file_rate or sampling_preset(self.model_version, self.kind, reference).frame_rate
         if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (height, width)):
             raise ValueError(f"height and width must be positive ints, got {height!r} x {width!r}")
         out_height, out_width, height, width = height, width, aligned(height), aligned(width)
@@ -362,6 +374,12 @@ class LTX2AVHDRICLoraPipeline(LTX2AVTwoStagePipelineBase):
         check_sigmas(stage_2_sigmas, name="stage_2_sigmas")
         check_tiles(stage_2_tiles)
         check_upsampler(self.latent_upsampler)
+        if self.latent_upsampler.spatial_ratio != (2, 1):
+            raise ValueError(
+                f"the HDR pipeline needs the spatial x2 latent upsampler (its stage 1 runs at half size and its stage-2 "
+                f"tiles are the reference's, laid out for x2), got a x{self.latent_upsampler.spatial_scale:g} one: load "
+                "ltx-2-spatial-upscaler-x2 as latent_upsampler"
+            )
         if sigmas is None and self.scheduler.config.fixed_sigmas is None:
             raise ValueError(
                 "the HDR IC-LoRA runs on the distilled checkpoint's fixed sigmas, but this pipeline's scheduler has "
@@ -380,7 +398,7 @@ class LTX2AVHDRICLoraPipeline(LTX2AVTwoStagePipelineBase):
         # 2. The prompt -> the video context (the audio context is not used)
         contexts = prompt_contexts(
             self, as_list(prompt), None, prompt_embeds=prompt_embeds, negative_prompt_embeds=None,
-            needs_negative=False, num_videos_per_prompt=1, device=device, dtype=dtype,
+            needs_negative=False, num_videos_per_prompt=1, device=device, dtype=dtype, reference=reference,
         )  # fmt: skip
         contexts = TextContexts(contexts.video, contexts.audio)
 
@@ -392,11 +410,13 @@ class LTX2AVHDRICLoraPipeline(LTX2AVTwoStagePipelineBase):
         )
         grid = latent_grid(*half, generated_frames)
         state = referenced_video_state(
-            batch_size, grid, frame_rate, references, generator=generator, dtype=dtype, device=device
-        )
+            batch_size, grid, frame_rate, references, generator=generator, dtype=dtype, device=device,
+            reference=reference,
+        )  # fmt: skip
         state = denoise_video_only(
-            transformer, state, contexts, sigmas, progress_bar=self.progress_bar, callback=callback
-        )
+            transformer, state, contexts, sigmas, progress_bar=self.progress_bar, callback=callback,
+            reference=reference,
+        )  # fmt: skip
         video_latents = unpatchify_video(state.output_tokens(), *grid)
 
         # 4. Stage 2 at full size: x2 upsampling, re-noising, the input's tokens at full size / factor, IC-LoRA kept
@@ -412,6 +432,7 @@ class LTX2AVHDRICLoraPipeline(LTX2AVTwoStagePipelineBase):
         video_latents = refine_in_tiles(
             transformer, upsampled.to(dtype), references, contexts, stage_2_sigmas, frame_rate=frame_rate,
             seed=generator_seed(generator), tiles=tiles, progress_bar=self.progress_bar, callback=callback,
+            reference=reference,
         )  # fmt: skip
 
         # 5. Decode to working-space codes, invert the curve; high_quality keeps every other frame

@@ -1,10 +1,11 @@
 """LTX2AVICLoRAPipeline: video + audio conditioned on reference videos through an IC-LoRA (spec §7.3, §7.4, §9).
 
 ltx-pipelines' `ICLoraPipeline` in diffusers' shape, on the distilled checkpoint with `LTX2Scheduler.distilled()`:
-1. Stage 1 at (H/2, W/2), 8 distilled steps, one positive pass per step, with the transformer's active adapters (the
-   IC-LoRA, `load_ic_lora`). Conditions: images / keyframes as in the two-stage pipeline, then each reference video
-   (depth, pose, edges, ...) encoded at 1/`reference_downscale_factor` of the stage-1 size and appended as tokens of
-   its own grid (`ReferenceCondition`), optionally with an attention strength (a scalar, or a mask video).
+1. Stage 1 at (H/2, W/2) (2/3 of the output with the x1.5 upsampler), 8 distilled steps, one positive pass per step,
+   with the transformer's active adapters (the IC-LoRA, `load_ic_lora`). Conditions: images / keyframes as in the
+   two-stage pipeline, then each reference video (depth, pose, edges, ...) encoded at 1/`reference_downscale_factor` of
+   the stage-1 size and appended as tokens of its own grid (`ReferenceCondition`), optionally with an attention strength
+   (a scalar, or a mask video).
 2. Stage 2 as `LTX2AVTwoStagePipeline`'s (`refine_latents`) with every adapter switched off (the reference's stage-2
    model carries no LoRA) and image conditions only; `skip_stage_2=True` decodes the half-size stage-1 result instead.
 One generator draws all noise in the reference's order: stage-1 video (reference tokens included), stage-1 audio,
@@ -40,7 +41,7 @@ from .pipeline_utils import (
     resolve_sigmas,
 )
 from .presets import DEFAULT_REFERENCE, check_reference_for, sampling_preset
-from .refinement import StageAdapters, check_upsampler, refine_latents
+from .refinement import StageAdapters, refine_latents, stage_1_pixel_size, two_stage_size_multiple
 from .text_encoding import PromptEmbeddings
 from .validation import check_call_inputs, check_int, check_media, check_sigmas, check_strength
 
@@ -144,17 +145,20 @@ class LTX2AVICLoRAPipeline(LTX2AVTwoStagePipelineBase):
         allow_large: bool = False,
         reference: str = DEFAULT_REFERENCE,
     ) -> LTX2PipelineOutput | tuple:
-        """Generate `num_frames` frames of `height` x `width` video (multiples of 64) guided by reference videos.
+        """Generate `num_frames` frames of `height` x `width` video (multiples of 64; 96 with the x1.5
+        upsampler, whose stage 1 runs at 2/3 of the output size) guided by reference videos.
 
         reference_videos: (video, strength) pairs; a video is any form `inputs.video_frames` reads (at most
             `num_frames` are used; 8k + 1 of them), resized to the stage-1 size / `reference_downscale_factor`.
             strength 1 keeps the reference tokens clean.
         conditioning_attention_strength: in [0, 1], how strongly the generated tokens attend to the reference ones
             (0 ignores the reference). With `conditioning_attention_mask` (B or 1, 1, F, H, W) weights in [0, 1] over
-            the reference video's frames (e.g. `mask_from_frames(frames, height // 2, width // 2)`), the mask is
-            reduced to the reference's latent grid (`attention_strength_from_mask`) and multiplied by it.
+            the reference video's frames (e.g. `mask_from_frames(frames, height // 2, width // 2)`, the stage-1 size;
+            2/3 of the output with the x1.5 upsampler), the mask is reduced to the reference's latent grid
+            (`attention_strength_from_mask`) and multiplied by it.
         reference_downscale_factor: None -> the one `load_ic_lora` read from the LoRA file (1 if none).
-        skip_stage_2: return the stage-1 result at height/2 x width/2, decoded; the upsampler is then not used.
+        skip_stage_2: return the stage-1 result at height/2 x width/2, decoded (whatever the upsampler's scale: it is
+            then not used; height and width must be multiples of 64).
         Stage-1 guidance defaults to the scheduler's kind (distilled: none, one pass per step), as
         `LTX2AVTwoStagePipeline`; the other arguments are its call's (the images condition both stages).
         Returns `LTX2PipelineOutput(frames, audio, audio_sample_rate)` or `(frames, audio)`.
@@ -170,11 +174,13 @@ class LTX2AVICLoRAPipeline(LTX2AVTwoStagePipelineBase):
             guidance_scale, stg_scale, modality_scale, guidance_rescale, audio_guidance_scale, audio_stg_scale,
             audio_modality_scale, audio_guidance_rescale, spatio_temporal_guidance_blocks,
         )  # fmt: skip
+        size_multiple = 64 if skip_stage_2 else two_stage_size_multiple(self.latent_upsampler, height, width)
         batch_size = check_call_inputs(
             prompt=prompt, negative_prompt=negative_prompt, prompt_embeds=prompt_embeds,
             negative_prompt_embeds=negative_prompt_embeds, num_videos_per_prompt=num_videos_per_prompt,
             enhance_prompt=enhance_prompt, height=height, width=width, num_frames=num_frames, frame_rate=frame_rate,
-            size_multiple=64, image=image, image_strength=image_strength, image_crf=image_crf, keyframes=keyframes,
+            size_multiple=size_multiple, image=image, image_strength=image_strength, image_crf=image_crf,
+            keyframes=keyframes,
             num_inference_steps=num_inference_steps, sigmas=sigmas, video_guidance=video_guidance,
             audio_guidance=audio_guidance, guidance_keywords=keywords, output_type=output_type,
             callback_on_step_end=callback_on_step_end,
@@ -182,8 +188,6 @@ class LTX2AVICLoRAPipeline(LTX2AVTwoStagePipelineBase):
             return_dict=return_dict, allow_large=allow_large,
         )  # fmt: skip
         check_sigmas(stage_2_sigmas, name="stage_2_sigmas")
-        if not skip_stage_2:
-            check_upsampler(self.latent_upsampler)
         factor = self.reference_downscale_factor if reference_downscale_factor is None else reference_downscale_factor
         check_reference_inputs(conditioning_attention_strength, conditioning_attention_mask, reference_videos, factor)
         if reference_videos and not getattr(self.transformer, "peft_config", None):
@@ -204,7 +208,7 @@ class LTX2AVICLoRAPipeline(LTX2AVTwoStagePipelineBase):
         )
         names = callback_tensor_names(callback_on_step_end, callback_on_step_end_tensor_inputs)
         device, dtype, transformer = self._execution_device, self.transformer.dtype, self.transformer
-        half = (height // 2, width // 2)
+        half = (height // 2, width // 2) if skip_stage_2 else stage_1_pixel_size(self.latent_upsampler, height, width)
         callback = StepCallbacks(self, callback_on_step_end, names)
 
         # 2. Prompts (optionally enhanced first) -> contexts, once for both stages
@@ -227,9 +231,9 @@ class LTX2AVICLoRAPipeline(LTX2AVTwoStagePipelineBase):
         )
 
         # 3. Stage-1 conditions: the images at half size, then the reference videos at half size / factor
-        half_image = None if image is None else half_size_image(image, height, width)
+        half_image = None if image is None else half_size_image(image, height, width, size=half)
         half_keyframes = [
-            (half_size_image(k, height, width, name=f"keyframes[{i}] image"), index, s)
+            (half_size_image(k, height, width, name=f"keyframes[{i}] image", size=half), index, s)
             for i, (k, index, s) in enumerate(keyframes)
         ]
         conditions = encode_conditions(self.vae, half_image, image_strength, half_keyframes, *half, image_crf, device)
@@ -274,7 +278,7 @@ class LTX2AVICLoRAPipeline(LTX2AVTwoStagePipelineBase):
         video_latents = unpatchify_video(video.output_tokens(), *latent_grid(*half, num_frames))
         audio_latents = unpack_audio_latents(audio.output_tokens(), self.audio_vae.config.latent_channels)
 
-        # 5. Stage 2: upsample x2 and refine without any LoRA, conditioned on the images only (at full size)
+        # 5. Stage 2: upsample (x2 or x1.5) and refine without any LoRA, conditioned on the images only (at full size)
         if not skip_stage_2:
             with StageAdapters(transformer) as adapters:
                 adapters.use([])

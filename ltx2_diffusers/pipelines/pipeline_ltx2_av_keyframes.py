@@ -4,11 +4,12 @@ ltx-pipelines' `KeyframeInterpolationPipeline` (spec §4, §7.2) in diffusers' s
 difference: EVERY keyframe, frame 0 included, is appended as guiding tokens positioned at its pixel frame
 (`condition_encoding.encode_keyframes`, ltx-core's `VideoConditionByKeyframeIndex`) in both stages; nothing replaces
 latent frames in place, as image-to-video does.
-1. Stage 1 at (H/2, W/2): prompts -> contexts (once for both stages), the keyframes encoded at half size and appended,
-   noise, guided Euler with the model version's defaults (a single unguided pass per step on a distilled scheduler).
-2. Stage 2 (`refine_latents`): the x2 latent upsampler on the stage-1 video latent, the keyframes re-encoded at full
-   size and appended again, video and audio re-noised to `stage_2_sigmas[0]`, Euler on one positive pass per step,
-   with the distilled LoRA switched on when `stage_2_adapter` names it.
+1. Stage 1 at (H/2, W/2) (2/3 of the output with the x1.5 upsampler): prompts -> contexts (once for both stages), the
+   keyframes encoded at that size and appended, noise, guided Euler with the model version's defaults (a single unguided
+   pass per step on a distilled scheduler).
+2. Stage 2 (`refine_latents`): the latent upsampler (x2 or x1.5) on the stage-1 video latent, the keyframes re-encoded
+   at full size and appended again, video and audio re-noised to `stage_2_sigmas[0]`, Euler on one positive pass per
+   step, with the distilled LoRA switched on when `stage_2_adapter` names it.
 3. The VAEs and the vocoder decode the full-size latents.
 One generator draws all noise in the reference's order: stage-1 video, stage-1 audio, stage-2 video, stage-2 audio.
 """
@@ -40,7 +41,7 @@ from .pipeline_utils import (
     resolve_sigmas,
 )
 from .presets import DEFAULT_REFERENCE, check_reference_for, sampling_preset
-from .refinement import StageAdapters, check_adapter, check_upsampler, refine_latents
+from .refinement import StageAdapters, check_adapter, refine_latents, stage_1_pixel_size, two_stage_size_multiple
 from .text_encoding import PromptEmbeddings
 from .validation import check_call_inputs, check_sigmas
 
@@ -57,8 +58,8 @@ def check_keyframes_given(keyframes: Keyframes, num_frames: int) -> None:
 class LTX2AVKeyframeInterpolationPipeline(LTX2AVTwoStagePipelineBase):
     """Keyframes -> the video through them (+ stereo audio), at half size first, then upsampled x2 and refined.
 
-    Components: those of `LTX2AVTwoStagePipeline` (`latent_upsampler` the spatial x2 one). Build one with
-    `LTX2AVKeyframeInterpolationPipeline(**two_stage_pipe.components)`, `from_pretrained` or `from_single_file`.
+    Components: those of `LTX2AVTwoStagePipeline` (`latent_upsampler` the spatial x2 one, or the x1.5 one). Build one
+    with `LTX2AVKeyframeInterpolationPipeline(**two_stage_pipe.components)`, `from_pretrained` or `from_single_file`.
     """
 
     @torch.no_grad()
@@ -105,7 +106,8 @@ class LTX2AVKeyframeInterpolationPipeline(LTX2AVTwoStagePipelineBase):
         allow_large: bool = False,
         reference: str = DEFAULT_REFERENCE,
     ) -> LTX2PipelineOutput | tuple:
-        """Generate `num_frames` frames of `height` x `width` video (multiples of 64) through the keyframes, with sound.
+        """Generate `num_frames` frames of `height` x `width` video (multiples of 64; 96 with the x1.5
+        upsampler, whose stage 1 runs at 2/3 of the output size) through the keyframes, with sound.
 
         keyframes: (image, pixel_frame_index, strength) triples, e.g. [(first, 0, 1.0), (last, num_frames - 1, 1.0)].
             The image is a path, PIL image, (H, W, 3) uint8 array / tensor (H.264 round-tripped at `image_crf`, None:
@@ -140,11 +142,12 @@ class LTX2AVKeyframeInterpolationPipeline(LTX2AVTwoStagePipelineBase):
             guidance_scale, stg_scale, modality_scale, guidance_rescale, audio_guidance_scale, audio_stg_scale,
             audio_modality_scale, audio_guidance_rescale, spatio_temporal_guidance_blocks,
         )  # fmt: skip
+        size_multiple = two_stage_size_multiple(self.latent_upsampler, height, width)
         batch_size = check_call_inputs(
             prompt=prompt, negative_prompt=negative_prompt, prompt_embeds=prompt_embeds,
             negative_prompt_embeds=negative_prompt_embeds, num_videos_per_prompt=num_videos_per_prompt,
             enhance_prompt=enhance_prompt, height=height, width=width, num_frames=num_frames, frame_rate=frame_rate,
-            size_multiple=64, image_crf=image_crf, keyframes=keyframes,
+            size_multiple=size_multiple, image_crf=image_crf, keyframes=keyframes,
             num_inference_steps=num_inference_steps, sigmas=sigmas, video_guidance=video_guidance,
             audio_guidance=audio_guidance, guidance_keywords=keywords, output_type=output_type,
             callback_on_step_end=callback_on_step_end,
@@ -160,12 +163,11 @@ class LTX2AVKeyframeInterpolationPipeline(LTX2AVTwoStagePipelineBase):
         names = callback_tensor_names(callback_on_step_end, callback_on_step_end_tensor_inputs)
         check_keyframes_given(keyframes, num_frames)
         check_sigmas(stage_2_sigmas, name="stage_2_sigmas")
-        check_upsampler(self.latent_upsampler)
         check_adapter(self.transformer, stage_2_adapter, "stage_2_adapter")
         sigmas = resolve_sigmas(self.scheduler, num_inference_steps, sigmas, timesteps, preset.num_inference_steps)
         stage_2_sigmas = self.scheduler.get_sigmas(sigmas=stage_2_sigmas)
         device, dtype, transformer = self._execution_device, self.transformer.dtype, self.transformer
-        half = (height // 2, width // 2)
+        half = stage_1_pixel_size(self.latent_upsampler, height, width)
         callback = StepCallbacks(self, callback_on_step_end, names)
 
         # 2. Prompts (optionally enhanced first, seeing the first keyframe) -> contexts, once for both stages
@@ -191,7 +193,7 @@ class LTX2AVKeyframeInterpolationPipeline(LTX2AVTwoStagePipelineBase):
             if stage_2_adapter is not None:
                 adapters.use(adapters.others(stage_2_adapter))
             half_keyframes = [
-                (half_size_image(image, height, width, name=f"keyframes[{i}] image"), index, s)
+                (half_size_image(image, height, width, name=f"keyframes[{i}] image", size=half), index, s)
                 for i, (image, index, s) in enumerate(keyframes)
             ]
             conditions = encode_keyframes(self.vae, half_keyframes, *half, image_crf, device)
@@ -224,8 +226,8 @@ class LTX2AVKeyframeInterpolationPipeline(LTX2AVTwoStagePipelineBase):
             video_latents = unpatchify_video(video.output_tokens(), *latent_grid(*half, num_frames))
             audio_latents = unpack_audio_latents(audio.output_tokens(), self.audio_vae.config.latent_channels)
 
-            # 4. Stage 2: upsample x2, the keyframes appended again at full size, re-noise, refine with one positive
-            #    pass per step (the stage-2 adapter on)
+            # 4. Stage 2: upsample (x2 or x1.5), the keyframes appended again at full size, re-noise, refine with one
+            #    positive pass per step (the stage-2 adapter on)
             if stage_2_adapter is not None:
                 adapters.use(
                     [*adapters.others(stage_2_adapter), stage_2_adapter], {stage_2_adapter: stage_2_adapter_scale}

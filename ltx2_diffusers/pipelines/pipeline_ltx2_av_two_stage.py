@@ -22,7 +22,6 @@ import torch
 from torch import Tensor
 
 from ..models.autoencoder_kl_ltx2_audio import unpack_audio_latents
-from ..models.latent_upsampler import stage_1_size
 from .condition_encoding import Keyframes, encode_conditions
 from .conditioning import Generators, unpatchify_video
 from .decoding import decode_frames, decode_waveform
@@ -50,6 +49,8 @@ from .refinement import (  # noqa: F401  (refine_latents / upsample_and_renoise:
     check_adapter,
     check_upsampler,
     refine_latents,
+    stage_1_pixel_size,
+    two_stage_size_multiple,
     upsample_and_renoise,
 )
 from .text_encoding import PromptEmbeddings
@@ -59,7 +60,8 @@ from .validation import check_call_inputs, check_sigmas
 class LTX2AVTwoStagePipeline(LTX2AVTwoStagePipelineBase):
     """Text/image -> video + stereo audio, generated at half size, upsampled x2 in latent space and refined.
 
-    Components: those of `LTX2AVPipeline` plus `latent_upsampler` (`LTX2LatentUpsamplerModel`, the spatial x2 one).
+    Components: those of `LTX2AVPipeline` plus `latent_upsampler` (`LTX2LatentUpsamplerModel`, the spatial x2 one,
+    or LTX-2.3's x1.5: stage 1 then runs at 2/3 of the output size).
     Build from a one-stage pipeline with `LTX2AVTwoStagePipeline(**pipe.components, latent_upsampler=upsampler)`.
     """
 
@@ -111,7 +113,8 @@ class LTX2AVTwoStagePipeline(LTX2AVTwoStagePipelineBase):
         allow_large: bool = False,
         reference: str = DEFAULT_REFERENCE,
     ) -> LTX2PipelineOutput | tuple:
-        """Generate `num_frames` frames of `height` x `width` video (multiples of 64) with a stereo soundtrack.
+        """Generate `num_frames` frames of `height` x `width` video (multiples of 64; 96 with the x1.5
+        upsampler) with a stereo soundtrack.
 
         Stage-1 arguments are `LTX2AVPipeline.__call__`'s (applied at height/2 x width/2; a float image tensor is
         given at the full size and resized for stage 1; `latents` / `audio_latents` are stage 1's initial noise).
@@ -146,13 +149,13 @@ class LTX2AVTwoStagePipeline(LTX2AVTwoStagePipelineBase):
             guidance_scale, stg_scale, modality_scale, guidance_rescale, audio_guidance_scale, audio_stg_scale,
             audio_modality_scale, audio_guidance_rescale, spatio_temporal_guidance_blocks,
         )  # fmt: skip
-        check_upsampler(self.latent_upsampler)
-        ratio = self.latent_upsampler.spatial_ratio
+        size_multiple = two_stage_size_multiple(self.latent_upsampler, height, width)
         batch_size = check_call_inputs(
             prompt=prompt, negative_prompt=negative_prompt, prompt_embeds=prompt_embeds,
             negative_prompt_embeds=negative_prompt_embeds, num_videos_per_prompt=num_videos_per_prompt,
             enhance_prompt=enhance_prompt, height=height, width=width, num_frames=num_frames, frame_rate=frame_rate,
-            size_multiple=32 * ratio[0], image=image, image_strength=image_strength, image_crf=image_crf, keyframes=keyframes,
+            size_multiple=size_multiple, image=image, image_strength=image_strength, image_crf=image_crf,
+            keyframes=keyframes,
             num_inference_steps=num_inference_steps, sigmas=sigmas, video_guidance=video_guidance,
             audio_guidance=audio_guidance, guidance_keywords=keywords, output_type=output_type,
             callback_on_step_end=callback_on_step_end,
@@ -172,7 +175,7 @@ class LTX2AVTwoStagePipeline(LTX2AVTwoStagePipelineBase):
         )
         names = callback_tensor_names(callback_on_step_end, callback_on_step_end_tensor_inputs)
         device, dtype, transformer = self._execution_device, self.transformer.dtype, self.transformer
-        half = stage_1_size(height, width, ratio)
+        half = stage_1_pixel_size(self.latent_upsampler, height, width)
         callback = StepCallbacks(self, callback_on_step_end, names)
 
         # 2. Prompts (optionally enhanced first) -> contexts, once for both stages

@@ -2,11 +2,12 @@
 
 ltx-pipelines' `TI2VidTwoStagesHQPipeline` in diffusers' shape. The story of `LTX2AVTwoStagePipeline` with
 `sampler=res2s_sample` in both stages, and:
-1. Stage 1 at (H/2, W/2): the LTX-2 schedule shifted by the stage-1 latent's real token count F'·H'·W' (the other
-   pipelines fix it at 4096), constant guidance at the HQ defaults (`presets.hq_preset`: 15
-   steps, no STG, rescale 0.45 for video and 1.0 for audio) and the distilled LoRA at strength 0.25.
-2. Stage 2: upsample x2, re-noise to `STAGE_2_DISTILLED_SIGMAS[0]`, then res_2s over those sigmas with one positive
-   pass per prediction, the distilled LoRA at strength 0.5.
+1. Stage 1 at (H/2, W/2) (2/3 of the output with the x1.5 upsampler): the LTX-2 schedule shifted by the stage-1 latent's
+   real token count F'·H'·W' (the other pipelines fix it at 4096), constant guidance at the HQ defaults
+   (`presets.hq_preset`: 15 steps, no STG, rescale 0.45 for video and 1.0 for audio) and the distilled LoRA at strength
+   0.25.
+2. Stage 2: upsample (x2 or x1.5, `refine_latents`), re-noise to `STAGE_2_DISTILLED_SIGMAS[0]`, then res_2s over
+   those sigmas with one positive pass per prediction, the distilled LoRA at strength 0.5.
 3. Decode as the other pipelines.
 
 The res_2s SDE noise comes from fixed seeds (the reference never passes one), so it is the same for every user seed;
@@ -42,7 +43,7 @@ from .pipeline_utils import (
     resolve_sigmas,
 )
 from .presets import DEFAULT_REFERENCE, check_reference_for, hq_preset
-from .refinement import StageAdapters, check_adapter, check_upsampler, refine_latents
+from .refinement import StageAdapters, check_adapter, refine_latents, stage_1_pixel_size, two_stage_size_multiple
 from .text_encoding import PromptEmbeddings
 from .validation import check_call_inputs, check_number, check_sigmas
 
@@ -104,13 +105,14 @@ class LTX2AVTwoStageHQPipeline(LTX2AVTwoStagePipelineBase):
         allow_large: bool = False,
         reference: str = DEFAULT_REFERENCE,
     ) -> LTX2PipelineOutput | tuple:
-        """Generate `num_frames` frames of `height` x `width` video (multiples of 64) with a stereo soundtrack.
+        """Generate `num_frames` frames of `height` x `width` video (multiples of 64; 96 with the x1.5
+        upsampler, whose stage 1 runs at 2/3 of the output size) with a stereo soundtrack.
 
         Defaults (None) come from `presets.hq_preset(model_version)`: 1088 x 1920, 15 steps, the adapter scales
         0.25 / 0.5, `STAGE_2_DISTILLED_SIGMAS`.
         num_inference_steps: stage-1 res_2s steps; the schedule is shifted by the stage-1 token count
-            F'·(H/64)·(W/64) (`ltx2_sigmas(steps, num_tokens)` with the scheduler's shifts). sigmas / timesteps:
-            an explicit schedule instead (see `LTX2AVPipeline.__call__`).
+            F'·(H/64)·(W/64) (F'·(H/48)·(W/48) with the x1.5 upsampler; `ltx2_sigmas(steps, num_tokens)` with the
+            scheduler's shifts). sigmas / timesteps: an explicit schedule instead (see `LTX2AVPipeline.__call__`).
         video_guidance / audio_guidance (or diffusers' scalar keywords): stage-1 guidance, default the reference's HQ
             parameters. `skip_step` is not supported (res_2s makes two guided predictions per step).
         distilled_adapter: a peft adapter of the transformer (the distilled LoRA, `load_lora_adapter`), active at
@@ -135,11 +137,13 @@ class LTX2AVTwoStageHQPipeline(LTX2AVTwoStagePipelineBase):
             guidance_scale, stg_scale, modality_scale, guidance_rescale, audio_guidance_scale, audio_stg_scale,
             audio_modality_scale, audio_guidance_rescale, spatio_temporal_guidance_blocks,
         )  # fmt: skip
+        size_multiple = two_stage_size_multiple(self.latent_upsampler, height, width)
         batch_size = check_call_inputs(
             prompt=prompt, negative_prompt=negative_prompt, prompt_embeds=prompt_embeds,
             negative_prompt_embeds=negative_prompt_embeds, num_videos_per_prompt=num_videos_per_prompt,
             enhance_prompt=enhance_prompt, height=height, width=width, num_frames=num_frames, frame_rate=frame_rate,
-            size_multiple=64, image=image, image_strength=image_strength, image_crf=image_crf, keyframes=keyframes,
+            size_multiple=size_multiple, image=image, image_strength=image_strength, image_crf=image_crf,
+            keyframes=keyframes,
             num_inference_steps=num_inference_steps, sigmas=sigmas, video_guidance=video_guidance,
             audio_guidance=audio_guidance, guidance_keywords=keywords, output_type=output_type,
             callback_on_step_end=callback_on_step_end,
@@ -151,7 +155,6 @@ class LTX2AVTwoStageHQPipeline(LTX2AVTwoStagePipelineBase):
         stage_2_adapter_scale = preset.stage_2_adapter_scale if stage_2_adapter_scale is None else stage_2_adapter_scale
         check_number(stage_1_adapter_scale, "stage_1_adapter_scale")
         check_number(stage_2_adapter_scale, "stage_2_adapter_scale")
-        check_upsampler(self.latent_upsampler)
         check_adapter(self.transformer, distilled_adapter, "distilled_adapter")
         negative_prompt = preset.negative_prompt if negative_prompt is None else negative_prompt
         prompts, negative_prompts = as_list(prompt), as_list(negative_prompt)
@@ -159,7 +162,8 @@ class LTX2AVTwoStageHQPipeline(LTX2AVTwoStagePipelineBase):
         video_guidance, audio_guidance = resolve_guidance(video_guidance, audio_guidance, preset, keywords)
         self.check_memory_budget(height, width, num_frames, batch_size, video_guidance, audio_guidance, frame_rate)
         num_inference_steps = preset.num_inference_steps if num_inference_steps is None else num_inference_steps
-        half, grid = (height // 2, width // 2), latent_grid(height // 2, width // 2, num_frames)
+        half = stage_1_pixel_size(self.latent_upsampler, height, width)
+        grid = latent_grid(*half, num_frames)
         shifted = sigmas is None and timesteps is None  # the HQ shift: the stage-1 latent's real token count
 
         def shifted_sigmas(grid: tuple[int, int, int]):
@@ -196,7 +200,7 @@ class LTX2AVTwoStageHQPipeline(LTX2AVTwoStagePipelineBase):
         )
         if duration is not None:  # LTX-2.5: the predicted length, and the HQ shift for its token count
             num_frames = duration.predict(self, contexts.video, contexts.audio)
-            grid = latent_grid(height // 2, width // 2, num_frames)
+            grid = latent_grid(*half, num_frames)
             if shifted:
                 sigmas = resolve_sigmas(self.scheduler, None, shifted_sigmas(grid), None, num_inference_steps)
 
@@ -205,9 +209,9 @@ class LTX2AVTwoStageHQPipeline(LTX2AVTwoStagePipelineBase):
             others = adapters.others(distilled_adapter)
             if distilled_adapter is not None:
                 adapters.use([*others, distilled_adapter], {distilled_adapter: stage_1_adapter_scale})
-            half_image = None if image is None else half_size_image(image, height, width)
+            half_image = None if image is None else half_size_image(image, height, width, size=half)
             half_keyframes = [
-                (half_size_image(k, height, width, name=f"keyframes[{i}] image"), index, s)
+                (half_size_image(k, height, width, name=f"keyframes[{i}] image", size=half), index, s)
                 for i, (k, index, s) in enumerate(keyframes)
             ]
             conditions = encode_conditions(
@@ -243,7 +247,7 @@ class LTX2AVTwoStageHQPipeline(LTX2AVTwoStagePipelineBase):
             video_latents = unpatchify_video(video.output_tokens(), *grid)
             audio_latents = unpack_audio_latents(audio.output_tokens(), self.audio_vae.config.latent_channels)
 
-            # 4. Stage 2: upsample x2, re-noise, res_2s with one positive pass per prediction
+            # 4. Stage 2: upsample (x2 or x1.5), re-noise, res_2s with one positive pass per prediction
             if distilled_adapter is not None:
                 adapters.use([*others, distilled_adapter], {distilled_adapter: stage_2_adapter_scale})
             conditions = encode_conditions(self.vae, image, image_strength, keyframes, height, width, image_crf, device)

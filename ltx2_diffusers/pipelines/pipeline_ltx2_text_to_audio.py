@@ -42,7 +42,7 @@ from .pipeline_utils import (
     resolve_guidance,
     resolve_sigmas,
 )
-from .presets import sampling_preset
+from .presets import DEFAULT_REFERENCE, check_reference_for, sampling_preset
 from .text_encoding import PromptEmbeddings
 from .validation import (
     check_callback,
@@ -150,6 +150,7 @@ class LTX2TextToAudioPipeline(LTX2AVPipelineBase):
         return_dict: bool = True,
         callback_on_step_end: Callable | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("audio_latents",),
+        reference: str = DEFAULT_REFERENCE,
     ) -> LTX2PipelineOutput | tuple:
         """Generate num_frames / frame_rate seconds of stereo audio that match `prompt`.
 
@@ -163,11 +164,15 @@ class LTX2TextToAudioPipeline(LTX2AVPipelineBase):
             scheduler: its 8 sigmas and no guidance.
         audio_latents: the noise (B or 1, 8, T_a, 16) instead of a draw.
         output_type: "pt" (float32 tensor), "np" (array) or "latent" (normalised audio latents (B, 8, T_a, 16)).
+        reference: "1.2" (default) or "1.0", the ltx-pipelines release whose shared numerics to follow
+            (`LTX2AVPipeline.__call__`): here the default negative prompt (1.2.0's starts with five caption tags),
+            the tokenization, the noiser and the guidance arithmetic (float32 in 1.2.0). Audio alone has no
+            audio<->video AdaLN, the other difference between the two.
         Returns `LTX2PipelineOutput(frames=None, audio (B, 2, samples) in [-1, 1], audio_sample_rate)` or
         `(None, audio)`.
         """
         # 1. Defaults of the model version and kind, then every argument checked before any encoder runs
-        preset = sampling_preset(self.model_version, self.kind)
+        preset = sampling_preset(self.model_version, self.kind, check_reference_for(self.model_version, reference))
         preset = replace(preset, audio_guidance=replace(preset.audio_guidance, modality=1.0))
         frame_rate = preset.frame_rate if frame_rate is None else frame_rate
         check_frame_rate(frame_rate)
@@ -216,6 +221,7 @@ class LTX2TextToAudioPipeline(LTX2AVPipelineBase):
             num_videos_per_prompt=num_waveforms_per_prompt,
             device=device,
             dtype=dtype,
+            reference=reference,
         )
         if duration is not None:  # LTX-2.5: the length from the prompt's audio context (video_encoding=None there)
             num_frames = duration.predict(self, None, contexts.audio)
@@ -230,7 +236,7 @@ class LTX2TextToAudioPipeline(LTX2AVPipelineBase):
             device=device,
         )
         noise = None if audio_latents is None else pack_audio_latents(_checked_noise(audio_latents, audio))
-        audio = add_noise(audio, generator, 1.0, noise)
+        audio = add_noise(audio, generator, 1.0, noise, reference)
         video = empty_video_state(batch_size, layout["video_channels"], dtype, device)
 
         # 4. Denoise the audio alone, guided on audio
@@ -245,6 +251,7 @@ class LTX2TextToAudioPipeline(LTX2AVPipelineBase):
             audio_guidance,
             progress_bar=self.progress_bar,
             callback=lambda i, sigma, tensors: callbacks(i, sigma, {"audio_latents": tensors["audio_latents"]}),
+            reference=reference,
         )
 
         # 5. Latent -> waveform at the vocoder's rate

@@ -42,7 +42,7 @@ from .pipeline_utils import (
     resolve_guidance,
     resolve_sigmas,
 )
-from .presets import retake_preset
+from .presets import DEFAULT_REFERENCE, check_reference_for, retake_preset
 from .text_encoding import PromptEmbeddings
 from .validation import check_call_inputs
 
@@ -94,6 +94,7 @@ class LTX2VideoToAudioPipeline(LTX2AVPipelineBase):
         callback_on_step_end: Callable | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("audio_latents",),
         allow_large: bool = False,
+        reference: str = DEFAULT_REFERENCE,
     ) -> LTX2PipelineOutput | tuple:
         """Generate a soundtrack for `video` that matches `prompt`.
 
@@ -106,11 +107,15 @@ class LTX2VideoToAudioPipeline(LTX2AVPipelineBase):
             guidance (the video's shapes the guidance passes the audio sees, as in the reference's retake); with a
             distilled scheduler its 8 sigmas and no guidance. The audio scalar keywords change single audio terms.
         audio_latents: the audio noise (B or 1, 8, T_a, 16) instead of a draw.
+        reference: "1.2" (default) or "1.0", the ltx-pipelines release to follow (`LTX2AVPipeline.__call__`), as
+            `LTX2AVRetakePipeline`: with "1.2" the frozen video is seen at sigma 0 (its AdaLN and the audio's
+            audio<->video gate), with "1.0" at the step's sigma; also the tokenization and the guidance arithmetic.
         Returns `LTX2PipelineOutput(frames, audio, audio_sample_rate)` or `(frames, audio)`: frames are the input
         frames unchanged (by `output_type`; "latent": the encoded video latent), audio (B, 2, samples) float32 at the
         vocoder's rate ("latent": normalised audio latents (B, 8, T_a, 16)).
         """
         # 1. The clip read, the retake's defaults, every argument checked before any encoder runs
+        check_reference_for(self.model_version, reference)
         frames, file_fps = video_frames(video, name="video")
         if file_fps is not None:
             frame_rate = file_fps if frame_rate is None else frame_rate
@@ -147,7 +152,7 @@ class LTX2VideoToAudioPipeline(LTX2AVPipelineBase):
                 f"audio_latents must be noise of shape (1 or {batch_size}, {', '.join(map(str, expected))}) for this "
                 f"clip, got {tuple(audio_latents.shape)}"
             )
-        preset = retake_preset(self.model_version, self.kind)
+        preset = retake_preset(self.model_version, self.kind, reference)
         negative_prompt = preset.negative_prompt if negative_prompt is None else negative_prompt
         video_guidance, audio_guidance = resolve_guidance(video_guidance, audio_guidance, preset, keywords)
         sigmas = resolve_sigmas(self.scheduler, num_inference_steps, sigmas, timesteps, preset.num_inference_steps)
@@ -171,6 +176,7 @@ class LTX2VideoToAudioPipeline(LTX2AVPipelineBase):
             num_videos_per_prompt=num_videos_per_prompt,
             device=device,
             dtype=dtype,
+            reference=reference,
         )
 
         # 4. Video tokens at the clip's latent with mask 0; audio from noise over the whole clip
@@ -187,6 +193,7 @@ class LTX2VideoToAudioPipeline(LTX2AVPipelineBase):
             generator=generator,
             dtype=dtype,
             audio_noise=audio_latents,
+            reference=reference,
         )
 
         # 5. Denoise: only the audio changes
@@ -200,6 +207,7 @@ class LTX2VideoToAudioPipeline(LTX2AVPipelineBase):
             audio_guidance,
             progress_bar=self.progress_bar,
             callback=StepCallbacks(self, callback_on_step_end, names),
+            reference=reference,
         )
 
         # 6. The input frames as they are, the new soundtrack decoded

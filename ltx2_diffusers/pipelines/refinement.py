@@ -1,5 +1,6 @@
-"""The refinement stage of the two-stage pipelines (spec §4, §9): x2 latent upsampling, re-noising and a short
-denoise at full size; the checks two-stage calls share; and the LoRA adapter switch between stages.
+"""The refinement stage of the two-stage pipelines (spec §4, §9): latent upsampling (x2, or the rational x1.5),
+re-noising and a short denoise at full size; the checks and stage-1 size two-stage calls share; and the LoRA adapter
+switch between stages.
 """
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -8,7 +9,7 @@ import torch
 from torch import Tensor
 
 from ..models.autoencoder_kl_ltx2_audio import unpack_audio_latents
-from ..models.latent_upsampler import upsample_latents
+from ..models.latent_upsampler import stage_1_size, upsample_latents
 from ..schedulers.scheduling_ltx2 import Sampler, euler_sample
 from .conditioning import Generators, LatentState, unpatchify_video
 from .denoising import StepCallback, TextContexts, VideoCondition, denoise, prepare_latents
@@ -19,9 +20,9 @@ from .presets import DEFAULT_REFERENCE
 def check_upsampler(upsampler: torch.nn.Module | None) -> None:
     if upsampler is None:
         raise ValueError(
-            "this pipeline has no latent_upsampler, which stage 2 needs. Load the spatial x2 upsampler, e.g. "
-            "LTX2LatentUpsamplerModel.from_single_file('ltx-2-spatial-upscaler-x2-1.0.safetensors'), and pass "
-            "latent_upsampler= to the constructor or from_pretrained."
+            "this pipeline has no latent_upsampler, which stage 2 needs. Load a spatial upsampler (x2, or LTX-2.3's "
+            "x1.5), e.g. LTX2LatentUpsamplerModel.from_single_file('ltx-2-spatial-upscaler-x2-1.0.safetensors'), and "
+            "pass latent_upsampler= to the constructor or from_pretrained."
         )
     if upsampler.config.temporal_upsample or upsampler.spatial_scale <= 1.0:
         raise ValueError(
@@ -29,6 +30,25 @@ def check_upsampler(upsampler: torch.nn.Module | None) -> None:
             f"{2 if upsampler.config.temporal_upsample else 1}; the two-stage pipelines need a spatial one that "
             "enlarges (x2, or the rational x1.5): stage 1 runs at 1/scale of the output size."
         )
+
+
+def two_stage_size_multiple(upsampler: torch.nn.Module | None, height: object, width: object) -> int:
+    """The upsampler checked (`check_upsampler`), and the multiple of 32 p that the output sides need for its scale
+    p/q (64 for x2, 96 for x1.5), for `check_call_inputs(size_multiple=...)`. For scales other than x2 an output size
+    that does not divide is refused here first, with `stage_1_size`'s error naming the upsampler and the nearest
+    valid sizes (x2's sizes keep `check_call_inputs`' wording)."""
+    check_upsampler(upsampler)
+    ratio = upsampler.spatial_ratio
+    sizes_given = all(isinstance(size, int) and not isinstance(size, bool) and size > 0 for size in (height, width))
+    if ratio != (2, 1) and sizes_given:
+        stage_1_size(height, width, ratio)
+    return 32 * ratio[0]
+
+
+def stage_1_pixel_size(upsampler: torch.nn.Module, height: int, width: int) -> tuple[int, int]:
+    """The (height, width) stage 1 generates at: 1/scale of the output, whose latent the upsampler maps to exactly
+    the output's (half for x2, two thirds for x1.5; `stage_1_size`)."""
+    return stage_1_size(height, width, upsampler.spatial_ratio)
 
 
 def check_adapter(transformer: torch.nn.Module, name: str | None, argument: str) -> None:
@@ -57,10 +77,10 @@ def upsample_and_renoise(
     freeze_audio: bool = False,
     reference: str = DEFAULT_REFERENCE,
 ) -> tuple[LatentState, LatentState, tuple[int, int, int]]:
-    """The start of every refinement stage: x2 upsample of the video latents, then video and audio states re-noised
-    to `noise_scale` (video noise drawn before audio noise) with the full-size `conditions` (`freeze_audio`: the
-    audio stays clean, see `prepare_latents`). Returns the video and audio states and the upsampled latent grid
-    (F', 2H', 2W')."""
+    """The start of every refinement stage: the video latents upsampled in space by the upsampler's scale s (x2 or
+    x1.5), then video and audio states re-noised to `noise_scale` (video noise drawn before audio noise) with the
+    full-size `conditions` (`freeze_audio`: the audio stays clean, see `prepare_latents`). Returns the video and audio
+    states and the upsampled latent grid (F', s H', s W')."""
     if video_latents.ndim != 5 or audio_latents.ndim != 4:
         raise ValueError(
             f"a refinement stage takes video latents (B, C, F', H', W') and audio latents (B, C, T, mel), got shapes "
@@ -110,7 +130,7 @@ def refine_latents(
     callback: StepCallback | None = None,
     reference: str = DEFAULT_REFERENCE,
 ) -> tuple[Tensor, Tensor]:
-    """Stage 2 of the two-stage pipelines: upsample the video latent x2 in space and refine video and audio.
+    """Stage 2 of the two-stage pipelines: upsample the video latent in space (x2, or x1.5) and refine video and audio.
 
     video_latents: (B, C, F', H', W') normalised stage-1 video latents; audio_latents: (B, C_a, T_a, mel) normalised.
     latents_mean / latents_std: the video VAE's per-channel statistics (C,), which the upsampler works around.
@@ -120,7 +140,8 @@ def refine_latents(
     negative contexts are not used). conditions: image / keyframe latents encoded at the FULL size.
     freeze_audio: the audio latents pass through unchanged (audio-to-video).
     reference: "1.2" or "1.0", the ltx-core release to follow (`denoising` module docstring).
-    Returns video (B, C, F', 2H', 2W') and audio (B, C_a, T_a, mel) latents, normalised, in the transformer's dtype.
+    Returns video (B, C, F', s H', s W') (s the upsampler's scale) and audio (B, C_a, T_a, mel) latents, normalised,
+    in the transformer's dtype.
     """
     sigmas = torch.as_tensor(sigmas, dtype=torch.float32).cpu()
     video, audio, grid = upsample_and_renoise(
