@@ -34,6 +34,11 @@ PIPELINES = [
     "LTX2AVICLoRAPipeline",
     "LTX2AVKeyframeInterpolationPipeline",
     "LTX2AVRetakePipeline",
+    "LTX2AVExtendPipeline",
+    "LTX2TextToAudioPipeline",
+    "LTX2VideoToAudioPipeline",
+    "LTX2AVDubItPipeline",
+    "LTX2AVHDRICLoraPipeline",
 ]
 GRID = (2, 1, 2)  # latent frames, height, width
 

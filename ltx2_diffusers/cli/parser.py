@@ -247,7 +247,7 @@ def _add_common(sub: argparse.ArgumentParser, command: Command) -> None:
     )
     model.add_argument("--text-encoder", help="Gemma-3 folder or Hub id; only with a single-file --model")
     if "upsampler" in f:
-        model.add_argument("--upsampler", help="the spatial x2 upscaler's single file; only with a single-file --model")
+        model.add_argument("--upsampler", help="the spatial upscaler (x2, or x1.5 with sides multiples of 96)'s single file; only with a single-file --model")
     if command.kind is None:
         model.add_argument(
             "--kind",

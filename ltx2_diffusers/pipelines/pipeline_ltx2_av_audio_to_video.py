@@ -46,7 +46,7 @@ from .pipeline_utils import (
     resolve_sigmas,
 )
 from .presets import DEFAULT_REFERENCE, check_reference_for, sampling_preset
-from .refinement import StageAdapters, check_adapter, check_upsampler, refine_latents
+from .refinement import StageAdapters, check_adapter, refine_latents, stage_1_pixel_size, two_stage_size_multiple
 from .text_encoding import PromptEmbeddings
 from .validation import check_call_inputs, check_media, check_sigmas
 
@@ -164,11 +164,12 @@ class LTX2AVAudioToVideoPipeline(LTX2AVTwoStagePipelineBase):
             guidance_scale, stg_scale, modality_scale, guidance_rescale,
             spatio_temporal_guidance_blocks=spatio_temporal_guidance_blocks,
         )  # fmt: skip
+        size_multiple = two_stage_size_multiple(self.latent_upsampler, height, width)
         batch_size = check_call_inputs(
             prompt=prompt, negative_prompt=negative_prompt, prompt_embeds=prompt_embeds,
             negative_prompt_embeds=negative_prompt_embeds, num_videos_per_prompt=num_videos_per_prompt,
             enhance_prompt=enhance_prompt, height=height, width=width, num_frames=num_frames, frame_rate=frame_rate,
-            size_multiple=64, image=image, image_strength=image_strength, image_crf=image_crf, keyframes=keyframes,
+            size_multiple=size_multiple, image=image, image_strength=image_strength, image_crf=image_crf, keyframes=keyframes,
             num_inference_steps=num_inference_steps, sigmas=sigmas, video_guidance=video_guidance,
             guidance_keywords=keywords, output_type=output_type, callback_on_step_end=callback_on_step_end,
             callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs, generator=generator,
@@ -179,7 +180,6 @@ class LTX2AVAudioToVideoPipeline(LTX2AVTwoStagePipelineBase):
         if isinstance(audio, str | os.PathLike):  # waveforms are checked where they are cut (step 2)
             check_media(audio, "audio", what="audio")
         check_sigmas(stage_2_sigmas, name="stage_2_sigmas")
-        check_upsampler(self.latent_upsampler)
         check_adapter(self.transformer, stage_2_adapter, "stage_2_adapter")
         negative_prompt = preset.negative_prompt if negative_prompt is None else negative_prompt
         prompts, negative_prompts = as_list(prompt), as_list(negative_prompt)
@@ -193,7 +193,7 @@ class LTX2AVAudioToVideoPipeline(LTX2AVTwoStagePipelineBase):
         )
         names = callback_tensor_names(callback_on_step_end, callback_on_step_end_tensor_inputs)
         device, dtype, transformer = self._execution_device, self.transformer.dtype, self.transformer
-        half = (height // 2, width // 2)
+        half = stage_1_pixel_size(self.latent_upsampler, height, width)
         callback = StepCallbacks(self, callback_on_step_end, names)
 
         # 2. The audio window -> waveform (returned as it is) and normalised audio latent
@@ -231,9 +231,9 @@ class LTX2AVAudioToVideoPipeline(LTX2AVTwoStagePipelineBase):
             # 4. Stage 1 at half size: guided video denoising next to the frozen audio
             if stage_2_adapter is not None:
                 adapters.use(adapters.others(stage_2_adapter))
-            half_image = None if image is None else half_size_image(image, height, width)
+            half_image = None if image is None else half_size_image(image, height, width, size=half)
             half_keyframes = [
-                (half_size_image(k, height, width, name=f"keyframes[{i}] image"), index, s)
+                (half_size_image(k, height, width, name=f"keyframes[{i}] image", size=half), index, s)
                 for i, (k, index, s) in enumerate(keyframes)
             ]
             conditions = encode_conditions(
