@@ -193,6 +193,27 @@ def bucket_tokens(width: int, height: int, num_frames: int, with_audio: bool,
     return video, audio
 
 
+def check_offload(offload_blocks: int, num_layers: int, *, vram: float | None, validation: bool,
+                  num_processes: int) -> None:  # fmt: skip
+    """Block offloading (`--offload_blocks`, or picked by `--vram`) streams at most the model's blocks, on one
+    process, without validation; a ValueError saying what to change otherwise."""
+    if not offload_blocks:
+        return
+    why = f"--vram {vram:g} needs block offloading" if vram is not None else f"--offload_blocks {offload_blocks}"
+    if offload_blocks > num_layers:
+        raise ValueError(f"--offload_blocks {offload_blocks}: the transformer has {num_layers} blocks")
+    if validation:
+        raise ValueError(
+            f"{why}, and --validation_prompt is not built with it yet (the validation pipeline moves the whole "
+            "transformer to the device); drop --validation_prompt and load the saved LoRA into a pipeline afterwards"
+        )
+    if num_processes > 1:
+        raise ValueError(
+            f"{why}, which streams blocks in one process, but {num_processes} processes were launched: run one "
+            "process (python scripts/train_lora.py ...)"
+        )
+
+
 def check_bitsandbytes() -> None:
     """--use_8bit_adam needs bitsandbytes; a ValueError with the install line when it cannot be imported."""
     try:
