@@ -227,6 +227,40 @@ def test_block_frozen_bytes_counts_one_block_as_frozen_bytes_counts_the_model():
     assert outside > 0 and fp8 == outside + NUM_LAYERS * fp8_block and fp8_block < block
 
 
+def test_the_19b_run_streams_half_its_blocks_on_16_gib_and_refuses_below_7_2():
+    """LTX-2 19B, rank 32 on `all`, 512x768x49 with audio (the calibration run): 0.36 GiB of FP8 weights a block;
+    24 GiB needs no streaming, 16 GiB streams 24 of the 48 blocks, everything streamed leaves 7.2 GiB."""
+    from helpers.released_configs import released
+
+    from ltx2_diffusers.loaders import metadata as md
+
+    def counts(num_layers: int) -> tuple[int, ...]:
+        config = {**md.transformer_config_from_original(released("2.0")), "num_layers": num_layers}
+        with torch.device("meta"):
+            transformer = LTX2VideoTransformer3DModel(**config)
+        transformer.requires_grad_(False)
+        names = fp8_layer_names(transformer)
+        transformer.add_adapter(lora_config(32, 32, LORA_TARGET_PRESETS["all"]))
+        lora = sum(p.numel() for p in transformer.parameters() if p.requires_grad)
+        return (*frozen_bytes(transformer, torch.bfloat16, names), lora,
+                *block_frozen_bytes(transformer, torch.bfloat16, names))  # fmt: skip
+
+    one, two = counts(1), counts(2)
+    base, fp8, lora = (a + 47 * (b - a) for a, b in zip(one[:3], two[:3]))
+    block, fp8_block = one[3:]
+    assert (round(block / GIB, 2), round(fp8_block / GIB, 2)) == (0.72, 0.36)
+    sizes = ModelSizes(base, lora, 48, 4096, 2048, 2688, 51, fp8_base_bytes=fp8, block_bytes=block,
+                       fp8_block_bytes=fp8_block)  # fmt: skip
+    assert plan_memory(24, sizes).streamed_blocks == 0
+    plan = plan_memory(16, sizes)
+    assert (plan.use_8bit_adam, plan.fp8_base, plan.streamed_blocks) == (True, True, 24)
+    assert plan.predicted_gib == pytest.approx(15.9, abs=0.05)
+    assert predict_gib(sizes, True, True, True, streamed_blocks=48) == pytest.approx(7.2, abs=0.05)
+    with pytest.raises(ValueError, match=r"^--vram 7: one training step is predicted at 7\.2 GiB even with .* take 1\.5 "
+                       r"GiB in FP8; the activations and the LoRA's training state take 4\.7 GiB\)"):  # fmt: skip
+        plan_memory(7, sizes)
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_streamed_training_on_a_gpu_stays_under_the_plan():

@@ -25,9 +25,11 @@ largest bucket times the batch. Calibrated on LTX-2 19B, LoRA rank 32 on attenti
 checkpointing: 42.8 GiB predicted, 40.9 GiB measured on an H100 (docs/performance, DESIGN §3). The FP8 prediction
 is the bf16 one with the block linears' bytes halved (no FP8 training measurement yet): 23.8 GiB for that run with
 8-bit AdamW (18.1 GiB of FP8 base weights) (tests/test_training_fp8.py). Streaming moves no activation and no
-adapter, so an offloading plan is the FP8 (or bf16) one less the streamed blocks' bytes, 0.38 GiB a block of the 19B
-model in FP8 (0.74 in bf16): a 24 GiB card streams 3 blocks of that run and a 16 GiB card 24 of them (the copies, not
-the budget, then set the step time: tests/test_training_offload.py's GPU test measures the peak against the plan).
+adapter, so an offloading plan is the FP8 (or bf16) one less N - 2 blocks' bytes, 0.36 GiB a block of the 19B in FP8
+(0.72 in bf16): for that run 24 GiB needs no streaming (23.8 GiB), 16 GiB streams 24 of the 48 blocks (15.9 GiB), and
+with every block streamed 7.2 GiB are left (1.5 GiB of weights, 2.9 GiB of LoRA training state, 1.8 GiB of
+activations, 1 GiB overhead); below that the plan refuses. Not calibrated on a streamed run yet
+(tests/test_training_offload.py has a GPU test that checks a measured peak against the plan).
 """
 
 from collections.abc import Iterable
