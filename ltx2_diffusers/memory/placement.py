@@ -302,7 +302,8 @@ class BlockStreamer:
                     "run under torch.no_grad()); wrap the call in torch.no_grad(), or disable_memory_budget() to train"
                 )
             self.on_use()  # activates this streamer (allocating the slots) through the holder if needed
-            if self.backward and _in_backward():  # a checkpoint's recompute: _begin_backward loaded the block
+            if self.backward and _in_backward():  # a checkpoint's recompute, inside the block's backward
+                self._begin_backward(position)  # done already when the output's gradient hook fired
                 self._load(position)
                 return
             slot = self._load(position)
