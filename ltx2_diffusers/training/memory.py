@@ -10,7 +10,8 @@ step on one GPU and turns savings on, cheapest first, until the prediction fits 
    memory and stream through two device slots, each block copied in on a side stream before its forward and again
    before its backward (with checkpointing, before its recompute), memory/placement.py `stream_for_training`; the
    adapters, their gradients and optimizer state stay on the device). N is the fewest blocks that fit: the first
-   L - N blocks stay resident, which costs no copies. FP8 weights stream as FP8 bytes. Single process only.
+   L - N blocks stay resident, which costs no copies. FP8 weights stream as FP8 bytes. One process, no validation
+   (`check_offload`).
 Without bitsandbytes step 2 is skipped, without block sizes step 4. When even 1-4 do not fit (every block streamed),
 the plan says what is left on the card and refuses.
 
@@ -19,7 +20,7 @@ The prediction (GiB = 2**30 bytes), per process:
     + activations: without checkpointing L blocks x 40 x tokens x width x 2 bytes, with it L x the block inputs
       (tokens x width x 2 bytes) plus one block's 40 x ... recomputed
     + 1 GiB (CUDA context, allocator slack)
-    with N blocks streamed, the base weights less N - 2 blocks' frozen bytes (two slots of the largest block stay)
+    - with N blocks streamed, N - 2 blocks' frozen bytes (N blocks leave, two slots of the largest block come)
 where tokens x width sums the video (F'H'W' x video width) and audio (25 per second x audio width) streams of the
 largest bucket times the batch. Calibrated on LTX-2 19B, LoRA rank 32 on attention + FFN, 512x768x49 with audio,
 checkpointing: 42.8 GiB predicted, 40.9 GiB measured on an H100 (docs/performance, DESIGN §3). The FP8 prediction
