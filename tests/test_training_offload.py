@@ -25,6 +25,7 @@ from ltx2_diffusers.training.memory import (
     GIB,
     ModelSizes,
     block_frozen_bytes,
+    check_offload,
     frozen_bytes,
     plan_memory,
     predict_gib,
@@ -263,6 +264,15 @@ def test_the_19b_run_streams_half_its_blocks_on_16_gib_and_refuses_below_7_2():
     with pytest.raises(ValueError, match=r"^--vram 7: one training step is predicted at 7\.2 GiB even with .* take 1\.5 "
                        r"GiB in FP8; the activations and the LoRA's training state take 4\.7 GiB\)"):  # fmt: skip
         plan_memory(7, sizes)
+
+
+def test_offloading_runs_in_one_process_without_validation():
+    with pytest.raises(ValueError, match=r"^--vram 16 needs block offloading, which streams blocks in one process, but "
+                       r"2 processes were launched: run one process"):  # fmt: skip
+        check_offload(24, 48, vram=16.0, validation=False, num_processes=2)
+    with pytest.raises(ValueError, match=r"^--offload_blocks 3, and --validation_prompt is not built with it yet"):
+        check_offload(3, 48, vram=None, validation=True, num_processes=1)
+    check_offload(0, 48, vram=16.0, validation=True, num_processes=2)  # nothing streamed: nothing refused
 
 
 @pytest.mark.gpu
