@@ -28,8 +28,8 @@ trainable adapters stay on the device, never re-pointed), each block has a fixed
 - with gradient checkpointing the block's backward first reruns its forward: the same pre-hook (it finds the block in
   its slot) and no post-hook re-pointing (a recompute runs inside a backward node: the tensors stay in the slot for
   the backward that follows);
-- a block's backward is done (an input's gradient, or the next block's begins, or the end of the whole backward: a
-  callback queued on autograd's engine): its tensors point at the host again and its slot's last reader is recorded.
+- a block's backward is done (an input's gradient arrives, or the backward of the block before it begins, or the
+  whole backward ends: a callback queued on autograd's engine): its tensors point at the host again and its slot's last reader is recorded.
 Outside a block's forward or backward its frozen tensors point at the host copy (on a CUDA device a read there
 fails loudly).
 """
