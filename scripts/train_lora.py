@@ -10,8 +10,8 @@ The model: a diffusers folder, its Hub id, or a Lightricks single file (+ --text
    the validation prompts are encoded then too, and Gemma is freed.
 2. Train: peft LoRA on the transformer, ltx-trainer's objective (ltx2_diffusers/training/objective.py), accelerate
    for devices, mixed precision, gradient accumulation and checkpoints (`checkpoint-N/`, --resume_from_checkpoint);
-   --fp8_base keeps the frozen base in FP8 (the LoRA trains live over it); --vram picks gradient checkpointing /
-   8-bit AdamW / FP8 base; --validation_prompt writes clips with sound as it goes.
+   --fp8_base keeps the frozen base in FP8 (the LoRA trains live over it), --offload_blocks N streams N blocks from
+   the host; --vram picks checkpointing / 8-bit AdamW / FP8 / offloading; --validation_prompt writes clips as it goes.
 3. Write OUTPUT_DIR/pytorch_lora_weights.safetensors (diffusers / peft names), OUTPUT_DIR/comfyui_lora_weights.
    safetensors (ltx-trainer / ComfyUI names), OUTPUT_DIR/training_log.jsonl (one JSON object per optimizer step) and
    the model card OUTPUT_DIR/README.md; --push_to_hub uploads the LoRA, the card and the last validation clip.
@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, PartialState
 from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, set_seed
 from peft.utils import set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
@@ -57,8 +57,10 @@ from ltx2_diffusers.training.memory import (
     AUDIO_TOKENS_PER_SECOND,
     MemoryPlan,
     ModelSizes,
+    block_frozen_bytes,
     bucket_tokens,
     check_bitsandbytes,
+    check_offload,
     frozen_bytes,
     make_optimizer,
     plan_memory,
@@ -67,6 +69,7 @@ from ltx2_diffusers.training.metadata import DataError
 from ltx2_diffusers.training.models import (
     load_pipeline,
     load_transformer,
+    offload_frozen_blocks,
     resolve_model_source,
     transformer_on_meta,
 )
@@ -138,12 +141,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--vram",
         type=float,
         default=None,
-        help="GPU memory budget in GiB: turns on gradient checkpointing, then 8-bit AdamW, then FP8 base weights, as "
-        "needed",
+        help="GPU memory budget in GiB: turns on gradient checkpointing, then 8-bit AdamW, then FP8 base weights, then "
+        "block offloading, as needed",
     )
     opt.add_argument("--fp8_base", action="store_true",
                      help="store the frozen block linears in FP8 (e4m3, torch._scaled_mm on Hopper / Ada, emulated on "
                      "CPU; needs --mixed_precision bf16 on CUDA); the LoRA trains in float32 over them")  # fmt: skip
+    opt.add_argument("--offload_blocks", type=int, default=0, metavar="N",
+                     help="stream the frozen weights of the last N blocks from pinned host memory, forward and "
+                     "backward (the LoRA stays on the device; 3 or more save memory; one process)")  # fmt: skip
     opt.add_argument("--mixed_precision", choices=("no", "fp16", "bf16"), default=None)
     opt.add_argument("--seed", type=int, default=42)
     opt.add_argument("--timestep_sampling", choices=("shifted_logit_normal", "uniform"), default="shifted_logit_normal")
@@ -216,6 +222,8 @@ def check_args(args: argparse.Namespace) -> None:
         check_bitsandbytes()
     if args.vram is not None and args.vram <= 0:
         raise ValueError(f"--vram must be a positive number of GiB, got {args.vram}")
+    if args.offload_blocks < 0:
+        raise ValueError(f"--offload_blocks must be >= 0 (0: every block resident), got {args.offload_blocks}")
     if args.validation_prompt:
         if training_mode(args).reference:
             raise ValueError("--validation_prompt with --mode ic_lora: validation with a reference video is not built "
@@ -257,21 +265,25 @@ def check_model(args: argparse.Namespace, mode: TrainingMode, source, weight_dty
         targets = resolve_lora_targets(args.lora_targets or mode.lora_targets, transformer)
     except ValueError as error:
         raise UsageError(str(error)) from None
-    if args.vram is None:
-        return
-    fp8_layers = fp8_layer_names(transformer)  # what --fp8_base converts (counted whether or not it is on)
-    if args.fp8_base:  # as training builds it: FP8 layers first, then the adapters over them
-        transformer.enable_fp8()
-    transformer.add_adapter(lora_config(args.rank, args.lora_alpha, targets, args.lora_dropout))
-    plan = memory_plan(args, mode, transformer, weight_dtype, fp8_layers)
-    args.gradient_checkpointing, args.use_8bit_adam = plan.gradient_checkpointing, plan.use_8bit_adam
-    args.fp8_base = plan.fp8_base
-    logger.info(f"--vram {args.vram:g}: {plan.describe()}")
-    if args.use_8bit_adam:  # chosen by the plan: bitsandbytes must be there
-        try:
-            check_bitsandbytes()
-        except ValueError as error:
-            raise UsageError(f"{error} (--vram {args.vram:g} needs 8-bit AdamW)") from None
+    if args.vram is not None:
+        fp8_layers = fp8_layer_names(transformer)  # what --fp8_base converts (counted whether or not it is on)
+        if args.fp8_base:  # as training builds it: FP8 layers first, then the adapters over them
+            transformer.enable_fp8()
+        transformer.add_adapter(lora_config(args.rank, args.lora_alpha, targets, args.lora_dropout))
+        plan = memory_plan(args, mode, transformer, weight_dtype, fp8_layers)
+        args.gradient_checkpointing, args.use_8bit_adam = plan.gradient_checkpointing, plan.use_8bit_adam
+        args.fp8_base, args.offload_blocks = plan.fp8_base, plan.streamed_blocks
+        logger.info(f"--vram {args.vram:g}: {plan.describe()}")
+        if args.use_8bit_adam:  # chosen by the plan: bitsandbytes must be there
+            try:
+                check_bitsandbytes()
+            except ValueError as error:
+                raise UsageError(f"{error} (--vram {args.vram:g} needs 8-bit AdamW)") from None
+    try:  # block offloading, asked for or planned
+        check_offload(args.offload_blocks, transformer.config.num_layers, vram=args.vram,
+                      validation=bool(args.validation_prompt), num_processes=PartialState().num_processes)  # fmt: skip
+    except ValueError as error:
+        raise UsageError(str(error)) from None
 
 
 def memory_plan(args: argparse.Namespace, mode: TrainingMode, transformer, weight_dtype: torch.dtype,
@@ -288,8 +300,9 @@ def memory_plan(args: argparse.Namespace, mode: TrainingMode, transformer, weigh
     config = transformer.config
     parameters = list(transformer.parameters())
     base_bytes, fp8_base_bytes = frozen_bytes(transformer, weight_dtype, fp8_layers)
+    block_bytes, fp8_block_bytes = block_frozen_bytes(transformer, weight_dtype, fp8_layers)
     sizes = ModelSizes(
-        base_bytes=base_bytes, fp8_base_bytes=fp8_base_bytes,
+        base_bytes=base_bytes, fp8_base_bytes=fp8_base_bytes, block_bytes=block_bytes, fp8_block_bytes=fp8_block_bytes,
         lora_params=sum(p.numel() for p in parameters if p.requires_grad), num_layers=config.num_layers,
         video_width=config.num_attention_heads * config.attention_head_dim if mode.has_video else 0,
         audio_width=config.audio_num_attention_heads * config.audio_attention_head_dim,
@@ -298,7 +311,8 @@ def memory_plan(args: argparse.Namespace, mode: TrainingMode, transformer, weigh
     try:
         return plan_memory(args.vram, sizes, gradient_checkpointing=args.gradient_checkpointing,
                            use_8bit_adam=args.use_8bit_adam, fp8_base=args.fp8_base,
-                           can_8bit_adam=importlib.util.find_spec("bitsandbytes") is not None)  # fmt: skip
+                           can_8bit_adam=importlib.util.find_spec("bitsandbytes") is not None,
+                           streamed_blocks=args.offload_blocks)  # fmt: skip
     except ValueError as error:
         raise UsageError(str(error)) from None
 
@@ -427,6 +441,9 @@ def main(argv: list[str] | None = None) -> Path | None:
     if args.gradient_checkpointing:
         transformer.enable_gradient_checkpointing()
     transformer.train()
+    if args.offload_blocks:  # in place of accelerate's move to the device: the streamed weights stay on the host
+        offload_frozen_blocks(transformer, args.offload_blocks, accelerator.device)
+        logger.info(f"block offloading: the frozen weights of the last {args.offload_blocks} blocks stream from the host")
     optimizer = make_optimizer(
         trainable, use_8bit_adam=args.use_8bit_adam, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
         weight_decay=args.adam_weight_decay, eps=args.adam_epsilon,
@@ -438,7 +455,9 @@ def main(argv: list[str] | None = None) -> Path | None:
         schedule = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1.0, end_factor=0.1, total_iters=total)
     else:
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-    transformer, optimizer, schedule = accelerator.prepare(transformer, optimizer, schedule)
+    transformer, optimizer, schedule = accelerator.prepare(
+        transformer, optimizer, schedule, device_placement=[not args.offload_blocks, None, None]
+    )
     trainable = [p for p in transformer.parameters() if p.requires_grad]  # FSDP2 put DTensor parameters in their place
 
     # 3. Checkpoints hold the adapter (not the frozen base), plus accelerate's optimizer / schedule / RNG state; under

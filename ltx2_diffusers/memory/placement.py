@@ -15,7 +15,23 @@ Mechanisms (one each, shared by every component):
 - `TransientHolder`: at most one onloaded component (a VAE, the vocoder, Gemma's streamed parts, the transformer's
   slots...) on the device at a time; activating one (its pre-hooks do) releases the previous one. This is what the
   planner's per-stage peak assumes.
-Gradient-free inference only: weights are re-pointed between calls, so autograd must not keep them.
+Inference streams with gradients off. Training (`stream_for_training`, `backward=True`) streams in backward too:
+autograd keeps the very Parameter objects (a frozen leaf is saved as itself, not copied), so what a backward node
+reads is whatever that Parameter's `.data` points at when the node runs. Only the frozen tensors are packed (the
+trainable adapters stay on the device, never re-pointed), each block has a fixed slot (its position modulo 2), and:
+- forward: as in inference, plus a gradient hook on the block's outputs ("its backward begins") and on its inputs
+  ("its backward is done"); after the last block nothing is prefetched (the backward starts with it);
+- a block's backward begins (the gradient of an output arrives, before any of its backward nodes runs): the block
+  after it is done (autograd runs the later block's nodes first), so its slot is handed back; this block is copied
+  into its slot unless it is still there, its tensors point at the slot, and the block before it is prefetched into
+  the other slot;
+- with gradient checkpointing the block's backward first reruns its forward: the same pre-hook (it finds the block in
+  its slot) and no post-hook re-pointing (a recompute runs inside a backward node: the tensors stay in the slot for
+  the backward that follows);
+- a block's backward is done (an input's gradient arrives, or the backward of the block before it begins, or the
+  whole backward ends: a callback queued on autograd's engine): its tensors point at the host again and its slot's last reader is recorded.
+Outside a block's forward or backward its frozen tensors point at the host copy (on a CUDA device a read there
+fails loudly).
 """
 
 from collections.abc import Callable, Sequence
@@ -161,14 +177,35 @@ class Onloaded:
             self.buffer = None  # back to the caching allocator, in stream order
 
 
+def _tensors(values) -> list[Tensor]:
+    """The tensors among a block's positional arguments or outputs (a tensor, or a tuple with None and non-tensors)."""
+    values = values if isinstance(values, (tuple, list)) else (values,)
+    return [value for value in values if isinstance(value, Tensor)]
+
+
+def _in_backward() -> bool:
+    """Whether this code runs inside an autograd node (a gradient checkpoint's recompute of a block's forward)."""
+    return torch._C._current_autograd_node() is not None
+
+
 class BlockStreamer:
-    """Streams `blocks` (in call order) through two device slots; see the module docstring."""
+    """Streams `blocks` (in call order) through two device slots; see the module docstring.
+
+    on_use: called before each block runs (inference activates the streamer through its holder there); None activates
+    the slots if they are released. backward: training (packs the frozen tensors only and streams in backward too)."""
 
     def __init__(
-        self, blocks: Sequence[nn.Module], device: torch.device, arena: HostArena, on_use: Callable[[], None]
+        self,
+        blocks: Sequence[nn.Module],
+        device: torch.device,
+        arena: HostArena,
+        on_use: Callable[[], None] | None = None,
+        *,
+        backward: bool = False,
     ):
-        self.blocks, self.device, self.on_use, self.arena = list(blocks), device, on_use, arena
-        self.packs = [PackedTensors([block], buffers=True, arena=arena) for block in self.blocks]
+        self.blocks, self.device, self.arena, self.backward = list(blocks), device, arena, backward
+        self.on_use = on_use if on_use is not None else self._activate_if_released
+        self.packs = self._pack_blocks()
         self.slot_bytes = max(pack.nbytes for pack in self.packs)
         self.cuda = device.type == "cuda"
         self.copy_stream = torch.cuda.Stream(device) if self.cuda else None
@@ -177,10 +214,23 @@ class BlockStreamer:
         self.last_slot = 1  # the slot of the block that ran last
         self.ready = [torch.cuda.Event() for _ in range(2)] if self.cuda else None
         self.free = [torch.cuda.Event() for _ in range(2)] if self.cuda else None
+        self.in_backward: set[int] = set()  # blocks whose tensors point at their slot for their backward
+        self.callback_queued = False
         self.handles = []
         for position, block in enumerate(self.blocks):
             self.handles.append(block.register_forward_pre_hook(self._pre_hook(position)))
             self.handles.append(block.register_forward_hook(self._post_hook(position)))
+
+    def _pack_blocks(self) -> list[PackedTensors]:
+        packs = []
+        for block in self.blocks:  # training leaves the trainable tensors (adapters) out: they stay on the device
+            trainable = {id(p) for p in block.parameters() if p.requires_grad} if self.backward else set()
+            packs.append(PackedTensors([block], buffers=True, arena=self.arena, skip=trainable))
+        return packs
+
+    def _activate_if_released(self) -> None:
+        if self.slots is None:
+            self.activate()
 
     def activate(self) -> None:
         self.slots = [torch.empty(self.slot_bytes, dtype=torch.uint8, device=self.device) for _ in range(2)]
@@ -195,7 +245,7 @@ class BlockStreamer:
         self.release()
         for pack in self.packs:
             pack.unpack(torch.device("cpu"))
-        self.packs = [PackedTensors([block], buffers=True, arena=self.arena) for block in self.blocks]
+        self.packs = self._pack_blocks()
         self.slot_bytes = max(pack.nbytes for pack in self.packs)
         if active:  # slots of the new size
             self.activate()
@@ -210,8 +260,11 @@ class BlockStreamer:
             for slot in self.slots:
                 pack.forget_buffer(slot)
         self.slots, self.slot_block = None, [None, None]
+        self.in_backward.clear()
 
     def _copy_in(self, position: int, slot: int) -> None:
+        for other in [p for p in self.in_backward if p % 2 == slot]:  # an unusual order: hand the slot back first
+            self._end_backward(other)
         pack = self.packs[position]
         if self.cuda:
             with torch.cuda.stream(self.copy_stream):
@@ -222,24 +275,46 @@ class BlockStreamer:
             pack.copy_to(self.slots[slot])
         self.slot_block[slot] = position
 
+    def _load(self, position: int) -> int:
+        """Make the block's slot hold it (copying unless prefetched), order the compute stream after that copy and
+        point the block's tensors at the slot; returns the slot."""
+        if self.backward:
+            slot = position % 2
+            if self.slot_block[slot] != position:
+                self._copy_in(position, slot)
+        elif position in self.slot_block:
+            slot = self.slot_block.index(position)
+        else:  # not prefetched (first call, or called out of order): copy now, into the slot not just used
+            slot = 1 - self.last_slot
+            self._copy_in(position, slot)
+        self.last_slot = slot
+        if self.cuda:
+            torch.cuda.current_stream(self.device).wait_event(self.ready[slot])
+        self.packs[position].point_to(self.slots[slot])
+        return slot
+
     def _pre_hook(self, position: int):
         def hook(module, args):
-            if torch.is_grad_enabled():  # autograd would keep views of a slot that the next block overwrites
+            if not self.backward and torch.is_grad_enabled():
+                # autograd would keep views of a slot that the next block overwrites
                 raise RuntimeError(
                     "a streamed block ran with gradients enabled: memory budgets are for inference (the pipelines "
                     "run under torch.no_grad()); wrap the call in torch.no_grad(), or disable_memory_budget() to train"
                 )
             self.on_use()  # activates this streamer (allocating the slots) through the holder if needed
-            if position in self.slot_block:
-                slot = self.slot_block.index(position)
-            else:  # not prefetched (first call, or called out of order): copy now, into the slot not just used
-                slot = 1 - self.last_slot
-                self._copy_in(position, slot)
-            self.last_slot = slot
-            if self.cuda:
-                torch.cuda.current_stream(self.device).wait_event(self.ready[slot])
-            self.packs[position].point_to(self.slots[slot])
-            upcoming = (position + 1) % len(self.blocks)
+            if self.backward and _in_backward():  # a checkpoint's recompute, inside the block's backward
+                self._begin_backward(position)  # done already when the output's gradient hook fired
+                self._load(position)
+                return
+            slot = self._load(position)
+            if self.backward:  # the next block; after the last one the backward starts with it: nothing to fetch
+                upcoming = position + 1 if position + 1 < len(self.blocks) else position
+                if torch.is_grad_enabled():
+                    for tensor in _tensors(args):
+                        if tensor.requires_grad:
+                            tensor.register_hook(self._gradient_hook(self._end_backward, position))
+            else:
+                upcoming = (position + 1) % len(self.blocks)
             if upcoming != position and upcoming not in self.slot_block:
                 self._copy_in(upcoming, 1 - slot)
 
@@ -247,12 +322,53 @@ class BlockStreamer:
 
     def _post_hook(self, position: int):
         def hook(module, args, output):
+            if self.backward and _in_backward():  # a checkpoint's recompute: its backward reads the slot next
+                return
             slot = self.slot_block.index(position)
             if self.cuda:
                 self.free[slot].record(torch.cuda.current_stream(self.device))
             self.packs[position].point_to_host()
+            if self.backward and torch.is_grad_enabled():
+                for tensor in _tensors(output):
+                    if tensor.requires_grad:
+                        tensor.register_hook(self._gradient_hook(self._begin_backward, position))
 
         return hook
+
+    @staticmethod
+    def _gradient_hook(step: Callable[[int], None], position: int):
+        def hook(gradient):
+            step(position)  # the gradient itself is left as it is
+
+        return hook
+
+    def _begin_backward(self, position: int) -> None:
+        """A gradient of the block's output arrived: its backward nodes run next (module docstring)."""
+        if position in self.in_backward:
+            return
+        if not self.callback_queued:  # the end of this backward hands every slot back
+            torch.autograd.Variable._execution_engine.queue_callback(self._finish_backward)
+            self.callback_queued = True
+        self.on_use()
+        self._end_backward(position + 1)  # autograd ran the later block's backward first
+        self._load(position)
+        self.in_backward.add(position)
+        previous = position - 1
+        if previous >= 0 and self.slot_block[previous % 2] != previous:
+            self._copy_in(previous, previous % 2)
+
+    def _end_backward(self, position: int) -> None:
+        if position not in self.in_backward:
+            return
+        self.in_backward.discard(position)
+        if self.cuda:  # every backward kernel of the block is queued: the slot is free after them
+            self.free[position % 2].record(torch.cuda.current_stream(self.device))
+        self.packs[position].point_to_host()
+
+    def _finish_backward(self) -> None:
+        for position in sorted(self.in_backward):
+            self._end_backward(position)
+        self.callback_queued = False
 
     def unpack(self, device: torch.device) -> None:
         self.release()
@@ -262,7 +378,12 @@ class BlockStreamer:
             pack.unpack(device)
 
 
-def _move(modules: Sequence[nn.Module], device: torch.device, buffers_only: bool = False, skip: set[int] = ()) -> None:
+def _move(
+    modules: Sequence[nn.Module],
+    device: torch.device,
+    buffers_only: bool = False,
+    skip: set[int] | frozenset = frozenset(),
+) -> None:
     """Move tensors one by one (never a whole-module copy): parameters and buffers, or buffers only."""
     for module in modules:
         tensors = [*module.buffers()] if buffers_only else [*module.parameters(), *module.buffers()]
@@ -275,6 +396,21 @@ def _param_owners(module: nn.Module) -> list[nn.Module]:
     """The module and every submodule holding parameters directly: hooking these catches any method that runs it
     (a VAE's encode/decode call their encoder/decoder, not forward)."""
     return [m for m in module.modules() if m is module or any(True for _ in m.parameters(recurse=False))]
+
+
+def stream_for_training(model: nn.Module, blocks: Sequence[nn.Module], device: torch.device | str) -> BlockStreamer:
+    """Training's block offloading: the frozen tensors of `blocks` (those that do not require a gradient) packed into
+    host memory (pinned for a CUDA device) and streamed through two device slots in forward and backward (module
+    docstring); every other tensor of `model` moved to `device`, the trainable ones of the streamed blocks included.
+    Call it once the adapters are added with their training dtype (what requires a gradient then stays resident; an
+    adapter added later is not packed). `unpack(device)` gives every tensor its own storage on `device` again."""
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    streamer = BlockStreamer(blocks, device, HostArena(pin=device.type == "cuda"), backward=True)
+    _move([model], device, skip={id(t) for pack in streamer.packs for t in pack.tensors})
+    streamer.activate()
+    return streamer
 
 
 @dataclass

@@ -20,6 +20,7 @@ from transformers import AutoTokenizer, Gemma3ForConditionalGeneration
 from ..conversion import MODEL_CLASSES
 from ..hub import local_or_snapshot_folder, resolve_single_file
 from ..loaders.plan import plan_checkpoint
+from ..memory.placement import BlockStreamer, stream_for_training
 from ..models.transformer_ltx2 import LTX2VideoTransformer3DModel
 from ..pipelines.pipeline_ltx2_av import LTX2AVPipeline
 from ..schedulers.scheduling_ltx2 import LTX2Scheduler
@@ -133,3 +134,17 @@ def load_pipeline(
 def load_validation_pipeline(source: ModelSource, transformer: nn.Module, dtype: torch.dtype) -> LTX2AVPipeline:
     """Decoders and connectors around the training `transformer`; no Gemma (prompts come as embeddings)."""
     return load_pipeline(source, dtype, transformer=transformer, text_encoder=False)
+
+
+def offload_frozen_blocks(transformer: nn.Module, num_blocks: int, device: torch.device | str) -> BlockStreamer:
+    """--offload_blocks N: the frozen weights of the last `num_blocks` transformer blocks (FP8 ones as their FP8
+    bytes) packed into pinned host memory and streamed through two device slots in forward and backward; everything
+    else, the adapters of the streamed blocks included, moved to `device` (memory/placement.py `stream_for_training`).
+    Call it after the adapters are added and cast to their training dtype, in place of moving the model to `device`."""
+    blocks = list(transformer.transformer_blocks)
+    if not 0 < num_blocks <= len(blocks):
+        raise ValueError(
+            f"--offload_blocks {num_blocks}: the transformer has {len(blocks)} blocks; stream 1 to {len(blocks)} of "
+            "them (3 or more save memory: the two streaming slots hold two blocks)"
+        )
+    return stream_for_training(transformer, blocks[len(blocks) - num_blocks :], device)
