@@ -1,0 +1,142 @@
+"""LTX2AVDFRPipeline (tiny LTX-2.5, CPU) against ltx-pipelines 1.2.0's `DFRPipeline`, without the oracle.
+
+tests/goldens/dfr/ (scripts/goldens/dfr.py) holds the reference pipeline's stage states on the tiny seeded LTX-2.5
+transformer of tests/goldens/pipelines25/distilled.safetensors, with fixed stand-ins for the upsamplers (nearest x2 in
+space; each latent frame twice in time, the first copy dropped; both x 0.9) and identity VAE statistics:
+  - rounds0: 25 frames (one 24-frame segment), stage 1 + stage 2 with the detailing reference;
+  - rounds2: 41 frames (a 49-frame canvas of two segments), two temporal rounds (2 + 4 tiles), trimmed to 161 frames.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from ltx2_diffusers.loaders.lora import LTX2LoRA, load_lora_adapter
+from ltx2_diffusers.loaders.transformer_keys import original_to_diffusers_keys
+from ltx2_diffusers.models.autoencoder_kl_ltx2_audio import audio_latent_frames
+from ltx2_diffusers.models.latent_upsampler import LTX2LatentUpsamplerModel
+from ltx2_diffusers.models.transformer_ltx2 import LTX2VideoTransformer3DModel
+from ltx2_diffusers.pipelines import pipeline_ltx2_av_dfr as dfr
+from ltx2_diffusers.pipelines.denoising import ReferenceCondition, TextContexts
+from ltx2_diffusers.pipelines.pipeline_ltx2_av_dfr import KeyframeSlots, LTX2AVDFRPipeline, keyframe_stage
+from ltx2_diffusers.pipelines.presets import DISTILLED_SIGMAS, STAGE_2_DISTILLED_SIGMAS
+from ltx2_diffusers.pipelines.text_encoding import PromptEmbeddings
+from ltx2_diffusers.pipelines.tiny import TINY_LATENT_UPSAMPLER_CONFIG, build_tiny_pipeline, tiny_transformer_config
+
+GOLDENS = Path(__file__).parent / "goldens"
+ATOL = 1e-4  # as the other LTX-2.5 stage goldens (float32 on the CPU, different kernels)
+
+
+def read(name: str) -> tuple[dict, dict]:
+    with safe_open(GOLDENS / "dfr" / f"{name}.safetensors", "pt") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}, f.metadata()  # noqa: SIM118
+
+
+def spatial_x2(latent: torch.Tensor) -> torch.Tensor:
+    return latent.repeat_interleave(2, dim=3).repeat_interleave(2, dim=4) * 0.9
+
+
+def temporal_x2(latent: torch.Tensor) -> torch.Tensor:
+    return latent.repeat_interleave(2, dim=2)[:, :, 1:] * 0.9
+
+
+@pytest.fixture(scope="module")
+def pipe() -> LTX2AVDFRPipeline:
+    with safe_open(GOLDENS / "pipelines25" / "distilled.safetensors", "pt") as f:
+        weights = {k: f.get_tensor(k).float() for k in f.keys() if k.startswith("model.diffusion_model.")}  # noqa: SIM118
+    transformer = LTX2VideoTransformer3DModel(**{**tiny_transformer_config("2.5"), "num_layers": 2}).eval()
+    mapping = original_to_diffusers_keys(weights, transformer.config, set(transformer.state_dict()))
+    transformer.load_state_dict({mapping[k]: v for k, v in weights.items()}, strict=True)
+    components = build_tiny_pipeline(seed=0, model_version="2.5", duration_head=False).components
+    spatial = LTX2LatentUpsamplerModel(**TINY_LATENT_UPSAMPLER_CONFIG).eval()
+    temporal = LTX2LatentUpsamplerModel(
+        **{**TINY_LATENT_UPSAMPLER_CONFIG, "spatial_upsample": False, "temporal_upsample": True}
+    ).eval()
+    spatial.forward, temporal.forward = spatial_x2, temporal_x2  # the golden's stand-ins
+    components["vae"].latents_mean.zero_()
+    components["vae"].latents_std.fill_(1.0)
+    pipe = LTX2AVDFRPipeline(
+        **{**components, "transformer": transformer}, latent_upsampler=spatial, temporal_upsampler=temporal
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _embeds(tensors: dict) -> PromptEmbeddings:
+    video, audio = tensors["input.video_context"], tensors["input.audio_context"]
+    return PromptEmbeddings(video, audio, torch.ones(1, video.shape[1], dtype=torch.int64))
+
+
+def _run(pipe, name: str, **change):
+    tensors, metadata = read(name)
+    settings = {k: json.loads(metadata[k]) for k in ("num_frames", "rounds")}
+    arguments = dict(
+        prompt_embeds=_embeds(tensors), height=int(metadata["height"]), width=int(metadata["width"]),
+        num_frames=settings["num_frames"], frame_rate=float(metadata["frame_rate"]),
+        temporal_upsample_rounds=settings["rounds"], generator=torch.Generator().manual_seed(int(tensors["input.seed"])),
+        output_type="latent",
+    )  # fmt: skip
+    return pipe(**{**arguments, **change}), tensors
+
+
+def test_stages_1_and_2_equal_ltx_pipelines_1_2(pipe):
+    """Stage 1 at half size (video, one slot at frame 24, audio), then stage 2 from the upsampled video and slot with
+    the stage-1 video as the detailing reference, from one generator."""
+    tensors, _ = read("rounds0")
+    contexts = TextContexts(tensors["input.video_context"], tensors["input.audio_context"])
+    generator = torch.Generator().manual_seed(int(tensors["input.seed"]))
+    with torch.no_grad():
+        stage_1 = keyframe_stage(
+            pipe.transformer, contexts, torch.tensor(DISTILLED_SIGMAS), (4, 1, 1), 24.0, generator=generator,
+            slots=KeyframeSlots((24,)), num_audio_frames=audio_latent_frames(25, 24.0),
+        )  # fmt: skip
+        stage_2 = keyframe_stage(
+            pipe.transformer, contexts, torch.tensor(STAGE_2_DISTILLED_SIGMAS), (4, 2, 2), 24.0, generator=generator,
+            slots=KeyframeSlots((24,), spatial_x2(stage_1.keyframes)), initial_video=spatial_x2(stage_1.video),
+            reference=ReferenceCondition(stage_1.video, 1.0, 2), audio=stage_1.audio,
+        )  # fmt: skip
+    assert stage_1.keyframes.shape == (1, 128, 1, 1, 1) and stage_2.keyframes.shape == (1, 128, 1, 2, 2)
+    for got, key in [(stage_1.video, "call.0.video_latent"), (stage_1.keyframes, "call.0.keyframes"),
+                     (stage_1.audio, "output.audio_latent"), (stage_2.video, "call.1.video_latent"),
+                     (stage_2.keyframes, "call.1.keyframes")]:  # fmt: skip
+        assert tensors[key].abs().mean() > 0.1, key
+        torch.testing.assert_close(got, tensors[key], rtol=0, atol=ATOL, msg=key)
+    assert (stage_2.keyframes - spatial_x2(stage_1.keyframes)).abs().max() > 1e-2  # the slot was denoised
+
+
+def _zero_lora(transformer) -> LTX2LoRA:
+    """A LoRA whose up-projections are zero: the detailing adapter's switch without changing the weights."""
+    layers = {}
+    for name, module in transformer.named_modules():
+        if name.startswith("transformer_blocks.") and name.endswith("attn1.to_q"):
+            layers[name] = (torch.ones(2, module.in_features), torch.zeros(module.out_features, 2))
+    return LTX2LoRA(layers)
+
+
+def test_pipeline_with_detailing_reference_equals_the_reference(pipe):
+    load_lora_adapter(pipe.transformer, _zero_lora(pipe.transformer), adapter_name="detailing")
+    try:
+        (video, audio), tensors = _run(pipe, "rounds0", detailing_adapter="detailing", return_dict=False)
+        assert video.shape == (1, 128, 4, 2, 2)
+        torch.testing.assert_close(video, tensors["output.video_latent"], rtol=0, atol=ATOL)
+        torch.testing.assert_close(audio, tensors["output.audio_latent"], rtol=0, atol=ATOL)
+        (plain, _), _ = _run(pipe, "rounds0", return_dict=False)  # no detailing reference: another result
+        assert (plain - video).abs().max() > 1e-2
+    finally:
+        pipe.transformer.disable_adapters()  # (deleting it leaves peft layers that StageAdapters cannot read)
+
+
+def test_two_temporal_rounds_equal_the_reference(pipe, monkeypatch):
+    """41 frames on a 49-frame canvas; round 1 (97 frames, 2 tiles), round 2 (193 frames, 4 tiles), then the
+    (41 - 1) * 4 + 1 = 161 frames asked for: 21 latent frames."""
+    (video, audio), tensors = _run(pipe, "rounds2", return_dict=False)
+    assert video.shape == (1, 128, 21, 2, 2) and tensors["output.video_latent"].abs().mean() > 0.1
+    torch.testing.assert_close(video, tensors["output.video_latent"], rtol=0, atol=ATOL)
+    torch.testing.assert_close(audio, tensors["output.audio_latent"], rtol=0, atol=ATOL)
+    # the tiles' own noise seeds (seed + 1000 round + tile) count: another seed, another result after stage 2
+    monkeypatch.setattr(dfr, "tile_noise_seed", lambda seed, round_index, tile: seed + round_index + tile)
+    (changed, _), _ = _run(pipe, "rounds2", return_dict=False)
+    assert (changed - video).abs().max() > 1e-2
