@@ -140,3 +140,66 @@ def test_two_temporal_rounds_equal_the_reference(pipe, monkeypatch):
     monkeypatch.setattr(dfr, "tile_noise_seed", lambda seed, round_index, tile: seed + round_index + tile)
     (changed, _), _ = _run(pipe, "rounds2", return_dict=False)
     assert (changed - video).abs().max() > 1e-2
+
+
+def test_frames_and_soundtrack_are_cut_to_the_requested_length(pipe):
+    """9 frames pad to a 25-frame canvas (one 24-frame segment); one round doubles the rate: 17 frames at 48 fps, and
+    stage 1's soundtrack (25 frames' worth) cut to 17 / 48 s."""
+    tensors, _ = read("rounds0")
+    output = pipe(
+        prompt_embeds=_embeds(tensors), height=64, width=64, num_frames=9, frame_rate=24.0,
+        temporal_upsample_rounds=1, generator=torch.Generator().manual_seed(0), output_type="pt",
+    )  # fmt: skip
+    assert output.frames.shape == (1, 17, 3, 64, 64)
+    rate = output.audio_sample_rate
+    assert output.audio.shape[-1] == round(17 / 48 * rate) < 25 / 24 * rate
+
+
+def _refuses_before_work(pipe, monkeypatch, match: str, **arguments) -> None:
+    def no_work(*args, **kwargs):
+        raise AssertionError("the call started working before refusing")
+
+    monkeypatch.setattr(dfr, "prompt_contexts", no_work)
+    tensors, _ = read("rounds0")
+    call = dict(prompt_embeds=_embeds(tensors), height=64, width=64, num_frames=25, frame_rate=24.0)
+    with pytest.raises(ValueError, match=match):
+        pipe(**{**call, **arguments})
+
+
+@pytest.mark.parametrize("rounds", [3, -1, True, 1.0])
+def test_rounds_outside_0_1_2_are_refused(pipe, monkeypatch, rounds):
+    _refuses_before_work(
+        pipe, monkeypatch, "temporal_upsample_rounds must be 0, 1 or 2", temporal_upsample_rounds=rounds
+    )
+
+
+def test_temporal_rounds_need_a_temporal_upsampler(pipe, monkeypatch):
+    without = LTX2AVDFRPipeline(**{**pipe.components, "temporal_upsampler": None})
+    video, _ = without(
+        prompt_embeds=_embeds(read("rounds0")[0]), height=64, width=64, num_frames=9, output_type="latent",
+        generator=torch.Generator().manual_seed(0), return_dict=False,
+    )  # fmt: skip
+    assert video.shape == (1, 128, 2, 2, 2)  # rounds 0 runs without one
+    _refuses_before_work(
+        without, monkeypatch, "needs a temporal_upsampler .*from_single_file", temporal_upsample_rounds=1
+    )
+    spatial = LTX2AVDFRPipeline(**{**pipe.components, "temporal_upsampler": pipe.latent_upsampler})
+    _refuses_before_work(spatial, monkeypatch, r"upsample in time only .* spatial=True", temporal_upsample_rounds=2)
+
+
+def test_a_model_without_the_keyframe_embedding_is_refused(pipe, monkeypatch):
+    ltx23 = LTX2VideoTransformer3DModel(**{**tiny_transformer_config("2.3"), "num_layers": 1})
+    older = LTX2AVDFRPipeline(**{**pipe.components, "transformer": ltx23})
+    _refuses_before_work(older, monkeypatch, r"keyframe embedding \(config use_keyframes_abs_pos_embedding=True")
+
+
+def test_unknown_detailing_adapter_and_factor_are_refused(pipe, monkeypatch):
+    _refuses_before_work(pipe, monkeypatch, "detailing_adapter='pixel' is not an adapter", detailing_adapter="pixel")
+    load_lora_adapter(pipe.transformer, _zero_lora(pipe.transformer), adapter_name="factor")
+    try:
+        _refuses_before_work(
+            pipe, monkeypatch, "detailing_downscale_factor must be 1, 2 or 4, got 3", detailing_adapter="factor",
+            detailing_downscale_factor=3,
+        )  # fmt: skip
+    finally:
+        pipe.transformer.disable_adapters()
