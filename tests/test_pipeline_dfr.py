@@ -91,7 +91,7 @@ def test_stages_1_and_2_equal_ltx_pipelines_1_2(pipe):
     with torch.no_grad():
         stage_1 = keyframe_stage(
             pipe.transformer, contexts, torch.tensor(DISTILLED_SIGMAS), (4, 1, 1), 24.0, generator=generator,
-            slots=KeyframeSlots((24,)), num_audio_frames=audio_latent_frames(25, 24.0),
+            slots=KeyframeSlots((24,)), audio=torch.zeros(1, 8, audio_latent_frames(25, 24.0), 16),
         )  # fmt: skip
         stage_2 = keyframe_stage(
             pipe.transformer, contexts, torch.tensor(STAGE_2_DISTILLED_SIGMAS), (4, 2, 2), 24.0, generator=generator,

@@ -168,7 +168,6 @@ def keyframe_stage(
     reference: ReferenceCondition | None = None,
     initial_video: Tensor | None = None,
     audio: Tensor | None = None,
-    num_audio_frames: int = 0,
     sampler: Sampler = euler_sample,
     progress_bar: Callable | None = None,
     callback: StepCallback | None = None,
@@ -177,9 +176,9 @@ def keyframe_stage(
 
     The video state: `initial_video` (or zeros) on `grid`, then the conditions (frame 0 replaced, other frames appended
     as keyframe tokens), the slots, the IC `reference`, in the reference's order, noised to sigmas[0] from
-    `generator`; then the audio state (`audio` (B, C_a, T_a, mel) as initial latent, or zeros of `num_audio_frames`),
-    noised from the same generator. `audio=None` with num_audio_frames=0 runs video-only (no audio tokens, no audio
-    draw). One positive pass per step with `sampler`."""
+    `generator`; then the audio state from `audio` (B, C_a, T_a, mel) (zeros for a first stage), noised from the same
+    generator. `audio=None` runs the transformer video-only (no audio tokens, no audio noise drawn). One positive pass
+    per step with `sampler`."""
     batch, device, dtype = contexts.video.shape[0], contexts.video.device, transformer.dtype
     video = video_latent_state(batch, *grid, fps, dtype=dtype, device=device, initial_latent=initial_video)
     for cond in conditions:
@@ -198,7 +197,7 @@ def keyframe_stage(
     noise_scale = float(sigmas[0])
     video = add_noise(video, generator, noise_scale)
     neutral = GuidanceScales()  # cfg 1, no STG, no modality guidance: the positive pass only
-    if audio is None and num_audio_frames == 0:
+    if audio is None:
         no_audio = empty_audio_state(batch, transformer.config.audio_in_channels, dtype, device)
         video, _ = denoise(
             VideoOnlyTransformer(transformer), video, no_audio, contexts, sigmas, neutral, neutral, sampler=sampler,
@@ -206,17 +205,17 @@ def keyframe_stage(
         )  # fmt: skip
         audio_latents = None
     else:
-        channels = transformer.config.audio_in_channels
+        channels, num_frames, mel_bins = audio.shape[1:]
         audio_state = audio_latent_state(
-            batch, num_audio_frames if audio is None else audio.shape[2], dtype=dtype, device=device,
-            initial_latent=None if audio is None else audio.to(device, dtype), num_channels=channels // 16,
+            batch, num_frames, num_channels=channels, num_mel_bins=mel_bins, dtype=dtype, device=device,
+            initial_latent=audio.to(device, dtype).expand(batch, -1, -1, -1),
         )  # fmt: skip
         audio_state = add_noise(audio_state, generator, noise_scale)
         video, audio_state = denoise(
             transformer, video, audio_state, contexts, sigmas, neutral, neutral, sampler=sampler,
             progress_bar=progress_bar, callback=callback,
         )  # fmt: skip
-        audio_latents = unpack_audio_latents(audio_state.output_tokens(), channels // 16)
+        audio_latents = unpack_audio_latents(audio_state.output_tokens(), channels)
     return StageResult(
         unpatchify_video(video.output_tokens(), *grid),
         generated_keyframes(video, first_slot, len(slots.positions), grid),
@@ -449,6 +448,11 @@ class LTX2AVDFRPipeline(LTX2AVTwoStagePipelineBase):
             num_frames = duration.predict(self, contexts.video, contexts.audio)
         canvas = keyframe_canvas(num_frames)
         slots = canvas.slot_positions
+        layout = self.latent_layout  # the first stage's audio starts from zeros, as the reference's
+        silence = torch.zeros(
+            1, layout["audio_channels"], audio_latent_frames(canvas.num_frames, frame_rate), layout["audio_mel_bins"],
+            device=device, dtype=transformer.dtype,
+        )  # fmt: skip
 
         with StageAdapters(transformer) as adapters:
             # 3. Stage 1 at half size: video, keyframe slots and audio (without the detailing adapter)
@@ -464,8 +468,7 @@ class LTX2AVDFRPipeline(LTX2AVTwoStagePipelineBase):
             stage_1 = keyframe_stage(
                 transformer, contexts, sigmas, latent_grid(*half, canvas.num_frames), frame_rate, generator=generator,
                 conditions=conditions, slots=KeyframeSlots(slots),
-                num_audio_frames=audio_latent_frames(canvas.num_frames, frame_rate), progress_bar=self.progress_bar,
-                callback=callback,
+                audio=silence, progress_bar=self.progress_bar, callback=callback,
             )  # fmt: skip
 
             # 4. Spatial x2 of the video and of the slots; stage 2 at full size (the detailing adapter on)
