@@ -20,8 +20,19 @@ from ltx2_diffusers.models.autoencoder_kl_ltx2_audio import audio_latent_frames
 from ltx2_diffusers.models.latent_upsampler import LTX2LatentUpsamplerModel
 from ltx2_diffusers.models.transformer_ltx2 import LTX2VideoTransformer3DModel
 from ltx2_diffusers.pipelines import pipeline_ltx2_av_dfr as dfr
-from ltx2_diffusers.pipelines.denoising import ReferenceCondition, TextContexts
-from ltx2_diffusers.pipelines.pipeline_ltx2_av_dfr import KeyframeSlots, LTX2AVDFRPipeline, keyframe_stage
+from ltx2_diffusers.pipelines.conditioning import patchify_video, video_latent_state
+from ltx2_diffusers.pipelines.denoising import ReferenceCondition, TextContexts, VideoCondition
+from ltx2_diffusers.pipelines.dfr_layout import temporal_tiles
+from ltx2_diffusers.pipelines.pipeline_ltx2_av_dfr import (
+    CarriedKeyframes,
+    KeyframeSlots,
+    LTX2AVDFRPipeline,
+    append_keyframe_slots,
+    generated_keyframes,
+    keyframe_stage,
+    merge_keyframes,
+    tile_conditions,
+)
 from ltx2_diffusers.pipelines.presets import DISTILLED_SIGMAS, STAGE_2_DISTILLED_SIGMAS
 from ltx2_diffusers.pipelines.text_encoding import PromptEmbeddings
 from ltx2_diffusers.pipelines.tiny import TINY_LATENT_UPSAMPLER_CONFIG, build_tiny_pipeline, tiny_transformer_config
@@ -203,3 +214,57 @@ def test_unknown_detailing_adapter_and_factor_are_refused(pipe, monkeypatch):
         )  # fmt: skip
     finally:
         pipe.transformer.disable_adapters()
+
+
+def test_keyframe_slots_are_marked_generated_tokens_at_one_pixel_frame():
+    state = video_latent_state(1, 4, 1, 2, 24.0, dtype=torch.float32)  # 8 tokens
+    initial = torch.randn(1, 128, 2, 1, 2)
+    slotted, first = append_keyframe_slots(state, KeyframeSlots((8, 24), initial), (4, 1, 2), 24.0)
+    assert first == 8 and slotted.latent.shape == (1, 12, 128) and slotted.num_output_tokens == 8
+    torch.testing.assert_close(slotted.latent[:, 8:], patchify_video(initial))  # started from the initial content
+    assert torch.equal(slotted.clean_latent[:, 8:], torch.zeros(1, 4, 128))
+    assert torch.equal(slotted.denoise_mask[:, 8:], torch.ones(1, 4, 1))  # generated, not conditioning
+    assert slotted.keyframes_mask[0, :, 0].tolist() == [1, 1, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1]  # frame 0 and the slots
+    times = slotted.positions[0, 0, 8:] * 24.0  # [k, k + 1) pixel frames, no causal shift
+    torch.testing.assert_close(times, torch.tensor([[8.0, 9.0], [8.0, 9.0], [24.0, 25.0], [24.0, 25.0]]))
+    assert slotted.positions[0, 2, 8:].tolist() == [[0, 32], [32, 64], [0, 32], [32, 64]]  # the full width
+    torch.testing.assert_close(generated_keyframes(slotted, first, 2, (4, 1, 2)), initial)
+    zeros, _ = append_keyframe_slots(state, KeyframeSlots((16,)), (4, 1, 2), 24.0)
+    assert torch.equal(zeros.latent[:, 8:], torch.zeros(1, 2, 128))
+
+
+@pytest.mark.parametrize(
+    ("slots", "match"),
+    [
+        (KeyframeSlots((24, 16)), r"non-empty and increasing from 0, got \(24, 16\)"),
+        (KeyframeSlots(()), "non-empty"),
+        (KeyframeSlots((32,)), "slot at pixel frame 32 is outside the clip's 25 frames"),
+        (KeyframeSlots((24,), torch.zeros(1, 128, 2, 1, 2)), r"expected \(B, 128, 1, 1, 2\)"),
+    ],
+)
+def test_bad_keyframe_slots_are_refused(slots, match):
+    state = video_latent_state(1, 4, 1, 2, 24.0, dtype=torch.float32)
+    with pytest.raises(ValueError, match=match):
+        append_keyframe_slots(state, slots, (4, 1, 2), 24.0)
+
+
+def test_tile_conditions_move_to_the_tiles_own_frames():
+    """Images at frames 0 and 16 of the requested clip sit at 0 and 32 in round 1's canvas (x2), 0 and 64 in round
+    2's (x4); a tile keeps those inside it, at frames of its own clip."""
+    first, later = VideoCondition(torch.zeros(1), 0), VideoCondition(torch.zeros(1), 16, 0.5)
+    tiles = temporal_tiles([48, 96], 97, 2)  # [0, 48] and (lead-in) [0, 96]
+    assert [c.frame_index for c in tile_conditions([first, later], tiles[0], 2)] == [0, 32]
+    round_2 = temporal_tiles([48, 96, 144, 192], 193, 4)  # the third: [48, 144], the fourth: [96, 192]
+    assert [(c.frame_index, c.strength) for c in tile_conditions([first, later], round_2[2], 4)] == [(16, 0.5)]
+    assert tile_conditions([first, later], round_2[3], 4) == []
+
+
+def test_carried_keyframes_merge_by_position_and_the_earlier_tile_wins():
+    anchors = CarriedKeyframes((48, 96), torch.tensor([1.0, 2.0]).view(1, 1, 2, 1, 1))
+    slots = [torch.tensor([10.0]).view(1, 1, 1, 1, 1), torch.tensor([20.0, 30.0]).view(1, 1, 2, 1, 1)]
+    merged = merge_keyframes(anchors, [24, 24, 72], slots)  # tile 1's lead-in made slot 24 again
+    assert merged.positions == (24, 48, 72, 96)
+    assert merged.latents.flatten().tolist() == [10.0, 1.0, 30.0, 2.0]
+    assert merged.at([96, 24]).flatten().tolist() == [2.0, 10.0]
+    with pytest.raises(ValueError, match=r"no carried keyframe at pixel frames \[50\]"):
+        merged.at([50])
