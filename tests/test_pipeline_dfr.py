@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from ltx2_diffusers.loaders.lora import LTX2LoRA, load_lora_adapter
+from ltx2_diffusers.loaders.lora import LTX2LoRA
 from ltx2_diffusers.loaders.transformer_keys import original_to_diffusers_keys
 from ltx2_diffusers.models.autoencoder_kl_ltx2_audio import audio_latent_frames
 from ltx2_diffusers.models.latent_upsampler import LTX2LatentUpsamplerModel
@@ -118,19 +118,19 @@ def test_stages_1_and_2_equal_ltx_pipelines_1_2(pipe):
     assert (stage_2.keyframes - spatial_x2(stage_1.keyframes)).abs().max() > 1e-2  # the slot was denoised
 
 
-def _zero_lora(transformer) -> LTX2LoRA:
+def _zero_lora(transformer, **metadata: str) -> LTX2LoRA:
     """A LoRA whose up-projections are zero: the detailing adapter's switch without changing the weights."""
     layers = {}
     for name, module in transformer.named_modules():
         if name.startswith("transformer_blocks.") and name.endswith("attn1.to_q"):
             layers[name] = (torch.ones(2, module.in_features), torch.zeros(module.out_features, 2))
-    return LTX2LoRA(layers)
+    return LTX2LoRA(layers, metadata=metadata)
 
 
 def test_pipeline_with_detailing_reference_equals_the_reference(pipe):
-    load_lora_adapter(pipe.transformer, _zero_lora(pipe.transformer), adapter_name="detailing")
+    name = pipe.load_detailing_lora(_zero_lora(pipe.transformer))  # no reference_downscale_factor: 2
     try:
-        (video, audio), tensors = _run(pipe, "rounds0", detailing_adapter="detailing", return_dict=False)
+        (video, audio), tensors = _run(pipe, "rounds0", detailing_adapter=name, return_dict=False)
         assert video.shape == (1, 128, 4, 2, 2)
         torch.testing.assert_close(video, tensors["output.video_latent"], rtol=0, atol=ATOL)
         torch.testing.assert_close(audio, tensors["output.audio_latent"], rtol=0, atol=ATOL)
@@ -154,16 +154,16 @@ def test_two_temporal_rounds_equal_the_reference(pipe, monkeypatch):
 
 
 def test_frames_and_soundtrack_are_cut_to_the_requested_length(pipe):
-    """9 frames pad to a 25-frame canvas (one 24-frame segment); one round doubles the rate: 17 frames at 48 fps, and
-    stage 1's soundtrack (25 frames' worth) cut to 17 / 48 s."""
+    """9 frames pad to a 25-frame canvas (one 24-frame segment): 9 frames come back, and stage 1's soundtrack (25
+    frames' worth) is cut to 9 / 24 s. (With rounds, 161 of a 193-frame canvas: the golden test above.)"""
     tensors, _ = read("rounds0")
     output = pipe(
         prompt_embeds=_embeds(tensors), height=64, width=64, num_frames=9, frame_rate=24.0,
-        temporal_upsample_rounds=1, generator=torch.Generator().manual_seed(0), output_type="pt",
+        generator=torch.Generator().manual_seed(0), output_type="pt",
     )  # fmt: skip
-    assert output.frames.shape == (1, 17, 3, 64, 64)
+    assert output.frames.shape == (1, 9, 3, 64, 64)
     rate = output.audio_sample_rate
-    assert output.audio.shape[-1] == round(17 / 48 * rate) < 25 / 24 * rate
+    assert output.audio.shape[-1] == round(9 / 24 * rate) < 25 / 24 * rate
 
 
 def _refuses_before_work(pipe, monkeypatch, match: str, **arguments) -> None:
@@ -206,12 +206,14 @@ def test_a_model_without_the_keyframe_embedding_is_refused(pipe, monkeypatch):
 
 def test_unknown_detailing_adapter_and_factor_are_refused(pipe, monkeypatch):
     _refuses_before_work(pipe, monkeypatch, "detailing_adapter='pixel' is not an adapter", detailing_adapter="pixel")
-    load_lora_adapter(pipe.transformer, _zero_lora(pipe.transformer), adapter_name="factor")
+    name = pipe.load_detailing_lora(_zero_lora(pipe.transformer, reference_downscale_factor="3"), "three")
     try:
         _refuses_before_work(
-            pipe, monkeypatch, "detailing_downscale_factor must be 1, 2 or 4, got 3", detailing_adapter="factor",
-            detailing_downscale_factor=3,
-        )  # fmt: skip
+            pipe, monkeypatch, "detailing_downscale_factor must be 1, 2 or 4, got 3", detailing_adapter=name
+        )
+        _refuses_before_work(
+            pipe, monkeypatch, "must be 1, 2 or 4, got True", detailing_adapter=name, detailing_downscale_factor=True
+        )
     finally:
         pipe.transformer.disable_adapters()
 

@@ -24,6 +24,7 @@ from functools import partial
 import torch
 from torch import Tensor
 
+from ..loaders.lora import LoRAInput, LTX2LoRA, load_lora_adapter, read_lora
 from ..models.autoencoder_kl_ltx2_audio import audio_latent_frames, unpack_audio_latents
 from ..models.latent_upsampler import stage_1_size, upsample_latents
 from ..schedulers.samplers import euler_ancestral_sample
@@ -355,6 +356,16 @@ class LTX2AVDFRPipeline(LTX2AVTwoStagePipelineBase):
         )  # fmt: skip
         self.register_modules(temporal_upsampler=temporal_upsampler)
 
+    def load_detailing_lora(self, lora: LoRAInput, adapter_name: str = "detailing", strength: float = 1.0) -> str:
+        """Load the detailing IC-LoRA (ltx-2.5-22b-ic-lora-pixel-spatial-upscaler-x2) as a peft adapter of the
+        transformer and record its `reference_downscale_factor` (metadata; 2 when absent or 1, as the reference).
+        Pass the returned name as `detailing_adapter=`; it is off except in stage 2."""
+        lora = lora if isinstance(lora, LTX2LoRA) else read_lora(lora)
+        factor = lora.reference_downscale_factor
+        name = load_lora_adapter(self.transformer, lora, adapter_name, strength, connectors=self.connectors)
+        self._detailing_factors = {**getattr(self, "_detailing_factors", {}), name: factor if factor != 1 else 2}
+        return name
+
     @torch.no_grad()
     def __call__(
         self,
@@ -374,7 +385,7 @@ class LTX2AVDFRPipeline(LTX2AVTwoStagePipelineBase):
         max_seconds: float | None = None,
         temporal_upsample_rounds: int = 0,
         detailing_adapter: str | None = None,
-        detailing_downscale_factor: int = DETAILING_DOWNSCALE_FACTOR,
+        detailing_downscale_factor: int | None = None,
         sigmas: Sequence[float] | None = None,
         stage_2_sigmas: Sequence[float] | None = None,
         num_videos_per_prompt: int = 1,
@@ -392,8 +403,8 @@ class LTX2AVDFRPipeline(LTX2AVTwoStagePipelineBase):
         image / keyframes / image_strength / image_crf / prompt arguments: as `LTX2AVTwoStagePipeline`.
         temporal_upsample_rounds: 0, 1 or 2 temporal x2 rounds (2 and 4 tiles); > 0 needs `temporal_upsampler`.
         detailing_adapter: a peft adapter of the transformer (the x2 pixel-spatial-upscaler IC-LoRA), on in stage 2
-            only, with the half-size stage-1 video as its reference at 1/`detailing_downscale_factor` (the LoRA's
-            `reference_downscale_factor`, 2). None: stage 2 runs without reference, as the reference does.
+            only, with the half-size stage-1 video as its reference at 1/`detailing_downscale_factor` (None: the
+            factor `load_detailing_lora` read, else 2). None: stage 2 runs without a reference, as the reference's.
         sigmas / stage_2_sigmas: None -> the 8 distilled sigmas / `STAGE_2_DISTILLED_SIGMAS`; the temporal rounds
             always use the distilled sigmas from the 5th on.
         Returns `LTX2PipelineOutput(frames, audio, audio_sample_rate)` or `(frames, audio)`; output_type="latent":
@@ -403,9 +414,10 @@ class LTX2AVDFRPipeline(LTX2AVTwoStagePipelineBase):
         rounds = temporal_upsample_rounds
         check_dfr_inputs(self.transformer, self.latent_upsampler, self.temporal_upsampler, rounds)
         check_adapter(self.transformer, detailing_adapter, "detailing_adapter")
-        if detailing_adapter is not None and (
-            isinstance(detailing_downscale_factor, bool) or detailing_downscale_factor not in (1, 2, 4)
-        ):
+        if detailing_downscale_factor is None:
+            factors = getattr(self, "_detailing_factors", {})
+            detailing_downscale_factor = factors.get(detailing_adapter, DETAILING_DOWNSCALE_FACTOR)
+        if isinstance(detailing_downscale_factor, bool) or detailing_downscale_factor not in (1, 2, 4):
             raise ValueError(f"detailing_downscale_factor must be 1, 2 or 4, got {detailing_downscale_factor!r}")
         preset = sampling_preset(self.model_version, "distilled")
         height = preset.two_stage_height if height is None else height
