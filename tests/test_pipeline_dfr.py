@@ -7,13 +7,18 @@ space; each latent frame twice in time, the first copy dropped; both x 0.9) and 
   - rounds2: 41 frames (a 49-frame canvas of two segments), two temporal rounds (2 + 4 tiles), trimmed to 161 frames.
 """
 
+import argparse
 import json
 from pathlib import Path
 
+import av
 import pytest
 import torch
 from safetensors import safe_open
 
+from ltx2_diffusers.cli import dfr as cli_dfr
+from ltx2_diffusers.cli.dfr import add_dfr_flags, check_dfr, run_dfr
+from ltx2_diffusers.cli.parser import CLIError, Command, OneLineParser, _add_common
 from ltx2_diffusers.loaders.lora import LTX2LoRA
 from ltx2_diffusers.loaders.transformer_keys import original_to_diffusers_keys
 from ltx2_diffusers.models.autoencoder_kl_ltx2_audio import audio_latent_frames
@@ -31,6 +36,7 @@ from ltx2_diffusers.pipelines.pipeline_ltx2_av_dfr import (
     generated_keyframes,
     keyframe_stage,
     merge_keyframes,
+    temporal_round,
     tile_conditions,
 )
 from ltx2_diffusers.pipelines.presets import DISTILLED_SIGMAS, STAGE_2_DISTILLED_SIGMAS
@@ -140,17 +146,54 @@ def test_pipeline_with_detailing_reference_equals_the_reference(pipe):
         pipe.transformer.disable_adapters()  # (deleting it leaves peft layers that StageAdapters cannot read)
 
 
-def test_two_temporal_rounds_equal_the_reference(pipe, monkeypatch):
+def test_two_temporal_rounds_equal_the_reference(pipe):
     """41 frames on a 49-frame canvas; round 1 (97 frames, 2 tiles), round 2 (193 frames, 4 tiles), then the
     (41 - 1) * 4 + 1 = 161 frames asked for: 21 latent frames."""
     (video, audio), tensors = _run(pipe, "rounds2", return_dict=False)
     assert video.shape == (1, 128, 21, 2, 2) and tensors["output.video_latent"].abs().mean() > 0.1
     torch.testing.assert_close(video, tensors["output.video_latent"], rtol=0, atol=ATOL)
     torch.testing.assert_close(audio, tensors["output.audio_latent"], rtol=0, atol=ATOL)
-    # the tiles' own noise seeds (seed + 1000 round + tile) count: another seed, another result after stage 2
-    monkeypatch.setattr(dfr, "tile_noise_seed", lambda seed, round_index, tile: seed + round_index + tile)
-    (changed, _), _ = _run(pipe, "rounds2", return_dict=False)
-    assert (changed - video).abs().max() > 1e-2
+
+
+def test_round_1_tiles_equal_the_references_and_their_seeds_count(pipe):
+    """Stages 1 and 2 of the rounds2 run, then round 1 alone: its two tiles (the second over the whole canvas, its
+    first 7 latent frames dropped) and the keyframes it carries on (seams 48, 96 and new slots 24, 72)."""
+    tensors, _ = read("rounds2")
+    contexts = TextContexts(tensors["input.video_context"], tensors["input.audio_context"])
+    seed = int(tensors["input.seed"])
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        stage_1 = keyframe_stage(
+            pipe.transformer, contexts, torch.tensor(DISTILLED_SIGMAS), (7, 1, 1), 24.0, generator=generator,
+            slots=KeyframeSlots((24, 48)), audio=torch.zeros(1, 8, audio_latent_frames(49, 24.0), 16),
+        )  # fmt: skip
+        stage_2 = keyframe_stage(
+            pipe.transformer, contexts, torch.tensor(STAGE_2_DISTILLED_SIGMAS), (7, 2, 2), 24.0, generator=generator,
+            slots=KeyframeSlots((24, 48), spatial_x2(stage_1.keyframes)), initial_video=spatial_x2(stage_1.video),
+            audio=stage_1.audio,
+        )  # fmt: skip
+        torch.testing.assert_close(stage_2.video, tensors["call.1.video_latent"], rtol=0, atol=ATOL)
+        state = generator.get_state()
+
+        def round_1(tile_seed: int):
+            generator.set_state(state)
+            return temporal_round(
+                pipe.transformer, pipe.temporal_upsampler, stage_2.video, CarriedKeyframes((24, 48), stage_2.keyframes),
+                contexts, torch.tensor(DISTILLED_SIGMAS[4:]), round_index=1, fps=48.0, seed=tile_seed,
+                generator=generator, latents_mean=torch.zeros(128), latents_std=torch.ones(128),
+            )  # fmt: skip
+
+        video, carried = round_1(seed)
+        other, _ = round_1(seed + 1)  # other tile noise, the same stage noise
+    expected = torch.cat([tensors["call.2.video_latent"], tensors["call.3.video_latent"][:, :, 7:]], dim=2)
+    assert video.shape == (1, 128, 13, 2, 2)
+    torch.testing.assert_close(video, expected, rtol=0, atol=ATOL)
+    assert carried.positions == (24, 48, 72, 96)
+    slots = {24: tensors["call.2.keyframes"][:, :, 0], 72: tensors["call.3.keyframes"][:, :, 1]}
+    for position, latent in slots.items():
+        torch.testing.assert_close(carried.at([position])[:, :, 0], latent, rtol=0, atol=ATOL)
+    torch.testing.assert_close(carried.at([48, 96]), stage_2.keyframes)  # the seams: stage 2's slots
+    assert (other - video).abs().max() > 1e-2
 
 
 def test_frames_and_soundtrack_are_cut_to_the_requested_length(pipe):
@@ -270,3 +313,58 @@ def test_carried_keyframes_merge_by_position_and_the_earlier_tile_wins():
     assert merged.at([96, 24]).flatten().tolist() == [2.0, 10.0]
     with pytest.raises(ValueError, match=r"no carried keyframe at pixel frames \[50\]"):
         merged.at([50])
+
+
+# The `dfr` subcommand (ltx2_diffusers/cli/dfr.py), with the Command the CLI's table holds for it
+DFR_COMMAND = Command(
+    "dfr", "LTX2AVDFRPipeline", "LTX-2.5 keyframe slots, detailing, temporal x2 rounds (DFRPipeline)", 1024, 1536, 64,
+    kind="dev", features=frozenset({"image", "keyframe", "enhance", "distilled_lora", "upsampler", "dfr"}),
+)  # fmt: skip
+
+
+def _dfr_args(*argv: str) -> argparse.Namespace:
+    parser = OneLineParser(prog="ltx2-diffusers dfr")
+    _add_common(parser, DFR_COMMAND)
+    add_dfr_flags(parser)
+    return parser.parse_args(["a bird", *argv])
+
+
+@pytest.mark.slow  # about 2 s: 17 frames decoded and written
+def test_cli_writes_the_doubled_clip(pipe, tmp_path, monkeypatch):
+    """Checks, loading (here: the fixture's components, for speed), the call and the mp4 at twice the frame rate."""
+    monkeypatch.setattr(cli_dfr, "load_pipeline", lambda *args, **kwargs: LTX2AVDFRPipeline(**pipe.components))
+    path = tmp_path / "bird.mp4"
+    args = _dfr_args("-o", str(path), "--model", "tiny-2.5", "--frames", "9", "--height", "64", "--width", "64",
+                     "--temporal-upsample-rounds", "1")  # fmt: skip
+    summary = run_dfr(args, check_dfr(args, DFR_COMMAND))
+    assert summary.startswith(f"wrote {path}: 17 frames of 64x64 at 48 fps (0.35 s)"), summary
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].average_rate == 48
+        assert sum(1 for _ in container.decode(video=0)) == 17
+
+
+@pytest.mark.parametrize(
+    ("argv", "flag", "message"),
+    [
+        (["--model", "tiny-2.5", "--temporal-upsampler", "x.safetensors"], "--temporal-upsampler", "only applies"),
+        (["--model", "tiny-2.5", "--image-strength", "0.5"], "--image-strength", "only applies with --image"),
+        (["--model", "tiny-2.5", "--detailing-lora", "d.safetensors:x"], "--detailing-lora", "d.safetensors:x"),
+    ],
+)
+def test_cli_errors_before_loading(tmp_path, argv, flag, message):
+    args = _dfr_args("-o", str(tmp_path / "x.mp4"), "--height", "64", "--width", "64", *argv)
+    with pytest.raises(CLIError, match=message) as error:
+        check_dfr(args, DFR_COMMAND)
+    assert error.value.flag == flag
+    with pytest.raises(ValueError, match=r"--frames=10 is not of the form 8\*k \+ 1"):
+        check_dfr(_dfr_args("-o", str(tmp_path / "x.mp4"), "--frames", "10"), DFR_COMMAND)
+
+
+def test_cli_rounds_need_the_temporal_upsampler_file(tmp_path):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "model_index.json").write_text("{}")
+    args = _dfr_args("-o", str(tmp_path / "x.mp4"), "--model", str(folder), "--height", "64", "--width", "64",
+                     "--temporal-upsample-rounds", "2")  # fmt: skip
+    with pytest.raises(CLIError, match="temporal rounds need the temporal x2 upscaler: pass its file"):
+        check_dfr(args, DFR_COMMAND)
