@@ -368,3 +368,23 @@ def test_cli_rounds_need_the_temporal_upsampler_file(tmp_path):
                      "--temporal-upsample-rounds", "2")  # fmt: skip
     with pytest.raises(CLIError, match="temporal rounds need the temporal x2 upscaler: pass its file"):
         check_dfr(args, DFR_COMMAND)
+
+
+def test_prompts_batches_and_a_callback_across_every_stage(pipe):
+    """A text prompt through the tiny Gemma, two videos per prompt from a generator each, and the step callback's
+    running index over stage 1 (8 steps), stage 2 (3) and round 1's single tile (4) of a 25-frame canvas."""
+    seen = []
+
+    def callback(p, step, timestep, tensors):
+        seen.append((step, tuple(tensors["video_latents"].shape)))
+        return {}
+
+    video, audio = pipe(
+        "a bird", height=64, width=64, num_frames=9, num_videos_per_prompt=2, temporal_upsample_rounds=1,
+        generator=[torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)], output_type="latent",
+        return_dict=False, callback_on_step_end=callback,
+    )  # fmt: skip
+    assert video.shape == (2, 128, 3, 2, 2) and audio.shape[0] == 2
+    assert (video[0] - video[1]).abs().max() > 1e-2  # each sample its own noise
+    assert [step for step, _ in seen] == list(range(15))
+    assert [shape[1] for _, shape in seen] == [4 + 1] * 8 + [16 + 4] * 3 + [28 + 4 + 4] * 4  # + anchor + slot tokens

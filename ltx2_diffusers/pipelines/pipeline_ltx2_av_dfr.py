@@ -45,7 +45,15 @@ from .conditioning import (
     video_latent_state,
 )
 from .decoding import decode_frames, decode_waveform
-from .denoising import ReferenceCondition, StepCallback, TextContexts, VideoCondition, denoise, latent_grid
+from .denoising import (
+    ReferenceCondition,
+    StepCallback,
+    TextContexts,
+    VideoCondition,
+    check_generator,
+    denoise,
+    latent_grid,
+)
 from .dfr_layout import (
     MAX_TEMPORAL_ROUNDS,
     TemporalTile,
@@ -425,7 +433,7 @@ class LTX2AVDFRPipeline(LTX2AVTwoStagePipelineBase):
         frame_rate = preset.frame_rate if frame_rate is None else frame_rate
         duration = auto_duration(self, num_frames, frame_rate, min_seconds, max_seconds)
         num_frames = (preset.num_frames if duration is None else duration.longest) if num_frames is None else num_frames
-        check_call_inputs(
+        batch_size = check_call_inputs(
             prompt=prompt, prompt_embeds=prompt_embeds, num_videos_per_prompt=num_videos_per_prompt,
             enhance_prompt=enhance_prompt, height=height, width=width, num_frames=num_frames, frame_rate=frame_rate,
             size_multiple=64, image=image, image_strength=image_strength, image_crf=image_crf, keyframes=keyframes,
@@ -435,6 +443,7 @@ class LTX2AVDFRPipeline(LTX2AVTwoStagePipelineBase):
             allow_large=allow_large,
         )  # fmt: skip
         check_sigmas(stage_2_sigmas, name="stage_2_sigmas")
+        check_generator(generator, batch_size, self._execution_device)  # noise is drawn where the latents live
         image_crf = preset.image_crf if image_crf is None else image_crf
         sigmas = torch.tensor(preset.sigmas if sigmas is None else sigmas, dtype=torch.float32)
         stage_2_sigmas = torch.tensor(preset.stage_2_sigmas if stage_2_sigmas is None else stage_2_sigmas)
