@@ -41,7 +41,12 @@ from ltx2_diffusers.pipelines.pipeline_ltx2_av_dfr import (
 )
 from ltx2_diffusers.pipelines.presets import DISTILLED_SIGMAS, STAGE_2_DISTILLED_SIGMAS
 from ltx2_diffusers.pipelines.text_encoding import PromptEmbeddings
-from ltx2_diffusers.pipelines.tiny import TINY_LATENT_UPSAMPLER_CONFIG, build_tiny_pipeline, tiny_transformer_config
+from ltx2_diffusers.pipelines.tiny import (
+    TINY_LATENT_UPSAMPLER_CONFIG,
+    build_tiny_pipeline,
+    build_tiny_two_stage_pipeline,
+    tiny_transformer_config,
+)
 
 GOLDENS = Path(__file__).parent / "goldens"
 ATOL = 1e-4  # as the other LTX-2.5 stage goldens (float32 on the CPU, different kernels)
@@ -388,3 +393,29 @@ def test_prompts_batches_and_a_callback_across_every_stage(pipe):
     assert (video[0] - video[1]).abs().max() > 1e-2  # each sample its own noise
     assert [step for step, _ in seen] == list(range(15))
     assert [shape[1] for _, shape in seen] == [4 + 1] * 8 + [16 + 4] * 3 + [28 + 4 + 4] * 4  # + anchor + slot tokens
+
+
+@pytest.mark.gpu
+def test_on_cuda_the_empty_audio_stream_draws_no_noise_and_runs_repeat():
+    """The temporal rounds run video-only through the Euler-ancestral sampler with an EMPTY audio stream; its (B, 0, C)
+    noise draw must leave the CUDA generator where it was, or the video noise would drift from the reference's (which
+    draws video noise only). Then a bf16 run on the GPU repeats exactly from the same seed."""
+    generator = torch.Generator("cuda").manual_seed(0)
+    expected = torch.randn(4, 64, generator=generator, device="cuda")
+    generator.manual_seed(0)
+    torch.randn(1, 0, 128, generator=generator, device="cuda", dtype=torch.bfloat16)
+    assert torch.equal(torch.randn(4, 64, generator=generator, device="cuda"), expected)
+    pipe = LTX2AVDFRPipeline(
+        **build_tiny_two_stage_pipeline(seed=0, model_version="2.5", duration_head=False).components
+    )
+    pipe.register_modules(temporal_upsampler=LTX2LatentUpsamplerModel(
+        **{**TINY_LATENT_UPSAMPLER_CONFIG, "spatial_upsample": False, "temporal_upsample": True}))  # fmt: skip
+    pipe = pipe.to("cuda", torch.bfloat16)
+    pipe.set_progress_bar_config(disable=True)
+    runs = [
+        pipe("a bird", height=128, width=128, num_frames=41, temporal_upsample_rounds=2, output_type="latent",
+             generator=torch.Generator("cuda").manual_seed(5), return_dict=False)[0]
+        for _ in range(2)
+    ]  # fmt: skip
+    assert runs[0].shape == (1, 128, 21, 4, 4) and torch.isfinite(runs[0]).all()
+    assert torch.equal(runs[0], runs[1])
