@@ -26,7 +26,9 @@ restate). Only tensors and numbers are written; nothing of ltx-core / ltx-pipeli
 
 import argparse
 import json
+import sys
 from functools import partial
+from importlib import metadata
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -158,12 +160,38 @@ def main() -> None:
     model = build(seed=5)
     for name, settings in RUNS.items():
         tensors = run(model, **settings)
-        metadata = {"height": str(HEIGHT), "width": str(WIDTH), "frame_rate": str(FRAME_RATE),
+        file_metadata = {"height": str(HEIGHT), "width": str(WIDTH), "frame_rate": str(FRAME_RATE),
                     **{k: json.dumps(v) for k, v in settings.items()}}  # fmt: skip
         path = out / f"{name}.safetensors"
-        save_file(tensors, str(path), metadata=metadata)
+        save_file(tensors, str(path), metadata=file_metadata)
         print("wrote", path, path.stat().st_size, "bytes:", {k: tuple(v.shape) for k, v in tensors.items()})
     (out / "layout.json").write_text(json.dumps(layouts(), separators=(",", ":")) + "\n")
+    stages = "stage 1, stage 2 and round 1's video latents, every call's keyframes, the output: fp32 atol 1e-4"
+    golden = {
+        "generator": "scripts/goldens/dfr.py",
+        "oracle": {
+            "ltx-core": metadata.version("ltx-core"),
+            "ltx-pipelines": metadata.version("ltx-pipelines"),
+            "torch": torch.__version__,
+            "python": sys.version.split()[0],
+        },
+        "files": {
+            **{
+                f"{name}.safetensors": {
+                    "spec": "1.2 §6.1 dfr_pipeline",
+                    "settings": {**settings, "height": HEIGHT, "width": WIDTH, "frame_rate": FRAME_RATE, "seed": SEED},
+                    "tolerance": stages,
+                }
+                for name, settings in RUNS.items()
+            },  # fmt: skip
+            "layout.json": {
+                "spec": "1.2 §6.1 dfr_layout",
+                "settings": {"num_frames": "9..257, 8k + 1"},
+                "tolerance": "exact",
+            },  # fmt: skip
+        },
+    }
+    (out / "golden.json").write_text(json.dumps(golden, indent=1) + "\n")
 
 
 if __name__ == "__main__":
