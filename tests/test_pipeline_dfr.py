@@ -254,16 +254,20 @@ def test_a_model_without_the_keyframe_embedding_is_refused(pipe, monkeypatch):
 
 def test_unknown_detailing_adapter_and_factor_are_refused(pipe, monkeypatch):
     _refuses_before_work(pipe, monkeypatch, "detailing_adapter='pixel' is not an adapter", detailing_adapter="pixel")
-    name = pipe.load_detailing_lora(_zero_lora(pipe.transformer, reference_downscale_factor="3"), "three")
+    name = pipe.load_detailing_lora(_zero_lora(pipe.transformer, reference_downscale_factor="4"), "four")
     try:
-        _refuses_before_work(
-            pipe, monkeypatch, "detailing_downscale_factor must be 1, 2 or 4, got 3", detailing_adapter=name
-        )
-        _refuses_before_work(
-            pipe, monkeypatch, "must be 1, 2 or 4, got True", detailing_adapter=name, detailing_downscale_factor=True
-        )
+        for factor in (0, True, 2.0):
+            _refuses_before_work(
+                pipe, monkeypatch, f"detailing_downscale_factor must be a positive int .* got {factor!r}",
+                detailing_adapter=name, detailing_downscale_factor=factor,
+            )  # fmt: skip
+        assert pipe._detailing_factors[name] == 4  # the LoRA's own factor, used when none is given
     finally:
         pipe.transformer.disable_adapters()
+
+
+def test_one_frame_is_refused_before_work(pipe, monkeypatch):
+    _refuses_before_work(pipe, monkeypatch, r"num_frames=1 is not of the form 8k \+ 1 with k >= 1", num_frames=1)
 
 
 def test_keyframe_slots_are_marked_generated_tokens_at_one_pixel_frame():

@@ -14,7 +14,7 @@ pixel frames (S in {24, 32}, `dfr_layout.keyframe_canvas`), so the model lays sh
    a new slot in the middle of every segment, is denoised video-only with Euler-ancestral (eta 0.5) over the last 4
    distilled steps from its own seed, and the tiles are stitched (`dfr_layout`). Its slots and anchors are the next
    round's anchors.
-The caller gets (num_frames - 1) 2^rounds + 1 frames at frame_rate 2^rounds: the canvas's padding is cut off.
+The caller gets (num_frames - 1) 2^rounds + 1 frames at frame_rate * 2^rounds: the canvas's padding is cut off.
 """
 
 from collections.abc import Callable, Sequence
@@ -105,7 +105,9 @@ class KeyframeSlots:
     initial: Tensor | None = None
 
 
-def append_keyframe_slots(state: LatentState, slots: KeyframeSlots, grid: tuple[int, int, int], fps: float):
+def append_keyframe_slots(
+    state: LatentState, slots: KeyframeSlots, grid: tuple[int, int, int], fps: float
+) -> tuple[LatentState, int]:
     """Append one latent frame of tokens per slot: latent = the initial content (or zeros), clean latent zeros, denoise
     mask 1, keyframe mark 1, positions the full spatial grid at time [k, k + 1) / fps. Returns (state, index of the
     first slot token)."""
@@ -131,7 +133,8 @@ def append_keyframe_slots(state: LatentState, slots: KeyframeSlots, grid: tuple[
         [keyframe_positions(batch, 1, height, width, p, fps, "1.2") for p in positions], dim=2
     ).to(state.positions.device)
     marks = torch.ones(batch, tokens.shape[1], 1, dtype=torch.float32, device=tokens.device)
-    keyframes_mask = torch.cat([state.keyframes_mask, marks], dim=1)
+    unmarked = torch.zeros_like(state.denoise_mask) if state.keyframes_mask is None else state.keyframes_mask
+    keyframes_mask = torch.cat([unmarked, marks], dim=1)
     appended = LatentState(
         latent=torch.cat([state.latent, tokens], dim=1),
         clean_latent=torch.cat([state.clean_latent, torch.zeros_like(tokens)], dim=1),
@@ -406,7 +409,7 @@ class LTX2AVDFRPipeline(LTX2AVTwoStagePipelineBase):
         allow_large: bool = False,
     ) -> LTX2PipelineOutput | tuple:
         """Generate (num_frames - 1) 2^temporal_upsample_rounds + 1 frames of `height` x `width` (multiples of 64) at
-        frame_rate 2^temporal_upsample_rounds, with stage 1's stereo soundtrack cut to the clip's length.
+        frame_rate * 2^temporal_upsample_rounds, with stage 1's stereo soundtrack cut to the clip's length.
 
         image / keyframes / image_strength / image_crf / prompt arguments: as `LTX2AVTwoStagePipeline`.
         temporal_upsample_rounds: 0, 1 or 2 temporal x2 rounds (2 and 4 tiles); > 0 needs `temporal_upsampler`.
@@ -425,8 +428,12 @@ class LTX2AVDFRPipeline(LTX2AVTwoStagePipelineBase):
         if detailing_downscale_factor is None:
             factors = getattr(self, "_detailing_factors", {})
             detailing_downscale_factor = factors.get(detailing_adapter, DETAILING_DOWNSCALE_FACTOR)
-        if isinstance(detailing_downscale_factor, bool) or detailing_downscale_factor not in (1, 2, 4):
-            raise ValueError(f"detailing_downscale_factor must be 1, 2 or 4, got {detailing_downscale_factor!r}")
+        factor = detailing_downscale_factor
+        if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
+            raise ValueError(
+                f"detailing_downscale_factor must be a positive int (the detailing LoRA's reference_downscale_factor, "
+                f"2 for the released one), got {factor!r}"
+            )
         preset = sampling_preset(self.model_version, "distilled")
         height = preset.two_stage_height if height is None else height
         width = preset.two_stage_width if width is None else width
@@ -443,6 +450,7 @@ class LTX2AVDFRPipeline(LTX2AVTwoStagePipelineBase):
             allow_large=allow_large,
         )  # fmt: skip
         check_sigmas(stage_2_sigmas, name="stage_2_sigmas")
+        keyframe_canvas(num_frames)  # at least 9 frames (one segment of slots)
         check_generator(generator, batch_size, self._execution_device)  # noise is drawn where the latents live
         image_crf = preset.image_crf if image_crf is None else image_crf
         sigmas = torch.tensor(preset.sigmas if sigmas is None else sigmas, dtype=torch.float32)
