@@ -66,7 +66,7 @@ def _read_back(path: Path) -> dict:
     return info
 
 
-@pytest.mark.parametrize("name", [name for name in COMMANDS if name not in ("text-to-audio", "hdr")])  # WAV, EXR: own tests
+@pytest.mark.parametrize("name", [name for name in COMMANDS if name not in ("text-to-audio", "hdr", "dfr")])  # WAV, EXR, DFR: own tests
 def test_every_subcommand_writes_a_clip_with_sound(name, inputs, tmp_path, capsys):
     path = tmp_path / "out" / f"{name}.mp4"  # the folder does not exist yet: the CLI creates it
     assert main([*_subcommand_argv(name, inputs), "-o", str(path), "--seed", "3"]) == 0

@@ -17,7 +17,7 @@ import torch
 from safetensors import safe_open
 
 from ltx2_diffusers.cli import dfr as cli_dfr
-from ltx2_diffusers.cli.dfr import add_dfr_flags, check_dfr, run_dfr
+from ltx2_diffusers.cli.dfr import check_dfr, run_dfr
 from ltx2_diffusers.cli.parser import CLIError, Command, OneLineParser, _add_common
 from ltx2_diffusers.loaders.lora import LTX2LoRA
 from ltx2_diffusers.loaders.transformer_keys import original_to_diffusers_keys
@@ -333,8 +333,7 @@ DFR_COMMAND = Command(
 
 def _dfr_args(*argv: str) -> argparse.Namespace:
     parser = OneLineParser(prog="ltx2-diffusers dfr")
-    _add_common(parser, DFR_COMMAND)
-    add_dfr_flags(parser)
+    _add_common(parser, DFR_COMMAND)  # the DFR flags too ("dfr" in its features)
     return parser.parse_args(["a bird", *argv])
 
 

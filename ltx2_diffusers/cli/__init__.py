@@ -31,6 +31,10 @@ def main(argv: list[str] | None = None) -> int:
             from .hdr import check_hdr, run_hdr
 
             summary = run_hdr(args, check_hdr(args, COMMANDS[args.command]))
+        elif "dfr" in COMMANDS[args.command].features:  # temporal rounds change the frame count and rate
+            from .dfr import check_dfr, run_dfr
+
+            summary = run_dfr(args, check_dfr(args, COMMANDS[args.command]))
         else:
             from .checks import check_args
 

@@ -32,24 +32,6 @@ from .run import call_arguments, check_call, describe_output, load_pipeline, pre
 DETAILING_ADAPTER = "detailing"
 
 
-def add_dfr_flags(sub: argparse.ArgumentParser) -> None:
-    """The flags only `dfr` takes (the reference's names)."""
-    group = sub.add_argument_group("DFR")
-    group.add_argument(
-        "--temporal-upsample-rounds", type=int, choices=(0, 1, 2), default=0,
-        help="temporal x2 rounds: 0 keeps --fps, 1 doubles it (2 tiles), 2 quadruples it (4 tiles) (default 0)",
-    )  # fmt: skip
-    group.add_argument(
-        "--temporal-upsampler",
-        help="the temporal x2 upscaler's single file (ltx-2.5-latent-temporal-upscaler-x2-bf16-1.0.safetensors); "
-        "needed for rounds > 0 except with a tiny --model",
-    )
-    group.add_argument(
-        "--detailing-lora", metavar="PATH[:SCALE]",
-        help="the x2 pixel-spatial-upscaler IC-LoRA, on in stage 2 with the stage-1 video as its reference",
-    )  # fmt: skip
-
-
 @dataclass
 class DFRChecked(Checked):
     """`Checked` plus the DFR flags."""

@@ -180,6 +180,18 @@ COMMANDS: dict[str, Command] = {
             example='ltx2-diffusers hdr "a sunlit kitchen" -o hdr_out --input clip.mp4 --hdr-lora hdr.safetensors '
             "--hlg --model tiny --frames 9 --height 128 --width 128",
         ),
+        Command(
+            "dfr",
+            "LTX2AVDFRPipeline",
+            "LTX-2.5: generated keyframe slots, detailing, temporal x2 rounds (DFRPipeline)",
+            PRESET.two_stage_height,
+            PRESET.two_stage_width,
+            64,
+            kind="dev",
+            features=frozenset({"image", "keyframe", "enhance", "distilled_lora", "dfr"}) | _TWO_STAGE,
+            example='ltx2-diffusers dfr "a hummingbird" -o bird.mp4 --model tiny-2.5 --frames 9 --height 128 '
+            "--width 128 --temporal-upsample-rounds 1",
+        ),
     )
 }
 
@@ -193,6 +205,24 @@ EXAMPLES = (
   ltx2-diffusers generate "she turns and smiles" -o smile.mp4 --image face.png \\
       --model ltx-2.3-22b-dev.safetensors --text-encoder google/gemma-3-12b-it-qat-q4_0-unquantized"""
 )
+
+
+def add_dfr_flags(sub: argparse.ArgumentParser) -> None:
+    """The flags only `dfr` takes (the reference's names)."""
+    group = sub.add_argument_group("DFR")
+    group.add_argument(
+        "--temporal-upsample-rounds", type=int, choices=(0, 1, 2), default=0,
+        help="temporal x2 rounds: 0 keeps --fps, 1 doubles it (2 tiles), 2 quadruples it (4 tiles) (default 0)",
+    )  # fmt: skip
+    group.add_argument(
+        "--temporal-upsampler",
+        help="the temporal x2 upscaler's single file (ltx-2.5-latent-temporal-upscaler-x2-bf16-1.0.safetensors); "
+        "needed for rounds > 0 except with a tiny --model",
+    )
+    group.add_argument(
+        "--detailing-lora", metavar="PATH[:SCALE]",
+        help="the x2 pixel-spatial-upscaler IC-LoRA, on in stage 2 with the stage-1 video as its reference",
+    )  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -386,6 +416,9 @@ def _add_common(sub: argparse.ArgumentParser, command: Command) -> None:
         ext.add_argument("--extensions", type=int, help="extensions in a row (default 1)")
         ext.add_argument("--backwards", action="store_true", help="add the new frames before the clip")
         ext.add_argument("--no-audio-context", action="store_true", help="generate the new sound without context")
+
+    if "dfr" in f:
+        add_dfr_flags(sub)
 
     if "hdr" in f:  # defaults: the reference's (161 frames) and the input video's size and rate
         hdr = sub.add_argument_group("HDR")
