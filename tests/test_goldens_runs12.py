@@ -3,13 +3,15 @@
 tests/goldens/runs12/ltx{20,23}.safetensors (scripts/goldens/runs12.py) hold a tiny seeded audio-video transformer of
 the layout (original names, bf16-exact), seeded contexts and image latents, latent statistics, sigmas, the seed and
 1.2.0's stage latents, all with an image at frame 0 at strength 0.8:
-  - one_stage.*: `TI2VidOneStagePipeline`'s guided stage (CFG, STG at block 1, modality isolation, rescale; Euler);
+  - one_stage.*: `TI2VidOneStagePipeline`'s guided stage (CFG, STG at block 1, modality isolation, rescale; Euler),
+    and one_stage_bf16.*: the same in bfloat16, compared bit for bit where the kernels are the generator's;
   - distilled.*: `DistilledPipeline`: stage 1 at half size, the x2 upsampler's latent, stage 2 at full size.
 Our pipelines run from the same weights, contexts (`prompt_embeds`), sigmas and seed, with the image latents put in
 for the video encoder's (`encode_conditions`), and the upsampler's weights from the generator's closed form
-(`formula_weight`). Tolerance: the 1.0.0 parity tests' (atol 5e-5 on O(1) latents, float32).
+(`formula_weight`). Tolerance: the 1.0.0 parity tests' (atol 5e-5 on O(1) latents in float32, bit for bit in bf16).
 """
 
+import copy
 import json
 import math
 import zlib
@@ -23,8 +25,8 @@ from ltx2_diffusers.loaders import metadata as md
 from ltx2_diffusers.loaders.transformer_keys import original_to_diffusers_keys
 from ltx2_diffusers.models.latent_upsampler import LTX2LatentUpsamplerModel
 from ltx2_diffusers.models.transformer_ltx2 import LTX2VideoTransformer3DModel
-from ltx2_diffusers.pipelines import pipeline_ltx2_av, pipeline_ltx2_av_two_stage, refinement
-from ltx2_diffusers.pipelines.denoising import VideoCondition
+from ltx2_diffusers.pipelines import denoising, pipeline_ltx2_av, pipeline_ltx2_av_two_stage, refinement
+from ltx2_diffusers.pipelines.denoising import VideoCondition, prepare_latents
 from ltx2_diffusers.pipelines.guidance import GuidanceScales
 from ltx2_diffusers.pipelines.pipeline_base import scheduler_for_kind
 from ltx2_diffusers.pipelines.pipeline_ltx2_av import LTX2AVPipeline
@@ -144,6 +146,51 @@ def test_reference_1_0_differs_on_the_image_conditioned_run(golden, monkeypatch)
     expected = golden["tensors"]
     assert (out.frames - expected["output.one_stage.video_latent"]).abs().max() > 1e-2
     assert (out.audio - expected["output.one_stage.audio_latent"]).abs().max() > 1e-2
+
+
+def bf16_golden(golden: dict) -> dict:
+    """The golden with a bf16 copy of the pipeline and bf16 inputs (the encoders' dtype in a bf16 pipeline), after
+    checking that this machine has the generator's bf16 kernels (else a skip: bf16 rounding is kernel-specific, and
+    these 3 guided steps carry one changed rounding to differences of about 0.3)."""
+    kernels = json.loads(golden["metadata"]["bf16_kernels"])
+    here = {"torch": torch.__version__.split("+")[0], "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    if here != kernels:
+        pytest.skip(f"the bf16 golden is bit for bit with {kernels}; this machine has {here}")
+    pipe = LTX2AVPipeline(**{**golden["pipe"].components, "transformer": copy.deepcopy(golden["pipe"].transformer)})
+    pipe.transformer.to(torch.bfloat16)
+    pipe.set_progress_bar_config(disable=True)
+    inputs = {k: v.bfloat16() if k.startswith("input.") and "sigmas" not in k else v
+              for k, v in golden["tensors"].items()}  # fmt: skip
+    return {**golden, "pipe": pipe, "tensors": inputs}
+
+
+def test_one_stage_in_bf16_equals_ltx_pipelines_1_2_bit_for_bit(golden, monkeypatch):
+    """1.2.0 in bf16: guidance combined in float32, video positions kept float32 (1.0.0 rounded them to bf16, which
+    moves every video RoPE angle: with that rounding the run lands about 1 away)."""
+    bf16 = bf16_golden(golden)
+    out = run_one_stage(bf16, monkeypatch)
+    expected = golden["tensors"]
+    for got, key in ((out.frames, "video"), (out.audio, "audio")):
+        assert got.dtype == torch.bfloat16
+        torch.testing.assert_close(got.float(), expected[f"output.one_stage_bf16.{key}_latent"], rtol=0, atol=0)
+    monkeypatch.setattr(denoising, "video_positions_dtype", lambda dtype, reference: dtype)  # 1.0.0's rounding
+    rounded = run_one_stage(bf16, monkeypatch)
+    assert (rounded.frames.float() - expected["output.one_stage_bf16.video_latent"]).abs().max() > 0.1
+
+
+def test_video_positions_stay_float32_in_a_bf16_state_under_1_2():
+    """Kernel-free check of the bf16 golden's finding: ltx-core 1.2.0's `create_initial_state` no longer rounds the
+    video positions to the latent dtype; under reference="1.0" they are rounded as 1.0.0 did."""
+    kwargs = dict(generator=torch.Generator().manual_seed(0), dtype=torch.bfloat16, device=torch.device("cpu"),
+                  video_channels=128, audio_channels=8, audio_mel_bins=16)  # fmt: skip
+    video, _ = prepare_latents(1, 64, 96, 17, 24.0, **kwargs)
+    old, _ = prepare_latents(
+        1, 64, 96, 17, 24.0, **{**kwargs, "generator": torch.Generator().manual_seed(0)}, reference="1.0"
+    )
+    assert video.positions.dtype == torch.float32 and video.latent.dtype == torch.bfloat16
+    assert torch.equal(old.positions.float(), video.positions.bfloat16().float())
+    assert not torch.equal(old.positions.float(), video.positions)  # times like 1/24 s are not bf16 values
+    assert video.positions[0, 0, 6:, 0].unique().tolist() == pytest.approx([1 / 24, 9 / 24], abs=1e-7)
 
 
 def test_distilled_two_stage_equals_ltx_pipelines_1_2(golden, monkeypatch):

@@ -12,6 +12,8 @@ tokens keep a per-token timestep 0.2 sigma: 1.2.0's own-timestep A<->V AdaLN, an
 its latent-index conditioning that leaves the upscaled latent in place, spec 1.2 §5.1, 5.5, 5.6):
   - one_stage.*: `TI2VidOneStagePipeline`'s stage: `FactoryGuidedDenoiser` with video and audio `MultiModalGuider`s
     (CFG, STG at block 1, modality isolation, rescale), `LTX2Scheduler` sigmas, Euler, `VideoConditionByLatentIndex`;
+    one_stage_bf16.*: the same in bfloat16 (model, contexts, image latent), as the pipelines run: it sees 1.2.0's
+    float32 guidance and its float32 video positions (1.0.0 rounded them to the latent dtype);
   - distilled.*: `DistilledPipeline` (plain Euler before LTX-2.5): stage 1 at half size over `DISTILLED_SIGMAS` with
     `SimpleDenoiser` and the half-size image latent; the stage-1 video latent through a tiny x2 `LatentUpsampler`
     (`upsample_video`) with seeded per-channel statistics; stage 2 over `STAGE_2_DISTILLED_SIGMAS` from the upscaled
@@ -30,6 +32,7 @@ settings, tolerance), which scripts/make_goldens.py folds into tests/goldens/MAN
 """
 
 import argparse
+import copy
 import json
 import math
 import platform
@@ -111,9 +114,9 @@ def build(section: dict, seed: int) -> torch.nn.Module:
 class TinyStage(DiffusionStage):
     """`DiffusionStage` around an already built model: only the transformer's construction differs."""
 
-    def __init__(self, model: torch.nn.Module, section: dict):  # noqa: D107 (the parent's fields that __call__ reads)
-        self._model = X0Model(model).eval()
-        self._dtype, self._device = torch.float32, torch.device("cpu")
+    def __init__(self, model: torch.nn.Module, section: dict, dtype: torch.dtype = torch.float32):  # noqa: D107
+        self._model = X0Model(model).eval()  # the parent's fields that __call__ reads
+        self._dtype, self._device = dtype, torch.device("cpu")
         self._transformer_builder = SimpleNamespace(
             checkpoint="tiny seeded model", model_config=lambda: {"transformer": section}
         )
@@ -146,8 +149,9 @@ def image(latent: torch.Tensor) -> list:
     return [VideoConditionByLatentIndex(latent=latent, strength=IMAGE_STRENGTH, latent_idx=0)]
 
 
-def one_stage(stage: TinyStage, x: dict) -> dict[str, torch.Tensor]:
-    """`TI2VidOneStagePipeline`'s stage with the image at frame 0."""
+def one_stage(stage: TinyStage, x: dict, name: str = "one_stage") -> dict[str, torch.Tensor]:
+    """`TI2VidOneStagePipeline`'s stage with the image at frame 0 (contexts and image in the stage's dtype)."""
+    x = {k: v.to(stage._dtype) for k, v in x.items()}
     sigmas = LTX2Scheduler().execute(steps=ONE_STAGE_STEPS).to(torch.float32)
     guider = {
         f"{m}_guider_factory": create_multimodal_guider_factory(
@@ -168,8 +172,8 @@ def one_stage(stage: TinyStage, x: dict) -> dict[str, torch.Tensor]:
             video=ModalitySpec(context=x["video_context"], conditionings=image(x["one_stage.image_latent"])),
             audio=ModalitySpec(context=x["audio_context"]),
         )
-    return {"input.one_stage.sigmas": sigmas, "output.one_stage.video_latent": video.latent.clone(),
-            "output.one_stage.audio_latent": audio.latent.clone()}  # fmt: skip
+    return {f"input.{name}.sigmas": sigmas, f"output.{name}.video_latent": video.latent.clone(),
+            f"output.{name}.audio_latent": audio.latent.clone()}  # fmt: skip
 
 
 def upscale(latent: torch.Tensor, x: dict) -> torch.Tensor:
@@ -237,6 +241,9 @@ def write(out: Path, name: str, section: dict, model_version: str, widths: tuple
     tensors.update({f"input.{k}": v.bfloat16() for k, v in x.items()})  # bf16-exact (seeded_inputs)
     tensors["input.seed"] = torch.tensor(SEED)
     tensors.update(one_stage(stage, x))
+    bf16_stage = TinyStage(copy.deepcopy(model).bfloat16(), section, torch.bfloat16)
+    tensors.update(one_stage(bf16_stage, x, "one_stage_bf16"))
+    del tensors["input.one_stage_bf16.sigmas"]  # the same sigmas
     tensors.update(distilled(stage, x))
     for key, value in tensors.items():
         if key.startswith("output."):
@@ -254,6 +261,10 @@ def write(out: Path, name: str, section: dict, model_version: str, widths: tuple
         "two_stage_height": str(TWO_STAGE_HEIGHT),
         "two_stage_width": str(TWO_STAGE_WIDTH),
         "image_strength": str(IMAGE_STRENGTH),
+        # bf16 runs are compared bit for bit, which needs the same kernels: the test skips that run elsewhere
+        "bf16_kernels": json.dumps(
+            {"torch": torch.__version__.split("+")[0], "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+        ),
     }
     path = out / f"{name}.safetensors"
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(path), metadata=metadata)
