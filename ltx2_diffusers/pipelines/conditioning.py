@@ -89,6 +89,12 @@ class LatentState:
         return self.latent[:, : self.num_output_tokens]
 
 
+def video_positions_dtype(dtype: torch.dtype, reference: str) -> torch.dtype:
+    """The dtype of a video state's positions under `reference`: ltx-core 1.2.0's `create_initial_state` keeps them
+    float32, 1.0.0's rounds them to the latent `dtype` (which moves every RoPE angle of a bf16 run)."""
+    return torch.float32 if check_reference(reference) == "1.2" else dtype
+
+
 def video_latent_state(
     batch_size: int,
     latent_frames: int,
@@ -100,17 +106,20 @@ def video_latent_state(
     dtype: torch.dtype = torch.bfloat16,
     device: torch.device | str | None = None,
     initial_latent: Tensor | None = None,
+    positions_dtype: torch.dtype | None = None,
 ) -> LatentState:
     """A video state before conditioning and noise (ltx-core's `VideoLatentTools.create_initial_state`).
 
-    latent = clean_latent = `initial_latent` (B, C, F', H', W') patchified, or zeros; mask ones; positions in `dtype`
-    (bf16 in the pipelines: the reference rounds video positions to the latent dtype, spec §13.2).
+    latent = clean_latent = `initial_latent` (B, C, F', H', W') patchified, or zeros; mask ones; positions in
+    `positions_dtype` (None: `dtype`). `video_positions_dtype(dtype, reference)` gives the reference's: 1.0.0 rounds
+    video positions to the latent dtype (bf16 in the pipelines, spec §13.2), 1.2.0 keeps them float32.
     """
     shape = (batch_size, num_channels, latent_frames, latent_height, latent_width)
     tokens = patchify_video(_initial_latent(initial_latent, shape, dtype, device))
     positions = video_positions(
-        batch_size, latent_frames, latent_height, latent_width, fps, device=tokens.device, dtype=dtype
-    )
+        batch_size, latent_frames, latent_height, latent_width, fps, device=tokens.device,
+        dtype=dtype if positions_dtype is None else positions_dtype,
+    )  # fmt: skip
     keyframes_mask = torch.zeros(*tokens.shape[:2], 1, dtype=torch.float32, device=tokens.device)
     keyframes_mask[:, : latent_height * latent_width] = 1.0  # the causal first frame: one pixel frame
     return replace(_unconditioned_state(tokens, positions), keyframes_mask=keyframes_mask)

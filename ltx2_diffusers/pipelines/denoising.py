@@ -42,6 +42,7 @@ from .conditioning import (
     patchify_video,
     replace_frames,
     video_latent_state,
+    video_positions_dtype,
 )
 from .guidance import GuidancePlan, GuidanceScales, GuidanceSchedule, guidance_at, plan_guidance
 from .presets import DEFAULT_REFERENCE, check_reference
@@ -142,8 +143,9 @@ def prepare_latents(
 
     Zeros (or the initial latents), then the conditions, then noise by the denoise masks; video first, then audio,
     from the same generator (the reference's draw order, spec §9; a list: one generator per sample). Video positions
-    are rounded to `dtype` like the reference's (spec §13.2). A refinement stage passes normalised
-    `initial_video_latent` (B, C, F', H', W') and `initial_audio_latent` (B, C_a, T_a, mel) with `noise_scale` < 1:
+    stay float32 under "1.2" and are rounded to `dtype` under "1.0", as each release does (`video_positions_dtype`).
+    A refinement stage passes normalised `initial_video_latent` (B, C, F', H', W') and `initial_audio_latent`
+    (B, C_a, T_a, mel) with `noise_scale` < 1:
     x = n * s + x0 * (1 - s) per token. Per-modality behaviour is data:
     - video_noise / audio_noise: the noise itself ((B or 1, C, F', H', W') / (B or 1, C_a, T_a, mel), the pipelines'
       `latents=` / `audio_latents=`), used instead of a draw (appended conditioning tokens get zero noise).
@@ -163,6 +165,7 @@ def prepare_latents(
         dtype=dtype,
         device=device,
         initial_latent=None if initial_video_latent is None else initial_video_latent.to(device, dtype),
+        positions_dtype=video_positions_dtype(dtype, reference),
     )
     for cond in conditions:
         if isinstance(cond, ReferenceCondition):
