@@ -2,6 +2,7 @@
 monolith's key layout and `config` sections per file, a byte-identical round trip files -> pipeline -> files, and an
 existing output left whole when a write fails."""
 
+import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -169,3 +170,30 @@ def test_foreign_outputs_and_wrong_folders_are_refused(written, tmp_path):
     with pytest.raises(ValueError, match=r"not an LTX-2.5 transformer .* convert_diffusers_to_original"):
         write_split(ltx23, tmp_path / "c")
     assert not (tmp_path / "c").exists()
+
+
+def run_script(*args) -> int:
+    """scripts/convert_checkpoint.py's main(), in this process."""
+    path = Path(__file__).parents[1] / "scripts" / "convert_checkpoint.py"
+    spec = importlib.util.spec_from_file_location("convert_checkpoint", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main([str(a) for a in args])
+
+
+def test_convert_checkpoint_script_writes_split_files(written, tmp_path, capsys):
+    _, root, _ = written
+    folder = text_only_folder(root, tmp_path / "folder")
+    assert run_script("--reverse", "--split", folder, tmp_path / "out", "--kind", "distilled") == 0
+    assert "ltx-2.5-22b-distilled-transformer-bf16.safetensors" in capsys.readouterr().out
+    transformer = tmp_path / "out" / "diffusion_models" / "ltx-2.5-22b-distilled-transformer-bf16.safetensors"
+    assert transformer.read_bytes() == (root / "split" / EXPECTED_FILES["transformer"]).read_bytes()
+    for bad, message in [
+        (["--split", folder, tmp_path / "x"], "--split writes split files from a diffusers folder: add --reverse"),
+        (["--reverse", "--split", "--dtype", "fp32", folder, tmp_path / "x"], "drop --dtype"),
+        (["--reverse", "--text-encoder-file", "te.safetensors", folder, tmp_path / "x.safetensors"],
+         "only applies to --split"),
+    ]:  # fmt: skip
+        with pytest.raises(SystemExit) as stop:
+            run_script(*bad)
+        assert stop.value.code == 2 and message in capsys.readouterr().err
