@@ -179,6 +179,11 @@ def test_foreign_outputs_and_wrong_folders_are_refused(written, tmp_path):
     with pytest.raises(ValueError, match=r"not an LTX-2.5 transformer .* convert_diffusers_to_original"):
         write_split(ltx23, tmp_path / "c")
     assert not (tmp_path / "c").exists()
+    for kind in ("dev", "distilled"):  # two transformer files in one set: from_split_files would have to guess
+        (tmp_path / "two" / "diffusion_models").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "two" / "diffusion_models" / f"ltx-2.5-22b-{kind}-transformer-bf16.safetensors").touch()
+    with pytest.raises(ValueError, match=r"diffusion_models holds 2 transformer files .*; keep one"):
+        split_files.split_file_paths(tmp_path / "two")
 
 
 def run_script(*args) -> int:

@@ -21,7 +21,10 @@ Every file carries the `config` sections its loader reads and `model_version` (t
 `text_encoder_file`, verbatim). Tensors are written in name order through the converter's writer (`safetensors_io`),
 so the same folder always gives the same bytes, and the round trip files -> pipeline -> files is byte-identical. The
 whole set is built in a hidden folder beside `output_dir` and renamed into place at the end: a failure leaves an
-existing output as it was, and `overwrite` replaces only a previous output of this converter.
+existing output as it was, and `overwrite` replaces only a previous output of this converter (recognised by the
+`ltx2_conversion_manifest.json` it writes beside the files).
+Not kept: tensors the diffusers models do not hold (e.g. the released diffusion VAE file's extra statistics, which
+`diffusion_decoder_keys` drops on loading) cannot be written back from a folder.
 """
 
 import json
