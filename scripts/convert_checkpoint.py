@@ -5,19 +5,24 @@
         [--dtype keep|bf16|fp32] [--upcast-fp8] [--kind dev|distilled] [--allow-unknown]
         [--push_to_hub REPO_ID [--private] [--revision BRANCH]]
     python scripts/convert_checkpoint.py --reverse DIFFUSERS_DIR OUTPUT.safetensors [--upsampler-output FILE]
+    python scripts/convert_checkpoint.py --reverse --split DIFFUSERS_DIR OUTPUT_DIR [--kind dev|distilled]
+        [--text-encoder-file GEMMA4_WITH_PROJ.safetensors]   (LTX-2.5: the released split per-component files)
+    python scripts/convert_checkpoint.py TRANSFORMER.safetensors OUTPUT_DIR --text-encoder-file TE.safetensors
+        (LTX-2.5's split transformer file: its connectors' projection comes from the text-encoder file)
     python scripts/convert_checkpoint.py UPSCALER.safetensors OUTPUT_DIR        (an upscaler file alone: a model folder)
 
 Tensors stream one at a time (peak memory far below the checkpoint size); nothing is left at the output path if the
 conversion fails, and --overwrite replaces only a previous output of this script, never an input. See docs/conversion.md
-("Safety"). The work is done by ltx2_diffusers.loaders.single_file.
+("Safety"). The work is done by ltx2_diffusers.loaders.single_file (split files: loaders.split_files).
 """
 
 import argparse
 import sys
 
-from ltx2_diffusers.conversion import convert_diffusers_to_original, convert_original_to_diffusers
+from ltx2_diffusers.conversion import MODEL_CLASSES, convert_diffusers_to_original, convert_original_to_diffusers
 from ltx2_diffusers.hub import add_push_arguments, check_push, push_folder
 from ltx2_diffusers.loaders.single_file import DEFAULT_MAX_SHARD_SIZE, DTYPE_CHOICES
+from ltx2_diffusers.loaders.split_files import convert_diffusers_to_split_files
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -25,6 +30,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("source", nargs="?", help="original .safetensors file (or, with --reverse, a diffusers folder)")
     parser.add_argument("output", nargs="?", help="output folder (or, with --reverse, the .safetensors file to write)")
     parser.add_argument("--reverse", action="store_true", help="diffusers folder -> original single file")
+    parser.add_argument("--split", action="store_true", help="with --reverse: LTX-2.5's split files into OUTPUT_DIR")
+    parser.add_argument(
+        "--text-encoder-file",
+        help="LTX-2.5's text-encoder file (Gemma-4 + projection): read for the projection, or with --reverse --split "
+        "copied around the folder's projection",
+    )
     parser.add_argument("--upsampler", help="a Lightricks latent upscaler file, converted into latent_upsampler/")
     parser.add_argument("--upsampler-output", help="with --reverse: write latent_upsampler/ to this original file")
     parser.add_argument("--text-encoder", help="local Gemma-3 folder copied into text_encoder/ and tokenizer/")
@@ -43,6 +54,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.push_to_hub and args.reverse:
         parser.error("--push_to_hub uploads a converted folder; with --reverse there is none (push the folder itself)")
+    if args.split and not args.reverse:
+        parser.error("--split writes split files from a diffusers folder: add --reverse (a split transformer file "
+                     "converts forward with --text-encoder-file)")  # fmt: skip
+    if args.reverse and args.text_encoder_file and not args.split:
+        parser.error("--text-encoder-file with --reverse only applies to --split (a monolith holds its own projection)")
+    if args.split and args.dtype != "keep":
+        parser.error("--split copies every tensor in its dtype (the file names state it): save the pipeline in the "
+                     "dtype you want, and drop --dtype")  # fmt: skip
+    if args.split and args.upsampler_output:
+        parser.error("--upsampler-output writes a monolith's upscaler beside it; with --split convert the upscaler "
+                     "folder on its own (--reverse latent_upsampler/ FILE)")  # fmt: skip
     if (args.private or args.revision) and not args.push_to_hub:
         parser.error("--private and --revision only apply with --push_to_hub REPO_ID")
     if args.upsampler and not args.reverse and args.output is None:  # --upsampler FILE OUTPUT_DIR: the upscaler alone
@@ -57,7 +79,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.push_to_hub:  # the repo id, the token and offline mode before minutes of conversion
             check_push(args.push_to_hub, None)
-        if args.reverse:
+        if args.split:
+            report = convert_diffusers_to_split_files(
+                args.source,
+                args.output,
+                kind=args.kind,
+                text_encoder_file=args.text_encoder_file,
+                overwrite=args.overwrite,
+                classes=MODEL_CLASSES,
+            )
+        elif args.reverse:
             report = convert_diffusers_to_original(
                 args.source,
                 args.output,
@@ -78,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
                 allow_unknown=args.allow_unknown,
                 max_shard_size=int(args.max_shard_size * 1e9),
                 overwrite=args.overwrite,
+                text_encoder_file=args.text_encoder_file,
             )
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)

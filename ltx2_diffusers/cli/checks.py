@@ -23,7 +23,8 @@ from ..pipelines.validation import (
     check_strength,
     check_video_size,
 )
-from .parser import COMMANDS, DTYPES, MODEL_CHOICES, CLIError, Command
+from .duration import check_length_range, check_model_has_head
+from .parser import AUTO, COMMANDS, DTYPES, MODEL_CHOICES, CLIError, Command
 
 OUTPUT_SUFFIXES = (".mp4", ".mov", ".mkv")  # utils.media.CONTAINER_FORMATS, without importing torch
 # the pipelines' argument names -> the flags, for validation's messages
@@ -69,6 +70,9 @@ class Checked:
     keyframes: list[tuple[str, int, float]] = field(default_factory=list)
     references: list[tuple[str, float]] = field(default_factory=list)
     audio_sample_rate: int | None = None
+    predict_length: bool = False  # --frames auto: `frames` is then the longest clip the seconds range allows
+    min_seconds: float | None = None
+    max_seconds: float | None = None
 
 
 def check_args(args: argparse.Namespace) -> Checked:
@@ -89,6 +93,7 @@ def check_args(args: argparse.Namespace) -> Checked:
         checked.frames, checked.height, checked.width, checked.fps = _check_dub_it(args)
     else:
         checked.frames, checked.height, checked.width, checked.fps = _check_retake(args)
+    _check_auto_length(args, checked)
     _check_size_guard(args, checked)
     if not 0 <= args.seed < 2**63:
         raise CLIError("--seed", f"{args.seed} is outside [0, 2**63): pass a non-negative seed")
@@ -238,8 +243,17 @@ def _check_safetensors(flag: str, path: str) -> None:
 # Size, frames, fps
 
 
+def _check_auto_length(args: argparse.Namespace, c: Checked) -> None:
+    if "auto_length" in c.command.features and args.frames == AUTO:  # cli/duration.py
+        check_model_has_head(args.model, c.model, TINY_MODELS)
+        c.predict_length, c.min_seconds, c.max_seconds = True, args.min_seconds, args.max_seconds
+
+
 def _check_size(args: argparse.Namespace, command: Command) -> tuple[int, int, int, float]:
     frames, height, width, fps = args.frames, args.height, args.width, args.fps
+    if "auto_length" in command.features:  # --frames auto: checked for the longest clip; else the range is refused
+        check_frame_rate(fps, "--fps")
+        frames = check_length_range(args, fps)
     check_video_size(height, width, frames, command.size_multiple, FLAGS)
     _check_fps(fps, frames)
     return frames, height, width, fps
@@ -262,6 +276,7 @@ def _check_size_guard(args: argparse.Namespace, c: Checked) -> None:
     if args.allow_large or (tokens <= MAX_VIDEO_TOKENS and decoded_gib <= MAX_DECODED_GIB and c.frames <= MAX_FRAMES):
         return
     flag = "--frames" if c.frames > 257 or c.command.height is None else "--height/--width"
+    flag = "--max-seconds" if c.predict_length and flag == "--frames" else flag  # the longest clip it allows
     raise CLIError(
         flag,
         f"{c.frames} frames of {c.width}x{c.height} are {tokens:,} video tokens per step and {decoded_gib:.1f} GiB of "
@@ -363,11 +378,14 @@ def _check_dub_it(args: argparse.Namespace) -> tuple[int, int, int, float]:
 
 def _check_text_to_audio(args: argparse.Namespace, command: Command) -> Checked:
     checked = Checked(command, _check_model(args, command), _check_output(args.output, (".wav",)))
-    check_frame_count(args.frames, "--frames")
-    _check_fps(args.fps, args.frames)
-    checked.frames, checked.fps = args.frames, args.fps
-    if args.frames > MAX_FRAMES and not args.allow_large:
-        raise CLIError("--frames", f"{args.frames} frames: the size guard allows {MAX_FRAMES}; pass --allow-large")
+    check_frame_rate(args.fps, "--fps")
+    frames = check_length_range(args, args.fps)  # --frames auto: the longest clip the range allows
+    check_frame_count(frames, "--frames")
+    _check_fps(args.fps, frames)
+    checked.frames, checked.fps = frames, args.fps
+    if frames > MAX_FRAMES and not args.allow_large:
+        raise CLIError("--frames", f"{frames} frames: the size guard allows {MAX_FRAMES}; pass --allow-large")
+    _check_auto_length(args, checked)
     if args.vae_tiling is not None:
         flag = "--vae-tiling" if args.vae_tiling else "--no-vae-tiling"
         raise CLIError(flag, "does not apply to `text-to-audio`: there is no video to decode")

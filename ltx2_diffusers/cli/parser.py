@@ -22,6 +22,19 @@ class CLIError(Exception):
         self.flag = flag
 
 
+AUTO = "auto"  # --frames auto: LTX-2.5's duration head predicts the length (cli/duration.py)
+
+
+def frames_arg(value: str) -> int | str:
+    """argparse type of --frames where the length can be predicted: an integer, or "auto"."""
+    if value == AUTO:
+        return AUTO
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid value {value!r}: a frame count (8k + 1) or 'auto'") from None
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse, but its errors are one line (no usage block): `prog: error: message (see prog --help)`."""
 
@@ -46,6 +59,7 @@ class Command:
 
 _TEXT = frozenset({"steps", "negative", "image", "keyframe", "enhance"})
 _TWO_STAGE = frozenset({"upsampler"})
+_AUTO_LENGTH = frozenset({"auto_length"})  # the pipelines with min_seconds / max_seconds (LTX-2.5's duration head)
 TINY = "--model tiny --frames 9 --height 64 --width 64"
 TINY2 = "--model tiny --frames 9 --height 128 --width 128"
 
@@ -58,7 +72,7 @@ COMMANDS: dict[str, Command] = {
             "one stage: a prompt (and optional images) -> video with sound (ltx-pipelines' TI2VidOneStagePipeline)",
             PRESET.height,
             PRESET.width,
-            features=_TEXT,
+            features=_TEXT | _AUTO_LENGTH,
             example=f'ltx2-diffusers generate "a cat playing piano" -o cat.mp4 {TINY} --steps 2',
         ),
         Command(
@@ -68,7 +82,7 @@ COMMANDS: dict[str, Command] = {
             PRESET.two_stage_height,
             PRESET.two_stage_width,
             64,
-            features=_TEXT | _TWO_STAGE | {"distilled_lora"},
+            features=_TEXT | _TWO_STAGE | _AUTO_LENGTH | {"distilled_lora"},
             example=f'ltx2-diffusers two-stage "waves at dusk" -o waves.mp4 {TINY2} --steps 2',
         ),
         Command(
@@ -79,7 +93,7 @@ COMMANDS: dict[str, Command] = {
             PRESET.two_stage_width,
             64,
             kind="distilled",
-            features=frozenset({"image", "keyframe", "enhance"}) | _TWO_STAGE,
+            features=frozenset({"image", "keyframe", "enhance"}) | _TWO_STAGE | _AUTO_LENGTH,
             example=f'ltx2-diffusers distilled "a red fox in snow" -o fox.mp4 {TINY2}',
         ),
         Command(
@@ -90,7 +104,8 @@ COMMANDS: dict[str, Command] = {
             HQ_PRESET.two_stage_width,
             64,
             kind="dev",  # res_2s over the dev schedule shifted by the token count; the distilled LoRA does the rest
-            features=frozenset({"steps", "negative", "image", "keyframe", "enhance", "distilled_lora"}) | _TWO_STAGE,
+            features=frozenset({"steps", "negative", "image", "keyframe", "enhance", "distilled_lora"}) | _TWO_STAGE
+            | _AUTO_LENGTH,
             example=f'ltx2-diffusers hq "a lighthouse in a storm" -o storm.mp4 {TINY2} --steps 2',
         ),
         Command(
@@ -158,7 +173,7 @@ COMMANDS: dict[str, Command] = {
             "text-to-audio",
             "LTX2TextToAudioPipeline",
             "a prompt -> a stereo soundtrack alone, written as WAV: no video (T2AOneStagePipeline)",
-            features=frozenset({"steps", "negative", "enhance", "duration", "t2a"}),
+            features=frozenset({"steps", "negative", "enhance", "duration", "t2a"}) | _AUTO_LENGTH,
             example='ltx2-diffusers text-to-audio "rain on a tin roof" -o rain.wav --model tiny --frames 9 --steps 2',
         ),
         Command(
@@ -303,21 +318,32 @@ def _add_common(sub: argparse.ArgumentParser, command: Command) -> None:
         model.add_argument("--ic-lora", required=True, metavar="PATH[:SCALE]", help="the IC-LoRA .safetensors")
 
     size = sub.add_argument_group("size")
+    auto = "auto_length" in f
+    frames_type, auto_help = (frames_arg, ", or 'auto': LTX-2.5's duration head picks it") if auto else (int, "")
     if command.height is not None:
         m = command.size_multiple
         size.add_argument(
-            "--frames", type=int, default=PRESET.num_frames, help="number of frames, 8k + 1 (default %(default)s)"
+            "--frames",
+            type=frames_type,
+            default=PRESET.num_frames,
+            help=f"number of frames, 8k + 1{auto_help} (default %(default)s)",
         )
         size.add_argument("--height", type=int, default=command.height, help=f"multiple of {m} (default %(default)s)")
         size.add_argument("--width", type=int, default=command.width, help=f"multiple of {m} (default %(default)s)")
         size.add_argument("--fps", type=float, default=PRESET.frame_rate, help="frame rate, > 0 (default %(default)g)")
     if "duration" in f:  # the reference's text-to-audio takes its length as frames at a frame rate
         size.add_argument(
-            "--frames", type=int, default=PRESET.num_frames, help="length in frames, 8k + 1 (default %(default)s)"
+            "--frames",
+            type=frames_type,
+            default=PRESET.num_frames,
+            help=f"length in frames, 8k + 1{auto_help} (default %(default)s)",
         )
         size.add_argument(
             "--fps", type=float, default=PRESET.frame_rate, help="frames per second (default %(default)g)"
         )
+    if auto:  # diffusers' names; defaults: pipelines.ltx25's (the reference's --auto-duration 1 20)
+        size.add_argument("--min-seconds", type=float, help="with --frames auto: the shortest clip, s (default 1)")
+        size.add_argument("--max-seconds", type=float, help="with --frames auto: the longest clip, s (default 20)")
     if "dubit" in f:  # frames and fps are the reference clip's (its frame count snapped down to 8k + 1)
         model.add_argument("--ic-lora", required=True, metavar="PATH[:SCALE]", help="the Dub-It IC-LoRA .safetensors")
         for side in ("height", "width"):

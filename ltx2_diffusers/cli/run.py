@@ -9,6 +9,7 @@ from pathlib import Path
 
 from . import distributed
 from .checks import Checked, refuse_with_distilled, resolve_device
+from .duration import describe_prediction, require_head
 from .parser import DTYPES, MODEL_CHOICES, CLIError
 
 # The LoRA adapters the CLI loads, by name
@@ -31,9 +32,14 @@ def call_arguments(args: argparse.Namespace, c: Checked) -> list[tuple[str, obje
     kw: list[tuple[str, object, str]] = [("prompt", args.prompt, "prompt")]
     if args.reference_version is not None:
         kw.append(("reference", args.reference_version, "--reference-version"))
+    num_frames = None if c.predict_length else c.frames  # --frames auto: None, the duration head picks it
     if c.command.height is not None:
         kw += [("height", c.height, "--height"), ("width", c.width, "--width")]
-        kw += [("num_frames", c.frames, "--frames"), ("frame_rate", c.fps, "--fps")]
+        kw += [("num_frames", num_frames, "--frames"), ("frame_rate", c.fps, "--fps")]
+    for keyword, value, flag in (("min_seconds", c.min_seconds, "--min-seconds"), ("max_seconds", c.max_seconds,
+                                                                                   "--max-seconds")):  # fmt: skip
+        if value is not None:
+            kw.append((keyword, value, flag))
     if "steps" in f and args.steps is not None:
         kw.append(("num_inference_steps", args.steps, "--steps"))
     if "negative" in f and args.negative_prompt is not None:
@@ -56,7 +62,7 @@ def call_arguments(args: argparse.Namespace, c: Checked) -> list[tuple[str, obje
         if args.skip_stage_2:
             kw.append(("skip_stage_2", True, "--skip-stage-2"))
     if "duration" in f:
-        kw += [("num_frames", c.frames, "--frames"), ("frame_rate", c.fps, "--fps")]
+        kw += [("num_frames", num_frames, "--frames"), ("frame_rate", c.fps, "--fps")]
     if "dubit" in f:  # frames and fps come from the reference clip
         kw += [("reference_video", args.reference_video, "--reference-video"), ("height", c.height, "--height")]
         kw += [("width", c.width, "--width"), ("reference_strength", args.reference_strength, "--reference-strength")]
@@ -261,6 +267,8 @@ def _run(args, c: Checked, cls: type, kw, device: str, dtype_name: str, launch, 
         raise CLIError("--model", f"{args.model} has no latent_upsampler/, which `{c.command.name}` needs in stage 2")
     if getattr(pipe.scheduler.config, "fixed_sigmas", None) is not None:  # a folder whose scheduler is distilled
         refuse_with_distilled(args)
+    if c.predict_length:  # a Hub id's components are only known now (others were checked before loading)
+        require_head(pipe, args.model)
     prepare(pipe, args, c, device)
     distributed.enable(pipe, args, launch)
     generator = torch.Generator(device=device).manual_seed(args.seed)  # noise drawn on the device, as the reference
@@ -270,9 +278,10 @@ def _run(args, c: Checked, cls: type, kw, device: str, dtype_name: str, launch, 
         if launch is not None and launch.rank != 0:
             return f"rank {launch.rank}: done (rank 0 writes {c.output})"
         written = write(None, audio, rate, None, c.output, write_wav)
+        predicted = f"the duration head chose {audio.shape[-1] / rate:.2f} s; " if c.predict_length else ""
         return (
-            f"wrote {os.path.abspath(written)}: stereo audio at {rate} Hz ({audio.shape[-1] / rate:.2f} s, 16-bit "
-            f"PCM); took {time.perf_counter() - start:.1f} s"
+            f"{predicted}wrote {os.path.abspath(written)}: stereo audio at {rate} Hz ({audio.shape[-1] / rate:.2f} s, "
+            f"16-bit PCM); took {time.perf_counter() - start:.1f} s"
         )
     output = pipe(**{keyword: value for keyword, value, _ in kw}, generator=generator, output_type="pil")
     # "pil": uint8 frames made as the reference's decode_video makes them (truncated, in the decoder's dtype)
@@ -281,7 +290,10 @@ def _run(args, c: Checked, cls: type, kw, device: str, dtype_name: str, launch, 
     if launch is not None and launch.rank != 0:
         return f"rank {launch.rank}: done (rank 0 writes {c.output})"
     written = write(frames, audio, rate, c.fps, c.output)
-    return describe_output(written, frames, audio, rate, c.fps, time.perf_counter() - start)
+    summary = describe_output(written, frames, audio, rate, c.fps, time.perf_counter() - start)
+    if c.predict_length:
+        summary = f"{describe_prediction(len(frames), c.fps, c.min_seconds, c.max_seconds)}\n{summary}"
+    return summary
 
 
 def write(frames, audio, sample_rate: int, fps: float, path: Path, writer=None) -> str:
