@@ -7,7 +7,7 @@ passes ours. Each function is the loaders' one with `classes=MODEL_CLASSES` boun
 
 from functools import partial
 
-from .loaders import single_file
+from .loaders import single_file, split_files
 from .models.autoencoder_kl_ltx2 import AutoencoderKLLTX2Video
 from .models.autoencoder_kl_ltx2_audio import AutoencoderKLLTX2Audio
 from .models.connectors import LTX2TextConnectors
@@ -34,3 +34,5 @@ convert_original_to_diffusers = partial(single_file.convert_original_to_diffuser
 convert_diffusers_to_original = partial(single_file.convert_diffusers_to_original, classes=MODEL_CLASSES)
 # pass pipeline_class (the pipelines import this module, so it cannot name them)
 pipeline_from_single_file = partial(single_file.pipeline_from_single_file, classes=MODEL_CLASSES)
+convert_diffusers_to_split_files = partial(split_files.convert_diffusers_to_split_files, classes=MODEL_CLASSES)
+save_pipeline_as_split_files = partial(split_files.save_pipeline_as_split_files, classes=MODEL_CLASSES)

@@ -19,6 +19,7 @@ from ltx2_diffusers.pipelines.conditioning import (
     append_reference,
     replace_frames,
     video_latent_state,
+    video_positions_dtype,
 )
 from ltx2_diffusers.pipelines.guidance import GuidanceScales, combine_guidance
 from ltx2_diffusers.pipelines.presets import checkpoint_model_version, sampling_preset
@@ -56,7 +57,10 @@ def _conditioned(case: str, dtype: torch.dtype):
     settings = SETTINGS["g7_conditioning.safetensors"]["settings"]
     grid, fps = tuple(settings["grid"]), settings["fps"]
     initial = golden["initial"].to(dtype) if case == "s0909" else None
-    state = video_latent_state(1, *grid, fps, num_channels=settings["channels"], dtype=dtype, initial_latent=initial)
+    state = video_latent_state(
+        1, *grid, fps, num_channels=settings["channels"], dtype=dtype, initial_latent=initial,
+        positions_dtype=video_positions_dtype(dtype, "1.2"),  # 1.2.0 keeps positions float32 in bf16 runs too
+    )  # fmt: skip
     state = replace_frames(state, golden["image"].to(dtype), strength=0.6, grid=grid, reference="1.2")
     state = append_keyframes(
         state, golden["keyframe"].to(dtype), frame_index=9, strength=0.6, fps=fps, grid=grid, reference="1.2"
@@ -77,8 +81,7 @@ def test_conditioning_and_noiser_equal_ltx_core_1_2(case, dtype):
     prefix = f"{case}_{'fp32' if dtype == torch.float32 else 'bf16'}"
     for name in ("latent", "clean_latent", "denoise_mask", "keyframes_mask"):
         torch.testing.assert_close(getattr(state, name), golden[f"{prefix}_conditioned_{name}"], rtol=0, atol=0)
-    if dtype == torch.float32:  # bf16 states round the grid's positions to bf16 (spec §13.2); the reference later
-        torch.testing.assert_close(state.positions, golden[f"{prefix}_conditioned_positions"], rtol=0, atol=0)
+    torch.testing.assert_close(state.positions, golden[f"{prefix}_conditioned_positions"], rtol=0, atol=0)
     torch.testing.assert_close(noised.latent, golden[f"{prefix}_noised_latent"], rtol=0, atol=0)
     keyframe_times = state.positions[0, 0, 18:24]  # the keyframe's 6 tokens, after the 18 of the grid: frame 9 only
     assert torch.allclose(keyframe_times.float(), torch.tensor([9 / 24, 10 / 24]).expand(6, 2), atol=1e-6)

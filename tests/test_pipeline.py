@@ -75,7 +75,8 @@ def test_output_types_shapes_and_ranges(pipe):
     assert latent.audio_sample_rate is None
     # "latent" gives the transformer's normalised latents (diffusers' LTX2Pipeline gives un-normalised ones):
     # decode_video / decode_audio un-normalise them and reproduce the decoded outputs
-    from ltx2_diffusers.pipelines.denoising import decode_audio, decode_video
+    from ltx2_diffusers.pipelines.decoding import decode_audio
+    from ltx2_diffusers.pipelines.denoising import decode_video
 
     with torch.no_grad():
         frames = ((decode_video(pipe.vae, latent.frames) + 1) / 2).clamp(0, 1).permute(0, 2, 3, 4, 1).numpy()

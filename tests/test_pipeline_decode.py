@@ -5,7 +5,8 @@ import torch
 from helpers.audio_vae import ours_from_reference, reference_pair
 from helpers.video_vae import build_pair
 
-from ltx2_diffusers.pipelines.denoising import decode_audio, decode_video
+from ltx2_diffusers.pipelines.decoding import decode_audio
+from ltx2_diffusers.pipelines.denoising import decode_video
 
 
 @torch.no_grad()

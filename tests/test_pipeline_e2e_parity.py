@@ -324,9 +324,9 @@ def run_ours(
         seen["pixels"] = original_decode_video(vae, latents, generator)
         return seen["pixels"]
 
-    def decode_audio(audio_vae, vocoder, latents):
+    def decode_audio(audio_vae, vocoder, latents, reference):
         seen["audio_latent"] = latents
-        return original_decode_audio(audio_vae, vocoder, latents)
+        return original_decode_audio(audio_vae, vocoder, latents, reference)
 
     original_encode_prompts, original_encode_image = pipeline_utils.encode_prompts, condition_encoding.encode_image
     original_decode_video, original_decode_audio = decoding.decode_video, decoding.decode_audio

@@ -133,7 +133,7 @@ def test_joins_have_no_repeated_or_missing_frames_or_samples(pipe, monkeypatch, 
         pixels = torch.tensor((values + 0.5) / 255 * 2 - 1, dtype=torch.float32)  # truncates back to the value
         return pixels[None, None, :, None, None].expand(1, 3, -1, SIZE, SIZE)
 
-    def decode_audio(audio_vae, vocoder, latents):
+    def decode_audio(audio_vae, vocoder, latents, reference):
         segment, _, origin = seen[-1]
         num_samples = (4 * latents.shape[2] - 3) * 240
         return sample_value(origin + segment.audio_start + torch.arange(num_samples))[None, None].expand(1, 2, -1)

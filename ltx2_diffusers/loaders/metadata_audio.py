@@ -171,4 +171,8 @@ def original_vocoder_section(class_name: str, vocoder: Mapping[str, Any]) -> dic
             "num_mels": vocoder["num_mel_channels"],
         }
     )
-    return {"vocoder": _original_generator(vocoder), "bwe": bwe}
+    inner = _original_generator(vocoder)
+    # diffusers' configs say final_act_fn=None: our forward clamps that stage, so write "no tanh" (ltx-core and our
+    # reader take a missing flag as tanh, which would change the audio)
+    inner.setdefault("use_tanh_at_final", False)
+    return {"vocoder": inner, "bwe": bwe}

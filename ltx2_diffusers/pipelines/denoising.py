@@ -9,7 +9,7 @@ Data flow (spec §0, §6, §7, §9):
    modality-isolated) runs as ONE batched transformer call (`guided_x0`); per-sample `Perturbations` masks say which
    samples are perturbed. Per-token sigmas (sigma * denoise_mask) keep conditioning tokens at their clean values.
    `transformer_x0` is the only place that knows the transformer's keyword arguments.
-3. `decode_video` / `decode_audio`: latents -> pixels in [-1, 1], latents -> mel -> stereo waveform.
+3. `decode_video`: latents -> pixels in [-1, 1] (audio: `decoding.decode_audio`).
 
 Tokens: video (B, F'*H'*W', 128) in (f, h, w) order; audio (B, T_a, 8*16) with features channel-major (c, mel).
 Latents between stages are "normalised" (the transformer's space); decoding un-normalises with the VAEs' statistics.
@@ -450,10 +450,3 @@ def decode_video(vae: torch.nn.Module, latents: Tensor, generator: torch.Generat
     """
     latents = denormalize_latents(latents, vae.latents_mean, vae.latents_std).to(vae.dtype)
     return vae.decode(latents, return_dict=False, generator=generator)[0]
-
-
-def decode_audio(audio_vae: torch.nn.Module, vocoder: torch.nn.Module, latents: Tensor) -> Tensor:
-    """Normalised audio latents (B, 8, T_a, 16) -> stereo waveform (B, 2, samples) float32 at the vocoder's rate."""
-    latents = audio_vae.denormalize_latents(latents.to(audio_vae.dtype))
-    mel = audio_vae.decode(latents, return_dict=False)[0]  # (B, 2, 4 T_a - 3, 64)
-    return vocoder(mel.to(vocoder.dtype)).float()

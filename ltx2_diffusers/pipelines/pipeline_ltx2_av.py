@@ -226,5 +226,5 @@ class LTX2AVPipeline(LTX2AVPipelineBase):
         video_latents = unpatchify_video(video.output_tokens(), *latent_grid(height, width, num_frames))
         audio_latents = unpack_audio_latents(audio.output_tokens(), self.audio_vae.config.latent_channels)
         frames = decode_frames(self.video_decoder, video_latents, output_type, generator)
-        waveform, sample_rate = decode_waveform(self.audio_vae, self.vocoder, audio_latents, output_type)
+        waveform, sample_rate = decode_waveform(self.audio_vae, self.vocoder, audio_latents, output_type, reference)
         return pipeline_output(self, frames, waveform, sample_rate, return_dict)

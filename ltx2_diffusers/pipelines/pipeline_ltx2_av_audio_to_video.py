@@ -301,5 +301,5 @@ class LTX2AVAudioToVideoPipeline(LTX2AVTwoStagePipelineBase):
         elif waveform is not None:
             waveform = waveform[None].expand(video_latents.shape[0], -1, -1).clone()
         else:
-            waveform, sample_rate = decode_waveform(self.audio_vae, self.vocoder, audio_latents, output_type)
+            waveform, sample_rate = decode_waveform(self.audio_vae, self.vocoder, audio_latents, output_type, reference)
         return pipeline_output(self, frames, waveform, sample_rate, return_dict)

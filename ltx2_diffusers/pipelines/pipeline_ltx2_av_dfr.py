@@ -43,6 +43,7 @@ from .conditioning import (
     replace_frames,
     unpatchify_video,
     video_latent_state,
+    video_positions_dtype,
 )
 from .decoding import decode_frames, decode_waveform
 from .denoising import (
@@ -79,7 +80,7 @@ from .pipeline_utils import (
     pipeline_output,
     prompt_contexts,
 )
-from .presets import sampling_preset
+from .presets import DEFAULT_REFERENCE, sampling_preset
 from .refinement import StageAdapters, check_adapter, check_upsampler
 from .temporal_upsampling import check_temporal_upsampler, upsample_in_time
 from .text_encoding import PromptEmbeddings
@@ -192,7 +193,10 @@ def keyframe_stage(
     generator. `audio=None` runs the transformer video-only (no audio tokens, no audio noise drawn). One positive pass
     per step with `sampler`."""
     batch, device, dtype = contexts.video.shape[0], contexts.video.device, transformer.dtype
-    video = video_latent_state(batch, *grid, fps, dtype=dtype, device=device, initial_latent=initial_video)
+    video = video_latent_state(
+        batch, *grid, fps, dtype=dtype, device=device, initial_latent=initial_video,
+        positions_dtype=video_positions_dtype(dtype, DEFAULT_REFERENCE),
+    )  # fmt: skip
     for cond in conditions:
         if cond.frame_index == 0 and not cond.append:
             video = replace_frames(video, cond.latent, strength=cond.strength, grid=grid)
@@ -536,7 +540,7 @@ class LTX2AVDFRPipeline(LTX2AVTwoStagePipelineBase):
         out_frames = output_num_frames(num_frames, rounds)
         video = video[:, :, : latent_index(out_frames - 1) + 1]
         frames = decode_frames(self.video_decoder, video, output_type, generator)
-        waveform, sample_rate = decode_waveform(self.audio_vae, self.vocoder, stage_1.audio, output_type)
+        waveform, sample_rate = decode_waveform(self.audio_vae, self.vocoder, stage_1.audio, output_type, DEFAULT_REFERENCE)
         if sample_rate is not None:
             waveform = waveform[..., : round(out_frames / (frame_rate * 2**rounds) * sample_rate)]
         return pipeline_output(self, frames, waveform, sample_rate, return_dict)

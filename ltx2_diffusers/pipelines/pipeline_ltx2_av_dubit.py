@@ -299,5 +299,5 @@ class LTX2AVDubItPipeline(LTX2AVTwoStagePipelineBase):
 
         # 6. Latents -> frames (stage 2) and waveform (stage 1: stage 2 keeps the audio as it is)
         frames = decode_frames(self.video_decoder, video_latents, output_type, generator)
-        waveform, sample_rate = decode_waveform(self.audio_vae, self.vocoder, audio_latents, output_type)
+        waveform, sample_rate = decode_waveform(self.audio_vae, self.vocoder, audio_latents, output_type, reference)
         return pipeline_output(self, frames, waveform, sample_rate, return_dict)

@@ -41,9 +41,10 @@ from .conditioning import (
     audio_latent_state,
     unpatchify_video,
     video_latent_state,
+    video_positions_dtype,
 )
-from .decoding import postprocess_frames
-from .denoising import TextContexts, check_generator, decode_audio, decode_video, denoise, latent_grid
+from .decoding import decode_audio, postprocess_frames
+from .denoising import TextContexts, check_generator, decode_video, denoise, latent_grid
 from .diffusion_decoding import diffusion_decode_video
 from .guidance import GuidanceScales, GuidanceSchedule
 from .inputs import AudioInput, VideoInput, audio_waveform, video_frames, video_to_pixels
@@ -342,7 +343,7 @@ class LTX2AVExtendPipeline(LTX2AVPipelineBase):
         # b. Noise by the masks (video, then audio), then the shared guided denoising
         video = video_latent_state(
             1, *grid, fps, num_channels=layout["video_channels"], dtype=dtype, device=device,
-            initial_latent=video_latent.to(dtype),
+            initial_latent=video_latent.to(dtype), positions_dtype=video_positions_dtype(dtype, reference),
         )  # fmt: skip
         video = add_noise(replace(video, denoise_mask=video_mask.to(device)), generator, reference=reference)
         audio = audio_latent_state(
@@ -364,7 +365,7 @@ class LTX2AVExtendPipeline(LTX2AVPipelineBase):
         new = slice(0, segment.new_frames) if segment.backwards else slice(segment.context_frames, None)
         new_frames = np.stack([np.asarray(image) for image in postprocess_frames(pixels[:, :, new], "pil")[0]])
         audio_latents = unpack_audio_latents(audio.output_tokens(), layout["audio_channels"])
-        decoded_audio = decode_audio(self.audio_vae, self.vocoder, audio_latents)[0].cpu()
+        decoded_audio = decode_audio(self.audio_vae, self.vocoder, audio_latents, reference)[0].cpu()
         if decoded_audio.shape[1] < needed:
             raise RuntimeError(f"the segment's audio decoded to {decoded_audio.shape[1]} samples, {needed} needed")
         return stitch(clip, segment, new_frames, decoded_audio)

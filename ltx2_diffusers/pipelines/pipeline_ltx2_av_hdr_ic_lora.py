@@ -32,7 +32,15 @@ from ..loaders.lora import LoRAInput, LTX2LoRA, read_lora
 from ..models.latent_upsampler import upsample_latents
 from ..utils.hdr import HDR_TRANSFERS, linear_from_codes
 from .condition_encoding import encode_references
-from .conditioning import Generators, LatentState, add_noise, append_reference, unpatchify_video, video_latent_state
+from .conditioning import (
+    Generators,
+    LatentState,
+    add_noise,
+    append_reference,
+    unpatchify_video,
+    video_latent_state,
+    video_positions_dtype,
+)
 from .decoding import decode_frames
 from .denoising import ReferenceCondition, TextContexts, denoise, latent_grid
 from .guidance import GuidanceScales
@@ -113,8 +121,9 @@ def referenced_video_state(
     the placeholders' and the noiser's rules ("1.2" or "1.0", `conditioning.append_reference` / `add_noise`)."""
     channels = 128 if initial_latent is None else initial_latent.shape[1]
     video = video_latent_state(
-        batch_size, *grid, frame_rate, num_channels=channels, dtype=dtype, device=device, initial_latent=initial_latent
-    )
+        batch_size, *grid, frame_rate, num_channels=channels, dtype=dtype, device=device, initial_latent=initial_latent,
+        positions_dtype=video_positions_dtype(dtype, reference),
+    )  # fmt: skip
     for ref in references:
         video = append_reference(
             video,

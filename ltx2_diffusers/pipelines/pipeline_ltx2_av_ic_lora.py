@@ -304,5 +304,5 @@ class LTX2AVICLoRAPipeline(LTX2AVTwoStagePipelineBase):
 
         # 6. Latents -> frames and waveform
         frames = decode_frames(self.video_decoder, video_latents, output_type, generator)
-        waveform, sample_rate = decode_waveform(self.audio_vae, self.vocoder, audio_latents, output_type)
+        waveform, sample_rate = decode_waveform(self.audio_vae, self.vocoder, audio_latents, output_type, reference)
         return pipeline_output(self, frames, waveform, sample_rate, return_dict)

@@ -40,6 +40,7 @@ from .conditioning import (
     patchify_video,
     unpatchify_video,
     video_latent_state,
+    video_positions_dtype,
 )
 from .decoding import decode_frames, decode_waveform
 from .denoising import check_generator, denoise
@@ -123,6 +124,7 @@ def prepare_retake_latents(
         num_channels=video_latent.shape[1],
         dtype=dtype,
         device=device,
+        positions_dtype=video_positions_dtype(dtype, reference),
         initial_latent=video_latent.to(dtype),
     )
     window = (start_time, end_time) if regenerate_video else (0.0, 0.0)
@@ -383,5 +385,5 @@ class LTX2AVRetakePipeline(LTX2AVPipelineBase):
         video_latents = unpatchify_video(video_state.output_tokens(), *video_latent.shape[2:])
         audio_latents = unpack_audio_latents(audio_state.output_tokens(), self.audio_vae.config.latent_channels)
         frames = decode_frames(self.video_decoder, video_latents, output_type, generator)
-        waveform, sample_rate = decode_waveform(self.audio_vae, self.vocoder, audio_latents, output_type)
+        waveform, sample_rate = decode_waveform(self.audio_vae, self.vocoder, audio_latents, output_type, reference)
         return pipeline_output(self, frames, waveform, sample_rate, return_dict)

@@ -256,7 +256,7 @@ class LTX2TextToAudioPipeline(LTX2AVPipelineBase):
 
         # 5. Latent -> waveform at the vocoder's rate
         audio_latents = unpack_audio_latents(audio.output_tokens(), layout["audio_channels"])
-        waveform, sample_rate = decode_waveform(self.audio_vae, self.vocoder, audio_latents, output_type)
+        waveform, sample_rate = decode_waveform(self.audio_vae, self.vocoder, audio_latents, output_type, reference)
         if output_type == "np":
             waveform = waveform.cpu().numpy()
         return pipeline_output(self, None, waveform, sample_rate, return_dict)

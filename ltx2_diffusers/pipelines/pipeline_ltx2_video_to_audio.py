@@ -212,7 +212,7 @@ class LTX2VideoToAudioPipeline(LTX2AVPipelineBase):
 
         # 6. The input frames as they are, the new soundtrack decoded
         audio_latents = unpack_audio_latents(audio_state.output_tokens(), layout["audio_channels"])
-        waveform, sample_rate = decode_waveform(self.audio_vae, self.vocoder, audio_latents, output_type)
+        waveform, sample_rate = decode_waveform(self.audio_vae, self.vocoder, audio_latents, output_type, reference)
         if output_type == "latent":
             output = unpatchify_video(video_state.output_tokens(), *video_latent.shape[2:])
         else:
