@@ -47,19 +47,11 @@ from ltx_pipelines.utils.media_io.range_map import to_vae_range
 from ltx_pipelines.utils.media_io.resize import resize_and_reflect_pad
 from ltx_pipelines.utils.types import ModalitySpec
 from safetensors.torch import save_file
-from seeded import fill_seeded_  # scripts/goldens/seeded.py (the script's own folder is on sys.path)
+from seeded import LTX_CORE_FIXED, fill_seeded_  # scripts/goldens/seeded.py (the script's own folder is on sys.path)
 
 # The tiny audio-video transformer: ltx-core's required keys plus small sizes (LTX-2 layout, captions projected inside)
 SECTION = {
-    "dropout": 0.0, "attention_bias": True, "activation_fn": "gelu-approximate", "num_embeds_ada_norm": 1000,
-    "use_linear_projection": False, "only_cross_attention": False, "cross_attention_norm": True,
-    "double_self_attention": False, "upcast_attention": False, "standardization_norm": "rms_norm",
-    "norm_elementwise_affine": False, "qk_norm": "rms_norm", "positional_embedding_type": "rope",
-    "use_middle_indices_grid": True, "use_audio_video_cross_attention": True, "share_ff": False,
-    "av_cross_ada_norm": True, "rope_type": "split", "frequencies_precision": "float64",
-    "av_ca_timestep_scale_multiplier": 1000, "positional_embedding_max_pos": [20, 2048, 2048],
-    "audio_positional_embedding_max_pos": [20], "timestep_scale_multiplier": 1000,
-    "positional_embedding_theta": 10000.0, "norm_eps": 1e-6,
+    **LTX_CORE_FIXED,
     "num_attention_heads": 2, "attention_head_dim": 8, "in_channels": 128, "out_channels": 128, "num_layers": 2,
     "cross_attention_dim": 16, "audio_num_attention_heads": 2, "audio_attention_head_dim": 4,
     "audio_in_channels": 128, "audio_out_channels": 128, "audio_cross_attention_dim": 8, "caption_channels": 32,

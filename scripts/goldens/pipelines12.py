@@ -36,7 +36,7 @@ from ltx_pipelines.utils.blocks import DiffusionStage
 from ltx_pipelines.utils.denoisers import FactoryGuidedDenoiser
 from ltx_pipelines.utils.types import ModalitySpec
 from safetensors.torch import save_file
-from seeded import fill_seeded_  # scripts/goldens/seeded.py (the script's own folder is on sys.path)
+from seeded import LTX_CORE_FIXED, fill_seeded_  # scripts/goldens/seeded.py (the script's own folder is on sys.path)
 
 NUM_FRAMES, FRAME_RATE = 17, 24.0  # 17 / 24 s of audio: 18 audio latent frames
 NUM_STEPS, SEED, TEXT_TOKENS, CAPTION_CHANNELS = 4, 42, 6, 32
@@ -44,15 +44,7 @@ GUIDER = dict(cfg_scale=7.0, stg_scale=1.0, rescale_scale=0.7, modality_scale=1.
 
 # ltx-core's asserted values plus the tiny sizes; the video keys are what an AV checkpoint's section also holds
 SECTION = {
-    "dropout": 0.0, "attention_bias": True, "activation_fn": "gelu-approximate", "num_embeds_ada_norm": 1000,
-    "use_linear_projection": False, "only_cross_attention": False, "cross_attention_norm": True,
-    "double_self_attention": False, "upcast_attention": False, "standardization_norm": "rms_norm",
-    "norm_elementwise_affine": False, "qk_norm": "rms_norm", "positional_embedding_type": "rope",
-    "use_middle_indices_grid": True, "use_audio_video_cross_attention": True, "share_ff": False,
-    "av_cross_ada_norm": True, "rope_type": "split", "frequencies_precision": "float64",
-    "av_ca_timestep_scale_multiplier": 1000, "positional_embedding_max_pos": [20, 2048, 2048],
-    "audio_positional_embedding_max_pos": [20], "timestep_scale_multiplier": 1000,
-    "positional_embedding_theta": 10000.0, "norm_eps": 1e-6,
+    **LTX_CORE_FIXED,
     "num_attention_heads": 2, "attention_head_dim": 8, "in_channels": 128, "out_channels": 128, "num_layers": 2,
     "cross_attention_dim": 16, "audio_num_attention_heads": 2, "audio_attention_head_dim": 4,
     "audio_in_channels": 128, "audio_out_channels": 128, "audio_cross_attention_dim": 8,

@@ -56,7 +56,7 @@ from ltx_pipelines.utils.constants import DISTILLED_SIGMAS, STAGE_2_DISTILLED_SI
 from ltx_pipelines.utils.denoisers import FactoryGuidedDenoiser, SimpleDenoiser
 from ltx_pipelines.utils.types import ModalitySpec
 from safetensors.torch import save_file
-from seeded import fill_seeded_  # scripts/goldens/seeded.py (the script's own folder is on sys.path)
+from seeded import LTX_CORE_FIXED, fill_seeded_  # scripts/goldens/seeded.py (the script's own folder is on sys.path)
 
 # 9 frames: 2 latent frames, 9 audio frames; one stage at 64 x 64 (2 x 2 latents), the two-stage run at 128 x 128
 NUM_FRAMES, FRAME_RATE, HEIGHT, WIDTH, TWO_STAGE_HEIGHT, TWO_STAGE_WIDTH = 9, 24.0, 64, 64, 128, 128
@@ -68,15 +68,7 @@ UPSAMPLER = {"in_channels": 128, "mid_channels": 32, "num_blocks_per_stage": 1, 
 
 # ltx-core's asserted values plus the tiny sizes (LTX-2's layout: the caption projection inside the transformer)
 SECTION_20 = {
-    "dropout": 0.0, "attention_bias": True, "activation_fn": "gelu-approximate", "num_embeds_ada_norm": 1000,
-    "use_linear_projection": False, "only_cross_attention": False, "cross_attention_norm": True,
-    "double_self_attention": False, "upcast_attention": False, "standardization_norm": "rms_norm",
-    "norm_elementwise_affine": False, "qk_norm": "rms_norm", "positional_embedding_type": "rope",
-    "use_middle_indices_grid": True, "use_audio_video_cross_attention": True, "share_ff": False,
-    "av_cross_ada_norm": True, "rope_type": "split", "frequencies_precision": "float64",
-    "av_ca_timestep_scale_multiplier": 1000, "positional_embedding_max_pos": [20, 2048, 2048],
-    "audio_positional_embedding_max_pos": [20], "timestep_scale_multiplier": 1000,
-    "positional_embedding_theta": 10000.0, "norm_eps": 1e-6,
+    **LTX_CORE_FIXED,
     "num_attention_heads": 2, "attention_head_dim": 8, "in_channels": 128, "out_channels": 128, "num_layers": 2,
     "cross_attention_dim": 16, "audio_num_attention_heads": 2, "audio_attention_head_dim": 4,
     "audio_in_channels": 128, "audio_out_channels": 128, "audio_cross_attention_dim": 8, "caption_channels": 32,

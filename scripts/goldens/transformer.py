@@ -45,7 +45,7 @@ from ltx_core.text_encoders.gemma.feature_extractor import FeatureExtractorV2
 from ltx_core.tools import AudioLatentTools, VideoLatentTools
 from ltx_core.types import AudioLatentShape, VideoLatentShape
 from safetensors.torch import save_file
-from seeded import fill_seeded_  # scripts/goldens/seeded.py (the script's own folder is on sys.path)
+from seeded import LTX_CORE_FIXED, fill_seeded_  # scripts/goldens/seeded.py (the script's own folder is on sys.path)
 
 FRAMES, HEIGHT, WIDTH, FPS = 2, 3, 4, 24.0  # video latent: 24 tokens, the first 12 are latent frame 0
 AUDIO_FRAMES, AUDIO_CHANNELS, MEL_BINS = 5, 2, 4  # 5 audio tokens of 8 features
@@ -55,15 +55,7 @@ SEED = {"2.0": 0, "2.3": 1, "2.5": 2}
 
 # ltx-core's asserted values plus the released values of the keys whose code defaults differ (spec §1.1, §13.1)
 BASE_SECTION = {
-    "dropout": 0.0, "attention_bias": True, "activation_fn": "gelu-approximate", "num_embeds_ada_norm": 1000,
-    "use_linear_projection": False, "only_cross_attention": False, "cross_attention_norm": True,
-    "double_self_attention": False, "upcast_attention": False, "standardization_norm": "rms_norm",
-    "norm_elementwise_affine": False, "qk_norm": "rms_norm", "positional_embedding_type": "rope",
-    "use_middle_indices_grid": True, "use_audio_video_cross_attention": True, "share_ff": False,
-    "av_cross_ada_norm": True, "rope_type": "split", "frequencies_precision": "float64",
-    "av_ca_timestep_scale_multiplier": 1000, "positional_embedding_max_pos": [20, 2048, 2048],
-    "audio_positional_embedding_max_pos": [20], "timestep_scale_multiplier": 1000,
-    "positional_embedding_theta": 10000.0, "norm_eps": 1e-6,
+    **LTX_CORE_FIXED,
     "num_attention_heads": 2, "attention_head_dim": 8, "in_channels": 8, "out_channels": 8, "num_layers": 2,
     "cross_attention_dim": 16, "audio_num_attention_heads": 2, "audio_attention_head_dim": 4,
     "audio_in_channels": 8, "audio_out_channels": 8, "audio_cross_attention_dim": 8,
