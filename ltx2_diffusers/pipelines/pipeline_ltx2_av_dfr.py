@@ -34,13 +34,11 @@ from .conditioning import (
     Generators,
     LatentState,
     add_noise,
-    append_keyframes,
-    append_reference,
     audio_latent_state,
+    generator_seed,
     grow_attention_mask,
     keyframe_positions,
     patchify_video,
-    replace_frames,
     unpatchify_video,
     video_latent_state,
     video_positions_dtype,
@@ -51,8 +49,10 @@ from .denoising import (
     StepCallback,
     TextContexts,
     VideoCondition,
+    apply_video_conditions,
     check_generator,
     denoise,
+    denoise_video_only,
     latent_grid,
 )
 from .dfr_layout import (
@@ -70,7 +70,6 @@ from .guidance import GuidanceScales
 from .inputs import ImageInput, half_size_image
 from .ltx25 import auto_duration
 from .pipeline_base import LTX2AVTwoStagePipelineBase
-from .pipeline_ltx2_av_hdr_ic_lora import VideoOnlyTransformer, empty_audio_state, generator_seed
 from .pipeline_output import LTX2PipelineOutput
 from .pipeline_utils import (
     StepCallbacks,
@@ -197,28 +196,17 @@ def keyframe_stage(
         batch, *grid, fps, dtype=dtype, device=device, initial_latent=initial_video,
         positions_dtype=video_positions_dtype(dtype, DEFAULT_REFERENCE),
     )  # fmt: skip
-    for cond in conditions:
-        if cond.frame_index == 0 and not cond.append:
-            video = replace_frames(video, cond.latent, strength=cond.strength, grid=grid)
-        else:
-            video = append_keyframes(
-                video, cond.latent, frame_index=cond.frame_index, strength=cond.strength, fps=fps, grid=grid
-            )
+    video = apply_video_conditions(video, conditions, grid=grid, fps=fps)
     video, first_slot = append_keyframe_slots(video, slots, grid, fps)
     if reference is not None:
-        video = append_reference(
-            video, reference.latent, fps=fps, grid=grid, strength=reference.strength,
-            downscale_factor=reference.downscale_factor, attention_strength=reference.attention_strength,
-        )  # fmt: skip
+        video = apply_video_conditions(video, [reference], grid=grid, fps=fps)
     noise_scale = float(sigmas[0])
     video = add_noise(video, generator, noise_scale)
     neutral = GuidanceScales()  # cfg 1, no STG, no modality guidance: the positive pass only
     if audio is None:
-        no_audio = empty_audio_state(batch, transformer.config.audio_in_channels, dtype, device)
-        video, _ = denoise(
-            VideoOnlyTransformer(transformer), video, no_audio, contexts, sigmas, neutral, neutral, sampler=sampler,
-            progress_bar=progress_bar, callback=callback,
-        )  # fmt: skip
+        video = denoise_video_only(
+            transformer, video, contexts, sigmas, sampler=sampler, progress_bar=progress_bar, callback=callback
+        )
         audio_latents = None
     else:
         channels, num_frames, mel_bins = audio.shape[1:]
@@ -540,7 +528,9 @@ class LTX2AVDFRPipeline(LTX2AVTwoStagePipelineBase):
         out_frames = output_num_frames(num_frames, rounds)
         video = video[:, :, : latent_index(out_frames - 1) + 1]
         frames = decode_frames(self.video_decoder, video, output_type, generator)
-        waveform, sample_rate = decode_waveform(self.audio_vae, self.vocoder, stage_1.audio, output_type, DEFAULT_REFERENCE)
+        waveform, sample_rate = decode_waveform(
+            self.audio_vae, self.vocoder, stage_1.audio, output_type, DEFAULT_REFERENCE
+        )
         if sample_rate is not None:
             waveform = waveform[..., : round(out_frames / (frame_rate * 2**rounds) * sample_rate)]
         return pipeline_output(self, frames, waveform, sample_rate, return_dict)
