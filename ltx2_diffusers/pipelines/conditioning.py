@@ -143,13 +143,25 @@ def audio_latent_state(
 
 def empty_audio_state(batch_size: int, num_channels: int, dtype: torch.dtype, device: torch.device) -> LatentState:
     """An audio stream of 0 tokens, for a video-only stage (`denoising.VideoOnlyTransformer`): (B, 0, C) latents,
-    (B, 0, 1) mask, (B, 1, 0, 2) positions."""
+    (B, 0, 1) mask, (B, 1, 0, 2) float32 positions."""
+    return _empty_state(batch_size, num_channels, 1, dtype, torch.float32, device)
+
+
+def empty_video_state(batch_size: int, num_channels: int, dtype: torch.dtype, device: torch.device) -> LatentState:
+    """A video stream of 0 tokens, for an audio-only stage (text-to-audio's `AudioOnlyTransformer`): (B, 0, C)
+    latents, (B, 0, 1) mask, (B, 3, 0, 2) positions in `dtype`."""
+    return _empty_state(batch_size, num_channels, 3, dtype, dtype, device)
+
+
+def _empty_state(
+    batch_size: int, num_channels: int, num_axes: int, dtype: torch.dtype, positions_dtype: torch.dtype, device
+) -> LatentState:
     tokens = torch.zeros(batch_size, 0, num_channels, dtype=dtype, device=device)
     return LatentState(
         latent=tokens,
         clean_latent=tokens,
         denoise_mask=torch.zeros(batch_size, 0, 1, dtype=torch.float32, device=device),
-        positions=torch.zeros(batch_size, 1, 0, 2, dtype=torch.float32, device=device),
+        positions=torch.zeros(batch_size, num_axes, 0, 2, dtype=positions_dtype, device=device),
         num_output_tokens=0,
     )
 
