@@ -185,6 +185,8 @@ class StageAdapters:
     On exit every adapter's scale, the active set and the enabled state are restored.
     Two-stage: stage 1 `use(others)`, stage 2 `use(others + [distilled], {distilled: scale})`; HQ: the distilled
     adapter in both, at 0.25 and 0.5; IC-LoRA: stage 1 as is, stage 2 `use([])`.
+    A transformer whose adapters were all deleted (`delete_adapters`) keeps peft's layers but has no `peft_config`:
+    its layers compute the base model, so it counts as one without adapters.
     """
 
     def __init__(self, transformer: torch.nn.Module):
@@ -192,7 +194,8 @@ class StageAdapters:
         from peft.tuners.tuners_utils import BaseTunerLayer
 
         self.transformer = transformer
-        tuner_layers = [m for m in transformer.modules() if isinstance(m, BaseTunerLayer)]
+        self.available = list(getattr(transformer, "peft_config", None) or {})  # the adapters loaded now
+        tuner_layers = [m for m in transformer.modules() if isinstance(m, BaseTunerLayer)] if self.available else []
         self.was_enabled = any(not m.disable_adapters for m in tuner_layers)
         active = transformer.active_adapters() if tuner_layers else []
         self.loaded = [active] if isinstance(active, str) else list(active)
@@ -206,6 +209,12 @@ class StageAdapters:
 
     def use(self, names: Iterable[str], scales: Mapping[str, float | None] | None = None) -> None:
         names = list(names)
+        unknown = [name for name in names if name not in self.available]
+        if unknown:
+            raise ValueError(
+                f"adapters {unknown} are not loaded in the transformer (loaded: {self.available}); load them first, "
+                "e.g. load_lora_adapter(pipe.transformer, path, adapter_name=...)"
+            )
         if not names:
             if self.lora_layers or self.was_enabled:
                 self.transformer.disable_adapters()
