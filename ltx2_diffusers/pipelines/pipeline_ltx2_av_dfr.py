@@ -346,6 +346,10 @@ class LTX2AVDFRPipeline(LTX2AVTwoStagePipelineBase):
     temporal x2 `LTX2LatentUpsamplerModel`, needed only for temporal rounds.
     """
 
+    model_cpu_offload_seq = (
+        "text_encoder->connectors->duration_head->transformer->latent_upsampler->temporal_upsampler->vae->"
+        "diffusion_decoder->audio_vae->vocoder"
+    )
     _optional_components = [*LTX2AVTwoStagePipelineBase._optional_components, "temporal_upsampler"]
     _callback_tensor_inputs = ["video_latents"]
 

@@ -1,6 +1,7 @@
-"""LTX2AVDFRPipeline.save_pretrained / from_pretrained keep the optional `temporal_upsampler` component: the folder
+"""LTX2AVDFRPipeline's optional `temporal_upsampler` component. save_pretrained / from_pretrained keep it: the folder
 `temporal_upsampler/` is written when one is set and read back into our `LTX2LatentUpsamplerModel`; without one,
-model_index.json records it as absent and the loaded pipeline has None (temporal rounds then say what to load)."""
+model_index.json records it as absent and the loaded pipeline has None (temporal rounds then say what to load). It is
+in the CPU-offload sequence with the other models."""
 
 import json
 
@@ -54,3 +55,12 @@ def test_a_pipeline_saved_without_temporal_upsampler_loads_none(components, tmp_
     assert not (tmp_path / "temporal_upsampler").exists()
     loaded = LTX2AVDFRPipeline.from_pretrained(tmp_path)
     assert loaded.temporal_upsampler is None and loaded.latent_upsampler is not None
+
+
+def test_every_model_is_in_the_cpu_offload_sequence(components):
+    """diffusers' enable_model_cpu_offload hooks the models in `model_cpu_offload_seq` one after another; a model
+    left out would be offloaded layer by layer instead."""
+    pipe = LTX2AVDFRPipeline(**components)
+    models = {name for name, value in pipe.components.items() if isinstance(value, torch.nn.Module)}
+    assert "temporal_upsampler" in models
+    assert models <= set(LTX2AVDFRPipeline.model_cpu_offload_seq.split("->"))
