@@ -67,7 +67,7 @@ from .dfr_layout import (
     tile_noise_seed,
 )
 from .guidance import GuidanceScales
-from .inputs import ImageInput, half_size_image
+from .inputs import ImageInput
 from .ltx25 import auto_duration
 from .pipeline_base import LTX2AVTwoStagePipelineBase
 from .pipeline_output import LTX2PipelineOutput
@@ -80,7 +80,7 @@ from .pipeline_utils import (
     prompt_contexts,
 )
 from .presets import DEFAULT_REFERENCE, sampling_preset
-from .refinement import StageAdapters, check_adapter, check_upsampler
+from .refinement import StageAdapters, check_adapter, check_upsampler, encode_stage_1_conditions
 from .temporal_upsampling import check_temporal_upsampler, upsample_in_time
 from .text_encoding import PromptEmbeddings
 from .validation import check_call_inputs, check_sigmas
@@ -482,13 +482,8 @@ class LTX2AVDFRPipeline(LTX2AVTwoStagePipelineBase):
         with StageAdapters(transformer) as adapters:
             # 3. Stage 1 at half size: video, keyframe slots and audio (without the detailing adapter)
             adapters.use(adapters.others(detailing_adapter))
-            half_image = None if image is None else half_size_image(image, height, width, size=half)
-            half_keyframes = [
-                (half_size_image(k, height, width, name=f"keyframes[{i}] image", size=half), index, s)
-                for i, (k, index, s) in enumerate(keyframes)
-            ]
-            conditions = encode_conditions(
-                self.vae, half_image, image_strength, half_keyframes, *half, image_crf, device
+            conditions = encode_stage_1_conditions(
+                self.vae, image, image_strength, keyframes, height, width, half, image_crf, device
             )
             stage_1 = keyframe_stage(
                 transformer, contexts, sigmas, latent_grid(*half, canvas.num_frames), frame_rate, generator=generator,
