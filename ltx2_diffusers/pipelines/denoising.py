@@ -158,6 +158,46 @@ def apply_video_conditions(
     return video
 
 
+def noised_video_state(
+    batch_size: int,
+    grid: tuple[int, int, int],
+    frame_rate: float,
+    *,
+    generator: Generators,
+    device: torch.device,
+    dtype: torch.dtype,
+    conditions: Sequence[VideoCondition | ReferenceCondition] = (),
+    num_channels: int = 128,
+    noise_scale: float = 1.0,
+    initial_latent: Tensor | None = None,
+    noise: Tensor | None = None,
+    reference: str = DEFAULT_REFERENCE,
+) -> LatentState:
+    """A stage's starting video state on `grid` (F', H', W'): `initial_latent` (B, C, F', H', W'), normalised (zeros
+    without), the conditions applied (`apply_video_conditions`), then noised to `noise_scale` by the denoise mask
+    from `generator` (`conditioning.add_noise`). Positions stay float32 under "1.2", in `dtype` under "1.0"
+    (`video_positions_dtype`). noise: (B or 1, C, F', H', W'), used instead of a draw (appended condition tokens get
+    zero noise)."""
+    check_generator(generator, batch_size, device)
+    video = video_latent_state(
+        batch_size,
+        *grid,
+        frame_rate,
+        num_channels=num_channels,
+        dtype=dtype,
+        device=device,
+        initial_latent=None if initial_latent is None else initial_latent.to(device, dtype),
+        positions_dtype=video_positions_dtype(dtype, reference),
+    )
+    video = apply_video_conditions(video, conditions, grid=grid, fps=frame_rate, reference=reference)
+    noise = _tokens_of(noise, 5, "latents")
+    if noise is not None and video.latent.shape[1] > noise.shape[1]:  # appended tokens: no noise needed
+        extra = video.latent.shape[1] - noise.shape[1]
+        noise = torch.cat([noise, noise.new_zeros(noise.shape[0], extra, noise.shape[2])], 1)
+        noise = noise.expand(batch_size, -1, -1)
+    return add_noise(video, generator, noise_scale, noise, reference)
+
+
 def prepare_latents(
     batch_size: int,
     height: int,
@@ -196,27 +236,20 @@ def prepare_latents(
     reference: "1.2" or "1.0", the ltx-core release whose conditioning and noiser to follow (module docstring).
     """
     check_reference(reference)
-    check_generator(generator, batch_size, device)
-    grid = latent_grid(height, width, num_frames)
-    video = video_latent_state(
+    video = noised_video_state(
         batch_size,
-        *grid,
+        latent_grid(height, width, num_frames),
         frame_rate,
-        num_channels=video_channels,
-        dtype=dtype,
+        generator=generator,
         device=device,
-        initial_latent=None if initial_video_latent is None else initial_video_latent.to(device, dtype),
-        positions_dtype=video_positions_dtype(dtype, reference),
+        dtype=dtype,
+        conditions=conditions,
+        num_channels=video_channels,
+        noise_scale=noise_scale,
+        initial_latent=initial_video_latent,
+        noise=video_noise,
+        reference=reference,
     )
-    video = apply_video_conditions(video, conditions, grid=grid, fps=frame_rate, reference=reference)
-    video_noise = _tokens_of(video_noise, 5, "latents")
-    if video_noise is not None and video.latent.shape[1] > video_noise.shape[1]:  # appended tokens: no noise needed
-        extra = video.latent.shape[1] - video_noise.shape[1]
-        video_noise = torch.cat(
-            [video_noise, video_noise.new_zeros(video_noise.shape[0], extra, video_noise.shape[2])], 1
-        )
-        video_noise = video_noise.expand(batch_size, -1, -1)
-    video = add_noise(video, generator, noise_scale, video_noise, reference)
     audio = audio_latent_state(
         batch_size,
         audio_latent_frames(num_frames, frame_rate),

@@ -32,23 +32,15 @@ from ..loaders.lora import LoRAInput, LTX2LoRA, read_lora
 from ..models.latent_upsampler import upsample_latents
 from ..utils.hdr import HDR_TRANSFERS, linear_from_codes
 from .condition_encoding import encode_references
-from .conditioning import (
-    Generators,
-    LatentState,
-    add_noise,
-    generator_seed,
-    unpatchify_video,
-    video_latent_state,
-    video_positions_dtype,
-)
+from .conditioning import Generators, LatentState, generator_seed, unpatchify_video
 from .decoding import decode_frames
 from .denoising import (  # noqa: F401  (VideoOnlyTransformer: import path kept)
     ReferenceCondition,
     TextContexts,
     VideoOnlyTransformer,
-    apply_video_conditions,
     denoise_video_only,
     latent_grid,
+    noised_video_state,
 )
 from .inputs import VideoInput, video_frames
 from .latent_tiles import LatentTile, latent_tiles
@@ -93,12 +85,10 @@ def referenced_video_state(
     `noise_scale` from `generator`: the only draw of a stage, as the reference draws no audio noise here. `reference`:
     the placeholders' and the noiser's rules ("1.2" or "1.0", `conditioning.append_reference` / `add_noise`)."""
     channels = 128 if initial_latent is None else initial_latent.shape[1]
-    video = video_latent_state(
-        batch_size, *grid, frame_rate, num_channels=channels, dtype=dtype, device=device, initial_latent=initial_latent,
-        positions_dtype=video_positions_dtype(dtype, reference),
+    return noised_video_state(
+        batch_size, grid, frame_rate, generator=generator, device=device, dtype=dtype, conditions=references,
+        num_channels=channels, noise_scale=noise_scale, initial_latent=initial_latent, reference=reference,
     )  # fmt: skip
-    video = apply_video_conditions(video, references, grid=grid, fps=frame_rate, reference=reference)
-    return add_noise(video, generator, noise_scale, reference=reference)
 
 
 def refine_in_tiles(
