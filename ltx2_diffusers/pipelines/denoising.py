@@ -4,7 +4,7 @@ Data flow (spec §0, §6, §7, §9):
 1. `prepare_latents`: zero video/audio latents in the patchified token layout, conditions applied
    (`apply_video_conditions`: an image replaces latent frame 0, keyframes and IC-LoRA reference videos are appended
    as extra tokens), then noise drawn in token layout, video then audio, and mixed in by each token's denoise mask,
-   as ltx-core's `GaussianNoiser` does.
+   as ltx-core's `GaussianNoiser` does. `noised_video_state` is its video half, for stages without audio noise.
 2. `denoise`: a sampler (`euler_sample`, `res2s_sample`: k-diffusion's `sample(model_x0, x, sigmas, callback)`) over
    guided x0 predictions. Every guidance pass a prediction needs (conditional, negative prompt, STG-perturbed,
    modality-isolated) runs as ONE batched transformer call (`guided_x0`); per-sample `Perturbations` masks say which
