@@ -8,9 +8,9 @@ T_ref, mel), normalised as the audio VAE encodes it, becomes T_ref tokens after 
 - no self-attention mask: the generated and reference tokens attend to each other fully.
 The generated tokens stay in front (`LatentState.num_output_tokens`), so `output_tokens()` drops the reference.
 
-`prepare_latents_with_audio_reference` is `denoising.prepare_latents` with those tokens appended BEFORE the audio noise
-is drawn: the reference draws the noise over the whole audio sequence, reference tokens included (masked out again),
-so the draw, and every draw after it, needs T_a + T_ref tokens.
+`prepare_latents_with_audio_reference` is `denoising.prepare_latents` (its video state: `noised_video_state`) with
+those tokens appended BEFORE the audio noise is drawn: the reference draws the noise over the whole audio sequence,
+reference tokens included (masked out again), so the draw, and every draw after it, needs T_a + T_ref tokens.
 """
 
 from collections.abc import Sequence
@@ -22,7 +22,7 @@ from torch import Tensor
 from ..models.autoencoder_kl_ltx2_audio import audio_latent_frames, pack_audio_latents
 from ..models.rope import audio_positions
 from .conditioning import Generators, LatentState, add_noise, audio_latent_state, grow_attention_mask
-from .denoising import ReferenceCondition, VideoCondition, prepare_latents
+from .denoising import ReferenceCondition, VideoCondition, latent_grid, noised_video_state
 from .presets import DEFAULT_REFERENCE
 
 REFERENCE_GAP_SECONDS = 0.04  # between the reference's last token and the generated audio's first (1 latent frame)
@@ -105,21 +105,16 @@ def prepare_latents_with_audio_reference(
     its noise is drawn all the same, at scale 0, as the reference's frozen stream draws it.
     reference: "1.2" or "1.0", the ltx-core release whose conditioning and noiser to follow (`prepare_latents`).
     """
-    num_audio_frames = audio_latent_frames(num_frames, frame_rate)
-    # The video state and its draw are every pipeline's; prepare_latents' own audio draw is skipped by handing it
-    # (unused) noise, because the audio noise must come after the reference tokens are appended (module docstring).
-    skipped_draw = torch.zeros(1, audio_channels, num_audio_frames, audio_mel_bins, dtype=dtype, device=device)
-    video, _ = prepare_latents(
-        batch_size, height, width, num_frames, frame_rate, generator=generator, device=device, dtype=dtype,
-        conditions=conditions, video_channels=video_channels, audio_channels=audio_channels,
-        audio_mel_bins=audio_mel_bins, noise_scale=noise_scale, initial_video_latent=initial_video_latent,
-        video_noise=video_noise, audio_noise=skipped_draw, reference=reference,
+    video = noised_video_state(
+        batch_size, latent_grid(height, width, num_frames), frame_rate, generator=generator, device=device,
+        dtype=dtype, conditions=conditions, num_channels=video_channels, noise_scale=noise_scale,
+        initial_latent=initial_video_latent, noise=video_noise, reference=reference,
     )  # fmt: skip
     if freeze_audio and initial_audio_latent is None:
         raise ValueError("freeze_audio keeps the initial audio latent clean: pass initial_audio_latent")
     audio = audio_latent_state(
         batch_size,
-        num_audio_frames,
+        audio_latent_frames(num_frames, frame_rate),
         num_channels=audio_channels,
         num_mel_bins=audio_mel_bins,
         dtype=dtype,

@@ -141,6 +141,31 @@ def audio_latent_state(
     return _unconditioned_state(tokens, audio_positions(batch_size, audio_latent_frames, device=tokens.device))
 
 
+def empty_audio_state(batch_size: int, num_channels: int, dtype: torch.dtype, device: torch.device) -> LatentState:
+    """An audio stream of 0 tokens, for a video-only stage (`denoising.VideoOnlyTransformer`): (B, 0, C) latents,
+    (B, 0, 1) mask, (B, 1, 0, 2) float32 positions."""
+    return _empty_state(batch_size, num_channels, 1, dtype, torch.float32, device)
+
+
+def empty_video_state(batch_size: int, num_channels: int, dtype: torch.dtype, device: torch.device) -> LatentState:
+    """A video stream of 0 tokens, for an audio-only stage (text-to-audio's `AudioOnlyTransformer`): (B, 0, C)
+    latents, (B, 0, 1) mask, (B, 3, 0, 2) positions in `dtype`."""
+    return _empty_state(batch_size, num_channels, 3, dtype, dtype, device)
+
+
+def _empty_state(
+    batch_size: int, num_channels: int, num_axes: int, dtype: torch.dtype, positions_dtype: torch.dtype, device
+) -> LatentState:
+    tokens = torch.zeros(batch_size, 0, num_channels, dtype=dtype, device=device)
+    return LatentState(
+        latent=tokens,
+        clean_latent=tokens,
+        denoise_mask=torch.zeros(batch_size, 0, 1, dtype=torch.float32, device=device),
+        positions=torch.zeros(batch_size, num_axes, 0, 2, dtype=positions_dtype, device=device),
+        num_output_tokens=0,
+    )
+
+
 def _initial_latent(initial_latent: Tensor | None, shape: tuple[int, ...], dtype: torch.dtype, device) -> Tensor:
     """`initial_latent` checked against `shape`, or zeros of it."""
     if initial_latent is None:
@@ -174,6 +199,13 @@ def draw_noise(like: Tensor, generator: Generators) -> Tensor:
     return torch.stack(
         [torch.randn(*like.shape[1:], device=like.device, dtype=like.dtype, generator=g) for g in generator]
     )
+
+
+def generator_seed(generator: Generators) -> int:
+    """The seed of a call's generator (the first of a list; the global one's without): the reference seeds later
+    draws (HDR's stage-2 tiles, DFR's temporal tiles) from it."""
+    first = generator[0] if isinstance(generator, list | tuple) else generator
+    return first.initial_seed() if first is not None else torch.initial_seed()
 
 
 def add_noise(
@@ -326,7 +358,8 @@ def _append(
     # The reference builds the new tokens' mask in the condition latent's dtype (bf16 in its pipelines) before the
     # concatenation promotes it to float32: 1 - strength is rounded to bf16 (e.g. 0.3 -> 0.30078125).
     mask = torch.full((*tokens.shape[:2], 1), 1.0 - strength, dtype=tokens.dtype, device=tokens.device)
-    placeholders = tokens if check_reference(reference) == "1.0" else torch.zeros_like(tokens)  # 1.2.0: zeros in the noisy latent
+    # 1.2.0 leaves zeros in the noisy latent; 1.0.0 puts the condition there too
+    placeholders = tokens if check_reference(reference) == "1.0" else torch.zeros_like(tokens)
     return LatentState(
         latent=torch.cat([state.latent, placeholders], dim=1),
         clean_latent=torch.cat([state.clean_latent, tokens], dim=1),

@@ -1,14 +1,16 @@
 """The stages every LTX-2 pipeline shares, written once: latents in, guided Euler denoising, latents out to media.
 
 Data flow (spec §0, §6, §7, §9):
-1. `prepare_latents`: zero video/audio latents in the patchified token layout, conditions applied (an image replaces
-   latent frame 0, keyframes and IC-LoRA reference videos are appended as extra tokens), then noise drawn in token
-   layout, video then audio, and mixed in by each token's denoise mask, as ltx-core's `GaussianNoiser` does.
+1. `prepare_latents`: zero video/audio latents in the patchified token layout, conditions applied
+   (`apply_video_conditions`: an image replaces latent frame 0, keyframes and IC-LoRA reference videos are appended
+   as extra tokens), then noise drawn in token layout, video then audio, and mixed in by each token's denoise mask,
+   as ltx-core's `GaussianNoiser` does. `noised_video_state` is its video half, for stages without audio noise.
 2. `denoise`: a sampler (`euler_sample`, `res2s_sample`: k-diffusion's `sample(model_x0, x, sigmas, callback)`) over
    guided x0 predictions. Every guidance pass a prediction needs (conditional, negative prompt, STG-perturbed,
    modality-isolated) runs as ONE batched transformer call (`guided_x0`); per-sample `Perturbations` masks say which
    samples are perturbed. Per-token sigmas (sigma * denoise_mask) keep conditioning tokens at their clean values.
-   `transformer_x0` is the only place that knows the transformer's keyword arguments.
+   `transformer_x0` is the only place that knows the transformer's keyword arguments (`VideoOnlyTransformer` drops
+   the audio ones for a video-only stage, `denoise_video_only`).
 3. `decode_video`: latents -> pixels in [-1, 1] (audio: `decoding.decode_audio`).
 
 Tokens: video (B, F'*H'*W', 128) in (f, h, w) order; audio (B, T_a, 8*16) with features channel-major (c, mel).
@@ -39,6 +41,7 @@ from .conditioning import (
     append_keyframes,
     append_reference,
     audio_latent_state,
+    empty_audio_state,
     patchify_video,
     replace_frames,
     video_latent_state,
@@ -117,6 +120,84 @@ def _tokens_of(latents: Tensor | None, ndim: int, what: str) -> Tensor | None:
     return patchify_video(latents) if ndim == 5 else pack_audio_latents(latents)
 
 
+def apply_video_conditions(
+    video: LatentState,
+    conditions: Sequence[VideoCondition | ReferenceCondition],
+    *,
+    grid: tuple[int, int, int],
+    fps: float,
+    reference: str = DEFAULT_REFERENCE,
+) -> LatentState:
+    """The conditions applied to a video state on `grid` (F', H', W'), in order: a `VideoCondition` at frame 0
+    replaces the first latent frame(s) (`replace_frames`), one elsewhere (or with `append`) is appended as keyframe
+    tokens (`append_keyframes`), a `ReferenceCondition` appends its reference video (`append_reference`)."""
+    for cond in conditions:
+        if isinstance(cond, ReferenceCondition):
+            video = append_reference(
+                video,
+                cond.latent,
+                fps=fps,
+                grid=grid,
+                strength=cond.strength,
+                downscale_factor=cond.downscale_factor,
+                attention_strength=cond.attention_strength,
+                reference=reference,
+            )
+        elif cond.frame_index == 0 and not cond.append:
+            video = replace_frames(video, cond.latent, strength=cond.strength, grid=grid, reference=reference)
+        else:
+            video = append_keyframes(
+                video,
+                cond.latent,
+                frame_index=cond.frame_index,
+                strength=cond.strength,
+                fps=fps,
+                grid=grid,
+                reference=reference,
+            )
+    return video
+
+
+def noised_video_state(
+    batch_size: int,
+    grid: tuple[int, int, int],
+    frame_rate: float,
+    *,
+    generator: Generators,
+    device: torch.device,
+    dtype: torch.dtype,
+    conditions: Sequence[VideoCondition | ReferenceCondition] = (),
+    num_channels: int = 128,
+    noise_scale: float = 1.0,
+    initial_latent: Tensor | None = None,
+    noise: Tensor | None = None,
+    reference: str = DEFAULT_REFERENCE,
+) -> LatentState:
+    """A stage's starting video state on `grid` (F', H', W'): `initial_latent` (B, C, F', H', W'), normalised (zeros
+    without), the conditions applied (`apply_video_conditions`), then noised to `noise_scale` by the denoise mask
+    from `generator` (`conditioning.add_noise`). Positions stay float32 under "1.2", in `dtype` under "1.0"
+    (`video_positions_dtype`). noise: (B or 1, C, F', H', W'), used instead of a draw (appended condition tokens get
+    zero noise)."""
+    check_generator(generator, batch_size, device)
+    video = video_latent_state(
+        batch_size,
+        *grid,
+        frame_rate,
+        num_channels=num_channels,
+        dtype=dtype,
+        device=device,
+        initial_latent=None if initial_latent is None else initial_latent.to(device, dtype),
+        positions_dtype=video_positions_dtype(dtype, reference),
+    )
+    video = apply_video_conditions(video, conditions, grid=grid, fps=frame_rate, reference=reference)
+    noise = _tokens_of(noise, 5, "latents")
+    if noise is not None and video.latent.shape[1] > noise.shape[1]:  # appended tokens: no noise needed
+        extra = video.latent.shape[1] - noise.shape[1]
+        noise = torch.cat([noise, noise.new_zeros(noise.shape[0], extra, noise.shape[2])], 1)
+        noise = noise.expand(batch_size, -1, -1)
+    return add_noise(video, generator, noise_scale, noise, reference)
+
+
 def prepare_latents(
     batch_size: int,
     height: int,
@@ -155,50 +236,20 @@ def prepare_latents(
     reference: "1.2" or "1.0", the ltx-core release whose conditioning and noiser to follow (module docstring).
     """
     check_reference(reference)
-    check_generator(generator, batch_size, device)
-    grid = latent_grid(height, width, num_frames)
-    video = video_latent_state(
+    video = noised_video_state(
         batch_size,
-        *grid,
+        latent_grid(height, width, num_frames),
         frame_rate,
-        num_channels=video_channels,
-        dtype=dtype,
+        generator=generator,
         device=device,
-        initial_latent=None if initial_video_latent is None else initial_video_latent.to(device, dtype),
-        positions_dtype=video_positions_dtype(dtype, reference),
+        dtype=dtype,
+        conditions=conditions,
+        num_channels=video_channels,
+        noise_scale=noise_scale,
+        initial_latent=initial_video_latent,
+        noise=video_noise,
+        reference=reference,
     )
-    for cond in conditions:
-        if isinstance(cond, ReferenceCondition):
-            video = append_reference(
-                video,
-                cond.latent,
-                fps=frame_rate,
-                grid=grid,
-                strength=cond.strength,
-                downscale_factor=cond.downscale_factor,
-                attention_strength=cond.attention_strength,
-                reference=reference,
-            )
-        elif cond.frame_index == 0 and not cond.append:
-            video = replace_frames(video, cond.latent, strength=cond.strength, grid=grid, reference=reference)
-        else:
-            video = append_keyframes(
-                video,
-                cond.latent,
-                frame_index=cond.frame_index,
-                strength=cond.strength,
-                fps=frame_rate,
-                grid=grid,
-                reference=reference,
-            )
-    video_noise = _tokens_of(video_noise, 5, "latents")
-    if video_noise is not None and video.latent.shape[1] > video_noise.shape[1]:  # appended tokens: no noise needed
-        extra = video.latent.shape[1] - video_noise.shape[1]
-        video_noise = torch.cat(
-            [video_noise, video_noise.new_zeros(video_noise.shape[0], extra, video_noise.shape[2])], 1
-        )
-        video_noise = video_noise.expand(batch_size, -1, -1)
-    video = add_noise(video, generator, noise_scale, video_noise, reference)
     audio = audio_latent_state(
         batch_size,
         audio_latent_frames(num_frames, frame_rate),
@@ -282,6 +333,28 @@ def transformer_x0(
         x0_from_velocity(video.latent, video_velocity, video_sigma),
         x0_from_velocity(audio.latent, audio_velocity, audio_sigma),
     )
+
+
+class VideoOnlyTransformer:
+    """The audio-video transformer without audio, for `denoise`: called with an EMPTY audio stream (0 tokens,
+    `conditioning.empty_audio_state`), it runs with `audio_hidden_states=None`, so each block is the video stream's
+    self-attention, text cross-attention and feed-forward only (the reference's stages with `audio=None`). `config` is
+    the transformer's."""
+
+    def __init__(self, transformer: torch.nn.Module):
+        self.transformer = transformer
+        self.config = transformer.config
+
+    def __call__(self, *, audio_hidden_states: Tensor, **kwargs) -> tuple[Tensor, Tensor]:
+        if audio_hidden_states.shape[1] != 0:
+            raise ValueError(
+                f"VideoOnlyTransformer runs without audio, but got {audio_hidden_states.shape[1]} audio tokens: pass "
+                "an empty audio state (`empty_audio_state`)"
+            )
+        for name in ("audio_encoder_hidden_states", "audio_timestep", "audio_sigma", "audio_coords"):
+            kwargs.pop(name, None)
+        video_velocity, _ = self.transformer(audio_hidden_states=None, **kwargs)
+        return video_velocity, audio_hidden_states  # the empty audio stream's "velocity": (B, 0, C)
 
 
 def _repeated(state: LatentState, plan: GuidancePlan) -> LatentState:
@@ -436,6 +509,34 @@ def denoise(
 
         video_out, audio_out = sampler(model_x0, streams, sigmas, after_step)
     return replace(video, latent=video_out), replace(audio, latent=audio_out)
+
+
+def denoise_video_only(
+    transformer: torch.nn.Module,
+    video: LatentState,
+    contexts: TextContexts,
+    sigmas: Tensor | Sequence[float],
+    *,
+    sampler: Sampler = euler_sample,
+    progress_bar: Callable[..., Any] | None = None,
+    callback: StepCallback | None = None,
+    reference: str = DEFAULT_REFERENCE,
+) -> LatentState:
+    """A stage of the reference with `audio=None`: `sampler` over `sigmas`, one positive pass per step (its
+    `SimpleDenoiser(video_context, None)`), the transformer run video-only (`VideoOnlyTransformer` on an empty audio
+    stream: no audio tokens, no audio noise drawn). callback(step, sigma, {"video_latents": ...}) as `denoise`'s."""
+    batch_size, device = video.latent.shape[0], video.latent.device
+    no_audio = empty_audio_state(batch_size, transformer.config.audio_in_channels, video.latent.dtype, device)
+    neutral = GuidanceScales()  # cfg 1, no STG, no modality guidance: the plan runs the positive pass only
+
+    def video_callback(i: int, sigma: float, tensors: dict[str, Tensor]) -> dict[str, Tensor] | None:
+        return None if callback is None else callback(i, sigma, {"video_latents": tensors["video_latents"]})
+
+    video, _ = denoise(
+        VideoOnlyTransformer(transformer), video, no_audio, contexts, sigmas, neutral, neutral, sampler=sampler,
+        progress_bar=progress_bar, callback=video_callback, reference=reference,
+    )  # fmt: skip
+    return video
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -34,13 +34,11 @@ from .conditioning import (
     Generators,
     LatentState,
     add_noise,
-    append_keyframes,
-    append_reference,
     audio_latent_state,
+    generator_seed,
     grow_attention_mask,
     keyframe_positions,
     patchify_video,
-    replace_frames,
     unpatchify_video,
     video_latent_state,
     video_positions_dtype,
@@ -51,8 +49,10 @@ from .denoising import (
     StepCallback,
     TextContexts,
     VideoCondition,
+    apply_video_conditions,
     check_generator,
     denoise,
+    denoise_video_only,
     latent_grid,
 )
 from .dfr_layout import (
@@ -67,10 +67,9 @@ from .dfr_layout import (
     tile_noise_seed,
 )
 from .guidance import GuidanceScales
-from .inputs import ImageInput, half_size_image
+from .inputs import ImageInput
 from .ltx25 import auto_duration
 from .pipeline_base import LTX2AVTwoStagePipelineBase
-from .pipeline_ltx2_av_hdr_ic_lora import VideoOnlyTransformer, empty_audio_state, generator_seed
 from .pipeline_output import LTX2PipelineOutput
 from .pipeline_utils import (
     StepCallbacks,
@@ -81,7 +80,7 @@ from .pipeline_utils import (
     prompt_contexts,
 )
 from .presets import DEFAULT_REFERENCE, sampling_preset
-from .refinement import StageAdapters, check_adapter, check_upsampler
+from .refinement import StageAdapters, check_adapter, check_upsampler, encode_stage_1_conditions
 from .temporal_upsampling import check_temporal_upsampler, upsample_in_time
 from .text_encoding import PromptEmbeddings
 from .validation import check_call_inputs, check_sigmas
@@ -197,28 +196,17 @@ def keyframe_stage(
         batch, *grid, fps, dtype=dtype, device=device, initial_latent=initial_video,
         positions_dtype=video_positions_dtype(dtype, DEFAULT_REFERENCE),
     )  # fmt: skip
-    for cond in conditions:
-        if cond.frame_index == 0 and not cond.append:
-            video = replace_frames(video, cond.latent, strength=cond.strength, grid=grid)
-        else:
-            video = append_keyframes(
-                video, cond.latent, frame_index=cond.frame_index, strength=cond.strength, fps=fps, grid=grid
-            )
+    video = apply_video_conditions(video, conditions, grid=grid, fps=fps)
     video, first_slot = append_keyframe_slots(video, slots, grid, fps)
     if reference is not None:
-        video = append_reference(
-            video, reference.latent, fps=fps, grid=grid, strength=reference.strength,
-            downscale_factor=reference.downscale_factor, attention_strength=reference.attention_strength,
-        )  # fmt: skip
+        video = apply_video_conditions(video, [reference], grid=grid, fps=fps)
     noise_scale = float(sigmas[0])
     video = add_noise(video, generator, noise_scale)
     neutral = GuidanceScales()  # cfg 1, no STG, no modality guidance: the positive pass only
     if audio is None:
-        no_audio = empty_audio_state(batch, transformer.config.audio_in_channels, dtype, device)
-        video, _ = denoise(
-            VideoOnlyTransformer(transformer), video, no_audio, contexts, sigmas, neutral, neutral, sampler=sampler,
-            progress_bar=progress_bar, callback=callback,
-        )  # fmt: skip
+        video = denoise_video_only(
+            transformer, video, contexts, sigmas, sampler=sampler, progress_bar=progress_bar, callback=callback
+        )
         audio_latents = None
     else:
         channels, num_frames, mel_bins = audio.shape[1:]
@@ -358,6 +346,10 @@ class LTX2AVDFRPipeline(LTX2AVTwoStagePipelineBase):
     temporal x2 `LTX2LatentUpsamplerModel`, needed only for temporal rounds.
     """
 
+    model_cpu_offload_seq = (
+        "text_encoder->connectors->duration_head->transformer->latent_upsampler->temporal_upsampler->vae->"
+        "diffusion_decoder->audio_vae->vocoder"
+    )
     _optional_components = [*LTX2AVTwoStagePipelineBase._optional_components, "temporal_upsampler"]
     _callback_tensor_inputs = ["video_latents"]
 
@@ -490,13 +482,8 @@ class LTX2AVDFRPipeline(LTX2AVTwoStagePipelineBase):
         with StageAdapters(transformer) as adapters:
             # 3. Stage 1 at half size: video, keyframe slots and audio (without the detailing adapter)
             adapters.use(adapters.others(detailing_adapter))
-            half_image = None if image is None else half_size_image(image, height, width, size=half)
-            half_keyframes = [
-                (half_size_image(k, height, width, name=f"keyframes[{i}] image", size=half), index, s)
-                for i, (k, index, s) in enumerate(keyframes)
-            ]
-            conditions = encode_conditions(
-                self.vae, half_image, image_strength, half_keyframes, *half, image_crf, device
+            conditions = encode_stage_1_conditions(
+                self.vae, image, image_strength, keyframes, height, width, half, image_crf, device
             )
             stage_1 = keyframe_stage(
                 transformer, contexts, sigmas, latent_grid(*half, canvas.num_frames), frame_rate, generator=generator,
@@ -540,7 +527,9 @@ class LTX2AVDFRPipeline(LTX2AVTwoStagePipelineBase):
         out_frames = output_num_frames(num_frames, rounds)
         video = video[:, :, : latent_index(out_frames - 1) + 1]
         frames = decode_frames(self.video_decoder, video, output_type, generator)
-        waveform, sample_rate = decode_waveform(self.audio_vae, self.vocoder, stage_1.audio, output_type, DEFAULT_REFERENCE)
+        waveform, sample_rate = decode_waveform(
+            self.audio_vae, self.vocoder, stage_1.audio, output_type, DEFAULT_REFERENCE
+        )
         if sample_rate is not None:
             waveform = waveform[..., : round(out_frames / (frame_rate * 2**rounds) * sample_rate)]
         return pipeline_output(self, frames, waveform, sample_rate, return_dict)

@@ -32,18 +32,16 @@ from ..loaders.lora import LoRAInput, LTX2LoRA, read_lora
 from ..models.latent_upsampler import upsample_latents
 from ..utils.hdr import HDR_TRANSFERS, linear_from_codes
 from .condition_encoding import encode_references
-from .conditioning import (
-    Generators,
-    LatentState,
-    add_noise,
-    append_reference,
-    unpatchify_video,
-    video_latent_state,
-    video_positions_dtype,
-)
+from .conditioning import Generators, LatentState, generator_seed, unpatchify_video
 from .decoding import decode_frames
-from .denoising import ReferenceCondition, TextContexts, denoise, latent_grid
-from .guidance import GuidanceScales
+from .denoising import (  # noqa: F401  (VideoOnlyTransformer: import path kept)
+    ReferenceCondition,
+    TextContexts,
+    VideoOnlyTransformer,
+    denoise_video_only,
+    latent_grid,
+    noised_video_state,
+)
 from .inputs import VideoInput, video_frames
 from .latent_tiles import LatentTile, latent_tiles
 from .pipeline_base import LTX2AVTwoStagePipelineBase
@@ -70,39 +68,6 @@ class LTX2HDRPipelineOutput(BaseOutput):
     transfer: str
 
 
-class VideoOnlyTransformer:
-    """The audio-video transformer without audio, for `denoise`: called with an EMPTY audio stream (0 tokens), it runs
-    with `audio_hidden_states=None`, so each block is the video stream's self-attention, text cross-attention and
-    feed-forward only (the reference's stages with `audio=None`). `config` is the transformer's."""
-
-    def __init__(self, transformer: torch.nn.Module):
-        self.transformer = transformer
-        self.config = transformer.config
-
-    def __call__(self, *, audio_hidden_states: Tensor, **kwargs) -> tuple[Tensor, Tensor]:
-        if audio_hidden_states.shape[1] != 0:
-            raise ValueError(
-                f"VideoOnlyTransformer runs without audio, but got {audio_hidden_states.shape[1]} audio tokens: pass "
-                "an empty audio state (`empty_audio_state`)"
-            )
-        for name in ("audio_encoder_hidden_states", "audio_timestep", "audio_sigma", "audio_coords"):
-            kwargs.pop(name, None)
-        video_velocity, _ = self.transformer(audio_hidden_states=None, **kwargs)
-        return video_velocity, audio_hidden_states  # the empty audio stream's "velocity": (B, 0, C)
-
-
-def empty_audio_state(batch_size: int, num_channels: int, dtype: torch.dtype, device: torch.device) -> LatentState:
-    """An audio stream of 0 tokens: (B, 0, C) latents, (B, 0, 1) mask, (B, 1, 0, 2) positions."""
-    tokens = torch.zeros(batch_size, 0, num_channels, dtype=dtype, device=device)
-    return LatentState(
-        latent=tokens,
-        clean_latent=tokens,
-        denoise_mask=torch.zeros(batch_size, 0, 1, dtype=torch.float32, device=device),
-        positions=torch.zeros(batch_size, 1, 0, 2, dtype=torch.float32, device=device),
-        num_output_tokens=0,
-    )
-
-
 def referenced_video_state(
     batch_size: int,
     grid: tuple[int, int, int],
@@ -120,49 +85,10 @@ def referenced_video_state(
     `noise_scale` from `generator`: the only draw of a stage, as the reference draws no audio noise here. `reference`:
     the placeholders' and the noiser's rules ("1.2" or "1.0", `conditioning.append_reference` / `add_noise`)."""
     channels = 128 if initial_latent is None else initial_latent.shape[1]
-    video = video_latent_state(
-        batch_size, *grid, frame_rate, num_channels=channels, dtype=dtype, device=device, initial_latent=initial_latent,
-        positions_dtype=video_positions_dtype(dtype, reference),
+    return noised_video_state(
+        batch_size, grid, frame_rate, generator=generator, device=device, dtype=dtype, conditions=references,
+        num_channels=channels, noise_scale=noise_scale, initial_latent=initial_latent, reference=reference,
     )  # fmt: skip
-    for ref in references:
-        video = append_reference(
-            video,
-            ref.latent,
-            fps=frame_rate,
-            grid=grid,
-            strength=ref.strength,
-            downscale_factor=ref.downscale_factor,
-            attention_strength=ref.attention_strength,
-            reference=reference,
-        )
-    return add_noise(video, generator, noise_scale, reference=reference)
-
-
-def denoise_video_only(
-    transformer: torch.nn.Module,
-    video: LatentState,
-    contexts: TextContexts,
-    sigmas: Tensor,
-    *,
-    progress_bar: Callable | None = None,
-    callback: Callable | None = None,
-    reference: str = DEFAULT_REFERENCE,
-) -> LatentState:
-    """One distilled stage of the reference's `DiffusionStage` with `audio=None`: Euler over `sigmas`, one positive
-    pass per step (its `SimpleDenoiser(video_context, None)`), the transformer run video-only
-    (`VideoOnlyTransformer`, an empty audio stream). callback(step, sigma, {"video_latents": ...}) as `denoise`'s."""
-    batch_size, device = video.latent.shape[0], video.latent.device
-    no_audio = empty_audio_state(batch_size, transformer.config.audio_in_channels, video.latent.dtype, device)
-    neutral = GuidanceScales()  # cfg 1, no STG, no modality guidance: the plan runs the positive pass only
-
-    def video_callback(i: int, sigma: float, tensors: dict[str, Tensor]) -> dict[str, Tensor] | None:
-        return None if callback is None else callback(i, sigma, {"video_latents": tensors["video_latents"]})
-
-    video, _ = denoise(
-        VideoOnlyTransformer(transformer), video, no_audio, contexts, sigmas, neutral, neutral,
-        progress_bar=progress_bar, callback=video_callback, reference=reference,
-    )  # fmt: skip
-    return video
 
 
 def refine_in_tiles(
@@ -206,13 +132,6 @@ def refine_in_tiles(
             unpatchify_video(state.output_tokens(), *tile.grid) * weights
         )
     return refined
-
-
-def generator_seed(generator: Generators) -> int:
-    """The seed of the call's generator (the first of a list; the global one's without): the reference seeds stage 2's
-    tiles with seed + tile index."""
-    first = generator[0] if isinstance(generator, list | tuple) else generator
-    return first.initial_seed() if first is not None else torch.initial_seed()
 
 
 def check_tiles(tiles: object) -> None:

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from ..models.autoencoder_kl_ltx2_audio import audio_latent_frames, pack_audio_latents, unpack_audio_latents
-from .conditioning import Generators, LatentState, add_noise, audio_latent_state
+from .conditioning import Generators, LatentState, add_noise, audio_latent_state, empty_video_state
 from .decoding import decode_waveform
 from .denoising import denoise
 from .guidance import GuidanceScales, GuidanceSchedule
@@ -79,18 +79,6 @@ class AudioOnlyTransformer:
                 "empty video state (`empty_video_state`)"
             )
         return self.transformer(hidden_states=hidden_states, isolate_modalities=True, **transformer_kwargs)
-
-
-def empty_video_state(batch_size: int, num_channels: int, dtype: torch.dtype, device: torch.device) -> LatentState:
-    """A video stream of 0 tokens: (B, 0, C) latents, (B, 0, 1) mask, (B, 3, 0, 2) positions."""
-    tokens = torch.zeros(batch_size, 0, num_channels, dtype=dtype, device=device)
-    return LatentState(
-        latent=tokens,
-        clean_latent=tokens,
-        denoise_mask=torch.zeros(batch_size, 0, 1, dtype=torch.float32, device=device),
-        positions=torch.zeros(batch_size, 3, 0, 2, dtype=dtype, device=device),
-        num_output_tokens=0,
-    )
 
 
 def check_audio_only_guidance(guidance: GuidanceScales | GuidanceSchedule) -> None:

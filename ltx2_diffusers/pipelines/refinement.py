@@ -11,9 +11,11 @@ from torch import Tensor
 from ..models.autoencoder_kl_ltx2_audio import unpack_audio_latents
 from ..models.latent_upsampler import stage_1_size, upsample_latents
 from ..schedulers.scheduling_ltx2 import Sampler, euler_sample
+from .condition_encoding import Keyframes, encode_conditions
 from .conditioning import Generators, LatentState, unpatchify_video
 from .denoising import StepCallback, TextContexts, VideoCondition, denoise, prepare_latents
 from .guidance import GuidanceScales
+from .inputs import ImageInput, half_size_image
 from .presets import DEFAULT_REFERENCE
 
 
@@ -49,6 +51,28 @@ def stage_1_pixel_size(upsampler: torch.nn.Module, height: int, width: int) -> t
     """The (height, width) stage 1 generates at: 1/scale of the output, whose latent the upsampler maps to exactly
     the output's (half for x2, two thirds for x1.5; `stage_1_size`)."""
     return stage_1_size(height, width, upsampler.spatial_ratio)
+
+
+def encode_stage_1_conditions(
+    vae: torch.nn.Module,
+    image: ImageInput | None,
+    image_strength: float,
+    keyframes: Keyframes,
+    height: int,
+    width: int,
+    stage_1_size: tuple[int, int],
+    crf: int,
+    device: torch.device,
+) -> list[VideoCondition]:
+    """The image (frame 0) and keyframes encoded at `stage_1_size` (`stage_1_pixel_size`) for a call whose output
+    is height x width: a prepared float tensor, given at the output size, is resized first (`half_size_image`);
+    paths, PIL images and arrays are prepared at the stage-1 size directly (`encode_conditions`)."""
+    stage_1_image = None if image is None else half_size_image(image, height, width, size=stage_1_size)
+    stage_1_keyframes = [
+        (half_size_image(k, height, width, name=f"keyframes[{i}] image", size=stage_1_size), index, strength)
+        for i, (k, index, strength) in enumerate(keyframes)
+    ]
+    return encode_conditions(vae, stage_1_image, image_strength, stage_1_keyframes, *stage_1_size, crf, device)
 
 
 def check_adapter(transformer: torch.nn.Module, name: str | None, argument: str) -> None:
@@ -185,6 +209,8 @@ class StageAdapters:
     On exit every adapter's scale, the active set and the enabled state are restored.
     Two-stage: stage 1 `use(others)`, stage 2 `use(others + [distilled], {distilled: scale})`; HQ: the distilled
     adapter in both, at 0.25 and 0.5; IC-LoRA: stage 1 as is, stage 2 `use([])`.
+    A transformer whose adapters were all deleted (`delete_adapters`) keeps peft's layers but has no `peft_config`:
+    its layers compute the base model, so it counts as one without adapters.
     """
 
     def __init__(self, transformer: torch.nn.Module):
@@ -192,7 +218,8 @@ class StageAdapters:
         from peft.tuners.tuners_utils import BaseTunerLayer
 
         self.transformer = transformer
-        tuner_layers = [m for m in transformer.modules() if isinstance(m, BaseTunerLayer)]
+        self.available = list(getattr(transformer, "peft_config", None) or {})  # the adapters loaded now
+        tuner_layers = [m for m in transformer.modules() if isinstance(m, BaseTunerLayer)] if self.available else []
         self.was_enabled = any(not m.disable_adapters for m in tuner_layers)
         active = transformer.active_adapters() if tuner_layers else []
         self.loaded = [active] if isinstance(active, str) else list(active)
@@ -206,6 +233,12 @@ class StageAdapters:
 
     def use(self, names: Iterable[str], scales: Mapping[str, float | None] | None = None) -> None:
         names = list(names)
+        unknown = [name for name in names if name not in self.available]
+        if unknown:
+            raise ValueError(
+                f"adapters {unknown} are not loaded in the transformer (loaded: {self.available}); load them first, "
+                "e.g. load_lora_adapter(pipe.transformer, path, adapter_name=...)"
+            )
         if not names:
             if self.lora_layers or self.was_enabled:
                 self.transformer.disable_adapters()
