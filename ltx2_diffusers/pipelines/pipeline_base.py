@@ -32,6 +32,7 @@ from ..schedulers.scheduling_ltx2 import LTX2Scheduler, as_ltx2_scheduler
 from .condition_encoding import encode_image
 from .guidance import GuidanceScales, GuidanceSchedule
 from .inputs import ImageInput
+from .pipeline_utils import as_torch_dtype
 from .presets import (
     DEFAULT_IMAGE_CRF,
     DEFAULT_REFERENCE,
@@ -77,24 +78,6 @@ def resolve_scheduler(folder: str, index: dict, name_or_path: str | os.PathLike,
     # diffusers' converter writes the distilled scheduler as "no shift, no terminal", FlowMatchEulerDiscreteScheduler's
     # default, so only the repo id or folder name can tell
     return scheduler_for_kind(kind_from_name(name_or_path))
-
-
-_DTYPE_NAMES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16", "float16": "float16",
-                "half": "float16", "fp32": "float32", "float32": "float32", "float": "float32"}
-
-
-def as_torch_dtype(dtype: "torch.dtype | str | None") -> "torch.dtype | None":
-    """`torch_dtype` / `dtype` as from_pretrained takes it: a torch dtype, or its name ("bf16", "bfloat16",
-    "torch.float16", ...). Anything else is an error naming it (diffusers would load float32 without a word)."""
-    if dtype is None or isinstance(dtype, torch.dtype):
-        return dtype
-    name = dtype.removeprefix("torch.") if isinstance(dtype, str) else None
-    if name not in _DTYPE_NAMES:
-        raise ValueError(
-            f"torch_dtype={dtype!r} is not a dtype: pass torch.bfloat16 / torch.float16 / torch.float32 (or one of "
-            f"the names {sorted(_DTYPE_NAMES)})"
-        )
-    return getattr(torch, _DTYPE_NAMES[name])
 
 
 class LTX2AVPipelineBase(PipelineCardMixin, DiffusionPipeline, LTX2LoraLoaderMixin):
@@ -175,7 +158,8 @@ class LTX2AVPipelineBase(PipelineCardMixin, DiffusionPipeline, LTX2LoraLoaderMix
 
         folder, takes_upsampler = str(pretrained_model_name_or_path), cls._takes_upsampler()
         # Only this pipeline's folders: Hub repos such as Lightricks/LTX-2 also hold the original single files.
-        names = (*COMPONENTS, *OPTIONAL_COMPONENTS, *(("latent_upsampler",) if takes_upsampler else ()))
+        extra = ("latent_upsampler", "temporal_upsampler") if takes_upsampler else ()
+        names = (*COMPONENTS, *OPTIONAL_COMPONENTS, *(n for n in extra if n in inspect.signature(cls.__init__).parameters))
         folder = local_or_snapshot_folder(
             folder,
             ["model_index.json", "README.md", *(f"{name}/*" for name in names)],

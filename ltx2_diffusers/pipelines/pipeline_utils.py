@@ -241,3 +241,21 @@ def pipeline_output(pipe, frames, audio, sample_rate: int | None, return_dict: b
     if not return_dict:
         return frames, audio
     return LTX2PipelineOutput(frames=frames, audio=audio, audio_sample_rate=sample_rate)
+
+
+_DTYPE_NAMES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16", "float16": "float16",
+                "half": "float16", "fp32": "float32", "float32": "float32", "float": "float32"}
+
+
+def as_torch_dtype(dtype: "torch.dtype | str | None") -> "torch.dtype | None":
+    """`torch_dtype` / `dtype` as from_pretrained takes it: a torch dtype, or its name ("bf16", "bfloat16",
+    "torch.float16", ...). Anything else is an error naming it (diffusers would load float32 without a word)."""
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    name = dtype.removeprefix("torch.") if isinstance(dtype, str) else None
+    if name not in _DTYPE_NAMES:
+        raise ValueError(
+            f"torch_dtype={dtype!r} is not a dtype: pass torch.bfloat16 / torch.float16 / torch.float32 (or one of "
+            f"the names {sorted(_DTYPE_NAMES)})"
+        )
+    return getattr(torch, _DTYPE_NAMES[name])
