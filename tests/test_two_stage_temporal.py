@@ -15,7 +15,9 @@ from diffusers import DiffusionPipeline
 from safetensors.torch import save_file
 
 from ltx2_diffusers import LTX2AVDFRPipeline, LTX2AVTwoStageHQPipeline, LTX2AVTwoStagePipeline, LTX2LatentUpsamplerModel
-from ltx2_diffusers.cli import main
+from ltx2_diffusers.cli import CLIError, build_parser, main
+from ltx2_diffusers.cli.checks import check_args
+from ltx2_diffusers.cli.run import run
 from ltx2_diffusers.loaders.metadata import original_upsampler_config
 from ltx2_diffusers.loaders.upsampler_keys import diffusers_to_original_keys
 from ltx2_diffusers.models.autoencoder_kl_ltx2_audio import audio_latent_frames, pack_audio_latents
@@ -274,6 +276,18 @@ def test_cli_refuses_a_bad_temporal_upsampler_file(tmp_path, capsys, file, messa
     assert main(argv) == 2
     assert re.search(message, capsys.readouterr().err)
     assert not (tmp_path / "fox.mp4").exists()
+
+
+def test_cli_refuses_a_memory_budget_with_the_temporal_upsampler(tmp_path):
+    write_single_file(tiny_temporal_upsampler(), tmp_path / "temporal.safetensors")
+    argv = ["two-stage", "a fox", "-o", str(tmp_path / "fox.mp4"), *TINY2,
+            "--temporal-upsampler", str(tmp_path / "temporal.safetensors")]  # fmt: skip
+    args = build_parser().parse_args(argv)
+    checked = check_args(args)
+    args.vram = "24"  # on a CUDA device check_args lets it through (on CPU it refuses --vram itself)
+    with pytest.raises(CLIError, match="the memory planner does not place the temporal upsampler yet") as error:
+        run(args, checked)
+    assert error.value.flag == "--vram"
 
 
 def test_cli_has_the_flag_only_where_it_applies():

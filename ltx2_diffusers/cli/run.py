@@ -254,6 +254,9 @@ def run(args: argparse.Namespace, c: Checked) -> str:
     cls = pipeline_class(c.command.name, c.command.pipeline)
     kw = call_arguments(args, c)
     check_call(cls, c.command.name, kw)
+    if c.temporal_upsampler is not None and args.vram is not None:  # memory/planner.py has no such component yet
+        raise CLIError("--vram", "the memory planner does not place the temporal upsampler yet: with "
+                       "--temporal-upsampler use --offload, or neither")  # fmt: skip
     device, dtype_name = resolve_device(args)
     launch, device = distributed.start(args, device)  # under torchrun: this rank's device, the process group
     try:
