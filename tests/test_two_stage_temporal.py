@@ -7,6 +7,7 @@ The pipeline is the tiny random one (`build_tiny_two_stage_pipeline`) plus a tin
 
 import json
 import re
+from types import SimpleNamespace
 
 import av
 import pytest
@@ -221,6 +222,13 @@ def test_errors_before_any_model_runs(pipe, no_encoders, temporal_upsampler, kwa
         kwargs = {"keyframes": [(torch.zeros(128, 128, 3, dtype=torch.uint8), 9, 1.0)]}
     with pytest.raises(error, match=message):
         checked("a cat", **{**FAST, "temporal_upsample": True, **kwargs})
+
+
+def test_a_memory_budget_needs_the_temporal_upsampler_on_its_device(pipe, no_encoders):
+    budgeted = LTX2AVTwoStagePipeline(**pipe.components)
+    budgeted._memory_placement = SimpleNamespace(device=torch.device("cuda", 0))  # as `enable_memory_budget` leaves it
+    with pytest.raises(ValueError, match=r"temporal_upsampler is on cpu .* computes on cuda:0.*\.to\('cuda:0'\)"):
+        budgeted("a cat", **FAST, temporal_upsample=True)
 
 
 def test_the_size_guard_sees_the_doubled_clip(pipe, no_encoders):

@@ -216,6 +216,14 @@ class LTX2AVTwoStagePipeline(LTX2AVTwoStagePipelineBase):
             raise TypeError(f"temporal_upsample must be True or False, got {temporal_upsample!r}")
         if temporal_upsample:  # the upsampler, and the size guard on the doubled clip stage 2 makes
             check_temporal_upsampler(self.temporal_upsampler)
+            placement = self._memory_placement  # the memory planner places no temporal upsampler (yet)
+            upsampler_device = next(self.temporal_upsampler.parameters()).device
+            if placement is not None and upsampler_device != placement.device:
+                raise ValueError(
+                    f"the temporal_upsampler is on {upsampler_device} and the memory budget computes on "
+                    f"{placement.device}; the memory planner does not place it: move it there first "
+                    f"(pipe.temporal_upsampler.to({str(placement.device)!r}))"
+                )
             work = estimate_work(height, width, doubled_num_frames(num_frames), 2 * frame_rate, batch_size)
             check_work(work, allow_large)
         negative_prompt = preset.negative_prompt if negative_prompt is None else negative_prompt
