@@ -247,6 +247,30 @@ def test_the_size_guard_can_be_lifted(pipe, no_encoders):
         pipe("a cat", **big, allow_large=True)
 
 
+@pytest.mark.gpu
+def test_on_cuda_model_offload_moves_the_temporal_upsampler_and_repeats_the_clip():
+    """bf16 on the GPU: the temporal upsampler is in the offload sequence, so model CPU offload gives the resident
+    run's doubled clip bit for bit."""
+
+    def build() -> LTX2AVTwoStagePipeline:
+        two_stage = build_tiny_two_stage_pipeline(seed=0)
+        p = LTX2AVTwoStagePipeline(**two_stage.components, temporal_upsampler=tiny_temporal_upsampler())
+        p.set_progress_bar_config(disable=True)
+        return p
+
+    def generate(p):
+        return p("a cat", **FAST, temporal_upsample=True, output_type="pt",
+                 generator=torch.Generator("cuda").manual_seed(8))  # fmt: skip
+
+    resident = generate(build().to("cuda", torch.bfloat16))
+    assert resident.frames.shape == (1, 17, 3, 128, 128) and torch.isfinite(resident.frames).all()
+    offloaded = build().to(torch.bfloat16)
+    offloaded.enable_model_cpu_offload()
+    again = generate(offloaded)
+    torch.testing.assert_close(again.frames.cpu(), resident.frames.cpu(), rtol=0, atol=0)
+    torch.testing.assert_close(again.audio.cpu(), resident.audio.cpu(), rtol=0, atol=0)
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # CLI
 
