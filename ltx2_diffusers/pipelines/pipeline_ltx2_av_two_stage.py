@@ -60,13 +60,13 @@ from .refinement import (  # noqa: F401  (refine_latents / upsample_and_renoise:
     upsample_and_renoise,
 )
 from .temporal_upsampling import (
-    check_temporal_upsampler,
+    check_temporal_upsample,
     doubled_num_frames,
     keyframes_in_doubled_clip,
     refine_doubled_in_time,
 )
 from .text_encoding import PromptEmbeddings
-from .validation import check_call_inputs, check_sigmas, check_work, estimate_work
+from .validation import check_call_inputs, check_sigmas
 
 
 class LTX2AVTwoStagePipeline(LTX2AVTwoStagePipelineBase):
@@ -212,20 +212,10 @@ class LTX2AVTwoStagePipeline(LTX2AVTwoStagePipelineBase):
         )  # fmt: skip
         check_sigmas(stage_2_sigmas, name="stage_2_sigmas")
         check_adapter(self.transformer, stage_2_adapter, "stage_2_adapter")
-        if not isinstance(temporal_upsample, bool):
-            raise TypeError(f"temporal_upsample must be True or False, got {temporal_upsample!r}")
-        if temporal_upsample:  # the upsampler, and the size guard on the doubled clip stage 2 makes
-            check_temporal_upsampler(self.temporal_upsampler)
-            placement = self._memory_placement  # the memory planner places no temporal upsampler (yet)
-            upsampler_device = next(self.temporal_upsampler.parameters()).device
-            if placement is not None and upsampler_device != placement.device:
-                raise ValueError(
-                    f"the temporal_upsampler is on {upsampler_device} and the memory budget computes on "
-                    f"{placement.device}; the memory planner does not place it: move it there first "
-                    f"(pipe.temporal_upsampler.to({str(placement.device)!r}))"
-                )
-            work = estimate_work(height, width, doubled_num_frames(num_frames), 2 * frame_rate, batch_size)
-            check_work(work, allow_large)
+        check_temporal_upsample(
+            temporal_upsample, self.temporal_upsampler, height, width, num_frames, frame_rate, batch_size,
+            allow_large=allow_large, budget_device=getattr(self._memory_placement, "device", None),
+        )  # fmt: skip
         negative_prompt = preset.negative_prompt if negative_prompt is None else negative_prompt
         prompts, negative_prompts = as_list(prompt), as_list(negative_prompt)
         image_crf = preset.image_crf if image_crf is None else image_crf

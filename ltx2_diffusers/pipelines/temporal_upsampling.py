@@ -28,6 +28,7 @@ from .conditioning import (
 from .denoising import StepCallback, TextContexts, VideoCondition, denoise
 from .guidance import GuidanceScales
 from .presets import DEFAULT_REFERENCE
+from .validation import check_work, estimate_work
 
 
 def check_temporal_upsampler(upsampler: torch.nn.Module | None, what: str = "temporal_upsampler") -> None:
@@ -64,6 +65,37 @@ def upsample_in_time(upsampler: torch.nn.Module, latents: Tensor, latents_mean: 
     if tuple(upsampled.shape) != expected:
         raise ValueError(f"the temporal upsampler returned shape {tuple(upsampled.shape)}, expected {expected}")
     return upsampled.to(latents.dtype)
+
+
+def check_temporal_upsample(
+    temporal_upsample: object,
+    upsampler: torch.nn.Module | None,
+    height: int,
+    width: int,
+    num_frames: int,
+    frame_rate: float,
+    batch_size: int,
+    *,
+    allow_large: bool = False,
+    budget_device: torch.device | None = None,
+) -> None:
+    """What a two-stage call with `temporal_upsample` needs before any work (sizes already checked): a bool; when
+    True, a temporal-only upsampler (`check_temporal_upsampler`), the doubled clip within the size guard, and under a
+    memory budget computing on `budget_device` the upsampler already there (the memory planner does not place it)."""
+    if not isinstance(temporal_upsample, bool):
+        raise TypeError(f"temporal_upsample must be True or False, got {temporal_upsample!r}")
+    if not temporal_upsample:
+        return
+    check_temporal_upsampler(upsampler)
+    upsampler_device = next(upsampler.parameters()).device
+    if budget_device is not None and upsampler_device != budget_device:
+        raise ValueError(
+            f"the temporal_upsampler is on {upsampler_device} and the memory budget computes on {budget_device}; "
+            f"the memory planner does not place it: move it there first "
+            f"(pipe.temporal_upsampler.to({str(budget_device)!r}))"
+        )
+    work = estimate_work(height, width, doubled_num_frames(num_frames), 2 * frame_rate, batch_size)
+    check_work(work, allow_large)
 
 
 def doubled_num_frames(num_frames: int) -> int:
