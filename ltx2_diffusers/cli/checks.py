@@ -10,7 +10,7 @@ import math
 import os
 import re
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..pipelines.validation import (
@@ -73,6 +73,7 @@ class Checked:
     predict_length: bool = False  # --frames auto: `frames` is then the longest clip the seconds range allows
     min_seconds: float | None = None
     max_seconds: float | None = None
+    temporal_upsampler: str | None = None  # two-stage / distilled: the clip doubled in time, written at 2x --fps
 
 
 def check_args(args: argparse.Namespace) -> Checked:
@@ -94,7 +95,12 @@ def check_args(args: argparse.Namespace) -> Checked:
     else:
         checked.frames, checked.height, checked.width, checked.fps = _check_retake(args)
     _check_auto_length(args, checked)
-    _check_size_guard(args, checked)
+    guard = checked  # the clip written: 2(N - 1) + 1 frames at 2x --fps with --temporal-upsampler
+    if getattr(args, "temporal_upsampler", None) is not None:
+        _check_file("--temporal-upsampler", args.temporal_upsampler)
+        checked.temporal_upsampler = args.temporal_upsampler
+        guard = replace(checked, frames=2 * checked.frames - 1, fps=2 * checked.fps)
+    _check_size_guard(args, guard)
     if not 0 <= args.seed < 2**63:
         raise CLIError("--seed", f"{args.seed} is outside [0, 2**63): pass a non-negative seed")
     fewest = 2 if command.name == "hq" else 1  # HQ shifts its schedule by the token count: one step has no shape
@@ -201,10 +207,14 @@ def _check_model(args: argparse.Namespace, command: Command) -> str:
         if kind != "file":
             where = "the tiny model builds its own" if kind == "tiny" else "the folder's latent_upsampler/ is used"
             raise CLIError("--upsampler", f"only applies to a single-file --model ({where})")
-        if not os.path.isfile(upsampler):
-            raise CLIError("--upsampler", f"{upsampler}: no such file")
-        _check_safetensors("--upsampler", upsampler)
+        _check_file("--upsampler", upsampler)
     return kind
+
+
+def _check_file(flag: str, path: str) -> None:
+    if not os.path.isfile(path):
+        raise CLIError(flag, f"{path}: no such file")
+    _check_safetensors(flag, path)
 
 
 def _check_output(output: str, suffixes: tuple[str, ...] = OUTPUT_SUFFIXES) -> Path:

@@ -59,6 +59,7 @@ class Command:
 
 _TEXT = frozenset({"steps", "negative", "image", "keyframe", "enhance"})
 _TWO_STAGE = frozenset({"upsampler"})
+_TEMPORAL = frozenset({"temporal"})  # --temporal-upsampler: stage 2 doubles the clip in time
 _AUTO_LENGTH = frozenset({"auto_length"})  # the pipelines with min_seconds / max_seconds (LTX-2.5's duration head)
 TINY = "--model tiny --frames 9 --height 64 --width 64"
 TINY2 = "--model tiny --frames 9 --height 128 --width 128"
@@ -82,7 +83,7 @@ COMMANDS: dict[str, Command] = {
             PRESET.two_stage_height,
             PRESET.two_stage_width,
             64,
-            features=_TEXT | _TWO_STAGE | _AUTO_LENGTH | {"distilled_lora"},
+            features=_TEXT | _TWO_STAGE | _AUTO_LENGTH | _TEMPORAL | {"distilled_lora"},
             example=f'ltx2-diffusers two-stage "waves at dusk" -o waves.mp4 {TINY2} --steps 2',
         ),
         Command(
@@ -93,7 +94,7 @@ COMMANDS: dict[str, Command] = {
             PRESET.two_stage_width,
             64,
             kind="distilled",
-            features=frozenset({"image", "keyframe", "enhance"}) | _TWO_STAGE | _AUTO_LENGTH,
+            features=frozenset({"image", "keyframe", "enhance"}) | _TWO_STAGE | _AUTO_LENGTH | _TEMPORAL,
             example=f'ltx2-diffusers distilled "a red fox in snow" -o fox.mp4 {TINY2}',
         ),
         Command(
@@ -293,6 +294,13 @@ def _add_common(sub: argparse.ArgumentParser, command: Command) -> None:
     model.add_argument("--text-encoder", help="Gemma-3 folder or Hub id; only with a single-file --model")
     if "upsampler" in f:
         model.add_argument("--upsampler", help="the spatial upscaler (x2, or x1.5 with sides multiples of 96)'s single file; only with a single-file --model")
+    if "temporal" in f:
+        model.add_argument(
+            "--temporal-upsampler",
+            metavar="PATH",
+            help="the temporal x2 upscaler's single file (ltx-2.5-latent-temporal-upscaler-x2-bf16-1.0.safetensors): "
+            "stage 2 doubles the clip in time, (frames - 1) x 2 + 1 frames written at twice --fps, the sound kept",
+        )
     if command.kind is None:
         model.add_argument(
             "--kind",

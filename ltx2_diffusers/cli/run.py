@@ -82,6 +82,8 @@ def call_arguments(args: argparse.Namespace, c: Checked) -> list[tuple[str, obje
         ):
             if value is not None:
                 kw.append((keyword, value, flag))
+    if "temporal" in f and c.temporal_upsampler is not None:
+        kw.append(("temporal_upsample", True, "--temporal-upsampler"))
     if c.distilled_lora is not None:
         path, scale = c.distilled_lora
         if c.command.name == "hq":  # the HQ pipeline sets the adapter's strength per stage (0.25, then 0.5)
@@ -146,6 +148,19 @@ def load_pipeline(
         raise CLIError(
             "--model", f"{model}: not {where} from the Hub ({reason}). --model takes {MODEL_CHOICES}."
         ) from None
+
+
+def load_temporal_upsampler(path: str, torch_dtype):
+    """--temporal-upsampler's single file, refused (CLIError) unless it doubles frames and keeps the size."""
+    from ..models.latent_upsampler import LTX2LatentUpsamplerModel
+    from ..pipelines.temporal_upsampling import check_temporal_upsampler
+
+    try:
+        upsampler = LTX2LatentUpsamplerModel.from_single_file(path, torch_dtype=torch_dtype)
+        check_temporal_upsampler(upsampler, "file")
+    except (ValueError, KeyError) as error:
+        raise CLIError("--temporal-upsampler", str(error).strip("'\"")) from None
+    return upsampler
 
 
 def _tiny(cls: type, torch_dtype, kind: str | None, model: str = "tiny"):
@@ -239,6 +254,9 @@ def run(args: argparse.Namespace, c: Checked) -> str:
     cls = pipeline_class(c.command.name, c.command.pipeline)
     kw = call_arguments(args, c)
     check_call(cls, c.command.name, kw)
+    if c.temporal_upsampler is not None and args.vram is not None:  # memory/planner.py has no such component yet
+        raise CLIError("--vram", "the memory planner does not place the temporal upsampler yet: with "
+                       "--temporal-upsampler use --offload, or neither")  # fmt: skip
     device, dtype_name = resolve_device(args)
     launch, device = distributed.start(args, device)  # under torchrun: this rank's device, the process group
     try:
@@ -265,6 +283,8 @@ def _run(args, c: Checked, cls: type, kw, device: str, dtype_name: str, launch, 
     )
     if "upsampler" in c.command.features and getattr(pipe, "latent_upsampler", None) is None:
         raise CLIError("--model", f"{args.model} has no latent_upsampler/, which `{c.command.name}` needs in stage 2")
+    if c.temporal_upsampler is not None:  # before placement, which moves it with the rest
+        pipe.register_modules(temporal_upsampler=load_temporal_upsampler(c.temporal_upsampler, torch_dtype))
     if getattr(pipe.scheduler.config, "fixed_sigmas", None) is not None:  # a folder whose scheduler is distilled
         refuse_with_distilled(args)
     if c.predict_length:  # a Hub id's components are only known now (others were checked before loading)
@@ -289,10 +309,12 @@ def _run(args, c: Checked, cls: type, kw, device: str, dtype_name: str, launch, 
     rate = output.audio_sample_rate
     if launch is not None and launch.rank != 0:
         return f"rank {launch.rank}: done (rank 0 writes {c.output})"
-    written = write(frames, audio, rate, c.fps, c.output)
-    summary = describe_output(written, frames, audio, rate, c.fps, time.perf_counter() - start)
+    fps = c.fps if c.temporal_upsampler is None else 2 * c.fps  # --temporal-upsampler: the clip doubled in time
+    written = write(frames, audio, rate, fps, c.output)
+    summary = describe_output(written, frames, audio, rate, fps, time.perf_counter() - start)
     if c.predict_length:
-        summary = f"{describe_prediction(len(frames), c.fps, c.min_seconds, c.max_seconds)}\n{summary}"
+        chosen = len(frames) if c.temporal_upsampler is None else (len(frames) - 1) // 2 + 1  # before doubling
+        summary = f"{describe_prediction(chosen, c.fps, c.min_seconds, c.max_seconds)}\n{summary}"
     return summary
 
 

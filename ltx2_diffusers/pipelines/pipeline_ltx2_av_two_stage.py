@@ -9,6 +9,11 @@ ltx-pipelines' `TI2VidTwoStagesPipeline` and `DistilledPipeline` in diffusers' s
    `STAGE_2_DISTILLED_SIGMAS` (3 Euler steps), one positive pass per step. Image conditions are re-encoded at full size.
 3. The VAEs and the vocoder decode the full-resolution latents.
 
+With `temporal_upsample=True` (and a `temporal_upsampler` component, LTX-2.5's temporal x2 latent upscaler) stage 2
+also doubles the clip in time: the spatially upsampled latent goes through `upsample_in_time` (2F' - 1 latent frames,
+2(N - 1) + 1 pixel frames) and is refined positioned at 2 * frame_rate, the audio latent kept at its length; the
+call returns 2(N - 1) + 1 frames to be played at 2 * frame_rate with the same soundtrack (`temporal_upsampling`).
+
 Stage 2 of `TI2VidTwoStagesPipeline` is the dev transformer + the distilled LoRA: load it as a peft adapter and pass
 its name as `stage_2_adapter`; stage 1 then runs without that adapter (other active adapters, e.g. user LoRAs, apply
 in both stages) and stage 2 with it. Without `stage_2_adapter` both stages use the same weights, which with a
@@ -17,6 +22,7 @@ order: stage-1 video, stage-1 audio, stage-2 video, stage-2 audio.
 """
 
 from collections.abc import Callable, Sequence
+from functools import partial
 
 import torch
 from torch import Tensor
@@ -53,6 +59,12 @@ from .refinement import (  # noqa: F401  (refine_latents / upsample_and_renoise:
     two_stage_size_multiple,
     upsample_and_renoise,
 )
+from .temporal_upsampling import (
+    check_temporal_upsample,
+    doubled_num_frames,
+    keyframes_in_doubled_clip,
+    refine_doubled_in_time,
+)
 from .text_encoding import PromptEmbeddings
 from .validation import check_call_inputs, check_sigmas
 
@@ -61,9 +73,37 @@ class LTX2AVTwoStagePipeline(LTX2AVTwoStagePipelineBase):
     """Text/image -> video + stereo audio, generated at half size, upsampled x2 in latent space and refined.
 
     Components: those of `LTX2AVPipeline` plus `latent_upsampler` (`LTX2LatentUpsamplerModel`, the spatial x2 one,
-    or LTX-2.3's x1.5: stage 1 then runs at 2/3 of the output size).
+    or LTX-2.3's x1.5: stage 1 then runs at 2/3 of the output size) and the optional `temporal_upsampler` (the
+    temporal x2 `LTX2LatentUpsamplerModel`, used only by calls with `temporal_upsample=True`; saved and loaded as the
+    `temporal_upsampler/` folder).
     Build from a one-stage pipeline with `LTX2AVTwoStagePipeline(**pipe.components, latent_upsampler=upsampler)`.
     """
+
+    model_cpu_offload_seq = (
+        "text_encoder->connectors->duration_head->transformer->latent_upsampler->temporal_upsampler->vae->"
+        "diffusion_decoder->audio_vae->vocoder"
+    )
+    _optional_components = [*LTX2AVTwoStagePipelineBase._optional_components, "temporal_upsampler"]
+
+    def __init__(
+        self, scheduler, vae, audio_vae, text_encoder, tokenizer, connectors, transformer, vocoder,
+        latent_upsampler=None, temporal_upsampler=None, processor=None, diffusion_decoder=None, duration_head=None,
+    ):  # fmt: skip
+        super().__init__(
+            scheduler, vae, audio_vae, text_encoder, tokenizer, connectors, transformer, vocoder, latent_upsampler,
+            processor, diffusion_decoder, duration_head,
+        )  # fmt: skip
+        self.register_modules(temporal_upsampler=temporal_upsampler)
+
+    @property
+    def components(self) -> dict:
+        """diffusers' `components`, without `temporal_upsampler` while it is None: the other two-stage pipelines take
+        no temporal upsampler and are built with `Pipeline(**two_stage.components)`; with one set they refuse it
+        (TypeError), as they would not use it."""
+        components = super().components
+        if components.get("temporal_upsampler") is None:
+            components.pop("temporal_upsampler", None)
+        return components
 
     @torch.no_grad()
     def __call__(
@@ -100,6 +140,7 @@ class LTX2AVTwoStagePipeline(LTX2AVTwoStagePipelineBase):
         stage_2_adapter: str | None = None,
         stage_2_adapter_scale: float | None = None,
         stage_2_sigmas: Sequence[float] | None = None,
+        temporal_upsample: bool = False,
         num_videos_per_prompt: int = 1,
         generator: Generators = None,
         latents: Tensor | None = None,
@@ -126,6 +167,12 @@ class LTX2AVTwoStagePipeline(LTX2AVTwoStagePipelineBase):
             and scales are restored after the call. None: both stages use the transformer as it is.
         stage_2_sigmas: the refinement schedule (None: the preset's `STAGE_2_DISTILLED_SIGMAS`); its first value is
             also the re-noising level.
+        temporal_upsample: True doubles the clip in time in stage 2 with the `temporal_upsampler` component: stage 1
+            makes `num_frames` frames at `frame_rate`, stage 2 refines 2(num_frames - 1) + 1 frames positioned at
+            2 * frame_rate, and the call returns those frames, to be played at 2 * frame_rate, with the soundtrack
+            of the undoubled clip (the audio latent keeps its length). An image or keyframe at pixel frame k
+            conditions stage 1 at k and stage 2 at 2k (the same time). The size guard (`allow_large`) sees the
+            doubled clip.
         height / width: None -> the preset's 1024 x 1536 (twice its stage-1 size).
         num_frames / min_seconds / max_seconds: as `LTX2AVPipeline` (None predicts the length with a duration_head).
         Stage 1 samples with the preset's sampler: Euler, or for LTX-2.5 distilled Euler-ancestral seeded with the
@@ -133,7 +180,8 @@ class LTX2AVTwoStagePipeline(LTX2AVTwoStagePipelineBase):
         callback_on_step_end: called after every step of both stages with a running step index (stage 1's steps,
             then stage 2's); the latents are at half size in stage 1.
         Returns `LTX2PipelineOutput(frames, audio, audio_sample_rate)` or `(frames, audio)`; with
-        output_type="latent" the full-resolution video (B, 128, F', H/32, W/32) and audio (B, 8, T_a, 16) latents.
+        output_type="latent" the full-resolution video (B, 128, F', H/32, W/32) (2F' - 1 latent frames with
+        temporal_upsample) and audio (B, 8, T_a, 16) latents.
         """
         # 1. Defaults of the model version and kind (torch-free presets), then every argument checked before any
         #    encoder runs
@@ -164,11 +212,18 @@ class LTX2AVTwoStagePipeline(LTX2AVTwoStagePipelineBase):
         )  # fmt: skip
         check_sigmas(stage_2_sigmas, name="stage_2_sigmas")
         check_adapter(self.transformer, stage_2_adapter, "stage_2_adapter")
+        check_temporal_upsample(
+            temporal_upsample, self.temporal_upsampler, height, width, num_frames, frame_rate, batch_size,
+            allow_large=allow_large, budget_device=getattr(self._memory_placement, "device", None),
+        )  # fmt: skip
         negative_prompt = preset.negative_prompt if negative_prompt is None else negative_prompt
         prompts, negative_prompts = as_list(prompt), as_list(negative_prompt)
         image_crf = preset.image_crf if image_crf is None else image_crf
         video_guidance, audio_guidance = resolve_guidance(video_guidance, audio_guidance, preset, keywords)
-        self.check_memory_budget(height, width, num_frames, batch_size, video_guidance, audio_guidance, frame_rate)
+        output_frames, output_rate = (
+            (doubled_num_frames(num_frames), 2 * frame_rate) if temporal_upsample else (num_frames, frame_rate)
+        )
+        self.check_memory_budget(height, width, output_frames, batch_size, video_guidance, audio_guidance, output_rate)
         sigmas = resolve_sigmas(self.scheduler, num_inference_steps, sigmas, timesteps, preset.num_inference_steps)
         stage_2_sigmas = self.scheduler.get_sigmas(
             sigmas=preset.stage_2_sigmas if stage_2_sigmas is None else stage_2_sigmas
@@ -241,13 +296,21 @@ class LTX2AVTwoStagePipeline(LTX2AVTwoStagePipelineBase):
             video_latents = unpatchify_video(video.output_tokens(), *latent_grid(*half, num_frames))
             audio_latents = unpack_audio_latents(audio.output_tokens(), self.audio_vae.config.latent_channels)
 
-            # 4. Stage 2: upsample x2, re-noise, refine with one positive pass per step (the distilled adapter on)
+            # 4. Stage 2: upsample x2 (and x2 in time with temporal_upsample), re-noise, refine with one positive pass
+            #    per step (the distilled adapter on)
             if stage_2_adapter is not None:
                 adapters.use(
                     [*adapters.others(stage_2_adapter), stage_2_adapter], {stage_2_adapter: stage_2_adapter_scale}
                 )
+            if temporal_upsample:  # the clip doubled in time as well: an image at frame k conditions frame 2k
+                keyframes = keyframes_in_doubled_clip(keyframes)
             conditions = encode_conditions(self.vae, image, image_strength, keyframes, height, width, image_crf, device)
-            video_latents, audio_latents = refine_latents(
+            refine = (
+                partial(refine_doubled_in_time, temporal_upsampler=self.temporal_upsampler)
+                if temporal_upsample
+                else refine_latents
+            )
+            video_latents, audio_latents = refine(
                 transformer,
                 self.latent_upsampler,
                 video_latents,

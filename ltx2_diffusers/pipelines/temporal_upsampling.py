@@ -2,12 +2,33 @@
 clip's latent (B, C, F', H', W') becomes (B, C, 2F' - 1, H', W'), the latent of 2(N - 1) + 1 frames at twice the frame
 rate. The upsampler works on raw VAE latents, so the normalised latent is un-normalised around it with the video
 VAE's statistics, as for the spatial upsamplers (`models.latent_upsampler.upsample_latents`).
+
+Used by the DFR pipeline's temporal rounds and by the two-stage pipeline's `temporal_upsample=True`
+(`refine_doubled_in_time`: stage 2 of a clip doubled in time, its soundtrack kept at its own length).
 """
+
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
 
+from ..models.autoencoder_kl_ltx2_audio import unpack_audio_latents
 from ..models.latent_upsampler import upsample_latents
+from .conditioning import (
+    Generators,
+    LatentState,
+    add_noise,
+    append_keyframes,
+    audio_latent_state,
+    replace_frames,
+    unpatchify_video,
+    video_latent_state,
+    video_positions_dtype,
+)
+from .denoising import StepCallback, TextContexts, VideoCondition, denoise
+from .guidance import GuidanceScales
+from .presets import DEFAULT_REFERENCE
+from .validation import check_work, estimate_work
 
 
 def check_temporal_upsampler(upsampler: torch.nn.Module | None, what: str = "temporal_upsampler") -> None:
@@ -44,3 +65,137 @@ def upsample_in_time(upsampler: torch.nn.Module, latents: Tensor, latents_mean: 
     if tuple(upsampled.shape) != expected:
         raise ValueError(f"the temporal upsampler returned shape {tuple(upsampled.shape)}, expected {expected}")
     return upsampled.to(latents.dtype)
+
+
+def check_temporal_upsample(
+    temporal_upsample: object,
+    upsampler: torch.nn.Module | None,
+    height: int,
+    width: int,
+    num_frames: int,
+    frame_rate: float,
+    batch_size: int,
+    *,
+    allow_large: bool = False,
+    budget_device: torch.device | None = None,
+) -> None:
+    """What a two-stage call with `temporal_upsample` needs before any work (sizes already checked): a bool; when
+    True, a temporal-only upsampler (`check_temporal_upsampler`), the doubled clip within the size guard, and under a
+    memory budget computing on `budget_device` the upsampler already there (the memory planner does not place it)."""
+    if not isinstance(temporal_upsample, bool):
+        raise TypeError(f"temporal_upsample must be True or False, got {temporal_upsample!r}")
+    if not temporal_upsample:
+        return
+    check_temporal_upsampler(upsampler)
+    upsampler_device = next(upsampler.parameters()).device
+    if budget_device is not None and upsampler_device != budget_device:
+        raise ValueError(
+            f"the temporal_upsampler is on {upsampler_device} and the memory budget computes on {budget_device}; "
+            f"the memory planner does not place it: move it there first "
+            f"(pipe.temporal_upsampler.to({str(budget_device)!r}))"
+        )
+    work = estimate_work(height, width, doubled_num_frames(num_frames), 2 * frame_rate, batch_size)
+    check_work(work, allow_large)
+
+
+def doubled_num_frames(num_frames: int) -> int:
+    """Pixel frames of an N-frame clip doubled in time: 2(N - 1) + 1 (one new frame between every two)."""
+    return 2 * (num_frames - 1) + 1
+
+
+def keyframes_in_doubled_clip(keyframes: Sequence[tuple[object, int, float]]) -> list[tuple[object, int, float]]:
+    """(image, frame, strength) keyframes of an N-frame clip at their frames of the doubled clip: pixel frame k is
+    frame 2k there (the same time, k / fps = 2k / 2fps), so frame N - 1 lands on the doubled clip's last, 2N - 2."""
+    return [(image, 2 * frame, strength) for image, frame, strength in keyframes]
+
+
+def doubled_clip_states(
+    video_latents: Tensor,
+    audio_latents: Tensor,
+    *,
+    frame_rate: float,
+    noise_scale: float,
+    generator: Generators,
+    dtype: torch.dtype,
+    conditions: Sequence[VideoCondition] = (),
+    reference: str = DEFAULT_REFERENCE,
+) -> tuple[LatentState, LatentState]:
+    """The re-noised states of a refinement stage over a clip doubled in time (`prepare_latents` for a refinement,
+    except that the audio keeps its own length: 2N - 1 frames at 2 fps last half a frame less than N at fps, which can
+    round to one audio latent frame less).
+
+    video_latents: (B, C, F'', H', W') the doubled latent, positioned at `frame_rate` (the doubled rate), with the
+    `conditions` (frame indices of the doubled clip; frame 0 replaces the first latent frame, others are appended as
+    keyframe tokens); audio_latents: (B or 1, C_a, T_a, mel) as they are. Both are noised to `noise_scale` from
+    `generator`, video noise first."""
+    batch_size, channels, latent_frames, latent_height, latent_width = video_latents.shape
+    grid, device = (latent_frames, latent_height, latent_width), video_latents.device
+    video = video_latent_state(
+        batch_size, *grid, frame_rate, num_channels=channels, dtype=dtype, device=device,
+        initial_latent=video_latents.to(dtype), positions_dtype=video_positions_dtype(dtype, reference),
+    )  # fmt: skip
+    for cond in conditions:
+        if cond.frame_index == 0 and not cond.append:
+            video = replace_frames(video, cond.latent, strength=cond.strength, grid=grid, reference=reference)
+        else:
+            video = append_keyframes(
+                video, cond.latent, frame_index=cond.frame_index, strength=cond.strength, fps=frame_rate, grid=grid,
+                reference=reference,
+            )  # fmt: skip
+    video = add_noise(video, generator, noise_scale, reference=reference)
+    audio = audio_latent_state(
+        batch_size, audio_latents.shape[2], num_channels=audio_latents.shape[1], num_mel_bins=audio_latents.shape[3],
+        dtype=dtype, device=device, initial_latent=audio_latents.to(device, dtype).expand(batch_size, -1, -1, -1),
+    )  # fmt: skip
+    return video, add_noise(audio, generator, noise_scale, reference=reference)
+
+
+def refine_doubled_in_time(
+    transformer: torch.nn.Module,
+    latent_upsampler: torch.nn.Module,
+    video_latents: Tensor,
+    audio_latents: Tensor,
+    contexts: TextContexts,
+    *,
+    temporal_upsampler: torch.nn.Module,
+    latents_mean: Tensor,
+    latents_std: Tensor,
+    frame_rate: float,
+    sigmas: Tensor | Sequence[float],
+    generator: Generators,
+    conditions: Sequence[VideoCondition] = (),
+    progress_bar: Callable | None = None,
+    callback: StepCallback | None = None,
+    reference: str = DEFAULT_REFERENCE,
+) -> tuple[Tensor, Tensor]:
+    """Stage 2 of the two-stage pipeline with `temporal_upsample=True`: `refine_latents` on a clip doubled in time.
+
+    video_latents: (B, C, F', H', W') normalised stage-1 latents of N = 8(F' - 1) + 1 frames at `frame_rate`;
+    audio_latents: (B, C_a, T_a, mel). The video latent is upsampled in space (x2 or x1.5), then in time
+    (`upsample_in_time`: 2F' - 1 latent frames, 2(N - 1) + 1 pixel frames), positioned at 2 * frame_rate; the audio
+    keeps its T_a latent frames (same duration). Both are re-noised to sigmas[0] (video noise first) and denoised
+    with Euler over one positive pass per step, as `refine_latents`. conditions: encoded at the full size, frame
+    indices of the DOUBLED clip (`keyframes_in_doubled_clip`). Returns video (B, C, 2F' - 1, s H', s W') and audio
+    (B, C_a, T_a, mel) latents, normalised, in the transformer's dtype."""
+    if video_latents.ndim != 5 or audio_latents.ndim != 4:
+        raise ValueError(
+            f"a refinement stage takes video latents (B, C, F', H', W') and audio latents (B, C, T, mel), got shapes "
+            f"{tuple(video_latents.shape)} and {tuple(audio_latents.shape)}"
+        )
+    sigmas = torch.as_tensor(sigmas, dtype=torch.float32).cpu()
+    upsampler_dtype = next(latent_upsampler.parameters()).dtype
+    enlarged = upsample_latents(latent_upsampler, video_latents.to(upsampler_dtype), latents_mean, latents_std)
+    doubled = upsample_in_time(temporal_upsampler, enlarged, latents_mean, latents_std)
+    video, audio = doubled_clip_states(
+        doubled, audio_latents, frame_rate=2 * frame_rate, noise_scale=float(sigmas[0]), generator=generator,
+        dtype=transformer.dtype, conditions=conditions, reference=reference,
+    )  # fmt: skip
+    neutral = GuidanceScales()  # cfg 1, no STG, no modality guidance: the positive pass only
+    video, audio = denoise(
+        transformer, video, audio, TextContexts(contexts.video, contexts.audio), sigmas, neutral, neutral,
+        progress_bar=progress_bar, callback=callback, reference=reference,
+    )  # fmt: skip
+    return (
+        unpatchify_video(video.output_tokens(), *doubled.shape[2:]),
+        unpack_audio_latents(audio.output_tokens(), audio_latents.shape[1]),
+    )
