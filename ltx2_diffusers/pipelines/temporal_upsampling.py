@@ -14,18 +14,8 @@ from torch import Tensor
 
 from ..models.autoencoder_kl_ltx2_audio import unpack_audio_latents
 from ..models.latent_upsampler import upsample_latents
-from .conditioning import (
-    Generators,
-    LatentState,
-    add_noise,
-    append_keyframes,
-    audio_latent_state,
-    replace_frames,
-    unpatchify_video,
-    video_latent_state,
-    video_positions_dtype,
-)
-from .denoising import StepCallback, TextContexts, VideoCondition, denoise
+from .conditioning import Generators, LatentState, add_noise, audio_latent_state, unpatchify_video
+from .denoising import StepCallback, TextContexts, VideoCondition, denoise, noised_video_state
 from .guidance import GuidanceScales
 from .presets import DEFAULT_REFERENCE
 from .validation import check_work, estimate_work
@@ -130,19 +120,10 @@ def doubled_clip_states(
     `generator`, video noise first."""
     batch_size, channels, latent_frames, latent_height, latent_width = video_latents.shape
     grid, device = (latent_frames, latent_height, latent_width), video_latents.device
-    video = video_latent_state(
-        batch_size, *grid, frame_rate, num_channels=channels, dtype=dtype, device=device,
-        initial_latent=video_latents.to(dtype), positions_dtype=video_positions_dtype(dtype, reference),
+    video = noised_video_state(
+        batch_size, grid, frame_rate, generator=generator, device=device, dtype=dtype, conditions=conditions,
+        num_channels=channels, noise_scale=noise_scale, initial_latent=video_latents, reference=reference,
     )  # fmt: skip
-    for cond in conditions:
-        if cond.frame_index == 0 and not cond.append:
-            video = replace_frames(video, cond.latent, strength=cond.strength, grid=grid, reference=reference)
-        else:
-            video = append_keyframes(
-                video, cond.latent, frame_index=cond.frame_index, strength=cond.strength, fps=frame_rate, grid=grid,
-                reference=reference,
-            )  # fmt: skip
-    video = add_noise(video, generator, noise_scale, reference=reference)
     audio = audio_latent_state(
         batch_size, audio_latents.shape[2], num_channels=audio_latents.shape[1], num_mel_bins=audio_latents.shape[3],
         dtype=dtype, device=device, initial_latent=audio_latents.to(device, dtype).expand(batch_size, -1, -1, -1),
