@@ -68,11 +68,17 @@ def encode_stage_1_conditions(
     is height x width: a prepared float tensor, given at the output size, is resized first (`half_size_image`);
     paths, PIL images and arrays are prepared at the stage-1 size directly (`encode_conditions`)."""
     stage_1_image = None if image is None else half_size_image(image, height, width, size=stage_1_size)
-    stage_1_keyframes = [
+    stage_1_keyframes = half_size_keyframes(keyframes, height, width, stage_1_size)
+    return encode_conditions(vae, stage_1_image, image_strength, stage_1_keyframes, *stage_1_size, crf, device)
+
+
+def half_size_keyframes(keyframes: Keyframes, height: int, width: int, stage_1_size: tuple[int, int]) -> Keyframes:
+    """(image, frame, strength) keyframes of a height x width call with their images for stage 1
+    (`half_size_image`: prepared float tensors resized to `stage_1_size`, other inputs passed on)."""
+    return [
         (half_size_image(k, height, width, name=f"keyframes[{i}] image", size=stage_1_size), index, strength)
         for i, (k, index, strength) in enumerate(keyframes)
     ]
-    return encode_conditions(vae, stage_1_image, image_strength, stage_1_keyframes, *stage_1_size, crf, device)
 
 
 def check_adapter(transformer: torch.nn.Module, name: str | None, argument: str) -> None:
