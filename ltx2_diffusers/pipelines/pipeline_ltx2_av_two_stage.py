@@ -33,7 +33,7 @@ from .conditioning import Generators, unpatchify_video
 from .decoding import decode_frames, decode_waveform
 from .denoising import denoise, latent_grid, prepare_latents
 from .guidance import GuidanceScales, GuidanceSchedule
-from .inputs import ImageInput
+from .inputs import ImageInput, half_size_image
 from .ltx25 import auto_duration, stage_1_sampler
 from .pipeline_base import LTX2AVTwoStagePipelineBase
 from .pipeline_output import LTX2PipelineOutput
@@ -54,7 +54,7 @@ from .refinement import (  # noqa: F401  (refine_latents / upsample_and_renoise:
     StageAdapters,
     check_adapter,
     check_upsampler,
-    encode_stage_1_conditions,
+    half_size_keyframes,
     refine_latents,
     stage_1_pixel_size,
     two_stage_size_multiple,
@@ -259,8 +259,10 @@ class LTX2AVTwoStagePipeline(LTX2AVTwoStagePipelineBase):
             # 3. Stage 1 at half size: conditions, noise, guided Euler (without the stage-2 adapter)
             if stage_2_adapter is not None:
                 adapters.use(adapters.others(stage_2_adapter))
-            conditions = encode_stage_1_conditions(
-                self.vae, image, image_strength, keyframes, height, width, half, image_crf, device
+            half_image = None if image is None else half_size_image(image, height, width, size=half)
+            half_keyframes = half_size_keyframes(keyframes, height, width, half)
+            conditions = encode_conditions(
+                self.vae, half_image, image_strength, half_keyframes, *half, image_crf, device
             )
             video, audio = prepare_latents(
                 batch_size,
