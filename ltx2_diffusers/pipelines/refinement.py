@@ -116,8 +116,7 @@ def upsample_and_renoise(
             f"a refinement stage takes video latents (B, C, F', H', W') and audio latents (B, C, T, mel), got shapes "
             f"{tuple(video_latents.shape)} and {tuple(audio_latents.shape)}"
         )
-    upsampler_dtype = next(latent_upsampler.parameters()).dtype
-    upsampled = upsample_latents(latent_upsampler, video_latents.to(upsampler_dtype), latents_mean, latents_std)
+    upsampled = upsample_latents(latent_upsampler, video_latents, latents_mean, latents_std)
     batch_size, channels, latent_frames, latent_height, latent_width = upsampled.shape
     video, audio = prepare_latents(
         batch_size,

@@ -49,8 +49,7 @@ def upsample_in_time(upsampler: torch.nn.Module, latents: Tensor, latents_mean: 
     check_temporal_upsampler(upsampler)
     if latents.ndim != 5:
         raise ValueError(f"upsample_in_time takes video latents (B, C, F', H', W'), got shape {tuple(latents.shape)}")
-    upsampler_dtype = next(upsampler.parameters()).dtype
-    upsampled = upsample_latents(upsampler, latents.to(upsampler_dtype), latents_mean, latents_std)
+    upsampled = upsample_latents(upsampler, latents, latents_mean, latents_std)
     expected = (*latents.shape[:2], 2 * latents.shape[2] - 1, *latents.shape[3:])
     if tuple(upsampled.shape) != expected:
         raise ValueError(f"the temporal upsampler returned shape {tuple(upsampled.shape)}, expected {expected}")
@@ -164,8 +163,7 @@ def refine_doubled_in_time(
             f"{tuple(video_latents.shape)} and {tuple(audio_latents.shape)}"
         )
     sigmas = torch.as_tensor(sigmas, dtype=torch.float32).cpu()
-    upsampler_dtype = next(latent_upsampler.parameters()).dtype
-    enlarged = upsample_latents(latent_upsampler, video_latents.to(upsampler_dtype), latents_mean, latents_std)
+    enlarged = upsample_latents(latent_upsampler, video_latents, latents_mean, latents_std)
     doubled = upsample_in_time(temporal_upsampler, enlarged, latents_mean, latents_std)
     video, audio = doubled_clip_states(
         doubled, audio_latents, frame_rate=2 * frame_rate, noise_scale=float(sigmas[0]), generator=generator,
