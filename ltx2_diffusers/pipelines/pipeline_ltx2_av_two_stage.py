@@ -213,9 +213,10 @@ class LTX2AVTwoStagePipeline(LTX2AVTwoStagePipelineBase):
         )  # fmt: skip
         check_sigmas(stage_2_sigmas, name="stage_2_sigmas")
         check_adapter(self.transformer, stage_2_adapter, "stage_2_adapter")
+        budget = self._memory_placement
         check_temporal_upsample(
             temporal_upsample, self.temporal_upsampler, height, width, num_frames, frame_rate, batch_size,
-            allow_large=allow_large, budget_device=getattr(self._memory_placement, "device", None),
+            allow_large=allow_large, unplanned=budget is not None and budget.plan.sizes.temporal_upsampler == 0,
         )  # fmt: skip
         negative_prompt = preset.negative_prompt if negative_prompt is None else negative_prompt
         prompts, negative_prompts = as_list(prompt), as_list(negative_prompt)

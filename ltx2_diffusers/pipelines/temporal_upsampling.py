@@ -66,22 +66,21 @@ def check_temporal_upsample(
     batch_size: int,
     *,
     allow_large: bool = False,
-    budget_device: torch.device | None = None,
+    unplanned: bool = False,
 ) -> None:
     """What a two-stage call with `temporal_upsample` needs before any work (sizes already checked): a bool; when
-    True, a temporal-only upsampler (`check_temporal_upsampler`), the doubled clip within the size guard, and under a
-    memory budget computing on `budget_device` the upsampler already there (the memory planner does not place it)."""
+    True, a temporal-only upsampler (`check_temporal_upsampler`) that an enabled memory budget placed (`unplanned`:
+    the budget's plan has none, it was added after `enable_memory_budget`), and the doubled clip within the size
+    guard."""
     if not isinstance(temporal_upsample, bool):
         raise TypeError(f"temporal_upsample must be True or False, got {temporal_upsample!r}")
     if not temporal_upsample:
         return
     check_temporal_upsampler(upsampler)
-    upsampler_device = next(upsampler.parameters()).device
-    if budget_device is not None and upsampler_device != budget_device:
+    if unplanned:
         raise ValueError(
-            f"the temporal_upsampler is on {upsampler_device} and the memory budget computes on {budget_device}; "
-            f"the memory planner does not place it: move it there first "
-            f"(pipe.temporal_upsampler.to({str(budget_device)!r}))"
+            "the temporal_upsampler was added after enable_memory_budget, so the memory plan does not place it: call "
+            "pipe.disable_memory_budget(to='cpu'), then pipe.enable_memory_budget(...) again"
         )
     work = estimate_work(height, width, doubled_num_frames(num_frames), 2 * frame_rate, batch_size)
     check_work(work, allow_large)
