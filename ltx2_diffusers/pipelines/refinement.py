@@ -92,6 +92,15 @@ def check_adapter(transformer: torch.nn.Module, name: str | None, argument: str)
         )
 
 
+def check_refinement_latents(video_latents: Tensor, audio_latents: Tensor) -> None:
+    """A refinement stage's inputs: video latents (B, C, F', H', W') and audio latents (B, C, T, mel)."""
+    if video_latents.ndim != 5 or audio_latents.ndim != 4:
+        raise ValueError(
+            f"a refinement stage takes video latents (B, C, F', H', W') and audio latents (B, C, T, mel), got shapes "
+            f"{tuple(video_latents.shape)} and {tuple(audio_latents.shape)}"
+        )
+
+
 def upsample_and_renoise(
     latent_upsampler: torch.nn.Module,
     video_latents: Tensor,
@@ -111,11 +120,7 @@ def upsample_and_renoise(
     x1.5), then video and audio states re-noised to `noise_scale` (video noise drawn before audio noise) with the
     full-size `conditions` (`freeze_audio`: the audio stays clean, see `prepare_latents`). Returns the video and audio
     states and the upsampled latent grid (F', s H', s W')."""
-    if video_latents.ndim != 5 or audio_latents.ndim != 4:
-        raise ValueError(
-            f"a refinement stage takes video latents (B, C, F', H', W') and audio latents (B, C, T, mel), got shapes "
-            f"{tuple(video_latents.shape)} and {tuple(audio_latents.shape)}"
-        )
+    check_refinement_latents(video_latents, audio_latents)
     upsampled = upsample_latents(latent_upsampler, video_latents, latents_mean, latents_std)
     batch_size, channels, latent_frames, latent_height, latent_width = upsampled.shape
     video, audio = prepare_latents(

@@ -18,6 +18,7 @@ from .conditioning import Generators, LatentState, add_noise, audio_latent_state
 from .denoising import StepCallback, TextContexts, VideoCondition, denoise, noised_video_state
 from .guidance import GuidanceScales
 from .presets import DEFAULT_REFERENCE
+from .refinement import check_refinement_latents
 from .validation import check_work, estimate_work
 
 
@@ -156,11 +157,7 @@ def refine_doubled_in_time(
     with Euler over one positive pass per step, as `refine_latents`. conditions: encoded at the full size, frame
     indices of the DOUBLED clip (`keyframes_in_doubled_clip`). Returns video (B, C, 2F' - 1, s H', s W') and audio
     (B, C_a, T_a, mel) latents, normalised, in the transformer's dtype."""
-    if video_latents.ndim != 5 or audio_latents.ndim != 4:
-        raise ValueError(
-            f"a refinement stage takes video latents (B, C, F', H', W') and audio latents (B, C, T, mel), got shapes "
-            f"{tuple(video_latents.shape)} and {tuple(audio_latents.shape)}"
-        )
+    check_refinement_latents(video_latents, audio_latents)
     sigmas = torch.as_tensor(sigmas, dtype=torch.float32).cpu()
     enlarged = upsample_latents(latent_upsampler, video_latents, latents_mean, latents_std)
     doubled = upsample_in_time(temporal_upsampler, enlarged, latents_mean, latents_std)
