@@ -17,10 +17,11 @@ from ltx2_diffusers.memory import (
     parse_budget,
     plan_memory,
 )
-from ltx2_diffusers.memory.planner import DOCS_CARDS_GIB, DOCS_WORKLOADS, headroom, plan_table
+from ltx2_diffusers.memory.planner import DOCS_CARDS_GIB, DOCS_WORKLOADS, headroom, plan_table, stage_peaks
 from ltx2_diffusers.memory.sizes import tensor_bytes
 from ltx2_diffusers.models.fp8 import fp8_layer_names
-from ltx2_diffusers.pipelines.tiny import build_tiny_two_stage_pipeline
+from ltx2_diffusers.models.latent_upsampler import LTX2LatentUpsamplerModel
+from ltx2_diffusers.pipelines.tiny import TINY_LATENT_UPSAMPLER_CONFIG, build_tiny_two_stage_pipeline
 
 DISTILLED = MemoryRequest(512, 768, 121, two_stage=True)
 DEV_LARGE = MemoryRequest(1024, 1536, 121, two_stage=True, guidance_passes=4)
@@ -186,3 +187,27 @@ def test_docs_tables_are_the_planners_output():
     for marker, fp8_supported in (("fp8", True), ("bf16", False)):
         table = doc.split(f"<!-- plan_table {marker} -->\n", 1)[1].split("\n<!-- end -->", 1)[0]
         assert table == plan_table(LTX2_19B_SIZES, DOCS_WORKLOADS, DOCS_CARDS_GIB, fp8_supported), marker
+
+
+def test_a_temporal_upsampler_is_counted_and_placed():
+    """The two-stage pipelines' optional temporal x2 upsampler is one of the small components: resident when it fits,
+    onloaded for the upsampling stage (after the spatial upsampler, so the larger of the two counts) when not."""
+    temporal = 2 * LTX2_19B_SIZES.latent_upsampler  # larger than the spatial one, so the upsampling stage grows
+    sizes = dataclasses.replace(LTX2_19B_SIZES, temporal_upsampler=temporal)
+    roomy = plan_memory(80 * GIB, sizes, DISTILLED)
+    assert dict(roomy.placement.components)["temporal_upsampler"] == "resident"
+    without = plan_memory(80 * GIB, LTX2_19B_SIZES, DISTILLED)
+    assert "temporal_upsampler" not in dict(without.placement.components)  # absent: not placed, not listed
+    assert [peak for _, peak in roomy.stage_peaks] == [peak + temporal for _, peak in without.stage_peaks]
+    assert "latent_upsampler resident, temporal_upsampler resident" in roomy.summary()
+
+    tight = plan_memory(24 * GIB, sizes, DISTILLED, fp8_supported=True)
+    assert dict(tight.placement.components)["temporal_upsampler"] == "onload"
+    same = dataclasses.replace(tight.placement, components=tight.placement.components[:-1])
+    upsample = dict(stage_peaks(LTX2_19B_SIZES, DISTILLED, same))["upsample"]
+    assert dict(tight.stage_peaks)["upsample"] == upsample + temporal - LTX2_19B_SIZES.latent_upsampler
+
+    pipe = build_tiny_two_stage_pipeline()
+    config = {**TINY_LATENT_UPSAMPLER_CONFIG, "spatial_upsample": False, "temporal_upsample": True}
+    pipe.register_modules(temporal_upsampler=LTX2LatentUpsamplerModel(**config))
+    assert component_sizes(pipe).temporal_upsampler == tensor_bytes(pipe.temporal_upsampler) > 0

@@ -7,7 +7,6 @@ The pipeline is the tiny random one (`build_tiny_two_stage_pipeline`) plus a tin
 
 import json
 import re
-from types import SimpleNamespace
 
 import av
 import pytest
@@ -16,7 +15,7 @@ from diffusers import DiffusionPipeline
 from safetensors.torch import save_file
 
 from ltx2_diffusers import LTX2AVDFRPipeline, LTX2AVTwoStageHQPipeline, LTX2AVTwoStagePipeline, LTX2LatentUpsamplerModel
-from ltx2_diffusers.cli import CLIError, build_parser, main
+from ltx2_diffusers.cli import build_parser, main
 from ltx2_diffusers.cli.checks import check_args
 from ltx2_diffusers.cli.run import run
 from ltx2_diffusers.loaders.metadata import original_upsampler_config
@@ -224,10 +223,28 @@ def test_errors_before_any_model_runs(pipe, no_encoders, temporal_upsampler, kwa
         checked("a cat", **{**FAST, "temporal_upsample": True, **kwargs})
 
 
-def test_a_memory_budget_needs_the_temporal_upsampler_on_its_device(pipe, no_encoders):
-    budgeted = LTX2AVTwoStagePipeline(**pipe.components)
-    budgeted._memory_placement = SimpleNamespace(device=torch.device("cuda", 0))  # as `enable_memory_budget` leaves it
-    with pytest.raises(ValueError, match=r"temporal_upsampler is on cpu .* computes on cuda:0.*\.to\('cuda:0'\)"):
+def test_a_memory_budget_places_the_temporal_upsampler_and_keeps_the_clip(pipe):
+    budgeted = LTX2AVTwoStagePipeline(**build_tiny_two_stage_pipeline(seed=0).components,
+                                      temporal_upsampler=tiny_temporal_upsampler())  # pipe's weights, its own modules
+    budgeted.set_progress_bar_config(disable=True)
+    plan = budgeted.enable_memory_budget("2GB", device="cpu", height=128, width=128, num_frames=17, frame_rate=2 * FPS)
+    assert ("temporal_upsampler", "resident") in plan.placement.components
+    assert plan.sizes.temporal_upsampler == sum(p.numel() * 4 for p in budgeted.temporal_upsampler.parameters())
+
+    def generate(p):
+        return p("a cat", **FAST, temporal_upsample=True, output_type="latent", generator=torch.Generator().manual_seed(1))
+
+    planned, free = generate(budgeted), generate(pipe)
+    torch.testing.assert_close(planned.frames, free.frames, rtol=0, atol=0)
+    torch.testing.assert_close(planned.audio, free.audio, rtol=0, atol=0)
+
+
+def test_a_temporal_upsampler_added_after_the_budget_is_refused(pipe, no_encoders):
+    budgeted = LTX2AVTwoStagePipeline(**build_tiny_two_stage_pipeline(seed=0).components)
+    budgeted.enable_memory_budget("2GB", device="cpu", height=128, width=128, num_frames=17, frame_rate=2 * FPS)
+    budgeted.register_modules(temporal_upsampler=tiny_temporal_upsampler())
+    with pytest.raises(ValueError, match=r"temporal_upsampler was added after enable_memory_budget, so the memory plan "
+                                         r"does not place it: call pipe\.disable_memory_budget\(to='cpu'\)"):  # fmt: skip
         budgeted("a cat", **FAST, temporal_upsample=True)
 
 
@@ -310,16 +327,27 @@ def test_cli_refuses_a_bad_temporal_upsampler_file(tmp_path, capsys, file, messa
     assert not (tmp_path / "fox.mp4").exists()
 
 
-def test_cli_refuses_a_memory_budget_with_the_temporal_upsampler(tmp_path):
+def test_cli_runs_under_a_memory_budget_with_the_temporal_upsampler(tmp_path):
     write_single_file(tiny_temporal_upsampler(), tmp_path / "temporal.safetensors")
-    argv = ["two-stage", "a fox", "-o", str(tmp_path / "fox.mp4"), *TINY2,
+    path = tmp_path / "fox.mp4"
+    argv = ["two-stage", "a fox", "-o", str(path), *TINY2, "--steps", "1",
             "--temporal-upsampler", str(tmp_path / "temporal.safetensors")]  # fmt: skip
     args = build_parser().parse_args(argv)
     checked = check_args(args)
     args.vram = "24"  # on a CUDA device check_args lets it through (on CPU it refuses --vram itself)
-    with pytest.raises(CLIError, match="the memory planner does not place the temporal upsampler yet") as error:
-        run(args, checked)
-    assert error.value.flag == "--vram"
+    assert f"wrote {path}: 17 frames of 64x64 at 48 fps" in run(args, checked)
+    with av.open(str(path)) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 17
+
+
+@pytest.mark.gpu
+def test_cli_on_cuda_places_the_temporal_upsampler_under_vram(tmp_path, capsys):
+    write_single_file(tiny_temporal_upsampler(), tmp_path / "temporal.safetensors")
+    path = tmp_path / "fox.mp4"
+    argv = ["two-stage", "a fox", "-o", str(path), *TINY2, "--steps", "1", "--device", "cuda", "--vram", "4",
+            "--temporal-upsampler", str(tmp_path / "temporal.safetensors")]  # fmt: skip
+    assert main(argv) == 0
+    assert f"wrote {path}: 17 frames of 64x64 at 48 fps" in capsys.readouterr().out
 
 
 def test_cli_has_the_flag_only_where_it_applies():

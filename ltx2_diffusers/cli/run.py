@@ -199,6 +199,7 @@ def prepare(pipe, args: argparse.Namespace, c: Checked, device: str) -> None:
     import torch
 
     from ..loaders.lora import fuse_lora, load_lora_adapter
+    from ..pipelines.temporal_upsampling import doubled_num_frames
 
     flag = "--lora"
     try:  # a LoRA of another model (names, shapes) is found here, once the transformer exists
@@ -224,11 +225,13 @@ def prepare(pipe, args: argparse.Namespace, c: Checked, device: str) -> None:
         # FP8 must go on before adapters load (they stay live over FP8 layers): with adapters, only --fp8 chooses it
         adapters = c.distilled_lora is not None or c.ic_lora is not None
         fp8 = True if args.fp8 else (False if adapters else "auto")
+        frames, fps = c.frames, c.fps
+        if c.temporal_upsampler is not None:  # planned for the clip stage 2 makes: 2(N - 1) + 1 frames at 2 fps
+            frames, fps = doubled_num_frames(c.frames), 2 * c.fps
         try:
             pipe.enable_memory_budget(
-                args.vram, device=device, fp8=fp8, height=c.height, width=c.width, num_frames=c.frames,
-                frame_rate=c.fps,
-            )  # fmt: skip
+                args.vram, device=device, fp8=fp8, height=c.height, width=c.width, num_frames=frames, frame_rate=fps
+            )
         except ValueError as error:
             raise CLIError("--vram", str(error)) from None
     elif args.offload:
@@ -254,9 +257,6 @@ def run(args: argparse.Namespace, c: Checked) -> str:
     cls = pipeline_class(c.command.name, c.command.pipeline)
     kw = call_arguments(args, c)
     check_call(cls, c.command.name, kw)
-    if c.temporal_upsampler is not None and args.vram is not None:  # memory/planner.py has no such component yet
-        raise CLIError("--vram", "the memory planner does not place the temporal upsampler yet: with "
-                       "--temporal-upsampler use --offload, or neither")  # fmt: skip
     device, dtype_name = resolve_device(args)
     launch, device = distributed.start(args, device)  # under torchrun: this rank's device, the process group
     try:

@@ -32,6 +32,7 @@ from .planner import (
     check_transformer_call,
     gib,
     headroom,
+    present_components,
     stage_peaks,
     transformer_activations,
 )
@@ -240,8 +241,7 @@ def plan_multi_device(
     else:
         choices = [fp8]
     num_blocks = len(sizes.transformer_blocks)
-    present = tuple(name for name in ("connectors", "vae", "audio_vae", "vocoder", "latent_upsampler")
-                    if getattr(sizes, name) > 0)  # fmt: skip
+    present = present_components(sizes)
     for use_fp8 in choices:
         for candidate in _placements(num_blocks, use_fp8, sizes.text_encoder > 0, present):
             if not _covers(_fill(sizes, request, candidate, usable), num_blocks):

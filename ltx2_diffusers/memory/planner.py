@@ -5,7 +5,8 @@ The plan decides, before anything moves, where every weight lives while a pipeli
 - which transformer blocks stay resident on the device and which stream from pinned host memory, one block ahead, into
   two device slots (`placement.BlockStreamer`);
 - Gemma resident, moved to the device whole for encoding ("onload"), or streamed layer by layer ("streamed");
-- the smaller components (connectors, VAEs, vocoder, upsampler) resident or onloaded around their use;
+- the smaller components (connectors, VAEs, vocoder, spatial and temporal upsamplers) present in the pipeline,
+  resident or onloaded around their use;
 - the video VAE's tile size.
 
 Peak model (all estimates, in bytes; calibrate against measurements before trusting the last GiB):
@@ -38,7 +39,7 @@ BYTES_PER_ELEMENT = 2  # bf16 activations
 
 TEXT_ENCODER_MODES = ("resident", "onload", "streamed")
 COMPONENT_MODES = ("resident", "onload")
-SMALL_COMPONENTS = ("connectors", "vae", "audio_vae", "vocoder", "latent_upsampler")
+SMALL_COMPONENTS = ("connectors", "vae", "audio_vae", "vocoder", "latent_upsampler", "temporal_upsampler")
 # (tile_size_pixels, tile_size_frames), largest first; the overlaps stay the VAE's (64 px, 24 frames)
 VAE_TILINGS: tuple[tuple[int, int], ...] = ((512, 64), (384, 48), (256, 32))
 
@@ -97,6 +98,8 @@ class ComponentSizes:
     outside the plan).
     video_width / audio_width: the transformer's inner widths (activation estimate); text_hidden_size and
     text_hidden_states: Gemma's width and its number of hidden states (49 for Gemma-3 12B).
+    temporal_upsampler: the two-stage pipelines' optional temporal x2 upsampler (a request for the doubled clip
+    plans its output: 2(N - 1) + 1 frames at twice the frame rate).
     """
 
     transformer_blocks: tuple[int, ...]
@@ -110,6 +113,7 @@ class ComponentSizes:
     audio_vae: int = 0
     vocoder: int = 0
     latent_upsampler: int = 0
+    temporal_upsampler: int = 0
     transformer_is_fp8: bool = False
     video_width: int = 4096
     audio_width: int = 2048
@@ -210,7 +214,7 @@ class Placement:
     fp8: bool
     resident_blocks: int  # blocks 0 .. resident_blocks-1 stay on the device, the rest stream
     text_encoder: str  # one of TEXT_ENCODER_MODES
-    components: tuple[tuple[str, str], ...]  # (name, "resident" | "onload") for SMALL_COMPONENTS
+    components: tuple[tuple[str, str], ...]  # (name, "resident" | "onload") for the SMALL_COMPONENTS present
     vae_tiling: tuple[int, int]  # (tile_size_pixels, tile_size_frames)
 
 
@@ -336,7 +340,7 @@ def stage_peaks(sizes: ComponentSizes, request: MemoryRequest, placement: Placem
     """Predicted device bytes at each stage's peak for `placement` (see the module docstring for the model)."""
     p = placement
     persistent, slots = _persistent_and_slots(sizes, p)
-    onload = {name: getattr(sizes, name) if mode == "onload" else 0 for name, mode in p.components}
+    onload = dict.fromkeys(SMALL_COMPONENTS, 0) | {name: getattr(sizes, name) for name, m in p.components if m == "onload"}
     gemma = {
         "resident": 0,
         "onload": sizes.text_encoder - sizes.text_encoder_vision,
@@ -350,7 +354,8 @@ def stage_peaks(sizes: ComponentSizes, request: MemoryRequest, placement: Placem
         peaks.append((name, slots + transformer_activations(sizes, rows, tokens, r)))
         if name == "stage 1":
             upsample = r.batch_size * r.video_tokens(r.height, r.width) * sizes.upsampler_channels * 6
-            peaks.append(("upsample", onload["latent_upsampler"] + upsample * BYTES_PER_ELEMENT + WORKSPACE_BYTES))
+            upsamplers = max(onload["latent_upsampler"], onload["temporal_upsampler"])  # one after the other
+            peaks.append(("upsample", upsamplers + upsample * BYTES_PER_ELEMENT + WORKSPACE_BYTES))
     peaks.append(("video decode", onload["vae"] + decode_activations(r, p.vae_tiling, r.num_frames)))
     samples = math.ceil(r.num_frames / r.frame_rate * sizes.audio_sample_rate)
     audio = r.batch_size * samples * VOCODER_BYTES_PER_SAMPLE + WORKSPACE_BYTES
@@ -367,13 +372,17 @@ def headroom(budget_bytes: int) -> int:
 # Search
 
 
+def present_components(sizes: ComponentSizes) -> tuple[str, ...]:
+    """The SMALL_COMPONENTS the pipeline has (non-zero bytes), in SMALL_COMPONENTS' order."""
+    return tuple(name for name in SMALL_COMPONENTS if getattr(sizes, name) > 0)
+
+
 def _placements(num_blocks: int, fp8: bool, has_text_encoder: bool, has_components: tuple[str, ...]):
     """Every placement, in preference order for equal resident blocks."""
     modes = TEXT_ENCODER_MODES if has_text_encoder else ("resident",)
     for text_encoder in modes:
         for components_mode in COMPONENT_MODES:
-            components = tuple((name, components_mode if name in has_components else "resident")
-                               for name in SMALL_COMPONENTS)  # fmt: skip
+            components = tuple((name, components_mode) for name in has_components)
             for tiling in VAE_TILINGS:
                 yield Placement(fp8, num_blocks, text_encoder, components, tiling)
 
@@ -382,7 +391,7 @@ def _best(sizes: ComponentSizes, request: MemoryRequest, fp8: bool, usable: int)
     """The placement with the most resident blocks whose every stage fits in `usable`; ties: earliest in
     `_placements`' order. None when nothing fits even with every block streamed."""
     num_blocks = len(sizes.transformer_blocks)
-    present = tuple(name for name in SMALL_COMPONENTS if getattr(sizes, name) > 0)
+    present = present_components(sizes)
     best, best_blocks = None, -1
     for candidate in _placements(num_blocks, fp8, sizes.text_encoder > 0, present):
         lo, hi = 0, num_blocks  # peaks grow with resident blocks: bisect for the most that fit
@@ -406,7 +415,7 @@ def _with_blocks(placement: Placement, resident_blocks: int) -> Placement:
 
 def _lean_placement(sizes: ComponentSizes, fp8: bool) -> Placement:
     """Everything streamed or onloaded, the smallest tiles: the least a request can need."""
-    components = tuple((name, "onload") for name in SMALL_COMPONENTS)
+    components = tuple((name, "onload") for name in present_components(sizes))
     text_encoder = "streamed" if sizes.text_encoder > 0 else "resident"
     return Placement(fp8, 0, text_encoder, components, VAE_TILINGS[-1])
 

@@ -65,6 +65,7 @@ def component_sizes(pipe) -> ComponentSizes:
         audio_vae=tensor_bytes(getattr(pipe, "audio_vae", None)),
         vocoder=tensor_bytes(vocoder),
         latent_upsampler=tensor_bytes(upsampler),
+        temporal_upsampler=tensor_bytes(getattr(pipe, "temporal_upsampler", None)),
         transformer_is_fp8=is_fp8(transformer),
         video_width=config.num_attention_heads * config.attention_head_dim,
         audio_width=config.audio_num_attention_heads * config.audio_attention_head_dim,

@@ -234,8 +234,10 @@ def upsample_latents(
     """Normalised video latents (B, C, F, H, W) -> upsampled normalised latents, as the reference's `upsample_video`.
 
     The upsampler works on raw VAE latents: x * std + mean before, (x - mean) / std after, with the video VAE's
-    per-channel `latents_mean`/`latents_std` (C,).
+    per-channel `latents_mean`/`latents_std` (C,). The latents are cast to the upsampler's dtype first; the result
+    is in that dtype.
     """
+    latents = latents.to(next(upsampler.parameters()).dtype)
     mean = latents_mean.view(1, -1, 1, 1, 1).to(latents)
     std = latents_std.view(1, -1, 1, 1, 1).to(latents)
     upsampled = upsampler(latents * std + mean)

@@ -30,7 +30,7 @@ from .conditioning import Generators, unpatchify_video
 from .decoding import decode_frames, decode_waveform
 from .denoising import TextContexts, denoise, latent_grid, prepare_latents
 from .guidance import GuidanceScales, GuidanceSchedule
-from .inputs import AudioInput, ImageInput, audio_waveform, half_size_image
+from .inputs import AudioInput, ImageInput, audio_waveform
 from .pipeline_base import LTX2AVTwoStagePipelineBase
 from .pipeline_output import LTX2PipelineOutput
 from .pipeline_utils import (
@@ -46,7 +46,14 @@ from .pipeline_utils import (
     resolve_sigmas,
 )
 from .presets import DEFAULT_REFERENCE, check_reference_for, sampling_preset
-from .refinement import StageAdapters, check_adapter, refine_latents, stage_1_pixel_size, two_stage_size_multiple
+from .refinement import (
+    StageAdapters,
+    check_adapter,
+    encode_stage_1_conditions,
+    refine_latents,
+    stage_1_pixel_size,
+    two_stage_size_multiple,
+)
 from .text_encoding import PromptEmbeddings
 from .validation import check_call_inputs, check_media, check_sigmas
 
@@ -231,13 +238,8 @@ class LTX2AVAudioToVideoPipeline(LTX2AVTwoStagePipelineBase):
             # 4. Stage 1 at half size: guided video denoising next to the frozen audio
             if stage_2_adapter is not None:
                 adapters.use(adapters.others(stage_2_adapter))
-            half_image = None if image is None else half_size_image(image, height, width, size=half)
-            half_keyframes = [
-                (half_size_image(k, height, width, name=f"keyframes[{i}] image", size=half), index, s)
-                for i, (k, index, s) in enumerate(keyframes)
-            ]
-            conditions = encode_conditions(
-                self.vae, half_image, image_strength, half_keyframes, *half, image_crf, device
+            conditions = encode_stage_1_conditions(
+                self.vae, image, image_strength, keyframes, height, width, half, image_crf, device
             )
             video, frozen_audio = prepare_latents(
                 batch_size,

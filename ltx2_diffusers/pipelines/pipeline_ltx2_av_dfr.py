@@ -492,9 +492,8 @@ class LTX2AVDFRPipeline(LTX2AVTwoStagePipelineBase):
             )  # fmt: skip
 
             # 4. Spatial x2 of the video and of the slots; stage 2 at full size (the detailing adapter on)
-            upsampler_dtype = next(self.latent_upsampler.parameters()).dtype
             upsampled_video, upsampled_slots = (
-                upsample_latents(self.latent_upsampler, x.to(upsampler_dtype), **stats).to(x.dtype)
+                upsample_latents(self.latent_upsampler, x, **stats).to(x.dtype)
                 for x in (stage_1.video, stage_1.keyframes)
             )
             if detailing_adapter is not None:

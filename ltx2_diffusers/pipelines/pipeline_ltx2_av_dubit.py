@@ -280,10 +280,7 @@ class LTX2AVDubItPipeline(LTX2AVTwoStagePipelineBase):
 
         # 5. Stage 2 with the IC-LoRA: upsampling (x2 or x1.5), re-noise, refine the video next to the frozen stage-1
         #    audio, which is also its own audio reference
-        upsampler_dtype = next(self.latent_upsampler.parameters()).dtype
-        upsampled = upsample_latents(
-            self.latent_upsampler, video_latents.to(upsampler_dtype), self.vae.latents_mean, self.vae.latents_std
-        )
+        upsampled = upsample_latents(self.latent_upsampler, video_latents, self.vae.latents_mean, self.vae.latents_std)
         conditions = encode_references(self.vae, video_reference, height, width, num_frames, factor, 1.0, None, device)
         video, audio = prepare_latents_with_audio_reference(
             batch_size, height, width, num_frames, frame_rate, audio_reference=AudioReference(audio_latents),

@@ -348,10 +348,7 @@ class LTX2AVHDRICLoraPipeline(LTX2AVTwoStagePipelineBase):
         video_latents = unpatchify_video(state.output_tokens(), *grid)
 
         # 4. Stage 2 at full size: x2 upsampling, re-noising, the input's tokens at full size / factor, IC-LoRA kept
-        upsampler_dtype = next(self.latent_upsampler.parameters()).dtype
-        upsampled = upsample_latents(
-            self.latent_upsampler, video_latents.to(upsampler_dtype), self.vae.latents_mean, self.vae.latents_std
-        )
+        upsampled = upsample_latents(self.latent_upsampler, video_latents, self.vae.latents_mean, self.vae.latents_std)
         pixels = reflect_padded_pixels(frames, height // factor, width // factor)
         references = encode_references(
             self.vae, [(pixels, reference_strength)], height, width, generated_frames, factor, 1.0, None, device

@@ -25,7 +25,7 @@ from .conditioning import Generators, unpatchify_video
 from .decoding import decode_frames, decode_waveform
 from .denoising import denoise, latent_grid, prepare_latents
 from .guidance import GuidanceScales, GuidanceSchedule
-from .inputs import ImageInput, VideoInput, half_size_image
+from .inputs import ImageInput, VideoInput
 from .pipeline_base import LTX2AVTwoStagePipelineBase
 from .pipeline_output import LTX2PipelineOutput
 from .pipeline_utils import (
@@ -41,7 +41,13 @@ from .pipeline_utils import (
     resolve_sigmas,
 )
 from .presets import DEFAULT_REFERENCE, check_reference_for, sampling_preset
-from .refinement import StageAdapters, refine_latents, stage_1_pixel_size, two_stage_size_multiple
+from .refinement import (
+    StageAdapters,
+    encode_stage_1_conditions,
+    refine_latents,
+    stage_1_pixel_size,
+    two_stage_size_multiple,
+)
 from .text_encoding import PromptEmbeddings
 from .validation import check_call_inputs, check_int, check_media, check_sigmas, check_strength
 
@@ -231,12 +237,9 @@ class LTX2AVICLoRAPipeline(LTX2AVTwoStagePipelineBase):
         )
 
         # 3. Stage-1 conditions: the images at half size, then the reference videos at half size / factor
-        half_image = None if image is None else half_size_image(image, height, width, size=half)
-        half_keyframes = [
-            (half_size_image(k, height, width, name=f"keyframes[{i}] image", size=half), index, s)
-            for i, (k, index, s) in enumerate(keyframes)
-        ]
-        conditions = encode_conditions(self.vae, half_image, image_strength, half_keyframes, *half, image_crf, device)
+        conditions = encode_stage_1_conditions(
+            self.vae, image, image_strength, keyframes, height, width, half, image_crf, device
+        )
         conditions += encode_references(
             self.vae,
             reference_videos,

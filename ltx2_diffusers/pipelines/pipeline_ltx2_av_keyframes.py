@@ -25,7 +25,6 @@ from .conditioning import Generators, unpatchify_video
 from .decoding import decode_frames, decode_waveform
 from .denoising import denoise, latent_grid, prepare_latents
 from .guidance import GuidanceScales, GuidanceSchedule
-from .inputs import half_size_image
 from .pipeline_base import LTX2AVTwoStagePipelineBase
 from .pipeline_output import LTX2PipelineOutput
 from .pipeline_utils import (
@@ -41,7 +40,14 @@ from .pipeline_utils import (
     resolve_sigmas,
 )
 from .presets import DEFAULT_REFERENCE, check_reference_for, sampling_preset
-from .refinement import StageAdapters, check_adapter, refine_latents, stage_1_pixel_size, two_stage_size_multiple
+from .refinement import (
+    StageAdapters,
+    check_adapter,
+    half_size_keyframes,
+    refine_latents,
+    stage_1_pixel_size,
+    two_stage_size_multiple,
+)
 from .text_encoding import PromptEmbeddings
 from .validation import check_call_inputs, check_sigmas
 
@@ -192,11 +198,9 @@ class LTX2AVKeyframeInterpolationPipeline(LTX2AVTwoStagePipelineBase):
             # 3. Stage 1 at half size: every keyframe appended as guiding tokens, noise, guided Euler
             if stage_2_adapter is not None:
                 adapters.use(adapters.others(stage_2_adapter))
-            half_keyframes = [
-                (half_size_image(image, height, width, name=f"keyframes[{i}] image", size=half), index, s)
-                for i, (image, index, s) in enumerate(keyframes)
-            ]
-            conditions = encode_keyframes(self.vae, half_keyframes, *half, image_crf, device)
+            conditions = encode_keyframes(
+                self.vae, half_size_keyframes(keyframes, height, width, half), *half, image_crf, device
+            )
             video, audio = prepare_latents(
                 batch_size,
                 *half,

@@ -54,6 +54,7 @@ from .refinement import (  # noqa: F401  (refine_latents / upsample_and_renoise:
     StageAdapters,
     check_adapter,
     check_upsampler,
+    half_size_keyframes,
     refine_latents,
     stage_1_pixel_size,
     two_stage_size_multiple,
@@ -212,9 +213,10 @@ class LTX2AVTwoStagePipeline(LTX2AVTwoStagePipelineBase):
         )  # fmt: skip
         check_sigmas(stage_2_sigmas, name="stage_2_sigmas")
         check_adapter(self.transformer, stage_2_adapter, "stage_2_adapter")
+        budget = self._memory_placement
         check_temporal_upsample(
             temporal_upsample, self.temporal_upsampler, height, width, num_frames, frame_rate, batch_size,
-            allow_large=allow_large, budget_device=getattr(self._memory_placement, "device", None),
+            allow_large=allow_large, unplanned=budget is not None and budget.plan.sizes.temporal_upsampler == 0,
         )  # fmt: skip
         negative_prompt = preset.negative_prompt if negative_prompt is None else negative_prompt
         prompts, negative_prompts = as_list(prompt), as_list(negative_prompt)
@@ -259,10 +261,7 @@ class LTX2AVTwoStagePipeline(LTX2AVTwoStagePipelineBase):
             if stage_2_adapter is not None:
                 adapters.use(adapters.others(stage_2_adapter))
             half_image = None if image is None else half_size_image(image, height, width, size=half)
-            half_keyframes = [
-                (half_size_image(k, height, width, name=f"keyframes[{i}] image", size=half), index, s)
-                for i, (k, index, s) in enumerate(keyframes)
-            ]
+            half_keyframes = half_size_keyframes(keyframes, height, width, half)
             conditions = encode_conditions(
                 self.vae, half_image, image_strength, half_keyframes, *half, image_crf, device
             )

@@ -26,7 +26,7 @@ from .conditioning import Generators, unpatchify_video
 from .decoding import decode_frames, decode_waveform
 from .denoising import denoise, latent_grid, prepare_latents
 from .guidance import GuidanceScales, GuidanceSchedule
-from .inputs import ImageInput, half_size_image
+from .inputs import ImageInput
 from .ltx25 import auto_duration
 from .pipeline_base import LTX2AVTwoStagePipelineBase
 from .pipeline_output import LTX2PipelineOutput
@@ -43,7 +43,14 @@ from .pipeline_utils import (
     resolve_sigmas,
 )
 from .presets import DEFAULT_REFERENCE, check_reference_for, hq_preset
-from .refinement import StageAdapters, check_adapter, refine_latents, stage_1_pixel_size, two_stage_size_multiple
+from .refinement import (
+    StageAdapters,
+    check_adapter,
+    encode_stage_1_conditions,
+    refine_latents,
+    stage_1_pixel_size,
+    two_stage_size_multiple,
+)
 from .text_encoding import PromptEmbeddings
 from .validation import check_call_inputs, check_number, check_sigmas
 
@@ -209,13 +216,8 @@ class LTX2AVTwoStageHQPipeline(LTX2AVTwoStagePipelineBase):
             others = adapters.others(distilled_adapter)
             if distilled_adapter is not None:
                 adapters.use([*others, distilled_adapter], {distilled_adapter: stage_1_adapter_scale})
-            half_image = None if image is None else half_size_image(image, height, width, size=half)
-            half_keyframes = [
-                (half_size_image(k, height, width, name=f"keyframes[{i}] image", size=half), index, s)
-                for i, (k, index, s) in enumerate(keyframes)
-            ]
-            conditions = encode_conditions(
-                self.vae, half_image, image_strength, half_keyframes, *half, image_crf, device
+            conditions = encode_stage_1_conditions(
+                self.vae, image, image_strength, keyframes, height, width, half, image_crf, device
             )
             video, audio = prepare_latents(
                 batch_size,

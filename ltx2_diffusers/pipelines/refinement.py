@@ -68,11 +68,17 @@ def encode_stage_1_conditions(
     is height x width: a prepared float tensor, given at the output size, is resized first (`half_size_image`);
     paths, PIL images and arrays are prepared at the stage-1 size directly (`encode_conditions`)."""
     stage_1_image = None if image is None else half_size_image(image, height, width, size=stage_1_size)
-    stage_1_keyframes = [
+    stage_1_keyframes = half_size_keyframes(keyframes, height, width, stage_1_size)
+    return encode_conditions(vae, stage_1_image, image_strength, stage_1_keyframes, *stage_1_size, crf, device)
+
+
+def half_size_keyframes(keyframes: Keyframes, height: int, width: int, stage_1_size: tuple[int, int]) -> Keyframes:
+    """(image, frame, strength) keyframes of a height x width call with their images for stage 1
+    (`half_size_image`: prepared float tensors resized to `stage_1_size`, other inputs passed on)."""
+    return [
         (half_size_image(k, height, width, name=f"keyframes[{i}] image", size=stage_1_size), index, strength)
         for i, (k, index, strength) in enumerate(keyframes)
     ]
-    return encode_conditions(vae, stage_1_image, image_strength, stage_1_keyframes, *stage_1_size, crf, device)
 
 
 def check_adapter(transformer: torch.nn.Module, name: str | None, argument: str) -> None:
@@ -83,6 +89,15 @@ def check_adapter(transformer: torch.nn.Module, name: str | None, argument: str)
         raise ValueError(
             f"{argument}={name!r} is not an adapter of the transformer (loaded: {loaded}). Load the distilled LoRA "
             "first, e.g. load_lora_adapter(pipe.transformer, path, adapter_name=...)."
+        )
+
+
+def check_refinement_latents(video_latents: Tensor, audio_latents: Tensor) -> None:
+    """A refinement stage's inputs: video latents (B, C, F', H', W') and audio latents (B, C, T, mel)."""
+    if video_latents.ndim != 5 or audio_latents.ndim != 4:
+        raise ValueError(
+            f"a refinement stage takes video latents (B, C, F', H', W') and audio latents (B, C, T, mel), got shapes "
+            f"{tuple(video_latents.shape)} and {tuple(audio_latents.shape)}"
         )
 
 
@@ -105,13 +120,8 @@ def upsample_and_renoise(
     x1.5), then video and audio states re-noised to `noise_scale` (video noise drawn before audio noise) with the
     full-size `conditions` (`freeze_audio`: the audio stays clean, see `prepare_latents`). Returns the video and audio
     states and the upsampled latent grid (F', s H', s W')."""
-    if video_latents.ndim != 5 or audio_latents.ndim != 4:
-        raise ValueError(
-            f"a refinement stage takes video latents (B, C, F', H', W') and audio latents (B, C, T, mel), got shapes "
-            f"{tuple(video_latents.shape)} and {tuple(audio_latents.shape)}"
-        )
-    upsampler_dtype = next(latent_upsampler.parameters()).dtype
-    upsampled = upsample_latents(latent_upsampler, video_latents.to(upsampler_dtype), latents_mean, latents_std)
+    check_refinement_latents(video_latents, audio_latents)
+    upsampled = upsample_latents(latent_upsampler, video_latents, latents_mean, latents_std)
     batch_size, channels, latent_frames, latent_height, latent_width = upsampled.shape
     video, audio = prepare_latents(
         batch_size,

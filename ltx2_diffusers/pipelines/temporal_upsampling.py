@@ -14,20 +14,11 @@ from torch import Tensor
 
 from ..models.autoencoder_kl_ltx2_audio import unpack_audio_latents
 from ..models.latent_upsampler import upsample_latents
-from .conditioning import (
-    Generators,
-    LatentState,
-    add_noise,
-    append_keyframes,
-    audio_latent_state,
-    replace_frames,
-    unpatchify_video,
-    video_latent_state,
-    video_positions_dtype,
-)
-from .denoising import StepCallback, TextContexts, VideoCondition, denoise
+from .conditioning import Generators, LatentState, add_noise, audio_latent_state, unpatchify_video
+from .denoising import StepCallback, TextContexts, VideoCondition, denoise, noised_video_state
 from .guidance import GuidanceScales
 from .presets import DEFAULT_REFERENCE
+from .refinement import check_refinement_latents
 from .validation import check_work, estimate_work
 
 
@@ -59,8 +50,7 @@ def upsample_in_time(upsampler: torch.nn.Module, latents: Tensor, latents_mean: 
     check_temporal_upsampler(upsampler)
     if latents.ndim != 5:
         raise ValueError(f"upsample_in_time takes video latents (B, C, F', H', W'), got shape {tuple(latents.shape)}")
-    upsampler_dtype = next(upsampler.parameters()).dtype
-    upsampled = upsample_latents(upsampler, latents.to(upsampler_dtype), latents_mean, latents_std)
+    upsampled = upsample_latents(upsampler, latents, latents_mean, latents_std)
     expected = (*latents.shape[:2], 2 * latents.shape[2] - 1, *latents.shape[3:])
     if tuple(upsampled.shape) != expected:
         raise ValueError(f"the temporal upsampler returned shape {tuple(upsampled.shape)}, expected {expected}")
@@ -77,22 +67,21 @@ def check_temporal_upsample(
     batch_size: int,
     *,
     allow_large: bool = False,
-    budget_device: torch.device | None = None,
+    unplanned: bool = False,
 ) -> None:
     """What a two-stage call with `temporal_upsample` needs before any work (sizes already checked): a bool; when
-    True, a temporal-only upsampler (`check_temporal_upsampler`), the doubled clip within the size guard, and under a
-    memory budget computing on `budget_device` the upsampler already there (the memory planner does not place it)."""
+    True, a temporal-only upsampler (`check_temporal_upsampler`) that an enabled memory budget placed (`unplanned`:
+    the budget's plan has none, it was added after `enable_memory_budget`), and the doubled clip within the size
+    guard."""
     if not isinstance(temporal_upsample, bool):
         raise TypeError(f"temporal_upsample must be True or False, got {temporal_upsample!r}")
     if not temporal_upsample:
         return
     check_temporal_upsampler(upsampler)
-    upsampler_device = next(upsampler.parameters()).device
-    if budget_device is not None and upsampler_device != budget_device:
+    if unplanned:
         raise ValueError(
-            f"the temporal_upsampler is on {upsampler_device} and the memory budget computes on {budget_device}; "
-            f"the memory planner does not place it: move it there first "
-            f"(pipe.temporal_upsampler.to({str(budget_device)!r}))"
+            "the temporal_upsampler was added after enable_memory_budget, so the memory plan does not place it: call "
+            "pipe.disable_memory_budget(to='cpu'), then pipe.enable_memory_budget(...) again"
         )
     work = estimate_work(height, width, doubled_num_frames(num_frames), 2 * frame_rate, batch_size)
     check_work(work, allow_large)
@@ -130,19 +119,10 @@ def doubled_clip_states(
     `generator`, video noise first."""
     batch_size, channels, latent_frames, latent_height, latent_width = video_latents.shape
     grid, device = (latent_frames, latent_height, latent_width), video_latents.device
-    video = video_latent_state(
-        batch_size, *grid, frame_rate, num_channels=channels, dtype=dtype, device=device,
-        initial_latent=video_latents.to(dtype), positions_dtype=video_positions_dtype(dtype, reference),
+    video = noised_video_state(
+        batch_size, grid, frame_rate, generator=generator, device=device, dtype=dtype, conditions=conditions,
+        num_channels=channels, noise_scale=noise_scale, initial_latent=video_latents, reference=reference,
     )  # fmt: skip
-    for cond in conditions:
-        if cond.frame_index == 0 and not cond.append:
-            video = replace_frames(video, cond.latent, strength=cond.strength, grid=grid, reference=reference)
-        else:
-            video = append_keyframes(
-                video, cond.latent, frame_index=cond.frame_index, strength=cond.strength, fps=frame_rate, grid=grid,
-                reference=reference,
-            )  # fmt: skip
-    video = add_noise(video, generator, noise_scale, reference=reference)
     audio = audio_latent_state(
         batch_size, audio_latents.shape[2], num_channels=audio_latents.shape[1], num_mel_bins=audio_latents.shape[3],
         dtype=dtype, device=device, initial_latent=audio_latents.to(device, dtype).expand(batch_size, -1, -1, -1),
@@ -177,14 +157,9 @@ def refine_doubled_in_time(
     with Euler over one positive pass per step, as `refine_latents`. conditions: encoded at the full size, frame
     indices of the DOUBLED clip (`keyframes_in_doubled_clip`). Returns video (B, C, 2F' - 1, s H', s W') and audio
     (B, C_a, T_a, mel) latents, normalised, in the transformer's dtype."""
-    if video_latents.ndim != 5 or audio_latents.ndim != 4:
-        raise ValueError(
-            f"a refinement stage takes video latents (B, C, F', H', W') and audio latents (B, C, T, mel), got shapes "
-            f"{tuple(video_latents.shape)} and {tuple(audio_latents.shape)}"
-        )
+    check_refinement_latents(video_latents, audio_latents)
     sigmas = torch.as_tensor(sigmas, dtype=torch.float32).cpu()
-    upsampler_dtype = next(latent_upsampler.parameters()).dtype
-    enlarged = upsample_latents(latent_upsampler, video_latents.to(upsampler_dtype), latents_mean, latents_std)
+    enlarged = upsample_latents(latent_upsampler, video_latents, latents_mean, latents_std)
     doubled = upsample_in_time(temporal_upsampler, enlarged, latents_mean, latents_std)
     video, audio = doubled_clip_states(
         doubled, audio_latents, frame_rate=2 * frame_rate, noise_scale=float(sigmas[0]), generator=generator,
