@@ -553,8 +553,7 @@ class LTX2LatentUpsamplePipeline(DiffusionPipeline):
         normalized = latents.to(device, torch.float32)
         if not latents_normalized:
             normalized = normalize_latents(normalized, mean, std)
-        dtype = next(self.latent_upsampler.parameters()).dtype
-        upsampled = upsample_latents(self.latent_upsampler, normalized.to(dtype), mean, std)
+        upsampled = upsample_latents(self.latent_upsampler, normalized, mean, std)
         if output_type == "latent":
             video = upsampled if latents_normalized else denormalize_latents(upsampled, mean, std)
         else:

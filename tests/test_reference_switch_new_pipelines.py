@@ -132,7 +132,7 @@ STAGES = {
     "t2a": (t2a_module, ("add_noise", "denoise")),
     "v2a": (v2a_module, ("prepare_retake_latents", "denoise")),
     "dubit": (dubit_module, ("prepare_latents_with_audio_reference", "denoise")),
-    "hdr": (hdr_module, ("append_reference", "add_noise", "denoise")),
+    "hdr": (hdr_module, ("noised_video_state", "denoise_video_only")),
 }
 
 
