@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator, PartialState
+from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, set_seed
 from peft.utils import set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
@@ -60,13 +60,13 @@ from ltx2_diffusers.training.memory import (
     block_frozen_bytes,
     bucket_tokens,
     check_bitsandbytes,
-    check_offload,
     frozen_bytes,
     make_optimizer,
     plan_memory,
 )
 from ltx2_diffusers.training.metadata import DataError
 from ltx2_diffusers.training.models import (
+    check_offload_blocks,
     load_pipeline,
     load_transformer,
     offload_frozen_blocks,
@@ -149,7 +149,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                      "CPU; needs --mixed_precision bf16 on CUDA); the LoRA trains in float32 over them")  # fmt: skip
     opt.add_argument("--offload_blocks", type=int, default=0, metavar="N",
                      help="stream the frozen weights of the last N blocks from pinned host memory, forward and "
-                     "backward (the LoRA stays on the device; 3 or more save memory; one process)")  # fmt: skip
+                     "backward (the LoRA stays on the device; 3 or more save memory; DDP too, not FSDP)")  # fmt: skip
     opt.add_argument("--mixed_precision", choices=("no", "fp16", "bf16"), default=None)
     opt.add_argument("--seed", type=int, default=42)
     opt.add_argument("--timestep_sampling", choices=("shifted_logit_normal", "uniform"), default="shifted_logit_normal")
@@ -280,8 +280,7 @@ def check_model(args: argparse.Namespace, mode: TrainingMode, source, weight_dty
             except ValueError as error:
                 raise UsageError(f"{error} (--vram {args.vram:g} needs 8-bit AdamW)") from None
     try:  # block offloading, asked for or planned
-        check_offload(args.offload_blocks, transformer.config.num_layers, vram=args.vram,
-                      validation=bool(args.validation_prompt), num_processes=PartialState().num_processes)  # fmt: skip
+        check_offload_blocks(args.offload_blocks, transformer.config.num_layers, vram=args.vram)
     except ValueError as error:
         raise UsageError(str(error)) from None
 
@@ -442,6 +441,7 @@ def main(argv: list[str] | None = None) -> Path | None:
         transformer.enable_gradient_checkpointing()
     transformer.train()
     if args.offload_blocks:  # in place of accelerate's move to the device: the streamed weights stay on the host
+        # (and out of DDP, which synchronises the LoRA alone)
         offload_frozen_blocks(transformer, args.offload_blocks, accelerator.device)
         logger.info(f"block offloading: the frozen weights of the last {args.offload_blocks} blocks stream from the host")
     optimizer = make_optimizer(

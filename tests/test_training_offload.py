@@ -4,12 +4,16 @@ On the CPU the "device" is the CPU itself: the streamed weights' host copies and
 buffers, so a dispatch mode can see which buffer every kernel reads. A step with streaming gives the resident step's
 loss and LoRA gradients bit for bit (with and without gradient checkpointing, bf16-style and FP8 base), no kernel
 other than the streamer's copies ever reads a host copy (forward, recompute or backward), the adapters never move,
-and the last two streamed blocks are not copied again for the backward.
+and the last two streamed blocks are not copied again for the backward. Under DDP only the LoRA is synchronised: two
+gloo processes with offloading train the LoRA that one process trains on the same global batch.
 """
 
 import contextlib
 import copy
 import dataclasses
+import importlib.util
+import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -20,17 +24,17 @@ from ltx2_diffusers import LTX2VideoTransformer3DModel
 from ltx2_diffusers.memory.placement import BlockStreamer
 from ltx2_diffusers.models.fp8 import fp8_layer_names
 from ltx2_diffusers.pipelines.tiny import tiny_transformer_config
+from ltx2_diffusers.training import distributed
 from ltx2_diffusers.training.lora import LORA_TARGET_PRESETS, lora_config
 from ltx2_diffusers.training.memory import (
     GIB,
     ModelSizes,
     block_frozen_bytes,
-    check_offload,
     frozen_bytes,
     plan_memory,
     predict_gib,
 )
-from ltx2_diffusers.training.models import offload_frozen_blocks
+from ltx2_diffusers.training.models import check_offload_blocks, offload_frozen_blocks
 
 NUM_LAYERS = 4
 # one or two linears of each kind a block has (video, audio, cross-modal; attention and feed-forward): every block's
@@ -266,13 +270,69 @@ def test_the_19b_run_streams_half_its_blocks_on_16_gib_and_refuses_below_7_2():
         plan_memory(7, sizes)
 
 
-def test_offloading_runs_in_one_process_without_validation():
-    with pytest.raises(ValueError, match=r"^--vram 16 needs block offloading, which streams blocks in one process, but "
-                       r"2 processes were launched: run one process"):  # fmt: skip
-        check_offload(24, 48, vram=16.0, validation=False, num_processes=2)
-    with pytest.raises(ValueError, match=r"^--offload_blocks 3, and --validation_prompt is not built with it yet"):
-        check_offload(3, 48, vram=None, validation=True, num_processes=1)
-    check_offload(0, 48, vram=16.0, validation=True, num_processes=2)  # nothing streamed: nothing refused
+def test_offloading_checks_the_block_count_and_refuses_only_fsdp(monkeypatch):
+    with pytest.raises(ValueError, match=r"^--offload_blocks 49 \(asked for\): the transformer has 48 blocks; stream 1 to "
+                       r"48 of them$"):  # fmt: skip
+        check_offload_blocks(49, 48, vram=None)
+    check_offload_blocks(48, 48, vram=16.0)  # one process, no FSDP (validation and DDP are not its business)
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")  # what `accelerate launch` exports with an FSDP config
+    with pytest.raises(ValueError, match=r"^--vram 16 needs block offloading, but the run shards the model with FSDP: "
+                       r".* train with DDP \(an accelerate config without FSDP\)"):  # fmt: skip
+        check_offload_blocks(24, 48, vram=16.0)
+    check_offload_blocks(0, 48, vram=16.0)  # nothing streamed: nothing refused
+
+
+def test_offloading_leaves_the_frozen_weights_out_of_ddp_next_to_fp8s():
+    transformer = build(fp8=True, checkpointing=False)
+    fp8 = distributed.keep_fp8_out_of_ddp(transformer)
+    offload_frozen_blocks(transformer, 2, "cpu")
+    ignored = transformer._ddp_params_and_buffers_to_ignore
+    frozen = {name for name, p in transformer.named_parameters() if not p.requires_grad}
+    assert set(ignored) == frozen | {name for name, _ in transformer.named_buffers()} and set(fp8) <= set(ignored)
+    assert {name for name, p in transformer.named_parameters() if name not in ignored} == {
+        name for name, p in transformer.named_parameters() if p.requires_grad
+    }
+
+
+def test_two_processes_with_offloading_train_the_same_lora_as_one(tmp_path, monkeypatch):
+    """2 gloo processes x batch 1 with --offload_blocks 2 (every block) against 1 resident process x batch 2, 3 steps
+    of t2av, as tests/test_training_script.py's two-process test (its tolerances: the all-reduce sums in another
+    order). DDP (spied on in the forked processes) registers the LoRA's parameters alone."""
+    from helpers.training import BUCKETS, MAX_SEQUENCE_LENGTH, run_in_processes, save_training_pipeline, write_dataset
+    from safetensors.torch import load_file
+
+    spec = importlib.util.spec_from_file_location("train_lora", Path(__file__).parents[1] / "scripts" / "train_lora.py")
+    train_lora = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_lora)
+    model_dir, data_dir = save_training_pipeline(tmp_path / "model"), write_dataset(tmp_path / "data", num_clips=2)
+    common = ["--pretrained_model_name_or_path", str(model_dir), "--train_data_dir", str(data_dir),
+              "--resolution_buckets", BUCKETS, "--max_sequence_length", str(MAX_SEQUENCE_LENGTH), "--mode", "t2av",
+              "--max_train_steps", "3", "--rank", "4", "--lora_alpha", "8", "--learning_rate", "1e-3",
+              "--checkpointing_steps", "100", "--lora_save_dtype", "fp32"]  # fmt: skip
+    one, two = tmp_path / "one", tmp_path / "two"
+    train_lora.main([*common, "--output_dir", str(one), "--train_batch_size", "2"])  # caches, then trains
+
+    ddp_init = torch.nn.parallel.DistributedDataParallel.__init__
+
+    def spy(self, module, *args, **kwargs):  # forked: the children inherit it
+        ddp_init(self, module, *args, **kwargs)
+        registered = [name for name, _ in module.named_parameters() if name not in self.parameters_to_ignore]
+        (tmp_path / f"ddp_{torch.distributed.get_rank()}.json").write_text(json.dumps(registered))
+
+    monkeypatch.setattr(torch.nn.parallel.DistributedDataParallel, "__init__", spy)
+    run_in_processes(train_lora.main, [*common, "--output_dir", str(two), "--train_batch_size", "1",
+                                       "--offload_blocks", "2"], world_size=2)  # fmt: skip
+    for rank in (0, 1):
+        registered = json.loads((tmp_path / f"ddp_{rank}.json").read_text())
+        assert registered and all(".lora_A." in name or ".lora_B." in name for name in registered), registered
+    logs = [[json.loads(line) for line in (d / "training_log.jsonl").read_text().splitlines()] for d in (one, two)]
+    for a, b in zip(*logs, strict=True):
+        assert a["step"] == b["step"] and a["lr"] == pytest.approx(b["lr"])
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+    ours, theirs = (load_file(str(d / "pytorch_lora_weights.safetensors")) for d in (one, two))
+    assert ours.keys() == theirs.keys()
+    for key in ours:
+        torch.testing.assert_close(theirs[key], ours[key], rtol=0, atol=1e-4, msg=key)
 
 
 @pytest.mark.gpu

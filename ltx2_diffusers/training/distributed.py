@@ -14,6 +14,12 @@ exported files (`lora.adapter_state_dict`). What is refused, each with the reaso
   them to bf16 (FP8Linear needs its own dtype); FP8 is a single-card saving.
 - `--validation_prompt`: validation runs on the main process alone, which sharded weights cannot (every process must
   take part in each all-gather).
+- `--offload_blocks` (or a `--vram` plan that streams): the streamer points the frozen block weights at host memory
+  and its device slots between forwards, which FSDP's sharded parameters cannot follow.
+
+DDP with block offloading: every process streams its own copy of the frozen blocks (host memory N times), and the
+frozen parameters and the buffers are left out of DDP (`keep_frozen_out_of_ddp`), so DDP neither broadcasts the
+host-resident weights nor registers them: only the LoRA's gradients are all-reduced.
 """
 
 import os
@@ -61,6 +67,17 @@ def check_distributed(accelerator: Accelerator, *, fp8_base: bool, validation: b
         )
 
 
+def check_offload_distributed(offload_blocks: int, vram: float | None) -> None:
+    """Block offloading (asked for, or planned by --vram once the model's sizes are known) refused under FSDP."""
+    if offload_blocks and fsdp_requested():
+        why = f"--vram {vram:g} needs block offloading" if vram is not None else f"--offload_blocks {offload_blocks}"
+        raise ValueError(
+            f"{why}, but the run shards the model with FSDP: the streamed frozen weights live in host memory, outside "
+            "FSDP's shards; train with DDP (an accelerate config without FSDP), or keep FSDP and drop the offloading "
+            "(FSDP already splits the weights over the cards)"
+        )
+
+
 def keep_fp8_out_of_ddp(transformer: torch.nn.Module) -> list[str]:
     """DDP broadcasts every parameter and buffer of process 0 when it wraps the model (and the buffers before every
     forward), and gloo has no float8 type ("Invalid scalar type"). Every process quantises the same weights in the same
@@ -72,7 +89,23 @@ def keep_fp8_out_of_ddp(transformer: torch.nn.Module) -> list[str]:
     for name, module in transformer.named_modules():
         if isinstance(module, FP8Linear):
             names += [f"{name}.{kind}" for kind in ("weight", "weight_scale")]
-    torch.nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(transformer, names)
+    return _ignore_in_ddp(transformer, names)
+
+
+def keep_frozen_out_of_ddp(transformer: torch.nn.Module) -> list[str]:
+    """Block offloading under DDP: the streamed blocks' frozen tensors live in host memory between their forwards (and
+    in a device slot during them), where DDP's broadcast when it wraps the model, and of the buffers before every
+    forward, would read or write host tensors (NCCL cannot) and rank 0's slot contents. Every process loads the same
+    base, so every frozen parameter and every buffer is left out of DDP; the LoRA's parameters, the only ones with a
+    gradient, are broadcast once and all-reduced as without offloading. Returns the names left out."""
+    names = [name for name, parameter in transformer.named_parameters() if not parameter.requires_grad]
+    return _ignore_in_ddp(transformer, names + [name for name, _ in transformer.named_buffers()])
+
+
+def _ignore_in_ddp(module: torch.nn.Module, names: list[str]) -> list[str]:
+    """Add `names` to what DDP leaves out of `module` when it wraps it (FP8 and offloading each add theirs)."""
+    ignored = sorted({*getattr(module, "_ddp_params_and_buffers_to_ignore", ()), *names})
+    torch.nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(module, ignored)
     return names
 
 

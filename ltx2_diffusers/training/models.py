@@ -24,6 +24,7 @@ from ..memory.placement import BlockStreamer, stream_for_training
 from ..models.transformer_ltx2 import LTX2VideoTransformer3DModel
 from ..pipelines.pipeline_ltx2_av import LTX2AVPipeline
 from ..schedulers.scheduling_ltx2 import LTX2Scheduler
+from .distributed import check_offload_distributed, keep_frozen_out_of_ddp
 
 # The pipeline folders a training run reads from a Hub snapshot (not the repos' original single files).
 SNAPSHOT_PATTERNS = (
@@ -136,15 +137,32 @@ def load_validation_pipeline(source: ModelSource, transformer: nn.Module, dtype:
     return load_pipeline(source, dtype, transformer=transformer, text_encoder=False)
 
 
+def check_offload_blocks(offload_blocks: int, num_layers: int, *, vram: float | None) -> None:
+    """Before caching: block offloading (`--offload_blocks`, or picked by `--vram`) streams at most the model's blocks.
+    It runs with validation (the pipeline's no-grad forwards stream through the training slots) and under DDP (every
+    process streams; `distributed.keep_frozen_out_of_ddp`); FSDP refuses it (`distributed.check_offload_distributed`)."""
+    if offload_blocks > num_layers:
+        why = f"--vram {vram:g} plans" if vram is not None else "asked for"
+        raise ValueError(
+            f"--offload_blocks {offload_blocks} ({why}): the transformer has {num_layers} blocks; stream 1 to "
+            f"{num_layers} of them"
+        )
+    check_offload_distributed(offload_blocks, vram)
+
+
 def offload_frozen_blocks(transformer: nn.Module, num_blocks: int, device: torch.device | str) -> BlockStreamer:
     """--offload_blocks N: the frozen weights of the last `num_blocks` transformer blocks (FP8 ones as their FP8
     bytes) packed into pinned host memory and streamed through two device slots in forward and backward; everything
     else, the adapters of the streamed blocks included, moved to `device` (memory/placement.py `stream_for_training`).
-    Call it after the adapters are added and cast to their training dtype, in place of moving the model to `device`."""
+    Call it after the adapters are added and cast to their training dtype, in place of moving the model to `device`.
+    The frozen parameters and the buffers are left out of DDP (`distributed.keep_frozen_out_of_ddp`): under several
+    processes DDP synchronises the LoRA alone."""
     blocks = list(transformer.transformer_blocks)
     if not 0 < num_blocks <= len(blocks):
         raise ValueError(
             f"--offload_blocks {num_blocks}: the transformer has {len(blocks)} blocks; stream 1 to {len(blocks)} of "
             "them (3 or more save memory: the two streaming slots hold two blocks)"
         )
-    return stream_for_training(transformer, blocks[len(blocks) - num_blocks :], device)
+    streamer = stream_for_training(transformer, blocks[len(blocks) - num_blocks :], device)
+    keep_frozen_out_of_ddp(transformer)
+    return streamer

@@ -72,6 +72,34 @@ def encode_validation_prompts(
     return on_cpu[: len(settings.prompts)], on_cpu[len(settings.prompts) :]
 
 
+def validation_pipeline(
+    source: ModelSource, transformer: nn.Module, dtype: torch.dtype, device: torch.device
+) -> LTX2AVPipeline:
+    """`models.load_validation_pipeline` with every component but `transformer` moved to `device`: training placed
+    the transformer already (accelerate moved it, or `--offload_blocks` left its streamed frozen weights on the host,
+    where `pipe.to(device)` must not move them). The pipeline computes on `device` (its `_execution_device`)."""
+    pipe: LTX2AVPipeline = load_validation_pipeline(source, transformer, dtype)
+    for name, component in pipe.components.items():
+        if isinstance(component, nn.Module) and name != "transformer":
+            component.to(device)
+    if _indexed(pipe._execution_device) != _indexed(device):
+        raise RuntimeError(
+            f"the validation pipeline would compute on {pipe._execution_device}, but training runs on {device}: "
+            "place the training transformer on the training device (accelerate's prepare, or offload_frozen_blocks "
+            "with that device) before validating"
+        )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _indexed(device: torch.device) -> torch.device:
+    """`cuda` as `cuda:<current>`, so that the accelerator's device and a tensor's compare equal."""
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
 def run_validation(
     transformer: nn.Module,
     source: ModelSource,
@@ -85,11 +113,12 @@ def run_validation(
 ) -> list[Path]:
     """Generate one clip per validation prompt with `transformer` (the LoRA active, as trained so far) and write
     `output_dir/validation/step_{step:06d}_{k}.mp4` with sound. The pipeline's other components are loaded from
-    `source` (`models.load_validation_pipeline`) and freed before returning. Returns the clips' paths."""
+    `source` (`validation_pipeline`) and freed before returning; with `--offload_blocks` the streamed blocks run their
+    no-grad forward through the training streamer's slots, which hold the frozen weights unchanged for the next
+    training step. Returns the clips' paths."""
     was_training = transformer.training
     transformer.eval()
-    pipe: LTX2AVPipeline = load_validation_pipeline(source, transformer, dtype).to(device)
-    pipe.set_progress_bar_config(disable=True)
+    pipe = validation_pipeline(source, transformer, dtype, device)
     folder = output_dir / VALIDATION_FOLDER
     folder.mkdir(parents=True, exist_ok=True)
     guidance = {}
