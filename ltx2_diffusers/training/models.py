@@ -141,12 +141,8 @@ def check_offload_blocks(offload_blocks: int, num_layers: int, *, vram: float | 
     """Before caching: block offloading (`--offload_blocks`, or picked by `--vram`) streams at most the model's blocks.
     It runs with validation (the pipeline's no-grad forwards stream through the training slots) and under DDP (every
     process streams; `distributed.keep_frozen_out_of_ddp`); FSDP refuses it (`distributed.check_offload_distributed`)."""
-    if offload_blocks > num_layers:
-        why = f"--vram {vram:g} plans" if vram is not None else "asked for"
-        raise ValueError(
-            f"--offload_blocks {offload_blocks} ({why}): the transformer has {num_layers} blocks; stream 1 to "
-            f"{num_layers} of them"
-        )
+    if offload_blocks > num_layers:  # asked for (a --vram plan streams at most every block)
+        raise ValueError(f"--offload_blocks {offload_blocks}: the transformer has {num_layers} blocks")
     check_offload_distributed(offload_blocks, vram)
 
 
