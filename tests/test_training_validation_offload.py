@@ -33,7 +33,8 @@ def source(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trainee(source):
-    """The source's transformer with rank-4 adapters on `all`, B random (the LoRA changes the clip), in training."""
+    """The source's transformer with rank-4 adapters on `all`, B random (the LoRA changes the clip), checkpointing on,
+    in training."""
     transformer = load_transformer(source, torch.float32)
     transformer.requires_grad_(False)
     transformer.add_adapter(lora_config(4, 4, LORA_TARGET_PRESETS["all"]))
@@ -41,6 +42,7 @@ def trainee(source):
     for name, parameter in transformer.named_parameters():
         if "lora_B" in name:
             parameter.data.normal_(0.0, 0.05, generator=generator)
+    transformer.enable_gradient_checkpointing()  # training's recomputes; the pipeline's no-grad forwards skip them
     return transformer.train()
 
 
