@@ -10,8 +10,8 @@ step on one GPU and turns savings on, cheapest first, until the prediction fits 
    memory and stream through two device slots, each block copied in on a side stream before its forward and again
    before its backward (with checkpointing, before its recompute), memory/placement.py `stream_for_training`; the
    adapters, their gradients and optimizer state stay on the device). N is the fewest blocks that fit: the first
-   L - N blocks stay resident, which costs no copies. FP8 weights stream as FP8 bytes. One process, no validation
-   (`check_offload`).
+   L - N blocks stay resident, which costs no copies. FP8 weights stream as FP8 bytes. Runs with validation
+   and under DDP, not FSDP (`models.check_offload_blocks`).
 Without bitsandbytes step 2 is skipped, without block sizes step 4. When even 1-4 do not fit (every block streamed),
 the plan says what is left on the card and refuses.
 
@@ -196,25 +196,6 @@ def bucket_tokens(width: int, height: int, num_frames: int, with_audio: bool,
     return video, audio
 
 
-def check_offload(offload_blocks: int, num_layers: int, *, vram: float | None, validation: bool,
-                  num_processes: int) -> None:  # fmt: skip
-    """Block offloading (`--offload_blocks`, or picked by `--vram`) streams at most the model's blocks, on one
-    process, without validation; a ValueError saying what to change otherwise."""
-    if not offload_blocks:
-        return
-    why = f"--vram {vram:g} needs block offloading" if vram is not None else f"--offload_blocks {offload_blocks}"
-    if offload_blocks > num_layers:
-        raise ValueError(f"--offload_blocks {offload_blocks}: the transformer has {num_layers} blocks")
-    if validation:
-        raise ValueError(
-            f"{why}, and --validation_prompt is not built with it yet (the validation pipeline moves the whole "
-            "transformer to the device); drop --validation_prompt and load the saved LoRA into a pipeline afterwards"
-        )
-    if num_processes > 1:
-        raise ValueError(
-            f"{why}, which streams blocks in one process, but {num_processes} processes were launched: run one "
-            "process (python scripts/train_lora.py ...)"
-        )
 
 
 def check_bitsandbytes() -> None:
