@@ -82,7 +82,9 @@ class Forked:
             self._waited = True
             if status != 0:
                 error = f"{self.path}.error"
-                raise RuntimeError(Path(error).read_text() if os.path.exists(error) else f"the child exited with {status}")
+                raise RuntimeError(
+                    Path(error).read_text() if os.path.exists(error) else f"the child exited with {status}"
+                )
         return torch.load(self.path, weights_only=False)["value"]
 
     def stop(self) -> None:
