@@ -4,12 +4,12 @@ frames and sound equal a one-process run's."""
 
 import os
 import socket
-import subprocess
 import sys
 
 import av
 import numpy as np
 import pytest
+from helpers.fresh_python import Background
 
 from ltx2_diffusers.cli import main
 
@@ -45,15 +45,18 @@ def test_parallel_flags_need_torchrun(flags, message, tmp_path, capsys):
 
 
 def test_two_ranks_write_one_clip_equal_to_one_process(tmp_path):
-    single = tmp_path / "single.mp4"
-    assert main([*ARGS, "-o", str(single), "--seed", "5"]) == 0
-    split = tmp_path / "split.mp4"
+    single, split = tmp_path / "single.mp4", tmp_path / "split.mp4"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_port()),
         "-m", "ltx2_diffusers.cli", *ARGS, "-o", str(split), "--seed", "5", "--context-parallel", "2",
     ]  # fmt: skip
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    torchrun = Background(command, env=env)  # started first: the one-process run below goes on while its ranks start
+    try:
+        assert main([*ARGS, "-o", str(single), "--seed", "5"]) == 0
+        result = torchrun.result(timeout=600)
+    finally:
+        torchrun.stop()
     assert result.returncode == 0, result.stderr[-3000:]
     assert "rank 1: done (rank 0 writes" in result.stdout and f"wrote {split}" in result.stdout, result.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["single.mp4", "split.mp4"]  # nothing else, no partials

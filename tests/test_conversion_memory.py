@@ -54,24 +54,32 @@ def write_synthetic(path, config: dict) -> int:
 @pytest.mark.slow
 def test_peak_rss_of_a_2gb_conversion_stays_under_1gb(tmp_path):
     source = tmp_path / "ltx-2-spatial-upscaler-x2-1.0.safetensors"
+    # The child imports while this process writes the file (CI has 2 cores), and converts once told the file is there.
+    code = textwrap.dedent(
+        f"""
+        import resource, sys
+        from ltx2_diffusers.conversion import convert_original_to_diffusers
+        assert sys.stdin.readline() == "written\\n"
+        convert_original_to_diffusers(None, {str(tmp_path / "out")!r}, upsampler={str(source)!r}, dtype="bf16")
+        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux
+        """
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         size = write_synthetic(source, RELEASED_X2)
         assert size > 1.9e9
-        code = textwrap.dedent(
-            f"""
-            import resource
-            from ltx2_diffusers.conversion import convert_original_to_diffusers
-            convert_original_to_diffusers(None, {str(tmp_path / "out")!r}, upsampler={str(source)!r}, dtype="bf16")
-            print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux
-            """
-        )
-        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
-        assert run.returncode == 0, run.stderr[-2000:]
-        peak_bytes = int(run.stdout.split()[-1]) * 1024
+        stdout, stderr = child.communicate("written\n", timeout=600)
+        assert child.returncode == 0, stderr[-2000:]
+        peak_bytes = int(stdout.split()[-1]) * 1024
         assert peak_bytes < 1e9, f"peak RSS {peak_bytes / 1e9:.2f} GB converting a {size / 1e9:.2f} GB file"
         written = sum(p.stat().st_size for p in (tmp_path / "out").glob("*.safetensors"))
         assert abs(written - size / 2) < 1e6  # bf16: half the bytes
     finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
         source.unlink(missing_ok=True)
         for path in (tmp_path / "out").glob("*"):
             path.unlink()

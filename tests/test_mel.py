@@ -1,15 +1,35 @@
 """The pure-torch mel front end against torchaudio and ltx-core's AudioProcessor (torchaudio is used in tests only)."""
 
-import subprocess
-import sys
-
 import pytest
 import torch
 import torchaudio
+from helpers.fresh_python import python
 from ltx_core.model.audio_vae.ops import AudioProcessor
 from ltx_core.types import Audio
 
 from ltx2_diffusers.models.mel import mel_filterbank, resample_waveform, to_stereo, waveform_to_mel
+
+WITHOUT_TORCHAUDIO = (
+    "import sys, torch\n"
+    "sys.modules['torchaudio'] = None  # from here on, any 'import torchaudio' raises ImportError\n"
+    "from ltx2_diffusers.models.autoencoder_kl_ltx2_audio import AutoencoderKLLTX2Audio\n"
+    "from ltx2_diffusers.models.vocoder import LTX2Vocoder, LTX2VocoderWithBWE\n"
+    "vae = AutoencoderKLLTX2Audio(base_channels=32, ch_mult=(1, 2, 4), num_res_blocks=1, latent_channels=2)\n"
+    "assert vae.encode_waveform(torch.zeros(1, 1, 48000), 48000).shape == (1, 2, 26, 16)\n"
+    "print('ok')\n"
+)
+
+
+@pytest.fixture(scope="module")
+def without_torchaudio():
+    """The fresh interpreter of the last test, started with the module's first test (every test uses this fixture) so
+    that it runs beside the in-process tests."""
+    child = python(WITHOUT_TORCHAUDIO)
+    yield child
+    child.stop()
+
+
+pytestmark = pytest.mark.usefixtures("without_torchaudio")
 
 
 def reference_log_mel(waveform: torch.Tensor) -> torch.Tensor:
@@ -91,18 +111,10 @@ def test_bad_inputs_raise_clear_errors():
         resample_waveform(torch.zeros(1, 4000), 22050.5, 16000)
 
 
-def test_package_works_without_torchaudio():
+def test_package_works_without_torchaudio(without_torchaudio):
     """torchaudio's wheels break beside CPU torch (ENV.md), so the front end, VAE and vocoders must not need it.
 
     (transformers imports torchaudio on its own when it is importable, so the check blocks the import instead of
     looking at sys.modules.)
     """
-    code = (
-        "import sys, torch\n"
-        "sys.modules['torchaudio'] = None  # from here on, any 'import torchaudio' raises ImportError\n"
-        "from ltx2_diffusers.models.autoencoder_kl_ltx2_audio import AutoencoderKLLTX2Audio\n"
-        "from ltx2_diffusers.models.vocoder import LTX2Vocoder, LTX2VocoderWithBWE\n"
-        "vae = AutoencoderKLLTX2Audio(base_channels=32, ch_mult=(1, 2, 4), num_res_blocks=1, latent_channels=2)\n"
-        "assert vae.encode_waveform(torch.zeros(1, 1, 48000), 48000).shape == (1, 2, 26, 16)\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    assert without_torchaudio.stdout() == "ok"

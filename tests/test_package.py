@@ -1,7 +1,36 @@
 import pytest
+from helpers.fresh_python import python
 
 import ltx2_diffusers
 from ltx2_diffusers.loaders.renames import invert_renames, rename_keys
+
+# Import order needs fresh interpreters. Both start with the module's first test (`fresh`, used by every test) and run
+# beside the in-process tests; the last two tests read them.
+LTX2_FIRST = """
+import sys
+meta_path = list(sys.meta_path)
+import ltx2_diffusers
+print('torch' in sys.modules, 'diffusers' in sys.modules)
+import diffusers
+print(sys.meta_path == meta_path, 'ltx2_diffusers.pipelines.pipeline_ltx2_av' in sys.modules)
+print(diffusers.LTX2AVPipeline is ltx2_diffusers.LTX2AVPipeline, diffusers.LTX2Pipeline.__module__)
+print(diffusers.LTX2AVPipeline.__module__, diffusers.LTX2AVRetakePipeline.__name__)
+"""
+DIFFUSERS_FIRST = """
+import diffusers, ltx2_diffusers
+print(diffusers.LTX2AVPipeline.__module__, diffusers.LTX2AVRetakePipeline.__name__)
+"""
+
+
+@pytest.fixture(scope="module")
+def fresh():
+    children = {"ltx2_first": python(LTX2_FIRST), "diffusers_first": python(DIFFUSERS_FIRST)}
+    yield children
+    for child in children.values():
+        child.stop()
+
+
+pytestmark = pytest.mark.usefixtures("fresh")
 
 
 def test_unknown_attribute_raises():
@@ -29,22 +58,18 @@ def test_rename_keys_rejects_collisions():
         rename_keys(["p.x", "q.x"], ((r"^[pq]\.", ""),))
 
 
-def _python(code: str) -> str:
-    import subprocess
-    import sys
-
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
-
-
-def test_import_is_light_and_registers_with_diffusers_in_either_order():
+def test_import_is_light_and_registers_with_diffusers_in_either_order(fresh):
+    light, _, _, registered = fresh["ltx2_first"].stdout().splitlines()
     # `import ltx2_diffusers` imports neither torch nor diffusers (the CLI's --help and the presets stay fast) ...
-    assert _python("import sys, ltx2_diffusers; print('torch' in sys.modules, 'diffusers' in sys.modules)") == (
-        "False False"
-    )
+    assert light == "False False"
     # ... and DiffusionPipeline.from_pretrained still finds our pipelines, whichever package was imported first
-    registered = "import diffusers; print(diffusers.LTX2AVPipeline.__module__, diffusers.LTX2AVRetakePipeline.__name__)"
     expected = "ltx2_diffusers.pipelines.pipeline_ltx2_av LTX2AVRetakePipeline"
-    assert _python("import ltx2_diffusers\n" + registered) == expected
-    assert _python("import diffusers, ltx2_diffusers\n" + registered) == expected
+    assert registered == expected
+    assert fresh["diffusers_first"].stdout() == expected
+
+
+def test_import_enters_our_pipeline_in_diffusers_lazily(fresh):
+    """`import ltx2_diffusers` registers LTX2AVPipeline with diffusers without importing the pipeline module; the first
+    access through `diffusers` imports it and gives our class. No import hook is left behind."""
+    _, lazy, first_access, _ = fresh["ltx2_first"].stdout().splitlines()
+    assert [lazy, first_access] == ["True False", "True diffusers.pipelines.ltx2.pipeline_ltx2"]

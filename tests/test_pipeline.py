@@ -1,5 +1,7 @@
 """LTX2AVPipeline on the tiny random pipeline: inputs, outputs, conditioning, callbacks, defaults, errors."""
 
+import functools
+
 import numpy as np
 import PIL.Image
 import pytest
@@ -286,9 +288,19 @@ def test_sigma_binned_guidance_switches_scales_per_step(pipe):
     assert not torch.allclose(binned, constant) and not torch.allclose(binned, off)
 
 
-def test_enhance_prompt_rewrites_the_first_prompt_with_the_generator_seed(pipe):
-    from ltx2_diffusers.pipelines.prompt_enhancement import enhance_prompt
+@pytest.fixture
+def enhance_prompt(monkeypatch):
+    """prompt_enhancement.enhance_prompt with a 16-token budget, also for the pipeline's own call (which passes every
+    other argument itself): the tiny random Gemma never stops early, so the default 512 tokens cost ~5 s a call, and
+    what is tested (which prompt is rewritten, with which seed and image) does not depend on the budget."""
+    from ltx2_diffusers.pipelines import pipeline_utils, prompt_enhancement
 
+    short = functools.partial(prompt_enhancement.enhance_prompt, max_new_tokens=16)
+    monkeypatch.setattr(pipeline_utils, "enhance_prompt_with_gemma", short)
+    return short
+
+
+def test_enhance_prompt_rewrites_the_first_prompt_with_the_generator_seed(pipe, enhance_prompt):
     enhanced = enhance_prompt(pipe.text_encoder, pipe.tokenizer, "a cat", seed=4)
     assert enhanced != "a cat"
     got = run(pipe, ["a cat", "a dog"], seed=4, enhance_prompt=True, output_type="latent")
@@ -304,9 +316,7 @@ def test_enhance_prompt_rewrites_the_first_prompt_with_the_generator_seed(pipe):
     torch.testing.assert_close(got.frames, run(pipe, other, seed=4, output_type="latent").frames, rtol=0, atol=0)
 
 
-def test_enhance_prompt_with_an_image_shows_gemma_the_conditioning_image(pipe):
-    from ltx2_diffusers.pipelines.prompt_enhancement import enhance_prompt
-
+def test_enhance_prompt_with_an_image_shows_gemma_the_conditioning_image(pipe, enhance_prompt):
     pixels = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
     as_uint8 = ((pixels + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0)
     enhanced = enhance_prompt(

@@ -34,6 +34,7 @@ feature extractor is built from (hidden 3840, 48 layers -> the tiny Gemma's 32 a
 import json
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,7 @@ import torch.nn.functional as F
 from helpers.conversion import AUDIO_VAE_SECTION, original_state_dict, randomize_, transformer_section
 from helpers.conversion import vae_section as conversion_vae_section
 from helpers.conversion import vocoder_section as conversion_vocoder_section
+from helpers.fresh_python import Forked
 from safetensors.torch import save_file
 
 from ltx2_diffusers import LTX2AVPipeline
@@ -379,9 +381,11 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> dict:
+def tiny(tmp_path_factory):
     """Tiny single files (one per model version), the tiny Gemma in bf16 and its tokenizer (also saved for ltx-core),
-    an image whose aspect differs from the video's (so cover resize and centre crop both act), and a cache."""
+    an image whose aspect differs from the video's (so cover resize and centre crop both act), and a cache. The
+    reference's runs start here, in forked children (`reference_run` collects them): they run beside our pipeline's
+    runs in this process instead of after them (CI has 2 cores), each exactly as it would run here."""
     root = tmp_path_factory.mktemp("e2e")
     checkpoints = {}
     for version in MODEL_VERSIONS:
@@ -391,7 +395,7 @@ def tiny(tmp_path_factory) -> dict:
     tokenizer.save_pretrained(root / "tokenizer")
     pixels = np.random.default_rng(0).integers(0, 256, size=(50, 60, 3), dtype=np.uint8)
     PIL.Image.fromarray(pixels).resize((100, 120), PIL.Image.BILINEAR).save(root / "image.png")
-    return {
+    tiny = {
         "checkpoints": checkpoints,
         "gemma": gemma.to(DTYPE),
         "tokenizer": tokenizer,
@@ -399,6 +403,15 @@ def tiny(tmp_path_factory) -> dict:
         "image": root / "image.png",
         "cache": {},
     }
+    references = {}
+    for version, conditioning, _ in CASES:
+        image = tiny["image"] if conditioning == "image" else None
+        run = partial(run_reference, checkpoints[version], version, tiny["gemma"], tiny["tokenizer_dir"], image)
+        references[version, conditioning] = Forked(run, root / f"reference-{version}-{conditioning}.pt")
+    tiny["references"] = references
+    yield tiny
+    for child in references.values():
+        child.stop()
 
 
 def our_pipeline(tiny: dict, version: str) -> LTX2AVPipeline:
@@ -417,9 +430,7 @@ def our_pipeline(tiny: dict, version: str) -> LTX2AVPipeline:
 def reference_run(tiny: dict, version: str, conditioning: str) -> Run:
     key = ("reference", version, conditioning)
     if key not in tiny["cache"]:
-        image = tiny["image"] if conditioning == "image" else None
-        checkpoint = tiny["checkpoints"][version]
-        tiny["cache"][key] = run_reference(checkpoint, version, tiny["gemma"], tiny["tokenizer_dir"], image)
+        tiny["cache"][key] = tiny["references"][version, conditioning].result()
     return tiny["cache"][key]
 
 

@@ -2,11 +2,10 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
+from helpers.fresh_python import python
 
 from ltx2_diffusers.pipelines.guidance import GuidanceScales
 from ltx2_diffusers.pipelines.pipeline_ltx2_av import LTX2AVPipeline
@@ -44,6 +43,35 @@ def saved(tmp_path_factory):
     return pipe, folder, generate(pipe)
 
 
+IMPORT_ORDERS = (
+    "import ltx2_diffusers; from diffusers import DiffusionPipeline",
+    "from diffusers import DiffusionPipeline; import ltx2_diffusers",
+)
+
+
+@pytest.fixture(scope="module")
+def fresh_loads(saved):
+    """`DiffusionPipeline.from_pretrained(folder)` after each import order, in fresh interpreters started as soon as
+    the folder is saved (every test uses this fixture): they run beside the in-process tests, and the last test of the
+    module reads them."""
+    _, folder, _ = saved
+    children = {}
+    for imports in IMPORT_ORDERS:
+        code = (
+            f"{imports}\n"
+            f"pipe = DiffusionPipeline.from_pretrained({str(folder)!r})\n"
+            "print(type(pipe).__module__ + '.' + type(pipe).__name__)\n"
+            "print(type(pipe.transformer).__module__, type(pipe.scheduler).__name__)\n"
+        )
+        children[imports] = python(code, env=os.environ | {"HF_HUB_OFFLINE": "1"})
+    yield children
+    for child in children.values():
+        child.stop()
+
+
+pytestmark = pytest.mark.usefixtures("fresh_loads")
+
+
 def test_save_pretrained_records_our_library_and_round_trips(saved):
     pipe, folder, expected = saved
     index = json.loads((folder / "model_index.json").read_text())
@@ -61,44 +89,6 @@ def test_save_pretrained_records_our_library_and_round_trips(saved):
     frames, audio = generate(loaded)
     torch.testing.assert_close(frames, expected[0], rtol=0, atol=0)
     torch.testing.assert_close(audio, expected[1], rtol=0, atol=0)
-
-
-@pytest.mark.parametrize(
-    "imports",
-    [
-        "import ltx2_diffusers; from diffusers import DiffusionPipeline",
-        "from diffusers import DiffusionPipeline; import ltx2_diffusers",
-    ],
-)
-def test_diffusion_pipeline_from_pretrained_returns_ours_after_import(saved, imports):
-    _, folder, _ = saved
-    code = (
-        f"{imports}\n"
-        f"pipe = DiffusionPipeline.from_pretrained({str(folder)!r})\n"
-        "print(type(pipe).__module__ + '.' + type(pipe).__name__)\n"
-        "print(type(pipe.transformer).__module__, type(pipe.scheduler).__name__)\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=os.environ | {"HF_HUB_OFFLINE": "1"}
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    lines = result.stdout.strip().splitlines()
-    assert lines[-2] == "ltx2_diffusers.pipelines.pipeline_ltx2_av.LTX2AVPipeline"
-    assert lines[-1] == "ltx2_diffusers.models.transformer_ltx2 LTX2Scheduler"
-
-
-def test_import_enters_our_pipeline_in_diffusers_lazily():
-    """`import ltx2_diffusers` registers LTX2AVPipeline with diffusers without importing the pipeline module; the first
-    access through `diffusers` imports it and gives our class. No import hook is left behind."""
-    code = (
-        "import sys\n"
-        "meta_path = list(sys.meta_path)\n"
-        "import ltx2_diffusers, diffusers\n"
-        "print(sys.meta_path == meta_path, 'ltx2_diffusers.pipelines.pipeline_ltx2_av' in sys.modules)\n"
-        "print(diffusers.LTX2AVPipeline is ltx2_diffusers.LTX2AVPipeline, diffusers.LTX2Pipeline.__module__)\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert result.stdout.strip().splitlines() == ["True False", "True diffusers.pipelines.ltx2.pipeline_ltx2"]
 
 
 def test_a_diffusers_ltx2_pipeline_folder_loads_into_our_classes(saved, tmp_path):
@@ -170,3 +160,10 @@ def test_attention_switches_that_do_not_apply_say_so(saved):
         pipe.enable_xformers_memory_efficient_attention()
     with pytest.warns(UserWarning, match="enable_attention_slicing\\(\\) does nothing"):
         pipe.enable_attention_slicing()
+
+
+@pytest.mark.parametrize("imports", IMPORT_ORDERS)
+def test_diffusion_pipeline_from_pretrained_returns_ours_after_import(fresh_loads, imports):
+    lines = fresh_loads[imports].stdout().splitlines()
+    assert lines[-2] == "ltx2_diffusers.pipelines.pipeline_ltx2_av.LTX2AVPipeline"
+    assert lines[-1] == "ltx2_diffusers.models.transformer_ltx2 LTX2Scheduler"

@@ -176,6 +176,10 @@ def free_port() -> int:
 
 
 def run_cases(world: int, cases: list[str], out_dir: Path) -> list[dict]:
-    """Run `cases` in `world` gloo processes; each rank's results, in rank order."""
-    mp.start_processes(_worker, args=(world, free_port(), cases, str(out_dir)), nprocs=world, start_method="spawn")
+    """Run `cases` in `world` gloo processes; each rank's results, in rank order.
+
+    Forked, not spawned: the children start with torch, diffusers and the package already imported (a spawned child
+    imports them again, ~5 s of CPU each, which 4 processes on CI's 2 cores pay twice over). Safe because the test
+    process runs one intra-op thread (tests/conftest.py) and has no process group of its own."""
+    mp.start_processes(_worker, args=(world, free_port(), cases, str(out_dir)), nprocs=world, start_method="fork")
     return [torch.load(out_dir / f"rank{r}.pt") for r in range(world)]
