@@ -107,12 +107,14 @@ def test_diffusers_model_loads_into_ours_and_back_with_equal_outputs(models, tmp
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
     ours.save_pretrained(tmp_path / "ours")
     back = DiffusersDecoder.from_pretrained(tmp_path / "ours")
-    assert {k: v.shape for k, v in back.state_dict().items()} == {k: v.shape for k, v in ours.state_dict().items()}
-    assert all(torch.equal(back.state_dict()[k], v) for k, v in ours.state_dict().items())
+    back_state, ours_state = back.state_dict(), ours.state_dict()  # once each: state_dict() walks every module
+    assert {k: v.shape for k, v in back_state.items()} == {k: v.shape for k, v in ours_state.items()}
+    assert all(torch.equal(back_state[k], v) for k, v in ours_state.items())
     theirs.save_pretrained(tmp_path / "theirs")
     again = LTX2VideoDiffusionDecoderModel.from_pretrained(tmp_path / "theirs")
     assert list(again.config.decoder_stage_channels) == [32, 16, 16, 16, 16]
-    assert all(torch.equal(again.state_dict()[k], v) for k, v in theirs.state_dict().items())
+    again_state = again.state_dict()
+    assert all(torch.equal(again_state[k], v) for k, v in theirs.state_dict().items())
 
 
 def test_default_config_matches_diffusers():

@@ -70,7 +70,8 @@ def test_from_single_file(heads, tmp_path):
     save_file({k: v.contiguous() for k, v in original.items()}, tmp_path / "head.safetensors", metadata={"config": config})
     loaded = LTX2DurationHead.from_single_file(tmp_path / "head.safetensors")
     assert {k: loaded.config[k] for k in TINY} == TINY
-    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in ours.state_dict().items())
+    loaded_state = loaded.state_dict()
+    assert all(torch.equal(loaded_state[k], v) for k, v in ours.state_dict().items())
 
 
 def test_original_config_errors(heads):
