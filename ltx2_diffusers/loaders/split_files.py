@@ -250,6 +250,15 @@ def save_pipeline_as_split_files(
     components (not Gemma-4) are saved in a hidden folder beside `output_dir` first, deleted afterwards: that needs
     their size in free disk space once more."""
     output = Path(output_dir)
+    absent = [c for c in ("transformer", "connectors") if getattr(pipe, c, None) is None]
+    if absent:  # every refusal before the components are saved (minutes and their size on disk)
+        raise ValueError(f"the pipeline has no {' or '.join(absent)}: the split transformer file holds the "
+                         "transformer and the connector blocks, both needed.")  # fmt: skip
+    if md.model_version_of_transformer(pipe.transformer.config) != md.LTX2_5:
+        raise ValueError("the pipeline's transformer is not an LTX-2.5 transformer: only LTX-2.5 ships as split "
+                         "files; write LTX-2 / LTX-2.3 as one file with convert_diffusers_to_original "
+                         "(--reverse).")  # fmt: skip
+    prepare_output(output, overwrite=overwrite)
     output.parent.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix=f".{output.name}.pipeline-", dir=output.parent))
     try:
