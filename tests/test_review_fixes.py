@@ -3,8 +3,10 @@
 from types import SimpleNamespace
 
 import pytest
+import torch
 
 from ltx2_diffusers.loaders import split_files
+from ltx2_diffusers.memory.placement import stream_for_training
 
 
 class _Recorder:
@@ -35,3 +37,44 @@ def test_split_files_writer_refuses_a_pipeline_without_a_transformer_before_savi
     with pytest.raises(ValueError, match="the pipeline has no transformer: the split transformer file"):
         split_files.save_pipeline_as_split_files(pipe, tmp_path / "split", classes={})
     assert calls == []
+
+
+class _Blocks(torch.nn.Module):
+    """Three blocks (frozen weight, trainable bias); `fail` raises in the backward right after block 0's begins."""
+
+    def __init__(self):
+        super().__init__()
+        self.transformer_blocks = torch.nn.ModuleList(torch.nn.Linear(4, 4) for _ in range(3))
+        for block in self.transformer_blocks:
+            block.weight.requires_grad_(False)
+        self.fail = False
+
+    def forward(self, x):
+        for index, block in enumerate(self.transformer_blocks):
+            x = block(x)
+            if index == 0 and self.fail:
+                x.register_hook(self._raise)
+        return x.square().sum()
+
+    @staticmethod
+    def _raise(gradient):
+        raise RuntimeError("a backward that fails midway")
+
+
+def _points_at_host(pack) -> bool:
+    return all(t.data_ptr() == v.data_ptr() for t, v in zip(pack.tensors, pack.host_views))
+
+
+def test_training_streamer_recovers_after_a_backward_that_raised():
+    torch.manual_seed(0)
+    model = _Blocks()
+    streamer = stream_for_training(model, list(model.transformer_blocks), "cpu")
+    x = torch.randn(2, 4)
+    model.fail = True
+    with pytest.raises(RuntimeError, match="fails midway"):
+        model(x).backward()
+    model.fail = False
+    model(x).backward()  # a normal step after the failed one: the end of its backward hands every block back
+    assert streamer.in_backward == set()
+    assert all(_points_at_host(pack) for pack in streamer.packs)
+    streamer.unpack(torch.device("cpu"))
