@@ -78,3 +78,23 @@ def test_training_streamer_recovers_after_a_backward_that_raised():
     assert streamer.in_backward == set()
     assert all(_points_at_host(pack) for pack in streamer.packs)
     streamer.unpack(torch.device("cpu"))
+
+
+def test_model_level_fuse_checks_adapter_names_given_by_position():
+    """fuse_lora(lora_scale, safe_fusing, adapter_names): the names given by position are the ones checked, not the
+    active adapters (which would let peft merge the plain layer, then fail on the FP8 one: half fused)."""
+    from helpers.lora import tiny_models
+    from peft import LoraConfig
+
+    from ltx2_diffusers.models.fp8 import enable_fp8
+
+    transformer, _ = tiny_models("2.0", num_layers=2)
+    enable_fp8(transformer)
+    plain, fp8_layer = "transformer_blocks.0.audio_attn1.to_v", "transformer_blocks.1.attn1.to_q"
+    transformer.add_adapter(LoraConfig(r=2, target_modules=[plain, fp8_layer], init_lora_weights=False), "over_fp8")
+    transformer.add_adapter(LoraConfig(r=2, target_modules=[plain], init_lora_weights=False), "plain_only")
+    transformer.set_adapter("plain_only")
+    plain_weight = transformer.get_submodule(plain).base_layer.weight.clone()
+    with pytest.raises(ValueError, match=r"\['over_fp8'\] over an FP8 layer: merging a LoRA into an FP8 weight"):
+        transformer.fuse_lora(1.0, False, ["over_fp8"])
+    assert torch.equal(transformer.get_submodule(plain).base_layer.weight, plain_weight)  # nothing merged
