@@ -98,3 +98,21 @@ def test_model_level_fuse_checks_adapter_names_given_by_position():
     with pytest.raises(ValueError, match=r"\['over_fp8'\] over an FP8 layer: merging a LoRA into an FP8 weight"):
         transformer.fuse_lora(1.0, False, ["over_fp8"])
     assert torch.equal(transformer.get_submodule(plain).base_layer.weight, plain_weight)  # nothing merged
+
+
+@pytest.mark.parametrize(
+    "flag", [["--upsampler", "up.safetensors"], ["--text-encoder", "gemma"], ["--upcast-fp8"], ["--allow-unknown"],
+             ["--max-shard-size", "2"], ["--link-text-encoder"]],
+)  # fmt: skip
+def test_convert_script_refuses_forward_only_flags_with_split(flag, tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "scripts" / "convert_checkpoint.py"
+    spec = importlib.util.spec_from_file_location("convert_checkpoint", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(SystemExit) as stop:
+        module.parse_args(["--reverse", "--split", str(tmp_path / "folder"), str(tmp_path / "out"), *flag])
+    assert stop.value.code == 2
+    assert f"{flag[0]} only applies to the forward conversion; --reverse --split ignores it" in capsys.readouterr().err
