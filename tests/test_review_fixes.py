@@ -116,3 +116,27 @@ def test_convert_script_refuses_forward_only_flags_with_split(flag, tmp_path, ca
         module.parse_args(["--reverse", "--split", str(tmp_path / "folder"), str(tmp_path / "out"), *flag])
     assert stop.value.code == 2
     assert f"{flag[0]} only applies to the forward conversion; --reverse --split ignores it" in capsys.readouterr().err
+
+
+def test_split_files_writer_checks_every_file_dtype_before_writing_any(tmp_path, monkeypatch):
+    """A float32 vocoder beside a bf16 transformer: refused before the transformer file (the largest) is written."""
+    import json
+
+    from ltx2_diffusers import LTX2VideoTransformer3DModel
+    from ltx2_diffusers.conversion import MODEL_CLASSES
+    from ltx2_diffusers.pipelines.tiny import build_tiny_pipeline, tiny_transformer_config
+
+    pipe = build_tiny_pipeline(seed=3, model_version="2.5")
+    pipe.register_modules(transformer=LTX2VideoTransformer3DModel(**{**tiny_transformer_config("2.5"), "num_layers": 1}))
+    pipe = pipe.to(torch.bfloat16)
+    pipe.vocoder.to(torch.float32)
+    folder = tmp_path / "folder"
+    for name in ("transformer", "connectors", "scheduler", "audio_vae", "vocoder"):
+        getattr(pipe, name).save_pretrained(folder / name)
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": "LTX2AVPipeline"}))
+    written = []
+    monkeypatch.setattr(split_files, "write_safetensors", lambda path, *args: written.append(path))
+    with pytest.raises(ValueError, match=r"The audio file would hold floating tensors of \[.*\] dtype"):
+        split_files.convert_diffusers_to_split_files(folder, tmp_path / "split", classes={**MODEL_CLASSES})
+    assert written == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder"]

@@ -200,10 +200,14 @@ def convert_diffusers_to_split_files(
             report.add("duration_head", "LTX2DurationHead", head.values())
 
         # 3. One file each, tensors in name order; then the whole set renamed into place
-        written = []
+        #    (every file named, so its dtype checked, before the first is written)
+        named_files = []
         for name, (named, file_metadata) in files.items():
             planned = sorted((PlannedTensor(e, n, e.dtype) for n, e in named), key=lambda t: t.name)
             relative = SPLIT_FILE_NAMES[name].format(kind=report.kind, dtype=_dtype_tag(planned, name))
+            named_files.append((relative, planned, file_metadata))
+        written = []
+        for relative, planned, file_metadata in named_files:
             (tmp / relative).parent.mkdir(parents=True, exist_ok=True)
             write_safetensors(tmp / relative, planned, file_metadata)
             written.append(relative)
