@@ -140,3 +140,24 @@ def test_split_files_writer_checks_every_file_dtype_before_writing_any(tmp_path,
         split_files.convert_diffusers_to_split_files(folder, tmp_path / "split", classes={**MODEL_CLASSES})
     assert written == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["folder"]
+
+
+def test_dfr_refuses_a_temporal_upsampler_added_after_the_memory_budget(monkeypatch):
+    """As the two-stage pipeline: the budget's plan does not place it (on a GPU it would stay on the host and the first
+    temporal round fail after stages 1 and 2); refused before any model runs."""
+    from ltx2_diffusers import LTX2AVDFRPipeline, LTX2LatentUpsamplerModel
+    from ltx2_diffusers.pipelines import pipeline_ltx2_av_dfr
+    from ltx2_diffusers.pipelines.tiny import TINY_LATENT_UPSAMPLER_CONFIG, build_tiny_two_stage_pipeline
+
+    pipe = LTX2AVDFRPipeline(**build_tiny_two_stage_pipeline(seed=0, model_version="2.5", duration_head=False).components)
+    pipe.enable_memory_budget("2GB", device="cpu", height=128, width=128, num_frames=17, frame_rate=24.0)
+    temporal = {**TINY_LATENT_UPSAMPLER_CONFIG, "spatial_upsample": False, "temporal_upsample": True}
+    pipe.register_modules(temporal_upsampler=LTX2LatentUpsamplerModel(**temporal).eval())
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the text encoder ran before the arguments were checked")
+
+    monkeypatch.setattr(pipeline_ltx2_av_dfr, "prompt_contexts", refuse)
+    with pytest.raises(ValueError, match=r"temporal_upsampler was added after enable_memory_budget, so the memory plan "
+                                         r"does not place it"):  # fmt: skip
+        pipe("a cat", height=128, width=128, num_frames=9, temporal_upsample_rounds=1)

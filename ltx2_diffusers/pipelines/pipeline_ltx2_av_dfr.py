@@ -81,7 +81,7 @@ from .pipeline_utils import (
 )
 from .presets import DEFAULT_REFERENCE, sampling_preset
 from .refinement import StageAdapters, check_adapter, check_upsampler, encode_stage_1_conditions
-from .temporal_upsampling import check_temporal_upsampler, upsample_in_time
+from .temporal_upsampling import check_temporal_upsampler, check_temporal_upsampler_planned, upsample_in_time
 from .text_encoding import PromptEmbeddings
 from .validation import check_call_inputs, check_sigmas
 
@@ -420,6 +420,10 @@ class LTX2AVDFRPipeline(LTX2AVTwoStagePipelineBase):
         # 1. Check everything before any encoder runs
         rounds = temporal_upsample_rounds
         check_dfr_inputs(self.transformer, self.latent_upsampler, self.temporal_upsampler, rounds)
+        budget = self._memory_placement
+        check_temporal_upsampler_planned(
+            rounds > 0 and budget is not None and budget.plan.sizes.temporal_upsampler == 0
+        )
         check_adapter(self.transformer, detailing_adapter, "detailing_adapter")
         if detailing_downscale_factor is None:
             factors = getattr(self, "_detailing_factors", {})
