@@ -161,3 +161,22 @@ def test_dfr_refuses_a_temporal_upsampler_added_after_the_memory_budget(monkeypa
     with pytest.raises(ValueError, match=r"temporal_upsampler was added after enable_memory_budget, so the memory plan "
                                          r"does not place it"):  # fmt: skip
         pipe("a cat", height=128, width=128, num_frames=9, temporal_upsample_rounds=1)
+
+
+def test_dfr_refuses_the_x1_5_upsampler_before_any_work(monkeypatch):
+    """DFR's stage 1 is the reference's half size (the detailing reference's positions are scaled for it): with the
+    x1.5 upsampler stage 1 ran at 2/3 and the detailing reference was laid over 4/3 of the frame, silently."""
+    from ltx2_diffusers import LTX2AVDFRPipeline, LTX2LatentUpsamplerModel
+    from ltx2_diffusers.pipelines import pipeline_ltx2_av_dfr
+    from ltx2_diffusers.pipelines.tiny import TINY_LATENT_UPSAMPLER_CONFIG, build_tiny_pipeline
+
+    components = build_tiny_pipeline(seed=0, model_version="2.5", duration_head=False).components
+    x1_5 = LTX2LatentUpsamplerModel(**{**TINY_LATENT_UPSAMPLER_CONFIG, "use_rational_resampler": True, "rational_spatial_scale": 1.5})
+    pipe = LTX2AVDFRPipeline(**components, latent_upsampler=x1_5.eval())
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the text encoder ran before the arguments were checked")
+
+    monkeypatch.setattr(pipeline_ltx2_av_dfr, "prompt_contexts", refuse)
+    with pytest.raises(ValueError, match=r"DFR needs the spatial x2 latent upsampler .* got a x1\.5 one"):
+        pipe("a cat", height=192, width=192, num_frames=9)

@@ -331,6 +331,12 @@ def check_dfr_inputs(transformer, latent_upsampler, temporal_upsampler, rounds: 
             "checkpoint."
         )
     check_upsampler(latent_upsampler)
+    if latent_upsampler.spatial_ratio != (2, 1):
+        raise ValueError(
+            f"DFR needs the spatial x2 latent upsampler (its stage 1 runs at half size, and the detailing reference's "
+            f"positions are scaled for that), got a x{latent_upsampler.spatial_scale:g} one: load "
+            "ltx-2-spatial-upscaler-x2 as latent_upsampler"
+        )
     if isinstance(rounds, bool) or not isinstance(rounds, int) or not 0 <= rounds <= MAX_TEMPORAL_ROUNDS:
         raise ValueError(f"temporal_upsample_rounds must be 0, 1 or 2 (x1, x2, x4 the frame rate), got {rounds!r}")
     if rounds > 0:
