@@ -180,3 +180,21 @@ def test_dfr_refuses_the_x1_5_upsampler_before_any_work(monkeypatch):
     monkeypatch.setattr(pipeline_ltx2_av_dfr, "prompt_contexts", refuse)
     with pytest.raises(ValueError, match=r"DFR needs the spatial x2 latent upsampler .* got a x1\.5 one"):
         pipe("a cat", height=192, width=192, num_frames=9)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"kind": "fast"}, r"kind='fast'; expected one of"),
+        ({"text_encoder_file": "missing.safetensors"}, r"text_encoder_file .*missing\.safetensors is not a file"),
+    ],
+)
+def test_split_files_writer_checks_kind_and_text_encoder_file_before_saving(tmp_path, kwargs, message):
+    calls = []
+    transformer = _Recorder(calls)
+    transformer.config = {"ff_bias": False}  # LTX-2.5
+    pipe = SimpleNamespace(transformer=transformer, connectors=_Recorder(calls))
+    kwargs = {k: str(tmp_path / v) if k == "text_encoder_file" else v for k, v in kwargs.items()}
+    with pytest.raises(ValueError, match=message):
+        split_files.save_pipeline_as_split_files(pipe, tmp_path / "split", classes={}, **kwargs)
+    assert calls == []

@@ -262,6 +262,11 @@ def save_pipeline_as_split_files(
         raise ValueError("the pipeline's transformer is not an LTX-2.5 transformer: only LTX-2.5 ships as split "
                          "files; write LTX-2 / LTX-2.3 as one file with convert_diffusers_to_original "
                          "(--reverse).")  # fmt: skip
+    if kind is not None and kind not in md.SCHEDULER_KINDS:
+        raise ValueError(f"kind={kind!r}; expected one of {md.SCHEDULER_KINDS}.")
+    if text_encoder_file is not None and not Path(text_encoder_file).is_file():
+        raise ValueError(f"text_encoder_file {text_encoder_file} is not a file: pass LTX-2.5's released text-encoder "
+                         "file (Gemma-4 + projection), or None to write the projection alone.")  # fmt: skip
     prepare_output(output, overwrite=overwrite)
     output.parent.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix=f".{output.name}.pipeline-", dir=output.parent))
