@@ -198,3 +198,31 @@ def test_split_files_writer_checks_kind_and_text_encoder_file_before_saving(tmp_
     with pytest.raises(ValueError, match=message):
         split_files.save_pipeline_as_split_files(pipe, tmp_path / "split", classes={}, **kwargs)
     assert calls == []
+
+
+def test_validation_seeds_its_generator_on_the_training_device(monkeypatch, tmp_path):
+    """The pipelines draw noise where the latents live and refuse a generator on another device: validation on a GPU
+    must not hand them a CPU generator (`check_generator` raised on every CUDA run)."""
+    from ltx2_diffusers.training import validation
+
+    seen = []
+
+    class Generator:
+        def __init__(self, device="cpu"):
+            self.device = torch.device(device)
+
+        def manual_seed(self, seed):
+            return self
+
+    class Pipe:
+        def __call__(self, **kwargs):
+            seen.append(kwargs["generator"].device)
+            return SimpleNamespace(frames=[None], audio=[None], audio_sample_rate=48000)
+
+    monkeypatch.setattr(validation, "validation_pipeline", lambda *args: Pipe())
+    monkeypatch.setattr(validation, "export_to_video_with_audio", lambda *args: None)
+    monkeypatch.setattr(validation.torch, "Generator", Generator)
+    settings = validation.ValidationSettings(prompts=("a cat",), every_steps=1, width=64, height=64, num_frames=9)
+    validation.run_validation(torch.nn.Linear(1, 1), None, [None], None, settings, 1, tmp_path, torch.device("cuda", 0),
+                              torch.float32)  # fmt: skip
+    assert seen == [torch.device("cuda", 0)]
