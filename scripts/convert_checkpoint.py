@@ -62,6 +62,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.split and args.dtype != "keep":
         parser.error("--split copies every tensor in its dtype (the file names state it): save the pipeline in the "
                      "dtype you want, and drop --dtype")  # fmt: skip
+    if args.split:  # what only the forward conversion reads would be ignored
+        given = {"--upsampler": args.upsampler, "--text-encoder": args.text_encoder,
+                 "--link-text-encoder": args.link_text_encoder, "--upcast-fp8": args.upcast_fp8,
+                 "--allow-unknown": args.allow_unknown,
+                 "--max-shard-size": args.max_shard_size != DEFAULT_MAX_SHARD_SIZE / 1e9}  # fmt: skip
+        for flag in (flag for flag, value in given.items() if value):
+            parser.error(f"{flag} only applies to the forward conversion; --reverse --split ignores it: drop it")
     if args.split and args.upsampler_output:
         parser.error("--upsampler-output writes a monolith's upscaler beside it; with --split convert the upscaler "
                      "folder on its own (--reverse latent_upsampler/ FILE)")  # fmt: skip

@@ -200,10 +200,14 @@ def convert_diffusers_to_split_files(
             report.add("duration_head", "LTX2DurationHead", head.values())
 
         # 3. One file each, tensors in name order; then the whole set renamed into place
-        written = []
+        #    (every file named, so its dtype checked, before the first is written)
+        named_files = []
         for name, (named, file_metadata) in files.items():
             planned = sorted((PlannedTensor(e, n, e.dtype) for n, e in named), key=lambda t: t.name)
             relative = SPLIT_FILE_NAMES[name].format(kind=report.kind, dtype=_dtype_tag(planned, name))
+            named_files.append((relative, planned, file_metadata))
+        written = []
+        for relative, planned, file_metadata in named_files:
             (tmp / relative).parent.mkdir(parents=True, exist_ok=True)
             write_safetensors(tmp / relative, planned, file_metadata)
             written.append(relative)
@@ -250,6 +254,20 @@ def save_pipeline_as_split_files(
     components (not Gemma-4) are saved in a hidden folder beside `output_dir` first, deleted afterwards: that needs
     their size in free disk space once more."""
     output = Path(output_dir)
+    absent = [c for c in ("transformer", "connectors") if getattr(pipe, c, None) is None]
+    if absent:  # every refusal before the components are saved (minutes and their size on disk)
+        raise ValueError(f"the pipeline has no {' or '.join(absent)}: the split transformer file holds the "
+                         "transformer and the connector blocks, both needed.")  # fmt: skip
+    if md.model_version_of_transformer(pipe.transformer.config) != md.LTX2_5:
+        raise ValueError("the pipeline's transformer is not an LTX-2.5 transformer: only LTX-2.5 ships as split "
+                         "files; write LTX-2 / LTX-2.3 as one file with convert_diffusers_to_original "
+                         "(--reverse).")  # fmt: skip
+    if kind is not None and kind not in md.SCHEDULER_KINDS:
+        raise ValueError(f"kind={kind!r}; expected one of {md.SCHEDULER_KINDS}.")
+    if text_encoder_file is not None and not Path(text_encoder_file).is_file():
+        raise ValueError(f"text_encoder_file {text_encoder_file} is not a file: pass LTX-2.5's released text-encoder "
+                         "file (Gemma-4 + projection), or None to write the projection alone.")  # fmt: skip
+    prepare_output(output, overwrite=overwrite)
     output.parent.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix=f".{output.name}.pipeline-", dir=output.parent))
     try:

@@ -306,6 +306,8 @@ class BlockStreamer:
                 self._begin_backward(position)  # done already when the output's gradient hook fired
                 self._load(position)
                 return
+            if self.callback_queued:  # a forward after a backward that raised (its end-of-backward callback never
+                self._finish_backward()  # ran): hand its blocks back now, so the next backward starts clean
             slot = self._load(position)
             if self.backward:  # the next block; after the last one the backward starts with it: nothing to fetch
                 upcoming = position + 1 if position + 1 < len(self.blocks) else position

@@ -272,9 +272,10 @@ class LTX2VideoTransformer3DModel(FromLTX2SingleFileMixin, ModelCardMixin, Model
     def disable_fp8(self) -> None:
         fp8.disable_fp8(self)
 
-    def fuse_lora(self, *args, **kwargs) -> None:  # diffusers' model-level fuse, refused whole over FP8 layers
-        refuse_merge_over_fp8(self, kwargs.get("adapter_names"))
-        super().fuse_lora(*args, **kwargs)
+    def fuse_lora(self, lora_scale: float = 1.0, safe_fusing: bool = False, adapter_names=None) -> None:
+        """diffusers' model-level fuse, refused whole over FP8 layers (`refuse_merge_over_fp8`)."""
+        refuse_merge_over_fp8(self, adapter_names)
+        super().fuse_lora(lora_scale, safe_fusing=safe_fusing, adapter_names=adapter_names)
 
     @property
     def is_fp8(self) -> bool:

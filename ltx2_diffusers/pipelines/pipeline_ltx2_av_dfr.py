@@ -81,7 +81,7 @@ from .pipeline_utils import (
 )
 from .presets import DEFAULT_REFERENCE, sampling_preset
 from .refinement import StageAdapters, check_adapter, check_upsampler, encode_stage_1_conditions
-from .temporal_upsampling import check_temporal_upsampler, upsample_in_time
+from .temporal_upsampling import check_temporal_upsampler, check_temporal_upsampler_planned, upsample_in_time
 from .text_encoding import PromptEmbeddings
 from .validation import check_call_inputs, check_sigmas
 
@@ -331,6 +331,12 @@ def check_dfr_inputs(transformer, latent_upsampler, temporal_upsampler, rounds: 
             "checkpoint."
         )
     check_upsampler(latent_upsampler)
+    if latent_upsampler.spatial_ratio != (2, 1):
+        raise ValueError(
+            f"DFR needs the spatial x2 latent upsampler (its stage 1 runs at half size, and the detailing reference's "
+            f"positions are scaled for that), got a x{latent_upsampler.spatial_scale:g} one: load "
+            "ltx-2-spatial-upscaler-x2 as latent_upsampler"
+        )
     if isinstance(rounds, bool) or not isinstance(rounds, int) or not 0 <= rounds <= MAX_TEMPORAL_ROUNDS:
         raise ValueError(f"temporal_upsample_rounds must be 0, 1 or 2 (x1, x2, x4 the frame rate), got {rounds!r}")
     if rounds > 0:
@@ -420,6 +426,10 @@ class LTX2AVDFRPipeline(LTX2AVTwoStagePipelineBase):
         # 1. Check everything before any encoder runs
         rounds = temporal_upsample_rounds
         check_dfr_inputs(self.transformer, self.latent_upsampler, self.temporal_upsampler, rounds)
+        budget = self._memory_placement
+        check_temporal_upsampler_planned(
+            rounds > 0 and budget is not None and budget.plan.sizes.temporal_upsampler == 0
+        )
         check_adapter(self.transformer, detailing_adapter, "detailing_adapter")
         if detailing_downscale_factor is None:
             factors = getattr(self, "_detailing_factors", {})

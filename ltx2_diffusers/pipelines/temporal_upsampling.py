@@ -78,13 +78,19 @@ def check_temporal_upsample(
     if not temporal_upsample:
         return
     check_temporal_upsampler(upsampler)
+    check_temporal_upsampler_planned(unplanned)
+    work = estimate_work(height, width, doubled_num_frames(num_frames), 2 * frame_rate, batch_size)
+    check_work(work, allow_large)
+
+
+def check_temporal_upsampler_planned(unplanned: bool) -> None:
+    """`unplanned`: a memory budget is enabled and its plan has no temporal_upsampler (it was added after
+    `enable_memory_budget`, so it would stay where it was), else nothing to refuse."""
     if unplanned:
         raise ValueError(
             "the temporal_upsampler was added after enable_memory_budget, so the memory plan does not place it: call "
             "pipe.disable_memory_budget(to='cpu'), then pipe.enable_memory_budget(...) again"
         )
-    work = estimate_work(height, width, doubled_num_frames(num_frames), 2 * frame_rate, batch_size)
-    check_work(work, allow_large)
 
 
 def doubled_num_frames(num_frames: int) -> int:

@@ -133,7 +133,7 @@ def run_validation(
                 prompt_embeds=prompts[k], negative_prompt_embeds=negative, image=settings.image,
                 height=settings.height, width=settings.width, num_frames=settings.num_frames,
                 frame_rate=settings.frame_rate, num_inference_steps=settings.num_inference_steps,
-                generator=torch.Generator(device="cpu").manual_seed(settings.seed), output_type="np", **guidance,
+                generator=torch.Generator(device=device).manual_seed(settings.seed), output_type="np", **guidance,
             )  # fmt: skip
             path = folder / f"step_{step:06d}_{k}.mp4"
             export_to_video_with_audio(out.frames[0], out.audio[0], out.audio_sample_rate, settings.frame_rate, path)
