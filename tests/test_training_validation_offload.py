@@ -140,3 +140,18 @@ def test_the_training_step_after_validation_is_the_one_without_it(trainee, sourc
     assert second_v[1].keys() == second[1].keys()
     for name in second[1]:
         assert torch.equal(second_v[1][name], second[1][name]), name
+
+
+def test_a_validation_that_fails_to_load_hands_the_transformer_back_in_training_mode(trainee, source, tmp_path,
+                                                                                      monkeypatch):  # fmt: skip
+    transformer = copy.deepcopy(trainee)
+    assert transformer.training
+
+    def fail(*args, **kwargs):
+        raise OSError("vae/diffusion_pytorch_model.safetensors: unreadable")
+
+    monkeypatch.setattr(validation, "validation_pipeline", fail)
+    empty = PromptEmbeddings(torch.zeros(1, 1, 1), torch.zeros(1, 1, 1), torch.ones(1, 1))
+    with pytest.raises(OSError, match="unreadable"):
+        run_validation(transformer, source, empty, empty, SETTINGS, 1, tmp_path, CPU, torch.float32)
+    assert transformer.training and not (tmp_path / validation.VALIDATION_FOLDER).exists()

@@ -116,18 +116,17 @@ def run_validation(
     `source` (`validation_pipeline`) and freed before returning; with `--offload_blocks` the streamed blocks run their
     no-grad forward through the training streamer's slots, which hold the frozen weights unchanged for the next
     training step. Returns the clips' paths."""
-    was_training = transformer.training
-    transformer.eval()
-    pipe = validation_pipeline(source, transformer, dtype, device)
-    folder = output_dir / VALIDATION_FOLDER
-    folder.mkdir(parents=True, exist_ok=True)
     guidance = {}
     for name in ("guidance_scale", "stg_scale"):
         value = getattr(settings, name)
         if value is not None:
             guidance.update({name: value, f"audio_{name}": value})
-    paths = []
-    try:
+    folder = output_dir / VALIDATION_FOLDER
+    paths, pipe, was_training = [], None, transformer.training
+    transformer.eval()
+    try:  # training mode comes back whatever fails, loading the pipeline included
+        pipe = validation_pipeline(source, transformer, dtype, device)
+        folder.mkdir(parents=True, exist_ok=True)
         for k in range(len(settings.prompts)):
             out = pipe(
                 prompt_embeds=prompts[k], negative_prompt_embeds=negative, image=settings.image,
@@ -139,7 +138,7 @@ def run_validation(
             export_to_video_with_audio(out.frames[0], out.audio[0], out.audio_sample_rate, settings.frame_rate, path)
             paths.append(path)
     finally:
-        del pipe
+        pipe = None
         gc.collect()
         if device.type == "cuda":
             torch.cuda.empty_cache()
