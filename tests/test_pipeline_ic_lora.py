@@ -210,3 +210,14 @@ def test_references_without_an_ic_lora_say_so(tmp_path):
     bare.set_progress_bar_config(disable=True)
     with pytest.warns(UserWarning, match=r"no LoRA is loaded in the transformer.*load_ic_lora"):
         bare("a cat", reference_videos=[(_reference_frames(0), 1.0)], skip_stage_2=True, output_type="latent", **FAST)
+
+
+def test_a_reference_size_that_does_not_divide_is_refused_before_the_text_encoder(pipe, monkeypatch):
+    """192 is a multiple of 64, but its stage-1 half (96) over the LoRA's factor 2 is 48, not a multiple of 32."""
+
+    def encode(*args, **kwargs):
+        raise AssertionError("the prompt was encoded before the reference size was checked")
+
+    monkeypatch.setattr(ic_lora_module, "prompt_contexts", encode)
+    with pytest.raises(ValueError, match=r"the stage-1 size 96x64 divided by reference_downscale_factor=2 must be"):
+        pipe("a cat", **{**FAST, "height": 192}, reference_videos=[(_reference_frames(0), 1.0)], output_type="latent")

@@ -89,6 +89,17 @@ def encode_reference_video(
     return encode_pixels(vae, pixels.to(device))
 
 
+def check_reference_size(height: int, width: int, factor: int, stage: str = "stage-1") -> None:
+    """Reference videos are encoded at the stage's size / `factor`, which must be a multiple of 32 (the video VAE's
+    compression): the pipelines call this with their stage sizes before any model runs."""
+    if height % factor or width % factor or (height // factor) % 32 or (width // factor) % 32:
+        raise ValueError(
+            f"the {stage} size {height}x{width} divided by reference_downscale_factor={factor} must be a multiple "
+            f"of 32 (the video VAE's compression), got {height / factor:g}x{width / factor:g}: pick an output size "
+            f"whose {stage} size is a multiple of {32 * factor}"
+        )
+
+
 def encode_references(
     vae: torch.nn.Module,
     reference_videos: Sequence[tuple[VideoInput, float]],
@@ -103,13 +114,8 @@ def encode_references(
     """(video, strength) reference videos encoded at (height/factor, width/factor): the generated size over the
     IC-LoRA's `reference_downscale_factor`, with their attention strength (a scalar, or a mask video reduced to the
     reference's latent grid and multiplied by it)."""
+    check_reference_size(height, width, factor)
     ref_height, ref_width = height // factor, width // factor
-    if height % factor or width % factor or ref_height % 32 or ref_width % 32:
-        raise ValueError(
-            f"the stage-1 size {height}x{width} divided by reference_downscale_factor={factor} must be a multiple "
-            f"of 32 (the video VAE's compression), got {height / factor:g}x{width / factor:g}: pick a size whose "
-            f"half is a multiple of {32 * factor}"
-        )
     conditions = []
     for i, (video, strength) in enumerate(reference_videos):
         name = f"reference_videos[{i}]"

@@ -30,7 +30,7 @@ from ..loaders.lora import LoRAInput, LTX2LoRA, load_lora_adapter, read_lora
 from ..models.autoencoder_kl_ltx2_audio import audio_latent_frames, unpack_audio_latents
 from ..models.latent_upsampler import upsample_latents
 from .audio_reference import AudioReference, prepare_latents_with_audio_reference
-from .condition_encoding import encode_references
+from .condition_encoding import check_reference_size, encode_references
 from .conditioning import Generators, unpatchify_video
 from .decoding import decode_frames, decode_waveform
 from .denoising import TextContexts, denoise, latent_grid
@@ -245,6 +245,8 @@ class LTX2AVDubItPipeline(LTX2AVTwoStagePipelineBase):
         device, dtype, transformer = self._execution_device, self.transformer.dtype, self.transformer
         layout = self.latent_layout
         half = stage_1_pixel_size(self.latent_upsampler, height, width)
+        check_reference_size(*half, factor)  # both stages' reference sizes, before the text encoder runs
+        check_reference_size(height, width, factor, stage="stage-2")
         callback = StepCallbacks(self, callback_on_step_end, names)
         no_guidance = GuidanceScales()  # one positive pass per step: the reference's SimpleDenoiser
 

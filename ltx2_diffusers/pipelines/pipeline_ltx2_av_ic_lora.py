@@ -20,7 +20,13 @@ from torch import Tensor
 
 from ..loaders.lora import LoRAInput, LTX2LoRA, load_lora_adapter, read_lora
 from ..models.autoencoder_kl_ltx2_audio import unpack_audio_latents
-from .condition_encoding import Keyframes, encode_conditions, encode_reference_video, encode_references
+from .condition_encoding import (
+    Keyframes,
+    check_reference_size,
+    encode_conditions,
+    encode_reference_video,
+    encode_references,
+)
 from .conditioning import Generators, unpatchify_video
 from .decoding import decode_frames, decode_waveform
 from .denoising import denoise, latent_grid, prepare_latents
@@ -215,6 +221,7 @@ class LTX2AVICLoRAPipeline(LTX2AVTwoStagePipelineBase):
         names = callback_tensor_names(callback_on_step_end, callback_on_step_end_tensor_inputs)
         device, dtype, transformer = self._execution_device, self.transformer.dtype, self.transformer
         half = (height // 2, width // 2) if skip_stage_2 else stage_1_pixel_size(self.latent_upsampler, height, width)
+        check_reference_size(*half, factor)  # here, before the text encoder runs
         callback = StepCallbacks(self, callback_on_step_end, names)
 
         # 2. Prompts (optionally enhanced first) -> contexts, once for both stages
