@@ -27,7 +27,7 @@ from ltx2_diffusers.models.transformer_ltx2 import LTX2VideoTransformer3DModel
 from ltx2_diffusers.pipelines import pipeline_ltx2_av_dfr as dfr
 from ltx2_diffusers.pipelines.conditioning import patchify_video, video_latent_state
 from ltx2_diffusers.pipelines.denoising import ReferenceCondition, TextContexts, VideoCondition
-from ltx2_diffusers.pipelines.dfr_layout import temporal_tiles
+from ltx2_diffusers.pipelines.dfr_layout import keyframe_canvas, stage_2_request_frames, temporal_tiles
 from ltx2_diffusers.pipelines.pipeline_ltx2_av_dfr import (
     CarriedKeyframes,
     KeyframeSlots,
@@ -422,3 +422,19 @@ def test_on_cuda_the_empty_audio_stream_draws_no_noise_and_runs_repeat():
     ]  # fmt: skip
     assert runs[0].shape == (1, 128, 21, 4, 4) and torch.isfinite(runs[0]).all()
     assert torch.equal(runs[0], runs[1])
+
+
+def test_a_memory_budget_is_checked_for_stage_2_before_any_work(pipe, monkeypatch):
+    """Stage 2 is the largest transformer call: 25 frames -> a 25-frame canvas (4 latent frames) and one slot, so a
+    plain clip of 5 latent frames (33); with the detailing reference at factor 2 another 4 // 4 = 1 (41)."""
+    requests = []
+
+    def check(height, width, num_frames, batch_size=1, *args, frame_rate=24.0, **kwargs):
+        requests.append((height, width, num_frames, batch_size, frame_rate))
+        raise ValueError("over the budget (recorded)")
+
+    monkeypatch.setattr(pipe, "check_memory_budget", check)
+    _refuses_before_work(pipe, monkeypatch, r"over the budget \(recorded\)")
+    assert requests == [(64, 64, 33, 1, 24.0)]
+    canvas = keyframe_canvas(121)  # 15 latent frames, 5 slots
+    assert (stage_2_request_frames(canvas, None), stage_2_request_frames(canvas, 2)) == (161, 193)

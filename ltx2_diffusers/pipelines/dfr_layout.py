@@ -57,6 +57,18 @@ def keyframe_canvas(num_frames: int) -> KeyframeCanvas:
     return KeyframeCanvas(padded + 1, segment, tuple(range(segment, padded + 1, segment)))
 
 
+def stage_2_request_frames(canvas: KeyframeCanvas, reference_factor: int | None) -> int:
+    """Stage 2's video tokens as the frame count of a plain full-size clip with that many latent frames (what a memory
+    request counts): the canvas's latent frames, one per keyframe slot, and with the detailing reference the canvas's
+    latent frames again at 1/factor^2 of the tokens (rounded down, so the early check never over-refuses; the
+    transformer call is checked exactly)."""
+    canvas_latents = (canvas.num_frames - 1) // VIDEO_TIME_SCALE + 1
+    latents = canvas_latents + len(canvas.slot_positions)
+    if reference_factor is not None:
+        latents += canvas_latents // reference_factor**2
+    return VIDEO_TIME_SCALE * (latents - 1) + 1
+
+
 def latent_index(pixel_frame: int) -> int:
     """The latent frame that ends on pixel frame `pixel_frame` (0, or a multiple of 8)."""
     if pixel_frame < 0 or pixel_frame % VIDEO_TIME_SCALE != 0:

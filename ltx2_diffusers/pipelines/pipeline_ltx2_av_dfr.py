@@ -62,6 +62,7 @@ from .dfr_layout import (
     latent_index,
     nearest_latent_frames,
     output_num_frames,
+    stage_2_request_frames,
     stitch_tiles,
     temporal_tiles,
     tile_noise_seed,
@@ -456,7 +457,11 @@ class LTX2AVDFRPipeline(LTX2AVTwoStagePipelineBase):
             allow_large=allow_large,
         )  # fmt: skip
         check_sigmas(stage_2_sigmas, name="stage_2_sigmas")
-        keyframe_canvas(num_frames)  # at least 9 frames (one segment of slots)
+        canvas = keyframe_canvas(num_frames)  # at least 9 frames (one segment of slots)
+        reference_factor = None if detailing_adapter is None else factor
+        self.check_memory_budget(  # stage 2 is the largest call: the canvas, its slots and the detailing reference
+            height, width, stage_2_request_frames(canvas, reference_factor), batch_size, frame_rate=frame_rate
+        )
         check_generator(generator, batch_size, self._execution_device)  # noise is drawn where the latents live
         image_crf = preset.image_crf if image_crf is None else image_crf
         sigmas = torch.tensor(preset.sigmas if sigmas is None else sigmas, dtype=torch.float32)
