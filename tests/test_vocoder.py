@@ -6,6 +6,7 @@ import pytest
 import torch
 from diffusers.pipelines.ltx2.vocoder import LTX2Vocoder as DiffusersLTX2Vocoder
 from diffusers.pipelines.ltx2.vocoder import LTX2VocoderWithBWE as DiffusersLTX2VocoderWithBWE
+from helpers.vocoder import TINY_BWE_OURS, TINY_HIFIGAN_OURS
 from ltx_core.model.audio_vae.vocoder import MelSTFT as RefMelSTFT
 from ltx_core.model.audio_vae.vocoder import UpSample1d as RefUpSample1d
 from ltx_core.model.audio_vae.vocoder import Vocoder as RefVocoder
@@ -22,30 +23,6 @@ TINY_HIFIGAN = dict(
     upsample_kernel_sizes=[7, 4],
     resblock_dilation_sizes=[[1, 3, 5], [1, 2, 3]],
     upsample_initial_channel=16,
-)
-TINY_HIFIGAN_OURS = dict(
-    hidden_channels=16,
-    upsample_kernel_sizes=[7, 4],
-    upsample_factors=[3, 2],
-    resnet_kernel_sizes=[3, 5],
-    resnet_dilations=[[1, 3, 5], [1, 2, 3]],
-)
-# LTX-2.3 layout, tiny: generator to "16 kHz" (x6), causal STFT n_fft 16 / hop 8, BWE generator x24 = 3 x hop.
-TINY_BWE_OURS = dict(
-    **TINY_HIFIGAN_OURS,
-    act_fn="snakebeta",
-    antialias=True,
-    final_act_fn=None,
-    final_bias=False,
-    bwe_hidden_channels=16,
-    bwe_upsample_kernel_sizes=[7, 4, 4],
-    bwe_upsample_factors=[3, 2, 4],
-    bwe_resnet_kernel_sizes=[3],
-    bwe_resnet_dilations=[[1, 3, 5]],
-    filter_length=16,
-    hop_length=8,
-    window_length=16,
-    num_mel_channels=64,
 )
 
 

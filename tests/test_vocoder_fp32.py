@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers.vocoder import TINY_BWE_OURS, TINY_HIFIGAN_OURS
 from safetensors.torch import load_file
 
 from ltx2_diffusers.loaders.audio_keys import vocoder_original_to_diffusers_keys
@@ -14,37 +15,14 @@ from ltx2_diffusers.models.vocoder import LTX2Vocoder, LTX2VocoderWithBWE
 from ltx2_diffusers.pipelines.decoding import decode_waveform, float32_weights, vocode
 
 GOLDEN = Path(__file__).parent / "goldens" / "vocoder" / "vocoder.safetensors"
-TINY_GENERATOR = dict(
-    hidden_channels=16,
-    upsample_kernel_sizes=[7, 4],
-    upsample_factors=[3, 2],
-    resnet_kernel_sizes=[3, 5],
-    resnet_dilations=[[1, 3, 5], [1, 2, 3]],
-)
-# the layout scripts/goldens/vocoder.py builds in ltx-core: x6 to "16 kHz", STFT n_fft 16 / hop 8, BWE x24
-TINY_BWE = dict(
-    **TINY_GENERATOR,
-    act_fn="snakebeta",
-    antialias=True,
-    final_act_fn=None,
-    final_bias=False,
-    bwe_hidden_channels=16,
-    bwe_upsample_kernel_sizes=[7, 4, 4],
-    bwe_upsample_factors=[3, 2, 4],
-    bwe_resnet_kernel_sizes=[3],
-    bwe_resnet_dilations=[[1, 3, 5]],
-    filter_length=16,
-    hop_length=8,
-    window_length=16,
-    num_mel_channels=64,
-)
+# TINY_BWE_OURS (tests/helpers/vocoder.py) is the layout scripts/goldens/vocoder.py builds in ltx-core
 BF16_STEP = 2.0**-8  # the bf16 spacing just below 1: the largest rounding step of a waveform in [-1, 1]
 
 
 def golden_vocoder() -> tuple[LTX2VocoderWithBWE, dict[str, torch.Tensor]]:
     """Our tiny vocoder + BWE in bf16 with the golden's weights (through the single-file key map), and the golden."""
     golden = load_file(GOLDEN)
-    model = LTX2VocoderWithBWE(**TINY_BWE).eval().to(torch.bfloat16)
+    model = LTX2VocoderWithBWE(**TINY_BWE_OURS).eval().to(torch.bfloat16)
     file_state = {key: value for key, value in golden.items() if key.startswith("vocoder.")}
     names = vocoder_original_to_diffusers_keys(file_state, dict(model.config))
     model.load_state_dict({names[key]: value for key, value in file_state.items()}, strict=True)
@@ -88,14 +66,14 @@ def test_reference_1_0_is_the_plain_bf16_forward():
 def test_hifigan_vocoder_is_unchanged_by_reference_1_2():
     """LTX-2's HiFi-GAN stays in its dtype under 1.2.0 (only `VocoderWithBWE` gained the float32 forward)."""
     torch.manual_seed(0)
-    model = LTX2Vocoder(**TINY_GENERATOR).eval().to(torch.bfloat16)
+    model = LTX2Vocoder(**TINY_HIFIGAN_OURS).eval().to(torch.bfloat16)
     mel = torch.randn(1, 2, 5, 64, dtype=torch.bfloat16)
     with torch.no_grad():
         torch.testing.assert_close(vocode(model, mel, "1.2"), model(mel), rtol=0, atol=0)
 
 
 def test_float32_weights_restores_the_original_tensors_after_an_error():
-    model = LTX2Vocoder(**TINY_GENERATOR).to(torch.bfloat16)
+    model = LTX2Vocoder(**TINY_HIFIGAN_OURS).to(torch.bfloat16)
     pointer = model.conv_in.weight.data_ptr()
     with pytest.raises(RuntimeError, match="boom"), float32_weights(model):
         assert model.conv_in.weight.dtype == torch.float32
